@@ -1,0 +1,101 @@
+//! The conformance run as a test: every supported vector must pass.
+
+use securemesh_test_vectors::{run_all, state};
+
+#[test]
+fn every_supported_vector_passes() {
+    let reports = run_all();
+    for r in &reports {
+        assert!(r.is_ok(), "{} failed: {:?}", r.line(), r.failures);
+    }
+    let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "rfc7748 x25519",
+            "rfc8439 chacha20poly1305",
+            "rfc5869 hkdf-sha256",
+            "rfc8032 ed25519",
+            "state envelope-v1"
+        ]
+    );
+}
+
+#[test]
+fn a_changed_golden_byte_fails_the_run() {
+    let path = securemesh_test_vectors::vectors_dir().join("state/envelope-v1.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut golden: state::EnvelopeGolden = serde_json::from_str(&text).unwrap();
+    // Flip one nibble of the first sealed encoding and of the first plain one.
+    for s in [&mut golden.sealed[0].encoded, &mut golden.plain[0].encoded] {
+        let last = s.pop().unwrap();
+        s.push(if last == '0' { '1' } else { '0' });
+    }
+    let dir = std::env::temp_dir().join(format!("securemesh-golden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("envelope-v1.json");
+    std::fs::write(&bad, serde_json::to_string(&golden).unwrap()).unwrap();
+    let r = state::envelope_v1(&bad);
+    assert_eq!(r.total, golden.plain.len() + golden.sealed.len());
+    assert_eq!(r.passed, r.total - 2, "{:?}", r.failures);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Writes the v1 golden file from today's code. Run once per released
+/// version (`cargo test -p securemesh-test-vectors -- --ignored`); it never
+/// overwrites an existing file.
+#[test]
+#[ignore]
+fn write_envelope_v1_golden() {
+    use securemesh_core::crypto::SuiteId;
+    use securemesh_core::envelope::{self, Header, StateKind, StorageKey};
+    let path = securemesh_test_vectors::vectors_dir().join("state/envelope-v1.json");
+    assert!(!path.exists(), "golden files are never rewritten");
+    let pattern =
+        |n: usize, m: u8| (0..n).map(|i| (i as u8).wrapping_mul(m).wrapping_add(1)).collect::<Vec<u8>>();
+    let mut plain = Vec::new();
+    for (kind, version, body) in [(1u8, 1u16, Vec::new()), (2, 1, pattern(40, 3)), (4, 7, pattern(300, 11))] {
+        let h = Header { kind: StateKind(kind), version, suite: SuiteId::DEFAULT };
+        let mut out = vec![0u8; envelope::HEADER_LEN + body.len()];
+        let n = envelope::encode(&h, &mut out, |w| w.write_bytes(&body)).unwrap();
+        plain.push(state::PlainCase {
+            kind,
+            version,
+            suite: 3,
+            body: hex::encode(&body),
+            encoded: hex::encode(&out[..n]),
+        });
+    }
+    let mut sealed = Vec::new();
+    for (kind, generation, body) in
+        [(2u8, 0u64, Vec::new()), (3, 1, pattern(32, 5)), (1, u64::MAX - 1, pattern(100, 7))]
+    {
+        let h = Header { kind: StateKind(kind), version: 1, suite: SuiteId::DEFAULT };
+        let key_bytes: [u8; 32] = core::array::from_fn(|i| 0x40 + i as u8);
+        let nonce: Vec<u8> = (0..12).map(|i| 0xa0 + i as u8 + kind).collect();
+        let key = StorageKey::new(key_bytes);
+        let mut out = vec![0u8; envelope::SEAL_OVERHEAD + body.len()];
+        let n = envelope::seal(&key, &h, generation, &mut state::ReplayRng(&nonce), &mut out, |w| {
+            w.write_bytes(&body)
+        })
+        .unwrap();
+        sealed.push(state::SealedCase {
+            kind,
+            version: 1,
+            suite: 3,
+            generation,
+            storage_key: hex::encode(key_bytes),
+            nonce: hex::encode(&nonce),
+            body: hex::encode(&body),
+            encoded: hex::encode(&out[..n]),
+        });
+    }
+    let golden = state::EnvelopeGolden {
+        source: "securemesh-core persisted-state envelope, version 1; written by securemesh, \
+                 MIT OR Apache-2.0"
+            .into(),
+        plain,
+        sealed,
+    };
+    std::fs::write(&path, serde_json::to_string_pretty(&golden).unwrap() + "\n").unwrap();
+}
