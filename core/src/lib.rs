@@ -36,3 +36,37 @@ pub use error::Error;
 pub use rand_core::CryptoRng;
 pub use secret::{ByteArray, Secret, ct_eq};
 pub use time::{Instant, UnixTime};
+
+/// The README's examples, compiled and run as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod size_tests {
+    //! `size_of` ceilings of core's types, so firmware can budget RAM.
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn state_type_sizes() {
+        assert_eq!(size_of::<Secret<[u8; 32]>>(), 32);
+        assert_eq!(size_of::<Instant>(), 8);
+        assert_eq!(size_of::<envelope::Header>(), 6);
+        assert!(size_of::<codec::Reader<'_>>() <= 3 * size_of::<usize>());
+        assert!(size_of::<codec::Writer<'_>>() <= 4 * size_of::<usize>());
+        assert!(size_of::<crypto::DhOutput<[u8; 32]>>() <= 33);
+        assert!(size_of::<crypto::Ed25519SigningKey>() <= 256);
+        std::println!(
+            "sizes: Secret<32>={} Header={} Reader={} Writer={} DhOutput={} Ed25519SigningKey={} Sha256={} Sha512={}",
+            size_of::<Secret<[u8; 32]>>(),
+            size_of::<envelope::Header>(),
+            size_of::<codec::Reader<'_>>(),
+            size_of::<codec::Writer<'_>>(),
+            size_of::<crypto::DhOutput<[u8; 32]>>(),
+            size_of::<crypto::Ed25519SigningKey>(),
+            size_of::<crypto::Sha256>(),
+            size_of::<crypto::Sha512>(),
+        );
+    }
+}
