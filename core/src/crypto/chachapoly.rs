@@ -56,3 +56,49 @@ impl Aead for ChaChaPoly {
             .map_err(|_| Error::Decrypt)
     }
 }
+
+/// AES-256-GCM with a 96-bit nonce (NIST SP 800-38D), feature `aes-gcm`.
+///
+/// ```
+/// use securemesh_core::{Secret, crypto::{Aead, Aes256Gcm}};
+/// let key = Secret::new([7u8; 32]);
+/// let mut buf = [0u8; 3 + 16];
+/// buf[..3].copy_from_slice(b"abc");
+/// let n = Aes256Gcm::seal(&key, &[1u8; 12], b"", &mut buf, 3).unwrap();
+/// assert_eq!(Aes256Gcm::open(&key, &[1u8; 12], b"", &mut buf[..n]), Ok(3));
+/// ```
+#[cfg(feature = "aes-gcm")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Aes256Gcm;
+
+#[cfg(feature = "aes-gcm")]
+impl Aead for Aes256Gcm {
+    const NAME: &'static str = "AESGCM";
+    const TAG_LEN: usize = 16;
+    type Key = [u8; 32];
+    type Nonce = [u8; 12];
+    type Tag = [u8; 16];
+
+    fn seal_detached(
+        key: &Secret<[u8; 32]>,
+        nonce: &[u8; 12],
+        ad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; 16], Error> {
+        let c = aes_gcm::Aes256Gcm::new(&(*key.expose()).into());
+        let tag =
+            c.encrypt_inout_detached(&(*nonce).into(), ad, buf.into()).map_err(|_| Error::LengthOverflow)?;
+        Ok(tag.into())
+    }
+
+    fn open_detached(
+        key: &Secret<[u8; 32]>,
+        nonce: &[u8; 12],
+        ad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<(), Error> {
+        let c = aes_gcm::Aes256Gcm::new(&(*key.expose()).into());
+        c.decrypt_inout_detached(&(*nonce).into(), ad, buf.into(), &(*tag).into()).map_err(|_| Error::Decrypt)
+    }
+}

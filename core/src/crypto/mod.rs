@@ -12,8 +12,12 @@ mod ed25519;
 mod sha2;
 mod x25519;
 
+#[cfg(feature = "aes-gcm")]
+pub use self::chachapoly::Aes256Gcm;
 pub use self::chachapoly::ChaChaPoly;
 pub use self::ed25519::{Ed25519, Ed25519SigningKey};
+#[cfg(feature = "blake2")]
+pub use self::sha2::{Blake2b, Blake2s};
 pub use self::sha2::{Sha256, Sha512};
 pub use self::x25519::X25519;
 

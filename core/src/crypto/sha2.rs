@@ -1,4 +1,5 @@
-//! SHA-256 and SHA-512 (FIPS 180-4) with HMAC and HKDF, on RustCrypto.
+//! SHA-256 and SHA-512 (FIPS 180-4), and with feature `blake2` BLAKE2s-256
+//! and BLAKE2b-512 (RFC 7693), each with HMAC and HKDF, on RustCrypto.
 
 use super::Hash;
 use crate::{Error, Secret};
@@ -6,8 +7,8 @@ use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Digest;
 
-macro_rules! sha2_hash {
-    ($name:ident, $inner:ty, $noise:literal, $len:literal, $block:literal, $doc:literal) => {
+macro_rules! rustcrypto_hash {
+    ($name:ident, $inner:ty, $hmac:ident, $hkdf:ident, $noise:literal, $len:literal, $block:literal, $doc:literal) => {
         #[doc = $doc]
         #[derive(Clone, Default)]
         pub struct $name($inner);
@@ -35,9 +36,9 @@ macro_rules! sha2_hash {
                 // HMAC accepts keys of any length (RFC 2104 §2), so this
                 // constructor cannot fail; an empty MAC keyed by nothing is
                 // still a correct HMAC of the empty key.
-                let mut mac = match <Hmac<$inner> as KeyInit>::new_from_slice(key) {
+                let mut mac = match <$hmac<$inner> as KeyInit>::new_from_slice(key) {
                     Ok(mac) => mac,
-                    Err(_) => <Hmac<$inner> as KeyInit>::new(&Default::default()),
+                    Err(_) => <$hmac<$inner> as KeyInit>::new(&Default::default()),
                 };
                 for p in parts {
                     mac.update(p);
@@ -46,31 +47,63 @@ macro_rules! sha2_hash {
             }
 
             fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> Secret<[u8; $len]> {
-                let (prk, _) = Hkdf::<$inner>::extract(Some(salt), ikm);
+                let (prk, _) = $hkdf::<$inner>::extract(Some(salt), ikm);
                 Secret::new(prk.into())
             }
 
             fn hkdf_expand(prk: &[u8], info: &[&[u8]], okm: &mut [u8]) -> Result<(), Error> {
-                let hk = Hkdf::<$inner>::from_prk(prk).map_err(|_| Error::InvalidLength)?;
+                let hk = $hkdf::<$inner>::from_prk(prk).map_err(|_| Error::InvalidLength)?;
                 hk.expand_multi_info(info, okm).map_err(|_| Error::InvalidLength)
             }
         }
     };
 }
 
-sha2_hash!(
+rustcrypto_hash!(
     Sha256,
     sha2::Sha256,
+    Hmac,
+    Hkdf,
     "SHA256",
     32,
     64,
     "SHA-256, HMAC-SHA256 and HKDF-SHA256.\n\n```\nuse securemesh_core::crypto::{Hash, Sha256};\nlet d = Sha256::digest(&[b\"ab\", b\"c\"]);\nassert_eq!(d[..4], [0xba, 0x78, 0x16, 0xbf]); // FIPS 180-2 \"abc\"\n```"
 );
-sha2_hash!(
+rustcrypto_hash!(
     Sha512,
     sha2::Sha512,
+    Hmac,
+    Hkdf,
     "SHA512",
     64,
     128,
     "SHA-512, HMAC-SHA512 and HKDF-SHA512.\n\n```\nuse securemesh_core::crypto::{Hash, Sha512};\nlet d = Sha512::digest(&[b\"abc\"]);\nassert_eq!(d[..4], [0xdd, 0xaf, 0x35, 0xa1]); // FIPS 180-2 \"abc\"\n```"
+);
+
+#[cfg(feature = "blake2")]
+use hkdf::SimpleHkdf;
+#[cfg(feature = "blake2")]
+use hmac::SimpleHmac;
+
+#[cfg(feature = "blake2")]
+rustcrypto_hash!(
+    Blake2s,
+    blake2::Blake2s256,
+    SimpleHmac,
+    SimpleHkdf,
+    "BLAKE2s",
+    32,
+    64,
+    "BLAKE2s-256 (RFC 7693) with HMAC and HKDF (feature `blake2`).\n\n```\nuse securemesh_core::crypto::{Hash, Blake2s};\nlet d = Blake2s::digest(&[b\"abc\"]);\nassert_eq!(d[..4], [0x50, 0x8c, 0x5e, 0x8c]); // RFC 7693 Appendix B\n```"
+);
+#[cfg(feature = "blake2")]
+rustcrypto_hash!(
+    Blake2b,
+    blake2::Blake2b512,
+    SimpleHmac,
+    SimpleHkdf,
+    "BLAKE2b",
+    64,
+    128,
+    "BLAKE2b-512 (RFC 7693) with HMAC and HKDF (feature `blake2`).\n\n```\nuse securemesh_core::crypto::{Hash, Blake2b};\nlet d = Blake2b::digest(&[b\"abc\"]);\nassert_eq!(d[..4], [0xba, 0x80, 0xa5, 0x3f]); // RFC 7693 Appendix A\n```"
 );
