@@ -1,14 +1,53 @@
 //! # securemesh-noise
 //!
-//! Will hold the Noise Protocol Framework (revision 34) on `securemesh-core`:
-//! every handshake pattern (one-way, fundamental, deferred), `pskN` and
-//! `fallback` modifiers, a sans-IO handshake state machine writing into
-//! caller buffers, stream transport with implicit nonces and rekey, and a
-//! datagram transport with explicit counters and an RFC 6479 replay window.
+//! The Noise Protocol Framework (revision 34) on `securemesh-core`, for two
+//! agents that are online at the same time.
 //!
-//! This crate holds no API yet: it reserves its place in the workspace and
-//! is already built for `thumbv7em-none-eabihf` without alloc in CI, so
-//! the code it will hold stays `no_std` and allocation-free from the start.
+//! - **Every pattern of the spec**: the 3 one-way, 12 fundamental and 23
+//!   deferred patterns, `pskN` modifiers at every valid position (several
+//!   in one name, e.g. `XXpsk0+psk3`), and `fallback` for Noise Pipes
+//!   ([`HandshakeState::fallback`]).
+//! - **Names** parse at run time ([`Protocol::parse`]) or at compile time
+//!   ([`protocol!`]); both go through the same `const` parser and engine.
+//! - **Sans-IO and allocation-free**: messages are written into and read
+//!   from caller buffers; randomness is lent per call; nothing allocates.
+//! - **Handshake** ([`HandshakeState`]): remote static keys are surfaced for
+//!   the caller to accept; a failed read poisons the handshake; `finish()`
+//!   consumes it into a [`Transport`].
+//! - **Stream transport** ([`Transport`]): implicit nonces, 2^64-1 refused
+//!   before use, rekey, in-place encryption.
+//! - **Datagram transport** ([`DatagramTransport`]): explicit counters and an
+//!   RFC 6479 replay window (2048 packets by default) for UDP.
+//! - **Persistence** of both transports through the `core` envelope.
+//!
+//! Primitives: 25519, ChaChaPoly, SHA256, SHA512.
+//!
+//! See [`HandshakeState`] for a complete XX handshake.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod cipher;
+mod datagram;
+mod error;
+mod handshake;
+mod pattern;
+mod persist;
+mod symmetric;
+mod transport;
+
+pub use cipher::TAG_LEN;
+pub use datagram::{
+    DATAGRAM_OVERHEAD, DEFAULT_WINDOW_WORDS, DatagramTransport, MAX_DATAGRAM_PAYLOAD, ReplayWindow,
+};
+pub use error::{Error, NameError};
+pub use handshake::{Builder, DH_LEN, HandshakeState, MAX_MESSAGE_LEN, MAX_PSKS, Role};
+pub use pattern::{
+    CipherChoice, DhChoice, HandshakePattern, HashChoice, MAX_MESSAGES, MAX_NAME_LEN, MAX_TOKENS,
+    MessagePattern, PreMessage, Protocol, Token, pattern_names,
+};
+pub use symmetric::MAX_HASH_LEN;
+pub use transport::{MAX_PAYLOAD_LEN, OVERHEAD, Transport};

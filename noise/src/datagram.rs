@@ -1,0 +1,250 @@
+//! Datagram transport for UDP and other lossy, reordering links: every
+//! packet carries its 8-byte counter, and a sliding replay window (the
+//! bitmap of RFC 6479) accepts each counter at most once.
+//!
+//! Packet: `counter u64 (big-endian) | ciphertext | tag`. The counter is the
+//! AEAD nonce, so it is authenticated; the window is checked before
+//! decryption and updated only after authentication succeeds.
+
+use crate::cipher::{CipherState, TAG_LEN};
+use crate::error::Error;
+use crate::handshake::MAX_MESSAGE_LEN;
+use crate::symmetric::MAX_HASH_LEN;
+use crate::transport::Transport;
+
+/// Bytes a datagram adds to its payload (counter and tag).
+pub const DATAGRAM_OVERHEAD: usize = 8 + TAG_LEN;
+/// Largest datagram payload.
+pub const MAX_DATAGRAM_PAYLOAD: usize = MAX_MESSAGE_LEN - DATAGRAM_OVERHEAD;
+/// Default number of 64-bit words in the replay bitmap: a window of
+/// (33 - 1) * 64 = 2048 packets.
+pub const DEFAULT_WINDOW_WORDS: usize = 33;
+
+/// The RFC 6479 replay window: `WORDS` 64-bit words, of which one is the
+/// word being filled, so `(WORDS - 1) * 64` counters below the highest are
+/// tracked exactly.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReplayWindow<const WORDS: usize> {
+    pub(crate) bitmap: [u64; WORDS],
+    pub(crate) last: u64,
+    pub(crate) seen_any: bool,
+}
+
+impl<const WORDS: usize> Default for ReplayWindow<WORDS> {
+    fn default() -> Self {
+        ReplayWindow { bitmap: [0; WORDS], last: 0, seen_any: false }
+    }
+}
+
+impl<const WORDS: usize> ReplayWindow<WORDS> {
+    /// Counters tracked below the highest one received.
+    pub const WINDOW: u64 = (WORDS as u64).saturating_sub(1) * 64;
+
+    fn slot(counter: u64) -> (usize, u64) {
+        let word = (counter / 64) % (WORDS as u64).max(1);
+        (word as usize, 1u64 << (counter % 64))
+    }
+
+    /// Whether `counter` would be accepted (new and within the window).
+    pub fn check(&self, counter: u64) -> bool {
+        if WORDS < 2 || counter == u64::MAX {
+            return false;
+        }
+        if !self.seen_any || counter > self.last {
+            return true;
+        }
+        if self.last - counter >= Self::WINDOW {
+            return false;
+        }
+        let (w, bit) = Self::slot(counter);
+        self.bitmap.get(w).is_some_and(|word| word & bit == 0)
+    }
+
+    /// Record `counter` as received (call only after `check` and
+    /// authentication succeeded).
+    pub fn update(&mut self, counter: u64) {
+        if !self.seen_any || counter > self.last {
+            if self.seen_any {
+                let cur = self.last / 64;
+                let new = counter / 64;
+                let steps = (new - cur).min(WORDS as u64);
+                for i in 1..=steps {
+                    let (w, _) = Self::slot((cur + i) * 64);
+                    if let Some(word) = self.bitmap.get_mut(w) {
+                        *word = 0;
+                    }
+                }
+            } else {
+                self.bitmap = [0; WORDS];
+            }
+            self.last = counter;
+            self.seen_any = true;
+        }
+        let (w, bit) = Self::slot(counter);
+        if let Some(word) = self.bitmap.get_mut(w) {
+            *word |= bit;
+        }
+    }
+
+    /// The highest counter received, if any.
+    pub fn highest(&self) -> Option<u64> {
+        self.seen_any.then_some(self.last)
+    }
+}
+
+/// A completed Noise session for datagrams: explicit counters and a replay
+/// window of `(WORDS - 1) * 64` packets (default 2048).
+///
+/// ```
+/// # use securemesh_noise::{Builder, protocol, Protocol, DatagramTransport};
+/// # struct Rng(u64);
+/// # impl rand_core::TryRng for Rng { type Error = core::convert::Infallible;
+/// #   fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+/// #   fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); Ok(self.0 >> 11) }
+/// #   fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> { for b in d { *b = self.try_next_u64()? as u8; } Ok(()) } }
+/// # impl rand_core::TryCryptoRng for Rng {}
+/// # let mut rng = Rng(1);
+/// const NN: Protocol = protocol!("Noise_NN_25519_ChaChaPoly_SHA256");
+/// let mut a = Builder::new(&NN).build_initiator()?;
+/// let mut b = Builder::new(&NN).build_responder()?;
+/// let (mut m, mut p) = ([0u8; 128], [0u8; 128]);
+/// let n = a.write_message(&[], &mut m, &mut rng)?; b.read_message(&m[..n], &mut p)?;
+/// let n = b.write_message(&[], &mut m, &mut rng)?; a.read_message(&m[..n], &mut p)?;
+/// let mut a: DatagramTransport = a.finish()?.into_datagram();
+/// let mut b: DatagramTransport = b.finish()?.into_datagram();
+///
+/// let (mut d1, mut d2) = ([0u8; 64], [0u8; 64]);
+/// let n1 = a.seal(b"one", &mut d1)?;
+/// let n2 = a.seal(b"two", &mut d2)?;
+/// assert_eq!(b.open(&d2[..n2], &mut p)?, 3); // reordered: accepted
+/// assert_eq!(b.open(&d1[..n1], &mut p)?, 3);
+/// assert!(b.open(&d1[..n1], &mut p).is_err()); // replayed: rejected
+/// # Ok::<(), securemesh_noise::Error>(())
+/// ```
+pub struct DatagramTransport<const WORDS: usize = DEFAULT_WINDOW_WORDS> {
+    pub(crate) send: CipherState,
+    pub(crate) recv: CipherState,
+    pub(crate) window: ReplayWindow<WORDS>,
+    pub(crate) handshake_hash: [u8; MAX_HASH_LEN],
+    pub(crate) hash_len: u8,
+    pub(crate) initiator: bool,
+    pub(crate) remote_static: Option<[u8; 32]>,
+}
+
+impl<const WORDS: usize> core::fmt::Debug for DatagramTransport<WORDS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DatagramTransport")
+            .field("initiator", &self.initiator)
+            .field("next_counter", &self.send.n)
+            .field("highest_received", &self.window.highest())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const WORDS: usize> DatagramTransport<WORDS> {
+    pub(crate) fn from_transport(t: Transport) -> Self {
+        DatagramTransport {
+            send: t.send,
+            recv: t.recv,
+            window: ReplayWindow::default(),
+            handshake_hash: t.handshake_hash,
+            hash_len: t.hash_len,
+            initiator: t.initiator,
+            remote_static: t.remote_static,
+        }
+    }
+
+    /// The handshake hash (channel binding).
+    pub fn handshake_hash(&self) -> &[u8] {
+        self.handshake_hash.get(..usize::from(self.hash_len)).unwrap_or(&[])
+    }
+
+    /// The peer's static public key, if the pattern had one.
+    pub fn remote_static(&self) -> Option<&[u8; 32]> {
+        self.remote_static.as_ref()
+    }
+
+    /// The counter the next sealed packet carries.
+    pub fn next_counter(&self) -> u64 {
+        self.send.n
+    }
+
+    /// The replay window.
+    pub fn window(&self) -> &ReplayWindow<WORDS> {
+        &self.window
+    }
+
+    /// Seal `payload` into a packet in `out`; returns its length.
+    pub fn seal(&mut self, payload: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+        let needed = payload.len().checked_add(DATAGRAM_OVERHEAD).ok_or(Error::MessageTooLong)?;
+        if needed > MAX_MESSAGE_LEN {
+            return Err(Error::MessageTooLong);
+        }
+        let Some(k) = &self.send.k else { return Err(Error::OneWay) };
+        if self.send.n == u64::MAX {
+            return Err(Error::NonceExhausted);
+        }
+        let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
+        let (counter, rest) = out.split_at_mut(8);
+        let (body, tag_dst) = rest.split_at_mut(payload.len());
+        counter.copy_from_slice(&self.send.n.to_be_bytes());
+        body.copy_from_slice(payload);
+        let tag = crate::cipher::seal(self.send.cipher, k, self.send.n, &[], body)?;
+        tag_dst.copy_from_slice(&tag);
+        self.send.n += 1;
+        Ok(needed)
+    }
+
+    /// Open a packet into `out`; returns the payload length. A replayed or
+    /// too old counter is [`Error::Replay`]; a forged packet
+    /// [`Error::Decrypt`]. On failure nothing changes and `out` holds no
+    /// plaintext.
+    pub fn open(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+        if packet.len() > MAX_MESSAGE_LEN {
+            return Err(Error::MessageTooLong);
+        }
+        let Some(k) = &self.recv.k else { return Err(Error::OneWay) };
+        let (counter, rest) = packet.split_first_chunk::<8>().ok_or(Error::Decrypt)?;
+        let len = rest.len().checked_sub(TAG_LEN).ok_or(Error::Decrypt)?;
+        let (ct, tag) = rest.split_at(len);
+        let counter = u64::from_be_bytes(*counter);
+        if !self.window.check(counter) {
+            return Err(Error::Replay);
+        }
+        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len })?;
+        dst.copy_from_slice(ct);
+        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Decrypt)?;
+        if let Err(e) = crate::cipher::open(self.recv.cipher, k, counter, &[], dst, &tag) {
+            dst.fill(0);
+            return Err(e);
+        }
+        self.window.update(counter);
+        Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_accepts_each_counter_once_within_range() {
+        let mut w = ReplayWindow::<33>::default();
+        assert_eq!(ReplayWindow::<33>::WINDOW, 2048);
+        for c in [5u64, 3, 4, 0, 1000, 6] {
+            assert!(w.check(c), "{c}");
+            w.update(c);
+            assert!(!w.check(c));
+        }
+        assert!(w.check(2));
+        w.update(5000);
+        assert!(!w.check(5000 - 2048), "too old");
+        assert!(w.check(5000 - 2047));
+        assert!(!w.check(1000), "too old now");
+        assert!(!w.check(u64::MAX));
+        // A jump far beyond the window clears everything.
+        w.update(1_000_000);
+        assert!(w.check(1_000_000 - 1));
+        assert!(!w.check(1_000_000));
+    }
+}
