@@ -8,17 +8,56 @@ fn every_supported_vector_passes() {
     for r in &reports {
         assert!(r.is_ok(), "{} failed: {:?}", r.line(), r.failures);
     }
-    let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "rfc7748 x25519",
-            "rfc8439 chacha20poly1305",
-            "rfc5869 hkdf-sha256",
-            "rfc8032 ed25519",
-            "state envelope-v1"
-        ]
-    );
+    let lines: Vec<String> = reports.iter().map(|r| r.line()).collect();
+    for expected in [
+        "rfc7748 x25519 4/4",
+        "rfc8439 chacha20poly1305 1/1",
+        "rfc5869 hkdf-sha256 3/3",
+        "rfc8032 ed25519 3/3",
+        "state envelope-v1 6/6",
+    ] {
+        assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
+    }
+    // Every 25519 suite of Cacophony: 8 suites of 59 vectors.
+    for cipher in ["ChaChaPoly", "AESGCM"] {
+        for hash in ["SHA256", "SHA512", "BLAKE2s", "BLAKE2b"] {
+            let expected = format!("noise cacophony 25519_{cipher}_{hash} 59/59");
+            assert!(lines.contains(&expected), "missing {expected}");
+        }
+    }
+    let skipped: usize = reports.iter().map(|r| r.skipped).sum();
+    assert_eq!(skipped, 472, "only the Curve448 vectors are skipped");
+}
+
+#[test]
+fn a_changed_cacophony_byte_fails_its_vector() {
+    use securemesh_test_vectors::noise::{Vector, run_vector};
+    let path = securemesh_test_vectors::vectors_dir().join("noise/cacophony.txt");
+    let all: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut checked = 0;
+    for v in all["vectors"].as_array().unwrap() {
+        let name = v["protocol_name"].as_str().unwrap();
+        if !name.ends_with("25519_ChaChaPoly_SHA256") || !name.starts_with("Noise_XX") {
+            continue;
+        }
+        let p = securemesh_noise::Protocol::parse(name).unwrap();
+        for (field, i) in [("ciphertext", 1usize), ("ciphertext", 4), ("payload", 0)] {
+            let mut bad: Vector = serde_json::from_value(v.clone()).unwrap();
+            let s = if field == "ciphertext" {
+                &mut bad.messages[i].ciphertext
+            } else {
+                &mut bad.messages[i].payload
+            };
+            let flipped = if s.ends_with('0') { '1' } else { '0' };
+            s.pop();
+            s.push(flipped);
+            assert!(run_vector(&bad, &p).is_err(), "{name}: corrupted {field} {i} passed");
+            checked += 1;
+        }
+        let good: Vector = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(run_vector(&good, &p), Ok(()));
+    }
+    assert!(checked >= 6);
 }
 
 #[test]
