@@ -4,6 +4,8 @@
 //! `&mut [u8]`. Integers are big-endian (network order, as in TLS, Noise
 //! lengths and MLS). Every overrun is an [`Error`], never a panic.
 //!
+//! Every read is all-or-nothing: on error the reader has consumed nothing.
+//!
 //! Variable-length integers follow RFC 9000 §16 as profiled by RFC 9420
 //! §2.1.2: a two-bit prefix gives the length (1, 2 or 4 bytes), the `0b11`
 //! prefix is invalid, and the value MUST use the shortest encoding, so the
@@ -125,20 +127,26 @@ impl<'a> Reader<'a> {
 
     /// Read a byte string with a one-byte length prefix.
     pub fn read_vec8(&mut self) -> Result<&'a [u8], Error> {
-        let n = self.read_u8()?;
-        self.read_bytes(usize::from(n))
+        self.atomic(|r| {
+            let n = r.read_u8()?;
+            r.read_bytes(usize::from(n))
+        })
     }
 
     /// Read a byte string with a big-endian two-byte length prefix.
     pub fn read_vec16(&mut self) -> Result<&'a [u8], Error> {
-        let n = self.read_u16()?;
-        self.read_bytes(usize::from(n))
+        self.atomic(|r| {
+            let n = r.read_u16()?;
+            r.read_bytes(usize::from(n))
+        })
     }
 
     /// Read a byte string with a big-endian four-byte length prefix.
     pub fn read_vec32(&mut self) -> Result<&'a [u8], Error> {
-        let n = usize::try_from(self.read_u32()?).map_err(|_| Error::LengthOverflow)?;
-        self.read_bytes(n)
+        self.atomic(|r| {
+            let n = usize::try_from(r.read_u32()?).map_err(|_| Error::LengthOverflow)?;
+            r.read_bytes(n)
+        })
     }
 
     /// Read a variable-length integer (RFC 9420 §2.1.2): 1, 2 or 4 bytes,
@@ -166,9 +174,21 @@ impl<'a> Reader<'a> {
     /// Read a byte string with a variable-length-integer length prefix
     /// (the MLS `opaque data<V>`).
     pub fn read_vec_varint(&mut self) -> Result<&'a [u8], Error> {
-        let n = self.read_varint()?;
-        let n = usize::try_from(n).map_err(|_| Error::LengthOverflow)?;
-        self.read_bytes(n)
+        self.atomic(|r| {
+            let n = usize::try_from(r.read_varint()?).map_err(|_| Error::LengthOverflow)?;
+            r.read_bytes(n)
+        })
+    }
+
+    /// Run `f`; if it fails, rewind to where it started, so every read is
+    /// all-or-nothing.
+    pub fn atomic<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+        let start = self.pos;
+        let out = f(self);
+        if out.is_err() {
+            self.pos = start;
+        }
+        out
     }
 }
 
@@ -412,6 +432,10 @@ mod tests {
     fn truncation_is_an_error_and_consumes_nothing() {
         let mut r = Reader::new(&[0x00, 0x05, 1, 2]);
         assert_eq!(r.read_vec16(), Err(Error::Truncated));
+        assert_eq!(r.position(), 0, "a failed vec read consumes nothing, not even its prefix");
+        let mut r = Reader::new(&[0x09, 0x01]);
+        assert_eq!(r.read_vec8(), Err(Error::Truncated));
+        assert_eq!(r.position(), 0);
         let mut r = Reader::new(&[0x80, 0x00]);
         assert_eq!(r.read_varint(), Err(Error::Truncated));
         assert_eq!(r.position(), 0);

@@ -266,6 +266,11 @@ pub fn open<'a>(
 }
 
 fn write_fields(w: &mut Writer<'_>, h: &Header) -> Result<(), Error> {
+    // Versions start at 1; 0 is refused on both sides so nothing is written
+    // that could not be read back.
+    if h.version == 0 {
+        return Err(Error::UnknownVersion { found: 0 });
+    }
     w.write_u8(h.kind.0)?;
     w.write_u16(h.version)?;
     w.write_u16(h.suite.0)
@@ -492,6 +497,8 @@ mod tests {
         let mut bad = buf;
         bad[0] ^= 1;
         assert_eq!(Sample::decode_state(&bad[..n]), Err(Error::BadMagic));
+        let h0 = Header { kind: StateKind::RATCHET_SESSION, version: 0, suite: SuiteId::DEFAULT };
+        assert_eq!(encode(&h0, &mut buf, |_| Ok(())), Err(Error::UnknownVersion { found: 0 }));
     }
 
     fn sealed(generation: u64) -> (StorageKey, Vec<u8>) {
