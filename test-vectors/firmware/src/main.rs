@@ -6,16 +6,21 @@
 //!   allocator**: if any of them (or a dependency) uses `alloc`, this binary
 //!   does not link. That is the authoritative no-alloc check.
 //! - Runs every known-answer family of `securemesh_core::kat` and prints
-//!   `kat <family> <passed>/<total>`, then the counted line
-//!   `firmware: N passed, M failed`.
+//!   `kat <family> <passed>/<total>`.
 //! - Measures instructions and peak stack of the core operations
 //!   (`op <name>: <instructions> instructions, <bytes> B stack`).
+//! - Runs full `Noise_XX` and `Noise_IK` (25519, ChaChaPoly, SHA256)
+//!   handshakes between two parties on the device, then 1 KiB of transport
+//!   data each way ([`noise`]); prints `noise xx <passed>/<total>` and
+//!   `noise ik ...`, their costs and `ratio` lines, then the counted line
+//!   `firmware: N passed, M failed` (KAT families plus the two Noise runs).
 //! - Exits through semihosting: status 0 only if every family passed and
 //!   every measured operation gave the right result.
 #![no_std]
 #![no_main]
 
 mod measure;
+mod noise;
 mod test_rng;
 
 use core::hint::black_box;
@@ -32,7 +37,6 @@ use test_rng::NotRandomTestRng;
 
 // Empty for now; linked so that `alloc` in any of them breaks the link.
 use securemesh_mls_lite as _;
-use securemesh_noise as _;
 use securemesh_ratchet as _;
 
 /// Body of the sealed-envelope measurement.
@@ -78,6 +82,9 @@ fn report(name: &str, cost: &Cost, result_ok: bool, all_ok: &mut bool, peak: &mu
 }
 
 /// Everything; `Ok(true)` if every check passed.
+///
+/// Each part runs in its own (not inlined) function, so that the locals of
+/// one part are off the stack while the next one runs.
 fn run() -> Result<bool, MeterError> {
     let Some(p) = Peripherals::take() else {
         hprintln!("firmware: peripherals already taken");
@@ -86,7 +93,35 @@ fn run() -> Result<bool, MeterError> {
     let mut meter = Meter::new(p.SYST)?;
     let mut peak = 0usize;
 
-    // Known-answer tests.
+    let (mut passed, mut failed) = kat_families(&mut meter, &mut peak)?;
+    let (ops_ok, dh_instructions) = core_ops(&mut meter, &mut peak)?;
+
+    // Noise XX and IK between two parties on the device, then 1 KiB each way.
+    for family in noise::run_all(&mut meter, dh_instructions, &mut peak)? {
+        let verdict = if family.is_ok() { "" } else { " FAILED" };
+        hprintln!("{} {}/{}{}", family.name, family.passed, family.total, verdict);
+        if family.is_ok() {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+
+    hprintln!(
+        "firmware stack: peak {} B of {} B reserved (deepest measured call chain)",
+        peak,
+        measure::stack_reserved()
+    );
+    if !ops_ok {
+        hprintln!("firmware: some measured operation gave a WRONG RESULT");
+    }
+    hprintln!("firmware: {} passed, {} failed", passed, failed);
+    Ok(failed == 0 && ops_ok)
+}
+
+/// The known-answer families: (passed, failed).
+#[inline(never)]
+fn kat_families(meter: &mut Meter, peak: &mut usize) -> Result<(u32, u32), MeterError> {
     let (results, kat_cost) = meter.measure(kat::all)?;
     let (mut passed, mut failed) = (0u32, 0u32);
     for r in &results {
@@ -99,9 +134,14 @@ fn run() -> Result<bool, MeterError> {
         }
     }
     hprintln!("firmware kat run: {} instructions, {} B stack", kat_cost.instructions, kat_cost.stack);
-    peak = peak.max(kat_cost.depth);
+    *peak = (*peak).max(kat_cost.depth);
+    Ok((passed, failed))
+}
 
-    // Measured operations, each on black-boxed inputs and checked.
+/// The core operations, each measured on black-boxed inputs and checked:
+/// (all right, instructions of one X25519 DH).
+#[inline(never)]
+fn core_ops(meter: &mut Meter, peak: &mut usize) -> Result<(bool, u32), MeterError> {
     hprintln!(
         "ops: Cortex-M4F, instructions counted by SysTick under QEMU -icount shift=0 (resolution {})",
         meter.instructions_per_tick()
@@ -115,21 +155,15 @@ fn run() -> Result<bool, MeterError> {
     let (ab, cost_dh) = meter.measure(|| X25519::dh(&a, &pk_b))?;
     let ba = X25519::dh(&b, &pk_a).into_secret();
     let dh_ok = ab.is_contributory() && ct_eq(ab.into_secret().expose(), ba.expose());
-    report("x25519-dh", &cost_dh, dh_ok, &mut ops_ok, &mut peak);
-    report("x25519-public-key", &cost, dh_ok, &mut ops_ok, &mut peak);
+    report("x25519-dh", &cost_dh, dh_ok, &mut ops_ok, peak);
+    report("x25519-public-key", &cost, dh_ok, &mut ops_ok, peak);
 
     let mut okm = [0u8; 42];
     let (expanded, cost) = meter.measure(|| {
         let prk = Sha256::hkdf_extract(black_box(&HKDF_SALT), black_box(&HKDF_IKM));
         Sha256::hkdf_expand(prk.expose(), &[black_box(&HKDF_INFO)], &mut okm)
     })?;
-    report(
-        "hkdf-sha256-extract-expand-42B",
-        &cost,
-        expanded.is_ok() && okm == HKDF_OKM,
-        &mut ops_ok,
-        &mut peak,
-    );
+    report("hkdf-sha256-extract-expand-42B", &cost, expanded.is_ok() && okm == HKDF_OKM, &mut ops_ok, peak);
 
     let key = Secret::new(black_box([0x42u8; 32]));
     let nonce = black_box([0x07u8; 12]);
@@ -138,7 +172,7 @@ fn run() -> Result<bool, MeterError> {
     let aead_ok = sealed == Ok(AEAD_MSG_LEN + 16)
         && ChaChaPoly::open(&key, &nonce, &[], &mut buf) == Ok(AEAD_MSG_LEN)
         && buf.iter().take(AEAD_MSG_LEN).all(|&x| x == 0x5a);
-    report("chacha20poly1305-seal-64B", &cost, aead_ok, &mut ops_ok, &mut peak);
+    report("chacha20poly1305-seal-64B", &cost, aead_ok, &mut ops_ok, peak);
 
     let seed = Secret::new(black_box([0x33u8; 32]));
     let (signing_key, cost_load) = meter.measure(|| Ed25519::signing_key(&seed))?;
@@ -151,9 +185,9 @@ fn run() -> Result<bool, MeterError> {
         *first ^= 1;
     }
     let sig_ok = verified.is_ok() && Ed25519::verify(&public, &msg, &bad).is_err();
-    report("ed25519-signing-key-load", &cost_load, sig_ok, &mut ops_ok, &mut peak);
-    report("ed25519-sign-64B", &cost_sign, sig_ok, &mut ops_ok, &mut peak);
-    report("ed25519-verify-64B", &cost_verify, sig_ok, &mut ops_ok, &mut peak);
+    report("ed25519-signing-key-load", &cost_load, sig_ok, &mut ops_ok, peak);
+    report("ed25519-sign-64B", &cost_sign, sig_ok, &mut ops_ok, peak);
+    report("ed25519-verify-64B", &cost_verify, sig_ok, &mut ops_ok, peak);
 
     // Sealed envelope round trip; blob and scratch are the caller's buffers.
     let storage_key = StorageKey::new(black_box([0x09u8; 32]));
@@ -168,18 +202,8 @@ fn run() -> Result<bool, MeterError> {
         let opened = envelope::open(&storage_key, sealed, 7, &mut scratch)?;
         Ok(opened.header == header && opened.generation == 7 && opened.body == body)
     })?;
-    report("envelope-seal-open-256B", &cost, round_trip == Ok(true), &mut ops_ok, &mut peak);
-
-    hprintln!(
-        "firmware stack: peak {} B of {} B reserved (deepest measured call chain)",
-        peak,
-        measure::stack_reserved()
-    );
-    if !ops_ok {
-        hprintln!("firmware: some measured operation gave a WRONG RESULT");
-    }
-    hprintln!("firmware: {} passed, {} failed", passed, failed);
-    Ok(failed == 0 && ops_ok)
+    report("envelope-seal-open-256B", &cost, round_trip == Ok(true), &mut ops_ok, peak);
+    Ok((ops_ok, cost_dh.instructions))
 }
 
 /// Any panic fails the run (and so `cargo run`).
