@@ -30,6 +30,8 @@ mod error;
 #[cfg(any(test, feature = "kat"))]
 pub mod kat;
 mod secret;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod time;
 
 pub use error::Error;

@@ -1,13 +1,14 @@
 //! AEADs on the RustCrypto crates, in place with detached tags
 //! (`encrypt_inout_detached` / `decrypt_inout_detached`, aead 0.6):
-//! ChaCha20-Poly1305 (RFC 8439) and, with feature `aes-gcm`, AES-256-GCM.
+//! ChaCha20-Poly1305 (RFC 8439), XChaCha20-Poly1305, and with feature
+//! `aes-gcm`, AES-256-GCM.
 
 use super::Aead;
 use crate::{Error, Secret};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 
 macro_rules! rustcrypto_aead {
-    ($(#[$meta:meta])* $name:ident, $inner:ty, $noise:literal) => {
+    ($(#[$meta:meta])* $name:ident, $inner:ty, $noise:literal, $nonce:literal) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $name;
@@ -16,12 +17,12 @@ macro_rules! rustcrypto_aead {
             const NAME: &'static str = $noise;
             const TAG_LEN: usize = 16;
             type Key = [u8; 32];
-            type Nonce = [u8; 12];
+            type Nonce = [u8; $nonce];
             type Tag = [u8; 16];
 
             fn seal_detached(
                 key: &Secret<[u8; 32]>,
-                nonce: &[u8; 12],
+                nonce: &[u8; $nonce],
                 ad: &[u8],
                 buf: &mut [u8],
             ) -> Result<[u8; 16], Error> {
@@ -32,7 +33,7 @@ macro_rules! rustcrypto_aead {
 
             fn open_detached(
                 key: &Secret<[u8; 32]>,
-                nonce: &[u8; 12],
+                nonce: &[u8; $nonce],
                 ad: &[u8],
                 buf: &mut [u8],
                 tag: &[u8; 16],
@@ -59,7 +60,26 @@ rustcrypto_aead!(
     /// ```
     ChaChaPoly,
     chacha20poly1305::ChaCha20Poly1305,
-    "ChaChaPoly"
+    "ChaChaPoly",
+    12
+);
+
+rustcrypto_aead!(
+    /// XChaCha20-Poly1305 with a 192-bit nonce, so nonces may be drawn at
+    /// random (used for Double Ratchet header encryption).
+    ///
+    /// ```
+    /// use securemesh_core::{Secret, crypto::{Aead, XChaChaPoly}};
+    /// let key = Secret::new([9u8; 32]);
+    /// let mut buf = [0u8; 2 + 16];
+    /// buf[..2].copy_from_slice(b"hi");
+    /// let n = XChaChaPoly::seal(&key, &[3u8; 24], b"", &mut buf, 2).unwrap();
+    /// assert_eq!(XChaChaPoly::open(&key, &[3u8; 24], b"", &mut buf[..n]), Ok(2));
+    /// ```
+    XChaChaPoly,
+    chacha20poly1305::XChaCha20Poly1305,
+    "XChaChaPoly",
+    24
 );
 
 #[cfg(feature = "aes-gcm")]
@@ -76,5 +96,6 @@ rustcrypto_aead!(
     /// ```
     Aes256Gcm,
     aes_gcm::Aes256Gcm,
-    "AESGCM"
+    "AESGCM",
+    12
 );

@@ -14,7 +14,7 @@ mod x25519;
 
 #[cfg(feature = "aes-gcm")]
 pub use self::chachapoly::Aes256Gcm;
-pub use self::chachapoly::ChaChaPoly;
+pub use self::chachapoly::{ChaChaPoly, XChaChaPoly};
 pub use self::ed25519::{Ed25519, Ed25519SigningKey};
 #[cfg(feature = "blake2")]
 pub use self::sha2::{Blake2b, Blake2s};
