@@ -11,8 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519};
 use securemesh_core::Secret;
+use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519};
 use securemesh_noise::{Builder, Protocol, Role};
 use std::hint::black_box;
 
@@ -122,7 +122,9 @@ fn handshakes(c: &mut Criterion) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for (short, name) in NAMES {
         let f = Fixture::new(name);
-        g.bench_function(BenchmarkId::new(short, "securemesh"), |b| b.iter(|| black_box(f.ours_handshake(&mut rng))));
+        g.bench_function(BenchmarkId::new(short, "securemesh"), |b| {
+            b.iter(|| black_box(f.ours_handshake(&mut rng)))
+        });
         g.bench_function(BenchmarkId::new(short, "snow"), |b| b.iter(|| black_box(f.snow_handshake())));
     }
     g.finish();

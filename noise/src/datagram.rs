@@ -143,6 +143,8 @@ impl<const WORDS: usize> core::fmt::Debug for DatagramTransport<WORDS> {
 
 impl<const WORDS: usize> DatagramTransport<WORDS> {
     pub(crate) fn from_transport(t: Transport) -> Self {
+        // One word is the word being filled: a useful window needs two.
+        const { assert!(WORDS >= 2, "DatagramTransport needs at least 2 window words") };
         DatagramTransport {
             send: t.send,
             recv: t.recv,

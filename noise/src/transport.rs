@@ -92,6 +92,8 @@ impl Transport {
         if needed > MAX_MESSAGE_LEN {
             return Err(Error::MessageTooLong);
         }
+        // Check everything that can fail before the plaintext touches `out`.
+        self.check_send()?;
         let dst = out.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
         dst.get_mut(..payload.len()).ok_or(Error::BufferTooSmall { needed })?.copy_from_slice(payload);
         self.encrypt_in_place(dst, payload.len())
@@ -100,9 +102,7 @@ impl Transport {
     /// Encrypt `buf[..len]` in place and append the tag (`buf` needs
     /// `len + 16` bytes); returns the message length.
     pub fn encrypt_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, Error> {
-        if !self.send.has_key() {
-            return Err(Error::OneWay);
-        }
+        self.check_send()?;
         let needed = len.checked_add(TAG_LEN).ok_or(Error::MessageTooLong)?;
         if needed > MAX_MESSAGE_LEN {
             return Err(Error::MessageTooLong);
@@ -113,22 +113,38 @@ impl Transport {
         self.send.encrypt_with_ad(&[], buf, len)
     }
 
-    /// Decrypt `message` into `out`; returns the payload length. On failure
-    /// nothing changes (the nonce is not consumed) and `out` holds no
-    /// plaintext.
+    fn check_send(&self) -> Result<(), Error> {
+        if !self.send.has_key() {
+            return Err(Error::OneWay);
+        }
+        if self.send.n == u64::MAX {
+            return Err(Error::NonceExhausted);
+        }
+        Ok(())
+    }
+
+    /// Decrypt `message` into `out` (which needs only the payload length,
+    /// `message.len() - 16`); returns the payload length. On failure nothing
+    /// changes (the nonce is not consumed) and `out` holds no plaintext.
     pub fn read_message(&mut self, message: &[u8], out: &mut [u8]) -> Result<usize, Error> {
         if message.len() > MAX_MESSAGE_LEN {
             return Err(Error::MessageTooLong);
         }
-        let dst = out.get_mut(..message.len()).ok_or(Error::BufferTooSmall { needed: message.len() })?;
-        dst.copy_from_slice(message);
-        match self.decrypt_in_place(dst) {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                dst.fill(0);
-                Err(e)
-            }
+        let Some(k) = &self.recv.k else { return Err(Error::OneWay) };
+        if self.recv.n == u64::MAX {
+            return Err(Error::NonceExhausted);
         }
+        let len = message.len().checked_sub(TAG_LEN).ok_or(Error::Decrypt)?;
+        let (ct, tag) = message.split_at(len);
+        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Decrypt)?;
+        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len })?;
+        dst.copy_from_slice(ct);
+        if let Err(e) = crate::cipher::open(self.recv.cipher, k, self.recv.n, &[], dst, &tag) {
+            dst.fill(0);
+            return Err(e);
+        }
+        self.recv.n += 1;
+        Ok(len)
     }
 
     /// Decrypt `buf` (ciphertext and tag) in place; returns the payload

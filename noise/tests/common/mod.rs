@@ -100,3 +100,39 @@ pub fn ours(p: &Protocol, role: Role, k: &Keys) -> HandshakeState {
     }
     b.build(role).unwrap()
 }
+
+/// Run every message of `p` between two of our parties built by [`ours`],
+/// accepting each remote static key as soon as it is read; `payload(m)` is
+/// sent in message `m`. Returns (initiator, responder), both complete, after
+/// checking that every payload arrived and both handshake hashes agree.
+pub fn complete_handshake(
+    p: &Protocol,
+    k: &Keys,
+    rng: &mut TestRng,
+    payload: impl Fn(usize) -> Vec<u8>,
+) -> (HandshakeState, HandshakeState) {
+    let (mut i, mut r) = (ours(p, Role::Initiator, k), ours(p, Role::Responder, k));
+    let (mut msg, mut pl) = (vec![0u8; 65535], vec![0u8; 65535]);
+    for m in 0..p.pattern().messages().len() {
+        let (w, rd) = if m % 2 == 0 { (&mut i, &mut r) } else { (&mut r, &mut i) };
+        let sent = payload(m);
+        let n = w.write_message(&sent, &mut msg, rng).unwrap();
+        let got = rd.read_message(&msg[..n], &mut pl).unwrap();
+        assert_eq!(&pl[..got], &sent[..], "{} message {m}", p.name());
+        if rd.remote_static_pending() {
+            rd.accept_remote_static();
+        }
+        assert_eq!(w.handshake_hash(), rd.handshake_hash(), "{} message {m}", p.name());
+    }
+    (i, r)
+}
+
+/// A completed session of the protocol `name` (keys and ephemerals drawn
+/// from `seed`): (initiator's transport, responder's transport).
+pub fn transports(name: &str, seed: u64) -> (securemesh_noise::Transport, securemesh_noise::Transport) {
+    let p = Protocol::parse(name).unwrap();
+    let mut rng = TestRng(seed);
+    let k = Keys::new(&mut rng);
+    let (i, r) = complete_handshake(&p, &k, &mut rng, |_| Vec::new());
+    (i.finish().unwrap(), r.finish().unwrap())
+}

@@ -1,0 +1,55 @@
+//! Zero heap allocations: a full XX handshake, stream transport both ways,
+//! a rekey, and a datagram exchange, counted by an instrumented global
+//! allocator. Alone in its test binary so no other test allocates meanwhile.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh_core::Secret;
+use securemesh_core::testing::TestRng;
+use securemesh_noise::{Builder, DatagramTransport, Protocol, protocol};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use std::alloc::System;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const XX: Protocol = protocol!("Noise_XX_25519_ChaChaPoly_SHA256");
+
+#[test]
+fn handshake_and_transport_allocate_nothing() {
+    let mut rng = TestRng::new(42);
+    let (mut msg, mut payload) = ([0u8; 2048], [0u8; 2048]);
+    let data = [7u8; 1024];
+    let (a_s, b_s) = (Secret::new(rng.bytes::<32>()), Secret::new(rng.bytes::<32>()));
+
+    let region = Region::new(GLOBAL);
+    let mut a = Builder::new(&XX).prologue(b"p").local_static(a_s).build_initiator().unwrap();
+    let mut b = Builder::new(&XX).prologue(b"p").local_static(b_s).build_responder().unwrap();
+    let n = a.write_message(b"m1", &mut msg, &mut rng).unwrap();
+    b.read_message(&msg[..n], &mut payload).unwrap();
+    let n = b.write_message(b"m2", &mut msg, &mut rng).unwrap();
+    a.read_message(&msg[..n], &mut payload).unwrap();
+    a.accept_remote_static();
+    let n = a.write_message(b"m3", &mut msg, &mut rng).unwrap();
+    b.read_message(&msg[..n], &mut payload).unwrap();
+    b.accept_remote_static();
+    let (mut ta, mut tb) = (a.finish().unwrap(), b.finish().unwrap());
+    for _ in 0..10 {
+        let n = ta.write_message(&data, &mut msg).unwrap();
+        assert_eq!(tb.read_message(&msg[..n], &mut payload).unwrap(), data.len());
+        let n = tb.write_message(&data, &mut msg).unwrap();
+        assert_eq!(ta.read_message(&msg[..n], &mut payload).unwrap(), data.len());
+    }
+    ta.rekey_outgoing().unwrap();
+    tb.rekey_incoming().unwrap();
+    let n = ta.write_message(&data, &mut msg).unwrap();
+    tb.read_message(&msg[..n], &mut payload).unwrap();
+    let (mut da, mut db): (DatagramTransport, DatagramTransport) = (ta.into_datagram(), tb.into_datagram());
+    for _ in 0..10 {
+        let n = da.seal(&data, &mut msg).unwrap();
+        assert_eq!(db.open(&msg[..n], &mut payload).unwrap(), data.len());
+    }
+    let stats = region.change();
+    assert_eq!(stats.allocations, 0, "{stats:?}");
+    assert_eq!(stats.reallocations, 0, "{stats:?}");
+}
