@@ -1,13 +1,45 @@
 //! # securemesh-ratchet
 //!
-//! Will hold Signal-style asynchronous sessions on `securemesh-core`: agent
-//! identities, X3DH (and later PQXDH) prekey bundles with a one-time prekey
-//! pool and its lifecycle, and the Double Ratchet with bounded skipped-key
-//! storage, optional header encryption and heartbeat-driven recovery.
+//! Signal-style asynchronous sessions on `securemesh-core`, for an agent
+//! that sends a task to a peer that is offline:
 //!
-//! This crate holds no API yet: it reserves its place in the workspace and
-//! is already built for `thumbv7em-none-eabihf` without alloc in CI, so
-//! the code it will hold stays `no_std` and allocation-free from the start.
+//! - [`Identity`]: an Ed25519 signing key and an X25519 key-agreement key,
+//!   bound by a signature (no XEdDSA);
+//! - [`Bundle`]: the peer's published prekey bundle (signed prekey, one
+//!   one-time prekey, and a KEM slot for PQXDH), bounded and versioned;
+//! - [`PrekeyPool`]: the prekey lifecycle as a state machine with `now`;
+//! - X3DH (revision 1) to start a [`Session`], and the Double Ratchet
+//!   (revision 1) with bounded skipped-key storage, optional header
+//!   encryption and heartbeat-driven recovery after compromise.
+//!
+//! Sans-IO, `no_std`, no heap: buffers are lent, randomness is passed per
+//! call, time is passed in. The wire format is specified in [`spec`].
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod bundle;
+mod error;
+mod identity;
+pub mod kdf;
+mod prekeys;
+mod session;
+mod skipped;
+pub mod spec;
+mod x3dh;
+
+pub use bundle::{
+    BUNDLE_VERSION, Bundle, KEM_LABEL, KemPrekey, MAX_BUNDLE_LEN, MAX_KEM_PUBLIC_LEN, OneTimePrekeyPublic,
+    SPK_LABEL, SignedPrekeyPublic,
+};
+pub use error::Error;
+pub use identity::{IDENTITY_LABEL, Identity, PublicIdentity};
+pub use prekeys::{PrekeyConfig, PrekeyEvent, PrekeyMetrics, PrekeyPool};
+pub use session::{
+    ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MSG_INITIAL, MSG_RATCHET, MSG_RATCHET_HE,
+    RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session, SessionConfig, SessionEvent,
+};
+pub use skipped::SkippedKeys;

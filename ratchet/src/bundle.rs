@@ -1,0 +1,172 @@
+//! Prekey bundles (X3DH §3.3, §4.1), bounded and versioned, with a slot
+//! for a KEM prekey (PQXDH) so the format need not break when post-quantum
+//! prekeys arrive.
+//!
+//! ```text
+//! bundle v1 = version u8 (1)
+//!           | identity (128: sign_pub | dh_pub | binding sig)
+//!           | spk_id u32 | spk_pub 32 | spk_sig 64
+//!           | opk_count u8 (0 or 1) [ opk_id u32 | opk_pub 32 ]
+//!           | kem_count u8 (0 or 1) [ kem_id u32 | kem_alg u16 | kem_pub <u16 length> | kem_sig 64 ]
+//! spk_sig = Ed25519(identity, "securemesh-spk-v1" || spk_id || spk_pub)
+//! kem_sig = Ed25519(identity, "securemesh-kem-prekey-v1" || kem_id || kem_alg || SHA-256(kem_pub))
+//! ```
+
+use crate::error::Error;
+use crate::identity::{Identity, PublicIdentity, verify_labeled};
+use securemesh_core::codec::{Reader, Writer};
+use securemesh_core::crypto::{Hash, Sha256};
+
+/// Bundle format version.
+pub const BUNDLE_VERSION: u8 = 1;
+/// Signature label of signed prekeys.
+pub const SPK_LABEL: &[u8] = b"securemesh-spk-v1";
+/// Signature label of KEM prekeys.
+pub const KEM_LABEL: &[u8] = b"securemesh-kem-prekey-v1";
+/// Largest KEM public key a bundle may carry (ML-KEM-1024 is 1568 bytes).
+pub const MAX_KEM_PUBLIC_LEN: usize = 1568;
+/// Largest encoded bundle.
+pub const MAX_BUNDLE_LEN: usize =
+    1 + 128 + (4 + 32 + 64) + (1 + 36) + (1 + 4 + 2 + 2 + MAX_KEM_PUBLIC_LEN + 64);
+
+/// A signed prekey as published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedPrekeyPublic {
+    /// Identifier.
+    pub id: u32,
+    /// X25519 public key.
+    pub public: [u8; 32],
+    /// Ed25519 signature by the identity.
+    pub sig: [u8; 64],
+}
+
+impl SignedPrekeyPublic {
+    pub(crate) fn sign(identity: &Identity, id: u32, public: [u8; 32]) -> Self {
+        let sig = identity.sign(SPK_LABEL, &[&id.to_be_bytes(), &public]);
+        SignedPrekeyPublic { id, public, sig }
+    }
+
+    fn verify(&self, identity: &PublicIdentity) -> Result<(), Error> {
+        verify_labeled(&identity.sign, SPK_LABEL, &[&self.id.to_be_bytes(), &self.public], &self.sig)
+    }
+}
+
+/// A one-time prekey as published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OneTimePrekeyPublic {
+    /// Identifier.
+    pub id: u32,
+    /// X25519 public key.
+    pub public: [u8; 32],
+}
+
+/// A KEM prekey (the PQXDH slot). Carried and verified; used once the
+/// post-quantum suites land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KemPrekey<'a> {
+    /// Identifier.
+    pub id: u32,
+    /// Algorithm (registry: 1 = ML-KEM-768, 2 = X-Wing).
+    pub alg: u16,
+    /// Encapsulation key.
+    pub public: &'a [u8],
+    /// Ed25519 signature by the identity.
+    pub sig: [u8; 64],
+}
+
+/// A decoded, verified prekey bundle.
+///
+/// ```
+/// use securemesh_ratchet::{Bundle, Identity, PrekeyPool, PrekeyConfig};
+/// use securemesh_core::UnixTime;
+/// # let mut rng = securemesh_core::testing::TestRng::new(1);
+/// let bob = Identity::generate(&mut rng);
+/// let pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+/// let mut buf = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+/// let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf)?;
+/// let bundle = Bundle::decode(&buf[..n])?; // verifies both signatures
+/// assert_eq!(bundle.identity, *bob.public());
+/// # Ok::<(), securemesh_ratchet::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bundle<'a> {
+    /// The owner's identity.
+    pub identity: PublicIdentity,
+    /// The current signed prekey.
+    pub signed: SignedPrekeyPublic,
+    /// A one-time prekey, if the pool had one.
+    pub one_time: Option<OneTimePrekeyPublic>,
+    /// A KEM prekey, if present.
+    pub kem: Option<KemPrekey<'a>>,
+}
+
+impl<'a> Bundle<'a> {
+    /// Decode and verify (identity binding, signed prekey and KEM prekey
+    /// signatures, strict Ed25519).
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        if r.read_u8()? != BUNDLE_VERSION {
+            return Err(Error::UnknownVersion);
+        }
+        let identity = PublicIdentity::from_bytes(&r.read_array()?)?;
+        let signed = SignedPrekeyPublic { id: r.read_u32()?, public: r.read_array()?, sig: r.read_array()? };
+        signed.verify(&identity)?;
+        let one_time = match r.read_u8()? {
+            0 => None,
+            1 => Some(OneTimePrekeyPublic { id: r.read_u32()?, public: r.read_array()? }),
+            _ => return Err(Error::Malformed),
+        };
+        let kem = match r.read_u8()? {
+            0 => None,
+            1 => {
+                let id = r.read_u32()?;
+                let alg = r.read_u16()?;
+                let public = r.read_vec16()?;
+                if public.len() > MAX_KEM_PUBLIC_LEN {
+                    return Err(Error::Malformed);
+                }
+                let sig = r.read_array()?;
+                let digest = Sha256::digest(&[public]);
+                verify_labeled(
+                    &identity.sign,
+                    KEM_LABEL,
+                    &[&id.to_be_bytes(), &alg.to_be_bytes(), &digest],
+                    &sig,
+                )?;
+                Some(KemPrekey { id, alg, public, sig })
+            }
+            _ => return Err(Error::Malformed),
+        };
+        r.finish()?;
+        Ok(Bundle { identity, signed, one_time, kem })
+    }
+
+    /// Encode; returns the length.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let mut w = Writer::new(out);
+        w.write_u8(BUNDLE_VERSION)?;
+        w.write_bytes(&self.identity.to_bytes())?;
+        w.write_u32(self.signed.id)?;
+        w.write_bytes(&self.signed.public)?;
+        w.write_bytes(&self.signed.sig)?;
+        match &self.one_time {
+            Some(o) => {
+                w.write_u8(1)?;
+                w.write_u32(o.id)?;
+                w.write_bytes(&o.public)?;
+            }
+            None => w.write_u8(0)?,
+        }
+        match &self.kem {
+            Some(k) => {
+                w.write_u8(1)?;
+                w.write_u32(k.id)?;
+                w.write_u16(k.alg)?;
+                w.write_vec16(k.public)?;
+                w.write_bytes(&k.sig)?;
+            }
+            None => w.write_u8(0)?,
+        }
+        Ok(w.finish()?)
+    }
+}

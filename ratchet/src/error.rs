@@ -1,0 +1,77 @@
+//! Errors of the ratchet crate.
+
+use core::fmt;
+
+/// Everything that can go wrong in X3DH, the prekey pool or a session.
+///
+/// Authentication failures are the single opaque [`Error::Decrypt`]; a
+/// failed call leaves every state exactly as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The output buffer is too small; nothing changed.
+    BufferTooSmall {
+        /// Bytes required.
+        needed: usize,
+    },
+    /// Malformed bytes (bundle, initial message, header, state).
+    Malformed,
+    /// An unknown format version.
+    UnknownVersion,
+    /// A signature (identity binding or signed prekey) did not verify.
+    BadSignature,
+    /// A Diffie-Hellman result was all zero.
+    NonContributory,
+    /// Authentication failed. Deliberately opaque.
+    Decrypt,
+    /// The message was already received (its key is spent).
+    Duplicate,
+    /// Reaching the message would skip more than `MAX_SKIP` keys of a chain.
+    TooManySkipped,
+    /// The prekey the message names is unknown or already consumed.
+    UnknownPrekey,
+    /// A counter would overflow (2^32 messages in a chain).
+    CounterExhausted,
+    /// The payload is larger than the format allows.
+    MessageTooLong,
+    /// A capacity of the prekey pool is exceeded.
+    PoolFull,
+    /// A persisted state failed to decode.
+    State(securemesh_core::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
+            Error::Malformed => f.write_str("malformed input"),
+            Error::UnknownVersion => f.write_str("unknown format version"),
+            Error::BadSignature => f.write_str("signature verification failed"),
+            Error::NonContributory => f.write_str("Diffie-Hellman result is all zero"),
+            Error::Decrypt => f.write_str("decryption failed"),
+            Error::Duplicate => f.write_str("duplicate message"),
+            Error::TooManySkipped => f.write_str("too many skipped messages"),
+            Error::UnknownPrekey => f.write_str("unknown or consumed prekey"),
+            Error::CounterExhausted => f.write_str("message counter exhausted"),
+            Error::MessageTooLong => f.write_str("message too long"),
+            Error::PoolFull => f.write_str("prekey pool full"),
+            Error::State(e) => write!(f, "persisted state: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<securemesh_core::Error> for Error {
+    fn from(e: securemesh_core::Error) -> Self {
+        use securemesh_core::Error as C;
+        match e {
+            C::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            C::Decrypt => Error::Decrypt,
+            C::BadSignature | C::InvalidKey => Error::BadSignature,
+            C::NonContributory => Error::NonContributory,
+            C::Truncated | C::TrailingBytes | C::InvalidValue | C::LengthOverflow => Error::Malformed,
+            other => Error::State(other),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The prekey lifecycle as a state machine driven by wall-clock `now`
+//! ([`UnixTime`]): a pool of one-time prekeys, each consumed exactly once;
+//! an event when the pool runs low; signed-prekey rotation on an interval
+//! with the previous signed prekey kept for a grace period; metrics.
+
+use crate::bundle::{Bundle, OneTimePrekeyPublic, SignedPrekeyPublic};
+use crate::identity::Identity;
+use crate::kdf::Key32;
+use securemesh_core::crypto::{Dh, X25519};
+use securemesh_core::{CryptoRng, UnixTime};
+
+/// Policy of a prekey pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrekeyConfig {
+    /// Raise [`PrekeyEvent::PoolLow`] once this percentage of the pool is used (default 70).
+    pub refill_threshold_percent: u8,
+    /// Rotate the signed prekey after this many seconds (default 720 h).
+    pub rotation_interval_secs: u64,
+    /// Keep the previous signed prekey this long after rotation (default 168 h),
+    /// so initial messages sent to the old bundle still open.
+    pub grace_period_secs: u64,
+}
+
+impl Default for PrekeyConfig {
+    fn default() -> Self {
+        PrekeyConfig {
+            refill_threshold_percent: 70,
+            rotation_interval_secs: 720 * 3600,
+            grace_period_secs: 168 * 3600,
+        }
+    }
+}
+
+/// What the pool tells its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrekeyEvent {
+    /// The pool fell below the refill threshold: call [`PrekeyPool::refill`]
+    /// and publish the new one-time prekeys.
+    PoolLow {
+        /// One-time prekeys left.
+        available: u32,
+        /// Pool capacity.
+        capacity: u32,
+    },
+    /// A new signed prekey replaced the current one: publish a new bundle.
+    SignedPrekeyRotated {
+        /// Identifier of the new signed prekey.
+        id: u32,
+    },
+    /// The previous signed prekey passed its grace period and was erased.
+    PreviousSignedPrekeyErased {
+        /// Its identifier.
+        id: u32,
+    },
+}
+
+/// Pool metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrekeyMetrics {
+    /// One-time prekeys available.
+    pub available: u32,
+    /// Capacity.
+    pub capacity: u32,
+    /// Percentage of the pool used (0..=100).
+    pub utilization_percent: u8,
+    /// One-time prekeys consumed since the pool was created.
+    pub consumed_total: u64,
+    /// Age of the current signed prekey in seconds.
+    pub signed_prekey_age_secs: u64,
+}
+
+pub(crate) struct OneTime {
+    pub(crate) id: u32,
+    pub(crate) secret: Key32,
+    pub(crate) public: [u8; 32],
+}
+
+pub(crate) struct Signed {
+    pub(crate) secret: Key32,
+    pub(crate) public: SignedPrekeyPublic,
+    pub(crate) created: UnixTime,
+}
+
+const EVENTS: usize = 4;
+
+/// A prekey pool of `CAP` one-time prekeys (default 200).
+pub struct PrekeyPool<const CAP: usize = 200> {
+    pub(crate) one_time: [Option<OneTime>; CAP],
+    pub(crate) next_id: u32,
+    pub(crate) consumed_total: u64,
+    pub(crate) signed: Signed,
+    pub(crate) previous: Option<(Signed, UnixTime)>,
+    pub(crate) config: PrekeyConfig,
+    pub(crate) low_reported: bool,
+    pub(crate) events: [Option<PrekeyEvent>; EVENTS],
+}
+
+impl<const CAP: usize> core::fmt::Debug for PrekeyPool<CAP> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PrekeyPool")
+            .field("available", &self.available())
+            .field("capacity", &CAP)
+            .field("signed_prekey_id", &self.signed.public.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const CAP: usize> PrekeyPool<CAP> {
+    /// A pool with a fresh signed prekey and every one-time slot filled.
+    pub fn new<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        rng: &mut R,
+        now: UnixTime,
+        config: PrekeyConfig,
+    ) -> Self {
+        let mut pool = PrekeyPool {
+            one_time: [const { None }; CAP],
+            next_id: 1,
+            consumed_total: 0,
+            signed: Self::new_signed(identity, 1, rng, now),
+            previous: None,
+            config,
+            low_reported: false,
+            events: [None; EVENTS],
+        };
+        pool.next_id = 2;
+        pool.refill(rng);
+        pool
+    }
+
+    fn new_signed<R: CryptoRng + ?Sized>(identity: &Identity, id: u32, rng: &mut R, now: UnixTime) -> Signed {
+        let secret = X25519::generate(rng);
+        let public = SignedPrekeyPublic::sign(identity, id, X25519::public_key(&secret));
+        Signed { secret, public, created: now }
+    }
+
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        // Identifiers are never reused; 0 is never issued.
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Fill every empty one-time slot; returns how many were added.
+    pub fn refill<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> usize {
+        let mut added = 0;
+        for i in 0..CAP {
+            if self.one_time.get(i).is_some_and(Option::is_none) {
+                let id = self.take_id();
+                let secret = X25519::generate(rng);
+                let public = X25519::public_key(&secret);
+                if let Some(slot) = self.one_time.get_mut(i) {
+                    *slot = Some(OneTime { id, secret, public });
+                    added += 1;
+                }
+            }
+        }
+        self.low_reported = false;
+        added
+    }
+
+    /// One-time prekeys left.
+    pub fn available(&self) -> u32 {
+        self.one_time.iter().filter(|s| s.is_some()).count() as u32
+    }
+
+    /// The identifiers of the available one-time prekeys.
+    pub fn one_time_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.one_time.iter().flatten().map(|o| o.id)
+    }
+
+    /// The public halves of the available one-time prekeys, to publish.
+    pub fn one_time_publics(&self) -> impl Iterator<Item = OneTimePrekeyPublic> + '_ {
+        self.one_time.iter().flatten().map(|o| OneTimePrekeyPublic { id: o.id, public: o.public })
+    }
+
+    /// The current signed prekey, as published.
+    pub fn signed_public(&self) -> SignedPrekeyPublic {
+        self.signed.public
+    }
+
+    /// A bundle with the current signed prekey and, if given and available,
+    /// the one-time prekey `one_time_id`.
+    pub fn bundle(&self, identity: &Identity, one_time_id: Option<u32>) -> Bundle<'static> {
+        let one_time = one_time_id
+            .and_then(|id| self.one_time.iter().flatten().find(|o| o.id == id))
+            .map(|o| OneTimePrekeyPublic { id: o.id, public: o.public });
+        Bundle { identity: *identity.public(), signed: self.signed.public, one_time, kem: None }
+    }
+
+    /// The secret of signed prekey `id` (current, or previous within its grace period).
+    pub(crate) fn signed_secret(&self, id: u32) -> Option<(&Key32, [u8; 32])> {
+        if self.signed.public.id == id {
+            return Some((&self.signed.secret, self.signed.public.public));
+        }
+        self.previous.as_ref().filter(|(p, _)| p.public.id == id).map(|(p, _)| (&p.secret, p.public.public))
+    }
+
+    /// The secret of one-time prekey `id`, without consuming it.
+    pub(crate) fn one_time_secret(&self, id: u32) -> Option<&Key32> {
+        self.one_time.iter().flatten().find(|o| o.id == id).map(|o| &o.secret)
+    }
+
+    /// Erase one-time prekey `id` (exactly once); raises
+    /// [`PrekeyEvent::PoolLow`] when the threshold is crossed.
+    pub(crate) fn consume_one_time(&mut self, id: u32) -> bool {
+        let Some(slot) = self.one_time.iter_mut().find(|s| s.as_ref().is_some_and(|o| o.id == id)) else {
+            return false;
+        };
+        *slot = None;
+        self.consumed_total += 1;
+        let used = CAP as u64 - u64::from(self.available());
+        if !self.low_reported
+            && CAP > 0
+            && used * 100 >= u64::from(self.config.refill_threshold_percent) * CAP as u64
+        {
+            self.low_reported = true;
+            self.push_event(PrekeyEvent::PoolLow { available: self.available(), capacity: CAP as u32 });
+        }
+        true
+    }
+
+    fn push_event(&mut self, e: PrekeyEvent) {
+        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(e);
+        } else {
+            // Full: drop the oldest, keep the newest.
+            self.events.rotate_left(1);
+            if let Some(last) = self.events.last_mut() {
+                *last = Some(e);
+            }
+        }
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<PrekeyEvent> {
+        let first = self.events.first_mut()?.take();
+        self.events.rotate_left(1);
+        first
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called:
+    /// the rotation time, or the end of the previous key's grace period.
+    pub fn poll_timeout(&self) -> UnixTime {
+        let rotate = self.signed.created.as_secs().saturating_add(self.config.rotation_interval_secs);
+        let erase = self
+            .previous
+            .as_ref()
+            .map(|(_, retired)| retired.as_secs().saturating_add(self.config.grace_period_secs));
+        UnixTime(erase.map_or(rotate, |e| e.min(rotate)))
+    }
+
+    /// Rotate the signed prekey when due and erase the previous one after
+    /// its grace period. Events report what happened.
+    pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, identity: &Identity, rng: &mut R, now: UnixTime) {
+        if let Some((p, retired)) = &self.previous
+            && now.saturating_secs_since(*retired) >= self.config.grace_period_secs
+        {
+            let id = p.public.id;
+            self.previous = None;
+            self.push_event(PrekeyEvent::PreviousSignedPrekeyErased { id });
+        }
+        if now.saturating_secs_since(self.signed.created) >= self.config.rotation_interval_secs {
+            self.rotate(identity, rng, now);
+        }
+    }
+
+    /// Rotate the signed prekey now (e.g. on suspected compromise).
+    pub fn rotate<R: CryptoRng + ?Sized>(&mut self, identity: &Identity, rng: &mut R, now: UnixTime) {
+        let id = self.take_id();
+        let new = Self::new_signed(identity, id, rng, now);
+        let old = core::mem::replace(&mut self.signed, new);
+        if let Some((p, _)) = self.previous.replace((old, now)) {
+            self.push_event(PrekeyEvent::PreviousSignedPrekeyErased { id: p.public.id });
+        }
+        self.push_event(PrekeyEvent::SignedPrekeyRotated { id });
+    }
+
+    /// Utilization and signed-prekey age.
+    pub fn metrics(&self, now: UnixTime) -> PrekeyMetrics {
+        let available = self.available();
+        let used = (CAP as u32).saturating_sub(available);
+        let utilization_percent = if CAP == 0 { 100 } else { (u64::from(used) * 100 / CAP as u64) as u8 };
+        PrekeyMetrics {
+            available,
+            capacity: CAP as u32,
+            utilization_percent,
+            consumed_total: self.consumed_total,
+            signed_prekey_age_secs: now.saturating_secs_since(self.signed.created),
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! Double Ratchet sessions (Signal spec revision 1, §3 and §5.2; header
+//! encryption §4), started by X3DH.
+//!
+//! Decryption is a transaction: every key is derived into locals, the AEAD
+//! is checked, and only then is the state changed (skipped keys stored,
+//! chains advanced). A forged, replayed or malformed message leaves the
+//! session exactly as it was.
+//!
+//! The sending half of a DH ratchet step (a fresh ratchet key pair) is
+//! taken at the next [`Session::encrypt`], not when the peer's new key is
+//! received: the wire and the keys are those of the spec, and decryption
+//! needs no randomness. The ratchet public key is cached, never recomputed
+//! per message.
+
+use crate::bundle::Bundle;
+use crate::error::Error;
+use crate::identity::{Identity, PublicIdentity};
+use crate::kdf::{self, Key32};
+use crate::prekeys::PrekeyPool;
+use crate::skipped::SkippedKeys;
+use crate::x3dh;
+use securemesh_core::codec::{Reader, Writer};
+use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519, XChaChaPoly};
+use securemesh_core::{CryptoRng, Instant};
+
+/// Message type: X3DH initial message wrapping a ratchet message.
+pub const MSG_INITIAL: u8 = 0x01;
+/// Message type: ratchet message with a clear header.
+pub const MSG_RATCHET: u8 = 0x02;
+/// Message type: ratchet message with an encrypted header.
+pub const MSG_RATCHET_HE: u8 = 0x03;
+/// Clear header: ratchet public key 32, PN u32, N u32.
+pub const HEADER_LEN: usize = 40;
+/// Encrypted header: nonce 24, header 40, tag 16.
+pub const ENC_HEADER_LEN: usize = 24 + HEADER_LEN + 16;
+/// Bytes a ratchet message adds to its payload (clear header).
+pub const RATCHET_OVERHEAD: usize = 1 + HEADER_LEN + 16;
+/// Bytes a ratchet message adds to its payload (encrypted header).
+pub const RATCHET_HE_OVERHEAD: usize = 1 + ENC_HEADER_LEN + 16;
+/// Bytes of the X3DH prefix of an initial message (no KEM ciphertext).
+pub const INITIAL_PREFIX_LEN: usize = 1 + PublicIdentity::LEN + 32 + 4 + 1 + 4 + 1 + 1;
+/// Largest AD: X3DH AD and the longest message prefix through the header.
+const MAX_AD: usize = 128 + 1 + ENC_HEADER_LEN;
+
+/// How a session runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Encrypt headers (spec §4) with XChaCha20-Poly1305 and random nonces.
+    pub header_encryption: bool,
+    /// Report [`SessionEvent::HeartbeatDue`] when the DH ratchet has not
+    /// stepped for this many milliseconds (default one hour).
+    pub heartbeat_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { header_encryption: false, heartbeat_ms: 3_600_000 }
+    }
+}
+
+/// What a session tells its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A DH ratchet step happened (`sending`: a new own ratchet key; else a
+    /// new key of the peer was received).
+    RatchetStepped {
+        /// Which half of the step.
+        sending: bool,
+    },
+    /// The DH ratchet has not stepped for the heartbeat interval: send an
+    /// empty message ([`Session::encrypt`] with an empty payload) so the
+    /// ratchet advances and a compromised state heals.
+    HeartbeatDue,
+}
+
+/// Alice's X3DH header, repeated on every message until Bob answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PrekeyHeader {
+    pub(crate) ek: [u8; 32],
+    pub(crate) spk_id: u32,
+    pub(crate) opk_id: Option<u32>,
+}
+
+/// The parsed X3DH prefix of an initial message.
+pub(crate) struct Initial<'a> {
+    pub(crate) alice: PublicIdentity,
+    pub(crate) header: PrekeyHeader,
+    pub(crate) header_encryption: bool,
+    pub(crate) inner: &'a [u8],
+}
+
+impl<'a> Initial<'a> {
+    pub(crate) fn parse(msg: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(msg);
+        if r.read_u8()? != MSG_INITIAL {
+            return Err(Error::Malformed);
+        }
+        let alice = PublicIdentity::from_bytes(&r.read_array()?)?;
+        let ek = r.read_array()?;
+        let spk_id = r.read_u32()?;
+        let opk_id = match r.read_u8()? {
+            0 => None,
+            1 => Some(r.read_u32()?),
+            _ => return Err(Error::Malformed),
+        };
+        // KEM ciphertext slot (PQXDH): none in this version.
+        if r.read_u8()? != 0 {
+            return Err(Error::UnknownVersion);
+        }
+        let header_encryption = match r.read_u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::Malformed),
+        };
+        Ok(Initial { alice, header: PrekeyHeader { ek, spk_id, opk_id }, header_encryption, inner: r.rest() })
+    }
+}
+
+fn write_prefix(w: &mut Writer<'_>, alice: &PublicIdentity, p: &PrekeyHeader, he: bool) -> Result<(), Error> {
+    w.write_u8(MSG_INITIAL)?;
+    w.write_bytes(&alice.to_bytes())?;
+    w.write_bytes(&p.ek)?;
+    w.write_u32(p.spk_id)?;
+    match p.opk_id {
+        Some(id) => {
+            w.write_u8(1)?;
+            w.write_u32(id)?;
+        }
+        None => w.write_u8(0)?,
+    }
+    w.write_u8(0)?;
+    w.write_u8(u8::from(he))?;
+    Ok(())
+}
+
+/// A parsed ratchet header.
+#[derive(Clone, Copy)]
+struct Header {
+    dh: [u8; 32],
+    pn: u32,
+    n: u32,
+}
+
+impl Header {
+    fn parse(b: &[u8]) -> Result<Header, Error> {
+        let mut r = Reader::new(b);
+        let h = Header { dh: r.read_array()?, pn: r.read_u32()?, n: r.read_u32()? };
+        r.finish()?;
+        Ok(h)
+    }
+
+    fn bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        let (dh, rest) = out.split_at_mut(32);
+        let (pn, n) = rest.split_at_mut(4);
+        dh.copy_from_slice(&self.dh);
+        pn.copy_from_slice(&self.pn.to_be_bytes());
+        n.copy_from_slice(&self.n.to_be_bytes());
+        out
+    }
+}
+
+/// `HDECRYPT(hk, enc_header)`.
+fn open_header(hk: &Key32, enc: &[u8]) -> Option<Header> {
+    let (nonce, rest) = enc.split_first_chunk::<24>()?;
+    let (ct, tag) = rest.split_first_chunk::<HEADER_LEN>()?;
+    let tag: [u8; 16] = tag.try_into().ok()?;
+    let mut buf = *ct;
+    XChaChaPoly::open_detached(hk, nonce, &[], &mut buf, &tag).ok()?;
+    Header::parse(&buf).ok()
+}
+
+/// A Double Ratchet session with `MAX_SKIP` skipped keys per chain and at
+/// most `CAP` stored skipped keys (oldest evicted first).
+///
+/// Not `Clone`: two copies would encrypt different messages with the same
+/// keys. Persist it (sealed, with a generation) before transmitting what
+/// [`encrypt`](Self::encrypt) produced.
+///
+/// ```
+/// use securemesh_ratchet::{Identity, PrekeyPool, PrekeyConfig, Session, SessionConfig, Bundle};
+/// use securemesh_core::{Instant, UnixTime};
+/// # let mut rng = securemesh_core::testing::TestRng::new(1);
+/// let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+/// let mut pool: PrekeyPool<4> = PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+/// let mut buf = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+/// let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf)?;
+/// let bundle = Bundle::decode(&buf[..n])?;
+///
+/// // Alice, while Bob is offline:
+/// let now = Instant::from_millis(0);
+/// let mut a: Session = Session::initiate(&alice, &bundle, SessionConfig::default(), &mut rng, now)?;
+/// let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+/// let m = a.encrypt(b"run task 42", &mut wire, &mut rng, now)?;
+///
+/// // Bob, later:
+/// let (mut b, k): (Session, usize) =
+///     Session::respond(&bob, &mut pool, &wire[..m], &mut out, SessionConfig::default(), now)?;
+/// assert_eq!(&out[..k], b"run task 42");
+/// let m = b.encrypt(b"done", &mut wire, &mut rng, now)?;
+/// let k = a.decrypt(&wire[..m], &mut out, now)?;
+/// assert_eq!(&out[..k], b"done");
+/// # Ok::<(), securemesh_ratchet::Error>(())
+/// ```
+pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
+    pub(crate) ad: [u8; 128],
+    pub(crate) remote: PublicIdentity,
+    pub(crate) rk: Key32,
+    pub(crate) dhs: Option<(Key32, [u8; 32])>,
+    pub(crate) dhr: Option<[u8; 32]>,
+    pub(crate) prev_dhr: Option<[u8; 32]>,
+    pub(crate) cks: Option<Key32>,
+    pub(crate) ckr: Option<Key32>,
+    pub(crate) ns: u32,
+    pub(crate) nr: u32,
+    pub(crate) pn: u32,
+    pub(crate) step_pending: bool,
+    pub(crate) he: bool,
+    pub(crate) hks: Option<Key32>,
+    pub(crate) hkr: Option<Key32>,
+    pub(crate) nhks: Option<Key32>,
+    pub(crate) nhkr: Option<Key32>,
+    pub(crate) prev_hkr: Option<Key32>,
+    pub(crate) skipped: SkippedKeys<CAP>,
+    /// Alice: her identity and X3DH header until Bob answers.
+    pub(crate) prekey: Option<(PublicIdentity, PrekeyHeader)>,
+    /// Bob: Alice's ephemeral key, to accept her repeated initial messages.
+    pub(crate) initial_ek: Option<[u8; 32]>,
+    pub(crate) heartbeat_ms: u64,
+    pub(crate) last_step: Instant,
+    pub(crate) heartbeat_reported: bool,
+    pub(crate) events: [Option<SessionEvent>; 4],
+}
+
+impl<const MAX_SKIP: usize, const CAP: usize> core::fmt::Debug for Session<MAX_SKIP, CAP> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("remote", &self.remote.sign)
+            .field("ns", &self.ns)
+            .field("nr", &self.nr)
+            .field("pn", &self.pn)
+            .field("skipped", &self.skipped.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tries a message key on the message being decrypted.
+type Opener<'a> = dyn Fn(&Key32, &mut [u8]) -> Result<(), Error> + 'a;
+
+/// What a successful decryption found, for the commit.
+enum Plan {
+    Skipped(usize),
+    SameChain { n: u32 },
+    NewChain { header: Header, rk: Key32, ckr: Key32, nhkr: Option<Key32> },
+}
+
+impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
+    fn blank(ad: [u8; 128], remote: PublicIdentity, rk: Key32, config: SessionConfig, now: Instant) -> Self {
+        Session {
+            ad,
+            remote,
+            rk,
+            dhs: None,
+            dhr: None,
+            prev_dhr: None,
+            cks: None,
+            ckr: None,
+            ns: 0,
+            nr: 0,
+            pn: 0,
+            step_pending: false,
+            he: config.header_encryption,
+            hks: None,
+            hkr: None,
+            nhks: None,
+            nhkr: None,
+            prev_hkr: None,
+            skipped: SkippedKeys::default(),
+            prekey: None,
+            initial_ek: None,
+            heartbeat_ms: config.heartbeat_ms,
+            last_step: now,
+            heartbeat_reported: false,
+            events: [None; 4],
+        }
+    }
+
+    /// Alice: start a session from Bob's verified bundle (X3DH). Nothing is
+    /// sent yet; every message until Bob answers carries the X3DH header.
+    pub fn initiate<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        bundle: &Bundle<'_>,
+        config: SessionConfig,
+        rng: &mut R,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let ek = X25519::generate(rng);
+        let ek_pub = X25519::public_key(&ek);
+        let opk = bundle.one_time.as_ref().map(|o| &o.public);
+        let agreement = x3dh::initiator(
+            identity,
+            &bundle.identity,
+            &bundle.signed.public,
+            opk,
+            &ek,
+            config.header_encryption,
+        )?;
+        let mut s = Self::blank(agreement.ad, bundle.identity, agreement.sk, config, now);
+        s.dhr = Some(bundle.signed.public);
+        s.step_pending = true;
+        if let Some((hka, nhkb)) = agreement.header_keys {
+            // The first sending step moves NHKs into HKs (spec: HKs = shared HKa).
+            s.nhks = Some(hka);
+            s.nhkr = Some(nhkb);
+        }
+        let header =
+            PrekeyHeader { ek: ek_pub, spk_id: bundle.signed.id, opk_id: bundle.one_time.map(|o| o.id) };
+        s.prekey = Some((*identity.public(), header));
+        Ok(s)
+    }
+
+    /// Bob: answer an initial message. Runs X3DH with the named prekeys and
+    /// decrypts the first message into `out`. The one-time prekey is
+    /// consumed only if the message authenticates, so a replayed initial
+    /// message cannot open a second session from it.
+    pub fn respond<const P: usize>(
+        identity: &Identity,
+        pool: &mut PrekeyPool<P>,
+        message: &[u8],
+        out: &mut [u8],
+        config: SessionConfig,
+        now: Instant,
+    ) -> Result<(Self, usize), Error> {
+        let init = Initial::parse(message)?;
+        let (spk, spk_pub) = pool.signed_secret(init.header.spk_id).ok_or(Error::UnknownPrekey)?;
+        let opk = match init.header.opk_id {
+            Some(id) => Some(pool.one_time_secret(id).ok_or(Error::UnknownPrekey)?),
+            None => None,
+        };
+        let he = init.header_encryption;
+        let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, he)?;
+        let config = SessionConfig { header_encryption: he, ..config };
+        let mut s = Self::blank(agreement.ad, init.alice, agreement.sk, config, now);
+        s.dhs = Some((spk.clone(), spk_pub));
+        if let Some((hka, nhkb)) = agreement.header_keys {
+            s.nhks = Some(nhkb);
+            s.nhkr = Some(hka);
+        }
+        s.initial_ek = Some(init.header.ek);
+        let n = s.decrypt_ratchet(init.inner, out, now)?;
+        if let Some(id) = init.header.opk_id {
+            pool.consume_one_time(id);
+        }
+        Ok((s, n))
+    }
+
+    /// The peer's identity.
+    pub fn remote_identity(&self) -> &PublicIdentity {
+        &self.remote
+    }
+
+    /// The associated data X3DH bound to this session.
+    pub fn associated_data(&self) -> &[u8; 128] {
+        &self.ad
+    }
+
+    /// Messages sent in the current sending chain.
+    pub fn sending_index(&self) -> u32 {
+        self.ns
+    }
+
+    /// Skipped message keys held.
+    pub fn skipped_keys(&self) -> usize {
+        self.skipped.len()
+    }
+
+    /// Whether Alice still waits for Bob's first answer (her messages then
+    /// carry the X3DH header).
+    pub fn awaiting_reply(&self) -> bool {
+        self.prekey.is_some()
+    }
+
+    /// Bytes [`encrypt`](Self::encrypt) writes for a payload of `len` bytes.
+    pub fn encrypted_len(&self, len: usize) -> usize {
+        let prefix = if self.prekey.is_some() { INITIAL_PREFIX_LEN } else { 0 };
+        prefix + if self.he { RATCHET_HE_OVERHEAD } else { RATCHET_OVERHEAD } + len
+    }
+
+    fn push_event(&mut self, e: SessionEvent) {
+        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(e);
+        } else {
+            self.events.rotate_left(1);
+            if let Some(last) = self.events.last_mut() {
+                *last = Some(e);
+            }
+        }
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        let first = self.events.first_mut()?.take();
+        self.events.rotate_left(1);
+        first
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due: the
+    /// heartbeat deadline since the last DH ratchet step.
+    pub fn poll_timeout(&self) -> Instant {
+        self.last_step + core::time::Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Raise [`SessionEvent::HeartbeatDue`] once the deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.poll_timeout() && !self.heartbeat_reported {
+            self.heartbeat_reported = true;
+            self.push_event(SessionEvent::HeartbeatDue);
+        }
+    }
+
+    fn stepped(&mut self, sending: bool, now: Instant) {
+        self.last_step = now;
+        self.heartbeat_reported = false;
+        self.push_event(SessionEvent::RatchetStepped { sending });
+    }
+
+    /// Encrypt `payload` into `out`; returns the message length. An empty
+    /// payload is a heartbeat. [`Error::BufferTooSmall`] changes nothing.
+    pub fn encrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        payload: &[u8],
+        out: &mut [u8],
+        rng: &mut R,
+        now: Instant,
+    ) -> Result<usize, Error> {
+        let needed = self.encrypted_len(payload.len());
+        if out.len() < needed {
+            return Err(Error::BufferTooSmall { needed });
+        }
+        if !self.step_pending && self.ns == u32::MAX {
+            return Err(Error::CounterExhausted);
+        }
+        if self.step_pending {
+            // The sending half of the DH ratchet step, in locals first.
+            let dhr = self.dhr.ok_or(Error::Malformed)?;
+            let new = X25519::generate(rng);
+            let dh_out = X25519::dh(&new, &dhr).require_contributory().map_err(|_| Error::NonContributory)?;
+            let (rk, cks, nhks) = kdf::root(&self.rk, &dh_out, self.he);
+            let public = X25519::public_key(&new);
+            self.pn = self.ns;
+            self.ns = 0;
+            if self.he {
+                self.hks = self.nhks.take();
+                self.nhks = nhks;
+            }
+            self.rk = rk;
+            self.cks = Some(cks);
+            self.dhs = Some((new, public));
+            self.step_pending = false;
+            self.stepped(true, now);
+        }
+        let (Some(cks), Some((_, dhs_pub))) = (&self.cks, &self.dhs) else { return Err(Error::Malformed) };
+        let (next_ck, mk) = kdf::chain(cks);
+        let header = Header { dh: *dhs_pub, pn: self.pn, n: self.ns };
+        let mut w = Writer::new(out);
+        if let Some((alice, p)) = &self.prekey {
+            write_prefix(&mut w, alice, p, self.he)?;
+        }
+        let start = w.len();
+        if self.he {
+            let hks = self.hks.as_ref().ok_or(Error::Malformed)?;
+            let mut nonce = [0u8; 24];
+            rng.fill_bytes(&mut nonce);
+            let mut h = header.bytes();
+            let tag = XChaChaPoly::seal_detached(hks, &nonce, &[], &mut h)?;
+            w.write_u8(MSG_RATCHET_HE)?;
+            w.write_bytes(&nonce)?;
+            w.write_bytes(&h)?;
+            w.write_bytes(&tag)?;
+        } else {
+            w.write_u8(MSG_RATCHET)?;
+            w.write_bytes(&header.bytes())?;
+        }
+        let header_end = w.len();
+        w.write_bytes(payload)?;
+        w.reserve(16)?;
+        let total = w.finish()?;
+        let mut ad = [0u8; MAX_AD];
+        let ad_len = self.build_ad(&mut ad, out.get(start..header_end).ok_or(Error::Malformed)?)?;
+        let (key, nonce) = kdf::message_keys(&mk);
+        let (body, tag_dst) = out
+            .get_mut(header_end..total)
+            .ok_or(Error::BufferTooSmall { needed: total })?
+            .split_at_mut(payload.len());
+        let tag = ChaChaPoly::seal_detached(&key, &nonce, ad.get(..ad_len).unwrap_or(&[]), body)?;
+        tag_dst.copy_from_slice(&tag);
+        self.cks = Some(next_ck);
+        self.ns += 1;
+        Ok(total)
+    }
+
+    fn build_ad(&self, buf: &mut [u8; MAX_AD], header: &[u8]) -> Result<usize, Error> {
+        let (a, b) = buf.split_at_mut(128);
+        a.copy_from_slice(&self.ad);
+        b.get_mut(..header.len()).ok_or(Error::Malformed)?.copy_from_slice(header);
+        Ok(128 + header.len())
+    }
+
+    /// Decrypt `message` into `out`; returns the payload length. A failure
+    /// of any kind leaves the session unchanged and `out` without plaintext.
+    pub fn decrypt(&mut self, message: &[u8], out: &mut [u8], now: Instant) -> Result<usize, Error> {
+        let inner = match message.first() {
+            Some(&MSG_INITIAL) => {
+                // Alice's repeated initial message (Bob has not answered yet).
+                let init = Initial::parse(message)?;
+                if self.initial_ek != Some(init.header.ek) || init.alice != self.remote {
+                    return Err(Error::Malformed);
+                }
+                init.inner
+            }
+            _ => message,
+        };
+        let n = self.decrypt_ratchet(inner, out, now)?;
+        // Any message from Bob acknowledges Alice's X3DH.
+        self.prekey = None;
+        Ok(n)
+    }
+
+    fn decrypt_ratchet(&mut self, msg: &[u8], out: &mut [u8], now: Instant) -> Result<usize, Error> {
+        let (ty, _) = msg.split_first().ok_or(Error::Malformed)?;
+        let header_len = match (*ty, self.he) {
+            (MSG_RATCHET, false) => HEADER_LEN,
+            (MSG_RATCHET_HE, true) => ENC_HEADER_LEN,
+            _ => return Err(Error::Malformed),
+        };
+        let (prefix, body) = msg.split_at_checked(1 + header_len).ok_or(Error::Malformed)?;
+        let pt_len = body.len().checked_sub(16).ok_or(Error::Malformed)?;
+        let (ct, tag) = body.split_at(pt_len);
+        let tag: [u8; 16] = tag.try_into().map_err(|_| Error::Malformed)?;
+        let dst = out.get_mut(..pt_len).ok_or(Error::BufferTooSmall { needed: pt_len })?;
+        let mut ad = [0u8; MAX_AD];
+        let ad_len = self.build_ad(&mut ad, prefix)?;
+        let ad = ad.get(..ad_len).unwrap_or(&[]);
+        let hdr = prefix.get(1..).unwrap_or(&[]);
+
+        let open = |mk: &Key32, dst: &mut [u8]| -> Result<(), Error> {
+            let (key, nonce) = kdf::message_keys(mk);
+            dst.copy_from_slice(ct);
+            ChaChaPoly::open_detached(&key, &nonce, ad, dst, &tag).map_err(|e| {
+                dst.fill(0);
+                Error::from(e)
+            })
+        };
+
+        let plan = if self.he { self.plan_he(hdr, dst, &open)? } else { self.plan_clear(hdr, dst, &open)? };
+        self.commit(plan, now);
+        Ok(pt_len)
+    }
+
+    /// Derive the message key of message `n` of a chain at index `from`.
+    fn walk(ck: &Key32, from: u32, n: u32) -> (Key32, Key32) {
+        let mut ck = ck.clone();
+        for _ in from..n {
+            ck = kdf::chain(&ck).0;
+        }
+        kdf::chain(&ck)
+    }
+
+    fn check_skip(from: u32, to: u32) -> Result<(), Error> {
+        if to.saturating_sub(from) as usize > MAX_SKIP { Err(Error::TooManySkipped) } else { Ok(()) }
+    }
+
+    fn plan_clear(&self, hdr: &[u8], dst: &mut [u8], open: &Opener<'_>) -> Result<Plan, Error> {
+        let h = Header::parse(hdr)?;
+        if let Some(i) = self.skipped.find(&h.dh, h.n) {
+            open(self.skipped.get(i).ok_or(Error::Decrypt)?, dst)?;
+            return Ok(Plan::Skipped(i));
+        }
+        if self.dhr == Some(h.dh) {
+            let ckr = self.ckr.as_ref().ok_or(Error::Decrypt)?;
+            if h.n < self.nr {
+                return Err(Error::Duplicate);
+            }
+            Self::check_skip(self.nr, h.n)?;
+            open(&Self::walk(ckr, self.nr, h.n).1, dst)?;
+            return Ok(Plan::SameChain { n: h.n });
+        }
+        if self.prev_dhr == Some(h.dh) {
+            return Err(Error::Duplicate);
+        }
+        self.plan_new_chain(h, dst, open)
+    }
+
+    fn plan_he(&self, hdr: &[u8], dst: &mut [u8], open: &Opener<'_>) -> Result<Plan, Error> {
+        for (i, e) in self.skipped.iter() {
+            if open_header(&e.chain, hdr).is_some_and(|h| h.n == e.n) {
+                open(&e.mk, dst)?;
+                return Ok(Plan::Skipped(i));
+            }
+        }
+        if let Some(h) = self.hkr.as_ref().and_then(|hk| open_header(hk, hdr)) {
+            let ckr = self.ckr.as_ref().ok_or(Error::Decrypt)?;
+            if h.n < self.nr {
+                return Err(Error::Duplicate);
+            }
+            Self::check_skip(self.nr, h.n)?;
+            open(&Self::walk(ckr, self.nr, h.n).1, dst)?;
+            return Ok(Plan::SameChain { n: h.n });
+        }
+        if let Some(h) = self.nhkr.as_ref().and_then(|hk| open_header(hk, hdr)) {
+            return self.plan_new_chain(h, dst, open);
+        }
+        if self.prev_hkr.as_ref().and_then(|hk| open_header(hk, hdr)).is_some() {
+            return Err(Error::Duplicate);
+        }
+        Err(Error::Decrypt)
+    }
+
+    fn plan_new_chain(&self, h: Header, dst: &mut [u8], open: &Opener<'_>) -> Result<Plan, Error> {
+        if self.ckr.is_some() {
+            Self::check_skip(self.nr, h.pn)?;
+        }
+        Self::check_skip(0, h.n)?;
+        let (dhs, _) = self.dhs.as_ref().ok_or(Error::Decrypt)?;
+        let dh_out = X25519::dh(dhs, &h.dh).require_contributory().map_err(|_| Error::Decrypt)?;
+        let (rk, ckr, nhkr) = kdf::root(&self.rk, &dh_out, self.he);
+        open(&Self::walk(&ckr, 0, h.n).1, dst)?;
+        Ok(Plan::NewChain { header: h, rk, ckr, nhkr })
+    }
+
+    /// Store the keys of messages `from..to` of the current receiving chain
+    /// as skipped, and leave `ckr` at message `to`.
+    fn skip_to(&mut self, to: u32) {
+        let (Some(ckr), Some(chain)) = (self.ckr.clone(), self.chain_id()) else { return };
+        let mut ck = ckr;
+        for i in self.nr..to {
+            let (next, mk) = kdf::chain(&ck);
+            self.skipped.insert(&chain, i, mk);
+            ck = next;
+        }
+        self.ckr = Some(ck);
+        self.nr = self.nr.max(to);
+    }
+
+    fn chain_id(&self) -> Option<[u8; 32]> {
+        if self.he { self.hkr.as_ref().map(|k| *k.expose()) } else { self.dhr }
+    }
+
+    fn commit(&mut self, plan: Plan, now: Instant) {
+        match plan {
+            Plan::Skipped(i) => self.skipped.remove(i),
+            Plan::SameChain { n } => {
+                self.skip_to(n);
+                self.advance_receiving();
+            }
+            Plan::NewChain { header, rk, ckr, nhkr } => {
+                self.skip_to(header.pn);
+                self.prev_dhr = self.dhr.replace(header.dh);
+                if self.he {
+                    self.prev_hkr = self.hkr.take();
+                    self.hkr = self.nhkr.take();
+                    self.nhkr = nhkr;
+                }
+                self.rk = rk;
+                self.ckr = Some(ckr);
+                self.nr = 0;
+                self.skip_to(header.n);
+                self.advance_receiving();
+                self.step_pending = true;
+                self.stepped(false, now);
+            }
+        }
+    }
+
+    /// Consume the key of message `nr` (just decrypted).
+    fn advance_receiving(&mut self) {
+        if let Some(ck) = &self.ckr {
+            self.ckr = Some(kdf::chain(ck).0);
+        }
+        self.nr = self.nr.saturating_add(1);
+    }
+}

@@ -1,0 +1,1 @@
+//! The securemesh ratchet wire specification (to be written).
