@@ -39,11 +39,6 @@ pub use rand_core::CryptoRng;
 pub use secret::{ByteArray, Secret, ct_eq};
 pub use time::{Instant, UnixTime};
 
-/// The README's examples, compiled and run as doc-tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
-
 #[cfg(test)]
 mod size_tests {
     //! `size_of` ceilings of core's types, so firmware can budget RAM.
