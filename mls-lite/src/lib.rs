@@ -1,13 +1,29 @@
 //! # securemesh-mls-lite
 //!
-//! Will hold a bounded RFC 9420 profile for ciphersuite 0x0003
-//! (X25519, ChaCha20-Poly1305, SHA-256, Ed25519): the ratchet tree, TreeKEM,
-//! key schedule, secret tree and message framing, byte-exact with MLS, with
-//! fixed capacities instead of heap allocation.
+//! A bounded RFC 9420 profile for ciphersuite 0x0003
+//! (MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519), `no_std` and
+//! without heap allocation. "Lite" means a bounded profile (fixed capacities,
+//! ciphersuite 3, basic credentials), not a different protocol: what it
+//! does is byte-exact RFC 9420.
 //!
-//! This crate holds no API yet: it reserves its place in the workspace and
-//! is already built for `thumbv7em-none-eabihf` without alloc in CI, so
-//! the code it will hold stays `no_std` and allocation-free from the start.
+//! This first layer holds what the rest of the protocol stands on, each
+//! part checked against the MLS working group's test vectors:
+//! [`tree_math`] (array-based tree math), [`crypto`] (the labelled
+//! derivations, signatures and HPKE encryption of suite 3),
+//! [`key_schedule`] (epoch secrets, PSK secret, exporter, confirmation
+//! tag) and [`secret_tree`] (per-sender handshake and application ratchets).
+//! The ratchet tree, TreeKEM, framing, Welcome and commit processing follow.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod crypto;
+mod error;
+pub mod key_schedule;
+pub mod secret_tree;
+pub mod tree_math;
+
+pub use error::Error;

@@ -12,7 +12,9 @@
 //! assert!(reports.iter().all(|r| r.is_ok()));
 //! ```
 
+pub mod mls;
 pub mod noise;
+pub mod ratchet;
 pub mod state;
 
 use std::path::PathBuf;
@@ -104,6 +106,8 @@ pub fn kat_reports() -> Vec<Report> {
 pub fn run_all() -> Vec<Report> {
     let mut out = kat_reports();
     out.extend(noise::cacophony(&vectors_dir().join("noise/cacophony.txt")));
+    out.extend(mls::reports(&vectors_dir().join("mls")));
+    out.extend(ratchet::reports(&vectors_dir().join("ratchet")));
     out.push(state::envelope_v1(&vectors_dir().join("state/envelope-v1.json")));
     out
 }
