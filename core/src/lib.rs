@@ -27,6 +27,7 @@ pub mod codec;
 pub mod crypto;
 pub mod envelope;
 mod error;
+pub mod events;
 #[cfg(any(test, feature = "kat"))]
 pub mod kat;
 mod secret;

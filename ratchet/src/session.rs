@@ -577,13 +577,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             return Ok(Plan::Skipped(i));
         }
         if self.dhr == Some(h.dh) {
-            let ckr = self.ckr.as_ref().ok_or(Error::Decrypt)?;
-            if h.n < self.nr {
-                return Err(Error::Duplicate);
-            }
-            Self::check_skip(self.nr, h.n)?;
-            open(&Self::walk(ckr, self.nr, h.n).1, dst)?;
-            return Ok(Plan::SameChain { n: h.n });
+            return self.plan_same_chain(h, dst, open);
         }
         if self.prev_dhr == Some(h.dh) {
             return Err(Error::Duplicate);
@@ -599,13 +593,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             }
         }
         if let Some(h) = self.hkr.as_ref().and_then(|hk| open_header(hk, hdr)) {
-            let ckr = self.ckr.as_ref().ok_or(Error::Decrypt)?;
-            if h.n < self.nr {
-                return Err(Error::Duplicate);
-            }
-            Self::check_skip(self.nr, h.n)?;
-            open(&Self::walk(ckr, self.nr, h.n).1, dst)?;
-            return Ok(Plan::SameChain { n: h.n });
+            return self.plan_same_chain(h, dst, open);
         }
         if let Some(h) = self.nhkr.as_ref().and_then(|hk| open_header(hk, hdr)) {
             return self.plan_new_chain(h, dst, open);
@@ -614,6 +602,17 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             return Err(Error::Duplicate);
         }
         Err(Error::Decrypt)
+    }
+
+    /// A message of the current receiving chain.
+    fn plan_same_chain(&self, h: Header, dst: &mut [u8], open: &Opener<'_>) -> Result<Plan, Error> {
+        let ckr = self.ckr.as_ref().ok_or(Error::Decrypt)?;
+        if h.n < self.nr {
+            return Err(Error::Duplicate);
+        }
+        Self::check_skip(self.nr, h.n)?;
+        open(&Self::walk(ckr, self.nr, h.n).1, dst)?;
+        Ok(Plan::SameChain { n: h.n })
     }
 
     fn plan_new_chain(&self, h: Header, dst: &mut [u8], open: &Opener<'_>) -> Result<Plan, Error> {

@@ -59,32 +59,7 @@ pub struct SealedCase {
     pub encoded: String,
 }
 
-/// An RNG that replays fixed bytes: the only way golden files can pin the
-/// random nonce. Never use outside tests.
-pub struct ReplayRng<'a>(pub &'a [u8]);
-
-impl rand_core::TryRng for ReplayRng<'_> {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for d in dst {
-            let (first, rest) = self.0.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
-            *d = first;
-            self.0 = rest;
-        }
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for ReplayRng<'_> {}
+pub use securemesh_core::testing::ReplayRng;
 
 fn unhex(s: &str) -> Result<Vec<u8>, String> {
     hex::decode(s).map_err(|e| format!("bad hex: {e}"))
@@ -117,9 +92,10 @@ fn check_sealed(c: &SealedCase) -> Result<(), String> {
     let key = StorageKey::from_slice(&unhex(&c.storage_key)?).ok_or("storage key is not 32 bytes")?;
     let h = header(c.kind, c.version, c.suite);
     let mut out = vec![0u8; envelope::SEAL_OVERHEAD + body.len()];
-    let n =
-        envelope::seal(&key, &h, c.generation, &mut ReplayRng(&nonce), &mut out, |w| w.write_bytes(&body))
-            .map_err(|e| e.to_string())?;
+    let n = envelope::seal(&key, &h, c.generation, &mut ReplayRng::new(&nonce), &mut out, |w| {
+        w.write_bytes(&body)
+    })
+    .map_err(|e| e.to_string())?;
     if out.get(..n) != Some(&expected[..]) {
         return Err("seal differs from golden bytes".into());
     }

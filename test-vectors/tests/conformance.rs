@@ -120,7 +120,7 @@ fn write_envelope_v1_golden() {
         let nonce: Vec<u8> = (0..12).map(|i| 0xa0 + i as u8 + kind).collect();
         let key = StorageKey::new(key_bytes);
         let mut out = vec![0u8; envelope::SEAL_OVERHEAD + body.len()];
-        let n = envelope::seal(&key, &h, generation, &mut state::ReplayRng(&nonce), &mut out, |w| {
+        let n = envelope::seal(&key, &h, generation, &mut state::ReplayRng::new(&nonce), &mut out, |w| {
             w.write_bytes(&body)
         })
         .unwrap();
