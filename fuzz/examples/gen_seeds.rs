@@ -5,18 +5,29 @@
 //! cd fuzz && cargo +nightly run --example gen_seeds [-- OUT_DIR]
 //! ```
 //!
-//! The files are small (a few KiB in all) and committed, so `fuzz/run.sh`
-//! needs no extra build to seed the targets.
+//! The Noise seeds come from the deterministic sessions of
+//! `securemesh_fuzz::noise` (fixed keys and ephemerals), so the genuine
+//! messages and packets in them are exactly what the targets rebuild.
+//!
+//! The files are small (about 7 KiB in all; `main` asserts under 64 KiB)
+//! and committed, so `fuzz/run.sh` needs no extra build to seed the
+//! targets.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use securemesh_core::Error;
+use securemesh_core::Secret;
 use securemesh_core::codec::{VARINT_MAX, Writer};
 use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{self, Header, Persist, StateKind};
 use securemesh_fuzz::codec_ops::*;
+use securemesh_fuzz::noise::{
+    self as nz, DATAGRAM_WORDS, Pattern, SITUATIONS, Situation, datagram_fixture, drive, encode_state,
+    join_frames, stream_fixture,
+};
 use securemesh_fuzz::{FuzzRng, Sample, SealInput, fuzz_key};
+use securemesh_noise::{Builder, DatagramTransport, MAX_MESSAGE_LEN, Protocol, Transport};
 
 fn write_with(cap: usize, f: impl FnOnce(&mut Writer<'_>) -> Result<(), Error>) -> Vec<u8> {
     let mut buf = vec![0u8; cap];
@@ -187,7 +198,165 @@ fn seal_seeds() -> Vec<(&'static str, Vec<u8>)> {
     v
 }
 
-fn write_dir(root: &Path, target: &str, seeds: Vec<(&'static str, Vec<u8>)>) -> usize {
+fn situation_name(s: &Situation) -> String {
+    let pattern = match s.pattern {
+        Pattern::Xx => "xx",
+        Pattern::Ik => "ik",
+        Pattern::Nk => "nk",
+    };
+    let reader = if s.index.is_multiple_of(2) { "responder" } else { "initiator" };
+    format!("{pattern}_{reader}_reads_msg{}", s.index)
+}
+
+fn with_prefix(first: u8, rest: &[u8]) -> Vec<u8> {
+    let mut v = vec![first];
+    v.extend_from_slice(rest);
+    v
+}
+
+fn noise_handshake_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    for (i, s) in SITUATIONS.iter().enumerate() {
+        let step = drive(s.pattern, s.index);
+        let selector = u8::try_from(i).expect("few situations");
+        v.push((situation_name(s), with_prefix(selector, &step.genuine)));
+        if i == 0 {
+            // XX message 0 with another payload: accepted (no key), then
+            // the initiator must refuse the answer.
+            let mut other = step.genuine.clone();
+            other.truncate(securemesh_noise::DH_LEN);
+            other.extend_from_slice(b"another payload");
+            v.push(("xx_responder_reads_msg0_other_payload".into(), with_prefix(selector, &other)));
+        }
+        if i == 3 {
+            // IK message 0 with its last (tag) byte flipped.
+            let mut bad = step.genuine.clone();
+            *bad.last_mut().expect("non-empty") ^= 1;
+            v.push(("ik_responder_reads_msg0_bad_tag".into(), with_prefix(selector, &bad)));
+        }
+    }
+    v
+}
+
+fn noise_transport_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    for (direction, name) in [(0u8, "to_responder"), (1u8, "to_initiator")] {
+        let fx = stream_fixture(direction);
+        let m: Vec<&[u8]> = fx.messages.iter().map(|(c, _)| c.as_slice()).collect();
+        v.push((format!("{name}_in_order"), with_prefix(direction, &join_frames(m.iter().copied()))));
+        if direction == 0 {
+            // Replays, reordering, then the rest in order.
+            let order = [m[0], m[0], m[2], m[1], m[1], m[2], m[3]];
+            v.push((format!("{name}_replay_reorder"), with_prefix(direction, &join_frames(order))));
+            // A flipped ciphertext byte and a truncated message, then the
+            // genuine one.
+            let mut flipped = m[1].to_vec();
+            flipped[0] ^= 0x80;
+            let frames = [m[0], flipped.as_slice(), &m[1][..m[1].len() - 1], m[1]];
+            v.push((format!("{name}_corrupted"), with_prefix(direction, &join_frames(frames))));
+        }
+    }
+    v
+}
+
+fn noise_datagram_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    for (direction, name) in [(0u8, "to_responder"), (1u8, "to_initiator")] {
+        let fx = datagram_fixture(direction);
+        let p: Vec<&[u8]> = fx.packets.iter().map(|(_, p, _)| p.as_slice()).collect();
+        let by = |c: u64| -> &[u8] {
+            fx.packets.iter().find(|(k, _, _)| *k == c).map(|(_, p, _)| p.as_slice()).expect("counter")
+        };
+        v.push((format!("{name}_in_order"), with_prefix(direction, &join_frames(p.iter().copied()))));
+        if direction == 0 {
+            let rev = p.iter().rev().copied();
+            v.push((format!("{name}_reverse"), with_prefix(direction, &join_frames(rev))));
+            // Edges of the window: 2048 first, then 0 (exactly too old)
+            // and 1 (just inside), replays, then a far jump.
+            let order = [by(2048), by(0), by(1), by(1), by(2047), by(64), by(5000), by(4100), by(2200)];
+            v.push((format!("{name}_window_edges"), with_prefix(direction, &join_frames(order))));
+            // A forged packet (flipped counter byte), a short one, then the
+            // genuine ones.
+            let mut forged = by(65).to_vec();
+            forged[7] ^= 0x01;
+            let frames = [forged.as_slice(), &by(2)[..20], by(2), by(65)];
+            v.push((format!("{name}_forged"), with_prefix(direction, &join_frames(frames))));
+        }
+    }
+    v
+}
+
+fn handshake(protocol: &str, i_static: bool, r_static: bool, rs_known: bool) -> (Transport, Transport) {
+    let protocol = Protocol::parse(protocol).expect("protocol");
+    let mut rng = FuzzRng::new([9; 12]);
+    let mut bi = Builder::new(&protocol);
+    if i_static {
+        bi = bi.local_static(Secret::new(nz::INITIATOR_STATIC));
+    }
+    if rs_known {
+        bi = bi.remote_static(nz::public(nz::RESPONDER_STATIC));
+    }
+    let mut br = Builder::new(&protocol);
+    if r_static {
+        br = br.local_static(Secret::new(nz::RESPONDER_STATIC));
+    }
+    let mut i = bi.build_initiator().expect("initiator");
+    let mut r = br.build_responder().expect("responder");
+    let (mut msg, mut payload) = (vec![0u8; MAX_MESSAGE_LEN], vec![0u8; MAX_MESSAGE_LEN]);
+    while !(i.is_complete() && r.is_complete()) {
+        let (w, rd) = if i.is_my_turn() { (&mut i, &mut r) } else { (&mut r, &mut i) };
+        let n = w.write_message(b"", &mut msg, &mut rng).expect("write");
+        rd.read_message(&msg[..n], &mut payload).expect("read");
+        rd.accept_remote_static();
+    }
+    (i.finish().expect("finish"), r.finish().expect("finish"))
+}
+
+fn noise_state_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    let mut buf = [0u8; 128];
+    let mut out = [0u8; 128];
+
+    // A live XX session: a few messages each way, so the nonces differ.
+    let (mut i, mut r) = nz::xx_transports();
+    for k in 0..3 {
+        let n = i.write_message(b"to responder", &mut buf).expect("write");
+        r.read_message(&buf[..n], &mut out).expect("read");
+        if k < 1 {
+            let n = r.write_message(b"to initiator", &mut buf).expect("write");
+            i.read_message(&buf[..n], &mut out).expect("read");
+        }
+    }
+    v.push(("stream_xx_initiator".into(), encode_state(&i)));
+    v.push(("stream_xx_responder".into(), encode_state(&r)));
+
+    // SHA-512 (64-byte handshake hash), no static keys.
+    let (i, _) = handshake("Noise_NN_25519_ChaChaPoly_SHA512", false, false, false);
+    v.push(("stream_nn_sha512".into(), encode_state(&i)));
+
+    // One-way N: the initiator only sends, the responder only receives.
+    let (i, r) = handshake("Noise_N_25519_ChaChaPoly_SHA256", false, true, true);
+    v.push(("stream_oneway_sender".into(), encode_state(&i)));
+    let mut rd: DatagramTransport<DATAGRAM_WORDS> = r.into_datagram();
+    let mut i: DatagramTransport<DATAGRAM_WORDS> = i.into_datagram();
+    let n = i.seal(b"one way", &mut buf).expect("seal");
+    rd.open(&buf[..n], &mut out).expect("open");
+    v.push(("datagram_oneway_receiver".into(), encode_state(&rd)));
+
+    // A live datagram session with a populated replay window.
+    let fx = datagram_fixture(0);
+    let mut d = DatagramTransport::<DATAGRAM_WORDS>::decode_state(&fx.receiver).expect("fixture");
+    for (c, p, _) in &fx.packets {
+        if *c != 2200 {
+            d.open(p, &mut [0u8; 64]).expect("open");
+        }
+    }
+    v.push(("datagram_xx_window".into(), encode_state(&d)));
+    v.push(("datagram_xx_fresh".into(), fx.receiver.clone()));
+    v
+}
+
+fn write_dir<N: AsRef<str>>(root: &Path, target: &str, seeds: Vec<(N, Vec<u8>)>) -> usize {
     let dir = root.join(target);
     if dir.exists() {
         fs::remove_dir_all(&dir).expect("remove old seeds");
@@ -196,7 +365,7 @@ fn write_dir(root: &Path, target: &str, seeds: Vec<(&'static str, Vec<u8>)>) -> 
     let mut total = 0;
     for (name, bytes) in seeds {
         total += bytes.len();
-        fs::write(dir.join(format!("{name}.bin")), bytes).expect("write seed");
+        fs::write(dir.join(format!("{}.bin", name.as_ref())), bytes).expect("write seed");
     }
     total
 }
@@ -210,5 +379,10 @@ fn main() {
     total += write_dir(&root, "envelope_decode", envelope_seeds());
     total += write_dir(&root, "codec_reader", codec_seeds());
     total += write_dir(&root, "sealed_roundtrip", seal_seeds());
+    total += write_dir(&root, "noise_handshake_read", noise_handshake_seeds());
+    total += write_dir(&root, "noise_transport_read", noise_transport_seeds());
+    total += write_dir(&root, "noise_datagram_open", noise_datagram_seeds());
+    total += write_dir(&root, "noise_state_decode", noise_state_seeds());
+    assert!(total < 64 * 1024, "seeds must stay under 64 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }

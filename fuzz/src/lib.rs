@@ -9,6 +9,9 @@
 //!   input into (and that the seed generator encodes);
 //! - [`fuzz_key`]: the fixed storage key of the `envelope_decode` target, so
 //!   its seed corpus can hold blobs that really open.
+//! - [`noise`]: deterministic Noise handshakes and transports (fixed static
+//!   and ephemeral keys) for the `noise_*` targets, and the frame layout
+//!   their inputs use.
 
 use core::convert::Infallible;
 
@@ -16,6 +19,8 @@ use securemesh_core::Error;
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{Header, Persist, StateKind, StorageKey};
+
+pub mod noise;
 
 /// The fixed storage key of the `envelope_decode` target.
 pub const FUZZ_KEY: [u8; 32] = *b"securemesh-fuzz-fixed-storagekey";
