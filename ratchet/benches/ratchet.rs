@@ -1,0 +1,147 @@
+//! securemesh-ratchet against vodozemac (Olm) in the same run, with the
+//! X25519 floor. `cargo bench -p securemesh-ratchet --bench ratchet`, then
+//! `python3 ratchet/benches/ratios.py`.
+//!
+//! Groups: `setup/{securemesh,vodozemac}` (session from published keys to
+//! both sides holding a session, first message included; bundle signature
+//! checks excluded and measured apart as `setup/bundle-verify`),
+//! `burst/{64,1024}/..` (encrypt + decrypt in one direction: symmetric
+//! step), `pingpong/{64,1024}/..` (alternating directions: a DH step per
+//! message), `floor/{x25519-dh,x25519-base}`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use securemesh_core::crypto::{Dh, X25519};
+use securemesh_core::testing::TestRng;
+use securemesh_core::{Instant, Secret, UnixTime};
+use securemesh_ratchet::{Bundle, Identity, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, Session, SessionConfig};
+use std::hint::black_box;
+use vodozemac::olm::{Account, OlmMessage, SessionConfig as OlmConfig};
+
+const NOW: Instant = Instant(0);
+
+fn ours_pair(rng: &mut TestRng) -> (Session, Session) {
+    let (alice, bob) = (Identity::generate(rng), Identity::generate(rng));
+    let mut pool: PrekeyPool<1> = PrekeyPool::new(&bob, rng, UnixTime(0), PrekeyConfig::default());
+    let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+    let mut a: Session = Session::initiate(&alice, &bundle, SessionConfig::default(), rng, NOW).unwrap();
+    let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+    let n = a.encrypt(b"hi", &mut wire, rng, NOW).unwrap();
+    let (mut b, _) = Session::respond(&bob, &mut pool, &wire[..n], &mut out, SessionConfig::default(), NOW).unwrap();
+    let n = b.encrypt(b"ok", &mut wire, rng, NOW).unwrap();
+    a.decrypt(&wire[..n], &mut out, NOW).unwrap();
+    (a, b)
+}
+
+fn olm_pair() -> (vodozemac::olm::Session, vodozemac::olm::Session) {
+    let alice = Account::new();
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(1);
+    let otk = *bob.one_time_keys().values().next().unwrap();
+    let mut a = alice.create_outbound_session(OlmConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+    let OlmMessage::PreKey(m) = a.encrypt(b"hi").unwrap() else { panic!("pre-key message expected") };
+    let mut b = bob.create_inbound_session(OlmConfig::version_1(), alice.curve25519_key(), &m).unwrap().session;
+    let reply = b.encrypt(b"ok").unwrap();
+    a.decrypt(&reply).unwrap();
+    (a, b)
+}
+
+fn setup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("setup");
+    let mut rng = TestRng::new(1);
+    let alice = Identity::generate(&mut rng);
+    let bob = Identity::generate(&mut rng);
+    g.bench_function("securemesh", |b| {
+        b.iter_batched(
+            || {
+                let pool: PrekeyPool<1> = PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
+                let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+                (pool, bundle)
+            },
+            |(mut pool, bundle)| {
+                let mut r = TestRng::new(2);
+                let mut a: Session =
+                    Session::initiate(&alice, &bundle, SessionConfig::default(), &mut r, NOW).unwrap();
+                let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+                let n = a.encrypt(b"hi", &mut wire, &mut r, NOW).unwrap();
+                let s: (Session, usize) =
+                    Session::respond(&bob, &mut pool, &wire[..n], &mut out, SessionConfig::default(), NOW).unwrap();
+                black_box((a, s))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let olm_alice = Account::new();
+    g.bench_function("vodozemac", |b| {
+        b.iter_batched(
+            || {
+                let mut bob = Account::new();
+                bob.generate_one_time_keys(1);
+                let otk = *bob.one_time_keys().values().next().unwrap();
+                (bob, otk)
+            },
+            |(mut bob, otk)| {
+                let mut a = olm_alice.create_outbound_session(OlmConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+                let OlmMessage::PreKey(m) = a.encrypt(b"hi").unwrap() else { panic!() };
+                let r = bob.create_inbound_session(OlmConfig::version_1(), olm_alice.curve25519_key(), &m).unwrap();
+                black_box((a, r))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let pool: PrekeyPool<1> = PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
+    let mut buf = [0u8; MAX_BUNDLE_LEN];
+    let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
+    g.bench_function("bundle-verify", |b| b.iter(|| black_box(Bundle::decode(black_box(&buf[..n])).unwrap())));
+    g.finish();
+}
+
+fn messages(c: &mut Criterion) {
+    let mut rng = TestRng::new(3);
+    for (group, alternate) in [("burst", false), ("pingpong", true)] {
+        let mut g = c.benchmark_group(group);
+        for size in [64usize, 1024] {
+            let payload = vec![0x5au8; size];
+            let (mut a, mut b) = ours_pair(&mut rng);
+            let (mut wire, mut out) = (vec![0u8; size + 512], vec![0u8; size + 512]);
+            let mut turn = false;
+            g.bench_function(BenchmarkId::new("securemesh", size), |bch| {
+                bch.iter(|| {
+                    let (s, r) = if alternate && turn { (&mut b, &mut a) } else { (&mut a, &mut b) };
+                    turn = !turn;
+                    let n = s.encrypt(&payload, &mut wire, &mut rng, NOW).unwrap();
+                    black_box(r.decrypt(&wire[..n], &mut out, NOW).unwrap())
+                })
+            });
+            let (mut a, mut b) = olm_pair();
+            let mut turn = false;
+            g.bench_function(BenchmarkId::new("vodozemac", size), |bch| {
+                bch.iter(|| {
+                    let (s, r) = if alternate && turn { (&mut b, &mut a) } else { (&mut a, &mut b) };
+                    turn = !turn;
+                    let m = s.encrypt(&payload).unwrap();
+                    black_box(r.decrypt(&m).unwrap())
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+fn floor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("floor");
+    let a = Secret::new([0x41u8; 32]);
+    let b_pub = X25519::public_key(&Secret::new([0x42u8; 32]));
+    g.bench_function("x25519-dh", |b| b.iter(|| black_box(X25519::dh(black_box(&a), black_box(&b_pub)))));
+    g.bench_function("x25519-base", |b| b.iter(|| black_box(X25519::public_key(black_box(&a)))));
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(2))
+        .warm_up_time(std::time::Duration::from_millis(500));
+    targets = floor, setup, messages
+}
+criterion_main!(benches);
