@@ -6,7 +6,8 @@
 
 use crate::Report;
 use securemesh_core::Secret;
-use securemesh_noise::{Builder, NameError, Protocol, Role};
+use securemesh_core::testing::ReplayRng;
+use securemesh_noise::{Builder, Error, NameError, Protocol, Role};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -209,4 +210,133 @@ pub fn cacophony(path: &Path) -> Vec<Report> {
         }
     }
     suites.into_values().collect()
+}
+
+/// The noise-c fallback file (`noise/noise-c-fallback.json`).
+#[derive(Debug, Deserialize)]
+pub struct FallbackFile {
+    /// Prologue (both sides).
+    pub prologue: String,
+    /// Alice's static private key.
+    pub init_static: String,
+    /// Alice's ephemeral private key (IK, then the fallback pre-message).
+    pub init_ephemeral: String,
+    /// Alice's stale copy of Bob's static public key.
+    pub init_remote_static: String,
+    /// Bob's static private key.
+    pub resp_static: String,
+    /// Bob's ephemeral private key in XXfallback.
+    pub resp_ephemeral: String,
+    /// The six payloads.
+    pub payloads: Vec<String>,
+    /// One entry per cipher suite.
+    pub vectors: Vec<FallbackVector>,
+}
+
+/// One Noise Pipes fallback vector.
+#[derive(Debug, Deserialize)]
+pub struct FallbackVector {
+    /// The fallback protocol name (`Noise_XXfallback_...`).
+    pub protocol_name: String,
+    /// IK message 1, XXfallback messages 1 and 2, three transport messages.
+    pub ciphertexts: Vec<String>,
+    /// Final handshake hash.
+    pub handshake_hash: String,
+}
+
+/// Run one Noise Pipes vector through the real `fallback()` path.
+pub fn run_fallback(f: &FallbackFile, v: &FallbackVector) -> Result<(), String> {
+    let fb = Protocol::parse(&v.protocol_name).map_err(|e| format!("{e:?}"))?;
+    let ik = Protocol::parse(&v.protocol_name.replace("XXfallback", "IK")).map_err(|e| format!("{e:?}"))?;
+    let prologue = h(&f.prologue)?;
+    let ct: Vec<Vec<u8>> = v.ciphertexts.iter().map(|c| h(c)).collect::<Result<_, _>>()?;
+    let pl: Vec<Vec<u8>> = f.payloads.iter().map(|p| h(p)).collect::<Result<_, _>>()?;
+    let (Some(ct0), Some(ct1), Some(ct2)) = (ct.first(), ct.get(1), ct.get(2)) else {
+        return Err("needs six ciphertexts".into());
+    };
+    let payload = |i: usize| pl.get(i).ok_or_else(|| format!("payload {i}"));
+    let (mut msg, mut out) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let mut none = ReplayRng::new(&[]);
+    let e = |r: Result<usize, Error>, what: &str| r.map_err(|e| format!("{what}: {e}"));
+
+    let mut alice = Builder::new(&ik)
+        .prologue(&prologue)
+        .local_static(Secret::new(key(&f.init_static)?))
+        .remote_static(key(&f.init_remote_static)?)
+        .dangerous_with_ephemeral(Secret::new(key(&f.init_ephemeral)?))
+        .build_initiator()
+        .map_err(|e| e.to_string())?;
+    let mut bob = Builder::new(&ik)
+        .prologue(&prologue)
+        .local_static(Secret::new(key(&f.resp_static)?))
+        .build_responder()
+        .map_err(|e| e.to_string())?;
+    let n = e(alice.write_message(payload(0)?, &mut msg, &mut none), "IK write")?;
+    if msg.get(..n) != Some(&ct0[..]) {
+        return Err("IK message 1 differs".into());
+    }
+    if bob.read_message(ct0, &mut out) != Err(Error::Decrypt) {
+        return Err("the stale IK message must fail at the responder".into());
+    }
+    let mut bob = bob.fallback(&fb, &prologue).map_err(|e| e.to_string())?;
+    let re = key(&f.resp_ephemeral)?;
+    let n = e(bob.write_message(payload(1)?, &mut msg, &mut ReplayRng::new(&re)), "fallback write 1")?;
+    if msg.get(..n) != Some(&ct1[..]) {
+        return Err("XXfallback message 1 differs".into());
+    }
+    if alice.read_message(ct1, &mut out) != Err(Error::Decrypt) {
+        return Err("Alice's IK read of the fallback message must fail".into());
+    }
+    let mut alice = alice.fallback(&fb, &prologue).map_err(|e| e.to_string())?;
+    let k = e(alice.read_message(ct1, &mut out), "fallback read 1")?;
+    if out.get(..k) != Some(&payload(1)?[..]) {
+        return Err("payload 1 differs".into());
+    }
+    alice.accept_remote_static();
+    let n = e(alice.write_message(payload(2)?, &mut msg, &mut none), "fallback write 2")?;
+    if msg.get(..n) != Some(&ct2[..]) {
+        return Err("XXfallback message 2 differs".into());
+    }
+    let k = e(bob.read_message(ct2, &mut out), "fallback read 2")?;
+    if out.get(..k) != Some(&payload(2)?[..]) {
+        return Err("payload 2 differs".into());
+    }
+    bob.accept_remote_static();
+    let hh = h(&v.handshake_hash)?;
+    if alice.handshake_hash() != hh || bob.handshake_hash() != hh {
+        return Err("handshake hash differs".into());
+    }
+    let (mut ta, mut tb) =
+        (alice.finish().map_err(|e| e.to_string())?, bob.finish().map_err(|e| e.to_string())?);
+    for (i, c) in ct.iter().enumerate().skip(3) {
+        let (w, r) = if i % 2 == 1 { (&mut tb, &mut ta) } else { (&mut ta, &mut tb) };
+        let n = e(w.write_message(payload(i)?, &mut msg), "transport write")?;
+        if msg.get(..n) != Some(&c[..]) {
+            return Err(format!("transport message {i} differs"));
+        }
+        let k = e(r.read_message(c, &mut out), "transport read")?;
+        if out.get(..k) != Some(&payload(i)?[..]) {
+            return Err(format!("transport payload {i} differs"));
+        }
+    }
+    Ok(())
+}
+
+/// The noise-c Noise Pipes fallback vectors.
+pub fn noise_c_fallback(path: &Path) -> Report {
+    let mut r = Report::new("noise noise-c fallback");
+    let file: FallbackFile = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            r.record(&path.display().to_string(), Err(e));
+            return r;
+        }
+    };
+    for v in &file.vectors {
+        r.record(&v.protocol_name, run_fallback(&file, v));
+    }
+    r
 }
