@@ -24,6 +24,9 @@ impl<E: Copy, const N: usize> Default for EventQueue<E, N> {
 }
 
 impl<E: Copy, const N: usize> EventQueue<E, N> {
+    /// How many events the queue holds at most.
+    pub const CAPACITY: usize = N;
+
     /// An empty queue.
     pub const fn new() -> Self {
         EventQueue { slots: [None; N] }

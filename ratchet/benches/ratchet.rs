@@ -15,7 +15,9 @@ use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_ma
 use securemesh_core::crypto::{Dh, X25519};
 use securemesh_core::testing::TestRng;
 use securemesh_core::{Instant, Secret, UnixTime};
-use securemesh_ratchet::{Bundle, Identity, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, Session, SessionConfig};
+use securemesh_ratchet::{
+    Bundle, Identity, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, Session, SessionConfig,
+};
 use std::hint::black_box;
 use vodozemac::olm::{Account, OlmMessage, SessionConfig as OlmConfig};
 
@@ -28,7 +30,8 @@ fn ours_pair(rng: &mut TestRng) -> (Session, Session) {
     let mut a: Session = Session::initiate(&alice, &bundle, SessionConfig::default(), rng, NOW).unwrap();
     let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
     let n = a.encrypt(b"hi", &mut wire, rng, NOW).unwrap();
-    let (mut b, _) = Session::respond(&bob, &mut pool, &wire[..n], &mut out, SessionConfig::default(), NOW).unwrap();
+    let (mut b, _) =
+        Session::respond(&bob, &mut pool, &wire[..n], &mut out, SessionConfig::default(), NOW).unwrap();
     let n = b.encrypt(b"ok", &mut wire, rng, NOW).unwrap();
     a.decrypt(&wire[..n], &mut out, NOW).unwrap();
     (a, b)
@@ -41,7 +44,8 @@ fn olm_pair() -> (vodozemac::olm::Session, vodozemac::olm::Session) {
     let otk = *bob.one_time_keys().values().next().unwrap();
     let mut a = alice.create_outbound_session(OlmConfig::version_1(), bob.curve25519_key(), otk).unwrap();
     let OlmMessage::PreKey(m) = a.encrypt(b"hi").unwrap() else { panic!("pre-key message expected") };
-    let mut b = bob.create_inbound_session(OlmConfig::version_1(), alice.curve25519_key(), &m).unwrap().session;
+    let mut b =
+        bob.create_inbound_session(OlmConfig::version_1(), alice.curve25519_key(), &m).unwrap().session;
     let reply = b.encrypt(b"ok").unwrap();
     a.decrypt(&reply).unwrap();
     (a, b)
@@ -55,7 +59,8 @@ fn setup(c: &mut Criterion) {
     g.bench_function("securemesh", |b| {
         b.iter_batched(
             || {
-                let pool: PrekeyPool<1> = PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
+                let pool: PrekeyPool<1> =
+                    PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
                 let bundle = pool.bundle(&bob, pool.one_time_ids().next());
                 (pool, bundle)
             },
@@ -66,7 +71,8 @@ fn setup(c: &mut Criterion) {
                 let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
                 let n = a.encrypt(b"hi", &mut wire, &mut r, NOW).unwrap();
                 let s: (Session, usize) =
-                    Session::respond(&bob, &mut pool, &wire[..n], &mut out, SessionConfig::default(), NOW).unwrap();
+                    Session::respond(&bob, &mut pool, &wire[..n], &mut out, SessionConfig::default(), NOW)
+                        .unwrap();
                 black_box((a, s))
             },
             BatchSize::SmallInput,
@@ -82,9 +88,13 @@ fn setup(c: &mut Criterion) {
                 (bob, otk)
             },
             |(mut bob, otk)| {
-                let mut a = olm_alice.create_outbound_session(OlmConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+                let mut a = olm_alice
+                    .create_outbound_session(OlmConfig::version_1(), bob.curve25519_key(), otk)
+                    .unwrap();
                 let OlmMessage::PreKey(m) = a.encrypt(b"hi").unwrap() else { panic!() };
-                let r = bob.create_inbound_session(OlmConfig::version_1(), olm_alice.curve25519_key(), &m).unwrap();
+                let r = bob
+                    .create_inbound_session(OlmConfig::version_1(), olm_alice.curve25519_key(), &m)
+                    .unwrap();
                 black_box((a, r))
             },
             BatchSize::SmallInput,
@@ -93,7 +103,9 @@ fn setup(c: &mut Criterion) {
     let pool: PrekeyPool<1> = PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
     let mut buf = [0u8; MAX_BUNDLE_LEN];
     let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
-    g.bench_function("bundle-verify", |b| b.iter(|| black_box(Bundle::decode(black_box(&buf[..n])).unwrap())));
+    g.bench_function("bundle-verify", |b| {
+        b.iter(|| black_box(Bundle::decode(black_box(&buf[..n])).unwrap()))
+    });
     g.finish();
 }
 

@@ -25,6 +25,7 @@ mod bundle;
 mod error;
 mod identity;
 pub mod kdf;
+mod persist;
 mod prekeys;
 mod session;
 mod skipped;

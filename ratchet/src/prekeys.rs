@@ -7,6 +7,7 @@ use crate::bundle::{Bundle, OneTimePrekeyPublic, SignedPrekeyPublic};
 use crate::identity::Identity;
 use crate::kdf::Key32;
 use securemesh_core::crypto::{Dh, X25519};
+use securemesh_core::events::EventQueue;
 use securemesh_core::{CryptoRng, UnixTime};
 
 /// Policy of a prekey pool.
@@ -81,7 +82,8 @@ pub(crate) struct Signed {
     pub(crate) created: UnixTime,
 }
 
-const EVENTS: usize = 4;
+/// Pending pool events kept (oldest dropped first).
+pub(crate) const POOL_EVENT_SLOTS: usize = 4;
 
 /// A prekey pool of `CAP` one-time prekeys (default 200).
 pub struct PrekeyPool<const CAP: usize = 200> {
@@ -92,7 +94,7 @@ pub struct PrekeyPool<const CAP: usize = 200> {
     pub(crate) previous: Option<(Signed, UnixTime)>,
     pub(crate) config: PrekeyConfig,
     pub(crate) low_reported: bool,
-    pub(crate) events: [Option<PrekeyEvent>; EVENTS],
+    pub(crate) events: EventQueue<PrekeyEvent, POOL_EVENT_SLOTS>,
 }
 
 impl<const CAP: usize> core::fmt::Debug for PrekeyPool<CAP> {
@@ -121,7 +123,7 @@ impl<const CAP: usize> PrekeyPool<CAP> {
             previous: None,
             config,
             low_reported: false,
-            events: [None; EVENTS],
+            events: EventQueue::new(),
         };
         pool.next_id = 2;
         pool.refill(rng);
@@ -221,22 +223,12 @@ impl<const CAP: usize> PrekeyPool<CAP> {
     }
 
     fn push_event(&mut self, e: PrekeyEvent) {
-        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
-            *slot = Some(e);
-        } else {
-            // Full: drop the oldest, keep the newest.
-            self.events.rotate_left(1);
-            if let Some(last) = self.events.last_mut() {
-                *last = Some(e);
-            }
-        }
+        self.events.push(e);
     }
 
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<PrekeyEvent> {
-        let first = self.events.first_mut()?.take();
-        self.events.rotate_left(1);
-        first
+        self.events.pop()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called:

@@ -21,6 +21,7 @@ use crate::skipped::SkippedKeys;
 use crate::x3dh;
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519, XChaChaPoly};
+use securemesh_core::events::EventQueue;
 use securemesh_core::{CryptoRng, Instant};
 
 /// Message type: X3DH initial message wrapping a ratchet message.
@@ -37,8 +38,11 @@ pub const ENC_HEADER_LEN: usize = 24 + HEADER_LEN + 16;
 pub const RATCHET_OVERHEAD: usize = 1 + HEADER_LEN + 16;
 /// Bytes a ratchet message adds to its payload (encrypted header).
 pub const RATCHET_HE_OVERHEAD: usize = 1 + ENC_HEADER_LEN + 16;
-/// Bytes of the X3DH prefix of an initial message (no KEM ciphertext).
+/// Bytes of the X3DH prefix of an initial message with a one-time prekey
+/// (4 fewer without one; no KEM ciphertext).
 pub const INITIAL_PREFIX_LEN: usize = 1 + PublicIdentity::LEN + 32 + 4 + 1 + 4 + 1 + 1;
+/// Pending session events kept (oldest dropped first).
+pub(crate) const SESSION_EVENT_SLOTS: usize = 4;
 /// Largest AD: X3DH AD and the longest message prefix through the header.
 const MAX_AD: usize = 128 + 1 + ENC_HEADER_LEN;
 
@@ -224,12 +228,13 @@ pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
     pub(crate) skipped: SkippedKeys<CAP>,
     /// Alice: her identity and X3DH header until Bob answers.
     pub(crate) prekey: Option<(PublicIdentity, PrekeyHeader)>,
-    /// Bob: Alice's ephemeral key, to accept her repeated initial messages.
-    pub(crate) initial_ek: Option<[u8; 32]>,
+    /// Bob: Alice's X3DH header, to accept her repeated initial messages
+    /// (every field must match: the prefix is not in the AEAD's AD).
+    pub(crate) initial: Option<PrekeyHeader>,
     pub(crate) heartbeat_ms: u64,
     pub(crate) last_step: Instant,
     pub(crate) heartbeat_reported: bool,
-    pub(crate) events: [Option<SessionEvent>; 4],
+    pub(crate) events: EventQueue<SessionEvent, SESSION_EVENT_SLOTS>,
 }
 
 impl<const MAX_SKIP: usize, const CAP: usize> core::fmt::Debug for Session<MAX_SKIP, CAP> {
@@ -277,11 +282,11 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             prev_hkr: None,
             skipped: SkippedKeys::default(),
             prekey: None,
-            initial_ek: None,
+            initial: None,
             heartbeat_ms: config.heartbeat_ms,
             last_step: now,
             heartbeat_reported: false,
-            events: [None; 4],
+            events: EventQueue::new(),
         }
     }
 
@@ -346,7 +351,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             s.nhks = Some(nhkb);
             s.nhkr = Some(hka);
         }
-        s.initial_ek = Some(init.header.ek);
+        s.initial = Some(init.header);
         let n = s.decrypt_ratchet(init.inner, out, now)?;
         if let Some(id) = init.header.opk_id {
             pool.consume_one_time(id);
@@ -382,26 +387,21 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
 
     /// Bytes [`encrypt`](Self::encrypt) writes for a payload of `len` bytes.
     pub fn encrypted_len(&self, len: usize) -> usize {
-        let prefix = if self.prekey.is_some() { INITIAL_PREFIX_LEN } else { 0 };
+        let prefix = match &self.prekey {
+            Some((_, p)) if p.opk_id.is_some() => INITIAL_PREFIX_LEN,
+            Some(_) => INITIAL_PREFIX_LEN - 4,
+            None => 0,
+        };
         prefix + if self.he { RATCHET_HE_OVERHEAD } else { RATCHET_OVERHEAD } + len
     }
 
     fn push_event(&mut self, e: SessionEvent) {
-        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
-            *slot = Some(e);
-        } else {
-            self.events.rotate_left(1);
-            if let Some(last) = self.events.last_mut() {
-                *last = Some(e);
-            }
-        }
+        self.events.push(e);
     }
 
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        let first = self.events.first_mut()?.take();
-        self.events.rotate_left(1);
-        first
+        self.events.pop()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due: the
@@ -513,7 +513,10 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             Some(&MSG_INITIAL) => {
                 // Alice's repeated initial message (Bob has not answered yet).
                 let init = Initial::parse(message)?;
-                if self.initial_ek != Some(init.header.ek) || init.alice != self.remote {
+                if self.initial != Some(init.header)
+                    || init.alice != self.remote
+                    || init.header_encryption != self.he
+                {
                     return Err(Error::Malformed);
                 }
                 init.inner

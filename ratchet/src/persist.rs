@@ -1,0 +1,622 @@
+//! Persisted sessions and prekey pools through the `core` envelope
+//! ([`securemesh_core::envelope`]): [`Session`] is kind
+//! [`StateKind::RATCHET_SESSION`], [`PrekeyPool`] kind
+//! [`StateKind::PREKEY_POOL`], both body version 1 and suite
+//! [`SuiteId::DEFAULT`].
+//!
+//! Bodies are written field by field, never from the in-memory layout. All
+//! integers are big-endian. `flag` is one byte, 0 (absent / false) or 1
+//! (present / true); any other value is refused with
+//! [`Error::InvalidValue`]. `[n]` is `n` raw bytes. Event tags are a
+//! registry: a tag never changes meaning.
+//!
+//! ## Session, version 1
+//!
+//! ```text
+//! max_skip u16 | cap u16                         MAX_SKIP and CAP of the writer
+//! | ad [128]                                     X3DH associated data
+//! | remote [128]                                 sign_pub | dh_pub | sig, re-verified on decode
+//! | rk [32]
+//! | dhs: flag [secret [32] | public [32]]        public checked == X25519(secret) on decode
+//! | dhr: flag [32] | prev_dhr: flag [32]
+//! | cks: flag [32] | ckr: flag [32]
+//! | ns u32 | nr u32 | pn u32 | step_pending flag
+//! | he flag | hks: flag [32] | hkr: flag [32] | nhks: flag [32] | nhkr: flag [32] | prev_hkr: flag [32]
+//! | skipped_count u16 (<= CAP of the reader)
+//!   | skipped_count * (chain [32] | n u32 | mk [32] | seq u64)   in slot order, seq < next_seq
+//!   | next_seq u64
+//! | prekey: flag [alice [128] (re-verified) | ek [32] | spk_id u32 | opk: flag [opk_id u32]]
+//! | initial: flag [ek [32] | spk_id u32 | opk: flag [opk_id u32]]   Bob: Alice's X3DH header
+//! | heartbeat_ms u64 | last_step u64 (Instant, ms) | heartbeat_reported flag
+//! | event_count u8 (<= 4) | event_count * event, oldest first
+//!     event = 1 RatchetStepped | sending flag
+//!           | 2 HeartbeatDue
+//! ```
+//!
+//! `max_skip` must equal the reader's `MAX_SKIP` (else
+//! [`Error::InvalidValue`]): the skip bound is part of the session's
+//! policy. `cap` need not equal the reader's `CAP`: a state is accepted as
+//! long as its stored skipped keys fit (`skipped_count <= CAP`, and
+//! `skipped_count <= cap`), so a session can move to a larger (or, when it
+//! holds few keys, a smaller) store. Skipped keys are stored compacted into
+//! the first slots; slot positions carry no meaning (lookup is by chain and
+//! number, eviction by `seq`), so the restored session behaves exactly like
+//! the saved one.
+//!
+//! ## Prekey pool, version 1
+//!
+//! ```text
+//! cap u16 (== CAP of the reader)
+//! | one_time_count u16
+//!   | one_time_count * (slot u16 | id u32 | secret [32])   slots strictly increasing, < CAP; ids distinct
+//! | next_id u32 (never 0) | consumed_total u64
+//! | signed: id u32 | secret [32] | sig [64] | created u64 (UnixTime)
+//! | previous: flag [id u32 | secret [32] | sig [64] | created u64 | retired u64]
+//! | refill_threshold_percent u8 | rotation_interval_secs u64 | grace_period_secs u64
+//! | low_reported flag
+//! | event_count u8 (<= 4) | event_count * event, oldest first
+//!     event = 1 PoolLow | available u32 | capacity u32
+//!           | 2 SignedPrekeyRotated | id u32
+//!           | 3 PreviousSignedPrekeyErased | id u32
+//! ```
+//!
+//! Public keys of prekeys are recomputed from their secrets on decode. The
+//! pool's `cap` must equal the reader's `CAP` (else
+//! [`Error::InvalidValue`]): the slot of each one-time prekey is kept (so
+//! refills after a restore fill the same slots in the same order) and the
+//! low-pool threshold and `PoolLow` events are relative to `CAP`.
+//!
+//! `MAX_SKIP` and `CAP` are recorded as `u16`: a session or pool with a
+//! capacity above 65535 cannot be encoded ([`Error::LengthOverflow`]).
+//!
+//! ## Rules
+//!
+//! Both bodies hold live secrets (root, chain and message keys, ratchet and
+//! prekey private keys): seal them ([`Persist::seal_state`], with a new
+//! generation on every save) unless the storage is already confidential and
+//! integrity-protected, and keep the newest generation in monotonic storage.
+//!
+//! A caller **MUST** persist the new state (sealed, with a new generation)
+//! **before** it transmits what [`Session::encrypt`] produced, and after
+//! every successful [`Session::decrypt`] or [`Session::respond`] before it
+//! acts on the plaintext. A crash after transmitting but before persisting
+//! restores a session that encrypts the next message with the keys of the
+//! transmitted one; a restored older state (rollback) does the same, which
+//! is why [`Persist::open_state`] refuses an older generation.
+
+use crate::bundle::SignedPrekeyPublic;
+use crate::identity::PublicIdentity;
+use crate::kdf::Key32;
+use crate::prekeys::{OneTime, POOL_EVENT_SLOTS, PrekeyConfig, PrekeyEvent, PrekeyPool, Signed};
+use crate::session::{PrekeyHeader, SESSION_EVENT_SLOTS, Session, SessionEvent};
+use crate::skipped::{Entry, SkippedKeys};
+use securemesh_core::codec::{Reader, Writer};
+use securemesh_core::crypto::{Dh, SuiteId, X25519};
+use securemesh_core::envelope::{Header, Persist, StateKind};
+use securemesh_core::events::EventQueue;
+use securemesh_core::{Error, Instant, UnixTime};
+
+/// Length of the event queue of a type, read from the type of its field
+/// (so the body bound follows the struct if the queue ever grows).
+const SESSION_EVENTS: usize = EventQueue::<SessionEvent, SESSION_EVENT_SLOTS>::CAPACITY;
+const POOL_EVENTS: usize = EventQueue::<PrekeyEvent, POOL_EVENT_SLOTS>::CAPACITY;
+
+/// An optional 32-byte value: flag and bytes.
+const OPT32: usize = 1 + 32;
+/// One stored skipped key: chain, n, mk, seq.
+const SKIPPED_ENTRY_LEN: usize = 32 + 4 + 32 + 8;
+/// Everything of a session body except the skipped entries.
+const SESSION_FIXED_LEN: usize = 2 + 2 // max_skip, cap
+    + 128 + PublicIdentity::LEN + 32 // ad, remote, rk
+    + 1 + 32 + 32 // dhs
+    + 4 * OPT32 // dhr, prev_dhr, cks, ckr
+    + 3 * 4 + 1 // ns, nr, pn, step_pending
+    + 1 + 5 * OPT32 // he, hks, hkr, nhks, nhkr, prev_hkr
+    + 2 + 8 // skipped count, next_seq
+    + 1 + PublicIdentity::LEN + 32 + 4 + 1 + 4 // prekey
+    + 1 + 32 + 4 + 1 + 4 // initial
+    + 8 + 8 + 1 // heartbeat_ms, last_step, heartbeat_reported
+    + 1 + SESSION_EVENTS * 2; // events: count, tag + sending flag
+
+/// One one-time prekey: slot, id, secret.
+const ONE_TIME_ENTRY_LEN: usize = 2 + 4 + 32;
+/// A signed prekey: id, secret, signature, created.
+const SIGNED_LEN: usize = 4 + 32 + 64 + 8;
+/// Everything of a pool body except the one-time entries.
+const POOL_FIXED_LEN: usize = 2 + 2 // cap, one-time count
+    + 4 + 8 // next_id, consumed_total
+    + SIGNED_LEN // signed
+    + 1 + SIGNED_LEN + 8 // previous and its retirement time
+    + 1 + 8 + 8 // config
+    + 1 // low_reported
+    + 1 + POOL_EVENTS * (1 + 4 + 4); // events: count, largest is PoolLow
+
+const SESSION_EVENT_STEPPED: u8 = 1;
+const SESSION_EVENT_HEARTBEAT: u8 = 2;
+const POOL_EVENT_LOW: u8 = 1;
+const POOL_EVENT_ROTATED: u8 = 2;
+const POOL_EVENT_ERASED: u8 = 3;
+
+fn check_header(header: &Header) -> Result<(), Error> {
+    if header.version != 1 {
+        return Err(Error::UnknownVersion { found: header.version });
+    }
+    if header.suite != SuiteId::DEFAULT {
+        return Err(Error::SuiteMismatch { found: header.suite.0 });
+    }
+    Ok(())
+}
+
+fn to_u16(n: usize) -> Result<u16, Error> {
+    u16::try_from(n).map_err(|_| Error::LengthOverflow)
+}
+
+fn write_flag(w: &mut Writer<'_>, b: bool) -> Result<(), Error> {
+    w.write_u8(u8::from(b))
+}
+
+fn read_flag(r: &mut Reader<'_>) -> Result<bool, Error> {
+    match r.read_u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(Error::InvalidValue),
+    }
+}
+
+/// `ek [32] | spk_id u32 | opk: flag [opk_id u32]`.
+fn write_prekey_header(w: &mut Writer<'_>, p: &PrekeyHeader) -> Result<(), Error> {
+    w.write_bytes(&p.ek)?;
+    w.write_u32(p.spk_id)?;
+    match p.opk_id {
+        Some(id) => {
+            w.write_u8(1)?;
+            w.write_u32(id)
+        }
+        None => w.write_u8(0),
+    }
+}
+
+fn read_prekey_header(r: &mut Reader<'_>) -> Result<PrekeyHeader, Error> {
+    let ek = r.read_array()?;
+    let spk_id = r.read_u32()?;
+    let opk_id = if read_flag(r)? { Some(r.read_u32()?) } else { None };
+    Ok(PrekeyHeader { ek, spk_id, opk_id })
+}
+
+fn write_opt(w: &mut Writer<'_>, v: Option<&[u8; 32]>) -> Result<(), Error> {
+    match v {
+        Some(bytes) => {
+            w.write_u8(1)?;
+            w.write_bytes(bytes)
+        }
+        None => w.write_u8(0),
+    }
+}
+
+fn write_opt_key(w: &mut Writer<'_>, k: Option<&Key32>) -> Result<(), Error> {
+    write_opt(w, k.map(Key32::expose))
+}
+
+/// Read a secret straight into its zeroizing container.
+fn read_key(r: &mut Reader<'_>) -> Result<Key32, Error> {
+    let mut k = Key32::zeroed();
+    k.expose_mut().copy_from_slice(r.read_bytes(32)?);
+    Ok(k)
+}
+
+fn read_opt_key(r: &mut Reader<'_>) -> Result<Option<Key32>, Error> {
+    if read_flag(r)? { Ok(Some(read_key(r)?)) } else { Ok(None) }
+}
+
+fn read_opt(r: &mut Reader<'_>) -> Result<Option<[u8; 32]>, Error> {
+    if read_flag(r)? { Ok(Some(r.read_array()?)) } else { Ok(None) }
+}
+
+fn read_identity(r: &mut Reader<'_>) -> Result<PublicIdentity, Error> {
+    PublicIdentity::from_bytes(&r.read_array()?).map_err(|_| Error::BadSignature)
+}
+
+fn write_session_event(w: &mut Writer<'_>, e: &SessionEvent) -> Result<(), Error> {
+    match e {
+        SessionEvent::RatchetStepped { sending } => {
+            w.write_u8(SESSION_EVENT_STEPPED)?;
+            write_flag(w, *sending)
+        }
+        SessionEvent::HeartbeatDue => w.write_u8(SESSION_EVENT_HEARTBEAT),
+    }
+}
+
+fn read_session_event(r: &mut Reader<'_>) -> Result<SessionEvent, Error> {
+    match r.read_u8()? {
+        SESSION_EVENT_STEPPED => Ok(SessionEvent::RatchetStepped { sending: read_flag(r)? }),
+        SESSION_EVENT_HEARTBEAT => Ok(SessionEvent::HeartbeatDue),
+        _ => Err(Error::InvalidValue),
+    }
+}
+
+fn write_pool_event(w: &mut Writer<'_>, e: &PrekeyEvent) -> Result<(), Error> {
+    match e {
+        PrekeyEvent::PoolLow { available, capacity } => {
+            w.write_u8(POOL_EVENT_LOW)?;
+            w.write_u32(*available)?;
+            w.write_u32(*capacity)
+        }
+        PrekeyEvent::SignedPrekeyRotated { id } => {
+            w.write_u8(POOL_EVENT_ROTATED)?;
+            w.write_u32(*id)
+        }
+        PrekeyEvent::PreviousSignedPrekeyErased { id } => {
+            w.write_u8(POOL_EVENT_ERASED)?;
+            w.write_u32(*id)
+        }
+    }
+}
+
+fn read_pool_event(r: &mut Reader<'_>) -> Result<PrekeyEvent, Error> {
+    match r.read_u8()? {
+        POOL_EVENT_LOW => Ok(PrekeyEvent::PoolLow { available: r.read_u32()?, capacity: r.read_u32()? }),
+        POOL_EVENT_ROTATED => Ok(PrekeyEvent::SignedPrekeyRotated { id: r.read_u32()? }),
+        POOL_EVENT_ERASED => Ok(PrekeyEvent::PreviousSignedPrekeyErased { id: r.read_u32()? }),
+        _ => Err(Error::InvalidValue),
+    }
+}
+
+/// Write the pending events of a queue (the `Some` slots, oldest first).
+fn write_events<T: Copy, const N: usize>(
+    w: &mut Writer<'_>,
+    events: &EventQueue<T, N>,
+    write: impl Fn(&mut Writer<'_>, &T) -> Result<(), Error>,
+) -> Result<(), Error> {
+    w.write_u8(u8::try_from(events.len()).map_err(|_| Error::LengthOverflow)?)?;
+    for e in events.iter() {
+        write(w, e)?;
+    }
+    Ok(())
+}
+
+/// Read pending events into the first slots of an empty queue.
+fn read_events<T: Copy, const N: usize>(
+    r: &mut Reader<'_>,
+    read: impl Fn(&mut Reader<'_>) -> Result<T, Error>,
+) -> Result<EventQueue<T, N>, Error> {
+    let mut events = EventQueue::new();
+    let count = usize::from(r.read_u8()?);
+    if count > N {
+        return Err(Error::InvalidValue);
+    }
+    for _ in 0..count {
+        events.push(read(r)?);
+    }
+    Ok(events)
+}
+
+impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP> {
+    const KIND: StateKind = StateKind::RATCHET_SESSION;
+    const VERSION: u16 = 1;
+    const MAX_BODY_LEN: usize = SESSION_FIXED_LEN + CAP * SKIPPED_ENTRY_LEN;
+
+    fn suite(&self) -> SuiteId {
+        SuiteId::DEFAULT
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+        w.write_u16(to_u16(MAX_SKIP)?)?;
+        w.write_u16(to_u16(CAP)?)?;
+        w.write_bytes(&self.ad)?;
+        w.write_bytes(&self.remote.to_bytes())?;
+        w.write_bytes(self.rk.expose())?;
+        match &self.dhs {
+            Some((secret, public)) => {
+                w.write_u8(1)?;
+                w.write_bytes(secret.expose())?;
+                w.write_bytes(public)?;
+            }
+            None => w.write_u8(0)?,
+        }
+        write_opt(w, self.dhr.as_ref())?;
+        write_opt(w, self.prev_dhr.as_ref())?;
+        write_opt_key(w, self.cks.as_ref())?;
+        write_opt_key(w, self.ckr.as_ref())?;
+        w.write_u32(self.ns)?;
+        w.write_u32(self.nr)?;
+        w.write_u32(self.pn)?;
+        write_flag(w, self.step_pending)?;
+        write_flag(w, self.he)?;
+        for k in [&self.hks, &self.hkr, &self.nhks, &self.nhkr, &self.prev_hkr] {
+            write_opt_key(w, k.as_ref())?;
+        }
+        w.write_u16(to_u16(self.skipped.len())?)?;
+        for (_, e) in self.skipped.iter() {
+            w.write_bytes(e.chain.expose())?;
+            w.write_u32(e.n)?;
+            w.write_bytes(e.mk.expose())?;
+            w.write_u64(e.seq)?;
+        }
+        w.write_u64(self.skipped.next_seq)?;
+        match &self.prekey {
+            Some((alice, p)) => {
+                w.write_u8(1)?;
+                w.write_bytes(&alice.to_bytes())?;
+                write_prekey_header(w, p)?;
+            }
+            None => w.write_u8(0)?,
+        }
+        match &self.initial {
+            Some(p) => {
+                w.write_u8(1)?;
+                write_prekey_header(w, p)?;
+            }
+            None => w.write_u8(0)?,
+        }
+        w.write_u64(self.heartbeat_ms)?;
+        w.write_u64(self.last_step.0)?;
+        write_flag(w, self.heartbeat_reported)?;
+        write_events(w, &self.events, write_session_event)
+    }
+
+    fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
+        check_header(header)?;
+        if usize::from(r.read_u16()?) != MAX_SKIP {
+            return Err(Error::InvalidValue);
+        }
+        let written_cap = usize::from(r.read_u16()?);
+        let ad = r.read_array()?;
+        let remote = read_identity(r)?;
+        let rk = read_key(r)?;
+        let dhs = if read_flag(r)? {
+            let secret = read_key(r)?;
+            let public: [u8; 32] = r.read_array()?;
+            // A cached public key that does not match its secret would put a
+            // key on the wire the peer cannot use: refuse the state.
+            if X25519::public_key(&secret) != public {
+                return Err(Error::InvalidValue);
+            }
+            Some((secret, public))
+        } else {
+            None
+        };
+        let dhr = read_opt(r)?;
+        let prev_dhr = read_opt(r)?;
+        let cks = read_opt_key(r)?;
+        let ckr = read_opt_key(r)?;
+        let ns = r.read_u32()?;
+        let nr = r.read_u32()?;
+        let pn = r.read_u32()?;
+        let step_pending = read_flag(r)?;
+        let he = read_flag(r)?;
+        let hks = read_opt_key(r)?;
+        let hkr = read_opt_key(r)?;
+        let nhks = read_opt_key(r)?;
+        let nhkr = read_opt_key(r)?;
+        let prev_hkr = read_opt_key(r)?;
+
+        let count = usize::from(r.read_u16()?);
+        if count > CAP || count > written_cap {
+            return Err(Error::InvalidValue);
+        }
+        let mut skipped = SkippedKeys::<CAP>::default();
+        let mut max_seq = None;
+        for slot in skipped.entries.iter_mut().take(count) {
+            let chain = read_key(r)?;
+            let n = r.read_u32()?;
+            let mk = read_key(r)?;
+            let seq = r.read_u64()?;
+            max_seq = max_seq.max(Some(seq));
+            *slot = Some(Entry { chain, n, mk, seq });
+        }
+        skipped.next_seq = r.read_u64()?;
+        // Sequence numbers are handed out from next_seq: all lie below it.
+        if max_seq.is_some_and(|s| s >= skipped.next_seq) {
+            return Err(Error::InvalidValue);
+        }
+
+        let prekey = if read_flag(r)? {
+            let alice = read_identity(r)?;
+            Some((alice, read_prekey_header(r)?))
+        } else {
+            None
+        };
+        let initial = if read_flag(r)? { Some(read_prekey_header(r)?) } else { None };
+        let heartbeat_ms = r.read_u64()?;
+        let last_step = Instant(r.read_u64()?);
+        let heartbeat_reported = read_flag(r)?;
+        let events = read_events(r, read_session_event)?;
+        Ok(Session {
+            ad,
+            remote,
+            rk,
+            dhs,
+            dhr,
+            prev_dhr,
+            cks,
+            ckr,
+            ns,
+            nr,
+            pn,
+            step_pending,
+            he,
+            hks,
+            hkr,
+            nhks,
+            nhkr,
+            prev_hkr,
+            skipped,
+            prekey,
+            initial,
+            heartbeat_ms,
+            last_step,
+            heartbeat_reported,
+            events,
+        })
+    }
+}
+
+fn write_signed(w: &mut Writer<'_>, s: &Signed) -> Result<(), Error> {
+    w.write_u32(s.public.id)?;
+    w.write_bytes(s.secret.expose())?;
+    w.write_bytes(&s.public.sig)?;
+    w.write_u64(s.created.0)
+}
+
+fn read_signed(r: &mut Reader<'_>) -> Result<Signed, Error> {
+    let id = r.read_u32()?;
+    let secret = read_key(r)?;
+    let sig = r.read_array()?;
+    let created = UnixTime(r.read_u64()?);
+    let public = SignedPrekeyPublic { id, public: X25519::public_key(&secret), sig };
+    Ok(Signed { secret, public, created })
+}
+
+impl<const CAP: usize> Persist for PrekeyPool<CAP> {
+    const KIND: StateKind = StateKind::PREKEY_POOL;
+    const VERSION: u16 = 1;
+    const MAX_BODY_LEN: usize = POOL_FIXED_LEN + CAP * ONE_TIME_ENTRY_LEN;
+
+    fn suite(&self) -> SuiteId {
+        SuiteId::DEFAULT
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+        w.write_u16(to_u16(CAP)?)?;
+        w.write_u16(to_u16(self.one_time.iter().flatten().count())?)?;
+        for (slot, o) in self.one_time.iter().enumerate() {
+            if let Some(o) = o {
+                w.write_u16(to_u16(slot)?)?;
+                w.write_u32(o.id)?;
+                w.write_bytes(o.secret.expose())?;
+            }
+        }
+        w.write_u32(self.next_id)?;
+        w.write_u64(self.consumed_total)?;
+        write_signed(w, &self.signed)?;
+        match &self.previous {
+            Some((p, retired)) => {
+                w.write_u8(1)?;
+                write_signed(w, p)?;
+                w.write_u64(retired.0)?;
+            }
+            None => w.write_u8(0)?,
+        }
+        w.write_u8(self.config.refill_threshold_percent)?;
+        w.write_u64(self.config.rotation_interval_secs)?;
+        w.write_u64(self.config.grace_period_secs)?;
+        write_flag(w, self.low_reported)?;
+        write_events(w, &self.events, write_pool_event)
+    }
+
+    fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
+        check_header(header)?;
+        if usize::from(r.read_u16()?) != CAP {
+            return Err(Error::InvalidValue);
+        }
+        let count = usize::from(r.read_u16()?);
+        if count > CAP {
+            return Err(Error::InvalidValue);
+        }
+        let mut one_time: [Option<OneTime>; CAP] = [const { None }; CAP];
+        let mut next_slot = 0usize;
+        for _ in 0..count {
+            let slot = usize::from(r.read_u16()?);
+            let id = r.read_u32()?;
+            let secret = read_key(r)?;
+            // Strictly increasing slots: canonical, and no slot twice.
+            if slot < next_slot {
+                return Err(Error::InvalidValue);
+            }
+            // Each identifier is consumed exactly once: refuse a state that
+            // holds one twice.
+            if one_time.iter().flatten().any(|o| o.id == id) {
+                return Err(Error::InvalidValue);
+            }
+            let public = X25519::public_key(&secret);
+            *one_time.get_mut(slot).ok_or(Error::InvalidValue)? = Some(OneTime { id, secret, public });
+            next_slot = slot + 1;
+        }
+        let next_id = r.read_u32()?;
+        if next_id == 0 {
+            return Err(Error::InvalidValue);
+        }
+        let consumed_total = r.read_u64()?;
+        let signed = read_signed(r)?;
+        let previous = if read_flag(r)? {
+            let p = read_signed(r)?;
+            Some((p, UnixTime(r.read_u64()?)))
+        } else {
+            None
+        };
+        let config = PrekeyConfig {
+            refill_threshold_percent: r.read_u8()?,
+            rotation_interval_secs: r.read_u64()?,
+            grace_period_secs: r.read_u64()?,
+        };
+        let low_reported = read_flag(r)?;
+        let events = read_events(r, read_pool_event)?;
+        Ok(PrekeyPool { one_time, next_id, consumed_total, signed, previous, config, low_reported, events })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::identity::Identity;
+    use crate::session::SessionConfig;
+    use securemesh_core::testing::TestRng;
+    use std::vec;
+
+    /// A session with every optional field present, a full skipped store
+    /// and a full event queue encodes to exactly `MAX_BODY_LEN`.
+    #[test]
+    fn session_max_body_len_is_exact() {
+        let mut rng = TestRng::new(1);
+        let alice = Identity::generate(&mut rng);
+        let bob = Identity::generate(&mut rng);
+        let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
+        let mut s: Session<5, 3> = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
+        let mut wire = [0u8; 512];
+        s.encrypt(b"x", &mut wire, &mut rng, Instant(0)).unwrap();
+        let k = || Key32::new([7u8; 32]);
+        s.prev_dhr = Some([1u8; 32]);
+        s.ckr = Some(k());
+        (s.hks, s.hkr, s.nhks, s.nhkr, s.prev_hkr) = (Some(k()), Some(k()), Some(k()), Some(k()), Some(k()));
+        for n in 0..3 {
+            s.skipped.insert(&[2u8; 32], n, k());
+        }
+        s.initial = Some(PrekeyHeader { ek: [3u8; 32], spk_id: 7, opk_id: Some(9) });
+        for _ in 0..SESSION_EVENTS {
+            s.events.push(SessionEvent::RatchetStepped { sending: false });
+        }
+        assert!(s.prekey.is_some_and(|(_, p)| p.opk_id.is_some()));
+        assert!(s.dhs.is_some() && s.dhr.is_some() && s.cks.is_some());
+        let mut buf = vec![0u8; Session::<5, 3>::MAX_ENCODED_LEN];
+        let n = s.encode_state(&mut buf).unwrap();
+        assert_eq!(n, Session::<5, 3>::MAX_ENCODED_LEN);
+        let back = Session::<5, 3>::decode_state(&buf[..n]).unwrap();
+        let mut again = vec![0u8; n];
+        assert_eq!(back.encode_state(&mut again).unwrap(), n);
+        assert_eq!(again, buf);
+    }
+
+    /// A full pool with a previous signed prekey and a full event queue
+    /// encodes to exactly `MAX_BODY_LEN`.
+    #[test]
+    fn pool_max_body_len_is_exact() {
+        let mut rng = TestRng::new(2);
+        let bob = Identity::generate(&mut rng);
+        let mut pool: PrekeyPool<3> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        pool.rotate(&bob, &mut rng, UnixTime(2));
+        for _ in 0..POOL_EVENTS {
+            pool.events.push(PrekeyEvent::PoolLow { available: 1, capacity: 3 });
+        }
+        let mut buf = vec![0u8; PrekeyPool::<3>::MAX_ENCODED_LEN];
+        let n = pool.encode_state(&mut buf).unwrap();
+        assert_eq!(n, PrekeyPool::<3>::MAX_ENCODED_LEN);
+        let back = PrekeyPool::<3>::decode_state(&buf[..n]).unwrap();
+        let mut again = vec![0u8; n];
+        assert_eq!(back.encode_state(&mut again).unwrap(), n);
+        assert_eq!(again, buf);
+        assert_eq!(back.signed_public(), pool.signed_public());
+    }
+}
