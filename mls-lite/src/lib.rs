@@ -24,6 +24,7 @@ pub mod crypto;
 mod error;
 pub mod key_schedule;
 pub mod secret_tree;
+pub mod tree;
 pub mod tree_math;
 
 pub use error::Error;

@@ -9,6 +9,7 @@ use securemesh_core::crypto::{Ed25519, Signature};
 use securemesh_mls_lite::crypto::{self, NH};
 use securemesh_mls_lite::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
 use securemesh_mls_lite::secret_tree::{self, Ratchet, RatchetKind};
+use securemesh_mls_lite::tree::RatchetTree;
 use securemesh_mls_lite::tree_math;
 use serde_json::Value;
 use std::path::Path;
@@ -271,6 +272,29 @@ fn deserialization_entry(e: &Value) -> Result<(), String> {
     eq("re-encoding", buf.get(..n).ok_or("length")?, &header)
 }
 
+fn tree_validation_entry(e: &Value) -> Result<(), String> {
+    let bytes = h(&e["tree"])?;
+    let mut tree: Box<RatchetTree<64, 384>> = Box::default();
+    tree.decode(&bytes).map_err(|e| format!("decode: {e}"))?;
+    let mut out = vec![0u8; bytes.len() + 16];
+    let n = tree.encode(&mut out).map_err(|e| format!("encode: {e}"))?;
+    eq("re-encoding", out.get(..n).ok_or("length")?, &bytes)?;
+    for (x, want) in e["tree_hashes"].as_array().ok_or("tree_hashes")?.iter().enumerate() {
+        let got = tree.tree_hash(x as u32).map_err(|e| e.to_string())?;
+        eq(&format!("tree hash of node {x}"), &got, &h(want)?)?;
+    }
+    for (x, want) in e["resolutions"].as_array().ok_or("resolutions")?.iter().enumerate() {
+        let mut got = Vec::new();
+        tree.resolution(x as u32, &mut |n| got.push(u64::from(n)));
+        let want: Vec<u64> = want.as_array().ok_or("resolution")?.iter().filter_map(Value::as_u64).collect();
+        if got != want {
+            return Err(format!("resolution of node {x}"));
+        }
+    }
+    let mut scratch = vec![0u8; 4096];
+    tree.validate(&h(&e["group_id"])?, &mut scratch).map_err(|e| format!("validate: {e}"))
+}
+
 /// Every MLS vector file this build supports, in print order.
 pub fn reports(dir: &Path) -> Vec<Report> {
     vec![
@@ -280,5 +304,6 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         run("secret-tree", &dir.join("secret-tree.json"), secret_tree_entry),
         run("key-schedule", &dir.join("key-schedule.json"), key_schedule_entry),
         run("psk_secret", &dir.join("psk_secret.json"), psk_secret_entry),
+        run("tree-validation", &dir.join("tree-validation.json"), tree_validation_entry),
     ]
 }

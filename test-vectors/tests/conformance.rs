@@ -22,6 +22,7 @@ fn every_supported_vector_passes() {
         "mls secret-tree 3/3",
         "mls key-schedule 1/1",
         "mls psk_secret 11/11",
+        "mls tree-validation 14/14",
     ] {
         assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
     }

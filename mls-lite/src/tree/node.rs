@@ -1,0 +1,283 @@
+//! Zero-copy views of the tree's nodes (RFC 9420 §7.1–7.2): `LeafNode`
+//! with its credential, capabilities and source, and `ParentNode`. Parsing
+//! checks every length and value; a view keeps the exact bytes it was
+//! parsed from, so re-encoding is byte-exact.
+
+use crate::error::Error;
+use securemesh_core::codec::Reader;
+
+/// Length of an X25519 HPKE public key.
+pub const HPKE_KEY_LEN: usize = 32;
+/// Length of an Ed25519 public key.
+pub const SIGNATURE_KEY_LEN: usize = 32;
+
+/// A credential (§5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// `basic`: an opaque identity.
+    Basic {
+        /// The identity bytes.
+        identity: &'a [u8],
+    },
+    /// `x509`: a chain of certificates, kept as its encoded vector body.
+    X509 {
+        /// The `certificates<V>` body.
+        certificates: &'a [u8],
+    },
+}
+
+impl<'a> Credential<'a> {
+    fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
+        match r.read_u16()? {
+            1 => Ok(Credential::Basic { identity: r.read_vec_varint()? }),
+            2 => {
+                let certificates = r.read_vec_varint()?;
+                // Each certificate is `opaque cert_data<V>`.
+                let mut c = Reader::new(certificates);
+                while !c.is_empty() {
+                    c.read_vec_varint()?;
+                }
+                Ok(Credential::X509 { certificates })
+            }
+            _ => Err(Error::Unsupported),
+        }
+    }
+}
+
+/// Read a `T list<V>` of u16 values and return its body.
+fn u16_list<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Error> {
+    let body = r.read_vec_varint()?;
+    if body.len() % 2 != 0 {
+        return Err(Error::Malformed);
+    }
+    Ok(body)
+}
+
+fn u16s(body: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    body.chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+}
+
+/// Capabilities (§7.2), as the bodies of their u16 lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities<'a> {
+    versions: &'a [u8],
+    cipher_suites: &'a [u8],
+    extensions: &'a [u8],
+    proposals: &'a [u8],
+    credentials: &'a [u8],
+}
+
+impl<'a> Capabilities<'a> {
+    fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
+        Ok(Capabilities {
+            versions: u16_list(r)?,
+            cipher_suites: u16_list(r)?,
+            extensions: u16_list(r)?,
+            proposals: u16_list(r)?,
+            credentials: u16_list(r)?,
+        })
+    }
+
+    /// Supported protocol versions.
+    pub fn versions(&self) -> impl Iterator<Item = u16> + '_ {
+        u16s(self.versions)
+    }
+    /// Supported ciphersuites.
+    pub fn cipher_suites(&self) -> impl Iterator<Item = u16> + '_ {
+        u16s(self.cipher_suites)
+    }
+    /// Supported extension types (beyond the defaults).
+    pub fn extensions(&self) -> impl Iterator<Item = u16> + '_ {
+        u16s(self.extensions)
+    }
+    /// Supported proposal types (beyond the defaults).
+    pub fn proposals(&self) -> impl Iterator<Item = u16> + '_ {
+        u16s(self.proposals)
+    }
+    /// Supported credential types.
+    pub fn credentials(&self) -> impl Iterator<Item = u16> + '_ {
+        u16s(self.credentials)
+    }
+}
+
+/// Where a leaf node came from (§7.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafNodeSource<'a> {
+    /// In a KeyPackage, with its lifetime.
+    KeyPackage {
+        /// Not valid before (Unix seconds).
+        not_before: u64,
+        /// Not valid after (Unix seconds).
+        not_after: u64,
+    },
+    /// In an Update proposal.
+    Update,
+    /// In a Commit's UpdatePath, with the parent hash it commits to.
+    Commit {
+        /// `parent_hash<V>`.
+        parent_hash: &'a [u8],
+    },
+}
+
+/// Check that an `Extension extensions<V>` body is well formed (type u16,
+/// data<V>, no duplicate type) and return it.
+pub(crate) fn extensions_body<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Error> {
+    let body = r.read_vec_varint()?;
+    let mut e = Reader::new(body);
+    let mut seen = [0u16; 16];
+    let mut n = 0usize;
+    while !e.is_empty() {
+        let ty = e.read_u16()?;
+        e.read_vec_varint()?;
+        if seen.get(..n).is_some_and(|s| s.contains(&ty)) {
+            return Err(Error::Malformed);
+        }
+        *seen.get_mut(n).ok_or(Error::Capacity)? = ty;
+        n += 1;
+    }
+    Ok(body)
+}
+
+/// A parsed `LeafNode`, borrowing the bytes it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafNode<'a> {
+    raw: &'a [u8],
+    tbs_len: usize,
+    /// HPKE public key (32 bytes).
+    pub encryption_key: &'a [u8; HPKE_KEY_LEN],
+    /// Ed25519 public key (32 bytes).
+    pub signature_key: &'a [u8; SIGNATURE_KEY_LEN],
+    /// The credential.
+    pub credential: Credential<'a>,
+    /// The capabilities.
+    pub capabilities: Capabilities<'a>,
+    /// The source.
+    pub source: LeafNodeSource<'a>,
+    /// The `extensions<V>` body.
+    pub extensions: &'a [u8],
+    /// The signature (64 bytes for Ed25519).
+    pub signature: &'a [u8],
+}
+
+fn key32<'a>(r: &mut Reader<'a>) -> Result<&'a [u8; 32], Error> {
+    r.read_vec_varint()?.try_into().map_err(|_| Error::Unsupported)
+}
+
+impl<'a> LeafNode<'a> {
+    /// Parse one `LeafNode` from `r`.
+    pub fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
+        let start = r.rest();
+        let before = r.position();
+        let encryption_key = key32(r)?;
+        let signature_key = key32(r)?;
+        let credential = Credential::parse(r)?;
+        let capabilities = Capabilities::parse(r)?;
+        let source = match r.read_u8()? {
+            1 => LeafNodeSource::KeyPackage { not_before: r.read_u64()?, not_after: r.read_u64()? },
+            2 => LeafNodeSource::Update,
+            3 => LeafNodeSource::Commit { parent_hash: r.read_vec_varint()? },
+            _ => return Err(Error::Malformed),
+        };
+        let extensions = extensions_body(r)?;
+        let tbs_len = r.position() - before;
+        let signature = r.read_vec_varint()?;
+        let len = r.position() - before;
+        let raw = start.get(..len).ok_or(Error::Malformed)?;
+        Ok(LeafNode {
+            raw,
+            tbs_len,
+            encryption_key,
+            signature_key,
+            credential,
+            capabilities,
+            source,
+            extensions,
+            signature,
+        })
+    }
+
+    /// Parse a whole buffer as one `LeafNode`.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        let leaf = Self::parse(&mut r)?;
+        r.finish()?;
+        Ok(leaf)
+    }
+
+    /// The exact encoding.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The encoding without the signature (the start of `LeafNodeTBS`).
+    pub fn tbs_prefix(&self) -> &'a [u8] {
+        self.raw.get(..self.tbs_len).unwrap_or(&[])
+    }
+
+    /// Verify the leaf's signature over `LeafNodeTBS` (§7.2): for update
+    /// and commit sources the group id and leaf index are appended.
+    /// `scratch` is split in two halves, one for the TBS and one for the
+    /// labelled content: `2 * (leaf size + group_id.len() + 48)` bytes are
+    /// enough.
+    pub fn verify(&self, group_id: &[u8], leaf_index: u32, scratch: &mut [u8]) -> Result<(), Error> {
+        let sig: &[u8; 64] = self.signature.try_into().map_err(|_| Error::BadSignature)?;
+        let (content, rest) = scratch.split_at_mut_checked(scratch.len() / 2).ok_or(Error::Capacity)?;
+        let mut w = securemesh_core::codec::Writer::new(content);
+        w.write_bytes(self.tbs_prefix())?;
+        if !matches!(self.source, LeafNodeSource::KeyPackage { .. }) {
+            w.write_vec_varint(group_id)?;
+            w.write_u32(leaf_index)?;
+        }
+        let n = w.finish()?;
+        let content = content.get(..n).ok_or(Error::Capacity)?;
+        crate::crypto::verify_with_label(self.signature_key, b"LeafNodeTBS", content, sig, rest)
+    }
+}
+
+/// A parsed `ParentNode`, borrowing its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParentNode<'a> {
+    /// HPKE public key.
+    pub encryption_key: &'a [u8; HPKE_KEY_LEN],
+    /// `parent_hash<V>` (empty or 32 bytes).
+    pub parent_hash: &'a [u8],
+    unmerged: &'a [u8],
+}
+
+impl<'a> ParentNode<'a> {
+    /// Parse one `ParentNode` from `r`.
+    pub fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
+        let encryption_key = key32(r)?;
+        let parent_hash = r.read_vec_varint()?;
+        if !parent_hash.is_empty() && parent_hash.len() != crate::crypto::NH {
+            return Err(Error::Malformed);
+        }
+        let unmerged = r.read_vec_varint()?;
+        if unmerged.len() % 4 != 0 {
+            return Err(Error::Malformed);
+        }
+        let p = ParentNode { encryption_key, parent_hash, unmerged };
+        // Unmerged leaves are listed in increasing order, without repeats.
+        let mut prev: Option<u32> = None;
+        for l in p.unmerged_leaves() {
+            if prev.is_some_and(|p| p >= l) {
+                return Err(Error::Malformed);
+            }
+            prev = Some(l);
+        }
+        Ok(p)
+    }
+
+    /// The unmerged leaves.
+    pub fn unmerged_leaves(&self) -> impl Iterator<Item = u32> + '_ {
+        self.unmerged.chunks_exact(4).map(|c| {
+            u32::from_be_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+                c.get(2).copied().unwrap_or(0),
+                c.get(3).copied().unwrap_or(0),
+            ])
+        })
+    }
+}
