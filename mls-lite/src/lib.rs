@@ -26,5 +26,6 @@ pub mod key_schedule;
 pub mod secret_tree;
 pub mod tree;
 pub mod tree_math;
+pub mod treekem;
 
 pub use error::Error;

@@ -11,6 +11,7 @@ use securemesh_mls_lite::key_schedule::{self, EpochSecrets, GroupContext, PskInp
 use securemesh_mls_lite::secret_tree::{self, Ratchet, RatchetKind};
 use securemesh_mls_lite::tree::RatchetTree;
 use securemesh_mls_lite::tree_math;
+use securemesh_mls_lite::treekem::{UpdatePath, node_key_pair};
 use serde_json::Value;
 use std::path::Path;
 
@@ -295,6 +296,73 @@ fn tree_validation_entry(e: &Value) -> Result<(), String> {
     tree.validate(&h(&e["group_id"])?, &mut scratch).map_err(|e| format!("validate: {e}"))
 }
 
+fn secret32(v: &Value) -> Result<crypto::Secret32, String> {
+    Ok(Secret::new(<[u8; NH]>::try_from(h(v)?).map_err(|_| "not 32 bytes")?))
+}
+
+fn treekem_entry(e: &Value) -> Result<(), String> {
+    let as_u64 = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or("number");
+    let group_id = h(&e["group_id"])?;
+    let epoch = as_u64(&e["epoch"])?;
+    let cth = h(&e["confirmed_transcript_hash"])?;
+    let mut tree: Box<RatchetTree<64, 384>> = Box::default();
+    tree.decode(&h(&e["ratchet_tree"])?).map_err(|e| format!("decode: {e}"))?;
+    let mut scratch = vec![0u8; 8192];
+    tree.validate(&group_id, &mut scratch).map_err(|e| format!("tree before: {e}"))?;
+    let leaves = e["leaves_private"].as_array().ok_or("leaves_private")?;
+    for (u, up) in e["update_paths"].as_array().ok_or("update_paths")?.iter().enumerate() {
+        let sender = as_u64(&up["sender"])? as u32;
+        let bytes = h(&up["update_path"])?;
+        let path = UpdatePath::from_bytes(&bytes).map_err(|e| format!("update path {u}: {e}"))?;
+        let mut after: Box<RatchetTree<64, 384>> = tree.clone();
+        after
+            .merge_update_path(sender, &path, &group_id, &mut scratch)
+            .map_err(|e| format!("merge {u}: {e}"))?;
+        let tree_hash_after = after.tree_hash(after.root()).map_err(|e| e.to_string())?;
+        eq(&format!("tree hash after {u}"), &tree_hash_after, &h(&up["tree_hash_after"])?)?;
+        after.validate(&group_id, &mut scratch).map_err(|e| format!("tree after {u}: {e}"))?;
+        let gc = GroupContext {
+            group_id: &group_id,
+            epoch,
+            tree_hash: &tree_hash_after,
+            confirmed_transcript_hash: &cth,
+            extensions: &[],
+        };
+        let mut gcb = vec![0u8; 512];
+        let n = gc.encode(&mut gcb).map_err(|e| e.to_string())?;
+        let gcb = gcb.get(..n).ok_or("gc")?;
+        let expected = up["path_secrets"].as_array().ok_or("path_secrets")?;
+        for leaf in leaves {
+            let index = as_u64(&leaf["index"])? as u32;
+            if index == sender {
+                continue;
+            }
+            let leaf_priv = secret32(&leaf["encryption_priv"])?;
+            let mut parent_privs = Vec::new();
+            for ps in leaf["path_secrets"].as_array().ok_or("leaf path_secrets")? {
+                let node = as_u64(&ps["node"])? as u32;
+                let (sk, _) = node_key_pair(&secret32(&ps["path_secret"])?).map_err(|e| e.to_string())?;
+                parent_privs.push((node, sk));
+            }
+            let key_for = |x: u32| {
+                if x == tree_math::leaf_to_node(index) {
+                    Some(leaf_priv.clone())
+                } else {
+                    parent_privs.iter().find(|(n, _)| *n == x).map(|(_, k)| k.clone())
+                }
+            };
+            let (node, secret) = tree
+                .decrypt_path_secret(sender, index, &path, &key_for, gcb, &mut scratch)
+                .map_err(|e| format!("path {u} leaf {index}: decrypt: {e}"))?;
+            let want = expected.get(index as usize).ok_or("path secret index")?;
+            eq(&format!("path {u} leaf {index} path secret"), secret.expose(), &h(want)?)?;
+            let commit = tree.commit_secret(sender, &path, node, &secret).map_err(|e| e.to_string())?;
+            eq(&format!("path {u} leaf {index} commit secret"), commit.expose(), &h(&up["commit_secret"])?)?;
+        }
+    }
+    Ok(())
+}
+
 /// Every MLS vector file this build supports, in print order.
 pub fn reports(dir: &Path) -> Vec<Report> {
     vec![
@@ -305,5 +373,6 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         run("key-schedule", &dir.join("key-schedule.json"), key_schedule_entry),
         run("psk_secret", &dir.join("psk_secret.json"), psk_secret_entry),
         run("tree-validation", &dir.join("tree-validation.json"), tree_validation_entry),
+        run("treekem", &dir.join("treekem.json"), treekem_entry),
     ]
 }

@@ -23,6 +23,7 @@ fn every_supported_vector_passes() {
         "mls key-schedule 1/1",
         "mls psk_secret 11/11",
         "mls tree-validation 14/14",
+        "mls treekem 11/11",
     ] {
         assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
     }

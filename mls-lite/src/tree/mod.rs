@@ -112,6 +112,32 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         matches!(self.node(x), Node::Blank)
     }
 
+    /// Set (or blank, with `None`) parent node `x`.
+    pub fn set_parent(&mut self, x: NodeIndex, parent: Option<Parent<MAX_LEAVES>>) -> Result<(), Error> {
+        if x.is_multiple_of(2) || x >= self.node_count() {
+            return Err(Error::Malformed);
+        }
+        *self.parents.get_mut((x / 2) as usize).ok_or(Error::Capacity)? = parent;
+        Ok(())
+    }
+
+    /// Set (or blank, with `None`) the leaf of member `leaf` from its
+    /// encoding (which must parse as one `LeafNode`).
+    pub fn set_leaf(&mut self, leaf: u32, bytes: Option<&[u8]>) -> Result<(), Error> {
+        if leaf >= self.width {
+            return Err(Error::Malformed);
+        }
+        let value = match bytes {
+            Some(b) => {
+                LeafNode::from_bytes(b)?;
+                Some(heapless::Vec::from_slice(b).map_err(|_| Error::Capacity)?)
+            }
+            None => None,
+        };
+        *self.leaves.get_mut(leaf as usize).ok_or(Error::Capacity)? = value;
+        Ok(())
+    }
+
     /// Replace the tree by the decoding of `optional<Node> ratchet_tree<V>`
     /// (the `ratchet_tree` extension). On error the tree is left empty.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(), Error> {
