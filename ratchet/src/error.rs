@@ -30,7 +30,7 @@ pub enum Error {
     TooManySkipped,
     /// The prekey the message names is unknown or already consumed.
     UnknownPrekey,
-    /// A counter would overflow (2^32 messages in a chain).
+    /// A counter would overflow (at most 2^32 - 1 messages in a chain).
     CounterExhausted,
     /// The payload is larger than the format allows.
     MessageTooLong,

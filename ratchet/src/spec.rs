@@ -1,1 +1,504 @@
-//! The securemesh ratchet wire specification (to be written).
+//! # The securemesh ratchet wire specification, version 1
+//!
+//! This module is documentation only. It specifies every byte that
+//! `securemesh-ratchet` version 1 puts on the wire or signs, and every key
+//! it derives, precisely enough to build a compatible implementation without
+//! reading the code. Published test vectors that exercise every rule below
+//! live in `test-vectors/ratchet/` of the repository (`x3dh.json`,
+//! `double-ratchet.json`, `double-ratchet-he.json`; see their `README.md`).
+//!
+//! The protocol is Signal's, with a few deliberate, listed departures:
+//!
+//! - **\[X3DH\]** *The X3DH Key Agreement Protocol*, revision 1
+//!   (2016-11-04), Moxie Marlinspike and Trevor Perrin.
+//! - **\[DR\]** *The Double Ratchet Algorithm*, revision 1 (2016-11-20),
+//!   Trevor Perrin and Moxie Marlinspike.
+//!
+//! A bare §n refers to a section of this document; \[X3DH\] §n and
+//! \[DR\] §n to sections of those.
+//!
+//! ## 1. Conventions and primitives
+//!
+//! - `a || b` is concatenation. `x[i..j]` are bytes `i` (inclusive) to `j`
+//!   (exclusive). Lengths are in bytes.
+//! - Integers (`u8`, `u16`, `u32`) are unsigned and **big-endian**.
+//! - Labels are ASCII strings without terminator or length prefix; their
+//!   exact bytes are listed in the table at the end of this section.
+//! - Every decoder is strict: a field with a value outside its listed range,
+//!   a truncated input or trailing bytes is refused.
+//!
+//! | Name | Primitive | Notes |
+//! |---|---|---|
+//! | `DH(sk, pk)` | X25519 (RFC 7748) | 32-byte private keys (any 32 bytes; clamped inside the scalar multiplication), 32-byte public keys. An **all-zero result is refused** everywhere (§4, §7). |
+//! | `Sig` | Ed25519 (RFC 8032, pure) | 32-byte seed, 32-byte public key, 64-byte signature. Signing is deterministic. Verification is **strict** (rejects non-canonical `S`, non-canonical or small-order `A` and `R`), e.g. ed25519-dalek `verify_strict`. |
+//! | `SHA-256`, `HMAC(k, m)` | SHA-256, HMAC-SHA256 (RFC 2104) | |
+//! | `HKDF(salt, ikm, info, L)` | HKDF-SHA256 (RFC 5869) | `HKDF-Expand(HKDF-Extract(salt, ikm), info, L)`. |
+//! | `AEAD` | ChaCha20-Poly1305 (RFC 8439) | 32-byte key, 12-byte nonce, 16-byte tag appended. Message bodies. |
+//! | `HAEAD` | XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha) | 32-byte key, 24-byte nonce, 16-byte tag. Encrypted headers. |
+//!
+//! | Label | Length | Used in |
+//! |---|---|---|
+//! | `securemesh-identity-v1` | 22 | identity binding signature (§2) |
+//! | `securemesh-spk-v1` | 17 | signed-prekey signature (§3) |
+//! | `securemesh-kem-prekey-v1` | 24 | KEM-prekey signature (§3) |
+//! | `securemesh-x3dh-v1` | 18 | X3DH KDF `info`, clear headers (§4) |
+//! | `securemesh-x3dh-he-v1` | 21 | X3DH KDF `info`, encrypted headers (§4) |
+//! | `securemesh-ratchet-root-v1` | 26 | `KDF_RK` `info`, clear headers (§5) |
+//! | `securemesh-ratchet-root-he-v1` | 29 | `KDF_RK` `info`, encrypted headers (§5) |
+//! | `securemesh-ratchet-message-v1` | 29 | message-key expansion `info` (§5) |
+//!
+//! ## 2. Identities
+//!
+//! An identity is **two** key pairs: an Ed25519 signing key and an X25519
+//! key-agreement key, bound by a signature. This replaces XEdDSA (\[X3DH\]
+//! §2.2, §3.2 sign with the X25519 identity key converted to Edwards form;
+//! securemesh does not convert keys). The
+//! private identity is persisted as the two 32-byte secrets (Ed25519 seed,
+//! X25519 private key); everything else is derived from them.
+//!
+//! ```text
+//! identity (128 bytes) = sign_pub 32 | dh_pub 32 | binding_sig 64
+//! binding_sig          = Sig(sign_seed, "securemesh-identity-v1" || dh_pub)     (54 signed bytes)
+//! Encode(IK)  (64 bytes) = sign_pub || dh_pub                                   (used in the X3DH AD)
+//! ```
+//!
+//! A decoder verifies `binding_sig` (strictly) and refuses the identity with
+//! `BadSignature` otherwise (also when `sign_pub` is not a valid point).
+//! Two identities are equal only if all 128 bytes are equal.
+//!
+//! ## 3. Prekey bundle
+//!
+//! What Bob publishes (\[X3DH\] §3.2): his identity, a signed prekey,
+//! at most one one-time prekey and at most one KEM prekey (a slot for PQXDH,
+//! carried and verified but **not used** by the key agreement of version 1).
+//!
+//! | Offset | Field | Size | Value |
+//! |---|---|---|---|
+//! | 0 | `version` | u8 | `0x01` (else `UnknownVersion`) |
+//! | 1 | `identity` | 128 | §2, binding signature verified |
+//! | 129 | `spk_id` | u32 | signed-prekey identifier |
+//! | 133 | `spk_pub` | 32 | X25519 public key |
+//! | 165 | `spk_sig` | 64 | see below, verified |
+//! | 229 | `opk_count` | u8 | `0` or `1` (else `Malformed`) |
+//! | 230 | `opk_id` | u32 | only if `opk_count = 1` |
+//! | 234 | `opk_pub` | 32 | only if `opk_count = 1` |
+//! | next | `kem_count` | u8 | `0` or `1` (else `Malformed`) |
+//! | | `kem_id` | u32 | only if `kem_count = 1` |
+//! | | `kem_alg` | u16 | `1` = ML-KEM-768, `2` = X-Wing (not interpreted in v1) |
+//! | | `kem_pub_len` | u16 | at most 1568 (else `Malformed`) |
+//! | | `kem_pub` | `kem_pub_len` | encapsulation key |
+//! | | `kem_sig` | 64 | see below, verified |
+//!
+//! ```text
+//! spk_sig = Sig(identity.sign_seed, "securemesh-spk-v1" || u32(spk_id) || spk_pub)                    (53 signed bytes)
+//! kem_sig = Sig(identity.sign_seed, "securemesh-kem-prekey-v1" || u32(kem_id) || u16(kem_alg)
+//!               || SHA-256(kem_pub))                                                               (62 signed bytes)
+//! ```
+//!
+//! The one-time prekey is not signed (as in \[X3DH\]). A bundle is 231
+//! bytes without one-time and KEM prekey, 267 with a one-time prekey, and at
+//! most 1907 bytes (`MAX_BUNDLE_LEN`). Nothing may follow the last field.
+//! Decoding checks, in this order: version, identity signature, `spk_sig`,
+//! `opk_count`, `kem_count`, `kem_pub_len`, `kem_sig`, end of input.
+//!
+//! Prekey identifiers are chosen by Bob; the reference pool issues them from
+//! 1 upward and never reuses one (not a wire rule).
+//!
+//! ## 4. X3DH (\[X3DH\] §3, with the departures noted)
+//!
+//! Alice decodes and verifies Bob's bundle (§3) and draws a fresh ephemeral
+//! X25519 private key `EK_A` (32 random bytes, the first randomness a session
+//! consumes). `IK_A`, `IK_B` below are the **X25519** (`dh`) keys of the
+//! identities; `SPK_B` and `OPK_B` the prekeys of the bundle.
+//!
+//! | | Alice computes | Bob computes |
+//! |---|---|---|
+//! | `DH1` | `DH(IK_A.priv, SPK_B.pub)` | `DH(SPK_B.priv, IK_A.pub)` |
+//! | `DH2` | `DH(EK_A.priv, IK_B.pub)` | `DH(IK_B.priv, EK_A.pub)` |
+//! | `DH3` | `DH(EK_A.priv, SPK_B.pub)` | `DH(SPK_B.priv, EK_A.pub)` |
+//! | `DH4` | `DH(EK_A.priv, OPK_B.pub)` | `DH(OPK_B.priv, EK_A.pub)` (only with a one-time prekey) |
+//!
+//! Every DH output is checked: an all-zero output aborts with
+//! `NonContributory`. Then (\[X3DH\] §2.2 `KDF`):
+//!
+//! ```text
+//! F   = 0xFF * 32
+//! KM  = DH1 || DH2 || DH3 [|| DH4]
+//! clear headers:     SK                = HKDF(salt = 0x00 * 32, ikm = F || KM, info = "securemesh-x3dh-v1",    L = 32)
+//! encrypted headers: SK || HKa || NHKb = HKDF(salt = 0x00 * 32, ikm = F || KM, info = "securemesh-x3dh-he-v1", L = 96)
+//!                    (SK = out[0..32], HKa = out[32..64], NHKb = out[64..96])
+//! AD  = Encode(IK_A) || Encode(IK_B)     (128 bytes: A.sign_pub | A.dh_pub | B.sign_pub | B.dh_pub)
+//! ```
+//!
+//! Departures from \[X3DH\]: two-key identities instead of XEdDSA (§2);
+//! `Encode(IK)` is 64 bytes (both public keys), so `AD` is 128 bytes; the
+//! header-encryption mode takes 96 bytes from the same KDF with its own
+//! `info`. `HKa` is the header key of Alice's first sending chain and
+//! `NHKb` the next header key for Bob's first sending chain (\[DR\] §4.3,
+//! §4.4). The two modes give unrelated `SK`s, so the mode cannot be changed
+//! by an attacker without breaking the session.
+//!
+//! `SK` and `AD` start the Double Ratchet as in \[DR\] §5.1: `SK` is the
+//! first root key, `SPK_B` is Bob's first ratchet key pair and `AD` is the
+//! associated-data prefix of every message of the session (§6.5).
+//!
+//! ## 5. Key derivations of the Double Ratchet (\[DR\] §5.2)
+//!
+//! ```text
+//! KDF_RK(RK, dh_out):
+//!   clear headers:     out = HKDF(salt = RK, ikm = dh_out, info = "securemesh-ratchet-root-v1",    L = 64)
+//!                      RK' = out[0..32], CK = out[32..64]
+//!   encrypted headers: out = HKDF(salt = RK, ikm = dh_out, info = "securemesh-ratchet-root-he-v1", L = 96)
+//!                      RK' = out[0..32], CK = out[32..64], NHK = out[64..96]
+//!
+//! KDF_CK(CK):
+//!   MK  = HMAC(CK, 0x01)        (one byte 0x01)
+//!   CK' = HMAC(CK, 0x02)        (one byte 0x02)
+//!
+//! message-key expansion (replaces the recommendation of [DR] §5.2 for ENCRYPT):
+//!   out = HKDF(salt = 0x00 * 32, ikm = MK, info = "securemesh-ratchet-message-v1", L = 44)
+//!   key = out[0..32], nonce = out[32..44]        (ChaCha20-Poly1305 key and 12-byte nonce)
+//! ```
+//!
+//! The AEAD nonce is derived from the message key; every message key is used
+//! for exactly one message, so no (key, nonce) pair repeats.
+//!
+//! ## 6. Messages
+//!
+//! The first byte of every message is its type:
+//!
+//! | Type | Name | Carried |
+//! |---|---|---|
+//! | `0x01` | initial | X3DH prefix followed by a complete `0x02` or `0x03` message |
+//! | `0x02` | ratchet | clear header |
+//! | `0x03` | ratchet, header-encrypted | encrypted header |
+//!
+//! Any other first byte is `Malformed`. A session runs in exactly one mode,
+//! fixed when it starts (§8): a clear-header session refuses `0x03` and a
+//! header-encrypting session refuses `0x02` (`Malformed`).
+//!
+//! ### 6.1 The ratchet header (40 bytes)
+//!
+//! ```text
+//! header = dh 32 | pn u32 | n u32
+//! ```
+//!
+//! `dh` is the sender's current ratchet public key, `pn` the number of
+//! messages in the sender's previous sending chain, `n` the number of this
+//! message in the current sending chain (from 0) (\[DR\] §3.1 `HEADER`).
+//!
+//! ### 6.2 Type `0x02`: ratchet message, clear header (57 + `len` bytes)
+//!
+//! | Offset | Field | Size |
+//! |---|---|---|
+//! | 0 | type `0x02` | 1 |
+//! | 1 | `header` | 40 |
+//! | 41 | `ciphertext` | `len` (the payload length; 0 is allowed: a heartbeat) |
+//! | 41 + `len` | `tag` | 16 |
+//!
+//! ### 6.3 Type `0x03`: ratchet message, encrypted header (97 + `len` bytes)
+//!
+//! | Offset | Field | Size |
+//! |---|---|---|
+//! | 0 | type `0x03` | 1 |
+//! | 1 | `header_nonce` | 24, fresh random bytes per message |
+//! | 25 | `header_ciphertext` | 40 |
+//! | 65 | `header_tag` | 16 |
+//! | 81 | `ciphertext` | `len` |
+//! | 81 + `len` | `tag` | 16 |
+//!
+//! ```text
+//! header_ciphertext || header_tag = HAEAD-Seal(key = HKs, nonce = header_nonce, ad = empty, header)
+//! ```
+//!
+//! The 80 bytes `header_nonce | header_ciphertext | header_tag` are
+//! `enc_header` (\[DR\] §4.2 `HENCRYPT`). The nonce is random (24 bytes make
+//! collisions negligible), so the same header key encrypts every header of a
+//! chain.
+//!
+//! ### 6.4 Type `0x01`: initial message (168 or 172 bytes of prefix)
+//!
+//! Every message Alice sends until she has decrypted one message from Bob
+//! (§8) is an initial message: the X3DH prefix (\[X3DH\] §3.3) followed by
+//! the ratchet message she would otherwise send.
+//!
+//! | Offset | Field | Size | Value |
+//! |---|---|---|---|
+//! | 0 | type `0x01` | 1 | |
+//! | 1 | Alice's `identity` | 128 | §2, binding signature verified |
+//! | 129 | `ek_pub` | 32 | `EK_A.pub` |
+//! | 161 | `spk_id` | u32 | the bundle's `spk_id` |
+//! | 165 | `opk_count` | u8 | `0` or `1` (else `Malformed`) |
+//! | 166 | `opk_id` | u32 | only if `opk_count = 1` |
+//! | next | `kem_count` | u8 | must be `0` in version 1 (else `UnknownVersion`) |
+//! | next | `header_encryption` | u8 | `0` (inner type `0x02`) or `1` (inner type `0x03`), else `Malformed` |
+//! | next | inner message | rest | a complete §6.2 or §6.3 message |
+//!
+//! The prefix is 168 bytes without a one-time prekey and 172 bytes with one
+//! (`INITIAL_PREFIX_LEN` is the latter, the maximum). A future PQXDH version
+//! will put the KEM ciphertext after a non-zero `kem_count`.
+//!
+//! ### 6.5 Message encryption and its associated data
+//!
+//! Let `R` be the ratchet message (the whole message for types `0x02` and
+//! `0x03`, the inner message for type `0x01`) and `H` its header length (40
+//! for `0x02`, 80 for `0x03`). With `key, nonce` expanded from the message
+//! key `MK` (§5):
+//!
+//! ```text
+//! AEAD_AD          = AD || R[0 .. 1 + H]        (128 + 41 = 169 or 128 + 81 = 209 bytes)
+//! ciphertext || tag = ChaCha20-Poly1305-Seal(key, nonce, AEAD_AD, payload)
+//! ```
+//!
+//! That is: the 128-byte X3DH `AD` followed by the ratchet message from its
+//! type byte through the end of the clear header (`0x02`) or of `enc_header`
+//! (`0x03`). This is \[DR\] §3.4 / §4.5 `ENCRYPT(mk, plaintext, CONCAT(AD,
+//! header))` with the type byte added. **The X3DH prefix of an initial
+//! message is not part of the associated data**; its fields are bound only
+//! indirectly: `ek_pub` and the prekeys the identifiers select enter `SK`,
+//! Alice's `sign_pub`/`dh_pub` enter `AD` and `DH1`, and the
+//! `header_encryption` flag selects the X3DH `info` and must match the inner
+//! type. For the *first* initial message Bob processes this suffices (any
+//! change yields `UnknownPrekey`, `Malformed` or `Decrypt`). A *repeated*
+//! initial message must equal the first one in every prefix field (§8).
+//!
+//! ## 7. The Double Ratchet (\[DR\] §3, header encryption §4)
+//!
+//! ### 7.1 State
+//!
+//! | Variable | Meaning (\[DR\] §3.2, §4.3) |
+//! |---|---|
+//! | `DHs` | own ratchet key pair |
+//! | `DHr` | peer's current ratchet public key; `PrevDHr` the one before (only to classify duplicates) |
+//! | `RK` | root key |
+//! | `CKs`, `CKr` | sending and receiving chain keys |
+//! | `Ns`, `Nr`, `PN` | u32 message numbers |
+//! | `HKs`, `HKr`, `NHKs`, `NHKr` | header keys (header encryption only); `PrevHKr` the `HKr` before (only to classify duplicates) |
+//! | `MKSKIPPED` | skipped message keys, indexed by (`DHr` or `HKr`, `n`) |
+//! | `pending` | the sending half of a DH ratchet step is due (§7.4) |
+//!
+//! ### 7.2 Initialization (\[DR\] §3.3, §4.4, §5.1)
+//!
+//! | | Alice (initiator, `Session::initiate`) | Bob (responder, `Session::respond`) |
+//! |---|---|---|
+//! | `RK` | `SK` | `SK` |
+//! | `DHs` | none (first generated at her first encrypt) | `SPK_B` key pair |
+//! | `DHr` | `SPK_B.pub` | none |
+//! | `CKs`, `CKr` | none | none |
+//! | `Ns, Nr, PN` | 0 | 0 |
+//! | `pending` | true | false |
+//! | `HKs`, `HKr` | none, none | none, none |
+//! | `NHKs` | `HKa` | `NHKb` |
+//! | `NHKr` | `NHKb` | `HKa` |
+//!
+//! Because Alice's step is pending, her first encrypt computes
+//! `RK, CKs, NHKs = KDF_RK(SK, DH(DHs, SPK_B))` with `HKs = HKa`: exactly
+//! \[DR\] `RatchetInitAlice` / `RatchetInitAliceHE`, performed lazily.
+//!
+//! ### 7.3 Encrypt (`RatchetEncrypt`, \[DR\] §3.4, §4.5)
+//!
+//! ```text
+//! if pending:                                   # the sending half of a DH ratchet step
+//!     DHs = GENERATE_DH()                       # 32 random bytes: the X25519 private key
+//!     RK, CKs [, NHK] = KDF_RK(RK, DH(DHs, DHr))   # all-zero DH output: NonContributory
+//!     PN = Ns; Ns = 0
+//!     if header encryption: HKs = NHKs; NHKs = NHK
+//!     pending = false
+//! CKs, MK = KDF_CK(CKs)                         # MK for message number Ns
+//! header = DHs.pub | PN | Ns
+//! clear:     R = 0x02 | header | AEAD(MK, payload, AD || 0x02 | header)
+//! encrypted: hn = 24 random bytes
+//!            R = 0x03 | hn | HAEAD(HKs, hn, empty, header) | AEAD(MK, payload, AD || 0x03 | enc_header)
+//! message = [X3DH prefix (§6.4), while Alice awaits Bob's reply] || R
+//! Ns = Ns + 1
+//! ```
+//!
+//! The randomness an encrypt consumes is therefore, in order: 32 bytes for
+//! the new ratchet private key if a step is pending, then 24 bytes of header
+//! nonce with header encryption; nothing else. (`initiate` consumes 32 bytes
+//! for `EK_A` before that.)
+//!
+//! ### 7.4 The deferred sending step
+//!
+//! \[DR\] §3.5 `DHRatchet` performs both halves of a DH ratchet step when a
+//! message with a new ratchet key arrives: the receiving half
+//! (`RK, CKr = KDF_RK(RK, DH(DHs, DHr))`) and then the sending half (new
+//! `DHs`, `RK, CKs = KDF_RK(RK, DH(DHs, DHr))`, `PN = Ns`, `Ns = 0`, and
+//! with header encryption `HKs = NHKs`). securemesh performs the receiving
+//! half on decrypt and sets `pending`; the sending half runs at the start of
+//! the next encrypt (§7.3), as \[DR\] §6.5 ("Deferring new ratchet key
+//! generation") permits. This is wire-identical to \[DR\]:
+//!
+//! 1. Between the two halves nothing changes `RK`, `DHs`, `DHr`, `CKs`,
+//!    `Ns`, `PN`, `HKs` or `NHKs`: decrypting messages of the current
+//!    receiving chain or from `MKSKIPPED` changes only `CKr`, `Nr` and
+//!    `MKSKIPPED`, and nothing is sent. A message with yet another new ratchet key cannot come
+//!    from an honest peer, who only steps after receiving our new key; it
+//!    fails to authenticate in both designs.
+//! 2. So the sending half starts from the same `RK` and `DHr`, yields the
+//!    same `RK`, `CKs`, `NHKs`, and the first message after it carries the
+//!    same `PN` (no message was sent in between) and `n = 0`.
+//! 3. The new private key is uniformly random whether it is drawn at
+//!    receive time or at send time; nothing on the wire depends on when.
+//!
+//! Consequences: decryption never needs randomness, and a party that only
+//! receives never generates ratchet keys.
+//!
+//! ### 7.5 Decrypt (`RatchetDecrypt`, \[DR\] §3.5, §4.6)
+//!
+//! Decryption is a transaction: every candidate key is derived into
+//! temporaries, the AEAD is verified, and only then is the state updated.
+//! Any error leaves the session unchanged (and the output buffer without
+//! plaintext). A message is first checked for shape: type byte matching the
+//! mode, at least `1 + H + 16` bytes (else `Malformed`), and the output
+//! buffer at least as long as the payload (else `BufferTooSmall`).
+//!
+//! **Clear headers** (`0x02`): parse the header, then, first match wins:
+//!
+//! 1. `(header.dh, header.n)` is in `MKSKIPPED`: decrypt with that key,
+//!    then delete it.
+//! 2. `header.dh == DHr`: if `CKr` is none, `Decrypt`. If `n < Nr`,
+//!    `Duplicate`. If `n - Nr > MAX_SKIP`, `TooManySkipped`. Otherwise
+//!    derive the keys `Nr..n` from `CKr`, decrypt with `MK_n`; on success
+//!    store `MK_Nr .. MK_(n-1)` as skipped and set `CKr` to the chain key
+//!    after `n`, `Nr = n + 1`.
+//! 3. `header.dh == PrevDHr`: `Duplicate` (its remaining keys, if any, were
+//!    matched in 1).
+//! 4. New ratchet key: if `CKr` exists and `pn - Nr > MAX_SKIP`, or if
+//!    `n > MAX_SKIP`: `TooManySkipped`. Compute `dh_out = DH(DHs, header.dh)`
+//!    (all zero, or `DHs` none: `Decrypt`), `RK', CKr' = KDF_RK(RK, dh_out)`,
+//!    derive `MK_n` of the new chain and decrypt. On success: store the keys
+//!    `Nr..pn` of the old receiving chain as skipped (if there was one),
+//!    `PrevDHr = DHr`, `DHr = header.dh`, `RK = RK'`, store the keys `0..n`
+//!    of the new chain as skipped, `CKr` after `n`, `Nr = n + 1`,
+//!    `pending = true`.
+//!
+//! **Encrypted headers** (`0x03`), first match wins (\[DR\] §4.6
+//! `DecryptHeader`, `TrySkippedMessageKeysHE`):
+//!
+//! 1. For each stored skipped entry `(hk, n_e, mk)`: if `enc_header` opens
+//!    under `hk` and the decrypted `n == n_e`, decrypt with `mk` and delete
+//!    the entry. Entries are tried in storage-slot order (an encrypted
+//!    header opens under at most one key, so the order does not change the
+//!    result).
+//! 2. `enc_header` opens under `HKr`: as clear step 2 (with `CKr`, `Nr`).
+//! 3. `enc_header` opens under `NHKr`: as clear step 4, and on success
+//!    additionally `PrevHKr = HKr`, `HKr = NHKr`, `NHKr = NHK` from
+//!    `KDF_RK`. Skipped keys of the old chain are stored under the old
+//!    `HKr`, those of the new chain under the new `HKr`.
+//! 4. `enc_header` opens under `PrevHKr`: `Duplicate`.
+//! 5. Otherwise `Decrypt`.
+//!
+//! ### 7.6 Skipped message keys (\[DR\] §2.6, §3.2, §6.4)
+//!
+//! - `MAX_SKIP` (default 128) bounds the keys skipped **per chain** in one
+//!   message: `n - Nr` for the current chain, `pn - Nr` for the old chain
+//!   and `n` for the new chain of a ratchet step. The check happens before
+//!   any key is derived and before the body is authenticated.
+//! - `MKSKIPPED` holds at most `CAP` keys in all (default 128). When it is
+//!   full, the entry inserted **earliest** is evicted to make room (within
+//!   one message, old-chain keys are inserted before new-chain keys, each in
+//!   ascending `n`). A single message may therefore evict keys it has just
+//!   stored if it skips more than `CAP` in total. `CAP = 0` stores nothing.
+//! - Entries are keyed by the chain (`DHr` with clear headers, `HKr` with
+//!   encrypted headers) and `n`; a key is deleted as soon as its message
+//!   decrypts.
+//! - `MAX_SKIP` and `CAP` are local policy, not part of the wire: a sender
+//!   must not expect a receiver to tolerate more than 128 skipped messages.
+//!
+//! ### 7.7 Duplicates and replays
+//!
+//! `Duplicate` is returned for a message of the current receiving chain
+//! with `n < Nr` whose key is not stored, and for any message of the
+//! previous receiving chain whose key is not stored (with encrypted headers:
+//! whose header opens under `HKr` resp. `PrevHKr`). It is a classification,
+//! **not** an authentication: the body is never checked (and with clear
+//! headers not even the header), so a forgery naming those chains also gets
+//! `Duplicate`, and so does a late message of those chains whose skipped key
+//! was evicted or never stored. A replay of a message of an older chain is
+//! treated as a new ratchet key and fails with `Decrypt` (with clear headers
+//! possibly `TooManySkipped` first).
+//!
+//! ### 7.8 Errors
+//!
+//! | Operation | Error | When |
+//! |---|---|---|
+//! | `Bundle::decode` | `UnknownVersion` | `version != 1` |
+//! | | `BadSignature` | identity, `spk_sig` or `kem_sig` does not verify (strictly), or a key does not decode |
+//! | | `Malformed` | truncated, count not 0/1, `kem_pub_len > 1568`, trailing bytes |
+//! | `initiate` | `NonContributory` | an X3DH DH output is all zero |
+//! | `respond` | `Malformed` | not type `0x01`, truncated prefix, flags not 0/1, inner type not matching the flag |
+//! | | `UnknownVersion` | `kem_count != 0` |
+//! | | `BadSignature` | Alice's identity binding signature |
+//! | | `UnknownPrekey` | `spk_id` not held (current, or previous within its grace period), or `opk_id` not held (unknown or already consumed) |
+//! | | `NonContributory` | an X3DH DH output is all zero |
+//! | | any decrypt error | for the inner message, against the fresh session |
+//! | `encrypt` | `BufferTooSmall { needed }` | output shorter than `encrypted_len(len)` (the exact message length) |
+//! | | `CounterExhausted` | `Ns == 2^32 - 1` and no step pending |
+//! | | `NonContributory` | the pending step's DH output is all zero |
+//! | `decrypt` | `Malformed` | type/mode mismatch, too short, a `0x01` message at a session that is not Bob's or whose prefix differs from the first one (§8) |
+//! | | `UnknownVersion`, `BadSignature`, `Malformed` | a `0x01` message whose prefix does not parse, as for `respond` |
+//! | | `BufferTooSmall { needed }` | output shorter than the payload |
+//! | | `Duplicate` | §7.7 |
+//! | | `TooManySkipped` | §7.6 |
+//! | | `Decrypt` | AEAD failure, no header key opens, no receiving chain, all-zero ratchet DH output |
+//!
+//! ## 8. Session lifecycle
+//!
+//! - **Mode.** Alice chooses clear or encrypted headers
+//!   (`SessionConfig::header_encryption`); Bob follows the
+//!   `header_encryption` flag of the initial message regardless of his own
+//!   configuration.
+//! - **Alice's prefix.** Every message Alice encrypts carries the X3DH
+//!   prefix (§6.4) until her first successful decrypt (which can only be a
+//!   message from Bob); from then on she sends bare `0x02`/`0x03` messages.
+//!   Messages already encrypted keep their prefix.
+//! - **Bob's first message.** `respond` parses the prefix, looks up the
+//!   signed prekey (the current one, or the previous one until the pool
+//!   erases it at the end of its grace period) and the
+//!   one-time prekey **without consuming it**, runs X3DH, initialises Bob's
+//!   session (§7.2) and decrypts the inner message with it (§7.5; the inner
+//!   message may have any `n <= MAX_SKIP`, earlier keys are stored as
+//!   skipped). Only when that message authenticates is the one-time prekey
+//!   erased (\[X3DH\] §3.4), so a forged initial message cannot burn it and
+//!   a replayed one cannot open a second session (`UnknownPrekey`). Without
+//!   a one-time prekey a replayed initial message does open a second
+//!   session (\[X3DH\] §4.2): applications must detect it (same `ek_pub`).
+//! - **Repeated initial messages.** Bob's session remembers the X3DH header
+//!   of the initial message that started it. A later `0x01` message given to
+//!   `decrypt` is accepted only if **every** prefix field equals it: all 128
+//!   bytes of Alice's identity, `ek_pub`, `spk_id`, `opk_count` and
+//!   `opk_id`, and `header_encryption` (the session's mode); otherwise
+//!   `Malformed` (a non-zero `kem_count` is already refused by parsing). Its inner message is then decrypted normally.
+//!   The comparison is required because the prefix is not in the AEAD's
+//!   associated data (§6.5): without it, the unused fields of a repeated
+//!   initial message would be malleable.
+//! - **Heartbeats.** An empty payload is a valid message; sending one
+//!   after receiving a new ratchet key performs the pending DH step (used for
+//!   post-compromise recovery). Timers are local and not on the wire.
+//!
+//! ## 9. Limits
+//!
+//! | Item | Limit |
+//! |---|---|
+//! | `n`, `pn`, `Ns`, `Nr` | u32; a sending chain carries at most `2^32 - 1` messages (`n <= 2^32 - 2`), then `CounterExhausted` until the next DH step; `Nr` saturates |
+//! | skipped per chain and message | `MAX_SKIP` (default 128) |
+//! | stored skipped keys | `CAP` (default 128), oldest evicted |
+//! | bundle | at most 1907 bytes; `kem_pub` at most 1568 bytes |
+//! | initial prefix | 168 or 172 bytes |
+//! | overhead | `0x02`: 57 bytes; `0x03`: 97 bytes; plus the prefix for `0x01` |
+//! | payload | no protocol limit beyond the caller's buffers (and ChaCha20-Poly1305's 2^38-byte bound) |
+//!
+//! ## 10. Test vectors
+//!
+//! `test-vectors/ratchet/x3dh.json` gives, per case, every private key, the
+//! public encodings, the bundle bytes, `DH1..DH4`, `SK` (`HKa`, `NHKb`),
+//! `AD` and a first initial message. `double-ratchet.json` and
+//! `double-ratchet-he.json` are transcripts with out-of-order delivery,
+//! duplicates and several DH steps each way: for each message the recorded
+//! randomness, the header, the chain keys before and after, the message key,
+//! the AEAD key, nonce and associated data, each DH step's inputs and
+//! outputs, the header keys, and the full wire bytes; and the delivery order
+//! with the receiver's expected result. `cargo run -p
+//! securemesh-test-vectors` checks them against this specification and the
+//! implementation.

@@ -1,64 +1,406 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
-use securemesh_core::testing::TestRng;
-use securemesh_core::{Instant, UnixTime};
-use securemesh_ratchet::*;
+//! The ratchet vectors (`ratchet/*.json`): they all pass, a changed byte
+//! fails its check, and the ignored generator that wrote them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh_core::testing::{ReplayRng, TestRng};
+use securemesh_core::{Instant, Secret, UnixTime};
+use securemesh_ratchet::{Bundle, Error, Identity, PrekeyConfig, PrekeyPool, Session, SessionConfig};
+use securemesh_test_vectors::ratchet::{
+    self, Event, Message, Model, TRANSCRIPT_LIMIT, Transcript, X3dhCase, X3dhFile, X3dhInputs,
+};
+use securemesh_test_vectors::vectors_dir;
+
+fn dir() -> std::path::PathBuf {
+    vectors_dir().join("ratchet")
+}
+
+fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    serde_json::from_str(&std::fs::read_to_string(dir().join(name)).unwrap()).unwrap()
+}
+
+/// Flip the last hex digit.
+fn flip(s: &mut String) {
+    let last = s.pop().unwrap();
+    s.push(if last == '0' { '1' } else { '0' });
+}
+
+/// Flip one hex digit at byte `i`.
+fn flip_at(s: &mut String, i: usize) {
+    let c = s.as_bytes()[2 * i];
+    let new = if c == b'0' { "1" } else { "0" };
+    s.replace_range(2 * i..2 * i + 1, new);
+}
 
 #[test]
-fn scratch() {
-    for he in [false, true] {
-        let mut rng = TestRng::new(5);
-        let alice = Identity::generate(&mut rng);
-        let bob = Identity::generate(&mut rng);
-        let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
-        let mut buf = [0u8; MAX_BUNDLE_LEN];
-        let n = pool.bundle(&bob, None).encode(&mut buf).unwrap();
-        let bundle = Bundle::decode(&buf[..n]).unwrap();
-        let cfg = SessionConfig { header_encryption: he, ..Default::default() };
-        let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
-        println!("encrypted_len(5) = {}", a.encrypted_len(5));
-        let mut w = [0u8; 512];
-        let m0 = a.encrypt(b"hello", &mut w, &mut rng, Instant(0)).unwrap();
-        println!("actual = {m0}");
-        let first = w[..m0].to_vec();
-        let m1 = a.encrypt(b"again", &mut w, &mut rng, Instant(0)).unwrap();
-        let second = w[..m1].to_vec();
-        let mut out = [0u8; 512];
-        let (mut b, _): (Session, usize) =
-            Session::respond(&bob, &mut pool, &first, &mut out, SessionConfig::default(), Instant(0))
-                .unwrap();
-        let mut bad2 = second.clone();
-        bad2[1 + 128 + 32 + 4 + 2] ^= 0x01;
-        println!(
-            "he={he} flipped he flag first: {:?}",
-            b.decrypt(&bad2, &mut out, Instant(0)).map(|k| out[..k].to_vec())
-        );
-        let mut bad3 = second.clone();
-        bad3[1 + 128 + 32 + 4] = 0x01;
-        bad3.splice(1 + 128 + 32 + 5..1 + 128 + 32 + 5, [0u8, 0, 0, 9]);
-        println!(
-            "he={he} added opk id: {:?}",
-            b.decrypt(&bad3, &mut out, Instant(0)).map(|k| out[..k].to_vec())
-        );
-        // flip spk_id in the repeated initial message (offset 1+128+32 .. +4)
-        let mut bad = second.clone();
-        bad[1 + 128 + 32 + 3] ^= 0x01;
-        println!(
-            "he={he} flipped spk_id: {:?}",
-            b.decrypt(&bad, &mut out, Instant(0)).map(|k| out[..k].to_vec())
-        );
-        let mut bad = second.clone();
-        bad[1 + 128 + 32 + 4 + 1] ^= 0x01; // he flag (no opk: flag at +4, kem at +5, he at +6)
-        println!(
-            "he={he} flipped he flag: {:?}",
-            b.decrypt(&bad2, &mut out, Instant(0)).map(|k| out[..k].to_vec())
-        );
-        println!(
-            "he={he} flipped kem: {:?}",
-            b.decrypt(&bad, &mut out, Instant(0)).map(|k| out[..k].to_vec())
-        );
-        println!(
-            "he={he} genuine: {:?}",
-            b.decrypt(&second, &mut out, Instant(0)).map(|k| out[..k].to_vec())
-        );
+fn every_ratchet_vector_passes() {
+    let reports = ratchet::reports(&dir());
+    let lines: Vec<String> = reports.iter().map(|r| r.line()).collect();
+    for r in &reports {
+        assert!(r.is_ok(), "{} failed: {:?}", r.line(), r.failures);
+    }
+    assert_eq!(
+        lines,
+        ["ratchet x3dh 4/4", "ratchet double-ratchet 23/23", "ratchet double-ratchet-he 23/23"],
+        "{lines:?}"
+    );
+}
+
+fn failures_of(r: &securemesh_test_vectors::Report) -> Vec<String> {
+    r.failures.iter().map(|f| f.split(':').next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_changed_x3dh_key_or_byte_fails_its_case() {
+    let good: X3dhFile = load("x3dh.json");
+    assert_eq!(ratchet::check_x3dh("x", &good).passed, 4);
+    type Mutation = fn(&mut X3dhCase);
+    let mutations: [(&str, Mutation); 6] = [
+        ("sk", |c| flip(&mut c.sk)),
+        ("dh2", |c| flip(&mut c.dh2)),
+        ("bundle", |c| flip_at(&mut c.bundle, 200)),
+        ("spk private", |c| flip(&mut c.signed_prekey.private)),
+        ("ad", |c| flip(&mut c.ad)),
+        ("first message ciphertext", |c| flip(&mut c.first_message.as_mut().unwrap().wire)),
+    ];
+    for (what, mutate) in mutations {
+        for i in 0..good.cases.len() {
+            let mut bad = good.clone();
+            mutate(&mut bad.cases[i]);
+            let r = ratchet::check_x3dh("x", &bad);
+            assert_eq!(r.passed, r.total - 1, "{what} of case {i}: {:?}", r.failures);
+            assert!(r.failures[0].starts_with(&format!("case {i} ")), "{what}: {:?}", r.failures);
+        }
+    }
+    // The HE variant's header keys too.
+    let he = good.cases.iter().position(|c| c.header_encryption).unwrap();
+    let mut bad = good.clone();
+    flip(bad.cases[he].nhkb.as_mut().unwrap());
+    assert_eq!(ratchet::check_x3dh("x", &bad).passed, 3);
+}
+
+#[test]
+fn a_changed_transcript_byte_or_key_fails_its_message() {
+    for (file, he) in [("double-ratchet.json", false), ("double-ratchet-he.json", true)] {
+        let good: Transcript = load(file);
+        assert_eq!(good.header_encryption, he);
+        assert!(ratchet::check_transcript("t", &good).is_ok());
+        // Message 16 is delivered once, in the middle of its chain.
+        type Mutation = fn(&mut Message);
+        let mutations: [(&str, Mutation); 6] = [
+            ("ciphertext", |m| flip(&mut m.wire)),
+            ("header byte", |m| {
+                let at = m.x3dh_prefix.as_ref().map_or(0, |p| p.len() / 2) + 5;
+                flip_at(&mut m.wire, at)
+            }),
+            ("message key", |m| flip(&mut m.message_key)),
+            ("chain key before", |m| flip(&mut m.chain_key_before)),
+            ("chain key after", |m| flip(&mut m.chain_key_after)),
+            ("associated data", |m| flip(&mut m.associated_data)),
+        ];
+        for (what, mutate) in mutations {
+            let mut bad = good.clone();
+            mutate(&mut bad.messages[16]);
+            let r = ratchet::check_transcript("t", &bad);
+            assert_eq!(failures_of(&r), ["message 16"], "{file}: {what}");
+        }
+        // A DH step's keys: the step of message 14.
+        for field in ["dh_output", "root_key_before", "root_key_after", "chain_key"] {
+            let mut bad = good.clone();
+            let s = bad.messages[14].dh_step.as_mut().unwrap();
+            let target = match field {
+                "dh_output" => &mut s.dh_output,
+                "root_key_before" => &mut s.root_key_before,
+                "root_key_after" => &mut s.root_key_after,
+                _ => &mut s.chain_key,
+            };
+            flip(target);
+            let r = ratchet::check_transcript("t", &bad);
+            assert_eq!(failures_of(&r), ["message 14"], "{file}: {field}");
+        }
+        if he {
+            let mut bad = good.clone();
+            flip(bad.messages[16].header_key.as_mut().unwrap());
+            assert_eq!(failures_of(&ratchet::check_transcript("t", &bad)), ["message 16"]);
+            let mut bad = good.clone();
+            flip(bad.messages[16].encrypted_header.as_mut().unwrap());
+            assert_eq!(failures_of(&ratchet::check_transcript("t", &bad)), ["message 16"]);
+        }
+        // A changed expected result fails the delivered message.
+        let mut bad = good.clone();
+        let dup = bad
+            .events
+            .iter_mut()
+            .find_map(|e| match e {
+                Event::Deliver { error: Some(e), message, .. } if e == "Duplicate" => Some((e, *message)),
+                _ => None,
+            })
+            .unwrap();
+        *dup.0 = "Decrypt".into();
+        let which = format!("message {}", dup.1);
+        assert_eq!(failures_of(&ratchet::check_transcript("t", &bad)), [which]);
+    }
+}
+
+// ------------------------------------------------------------- generator
+
+const NOW: Instant = Instant(0);
+const T0: UnixTime = UnixTime(1_700_000_000);
+const SOURCE: &str = "securemesh-ratchet wire format version 1 (securemesh_ratchet::spec); generated by \
+                      securemesh from its own code with recorded randomness (test-vectors/tests/\
+                      ratchet_vectors.rs, write_ratchet_vectors); MIT OR Apache-2.0";
+
+fn inputs(seed: u64, name: &str, he: bool, opk: bool, kem: bool) -> X3dhInputs {
+    let mut rng = TestRng::new(seed);
+    X3dhInputs {
+        name: name.into(),
+        header_encryption: he,
+        alice_seed: rng.bytes(),
+        alice_dh: rng.bytes(),
+        bob_seed: rng.bytes(),
+        bob_dh: rng.bytes(),
+        // The reference pool numbers the signed prekey 1 and the first one-time prekey 2.
+        spk_id: 1,
+        spk: rng.bytes(),
+        opk: opk.then(|| (2, rng.bytes())),
+        // A placeholder ML-KEM-768-sized key: the bundle does not interpret it.
+        kem: kem.then(|| (0x0102_0304, 1, (0..1184u32).map(|i| (i * 7 + 3) as u8).collect())),
+        ek: rng.bytes(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    /// Alice (0) or Bob (1) sends a text.
+    Send(usize, &'static str),
+    /// Deliver message i; `None` expects its plaintext, `Some(e)` the error.
+    Deliver(usize, Option<Error>),
+}
+
+/// Drive the real sessions through `script` with fresh randomness from
+/// `rng`, derive every message with the spec-level [`Model`] from the same
+/// randomness, and assert both agree byte for byte.
+fn record<const P: usize>(setup: &X3dhCase, script: &[Op], rng: &mut TestRng) -> (Vec<Message>, Vec<Event>) {
+    let he = setup.header_encryption;
+    let id = |k: &ratchet::IdentityKeys| {
+        Identity::from_secrets(
+            Secret::new(hex::decode(&k.sign_seed).unwrap().try_into().unwrap()),
+            Secret::new(hex::decode(&k.dh_private).unwrap().try_into().unwrap()),
+        )
+    };
+    let (alice, bob) = (id(&setup.alice), id(&setup.bob));
+    let mut seed = hex::decode(&setup.signed_prekey.private).unwrap();
+    if let Some(o) = &setup.one_time_prekey {
+        seed.extend(hex::decode(&o.private).unwrap());
+    }
+    let mut pool: PrekeyPool<P> =
+        PrekeyPool::new(&bob, &mut ReplayRng::new(&seed), T0, PrekeyConfig::default());
+    let bundle_bytes = hex::decode(&setup.bundle).unwrap();
+    let bundle = Bundle::decode(&bundle_bytes).unwrap();
+    let ek = hex::decode(&setup.alice_ephemeral_private).unwrap();
+    let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
+    let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut ReplayRng::new(&ek), NOW).unwrap();
+    let mut b: Option<Session> = None;
+    let mut model = Model::new(setup).unwrap();
+    let (mut messages, mut events) = (Vec::new(), Vec::new());
+    for op in script {
+        match *op {
+            Op::Send(who, text) => {
+                let randomness = rng.bytes::<56>();
+                let mut rr = ReplayRng::new(&randomness);
+                let s = if who == 0 { &mut a } else { b.as_mut().unwrap() };
+                let mut wire = vec![0u8; s.encrypted_len(text.len())];
+                let n = s.encrypt(text.as_bytes(), &mut wire, &mut rr, NOW).unwrap();
+                let step = model.needs_step(who);
+                assert_eq!(rr.drawn(), usize::from(step) * 32 + usize::from(he) * 24, "randomness drawn");
+                let ratchet_private = step.then(|| randomness[..32].try_into().unwrap());
+                let off = if step { 32 } else { 0 };
+                let header_nonce = he.then(|| randomness[off..off + 24].try_into().unwrap());
+                let m = model.send(who, text.as_bytes(), ratchet_private, header_nonce).unwrap();
+                // The proof: the real session and the specification agree on every byte.
+                assert_eq!(m.wire, hex::encode(&wire[..n]), "message {}", messages.len());
+                assert_eq!(m.x3dh_prefix.is_some(), who == 0 && a.awaiting_reply());
+                events.push(Event::Send { message: messages.len() });
+                messages.push(m);
+            }
+            Op::Deliver(i, expected) => {
+                let m: &Message = &messages[i];
+                let to = if m.sender == "alice" { 1 } else { 0 };
+                let wire = hex::decode(&m.wire).unwrap();
+                let mut out = vec![0u8; wire.len()];
+                let got = match (to, b.as_mut()) {
+                    (0, _) => a.decrypt(&wire, &mut out, NOW),
+                    (_, Some(s)) => s.decrypt(&wire, &mut out, NOW),
+                    (_, None) => {
+                        Session::respond(&bob, &mut pool, &wire, &mut out, SessionConfig::default(), NOW).map(
+                            |(s, n)| {
+                                b = Some(s);
+                                n
+                            },
+                        )
+                    }
+                };
+                let (plaintext, error) = match (got, expected) {
+                    (Ok(n), None) => {
+                        assert_eq!(hex::encode(&out[..n]), m.plaintext, "delivery of {i}");
+                        model.deliver(i, to).unwrap();
+                        (Some(m.plaintext.clone()), None)
+                    }
+                    (Err(e), Some(want)) => {
+                        assert_eq!(e, want, "delivery of {i}");
+                        (None, Some(format!("{e:?}")))
+                    }
+                    (got, want) => panic!("delivery of {i}: got {got:?}, expected {want:?}"),
+                };
+                events.push(Event::Deliver { message: i, to: ["alice", "bob"][to].into(), plaintext, error });
+            }
+        }
+    }
+    assert_eq!(model.alice_awaits_reply(), a.awaiting_reply());
+    (messages, events)
+}
+
+/// 22 messages; Alice steps 5 times (A1..A5), Bob 4 times (B1..B4).
+fn conversation() -> Vec<Op> {
+    use Op::{Deliver as D, Send as S};
+    const A: usize = 0;
+    const B: usize = 1;
+    let dup = Some(Error::Duplicate);
+    vec![
+        S(A, "a0: hello Bob, run task 42"), // m0  A1 n0, X3DH prefix
+        S(A, "a1"),                         // m1  A1 n1, prefix
+        S(A, "a2"),                         // m2  A1 n2, prefix
+        D(1, None),                         // Bob's session starts from m1; m0's key is skipped
+        D(0, None),                         // repeated initial message, skipped key
+        S(B, "b0: on it"),                  // m3  B1 n0 (Bob's first DH step)
+        S(B, "b1"),                         // m4  B1 n1
+        D(2, None),                         // still Alice's first chain, with prefix
+        D(4, None),                         // Alice: new chain B1, skips n0; stops prefixing
+        S(A, "a3"),                         // m5  A2 n0 (pn 3)
+        S(A, "a4"),                         // m6  A2 n1
+        S(A, "a5"),                         // m7  A2 n2
+        D(3, None),                         // Alice: skipped key of B1
+        D(7, None),                         // Bob: new chain A2, skips n0, n1
+        D(7, dup),                          // duplicate in the current chain
+        S(B, "b2"),                         // m8  B2 n0 (pn 2)
+        S(B, "b3"),                         // m9  B2 n1
+        S(B, "b4"),                         // m10 B2 n2
+        D(5, None),                         // Bob: skipped key of A2
+        D(10, None),                        // Alice: new chain B2, skips n0, n1
+        S(A, "a6"),                         // m11 A3 n0 (pn 3)
+        S(A, "a7"),                         // m12 A3 n1
+        D(8, None),                         // Alice: skipped key of B2
+        D(11, None),                        // Bob: new chain A3 (m6 still skipped in A2)
+        D(6, None),                         // Bob: skipped key of the previous chain
+        D(6, dup),                          // duplicate in the previous chain
+        S(B, "b5"),                         // m13 B3 n0 (pn 3)
+        D(13, None),                        // Alice: new chain B3
+        S(A, "a8"),                         // m14 A4 n0 (pn 2)
+        S(A, ""),                           // m15 A4 n1, empty: a heartbeat
+        S(A, "a10"),                        // m16 A4 n2
+        S(A, "a11"),                        // m17 A4 n3
+        D(9, None),                         // Alice: skipped key of B2, two chains back
+        D(17, None),                        // Bob: new chain A4; skips A3 n1 and A4 n0..n2
+        D(14, None),                        // skipped
+        D(16, None),                        // skipped
+        D(15, None),                        // skipped, empty payload
+        D(12, None),                        // skipped key of the previous chain A3
+        S(B, "b6"),                         // m18 B4 n0 (pn 1)
+        S(B, "b7"),                         // m19 B4 n1
+        S(B, "b8"),                         // m20 B4 n2
+        D(20, None),                        // Alice: new chain B4, skips n0, n1
+        D(18, None),                        // skipped
+        D(19, None),                        // skipped
+        S(A, "a12: done"),                  // m21 A5 n0 (pn 4)
+        D(21, None),                        // Bob: new chain A5
+        D(0, Some(Error::Decrypt)),         // a replayed initial message from four chains back
+    ]
+}
+
+fn transcript(seed: u64, he: bool) -> Transcript {
+    let name = if he { "transcript, header encryption" } else { "transcript, clear headers" };
+    let setup = ratchet::derive_x3dh(&inputs(seed, name, he, true, false)).unwrap();
+    let mut rng = TestRng::new(seed + 1000);
+    let (messages, events) = record::<1>(&setup, &conversation(), &mut rng);
+    let what = if he { "encrypted headers (type 0x03)" } else { "clear headers (type 0x02)" };
+    Transcript {
+        source: SOURCE.into(),
+        description: format!(
+            "A Double Ratchet conversation with {what} after X3DH with a one-time prekey: 22 messages, \
+             Alice takes 5 DH steps and Bob 4, out-of-order delivery (Bob's session starts from Alice's \
+             second message), skipped keys of current, previous and older chains, an empty heartbeat, \
+             duplicates in the current and the previous chain (Duplicate) and a replayed initial message \
+             (Decrypt). Events are replayed in order; the first delivery to Bob goes to Session::respond, \
+             every other to Session::decrypt."
+        ),
+        header_encryption: he,
+        max_skip: TRANSCRIPT_LIMIT,
+        skipped_capacity: TRANSCRIPT_LIMIT,
+        setup,
+        messages,
+        events,
+    }
+}
+
+fn x3dh_file() -> X3dhFile {
+    let cases = [
+        (11, "one-time prekey, clear headers", false, true, false, "x3dh case 0: hello"),
+        (12, "no one-time prekey, clear headers", false, false, false, "x3dh case 1: hello"),
+        (13, "one-time prekey, header encryption", true, true, false, "x3dh case 2: hello"),
+        (
+            14,
+            "no one-time prekey, KEM prekey in the bundle (ignored by X3DH v1), header encryption",
+            true,
+            false,
+            true,
+            "x3dh case 3: hello",
+        ),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(seed, name, he, opk, kem, text)| {
+            let mut case = ratchet::derive_x3dh(&inputs(seed, name, he, opk, kem)).unwrap();
+            let script = [Op::Send(0, text), Op::Deliver(0, None)];
+            let mut rng = TestRng::new(seed + 1000);
+            let (mut messages, _) = if opk {
+                record::<1>(&case, &script, &mut rng)
+            } else {
+                record::<0>(&case, &script, &mut rng)
+            };
+            case.first_message = messages.pop();
+            case
+        })
+        .collect();
+    X3dhFile { source: SOURCE.into(), cases }
+}
+
+/// Writes the ratchet vectors from today's code (`cargo test -p
+/// securemesh-test-vectors --test ratchet_vectors -- --ignored`). Every
+/// message is derived twice, by the real sessions and by the spec-level
+/// model, and must agree; the finished files must pass the checker. It
+/// never overwrites an existing file.
+#[test]
+#[ignore]
+fn write_ratchet_vectors() {
+    let x3dh = x3dh_file();
+    let report = ratchet::check_x3dh("x3dh", &x3dh);
+    assert!(report.is_ok(), "{:?}", report.failures);
+    let dr = transcript(21, false);
+    let dr_he = transcript(22, true);
+    for t in [&dr, &dr_he] {
+        let report = ratchet::check_transcript("t", t);
+        assert!(report.is_ok(), "{:?}", report.failures);
+    }
+    std::fs::create_dir_all(dir()).unwrap();
+    let files = [
+        ("x3dh.json", serde_json::to_string_pretty(&x3dh).unwrap()),
+        ("double-ratchet.json", serde_json::to_string_pretty(&dr).unwrap()),
+        ("double-ratchet-he.json", serde_json::to_string_pretty(&dr_he).unwrap()),
+    ];
+    for (name, _) in &files {
+        assert!(!dir().join(name).exists(), "published vectors are never rewritten: {name}");
+    }
+    for (name, text) in files {
+        std::fs::write(dir().join(name), text + "\n").unwrap();
     }
 }
