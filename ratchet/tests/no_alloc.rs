@@ -1,0 +1,60 @@
+//! Zero heap allocations: X3DH from a bundle, and messages in both header
+//! modes with symmetric steps, DH steps and a skipped key, counted by an
+//! instrumented global allocator. Alone in its test binary so no other test
+//! allocates meanwhile.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh_core::testing::TestRng;
+use securemesh_core::{Instant, UnixTime};
+use securemesh_ratchet::{
+    Bundle, Identity, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, Session, SessionConfig,
+};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use std::alloc::System;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn run(he: bool) {
+    let mut rng = TestRng::new(11);
+    let now = Instant(0);
+    let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
+    let (mut wire, mut out, mut late) = ([0u8; 1024], [0u8; 1024], [0u8; 1024]);
+    let payload = [0x42u8; 256];
+
+    let region = Region::new(GLOBAL);
+    let alice = Identity::generate(&mut rng);
+    let bob = Identity::generate(&mut rng);
+    let mut pool: PrekeyPool<8> =
+        PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+    let mut published = [0u8; MAX_BUNDLE_LEN];
+    let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut published).unwrap();
+    let bundle = Bundle::decode(&published[..n]).unwrap();
+    let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, now).unwrap();
+    let m = a.encrypt(&payload, &mut wire, &mut rng, now).unwrap();
+    let (mut b, _): (Session, usize) =
+        Session::respond(&bob, &mut pool, &wire[..m], &mut out, cfg, now).unwrap();
+    for round in 0..4 {
+        // Bob answers (DH step), Alice sends a burst with one late message.
+        for _ in 0..3 {
+            let m = b.encrypt(&payload, &mut wire, &mut rng, now).unwrap();
+            a.decrypt(&wire[..m], &mut out, now).unwrap();
+        }
+        let held = a.encrypt(&payload, &mut late, &mut rng, now).unwrap();
+        for _ in 0..3 {
+            let m = a.encrypt(&payload, &mut wire, &mut rng, now).unwrap();
+            b.decrypt(&wire[..m], &mut out, now).unwrap();
+        }
+        assert_eq!(b.decrypt(&late[..held], &mut out, now).unwrap(), payload.len(), "round {round}");
+    }
+    let stats = region.change();
+    assert_eq!(stats.allocations, 0, "{stats:?}");
+    assert_eq!(stats.reallocations, 0, "{stats:?}");
+}
+
+#[test]
+fn sessions_allocate_nothing() {
+    run(false);
+    run(true);
+}
