@@ -12,8 +12,13 @@
 //! - Runs full `Noise_XX` and `Noise_IK` (25519, ChaChaPoly, SHA256)
 //!   handshakes between two parties on the device, then 1 KiB of transport
 //!   data each way ([`noise`]); prints `noise xx <passed>/<total>` and
-//!   `noise ik ...`, their costs and `ratio` lines, then the counted line
-//!   `firmware: N passed, M failed` (KAT families plus the two Noise runs).
+//!   `noise ik ...`, their costs and `ratio` lines.
+//! - Runs X3DH and Double Ratchet sessions (`securemesh-ratchet`) between
+//!   two parties on the device, with clear and with encrypted headers
+//!   ([`ratchet`]); prints `ratchet session <passed>/<total>` and
+//!   `ratchet header-encryption ...`, their costs and `ratio` lines, then
+//!   the counted line `firmware: N passed, M failed` (KAT families plus the
+//!   two Noise and the two ratchet runs).
 //! - Exits through semihosting: status 0 only if every family passed and
 //!   every measured operation gave the right result.
 #![no_std]
@@ -21,6 +26,7 @@
 
 mod measure;
 mod noise;
+mod ratchet;
 mod test_rng;
 
 use core::hint::black_box;
@@ -35,9 +41,8 @@ use securemesh_core::{Error, Secret, ct_eq, kat};
 use measure::{Cost, Meter, MeterError};
 use test_rng::NotRandomTestRng;
 
-// Empty for now; linked so that `alloc` in any of them breaks the link.
+// Not run yet; linked so that `alloc` in it breaks the link.
 use securemesh_mls_lite as _;
-use securemesh_ratchet as _;
 
 /// Body of the sealed-envelope measurement.
 const ENVELOPE_BODY_LEN: usize = 256;
@@ -94,10 +99,13 @@ fn run() -> Result<bool, MeterError> {
     let mut peak = 0usize;
 
     let (mut passed, mut failed) = kat_families(&mut meter, &mut peak)?;
-    let (ops_ok, dh_instructions) = core_ops(&mut meter, &mut peak)?;
+    let (ops_ok, floors) = core_ops(&mut meter, &mut peak)?;
 
-    // Noise XX and IK between two parties on the device, then 1 KiB each way.
-    for family in noise::run_all(&mut meter, dh_instructions, &mut peak)? {
+    // Noise XX and IK between two parties on the device, then 1 KiB each
+    // way; X3DH and Double Ratchet sessions, clear and encrypted headers.
+    let noise = noise::run_all(&mut meter, floors.dh, &mut peak)?;
+    let ratchet = ratchet::run_all(&mut meter, &floors, &mut peak)?;
+    for family in noise.iter().chain(ratchet.iter()) {
         let verdict = if family.is_ok() { "" } else { " FAILED" };
         hprintln!("{} {}/{}{}", family.name, family.passed, family.total, verdict);
         if family.is_ok() {
@@ -139,9 +147,10 @@ fn kat_families(meter: &mut Meter, peak: &mut usize) -> Result<(u32, u32), Meter
 }
 
 /// The core operations, each measured on black-boxed inputs and checked:
-/// (all right, instructions of one X25519 DH).
+/// (all right, instructions of one X25519 DH and public key and one Ed25519
+/// verify, the floors of the handshake and ratchet ratios).
 #[inline(never)]
-fn core_ops(meter: &mut Meter, peak: &mut usize) -> Result<(bool, u32), MeterError> {
+fn core_ops(meter: &mut Meter, peak: &mut usize) -> Result<(bool, ratchet::Floors), MeterError> {
     hprintln!(
         "ops: Cortex-M4F, instructions counted by SysTick under QEMU -icount shift=0 (resolution {})",
         meter.instructions_per_tick()
@@ -157,6 +166,7 @@ fn core_ops(meter: &mut Meter, peak: &mut usize) -> Result<(bool, u32), MeterErr
     let dh_ok = ab.is_contributory() && ct_eq(ab.into_secret().expose(), ba.expose());
     report("x25519-dh", &cost_dh, dh_ok, &mut ops_ok, peak);
     report("x25519-public-key", &cost, dh_ok, &mut ops_ok, peak);
+    let cost_public_key = cost;
 
     let mut okm = [0u8; 42];
     let (expanded, cost) = meter.measure(|| {
@@ -203,7 +213,12 @@ fn core_ops(meter: &mut Meter, peak: &mut usize) -> Result<(bool, u32), MeterErr
         Ok(opened.header == header && opened.generation == 7 && opened.body == body)
     })?;
     report("envelope-seal-open-256B", &cost, round_trip == Ok(true), &mut ops_ok, peak);
-    Ok((ops_ok, cost_dh.instructions))
+    let floors = ratchet::Floors {
+        dh: cost_dh.instructions,
+        public_key: cost_public_key.instructions,
+        verify: cost_verify.instructions,
+    };
+    Ok((ops_ok, floors))
 }
 
 /// Any panic fails the run (and so `cargo run`).
