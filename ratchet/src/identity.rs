@@ -41,15 +41,22 @@ impl PublicIdentity {
 
     /// Decode and verify the binding signature (strict Ed25519).
     pub fn from_bytes(bytes: &[u8; 128]) -> Result<Self, Error> {
-        let (sign, rest) = bytes.split_first_chunk::<32>().ok_or(Error::Malformed)?;
-        let (dh, sig) = rest.split_first_chunk::<32>().ok_or(Error::Malformed)?;
-        let sig: [u8; 64] = sig.try_into().map_err(|_| Error::Malformed)?;
-        let id = PublicIdentity { sign: *sign, dh: *dh, sig };
+        let id = Self::from_bytes_unverified(bytes)?;
         id.verify()?;
         Ok(id)
     }
 
-    fn verify(&self) -> Result<(), Error> {
+    /// Split the encoding without checking the binding signature; callers
+    /// must [`verify`](Self::verify) before trusting it.
+    pub(crate) fn from_bytes_unverified(bytes: &[u8; 128]) -> Result<Self, Error> {
+        let (sign, rest) = bytes.split_first_chunk::<32>().ok_or(Error::Malformed)?;
+        let (dh, sig) = rest.split_first_chunk::<32>().ok_or(Error::Malformed)?;
+        let sig: [u8; 64] = sig.try_into().map_err(|_| Error::Malformed)?;
+        Ok(PublicIdentity { sign: *sign, dh: *dh, sig })
+    }
+
+    /// Check the signature binding `dh` to `sign` (strict Ed25519).
+    pub(crate) fn verify(&self) -> Result<(), Error> {
         verify_labeled(&self.sign, IDENTITY_LABEL, &[&self.dh], &self.sig)
     }
 

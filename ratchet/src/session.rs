@@ -99,7 +99,9 @@ impl<'a> Initial<'a> {
         if r.read_u8()? != MSG_INITIAL {
             return Err(Error::Malformed);
         }
-        let alice = PublicIdentity::from_bytes(&r.read_array()?)?;
+        // Verified by `respond` after the cheap prekey checks; a repeated
+        // initial message is compared byte for byte with the verified one.
+        let alice = PublicIdentity::from_bytes_unverified(&r.read_array()?)?;
         let ek = r.read_array()?;
         let spk_id = r.read_u32()?;
         let opk_id = match r.read_u8()? {
@@ -255,8 +257,8 @@ type Opener<'a> = dyn Fn(&Key32, &mut [u8]) -> Result<(), Error> + 'a;
 /// What a successful decryption found, for the commit.
 enum Plan {
     Skipped(usize),
-    SameChain { n: u32 },
-    NewChain { header: Header, rk: Key32, ckr: Key32, nhkr: Option<Key32> },
+    SameChain { n: u32, next: Key32 },
+    NewChain { header: Header, rk: Key32, ckr: Key32, next: Key32, nhkr: Option<Key32> },
 }
 
 impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
@@ -342,6 +344,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             Some(id) => Some(pool.one_time_secret(id).ok_or(Error::UnknownPrekey)?),
             None => None,
         };
+        // Only now the Ed25519 verify: refusing a replay or an unknown
+        // prekey stays cheap.
+        init.alice.verify()?;
         let he = init.header_encryption;
         let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, he)?;
         let config = SessionConfig { header_encryption: he, ..config };
@@ -614,8 +619,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             return Err(Error::Duplicate);
         }
         Self::check_skip(self.nr, h.n)?;
-        open(&Self::walk(ckr, self.nr, h.n).1, dst)?;
-        Ok(Plan::SameChain { n: h.n })
+        let (next, mk) = Self::walk(ckr, self.nr, h.n);
+        open(&mk, dst)?;
+        Ok(Plan::SameChain { n: h.n, next })
     }
 
     fn plan_new_chain(&self, h: Header, dst: &mut [u8], open: &Opener<'_>) -> Result<Plan, Error> {
@@ -626,13 +632,17 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let (dhs, _) = self.dhs.as_ref().ok_or(Error::Decrypt)?;
         let dh_out = X25519::dh(dhs, &h.dh).require_contributory().map_err(|_| Error::Decrypt)?;
         let (rk, ckr, nhkr) = kdf::root(&self.rk, &dh_out, self.he);
-        open(&Self::walk(&ckr, 0, h.n).1, dst)?;
-        Ok(Plan::NewChain { header: h, rk, ckr, nhkr })
+        let (next, mk) = Self::walk(&ckr, 0, h.n);
+        open(&mk, dst)?;
+        Ok(Plan::NewChain { header: h, rk, ckr, next, nhkr })
     }
 
     /// Store the keys of messages `from..to` of the current receiving chain
     /// as skipped, and leave `ckr` at message `to`.
     fn skip_to(&mut self, to: u32) {
+        if to <= self.nr {
+            return;
+        }
         let (Some(ckr), Some(chain)) = (self.ckr.clone(), self.chain_id()) else { return };
         let mut ck = ckr;
         for i in self.nr..to {
@@ -651,11 +661,11 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     fn commit(&mut self, plan: Plan, now: Instant) {
         match plan {
             Plan::Skipped(i) => self.skipped.remove(i),
-            Plan::SameChain { n } => {
+            Plan::SameChain { n, next } => {
                 self.skip_to(n);
-                self.advance_receiving();
+                self.advance_receiving(next);
             }
-            Plan::NewChain { header, rk, ckr, nhkr } => {
+            Plan::NewChain { header, rk, ckr, next, nhkr } => {
                 self.skip_to(header.pn);
                 self.prev_dhr = self.dhr.replace(header.dh);
                 if self.he {
@@ -667,18 +677,17 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
                 self.ckr = Some(ckr);
                 self.nr = 0;
                 self.skip_to(header.n);
-                self.advance_receiving();
+                self.advance_receiving(next);
                 self.step_pending = true;
                 self.stepped(false, now);
             }
         }
     }
 
-    /// Consume the key of message `nr` (just decrypted).
-    fn advance_receiving(&mut self) {
-        if let Some(ck) = &self.ckr {
-            self.ckr = Some(kdf::chain(ck).0);
-        }
+    /// Consume the key of message `nr` (just decrypted): `next` is the chain
+    /// key after it, already derived while decrypting.
+    fn advance_receiving(&mut self, next: Key32) {
+        self.ckr = Some(next);
         self.nr = self.nr.saturating_add(1);
     }
 }
