@@ -6,13 +6,17 @@
 //! ciphersuite 3, basic credentials), not a different protocol: what it
 //! does is byte-exact RFC 9420.
 //!
-//! This first layer holds what the rest of the protocol stands on, each
-//! part checked against the MLS working group's test vectors:
-//! [`tree_math`] (array-based tree math), [`crypto`] (the labelled
-//! derivations, signatures and HPKE encryption of suite 3),
+//! What is here, each part checked against the MLS working group's test
+//! vectors: [`tree_math`] (array-based tree math), [`crypto`] (the
+//! labelled derivations, signatures and HPKE encryption of suite 3),
 //! [`key_schedule`] (epoch secrets, PSK secret, exporter, confirmation
-//! tag) and [`secret_tree`] (per-sender handshake and application ratchets).
-//! The ratchet tree, TreeKEM, framing, Welcome and commit processing follow.
+//! tag), [`secret_tree`] (per-sender handshake and application ratchets),
+//! [`tree`] (the ratchet tree: encoding, tree hash, parent hash,
+//! validation), [`treekem`] (UpdatePath merge and path-secret decryption),
+//! [`messages`] (KeyPackage, proposals, Commit, GroupInfo, Welcome and
+//! MLSMessage views), [`framing`] (PublicMessage and PrivateMessage
+//! protection) and [`transcript`] (transcript hashes). Joining from a
+//! Welcome, commit processing and persisted group state come next.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -22,8 +26,11 @@ extern crate std;
 
 pub mod crypto;
 mod error;
+pub mod framing;
 pub mod key_schedule;
+pub mod messages;
 pub mod secret_tree;
+pub mod transcript;
 pub mod tree;
 pub mod tree_math;
 pub mod treekem;

@@ -5,10 +5,20 @@
 use crate::Report;
 use securemesh_core::Secret;
 use securemesh_core::codec::Reader;
+use securemesh_core::codec::Writer;
 use securemesh_core::crypto::{Ed25519, Signature};
+use securemesh_core::testing::{ReplayRng, TestRng};
 use securemesh_mls_lite::crypto::{self, NH};
+use securemesh_mls_lite::framing::{
+    self, AuthenticatedContent, Content, ContentType, FramedContent, FramedContentAuthData, PrivateMessage,
+    PublicMessage, SecretTreeKeys, Sender, SenderKeys,
+};
 use securemesh_mls_lite::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
+use securemesh_mls_lite::messages::{
+    Commit, GroupSecrets, MlsMessage, MlsMessageBody, Proposal, ProposalBody, WireFormat, proposal_type,
+};
 use securemesh_mls_lite::secret_tree::{self, Ratchet, RatchetKind};
+use securemesh_mls_lite::transcript::{self, TranscriptHashes};
 use securemesh_mls_lite::tree::RatchetTree;
 use securemesh_mls_lite::tree_math;
 use securemesh_mls_lite::treekem::{UpdatePath, node_key_pair};
@@ -363,6 +373,345 @@ fn treekem_entry(e: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Parsed `bytes` must keep them (`raw`) and write them back field by field.
+fn reencodes(
+    what: &str,
+    bytes: &[u8],
+    raw: &[u8],
+    write: impl FnOnce(&mut Writer<'_>) -> Result<(), securemesh_mls_lite::Error>,
+) -> Result<(), String> {
+    eq(&format!("{what} as_bytes"), raw, bytes)?;
+    let mut out = vec![0u8; bytes.len() + 64];
+    let mut w = Writer::new(&mut out);
+    write(&mut w).map_err(|e| format!("{what} write: {e}"))?;
+    let n = w.finish().map_err(|e| format!("{what} write: {e}"))?;
+    eq(&format!("{what} re-encoding"), out.get(..n).ok_or("length")?, bytes)
+}
+
+fn ctx(what: &str) -> impl Fn(securemesh_mls_lite::Error) -> String + '_ {
+    move |x| format!("{what}: {x}")
+}
+
+fn framed<'a>(group_id: &'a [u8], epoch: u64, content: Content<'a>) -> FramedContent<'a> {
+    FramedContent { group_id, epoch, sender: Sender::Member(1), authenticated_data: &[], content }
+}
+
+fn mls_message<'a>(what: &str, bytes: &'a [u8], want: WireFormat) -> Result<MlsMessage<'a>, String> {
+    let m = MlsMessage::from_bytes(bytes).map_err(|e| format!("{what}: {e}"))?;
+    if m.wire_format() != want {
+        return Err(format!("{what}: wire format {:?}", m.wire_format()));
+    }
+    reencodes(what, bytes, m.as_bytes(), |w| m.write_to(w))?;
+    Ok(m)
+}
+
+fn public_message<'a>(what: &str, bytes: &'a [u8]) -> Result<PublicMessage<'a>, String> {
+    match mls_message(what, bytes, WireFormat::PublicMessage)?.body {
+        MlsMessageBody::PublicMessage(m) => Ok(m),
+        _ => Err(format!("{what}: not a PublicMessage")),
+    }
+}
+
+fn private_message<'a>(what: &str, bytes: &'a [u8]) -> Result<PrivateMessage<'a>, String> {
+    match mls_message(what, bytes, WireFormat::PrivateMessage)?.body {
+        MlsMessageBody::PrivateMessage(m) => Ok(m),
+        _ => Err(format!("{what}: not a PrivateMessage")),
+    }
+}
+
+fn content_bytes<'a>(c: &Content<'a>) -> &'a [u8] {
+    match c {
+        Content::Application(d) => d,
+        Content::Proposal(p) => p.as_bytes(),
+        Content::Commit(c) => c.as_bytes(),
+    }
+}
+
+/// `message-protection.json`: unprotect the published PublicMessages and
+/// PrivateMessages (sender leaf 1 of a 2-leaf secret tree), compare their
+/// content, and protect the same content ourselves: the PublicMessages
+/// come out byte-identical (Ed25519 is deterministic), and so do the
+/// PrivateMessages when replayed with their reuse guard and padding; fresh
+/// protections (random reuse guard, other padding) unprotect again.
+fn message_protection_entry(e: &Value) -> Result<(), String> {
+    let err = ctx;
+    let group_id = h(&e["group_id"])?;
+    let tree_hash = h(&e["tree_hash"])?;
+    let cth = h(&e["confirmed_transcript_hash"])?;
+    let gc = GroupContext {
+        group_id: &group_id,
+        epoch: u(&e["epoch"])?,
+        tree_hash: &tree_hash,
+        confirmed_transcript_hash: &cth,
+        extensions: &[],
+    };
+    let seed: [u8; 32] = h(&e["signature_priv"])?.try_into().map_err(|_| "signature_priv length")?;
+    let sig_pub: [u8; 32] = h(&e["signature_pub"])?.try_into().map_err(|_| "signature_pub length")?;
+    let sig_key = Ed25519::signing_key(&Secret::new(seed));
+    eq("signature_pub", &Ed25519::verifying_key(&sig_key), &sig_pub)?;
+    let encryption_secret = secret32(&e["encryption_secret"])?;
+    let sender_data_secret = secret32(&e["sender_data_secret"])?;
+    let membership_key = secret32(&e["membership_key"])?;
+    let keys = SecretTreeKeys::new(&encryption_secret, 2, 1 << 16);
+    let sender = Sender::Member(1);
+    let mut scratch = vec![0u8; 4096];
+    let mut out = vec![0u8; 4096];
+
+    let proposal_bytes = h(&e["proposal"])?;
+    let commit_bytes = h(&e["commit"])?;
+    let application = h(&e["application"])?;
+    let proposal = Proposal::from_bytes(&proposal_bytes).map_err(err("proposal"))?;
+    reencodes("proposal", &proposal_bytes, proposal.as_bytes(), |w| proposal.write_to(w))?;
+    let commit = Commit::from_bytes(&commit_bytes).map_err(err("commit"))?;
+    reencodes("commit", &commit_bytes, commit.as_bytes(), |w| commit.write_to(w))?;
+    let contents = [
+        ("proposal", Content::Proposal(proposal)),
+        ("commit", Content::Commit(commit)),
+        ("application", Content::Application(&application)),
+    ];
+
+    // PublicMessage: proposal and commit.
+    let mut commit_tag: Option<Vec<u8>> = None;
+    for (name, content) in contents.iter().take(2) {
+        let what = format!("{name}_pub");
+        let bytes = h(&e[what.as_str()])?;
+        let pm = public_message(&what, &bytes)?;
+        if pm.content.sender != sender {
+            return Err(format!("{what}: sender {:?}", pm.content.sender));
+        }
+        let ac = pm.verify(&sig_pub, &gc, &membership_key, &mut scratch).map_err(err(&what))?;
+        eq(&format!("{what} content"), content_bytes(&ac.content.content), content_bytes(content))?;
+        if let Some(tag) = ac.auth.confirmation_tag {
+            commit_tag = Some(tag.to_vec());
+        }
+        // A wrong membership key or signature key is rejected.
+        if pm.verify(&sig_pub, &gc, &encryption_secret, &mut scratch).is_ok() {
+            return Err(format!("{what}: accepted with a wrong membership key"));
+        }
+        if pm.verify(&[9u8; 32], &gc, &membership_key, &mut scratch).is_ok() {
+            return Err(format!("{what}: accepted with a wrong signature key"));
+        }
+        // Our own protection of the raw content is the published message.
+        let fc = framed(&group_id, gc.epoch, *content);
+        let sig =
+            framing::sign(WireFormat::PublicMessage, &fc, &sig_key, &gc, &mut scratch).map_err(err(&what))?;
+        let ours = AuthenticatedContent {
+            wire_format: WireFormat::PublicMessage,
+            content: fc,
+            auth: FramedContentAuthData { signature: &sig, confirmation_tag: ac.auth.confirmation_tag },
+        };
+        let n = framing::protect_public(&ours, &gc, &membership_key, &mut out).map_err(err(&what))?;
+        eq(&format!("{what} protected by us"), out.get(..n).ok_or("length")?, &bytes)?;
+        let again = public_message(&what, out.get(..n).ok_or("length")?)?;
+        again.verify(&sig_pub, &gc, &membership_key, &mut scratch).map_err(err(&what))?;
+    }
+    // Application data may not be sent as a PublicMessage.
+    {
+        let fc = framed(&group_id, gc.epoch, Content::Application(&application));
+        let sig = framing::sign(WireFormat::PublicMessage, &fc, &sig_key, &gc, &mut scratch)
+            .map_err(err("application_pub"))?;
+        let ours = AuthenticatedContent {
+            wire_format: WireFormat::PublicMessage,
+            content: fc,
+            auth: FramedContentAuthData { signature: &sig, confirmation_tag: None },
+        };
+        if framing::protect_public(&ours, &gc, &membership_key, &mut out).is_ok() {
+            return Err("application data protected as a PublicMessage".into());
+        }
+    }
+
+    // PrivateMessage: proposal, commit and application.
+    for (name, content) in &contents {
+        let what = format!("{name}_priv");
+        let bytes = h(&e[what.as_str()])?;
+        let pm = private_message(&what, &bytes)?;
+        let mut plaintext = vec![0u8; pm.ciphertext.len()];
+        let opened = pm.open(&sender_data_secret, &keys, &mut plaintext).map_err(err(&what))?;
+        let sd = opened.sender_data();
+        if sd.leaf_index != 1 {
+            return Err(format!("{what}: sender data names leaf {}", sd.leaf_index));
+        }
+        let padding = opened.padding_len();
+        let ac = opened.verify(&sig_pub, &gc, &mut scratch).map_err(err(&what))?;
+        eq(&format!("{what} content"), content_bytes(&ac.content.content), content_bytes(content))?;
+        if content.content_type() == ContentType::Commit
+            && ac.auth.confirmation_tag.map(<[u8]>::to_vec) != commit_tag
+        {
+            return Err(format!("{what}: confirmation tag differs from commit_pub's"));
+        }
+        // A wrong sender data secret does not open it.
+        let mut junk = vec![0u8; pm.ciphertext.len()];
+        if pm.open(&encryption_secret, &keys, &mut junk).is_ok() {
+            return Err(format!("{what}: opened with a wrong sender data secret"));
+        }
+
+        // Sign and protect the raw content ourselves.
+        let fc = framed(&group_id, gc.epoch, *content);
+        let sig = framing::sign(WireFormat::PrivateMessage, &fc, &sig_key, &gc, &mut scratch)
+            .map_err(err(&what))?;
+        let ours = AuthenticatedContent {
+            wire_format: WireFormat::PrivateMessage,
+            content: fc,
+            auth: FramedContentAuthData { signature: &sig, confirmation_tag: ac.auth.confirmation_tag },
+        };
+        let kind = content.content_type().ratchet_kind();
+        let kn = keys.key_nonce(1, sd.generation, kind).map_err(err(&what))?;
+        // With the published reuse guard and padding: the published bytes.
+        let mut rng = ReplayRng::new(&sd.reuse_guard);
+        let n = framing::protect_private(
+            &ours,
+            &sender_data_secret,
+            &kn,
+            sd.generation,
+            padding,
+            &mut rng,
+            &mut out,
+        )
+        .map_err(err(&what))?;
+        eq(&format!("{what} protected by us"), out.get(..n).ok_or("length")?, &bytes)?;
+        // With a fresh reuse guard, another generation and padding: unprotects.
+        let generation = sd.generation + 3;
+        let kn = keys.key_nonce(1, generation, kind).map_err(err(&what))?;
+        let mut rng = TestRng::new(u64::from(generation));
+        let n = framing::protect_private(&ours, &sender_data_secret, &kn, generation, 17, &mut rng, &mut out)
+            .map_err(err(&what))?;
+        let fresh = out.get(..n).ok_or("length")?.to_vec();
+        let pm = private_message(&what, &fresh)?;
+        let mut plaintext = vec![0u8; pm.ciphertext.len()];
+        let (sd2, ac2) = pm
+            .unprotect(
+                &sender_data_secret,
+                &keys,
+                |l| (l == 1).then_some(sig_pub),
+                &gc,
+                &mut plaintext,
+                &mut scratch,
+            )
+            .map_err(err(&what))?;
+        if sd2.leaf_index != 1 || sd2.generation != generation {
+            return Err(format!("{what}: own message's sender data"));
+        }
+        eq(&format!("{what} own content"), content_bytes(&ac2.content.content), content_bytes(content))?;
+    }
+    Ok(())
+}
+
+/// `transcript-hashes.json`: both transcript hashes after the commit in
+/// `authenticated_content`, and its confirmation tag.
+fn transcript_hashes_entry(e: &Value) -> Result<(), String> {
+    let bytes = h(&e["authenticated_content"])?;
+    let ac = AuthenticatedContent::from_bytes(&bytes).map_err(|e| format!("authenticated_content: {e}"))?;
+    let mut out = vec![0u8; bytes.len()];
+    let mut w = Writer::new(&mut out);
+    ac.write_to(&mut w).map_err(|e| e.to_string())?;
+    let n = w.finish().map_err(|e| e.to_string())?;
+    eq("authenticated_content re-encoding", out.get(..n).ok_or("length")?, &bytes)?;
+    let th = TranscriptHashes::after_commit(&h(&e["interim_transcript_hash_before"])?, &ac)
+        .map_err(|e| e.to_string())?;
+    eq("confirmed_transcript_hash_after", &th.confirmed, &h(&e["confirmed_transcript_hash_after"])?)?;
+    eq("interim_transcript_hash_after", &th.interim, &h(&e["interim_transcript_hash_after"])?)?;
+    let key = h(&e["confirmation_key"])?;
+    let tag = ac.auth.confirmation_tag.ok_or("no confirmation tag")?;
+    transcript::verify_confirmation_tag(&key, &th.confirmed, tag)
+        .map_err(|e| format!("confirmation tag: {e}"))?;
+    let mut wrong = th.confirmed;
+    wrong[0] ^= 1;
+    if transcript::verify_confirmation_tag(&key, &wrong, tag).is_ok() {
+        return Err("confirmation tag accepted for another transcript".into());
+    }
+    Ok(())
+}
+
+/// `messages.json`: every field decodes with its structure and re-encodes
+/// byte-exactly, both as the kept bytes and written field by field.
+fn messages_entry(e: &Value) -> Result<(), String> {
+    let field = |name: &str| h(&e[name]).map_err(|x| format!("{name}: {x}"));
+    let err = ctx;
+
+    let bytes = field("mls_welcome")?;
+    let m = mls_message("mls_welcome", &bytes, WireFormat::Welcome)?;
+    let MlsMessageBody::Welcome(welcome) = m.body else { return Err("mls_welcome".into()) };
+    for s in welcome.secrets() {
+        let s = s.map_err(err("welcome secrets"))?;
+        if welcome.secrets_for(s.new_member).map_err(err("welcome"))? != Some(s) {
+            return Err("welcome: secrets_for".into());
+        }
+    }
+
+    let bytes = field("mls_group_info")?;
+    let m = mls_message("mls_group_info", &bytes, WireFormat::GroupInfo)?;
+    let MlsMessageBody::GroupInfo(gi) = m.body else { return Err("mls_group_info".into()) };
+    let mut gcb = vec![0u8; bytes.len()];
+    let n = gi.group_context.encode(&mut gcb).map_err(err("group context"))?;
+    if !gi.as_bytes().starts_with(gcb.get(..n).ok_or("length")?) {
+        return Err("group_info: GroupContext re-encoding".into());
+    }
+
+    let bytes = field("mls_key_package")?;
+    let m = mls_message("mls_key_package", &bytes, WireFormat::KeyPackage)?;
+    let MlsMessageBody::KeyPackage(kp) = m.body else { return Err("mls_key_package".into()) };
+    let mut scratch = vec![0u8; 2 * bytes.len() + 256];
+    kp.verify(&mut scratch).map_err(err("key package signature"))?;
+
+    let bytes = field("ratchet_tree")?;
+    let mut tree: Box<RatchetTree<64, 1024>> = Box::default();
+    tree.decode(&bytes).map_err(err("ratchet_tree decode"))?;
+    let mut out = vec![0u8; bytes.len() + 16];
+    let n = tree.encode(&mut out).map_err(err("ratchet_tree encode"))?;
+    eq("ratchet_tree re-encoding", out.get(..n).ok_or("length")?, &bytes)?;
+
+    // The GroupInfo is signed by a leaf of this entry's tree.
+    let signer = tree.leaf(gi.signer).ok_or("group_info signer is not in ratchet_tree")?;
+    let mut scratch = vec![0u8; gi.as_bytes().len() + 64];
+    gi.verify(signer.signature_key, &mut scratch).map_err(err("group_info signature"))?;
+
+    let bytes = field("group_secrets")?;
+    let gs = GroupSecrets::from_bytes(&bytes).map_err(err("group_secrets"))?;
+    reencodes("group_secrets", &bytes, gs.as_bytes(), |w| gs.write_to(w))?;
+
+    for (name, ty) in [
+        ("add_proposal", proposal_type::ADD),
+        ("update_proposal", proposal_type::UPDATE),
+        ("remove_proposal", proposal_type::REMOVE),
+        ("pre_shared_key_proposal", proposal_type::PSK),
+        ("re_init_proposal", proposal_type::REINIT),
+        ("external_init_proposal", proposal_type::EXTERNAL_INIT),
+        ("group_context_extensions_proposal", proposal_type::GROUP_CONTEXT_EXTENSIONS),
+    ] {
+        let bytes = field(name)?;
+        let body = ProposalBody::from_bytes(ty, &bytes).map_err(err(name))?;
+        let mut out = vec![0u8; bytes.len() + 16];
+        let mut w = Writer::new(&mut out);
+        body.write_to(&mut w).map_err(err(name))?;
+        let n = w.finish().map_err(|x| format!("{name}: {x}"))?;
+        eq(&format!("{name} re-encoding"), out.get(..n).ok_or("length")?, &bytes)?;
+        // As a whole Proposal (type prefix added), too.
+        let mut whole = ty.to_be_bytes().to_vec();
+        whole.extend_from_slice(&bytes);
+        let p = Proposal::from_bytes(&whole).map_err(err(name))?;
+        reencodes(name, &whole, p.as_bytes(), |w| p.write_to(w))?;
+    }
+
+    let bytes = field("commit")?;
+    let c = Commit::from_bytes(&bytes).map_err(err("commit"))?;
+    reencodes("commit", &bytes, c.as_bytes(), |w| c.write_to(w))?;
+
+    for (name, ct) in [
+        ("public_message_application", ContentType::Application),
+        ("public_message_proposal", ContentType::Proposal),
+        ("public_message_commit", ContentType::Commit),
+    ] {
+        let bytes = field(name)?;
+        let pm = public_message(name, &bytes)?;
+        if pm.content.content_type() != ct {
+            return Err(format!("{name}: content type {:?}", pm.content.content_type()));
+        }
+    }
+    let bytes = field("private_message")?;
+    private_message("private_message", &bytes)?;
+    Ok(())
+}
+
 /// Every MLS vector file this build supports, in print order.
 pub fn reports(dir: &Path) -> Vec<Report> {
     vec![
@@ -374,5 +723,8 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         run("psk_secret", &dir.join("psk_secret.json"), psk_secret_entry),
         run("tree-validation", &dir.join("tree-validation.json"), tree_validation_entry),
         run("treekem", &dir.join("treekem.json"), treekem_entry),
+        run("message-protection", &dir.join("message-protection.json"), message_protection_entry),
+        run("transcript-hashes", &dir.join("transcript-hashes.json"), transcript_hashes_entry),
+        run("messages", &dir.join("messages.json"), messages_entry),
     ]
 }

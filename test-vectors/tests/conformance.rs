@@ -27,6 +27,9 @@ fn every_supported_vector_passes() {
         "mls psk_secret 11/11",
         "mls tree-validation 14/14",
         "mls treekem 11/11",
+        "mls message-protection 1/1",
+        "mls transcript-hashes 1/1",
+        "mls messages 100/100",
     ] {
         assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
     }
@@ -70,6 +73,41 @@ fn a_changed_cacophony_byte_fails_its_vector() {
         assert_eq!(run_vector(&good, &p), Ok(()));
     }
     assert!(checked >= 6);
+}
+
+#[test]
+fn a_changed_mls_framing_byte_fails_its_vector() {
+    // One byte changed in each protected message, the transcript input and
+    // a messages.json field: each check must then fail.
+    let src = securemesh_test_vectors::vectors_dir().join("mls");
+    let dir = std::env::temp_dir().join(format!("securemesh-mls-framing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("message-protection.json", "mls message-protection", "proposal_pub"),
+        ("message-protection.json", "mls message-protection", "commit_priv"),
+        ("message-protection.json", "mls message-protection", "application_priv"),
+        ("transcript-hashes.json", "mls transcript-hashes", "authenticated_content"),
+        ("transcript-hashes.json", "mls transcript-hashes", "interim_transcript_hash_before"),
+        ("messages.json", "mls messages", "mls_key_package"),
+    ];
+    for (file, report, field) in cases {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(src.join(file)).unwrap()).unwrap();
+        let s = v[0][field].as_str().unwrap().to_string();
+        // Change a nibble near the end (inside a signature, tag or ciphertext).
+        let at = s.len() - 5;
+        let flipped = if &s[at..at + 1] == "0" { "1" } else { "0" };
+        v[0][field] = serde_json::Value::String(format!("{}{flipped}{}", &s[..at], &s[at + 1..]));
+        for f in ["message-protection.json", "transcript-hashes.json", "messages.json"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        std::fs::write(dir.join(file), serde_json::to_string(&v).unwrap()).unwrap();
+        let reports = securemesh_test_vectors::mls::reports(&dir);
+        let r = reports.iter().find(|r| r.name == report).unwrap();
+        assert_eq!(r.passed + 1, r.total, "{file} {field}: {}", r.line());
+        assert!(r.failures[0].starts_with(&format!("{}[0]", &report[4..])), "{:?}", r.failures);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
