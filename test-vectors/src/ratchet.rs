@@ -91,7 +91,8 @@ pub struct KemPrekeyCase {
     pub id: u32,
     /// Algorithm.
     pub alg: u16,
-    /// Encapsulation key, hex (a placeholder pattern: the format does not interpret it).
+    /// Encapsulation key, hex: arbitrary bytes of ML-KEM-768 size (the v1 format
+    /// carries and signs the KEM slot without interpreting it).
     pub public: String,
     /// `Ed25519(bob, "securemesh-kem-prekey-v1" || u32be(id) || u16be(alg) || SHA-256(public))`, hex.
     pub signature: String,
