@@ -7,10 +7,12 @@
 //!
 //! The Noise seeds come from the deterministic sessions of
 //! `securemesh_fuzz::noise` (fixed keys and ephemerals), so the genuine
-//! messages and packets in them are exactly what the targets rebuild.
+//! messages and packets in them are exactly what the targets rebuild. The
+//! ratchet seeds likewise come from `securemesh_fuzz::ratchet` (fixed
+//! identities, `TestRng` for everything else).
 //!
-//! The files are small (about 7 KiB in all; `main` asserts under 64 KiB)
-//! and committed, so `fuzz/run.sh` needs no extra build to seed the
+//! The files are small (`main` prints the total and asserts it stays under
+//! 64 KiB) and committed, so `fuzz/run.sh` needs no extra build to seed the
 //! targets.
 
 use std::fs;
@@ -26,6 +28,7 @@ use securemesh_fuzz::noise::{
     self as nz, DATAGRAM_WORDS, Pattern, SITUATIONS, Situation, datagram_fixture, drive, encode_state,
     join_frames, stream_fixture,
 };
+use securemesh_fuzz::ratchet as rt;
 use securemesh_fuzz::{FuzzRng, Sample, SealInput, fuzz_key};
 use securemesh_noise::{Builder, DatagramTransport, MAX_MESSAGE_LEN, Protocol, Transport};
 
@@ -356,6 +359,130 @@ fn noise_state_seeds() -> Vec<(String, Vec<u8>)> {
     v
 }
 
+fn ratchet_bundle_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> =
+        rt::genuine_bundles().into_iter().map(|(n, b)| (n.into(), b)).collect();
+    // A signed prekey whose signature does not verify (last byte flipped).
+    let mut bad = v[0].1.clone();
+    bad[1 + 128 + 4 + 32 + 63] ^= 0x01;
+    v.push(("bad_spk_sig".into(), bad));
+    v
+}
+
+fn ratchet_initial_seeds() -> Vec<(String, Vec<u8>)> {
+    rt::initial_fixture().messages.into_iter().map(|m| (m.name.to_string(), m.message)).collect()
+}
+
+fn ratchet_decrypt_seeds(he: bool) -> Vec<(String, Vec<u8>)> {
+    let [alice, bob] = rt::decrypt_fixtures(he);
+    let mut v = Vec::new();
+    for (selector, fx, name) in [(0u8, &alice, "alice"), (1u8, &bob, "bob")] {
+        let in_order = join_frames(fx.pending.iter().map(|g| g.message.as_slice()));
+        v.push((format!("{name}_receives_in_order"), with_prefix(selector, &in_order)));
+    }
+    // Alice: the pending messages newest first, with a replay of one
+    // received before the snapshot and one received in this run.
+    let p: Vec<&[u8]> = alice.pending.iter().map(|g| g.message.as_slice()).collect();
+    let frames = [p[5], p[4], alice.received[1].as_slice(), p[3], p[3], p[2], p[1], p[0]];
+    v.push(("alice_receives_reversed_replays".into(), with_prefix(0, &join_frames(frames))));
+    // Bob: chain 3 message 1 first, a replay from before the snapshot,
+    // chain 1 message 3 without its X3DH prefix (accepted) then with it (a
+    // replay), chain 3 message 0 with the prefix put in front (accepted) then
+    // without (a replay), chain 2 message 1 with a flipped tag, then the
+    // rest.
+    let p: Vec<&[u8]> = bob.pending.iter().map(|g| g.message.as_slice()).collect();
+    let stripped = bob.inner(p[1]);
+    let wrapped = [bob.prefix.as_slice(), bob.inner(p[4])].concat();
+    let mut flipped = p[2].to_vec();
+    *flipped.last_mut().expect("non-empty") ^= 0x01;
+    let frames =
+        [p[5], bob.received[0].as_slice(), stripped, p[1], &wrapped, p[4], &flipped, p[2], p[3], p[0]];
+    v.push(("bob_receives_mixed".into(), with_prefix(1, &join_frames(frames))));
+    v
+}
+
+fn ratchet_state_seeds() -> Vec<(String, Vec<u8>)> {
+    use securemesh_core::UnixTime;
+    use securemesh_core::testing::TestRng;
+    use securemesh_ratchet::{Bundle, PrekeyConfig, SessionConfig};
+
+    let mut v = Vec::new();
+    // Mid-conversation sessions: skipped keys, events, both header modes.
+    for he in [false, true] {
+        let mode = if he { "he" } else { "clear" };
+        for fx in rt::decrypt_fixtures(he) {
+            let side = if fx.receiver_is_bob { "bob" } else { "alice" };
+            v.push((format!("session_{mode}_{side}_mid_conversation"), fx.receiver));
+        }
+    }
+    // More than 4 skipped keys (too many for `Session<128, 4>`): Bob gets
+    // the last message of chain 3 first.
+    let [_, fx] = rt::decrypt_fixtures(false);
+    let mut s = rt::FuzzSession::decode_state(&fx.receiver).expect("fixture");
+    let last = fx.pending.last().expect("pending");
+    rt::decrypt(&mut s, &last.message, &last.payload);
+    assert_eq!(s.skipped_keys(), 5);
+    v.push(("session_clear_bob_5_skipped".into(), encode_state(&s)));
+    // Alice waiting for Bob's answer (the X3DH header in her state), and Bob
+    // just after `respond` (Alice's header, a skipped key).
+    let initial = rt::initial_fixture();
+    let by_name = |n: &str| initial.messages.iter().find(|m| m.name == n).expect("fixture message");
+    v.push(("session_clear_alice_awaiting_reply".into(), by_name("clear_opk3_msg1").alice.clone()));
+    v.push((
+        "session_he_alice_awaiting_reply_no_opk".into(),
+        by_name("he_previous_spk_no_opk").alice.clone(),
+    ));
+    let mut pool = rt::SmallPool::decode_state(&initial.pool).expect("fixture pool");
+    let respond = |pool: &mut rt::SmallPool, name: &str| {
+        let m = by_name(name);
+        let mut out = vec![0u8; m.message.len()];
+        rt::FuzzSession::respond(rt::bob(), pool, &m.message, &mut out, SessionConfig::default(), rt::NOW)
+            .expect("respond")
+            .0
+    };
+    let b = respond(&mut pool, "he_opk4_msg1_empty");
+    v.push(("session_he_bob_after_respond".into(), encode_state(&b)));
+
+    // Pools: the fixture (previous signed prekey, a rotation event); three
+    // one-time prekeys consumed (PoolLow) and the previous signed prekey
+    // erased; refilled and rotated again.
+    v.push(("pool4_rotated".into(), initial.pool.clone()));
+    respond(&mut pool, "clear_opk3_msg0");
+    respond(&mut pool, "clear_previous_spk_opk2");
+    assert_eq!(pool.available(), 1);
+    let bob = rt::bob();
+    let mut rng = TestRng::new(0x9001);
+    let grace_end = UnixTime(rt::T_ROTATE.0 + PrekeyConfig::default().grace_period_secs);
+    pool.handle_timeout(bob, &mut rng, grace_end);
+    v.push(("pool4_consumed_erased".into(), encode_state(&pool)));
+    pool.refill(&mut rng);
+    pool.handle_timeout(
+        bob,
+        &mut rng,
+        UnixTime(rt::T_ROTATE.0 + PrekeyConfig::default().rotation_interval_secs),
+    );
+    v.push(("pool4_refilled_rotated".into(), encode_state(&pool)));
+
+    // PrekeyPool<200> (the default): 196 one-time prekeys consumed through
+    // real X3DH answers (a full pool would be a 7.6 KiB seed), then rotated.
+    let mut large = rt::LargePool::new(bob, &mut rng, rt::T0, PrekeyConfig::default());
+    let alice = rt::alice();
+    for _ in 0..196 {
+        let id = large.one_time_ids().next().expect("a one-time prekey left");
+        let bytes = rt::encode_bundle(&large.bundle(bob, Some(id)));
+        let bundle = Bundle::decode(&bytes).expect("bundle");
+        let mut a = rt::FuzzSession::initiate(alice, &bundle, SessionConfig::default(), &mut rng, rt::NOW)
+            .expect("initiate");
+        let m = rt::encrypt(&mut a, &mut rng, b"");
+        rt::FuzzSession::respond(bob, &mut large, &m, &mut [], SessionConfig::default(), rt::NOW)
+            .expect("respond");
+    }
+    large.rotate(bob, &mut rng, rt::T_ROTATE);
+    assert_eq!(large.available(), 4);
+    v.push(("pool200_consumed_rotated".into(), encode_state(&large)));
+    v
+}
+
 fn write_dir<N: AsRef<str>>(root: &Path, target: &str, seeds: Vec<(N, Vec<u8>)>) -> usize {
     let dir = root.join(target);
     if dir.exists() {
@@ -383,6 +510,11 @@ fn main() {
     total += write_dir(&root, "noise_transport_read", noise_transport_seeds());
     total += write_dir(&root, "noise_datagram_open", noise_datagram_seeds());
     total += write_dir(&root, "noise_state_decode", noise_state_seeds());
+    total += write_dir(&root, "ratchet_bundle_decode", ratchet_bundle_seeds());
+    total += write_dir(&root, "ratchet_initial_message", ratchet_initial_seeds());
+    total += write_dir(&root, "ratchet_decrypt", ratchet_decrypt_seeds(false));
+    total += write_dir(&root, "ratchet_decrypt_he", ratchet_decrypt_seeds(true));
+    total += write_dir(&root, "ratchet_state_decode", ratchet_state_seeds());
     assert!(total < 64 * 1024, "seeds must stay under 64 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }

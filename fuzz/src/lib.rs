@@ -12,6 +12,9 @@
 //! - [`noise`]: deterministic Noise handshakes and transports (fixed static
 //!   and ephemeral keys) for the `noise_*` targets, and the frame layout
 //!   their inputs use.
+//! - [`ratchet`]: deterministic ratchet fixtures (fixed identities,
+//!   `TestRng` prekey pools, bundles, initial messages and sessions with
+//!   history) for the `ratchet_*` targets.
 
 use core::convert::Infallible;
 
@@ -21,6 +24,7 @@ use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{Header, Persist, StateKind, StorageKey};
 
 pub mod noise;
+pub mod ratchet;
 
 /// The fixed storage key of the `envelope_decode` target.
 pub const FUZZ_KEY: [u8; 32] = *b"securemesh-fuzz-fixed-storagekey";

@@ -1,0 +1,145 @@
+//! Untrusted initial messages into `Session::respond` (Bob's side of X3DH
+//! and the first Double Ratchet decryption).
+//!
+//! Setup (`securemesh_fuzz::ratchet::initial_fixture`, built once): Bob has
+//! a fixed identity and a deterministic `PrekeyPool<4>`: signed prekey 6
+//! (current), signed prekey 1 (previous, in its grace period), one-time
+//! prekeys 2 to 5. The genuine messages are Alice's (fixed identity) to
+//! his bundles: clear and encrypted headers, with and without a one-time
+//! prekey, to the current and to the previous signed prekey, and second
+//! messages of a session (Bob skips the first). The whole input is the
+//! message; the pool is restored whenever it is not the fixture's.
+//!
+//! Properties checked:
+//! - nothing panics;
+//! - `Ok` only for a genuine initial message, byte for byte (the prefix is
+//!   not in the AEAD's associated data, but every field of it feeds X3DH or
+//!   is checked, so no mutation of a genuine message is accepted), and every
+//!   genuine message is accepted: the payload is the genuine one and
+//!   nothing is written beyond it, the session's remote identity is
+//!   Alice's, its one-time prekey (if any) is consumed (only that one, and
+//!   a replay then gives `UnknownPrekey` and changes nothing), a message
+//!   without one leaves the pool as it was; Bob's session answers and
+//!   Alice's session (restored from the fixture) decrypts the answer, in
+//!   the header mode she chose;
+//! - for a genuine message, an output buffer one byte short gives
+//!   `BufferTooSmall` and changes nothing;
+//! - on `Err`, the pool is unchanged (`encode_state` byte for byte: no
+//!   one-time prekey consumed by a forgery) and the output buffer is all
+//!   zero (no plaintext).
+#![no_main]
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use securemesh_core::envelope::Persist;
+use securemesh_core::testing::TestRng;
+use securemesh_fuzz::noise::{all_zero, encode_state};
+use securemesh_fuzz::ratchet::{
+    FuzzSession, InitialFixture, NOW, SmallPool, alice, bob, decrypt, encrypt, initial_fixture,
+};
+use securemesh_ratchet::{Error, MSG_RATCHET, MSG_RATCHET_HE, SessionConfig};
+
+fn fixture() -> &'static InitialFixture {
+    static F: OnceLock<InitialFixture> = OnceLock::new();
+    F.get_or_init(initial_fixture)
+}
+
+thread_local! {
+    /// Bob's pool, kept between runs (a refused message must not change it,
+    /// which every run checks) and restored after an accepted one.
+    static POOL: RefCell<Option<SmallPool>> = const { RefCell::new(None) };
+}
+
+fn respond(pool: &mut SmallPool, message: &[u8], out: &mut [u8]) -> Result<(FuzzSession, usize), Error> {
+    FuzzSession::respond(bob(), pool, message, out, SessionConfig::default(), NOW)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let fx = fixture();
+    POOL.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|p| encode_state(p) != fx.pool) {
+            *slot = Some(SmallPool::decode_state(&fx.pool).expect("fixture pool decodes"));
+        }
+        let Some(pool) = slot.as_mut() else { unreachable!() };
+        let genuine = fx.messages.iter().find(|m| m.message == data);
+
+        if let Some(g) = genuine
+            && let Some(short_len) = g.payload.len().checked_sub(1)
+        {
+            let mut short = vec![0u8; short_len];
+            let r = respond(pool, data, &mut short).map(|(_, n)| n);
+            assert_eq!(r, Err(Error::BufferTooSmall { needed: g.payload.len() }));
+            assert!(all_zero(&short));
+            assert_eq!(encode_state(pool), fx.pool, "BufferTooSmall changed the pool");
+        }
+
+        let mut out = vec![0u8; data.len()];
+        match respond(pool, data, &mut out) {
+            Err(e) => {
+                if let Some(g) = genuine {
+                    panic!("genuine initial message {} refused: {e:?}", g.name);
+                }
+                assert!(all_zero(&out), "a refused initial message left bytes in the output ({e:?})");
+                assert_eq!(encode_state(pool), fx.pool, "a refused initial message changed the pool ({e:?})");
+            }
+            Ok((mut b, n)) => {
+                let g = genuine.expect("respond accepted a message that is not a genuine initial message");
+                assert_eq!(&out[..n], g.payload.as_slice(), "payload of {}", g.name);
+                assert!(all_zero(&out[n..]), "respond wrote past the payload");
+                assert_eq!(b.remote_identity(), alice().public());
+                assert!(!b.awaiting_reply());
+
+                let before = SmallPool::decode_state(&fx.pool).expect("fixture pool decodes");
+                let mut ids: Vec<u32> = before.one_time_ids().collect();
+                if let Some(id) = g.opk {
+                    ids.retain(|&x| x != id);
+                    assert_eq!(
+                        pool.available(),
+                        before.available() - 1,
+                        "{}: one-time prekey not consumed",
+                        g.name
+                    );
+                }
+                assert!(
+                    pool.one_time_ids().eq(ids.iter().copied()),
+                    "{}: wrong one-time prekeys left",
+                    g.name
+                );
+                assert_eq!(pool.signed_public(), before.signed_public());
+                if g.opk.is_none() {
+                    assert_eq!(
+                        encode_state(pool),
+                        fx.pool,
+                        "{}: pool changed without a one-time prekey",
+                        g.name
+                    );
+                } else {
+                    // The one-time prekey is spent: a replay opens no second session.
+                    let after = encode_state(pool);
+                    let mut again = vec![0u8; data.len()];
+                    assert_eq!(respond(pool, data, &mut again).map(|(_, n)| n), Err(Error::UnknownPrekey));
+                    assert!(all_zero(&again));
+                    assert_eq!(encode_state(pool), after);
+                }
+
+                // Bob answers; Alice's session (as she left it) opens the answer.
+                let mut rng = TestRng::new(0x7e5);
+                let answer = encrypt(&mut b, &mut rng, b"answer from bob");
+                assert_eq!(
+                    answer[0],
+                    if g.he { MSG_RATCHET_HE } else { MSG_RATCHET },
+                    "header mode of {}",
+                    g.name
+                );
+                let mut a = FuzzSession::decode_state(&g.alice).expect("fixture session decodes");
+                assert!(a.awaiting_reply());
+                decrypt(&mut a, &answer, b"answer from bob");
+                assert!(!a.awaiting_reply());
+
+                *pool = before;
+            }
+        }
+    });
+});

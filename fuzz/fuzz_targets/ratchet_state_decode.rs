@@ -1,0 +1,72 @@
+//! Untrusted bytes into the persisted ratchet states
+//! (`ratchet/src/persist.rs`, plain envelopes): `Session::<128, 128>`,
+//! `Session::<128, 4>` (a smaller skipped-key store), `PrekeyPool::<200>`
+//! and `PrekeyPool::<4>` `decode_state`.
+//!
+//! Seeds: mid-conversation sessions of both sides in both header modes
+//! (with skipped keys and events), Alice's sessions awaiting Bob's answer,
+//! Bob's sessions just after `respond`, and pools after consumption,
+//! rotation, erasure of the previous signed prekey and refill.
+//!
+//! Properties checked:
+//! - nothing panics;
+//! - on `Ok`, `encode_state` reproduces the input byte for byte (every
+//!   accepted encoding is canonical) for both pools, and for both sessions
+//!   except the `cap` field: a session state records its writer's skipped
+//!   key capacity and is accepted by any reader whose capacity holds its
+//!   stored keys (`persist.rs`), so the reader writes its own `CAP` there;
+//!   the input is within `MAX_ENCODED_LEN`;
+//! - `Session::<128, 4>` accepts exactly the states `Session::<128, 128>`
+//!   accepts that hold at most 4 skipped keys; a state of another
+//!   `MAX_SKIP` (`Session::<64, 128>`) is refused;
+//! - the kinds do not mix (no input is both a session and a pool), and a
+//!   pool state only decodes with its own capacity.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use securemesh_core::envelope::{HEADER_LEN, Persist};
+use securemesh_fuzz::noise::encode_state;
+use securemesh_fuzz::ratchet::{FuzzSession, LargePool, SmallPool};
+use securemesh_ratchet::Session;
+
+/// `Session::<128, 4>`.
+type SmallSession = Session<128, 4>;
+
+/// `data` (a session state) with the `cap u16` field, after `max_skip u16`
+/// at the start of the body, set to `cap`.
+fn with_cap(data: &[u8], cap: u16) -> Vec<u8> {
+    let mut v = data.to_vec();
+    v[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&cap.to_be_bytes());
+    v
+}
+
+fuzz_target!(|data: &[u8]| {
+    let s128 = FuzzSession::decode_state(data);
+    let s4 = SmallSession::decode_state(data);
+    let p200 = LargePool::decode_state(data);
+    let p4 = SmallPool::decode_state(data);
+
+    if let Ok(s) = &s128 {
+        assert!(data.len() <= FuzzSession::MAX_ENCODED_LEN);
+        assert_eq!(encode_state(s), with_cap(data, 128), "session state does not re-encode to its input");
+        assert!(Session::<64, 128>::decode_state(data).is_err(), "MAX_SKIP not checked");
+        assert_eq!(s4.is_ok(), s.skipped_keys() <= 4, "small session accepts a different set of states");
+    }
+    if let Ok(s) = &s4 {
+        assert!(s128.is_ok(), "a state only the small session accepts");
+        assert!(s.skipped_keys() <= 4);
+        assert_eq!(encode_state(s), with_cap(data, 4), "small session state does not re-encode to its input");
+    }
+    if let Ok(p) = &p200 {
+        assert!(data.len() <= LargePool::MAX_ENCODED_LEN);
+        assert!(p.available() <= 200);
+        assert_eq!(encode_state(p), data, "pool state does not re-encode to its input");
+    }
+    if let Ok(p) = &p4 {
+        assert!(data.len() <= SmallPool::MAX_ENCODED_LEN);
+        assert!(p.available() <= 4);
+        assert_eq!(encode_state(p), data, "small pool state does not re-encode to its input");
+    }
+    assert!(!(p200.is_ok() && p4.is_ok()), "a pool state decodes with two capacities");
+    assert!(!((s128.is_ok() || s4.is_ok()) && (p200.is_ok() || p4.is_ok())), "a state decodes as two kinds");
+});
