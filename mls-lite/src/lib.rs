@@ -15,8 +15,10 @@
 //! validation), [`treekem`] (UpdatePath merge and path-secret decryption),
 //! [`messages`] (KeyPackage, proposals, Commit, GroupInfo, Welcome and
 //! MLSMessage views), [`framing`] (PublicMessage and PrivateMessage
-//! protection) and [`transcript`] (transcript hashes). Joining from a
-//! Welcome, commit processing and persisted group state come next.
+//! protection), [`transcript`] (transcript hashes) and [`welcome`]
+//! (joining a group from a Welcome into a bounded
+//! [`JoinedGroup`](welcome::JoinedGroup) state). Commit processing and
+//! persisted group state come next.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -34,5 +36,6 @@ pub mod transcript;
 pub mod tree;
 pub mod tree_math;
 pub mod treekem;
+pub mod welcome;
 
 pub use error::Error;

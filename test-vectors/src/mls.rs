@@ -15,13 +15,15 @@ use securemesh_mls_lite::framing::{
 };
 use securemesh_mls_lite::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
 use securemesh_mls_lite::messages::{
-    Commit, GroupSecrets, MlsMessage, MlsMessageBody, Proposal, ProposalBody, WireFormat, proposal_type,
+    Commit, GroupSecrets, KeyPackage, MlsMessage, MlsMessageBody, Proposal, ProposalBody, Welcome,
+    WireFormat, proposal_type,
 };
 use securemesh_mls_lite::secret_tree::{self, Ratchet, RatchetKind};
 use securemesh_mls_lite::transcript::{self, TranscriptHashes};
 use securemesh_mls_lite::tree::RatchetTree;
 use securemesh_mls_lite::tree_math;
 use securemesh_mls_lite::treekem::{UpdatePath, node_key_pair};
+use securemesh_mls_lite::welcome::{self, ExternalPsk, JoinKeys, JoinedGroup};
 use serde_json::Value;
 use std::path::Path;
 
@@ -371,6 +373,84 @@ fn treekem_entry(e: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn key_package_of(bytes: &[u8]) -> Result<KeyPackage<'_>, String> {
+    match MlsMessage::from_bytes(bytes).map_err(ctx("key_package"))?.body {
+        MlsMessageBody::KeyPackage(k) => Ok(k),
+        _ => Err("key_package: not a KeyPackage".into()),
+    }
+}
+
+fn welcome_of(bytes: &[u8]) -> Result<Welcome<'_>, String> {
+    match MlsMessage::from_bytes(bytes).map_err(ctx("welcome"))?.body {
+        MlsMessageBody::Welcome(w) => Ok(w),
+        _ => Err("welcome: not a Welcome".into()),
+    }
+}
+
+/// `welcome.json`: open our GroupSecrets with `init_priv`, the GroupInfo
+/// with the welcome secret, verify its signature with `signer_pub` and its
+/// confirmation tag with the key schedule run from `joiner_secret` (the
+/// vector carries no ratchet tree, so this is not a full join).
+fn welcome_entry(e: &Value) -> Result<(), String> {
+    let kp_bytes = h(&e["key_package"])?;
+    let kp = key_package_of(&kp_bytes)?;
+    let w_bytes = h(&e["welcome"])?;
+    let welcome = welcome_of(&w_bytes)?;
+    let init_priv = secret32(&e["init_priv"])?;
+    let signer: [u8; 32] = h(&e["signer_pub"])?.try_into().map_err(|_| "signer_pub length")?;
+    let mut gs_buf = vec![0u8; w_bytes.len()];
+    let mut gi_buf = vec![0u8; w_bytes.len()];
+    let mut scratch = vec![0u8; 2 * w_bytes.len() + 256];
+    let gs = welcome::open_group_secrets(&welcome, &kp, &init_priv, &mut gs_buf, &mut scratch)
+        .map_err(ctx("group secrets"))?;
+    let psk = welcome::psk_secret_for(&gs, &[]).map_err(ctx("psk secret"))?;
+    let ws = welcome::welcome_secret(gs.joiner_secret, &psk).map_err(ctx("welcome secret"))?;
+    let gi = welcome::open_group_info(&welcome, &ws, &mut gi_buf).map_err(ctx("group info"))?;
+    gi.verify(&signer, &mut scratch).map_err(ctx("group info signature"))?;
+    let n = gi.group_context.encode(&mut scratch).map_err(ctx("group context"))?;
+    let joiner = secret32(&Value::String(hex::encode(gs.joiner_secret)))?;
+    let s = EpochSecrets::from_joiner(joiner, psk.expose(), scratch.get(..n).ok_or("gc")?)
+        .map_err(ctx("key schedule"))?;
+    eq("welcome secret", s.welcome.expose(), ws.expose())?;
+    transcript::verify_confirmation_tag(
+        s.confirmation_key.expose(),
+        gi.group_context.confirmed_transcript_hash,
+        gi.confirmation_tag,
+    )
+    .map_err(ctx("confirmation tag"))
+}
+
+/// The initial join of a passive-client entry (`passive-client-*.json`,
+/// `interop-passive/*.json`): join from `welcome` with the KeyPackage's
+/// private keys (and `ratchet_tree` when the GroupInfo lacks the
+/// extension) and check `initial_epoch_authenticator`. The entry's
+/// `epochs` (commits) are not processed.
+fn passive_join_entry(e: &Value) -> Result<(), String> {
+    let kp_bytes = h(&e["key_package"])?;
+    let w_bytes = h(&e["welcome"])?;
+    let keys = JoinKeys {
+        key_package: key_package_of(&kp_bytes)?,
+        init_priv: &secret32(&e["init_priv"])?,
+        encryption_priv: &secret32(&e["encryption_priv"])?,
+        signature_priv: &secret32(&e["signature_priv"])?,
+    };
+    let welcome = welcome_of(&w_bytes)?;
+    let tree = if e["ratchet_tree"].is_null() { None } else { Some(h(&e["ratchet_tree"])?) };
+    let mut psk_bytes = Vec::new();
+    for p in e["external_psks"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        psk_bytes.push((h(&p["psk_id"])?, h(&p["psk"])?));
+    }
+    let psks: Vec<ExternalPsk<'_>> = psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
+    let mut group: Box<JoinedGroup> = Box::default();
+    let mut scratch = vec![0u8; JoinedGroup::<64, 384, 64, 256>::scratch_len(w_bytes.len())];
+    group.join_into(&welcome, &keys, tree.as_deref(), &psks, &mut scratch).map_err(ctx("join"))?;
+    eq(
+        "initial epoch authenticator",
+        group.epoch_authenticator().expose(),
+        &h(&e["initial_epoch_authenticator"])?,
+    )
 }
 
 /// Parsed `bytes` must keep them (`raw`) and write them back field by field.
@@ -726,5 +806,17 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         run("message-protection", &dir.join("message-protection.json"), message_protection_entry),
         run("transcript-hashes", &dir.join("transcript-hashes.json"), transcript_hashes_entry),
         run("messages", &dir.join("messages.json"), messages_entry),
+        run("welcome", &dir.join("welcome.json"), welcome_entry),
+        run("passive-client-welcome join", &dir.join("passive-client-welcome.json"), passive_join_entry),
+        run(
+            "passive-client-handling-commit join",
+            &dir.join("passive-client-handling-commit.json"),
+            passive_join_entry,
+        ),
+        run(
+            "interop-passive welcome_join join",
+            &dir.join("interop-passive/welcome_join.json"),
+            passive_join_entry,
+        ),
     ]
 }

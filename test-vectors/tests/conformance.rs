@@ -30,6 +30,10 @@ fn every_supported_vector_passes() {
         "mls message-protection 1/1",
         "mls transcript-hashes 1/1",
         "mls messages 100/100",
+        "mls welcome 1/1",
+        "mls passive-client-welcome join 8/8",
+        "mls passive-client-handling-commit join 13/13",
+        "mls interop-passive welcome_join join 8/8",
     ] {
         assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
     }

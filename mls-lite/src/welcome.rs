@@ -1,0 +1,607 @@
+//! Joining a group from a Welcome (RFC 9420 §12.4.3.1).
+//!
+//! The new member whose KeyPackage a commit added receives a `Welcome`. To
+//! join, it
+//!
+//! 1. finds the `EncryptedGroupSecrets` whose `new_member` is the
+//!    `KeyPackageRef` of its KeyPackage and opens it with its `init_key`
+//!    (`DecryptWithLabel(init_priv, "Welcome", encrypted_group_info, …)`);
+//! 2. derives `welcome_secret` from `joiner_secret` and the PSK secret and
+//!    opens the `GroupInfo` (`ExpandWithLabel(welcome_secret, "key"/"nonce",
+//!    "", Nk/Nn)`, ChaCha20-Poly1305, empty AAD);
+//! 3. takes the ratchet tree from the GroupInfo's `ratchet_tree` extension
+//!    (or from the caller), validates it, checks its tree hash against the
+//!    GroupContext, verifies the GroupInfo signature with the signer's leaf
+//!    key, finds its own leaf and sets its private keys: the leaf's
+//!    encryption key and, from `path_secret`, the keys of the signer's
+//!    filtered direct path from the lowest common ancestor up, each checked
+//!    against the public key in the tree;
+//! 4. runs the key schedule with the GroupInfo's GroupContext, verifies the
+//!    confirmation tag and computes the interim transcript hash.
+//!
+//! The result is a [`JoinedGroup`], a bounded state built in place into a
+//! caller-owned slot ([`JoinedGroup::join_into`]) so that firmware can place
+//! it statically. The lower-level steps ([`open_group_secrets`],
+//! [`welcome_secret`], [`open_group_info`], [`psk_secret_for`]) are public
+//! for callers (and vectors) that only need part of the join.
+//!
+//! Policy that is the caller's, not checked here: KeyPackage lifetimes,
+//! the group's `required_capabilities` against our own capabilities, and
+//! whether to trust the credentials in the tree (surface them to the
+//! application). Resumption PSKs (reinit, branch) are [`Error::Unsupported`];
+//! external PSKs are looked up in a caller-provided list.
+
+use crate::crypto::{self, NH, NK, NN, Secret32};
+use crate::error::Error;
+use crate::key_schedule::{EpochSecrets, GroupContext, PskInput};
+use crate::messages::{GroupInfo, GroupSecrets, KeyPackage, Psk, Welcome};
+use crate::transcript::{InterimTranscriptHashInput, verify_confirmation_tag};
+use crate::tree::{Node, RatchetTree};
+use crate::tree_math::{self, NodeIndex};
+use crate::treekem::{next_path_secret, node_key_pair};
+use securemesh_core::codec::Reader;
+use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Signature, X25519};
+use securemesh_core::{Secret, ct_eq};
+
+/// Extension type of `ratchet_tree` (RFC 9420 §12.4.3.3).
+pub const RATCHET_TREE_EXTENSION: u16 = 0x0002;
+
+/// Most PSKs a Welcome may list.
+pub const MAX_PSKS: usize = 8;
+
+/// Most path-node private keys a member holds (the depth of a tree of
+/// 2^31 leaves; the real bound is `log2(MAX_LEAVES)`).
+pub const MAX_PATH_KEYS: usize = 32;
+
+/// An external PSK the caller provisioned (`psktype = external`).
+#[derive(Clone, Copy)]
+pub struct ExternalPsk<'a> {
+    /// `psk_id`.
+    pub id: &'a [u8],
+    /// The PSK value.
+    pub psk: &'a [u8],
+}
+
+impl core::fmt::Debug for ExternalPsk<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ExternalPsk").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// The private keys of the joining member: those of its KeyPackage.
+pub struct JoinKeys<'a> {
+    /// Our KeyPackage (the one the commit added).
+    pub key_package: KeyPackage<'a>,
+    /// Private key of the KeyPackage's `init_key`.
+    pub init_priv: &'a Secret32,
+    /// Private key of the leaf node's `encryption_key`.
+    pub encryption_priv: &'a Secret32,
+    /// Ed25519 seed of the leaf node's `signature_key`.
+    pub signature_priv: &'a Secret32,
+}
+
+/// Open the `EncryptedGroupSecrets` of `welcome` meant for `key_package`:
+/// the sealed `GroupSecrets` is copied into `out` (which must hold the
+/// ciphertext, `BufferTooSmall` otherwise), decrypted there and parsed.
+/// `scratch` holds the HPKE `EncryptContext` (`encrypted_group_info` plus
+/// 32 bytes). No entry for our KeyPackage, or one that does not decrypt, is
+/// [`Error::Decrypt`].
+pub fn open_group_secrets<'o>(
+    welcome: &Welcome<'_>,
+    key_package: &KeyPackage<'_>,
+    init_priv: &Secret32,
+    out: &'o mut [u8],
+    scratch: &mut [u8],
+) -> Result<GroupSecrets<'o>, Error> {
+    let reference = key_package.reference()?;
+    let entry = welcome.secrets_for(&reference)?.ok_or(Error::Decrypt)?;
+    let body_len = entry.ciphertext.len().checked_sub(16).ok_or(Error::Decrypt)?;
+    let (body, tag) = entry.ciphertext.split_at(body_len);
+    let tag: [u8; 16] = tag.try_into().map_err(|_| Error::Decrypt)?;
+    let needed = body_len;
+    let buf = out.get_mut(..body_len).ok_or(Error::BufferTooSmall { needed })?;
+    buf.copy_from_slice(body);
+    let opened = crypto::decrypt_with_label(
+        init_priv,
+        b"Welcome",
+        welcome.encrypted_group_info,
+        entry.kem_output,
+        buf,
+        &tag,
+        scratch,
+    );
+    if let Err(e) = opened {
+        buf.fill(0);
+        return Err(e);
+    }
+    let gs = GroupSecrets::from_bytes(buf)?;
+    if gs.joiner_secret.len() != NH || gs.path_secret.is_some_and(|p| p.len() != NH) {
+        return Err(Error::Malformed);
+    }
+    Ok(gs)
+}
+
+/// The PSK secret of the PSKs a `GroupSecrets` lists (§8.4): all-zero for
+/// none; external PSKs are looked up by `psk_id` in `external_psks`
+/// (missing: [`Error::Unsupported`]); resumption PSKs are
+/// [`Error::Unsupported`]; a `psk_nonce` that is not `Nh` bytes is
+/// [`Error::Malformed`].
+pub fn psk_secret_for(gs: &GroupSecrets<'_>, external_psks: &[ExternalPsk<'_>]) -> Result<Secret32, Error> {
+    let mut inputs: heapless::Vec<PskInput<'_>, MAX_PSKS> = heapless::Vec::new();
+    for id in gs.psks() {
+        let id = id?;
+        if id.psk_nonce.len() != NH {
+            return Err(Error::Malformed);
+        }
+        let psk = match id.psk {
+            Psk::External { psk_id } => {
+                external_psks.iter().find(|p| p.id == psk_id).ok_or(Error::Unsupported)?.psk
+            }
+            Psk::Resumption { .. } => return Err(Error::Unsupported),
+        };
+        inputs.push(PskInput { id: id.as_bytes(), psk }).map_err(|_| Error::Capacity)?;
+    }
+    crate::key_schedule::psk_secret(&inputs)
+}
+
+/// `welcome_secret = DeriveSecret(KDF.Extract(joiner_secret, psk_secret), "welcome")`.
+pub fn welcome_secret(joiner_secret: &[u8], psk_secret: &Secret32) -> Result<Secret32, Error> {
+    let member = crypto::extract(joiner_secret, psk_secret.expose());
+    crypto::derive_secret(member.expose(), b"welcome")
+}
+
+/// Decrypt and parse the GroupInfo of `welcome` with `welcome_secret`
+/// (`welcome_key` / `welcome_nonce`, ChaCha20-Poly1305, empty AAD). `out`
+/// must hold `encrypted_group_info` (`BufferTooSmall` otherwise). The
+/// GroupInfo is not verified here.
+pub fn open_group_info<'o>(
+    welcome: &Welcome<'_>,
+    welcome_secret: &Secret32,
+    out: &'o mut [u8],
+) -> Result<GroupInfo<'o>, Error> {
+    let egi = welcome.encrypted_group_info;
+    let buf = out.get_mut(..egi.len()).ok_or(Error::BufferTooSmall { needed: egi.len() })?;
+    buf.copy_from_slice(egi);
+    let mut key = Secret::new([0u8; NK]);
+    crypto::expand_with_label(welcome_secret.expose(), b"key", &[], key.expose_mut())?;
+    let mut nonce = [0u8; NN];
+    crypto::expand_with_label(welcome_secret.expose(), b"nonce", &[], &mut nonce)?;
+    let len = match ChaChaPoly::open(&key, &nonce, &[], buf) {
+        Ok(len) => len,
+        Err(_) => {
+            buf.fill(0);
+            return Err(Error::Decrypt);
+        }
+    };
+    GroupInfo::from_bytes(buf.get(..len).ok_or(Error::Decrypt)?)
+}
+
+/// The data of an extension of type `ty` in an `extensions<V>` body.
+pub fn find_extension(extensions: &[u8], ty: u16) -> Result<Option<&[u8]>, Error> {
+    let mut r = Reader::new(extensions);
+    while !r.is_empty() {
+        let t = r.read_u16()?;
+        let data = r.read_vec_varint()?;
+        if t == ty {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
+/// The secrets of the current epoch a member keeps (§8): everything the
+/// key schedule produced except `joiner_secret` and `welcome_secret`,
+/// which a member never needs again. All zeroize on drop.
+pub struct EpochSecretsKept {
+    /// `sender_data_secret` (PrivateMessage sender data).
+    pub sender_data: Secret32,
+    /// `encryption_secret` (root of the secret tree).
+    pub encryption: Secret32,
+    /// `exporter_secret`.
+    pub exporter: Secret32,
+    /// `external_secret` (external commits).
+    pub external: Secret32,
+    /// `confirmation_key`.
+    pub confirmation_key: Secret32,
+    /// `membership_key`.
+    pub membership_key: Secret32,
+    /// `resumption_psk`.
+    pub resumption_psk: Secret32,
+    /// `epoch_authenticator`.
+    pub epoch_authenticator: Secret32,
+    /// `init_secret` of the next epoch.
+    pub init: Secret32,
+}
+
+impl EpochSecretsKept {
+    /// All-zero secrets (an empty slot).
+    pub const fn zeroed() -> Self {
+        const Z: Secret32 = Secret::new([0; NH]);
+        EpochSecretsKept {
+            sender_data: Z,
+            encryption: Z,
+            exporter: Z,
+            external: Z,
+            confirmation_key: Z,
+            membership_key: Z,
+            resumption_psk: Z,
+            epoch_authenticator: Z,
+            init: Z,
+        }
+    }
+}
+
+impl Default for EpochSecretsKept {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+impl From<EpochSecrets> for EpochSecretsKept {
+    fn from(s: EpochSecrets) -> Self {
+        // `joiner` and `welcome` are dropped (and zeroized) with `s`.
+        EpochSecretsKept {
+            sender_data: s.sender_data.clone(),
+            encryption: s.encryption.clone(),
+            exporter: s.exporter.clone(),
+            external: s.external.clone(),
+            confirmation_key: s.confirmation_key.clone(),
+            membership_key: s.membership_key.clone(),
+            resumption_psk: s.resumption_psk.clone(),
+            epoch_authenticator: s.epoch_authenticator.clone(),
+            init: s.init.clone(),
+        }
+    }
+}
+
+/// A path node's private key.
+pub struct PathKey {
+    /// The parent node.
+    pub node: NodeIndex,
+    /// Its HPKE private key.
+    pub private_key: Secret32,
+}
+
+/// The state of a member that joined from a Welcome: the GroupContext of
+/// the epoch, the ratchet tree, our leaf and private keys, the transcript
+/// hashes and the epoch's secrets. Bounded by const generics: at most
+/// `MAX_LEAVES` members of at most `LEAF_BYTES` bytes each, a group id of at
+/// most `GROUP_ID_BYTES` and GroupContext extensions of at most
+/// `EXTENSION_BYTES` bytes.
+///
+/// The state is large (the tree dominates: about 49 KB with the defaults),
+/// so it is built in place: make an empty one once ([`JoinedGroup::new`],
+/// e.g. in a `static`) and [`join_into`](JoinedGroup::join_into) it.
+///
+/// ```
+/// use securemesh_mls_lite::welcome::JoinedGroup;
+/// let slot: Box<JoinedGroup<8>> = Box::default();
+/// assert!(!slot.is_joined());
+/// ```
+pub struct JoinedGroup<
+    const MAX_LEAVES: usize = 64,
+    const LEAF_BYTES: usize = 384,
+    const GROUP_ID_BYTES: usize = 64,
+    const EXTENSION_BYTES: usize = 256,
+> {
+    pub(crate) joined: bool,
+    pub(crate) group_id: heapless::Vec<u8, GROUP_ID_BYTES>,
+    pub(crate) epoch: u64,
+    pub(crate) tree_hash: [u8; NH],
+    pub(crate) confirmed_transcript_hash: heapless::Vec<u8, NH>,
+    pub(crate) interim_transcript_hash: [u8; NH],
+    pub(crate) extensions: heapless::Vec<u8, EXTENSION_BYTES>,
+    pub(crate) tree: RatchetTree<MAX_LEAVES, LEAF_BYTES>,
+    pub(crate) own_leaf: u32,
+    pub(crate) leaf_private_key: Secret32,
+    pub(crate) signature_private_key: Secret32,
+    pub(crate) path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS>,
+    pub(crate) secrets: EpochSecretsKept,
+}
+
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Default for JoinedGroup<L, B, G, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup<L, B, G, E> {
+    /// An empty slot (not joined); `const`, so it can initialise a `static`.
+    pub const fn new() -> Self {
+        JoinedGroup {
+            joined: false,
+            group_id: heapless::Vec::new(),
+            epoch: 0,
+            tree_hash: [0; NH],
+            confirmed_transcript_hash: heapless::Vec::new(),
+            interim_transcript_hash: [0; NH],
+            extensions: heapless::Vec::new(),
+            tree: RatchetTree::new(),
+            own_leaf: 0,
+            leaf_private_key: Secret::new([0; NH]),
+            signature_private_key: Secret::new([0; NH]),
+            path_keys: heapless::Vec::new(),
+            secrets: EpochSecretsKept::zeroed(),
+        }
+    }
+
+    /// Empty the slot, zeroizing every secret it held.
+    pub fn clear(&mut self) {
+        self.joined = false;
+        self.group_id.clear();
+        self.epoch = 0;
+        self.tree_hash = [0; NH];
+        self.confirmed_transcript_hash.clear();
+        self.interim_transcript_hash = [0; NH];
+        self.extensions.clear();
+        self.tree = RatchetTree::new();
+        self.own_leaf = 0;
+        self.leaf_private_key = Secret32::zeroed();
+        self.signature_private_key = Secret32::zeroed();
+        self.path_keys.clear();
+        self.secrets = EpochSecretsKept::zeroed();
+    }
+
+    /// Scratch bytes [`join_into`](Self::join_into) needs at most for a
+    /// Welcome of `welcome_len` bytes.
+    pub const fn scratch_len(welcome_len: usize) -> usize {
+        welcome_len
+            .saturating_mul(3)
+            .saturating_add(B.saturating_add(G).saturating_mul(2))
+            .saturating_add(E)
+            .saturating_add(512)
+    }
+
+    /// Join from `welcome` as the member `keys` describes (§12.4.3.1),
+    /// building the state into `self`.
+    ///
+    /// `ratchet_tree` is the encoded `ratchet_tree` (as in the extension)
+    /// when the GroupInfo does not carry the extension; the extension wins
+    /// when both are present. `external_psks` are the external PSKs the
+    /// Welcome may name. `scratch` holds the decrypted GroupSecrets and
+    /// GroupInfo and the signature inputs:
+    /// [`scratch_len`](Self::scratch_len)`(welcome.as_bytes().len())` bytes
+    /// are always enough (`BufferTooSmall { needed }` otherwise).
+    ///
+    /// Transactional as far as a slot allows: every check that needs no
+    /// tree (our entry, both decryptions, PSKs, capacities, the key
+    /// schedule and the confirmation tag) runs before `self` is touched, so
+    /// those failures leave it unchanged; a failure after the tree is
+    /// decoded into the slot (tree validation, tree hash, GroupInfo
+    /// signature, our leaf, path keys) leaves it empty, as after
+    /// [`clear`](Self::clear). A slot is never left half-built. Join into a
+    /// spare slot, not over a live group.
+    pub fn join_into(
+        &mut self,
+        welcome: &Welcome<'_>,
+        keys: &JoinKeys<'_>,
+        ratchet_tree: Option<&[u8]>,
+        external_psks: &[ExternalPsk<'_>],
+        scratch: &mut [u8],
+    ) -> Result<(), Error> {
+        // Phase 1: everything that needs no tree, in scratch only.
+        let reference = keys.key_package.reference()?;
+        let entry = welcome.secrets_for(&reference)?.ok_or(Error::Decrypt)?;
+        let egi_len = welcome.encrypted_group_info.len();
+        let gs_len = entry.ciphertext.len();
+        let work_len = egi_len.saturating_add(Self::scratch_len(0));
+        let needed = gs_len.saturating_add(egi_len).saturating_add(work_len);
+        if scratch.len() < needed {
+            return Err(Error::BufferTooSmall { needed });
+        }
+        let (gs_buf, rest) = scratch.split_at_mut_checked(gs_len).ok_or(Error::BufferTooSmall { needed })?;
+        let (gi_buf, work) = rest.split_at_mut_checked(egi_len).ok_or(Error::BufferTooSmall { needed })?;
+        let result = self.join_with(welcome, keys, ratchet_tree, external_psks, gs_buf, gi_buf, work);
+        // The plaintexts (joiner and path secrets, the GroupInfo) do not
+        // outlive the call.
+        gs_buf.fill(0);
+        gi_buf.fill(0);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join_with(
+        &mut self,
+        welcome: &Welcome<'_>,
+        keys: &JoinKeys<'_>,
+        ratchet_tree: Option<&[u8]>,
+        external_psks: &[ExternalPsk<'_>],
+        gs_buf: &mut [u8],
+        gi_buf: &mut [u8],
+        work: &mut [u8],
+    ) -> Result<(), Error> {
+        let gs = open_group_secrets(welcome, &keys.key_package, keys.init_priv, gs_buf, work)?;
+        let psk_secret = psk_secret_for(&gs, external_psks)?;
+        let ws = welcome_secret(gs.joiner_secret, &psk_secret)?;
+        let gi = open_group_info(welcome, &ws, gi_buf)?;
+        let gc = gi.group_context;
+        if gc.tree_hash.len() != NH || gc.confirmed_transcript_hash.len() > NH {
+            return Err(Error::Malformed);
+        }
+        if gc.group_id.len() > G || gc.extensions.len() > E {
+            return Err(Error::Capacity);
+        }
+        let gc_len = gc.encode(work)?;
+        let joiner = Secret32::from_slice(gs.joiner_secret).ok_or(Error::Malformed)?;
+        let epoch_secrets = EpochSecrets::from_joiner(
+            joiner,
+            psk_secret.expose(),
+            work.get(..gc_len).ok_or(Error::Capacity)?,
+        )?;
+        verify_confirmation_tag(
+            epoch_secrets.confirmation_key.expose(),
+            gc.confirmed_transcript_hash,
+            gi.confirmation_tag,
+        )?;
+        let tree_bytes = match find_extension(gi.extensions, RATCHET_TREE_EXTENSION)? {
+            Some(t) => t,
+            None => ratchet_tree.ok_or(Error::Malformed)?,
+        };
+        // Our own keys must be those of the KeyPackage's leaf.
+        let own = &keys.key_package.leaf_node;
+        if X25519::public_key(keys.encryption_priv) != *own.encryption_key {
+            return Err(Error::Malformed);
+        }
+        let signing = Ed25519::signing_key(keys.signature_priv);
+        if Ed25519::verifying_key(&signing) != *own.signature_key {
+            return Err(Error::Malformed);
+        }
+
+        // Phase 2: build into the slot; on error empty it.
+        let built = self.build(&gi, &gs, tree_bytes, keys, epoch_secrets, work);
+        if built.is_err() {
+            self.clear();
+        }
+        built
+    }
+
+    fn build(
+        &mut self,
+        gi: &GroupInfo<'_>,
+        gs: &GroupSecrets<'_>,
+        tree_bytes: &[u8],
+        keys: &JoinKeys<'_>,
+        epoch_secrets: EpochSecrets,
+        work: &mut [u8],
+    ) -> Result<(), Error> {
+        let gc = gi.group_context;
+        self.clear();
+        self.tree.decode(tree_bytes)?;
+        let tree = &self.tree;
+        if !ct_eq(&tree.tree_hash(tree.root())?, gc.tree_hash) {
+            return Err(Error::Malformed);
+        }
+        tree.validate(gc.group_id, work)?;
+        if gi.signer >= tree.leaf_count() {
+            return Err(Error::Malformed);
+        }
+        let signer = tree.leaf(gi.signer).ok_or(Error::Malformed)?;
+        gi.verify(signer.signature_key, work)?;
+
+        let own_bytes = keys.key_package.leaf_node.as_bytes();
+        let own_leaf = (0..tree.leaf_count())
+            .find(|i| tree.leaf(*i).is_some_and(|l| l.as_bytes() == own_bytes))
+            .ok_or(Error::Malformed)?;
+
+        let mut path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS> = heapless::Vec::new();
+        if let Some(ps) = gs.path_secret {
+            if own_leaf == gi.signer {
+                return Err(Error::Malformed);
+            }
+            let signer_node = tree_math::leaf_to_node(gi.signer);
+            let lca = tree_math::direct_path(tree_math::leaf_to_node(own_leaf), tree.leaf_count())
+                .find(|p| tree_math::is_in_subtree(signer_node, *p))
+                .ok_or(Error::Malformed)?;
+            let mut filtered: heapless::Vec<NodeIndex, MAX_PATH_KEYS> = heapless::Vec::new();
+            let mut overflow = false;
+            tree.filtered_direct_path(gi.signer, &mut |p, _| overflow |= filtered.push(p).is_err());
+            if overflow {
+                return Err(Error::Capacity);
+            }
+            let start = filtered.iter().position(|p| *p == lca).ok_or(Error::Malformed)?;
+            let mut secret = Secret32::from_slice(ps).ok_or(Error::Malformed)?;
+            for (i, node) in filtered.iter().skip(start).enumerate() {
+                if i > 0 {
+                    secret = next_path_secret(&secret)?;
+                }
+                let (private_key, public_key) = node_key_pair(&secret)?;
+                match tree.node(*node) {
+                    Node::Parent(p) if ct_eq(&p.encryption_key, &public_key) => {}
+                    _ => return Err(Error::Decrypt),
+                }
+                path_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;
+            }
+        }
+
+        let interim = InterimTranscriptHashInput { confirmation_tag: gi.confirmation_tag }
+            .interim_transcript_hash(gc.confirmed_transcript_hash)?;
+
+        self.group_id = heapless::Vec::from_slice(gc.group_id).map_err(|_| Error::Capacity)?;
+        self.epoch = gc.epoch;
+        self.tree_hash = gc.tree_hash.try_into().map_err(|_| Error::Malformed)?;
+        self.confirmed_transcript_hash =
+            heapless::Vec::from_slice(gc.confirmed_transcript_hash).map_err(|_| Error::Capacity)?;
+        self.interim_transcript_hash = interim;
+        self.extensions = heapless::Vec::from_slice(gc.extensions).map_err(|_| Error::Capacity)?;
+        self.own_leaf = own_leaf;
+        self.leaf_private_key = keys.encryption_priv.clone();
+        self.signature_private_key = keys.signature_priv.clone();
+        self.path_keys = path_keys;
+        self.secrets = epoch_secrets.into();
+        self.joined = true;
+        Ok(())
+    }
+
+    /// Whether the slot holds a joined group.
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// The GroupContext of the current epoch.
+    pub fn group_context(&self) -> GroupContext<'_> {
+        GroupContext {
+            group_id: &self.group_id,
+            epoch: self.epoch,
+            tree_hash: &self.tree_hash,
+            confirmed_transcript_hash: &self.confirmed_transcript_hash,
+            extensions: &self.extensions,
+        }
+    }
+
+    /// The group id.
+    pub fn group_id(&self) -> &[u8] {
+        &self.group_id
+    }
+
+    /// The epoch number.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The interim transcript hash of the current epoch.
+    pub fn interim_transcript_hash(&self) -> &[u8; NH] {
+        &self.interim_transcript_hash
+    }
+
+    /// The ratchet tree.
+    pub fn tree(&self) -> &RatchetTree<L, B> {
+        &self.tree
+    }
+
+    /// Our leaf index.
+    pub fn own_leaf(&self) -> u32 {
+        self.own_leaf
+    }
+
+    /// The secrets of the current epoch.
+    pub fn secrets(&self) -> &EpochSecretsKept {
+        &self.secrets
+    }
+
+    /// `epoch_authenticator` of the current epoch.
+    pub fn epoch_authenticator(&self) -> &Secret32 {
+        &self.secrets.epoch_authenticator
+    }
+
+    /// Our Ed25519 signing seed.
+    pub fn signature_private_key(&self) -> &Secret32 {
+        &self.signature_private_key
+    }
+
+    /// The path-node private keys we hold, lowest first.
+    pub fn path_keys(&self) -> &[PathKey] {
+        &self.path_keys
+    }
+
+    /// The HPKE private key we hold for node `x` (our leaf or a path node),
+    /// as `RatchetTree::decrypt_path_secret` asks for it.
+    pub fn private_key(&self, x: NodeIndex) -> Option<Secret32> {
+        if !self.joined {
+            return None;
+        }
+        if x == tree_math::leaf_to_node(self.own_leaf) {
+            return Some(self.leaf_private_key.clone());
+        }
+        self.path_keys.iter().find(|k| k.node == x).map(|k| k.private_key.clone())
+    }
+}
