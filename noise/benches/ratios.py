@@ -20,8 +20,9 @@ dh = ns("floor", "x25519-dh")
 base = ns("floor", "x25519-base")
 print(f"floor: x25519 dh {dh/1e3:.1f} us, base-point {base/1e3:.1f} us")
 # X25519 operations per full handshake (both parties): each party derives its
-# static public key (base), generates e (base), and does its DH tokens.
-ops = {"XX": (4, 4), "IK": (4, 8), "NN": (2, 2), "XXpsk3": (4, 4)}
+# static public key (base), generates e (base), and does its DH tokens
+# (XX: ee, es, se on each side; IK: es, ss, ee, se; NN: ee).
+ops = {"XX": (4, 6), "IK": (4, 8), "NN": (2, 2), "XXpsk3": (4, 6)}
 for name, (nbase, ndh) in ops.items():
     ours, snow = ns("handshake", name, "securemesh"), ns("handshake", name, "snow")
     floor = nbase * base + ndh * dh
