@@ -19,7 +19,7 @@ dh, base = ns("floor", "x25519-dh"), ns("floor", "x25519-base")
 print(f"floor: x25519 dh {dh/1e3:.1f} us, base-point {base/1e3:.1f} us")
 ours, olm = ns("setup", "securemesh"), ns("setup", "vodozemac")
 # Ours: Alice X3DH (ek: 1 base, 4 DH) + first send step (1 base, 1 DH) + Bob X3DH (4 DH) + receive step (1 DH).
-floor = 2 * base + 10 * dh
+floor = 2 * base + 10 * dh  # plus one Ed25519 verify (identity), not measured here
 print(f"setup: securemesh {ours/1e3:.1f} us, vodozemac {olm/1e3:.1f} us, ours/vodozemac {ours/olm:.3f}, "
       f"ours/floor {ours/floor:.3f} (2 base + 10 dh); bundle verify {ns('setup', 'bundle-verify')/1e3:.1f} us")
 for group, per_msg_floor in (("burst", 0.0), ("pingpong", base + 2 * dh)):
