@@ -17,8 +17,13 @@
 //! MLSMessage views), [`framing`] (PublicMessage and PrivateMessage
 //! protection), [`transcript`] (transcript hashes) and [`welcome`]
 //! (joining a group from a Welcome into a bounded
-//! [`JoinedGroup`](welcome::JoinedGroup) state). Commit processing and
-//! persisted group state come next.
+//! [`JoinedGroup`](welcome::JoinedGroup) state), and [`commit`]
+//! (processing proposals and commits of later epochs: PublicMessage and
+//! PrivateMessage framing, Add/Update/Remove/PSK/GroupContextExtensions
+//! proposals by value and by reference, external senders, external
+//! commits, UpdatePath, key schedule, confirmation tag and transcript
+//! hashes, transactionally through a caller-lent spare slot). Sending
+//! commits and persisted group state come next.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -26,6 +31,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod commit;
 pub mod crypto;
 mod error;
 pub mod framing;

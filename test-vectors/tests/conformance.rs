@@ -31,9 +31,15 @@ fn every_supported_vector_passes() {
         "mls transcript-hashes 1/1",
         "mls messages 100/100",
         "mls welcome 1/1",
-        "mls passive-client-welcome join 8/8",
-        "mls passive-client-handling-commit join 13/13",
-        "mls interop-passive welcome_join join 8/8",
+        "mls passive-client-welcome 8/8",
+        "mls passive-client-handling-commit 13/13",
+        "mls interop-passive welcome_join 8/8",
+        "mls interop-passive commit 44/44",
+        "mls interop-passive application 6/6",
+        "mls interop-passive external_proposals 28/28",
+        "mls interop-passive branch 32/32",
+        "mls interop-passive reinit 48/48",
+        "mls interop-passive external_join 6/6",
     ] {
         assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
     }

@@ -101,6 +101,11 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
 
     /// The leaf node of member `leaf`, if not blank.
     pub fn leaf(&self, leaf: u32) -> Option<LeafNode<'_>> {
+        // Untrusted indices (message senders, Remove proposals) may be
+        // out of range: no node index arithmetic on them.
+        if leaf >= self.width {
+            return None;
+        }
         match self.node(tree_math::leaf_to_node(leaf)) {
             Node::Leaf(l) => Some(l),
             _ => None,
@@ -136,6 +141,54 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         };
         *self.leaves.get_mut(leaf as usize).ok_or(Error::Capacity)? = value;
         Ok(())
+    }
+
+    /// Make `self` a copy of `other`, node by node (no tree-sized
+    /// temporary on the stack, unlike `*self = other.clone()`).
+    pub fn copy_from(&mut self, other: &Self) {
+        self.width = other.width;
+        for (d, s) in self.leaves.iter_mut().zip(other.leaves.iter()) {
+            d.clone_from(s);
+        }
+        for (d, s) in self.parents.iter_mut().zip(other.parents.iter()) {
+            d.clone_from(s);
+        }
+    }
+
+    /// Double the tree to the right (§7.7: add a leaf when none is blank);
+    /// an empty tree gets one leaf. Beyond `MAX_LEAVES`: [`Error::Capacity`].
+    pub fn extend(&mut self) -> Result<(), Error> {
+        let width = if self.width == 0 { 1 } else { self.width.checked_mul(2).ok_or(Error::Capacity)? };
+        if width as usize > MAX_LEAVES {
+            return Err(Error::Capacity);
+        }
+        self.width = width;
+        Ok(())
+    }
+
+    /// Truncate (§7.7): while the right half of the leaves is entirely
+    /// blank, replace the tree by its left subtree (the nodes dropped are
+    /// blanked).
+    pub fn truncate(&mut self) {
+        while self.width > 1 {
+            let half = self.width / 2;
+            if (half..self.width).any(|l| self.leaf(l).is_some()) {
+                break;
+            }
+            for l in half..self.width {
+                if let Some(slot) = self.leaves.get_mut(l as usize) {
+                    *slot = None;
+                }
+            }
+            // Parents of the right half and the old root: nodes
+            // 2*half-1 ..= 2*width-2, i.e. parent slots half-1 .. width-1.
+            for i in (half.saturating_sub(1))..self.width {
+                if let Some(slot) = self.parents.get_mut(i as usize) {
+                    *slot = None;
+                }
+            }
+            self.width = half;
+        }
     }
 
     /// Replace the tree by the decoding of `optional<Node> ratchet_tree<V>`

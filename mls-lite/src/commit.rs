@@ -1,0 +1,901 @@
+//! Processing proposals and commits as a member (RFC 9420 §12.1–12.4.2).
+//!
+//! A member that joined ([`JoinedGroup`]) follows the group by
+//!
+//! - [`JoinedGroup::process_proposal`]: authenticate a proposal sent as a
+//!   PublicMessage (signature, and membership tag for a member sender) or a
+//!   PrivateMessage (sender data, handshake ratchet of the secret tree,
+//!   signature) and cache it by its `ProposalRef` in a bounded
+//!   [`ProposalCache`], for a later commit that lists it by reference;
+//! - [`JoinedGroup::process_commit`]: authenticate a commit (same two
+//!   framings), resolve its proposals (by value and by reference), validate
+//!   them, apply them to a provisional tree in the order of §12.2
+//!   (GroupContextExtensions, Updates, Removes with truncation, Adds into
+//!   the leftmost blank leaf with unmerged-leaf bookkeeping), merge the
+//!   UpdatePath (parent hashes, new committer leaf), decrypt our path
+//!   secret with the provisional GroupContext as context (leaves added by
+//!   this commit excluded from the resolutions; the old confirmed
+//!   transcript hash, which the new one depends on), derive the new path keys
+//!   and the commit secret, run the key schedule of the new epoch (PSK
+//!   proposals with caller-provisioned external PSKs), verify the
+//!   confirmation tag and update both transcript hashes.
+//!
+//! Supported proposals: Add, Update, Remove, PreSharedKey (external PSKs
+//! and `application` resumption PSKs, looked up in a caller-kept
+//! [`PskStore`]; the current epoch's resumption PSK is known to the group)
+//! and GroupContextExtensions. Proposal senders may be members, external
+//! senders listed in the `external_senders` GroupContext extension and new
+//! members proposing their own Add. External commits (sender
+//! `new_member_commit` with an ExternalInit proposal, §12.4.3.2) are
+//! processed too: the joiner takes the leftmost blank leaf and the epoch's
+//! `init_secret` comes from the HPKE export with the external key pair.
+//! ReInit proposals and branch/reinit resumption PSKs are
+//! [`Error::Unsupported`], as is a commit by our own leaf or an Update of
+//! our own leaf (a passive member keeps no pending commit or update).
+//!
+//! # Transactions and the spare slot
+//!
+//! The state is large (about 50 KB with the default capacities, the tree
+//! dominates), so neither a copy on the stack nor a heap copy is an option.
+//! The caller lends a **second slot** of the same type (`spare`, e.g. a
+//! second `static`): the commit is computed into `spare` (a node-by-node
+//! copy of the current state, then the changes), and only when every check
+//! passed are the two slots swapped ([`core::mem::swap`] swaps in place,
+//! without a tree-sized temporary). On any error `self` is untouched and
+//! `spare` is emptied; after success `spare` is emptied too (the previous
+//! epoch's secrets are zeroized). Big temporaries (the decrypted
+//! PrivateMessage, signature inputs, the GroupContext) come from `scratch`:
+//! [`JoinedGroup::commit_scratch_len`] bytes are always enough.
+//!
+//! A commit that removes us is authenticated (signature, membership tag)
+//! and reported as [`CommitEvent::Removed`]; the state is left as it was
+//! (the new epoch cannot be computed without a path secret for us) and the
+//! caller should drop the group.
+//!
+//! Not checked here (caller policy, as for the join): KeyPackage
+//! lifetimes, required capabilities, credential trust. PrivateMessage
+//! handshake generations are derived statelessly from the epoch's
+//! encryption secret (up to [`MAX_HANDSHAKE_GENERATION`]); consumed
+//! generations are not tracked.
+
+use crate::crypto::{NH, Secret32};
+use crate::error::Error;
+use crate::framing::{AuthenticatedContent, Content, SecretTreeKeys, Sender};
+use crate::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
+use crate::messages::{
+    MlsMessage, MlsMessageBody, Proposal, ProposalBody, ProposalOrRef, Psk, ResumptionPskUsage,
+};
+use crate::transcript::{TranscriptHashes, verify_confirmation_tag};
+use crate::tree::node::LeafNodeSource;
+use crate::tree::{Node, Parent, RatchetTree};
+use crate::tree_math::{self, NodeIndex};
+use crate::treekem::{UpdatePath, next_path_secret, node_key_pair};
+use crate::welcome::{
+    EpochSecretsKept, ExternalPsk, JoinedGroup, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension,
+};
+use securemesh_core::codec::Reader;
+use securemesh_core::crypto::{Dh, X25519};
+use securemesh_core::ct_eq;
+
+/// Extension type of `external_senders` (RFC 9420 §12.1.8.1).
+pub const EXTERNAL_SENDERS_EXTENSION: u16 = 0x0005;
+
+/// Most proposals one commit may cover.
+pub const MAX_COMMIT_PROPOSALS: usize = 32;
+
+/// Highest handshake-ratchet generation accepted in a PrivateMessage.
+pub const MAX_HANDSHAKE_GENERATION: u32 = 1024;
+
+/// What a processed commit did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitEvent {
+    /// The group moved to this epoch.
+    NewEpoch {
+        /// The new epoch number.
+        epoch: u64,
+    },
+    /// The commit removes us; the state was left unchanged.
+    Removed,
+}
+
+/// A resumption PSK the caller kept (`resumption_psk` of an earlier
+/// epoch, e.g. from [`JoinedGroup::secrets`] before each commit).
+#[derive(Clone, Copy)]
+pub struct ResumptionPsk<'a> {
+    /// `psk_group_id`.
+    pub group_id: &'a [u8],
+    /// `psk_epoch`.
+    pub epoch: u64,
+    /// The epoch's `resumption_psk`.
+    pub psk: &'a Secret32,
+}
+
+impl core::fmt::Debug for ResumptionPsk<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ResumptionPsk")
+            .field("group_id", &self.group_id)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PSKs a commit's PreSharedKey proposals may name: external PSKs the
+/// caller provisioned, and resumption PSKs (usage `application`) of
+/// earlier epochs the caller kept. The current epoch's resumption PSK is
+/// always known to the group and need not be listed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PskStore<'a> {
+    /// External PSKs, by `psk_id`.
+    pub external: &'a [ExternalPsk<'a>],
+    /// Resumption PSKs, by group id and epoch.
+    pub resumption: &'a [ResumptionPsk<'a>],
+}
+
+/// One cached proposal.
+#[derive(Clone, Copy, Debug)]
+struct CachedProposal {
+    reference: [u8; NH],
+    sender: Sender,
+    start: usize,
+    len: usize,
+}
+
+/// Proposals received in the current epoch, by `ProposalRef`: at most `N`
+/// proposals whose encodings total at most `BYTES` bytes (beyond that:
+/// [`Error::Capacity`], nothing stored). Emptied when the epoch changes.
+///
+/// ```
+/// use securemesh_mls_lite::commit::ProposalCache;
+/// let cache: ProposalCache = ProposalCache::new();
+/// assert!(cache.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct ProposalCache<const N: usize = 16, const BYTES: usize = 8192> {
+    epoch: u64,
+    entries: heapless::Vec<CachedProposal, N>,
+    bytes: heapless::Vec<u8, BYTES>,
+}
+
+impl<const N: usize, const BYTES: usize> Default for ProposalCache<N, BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const BYTES: usize> ProposalCache<N, BYTES> {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        ProposalCache { epoch: 0, entries: heapless::Vec::new(), bytes: heapless::Vec::new() }
+    }
+
+    /// Forget every proposal.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+    }
+
+    /// Number of cached proposals.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no proposal is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The proposal cached under `reference` in `epoch`, with its sender.
+    pub fn get(&self, epoch: u64, reference: &[u8]) -> Option<(Sender, Proposal<'_>)> {
+        if epoch != self.epoch {
+            return None;
+        }
+        let e = self.entries.iter().find(|e| e.reference[..] == *reference)?;
+        let bytes = self.bytes.get(e.start..e.start.checked_add(e.len)?)?;
+        Proposal::from_bytes(bytes).ok().map(|p| (e.sender, p))
+    }
+
+    fn insert(
+        &mut self,
+        epoch: u64,
+        reference: [u8; NH],
+        sender: Sender,
+        proposal: &[u8],
+    ) -> Result<(), Error> {
+        if epoch != self.epoch {
+            self.clear();
+            self.epoch = epoch;
+        }
+        if self.entries.iter().any(|e| e.reference == reference) {
+            return Ok(());
+        }
+        if self.entries.is_full() || self.bytes.capacity() - self.bytes.len() < proposal.len() {
+            return Err(Error::Capacity);
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(proposal).map_err(|_| Error::Capacity)?;
+        self.entries
+            .push(CachedProposal { reference, sender, start, len: proposal.len() })
+            .map_err(|_| Error::Capacity)?;
+        Ok(())
+    }
+}
+
+/// The signature key of external sender `index` in an `external_senders`
+/// extension body (`ExternalSender external_senders<V>`).
+fn external_sender_key(extensions: &[u8], index: u32) -> Result<[u8; 32], Error> {
+    let data = find_extension(extensions, EXTERNAL_SENDERS_EXTENSION)?.ok_or(Error::Malformed)?;
+    let mut outer = Reader::new(data);
+    let list = outer.read_vec_varint()?;
+    outer.finish()?;
+    let mut r = Reader::new(list);
+    let mut i = 0u32;
+    while !r.is_empty() {
+        let key = r.read_vec_varint()?;
+        match r.read_u16()? {
+            1 | 2 => {
+                r.read_vec_varint()?;
+            }
+            _ => return Err(Error::Unsupported),
+        }
+        if i == index {
+            return key.try_into().map_err(|_| Error::Unsupported);
+        }
+        i = i.checked_add(1).ok_or(Error::Malformed)?;
+    }
+    Err(Error::Malformed)
+}
+
+/// Merge `path` from `sender` into `tree` in place (§12.4.2, as
+/// [`RatchetTree::merge_update_path`] but without a copy of the tree: the
+/// caller works on a provisional tree it discards on error).
+fn merge_path<const L: usize, const B: usize>(
+    tree: &mut RatchetTree<L, B>,
+    sender: u32,
+    path: &UpdatePath<'_>,
+    group_id: &[u8],
+    scratch: &mut [u8],
+) -> Result<(), Error> {
+    let mut filtered: heapless::Vec<(NodeIndex, NodeIndex), MAX_PATH_KEYS> = heapless::Vec::new();
+    let mut overflow = false;
+    tree.filtered_direct_path(sender, &mut |p, c| overflow |= filtered.push((p, c)).is_err());
+    if overflow {
+        return Err(Error::Capacity);
+    }
+    let mut n = 0usize;
+    for node in path.nodes() {
+        node?;
+        n += 1;
+    }
+    if n != filtered.len() {
+        return Err(Error::Malformed);
+    }
+    let width = tree.leaf_count();
+    for p in tree_math::direct_path(tree_math::leaf_to_node(sender), width) {
+        tree.set_parent(p, None)?;
+    }
+    for ((p, _), node) in filtered.iter().zip(path.nodes()) {
+        let parent = Parent {
+            encryption_key: *node?.encryption_key,
+            parent_hash: heapless::Vec::new(),
+            unmerged: heapless::Vec::new(),
+        };
+        tree.set_parent(*p, Some(parent))?;
+    }
+    let mut above: Option<[u8; NH]> = None;
+    for (p, copath) in filtered.iter().rev() {
+        if let (Some(h), Node::Parent(existing)) = (above, tree.node(*p)) {
+            let mut updated = existing.clone();
+            updated.parent_hash = heapless::Vec::from_slice(&h).map_err(|_| Error::Capacity)?;
+            tree.set_parent(*p, Some(updated))?;
+        }
+        above = Some(tree.parent_hash(*p, *copath)?);
+    }
+    let expected: &[u8] = above.as_ref().map_or(&[], |h| &h[..]);
+    match path.leaf_node.source {
+        LeafNodeSource::Commit { parent_hash } if parent_hash == expected => {}
+        _ => return Err(Error::Malformed),
+    }
+    path.leaf_node.verify(group_id, sender, scratch)?;
+    tree.set_leaf(sender, Some(path.leaf_node.as_bytes()))
+}
+
+/// Decrypt the path secret `path` from `sender` carries for `receiver`
+/// (as [`RatchetTree::decrypt_path_secret`]), leaving the leaves in
+/// `exclude` (added by this commit) out of the copath resolutions.
+#[allow(clippy::too_many_arguments)]
+fn decrypt_path_secret_excluding<const L: usize, const B: usize>(
+    tree: &RatchetTree<L, B>,
+    sender: u32,
+    receiver: u32,
+    path: &UpdatePath<'_>,
+    private_key: &dyn Fn(NodeIndex) -> Option<Secret32>,
+    exclude: &[u32],
+    group_context: &[u8],
+    scratch: &mut [u8],
+) -> Result<(NodeIndex, Secret32), Error> {
+    let me = tree_math::leaf_to_node(receiver);
+    let mut target: Option<(usize, NodeIndex, NodeIndex)> = None;
+    let mut i = 0usize;
+    tree.filtered_direct_path(sender, &mut |p, c| {
+        if target.is_none() && tree_math::is_in_subtree(me, c) {
+            target = Some((i, p, c));
+        }
+        i += 1;
+    });
+    let (index, p, copath) = target.ok_or(Error::Malformed)?;
+    let node = path.nodes().nth(index).ok_or(Error::Malformed)??;
+    let mut pos = 0usize;
+    let mut found: Option<(usize, Secret32)> = None;
+    tree.resolution(copath, &mut |d| {
+        if d % 2 == 0 && exclude.contains(&(d / 2)) {
+            return;
+        }
+        if found.is_none()
+            && let Some(k) = private_key(d)
+        {
+            found = Some((pos, k));
+        }
+        pos += 1;
+    });
+    let (j, key) = found.ok_or(Error::Decrypt)?;
+    let (kem_output, ct) = node.ciphertexts().nth(j).ok_or(Error::Malformed)??;
+    let body_len = ct.len().checked_sub(16).ok_or(Error::Decrypt)?;
+    let (body, tag) = ct.split_at(body_len);
+    let tag: [u8; 16] = tag.try_into().map_err(|_| Error::Decrypt)?;
+    if body.len() != NH {
+        return Err(Error::Decrypt);
+    }
+    let mut secret = Secret32::zeroed();
+    secret.expose_mut().copy_from_slice(body);
+    crate::crypto::decrypt_with_label(
+        &key,
+        b"UpdatePathNode",
+        group_context,
+        kem_output,
+        secret.expose_mut(),
+        &tag,
+        scratch,
+    )?;
+    if node_key_pair(&secret)?.1 != *node.encryption_key {
+        return Err(Error::Decrypt);
+    }
+    Ok((p, secret))
+}
+
+/// Add `new` at the leftmost blank leaf (extending the tree when none is
+/// blank) and list it as unmerged at the non-blank parents above it (§7.7).
+/// Its keys must not be used by another leaf.
+fn add_leaf<const L: usize, const B: usize>(
+    tree: &mut RatchetTree<L, B>,
+    new: &crate::tree::node::LeafNode<'_>,
+) -> Result<u32, Error> {
+    let width = tree.leaf_count();
+    for i in 0..width {
+        if let Some(l) = tree.leaf(i)
+            && (l.encryption_key == new.encryption_key || l.signature_key == new.signature_key)
+        {
+            return Err(Error::Malformed);
+        }
+    }
+    let leaf = match (0..width).find(|i| tree.leaf(*i).is_none()) {
+        Some(i) => i,
+        None => {
+            tree.extend()?;
+            width
+        }
+    };
+    tree.set_leaf(leaf, Some(new.as_bytes()))?;
+    for x in tree_math::direct_path(tree_math::leaf_to_node(leaf), tree.leaf_count()) {
+        if let Node::Parent(parent) = tree.node(x) {
+            let mut updated = parent.clone();
+            let at = updated.unmerged.iter().position(|u| *u > leaf).unwrap_or(updated.unmerged.len());
+            updated.unmerged.insert(at, leaf).map_err(|_| Error::Capacity)?;
+            tree.set_parent(x, Some(updated))?;
+        }
+    }
+    Ok(leaf)
+}
+
+/// `init_secret` of an external commit (§8.3): the receiver side of
+/// `SetupBaseS(external_pub, "")` with the epoch's external key pair, then
+/// `export("MLS 1.0 external init secret", Nh)`.
+fn external_init_secret(external_secret: &Secret32, kem_output: &[u8]) -> Result<Secret32, Error> {
+    use hpke::{Deserializable, OpModeR};
+    type Kem = hpke::kem::X25519HkdfSha256;
+    let (private, _) = crate::crypto::derive_key_pair(external_secret.expose());
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(private.expose()).map_err(|_| Error::Decrypt)?;
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(kem_output).map_err(|_| Error::Decrypt)?;
+    let ctx = hpke::setup_receiver::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &sk,
+        &enc,
+        &[],
+    )
+    .map_err(|_| Error::Decrypt)?;
+    let mut out = Secret32::zeroed();
+    ctx.export(b"MLS 1.0 external init secret", out.expose_mut()).map_err(|_| Error::Decrypt)?;
+    Ok(out)
+}
+
+fn copy_secrets(s: &EpochSecretsKept) -> EpochSecretsKept {
+    EpochSecretsKept {
+        sender_data: s.sender_data.clone(),
+        encryption: s.encryption.clone(),
+        exporter: s.exporter.clone(),
+        external: s.external.clone(),
+        confirmation_key: s.confirmation_key.clone(),
+        membership_key: s.membership_key.clone(),
+        resumption_psk: s.resumption_psk.clone(),
+        epoch_authenticator: s.epoch_authenticator.clone(),
+        init: s.init.clone(),
+    }
+}
+
+impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup<L, B, G, E> {
+    /// Scratch bytes [`process_commit`](Self::process_commit) and
+    /// [`process_proposal`](Self::process_proposal) need at most for a
+    /// message of `message_len` bytes.
+    pub const fn commit_scratch_len(message_len: usize) -> usize {
+        message_len
+            .saturating_mul(3)
+            .saturating_add(B.saturating_mul(4))
+            .saturating_add(G.saturating_add(E).saturating_mul(3))
+            .saturating_add(2048)
+    }
+
+    /// The current tree hash.
+    pub fn tree_hash(&self) -> &[u8; NH] {
+        &self.tree_hash
+    }
+
+    /// The confirmed transcript hash of the current epoch.
+    pub fn confirmed_transcript_hash(&self) -> &[u8] {
+        &self.confirmed_transcript_hash
+    }
+
+    /// The GroupContext extensions of the current epoch (`extensions<V>` body).
+    pub fn extensions(&self) -> &[u8] {
+        &self.extensions
+    }
+
+    /// Make `self` a copy of `other`, field by field (no state-sized
+    /// temporary).
+    fn copy_from(&mut self, other: &Self) -> Result<(), Error> {
+        self.joined = other.joined;
+        self.group_id.clone_from(&other.group_id);
+        self.epoch = other.epoch;
+        self.tree_hash = other.tree_hash;
+        self.confirmed_transcript_hash.clone_from(&other.confirmed_transcript_hash);
+        self.interim_transcript_hash = other.interim_transcript_hash;
+        self.extensions.clone_from(&other.extensions);
+        self.tree.copy_from(&other.tree);
+        self.own_leaf = other.own_leaf;
+        self.leaf_private_key = other.leaf_private_key.clone();
+        self.signature_private_key = other.signature_private_key.clone();
+        self.path_keys.clear();
+        for k in &other.path_keys {
+            self.path_keys
+                .push(PathKey { node: k.node, private_key: k.private_key.clone() })
+                .map_err(|_| Error::Capacity)?;
+        }
+        self.secrets = copy_secrets(&other.secrets);
+        Ok(())
+    }
+
+    /// The signature key of `sender` for `content` in this epoch.
+    fn sender_key(&self, sender: Sender, content: &Content<'_>) -> Result<[u8; 32], Error> {
+        match sender {
+            Sender::Member(i) => self.tree.leaf(i).map(|l| *l.signature_key).ok_or(Error::Malformed),
+            Sender::External(i) => external_sender_key(&self.extensions, i),
+            Sender::NewMemberProposal => match content {
+                Content::Proposal(Proposal { body: ProposalBody::Add(kp), .. }) => {
+                    Ok(*kp.leaf_node.signature_key)
+                }
+                _ => Err(Error::Malformed),
+            },
+            Sender::NewMemberCommit => match content {
+                Content::Commit(c) => c.path.map(|p| *p.leaf_node.signature_key).ok_or(Error::Malformed),
+                _ => Err(Error::Malformed),
+            },
+        }
+    }
+
+    /// Authenticate a PublicMessage or PrivateMessage of the current epoch.
+    fn authenticate<'p>(
+        &self,
+        msg: &MlsMessage<'p>,
+        plain: &'p mut [u8],
+        work: &mut [u8],
+    ) -> Result<AuthenticatedContent<'p>, Error> {
+        let gc = self.group_context();
+        match msg.body {
+            MlsMessageBody::PublicMessage(pm) => {
+                let key = self.sender_key(pm.content.sender, &pm.content.content)?;
+                pm.verify(&key, &gc, &self.secrets.membership_key, work)
+            }
+            MlsMessageBody::PrivateMessage(pm) => {
+                if pm.group_id != &self.group_id[..] || pm.epoch != self.epoch {
+                    return Err(Error::Malformed);
+                }
+                let keys = SecretTreeKeys::new(
+                    &self.secrets.encryption,
+                    self.tree.leaf_count(),
+                    MAX_HANDSHAKE_GENERATION,
+                );
+                let (_, ac) = pm.unprotect(
+                    &self.secrets.sender_data,
+                    &keys,
+                    |leaf| self.tree.leaf(leaf).map(|l| *l.signature_key),
+                    &gc,
+                    plain,
+                    work,
+                )?;
+                Ok(ac)
+            }
+            _ => Err(Error::Malformed),
+        }
+    }
+
+    /// Authenticate the proposal in `message` (an `MLSMessage` holding a
+    /// PublicMessage or PrivateMessage of the current epoch) and cache it
+    /// by its `ProposalRef`, which is returned. `scratch`:
+    /// [`commit_scratch_len`](Self::commit_scratch_len)`(message.len())`
+    /// bytes. On error the cache is unchanged.
+    pub fn process_proposal<const N: usize, const PB: usize>(
+        &self,
+        message: &[u8],
+        cache: &mut ProposalCache<N, PB>,
+        scratch: &mut [u8],
+    ) -> Result<[u8; NH], Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
+        let needed = Self::commit_scratch_len(message.len());
+        if scratch.len() < needed {
+            return Err(Error::BufferTooSmall { needed });
+        }
+        let msg = MlsMessage::from_bytes(message)?;
+        let (plain, work) =
+            scratch.split_at_mut_checked(message.len()).ok_or(Error::BufferTooSmall { needed })?;
+        let result = (|| {
+            let ac = self.authenticate(&msg, plain, work)?;
+            let Content::Proposal(p) = ac.content.content else { return Err(Error::Malformed) };
+            let reference = ac.proposal_ref()?;
+            cache.insert(self.epoch, reference, ac.content.sender, p.as_bytes())?;
+            Ok(reference)
+        })();
+        plain.fill(0);
+        result
+    }
+
+    /// Process the commit in `message` (an `MLSMessage` holding a
+    /// PublicMessage or PrivateMessage of the current epoch), moving the
+    /// group to the next epoch. Proposals it lists by reference must be in
+    /// `cache` ([`process_proposal`](Self::process_proposal)); PSK
+    /// proposals name PSKs of `psk_store` (or the current epoch's
+    /// resumption PSK). The new state is computed
+    /// into `spare` and swapped in only if every check passes (see the
+    /// module documentation); `scratch`:
+    /// [`commit_scratch_len`](Self::commit_scratch_len)`(message.len())`
+    /// bytes (`BufferTooSmall { needed }` otherwise). On success the cache
+    /// is emptied (its proposals belong to the old epoch).
+    pub fn process_commit<const N: usize, const PB: usize>(
+        &mut self,
+        message: &[u8],
+        cache: &mut ProposalCache<N, PB>,
+        psk_store: &PskStore<'_>,
+        spare: &mut Self,
+        scratch: &mut [u8],
+    ) -> Result<CommitEvent, Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
+        let needed = Self::commit_scratch_len(message.len());
+        if scratch.len() < needed {
+            return Err(Error::BufferTooSmall { needed });
+        }
+        let msg = MlsMessage::from_bytes(message)?;
+        let (plain, work) =
+            scratch.split_at_mut_checked(message.len()).ok_or(Error::BufferTooSmall { needed })?;
+        let result = self.stage_commit(&msg, cache, psk_store, spare, plain, work);
+        plain.fill(0);
+        if let Ok(CommitEvent::NewEpoch { .. }) = result {
+            core::mem::swap(self, spare);
+            cache.clear();
+        }
+        spare.clear();
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stage_commit<const N: usize, const PB: usize>(
+        &self,
+        msg: &MlsMessage<'_>,
+        cache: &ProposalCache<N, PB>,
+        psk_store: &PskStore<'_>,
+        next: &mut Self,
+        plain: &mut [u8],
+        work: &mut [u8],
+    ) -> Result<CommitEvent, Error> {
+        let ac = self.authenticate(msg, plain, work)?;
+        let Content::Commit(commit) = ac.content.content else { return Err(Error::Malformed) };
+        // An external commit's committer gets its leaf index below.
+        let (external, mut committer) = match ac.content.sender {
+            Sender::Member(i) => (false, i),
+            Sender::NewMemberCommit => (true, u32::MAX),
+            _ => return Err(Error::Malformed),
+        };
+        if committer == self.own_leaf {
+            return Err(Error::Unsupported);
+        }
+
+        // Resolve the proposals, in order.
+        // Each proposal's encoding and sender (views are re-parsed where
+        // needed: 28 bytes an entry instead of about 300 on the stack).
+        let mut list: heapless::Vec<(&[u8], Sender), MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
+        for por in commit.proposals() {
+            let item = match por? {
+                ProposalOrRef::Proposal { proposal, .. } => (proposal.as_bytes(), ac.content.sender),
+                ProposalOrRef::Reference { .. } if external => return Err(Error::Malformed),
+                ProposalOrRef::Reference { reference, .. } => {
+                    let (sender, proposal) = cache.get(self.epoch, reference).ok_or(Error::Malformed)?;
+                    (proposal.as_bytes(), sender)
+                }
+            };
+            list.push(item).map_err(|_| Error::Capacity)?;
+        }
+
+        // Validate them (§12.2).
+        let mut path_required = list.is_empty();
+        let mut gce: Option<&[u8]> = None;
+        let mut psks: heapless::Vec<PskInput<'_>, MAX_PSKS> = heapless::Vec::new();
+        let mut touched: heapless::Vec<u32, MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
+        let mut removed_us = false;
+        let mut external_init: Option<&[u8]> = None;
+        for (raw, sender) in &list {
+            let p = Proposal::from_bytes(raw)?;
+            // An external commit carries only ExternalInit, Remove and PSKs.
+            if external
+                && !matches!(
+                    p.body,
+                    ProposalBody::ExternalInit { .. }
+                        | ProposalBody::Remove { .. }
+                        | ProposalBody::PreSharedKey(_)
+                )
+            {
+                return Err(Error::Malformed);
+            }
+            match p.body {
+                ProposalBody::ExternalInit { kem_output } => {
+                    if !external || external_init.is_some() {
+                        return Err(Error::Malformed);
+                    }
+                    external_init = Some(kem_output);
+                }
+                ProposalBody::Add(kp) => kp.verify(work)?,
+                ProposalBody::Update(leaf) => {
+                    path_required = true;
+                    let Sender::Member(s) = *sender else { return Err(Error::Malformed) };
+                    if s == committer || touched.contains(&s) || self.tree.leaf(s).is_none() {
+                        return Err(Error::Malformed);
+                    }
+                    if s == self.own_leaf {
+                        // We never sent an update whose private key we keep.
+                        return Err(Error::Unsupported);
+                    }
+                    if leaf.source != LeafNodeSource::Update {
+                        return Err(Error::Malformed);
+                    }
+                    leaf.verify(&self.group_id, s, work)?;
+                    touched.push(s).map_err(|_| Error::Capacity)?;
+                }
+                ProposalBody::Remove { removed } => {
+                    path_required = true;
+                    if removed == committer || touched.contains(&removed) || self.tree.leaf(removed).is_none()
+                    {
+                        return Err(Error::Malformed);
+                    }
+                    removed_us |= removed == self.own_leaf;
+                    touched.push(removed).map_err(|_| Error::Capacity)?;
+                }
+                ProposalBody::PreSharedKey(id) => {
+                    if id.psk_nonce.len() != NH || psks.iter().any(|p| p.id == id.as_bytes()) {
+                        return Err(Error::Malformed);
+                    }
+                    let psk: &[u8] = match id.psk {
+                        Psk::External { psk_id } => {
+                            psk_store.external.iter().find(|p| p.id == psk_id).ok_or(Error::Unsupported)?.psk
+                        }
+                        Psk::Resumption {
+                            usage: ResumptionPskUsage::Application,
+                            psk_group_id,
+                            psk_epoch,
+                        } => {
+                            if psk_group_id == &self.group_id[..] && psk_epoch == self.epoch {
+                                self.secrets.resumption_psk.expose()
+                            } else {
+                                psk_store
+                                    .resumption
+                                    .iter()
+                                    .find(|p| p.group_id == psk_group_id && p.epoch == psk_epoch)
+                                    .ok_or(Error::Unsupported)?
+                                    .psk
+                                    .expose()
+                            }
+                        }
+                        // Reinit and branch PSKs belong to those flows, not to a commit.
+                        Psk::Resumption { .. } => return Err(Error::Unsupported),
+                    };
+                    psks.push(PskInput { id: id.as_bytes(), psk }).map_err(|_| Error::Capacity)?;
+                }
+                ProposalBody::GroupContextExtensions { extensions } => {
+                    path_required = true;
+                    if gce.is_some() {
+                        return Err(Error::Malformed);
+                    }
+                    if extensions.len() > E {
+                        return Err(Error::Capacity);
+                    }
+                    gce = Some(extensions);
+                }
+                ProposalBody::ReInit(_) => return Err(Error::Unsupported),
+            }
+        }
+        if external && external_init.is_none() {
+            return Err(Error::Malformed);
+        }
+        if (path_required || external) && commit.path.is_none() {
+            return Err(Error::Malformed);
+        }
+        if removed_us {
+            return Ok(CommitEvent::Removed);
+        }
+        let transcript = TranscriptHashes::after_commit(&self.interim_transcript_hash, &ac)?;
+        let confirmation_tag = ac.auth.confirmation_tag.ok_or(Error::Malformed)?;
+        let epoch = self.epoch.checked_add(1).ok_or(Error::Capacity)?;
+
+        // The provisional state.
+        next.copy_from(self)?;
+        if let Some(ext) = gce {
+            next.extensions = heapless::Vec::from_slice(ext).map_err(|_| Error::Capacity)?;
+        }
+        for (raw, sender) in &list {
+            let p = Proposal::from_bytes(raw)?;
+            if let (ProposalBody::Update(leaf), Sender::Member(s)) = (p.body, *sender) {
+                next.tree.set_leaf(s, Some(leaf.as_bytes()))?;
+                for x in tree_math::direct_path(tree_math::leaf_to_node(s), next.tree.leaf_count()) {
+                    next.tree.set_parent(x, None)?;
+                }
+            }
+        }
+        let mut any_removed = false;
+        for (raw, _) in &list {
+            let p = Proposal::from_bytes(raw)?;
+            if let ProposalBody::Remove { removed } = p.body {
+                next.tree.set_leaf(removed, None)?;
+                for x in tree_math::direct_path(tree_math::leaf_to_node(removed), next.tree.leaf_count()) {
+                    next.tree.set_parent(x, None)?;
+                }
+                any_removed = true;
+            }
+        }
+        if any_removed {
+            next.tree.truncate();
+        }
+        let mut added: heapless::Vec<u32, MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
+        for (raw, _) in &list {
+            let p = Proposal::from_bytes(raw)?;
+            if let ProposalBody::Add(kp) = p.body {
+                let leaf = add_leaf(&mut next.tree, &kp.leaf_node)?;
+                added.push(leaf).map_err(|_| Error::Capacity)?;
+            }
+        }
+        if external {
+            // The joiner takes the leftmost blank leaf, as if added (§12.4.3.2).
+            let path = commit.path.as_ref().ok_or(Error::Malformed)?;
+            committer = add_leaf(&mut next.tree, &path.leaf_node)?;
+        }
+        let init_secret = match external_init {
+            Some(kem_output) => external_init_secret(&self.secrets.external, kem_output)?,
+            None => self.secrets.init.clone(),
+        };
+
+        let gc_len = G.saturating_add(E).saturating_add(160);
+        let (gc_buf, work) = work.split_at_mut_checked(gc_len).ok_or(Error::Capacity)?;
+        let mut new_keys: heapless::Vec<PathKey, MAX_PATH_KEYS> = heapless::Vec::new();
+        let commit_secret = match &commit.path {
+            None => Secret32::zeroed(),
+            Some(path) => {
+                merge_path(&mut next.tree, committer, path, &self.group_id, work)?;
+                let tree_hash = next.tree.tree_hash(next.tree.root())?;
+                let gc = GroupContext {
+                    group_id: &self.group_id,
+                    epoch,
+                    tree_hash: &tree_hash,
+                    // The provisional GroupContext keeps the old transcript
+                    // hash (§12.4.2): the new one covers the signature.
+                    confirmed_transcript_hash: &self.confirmed_transcript_hash,
+                    extensions: &next.extensions,
+                };
+                let n = gc.encode(gc_buf)?;
+                let gc_bytes = gc_buf.get(..n).ok_or(Error::Capacity)?;
+                let (from, path_secret) = decrypt_path_secret_excluding(
+                    &next.tree,
+                    committer,
+                    self.own_leaf,
+                    path,
+                    &|x| self.private_key(x),
+                    &added,
+                    gc_bytes,
+                    work,
+                )?;
+                let mut filtered: heapless::Vec<NodeIndex, MAX_PATH_KEYS> = heapless::Vec::new();
+                let mut overflow = false;
+                next.tree.filtered_direct_path(committer, &mut |p, _| overflow |= filtered.push(p).is_err());
+                if overflow {
+                    return Err(Error::Capacity);
+                }
+                let start = filtered.iter().position(|p| *p == from).ok_or(Error::Malformed)?;
+                let mut secret = path_secret;
+                for (i, (node, upn)) in filtered.iter().zip(path.nodes()).enumerate().skip(start) {
+                    if i > start {
+                        secret = next_path_secret(&secret)?;
+                    }
+                    let (private_key, public_key) = node_key_pair(&secret)?;
+                    if !ct_eq(&public_key, upn?.encryption_key) {
+                        return Err(Error::Decrypt);
+                    }
+                    new_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;
+                }
+                next_path_secret(&secret)?
+            }
+        };
+
+        // Path keys: the new ones, and those old ones whose node still
+        // holds the matching public key (blanked or replaced nodes drop out).
+        let mut keys: heapless::Vec<PathKey, MAX_PATH_KEYS> = heapless::Vec::new();
+        for k in &self.path_keys {
+            if new_keys.iter().any(|n| n.node == k.node) {
+                continue;
+            }
+            if let Node::Parent(p) = next.tree.node(k.node)
+                && ct_eq(&p.encryption_key, &X25519::public_key(&k.private_key))
+            {
+                keys.push(PathKey { node: k.node, private_key: k.private_key.clone() })
+                    .map_err(|_| Error::Capacity)?;
+            }
+        }
+        for k in new_keys {
+            keys.push(k).map_err(|_| Error::Capacity)?;
+        }
+        keys.sort_unstable_by_key(|k| k.node);
+
+        // The new epoch.
+        let tree_hash = next.tree.tree_hash(next.tree.root())?;
+        let gc = GroupContext {
+            group_id: &self.group_id,
+            epoch,
+            tree_hash: &tree_hash,
+            confirmed_transcript_hash: &transcript.confirmed,
+            extensions: &next.extensions,
+        };
+        let n = gc.encode(gc_buf)?;
+        let psk_secret = key_schedule::psk_secret(&psks)?;
+        let secrets = EpochSecrets::derive(
+            init_secret.expose(),
+            commit_secret.expose(),
+            psk_secret.expose(),
+            gc_buf.get(..n).ok_or(Error::Capacity)?,
+        )?;
+        verify_confirmation_tag(secrets.confirmation_key.expose(), &transcript.confirmed, confirmation_tag)?;
+
+        next.epoch = epoch;
+        next.tree_hash = tree_hash;
+        next.confirmed_transcript_hash =
+            heapless::Vec::from_slice(&transcript.confirmed).map_err(|_| Error::Capacity)?;
+        next.interim_transcript_hash = transcript.interim;
+        next.path_keys = keys;
+        next.secrets = secrets.into();
+        Ok(CommitEvent::NewEpoch { epoch })
+    }
+}

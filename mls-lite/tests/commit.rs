@@ -1,0 +1,397 @@
+//! Processing commits (`JoinedGroup::process_commit`) on the mlswg
+//! passive-client vectors:
+//!
+//! - a PublicMessage commit (`passive-client-handling-commit.json`, entry 0)
+//!   and a PrivateMessage commit (the first one of
+//!   `interop-passive/commit.json`) give the published epoch authenticators;
+//! - every single flipped byte of those commits is rejected, without
+//!   panicking, and leaves the observable state (epoch, epoch
+//!   authenticator, tree hash, both transcript hashes, encoded tree, path
+//!   keys) exactly as it was; the intact commit is then accepted;
+//! - a too-small scratch buffer is `BufferTooSmall` and changes nothing;
+//!   a replayed commit is rejected;
+//! - random corruptions and random bytes never panic and change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh_core::Secret;
+use securemesh_mls_lite::Error;
+use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
+use securemesh_mls_lite::crypto::Secret32;
+use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
+use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys, JoinedGroup};
+
+type Group = JoinedGroup<64, 384, 64, 256>;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/mls/");
+
+// ---------------------------------------------------------------------------
+// A minimal JSON reader (the crate has no JSON dependency).
+
+#[derive(Debug)]
+enum Json {
+    Null,
+    Bool,
+    Num,
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or(&Json::Null),
+            _ => &Json::Null,
+        }
+    }
+    fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(a) => a,
+            _ => &[],
+        }
+    }
+    fn hex(&self) -> Vec<u8> {
+        match self {
+            Json::Str(s) => {
+                (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+            }
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+    fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+}
+
+fn parse(text: &str) -> Json {
+    fn ws(b: &[u8], i: &mut usize) {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    }
+    fn value(b: &[u8], i: &mut usize) -> Json {
+        ws(b, i);
+        match b[*i] {
+            b'{' => {
+                *i += 1;
+                let mut fields = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b'}' {
+                        *i += 1;
+                        return Json::Obj(fields);
+                    }
+                    let Json::Str(k) = value(b, i) else { panic!("key") };
+                    ws(b, i);
+                    assert_eq!(b[*i], b':');
+                    *i += 1;
+                    fields.push((k, value(b, i)));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'[' => {
+                *i += 1;
+                let mut items = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b']' {
+                        *i += 1;
+                        return Json::Arr(items);
+                    }
+                    items.push(value(b, i));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'"' => {
+                *i += 1;
+                let start = *i;
+                while b[*i] != b'"' {
+                    *i += 1;
+                }
+                *i += 1;
+                Json::Str(String::from_utf8(b[start..*i - 1].to_vec()).unwrap())
+            }
+            b'n' => {
+                *i += 4;
+                Json::Null
+            }
+            b't' | b'f' => {
+                while b[*i].is_ascii_alphabetic() {
+                    *i += 1;
+                }
+                Json::Bool
+            }
+            _ => {
+                while *i < b.len() && (b[*i].is_ascii_digit() || b[*i] == b'-') {
+                    *i += 1;
+                }
+                Json::Num
+            }
+        }
+    }
+    let mut i = 0;
+    value(text.as_bytes(), &mut i)
+}
+
+// ---------------------------------------------------------------------------
+
+fn secret(bytes: &[u8]) -> Secret32 {
+    Secret::new(bytes.try_into().unwrap())
+}
+
+fn key_package(bytes: &[u8]) -> KeyPackage<'_> {
+    match MlsMessage::from_bytes(bytes).unwrap().body {
+        MlsMessageBody::KeyPackage(k) => k,
+        _ => panic!("not a KeyPackage"),
+    }
+}
+
+fn welcome(bytes: &[u8]) -> Welcome<'_> {
+    match MlsMessage::from_bytes(bytes).unwrap().body {
+        MlsMessageBody::Welcome(w) => w,
+        _ => panic!("not a Welcome"),
+    }
+}
+
+/// Everything observable about the state.
+#[derive(Debug, PartialEq, Eq)]
+struct Observed {
+    epoch: u64,
+    epoch_authenticator: Vec<u8>,
+    tree_hash: Vec<u8>,
+    confirmed: Vec<u8>,
+    interim: Vec<u8>,
+    tree: Vec<u8>,
+    path_keys: Vec<(u32, Vec<u8>)>,
+    own_leaf: u32,
+}
+
+fn observe(g: &Group) -> Observed {
+    let mut tree = vec![0u8; 64 * 1024];
+    let n = g.tree().encode(&mut tree).unwrap();
+    tree.truncate(n);
+    Observed {
+        epoch: g.epoch(),
+        epoch_authenticator: g.epoch_authenticator().expose().to_vec(),
+        tree_hash: g.tree_hash().to_vec(),
+        confirmed: g.confirmed_transcript_hash().to_vec(),
+        interim: g.interim_transcript_hash().to_vec(),
+        tree,
+        path_keys: g.path_keys().iter().map(|k| (k.node, k.private_key.expose().to_vec())).collect(),
+        own_leaf: g.own_leaf(),
+    }
+}
+
+/// Join as entry `e`, process its epochs before `target`, then check that
+/// every flipped byte of epoch `target`'s commit is rejected and changes
+/// nothing, and that the intact commit gives the published authenticator.
+fn flip_test(e: &Json, target: usize) {
+    let kp = e.get("key_package").hex();
+    let w = e.get("welcome").hex();
+    let init = secret(&e.get("init_priv").hex());
+    let enc = secret(&e.get("encryption_priv").hex());
+    let sig = secret(&e.get("signature_priv").hex());
+    let keys = JoinKeys {
+        key_package: key_package(&kp),
+        init_priv: &init,
+        encryption_priv: &enc,
+        signature_priv: &sig,
+    };
+    let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
+    let psk_bytes: Vec<(Vec<u8>, Vec<u8>)> =
+        e.get("external_psks").arr().iter().map(|p| (p.get("psk_id").hex(), p.get("psk").hex())).collect();
+    let psks: Vec<ExternalPsk<'_>> = psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
+    let mut group: Box<Group> = Box::default();
+    let mut spare: Box<Group> = Box::default();
+    let mut cache: Box<ProposalCache> = Box::default();
+    let mut scratch = vec![0u8; Group::scratch_len(w.len())];
+    group.join_into(&welcome(&w), &keys, tree.as_deref(), &psks, &mut scratch).unwrap();
+    assert_eq!(group.epoch_authenticator().expose()[..], e.get("initial_epoch_authenticator").hex()[..]);
+
+    let mut history: Vec<(Vec<u8>, u64, Secret32)> = Vec::new();
+    for (i, epoch) in e.get("epochs").arr().iter().enumerate().take(target + 1) {
+        for p in epoch.get("proposals").arr() {
+            let bytes = p.hex();
+            let mut scratch = vec![0u8; Group::commit_scratch_len(bytes.len())];
+            group.process_proposal(&bytes, &mut cache, &mut scratch).unwrap();
+        }
+        let commit = epoch.get("commit").hex();
+        history.push((group.group_id().to_vec(), group.epoch(), group.secrets().resumption_psk.clone()));
+        let resumption: Vec<ResumptionPsk<'_>> =
+            history.iter().map(|(g, ep, psk)| ResumptionPsk { group_id: g, epoch: *ep, psk }).collect();
+        let store = PskStore { external: &psks, resumption: &resumption };
+        let mut scratch = vec![0u8; Group::commit_scratch_len(commit.len())];
+        if i == target {
+            let before = observe(&group);
+            // Too small a scratch changes nothing.
+            let needed = Group::commit_scratch_len(commit.len());
+            let mut small = vec![0u8; needed - 1];
+            assert_eq!(
+                group.process_commit(&commit, &mut cache, &store, &mut spare, &mut small),
+                Err(Error::BufferTooSmall { needed })
+            );
+            assert_eq!(observe(&group), before);
+            for at in 0..commit.len() {
+                for bit in [0x01u8, 0x80] {
+                    let mut bad = commit.clone();
+                    bad[at] ^= bit;
+                    let r = group.process_commit(&bad, &mut cache, &store, &mut spare, &mut scratch);
+                    assert!(r.is_err(), "byte {at} ^ {bit:#x} accepted: {r:?}");
+                    assert_eq!(observe(&group), before, "byte {at} ^ {bit:#x} changed the state");
+                    assert!(!spare.is_joined());
+                }
+            }
+        }
+        let event = group.process_commit(&commit, &mut cache, &store, &mut spare, &mut scratch).unwrap();
+        assert_eq!(event, CommitEvent::NewEpoch { epoch: group.epoch() });
+        assert_eq!(group.epoch_authenticator().expose()[..], epoch.get("epoch_authenticator").hex()[..]);
+        assert!(cache.is_empty());
+        assert!(!spare.is_joined());
+        if i == target {
+            // A replay (now of a past epoch) is rejected and changes nothing.
+            let after = observe(&group);
+            assert!(group.process_commit(&commit, &mut cache, &store, &mut spare, &mut scratch).is_err());
+            assert_eq!(observe(&group), after);
+            return;
+        }
+    }
+    panic!("no epoch {target}");
+}
+
+fn load(name: &str) -> Json {
+    parse(&std::fs::read_to_string(format!("{DIR}{name}")).unwrap())
+}
+
+#[test]
+fn flipped_public_message_commit_bytes_are_rejected_without_change() {
+    let all = load("passive-client-handling-commit.json");
+    let e = &all.arr()[0];
+    // Both epochs: the second builds on the state the first produced.
+    flip_test(e, 0);
+    flip_test(e, 1);
+}
+
+#[test]
+fn flipped_private_message_commit_bytes_are_rejected_without_change() {
+    let all = load("interop-passive/commit.json");
+    let (e, target) = all
+        .arr()
+        .iter()
+        .find_map(|e| {
+            e.get("epochs").arr().iter().position(|ep| ep.get("commit").hex()[2..4] == [0, 2]).map(|i| (e, i))
+        })
+        .expect("a PrivateMessage commit");
+    flip_test(e, target);
+}
+
+#[test]
+fn proposal_cache_capacity_and_epochs() {
+    let all = load("interop-passive/commit.json");
+    // An entry with proposals before its commit.
+    let e = all
+        .arr()
+        .iter()
+        .find(|e| e.get("epochs").arr().first().is_some_and(|ep| !ep.get("proposals").arr().is_empty()))
+        .expect("an entry with proposals");
+    let kp = e.get("key_package").hex();
+    let w = e.get("welcome").hex();
+    let init = secret(&e.get("init_priv").hex());
+    let enc = secret(&e.get("encryption_priv").hex());
+    let sig = secret(&e.get("signature_priv").hex());
+    let keys = JoinKeys {
+        key_package: key_package(&kp),
+        init_priv: &init,
+        encryption_priv: &enc,
+        signature_priv: &sig,
+    };
+    let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
+    let mut group: Box<Group> = Box::default();
+    let mut scratch = vec![0u8; Group::scratch_len(w.len())];
+    group.join_into(&welcome(&w), &keys, tree.as_deref(), &[], &mut scratch).unwrap();
+    let epoch = &e.get("epochs").arr()[0];
+    let proposal = epoch.get("proposals").arr()[0].hex();
+    let mut scratch = vec![0u8; Group::commit_scratch_len(proposal.len())];
+    // A one-byte cache cannot hold it and stays empty.
+    let mut tiny: ProposalCache<4, 1> = ProposalCache::new();
+    assert_eq!(group.process_proposal(&proposal, &mut tiny, &mut scratch), Err(Error::Capacity));
+    assert!(tiny.is_empty());
+    // Caching twice is idempotent; a flipped byte is rejected.
+    let mut cache: ProposalCache = ProposalCache::new();
+    let r1 = group.process_proposal(&proposal, &mut cache, &mut scratch).unwrap();
+    let r2 = group.process_proposal(&proposal, &mut cache, &mut scratch).unwrap();
+    assert_eq!(r1, r2);
+    assert_eq!(cache.len(), 1);
+    assert!(cache.get(group.epoch(), &r1).is_some());
+    assert!(cache.get(group.epoch() + 1, &r1).is_none());
+    let mut bad = proposal.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(group.process_proposal(&bad, &mut cache, &mut scratch).is_err());
+    assert_eq!(cache.len(), 1);
+}
+
+/// Random multi-byte corruptions and truncations of a commit (and random
+/// bytes) never panic, are rejected, and never change the state.
+#[test]
+fn random_corruptions_never_panic_or_change_state() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::cell::RefCell;
+
+    let all = load("passive-client-handling-commit.json");
+    let e = &all.arr()[0];
+    let kp = e.get("key_package").hex();
+    let w = e.get("welcome").hex();
+    let init = secret(&e.get("init_priv").hex());
+    let enc = secret(&e.get("encryption_priv").hex());
+    let sig = secret(&e.get("signature_priv").hex());
+    let keys = JoinKeys {
+        key_package: key_package(&kp),
+        init_priv: &init,
+        encryption_priv: &enc,
+        signature_priv: &sig,
+    };
+    let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
+    let psk_bytes: Vec<(Vec<u8>, Vec<u8>)> =
+        e.get("external_psks").arr().iter().map(|p| (p.get("psk_id").hex(), p.get("psk").hex())).collect();
+    let psks: Vec<ExternalPsk<'_>> = psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
+    let mut group: Box<Group> = Box::default();
+    let mut scratch = vec![0u8; Group::scratch_len(w.len())];
+    group.join_into(&welcome(&w), &keys, tree.as_deref(), &psks, &mut scratch).unwrap();
+    let commit = e.get("epochs").arr()[0].get("commit").hex();
+    let before = observe(&group);
+    let state = RefCell::new((group, Box::<Group>::default(), Box::<ProposalCache>::default()));
+    let store = PskStore { external: &psks, resumption: &[] };
+    let len = commit.len();
+    let strategy = (
+        proptest::collection::vec((0..len, 1u8..=255), 1..8),
+        0..=len,
+        proptest::collection::vec(any::<u8>(), 0..64),
+    );
+    let mut runner = TestRunner::new(Config { cases: 256, ..Config::default() });
+    runner
+        .run(&strategy, |(flips, cut, noise)| {
+            let mut s = state.borrow_mut();
+            let (group, spare, cache) = &mut *s;
+            let mut bad = commit.clone();
+            for (at, x) in flips {
+                bad[at] ^= x;
+            }
+            bad.truncate(cut.max(1));
+            for input in [&bad[..], &noise[..]] {
+                let mut scratch = vec![0u8; Group::commit_scratch_len(input.len())];
+                prop_assert!(group.process_commit(input, cache, &store, spare, &mut scratch).is_err());
+                prop_assert!(group.process_proposal(input, cache, &mut scratch).is_err());
+                prop_assert_eq!(&observe(group), &before);
+                prop_assert!(cache.is_empty());
+            }
+            Ok(())
+        })
+        .unwrap();
+}
