@@ -11,6 +11,8 @@
 //! labelled derivations, signatures and HPKE encryption of suite 3),
 //! [`key_schedule`] (epoch secrets, PSK secret, exporter, confirmation
 //! tag), [`secret_tree`] (per-sender handshake and application ratchets),
+//! [`sender_ratchets`] (their per-epoch state: use-once keys and a bounded
+//! out-of-order window per sender),
 //! [`tree`] (the ratchet tree: encoding, tree hash, parent hash,
 //! validation), [`treekem`] (UpdatePath merge and path-secret decryption),
 //! [`messages`] (KeyPackage, proposals, Commit, GroupInfo, Welcome and
@@ -38,6 +40,7 @@ pub mod framing;
 pub mod key_schedule;
 pub mod messages;
 pub mod secret_tree;
+pub mod sender_ratchets;
 pub mod transcript;
 pub mod tree;
 pub mod tree_math;

@@ -8,6 +8,7 @@ use crate::tree_math::{self, NodeIndex};
 use securemesh_core::Secret;
 
 /// An AEAD key and nonce of one generation.
+#[derive(Clone)]
 pub struct KeyNonce {
     /// Key.
     pub key: Secret<[u8; NK]>,
@@ -61,6 +62,11 @@ impl Ratchet {
         let mut secret = Secret32::zeroed();
         expand_with_label(leaf_secret.expose(), label, &[], secret.expose_mut())?;
         Ok(Ratchet { secret, generation: 0 })
+    }
+
+    /// A copy for computing ahead without changing this ratchet.
+    pub(crate) fn duplicate(&self) -> Self {
+        Ratchet { secret: self.secret.clone(), generation: self.generation }
     }
 
     /// The generation whose key [`Ratchet::current`] gives.
