@@ -16,15 +16,21 @@
 //! - Runs X3DH and Double Ratchet sessions (`securemesh-ratchet`) between
 //!   two parties on the device, with clear and with encrypted headers
 //!   ([`ratchet`]); prints `ratchet session <passed>/<total>` and
-//!   `ratchet header-encryption ...`, their costs and `ratio` lines, then
+//!   `ratchet header-encryption ...`, their costs and `ratio` lines.
+//! - Runs an MLS passive client (`securemesh-mls-lite`) on one embedded
+//!   ciphersuite-3 entry of the mlswg `passive-client-handling-commit.json`
+//!   vector ([`mls`]): joins from the Welcome, processes every proposal and
+//!   commit, checks every epoch authenticator; prints
+//!   `mls passive-client <passed>/<total>` and the cost of each call, then
 //!   the counted line `firmware: N passed, M failed` (KAT families plus the
-//!   two Noise and the two ratchet runs).
+//!   two Noise runs, the two ratchet runs and the MLS run).
 //! - Exits through semihosting: status 0 only if every family passed and
 //!   every measured operation gave the right result.
 #![no_std]
 #![no_main]
 
 mod measure;
+mod mls;
 mod noise;
 mod ratchet;
 mod test_rng;
@@ -40,9 +46,6 @@ use securemesh_core::{Error, Secret, ct_eq, kat};
 
 use measure::{Cost, Meter, MeterError};
 use test_rng::NotRandomTestRng;
-
-// Not run yet; linked so that `alloc` in it breaks the link.
-use securemesh_mls_lite as _;
 
 /// Body of the sealed-envelope measurement.
 const ENVELOPE_BODY_LEN: usize = 256;
@@ -105,7 +108,10 @@ fn run() -> Result<bool, MeterError> {
     // way; X3DH and Double Ratchet sessions, clear and encrypted headers.
     let noise = noise::run_all(&mut meter, floors.dh, &mut peak)?;
     let ratchet = ratchet::run_all(&mut meter, &floors, &mut peak)?;
-    for family in noise.iter().chain(ratchet.iter()) {
+    // An MLS passive client: join from a Welcome, then every proposal and
+    // commit of one mlswg vector entry.
+    let mls = mls::run_all(&mut meter, &mut peak)?;
+    for family in noise.iter().chain(ratchet.iter()).chain(core::iter::once(&mls)) {
         let verdict = if family.is_ok() { "" } else { " FAILED" };
         hprintln!("{} {}/{}{}", family.name, family.passed, family.total, verdict);
         if family.is_ok() {

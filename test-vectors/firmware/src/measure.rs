@@ -21,7 +21,7 @@ use cortex_m::register::msp;
 const PAINT: u32 = 0xC0DE_5AFE;
 /// Bytes left unpainted just below the painter's own stack pointer.
 const PAINT_GUARD: usize = 64;
-/// Less free stack than this after an operation fails the run: the 16 KiB
+/// Less free stack than this after an operation fails the run: the reserved
 /// budget is (nearly) exhausted. (A real overflow runs off the bottom of RAM
 /// and locks the core up; run.sh's timeout catches that.)
 const STACK_MARGIN: usize = 256;

@@ -95,7 +95,7 @@ pub fn run_all(meter: &mut Meter, dh_instructions: u32, peak: &mut usize) -> Res
 }
 
 /// Transport payload, message and plaintext buffers: static (in `.bss`),
-/// so that they take none of the 16 KiB stack.
+/// so that they take none of the stack.
 struct Buffers {
     data: [u8; TRANSPORT_LEN],
     msg: [u8; TRANSPORT_LEN + OVERHEAD],
