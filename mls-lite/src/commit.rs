@@ -20,6 +20,9 @@
 //!   proposals with caller-provisioned external PSKs), verify the
 //!   confirmation tag and update both transcript hashes.
 //!
+//! The tree part of Add, Update and Remove is also available on its own,
+//! for one proposal at a time, as [`apply_to_tree`].
+//!
 //! Supported proposals: Add, Update, Remove, PreSharedKey (external PSKs
 //! and `application` resumption PSKs, looked up in a caller-kept
 //! [`PskStore`]; the current epoch's resumption PSK is known to the group)
@@ -356,9 +359,8 @@ fn decrypt_path_secret_excluding<const L: usize, const B: usize>(
         &tag,
         scratch,
     )?;
-    if node_key_pair(&secret)?.1 != *node.encryption_key {
-        return Err(Error::Decrypt);
-    }
+    // The derived public key is checked by the caller, which derives this
+    // node's key pair anyway (one X25519 base-point multiplication, not two).
     Ok((p, secret))
 }
 
@@ -394,6 +396,81 @@ fn add_leaf<const L: usize, const B: usize>(
         }
     }
     Ok(leaf)
+}
+
+/// Update (§12.1.2): replace the leaf of `sender` and blank its direct path.
+fn update_leaf<const L: usize, const B: usize>(
+    tree: &mut RatchetTree<L, B>,
+    sender: u32,
+    leaf: &crate::tree::node::LeafNode<'_>,
+) -> Result<(), Error> {
+    tree.set_leaf(sender, Some(leaf.as_bytes()))?;
+    for x in tree_math::direct_path(tree_math::leaf_to_node(sender), tree.leaf_count()) {
+        tree.set_parent(x, None)?;
+    }
+    Ok(())
+}
+
+/// Remove (§12.1.3), without the truncation (which follows all Removes of
+/// a commit): blank the leaf of `removed` and its direct path.
+fn blank_leaf<const L: usize, const B: usize>(
+    tree: &mut RatchetTree<L, B>,
+    removed: u32,
+) -> Result<(), Error> {
+    tree.set_leaf(removed, None)?;
+    for x in tree_math::direct_path(tree_math::leaf_to_node(removed), tree.leaf_count()) {
+        tree.set_parent(x, None)?;
+    }
+    Ok(())
+}
+
+/// What [`apply_to_tree`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeChange {
+    /// An Add put the new member at this leaf.
+    Added(u32),
+    /// An Update replaced the sender's leaf.
+    Updated(u32),
+    /// A Remove blanked this leaf (and the tree was truncated).
+    Removed(u32),
+}
+
+/// Apply one Add, Update or Remove proposal from member `sender` to `tree`
+/// with the tree operations of commit processing (§12.1.1–12.1.3): an Add
+/// takes the leftmost blank leaf (extending the tree when none is blank)
+/// and is listed as unmerged at the non-blank parents above it; an Update
+/// replaces the sender's leaf and blanks its direct path; a Remove blanks
+/// the removed leaf and its direct path and truncates the tree. Other
+/// proposal types are [`Error::Unsupported`].
+///
+/// This is the tree part only: signatures, leaf sources, capabilities and
+/// the other proposal checks of [`JoinedGroup::process_commit`] are not
+/// run (the caller validates; an Update's leaf signature needs the group
+/// id). On error `tree` may be partly changed: apply to a copy.
+pub fn apply_to_tree<const L: usize, const B: usize>(
+    tree: &mut RatchetTree<L, B>,
+    proposal: &Proposal<'_>,
+    sender: u32,
+) -> Result<TreeChange, Error> {
+    match proposal.body {
+        ProposalBody::Add(kp) => add_leaf(tree, &kp.leaf_node).map(TreeChange::Added),
+        ProposalBody::Update(leaf) => {
+            if tree.leaf(sender).is_none() {
+                return Err(Error::Malformed);
+            }
+            update_leaf(tree, sender, &leaf)?;
+            Ok(TreeChange::Updated(sender))
+        }
+        ProposalBody::Remove { removed } => {
+            if tree.leaf(removed).is_none() {
+                return Err(Error::Malformed);
+            }
+            blank_leaf(tree, removed)?;
+            tree.truncate();
+            Ok(TreeChange::Removed(removed))
+        }
+        _ => Err(Error::Unsupported),
+    }
 }
 
 /// `init_secret` of an external commit (§8.3): the receiver side of
@@ -762,20 +839,14 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         for (raw, sender) in &list {
             let p = Proposal::from_bytes(raw)?;
             if let (ProposalBody::Update(leaf), Sender::Member(s)) = (p.body, *sender) {
-                next.tree.set_leaf(s, Some(leaf.as_bytes()))?;
-                for x in tree_math::direct_path(tree_math::leaf_to_node(s), next.tree.leaf_count()) {
-                    next.tree.set_parent(x, None)?;
-                }
+                update_leaf(&mut next.tree, s, &leaf)?;
             }
         }
         let mut any_removed = false;
         for (raw, _) in &list {
             let p = Proposal::from_bytes(raw)?;
             if let ProposalBody::Remove { removed } = p.body {
-                next.tree.set_leaf(removed, None)?;
-                for x in tree_math::direct_path(tree_math::leaf_to_node(removed), next.tree.leaf_count()) {
-                    next.tree.set_parent(x, None)?;
-                }
+                blank_leaf(&mut next.tree, removed)?;
                 any_removed = true;
             }
         }
