@@ -24,8 +24,10 @@
 //! PrivateMessage framing, Add/Update/Remove/PSK/GroupContextExtensions
 //! proposals by value and by reference, external senders, external
 //! commits, UpdatePath, key schedule, confirmation tag and transcript
-//! hashes, transactionally through a caller-lent spare slot). Sending
-//! commits and persisted group state come next.
+//! hashes, transactionally through a caller-lent spare slot), and
+//! [`persist`] (the group state through the `core` persisted-state
+//! envelope, kind `MLS_GROUP`, plain or sealed, restorable in place).
+//! Sending commits comes next.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -39,6 +41,7 @@ mod error;
 pub mod framing;
 pub mod key_schedule;
 pub mod messages;
+pub mod persist;
 pub mod secret_tree;
 pub mod sender_ratchets;
 pub mod transcript;
