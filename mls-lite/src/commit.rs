@@ -302,68 +302,6 @@ fn merge_path<const L: usize, const B: usize>(
     tree.set_leaf(sender, Some(path.leaf_node.as_bytes()))
 }
 
-/// Decrypt the path secret `path` from `sender` carries for `receiver`
-/// (as [`RatchetTree::decrypt_path_secret`]), leaving the leaves in
-/// `exclude` (added by this commit) out of the copath resolutions.
-#[allow(clippy::too_many_arguments)]
-fn decrypt_path_secret_excluding<const L: usize, const B: usize>(
-    tree: &RatchetTree<L, B>,
-    sender: u32,
-    receiver: u32,
-    path: &UpdatePath<'_>,
-    private_key: &dyn Fn(NodeIndex) -> Option<Secret32>,
-    exclude: &[u32],
-    group_context: &[u8],
-    scratch: &mut [u8],
-) -> Result<(NodeIndex, Secret32), Error> {
-    let me = tree_math::leaf_to_node(receiver);
-    let mut target: Option<(usize, NodeIndex, NodeIndex)> = None;
-    let mut i = 0usize;
-    tree.filtered_direct_path(sender, &mut |p, c| {
-        if target.is_none() && tree_math::is_in_subtree(me, c) {
-            target = Some((i, p, c));
-        }
-        i += 1;
-    });
-    let (index, p, copath) = target.ok_or(Error::Malformed)?;
-    let node = path.nodes().nth(index).ok_or(Error::Malformed)??;
-    let mut pos = 0usize;
-    let mut found: Option<(usize, Secret32)> = None;
-    tree.resolution(copath, &mut |d| {
-        if d % 2 == 0 && exclude.contains(&(d / 2)) {
-            return;
-        }
-        if found.is_none()
-            && let Some(k) = private_key(d)
-        {
-            found = Some((pos, k));
-        }
-        pos += 1;
-    });
-    let (j, key) = found.ok_or(Error::Decrypt)?;
-    let (kem_output, ct) = node.ciphertexts().nth(j).ok_or(Error::Malformed)??;
-    let body_len = ct.len().checked_sub(16).ok_or(Error::Decrypt)?;
-    let (body, tag) = ct.split_at(body_len);
-    let tag: [u8; 16] = tag.try_into().map_err(|_| Error::Decrypt)?;
-    if body.len() != NH {
-        return Err(Error::Decrypt);
-    }
-    let mut secret = Secret32::zeroed();
-    secret.expose_mut().copy_from_slice(body);
-    crate::crypto::decrypt_with_label(
-        &key,
-        b"UpdatePathNode",
-        group_context,
-        kem_output,
-        secret.expose_mut(),
-        &tag,
-        scratch,
-    )?;
-    // The derived public key is checked by the caller, which derives this
-    // node's key pair anyway (one X25519 base-point multiplication, not two).
-    Ok((p, secret))
-}
-
 /// Add `new` at the leftmost blank leaf (extending the tree when none is
 /// blank) and list it as unmerged at the non-blank parents above it (§7.7).
 /// Its keys must not be used by another leaf.
@@ -890,8 +828,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
                 };
                 let n = gc.encode(gc_buf)?;
                 let gc_bytes = gc_buf.get(..n).ok_or(Error::Capacity)?;
-                let (from, path_secret) = decrypt_path_secret_excluding(
-                    &next.tree,
+                let (from, path_secret, _) = next.tree.decrypt_path_secret_excluding(
                     committer,
                     self.own_leaf,
                     path,

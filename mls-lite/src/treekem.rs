@@ -184,6 +184,36 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         group_context: &[u8],
         scratch: &mut [u8],
     ) -> Result<(NodeIndex, Secret32), Error> {
+        let (p, secret, expected) = self.decrypt_path_secret_excluding(
+            sender,
+            receiver,
+            path,
+            private_key,
+            &[],
+            group_context,
+            scratch,
+        )?;
+        if node_key_pair(&secret)?.1 != expected {
+            return Err(Error::Decrypt);
+        }
+        Ok((p, secret))
+    }
+
+    /// [`decrypt_path_secret`](Self::decrypt_path_secret) with the leaves in
+    /// `exclude` (added by the same commit) left out of the copath
+    /// resolutions, returning the public key the path gives that node
+    /// unchecked: the caller derives the node's key pair and compares.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decrypt_path_secret_excluding(
+        &self,
+        sender: u32,
+        receiver: u32,
+        path: &UpdatePath<'_>,
+        private_key: &dyn Fn(NodeIndex) -> Option<Secret32>,
+        exclude: &[u32],
+        group_context: &[u8],
+        scratch: &mut [u8],
+    ) -> Result<(NodeIndex, Secret32, [u8; 32]), Error> {
         let me = tree_math::leaf_to_node(receiver);
         let mut target: Option<(usize, NodeIndex, NodeIndex)> = None;
         let mut i = 0usize;
@@ -198,6 +228,9 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         let mut pos = 0usize;
         let mut found: Option<(usize, Secret32)> = None;
         self.resolution(copath, &mut |d| {
+            if d % 2 == 0 && exclude.contains(&(d / 2)) {
+                return;
+            }
             if found.is_none()
                 && let Some(k) = private_key(d)
             {
@@ -224,10 +257,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             &tag,
             scratch,
         )?;
-        if node_key_pair(&secret)?.1 != *node.encryption_key {
-            return Err(Error::Decrypt);
-        }
-        Ok((p, secret))
+        Ok((p, secret, *node.encryption_key))
     }
 
     /// From the path secret at filtered-path node `from`, walk up the rest
