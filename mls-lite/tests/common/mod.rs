@@ -1,0 +1,147 @@
+//! Helpers shared by the MLS integration tests: a small JSON reader for the
+//! mlswg vector files (this crate has no serde) and vector accessors.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh_core::Secret;
+use securemesh_mls_lite::crypto::Secret32;
+use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
+use securemesh_mls_lite::welcome::JoinedGroup;
+
+pub type Group = JoinedGroup<64, 384, 64, 256>;
+
+pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/mls/");
+
+// ---------------------------------------------------------------------------
+// A minimal JSON reader (the crate has no JSON dependency).
+
+#[derive(Debug)]
+pub enum Json {
+    Null,
+    Bool,
+    Num,
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    pub fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or(&Json::Null),
+            _ => &Json::Null,
+        }
+    }
+    pub fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(a) => a,
+            _ => &[],
+        }
+    }
+    pub fn hex(&self) -> Vec<u8> {
+        match self {
+            Json::Str(s) => {
+                (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+            }
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+}
+
+pub fn parse(text: &str) -> Json {
+    pub fn ws(b: &[u8], i: &mut usize) {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    }
+    pub fn value(b: &[u8], i: &mut usize) -> Json {
+        ws(b, i);
+        match b[*i] {
+            b'{' => {
+                *i += 1;
+                let mut fields = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b'}' {
+                        *i += 1;
+                        return Json::Obj(fields);
+                    }
+                    let Json::Str(k) = value(b, i) else { panic!("key") };
+                    ws(b, i);
+                    assert_eq!(b[*i], b':');
+                    *i += 1;
+                    fields.push((k, value(b, i)));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'[' => {
+                *i += 1;
+                let mut items = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b']' {
+                        *i += 1;
+                        return Json::Arr(items);
+                    }
+                    items.push(value(b, i));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'"' => {
+                *i += 1;
+                let start = *i;
+                while b[*i] != b'"' {
+                    *i += 1;
+                }
+                *i += 1;
+                Json::Str(String::from_utf8(b[start..*i - 1].to_vec()).unwrap())
+            }
+            b'n' => {
+                *i += 4;
+                Json::Null
+            }
+            b't' | b'f' => {
+                while b[*i].is_ascii_alphabetic() {
+                    *i += 1;
+                }
+                Json::Bool
+            }
+            _ => {
+                while *i < b.len() && (b[*i].is_ascii_digit() || b[*i] == b'-') {
+                    *i += 1;
+                }
+                Json::Num
+            }
+        }
+    }
+    let mut i = 0;
+    value(text.as_bytes(), &mut i)
+}
+
+// ---------------------------------------------------------------------------
+
+pub fn secret(bytes: &[u8]) -> Secret32 {
+    Secret::new(bytes.try_into().unwrap())
+}
+
+pub fn key_package(bytes: &[u8]) -> KeyPackage<'_> {
+    match MlsMessage::from_bytes(bytes).unwrap().body {
+        MlsMessageBody::KeyPackage(k) => k,
+        _ => panic!("not a KeyPackage"),
+    }
+}
+
+pub fn welcome(bytes: &[u8]) -> Welcome<'_> {
+    match MlsMessage::from_bytes(bytes).unwrap().body {
+        MlsMessageBody::Welcome(w) => w,
+        _ => panic!("not a Welcome"),
+    }
+}
