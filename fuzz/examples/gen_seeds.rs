@@ -9,10 +9,12 @@
 //! `securemesh_fuzz::noise` (fixed keys and ephemerals), so the genuine
 //! messages and packets in them are exactly what the targets rebuild. The
 //! ratchet seeds likewise come from `securemesh_fuzz::ratchet` (fixed
-//! identities, `TestRng` for everything else).
+//! identities, `TestRng` for everything else). The MLS seeds are the
+//! messages of the mlswg vectors in `test-vectors/mls/`, read from the JSON
+//! here (`securemesh_fuzz::mls`), so only the few chosen ones are committed.
 //!
 //! The files are small (`main` prints the total and asserts it stays under
-//! 64 KiB) and committed, so `fuzz/run.sh` needs no extra build to seed the
+//! 96 KiB) and committed, so `fuzz/run.sh` needs no extra build to seed the
 //! targets.
 
 use std::fs;
@@ -24,6 +26,7 @@ use securemesh_core::codec::{VARINT_MAX, Writer};
 use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{self, Header, Persist, StateKind};
 use securemesh_fuzz::codec_ops::*;
+use securemesh_fuzz::mls;
 use securemesh_fuzz::noise::{
     self as nz, DATAGRAM_WORDS, Pattern, SITUATIONS, Situation, datagram_fixture, drive, encode_state,
     join_frames, stream_fixture,
@@ -483,6 +486,75 @@ fn ratchet_state_seeds() -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// `messages.json` entries 0 and 1 (every message type: MLSMessages and bare
+/// structures), and the MLSMessages of the passive-client vectors: a
+/// PublicMessage commit with an UpdatePath, a PublicMessage proposal, a
+/// PrivateMessage commit (interop vectors), a KeyPackage and a Welcome.
+fn mls_decode_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    let all = mls::parse_json(&mls::messages_json());
+    for (i, e) in all.arr().iter().take(2).enumerate() {
+        for (name, value) in e.fields() {
+            v.push((format!("messages_{i}_{name}"), value.hex()));
+        }
+    }
+    let m = mls::commit_member();
+    v.push(("passive_commit_public".into(), m.epochs[0].commit.clone()));
+    v.push(("passive_proposal_public".into(), m.epochs[1].proposals[0].clone()));
+    v.push(("passive_key_package".into(), m.key_package.clone()));
+    v.push(("passive_welcome_ext_tree".into(), mls::welcome_members()[1].welcome.clone()));
+    let interop = mls::parse_json(
+        &fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../test-vectors/mls/interop-passive/commit.json"
+        ))
+        .expect("interop commit.json"),
+    );
+    let private = interop
+        .arr()
+        .iter()
+        .flat_map(|e| e.get("epochs").arr())
+        .map(|ep| ep.get("commit").hex())
+        .find(|c| c[2..4] == [0, 2])
+        .expect("a PrivateMessage commit");
+    v.push(("interop_commit_private".into(), private));
+    v
+}
+
+/// `flags | Welcome`: both joiners, into an empty and into a joined slot,
+/// and a Welcome meant for the other joiner.
+fn mls_welcome_seeds() -> Vec<(String, Vec<u8>)> {
+    let members = mls::welcome_members();
+    let mut v = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        for prejoined in [0u8, 2] {
+            let flags = i as u8 | prejoined;
+            v.push((format!("member{i}_flags{flags}"), [&[flags][..], &m.welcome].concat()));
+        }
+    }
+    v.push(("member0_gets_member1_welcome".into(), [&[0u8][..], &members[1].welcome].concat()));
+    v
+}
+
+/// Frames of genuine handshake messages: the whole vector in order, the
+/// epoch-0 commit alone, the epoch-1 commit before its proposals, a
+/// proposal of the next epoch first, and a replayed commit.
+fn mls_commit_seeds() -> Vec<(String, Vec<u8>)> {
+    let m = mls::commit_member();
+    let (e0, e1) = (&m.epochs[0], &m.epochs[1]);
+    let mut all: Vec<&[u8]> = vec![&e0.commit];
+    all.extend(e1.proposals.iter().map(Vec::as_slice));
+    all.push(&e1.commit);
+    let mut early: Vec<&[u8]> = vec![&e0.commit, &e1.commit];
+    early.extend(e1.proposals.iter().rev().map(Vec::as_slice));
+    vec![
+        ("all_epochs_in_order".into(), nz::join_frames(all)),
+        ("epoch0_commit".into(), nz::join_frames([&e0.commit[..]])),
+        ("epoch1_commit_before_proposals".into(), nz::join_frames(early)),
+        ("next_epoch_proposal_first".into(), nz::join_frames([&e1.proposals[1][..], &e0.commit, &e0.commit])),
+    ]
+}
+
 fn write_dir<N: AsRef<str>>(root: &Path, target: &str, seeds: Vec<(N, Vec<u8>)>) -> usize {
     let dir = root.join(target);
     if dir.exists() {
@@ -515,6 +587,9 @@ fn main() {
     total += write_dir(&root, "ratchet_decrypt", ratchet_decrypt_seeds(false));
     total += write_dir(&root, "ratchet_decrypt_he", ratchet_decrypt_seeds(true));
     total += write_dir(&root, "ratchet_state_decode", ratchet_state_seeds());
-    assert!(total < 64 * 1024, "seeds must stay under 64 KiB, not {total} bytes");
+    total += write_dir(&root, "mls_message_decode", mls_decode_seeds());
+    total += write_dir(&root, "mls_welcome", mls_welcome_seeds());
+    total += write_dir(&root, "mls_commit", mls_commit_seeds());
+    assert!(total < 96 * 1024, "seeds must stay under 96 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }

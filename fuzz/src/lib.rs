@@ -15,6 +15,8 @@
 //! - [`ratchet`]: deterministic ratchet fixtures (fixed identities,
 //!   `TestRng` prekey pools, bundles, initial messages and sessions with
 //!   history) for the `ratchet_*` targets.
+//! - [`mls`]: the MLS-lite passive-client vectors (embedded), a minimal
+//!   JSON reader and group observation for the `mls_*` targets.
 
 use core::convert::Infallible;
 
@@ -23,6 +25,7 @@ use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{Header, Persist, StateKind, StorageKey};
 
+pub mod mls;
 pub mod noise;
 pub mod ratchet;
 

@@ -1,0 +1,393 @@
+//! MLS-lite fixtures for the `mls_*` targets and the seed generator: the
+//! mlswg passive-client vectors of `test-vectors/mls/` (embedded with
+//! `include_str!`, so the targets need no files at run time), read by a
+//! minimal JSON reader, and what the targets observe of a group.
+//!
+//! - [`welcome_members`]: the two joiners of `mls_welcome`:
+//!   `passive-client-welcome.json` entry 0 (ratchet tree in the GroupInfo
+//!   extension, path secret in the GroupSecrets) and entry 6 (ratchet tree
+//!   given out of band, one external PSK);
+//! - [`commit_member`]: the joiner of `mls_commit`:
+//!   `passive-client-handling-commit.json` entry 12 (epoch 0: a
+//!   PublicMessage commit with an UpdatePath; epoch 1: six PublicMessage
+//!   proposals, then the commit that lists them by reference);
+//! - [`Observed`]: everything observable about a group (epoch, epoch
+//!   authenticator, tree hash, both transcript hashes, encoded tree, path
+//!   keys, own leaf);
+//! - [`messages_json`]: the `messages.json` vector text, for the seeds.
+
+use securemesh_core::Secret;
+use securemesh_mls_lite::Error;
+use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
+use securemesh_mls_lite::crypto::Secret32;
+use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
+use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys, JoinedGroup};
+
+/// The group type of the targets (the crate's default capacities, ~50 KB:
+/// keep it in a `static`, never on the stack).
+pub type Group = JoinedGroup;
+
+const PASSIVE_WELCOME: &str = include_str!("../../test-vectors/mls/passive-client-welcome.json");
+const HANDLING_COMMIT: &str = include_str!("../../test-vectors/mls/passive-client-handling-commit.json");
+
+/// The `messages.json` vector (every message type, unauthenticated), read
+/// by the seed generator only.
+pub fn messages_json() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/mls/messages.json"))
+        .expect("messages.json")
+}
+
+// ---------------------------------------------------------------------------
+// A minimal JSON reader (fixtures only: it panics on what it does not know).
+
+/// A JSON value; numbers and booleans are not kept.
+#[derive(Debug)]
+pub enum Json {
+    /// `null`, or a missing key.
+    Null,
+    /// `true` / `false`.
+    Bool,
+    /// A number.
+    Num,
+    /// A string (no escapes).
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object, in order.
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// The value of `key` (`Null` if absent).
+    pub fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or(&Json::Null),
+            _ => &Json::Null,
+        }
+    }
+
+    /// The items of an array (none for anything else).
+    pub fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(a) => a,
+            _ => &[],
+        }
+    }
+
+    /// The fields of an object (none for anything else).
+    pub fn fields(&self) -> &[(String, Json)] {
+        match self {
+            Json::Obj(f) => f,
+            _ => &[],
+        }
+    }
+
+    /// A hex string's bytes.
+    pub fn hex(&self) -> Vec<u8> {
+        match self {
+            Json::Str(s) => unhex(s),
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    /// Whether it is `null` (or missing).
+    pub fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+}
+
+/// Hex to bytes (panics on bad hex).
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// Parse a JSON text.
+pub fn parse_json(text: &str) -> Json {
+    fn ws(b: &[u8], i: &mut usize) {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    }
+    fn value(b: &[u8], i: &mut usize) -> Json {
+        ws(b, i);
+        match b[*i] {
+            b'{' => {
+                *i += 1;
+                let mut fields = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b'}' {
+                        *i += 1;
+                        return Json::Obj(fields);
+                    }
+                    let Json::Str(k) = value(b, i) else { panic!("JSON key") };
+                    ws(b, i);
+                    assert_eq!(b[*i], b':');
+                    *i += 1;
+                    fields.push((k, value(b, i)));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'[' => {
+                *i += 1;
+                let mut items = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b']' {
+                        *i += 1;
+                        return Json::Arr(items);
+                    }
+                    items.push(value(b, i));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'"' => {
+                *i += 1;
+                let start = *i;
+                while b[*i] != b'"' {
+                    *i += 1;
+                }
+                *i += 1;
+                Json::Str(String::from_utf8(b[start..*i - 1].to_vec()).expect("utf-8"))
+            }
+            b'n' => {
+                *i += 4;
+                Json::Null
+            }
+            b't' | b'f' => {
+                while b[*i].is_ascii_alphabetic() {
+                    *i += 1;
+                }
+                Json::Bool
+            }
+            _ => {
+                while *i < b.len() && (b[*i].is_ascii_digit() || b[*i] == b'-') {
+                    *i += 1;
+                }
+                Json::Num
+            }
+        }
+    }
+    let mut i = 0;
+    value(text.as_bytes(), &mut i)
+}
+
+// ---------------------------------------------------------------------------
+// Passive-client entries.
+
+fn secret(bytes: &[u8]) -> Secret32 {
+    Secret::new(bytes.try_into().expect("32-byte key"))
+}
+
+/// One epoch of a passive-client vector.
+pub struct Epoch {
+    /// The proposals (`MLSMessage`s) received before the commit.
+    pub proposals: Vec<Vec<u8>>,
+    /// The commit (`MLSMessage`).
+    pub commit: Vec<u8>,
+    /// The epoch authenticator after the commit.
+    pub epoch_authenticator: Vec<u8>,
+}
+
+/// One passive client of a vector: its keys, the Welcome that adds it and
+/// the epochs it then goes through.
+pub struct Member {
+    /// The KeyPackage (`MLSMessage`).
+    pub key_package: Vec<u8>,
+    /// `init_priv`.
+    pub init_priv: Secret32,
+    /// `encryption_priv`.
+    pub encryption_priv: Secret32,
+    /// `signature_priv`.
+    pub signature_priv: Secret32,
+    /// The Welcome (`MLSMessage`).
+    pub welcome: Vec<u8>,
+    /// The ratchet tree given out of band, if any.
+    pub ratchet_tree: Option<Vec<u8>>,
+    /// External PSKs `(psk_id, psk)`.
+    pub psks: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The epoch authenticator right after the join.
+    pub initial_epoch_authenticator: Vec<u8>,
+    /// Later epochs.
+    pub epochs: Vec<Epoch>,
+}
+
+impl Member {
+    fn from_json(e: &Json) -> Self {
+        let tree = e.get("ratchet_tree");
+        Member {
+            key_package: e.get("key_package").hex(),
+            init_priv: secret(&e.get("init_priv").hex()),
+            encryption_priv: secret(&e.get("encryption_priv").hex()),
+            signature_priv: secret(&e.get("signature_priv").hex()),
+            welcome: e.get("welcome").hex(),
+            ratchet_tree: if tree.is_null() { None } else { Some(tree.hex()) },
+            psks: e
+                .get("external_psks")
+                .arr()
+                .iter()
+                .map(|p| (p.get("psk_id").hex(), p.get("psk").hex()))
+                .collect(),
+            initial_epoch_authenticator: e.get("initial_epoch_authenticator").hex(),
+            epochs: e
+                .get("epochs")
+                .arr()
+                .iter()
+                .map(|ep| Epoch {
+                    proposals: ep.get("proposals").arr().iter().map(Json::hex).collect(),
+                    commit: ep.get("commit").hex(),
+                    epoch_authenticator: ep.get("epoch_authenticator").hex(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The join keys.
+    pub fn keys(&self) -> JoinKeys<'_> {
+        let key_package = match MlsMessage::from_bytes(&self.key_package).expect("key package").body {
+            MlsMessageBody::KeyPackage(k) => k,
+            _ => panic!("not a KeyPackage"),
+        };
+        JoinKeys {
+            key_package,
+            init_priv: &self.init_priv,
+            encryption_priv: &self.encryption_priv,
+            signature_priv: &self.signature_priv,
+        }
+    }
+
+    /// Our KeyPackage.
+    pub fn key_package(&self) -> KeyPackage<'_> {
+        self.keys().key_package
+    }
+
+    /// The external PSKs as the crate takes them.
+    pub fn external_psks(&self) -> Vec<ExternalPsk<'_>> {
+        self.psks.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect()
+    }
+
+    /// The genuine Welcome.
+    pub fn genuine_welcome(&self) -> Welcome<'_> {
+        welcome_of(&self.welcome).expect("genuine welcome")
+    }
+
+    /// Join `slot` from `welcome` (an `MLSMessage`) with our keys, tree and
+    /// PSKs; a message that is not a Welcome is `Malformed` (slot untouched).
+    pub fn join(&self, slot: &mut Group, welcome: &[u8]) -> Result<(), Error> {
+        let w = welcome_of(welcome)?;
+        let mut scratch = vec![0u8; Group::scratch_len(welcome.len())];
+        slot.join_into(&w, &self.keys(), self.ratchet_tree.as_deref(), &self.external_psks(), &mut scratch)
+    }
+}
+
+/// The Welcome in an `MLSMessage`.
+pub fn welcome_of(bytes: &[u8]) -> Result<Welcome<'_>, Error> {
+    match MlsMessage::from_bytes(bytes)?.body {
+        MlsMessageBody::Welcome(w) => Ok(w),
+        _ => Err(Error::Malformed),
+    }
+}
+
+/// The joiners of `mls_welcome` (selector bit 0 picks one).
+pub fn welcome_members() -> [Member; 2] {
+    let all = parse_json(PASSIVE_WELCOME);
+    [Member::from_json(&all.arr()[0]), Member::from_json(&all.arr()[6])]
+}
+
+/// The joiner of `mls_commit`.
+pub fn commit_member() -> Member {
+    Member::from_json(&parse_json(HANDLING_COMMIT).arr()[12])
+}
+
+/// Resumption PSKs kept by a passive client: `(group_id, epoch, psk)` of
+/// every epoch it went through.
+#[derive(Default)]
+pub struct History(pub Vec<(Vec<u8>, u64, Secret32)>);
+
+impl History {
+    /// Remember the current epoch's resumption PSK (call before its commit).
+    pub fn push(&mut self, g: &Group) {
+        if !self.0.iter().any(|(_, e, _)| *e == g.epoch()) {
+            self.0.push((g.group_id().to_vec(), g.epoch(), g.secrets().resumption_psk.clone()));
+        }
+    }
+
+    /// The resumption PSKs in the form `PskStore` takes.
+    pub fn resumption(&self) -> Vec<ResumptionPsk<'_>> {
+        self.0.iter().map(|(g, ep, psk)| ResumptionPsk { group_id: g, epoch: *ep, psk }).collect()
+    }
+}
+
+/// Process the genuine proposals and commit of `epoch` (all must pass);
+/// returns the event of the commit.
+pub fn genuine_epoch(
+    m: &Member,
+    epoch: &Epoch,
+    g: &mut Group,
+    cache: &mut ProposalCache,
+    spare: &mut Group,
+    history: &mut History,
+) -> CommitEvent {
+    for p in &epoch.proposals {
+        let mut scratch = vec![0u8; Group::commit_scratch_len(p.len())];
+        g.process_proposal(p, cache, &mut scratch).expect("genuine proposal accepted");
+    }
+    history.push(g);
+    let psks = m.external_psks();
+    let resumption = history.resumption();
+    let store = PskStore { external: &psks, resumption: &resumption };
+    let mut scratch = vec![0u8; Group::commit_scratch_len(epoch.commit.len())];
+    g.process_commit(&epoch.commit, cache, &store, spare, &mut scratch).expect("genuine commit accepted")
+}
+
+// ---------------------------------------------------------------------------
+
+/// Everything observable about a group's state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// Whether the slot holds a group.
+    pub joined: bool,
+    /// The epoch.
+    pub epoch: u64,
+    /// The epoch authenticator.
+    pub epoch_authenticator: Vec<u8>,
+    /// The tree hash.
+    pub tree_hash: Vec<u8>,
+    /// The confirmed transcript hash.
+    pub confirmed: Vec<u8>,
+    /// The interim transcript hash.
+    pub interim: Vec<u8>,
+    /// The encoded ratchet tree.
+    pub tree: Vec<u8>,
+    /// Our private keys above our leaf `(node, key)`.
+    pub path_keys: Vec<(u32, Vec<u8>)>,
+    /// Our leaf.
+    pub own_leaf: u32,
+    /// The group id.
+    pub group_id: Vec<u8>,
+}
+
+/// Observe `g`.
+pub fn observe(g: &Group) -> Observed {
+    let mut tree = vec![0u8; 64 * 1024];
+    let n = g.tree().encode(&mut tree).expect("tree encodes");
+    tree.truncate(n);
+    Observed {
+        joined: g.is_joined(),
+        epoch: g.epoch(),
+        epoch_authenticator: g.epoch_authenticator().expose().to_vec(),
+        tree_hash: g.tree_hash().to_vec(),
+        confirmed: g.confirmed_transcript_hash().to_vec(),
+        interim: g.interim_transcript_hash().to_vec(),
+        tree,
+        path_keys: g.path_keys().iter().map(|k| (k.node, k.private_key.expose().to_vec())).collect(),
+        own_leaf: g.own_leaf(),
+        group_id: g.group_id().to_vec(),
+    }
+}
