@@ -16,7 +16,6 @@
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
 use securemesh_mls_lite::crypto::Secret32;
-use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys};
 
 mod common;
 use common::*;
@@ -54,27 +53,11 @@ fn observe(g: &Group) -> Observed {
 /// every flipped byte of epoch `target`'s commit is rejected and changes
 /// nothing, and that the intact commit gives the published authenticator.
 fn flip_test(e: &Json, target: usize) {
-    let kp = e.get("key_package").hex();
-    let w = e.get("welcome").hex();
-    let init = secret(&e.get("init_priv").hex());
-    let enc = secret(&e.get("encryption_priv").hex());
-    let sig = secret(&e.get("signature_priv").hex());
-    let keys = JoinKeys {
-        key_package: key_package(&kp),
-        init_priv: &init,
-        encryption_priv: &enc,
-        signature_priv: &sig,
-    };
-    let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
-    let psk_bytes: Vec<(Vec<u8>, Vec<u8>)> =
-        e.get("external_psks").arr().iter().map(|p| (p.get("psk_id").hex(), p.get("psk").hex())).collect();
-    let psks: Vec<ExternalPsk<'_>> = psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
-    let mut group: Box<Group> = Box::default();
+    let psk_bytes = external_psks(e);
+    let psks = psk_refs(&psk_bytes);
+    let mut group = join(e, &psk_bytes);
     let mut spare: Box<Group> = Box::default();
     let mut cache: Box<ProposalCache> = Box::default();
-    let mut scratch = vec![0u8; Group::scratch_len(w.len())];
-    group.join_into(&welcome(&w), &keys, tree.as_deref(), &psks, &mut scratch).unwrap();
-    assert_eq!(group.epoch_authenticator().expose()[..], e.get("initial_epoch_authenticator").hex()[..]);
 
     let mut history: Vec<(Vec<u8>, u64, Secret32)> = Vec::new();
     for (i, epoch) in e.get("epochs").arr().iter().enumerate().take(target + 1) {
@@ -161,21 +144,7 @@ fn proposal_cache_capacity_and_epochs() {
         .iter()
         .find(|e| e.get("epochs").arr().first().is_some_and(|ep| !ep.get("proposals").arr().is_empty()))
         .expect("an entry with proposals");
-    let kp = e.get("key_package").hex();
-    let w = e.get("welcome").hex();
-    let init = secret(&e.get("init_priv").hex());
-    let enc = secret(&e.get("encryption_priv").hex());
-    let sig = secret(&e.get("signature_priv").hex());
-    let keys = JoinKeys {
-        key_package: key_package(&kp),
-        init_priv: &init,
-        encryption_priv: &enc,
-        signature_priv: &sig,
-    };
-    let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
-    let mut group: Box<Group> = Box::default();
-    let mut scratch = vec![0u8; Group::scratch_len(w.len())];
-    group.join_into(&welcome(&w), &keys, tree.as_deref(), &[], &mut scratch).unwrap();
+    let group = join(e, &external_psks(e));
     let epoch = &e.get("epochs").arr()[0];
     let proposal = epoch.get("proposals").arr()[0].hex();
     let mut scratch = vec![0u8; Group::commit_scratch_len(proposal.len())];
@@ -208,24 +177,9 @@ fn random_corruptions_never_panic_or_change_state() {
 
     let all = load("passive-client-handling-commit.json");
     let e = &all.arr()[0];
-    let kp = e.get("key_package").hex();
-    let w = e.get("welcome").hex();
-    let init = secret(&e.get("init_priv").hex());
-    let enc = secret(&e.get("encryption_priv").hex());
-    let sig = secret(&e.get("signature_priv").hex());
-    let keys = JoinKeys {
-        key_package: key_package(&kp),
-        init_priv: &init,
-        encryption_priv: &enc,
-        signature_priv: &sig,
-    };
-    let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
-    let psk_bytes: Vec<(Vec<u8>, Vec<u8>)> =
-        e.get("external_psks").arr().iter().map(|p| (p.get("psk_id").hex(), p.get("psk").hex())).collect();
-    let psks: Vec<ExternalPsk<'_>> = psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
-    let mut group: Box<Group> = Box::default();
-    let mut scratch = vec![0u8; Group::scratch_len(w.len())];
-    group.join_into(&welcome(&w), &keys, tree.as_deref(), &psks, &mut scratch).unwrap();
+    let psk_bytes = external_psks(e);
+    let psks = psk_refs(&psk_bytes);
+    let group = join(e, &psk_bytes);
     let commit = e.get("epochs").arr()[0].get("commit").hex();
     let before = observe(&group);
     let state = RefCell::new((group, Box::<Group>::default(), Box::<ProposalCache>::default()));

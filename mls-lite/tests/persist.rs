@@ -16,7 +16,7 @@ use securemesh_core::envelope::{Persist, StorageKey};
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
 use securemesh_mls_lite::crypto::Secret32;
-use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys};
+use securemesh_mls_lite::welcome::ExternalPsk;
 
 mod common;
 use common::*;
@@ -37,29 +37,8 @@ struct Follow<'e> {
 
 impl<'e> Follow<'e> {
     fn join(e: &'e Json) -> (Self, Box<Group>) {
-        let kp = e.get("key_package").hex();
-        let w = e.get("welcome").hex();
-        let init = secret(&e.get("init_priv").hex());
-        let enc = secret(&e.get("encryption_priv").hex());
-        let sig = secret(&e.get("signature_priv").hex());
-        let keys = JoinKeys {
-            key_package: key_package(&kp),
-            init_priv: &init,
-            encryption_priv: &enc,
-            signature_priv: &sig,
-        };
-        let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
-        let psk_bytes: Vec<(Vec<u8>, Vec<u8>)> = e
-            .get("external_psks")
-            .arr()
-            .iter()
-            .map(|p| (p.get("psk_id").hex(), p.get("psk").hex()))
-            .collect();
-        let psks: Vec<ExternalPsk<'_>> = psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
-        let mut group: Box<Group> = Box::default();
-        let mut scratch = vec![0u8; Group::scratch_len(w.len())];
-        group.join_into(&welcome(&w), &keys, tree.as_deref(), &psks, &mut scratch).unwrap();
-        assert_eq!(group.epoch_authenticator().expose()[..], e.get("initial_epoch_authenticator").hex()[..]);
+        let psk_bytes = external_psks(e);
+        let group = join(e, &psk_bytes);
         (Follow { e, psk_bytes, history: Vec::new() }, group)
     }
 
@@ -78,8 +57,7 @@ impl<'e> Follow<'e> {
         self.history.push((group.group_id().to_vec(), group.epoch(), group.secrets().resumption_psk.clone()));
         let resumption: Vec<ResumptionPsk<'_>> =
             self.history.iter().map(|(g, ep, psk)| ResumptionPsk { group_id: g, epoch: *ep, psk }).collect();
-        let psks: Vec<ExternalPsk<'_>> =
-            self.psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
+        let psks: Vec<ExternalPsk<'_>> = psk_refs(&self.psk_bytes);
         let store = PskStore { external: &psks, resumption: &resumption };
         let mut scratch = vec![0u8; Group::commit_scratch_len(commit.len())];
         let before = group.epoch();

@@ -5,7 +5,7 @@
 use securemesh_core::Secret;
 use securemesh_mls_lite::crypto::Secret32;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
-use securemesh_mls_lite::welcome::JoinedGroup;
+use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys, JoinedGroup};
 
 pub type Group = JoinedGroup<64, 384, 64, 256>;
 
@@ -144,4 +144,37 @@ pub fn welcome(bytes: &[u8]) -> Welcome<'_> {
         MlsMessageBody::Welcome(w) => w,
         _ => panic!("not a Welcome"),
     }
+}
+
+/// The external PSKs of a passive-client entry, as (id, value) pairs.
+pub fn external_psks(e: &Json) -> Vec<(Vec<u8>, Vec<u8>)> {
+    e.get("external_psks").arr().iter().map(|p| (p.get("psk_id").hex(), p.get("psk").hex())).collect()
+}
+
+/// Borrow `external_psks` output as the join and commit APIs take it.
+pub fn psk_refs(bytes: &[(Vec<u8>, Vec<u8>)]) -> Vec<ExternalPsk<'_>> {
+    bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect()
+}
+
+/// Join as passive-client entry `e` (its key package, private keys,
+/// optional ratchet tree and the given external PSKs) and check the
+/// initial epoch authenticator.
+pub fn join(e: &Json, psks: &[(Vec<u8>, Vec<u8>)]) -> Box<Group> {
+    let kp = e.get("key_package").hex();
+    let w = e.get("welcome").hex();
+    let init = secret(&e.get("init_priv").hex());
+    let enc = secret(&e.get("encryption_priv").hex());
+    let sig = secret(&e.get("signature_priv").hex());
+    let keys = JoinKeys {
+        key_package: key_package(&kp),
+        init_priv: &init,
+        encryption_priv: &enc,
+        signature_priv: &sig,
+    };
+    let tree = if e.get("ratchet_tree").is_null() { None } else { Some(e.get("ratchet_tree").hex()) };
+    let mut group: Box<Group> = Box::default();
+    let mut scratch = vec![0u8; Group::scratch_len(w.len())];
+    group.join_into(&welcome(&w), &keys, tree.as_deref(), &psk_refs(psks), &mut scratch).unwrap();
+    assert_eq!(group.epoch_authenticator().expose()[..], e.get("initial_epoch_authenticator").hex()[..]);
+    group
 }
