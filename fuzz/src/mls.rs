@@ -38,7 +38,7 @@ pub fn messages_json() -> String {
 }
 
 // ---------------------------------------------------------------------------
-// A minimal JSON reader (fixtures only: it panics on what it does not know).
+// The vector files, read with serde_json into a small accessor enum.
 
 /// A JSON value; numbers and booleans are not kept.
 #[derive(Debug)]
@@ -49,11 +49,11 @@ pub enum Json {
     Bool,
     /// A number.
     Num,
-    /// A string (no escapes).
+    /// A string.
     Str(String),
     /// An array.
     Arr(Vec<Json>),
-    /// An object, in order.
+    /// An object.
     Obj(Vec<(String, Json)>),
 }
 
@@ -103,79 +103,17 @@ pub fn unhex(s: &str) -> Vec<u8> {
 
 /// Parse a JSON text.
 pub fn parse_json(text: &str) -> Json {
-    fn ws(b: &[u8], i: &mut usize) {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
+    fn conv(v: serde_json::Value) -> Json {
+        match v {
+            serde_json::Value::Null => Json::Null,
+            serde_json::Value::Bool(_) => Json::Bool,
+            serde_json::Value::Number(_) => Json::Num,
+            serde_json::Value::String(s) => Json::Str(s),
+            serde_json::Value::Array(a) => Json::Arr(a.into_iter().map(conv).collect()),
+            serde_json::Value::Object(o) => Json::Obj(o.into_iter().map(|(k, v)| (k, conv(v))).collect()),
         }
     }
-    fn value(b: &[u8], i: &mut usize) -> Json {
-        ws(b, i);
-        match b[*i] {
-            b'{' => {
-                *i += 1;
-                let mut fields = Vec::new();
-                loop {
-                    ws(b, i);
-                    if b[*i] == b'}' {
-                        *i += 1;
-                        return Json::Obj(fields);
-                    }
-                    let Json::Str(k) = value(b, i) else { panic!("JSON key") };
-                    ws(b, i);
-                    assert_eq!(b[*i], b':');
-                    *i += 1;
-                    fields.push((k, value(b, i)));
-                    ws(b, i);
-                    if b[*i] == b',' {
-                        *i += 1;
-                    }
-                }
-            }
-            b'[' => {
-                *i += 1;
-                let mut items = Vec::new();
-                loop {
-                    ws(b, i);
-                    if b[*i] == b']' {
-                        *i += 1;
-                        return Json::Arr(items);
-                    }
-                    items.push(value(b, i));
-                    ws(b, i);
-                    if b[*i] == b',' {
-                        *i += 1;
-                    }
-                }
-            }
-            b'"' => {
-                *i += 1;
-                let start = *i;
-                while b[*i] != b'"' {
-                    *i += 1;
-                }
-                *i += 1;
-                Json::Str(String::from_utf8(b[start..*i - 1].to_vec()).expect("utf-8"))
-            }
-            b'n' => {
-                *i += 4;
-                Json::Null
-            }
-            b't' | b'f' => {
-                while b[*i].is_ascii_alphabetic() {
-                    *i += 1;
-                }
-                Json::Bool
-            }
-            _ => {
-                while *i < b.len() && (b[*i].is_ascii_digit() || b[*i] == b'-') {
-                    *i += 1;
-                }
-                Json::Num
-            }
-        }
-    }
-    let mut i = 0;
-    value(text.as_bytes(), &mut i)
+    conv(serde_json::from_str(text).expect("vector file is JSON"))
 }
 
 // ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ pub type Group = JoinedGroup<64, 384, 64, 256>;
 pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/mls/");
 
 // ---------------------------------------------------------------------------
-// A minimal JSON reader (the crate has no JSON dependency).
+// The vector files, read with serde_json into a small accessor enum.
 
 #[derive(Debug)]
 pub enum Json {
@@ -51,79 +51,17 @@ impl Json {
 }
 
 pub fn parse(text: &str) -> Json {
-    pub fn ws(b: &[u8], i: &mut usize) {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
+    fn conv(v: serde_json::Value) -> Json {
+        match v {
+            serde_json::Value::Null => Json::Null,
+            serde_json::Value::Bool(_) => Json::Bool,
+            serde_json::Value::Number(_) => Json::Num,
+            serde_json::Value::String(s) => Json::Str(s),
+            serde_json::Value::Array(a) => Json::Arr(a.into_iter().map(conv).collect()),
+            serde_json::Value::Object(o) => Json::Obj(o.into_iter().map(|(k, v)| (k, conv(v))).collect()),
         }
     }
-    pub fn value(b: &[u8], i: &mut usize) -> Json {
-        ws(b, i);
-        match b[*i] {
-            b'{' => {
-                *i += 1;
-                let mut fields = Vec::new();
-                loop {
-                    ws(b, i);
-                    if b[*i] == b'}' {
-                        *i += 1;
-                        return Json::Obj(fields);
-                    }
-                    let Json::Str(k) = value(b, i) else { panic!("key") };
-                    ws(b, i);
-                    assert_eq!(b[*i], b':');
-                    *i += 1;
-                    fields.push((k, value(b, i)));
-                    ws(b, i);
-                    if b[*i] == b',' {
-                        *i += 1;
-                    }
-                }
-            }
-            b'[' => {
-                *i += 1;
-                let mut items = Vec::new();
-                loop {
-                    ws(b, i);
-                    if b[*i] == b']' {
-                        *i += 1;
-                        return Json::Arr(items);
-                    }
-                    items.push(value(b, i));
-                    ws(b, i);
-                    if b[*i] == b',' {
-                        *i += 1;
-                    }
-                }
-            }
-            b'"' => {
-                *i += 1;
-                let start = *i;
-                while b[*i] != b'"' {
-                    *i += 1;
-                }
-                *i += 1;
-                Json::Str(String::from_utf8(b[start..*i - 1].to_vec()).unwrap())
-            }
-            b'n' => {
-                *i += 4;
-                Json::Null
-            }
-            b't' | b'f' => {
-                while b[*i].is_ascii_alphabetic() {
-                    *i += 1;
-                }
-                Json::Bool
-            }
-            _ => {
-                while *i < b.len() && (b[*i].is_ascii_digit() || b[*i] == b'-') {
-                    *i += 1;
-                }
-                Json::Num
-            }
-        }
-    }
-    let mut i = 0;
-    value(text.as_bytes(), &mut i)
+    conv(serde_json::from_str(text).expect("vector file is JSON"))
 }
 
 // ---------------------------------------------------------------------------
