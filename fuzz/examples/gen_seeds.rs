@@ -373,7 +373,19 @@ fn ratchet_bundle_seeds() -> Vec<(String, Vec<u8>)> {
 }
 
 fn ratchet_initial_seeds() -> Vec<(String, Vec<u8>)> {
-    rt::initial_fixture().messages.into_iter().map(|m| (m.name.to_string(), m.message)).collect()
+    let mut v = Vec::new();
+    for m in rt::initial_fixture().messages {
+        // Regression (found by this target in CI): bit 255 of `ek_pub`
+        // (prefix offset 129..161) flipped leaves every X25519 result the
+        // same; it must be refused as a non-canonical key.
+        let mut flipped = m.message.clone();
+        if let Some(b) = flipped.get_mut(160) {
+            *b ^= 0x80;
+        }
+        v.push((format!("{}_ek_bit255", m.name), flipped));
+        v.push((m.name.to_string(), m.message));
+    }
+    v
 }
 
 fn ratchet_decrypt_seeds(he: bool) -> Vec<(String, Vec<u8>)> {

@@ -13,7 +13,7 @@
 //! ```
 
 use crate::error::Error;
-use crate::identity::{Identity, PublicIdentity, verify_labeled};
+use crate::identity::{Identity, PublicIdentity, canonical_dh, verify_labeled};
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256};
 
@@ -109,11 +109,15 @@ impl<'a> Bundle<'a> {
             return Err(Error::UnknownVersion);
         }
         let identity = PublicIdentity::from_bytes(&r.read_array()?)?;
-        let signed = SignedPrekeyPublic { id: r.read_u32()?, public: r.read_array()?, sig: r.read_array()? };
+        let signed = SignedPrekeyPublic {
+            id: r.read_u32()?,
+            public: canonical_dh(r.read_array()?)?,
+            sig: r.read_array()?,
+        };
         signed.verify(&identity)?;
         let one_time = match r.read_u8()? {
             0 => None,
-            1 => Some(OneTimePrekeyPublic { id: r.read_u32()?, public: r.read_array()? }),
+            1 => Some(OneTimePrekeyPublic { id: r.read_u32()?, public: canonical_dh(r.read_array()?)? }),
             _ => return Err(Error::Malformed),
         };
         let kem = match r.read_u8()? {

@@ -52,7 +52,7 @@ impl PublicIdentity {
         let (sign, rest) = bytes.split_first_chunk::<32>().ok_or(Error::Malformed)?;
         let (dh, sig) = rest.split_first_chunk::<32>().ok_or(Error::Malformed)?;
         let sig: [u8; 64] = sig.try_into().map_err(|_| Error::Malformed)?;
-        Ok(PublicIdentity { sign: *sign, dh: *dh, sig })
+        Ok(PublicIdentity { sign: *sign, dh: canonical_dh(*dh)?, sig })
     }
 
     /// Check the signature binding `dh` to `sign` (strict Ed25519).
@@ -68,6 +68,15 @@ impl PublicIdentity {
         b.copy_from_slice(&self.dh);
         out
     }
+}
+
+/// `public` if it is a canonical X25519 public key (bit 255 clear, `u < p`),
+/// else `Malformed`. Every X25519 key read from the wire goes through this:
+/// X25519 ignores bit 255, so without it a key has two encodings and a
+/// field that is not authenticated byte for byte (the initial message's
+/// `ek_pub`) could be changed unnoticed.
+pub(crate) fn canonical_dh(public: [u8; 32]) -> Result<[u8; 32], Error> {
+    if X25519::is_canonical(&public) { Ok(public) } else { Err(Error::Malformed) }
 }
 
 /// Verify `sig` over `label || parts...` with a bounded stack buffer.

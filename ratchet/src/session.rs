@@ -14,7 +14,7 @@
 
 use crate::bundle::Bundle;
 use crate::error::Error;
-use crate::identity::{Identity, PublicIdentity};
+use crate::identity::{Identity, PublicIdentity, canonical_dh};
 use crate::kdf::{self, Key32};
 use crate::prekeys::PrekeyPool;
 use crate::skipped::SkippedKeys;
@@ -102,7 +102,7 @@ impl<'a> Initial<'a> {
         // Verified by `respond` after the cheap prekey checks; a repeated
         // initial message is compared byte for byte with the verified one.
         let alice = PublicIdentity::from_bytes_unverified(&r.read_array()?)?;
-        let ek = r.read_array()?;
+        let ek = canonical_dh(r.read_array()?)?;
         let spk_id = r.read_u32()?;
         let opk_id = match r.read_u8()? {
             0 => None,
@@ -150,7 +150,7 @@ struct Header {
 impl Header {
     fn parse(b: &[u8]) -> Result<Header, Error> {
         let mut r = Reader::new(b);
-        let h = Header { dh: r.read_array()?, pn: r.read_u32()?, n: r.read_u32()? };
+        let h = Header { dh: canonical_dh(r.read_array()?)?, pn: r.read_u32()?, n: r.read_u32()? };
         r.finish()?;
         Ok(h)
     }

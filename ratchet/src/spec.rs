@@ -29,7 +29,7 @@
 //!
 //! | Name | Primitive | Notes |
 //! |---|---|---|
-//! | `DH(sk, pk)` | X25519 (RFC 7748) | 32-byte private keys (any 32 bytes; clamped inside the scalar multiplication), 32-byte public keys. An **all-zero result is refused** everywhere (§4, §7). |
+//! | `DH(sk, pk)` | X25519 (RFC 7748) | 32-byte private keys (any 32 bytes; clamped inside the scalar multiplication), 32-byte public keys, which must be **canonical** on the wire: bit 255 clear and `u < 2^255 - 19` (X25519 itself ignores bit 255 and reduces, so other encodings would give the same result unnoticed); any other encoding in a bundle, identity, initial message or ratchet header is `Malformed`. An **all-zero result is refused** everywhere (§4, §7). |
 //! | `Sig` | Ed25519 (RFC 8032, pure) | 32-byte seed, 32-byte public key, 64-byte signature. Signing is deterministic. Verification is **strict** (rejects non-canonical `S`, non-canonical or small-order `A` and `R`), e.g. ed25519-dalek `verify_strict`. |
 //! | `SHA-256`, `HMAC(k, m)` | SHA-256, HMAC-SHA256 (RFC 2104) | |
 //! | `HKDF(salt, ikm, info, L)` | HKDF-SHA256 (RFC 5869) | `HKDF-Expand(HKDF-Extract(salt, ikm), info, L)`. |
@@ -259,7 +259,9 @@
 //! Alice's `sign_pub`/`dh_pub` enter `AD` and `DH1`, and the
 //! `header_encryption` flag selects the X3DH `info` and must match the inner
 //! type. For the *first* initial message Bob processes this suffices (any
-//! change yields `UnknownPrekey`, `Malformed` or `Decrypt`). A *repeated*
+//! change yields `UnknownPrekey`, `Malformed` or `Decrypt`; this needs the
+//! canonical-key rule of §1, since a flipped bit 255 of `ek_pub` leaves
+//! every DH unchanged). A *repeated*
 //! initial message must equal the first one in every prefix field (§8).
 //!
 //! ## 7. The Double Ratchet (\[DR\] §3, header encryption §4)
@@ -425,9 +427,9 @@
 //! |---|---|---|
 //! | `Bundle::decode` | `UnknownVersion` | `version != 1` |
 //! | | `BadSignature` | identity, `spk_sig` or `kem_sig` does not verify (strictly), or a key does not decode |
-//! | | `Malformed` | truncated, count not 0/1, `kem_pub_len > 1568`, trailing bytes |
+//! | | `Malformed` | truncated, count not 0/1, `kem_pub_len > 1568`, trailing bytes, a non-canonical X25519 key (§1) |
 //! | `initiate` | `NonContributory` | an X3DH DH output is all zero |
-//! | `respond` | `Malformed` | not type `0x01`, truncated prefix, flags not 0/1, inner type not matching the flag |
+//! | `respond` | `Malformed` | not type `0x01`, truncated prefix, flags not 0/1, inner type not matching the flag, a non-canonical X25519 key (§1) |
 //! | | `UnknownVersion` | `kem_count != 0` |
 //! | | `BadSignature` | Alice's identity binding signature |
 //! | | `UnknownPrekey` | `spk_id` not held (current, or previous within its grace period), or `opk_id` not held (unknown or already consumed) |

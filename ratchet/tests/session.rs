@@ -218,3 +218,76 @@ fn prekey_pool_lifecycle() {
         Error::UnknownPrekey
     );
 }
+
+/// X25519 ignores bit 255 and accepts unreduced u-coordinates, so every key
+/// has other encodings with the same shared secret. `ek_pub` in the X3DH
+/// prefix is not authenticated byte for byte (found by the
+/// `ratchet_initial_message` fuzz target: bit 255 of `ek_pub` flipped was
+/// accepted); every X25519 key read from the wire must be canonical.
+#[test]
+fn non_canonical_x25519_keys_are_refused() {
+    use securemesh_core::envelope::Persist;
+    let mut rng = TestRng::new(11);
+    let alice = Identity::generate(&mut rng);
+    let bob = Identity::generate(&mut rng);
+    let mut pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
+    let mut buf = [0u8; MAX_BUNDLE_LEN];
+    let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
+    let bundle_bytes = buf[..n].to_vec();
+    let now = Instant(0);
+    let encode = |p: &PrekeyPool<8>| {
+        let mut v = vec![0u8; PrekeyPool::<8>::MAX_ENCODED_LEN];
+        let n = p.encode_state(&mut v).unwrap();
+        v.truncate(n);
+        v
+    };
+
+    // Bundle: identity key (offset 1 + 32), signed prekey (1 + 128 + 4).
+    for at in [1 + 32 + 31, 1 + 128 + 4 + 31] {
+        let mut bad = bundle_bytes.clone();
+        bad[at] ^= 0x80;
+        assert_eq!(Bundle::decode(&bad).unwrap_err(), Error::Malformed, "bundle byte {at}");
+    }
+
+    let bundle = Bundle::decode(&bundle_bytes).unwrap();
+    let mut a: Session = Session::initiate(&alice, &bundle, SessionConfig::default(), &mut rng, now).unwrap();
+    let mut wire = vec![0u8; 1024];
+    let m = a.encrypt(b"first", &mut wire, &mut rng, now).unwrap();
+    let initial = wire[..m].to_vec();
+    let before = encode(&pool);
+    let mut out = vec![0u8; 1024];
+
+    // Initial message: Alice's identity key (offset 1 + 32), `ek_pub` (129)
+    // with bit 255 set, and `ek_pub` as u + p for a small u.
+    let mut unreduced = initial.clone();
+    unreduced[129..161].copy_from_slice(&{
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed + 9;
+        p[31] = 0x7f;
+        p
+    });
+    let mut forgeries = vec![unreduced];
+    for at in [1 + 32 + 31, 129 + 31] {
+        let mut bad = initial.clone();
+        bad[at] ^= 0x80;
+        forgeries.push(bad);
+    }
+    for bad in &forgeries {
+        let r = Session::<128, 128>::respond(&bob, &mut pool, bad, &mut out, SessionConfig::default(), now);
+        assert_eq!(r.map(|(_, n)| n).unwrap_err(), Error::Malformed);
+        assert_eq!(encode(&pool), before, "a refused initial message changed the pool");
+    }
+    let (mut b, k) =
+        Session::<128, 128>::respond(&bob, &mut pool, &initial, &mut out, SessionConfig::default(), now)
+            .unwrap();
+    assert_eq!(&out[..k], b"first");
+
+    // Ratchet header: Bob's ratchet key with bit 255 set.
+    let m = b.encrypt(b"reply", &mut wire, &mut rng, now).unwrap();
+    let reply = wire[..m].to_vec();
+    let mut bad = reply.clone();
+    bad[1 + 31] ^= 0x80;
+    assert_eq!(a.decrypt(&bad, &mut out, now).unwrap_err(), Error::Malformed);
+    let k = a.decrypt(&reply, &mut out, now).unwrap();
+    assert_eq!(&out[..k], b"reply");
+}

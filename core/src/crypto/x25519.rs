@@ -28,6 +28,52 @@ use x25519_dalek::{PublicKey, StaticSecret};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct X25519;
 
+impl X25519 {
+    /// Whether `public` is the canonical encoding of a u-coordinate:
+    /// `u < 2^255 - 19`, so bit 255 is clear and the value is reduced.
+    ///
+    /// RFC 7748 §5 has receivers mask bit 255 and accept unreduced values,
+    /// so every key has a second encoding (bit 255 set) and the nineteen
+    /// smallest a third (`u + p`); all of them give the same shared secret.
+    /// A protocol that does not authenticate the public key's bytes (the
+    /// X3DH prefix of an initial message, for one) must refuse the other
+    /// encodings, or a flipped bit 255 goes through unnoticed. Keys this
+    /// crate produces are always canonical.
+    ///
+    /// ```
+    /// use securemesh_core::crypto::X25519;
+    /// let mut u = [0u8; 32];
+    /// u[0] = 9;
+    /// assert!(X25519::is_canonical(&u));
+    /// u[31] |= 0x80; // bit 255: ignored by X25519, refused here
+    /// assert!(!X25519::is_canonical(&u));
+    /// // p = 2^255 - 19 itself is the unreduced encoding of 0.
+    /// let mut p = [0xffu8; 32];
+    /// p[0] = 0xed;
+    /// p[31] = 0x7f;
+    /// assert!(!X25519::is_canonical(&p));
+    /// p[0] = 0xec; // p - 1
+    /// assert!(X25519::is_canonical(&p));
+    /// ```
+    #[must_use]
+    pub fn is_canonical(public: &[u8; 32]) -> bool {
+        // Compare little-endian `public` with p = 2^255 - 19 from the most
+        // significant byte down. Public keys are public: no constant time.
+        const P: [u8; 32] = {
+            let mut p = [0xffu8; 32];
+            p[0] = 0xed;
+            p[31] = 0x7f;
+            p
+        };
+        for (a, b) in public.iter().rev().zip(P.iter().rev()) {
+            if a != b {
+                return a < b;
+            }
+        }
+        false
+    }
+}
+
 impl Dh for X25519 {
     const NAME: &'static str = "25519";
     type PublicKey = [u8; 32];
