@@ -6,7 +6,7 @@
 //! ratchet tree out of band and an external PSK), bit 1 whether the slot
 //! starts empty or already holds that joiner's genuine group. The message
 //! is joined (if it is a Welcome) with the joiner's keys, tree and PSKs.
-//! The slot is a `static` (the group is ~50 KB, never on the stack).
+//! The slot is a `static` (the group is ~60 KB, never on the stack).
 //!
 //! Properties checked:
 //! - nothing panics;

@@ -23,7 +23,7 @@ use securemesh_mls_lite::crypto::Secret32;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
 use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys, JoinedGroup};
 
-/// The group type of the targets (the crate's default capacities, ~50 KB:
+/// The group type of the targets (the crate's default capacities, ~60 KB:
 /// keep it in a `static`, never on the stack).
 pub type Group = JoinedGroup;
 

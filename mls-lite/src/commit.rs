@@ -38,7 +38,7 @@
 //!
 //! # Transactions and the spare slot
 //!
-//! The state is large (about 50 KB with the default capacities, the tree
+//! The state is large (about 60 KB with the default capacities, the tree
 //! dominates), so neither a copy on the stack nor a heap copy is an option.
 //! The caller lends a **second slot** of the same type (`spare`, e.g. a
 //! second `static`): the commit is computed into `spare` (a node-by-node
@@ -56,18 +56,22 @@
 //! caller should drop the group.
 //!
 //! Not checked here (caller policy, as for the join): KeyPackage
-//! lifetimes, required capabilities, credential trust. PrivateMessage
-//! handshake generations are derived statelessly from the epoch's
-//! encryption secret (up to [`MAX_HANDSHAKE_GENERATION`]); consumed
-//! generations are not tracked.
+//! lifetimes, required capabilities, credential trust.
+//!
+//! PrivateMessage keys come from the group's secret-tree state
+//! ([`SenderRatchets`](crate::sender_ratchets::SenderRatchets)): each
+//! generation opens one message, and a proposal's key is used up when the
+//! proposal is cached (a commit moves to a new epoch and a new secret
+//! tree).
 
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
-use crate::framing::{AuthenticatedContent, Content, SecretTreeKeys, Sender};
+use crate::framing::{AuthenticatedContent, Content, Sender, SenderData};
 use crate::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
 use crate::messages::{
     MlsMessage, MlsMessageBody, Proposal, ProposalBody, ProposalOrRef, Psk, ResumptionPskUsage,
 };
+use crate::secret_tree::RatchetKind;
 use crate::transcript::{TranscriptHashes, verify_confirmation_tag};
 use crate::tree::node::LeafNodeSource;
 use crate::tree::{Node, Parent, RatchetTree};
@@ -85,9 +89,6 @@ pub const EXTERNAL_SENDERS_EXTENSION: u16 = 0x0005;
 
 /// Most proposals one commit may cover.
 pub const MAX_COMMIT_PROPOSALS: usize = 32;
-
-/// Highest handshake-ratchet generation accepted in a PrivateMessage.
-pub const MAX_HANDSHAKE_GENERATION: u32 = 1024;
 
 /// What a processed commit did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -435,7 +436,6 @@ fn external_init_secret(external_secret: &Secret32, kem_output: &[u8]) -> Result
 fn copy_secrets(s: &EpochSecretsKept) -> EpochSecretsKept {
     EpochSecretsKept {
         sender_data: s.sender_data.clone(),
-        encryption: s.encryption.clone(),
         exporter: s.exporter.clone(),
         external: s.external.clone(),
         confirmation_key: s.confirmation_key.clone(),
@@ -515,37 +515,36 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         }
     }
 
-    /// Authenticate a PublicMessage or PrivateMessage of the current epoch.
-    fn authenticate<'p>(
+    /// Authenticate a PublicMessage or PrivateMessage of the current
+    /// epoch, changing nothing. For a PrivateMessage also the sender data,
+    /// whose generation the caller consumes
+    /// ([`SenderRatchets::consume`](crate::sender_ratchets::SenderRatchets::consume))
+    /// once it has used the message.
+    pub(crate) fn authenticate<'p>(
         &self,
         msg: &MlsMessage<'p>,
         plain: &'p mut [u8],
         work: &mut [u8],
-    ) -> Result<AuthenticatedContent<'p>, Error> {
+    ) -> Result<(AuthenticatedContent<'p>, Option<SenderData>), Error> {
         let gc = self.group_context();
         match msg.body {
             MlsMessageBody::PublicMessage(pm) => {
                 let key = self.sender_key(pm.content.sender, &pm.content.content)?;
-                pm.verify(&key, &gc, &self.secrets.membership_key, work)
+                Ok((pm.verify(&key, &gc, &self.secrets.membership_key, work)?, None))
             }
             MlsMessageBody::PrivateMessage(pm) => {
                 if pm.group_id != &self.group_id[..] || pm.epoch != self.epoch {
                     return Err(Error::Malformed);
                 }
-                let keys = SecretTreeKeys::new(
-                    &self.secrets.encryption,
-                    self.tree.leaf_count(),
-                    MAX_HANDSHAKE_GENERATION,
-                );
-                let (_, ac) = pm.unprotect(
+                let (sd, ac) = pm.unprotect(
                     &self.secrets.sender_data,
-                    &keys,
+                    &self.ratchets,
                     |leaf| self.tree.leaf(leaf).map(|l| *l.signature_key),
                     &gc,
                     plain,
                     work,
                 )?;
-                Ok(ac)
+                Ok((ac, Some(sd)))
             }
             _ => Err(Error::Malformed),
         }
@@ -555,9 +554,11 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// PublicMessage or PrivateMessage of the current epoch) and cache it
     /// by its `ProposalRef`, which is returned. `scratch`:
     /// [`commit_scratch_len`](Self::commit_scratch_len)`(message.len())`
-    /// bytes. On error the cache is unchanged.
+    /// bytes. On error the cache and the group are unchanged; on success a
+    /// PrivateMessage's handshake key is used up (a replay is
+    /// [`Error::Decrypt`]).
     pub fn process_proposal<const N: usize, const PB: usize>(
-        &self,
+        &mut self,
         message: &[u8],
         cache: &mut ProposalCache<N, PB>,
         scratch: &mut [u8],
@@ -573,10 +574,14 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         let (plain, work) =
             scratch.split_at_mut_checked(message.len()).ok_or(Error::BufferTooSmall { needed })?;
         let result = (|| {
-            let ac = self.authenticate(&msg, plain, work)?;
+            let (ac, sd) = self.authenticate(&msg, plain, work)?;
             let Content::Proposal(p) = ac.content.content else { return Err(Error::Malformed) };
             let reference = ac.proposal_ref()?;
             cache.insert(self.epoch, reference, ac.content.sender, p.as_bytes())?;
+            if let Some(sd) = sd {
+                // Cannot fail: `authenticate` just derived this key.
+                self.ratchets.consume(sd.leaf_index, sd.generation, RatchetKind::Handshake)?;
+            }
             Ok(reference)
         })();
         plain.fill(0);
@@ -632,7 +637,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         plain: &mut [u8],
         work: &mut [u8],
     ) -> Result<CommitEvent, Error> {
-        let ac = self.authenticate(msg, plain, work)?;
+        let (ac, _) = self.authenticate(msg, plain, work)?;
         let Content::Commit(commit) = ac.content.content else { return Err(Error::Malformed) };
         // An external commit's committer gets its leaf index below.
         let (external, mut committer) = match ac.content.sender {
@@ -903,6 +908,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             heapless::Vec::from_slice(&transcript.confirmed).map_err(|_| Error::Capacity)?;
         next.interim_transcript_hash = transcript.interim;
         next.path_keys = keys;
+        next.ratchets.reset(&secrets.encryption, next.tree.leaf_count())?;
         next.secrets = secrets.into();
         Ok(CommitEvent::NewEpoch { epoch })
     }

@@ -11,8 +11,9 @@
 //! labelled derivations, signatures and HPKE encryption of suite 3),
 //! [`key_schedule`] (epoch secrets, PSK secret, exporter, confirmation
 //! tag), [`secret_tree`] (per-sender handshake and application ratchets),
-//! [`sender_ratchets`] (their per-epoch state: use-once keys and a bounded
-//! out-of-order window per sender),
+//! [`sender_ratchets`] (the epoch's secret tree as state: node secrets
+//! erased once used, use-once keys and a bounded out-of-order window per
+//! sender),
 //! [`tree`] (the ratchet tree: encoding, tree hash, parent hash,
 //! validation), [`treekem`] (UpdatePath merge and path-secret decryption),
 //! [`messages`] (KeyPackage, proposals, Commit, GroupInfo, Welcome and
@@ -26,8 +27,9 @@
 //! commits, UpdatePath, key schedule, confirmation tag and transcript
 //! hashes, transactionally through a caller-lent spare slot), and
 //! [`persist`] (the group state through the `core` persisted-state
-//! envelope, kind `MLS_GROUP`, plain or sealed, restorable in place).
-//! Sending commits comes next.
+//! envelope, kind `MLS_GROUP`, plain or sealed, restorable in place), and
+//! [`application`] (sealing and opening application messages of a joined
+//! group). Sending commits comes next.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -35,6 +37,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod application;
 pub mod commit;
 pub mod crypto;
 mod error;

@@ -1,12 +1,13 @@
 //! Persisted group state: [`JoinedGroup`] through the `core` envelope
 //! ([`securemesh_core::envelope`]), kind [`StateKind::MLS_GROUP`], body
-//! version 1, suite [`SuiteId::DEFAULT`].
+//! version 2, suite [`SuiteId::DEFAULT`]. Version 1 bodies are still read
+//! (migrated, see below).
 //!
 //! The body holds everything commit and proposal processing reads, so a
 //! restored group continues with the next commit exactly as the saved one
 //! would have.
 //!
-//! ## Body, version 1
+//! ## Body, version 2
 //!
 //! All integers are big-endian; `[n]` is `n` raw bytes.
 //!
@@ -28,10 +29,33 @@
 //!   | path_key_count * (node u32 | private_key [32])
 //!                                          nodes strictly increasing, on own leaf's direct path,
 //!                                          each a parent whose encryption_key matches
-//! | sender_data [32] | encryption [32] | exporter [32] | external [32] | confirmation_key [32]
+//! | sender_data [32] | exporter [32] | external [32] | confirmation_key [32]
 //!   | membership_key [32] | resumption_psk [32] | epoch_authenticator [32] | init [32]
 //!                                          the epoch secrets kept (EpochSecretsKept, in this order)
+//! | node_count u16
+//!   | node_count * (node u32 | secret [32])
+//!                                          secret-tree node secrets not used yet, nodes strictly
+//!                                          increasing and below 2 * leaf_count - 1
+//! | ratchet_count u16
+//!   | ratchet_count * (leaf u32 | handshake_secret [32] | handshake_generation u32
+//!                      | application_secret [32] | application_generation u32)
+//!                                          senders' ratchets, leaves strictly increasing
+//!                                          (every leaf has exactly one of: its ratchets, or one
+//!                                          node secret on its path from the root)
+//! | next_seq u64 | skipped_count u16
+//!   | skipped_count * (leaf u32 | kind u8 | generation u32 | seq u64 | key [32] | nonce [12])
+//!                                          skipped keys (kind 0 handshake, 1 application), each of
+//!                                          a leaf with ratchets and below its next generation,
+//!                                          distinct, seq < next_seq, at most 32
 //! ```
+//!
+//! ## Version 1
+//!
+//! Version 1 (before the group kept secret-tree state) has the nine epoch
+//! secrets `sender_data | encryption | exporter | ...` (the secret tree's
+//! root in second place) and nothing after them. It is read as a group
+//! whose secret tree is fresh: only the root secret, no message received.
+//! Encoding always writes version 2.
 //!
 //! The four capacities are part of the state's shape: a state is read only
 //! by a [`JoinedGroup`] of the same const generics (else
@@ -67,7 +91,9 @@
 //! temporary: [`JoinedGroup::decode_state_into`] and
 //! [`JoinedGroup::open_state_into`].
 
-use crate::crypto::{NH, Secret32};
+use crate::crypto::{NH, NN, Secret32};
+use crate::secret_tree::{KeyNonce, Ratchet};
+use crate::sender_ratchets::{OUT_OF_ORDER_TOLERANCE, SKIPPED_KEYS, SenderRatchets, Skipped};
 use crate::tree::{Node, RatchetTree};
 use crate::tree_math;
 use crate::welcome::{EpochSecretsKept, JoinedGroup, PathKey};
@@ -132,7 +158,142 @@ const fn max_path_keys(l: usize) -> usize {
 }
 
 /// Bytes of the kept epoch secrets.
-const SECRETS_LEN: usize = 9 * NH;
+const SECRETS_LEN: usize = 8 * NH;
+/// One leaf's ratchets (a node secret, `4 + NH`, is shorter), one skipped key.
+const RATCHETS_LEN: usize = 4 + 2 * (NH + 4);
+const SKIPPED_LEN: usize = 4 + 1 + 4 + 8 + NH + NN;
+
+/// Most skipped keys a tree of `l` leaves can hold: the store's size, or
+/// [`OUT_OF_ORDER_TOLERANCE`] per leaf and ratchet if that is fewer.
+const fn max_skipped(l: usize) -> usize {
+    let per_tree = max_width(l) * 2 * OUT_OF_ORDER_TOLERANCE as usize;
+    if per_tree < SKIPPED_KEYS { per_tree } else { SKIPPED_KEYS }
+}
+
+/// Bytes of the secret-tree state of a tree of at most `l` leaves. Each
+/// leaf has its ratchets or shares one node secret with others, and a
+/// node secret is shorter than a leaf's ratchets: the longest state has
+/// every leaf's ratchets and no node secret.
+const fn secret_tree_len(l: usize) -> usize {
+    2 + 2 + max_width(l) * RATCHETS_LEN + 8 + 2 + max_skipped(l) * SKIPPED_LEN
+}
+
+fn write_secret_tree<const L: usize>(r: &SenderRatchets<L>, w: &mut Writer<'_>) -> Result<(), Error> {
+    let nodes = (0..2 * L as u32).filter_map(|x| r.node(x).map(|s| (x, s)));
+    w.write_u16(to_u16(nodes.clone().count())?)?;
+    for (x, s) in nodes {
+        w.write_u32(x)?;
+        w.write_bytes(s.expose())?;
+    }
+    let ratchets = r.ratchets.iter().enumerate().filter_map(|(i, k)| k.as_ref().map(|k| (i, k)));
+    w.write_u16(to_u16(ratchets.clone().count())?)?;
+    for (leaf, [h, a]) in ratchets {
+        w.write_u32(u32::try_from(leaf).map_err(|_| Error::LengthOverflow)?)?;
+        for k in [h, a] {
+            w.write_bytes(k.secret.expose())?;
+            w.write_u32(k.generation)?;
+        }
+    }
+    w.write_u64(r.seq)?;
+    // Oldest first, so a reader sees them in eviction order.
+    let mut skipped: heapless::Vec<&Skipped, SKIPPED_KEYS> = r.skipped.iter().flatten().collect();
+    skipped.sort_unstable_by_key(|k| k.seq);
+    w.write_u16(to_u16(skipped.len())?)?;
+    for k in skipped {
+        w.write_u32(k.leaf)?;
+        w.write_u8(k.kind)?;
+        w.write_u32(k.generation)?;
+        w.write_u64(k.seq)?;
+        w.write_bytes(k.key.key.expose())?;
+        w.write_bytes(&k.key.nonce)?;
+    }
+    Ok(())
+}
+
+/// Read the secret-tree state of a tree of `n_leaves` into `r` (empty).
+fn read_secret_tree<const L: usize>(
+    t: &mut SenderRatchets<L>,
+    n_leaves: u32,
+    r: &mut Reader<'_>,
+) -> Result<(), Error> {
+    t.clear();
+    if n_leaves == 0 || n_leaves as usize > L {
+        return Err(Error::InvalidValue);
+    }
+    t.n_leaves = n_leaves;
+    let width = tree_math::node_width(n_leaves);
+    let mut last: Option<u32> = None;
+    for _ in 0..r.read_u16()? {
+        let x = r.read_u32()?;
+        let secret = read_secret(r)?;
+        if x >= width || last.is_some_and(|l| l >= x) {
+            return Err(Error::InvalidValue);
+        }
+        last = Some(x);
+        *t.node_mut(x).ok_or(Error::InvalidValue)? = Some(secret);
+    }
+    let mut last: Option<u32> = None;
+    for _ in 0..r.read_u16()? {
+        let leaf = r.read_u32()?;
+        let mut read = || -> Result<Ratchet, Error> {
+            Ok(Ratchet { secret: read_secret(r)?, generation: r.read_u32()? })
+        };
+        let ratchets = [read()?, read()?];
+        if leaf >= n_leaves || last.is_some_and(|l| l >= leaf) {
+            return Err(Error::InvalidValue);
+        }
+        last = Some(leaf);
+        *t.ratchets.get_mut(leaf as usize).ok_or(Error::InvalidValue)? = Some(ratchets);
+    }
+    // Every leaf has exactly one source of keys.
+    for leaf in 0..n_leaves {
+        let target = tree_math::leaf_to_node(leaf);
+        let on_path = core::iter::once(target)
+            .chain(tree_math::direct_path(target, n_leaves))
+            .filter(|&x| t.node(x).is_some())
+            .count();
+        let own = usize::from(t.ratchets.get(leaf as usize).is_some_and(Option::is_some));
+        if on_path + own != 1 {
+            return Err(Error::InvalidValue);
+        }
+    }
+    t.seq = r.read_u64()?;
+    let count = r.read_u16()?;
+    if usize::from(count) > SKIPPED_KEYS {
+        return Err(Error::InvalidValue);
+    }
+    for _ in 0..count {
+        let leaf = r.read_u32()?;
+        let kind = r.read_u8()?;
+        if kind > 1 {
+            return Err(Error::InvalidValue);
+        }
+        let generation = r.read_u32()?;
+        let seq = r.read_u64()?;
+        let key = KeyNonce { key: read_secret(r)?, nonce: r.read_array()? };
+        let next = t
+            .ratchets
+            .get(leaf as usize)
+            .and_then(Option::as_ref)
+            .and_then(|k| k.get(usize::from(kind)))
+            .map(Ratchet::generation)
+            .ok_or(Error::InvalidValue)?;
+        let duplicate = t
+            .skipped
+            .iter()
+            .flatten()
+            .any(|k| k.seq == seq || (k.leaf == leaf && k.kind == kind && k.generation == generation));
+        // Kept keys are within the tolerance below the newest generation
+        // used (`next - 1`).
+        let too_old = u64::from(generation) + u64::from(OUT_OF_ORDER_TOLERANCE) + 1 < u64::from(next);
+        if generation.saturating_add(1) >= next || too_old || seq >= t.seq || duplicate {
+            return Err(Error::InvalidValue);
+        }
+        let slot = t.skipped.iter_mut().find(|k| k.is_none()).ok_or(Error::InvalidValue)?;
+        *slot = Some(Skipped { leaf, kind, generation, seq, key });
+    }
+    Ok(())
+}
 /// One path key: node and private key.
 const PATH_KEY_LEN: usize = 4 + 32;
 
@@ -203,7 +364,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     }
 
     fn read_body(&mut self, header: &Header, r: &mut Reader<'_>) -> Result<(), Error> {
-        if header.version != 1 {
+        if header.version != 1 && header.version != 2 {
             return Err(Error::UnknownVersion { found: header.version });
         }
         if header.suite != SuiteId::DEFAULT {
@@ -254,9 +415,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             last = Some(node);
             self.path_keys.push(PathKey { node, private_key }).map_err(|_| Error::InvalidValue)?;
         }
+        let sender_data = read_secret(r)?;
+        let v1_encryption = if header.version == 1 { Some(read_secret(r)?) } else { None };
         self.secrets = EpochSecretsKept {
-            sender_data: read_secret(r)?,
-            encryption: read_secret(r)?,
+            sender_data,
             exporter: read_secret(r)?,
             external: read_secret(r)?,
             confirmation_key: read_secret(r)?,
@@ -265,6 +427,12 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             epoch_authenticator: read_secret(r)?,
             init: read_secret(r)?,
         };
+        match v1_encryption {
+            Some(root) => {
+                self.ratchets.reset(&root, self.tree.leaf_count()).map_err(|_| Error::InvalidValue)?
+            }
+            None => read_secret_tree(&mut self.ratchets, self.tree.leaf_count(), r)?,
+        }
         self.joined = true;
         Ok(())
     }
@@ -319,7 +487,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
 
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for JoinedGroup<L, B, G, E> {
     const KIND: StateKind = StateKind::MLS_GROUP;
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
     const MAX_BODY_LEN: usize = 4 * 2 // capacities
         + 2 + G // group_id
         + 8 + NH // epoch, tree_hash
@@ -328,7 +496,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
         + 4 + max_tree_len(L, B) // ratchet_tree
         + 4 + 32 + 32 // own_leaf, leaf and signature private keys
         + 1 + max_path_keys(L) * PATH_KEY_LEN // path keys
-        + SECRETS_LEN;
+        + SECRETS_LEN
+        + secret_tree_len(L);
 
     fn suite(&self) -> SuiteId {
         SuiteId::DEFAULT
@@ -368,7 +537,6 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
         let s = &self.secrets;
         for secret in [
             &s.sender_data,
-            &s.encryption,
             &s.exporter,
             &s.external,
             &s.confirmation_key,
@@ -379,7 +547,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
         ] {
             w.write_bytes(secret.expose())?;
         }
-        Ok(())
+        write_secret_tree(&self.ratchets, w)
     }
 
     fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
@@ -390,9 +558,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::secret_tree::RatchetKind;
     use crate::tree::Parent;
     use securemesh_core::Secret;
     use std::boxed::Box;
@@ -402,7 +571,7 @@ mod tests {
     /// A parseable LeafNode encoding of exactly `len` bytes (basic
     /// credential padded to size, KeyPackage source, empty capabilities and
     /// extensions, a dummy signature).
-    fn leaf_bytes(len: usize, enc: &[u8; 32], sig: &[u8; 32]) -> Vec<u8> {
+    pub(crate) fn leaf_bytes(len: usize, enc: &[u8; 32], sig: &[u8; 32]) -> Vec<u8> {
         let fixed = 33 + 33 + 2 + 5 + 17 + 1 + 66;
         let rem = len - fixed;
         let (hdr, id) = if rem - 1 < 64 { (vec![(rem - 1) as u8], rem - 1) } else { (vec![], rem - 2) };
@@ -475,6 +644,14 @@ mod tests {
         g.signature_private_key = sig_priv;
         g.secrets.init = Secret::new([0x55; NH]);
         g.secrets.epoch_authenticator = Secret::new([0x66; NH]);
+        // Every leaf's ratchets and as many skipped keys as fit.
+        g.ratchets.reset(&Secret::new([0x77; NH]), w).unwrap();
+        for leaf in 0..w {
+            for kind in [RatchetKind::Handshake, RatchetKind::Application] {
+                g.ratchets.consume(leaf, OUT_OF_ORDER_TOLERANCE, kind).unwrap();
+            }
+        }
+        assert_eq!(g.ratchets.skipped_keys(), max_skipped(L));
         g.joined = true;
         g
     }
@@ -503,7 +680,7 @@ mod tests {
         max_is_exact::<64, 384, 64, 256>();
         max_is_exact::<5, 300, 8, 16>();
         max_is_exact::<1, 200, 1, 0>();
-        assert_eq!(JoinedGroup::<64, 384, 64, 256>::MAX_BODY_LEN, 31_612);
+        assert_eq!(JoinedGroup::<64, 384, 64, 256>::MAX_BODY_LEN, 38_410);
     }
 
     #[test]
@@ -550,6 +727,52 @@ mod tests {
         g.tree.set_parent(1, Some(p)).unwrap();
         assert_eq!(g.encode_state(&mut out), Err(Error::InvalidValue));
         assert!(JoinedGroup::<4, 256, 8, 8>::decode_state(&good).is_ok());
+    }
+
+    #[test]
+    fn inconsistent_secret_trees_are_refused() {
+        let refused = |g: &JoinedGroup<4, 256, 8, 8>| {
+            // (Larger than the bound: an extra node secret does not fit.)
+            let mut out = vec![0u8; JoinedGroup::<4, 256, 8, 8>::MAX_ENCODED_LEN + 64];
+            let n = g.encode_state(&mut out).unwrap();
+            let r = JoinedGroup::<4, 256, 8, 8>::decode_state(&out[..n]);
+            assert!(matches!(r, Err(Error::InvalidValue | Error::LengthOverflow)), "{:?}", r.err());
+        };
+        // A node secret on a path whose leaf has its ratchets (its keys
+        // could be derived again), and a leaf with no source of keys.
+        let mut g = max_state::<4, 256, 8, 8>();
+        *g.ratchets.node_mut(1).unwrap() = Some(Secret::new([1; 32]));
+        refused(&g);
+        let mut g = max_state::<4, 256, 8, 8>();
+        g.ratchets.ratchets[2] = None;
+        refused(&g);
+        // A fresh tree and one used partly are fine.
+        let mut g = max_state::<4, 256, 8, 8>();
+        g.ratchets.reset(&Secret::new([5; 32]), 4).unwrap();
+        g.ratchets.consume(2, 3, RatchetKind::Application).unwrap();
+        let bytes = encoded(&*g);
+        let back = JoinedGroup::<4, 256, 8, 8>::decode_state(&bytes).unwrap();
+        assert_eq!(encoded(&back), bytes);
+        assert_eq!(back.ratchets.skipped_keys(), 3);
+        // Skipped keys: at or above the next generation, below the window,
+        // duplicated, from the future of the insertion counter.
+        for case in 0..4 {
+            let mut g = max_state::<4, 256, 8, 8>();
+            let next = g.ratchets.next_generation(0, RatchetKind::Handshake).unwrap();
+            let k = g.ratchets.skipped.iter_mut().flatten().next().unwrap();
+            match case {
+                0 => k.generation = next - 1,
+                1 => k.generation = next.saturating_sub(OUT_OF_ORDER_TOLERANCE + 2),
+                2 => k.seq = g.ratchets.seq,
+                _ => {
+                    let (leaf, kind, generation) = (k.leaf, k.kind, k.generation);
+                    let i = g.ratchets.skipped.iter().rposition(Option::is_some).unwrap();
+                    let last = g.ratchets.skipped[i].as_mut().unwrap();
+                    (last.leaf, last.kind, last.generation) = (leaf, kind, generation);
+                }
+            }
+            refused(&g);
+        }
     }
 
     /// A consistent state derived from the largest one: some leaves (not

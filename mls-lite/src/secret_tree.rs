@@ -48,8 +48,8 @@ pub enum RatchetKind {
 
 /// One sender's ratchet: the secret of the next generation.
 pub struct Ratchet {
-    secret: Secret32,
-    generation: u32,
+    pub(crate) secret: Secret32,
+    pub(crate) generation: u32,
 }
 
 impl Ratchet {

@@ -1,168 +1,358 @@
-//! Per-sender ratchet state of one epoch's secret tree (RFC 9420 §9.1,
-//! §9.2): keys are derived lazily per sender and kind, each generation's
-//! key is used at most once and erased after use (forward secrecy within
-//! the epoch), and a bounded window keeps the keys of generations skipped
-//! over, for messages that arrive out of order.
+//! The secret tree of one epoch as state (RFC 9420 §9, §9.1, §9.2): node
+//! secrets derived on demand and erased once used, per sender a handshake
+//! and an application ratchet whose keys are used once and erased, and a
+//! bounded store of keys skipped over for messages that arrive out of
+//! order.
+//!
+//! Deletion schedule (§9.2): the state starts with the root secret
+//! (`encryption_secret`) only. The first message from a leaf walks from the
+//! root down to it: each node secret on the way is replaced by its two
+//! children's secrets, and the leaf secret by its two ratchets. So on every
+//! root-to-leaf path exactly one node holds a secret or the leaf holds its
+//! ratchets; a secret that was used is gone, and a copy of the state taken
+//! later cannot recompute a key that was consumed before.
+//!
+//! Out of order (§9.1 leaves the policy to the application, as OpenMLS's
+//! `maximum_forward_distance` and `out_of_order_tolerance` do): a message
+//! may be at most [`MAX_FORWARD_DISTANCE`] generations ahead of the next
+//! one expected from its sender and ratchet. Of the generations skipped
+//! over, the keys of the last [`OUT_OF_ORDER_TOLERANCE`] before the newest
+//! generation used are kept, in a store of `SKIPPED` keys shared by all
+//! senders (the oldest evicted first when it is full). Every key opens one
+//! message only.
 //!
 //! Reading is split from consuming so decryption stays a transaction:
 //! [`SenderRatchets::key_nonce`] (also the [`crate::framing::SenderKeys`]
 //! implementation) changes nothing; call [`SenderRatchets::consume`] only
 //! after the whole message authenticated.
 
-use crate::crypto::Secret32;
+use crate::crypto::{Secret32, expand_with_label};
 use crate::error::Error;
-use crate::secret_tree::{KeyNonce, Ratchet, RatchetKind, leaf_secret};
+use crate::secret_tree::{KeyNonce, Ratchet, RatchetKind};
+use crate::tree_math::{self, NodeIndex};
 
-struct Kept {
-    generation: u32,
-    key: KeyNonce,
-    seq: u64,
+/// How far ahead of the next expected generation a message may be (per
+/// sender and ratchet): a forged generation costs at most this many hash
+/// steps. OpenMLS's default `maximum_forward_distance`.
+pub const MAX_FORWARD_DISTANCE: u32 = 1000;
+
+/// How many generations before the newest one used (per sender and
+/// ratchet) stay openable, if their keys were skipped over. OpenMLS's
+/// default `out_of_order_tolerance`.
+pub const OUT_OF_ORDER_TOLERANCE: u32 = 5;
+
+/// How many skipped keys a group keeps (all senders together).
+pub const SKIPPED_KEYS: usize = 32;
+
+/// A key skipped over, kept for a late message.
+pub(crate) struct Skipped {
+    pub(crate) leaf: u32,
+    /// `kind_index` of the ratchet (a plain `u8`, not `RatchetKind`: with
+    /// the enum's niche an empty slot would not be all-zero bytes, and the
+    /// whole state would move from `.bss` to `.data` on a device).
+    pub(crate) kind: u8,
+    pub(crate) generation: u32,
+    /// Insertion order (eviction: the smallest goes first).
+    pub(crate) seq: u64,
+    pub(crate) key: KeyNonce,
 }
 
-struct SenderState<const WINDOW: usize> {
-    next: Ratchet,
-    window: [Option<Kept>; WINDOW],
-    seq: u64,
-}
-
-/// Ratchet state for up to `MAX_LEAVES` senders, each with a window of
-/// `WINDOW` skipped keys per kind (defaults 64 and 4).
+/// The secret-tree state of one epoch for a tree of at most `MAX_LEAVES`
+/// leaves, with at most `SKIPPED` skipped keys kept (defaults 64 and 32;
+/// about 11 KB with the defaults).
 ///
 /// ```
 /// use securemesh_core::Secret;
 /// use securemesh_mls_lite::secret_tree::RatchetKind;
 /// use securemesh_mls_lite::sender_ratchets::SenderRatchets;
-/// let mut r: SenderRatchets<4, 4> = SenderRatchets::new(&Secret::new([7u8; 32]), 4, 100);
+/// let mut r: SenderRatchets<4, 8> = SenderRatchets::new(&Secret::new([7u8; 32]), 4)?;
 /// let k2 = r.key_nonce(1, 2, RatchetKind::Application)?; // out of order: 2 before 0
 /// r.consume(1, 2, RatchetKind::Application)?;
-/// assert!(r.key_nonce(1, 0, RatchetKind::Application).is_ok()); // kept in the window
+/// assert!(r.key_nonce(1, 0, RatchetKind::Application).is_ok()); // kept for a late message
 /// assert!(r.consume(1, 2, RatchetKind::Application).is_err()); // used once only
 /// # let _ = k2;
 /// # Ok::<(), securemesh_mls_lite::Error>(())
 /// ```
-pub struct SenderRatchets<const MAX_LEAVES: usize = 64, const WINDOW: usize = 4> {
-    encryption_secret: Secret32,
-    n_leaves: u32,
-    max_ahead: u32,
-    slots: [[Option<SenderState<WINDOW>>; 2]; MAX_LEAVES],
+pub struct SenderRatchets<const MAX_LEAVES: usize = 64, const SKIPPED: usize = SKIPPED_KEYS> {
+    pub(crate) n_leaves: u32,
+    /// Node secrets not used yet: node `x` at `[x / 2][x % 2]`.
+    pub(crate) nodes: [[Option<Secret32>; 2]; MAX_LEAVES],
+    /// Per leaf, its handshake and application ratchets once derived.
+    pub(crate) ratchets: [Option<[Ratchet; 2]>; MAX_LEAVES],
+    pub(crate) skipped: [Option<Skipped>; SKIPPED],
+    pub(crate) seq: u64,
 }
 
-fn kind_index(kind: RatchetKind) -> usize {
+pub(crate) fn kind_index(kind: RatchetKind) -> usize {
+    usize::from(kind_u8(kind))
+}
+
+pub(crate) fn kind_u8(kind: RatchetKind) -> u8 {
     match kind {
         RatchetKind::Handshake => 0,
         RatchetKind::Application => 1,
     }
 }
 
-impl<const MAX_LEAVES: usize, const WINDOW: usize> SenderRatchets<MAX_LEAVES, WINDOW> {
-    /// The state of an epoch whose secret tree is rooted at
-    /// `encryption_secret` over `n_leaves` leaves. A message may be at most
-    /// `max_ahead` generations beyond the next expected one (bounding the
-    /// work a forged generation can cause).
-    pub fn new(encryption_secret: &Secret32, n_leaves: u32, max_ahead: u32) -> Self {
-        SenderRatchets {
-            encryption_secret: encryption_secret.clone(),
-            n_leaves,
-            max_ahead,
-            slots: [const { [const { None }, const { None }] }; MAX_LEAVES],
-        }
-    }
+/// The two children secrets of a node secret (§9: "tree", "left"/"right").
+fn children(secret: &Secret32) -> Result<(Secret32, Secret32), Error> {
+    let mut left = Secret32::zeroed();
+    expand_with_label(secret.expose(), b"tree", b"left", left.expose_mut())?;
+    let mut right = Secret32::zeroed();
+    expand_with_label(secret.expose(), b"tree", b"right", right.expose_mut())?;
+    Ok((left, right))
+}
 
-    fn fresh(&self, leaf: u32, kind: RatchetKind) -> Result<Ratchet, Error> {
-        if leaf as usize >= MAX_LEAVES {
-            return Err(Error::Capacity);
-        }
-        Ratchet::new(&leaf_secret(&self.encryption_secret, leaf, self.n_leaves)?, kind)
-    }
+/// The ratchets of a leaf secret, handshake first.
+fn leaf_ratchets(secret: &Secret32) -> Result<[Ratchet; 2], Error> {
+    Ok([Ratchet::new(secret, RatchetKind::Handshake)?, Ratchet::new(secret, RatchetKind::Application)?])
+}
 
-    fn state(&self, leaf: u32, kind: RatchetKind) -> Option<&SenderState<WINDOW>> {
-        self.slots.get(leaf as usize).and_then(|s| s.get(kind_index(kind))).and_then(Option::as_ref)
-    }
+/// Where a leaf's keys come from right now.
+enum Source<'s> {
+    /// Its ratchets exist.
+    Ratchets(&'s [Ratchet; 2]),
+    /// An ancestor-or-self node still holds its secret.
+    Node(NodeIndex, &'s Secret32),
+}
 
-    /// The key and nonce of `(leaf, generation, kind)`, without using it:
-    /// from the window for an earlier generation (an error if it was used or
-    /// evicted), or derived ahead on a copy of the ratchet.
-    pub fn key_nonce(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<KeyNonce, Error> {
-        let fresh;
-        let (next, window) = match self.state(leaf, kind) {
-            Some(s) => (&s.next, Some(&s.window)),
-            None => {
-                fresh = self.fresh(leaf, kind)?;
-                (&fresh, None)
-            }
-        };
-        if generation < next.generation() {
-            return window
-                .and_then(|w| w.iter().flatten().find(|k| k.generation == generation))
-                .map(|k| k.key.clone())
-                .ok_or(Error::Decrypt);
-        }
-        if generation - next.generation() > self.max_ahead {
-            return Err(Error::Capacity);
-        }
-        let mut r = next.duplicate();
-        r.advance_to(generation)?;
-        r.current()
-    }
-
-    /// Mark `(leaf, generation, kind)` used, after its message
-    /// authenticated: its key is erased; keys of generations skipped over
-    /// are kept in the window (the oldest evicted when it is full).
-    pub fn consume(&mut self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<(), Error> {
-        if self.state(leaf, kind).is_none() {
-            let next = self.fresh(leaf, kind)?;
-            let slot = self
-                .slots
-                .get_mut(leaf as usize)
-                .and_then(|s| s.get_mut(kind_index(kind)))
-                .ok_or(Error::Capacity)?;
-            *slot = Some(SenderState { next, window: [const { None }; WINDOW], seq: 0 });
-        }
-        let max_ahead = self.max_ahead;
-        let s = self
-            .slots
-            .get_mut(leaf as usize)
-            .and_then(|s| s.get_mut(kind_index(kind)))
-            .and_then(Option::as_mut)
-            .ok_or(Error::Capacity)?;
-        if generation < s.next.generation() {
-            let slot = s.window.iter_mut().find(|k| k.as_ref().is_some_and(|k| k.generation == generation));
-            return match slot {
-                Some(k) => {
-                    *k = None;
-                    Ok(())
-                }
-                None => Err(Error::Decrypt),
-            };
-        }
-        if generation - s.next.generation() > max_ahead {
-            return Err(Error::Capacity);
-        }
-        while s.next.generation() < generation {
-            let key = s.next.current()?;
-            let kept = Kept { generation: s.next.generation(), key, seq: s.seq };
-            s.seq += 1;
-            let slot = match s.window.iter().position(Option::is_none) {
-                Some(free) => free,
-                None => s
-                    .window
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, k)| k.as_ref().map_or(0, |k| k.seq))
-                    .map_or(0, |(i, _)| i),
-            };
-            if let Some(w) = s.window.get_mut(slot) {
-                *w = Some(kept);
-            }
-            s.next.advance()?;
-        }
-        // Erase the key just used.
-        s.next.advance()
+impl<const MAX_LEAVES: usize, const SKIPPED: usize> Default for SenderRatchets<MAX_LEAVES, SKIPPED> {
+    fn default() -> Self {
+        Self::empty()
     }
 }
 
-impl<const MAX_LEAVES: usize, const WINDOW: usize> crate::framing::SenderKeys
-    for SenderRatchets<MAX_LEAVES, WINDOW>
+impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, SKIPPED> {
+    /// A state with no secrets (every lookup fails); `const`, for statics.
+    pub const fn empty() -> Self {
+        SenderRatchets {
+            n_leaves: 0,
+            nodes: [const { [None, None] }; MAX_LEAVES],
+            ratchets: [const { None }; MAX_LEAVES],
+            skipped: [const { None }; SKIPPED],
+            seq: 0,
+        }
+    }
+
+    /// The state of an epoch whose secret tree is rooted at
+    /// `encryption_secret` over `n_leaves` leaves.
+    pub fn new(encryption_secret: &Secret32, n_leaves: u32) -> Result<Self, Error> {
+        let mut s = Self::empty();
+        s.reset(encryption_secret, n_leaves)?;
+        Ok(s)
+    }
+
+    /// Start over for a new epoch (everything of the old one is erased).
+    /// `n_leaves` must be between 1 and `MAX_LEAVES` ([`Error::Capacity`]).
+    pub fn reset(&mut self, encryption_secret: &Secret32, n_leaves: u32) -> Result<(), Error> {
+        if n_leaves == 0 || n_leaves as usize > MAX_LEAVES {
+            return Err(Error::Capacity);
+        }
+        self.clear();
+        self.n_leaves = n_leaves;
+        *self.node_mut(tree_math::root(n_leaves)).ok_or(Error::Capacity)? = Some(encryption_secret.clone());
+        Ok(())
+    }
+
+    /// Erase everything (as [`SenderRatchets::empty`]).
+    pub fn clear(&mut self) {
+        self.n_leaves = 0;
+        self.nodes.iter_mut().flatten().for_each(|n| *n = None);
+        self.ratchets.iter_mut().for_each(|r| *r = None);
+        self.skipped.iter_mut().for_each(|k| *k = None);
+        self.seq = 0;
+    }
+
+    /// The number of leaves of the epoch's tree (0 when empty).
+    pub fn leaf_count(&self) -> u32 {
+        self.n_leaves
+    }
+
+    /// Number of skipped keys kept.
+    pub fn skipped_keys(&self) -> usize {
+        self.skipped.iter().flatten().count()
+    }
+
+    pub(crate) fn node(&self, x: NodeIndex) -> Option<&Secret32> {
+        self.nodes.get(x as usize / 2).and_then(|p| p.get(x as usize % 2)).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn node_mut(&mut self, x: NodeIndex) -> Option<&mut Option<Secret32>> {
+        self.nodes.get_mut(x as usize / 2).and_then(|p| p.get_mut(x as usize % 2))
+    }
+
+    /// The path from the root down to `leaf`'s node, root first, in a
+    /// fixed buffer (at most 32 nodes: depth is below 32 for u32 indices).
+    fn path_down(&self, leaf: u32) -> Result<([NodeIndex; 32], usize), Error> {
+        if leaf >= self.n_leaves {
+            return Err(Error::Malformed);
+        }
+        let target = tree_math::leaf_to_node(leaf);
+        let mut path = [0; 32];
+        let mut len = 0;
+        let mut x = tree_math::root(self.n_leaves);
+        loop {
+            *path.get_mut(len).ok_or(Error::Capacity)? = x;
+            len += 1;
+            if x == target {
+                return Ok((path, len));
+            }
+            x = if target < x { tree_math::left(x) } else { tree_math::right(x) }.ok_or(Error::Malformed)?;
+        }
+    }
+
+    fn source(&self, leaf: u32) -> Result<Source<'_>, Error> {
+        if let Some(r) = self.ratchets.get(leaf as usize).and_then(Option::as_ref) {
+            return Ok(Source::Ratchets(r));
+        }
+        let (path, len) = self.path_down(leaf)?;
+        path.get(..len)
+            .and_then(|p| p.iter().find_map(|&x| self.node(x).map(|s| Source::Node(x, s))))
+            .ok_or(Error::Malformed)
+    }
+
+    /// The next generation of `(leaf, kind)` (0 before its first message).
+    pub fn next_generation(&self, leaf: u32, kind: RatchetKind) -> Result<u32, Error> {
+        match self.source(leaf)? {
+            Source::Ratchets(r) => r.get(kind_index(kind)).map(Ratchet::generation).ok_or(Error::Malformed),
+            Source::Node(..) => Ok(0),
+        }
+    }
+
+    fn find_skipped(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Option<usize> {
+        self.skipped.iter().position(|k| {
+            k.as_ref()
+                .is_some_and(|k| k.leaf == leaf && k.kind == kind_u8(kind) && k.generation == generation)
+        })
+    }
+
+    /// Whether `(leaf, generation, kind)` can be opened: a kept skipped key
+    /// ([`Error::Decrypt`] if it was used, evicted or never kept) or at most
+    /// [`MAX_FORWARD_DISTANCE`] ahead ([`Error::Capacity`] beyond).
+    fn check(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<Option<usize>, Error> {
+        let next = self.next_generation(leaf, kind)?;
+        if generation < next {
+            return self.find_skipped(leaf, generation, kind).map(Some).ok_or(Error::Decrypt);
+        }
+        if generation - next > MAX_FORWARD_DISTANCE {
+            return Err(Error::Capacity);
+        }
+        Ok(None)
+    }
+
+    /// The key and nonce of `(leaf, generation, kind)`, without using it:
+    /// a kept skipped key, or derived ahead on copies.
+    pub fn key_nonce(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<KeyNonce, Error> {
+        if let Some(i) = self.check(leaf, generation, kind)? {
+            return self.skipped.get(i).and_then(Option::as_ref).map(|k| k.key.clone()).ok_or(Error::Decrypt);
+        }
+        let mut ratchet = match self.source(leaf)? {
+            Source::Ratchets(r) => r.get(kind_index(kind)).ok_or(Error::Malformed)?.duplicate(),
+            Source::Node(from, secret) => {
+                let target = tree_math::leaf_to_node(leaf);
+                let mut x = from;
+                let mut secret = secret.clone();
+                while x != target {
+                    let (l, r) = children(&secret)?;
+                    (x, secret) = if target < x {
+                        (tree_math::left(x).ok_or(Error::Malformed)?, l)
+                    } else {
+                        (tree_math::right(x).ok_or(Error::Malformed)?, r)
+                    };
+                }
+                Ratchet::new(&secret, kind)?
+            }
+        };
+        ratchet.advance_to(generation)?;
+        ratchet.current()
+    }
+
+    /// Mark `(leaf, generation, kind)` used, after its message
+    /// authenticated: the node secrets down to the leaf are replaced by
+    /// their children, the key is erased, keys of the generations skipped
+    /// over within [`OUT_OF_ORDER_TOLERANCE`] are kept. Fails (changing
+    /// nothing) exactly when [`key_nonce`](Self::key_nonce) would.
+    pub fn consume(&mut self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<(), Error> {
+        if let Some(i) = self.check(leaf, generation, kind)? {
+            if let Some(k) = self.skipped.get_mut(i) {
+                *k = None;
+            }
+            return Ok(());
+        }
+        self.materialize(leaf)?;
+        let ki = kind_index(kind);
+        let floor = generation.saturating_sub(OUT_OF_ORDER_TOLERANCE);
+        loop {
+            let r = self
+                .ratchets
+                .get_mut(leaf as usize)
+                .and_then(Option::as_mut)
+                .and_then(|r| r.get_mut(ki))
+                .ok_or(Error::Malformed)?;
+            let g = r.generation();
+            if g >= generation {
+                // Erase the key just used.
+                r.advance()?;
+                break;
+            }
+            let key = if g >= floor { Some(r.current()?) } else { None };
+            r.advance()?;
+            if let Some(key) = key {
+                self.keep(Skipped { leaf, kind: kind_u8(kind), generation: g, seq: 0, key });
+            }
+        }
+        // Keys that fell out of the window of this sender and ratchet.
+        for k in &mut self.skipped {
+            if k.as_ref().is_some_and(|k| k.leaf == leaf && k.kind == kind_u8(kind) && k.generation < floor) {
+                *k = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Derive `leaf`'s ratchets, erasing the node secrets used on the way.
+    fn materialize(&mut self, leaf: u32) -> Result<(), Error> {
+        if self.ratchets.get(leaf as usize).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let (path, len) = self.path_down(leaf)?;
+        let path = path.get(..len).ok_or(Error::Malformed)?;
+        let start = path.iter().position(|&x| self.node(x).is_some()).ok_or(Error::Malformed)?;
+        for &x in path.get(start..len.saturating_sub(1)).ok_or(Error::Malformed)? {
+            let secret = self.node_mut(x).and_then(Option::take).ok_or(Error::Malformed)?;
+            let (l, r) = children(&secret)?;
+            let (lx, rx) =
+                (tree_math::left(x).ok_or(Error::Malformed)?, tree_math::right(x).ok_or(Error::Malformed)?);
+            *self.node_mut(lx).ok_or(Error::Capacity)? = Some(l);
+            *self.node_mut(rx).ok_or(Error::Capacity)? = Some(r);
+        }
+        let secret =
+            self.node_mut(tree_math::leaf_to_node(leaf)).and_then(Option::take).ok_or(Error::Malformed)?;
+        *self.ratchets.get_mut(leaf as usize).ok_or(Error::Capacity)? = Some(leaf_ratchets(&secret)?);
+        Ok(())
+    }
+
+    /// Store a skipped key, evicting the oldest when the store is full.
+    pub(crate) fn keep(&mut self, mut k: Skipped) {
+        k.seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let slot = match self.skipped.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => self
+                .skipped
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.as_ref().map_or(0, |s| s.seq))
+                .map_or(0, |(i, _)| i),
+        };
+        if let Some(s) = self.skipped.get_mut(slot) {
+            *s = Some(k);
+        }
+    }
+}
+
+impl<const MAX_LEAVES: usize, const SKIPPED: usize> crate::framing::SenderKeys
+    for SenderRatchets<MAX_LEAVES, SKIPPED>
 {
     fn key_nonce(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<KeyNonce, Error> {
         SenderRatchets::key_nonce(self, leaf, generation, kind)
@@ -180,13 +370,17 @@ mod tests {
         a.key.expose() == b.key.expose() && a.nonce == b.nonce
     }
 
+    fn secrets_held<const L: usize, const S: usize>(r: &SenderRatchets<L, S>) -> usize {
+        r.nodes.iter().flatten().flatten().count()
+    }
+
     #[test]
     fn matches_the_stateless_derivation_in_any_order_and_uses_each_key_once() {
         let secret = Secret::new([0x5au8; 32]);
         let stateless = SecretTreeKeys::new(&secret, 8, 1000);
-        let mut r: SenderRatchets<8, 4> = SenderRatchets::new(&secret, 8, 1000);
+        let mut r: SenderRatchets<8, 8> = SenderRatchets::new(&secret, 8).unwrap();
         let kind = RatchetKind::Application;
-        // Generations 3, 0, 2, 1 of leaf 5: a window of 4 keeps them all.
+        // Generations 3, 0, 2, 1 of leaf 5.
         for g in [3u32, 0, 2, 1] {
             let k = r.key_nonce(5, g, kind).unwrap();
             assert!(same(&k, &stateless.key_nonce(5, g, kind).unwrap()), "generation {g}");
@@ -194,27 +388,64 @@ mod tests {
             assert_eq!(r.consume(5, g, kind), Err(Error::Decrypt), "generation {g} used twice");
             assert!(r.key_nonce(5, g, kind).is_err());
         }
-        // The other kind and other leaves are independent.
-        let h = r.key_nonce(5, 0, RatchetKind::Handshake).unwrap();
-        assert!(same(&h, &stateless.key_nonce(5, 0, RatchetKind::Handshake).unwrap()));
+        assert_eq!(r.skipped_keys(), 0);
+        // The other kind and every other leaf, in any order.
+        for leaf in [0u32, 7, 4, 5, 1, 6, 2, 3] {
+            for kind in [RatchetKind::Handshake, RatchetKind::Application] {
+                let g = r.next_generation(leaf, kind).unwrap();
+                let k = r.key_nonce(leaf, g, kind).unwrap();
+                assert!(same(&k, &stateless.key_nonce(leaf, g, kind).unwrap()), "leaf {leaf}");
+                r.consume(leaf, g, kind).unwrap();
+            }
+        }
+        // Every node secret was used and erased; only ratchets remain.
+        assert_eq!(secrets_held(&r), 0);
+        assert!(r.ratchets.iter().all(Option::is_some));
+        assert_eq!(r.key_nonce(8, 0, kind).err(), Some(Error::Malformed));
     }
 
     #[test]
-    fn window_evicts_the_oldest_and_bounds_the_look_ahead() {
+    fn deletion_schedule_keeps_one_secret_per_path() {
+        let mut r: SenderRatchets<8, 8> = SenderRatchets::new(&Secret::new([3u8; 32]), 8).unwrap();
+        assert_eq!(secrets_held(&r), 1);
+        // Leaf 0: root 7 -> 3, 11; 3 -> 1, 5; 1 -> 0, 2; leaf 0 -> ratchets.
+        r.consume(0, 0, RatchetKind::Handshake).unwrap();
+        let held: std::vec::Vec<u32> = (0..15).filter(|&x| r.node(x).is_some()).collect();
+        assert_eq!(held, [2, 5, 11]);
+        // Reading another leaf derives on copies only.
+        r.key_nonce(6, 0, RatchetKind::Application).unwrap();
+        assert_eq!(secrets_held(&r), 3);
+    }
+
+    #[test]
+    fn window_and_forward_distance() {
         let secret = Secret::new([1u8; 32]);
-        let mut r: SenderRatchets<2, 2> = SenderRatchets::new(&secret, 2, 10);
+        let mut r: SenderRatchets<2, 4> = SenderRatchets::new(&secret, 2).unwrap();
         let kind = RatchetKind::Handshake;
-        r.consume(0, 4, kind).unwrap(); // skips 0..4: the window keeps 2 and 3
-        assert!(r.key_nonce(0, 0, kind).is_err());
-        assert!(r.key_nonce(0, 1, kind).is_err());
-        assert!(r.key_nonce(0, 2, kind).is_ok());
-        assert!(r.key_nonce(0, 3, kind).is_ok());
-        assert_eq!(r.key_nonce(0, 16, kind).err(), Some(Error::Capacity));
-        assert!(r.key_nonce(0, 15, kind).is_ok());
-        // Reading changes nothing: generation 3 is still there after reads.
-        assert!(r.key_nonce(0, 3, kind).is_ok());
-        r.consume(0, 3, kind).unwrap();
-        assert!(r.key_nonce(0, 3, kind).is_err());
-        assert_eq!(r.key_nonce(2, 0, kind).err(), Some(Error::Capacity));
+        // Generation 8 skips 0..8: keys of 3..8 are within the tolerance of 5,
+        // and the store of 4 keeps the newest four of them.
+        r.consume(0, 8, kind).unwrap();
+        assert_eq!(r.skipped_keys(), 4);
+        for g in 0..=3 {
+            assert_eq!(r.key_nonce(0, g, kind).err(), Some(Error::Decrypt), "generation {g}");
+        }
+        for g in 4..8 {
+            assert!(r.key_nonce(0, g, kind).is_ok(), "generation {g}");
+        }
+        // Forward distance from the next expected generation (9).
+        assert!(r.key_nonce(0, 9 + MAX_FORWARD_DISTANCE, kind).is_ok());
+        assert_eq!(r.key_nonce(0, 10 + MAX_FORWARD_DISTANCE, kind).err(), Some(Error::Capacity));
+        assert_eq!(r.consume(0, 10 + MAX_FORWARD_DISTANCE, kind), Err(Error::Capacity));
+        // Moving on to 20 drops this sender's keys older than 15.
+        r.consume(0, 20, kind).unwrap();
+        for g in 4..8 {
+            assert!(r.key_nonce(0, g, kind).is_err(), "generation {g}");
+        }
+        assert!(r.key_nonce(0, 19, kind).is_ok());
+        // Reading changes nothing; consuming erases.
+        r.consume(0, 19, kind).unwrap();
+        assert!(r.key_nonce(0, 19, kind).is_err());
+        assert_eq!(r.key_nonce(2, 0, kind).err(), Some(Error::Malformed));
+        assert_eq!(SenderRatchets::<2, 4>::new(&secret, 3).err(), Some(Error::Capacity));
     }
 }

@@ -35,6 +35,7 @@ use crate::crypto::{self, NH, NK, NN, Secret32};
 use crate::error::Error;
 use crate::key_schedule::{EpochSecrets, GroupContext, PskInput};
 use crate::messages::{GroupInfo, GroupSecrets, KeyPackage, Psk, Welcome};
+use crate::sender_ratchets::SenderRatchets;
 use crate::transcript::{InterimTranscriptHashInput, verify_confirmation_tag};
 use crate::tree::{Node, RatchetTree};
 use crate::tree_math::{self, NodeIndex};
@@ -191,12 +192,13 @@ pub fn find_extension(extensions: &[u8], ty: u16) -> Result<Option<&[u8]>, Error
 
 /// The secrets of the current epoch a member keeps (§8): everything the
 /// key schedule produced except `joiner_secret` and `welcome_secret`,
-/// which a member never needs again. All zeroize on drop.
+/// which a member never needs again, and `encryption_secret`, which lives
+/// on only as the root of the epoch's secret tree
+/// ([`SenderRatchets`](crate::sender_ratchets::SenderRatchets), erased there
+/// once used, §9.2). All zeroize on drop.
 pub struct EpochSecretsKept {
     /// `sender_data_secret` (PrivateMessage sender data).
     pub sender_data: Secret32,
-    /// `encryption_secret` (root of the secret tree).
-    pub encryption: Secret32,
     /// `exporter_secret`.
     pub exporter: Secret32,
     /// `external_secret` (external commits).
@@ -219,7 +221,6 @@ impl EpochSecretsKept {
         const Z: Secret32 = Secret::new([0; NH]);
         EpochSecretsKept {
             sender_data: Z,
-            encryption: Z,
             exporter: Z,
             external: Z,
             confirmation_key: Z,
@@ -239,10 +240,10 @@ impl Default for EpochSecretsKept {
 
 impl From<EpochSecrets> for EpochSecretsKept {
     fn from(s: EpochSecrets) -> Self {
-        // `joiner` and `welcome` are dropped (and zeroized) with `s`.
+        // `joiner`, `welcome` and `encryption` are dropped (and zeroized)
+        // with `s`.
         EpochSecretsKept {
             sender_data: s.sender_data.clone(),
-            encryption: s.encryption.clone(),
             exporter: s.exporter.clone(),
             external: s.external.clone(),
             confirmation_key: s.confirmation_key.clone(),
@@ -269,7 +270,7 @@ pub struct PathKey {
 /// most `GROUP_ID_BYTES` and GroupContext extensions of at most
 /// `EXTENSION_BYTES` bytes.
 ///
-/// The state is large (the tree dominates: about 49 KB with the defaults),
+/// The state is large (the tree dominates: about 60 KB with the defaults),
 /// so it is built in place: make an empty one once ([`JoinedGroup::new`],
 /// e.g. in a `static`) and [`join_into`](JoinedGroup::join_into) it.
 ///
@@ -297,6 +298,7 @@ pub struct JoinedGroup<
     pub(crate) signature_private_key: Secret32,
     pub(crate) path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS>,
     pub(crate) secrets: EpochSecretsKept,
+    pub(crate) ratchets: SenderRatchets<MAX_LEAVES>,
 }
 
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Default for JoinedGroup<L, B, G, E> {
@@ -322,6 +324,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             signature_private_key: Secret::new([0; NH]),
             path_keys: heapless::Vec::new(),
             secrets: EpochSecretsKept::zeroed(),
+            ratchets: SenderRatchets::empty(),
         }
     }
 
@@ -340,6 +343,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         self.signature_private_key = Secret32::zeroed();
         self.path_keys.clear();
         self.secrets = EpochSecretsKept::zeroed();
+        self.ratchets.clear();
     }
 
     /// Scratch bytes [`join_into`](Self::join_into) needs at most for a
@@ -527,6 +531,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         self.leaf_private_key = keys.encryption_priv.clone();
         self.signature_private_key = keys.signature_priv.clone();
         self.path_keys = path_keys;
+        self.ratchets.reset(&epoch_secrets.encryption, self.tree.leaf_count())?;
         self.secrets = epoch_secrets.into();
         self.joined = true;
         Ok(())

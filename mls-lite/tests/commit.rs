@@ -16,6 +16,7 @@
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
 use securemesh_mls_lite::crypto::Secret32;
+use securemesh_mls_lite::messages::{MlsMessage, WireFormat};
 
 mod common;
 use common::*;
@@ -138,33 +139,45 @@ fn flipped_private_message_commit_bytes_are_rejected_without_change() {
 #[test]
 fn proposal_cache_capacity_and_epochs() {
     let all = load("interop-passive/commit.json");
-    // An entry with proposals before its commit.
-    let e = all
-        .arr()
-        .iter()
-        .find(|e| e.get("epochs").arr().first().is_some_and(|ep| !ep.get("proposals").arr().is_empty()))
-        .expect("an entry with proposals");
-    let group = join(e, &external_psks(e));
-    let epoch = &e.get("epochs").arr()[0];
-    let proposal = epoch.get("proposals").arr()[0].hex();
-    let mut scratch = vec![0u8; Group::commit_scratch_len(proposal.len())];
-    // A one-byte cache cannot hold it and stays empty.
-    let mut tiny: ProposalCache<4, 1> = ProposalCache::new();
-    assert_eq!(group.process_proposal(&proposal, &mut tiny, &mut scratch), Err(Error::Capacity));
-    assert!(tiny.is_empty());
-    // Caching twice is idempotent; a flipped byte is rejected.
-    let mut cache: ProposalCache = ProposalCache::new();
-    let r1 = group.process_proposal(&proposal, &mut cache, &mut scratch).unwrap();
-    let r2 = group.process_proposal(&proposal, &mut cache, &mut scratch).unwrap();
-    assert_eq!(r1, r2);
-    assert_eq!(cache.len(), 1);
-    assert!(cache.get(group.epoch(), &r1).is_some());
-    assert!(cache.get(group.epoch() + 1, &r1).is_none());
-    let mut bad = proposal.clone();
-    let last = bad.len() - 1;
-    bad[last] ^= 1;
-    assert!(group.process_proposal(&bad, &mut cache, &mut scratch).is_err());
-    assert_eq!(cache.len(), 1);
+    for wire_format in [WireFormat::PublicMessage, WireFormat::PrivateMessage] {
+        // An entry whose first epoch starts with a proposal in this framing.
+        let first = |e: &Json| {
+            e.get("epochs").arr().first().and_then(|ep| ep.get("proposals").arr().first().map(Json::hex))
+        };
+        let e = all
+            .arr()
+            .iter()
+            .find(|e| {
+                first(e).is_some_and(|p| MlsMessage::from_bytes(&p).unwrap().wire_format() == wire_format)
+            })
+            .expect("an entry with proposals");
+        let mut group = join(e, &external_psks(e));
+        let proposal = first(e).unwrap();
+        let mut scratch = vec![0u8; Group::commit_scratch_len(proposal.len())];
+        // A one-byte cache cannot hold it and stays empty.
+        let mut tiny: ProposalCache<4, 1> = ProposalCache::new();
+        assert_eq!(group.process_proposal(&proposal, &mut tiny, &mut scratch), Err(Error::Capacity));
+        assert!(tiny.is_empty());
+        // A PublicMessage proposal may be cached twice (idempotent); a
+        // PrivateMessage one uses up its handshake key, so the replay is
+        // refused. A flipped byte is rejected.
+        let mut cache: ProposalCache = ProposalCache::new();
+        let r1 = group.process_proposal(&proposal, &mut cache, &mut scratch).unwrap();
+        let again = group.process_proposal(&proposal, &mut cache, &mut scratch);
+        if wire_format == WireFormat::PrivateMessage {
+            assert_eq!(again, Err(Error::Decrypt));
+        } else {
+            assert_eq!(again, Ok(r1));
+        }
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(group.epoch(), &r1).is_some());
+        assert!(cache.get(group.epoch() + 1, &r1).is_none());
+        let mut bad = proposal.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(group.process_proposal(&bad, &mut cache, &mut scratch).is_err());
+        assert_eq!(cache.len(), 1);
+    }
 }
 
 /// Random multi-byte corruptions and truncations of a commit (and random

@@ -20,6 +20,7 @@ use securemesh_mls_lite::messages::{
     WireFormat, proposal_type,
 };
 use securemesh_mls_lite::secret_tree::{self, Ratchet, RatchetKind};
+use securemesh_mls_lite::sender_ratchets::SenderRatchets;
 use securemesh_mls_lite::transcript::{self, TranscriptHashes};
 use securemesh_mls_lite::tree::RatchetTree;
 use securemesh_mls_lite::tree_math;
@@ -245,6 +246,27 @@ fn secret_tree_entry(e: &Value) -> Result<(), String> {
     let enc = Secret::new(<[u8; NH]>::try_from(h(&e["encryption_secret"])?).map_err(|_| "length")?);
     let leaves = e["leaves"].as_array().ok_or("leaves")?;
     let n = leaves.len() as u32;
+    // The group's stateful secret tree (node secrets erased as used) must
+    // give the same keys, each once, with leaves visited in reverse.
+    let mut state: Box<SenderRatchets<32>> =
+        Box::new(SenderRatchets::new(&enc, n).map_err(|e| format!("secret tree state: {e}"))?);
+    for (leaf, gens) in leaves.iter().enumerate().rev() {
+        for g in gens.as_array().ok_or("generations")? {
+            let gen_ = u(&g["generation"])? as u32;
+            for (kind, k) in
+                [("handshake", RatchetKind::Handshake), ("application", RatchetKind::Application)]
+            {
+                let what = format!("state: leaf {leaf} gen {gen_} {kind}");
+                let kn = state.key_nonce(leaf as u32, gen_, k).map_err(|e| format!("{what}: {e}"))?;
+                eq(&format!("{what} key"), kn.key.expose(), &h(&g[format!("{kind}_key")])?)?;
+                eq(&format!("{what} nonce"), &kn.nonce, &h(&g[format!("{kind}_nonce")])?)?;
+                state.consume(leaf as u32, gen_, k).map_err(|e| format!("{what}: {e}"))?;
+                if state.key_nonce(leaf as u32, gen_, k).is_ok() {
+                    return Err(format!("{what}: key still available after use"));
+                }
+            }
+        }
+    }
     for (leaf, gens) in leaves.iter().enumerate() {
         let ls = secret_tree::leaf_secret(&enc, leaf as u32, n).map_err(|e| e.to_string())?;
         let mut hs = Ratchet::new(&ls, RatchetKind::Handshake).map_err(|e| e.to_string())?;
@@ -1048,8 +1070,8 @@ pub fn continue_passive(
     Ok(())
 }
 
-/// The golden file of the persisted MLS group state, version 1
-/// (`state/mls-group-v1.json`): groups encoded by the code of that version
+/// A golden file of the persisted MLS group state
+/// (`state/mls-group-v<N>.json`): groups encoded by the code of version N
 /// after joining a passive-client vector entry (and processing some of its
 /// epochs).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -1073,30 +1095,43 @@ pub struct GroupCase {
     pub encoded: String,
 }
 
-fn check_group_case(c: &GroupCase, mls_dir: &Path) -> Result<(), String> {
+fn check_group_case(c: &GroupCase, version: u16, mls_dir: &Path) -> Result<(), String> {
     use securemesh_core::envelope::Persist;
     let encoded = h(&Value::String(c.encoded.clone()))?;
     let mut group: Box<Group> = Box::default();
     group.decode_state_into(&encoded).map_err(|x| format!("decode: {x}"))?;
     let mut out = vec![0u8; Group::MAX_ENCODED_LEN];
     let n = group.encode_state(&mut out).map_err(|x| format!("encode: {x}"))?;
-    eq("re-encoding", out.get(..n).ok_or("length")?, &encoded)?;
+    let again = out.get(..n).ok_or("length")?;
+    if version == Group::VERSION {
+        eq("re-encoding", again, &encoded)?;
+    } else {
+        // An older version is migrated: it re-encodes as the current one,
+        // which decodes and re-encodes byte-identically.
+        let mut current: Box<Group> = Box::default();
+        current.decode_state_into(again).map_err(|x| format!("decode migrated: {x}"))?;
+        let mut out2 = vec![0u8; Group::MAX_ENCODED_LEN];
+        let n2 = current.encode_state(&mut out2).map_err(|x| format!("encode migrated: {x}"))?;
+        eq("migrated re-encoding", out2.get(..n2).ok_or("length")?, again)?;
+    }
     let entries = load(&mls_dir.join(&c.vector))?;
     let e = entries.get(c.entry).ok_or("no such vector entry")?;
     continue_passive(&mut group, e, c.epochs_done, None)
 }
 
-/// Check the MLS group state golden file: each case decodes, re-encodes
-/// byte-identically and continues its vector's remaining epochs.
-pub fn group_state_v1(golden: &Path, mls_dir: &Path) -> Report {
-    let mut r = Report::new("state mls-group-v1");
+/// Check an MLS group state golden file of body `version`
+/// (`state/mls-group-v{version}.json`): each case decodes, re-encodes
+/// (byte-identically for the current version; migrated, then stable, for
+/// older ones) and continues its vector's remaining epochs.
+pub fn group_state(golden: &Path, version: u16, mls_dir: &Path) -> Report {
+    let mut r = Report::new(format!("state mls-group-v{version}"));
     let parsed: Result<GroupGolden, String> = std::fs::read_to_string(golden)
         .map_err(|e| e.to_string())
         .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()));
     match parsed {
         Ok(g) => {
             for (i, c) in g.cases.iter().enumerate() {
-                r.record(&format!("mls-group-v1[{i}]"), check_group_case(c, mls_dir));
+                r.record(&format!("mls-group-v{version}[{i}]"), check_group_case(c, version, mls_dir));
             }
         }
         Err(e) => r.record(&golden.display().to_string(), Err(e)),
@@ -1156,6 +1191,7 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         skip_passive_client_random(&dir.join("suite1-only/passive-client-random.json")),
         // The persisted group state's golden file lives beside the vectors
         // (`state/`), and is checked against them.
-        group_state_v1(&dir.parent().unwrap_or(dir).join("state/mls-group-v1.json"), dir),
+        group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v1.json"), 1, dir),
+        group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v2.json"), 2, dir),
     ]
 }

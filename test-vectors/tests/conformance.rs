@@ -43,6 +43,7 @@ fn every_supported_vector_passes() {
         "mls interop-passive external_join 6/6",
         "mls passive-client-random skipped 1 (ciphersuite 1: needs AES-128-GCM, not in this profile)",
         "state mls-group-v1 3/3",
+        "state mls-group-v2 3/3",
     ] {
         assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
     }

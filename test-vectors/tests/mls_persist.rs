@@ -1,11 +1,12 @@
-//! The persisted MLS group state's golden file (`state/mls-group-v1.json`)
-//! and the tree-operations vector: a changed byte fails its case.
+//! The persisted MLS group state's golden files (`state/mls-group-v1.json`,
+//! read by migration, and `state/mls-group-v2.json`) and the
+//! tree-operations vector: a changed byte fails its case.
 
 use securemesh_core::envelope::Persist;
 use securemesh_test_vectors::mls::{self, GroupCase, GroupGolden};
 use securemesh_test_vectors::vectors_dir;
 
-/// The cases of the v1 golden file: (vector, entry, epochs processed before encoding).
+/// The cases of the golden files: (vector, entry, epochs processed before encoding).
 const CASES: [(&str, usize, usize); 3] = [
     ("passive-client-handling-commit.json", 0, 0),
     ("passive-client-handling-commit.json", 6, 1),
@@ -14,8 +15,10 @@ const CASES: [(&str, usize, usize); 3] = [
 
 #[test]
 fn group_golden_passes_and_a_changed_byte_fails() {
+    let r = mls::group_state(&vectors_dir().join("state/mls-group-v2.json"), 2, &vectors_dir().join("mls"));
+    assert!(r.is_ok() && r.total == CASES.len(), "{}: {:?}", r.line(), r.failures);
     let path = vectors_dir().join("state/mls-group-v1.json");
-    let r = mls::group_state_v1(&path, &vectors_dir().join("mls"));
+    let r = mls::group_state(&path, 1, &vectors_dir().join("mls"));
     assert!(r.is_ok() && r.total == CASES.len(), "{}: {:?}", r.line(), r.failures);
 
     let mut golden: GroupGolden = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -31,7 +34,7 @@ fn group_golden_passes_and_a_changed_byte_fails() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("mls-group-v1.json");
     std::fs::write(&bad, serde_json::to_string(&golden).unwrap()).unwrap();
-    let r = mls::group_state_v1(&bad, &vectors_dir().join("mls"));
+    let r = mls::group_state(&bad, 1, &vectors_dir().join("mls"));
     assert_eq!((r.passed, r.total), (CASES.len() - 2, CASES.len()), "{:?}", r.failures);
     assert!(r.failures[0].starts_with("mls-group-v1[0]: epoch 0 commit"), "{:?}", r.failures);
     assert!(r.failures[1].starts_with("mls-group-v1[1]: decode"), "{:?}", r.failures);
@@ -61,13 +64,14 @@ fn a_changed_tree_operations_byte_fails_its_vector() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Writes the v1 golden file from today's code. Run once per released
-/// version (`cargo test -p securemesh-test-vectors -- --ignored`); it never
-/// overwrites an existing file.
+/// Writes the golden file of the current version from today's code. Run
+/// once per released version (`cargo test -p securemesh-test-vectors --
+/// --ignored`); it never overwrites an existing file.
 #[test]
 #[ignore]
-fn write_mls_group_v1_golden() {
-    let path = vectors_dir().join("state/mls-group-v1.json");
+fn write_mls_group_golden() {
+    let version = mls::Group::VERSION;
+    let path = vectors_dir().join(format!("state/mls-group-v{version}.json"));
     assert!(!path.exists(), "golden files are never rewritten");
     let mut cases = Vec::new();
     for (vector, entry, epochs_done) in CASES {
@@ -79,10 +83,11 @@ fn write_mls_group_v1_golden() {
         cases.push(GroupCase { vector: vector.into(), entry, epochs_done, encoded: hex::encode(&out[..n]) });
     }
     let golden = GroupGolden {
-        source: "securemesh-mls-lite persisted group state (JoinedGroup<64, 384, 64, 256>), body version 1, \
-                 after joining mlswg passive-client vector entries (see mls/README.md); written by \
-                 securemesh, MIT OR Apache-2.0"
-            .into(),
+        source: format!(
+            "securemesh-mls-lite persisted group state (JoinedGroup<64, 384, 64, 256>), body version \
+             {version}, after joining mlswg passive-client vector entries (see mls/README.md); written by \
+             securemesh, MIT OR Apache-2.0"
+        ),
         cases,
     };
     std::fs::write(&path, serde_json::to_string_pretty(&golden).unwrap() + "\n").unwrap();

@@ -1,0 +1,315 @@
+//! Application messages of a joined group (RFC 9420 §6.3, §15.2): sealed
+//! as PrivateMessages with our leaf's application ratchet, opened with the
+//! sender's, each key used once (the group's
+//! [`SenderRatchets`](crate::sender_ratchets::SenderRatchets)).
+//!
+//! Both are transactions: an error changes nothing of the group (no key is
+//! used up); success uses the generation's key, so the state must be
+//! persisted before what a call produced is acted on (sent, or delivered
+//! to the application and acknowledged).
+
+use crate::error::Error;
+use crate::framing::{
+    AuthenticatedContent, Content, ContentType, FramedContent, FramedContentAuthData, SIGNATURE_LEN, Sender,
+    protect_private, sign, sign_scratch_len,
+};
+use crate::messages::{MlsMessage, MlsMessageBody, WireFormat};
+use crate::secret_tree::RatchetKind;
+use crate::welcome::JoinedGroup;
+use securemesh_core::CryptoRng;
+use securemesh_core::codec::Reader;
+use securemesh_core::crypto::{Ed25519, Signature};
+
+/// An opened application message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplicationMessage<'a> {
+    /// The sender's leaf.
+    pub sender: u32,
+    /// The generation of the sender's application ratchet.
+    pub generation: u32,
+    /// The message's `authenticated_data` (sent in the clear, authenticated).
+    pub authenticated_data: &'a [u8],
+    /// The application data.
+    pub data: &'a [u8],
+}
+
+impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup<L, B, G, E> {
+    /// Scratch bytes [`open_application`](Self::open_application) needs at
+    /// most for a message of `message_len` bytes.
+    pub const fn application_scratch_len(message_len: usize) -> usize {
+        Self::commit_scratch_len(message_len)
+    }
+
+    /// Open an application message (an `MLSMessage` holding a
+    /// PrivateMessage of the current epoch with application content):
+    /// sender data, the sender's application key for its generation (a
+    /// generation opens one message; late ones within the window of
+    /// [`sender_ratchets`](crate::sender_ratchets)), the signature of a
+    /// member leaf. The data is decrypted into `scratch`
+    /// ([`application_scratch_len`](Self::application_scratch_len) bytes).
+    ///
+    /// Errors change nothing: a replayed or evicted generation is
+    /// [`Error::Decrypt`], one too far ahead [`Error::Capacity`], an
+    /// application message sent as a PublicMessage (forbidden, §6.2), of
+    /// another epoch or from our own leaf [`Error::Malformed`]; `scratch`
+    /// is wiped on every error.
+    pub fn open_application<'s>(
+        &mut self,
+        message: &'s [u8],
+        scratch: &'s mut [u8],
+    ) -> Result<ApplicationMessage<'s>, Error> {
+        let needed = Self::application_scratch_len(message.len());
+        let msg = (|| {
+            if !self.joined {
+                return Err(Error::Malformed);
+            }
+            if scratch.len() < needed {
+                return Err(Error::BufferTooSmall { needed });
+            }
+            let msg = MlsMessage::from_bytes(message)?;
+            match msg.body {
+                MlsMessageBody::PrivateMessage(pm) if pm.content_type == ContentType::Application => {
+                    if pm.group_id != &self.group_id[..] || pm.epoch != self.epoch {
+                        return Err(Error::Malformed);
+                    }
+                    // Our own messages are not received (their keys are our
+                    // sending ratchet's).
+                    if pm.sender_data(&self.secrets.sender_data)?.leaf_index == self.own_leaf {
+                        return Err(Error::Malformed);
+                    }
+                    Ok((msg, pm.authenticated_data))
+                }
+                _ => Err(Error::Malformed),
+            }
+        })();
+        let (msg, authenticated_data) = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                scratch.fill(0);
+                return Err(e);
+            }
+        };
+        let (plain, work) = scratch.split_at_mut(message.len());
+        let checked = match self.authenticate(&msg, &mut *plain, work) {
+            Ok((ac, Some(sd))) if matches!(ac.content.content, Content::Application(_)) => Ok(sd),
+            Ok(_) => Err(Error::Malformed),
+            Err(e) => Err(e),
+        };
+        work.fill(0);
+        // Consuming cannot fail: `authenticate` just derived this key.
+        let sd = match checked.and_then(|sd| {
+            self.ratchets.consume(sd.leaf_index, sd.generation, RatchetKind::Application).map(|()| sd)
+        }) {
+            Ok(sd) => sd,
+            Err(e) => {
+                plain.fill(0);
+                return Err(e);
+            }
+        };
+        // The plaintext starts with the content, `opaque application_data<V>`.
+        let plain: &'s [u8] = plain;
+        let data = Reader::new(plain).read_vec_varint()?;
+        Ok(ApplicationMessage { sender: sd.leaf_index, generation: sd.generation, authenticated_data, data })
+    }
+
+    /// Scratch bytes [`seal_application`](Self::seal_application) needs
+    /// for `data` and `authenticated_data` of these lengths.
+    pub const fn seal_scratch_len(data_len: usize, authenticated_data_len: usize) -> usize {
+        Self::commit_scratch_len(data_len.saturating_add(authenticated_data_len))
+    }
+
+    /// Seal `data` as an application message from our leaf (a
+    /// PrivateMessage of the current epoch, signed with our signature key,
+    /// `padding` zero bytes added, reuse guard from `rng`) into `out`;
+    /// returns its length. Our application ratchet moves on by one
+    /// generation; on error (`BufferTooSmall { needed }` included) nothing
+    /// changes and nothing is written.
+    ///
+    /// `scratch`: [`seal_scratch_len`](Self::seal_scratch_len) bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal_application<R: CryptoRng + ?Sized>(
+        &mut self,
+        data: &[u8],
+        authenticated_data: &[u8],
+        padding: usize,
+        rng: &mut R,
+        out: &mut [u8],
+        scratch: &mut [u8],
+    ) -> Result<usize, Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
+        let gc = self.group_context();
+        let content = FramedContent {
+            group_id: &self.group_id,
+            epoch: self.epoch,
+            sender: Sender::Member(self.own_leaf),
+            authenticated_data,
+            content: Content::Application(data),
+        };
+        let needed = sign_scratch_len(WireFormat::PrivateMessage, &content, &gc)?;
+        let buf = scratch.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
+        let key = Ed25519::signing_key(&self.signature_private_key);
+        let signature: [u8; SIGNATURE_LEN] = sign(WireFormat::PrivateMessage, &content, &key, &gc, buf)?;
+        buf.fill(0);
+        let ac = AuthenticatedContent {
+            wire_format: WireFormat::PrivateMessage,
+            content,
+            auth: FramedContentAuthData { signature: &signature, confirmation_tag: None },
+        };
+        let kind = RatchetKind::Application;
+        let generation = self.ratchets.next_generation(self.own_leaf, kind)?;
+        let kn = self.ratchets.key_nonce(self.own_leaf, generation, kind)?;
+        let n = protect_private(&ac, &self.secrets.sender_data, &kn, generation, padding, rng, out)?;
+        self.ratchets.consume(self.own_leaf, generation, kind)?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::crypto::{NH, Secret32};
+    use crate::persist::tests::leaf_bytes;
+    use securemesh_core::Secret;
+    use securemesh_core::crypto::{Dh, X25519};
+    use securemesh_core::envelope::Persist;
+    use securemesh_core::testing::TestRng;
+    use std::boxed::Box;
+    use std::vec;
+    use std::vec::Vec;
+
+    type Group = JoinedGroup<4, 256, 8, 8>;
+
+    /// Two members (leaves 0 and 1) of one group in the same epoch, built
+    /// field by field: the crypto is checked against the mlswg vectors
+    /// elsewhere (message-protection, secret-tree); this checks the
+    /// group's use of it between two real parties.
+    fn pair() -> [Box<Group>; 2] {
+        let keys: [(Secret32, Secret32); 2] = [
+            (Secret::new([0xa0; 32]), Secret::new([0xb0; 32])),
+            (Secret::new([0xa1; 32]), Secret::new([0xb1; 32])),
+        ];
+        let mut tree = crate::tree::RatchetTree::<4, 256>::new();
+        tree.extend().unwrap();
+        tree.extend().unwrap();
+        for (i, (enc, sig)) in keys.iter().enumerate() {
+            let enc_pub = X25519::public_key(enc);
+            let sig_pub = Ed25519::verifying_key(&Ed25519::signing_key(sig));
+            tree.set_leaf(i as u32, Some(&leaf_bytes(256, &enc_pub, &sig_pub))).unwrap();
+        }
+        let tree_hash = tree.tree_hash(tree.root()).unwrap();
+        keys.map(|(enc, sig)| {
+            let mut g: Box<Group> = Box::default();
+            g.tree.copy_from(&tree);
+            g.tree_hash = tree_hash;
+            g.group_id = heapless::Vec::from_slice(b"agents").unwrap();
+            g.epoch = 3;
+            g.confirmed_transcript_hash = heapless::Vec::from_slice(&[0x33; NH]).unwrap();
+            g.secrets.sender_data = Secret::new([0x5d; NH]);
+            g.ratchets.reset(&Secret::new([0xe5; NH]), 2).unwrap();
+            g.own_leaf = if enc.expose()[0] == 0xa0 { 0 } else { 1 };
+            g.leaf_private_key = enc;
+            g.signature_private_key = sig;
+            g.joined = true;
+            g
+        })
+    }
+
+    fn encoded(g: &Group) -> Vec<u8> {
+        let mut out = vec![0u8; Group::MAX_ENCODED_LEN];
+        let n = g.encode_state(&mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    fn seal(g: &mut Group, rng: &mut TestRng, data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; data.len() + 256];
+        let mut scratch = vec![0u8; Group::seal_scratch_len(data.len(), 2)];
+        let n = g.seal_application(data, b"ad", 3, rng, &mut out, &mut scratch).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// Open `m` at `g`: `Ok((sender, generation, data))`, or the error
+    /// with the state and the scratch checked unchanged and wiped.
+    fn open(g: &mut Group, m: &[u8]) -> Result<(u32, u32, Vec<u8>), Error> {
+        let before = encoded(g);
+        let mut scratch = vec![0xffu8; Group::application_scratch_len(m.len())];
+        match g.open_application(m, &mut scratch) {
+            Ok(a) => {
+                assert_eq!(a.authenticated_data, b"ad");
+                Ok((a.sender, a.generation, a.data.to_vec()))
+            }
+            Err(e) => {
+                assert_eq!(encoded(g), before, "a refused message changed the group ({e:?})");
+                assert!(scratch.iter().all(|b| *b == 0), "scratch not wiped ({e:?})");
+                Err(e)
+            }
+        }
+    }
+
+    #[test]
+    fn seal_and_open_between_members_once_each_within_the_window() {
+        let [mut a, mut b] = pair();
+        let mut rng = TestRng::new(1);
+        let m0 = seal(&mut a, &mut rng, b"hello group");
+        assert_eq!(open(&mut b, &m0), Ok((0, 0, b"hello group".to_vec())));
+        assert_eq!(open(&mut b, &m0), Err(Error::Decrypt), "replay");
+        // Our own message is not received.
+        assert_eq!(open(&mut a, &m0), Err(Error::Malformed));
+
+        // Generations 1..=8; 8 arrives first: 3..=7 stay openable, 1 and 2
+        // fell out of the window.
+        let ms: Vec<Vec<u8>> = (1..=8u8).map(|i| seal(&mut a, &mut rng, &[i; 5])).collect();
+        assert_eq!(open(&mut b, &ms[7]), Ok((0, 8, vec![8; 5])));
+        for g in [1usize, 2] {
+            assert_eq!(open(&mut b, &ms[g - 1]), Err(Error::Decrypt), "generation {g}");
+        }
+        // A restored copy continues exactly as the original.
+        let mut restored: Box<Group> = Box::default();
+        restored.decode_state_into(&encoded(&b)).unwrap();
+        for g in [5usize, 3, 7, 4, 6] {
+            assert_eq!(open(&mut b, &ms[g - 1]), Ok((0, g as u32, vec![g as u8; 5])));
+            assert_eq!(open(&mut restored, &ms[g - 1]), Ok((0, g as u32, vec![g as u8; 5])));
+            assert_eq!(open(&mut b, &ms[g - 1]), Err(Error::Decrypt));
+        }
+        assert_eq!(encoded(&b), encoded(&restored));
+
+        // The other direction uses leaf 1's ratchet.
+        let back = seal(&mut b, &mut rng, b"ack");
+        assert_eq!(open(&mut a, &back), Ok((1, 0, b"ack".to_vec())));
+    }
+
+    #[test]
+    fn forgeries_and_short_buffers_change_nothing() {
+        let [mut a, mut b] = pair();
+        let mut rng = TestRng::new(2);
+        let m = seal(&mut a, &mut rng, b"task");
+        for i in 0..m.len() {
+            let mut bad = m.clone();
+            bad[i] ^= 0x40;
+            assert!(open(&mut b, &bad).is_err(), "byte {i}");
+        }
+        assert_eq!(open(&mut b, &m), Ok((0, 0, b"task".to_vec())));
+
+        // Sealing into a short buffer: an error, and the generation is not used.
+        let mut out = vec![0u8; 16];
+        let mut scratch = vec![0u8; Group::seal_scratch_len(4, 2)];
+        let r = a.seal_application(b"next", b"ad", 0, &mut rng, &mut out, &mut scratch);
+        assert!(matches!(r, Err(Error::BufferTooSmall { .. })), "{r:?}");
+        assert!(out.iter().all(|b| *b == 0));
+        assert_eq!(a.ratchets.next_generation(0, RatchetKind::Application), Ok(1));
+        let m1 = seal(&mut a, &mut rng, b"next");
+        assert_eq!(open(&mut b, &m1), Ok((0, 1, b"next".to_vec())));
+
+        // A handshake message or another epoch is not an application message.
+        let mut other = m1.clone();
+        // The epoch follows the 2-byte version, 2-byte wire format and the
+        // group id <V> ("agents": 1 + 6 bytes).
+        other[4 + 7 + 7] ^= 1;
+        assert_eq!(open(&mut b, &other), Err(Error::Malformed));
+        assert!(open(&mut b, &[0u8; 3]).is_err());
+    }
+}
