@@ -567,6 +567,18 @@ fn mls_commit_seeds() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
+/// Frames of genuine application messages: in order, newest first (only
+/// the window survives), shuffled with replays.
+fn mls_application_seeds() -> Vec<(String, Vec<u8>)> {
+    let fx = mls::application_fixture();
+    let m = |g: usize| fx.messages[g].0.as_slice();
+    vec![
+        ("in_order".into(), nz::join_frames((0..8).map(m))),
+        ("newest_first".into(), nz::join_frames((0..8).rev().map(m))),
+        ("shuffled_with_replays".into(), nz::join_frames([3, 0, 3, 7, 2, 5, 1, 5, 6, 4].map(m))),
+    ]
+}
+
 fn write_dir<N: AsRef<str>>(root: &Path, target: &str, seeds: Vec<(N, Vec<u8>)>) -> usize {
     let dir = root.join(target);
     if dir.exists() {
@@ -602,6 +614,7 @@ fn main() {
     total += write_dir(&root, "mls_message_decode", mls_decode_seeds());
     total += write_dir(&root, "mls_welcome", mls_welcome_seeds());
     total += write_dir(&root, "mls_commit", mls_commit_seeds());
+    total += write_dir(&root, "mls_application", mls_application_seeds());
     assert!(total < 96 * 1024, "seeds must stay under 96 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }

@@ -329,3 +329,36 @@ pub fn observe(g: &Group) -> Observed {
         group_id: g.group_id().to_vec(),
     }
 }
+
+/// What `mls_application` starts from: two members of one group
+/// (`securemesh_mls_lite::testing::member_pair`, leaves 0 and 1) and the
+/// application messages leaf 0 sealed, generations 0 to 7.
+pub struct ApplicationFixture {
+    /// `encode_state` of the receiver (leaf 1) before any message.
+    pub receiver: Vec<u8>,
+    /// The genuine messages by generation: (message, data, authenticated data).
+    pub messages: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+}
+
+/// Build the [`ApplicationFixture`] (deterministic).
+pub fn application_fixture() -> ApplicationFixture {
+    use securemesh_core::testing::TestRng;
+    let mut a: Box<Group> = Box::default();
+    let mut b: Box<Group> = Box::default();
+    let mut rng = TestRng::new(0xa991);
+    securemesh_mls_lite::testing::member_pair(b"fuzz-fleet", &mut rng, [&mut *a, &mut *b])
+        .expect("member pair");
+    let mut messages = Vec::new();
+    for g in 0..8u8 {
+        let data: Vec<u8> = (0..usize::from(g) * 9).map(|i| i as u8 ^ g).collect();
+        let ad = vec![g; usize::from(g % 3)];
+        let mut out = vec![0u8; data.len() + 256];
+        let mut scratch = vec![0u8; Group::seal_scratch_len(data.len(), ad.len())];
+        let n = a
+            .seal_application(&data, &ad, usize::from(g % 4), &mut rng, &mut out, &mut scratch)
+            .expect("seal");
+        out.truncate(n);
+        messages.push((out, data, ad));
+    }
+    ApplicationFixture { receiver: crate::noise::encode_state(&*b), messages }
+}

@@ -170,10 +170,6 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::crypto::{NH, Secret32};
-    use crate::persist::tests::leaf_bytes;
-    use securemesh_core::Secret;
-    use securemesh_core::crypto::{Dh, X25519};
     use securemesh_core::envelope::Persist;
     use securemesh_core::testing::TestRng;
     use std::boxed::Box;
@@ -182,39 +178,15 @@ mod tests {
 
     type Group = JoinedGroup<4, 256, 8, 8>;
 
-    /// Two members (leaves 0 and 1) of one group in the same epoch, built
-    /// field by field: the crypto is checked against the mlswg vectors
-    /// elsewhere (message-protection, secret-tree); this checks the
-    /// group's use of it between two real parties.
+    /// Two members (leaves 0 and 1) of one group in the same epoch
+    /// ([`crate::testing::member_pair`]); their tree validates.
     fn pair() -> [Box<Group>; 2] {
-        let keys: [(Secret32, Secret32); 2] = [
-            (Secret::new([0xa0; 32]), Secret::new([0xb0; 32])),
-            (Secret::new([0xa1; 32]), Secret::new([0xb1; 32])),
-        ];
-        let mut tree = crate::tree::RatchetTree::<4, 256>::new();
-        tree.extend().unwrap();
-        tree.extend().unwrap();
-        for (i, (enc, sig)) in keys.iter().enumerate() {
-            let enc_pub = X25519::public_key(enc);
-            let sig_pub = Ed25519::verifying_key(&Ed25519::signing_key(sig));
-            tree.set_leaf(i as u32, Some(&leaf_bytes(256, &enc_pub, &sig_pub))).unwrap();
-        }
-        let tree_hash = tree.tree_hash(tree.root()).unwrap();
-        keys.map(|(enc, sig)| {
-            let mut g: Box<Group> = Box::default();
-            g.tree.copy_from(&tree);
-            g.tree_hash = tree_hash;
-            g.group_id = heapless::Vec::from_slice(b"agents").unwrap();
-            g.epoch = 3;
-            g.confirmed_transcript_hash = heapless::Vec::from_slice(&[0x33; NH]).unwrap();
-            g.secrets.sender_data = Secret::new([0x5d; NH]);
-            g.ratchets.reset(&Secret::new([0xe5; NH]), 2).unwrap();
-            g.own_leaf = if enc.expose()[0] == 0xa0 { 0 } else { 1 };
-            g.leaf_private_key = enc;
-            g.signature_private_key = sig;
-            g.joined = true;
-            g
-        })
+        let mut a: Box<Group> = Box::default();
+        let mut b: Box<Group> = Box::default();
+        crate::testing::member_pair(b"agents", &mut TestRng::new(7), [&mut *a, &mut *b]).unwrap();
+        let mut work = vec![0u8; 4096];
+        a.tree().validate(b"agents", &mut work).unwrap();
+        [a, b]
     }
 
     fn encoded(g: &Group) -> Vec<u8> {

@@ -81,7 +81,6 @@ use crate::welcome::{
     EpochSecretsKept, ExternalPsk, JoinedGroup, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension,
 };
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Dh, X25519};
 use securemesh_core::ct_eq;
 
 /// Extension type of `external_senders` (RFC 9420 §12.1.8.1).
@@ -475,7 +474,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
 
     /// Make `self` a copy of `other`, field by field (no state-sized
     /// temporary).
-    fn copy_from(&mut self, other: &Self) -> Result<(), Error> {
+    pub(crate) fn copy_from(&mut self, other: &Self) -> Result<(), Error> {
         self.joined = other.joined;
         self.group_id.clone_from(&other.group_id);
         self.epoch = other.epoch;
@@ -871,8 +870,12 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             if new_keys.iter().any(|n| n.node == k.node) {
                 continue;
             }
-            if let Node::Parent(p) = next.tree.node(k.node)
-                && ct_eq(&p.encryption_key, &X25519::public_key(&k.private_key))
+            // Every path key matches its node in the current tree (checked
+            // when it was derived or restored), so comparing the node's key
+            // in the new tree with the current one suffices: no scalar
+            // multiplication per key.
+            if let (Node::Parent(new), Node::Parent(old)) = (next.tree.node(k.node), self.tree.node(k.node))
+                && ct_eq(&new.encryption_key, &old.encryption_key)
             {
                 keys.push(PathKey { node: k.node, private_key: k.private_key.clone() })
                     .map_err(|_| Error::Capacity)?;

@@ -47,6 +47,8 @@ pub mod messages;
 pub mod persist;
 pub mod secret_tree;
 pub mod sender_ratchets;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod transcript;
 pub mod tree;
 pub mod tree_math;

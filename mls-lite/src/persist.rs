@@ -558,7 +558,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::secret_tree::RatchetKind;
@@ -571,7 +571,7 @@ pub(crate) mod tests {
     /// A parseable LeafNode encoding of exactly `len` bytes (basic
     /// credential padded to size, KeyPackage source, empty capabilities and
     /// extensions, a dummy signature).
-    pub(crate) fn leaf_bytes(len: usize, enc: &[u8; 32], sig: &[u8; 32]) -> Vec<u8> {
+    fn leaf_bytes(len: usize, enc: &[u8; 32], sig: &[u8; 32]) -> Vec<u8> {
         let fixed = 33 + 33 + 2 + 5 + 17 + 1 + 66;
         let rem = len - fixed;
         let (hdr, id) = if rem - 1 < 64 { (vec![(rem - 1) as u8], rem - 1) } else { (vec![], rem - 2) };

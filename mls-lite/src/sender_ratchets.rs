@@ -163,6 +163,24 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         self.seq = 0;
     }
 
+    /// Make `self` a copy of `other` (for tests: two members of one epoch
+    /// start from the same secret tree).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn copy_from(&mut self, other: &Self) {
+        self.clear();
+        self.n_leaves = other.n_leaves;
+        for (d, s) in self.nodes.iter_mut().flatten().zip(other.nodes.iter().flatten()) {
+            *d = s.clone();
+        }
+        for (d, s) in self.ratchets.iter_mut().zip(&other.ratchets) {
+            *d = s.as_ref().map(|[h, a]| [h.duplicate(), a.duplicate()]);
+        }
+        for (d, s) in self.skipped.iter_mut().zip(&other.skipped) {
+            *d = s.as_ref().map(|k| Skipped { key: k.key.clone(), ..*k });
+        }
+        self.seq = other.seq;
+    }
+
     /// The number of leaves of the epoch's tree (0 when empty).
     pub fn leaf_count(&self) -> u32 {
         self.n_leaves

@@ -1,0 +1,126 @@
+//! Test support (feature `testing`): two members of one group, built
+//! without a Welcome, for tests of message handling (application messages,
+//! persistence) in this crate, in fuzz targets and in the crates above.
+//!
+//! Nothing here is a shortcut around the protocol's cryptography: the
+//! members' keys come from the caller's RNG, their leaves carry real
+//! `LeafNodeTBS` signatures (source `key_package`), the tree hash is
+//! computed, and the epoch's secrets come from the RFC 9420 key schedule
+//! (§8) with `init_secret` and `commit_secret` drawn from the RNG and no
+//! PSK, over the real GroupContext. What is skipped is how the group came
+//! to be (no Welcome, no commit): the state is epoch 1 of a two-member
+//! group whose history nobody can replay.
+
+use crate::crypto::{NH, Secret32, sign_with_label};
+use crate::error::Error;
+use crate::key_schedule::{EpochSecrets, GroupContext};
+use crate::welcome::JoinedGroup;
+use securemesh_core::CryptoRng;
+use securemesh_core::codec::Writer;
+use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
+
+/// Encode the key-package-source leaf of a member into `out` (signed with
+/// `signing`); returns its length.
+fn write_leaf(
+    out: &mut [u8],
+    encryption_key: &[u8; 32],
+    signing: &<Ed25519 as Signature>::SigningKey,
+    identity: &[u8],
+    scratch: &mut [u8],
+) -> Result<usize, Error> {
+    let verifying = Ed25519::verifying_key(signing);
+    let mut w = Writer::new(out);
+    w.write_vec_varint(encryption_key)?;
+    w.write_vec_varint(&verifying)?;
+    // Credential: basic (1), the identity.
+    w.write_u16(1)?;
+    w.write_vec_varint(identity)?;
+    // Capabilities: mls10, suite 3, no extensions or proposals, basic.
+    w.write_vec_varint(&1u16.to_be_bytes())?;
+    w.write_vec_varint(&crate::crypto::CIPHERSUITE.to_be_bytes())?;
+    w.write_vec_varint(&[])?;
+    w.write_vec_varint(&[])?;
+    w.write_vec_varint(&1u16.to_be_bytes())?;
+    // Source key_package with an unbounded lifetime, no extensions.
+    w.write_u8(1)?;
+    w.write_u64(0)?;
+    w.write_u64(u64::MAX)?;
+    w.write_vec_varint(&[])?;
+    let tbs_len = w.finish()?;
+    let tbs = out.get(..tbs_len).ok_or(Error::Capacity)?;
+    let signature = sign_with_label(signing, b"LeafNodeTBS", tbs, scratch)?;
+    let mut w = Writer::new(out.get_mut(tbs_len..).ok_or(Error::BufferTooSmall { needed: tbs_len + 65 })?);
+    w.write_vec_varint(&signature)?;
+    Ok(tbs_len + w.finish()?)
+}
+
+/// Build the two members of a fresh group `group_id` into `members`
+/// (leaf 0, leaf 1), each holding its own private keys and the same
+/// epoch-1 state; keys and secrets from `rng` (see the module
+/// documentation). Their application messages
+/// ([`JoinedGroup::seal_application`]) open at the other member.
+///
+/// ```
+/// use securemesh_core::testing::TestRng;
+/// use securemesh_mls_lite::testing::member_pair;
+/// use securemesh_mls_lite::welcome::JoinedGroup;
+/// let mut a: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
+/// let mut b: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
+/// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+/// assert_eq!((a.own_leaf(), b.own_leaf()), (0, 1));
+/// assert_eq!(a.epoch_authenticator().expose(), b.epoch_authenticator().expose());
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// ```
+pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const G: usize, const E: usize>(
+    group_id: &[u8],
+    rng: &mut R,
+    members: [&mut JoinedGroup<L, B, G, E>; 2],
+) -> Result<(), Error> {
+    let [a, b] = members;
+    let keys: [(Secret32, Secret32); 2] =
+        core::array::from_fn(|_| (X25519::generate(rng), Secret32::random(rng)));
+    let init_secret = Secret32::random(rng);
+    let commit_secret = Secret32::random(rng);
+
+    a.clear();
+    a.tree.extend()?;
+    a.tree.extend()?;
+    let mut leaf = [0u8; 256];
+    let mut scratch = [0u8; 512];
+    for (i, (enc, sig)) in keys.iter().enumerate() {
+        let signing = Ed25519::signing_key(sig);
+        let identity: &[u8] = if i == 0 { b"member-0" } else { b"member-1" };
+        let n = write_leaf(&mut leaf, &X25519::public_key(enc), &signing, identity, &mut scratch)?;
+        a.tree.set_leaf(i as u32, Some(leaf.get(..n).ok_or(Error::Capacity)?))?;
+    }
+    a.tree_hash = a.tree.tree_hash(a.tree.root())?;
+    a.group_id = heapless::Vec::from_slice(group_id).map_err(|_| Error::Capacity)?;
+    a.epoch = 1;
+    let confirmed = Secret32::random(rng);
+    a.confirmed_transcript_hash =
+        heapless::Vec::from_slice(confirmed.expose()).map_err(|_| Error::Capacity)?;
+    a.interim_transcript_hash = *Secret32::random(rng).expose();
+    let gc = GroupContext {
+        group_id,
+        epoch: a.epoch,
+        tree_hash: &a.tree_hash,
+        confirmed_transcript_hash: &a.confirmed_transcript_hash,
+        extensions: &[],
+    };
+    let mut gc_buf = [0u8; 160];
+    let gc_len = gc.encode(&mut gc_buf)?;
+    let gc_bytes = gc_buf.get(..gc_len).ok_or(Error::Capacity)?;
+    let secrets = EpochSecrets::derive(init_secret.expose(), commit_secret.expose(), &[0u8; NH], gc_bytes)?;
+
+    a.ratchets.reset(&secrets.encryption, 2)?;
+    a.secrets = secrets.into();
+    a.joined = true;
+    b.copy_from(a)?;
+    b.ratchets.copy_from(&a.ratchets);
+    for (i, (g, (enc, sig))) in [a, b].into_iter().zip(keys).enumerate() {
+        g.own_leaf = i as u32;
+        g.leaf_private_key = enc;
+        g.signature_private_key = sig;
+    }
+    Ok(())
+}
