@@ -648,30 +648,41 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             return Err(Error::Unsupported);
         }
 
-        // Resolve the proposals, in order.
-        // Each proposal's encoding and sender (views are re-parsed where
-        // needed: 28 bytes an entry instead of about 300 on the stack).
-        let mut list: heapless::Vec<(&[u8], Sender), MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
-        for por in commit.proposals() {
-            let item = match por? {
-                ProposalOrRef::Proposal { proposal, .. } => (proposal.as_bytes(), ac.content.sender),
-                ProposalOrRef::Reference { .. } if external => return Err(Error::Malformed),
+        // The proposals, in order, each as its encoding and sender: resolved
+        // again on each of the passes below (by value from the commit, by
+        // reference from the cache) rather than kept in a list, and views
+        // re-parsed where needed, to keep this frame small (it sits above
+        // signature verifications on a device's stack).
+        let epoch_now = self.epoch;
+        let sender_now = ac.content.sender;
+        let proposals = || {
+            commit.proposals().map(move |por| match por? {
+                ProposalOrRef::Proposal { proposal, .. } => Ok((proposal.as_bytes(), sender_now)),
+                ProposalOrRef::Reference { .. } if external => Err(Error::Malformed),
                 ProposalOrRef::Reference { reference, .. } => {
-                    let (sender, proposal) = cache.get(self.epoch, reference).ok_or(Error::Malformed)?;
-                    (proposal.as_bytes(), sender)
+                    let (sender, proposal) = cache.get(epoch_now, reference).ok_or(Error::Malformed)?;
+                    Ok((proposal.as_bytes(), sender))
                 }
-            };
-            list.push(item).map_err(|_| Error::Capacity)?;
+            })
+        };
+        let mut count = 0usize;
+        for p in proposals() {
+            p?;
+            count += 1;
+        }
+        if count > MAX_COMMIT_PROPOSALS {
+            return Err(Error::Capacity);
         }
 
         // Validate them (§12.2).
-        let mut path_required = list.is_empty();
+        let mut path_required = count == 0;
         let mut gce: Option<&[u8]> = None;
         let mut psks: heapless::Vec<PskInput<'_>, MAX_PSKS> = heapless::Vec::new();
         let mut touched: heapless::Vec<u32, MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
         let mut removed_us = false;
         let mut external_init: Option<&[u8]> = None;
-        for (raw, sender) in &list {
+        for item in proposals() {
+            let (raw, sender) = item?;
             let p = Proposal::from_bytes(raw)?;
             // An external commit carries only ExternalInit, Remove and PSKs.
             if external
@@ -694,7 +705,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
                 ProposalBody::Add(kp) => kp.verify(work)?,
                 ProposalBody::Update(leaf) => {
                     path_required = true;
-                    let Sender::Member(s) = *sender else { return Err(Error::Malformed) };
+                    let Sender::Member(s) = sender else { return Err(Error::Malformed) };
                     if s == committer || touched.contains(&s) || self.tree.leaf(s).is_none() {
                         return Err(Error::Malformed);
                     }
@@ -778,15 +789,16 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         if let Some(ext) = gce {
             next.extensions = heapless::Vec::from_slice(ext).map_err(|_| Error::Capacity)?;
         }
-        for (raw, sender) in &list {
+        for item in proposals() {
+            let (raw, sender) = item?;
             let p = Proposal::from_bytes(raw)?;
-            if let (ProposalBody::Update(leaf), Sender::Member(s)) = (p.body, *sender) {
+            if let (ProposalBody::Update(leaf), Sender::Member(s)) = (p.body, sender) {
                 update_leaf(&mut next.tree, s, &leaf)?;
             }
         }
         let mut any_removed = false;
-        for (raw, _) in &list {
-            let p = Proposal::from_bytes(raw)?;
+        for item in proposals() {
+            let p = Proposal::from_bytes(item?.0)?;
             if let ProposalBody::Remove { removed } = p.body {
                 blank_leaf(&mut next.tree, removed)?;
                 any_removed = true;
@@ -796,8 +808,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             next.tree.truncate();
         }
         let mut added: heapless::Vec<u32, MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
-        for (raw, _) in &list {
-            let p = Proposal::from_bytes(raw)?;
+        for item in proposals() {
+            let p = Proposal::from_bytes(item?.0)?;
             if let ProposalBody::Add(kp) = p.body {
                 let leaf = add_leaf(&mut next.tree, &kp.leaf_node)?;
                 added.push(leaf).map_err(|_| Error::Capacity)?;
@@ -815,11 +827,21 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
 
         let gc_len = G.saturating_add(E).saturating_add(160);
         let (gc_buf, work) = work.split_at_mut_checked(gc_len).ok_or(Error::Capacity)?;
-        let mut new_keys: heapless::Vec<PathKey, MAX_PATH_KEYS> = heapless::Vec::new();
+        if let Some(path) = &commit.path {
+            merge_path(&mut next.tree, committer, path, &self.group_id, work)?;
+        }
+        // Path keys (`next` holds a copy of ours): those whose node still
+        // holds the same public key as in the current tree stay (ours
+        // matches its node there, checked when it was derived or restored:
+        // no scalar multiplication per key); blanked or replaced nodes drop
+        // out, the new path's keys are added below.
+        next.path_keys.retain(|k| match (next.tree.node(k.node), self.tree.node(k.node)) {
+            (Node::Parent(new), Node::Parent(old)) => ct_eq(&new.encryption_key, &old.encryption_key),
+            _ => false,
+        });
         let commit_secret = match &commit.path {
             None => Secret32::zeroed(),
             Some(path) => {
-                merge_path(&mut next.tree, committer, path, &self.group_id, work)?;
                 let tree_hash = next.tree.tree_hash(next.tree.root())?;
                 let gc = GroupContext {
                     group_id: &self.group_id,
@@ -857,34 +879,14 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
                     if !ct_eq(&public_key, upn?.encryption_key) {
                         return Err(Error::Decrypt);
                     }
-                    new_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;
+                    next.path_keys.retain(|k| k.node != *node);
+                    next.path_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;
                 }
                 next_path_secret(&secret)?
             }
         };
 
-        // Path keys: the new ones, and those old ones whose node still
-        // holds the matching public key (blanked or replaced nodes drop out).
-        let mut keys: heapless::Vec<PathKey, MAX_PATH_KEYS> = heapless::Vec::new();
-        for k in &self.path_keys {
-            if new_keys.iter().any(|n| n.node == k.node) {
-                continue;
-            }
-            // Every path key matches its node in the current tree (checked
-            // when it was derived or restored), so comparing the node's key
-            // in the new tree with the current one suffices: no scalar
-            // multiplication per key.
-            if let (Node::Parent(new), Node::Parent(old)) = (next.tree.node(k.node), self.tree.node(k.node))
-                && ct_eq(&new.encryption_key, &old.encryption_key)
-            {
-                keys.push(PathKey { node: k.node, private_key: k.private_key.clone() })
-                    .map_err(|_| Error::Capacity)?;
-            }
-        }
-        for k in new_keys {
-            keys.push(k).map_err(|_| Error::Capacity)?;
-        }
-        keys.sort_unstable_by_key(|k| k.node);
+        next.path_keys.sort_unstable_by_key(|k| k.node);
 
         // The new epoch.
         let tree_hash = next.tree.tree_hash(next.tree.root())?;
@@ -910,7 +912,6 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         next.confirmed_transcript_hash =
             heapless::Vec::from_slice(&transcript.confirmed).map_err(|_| Error::Capacity)?;
         next.interim_transcript_hash = transcript.interim;
-        next.path_keys = keys;
         next.ratchets.reset(&secrets.encryption, next.tree.leaf_count())?;
         next.secrets = secrets.into();
         Ok(CommitEvent::NewEpoch { epoch })

@@ -57,7 +57,7 @@ pub const POOL: usize = 4;
 /// The session type run on the device: 2.3 KB instead of the 12 KB of the
 /// default `Session<128, 128>`. `initiate` and `respond` return a session
 /// by value, and `respond` holds it on the stack above an Ed25519 verify:
-/// with the default size that alone exceeds the stack (16 KiB then, 20 KiB now).
+/// with the default size that alone exceeds the 16 KiB stack.
 type S = Session<MAX_SKIP, SKIP_CAP>;
 
 /// Payload of every ratchet message.
