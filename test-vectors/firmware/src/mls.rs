@@ -15,13 +15,21 @@
 //!    with the vector's `epoch_authenticator`. Before the last commit, a
 //!    copy with one flipped byte must be refused with the group unchanged.
 //!
+//! 3. **Application messages** between two members: the two slots are
+//!    reused for a two-member group (`securemesh_mls_lite::testing::member_pair`:
+//!    real keys, leaf signatures and key schedule, no Welcome); member 0
+//!    seals three 64-byte messages (`seal_application`), member 1 opens
+//!    them out of order (`open_application`), each once: a replay is
+//!    refused.
+//!
 //! The group, the spare slot, the proposal cache and the scratch buffer are
-//! statics (`.bss`, about 115 KB): none of it is on the stack, so the
+//! statics (`.bss`, about 137 KB): none of it is on the stack, so the
 //! stack figures are what the calls themselves need. The join, every
-//! proposal and every commit are measured.
+//! proposal, every commit and the application seal and open are measured.
 
 use crate::measure::{Cost, Meter, MeterError};
 use crate::noise::Family;
+use crate::test_rng::NotRandomTestRng;
 use core::cell::RefCell;
 use cortex_m::interrupt::{self, Mutex};
 use cortex_m_semihosting::hprintln;
@@ -315,7 +323,57 @@ fn run_entry(meter: &mut Meter, st: &mut State, peak: &mut usize) -> Result<Fami
             ct_eq(group.epoch_authenticator().expose(), &epoch.epoch_authenticator),
         );
     }
+    application(meter, group, spare, scratch, msg, &mut checks, peak)?;
     Ok(Family { name: "mls passive-client", passed: checks.passed, total: checks.total })
+}
+
+/// Payload of the application messages.
+const APP_LEN: usize = 64;
+/// Room for one sealed 64-byte application message.
+const APP_MSG: usize = 256;
+
+/// Seal three application messages at `a`, open them at `b` out of order
+/// (2, 0, 1), then a replay of 0 (refused, `b` unchanged).
+#[inline(never)]
+fn application(
+    meter: &mut Meter,
+    a: &mut Group,
+    b: &mut Group,
+    scratch: &mut [u8],
+    msg: &mut [u8],
+    checks: &mut Checks,
+    peak: &mut usize,
+) -> Result<(), MeterError> {
+    let mut rng = NotRandomTestRng::new(0xa991);
+    let built = securemesh_mls_lite::testing::member_pair(b"firmware-fleet", &mut rng, [&mut *a, &mut *b]);
+    checks.check("application: member pair", 0, built.is_ok());
+    if built.is_err() {
+        return Ok(());
+    }
+    // Three sealed messages side by side in `msg`.
+    let mut lens = [0usize; 3];
+    for (i, len) in lens.iter_mut().enumerate() {
+        let payload = [i as u8 ^ 0xa5; APP_LEN];
+        let Some(out) = msg.get_mut(i * APP_MSG..(i + 1) * APP_MSG) else { return Ok(()) };
+        let (r, cost) = meter.measure(|| a.seal_application(&payload, b"ad", 0, &mut rng, out, scratch))?;
+        if i == 0 {
+            print_cost(format_args!("application-seal-{}B", APP_LEN), &cost, peak);
+        }
+        checks.check("application: seal", i, r.is_ok());
+        *len = r.unwrap_or(0);
+    }
+    for (k, i) in [2usize, 0, 1, 0].into_iter().enumerate() {
+        let Some(m) = msg.get(i * APP_MSG..i * APP_MSG + lens[i]) else { return Ok(()) };
+        let (r, cost) = meter.measure(|| {
+            b.open_application(m, scratch).map(|o| (o.sender, o.generation, o.data == [i as u8 ^ 0xa5; APP_LEN]))
+        })?;
+        if k == 0 {
+            print_cost(format_args!("application-open-{}B", APP_LEN), &cost, peak);
+        }
+        let want = if k == 3 { Err(Error::Decrypt) } else { Ok((0, i as u32, true)) };
+        checks.check("application: open", k, r == want);
+    }
+    Ok(())
 }
 
 /// Print the group's epoch, tree size and the private keys we hold.
