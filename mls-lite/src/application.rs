@@ -139,6 +139,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         if !self.joined {
             return Err(Error::Malformed);
         }
+        if self.signing_key.is_none() {
+            self.signing_key = Some(Ed25519::signing_key(&self.signature_private_key));
+        }
         let gc = self.group_context();
         let content = FramedContent {
             group_id: &self.group_id,
@@ -149,8 +152,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         };
         let needed = sign_scratch_len(WireFormat::PrivateMessage, &content, &gc)?;
         let buf = scratch.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
-        let key = Ed25519::signing_key(&self.signature_private_key);
-        let signature: [u8; SIGNATURE_LEN] = sign(WireFormat::PrivateMessage, &content, &key, &gc, buf)?;
+        let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;
+        let signature: [u8; SIGNATURE_LEN] = sign(WireFormat::PrivateMessage, &content, key, &gc, buf)?;
         buf.fill(0);
         let ac = AuthenticatedContent {
             wire_format: WireFormat::PrivateMessage,

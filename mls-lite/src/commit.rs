@@ -486,6 +486,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         self.own_leaf = other.own_leaf;
         self.leaf_private_key = other.leaf_private_key.clone();
         self.signature_private_key = other.signature_private_key.clone();
+        self.signing_key = None;
         self.path_keys.clear();
         for k in &other.path_keys {
             self.path_keys

@@ -41,7 +41,7 @@ use crate::tree::{Node, RatchetTree};
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{next_path_secret, node_key_pair};
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Signature, X25519};
+use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Ed25519SigningKey, Signature, X25519};
 use securemesh_core::{Secret, ct_eq};
 
 /// Extension type of `ratchet_tree` (RFC 9420 §12.4.3.3).
@@ -296,6 +296,10 @@ pub struct JoinedGroup<
     pub(crate) own_leaf: u32,
     pub(crate) leaf_private_key: Secret32,
     pub(crate) signature_private_key: Secret32,
+    /// The signing key loaded from `signature_private_key` on first use
+    /// (loading recomputes the public key: a base-point multiplication per
+    /// signature otherwise). Emptied wherever the seed is set.
+    pub(crate) signing_key: Option<Ed25519SigningKey>,
     pub(crate) path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS>,
     pub(crate) secrets: EpochSecretsKept,
     pub(crate) ratchets: SenderRatchets<MAX_LEAVES>,
@@ -322,6 +326,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             own_leaf: 0,
             leaf_private_key: Secret::new([0; NH]),
             signature_private_key: Secret::new([0; NH]),
+            signing_key: None,
             path_keys: heapless::Vec::new(),
             secrets: EpochSecretsKept::zeroed(),
             ratchets: SenderRatchets::empty(),
@@ -341,6 +346,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         self.own_leaf = 0;
         self.leaf_private_key = Secret32::zeroed();
         self.signature_private_key = Secret32::zeroed();
+        self.signing_key = None;
         self.path_keys.clear();
         self.secrets = EpochSecretsKept::zeroed();
         self.ratchets.clear();
