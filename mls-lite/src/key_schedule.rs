@@ -103,9 +103,7 @@ impl EpochSecrets {
 
     /// `MLS-Exporter(label, context, out.len())`.
     pub fn export(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), Error> {
-        let derived = derive_secret(self.exporter.expose(), label)?;
-        let h = Sha256::digest(&[context]);
-        expand_with_label(derived.expose(), b"exported", &h, out)
+        mls_exporter(&self.exporter, label, context, out)
     }
 
     /// The external public key (HPKE `DeriveKeyPair(external_secret)`).
@@ -117,6 +115,20 @@ impl EpochSecrets {
     pub fn confirmation_tag(&self, confirmed_transcript_hash: &[u8]) -> [u8; NH] {
         mac(self.confirmation_key.expose(), &[confirmed_transcript_hash])
     }
+}
+
+/// `MLS-Exporter(label, context, out.len())` (§8.5) from an epoch's
+/// `exporter_secret`:
+/// `ExpandWithLabel(DeriveSecret(exporter_secret, label), "exported", Hash(context), length)`.
+pub fn mls_exporter(
+    exporter_secret: &Secret32,
+    label: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) -> Result<(), Error> {
+    let derived = derive_secret(exporter_secret.expose(), label)?;
+    let h = Sha256::digest(&[context]);
+    expand_with_label(derived.expose(), b"exported", &h, out)
 }
 
 /// A pre-shared key to mix into the schedule (§8.4): its encoded

@@ -599,6 +599,32 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         &self.signature_private_key
     }
 
+    /// `MLS-Exporter(label, context, out.len())` of the current epoch
+    /// (RFC 9420 §8.5): a secret every member of the epoch derives alike,
+    /// for keying something outside MLS. Fails only for an empty slot
+    /// ([`Error::Malformed`]) or an output longer than HKDF allows
+    /// ([`Error::InvalidLength`]).
+    ///
+    /// ```
+    /// use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// use securemesh_mls_lite::welcome::JoinedGroup;
+    /// let mut a: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
+    /// let mut b: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
+    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    /// let (mut ka, mut kb) = ([0u8; 32], [0u8; 32]);
+    /// a.export_secret(b"telemetry key", b"v1", &mut ka)?;
+    /// b.export_secret(b"telemetry key", b"v1", &mut kb)?;
+    /// assert_eq!(ka, kb);
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
+    pub fn export_secret(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
+        crate::key_schedule::mls_exporter(&self.secrets.exporter, label, context, out)
+    }
+
     /// The path-node private keys we hold, lowest first.
     pub fn path_keys(&self) -> &[PathKey] {
         &self.path_keys
