@@ -194,7 +194,7 @@ pub fn find_extension(extensions: &[u8], ty: u16) -> Result<Option<&[u8]>, Error
 /// key schedule produced except `joiner_secret` and `welcome_secret`,
 /// which a member never needs again, and `encryption_secret`, which lives
 /// on only as the root of the epoch's secret tree
-/// ([`SenderRatchets`](crate::sender_ratchets::SenderRatchets), erased there
+/// ([`SenderRatchets`], erased there
 /// once used, §9.2). All zeroize on drop.
 pub struct EpochSecretsKept {
     /// `sender_data_secret` (PrivateMessage sender data).
