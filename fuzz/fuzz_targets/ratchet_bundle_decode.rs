@@ -54,10 +54,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(Bundle::decode(&buf[..n]), Ok(b));
 
     // Everything signed comes from a genuine bundle of the same identity.
-    let same: Vec<&Bundle<'_>> = genuine().iter().filter(|g| g.identity == b.identity).collect();
+    let same: Vec<&Bundle<'_>> = genuine().iter().filter(|g| g.identity() == b.identity()).collect();
     assert!(!same.is_empty(), "a bundle with a forged identity decoded");
-    assert!(same.iter().any(|g| g.signed == b.signed), "a bundle with a forged signed prekey decoded");
-    if let Some(kem) = b.kem {
-        assert!(same.iter().any(|g| g.kem == Some(kem)), "a bundle with a forged KEM prekey decoded");
+    assert!(same.iter().any(|g| g.signed() == b.signed()), "a bundle with a forged signed prekey decoded");
+    if let Some(kem) = b.kem() {
+        assert!(same.iter().any(|g| g.kem() == Some(kem)), "a bundle with a forged KEM prekey decoded");
     }
 });

@@ -11,12 +11,11 @@
 
 use std::sync::OnceLock;
 
-use securemesh_core::crypto::{Ed25519, Hash, Sha256, Signature};
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_core::{Instant, Secret, UnixTime};
 use securemesh_ratchet::{
-    Bundle, Identity, KEM_LABEL, KemPrekey, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD,
+    Bundle, Identity, KemPrekey, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD,
     RATCHET_OVERHEAD, Session, SessionConfig,
 };
 
@@ -67,18 +66,9 @@ pub fn encode_bundle(b: &Bundle<'_>) -> Vec<u8> {
     buf
 }
 
-/// A genuine KEM prekey slot signed by `seed`'s Ed25519 key, as the
-/// bundle format specifies: `Ed25519(identity, KEM_LABEL || id || alg ||
-/// SHA-256(public))` (`Identity` has no public signing method, so it is
-/// computed here from the same seed).
-pub fn kem_prekey(seed: [u8; 32], id: u32, alg: u16, public: &[u8]) -> KemPrekey<'_> {
-    let key = Ed25519::signing_key(&Secret::new(seed));
-    let digest = Sha256::digest(&[public]);
-    let mut msg = KEM_LABEL.to_vec();
-    msg.extend_from_slice(&id.to_be_bytes());
-    msg.extend_from_slice(&alg.to_be_bytes());
-    msg.extend_from_slice(&digest);
-    KemPrekey { id, alg, public, sig: Ed25519::sign(&key, &msg) }
+/// A genuine KEM prekey slot of `identity` (`KemPrekey::sign`).
+pub fn kem_prekey<'a>(identity: &Identity, id: u32, alg: u16, public: &'a [u8]) -> KemPrekey<'a> {
+    KemPrekey::sign(identity, id, alg, public).expect("KEM prekey within bounds")
 }
 
 /// The encapsulation key carried by the KEM bundle (not a real ML-KEM key:
@@ -130,8 +120,7 @@ pub fn bob_setup() -> BobSetup {
         bundles.push(encode_bundle(&pool.bundle(bob, opk)));
     }
     let kem_pub = kem_public();
-    let with_kem =
-        Bundle { kem: Some(kem_prekey(BOB_SECRETS.0, 100, 1, &kem_pub)), ..pool.bundle(bob, Some(5)) };
+    let with_kem = pool.bundle(bob, Some(5)).with_kem(kem_prekey(bob, 100, 1, &kem_pub)).expect("signed");
     bundles.push(encode_bundle(&with_kem));
     BobSetup { pool, bundles }
 }
@@ -144,7 +133,7 @@ pub fn genuine_bundles() -> Vec<(&'static str, Vec<u8>)> {
     let mut v: Vec<(&'static str, Vec<u8>)> = names.into_iter().zip(bob_setup().bundles).collect();
     let alice = alice();
     let pool: PrekeyPool<1> = PrekeyPool::new(alice, &mut TestRng::new(0xa11ce), T0, PrekeyConfig::default());
-    let b = Bundle { kem: Some(kem_prekey(ALICE_SECRETS.0, 7, 2, &[])), ..pool.bundle(alice, None) };
+    let b = pool.bundle(alice, None).with_kem(kem_prekey(alice, 7, 2, &[])).expect("signed");
     v.push(("alice_kem_empty", encode_bundle(&b)));
     v
 }

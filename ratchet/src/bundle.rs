@@ -74,7 +74,41 @@ pub struct KemPrekey<'a> {
     pub sig: [u8; 64],
 }
 
-/// A decoded, verified prekey bundle.
+impl<'a> KemPrekey<'a> {
+    /// A KEM prekey of ours: `public` (at most [`MAX_KEM_PUBLIC_LEN`]
+    /// bytes, else [`Error::Malformed`]) signed by `identity` as the bundle
+    /// format specifies, ready for [`Bundle::with_kem`].
+    pub fn sign(identity: &Identity, id: u32, alg: u16, public: &'a [u8]) -> Result<Self, Error> {
+        if public.len() > MAX_KEM_PUBLIC_LEN {
+            return Err(Error::Malformed);
+        }
+        let digest = Sha256::digest(&[public]);
+        let sig = identity.sign(KEM_LABEL, &[&id.to_be_bytes(), &alg.to_be_bytes(), &digest]);
+        Ok(KemPrekey { id, alg, public, sig })
+    }
+
+    fn verify(&self, identity: &PublicIdentity) -> Result<(), Error> {
+        if self.public.len() > MAX_KEM_PUBLIC_LEN {
+            return Err(Error::Malformed);
+        }
+        let digest = Sha256::digest(&[self.public]);
+        verify_labeled(
+            &identity.sign,
+            KEM_LABEL,
+            &[&self.id.to_be_bytes(), &self.alg.to_be_bytes(), &digest],
+            &self.sig,
+        )
+    }
+}
+
+/// A verified prekey bundle.
+///
+/// Verified by construction, so [`Session::initiate`](crate::Session::initiate)
+/// can trust it: [`Bundle::decode`] checks every signature,
+/// [`PrekeyPool::bundle`](crate::PrekeyPool::bundle) builds our own from
+/// keys we signed, [`Bundle::with_kem`] checks the KEM prekey's signature,
+/// and the fields are read through accessors (no bundle can be assembled
+/// from unchecked parts).
 ///
 /// ```
 /// use securemesh_ratchet::{Bundle, Identity, PrekeyPool, PrekeyConfig};
@@ -85,22 +119,46 @@ pub struct KemPrekey<'a> {
 /// let mut buf = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
 /// let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf)?;
 /// let bundle = Bundle::decode(&buf[..n])?; // verifies both signatures
-/// assert_eq!(bundle.identity, *bob.public());
+/// assert_eq!(bundle.identity(), bob.public());
 /// # Ok::<(), securemesh_ratchet::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bundle<'a> {
-    /// The owner's identity.
-    pub identity: PublicIdentity,
-    /// The current signed prekey.
-    pub signed: SignedPrekeyPublic,
-    /// A one-time prekey, if the pool had one.
-    pub one_time: Option<OneTimePrekeyPublic>,
-    /// A KEM prekey, if present.
-    pub kem: Option<KemPrekey<'a>>,
+    pub(crate) identity: PublicIdentity,
+    pub(crate) signed: SignedPrekeyPublic,
+    pub(crate) one_time: Option<OneTimePrekeyPublic>,
+    pub(crate) kem: Option<KemPrekey<'a>>,
 }
 
 impl<'a> Bundle<'a> {
+    /// The owner's identity.
+    pub fn identity(&self) -> &PublicIdentity {
+        &self.identity
+    }
+
+    /// The signed prekey.
+    pub fn signed(&self) -> &SignedPrekeyPublic {
+        &self.signed
+    }
+
+    /// The one-time prekey, if the pool had one.
+    pub fn one_time(&self) -> Option<&OneTimePrekeyPublic> {
+        self.one_time.as_ref()
+    }
+
+    /// The KEM prekey, if present.
+    pub fn kem(&self) -> Option<&KemPrekey<'a>> {
+        self.kem.as_ref()
+    }
+
+    /// This bundle with `kem` in its KEM slot, after checking its signature
+    /// by the bundle's identity and its length ([`Error::BadSignature`],
+    /// [`Error::Malformed`]).
+    pub fn with_kem(self, kem: KemPrekey<'a>) -> Result<Self, Error> {
+        kem.verify(&self.identity)?;
+        Ok(Bundle { kem: Some(kem), ..self })
+    }
+
     /// Decode and verify (identity binding, signed prekey and KEM prekey
     /// signatures, strict Ed25519).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
@@ -129,15 +187,9 @@ impl<'a> Bundle<'a> {
                 if public.len() > MAX_KEM_PUBLIC_LEN {
                     return Err(Error::Malformed);
                 }
-                let sig = r.read_array()?;
-                let digest = Sha256::digest(&[public]);
-                verify_labeled(
-                    &identity.sign,
-                    KEM_LABEL,
-                    &[&id.to_be_bytes(), &alg.to_be_bytes(), &digest],
-                    &sig,
-                )?;
-                Some(KemPrekey { id, alg, public, sig })
+                let kem = KemPrekey { id, alg, public, sig: r.read_array()? };
+                kem.verify(&identity)?;
+                Some(kem)
             }
             _ => return Err(Error::Malformed),
         };

@@ -291,3 +291,29 @@ fn non_canonical_x25519_keys_are_refused() {
     let k = a.decrypt(&reply, &mut out, now).unwrap();
     assert_eq!(&out[..k], b"reply");
 }
+
+/// A bundle is verified by construction: a KEM prekey is attached only
+/// with a valid signature by the bundle's identity.
+#[test]
+fn kem_prekeys_are_attached_only_when_signed_by_the_identity() {
+    use securemesh_ratchet::{KemPrekey, MAX_KEM_PUBLIC_LEN};
+    let mut rng = TestRng::new(12);
+    let bob = Identity::generate(&mut rng);
+    let mallory = Identity::generate(&mut rng);
+    let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
+    let public = [0x42u8; 1184];
+    let genuine = KemPrekey::sign(&bob, 9, 1, &public).unwrap();
+    let bundle = pool.bundle(&bob, None).with_kem(genuine).unwrap();
+    assert_eq!(bundle.kem(), Some(&genuine));
+    // Through the wire and back: the same bundle.
+    let mut buf = [0u8; MAX_BUNDLE_LEN];
+    let n = bundle.encode(&mut buf).unwrap();
+    assert_eq!(Bundle::decode(&buf[..n]).unwrap(), bundle);
+    // Signed by someone else, or changed after signing: refused.
+    let forged = KemPrekey::sign(&mallory, 9, 1, &public).unwrap();
+    assert_eq!(pool.bundle(&bob, None).with_kem(forged).unwrap_err(), Error::BadSignature);
+    let changed = KemPrekey { id: 10, ..genuine };
+    assert_eq!(pool.bundle(&bob, None).with_kem(changed).unwrap_err(), Error::BadSignature);
+    let long = [0u8; MAX_KEM_PUBLIC_LEN + 1];
+    assert_eq!(KemPrekey::sign(&bob, 1, 1, &long).unwrap_err(), Error::Malformed);
+}

@@ -880,7 +880,9 @@ fn real_setup<const P: usize>(setup: &X3dhCase) -> Result<(), String> {
     let kem_public = setup.kem_prekey.as_ref().map(|k| unhex(&k.public)).transpose()?;
     let mut bundle = pool.bundle(&bob, setup.one_time_prekey.as_ref().map(|o| o.id));
     if let (Some(k), Some(public)) = (&setup.kem_prekey, &kem_public) {
-        bundle.kem = Some(KemPrekey { id: k.id, alg: k.alg, public, sig: arr(&k.signature)? });
+        bundle = bundle
+            .with_kem(KemPrekey { id: k.id, alg: k.alg, public, sig: arr(&k.signature)? })
+            .map_err(|e| format!("real: KEM prekey: {e}"))?;
     }
     let mut buf = vec![0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
     let n = bundle.encode(&mut buf).map_err(|e| format!("real: bundle encode: {e}"))?;
