@@ -153,8 +153,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         let needed = sign_scratch_len(WireFormat::PrivateMessage, &content, &gc)?;
         let buf = scratch.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
         let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;
-        let signature: [u8; SIGNATURE_LEN] = sign(WireFormat::PrivateMessage, &content, key, &gc, buf)?;
+        // The signed bytes hold the plaintext: wiped whatever the outcome.
+        let signed = sign(WireFormat::PrivateMessage, &content, key, &gc, buf);
         buf.fill(0);
+        let signature: [u8; SIGNATURE_LEN] = signed?;
         let ac = AuthenticatedContent {
             wire_format: WireFormat::PrivateMessage,
             content,

@@ -196,7 +196,10 @@ fn write_secret_tree<const L: usize>(r: &SenderRatchets<L>, w: &mut Writer<'_>) 
     }
     w.write_u64(r.seq)?;
     // Oldest first, so a reader sees them in eviction order.
-    let mut skipped: heapless::Vec<&Skipped, SKIPPED_KEYS> = r.skipped.iter().flatten().collect();
+    let mut skipped: heapless::Vec<&Skipped, SKIPPED_KEYS> = heapless::Vec::new();
+    for k in r.skipped.iter().flatten() {
+        skipped.push(k).map_err(|_| Error::LengthOverflow)?;
+    }
     skipped.sort_unstable_by_key(|k| k.seq);
     w.write_u16(to_u16(skipped.len())?)?;
     for k in skipped {
@@ -217,7 +220,7 @@ fn read_secret_tree<const L: usize>(
     r: &mut Reader<'_>,
 ) -> Result<(), Error> {
     t.clear();
-    if n_leaves == 0 || n_leaves as usize > L {
+    if !n_leaves.is_power_of_two() || n_leaves as usize > L {
         return Err(Error::InvalidValue);
     }
     t.n_leaves = n_leaves;
@@ -235,8 +238,13 @@ fn read_secret_tree<const L: usize>(
     let mut last: Option<u32> = None;
     for _ in 0..r.read_u16()? {
         let leaf = r.read_u32()?;
+        // A ratchet at `u32::MAX` could not be used (see `check`).
         let mut read = || -> Result<Ratchet, Error> {
-            Ok(Ratchet { secret: read_secret(r)?, generation: r.read_u32()? })
+            let secret = read_secret(r)?;
+            match r.read_u32()? {
+                u32::MAX => Err(Error::InvalidValue),
+                generation => Ok(Ratchet { secret, generation }),
+            }
         };
         let ratchets = [read()?, read()?];
         if leaf >= n_leaves || last.is_some_and(|l| l >= leaf) {
@@ -258,6 +266,9 @@ fn read_secret_tree<const L: usize>(
         }
     }
     t.seq = r.read_u64()?;
+    if t.seq == u64::MAX {
+        return Err(Error::InvalidValue);
+    }
     let count = r.read_u16()?;
     if usize::from(count) > SKIPPED_KEYS {
         return Err(Error::InvalidValue);

@@ -143,9 +143,14 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
     }
 
     /// Start over for a new epoch (everything of the old one is erased).
-    /// `n_leaves` must be between 1 and `MAX_LEAVES` ([`Error::Capacity`]).
+    /// `n_leaves` must be a power of two (an MLS tree is complete,
+    /// [`Error::Malformed`] otherwise) of at most `MAX_LEAVES`
+    /// ([`Error::Capacity`]).
     pub fn reset(&mut self, encryption_secret: &Secret32, n_leaves: u32) -> Result<(), Error> {
-        if n_leaves == 0 || n_leaves as usize > MAX_LEAVES {
+        if !n_leaves.is_power_of_two() {
+            return Err(Error::Malformed);
+        }
+        if n_leaves as usize > MAX_LEAVES {
             return Err(Error::Capacity);
         }
         self.clear();
@@ -246,13 +251,15 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
 
     /// Whether `(leaf, generation, kind)` can be opened: a kept skipped key
     /// ([`Error::Decrypt`] if it was used, evicted or never kept) or at most
-    /// [`MAX_FORWARD_DISTANCE`] ahead ([`Error::Capacity`] beyond).
+    /// [`MAX_FORWARD_DISTANCE`] ahead ([`Error::Capacity`] beyond, and for
+    /// the last generation, `u32::MAX`, after which a ratchet cannot move
+    /// on: refused here so that using it cannot fail half-way).
     fn check(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<Option<usize>, Error> {
         let next = self.next_generation(leaf, kind)?;
         if generation < next {
             return self.find_skipped(leaf, generation, kind).map(Some).ok_or(Error::Decrypt);
         }
-        if generation - next > MAX_FORWARD_DISTANCE {
+        if generation - next > MAX_FORWARD_DISTANCE || generation == u32::MAX {
             return Err(Error::Capacity);
         }
         Ok(None)
@@ -300,6 +307,13 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         self.materialize(leaf)?;
         let ki = kind_index(kind);
         let floor = generation.saturating_sub(OUT_OF_ORDER_TOLERANCE);
+        // Keys that fall out of the window of this sender and ratchet go
+        // first, so they do not push other senders' keys out of the store.
+        for k in &mut self.skipped {
+            if k.as_ref().is_some_and(|k| k.leaf == leaf && k.kind == kind_u8(kind) && k.generation < floor) {
+                *k = None;
+            }
+        }
         loop {
             let r = self
                 .ratchets
@@ -317,12 +331,6 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
             r.advance()?;
             if let Some(key) = key {
                 self.keep(Skipped { leaf, kind: kind_u8(kind), generation: g, seq: 0, key });
-            }
-        }
-        // Keys that fell out of the window of this sender and ratchet.
-        for k in &mut self.skipped {
-            if k.as_ref().is_some_and(|k| k.leaf == leaf && k.kind == kind_u8(kind) && k.generation < floor) {
-                *k = None;
             }
         }
         Ok(())
@@ -436,6 +444,44 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_moving_on_drops_its_own_stale_keys_before_others() {
+        let secret = Secret::new([2u8; 32]);
+        let mut r: SenderRatchets<2, 6> = SenderRatchets::new(&secret, 2).unwrap();
+        let kind = RatchetKind::Application;
+        r.consume(0, 1, kind).unwrap(); // keeps sender 0's generation 0 (the oldest key)
+        r.consume(1, 3, kind).unwrap(); // keeps sender 1's 0, 1, 2
+        assert_eq!(r.skipped_keys(), 4);
+        // Sender 1 jumps to 20: its 0..2 fall out of its window and go
+        // first; its 15..19 then fit without evicting sender 0's key.
+        r.consume(1, 20, kind).unwrap();
+        assert!(r.key_nonce(0, 0, kind).is_ok());
+        for g in 15..20 {
+            assert!(r.key_nonce(1, g, kind).is_ok(), "generation {g}");
+        }
+        assert_eq!(r.skipped_keys(), 6);
+    }
+
+    #[test]
+    fn the_last_generation_is_refused_before_anything_changes() {
+        let secret = Secret::new([4u8; 32]);
+        let mut r: SenderRatchets<2, 4> = SenderRatchets::new(&secret, 2).unwrap();
+        let kind = RatchetKind::Handshake;
+        r.consume(1, 0, kind).unwrap();
+        // (Four billion steps away in practice; set directly.)
+        r.ratchets[1].as_mut().unwrap()[0].generation = u32::MAX - 2;
+        r.consume(1, u32::MAX - 1, kind).unwrap();
+        assert_eq!(r.next_generation(1, kind), Ok(u32::MAX));
+        assert_eq!(r.key_nonce(1, u32::MAX, kind).err(), Some(Error::Capacity));
+        let kept = r.skipped_keys();
+        assert_eq!(r.consume(1, u32::MAX, kind), Err(Error::Capacity));
+        assert_eq!((r.next_generation(1, kind), r.skipped_keys()), (Ok(u32::MAX), kept));
+        assert!(r.key_nonce(1, u32::MAX - 2, kind).is_ok());
+        // A tree is complete: 3 leaves is not a tree.
+        assert_eq!(SenderRatchets::<4, 4>::new(&secret, 3).err(), Some(Error::Malformed));
+        assert_eq!(SenderRatchets::<4, 4>::new(&secret, 0).err(), Some(Error::Malformed));
+    }
+
+    #[test]
     fn window_and_forward_distance() {
         let secret = Secret::new([1u8; 32]);
         let mut r: SenderRatchets<2, 4> = SenderRatchets::new(&secret, 2).unwrap();
@@ -464,6 +510,6 @@ mod tests {
         r.consume(0, 19, kind).unwrap();
         assert!(r.key_nonce(0, 19, kind).is_err());
         assert_eq!(r.key_nonce(2, 0, kind).err(), Some(Error::Malformed));
-        assert_eq!(SenderRatchets::<2, 4>::new(&secret, 3).err(), Some(Error::Capacity));
+        assert_eq!(SenderRatchets::<2, 4>::new(&secret, 4).err(), Some(Error::Capacity));
     }
 }

@@ -182,7 +182,10 @@ impl<const CAP: usize> PrekeyPool<CAP> {
     }
 
     /// A bundle with the current signed prekey and, if given and available,
-    /// the one-time prekey `one_time_id`.
+    /// the one-time prekey `one_time_id`. `identity` must be the pool's
+    /// owner (the identity it was created with, which signed its prekeys):
+    /// with another one the bundle's signatures do not verify, and
+    /// [`Bundle::decode`] refuses it where it is published.
     pub fn bundle(&self, identity: &Identity, one_time_id: Option<u32>) -> Bundle<'static> {
         let one_time = one_time_id
             .and_then(|id| self.one_time.iter().flatten().find(|o| o.id == id))
