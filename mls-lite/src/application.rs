@@ -13,7 +13,7 @@ use crate::framing::{
     AuthenticatedContent, Content, ContentType, FramedContent, FramedContentAuthData, SIGNATURE_LEN, Sender,
     protect_private, sign, sign_scratch_len,
 };
-use crate::messages::{MlsMessage, MlsMessageBody, WireFormat};
+use crate::messages::{MlsMessageBody, WireFormat};
 use crate::secret_tree::RatchetKind;
 use crate::welcome::JoinedGroup;
 use securemesh_core::CryptoRng;
@@ -59,53 +59,36 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         scratch: &'s mut [u8],
     ) -> Result<ApplicationMessage<'s>, Error> {
         let needed = Self::application_scratch_len(message.len());
-        let msg = (|| {
-            if !self.joined {
-                return Err(Error::Malformed);
-            }
-            if scratch.len() < needed {
-                return Err(Error::BufferTooSmall { needed });
-            }
-            let msg = MlsMessage::from_bytes(message)?;
-            match msg.body {
+        let checked = self.prepare(message, needed, &mut *scratch).and_then(|(msg, plain, work)| {
+            let authenticated_data = match msg.body {
                 MlsMessageBody::PrivateMessage(pm) if pm.content_type == ContentType::Application => {
-                    if pm.group_id != &self.group_id[..] || pm.epoch != self.epoch {
-                        return Err(Error::Malformed);
-                    }
-                    // Our own messages are not received (their keys are our
-                    // sending ratchet's).
-                    if pm.sender_data(&self.secrets.sender_data)?.leaf_index == self.own_leaf {
-                        return Err(Error::Malformed);
-                    }
-                    Ok((msg, pm.authenticated_data))
+                    pm.authenticated_data
                 }
-                _ => Err(Error::Malformed),
+                _ => return Err(Error::Malformed),
+            };
+            // Our own messages are not received (their keys are our sending
+            // ratchet's): refused on the sender data.
+            match self.authenticate(&msg, Some(self.own_leaf), plain, work) {
+                Ok((ac, Some(sd))) if matches!(ac.content.content, Content::Application(_)) => {
+                    Ok((sd, authenticated_data))
+                }
+                Ok(_) => Err(Error::Malformed),
+                Err(e) => Err(e),
             }
-        })();
-        let (msg, authenticated_data) = match msg {
-            Ok(m) => m,
+        });
+        // Consuming cannot fail: `authenticate` just derived this key.
+        let (sd, authenticated_data) = match checked.and_then(|(sd, ad)| {
+            self.ratchets.consume(sd.leaf_index, sd.generation, RatchetKind::Application).map(|()| (sd, ad))
+        }) {
+            Ok(opened) => opened,
             Err(e) => {
                 scratch.fill(0);
                 return Err(e);
             }
         };
-        let (plain, work) = scratch.split_at_mut(message.len());
-        let checked = match self.authenticate(&msg, &mut *plain, work) {
-            Ok((ac, Some(sd))) if matches!(ac.content.content, Content::Application(_)) => Ok(sd),
-            Ok(_) => Err(Error::Malformed),
-            Err(e) => Err(e),
-        };
+        // (`prepare` checked that the scratch holds the message.)
+        let (plain, work) = scratch.split_at_mut_checked(message.len()).ok_or(Error::Capacity)?;
         work.fill(0);
-        // Consuming cannot fail: `authenticate` just derived this key.
-        let sd = match checked.and_then(|sd| {
-            self.ratchets.consume(sd.leaf_index, sd.generation, RatchetKind::Application).map(|()| sd)
-        }) {
-            Ok(sd) => sd,
-            Err(e) => {
-                plain.fill(0);
-                return Err(e);
-            }
-        };
         // The plaintext starts with the content, `opaque application_data<V>`.
         let plain: &'s [u8] = plain;
         let data = Reader::new(plain).read_vec_varint()?;

@@ -519,10 +519,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// epoch, changing nothing. For a PrivateMessage also the sender data,
     /// whose generation the caller consumes
     /// ([`SenderRatchets::consume`](crate::sender_ratchets::SenderRatchets::consume))
-    /// once it has used the message.
+    /// once it has used the message. A PrivateMessage from leaf
+    /// `refuse_sender` is [`Error::Malformed`] (checked on the sender data,
+    /// before any content key is derived).
     pub(crate) fn authenticate<'p>(
         &self,
         msg: &MlsMessage<'p>,
+        refuse_sender: Option<u32>,
         plain: &'p mut [u8],
         work: &mut [u8],
     ) -> Result<(AuthenticatedContent<'p>, Option<SenderData>), Error> {
@@ -536,9 +539,15 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
                 if pm.group_id != &self.group_id[..] || pm.epoch != self.epoch {
                     return Err(Error::Malformed);
                 }
+                let keys = |leaf, generation, kind| {
+                    if refuse_sender == Some(leaf) {
+                        return Err(Error::Malformed);
+                    }
+                    self.ratchets.key_nonce(leaf, generation, kind)
+                };
                 let (sd, ac) = pm.unprotect(
                     &self.secrets.sender_data,
-                    &self.ratchets,
+                    &keys,
                     |leaf| self.tree.leaf(leaf).map(|l| *l.signature_key),
                     &gc,
                     plain,
@@ -548,6 +557,28 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             }
             _ => Err(Error::Malformed),
         }
+    }
+
+    /// The checks every received message starts with: the slot holds a
+    /// group, `scratch` has `needed` bytes, `message` parses; then the
+    /// scratch split into the plaintext buffer (the message's length) and
+    /// the working space.
+    pub(crate) fn prepare<'m, 's>(
+        &self,
+        message: &'m [u8],
+        needed: usize,
+        scratch: &'s mut [u8],
+    ) -> Result<(MlsMessage<'m>, &'s mut [u8], &'s mut [u8]), Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
+        if scratch.len() < needed {
+            return Err(Error::BufferTooSmall { needed });
+        }
+        let msg = MlsMessage::from_bytes(message)?;
+        let (plain, work) =
+            scratch.split_at_mut_checked(message.len()).ok_or(Error::BufferTooSmall { needed })?;
+        Ok((msg, plain, work))
     }
 
     /// Authenticate the proposal in `message` (an `MLSMessage` holding a
@@ -563,18 +594,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         cache: &mut ProposalCache<N, PB>,
         scratch: &mut [u8],
     ) -> Result<[u8; NH], Error> {
-        if !self.joined {
-            return Err(Error::Malformed);
-        }
-        let needed = Self::commit_scratch_len(message.len());
-        if scratch.len() < needed {
-            return Err(Error::BufferTooSmall { needed });
-        }
-        let msg = MlsMessage::from_bytes(message)?;
-        let (plain, work) =
-            scratch.split_at_mut_checked(message.len()).ok_or(Error::BufferTooSmall { needed })?;
+        let (msg, plain, work) = self.prepare(message, Self::commit_scratch_len(message.len()), scratch)?;
         let result = (|| {
-            let (ac, sd) = self.authenticate(&msg, plain, work)?;
+            let (ac, sd) = self.authenticate(&msg, None, plain, work)?;
             let Content::Proposal(p) = ac.content.content else { return Err(Error::Malformed) };
             let reference = ac.proposal_ref()?;
             cache.insert(self.epoch, reference, ac.content.sender, p.as_bytes())?;
@@ -607,16 +629,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         spare: &mut Self,
         scratch: &mut [u8],
     ) -> Result<CommitEvent, Error> {
-        if !self.joined {
-            return Err(Error::Malformed);
-        }
-        let needed = Self::commit_scratch_len(message.len());
-        if scratch.len() < needed {
-            return Err(Error::BufferTooSmall { needed });
-        }
-        let msg = MlsMessage::from_bytes(message)?;
-        let (plain, work) =
-            scratch.split_at_mut_checked(message.len()).ok_or(Error::BufferTooSmall { needed })?;
+        let (msg, plain, work) = self.prepare(message, Self::commit_scratch_len(message.len()), scratch)?;
         let result = self.stage_commit(&msg, cache, psk_store, spare, plain, work);
         plain.fill(0);
         if let Ok(CommitEvent::NewEpoch { .. }) = result {
@@ -637,7 +650,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         plain: &mut [u8],
         work: &mut [u8],
     ) -> Result<CommitEvent, Error> {
-        let (ac, _) = self.authenticate(msg, plain, work)?;
+        let (ac, _) = self.authenticate(msg, None, plain, work)?;
         let Content::Commit(commit) = ac.content.content else { return Err(Error::Malformed) };
         // An external commit's committer gets its leaf index below.
         let (external, mut committer) = match ac.content.sender {
