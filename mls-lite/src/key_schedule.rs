@@ -132,13 +132,20 @@ pub fn mls_exporter(
 }
 
 /// A pre-shared key to mix into the schedule (§8.4): its encoded
-/// `PreSharedKeyID` and its value.
-#[derive(Clone, Copy, Debug)]
+/// `PreSharedKeyID` and its value. `Debug` shows the id only, never the
+/// PSK value.
+#[derive(Clone, Copy)]
 pub struct PskInput<'a> {
     /// Encoded `PreSharedKeyID` (type, id fields, nonce).
     pub id: &'a [u8],
     /// The PSK value.
     pub psk: &'a [u8],
+}
+
+impl core::fmt::Debug for PskInput<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PskInput").field("id", &self.id).finish_non_exhaustive()
+    }
 }
 
 /// Encode an external `PreSharedKeyID` (psktype 1): `1 | psk_id<V> | psk_nonce<V>`.
@@ -173,4 +180,24 @@ pub fn psk_secret(psks: &[PskInput<'_>]) -> Result<Secret32, Error> {
         secret = extract(input.expose(), secret.expose());
     }
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PskInput;
+    use std::format;
+
+    #[test]
+    fn psk_input_debug_hides_the_psk() {
+        let psk = [0xa5u8, 0x5a, 0xc3, 0x3c, 0x99];
+        let p = PskInput { id: &[1, 2, 3], psk: &psk };
+        for s in [format!("{p:?}"), format!("{p:#?}")] {
+            assert!(s.contains("PskInput"), "{s}");
+            assert!(!s.contains("psk:"), "{s}");
+            // Neither the decimal nor the hex spelling of the PSK bytes.
+            assert!(!s.contains("165"), "{s}");
+            assert!(!s.contains("90, 195"), "{s}");
+            assert!(!s.to_lowercase().contains("a5"), "{s}");
+        }
+    }
 }
