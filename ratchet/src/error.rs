@@ -36,6 +36,9 @@ pub enum Error {
     MessageTooLong,
     /// A capacity of the prekey pool is exceeded.
     PoolFull,
+    /// A key derivation was asked for more output than HKDF-SHA256 gives
+    /// (255 blocks).
+    InvalidLength,
     /// A persisted state failed to decode.
     State(securemesh_core::Error),
 }
@@ -55,6 +58,7 @@ impl fmt::Display for Error {
             Error::CounterExhausted => f.write_str("message counter exhausted"),
             Error::MessageTooLong => f.write_str("message too long"),
             Error::PoolFull => f.write_str("prekey pool full"),
+            Error::InvalidLength => f.write_str("key derivation output too long"),
             Error::State(e) => write!(f, "persisted state: {e}"),
         }
     }

@@ -2,13 +2,18 @@
 //! HMAC-SHA256; labels are part of the wire specification in
 //! [`crate::spec`]).
 
+use crate::error::Error;
 use securemesh_core::Secret;
 use securemesh_core::crypto::{Hash, Sha256};
 
-/// `info` of the X3DH KDF.
-pub const X3DH_INFO: &[u8] = b"securemesh-x3dh-v1";
-/// `info` of the X3DH KDF when the session encrypts headers (96 bytes out).
-pub const X3DH_HE_INFO: &[u8] = b"securemesh-x3dh-he-v1";
+/// Label of the X3DH KDF `info` (followed by the initial message's X3DH
+/// prefix, see [`x3dh`]).
+pub const X3DH_INFO: &[u8] = b"securemesh-x3dh-v2";
+/// Label of the X3DH KDF `info` when the session encrypts headers (96
+/// bytes out).
+pub const X3DH_HE_INFO: &[u8] = b"securemesh-x3dh-he-v2";
+/// Most DH outputs X3DH feeds its KDF (DH1..DH4).
+pub const X3DH_MAX_DH: usize = 4;
 /// `info` of KDF_RK.
 pub const ROOT_INFO: &[u8] = b"securemesh-ratchet-root-v1";
 /// `info` of KDF_RK when headers are encrypted (96 bytes out).
@@ -22,21 +27,44 @@ pub type Key32 = Secret<[u8; 32]>;
 /// The X3DH `F` prefix for X25519: 32 bytes of 0xFF (X3DH §2.2).
 pub const X3DH_F: [u8; 32] = [0xff; 32];
 
-/// X3DH `KDF(KM)`: HKDF-SHA256 with a zero salt over `F || KM`; fills `out`
+/// X3DH `KDF(KM)`: HKDF-SHA256 with a zero salt over `F || KM`, with
+/// `info = label || prefix` where `prefix` is the initial message's X3DH
+/// prefix byte for byte (type byte through the header-encryption flag), so
+/// every prefix field, `ek_pub` above all, is bound into `SK`. Fills `out`
 /// (32 bytes: SK; 96 bytes with header encryption: SK, HKa, NHKb).
-pub fn x3dh(dhs: &[&Key32], info: &[u8], out: &mut [u8]) {
-    let mut ikm = Secret::new([0u8; 32 * 5]);
-    let buf = ikm.expose_mut();
-    let mut n = 0;
-    for part in core::iter::once(&X3DH_F).chain(dhs.iter().map(|k| k.expose())) {
-        if let Some(dst) = buf.get_mut(n..n + 32) {
-            dst.copy_from_slice(part);
-            n += 32;
-        }
+///
+/// More than [`X3DH_MAX_DH`] DH outputs is [`Error::Malformed`] and an
+/// output longer than HKDF allows is [`Error::InvalidLength`]; on error
+/// `out` is zeroed.
+///
+/// ```
+/// use securemesh_ratchet::kdf::{self, Key32};
+/// let dhs = [Key32::new([1; 32]), Key32::new([2; 32]), Key32::new([3; 32])];
+/// let mut sk = [0u8; 32];
+/// kdf::x3dh(&[&dhs[0], &dhs[1], &dhs[2]], kdf::X3DH_INFO, b"prefix bytes", &mut sk)?;
+/// let mut other = [0u8; 32];
+/// kdf::x3dh(&[&dhs[0], &dhs[1], &dhs[2]], kdf::X3DH_INFO, b"prefix byteS", &mut other)?;
+/// assert_ne!(sk, other); // one changed prefix byte, another SK
+/// # Ok::<(), securemesh_ratchet::Error>(())
+/// ```
+pub fn x3dh(dhs: &[&Key32], label: &[u8], prefix: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    out.fill(0);
+    if dhs.len() > X3DH_MAX_DH {
+        return Err(Error::Malformed);
     }
+    let mut ikm = Secret::new([0u8; 32 * (1 + X3DH_MAX_DH)]);
+    let buf = ikm.expose_mut();
+    for (dst, part) in
+        buf.chunks_exact_mut(32).zip(core::iter::once(&X3DH_F).chain(dhs.iter().map(|k| k.expose())))
+    {
+        dst.copy_from_slice(part);
+    }
+    let n = 32 * (1 + dhs.len());
     let prk = Sha256::hkdf_extract(&[0u8; 32], buf.get(..n).unwrap_or(&[]));
-    // At most 96 bytes out of HKDF-SHA256: cannot exceed 255 blocks.
-    let _ = Sha256::hkdf_expand(prk.expose(), &[info], out);
+    Sha256::hkdf_expand(prk.expose(), &[label, prefix], out).map_err(|_| {
+        out.fill(0);
+        Error::InvalidLength
+    })
 }
 
 /// `KDF_RK(rk, dh_out)` (Double Ratchet §5.2): HKDF-SHA256 with `rk` as

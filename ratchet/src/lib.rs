@@ -40,7 +40,7 @@ pub use error::Error;
 pub use identity::{IDENTITY_LABEL, Identity, PublicIdentity};
 pub use prekeys::{PrekeyConfig, PrekeyEvent, PrekeyMetrics, PrekeyPool};
 pub use session::{
-    ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MSG_INITIAL, MSG_RATCHET, MSG_RATCHET_HE,
+    ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MSG_INITIAL, MSG_INITIAL_V1, MSG_RATCHET, MSG_RATCHET_HE,
     RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session, SessionConfig, SessionEvent,
 };
 pub use skipped::SkippedKeys;

@@ -1,8 +1,8 @@
 //! Persisted sessions and prekey pools through the `core` envelope
 //! ([`securemesh_core::envelope`]): [`Session`] is kind
 //! [`StateKind::RATCHET_SESSION`], [`PrekeyPool`] kind
-//! [`StateKind::PREKEY_POOL`], both body version 1 and suite
-//! [`SuiteId::DEFAULT`].
+//! [`StateKind::PREKEY_POOL`], suite [`SuiteId::DEFAULT`]; sessions are
+//! body version 2 (version 1 still decodes, see below), pools version 1.
 //!
 //! Bodies are written field by field, never from the in-memory layout. All
 //! integers are big-endian. `flag` is one byte, 0 (absent / false) or 1
@@ -10,7 +10,7 @@
 //! [`Error::InvalidValue`]. `[n]` is `n` raw bytes. Event tags are a
 //! registry: a tag never changes meaning.
 //!
-//! ## Session, version 1
+//! ## Session, version 2 (and 1)
 //!
 //! ```text
 //! max_skip u16 | cap u16                         MAX_SKIP and CAP of the writer
@@ -32,6 +32,19 @@
 //!     event = 1 RatchetStepped | sending flag
 //!           | 2 HeartbeatDue
 //! ```
+//!
+//! Version 2 has the layout of version 1; it marks sessions whose X3DH
+//! bound the initial message's prefix into `SK` (wire version 2 of
+//! `securemesh_ratchet::spec`). Decoding version 1 migrates:
+//!
+//! - a session that still awaits its first reply (`prekey` present) is
+//!   refused with [`Error::UnknownVersion`] `{ found: 1 }`: its keys come
+//!   from the version-1 X3DH, which version-2 peers refuse, so it cannot go
+//!   on; start a new session from the peer's bundle;
+//! - a responder's session that has not sent yet (`initial` present, `cks`
+//!   absent) drops `dhs`, which is then the signed prekey's private key
+//!   (version 2 erases it in `respond`);
+//! - everything else decodes unchanged.
 //!
 //! `max_skip` must equal the reader's `MAX_SKIP` (else
 //! [`Error::InvalidValue`]): the skip bound is part of the session's
@@ -137,8 +150,9 @@ const POOL_EVENT_LOW: u8 = 1;
 const POOL_EVENT_ROTATED: u8 = 2;
 const POOL_EVENT_ERASED: u8 = 3;
 
-fn check_header(header: &Header) -> Result<(), Error> {
-    if header.version != 1 {
+/// The suite and a body version in `1..=newest`.
+fn check_header(header: &Header, newest: u16) -> Result<(), Error> {
+    if header.version == 0 || header.version > newest {
         return Err(Error::UnknownVersion { found: header.version });
     }
     if header.suite != SuiteId::DEFAULT {
@@ -292,7 +306,7 @@ fn read_events<T: Copy, const N: usize>(
 
 impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP> {
     const KIND: StateKind = StateKind::RATCHET_SESSION;
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
     const MAX_BODY_LEN: usize = SESSION_FIXED_LEN + CAP * SKIPPED_ENTRY_LEN;
 
     fn suite(&self) -> SuiteId {
@@ -355,7 +369,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
     }
 
     fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
-        check_header(header)?;
+        check_header(header, Self::VERSION)?;
         if usize::from(r.read_u16()?) != MAX_SKIP {
             return Err(Error::InvalidValue);
         }
@@ -417,6 +431,15 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
             None
         };
         let initial = if read_flag(r)? { Some(read_prekey_header(r)?) } else { None };
+        let mut dhs = dhs;
+        if header.version == 1 {
+            if prekey.is_some() {
+                return Err(Error::UnknownVersion { found: 1 });
+            }
+            if initial.is_some() && cks.is_none() {
+                dhs = None;
+            }
+        }
         let heartbeat_ms = r.read_u64()?;
         let last_step = Instant(r.read_u64()?);
         let heartbeat_reported = read_flag(r)?;
@@ -505,7 +528,7 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
     }
 
     fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
-        check_header(header)?;
+        check_header(header, Self::VERSION)?;
         if usize::from(r.read_u16()?) != CAP {
             return Err(Error::InvalidValue);
         }
@@ -597,6 +620,50 @@ mod tests {
         let mut again = vec![0u8; n];
         assert_eq!(back.encode_state(&mut again).unwrap(), n);
         assert_eq!(again, buf);
+    }
+
+    /// Version 1 of a session migrates: a session awaiting its first reply
+    /// is refused (its X3DH was version 1), a responder that has not sent
+    /// drops its signed prekey's private key, anything else is unchanged.
+    #[test]
+    fn version_1_sessions_migrate() {
+        let mut rng = TestRng::new(3);
+        let alice = Identity::generate(&mut rng);
+        let bob = Identity::generate(&mut rng);
+        let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let cfg = SessionConfig::default();
+        let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
+        let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+        let m = a.encrypt(b"x", &mut wire, &mut rng, Instant(0)).unwrap();
+        let as_v1 = |s: &Session| {
+            let mut buf = vec![0u8; Session::<128, 128>::MAX_ENCODED_LEN];
+            let n = s.encode_state(&mut buf).unwrap();
+            buf.truncate(n);
+            buf[6] = 1; // version u16 at 5..7
+            buf
+        };
+        assert_eq!(
+            Session::<128, 128>::decode_state(&as_v1(&a)).err(),
+            Some(Error::UnknownVersion { found: 1 })
+        );
+        let (mut b, _) =
+            Session::<128, 128>::respond(&bob, &mut pool, &wire[..m], &mut out, cfg, Instant(0)).unwrap();
+        assert!(b.dhs.is_none());
+        // A version-1 responder still held the signed prekey's secret there.
+        let spk = pool.signed_secret(bundle.signed.id).map(|(k, p)| (k.clone(), p)).unwrap();
+        b.dhs = Some(spk);
+        assert!(Session::<128, 128>::decode_state(&as_v1(&b)).unwrap().dhs.is_none());
+        // Once Bob has sent, `dhs` is his own ratchet key and is kept.
+        let m = b.encrypt(b"y", &mut wire, &mut rng, Instant(0)).unwrap();
+        a.decrypt(&wire[..m], &mut out, Instant(0)).unwrap();
+        for s in [&a, &b] {
+            let back = Session::<128, 128>::decode_state(&as_v1(s)).unwrap();
+            assert!(back.dhs.is_some());
+            let mut again = as_v1(&back);
+            again[6] = 1;
+            assert_eq!(again, as_v1(s));
+        }
     }
 
     /// A full pool with a previous signed prekey and a full event queue

@@ -24,8 +24,12 @@ use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519, XChaChaPoly};
 use securemesh_core::events::EventQueue;
 use securemesh_core::{CryptoRng, Instant};
 
-/// Message type: X3DH initial message wrapping a ratchet message.
-pub const MSG_INITIAL: u8 = 0x01;
+/// Message type: X3DH initial message wrapping a ratchet message (wire
+/// version 2: the prefix is bound into the X3DH KDF).
+pub const MSG_INITIAL: u8 = 0x04;
+/// Message type of the retired version-1 initial message, whose prefix was
+/// not bound to the session keys: refused with [`Error::UnknownVersion`].
+pub const MSG_INITIAL_V1: u8 = 0x01;
 /// Message type: ratchet message with a clear header.
 pub const MSG_RATCHET: u8 = 0x02;
 /// Message type: ratchet message with an encrypted header.
@@ -90,14 +94,18 @@ pub(crate) struct Initial<'a> {
     pub(crate) alice: PublicIdentity,
     pub(crate) header: PrekeyHeader,
     pub(crate) header_encryption: bool,
+    /// The X3DH prefix, byte for byte (bound into the X3DH KDF).
+    pub(crate) prefix: &'a [u8],
     pub(crate) inner: &'a [u8],
 }
 
 impl<'a> Initial<'a> {
     pub(crate) fn parse(msg: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(msg);
-        if r.read_u8()? != MSG_INITIAL {
-            return Err(Error::Malformed);
+        match r.read_u8()? {
+            MSG_INITIAL => {}
+            MSG_INITIAL_V1 => return Err(Error::UnknownVersion),
+            _ => return Err(Error::Malformed),
         }
         // Verified by `respond` after the cheap prekey checks; a repeated
         // initial message is compared byte for byte with the verified one.
@@ -118,10 +126,13 @@ impl<'a> Initial<'a> {
             1 => true,
             _ => return Err(Error::Malformed),
         };
-        Ok(Initial { alice, header: PrekeyHeader { ek, spk_id, opk_id }, header_encryption, inner: r.rest() })
+        let inner = r.rest();
+        let prefix = msg.get(..msg.len().saturating_sub(inner.len())).ok_or(Error::Malformed)?;
+        Ok(Initial { alice, header: PrekeyHeader { ek, spk_id, opk_id }, header_encryption, prefix, inner })
     }
 }
 
+/// The X3DH prefix of Alice's initial messages (spec §6.4).
 fn write_prefix(w: &mut Writer<'_>, alice: &PublicIdentity, p: &PrekeyHeader, he: bool) -> Result<(), Error> {
     w.write_u8(MSG_INITIAL)?;
     w.write_bytes(&alice.to_bytes())?;
@@ -304,12 +315,19 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let ek = X25519::generate(rng);
         let ek_pub = X25519::public_key(&ek);
         let opk = bundle.one_time.as_ref().map(|o| &o.public);
+        let header =
+            PrekeyHeader { ek: ek_pub, spk_id: bundle.signed.id, opk_id: bundle.one_time.map(|o| o.id) };
+        let mut prefix = [0u8; INITIAL_PREFIX_LEN];
+        let mut w = Writer::new(&mut prefix);
+        write_prefix(&mut w, identity.public(), &header, config.header_encryption)?;
+        let prefix_len = w.finish()?;
         let agreement = x3dh::initiator(
             identity,
             &bundle.identity,
             &bundle.signed.public,
             opk,
             &ek,
+            prefix.get(..prefix_len).ok_or(Error::Malformed)?,
             config.header_encryption,
         )?;
         let mut s = Self::blank(agreement.ad, bundle.identity, agreement.sk, config, now);
@@ -320,8 +338,6 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             s.nhks = Some(hka);
             s.nhkr = Some(nhkb);
         }
-        let header =
-            PrekeyHeader { ek: ek_pub, spk_id: bundle.signed.id, opk_id: bundle.one_time.map(|o| o.id) };
         s.prekey = Some((*identity.public(), header));
         Ok(s)
     }
@@ -348,7 +364,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         // prekey stays cheap.
         init.alice.verify()?;
         let he = init.header_encryption;
-        let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, he)?;
+        let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, init.prefix, he)?;
         let config = SessionConfig { header_encryption: he, ..config };
         let mut s = Self::blank(agreement.ad, init.alice, agreement.sk, config, now);
         s.dhs = Some((spk.clone(), spk_pub));
@@ -358,6 +374,11 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         }
         s.initial = Some(init.header);
         let n = s.decrypt_ratchet(init.inner, out, now)?;
+        // The signed prekey's private key was needed for this receiving
+        // step only: every later message of Alice's first chain uses the
+        // chain key, and her next ratchet key can only answer Bob's. Erase
+        // it here, so the pool's erasure after the grace period is final.
+        s.dhs = None;
         if let Some(id) = init.header.opk_id {
             pool.consume_one_time(id);
         }
@@ -515,7 +536,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     /// of any kind leaves the session unchanged and `out` without plaintext.
     pub fn decrypt(&mut self, message: &[u8], out: &mut [u8], now: Instant) -> Result<usize, Error> {
         let inner = match message.first() {
-            Some(&MSG_INITIAL) => {
+            Some(&(MSG_INITIAL | MSG_INITIAL_V1)) => {
                 // Alice's repeated initial message (Bob has not answered yet).
                 let init = Initial::parse(message)?;
                 if self.initial != Some(init.header)

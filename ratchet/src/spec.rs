@@ -1,11 +1,32 @@
-//! # The securemesh ratchet wire specification, version 1
+//! # The securemesh ratchet wire specification, version 2
 //!
 //! This module is documentation only. It specifies every byte that
-//! `securemesh-ratchet` version 1 puts on the wire or signs, and every key
-//! it derives, precisely enough to build a compatible implementation without
+//! `securemesh-ratchet` puts on the wire or signs, and every key it
+//! derives, precisely enough to build a compatible implementation without
 //! reading the code. Published test vectors that exercise every rule below
-//! live in `test-vectors/ratchet/` of the repository (`x3dh.json`,
-//! `double-ratchet.json`, `double-ratchet-he.json`; see their `README.md`).
+//! live in `test-vectors/ratchet/v2/` of the repository (`x3dh.json`,
+//! `double-ratchet.json`, `double-ratchet-he.json`; see the `README.md` of
+//! `test-vectors/ratchet/`).
+//!
+//! **Changes from version 1.** Version 1 did not bind the X3DH prefix of
+//! the initial message to the session: X25519 clamps private keys to
+//! multiples of the cofactor 8, so `ek_pub` plus any of the 7 points of
+//! small order gives canonical encodings with the same `DH2..DH4`, and
+//! each was accepted as a different initial message (one recorded message
+//! without a one-time prekey opened 8 sessions, and an altered copy that
+//! arrived first made the genuine repeat refused). Version 2:
+//!
+//! - gives the initial message the type `0x04` and refuses the version-1
+//!   type `0x01` with `UnknownVersion` (§6);
+//! - puts the whole X3DH prefix, byte for byte, into the `info` of the
+//!   X3DH KDF, with new labels (§4), so a change of any prefix byte gives
+//!   another `SK` and the first message fails to authenticate;
+//! - erases the signed prekey's private key from Bob's session once
+//!   `respond` has used it (§7.2);
+//! - says in MUST words that state is persisted before a message is sent
+//!   (§8), and closes the gaps listed in §7.8 and §9.
+//!
+//! Bundles (§3) and ratchet messages (§6.1-§6.3) are unchanged.
 //!
 //! The protocol is Signal's, with a few deliberate, listed departures:
 //!
@@ -34,15 +55,15 @@
 //! | `SHA-256`, `HMAC(k, m)` | SHA-256, HMAC-SHA256 (RFC 2104) | |
 //! | `HKDF(salt, ikm, info, L)` | HKDF-SHA256 (RFC 5869) | `HKDF-Expand(HKDF-Extract(salt, ikm), info, L)`. |
 //! | `AEAD` | ChaCha20-Poly1305 (RFC 8439) | 32-byte key, 12-byte nonce, 16-byte tag appended. Message bodies. |
-//! | `HAEAD` | XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha) | 32-byte key, 24-byte nonce, 16-byte tag. Encrypted headers. |
+//! | `HAEAD` | XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03, the construction of RustCrypto's `chacha20poly1305::XChaCha20Poly1305`: HChaCha20 over the first 16 nonce bytes, then ChaCha20-Poly1305 with the nonce `0x00000000 \|\| nonce[16..24]`) | 32-byte key, 24-byte nonce, 16-byte tag. Encrypted headers. |
 //!
 //! | Label | Length | Used in |
 //! |---|---|---|
 //! | `securemesh-identity-v1` | 22 | identity binding signature (§2) |
 //! | `securemesh-spk-v1` | 17 | signed-prekey signature (§3) |
 //! | `securemesh-kem-prekey-v1` | 24 | KEM-prekey signature (§3) |
-//! | `securemesh-x3dh-v1` | 18 | X3DH KDF `info`, clear headers (§4) |
-//! | `securemesh-x3dh-he-v1` | 21 | X3DH KDF `info`, encrypted headers (§4) |
+//! | `securemesh-x3dh-v2` | 18 | X3DH KDF `info` label, clear headers (§4) |
+//! | `securemesh-x3dh-he-v2` | 21 | X3DH KDF `info` label, encrypted headers (§4) |
 //! | `securemesh-ratchet-root-v1` | 26 | `KDF_RK` `info`, clear headers (§5) |
 //! | `securemesh-ratchet-root-he-v1` | 29 | `KDF_RK` `info`, encrypted headers (§5) |
 //! | `securemesh-ratchet-message-v1` | 29 | message-key expansion `info` (§5) |
@@ -62,8 +83,13 @@
 //! Encode(IK)  (64 bytes) = sign_pub || dh_pub                                   (used in the X3DH AD)
 //! ```
 //!
-//! A decoder verifies `binding_sig` (strictly) and refuses the identity with
-//! `BadSignature` otherwise (also when `sign_pub` is not a valid point).
+//! A decoder first requires `dh_pub` to be canonical (§1, else
+//! `Malformed`), then verifies `binding_sig` strictly and refuses the
+//! identity with `BadSignature` otherwise. A valid `sign_pub` is exactly
+//! what strict verification accepts: the canonical encoding of a point on
+//! edwards25519 that is not of small order (RFC 8032 §5.1.3 decoding, plus
+//! ed25519-dalek's `verify_strict` rules: `S < L`, `A` and `R` not of small
+//! order); anything else fails verification and is `BadSignature`.
 //! Two identities are equal only if all 128 bytes are equal.
 //!
 //! ## 3. Prekey bundle
@@ -84,7 +110,7 @@
 //! | 234 | `opk_pub` | 32 | only if `opk_count = 1` |
 //! | next | `kem_count` | u8 | `0` or `1` (else `Malformed`) |
 //! | | `kem_id` | u32 | only if `kem_count = 1` |
-//! | | `kem_alg` | u16 | `1` = ML-KEM-768, `2` = X-Wing (not interpreted in v1) |
+//! | | `kem_alg` | u16 | any value (see below) |
 //! | | `kem_pub_len` | u16 | at most 1568 (else `Malformed`) |
 //! | | `kem_pub` | `kem_pub_len` | encapsulation key |
 //! | | `kem_sig` | 64 | see below, verified |
@@ -100,6 +126,15 @@
 //! most 1907 bytes (`MAX_BUNDLE_LEN`). Nothing may follow the last field.
 //! Decoding checks, in this order: version, identity signature, `spk_sig`,
 //! `opk_count`, `kem_count`, `kem_pub_len`, `kem_sig`, end of input.
+//!
+//! **The KEM slot.** Version 2 carries and verifies the KEM prekey but does
+//! not use it in the key agreement, so a decoder accepts **every**
+//! `kem_alg` value and every `kem_pub_len` up to 1568, with no tie between
+//! the two. The registry, for the PQXDH version that will use the slot:
+//! `1` = ML-KEM-768 (1184-byte key), `2` = X-Wing (1216), `3` =
+//! ML-KEM-1024 (1568, the largest, hence the bound); `0` and everything
+//! above `3` are reserved. That version will require `kem_pub_len` to be
+//! the algorithm's key length.
 //!
 //! Prekey identifiers are chosen by Bob; the reference pool issues them from
 //! 1 upward and never reuses one (not a wire rule).
@@ -124,13 +159,24 @@
 //! ```text
 //! F   = 0xFF * 32
 //! KM  = DH1 || DH2 || DH3 [|| DH4]
-//! clear headers:     SK                = HKDF(salt = 0x00 * 32, ikm = F || KM, info = "securemesh-x3dh-v1",    L = 32)
-//! encrypted headers: SK || HKa || NHKb = HKDF(salt = 0x00 * 32, ikm = F || KM, info = "securemesh-x3dh-he-v1", L = 96)
+//! P   = the X3DH prefix of the initial message (§6.4), byte for byte:
+//!       0x04 | Alice's identity | ek_pub | spk_id | opk_count [| opk_id] | kem_count | header_encryption
+//!       (168 bytes without a one-time prekey, 172 with one)
+//! clear headers:     SK                = HKDF(salt = 0x00 * 32, ikm = F || KM, info = "securemesh-x3dh-v2" || P,    L = 32)
+//! encrypted headers: SK || HKa || NHKb = HKDF(salt = 0x00 * 32, ikm = F || KM, info = "securemesh-x3dh-he-v2" || P, L = 96)
 //!                    (SK = out[0..32], HKa = out[32..64], NHKb = out[64..96])
 //! AD  = Encode(IK_A) || Encode(IK_B)     (128 bytes: A.sign_pub | A.dh_pub | B.sign_pub | B.dh_pub)
 //! ```
 //!
+//! Alice knows `P` before she sends anything (it holds only her identity,
+//! her ephemeral key, the bundle's identifiers and her header mode); Bob
+//! takes it from the received message. Binding `P` makes the initial
+//! message non-malleable: Bob's DH outputs cannot tell `ek_pub` from
+//! `ek_pub` plus a point of small order (X25519 clamps private keys to
+//! multiples of 8), but the KDF can.
+//!
 //! Departures from \[X3DH\]: two-key identities instead of XEdDSA (§2);
+//! the prefix `P` in the KDF `info` (\[X3DH\] has a constant `info`);
 //! `Encode(IK)` is 64 bytes (both public keys), so `AD` is 128 bytes; the
 //! header-encryption mode takes 96 bytes from the same KDF with its own
 //! `info`. `HKa` is the header key of Alice's first sending chain and
@@ -169,9 +215,10 @@
 //!
 //! | Type | Name | Carried |
 //! |---|---|---|
-//! | `0x01` | initial | X3DH prefix followed by a complete `0x02` or `0x03` message |
+//! | `0x04` | initial | X3DH prefix followed by a complete `0x02` or `0x03` message |
 //! | `0x02` | ratchet | clear header |
 //! | `0x03` | ratchet, header-encrypted | encrypted header |
+//! | `0x01` | version-1 initial (retired) | refused with `UnknownVersion` |
 //!
 //! Any other first byte is `Malformed`. A session runs in exactly one mode,
 //! fixed when it starts (§8): a clear-header session refuses `0x03` and a
@@ -216,7 +263,7 @@
 //! collisions negligible), so the same header key encrypts every header of a
 //! chain.
 //!
-//! ### 6.4 Type `0x01`: initial message (168 or 172 bytes of prefix)
+//! ### 6.4 Type `0x04`: initial message (168 or 172 bytes of prefix)
 //!
 //! Every message Alice sends until she has decrypted one message from Bob
 //! (§8) is an initial message: the X3DH prefix (\[X3DH\] §3.3) followed by
@@ -224,13 +271,13 @@
 //!
 //! | Offset | Field | Size | Value |
 //! |---|---|---|---|
-//! | 0 | type `0x01` | 1 | |
+//! | 0 | type `0x04` | 1 | |
 //! | 1 | Alice's `identity` | 128 | §2, binding signature verified |
 //! | 129 | `ek_pub` | 32 | `EK_A.pub` |
 //! | 161 | `spk_id` | u32 | the bundle's `spk_id` |
 //! | 165 | `opk_count` | u8 | `0` or `1` (else `Malformed`) |
 //! | 166 | `opk_id` | u32 | only if `opk_count = 1` |
-//! | next | `kem_count` | u8 | must be `0` in version 1 (else `UnknownVersion`) |
+//! | next | `kem_count` | u8 | must be `0` in version 2 (else `UnknownVersion`) |
 //! | next | `header_encryption` | u8 | `0` (inner type `0x02`) or `1` (inner type `0x03`), else `Malformed` |
 //! | next | inner message | rest | a complete §6.2 or §6.3 message |
 //!
@@ -241,7 +288,7 @@
 //! ### 6.5 Message encryption and its associated data
 //!
 //! Let `R` be the ratchet message (the whole message for types `0x02` and
-//! `0x03`, the inner message for type `0x01`) and `H` its header length (40
+//! `0x03`, the inner message for type `0x04`) and `H` its header length (40
 //! for `0x02`, 80 for `0x03`). With `key, nonce` expanded from the message
 //! key `MK` (§5):
 //!
@@ -253,16 +300,13 @@
 //! That is: the 128-byte X3DH `AD` followed by the ratchet message from its
 //! type byte through the end of the clear header (`0x02`) or of `enc_header`
 //! (`0x03`). This is \[DR\] §3.4 / §4.5 `ENCRYPT(mk, plaintext, CONCAT(AD,
-//! header))` with the type byte added. **The X3DH prefix of an initial
-//! message is not part of the associated data**; its fields are bound only
-//! indirectly: `ek_pub` and the prekeys the identifiers select enter `SK`,
-//! Alice's `sign_pub`/`dh_pub` enter `AD` and `DH1`, and the
-//! `header_encryption` flag selects the X3DH `info` and must match the inner
-//! type. For the *first* initial message Bob processes this suffices (any
-//! change yields `UnknownPrekey`, `Malformed` or `Decrypt`; this needs the
-//! canonical-key rule of §1, since a flipped bit 255 of `ek_pub` leaves
-//! every DH unchanged). A *repeated*
-//! initial message must equal the first one in every prefix field (§8).
+//! header))` with the type byte added. The X3DH prefix of an initial
+//! message is not part of the associated data: it is bound, byte for
+//! byte, into `SK` (§4), so for the *first* initial message Bob processes
+//! any change of a prefix byte yields `UnknownPrekey`, `Malformed`,
+//! `UnknownVersion`, `BadSignature`, `NonContributory` or `Decrypt`, and no
+//! session. A *repeated* initial message is decrypted with the session's
+//! existing keys, so it must equal the first one in every prefix field (§8).
 //!
 //! ## 7. The Double Ratchet (\[DR\] §3, header encryption §4)
 //!
@@ -284,7 +328,7 @@
 //! | | Alice (initiator, `Session::initiate`) | Bob (responder, `Session::respond`) |
 //! |---|---|---|
 //! | `RK` | `SK` | `SK` |
-//! | `DHs` | none (first generated at her first encrypt) | `SPK_B` key pair |
+//! | `DHs` | none (first generated at her first encrypt) | `SPK_B` key pair, for the first receiving step only (below) |
 //! | `DHr` | `SPK_B.pub` | none |
 //! | `CKs`, `CKr` | none | none |
 //! | `Ns, Nr, PN` | 0 | 0 |
@@ -292,6 +336,16 @@
 //! | `HKs`, `HKr` | none, none | none, none |
 //! | `NHKs` | `HKa` | `NHKb` |
 //! | `NHKr` | `NHKb` | `HKa` |
+//!
+//! Bob's `DHs = SPK_B` serves only the receiving half of the DH step that
+//! `respond` performs on Alice's first chain (§7.5 step 4). Once that
+//! message has authenticated, Bob **erases** it (`DHs` = none): Alice's
+//! later messages before Bob answers belong to the same chain and need
+//! only `CKr`, and her next ratchet key can only answer a key of Bob's,
+//! which his first encrypt generates (`pending` is set). So the signed
+//! prekey's private key lives in the prekey pool alone, and the pool's
+//! erasure at the end of the grace period (§8) is final. A message with
+//! another new ratchet key before Bob has sent finds `DHs` none: `Decrypt`.
 //!
 //! Because Alice's step is pending, her first encrypt computes
 //! `RK, CKs, NHKs = KDF_RK(SK, DH(DHs, SPK_B))` with `HKs = HKa`: exactly
@@ -367,10 +421,13 @@
 //! 3. `header.dh == PrevDHr`: `Duplicate` (its remaining keys, if any, were
 //!    matched in 1).
 //! 4. New ratchet key: if `CKr` exists and `pn - Nr > MAX_SKIP`, or if
-//!    `n > MAX_SKIP`: `TooManySkipped`. Compute `dh_out = DH(DHs, header.dh)`
+//!    `n > MAX_SKIP`: `TooManySkipped`. (`pn - Nr` **saturates at 0**: a
+//!    `pn` below `Nr` skips nothing and is not an error.) Compute `dh_out = DH(DHs, header.dh)`
 //!    (all zero, or `DHs` none: `Decrypt`), `RK', CKr' = KDF_RK(RK, dh_out)`,
 //!    derive `MK_n` of the new chain and decrypt. On success: store the keys
-//!    `Nr..pn` of the old receiving chain as skipped (if there was one),
+//!    `Nr..pn` of the old receiving chain as skipped (if there was one;
+//!    `Nr..pn` **excludes** `pn`, which counts the messages of that chain:
+//!    the keys of messages `Nr, Nr + 1, ..., pn - 1`, none if `pn <= Nr`),
 //!    `PrevDHr = DHr`, `DHr = header.dh`, `RK = RK'`, store the keys `0..n`
 //!    of the new chain as skipped, `CKr` after `n`, `Nr = n + 1`,
 //!    `pending = true`.
@@ -390,6 +447,14 @@
 //!    `HKr`, those of the new chain under the new `HKr`.
 //! 4. `enc_header` opens under `PrevHKr`: `Duplicate`.
 //! 5. Otherwise `Decrypt`.
+//!
+//! "Opens under `hk`" means: the header AEAD verifies **and** the 40
+//! decrypted bytes parse as a header whose `dh` is canonical (§1). A
+//! header that authenticates but holds a non-canonical `dh` (only a holder
+//! of the header key can make one) counts as not opening, and the search
+//! goes on; it ends in `Decrypt`, not `Malformed`. With clear headers the
+//! canonical check happens when the header is parsed, before any key is
+//! looked up (`Malformed`).
 //!
 //! ### 7.6 Skipped message keys (\[DR\] §2.6, §3.2, §6.4)
 //!
@@ -423,14 +488,34 @@
 //!
 //! ### 7.8 Errors
 //!
+//! **Which error wins.** Every decoder checks each field as it reads it,
+//! in wire order, and stops at the first failure: truncation at a field is
+//! that field's failure (`Malformed`), a non-canonical X25519 key is
+//! `Malformed` where it is read, and a signature is checked right after
+//! the bytes it covers have been read (`Bundle::decode`: identity `dh_pub`,
+//! identity signature, `spk_pub`, `spk_sig`, `opk_count`, `opk_pub`,
+//! `kem_count`, `kem_pub_len`, `kem_sig`, end of input; an identity alone:
+//! `dh_pub`, then the signature). `respond` departs from wire order in one
+//! place, to keep the refusal of replays and unknown prekeys cheap: it
+//! **parses the whole prefix first** (type, identity `dh_pub`, `ek_pub`,
+//! `opk_count`, `kem_count`, `header_encryption`, in wire order; Alice's
+//! binding signature is *not* checked yet), then looks up the signed
+//! prekey and the one-time prekey (`UnknownPrekey`), then verifies Alice's
+//! identity (`BadSignature`), then computes `DH1`..`DH4` in that order
+//! (`NonContributory`), then decrypts the inner message, whose checks run
+//! in this order: type against the flag and the mode, length, output
+//! buffer, header parse (clear headers), then the steps of §7.5. `decrypt`
+//! of a `0x04` message parses the prefix as `respond` does, then compares
+//! it (`Malformed`), then decrypts the inner message the same way.
+//!
 //! | Operation | Error | When |
 //! |---|---|---|
 //! | `Bundle::decode` | `UnknownVersion` | `version != 1` |
 //! | | `BadSignature` | identity, `spk_sig` or `kem_sig` does not verify (strictly), or a key does not decode |
 //! | | `Malformed` | truncated, count not 0/1, `kem_pub_len > 1568`, trailing bytes, a non-canonical X25519 key (§1) |
 //! | `initiate` | `NonContributory` | an X3DH DH output is all zero |
-//! | `respond` | `Malformed` | not type `0x01`, truncated prefix, flags not 0/1, inner type not matching the flag, a non-canonical X25519 key (§1) |
-//! | | `UnknownVersion` | `kem_count != 0` |
+//! | `respond` | `Malformed` | not type `0x04` (nor `0x01`), truncated prefix, flags not 0/1, inner type not matching the flag, a non-canonical X25519 key (§1) |
+//! | | `UnknownVersion` | type `0x01` (version 1), `kem_count != 0` |
 //! | | `BadSignature` | Alice's identity binding signature |
 //! | | `UnknownPrekey` | `spk_id` not held (current, or previous within its grace period), or `opk_id` not held (unknown or already consumed) |
 //! | | `NonContributory` | an X3DH DH output is all zero |
@@ -438,8 +523,8 @@
 //! | `encrypt` | `BufferTooSmall { needed }` | output shorter than `encrypted_len(len)` (the exact message length) |
 //! | | `CounterExhausted` | `Ns == 2^32 - 1` and no step pending |
 //! | | `NonContributory` | the pending step's DH output is all zero |
-//! | `decrypt` | `Malformed` | type/mode mismatch, too short, a `0x01` message at a session that is not Bob's or whose prefix differs from the first one (§8) |
-//! | | `UnknownVersion`, `BadSignature`, `Malformed` | a `0x01` message whose prefix does not parse, as for `respond` |
+//! | `decrypt` | `Malformed` | type/mode mismatch, too short, a `0x04` message at a session that is not Bob's or whose prefix differs from the first one (§8) |
+//! | | `UnknownVersion`, `Malformed` | a `0x01` message, or a `0x04` message whose prefix does not parse, as for `respond` |
 //! | | `BufferTooSmall { needed }` | output shorter than the payload |
 //! | | `Duplicate` | §7.7 |
 //! | | `TooManySkipped` | §7.6 |
@@ -465,16 +550,31 @@
 //!   erased (\[X3DH\] §3.4), so a forged initial message cannot burn it and
 //!   a replayed one cannot open a second session (`UnknownPrekey`). Without
 //!   a one-time prekey a replayed initial message does open a second
-//!   session (\[X3DH\] §4.2): applications must detect it (same `ek_pub`).
+//!   session (\[X3DH\] §4.2): applications must detect it by its `ek_pub`.
+//!   In version 2 that check is sound: only the exact bytes of the genuine
+//!   prefix authenticate (§4), so a replay carries the same `ek_pub`
+//!   (in version 1, each of 8 encodings opened a session).
 //! - **Repeated initial messages.** Bob's session remembers the X3DH header
-//!   of the initial message that started it. A later `0x01` message given to
+//!   of the initial message that started it. A later `0x04` message given to
 //!   `decrypt` is accepted only if **every** prefix field equals it: all 128
 //!   bytes of Alice's identity, `ek_pub`, `spk_id`, `opk_count` and
 //!   `opk_id`, and `header_encryption` (the session's mode); otherwise
 //!   `Malformed` (a non-zero `kem_count` is already refused by parsing). Its inner message is then decrypted normally.
-//!   The comparison is required because the prefix is not in the AEAD's
-//!   associated data (§6.5): without it, the unused fields of a repeated
-//!   initial message would be malleable.
+//!   The comparison is required because a repeated message is decrypted
+//!   with the session's keys, not with a fresh X3DH: the prefix binding of
+//!   §4 protects only the first one.
+//! - **Persistence (MUST).** Message keys and AEAD nonces are *derived*
+//!   (§5), not random: a party that encrypts twice from the same state
+//!   encrypts two messages under the same key and nonce. An implementation
+//!   that keeps session state across restarts **MUST** durably store the
+//!   state that an `encrypt` produced **before** it transmits the message,
+//!   and **MUST** store the state after a successful `decrypt` or `respond`
+//!   before it acts on the plaintext. It **MUST NOT** restore a state older
+//!   than the newest one it stored (a rollback repeats keys and nonces);
+//!   the reference code seals states with a monotonic generation and
+//!   refuses older ones (`securemesh_core::envelope`). The same holds for
+//!   the prekey pool: a restored pool that still holds a consumed one-time
+//!   prekey would let a replayed initial message open a second session.
 //! - **Heartbeats.** An empty payload is a valid message; sending one
 //!   after receiving a new ratchet key performs the pending DH step (used for
 //!   post-compromise recovery). Timers are local and not on the wire.
@@ -488,14 +588,14 @@
 //! | stored skipped keys | `CAP` (default 128), oldest evicted |
 //! | bundle | at most 1907 bytes; `kem_pub` at most 1568 bytes |
 //! | initial prefix | 168 or 172 bytes |
-//! | overhead | `0x02`: 57 bytes; `0x03`: 97 bytes; plus the prefix for `0x01` |
+//! | overhead | `0x02`: 57 bytes; `0x03`: 97 bytes; plus the prefix for `0x04` |
 //! | payload | no protocol limit beyond the caller's buffers (and ChaCha20-Poly1305's 2^38-byte bound) |
 //!
 //! ## 10. Test vectors
 //!
-//! `test-vectors/ratchet/x3dh.json` gives, per case, every private key, the
+//! `test-vectors/ratchet/v2/x3dh.json` gives, per case, every private key, the
 //! public encodings, the bundle bytes, `DH1..DH4`, `SK` (`HKa`, `NHKb`),
-//! `AD` and a first initial message. `double-ratchet.json` and
+//! the prefix `P`, `AD` and a first initial message. `double-ratchet.json` and
 //! `double-ratchet-he.json` are transcripts with out-of-order delivery,
 //! duplicates and several DH steps each way: for each message the recorded
 //! randomness, the header, the chain keys before and after, the message key,

@@ -3,7 +3,8 @@
 //! the initial message).
 //!
 //! `SK = HKDF-SHA256(salt = 32 zero bytes, ikm = F || DH1 || DH2 || DH3 [|| DH4],
-//! info = "securemesh-x3dh-v1", 32)` with `F = 0xFF * 32`, and
+//! info = "securemesh-x3dh-v2" || prefix, 32)` with `F = 0xFF * 32`, the
+//! initial message's X3DH prefix byte for byte, and
 //! `DH1 = DH(IK_A, SPK_B)`, `DH2 = DH(EK_A, IK_B)`, `DH3 = DH(EK_A, SPK_B)`,
 //! `DH4 = DH(EK_A, OPK_B)`. `AD = Encode(IK_A) || Encode(IK_B)` with
 //! `Encode(IK) = sign_pub || dh_pub`. An all-zero DH result is refused.
@@ -26,33 +27,40 @@ fn dh(sk: &Key32, pk: &[u8; 32]) -> Result<Key32, Error> {
     X25519::dh(sk, pk).require_contributory().map_err(|_| Error::NonContributory)
 }
 
-fn derive(dhs: &[&Key32], alice: &PublicIdentity, bob: &PublicIdentity, he: bool) -> Agreement {
+fn derive(
+    dhs: &[&Key32],
+    alice: &PublicIdentity,
+    bob: &PublicIdentity,
+    prefix: &[u8],
+    he: bool,
+) -> Result<Agreement, Error> {
     let mut ad = [0u8; 128];
     let (a, b) = ad.split_at_mut(64);
     a.copy_from_slice(&alice.ad_bytes());
     b.copy_from_slice(&bob.ad_bytes());
     if he {
         let mut out = Secret::new([0u8; 96]);
-        kdf::x3dh(dhs, X3DH_HE_INFO, out.expose_mut());
-        let o = out.expose();
-        let k = |i: usize| {
-            Key32::from_slice(o.get(i * 32..i * 32 + 32).unwrap_or(&[0u8; 32])).unwrap_or(Key32::zeroed())
-        };
-        Agreement { sk: k(0), header_keys: Some((k(1), k(2))), ad }
+        kdf::x3dh(dhs, X3DH_HE_INFO, prefix, out.expose_mut())?;
+        let (sk, rest) = out.expose().split_first_chunk::<32>().ok_or(Error::InvalidLength)?;
+        let (hka, nhkb) = rest.split_first_chunk::<32>().ok_or(Error::InvalidLength)?;
+        let nhkb: &[u8; 32] = nhkb.try_into().map_err(|_| Error::InvalidLength)?;
+        Ok(Agreement { sk: Key32::new(*sk), header_keys: Some((Key32::new(*hka), Key32::new(*nhkb))), ad })
     } else {
         let mut sk = Key32::zeroed();
-        kdf::x3dh(dhs, X3DH_INFO, sk.expose_mut());
-        Agreement { sk, header_keys: None, ad }
+        kdf::x3dh(dhs, X3DH_INFO, prefix, sk.expose_mut())?;
+        Ok(Agreement { sk, header_keys: None, ad })
     }
 }
 
-/// Alice's side: `ek` is her fresh ephemeral secret.
+/// Alice's side: `ek` is her fresh ephemeral secret, `prefix` the X3DH
+/// prefix her initial messages will carry.
 pub(crate) fn initiator(
     alice: &Identity,
     bob: &PublicIdentity,
     spk: &[u8; 32],
     opk: Option<&[u8; 32]>,
     ek: &Key32,
+    prefix: &[u8],
     he: bool,
 ) -> Result<Agreement, Error> {
     let dh1 = dh(alice.dh_secret(), spk)?;
@@ -61,19 +69,20 @@ pub(crate) fn initiator(
     match opk {
         Some(opk) => {
             let dh4 = dh(ek, opk)?;
-            Ok(derive(&[&dh1, &dh2, &dh3, &dh4], alice.public(), bob, he))
+            derive(&[&dh1, &dh2, &dh3, &dh4], alice.public(), bob, prefix, he)
         }
-        None => Ok(derive(&[&dh1, &dh2, &dh3], alice.public(), bob, he)),
+        None => derive(&[&dh1, &dh2, &dh3], alice.public(), bob, prefix, he),
     }
 }
 
-/// Bob's side.
+/// Bob's side: `prefix` is the received initial message's X3DH prefix.
 pub(crate) fn responder(
     bob: &Identity,
     alice: &PublicIdentity,
     spk: &Key32,
     opk: Option<&Key32>,
     ek_a: &[u8; 32],
+    prefix: &[u8],
     he: bool,
 ) -> Result<Agreement, Error> {
     let dh1 = dh(spk, &alice.dh)?;
@@ -82,8 +91,8 @@ pub(crate) fn responder(
     match opk {
         Some(opk) => {
             let dh4 = dh(opk, ek_a)?;
-            Ok(derive(&[&dh1, &dh2, &dh3, &dh4], alice, bob.public(), he))
+            derive(&[&dh1, &dh2, &dh3, &dh4], alice, bob.public(), prefix, he)
         }
-        None => Ok(derive(&[&dh1, &dh2, &dh3], alice, bob.public(), he)),
+        None => derive(&[&dh1, &dh2, &dh3], alice, bob.public(), prefix, he),
     }
 }

@@ -381,9 +381,12 @@ fn wrong_kind_version_and_suite_refused() {
         PrekeyPool::<8>::decode_state(&session).unwrap_err(),
         CoreError::WrongKind { found: 2, expected: 3 }
     );
-    let mut v2 = session.clone();
-    v2[6] = 2; // version u16 at 5..7
-    assert_eq!(Session::<128, 128>::decode_state(&v2).unwrap_err(), CoreError::UnknownVersion { found: 2 });
+    let mut v3 = session.clone();
+    v3[6] = 3; // version u16 at 5..7
+    assert_eq!(Session::<128, 128>::decode_state(&v3).unwrap_err(), CoreError::UnknownVersion { found: 3 });
+    let mut v0 = session.clone();
+    v0[6] = 0;
+    assert_eq!(Session::<128, 128>::decode_state(&v0).unwrap_err(), CoreError::UnknownVersion { found: 0 });
     let mut suite = session.clone();
     suite[8] = 9; // suite u16 at 7..9
     assert_eq!(Session::<128, 128>::decode_state(&suite).unwrap_err(), CoreError::SuiteMismatch { found: 9 });

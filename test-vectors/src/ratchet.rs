@@ -1,5 +1,5 @@
 //! Ratchet vectors: X3DH and the Double Ratchet as specified in
-//! `securemesh_ratchet::spec`, published by securemesh in `ratchet/*.json`
+//! `securemesh_ratchet::spec`, published by securemesh in `ratchet/v2/*.json`
 //! (see `ratchet/README.md` for the format). They were generated from the
 //! real sessions with recorded randomness (the ignored test
 //! `write_ratchet_vectors` in `tests/ratchet_vectors.rs`).
@@ -133,6 +133,9 @@ pub struct X3dhCase {
     /// `DH(EK_A, OPK_B)`, hex, with a one-time prekey.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dh4: Option<String>,
+    /// The X3DH prefix of Alice's initial messages (type byte through the
+    /// header-encryption flag), bound into the KDF `info`, hex.
+    pub prefix: String,
     /// The shared secret `SK`, hex.
     pub sk: String,
     /// Shared `HKa` (header encryption), hex.
@@ -442,6 +445,26 @@ fn spec_identity(
     (keys, key)
 }
 
+/// The X3DH prefix of an initial message (spec §6.4): type `0x04`, Alice's
+/// identity, `ek_pub`, `spk_id`, the one-time prekey's id, no KEM
+/// ciphertext, the header-encryption flag.
+fn x3dh_prefix(alice: &[u8], ek_pub: &[u8; 32], spk_id: u32, opk_id: Option<u32>, he: bool) -> Vec<u8> {
+    let mut prefix = vec![MSG_INITIAL];
+    prefix.extend(alice);
+    prefix.extend(ek_pub);
+    prefix.extend(spk_id.to_be_bytes());
+    match opk_id {
+        Some(id) => {
+            prefix.push(1);
+            prefix.extend(id.to_be_bytes());
+        }
+        None => prefix.push(0),
+    }
+    prefix.push(0); // no KEM ciphertext
+    prefix.push(u8::from(he));
+    prefix
+}
+
 /// Derive an X3DH case from its inputs, from the specification
 /// (`securemesh_ratchet::spec` §2-§4): identity encodings and signatures,
 /// the bundle bytes, both sides' DH outputs, `SK` (`HKa`, `NHKb`) and `AD`.
@@ -504,15 +527,17 @@ pub fn derive_x3dh(i: &X3dhInputs) -> Result<X3dhCase, String> {
     let mut dhs: Vec<Key32> = vec![Key32::new(dh1), Key32::new(dh2), Key32::new(dh3)];
     dhs.extend(dh4.map(Key32::new));
     let refs: Vec<&Key32> = dhs.iter().collect();
+    let prefix =
+        x3dh_prefix(&unhex(&alice.encoded)?, &ek_pub, i.spk_id, i.opk.map(|(id, _)| id), i.header_encryption);
     let (sk, hka, nhkb) = if i.header_encryption {
         let mut out = [0u8; 96];
-        kdf::x3dh(&refs, kdf::X3DH_HE_INFO, &mut out);
+        kdf::x3dh(&refs, kdf::X3DH_HE_INFO, &prefix, &mut out).map_err(|e| format!("KDF: {e}"))?;
         let (sk, rest) = out.split_at(32);
         let (hka, nhkb) = rest.split_at(32);
         (hx(sk), Some(hx(hka)), Some(hx(nhkb)))
     } else {
         let mut out = [0u8; 32];
-        kdf::x3dh(&refs, kdf::X3DH_INFO, &mut out);
+        kdf::x3dh(&refs, kdf::X3DH_INFO, &prefix, &mut out).map_err(|e| format!("KDF: {e}"))?;
         (hx(&out), None, None)
     };
     let ad =
@@ -538,6 +563,7 @@ pub fn derive_x3dh(i: &X3dhInputs) -> Result<X3dhCase, String> {
         dh2: hx(&dh2),
         dh3: hx(&dh3),
         dh4: dh4.map(|d| hx(&d)),
+        prefix: hx(&prefix),
         sk,
         hka,
         nhkb,
@@ -601,19 +627,16 @@ impl Model {
             return Err("header keys must be listed exactly with header encryption".into());
         }
         let spk = arr::<32>(&setup.signed_prekey.private)?;
-        let mut prefix = vec![MSG_INITIAL];
-        prefix.extend(unhex(&setup.alice.encoded)?);
-        prefix.extend(arr::<32>(&setup.alice_ephemeral_public)?);
-        prefix.extend(setup.signed_prekey.id.to_be_bytes());
-        match &setup.one_time_prekey {
-            Some(o) => {
-                prefix.push(1);
-                prefix.extend(o.id.to_be_bytes());
-            }
-            None => prefix.push(0),
+        let prefix = x3dh_prefix(
+            &unhex(&setup.alice.encoded)?,
+            &arr::<32>(&setup.alice_ephemeral_public)?,
+            setup.signed_prekey.id,
+            setup.one_time_prekey.as_ref().map(|o| o.id),
+            he,
+        );
+        if hx(&prefix) != setup.prefix {
+            return Err("the listed prefix is not the one of spec §6.4".into());
         }
-        prefix.push(0); // no KEM ciphertext
-        prefix.push(u8::from(he));
         let alice = Side {
             rk: sk,
             dhr: Some(x25519_public(&spk)),
@@ -1120,7 +1143,7 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
 
 /// Check the X3DH file at `path`.
 pub fn x3dh(path: &Path) -> Report {
-    const NAME: &str = "ratchet x3dh";
+    const NAME: &str = "ratchet v2 x3dh";
     match load::<X3dhFile>(path) {
         Ok(f) => check_x3dh(NAME, &f),
         Err(e) => {
@@ -1143,12 +1166,16 @@ pub fn transcript(name: &str, path: &Path) -> Report {
     }
 }
 
-/// The ratchet vector files in `dir`, one report each:
-/// `ratchet x3dh`, `ratchet double-ratchet`, `ratchet double-ratchet-he`.
+/// The ratchet vector files of wire version 2 in `dir/v2` (`dir` is the
+/// `ratchet` folder), one report each: `ratchet v2 x3dh`, `ratchet v2
+/// double-ratchet`, `ratchet v2 double-ratchet-he`. The version-1 files in
+/// `dir/v1` are kept for reference only: version 1 is retired (its initial
+/// message did not bind the X3DH prefix) and the code refuses it.
 pub fn reports(dir: &Path) -> Vec<Report> {
+    let dir = dir.join("v2");
     vec![
         x3dh(&dir.join("x3dh.json")),
-        transcript("ratchet double-ratchet", &dir.join("double-ratchet.json")),
-        transcript("ratchet double-ratchet-he", &dir.join("double-ratchet-he.json")),
+        transcript("ratchet v2 double-ratchet", &dir.join("double-ratchet.json")),
+        transcript("ratchet v2 double-ratchet-he", &dir.join("double-ratchet-he.json")),
     ]
 }
