@@ -273,7 +273,8 @@ fn merge_path<const L: usize, const B: usize>(
         return Err(Error::Malformed);
     }
     let width = tree.leaf_count();
-    for p in tree_math::direct_path(tree_math::leaf_to_node(sender), width) {
+    let sender_node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;
+    for p in tree_math::direct_path(sender_node, width) {
         tree.set_parent(p, None)?;
     }
     for ((p, _), node) in filtered.iter().zip(path.nodes()) {
@@ -324,8 +325,9 @@ fn add_leaf<const L: usize, const B: usize>(
             width
         }
     };
+    let node = tree_math::leaf_to_node(leaf).ok_or(Error::Capacity)?;
     tree.set_leaf(leaf, Some(new.as_bytes()))?;
-    for x in tree_math::direct_path(tree_math::leaf_to_node(leaf), tree.leaf_count()) {
+    for x in tree_math::direct_path(node, tree.leaf_count()) {
         if let Node::Parent(parent) = tree.node(x) {
             let mut updated = parent.clone();
             let at = updated.unmerged.iter().position(|u| *u > leaf).unwrap_or(updated.unmerged.len());
@@ -342,8 +344,9 @@ fn update_leaf<const L: usize, const B: usize>(
     sender: u32,
     leaf: &crate::tree::node::LeafNode<'_>,
 ) -> Result<(), Error> {
+    let node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;
     tree.set_leaf(sender, Some(leaf.as_bytes()))?;
-    for x in tree_math::direct_path(tree_math::leaf_to_node(sender), tree.leaf_count()) {
+    for x in tree_math::direct_path(node, tree.leaf_count()) {
         tree.set_parent(x, None)?;
     }
     Ok(())
@@ -355,8 +358,9 @@ fn blank_leaf<const L: usize, const B: usize>(
     tree: &mut RatchetTree<L, B>,
     removed: u32,
 ) -> Result<(), Error> {
+    let node = tree_math::leaf_to_node(removed).ok_or(Error::Malformed)?;
     tree.set_leaf(removed, None)?;
-    for x in tree_math::direct_path(tree_math::leaf_to_node(removed), tree.leaf_count()) {
+    for x in tree_math::direct_path(node, tree.leaf_count()) {
         tree.set_parent(x, None)?;
     }
     Ok(())

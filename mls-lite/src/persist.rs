@@ -224,7 +224,7 @@ fn read_secret_tree<const L: usize>(
         return Err(Error::InvalidValue);
     }
     t.n_leaves = n_leaves;
-    let width = tree_math::node_width(n_leaves);
+    let width = tree_math::node_width(n_leaves).ok_or(Error::InvalidValue)?;
     let mut last: Option<u32> = None;
     for _ in 0..r.read_u16()? {
         let x = r.read_u32()?;
@@ -255,7 +255,7 @@ fn read_secret_tree<const L: usize>(
     }
     // Every leaf has exactly one source of keys.
     for leaf in 0..n_leaves {
-        let target = tree_math::leaf_to_node(leaf);
+        let target = tree_math::leaf_to_node(leaf).ok_or(Error::InvalidValue)?;
         let on_path = core::iter::once(target)
             .chain(tree_math::direct_path(target, n_leaves))
             .filter(|&x| t.node(x).is_some())
@@ -337,7 +337,7 @@ fn check_tree<const L: usize, const B: usize>(tree: &RatchetTree<L, B>) -> Resul
         let Node::Parent(p) = tree.node(x) else { continue };
         for (i, leaf) in p.unmerged.iter().enumerate() {
             if tree.leaf(*leaf).is_none()
-                || !tree_math::is_in_subtree(tree_math::leaf_to_node(*leaf), x)
+                || tree_math::leaf_to_node(*leaf).is_none_or(|n| !tree_math::is_in_subtree(n, x))
                 || p.unmerged.get(..i).is_some_and(|before| before.contains(leaf))
             {
                 return Err(Error::InvalidValue);
@@ -410,7 +410,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             return Err(Error::InvalidValue);
         }
         let count = r.read_u8()?;
-        let own_node = tree_math::leaf_to_node(self.own_leaf);
+        let own_node = tree_math::leaf_to_node(self.own_leaf).ok_or(Error::InvalidValue)?;
         let mut last: Option<u32> = None;
         for _ in 0..count {
             let node = r.read_u32()?;
@@ -627,14 +627,14 @@ mod tests {
             let (enc, sig) = if i == own_leaf { (own_enc, own_sig) } else { ([i as u8; 32], [i as u8; 32]) };
             g.tree.set_leaf(i, Some(&leaf_bytes(B, &enc, &sig))).unwrap();
         }
-        let own_node = tree_math::leaf_to_node(own_leaf);
+        let own_node = tree_math::leaf_to_node(own_leaf).unwrap();
         for x in (1..g.tree.node_count()).step_by(2) {
             let path_key = tree_math::direct_path(own_node, w).any(|p| p == x);
             let private_key = Secret::new([x as u8 ^ 0x80; 32]);
             let encryption_key = if path_key { X25519::public_key(&private_key) } else { [x as u8; 32] };
             let mut unmerged = heapless::Vec::new();
             for l in 0..w {
-                if tree_math::is_in_subtree(tree_math::leaf_to_node(l), x) {
+                if tree_math::is_in_subtree(tree_math::leaf_to_node(l).unwrap(), x) {
                     unmerged.push(l).unwrap();
                 }
             }

@@ -23,8 +23,8 @@ pub fn leaf_secret(encryption_secret: &Secret32, leaf: u32, n_leaves: u32) -> Re
     if leaf >= n_leaves {
         return Err(Error::Malformed);
     }
-    let target: NodeIndex = tree_math::leaf_to_node(leaf);
-    let mut node = tree_math::root(n_leaves);
+    let target: NodeIndex = tree_math::leaf_to_node(leaf).ok_or(Error::Malformed)?;
+    let mut node = tree_math::root(n_leaves).ok_or(Error::Malformed)?;
     let mut secret = encryption_secret.clone();
     while node != target {
         let (side, child): (&[u8], _) =

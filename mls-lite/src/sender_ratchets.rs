@@ -153,9 +153,10 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         if n_leaves as usize > MAX_LEAVES {
             return Err(Error::Capacity);
         }
+        let root = tree_math::root(n_leaves).ok_or(Error::Capacity)?;
         self.clear();
         self.n_leaves = n_leaves;
-        *self.node_mut(tree_math::root(n_leaves)).ok_or(Error::Capacity)? = Some(encryption_secret.clone());
+        *self.node_mut(root).ok_or(Error::Capacity)? = Some(encryption_secret.clone());
         Ok(())
     }
 
@@ -210,10 +211,10 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         if leaf >= self.n_leaves {
             return Err(Error::Malformed);
         }
-        let target = tree_math::leaf_to_node(leaf);
+        let target = tree_math::leaf_to_node(leaf).ok_or(Error::Malformed)?;
         let mut path = [0; 32];
         let mut len = 0;
-        let mut x = tree_math::root(self.n_leaves);
+        let mut x = tree_math::root(self.n_leaves).ok_or(Error::Malformed)?;
         loop {
             *path.get_mut(len).ok_or(Error::Capacity)? = x;
             len += 1;
@@ -274,7 +275,7 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         let mut ratchet = match self.source(leaf)? {
             Source::Ratchets(r) => r.get(kind_index(kind)).ok_or(Error::Malformed)?.duplicate(),
             Source::Node(from, secret) => {
-                let target = tree_math::leaf_to_node(leaf);
+                let target = tree_math::leaf_to_node(leaf).ok_or(Error::Malformed)?;
                 let mut x = from;
                 let mut secret = secret.clone();
                 while x != target {
@@ -343,6 +344,8 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         }
         let (path, len) = self.path_down(leaf)?;
         let path = path.get(..len).ok_or(Error::Malformed)?;
+        // The path ends at the leaf's node.
+        let leaf_node = *path.last().ok_or(Error::Malformed)?;
         let start = path.iter().position(|&x| self.node(x).is_some()).ok_or(Error::Malformed)?;
         for &x in path.get(start..len.saturating_sub(1)).ok_or(Error::Malformed)? {
             let secret = self.node_mut(x).and_then(Option::take).ok_or(Error::Malformed)?;
@@ -352,8 +355,7 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
             *self.node_mut(lx).ok_or(Error::Capacity)? = Some(l);
             *self.node_mut(rx).ok_or(Error::Capacity)? = Some(r);
         }
-        let secret =
-            self.node_mut(tree_math::leaf_to_node(leaf)).and_then(Option::take).ok_or(Error::Malformed)?;
+        let secret = self.node_mut(leaf_node).and_then(Option::take).ok_or(Error::Malformed)?;
         *self.ratchets.get_mut(leaf as usize).ok_or(Error::Capacity)? = Some(leaf_ratchets(&secret)?);
         Ok(())
     }

@@ -97,9 +97,9 @@ pub fn next_path_secret(path_secret: &Secret32) -> Result<Secret32, Error> {
 impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, LEAF_BYTES> {
     /// The filtered direct path of `leaf` (§4.1.2): each ancestor whose
     /// child on the copath has a non-empty resolution, lowest first, passed
-    /// to `f` with that copath child.
+    /// to `f` with that copath child. Nothing for a leaf outside the tree.
     pub fn filtered_direct_path(&self, leaf: u32, f: &mut impl FnMut(NodeIndex, NodeIndex)) {
-        let mut below = tree_math::leaf_to_node(leaf);
+        let Some(mut below) = tree_math::leaf_to_node(leaf) else { return };
         for p in tree_math::direct_path(below, self.leaf_count()) {
             if let Some(copath) = tree_math::sibling(below, self.leaf_count()) {
                 let mut empty = true;
@@ -136,8 +136,9 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         if keys.len() != filtered.len() {
             return Err(Error::Malformed);
         }
+        let sender_node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;
         let mut next = self.clone();
-        for p in tree_math::direct_path(tree_math::leaf_to_node(sender), self.leaf_count()) {
+        for p in tree_math::direct_path(sender_node, self.leaf_count()) {
             next.set_parent(p, None)?;
         }
         for ((p, _), key) in filtered.iter().zip(keys.iter()) {
@@ -214,7 +215,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         group_context: &[u8],
         scratch: &mut [u8],
     ) -> Result<(NodeIndex, Secret32, [u8; 32]), Error> {
-        let me = tree_math::leaf_to_node(receiver);
+        let me = tree_math::leaf_to_node(receiver).ok_or(Error::Malformed)?;
         let mut target: Option<(usize, NodeIndex, NodeIndex)> = None;
         let mut i = 0usize;
         self.filtered_direct_path(sender, &mut |p, c| {

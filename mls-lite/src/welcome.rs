@@ -498,8 +498,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             if own_leaf == gi.signer {
                 return Err(Error::Malformed);
             }
-            let signer_node = tree_math::leaf_to_node(gi.signer);
-            let lca = tree_math::direct_path(tree_math::leaf_to_node(own_leaf), tree.leaf_count())
+            let signer_node = tree_math::leaf_to_node(gi.signer).ok_or(Error::Malformed)?;
+            let own_node = tree_math::leaf_to_node(own_leaf).ok_or(Error::Malformed)?;
+            let lca = tree_math::direct_path(own_node, tree.leaf_count())
                 .find(|p| tree_math::is_in_subtree(signer_node, *p))
                 .ok_or(Error::Malformed)?;
             let mut filtered: heapless::Vec<NodeIndex, MAX_PATH_KEYS> = heapless::Vec::new();
@@ -636,7 +637,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         if !self.joined {
             return None;
         }
-        if x == tree_math::leaf_to_node(self.own_leaf) {
+        if Some(x) == tree_math::leaf_to_node(self.own_leaf) {
             return Some(self.leaf_private_key.clone());
         }
         self.path_keys.iter().find(|k| k.node == x).map(|k| k.private_key.clone())

@@ -70,10 +70,10 @@ fn opt(v: &Value) -> Option<u32> {
 
 fn tree_math_entry(e: &Value) -> Result<(), String> {
     let n = u(&e["n_leaves"])? as u32;
-    if u(&e["n_nodes"])? as u32 != tree_math::node_width(n) {
+    if Some(u(&e["n_nodes"])? as u32) != tree_math::node_width(n) {
         return Err("n_nodes".into());
     }
-    if u(&e["root"])? as u32 != tree_math::root(n) {
+    if Some(u(&e["root"])? as u32) != tree_math::root(n) {
         return Err("root".into());
     }
     for (field, f) in [
@@ -380,7 +380,7 @@ fn treekem_entry(e: &Value) -> Result<(), String> {
                 parent_privs.push((node, sk));
             }
             let key_for = |x: u32| {
-                if x == tree_math::leaf_to_node(index) {
+                if Some(x) == tree_math::leaf_to_node(index) {
                     Some(leaf_priv.clone())
                 } else {
                     parent_privs.iter().find(|(n, _)| *n == x).map(|(_, k)| k.clone())

@@ -76,12 +76,15 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
 
     /// Number of nodes of the complete tree.
     pub fn node_count(&self) -> u32 {
-        tree_math::node_width(self.width)
+        // `width` is 0 or a power of two below 2^32, so at most 2^31, whose
+        // node width is `u32::MAX`: the fallback is never taken.
+        tree_math::node_width(self.width).unwrap_or(u32::MAX)
     }
 
     /// The root node index.
     pub fn root(&self) -> NodeIndex {
-        tree_math::root(self.width)
+        // As in `node_count`; the fallback is the root of 2^31 leaves.
+        tree_math::root(self.width).unwrap_or(u32::MAX >> 1)
     }
 
     /// The node at `x`.
@@ -106,7 +109,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         if leaf >= self.width {
             return None;
         }
-        match self.node(tree_math::leaf_to_node(leaf)) {
+        match self.node(tree_math::leaf_to_node(leaf)?) {
             Node::Leaf(l) => Some(l),
             _ => None,
         }
@@ -250,7 +253,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         }
         // The smallest complete tree holding x nodes.
         let mut width = 1u32;
-        while tree_math::node_width(width) < x {
+        while tree_math::node_width(width).is_some_and(|w| w < x) {
             width = width.checked_mul(2).ok_or(Error::Capacity)?;
         }
         if width as usize > MAX_LEAVES {
@@ -293,15 +296,15 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         Ok(w.finish()?)
     }
 
-    /// The resolution of `x` (§4.1.1), in order, passed to `f`.
+    /// The resolution of `x` (§4.1.1), in order, passed to `f`. An
+    /// unmerged leaf without a node index (at or beyond 2^31, which
+    /// [`validate`](Self::validate) refuses) is left out.
     pub fn resolution(&self, x: NodeIndex, f: &mut impl FnMut(NodeIndex)) {
         match self.node(x) {
             Node::Leaf(_) => f(x),
             Node::Parent(p) => {
                 f(x);
-                for l in &p.unmerged {
-                    f(tree_math::leaf_to_node(*l));
-                }
+                p.unmerged.iter().filter_map(|l| tree_math::leaf_to_node(*l)).for_each(&mut *f);
             }
             Node::Blank => {
                 if let (Some(l), Some(r)) = (tree_math::left(x), tree_math::right(x)) {
@@ -417,7 +420,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
                 return Err(Error::Malformed);
             }
             for leaf in &p.unmerged {
-                let ln = tree_math::leaf_to_node(*leaf);
+                let ln = tree_math::leaf_to_node(*leaf).ok_or(Error::Malformed)?;
                 if !tree_math::is_in_subtree(ln, x) || self.leaf(*leaf).is_none() {
                     return Err(Error::Malformed);
                 }
