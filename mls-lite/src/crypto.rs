@@ -198,3 +198,34 @@ impl<R: CryptoRng + ?Sized> rand_core::TryRng for RngRef<'_, R> {
     }
 }
 impl<R: CryptoRng + ?Sized> rand_core::TryCryptoRng for RngRef<'_, R> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use securemesh_core::Secret;
+
+    #[test]
+    fn sign_with_label_refuses_a_short_scratch() {
+        let key = Ed25519::signing_key(&Secret::new([7u8; 32]));
+        let public = Ed25519::verifying_key(&key);
+        let content = [0x5au8; 40];
+        // varint(8 + 4) | "MLS 1.0 " | "Test" | varint(40) | content
+        let needed = 1 + LABEL_PREFIX.len() + 4 + 1 + content.len();
+        for short in [0, 1, needed - content.len(), needed - 1] {
+            let mut scratch = std::vec![0u8; short];
+            assert_eq!(
+                sign_with_label(&key, b"Test", &content, &mut scratch),
+                Err(Error::BufferTooSmall { needed })
+            );
+            assert_eq!(
+                verify_with_label(&public, b"Test", &content, &[0; 64], &mut scratch),
+                Err(Error::BufferTooSmall { needed })
+            );
+        }
+        let mut scratch = std::vec![0u8; needed];
+        let sig = sign_with_label(&key, b"Test", &content, &mut scratch).unwrap();
+        // Not a signature of the empty message.
+        assert_ne!(sig, Ed25519::sign(&key, &[]));
+        verify_with_label(&public, b"Test", &content, &sig, &mut scratch).unwrap();
+    }
+}
