@@ -32,7 +32,7 @@ use crate::messages::{
 use crate::secret_tree::{self, KeyNonce, Ratchet, RatchetKind};
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Aead, ChaChaPoly, Ed25519, Hash, Sha256, Signature};
-use securemesh_core::{CryptoRng, Secret, ct_eq};
+use securemesh_core::{CryptoRng, ct_eq};
 
 /// An Ed25519 signing key.
 pub type SigningKey = <Ed25519 as Signature>::SigningKey;
@@ -509,52 +509,6 @@ pub fn verify_signature(
         .map_err(|_| Error::BadSignature)
 }
 
-// ---------------------------------------------------------------------------
-// Streaming HMAC-SHA256 (RFC 2104), for MACs over content in pieces.
-
-/// HMAC-SHA256 fed in pieces; equal to [`crypto::mac`] over their
-/// concatenation.
-pub(crate) struct HmacSha256 {
-    inner: Sha256,
-    outer_key: Secret<[u8; 64]>,
-}
-
-impl HmacSha256 {
-    pub(crate) fn new(key: &[u8]) -> Self {
-        let mut k = Secret::new([0u8; 64]);
-        if key.len() > 64 {
-            let d = Sha256::digest(&[key]);
-            for (o, b) in k.expose_mut().iter_mut().zip(d) {
-                *o = b;
-            }
-        } else {
-            for (o, b) in k.expose_mut().iter_mut().zip(key) {
-                *o = *b;
-            }
-        }
-        let mut inner_key = Secret::new([0u8; 64]);
-        let mut outer_key = Secret::new([0u8; 64]);
-        for ((i, o), b) in
-            inner_key.expose_mut().iter_mut().zip(outer_key.expose_mut().iter_mut()).zip(k.expose())
-        {
-            *i = b ^ 0x36;
-            *o = b ^ 0x5c;
-        }
-        let mut inner = Sha256::default();
-        inner.update(inner_key.expose());
-        HmacSha256 { inner, outer_key }
-    }
-
-    pub(crate) fn update(&mut self, data: &[u8]) {
-        self.inner.update(data);
-    }
-
-    pub(crate) fn finalize(self) -> [u8; NH] {
-        let inner = self.inner.finalize();
-        Sha256::digest(&[self.outer_key.expose(), &inner])
-    }
-}
-
 /// `membership_tag = MAC(membership_key, AuthenticatedContentTBM)` (§6.2),
 /// with `AuthenticatedContentTBM = FramedContentTBS || FramedContentAuthData`.
 pub fn membership_tag(
@@ -563,14 +517,14 @@ pub fn membership_tag(
     auth: &FramedContentAuthData<'_>,
     gc: &GroupContext<'_>,
 ) -> Result<[u8; NH], Error> {
-    let mut mac = HmacSha256::new(membership_key.expose());
-    let mut feed = |p: &[u8]| {
-        mac.update(p);
-        Ok(())
-    };
-    tbs_parts(WireFormat::PublicMessage, content, gc, &mut feed)?;
-    auth.parts(&mut feed)?;
-    Ok(mac.finalize())
+    Sha256::hmac_with(membership_key.expose(), |sink| {
+        let mut feed = |p: &[u8]| {
+            sink(p);
+            Ok(())
+        };
+        tbs_parts(WireFormat::PublicMessage, content, gc, &mut feed)?;
+        auth.parts(&mut feed)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1097,19 +1051,6 @@ pub fn protect_private<R: CryptoRng + ?Sized>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-
-    #[test]
-    fn streaming_hmac_matches_one_shot() {
-        for key_len in [0usize, 1, 32, 64, 65, 100] {
-            let key: std::vec::Vec<u8> = (0..key_len as u8).collect();
-            let data: std::vec::Vec<u8> = (0..200u8).map(|b| b.wrapping_mul(7)).collect();
-            let mut m = HmacSha256::new(&key);
-            for chunk in data.chunks(13) {
-                m.update(chunk);
-            }
-            assert_eq!(m.finalize(), crypto::mac(&key, &[&data]));
-        }
-    }
 
     #[test]
     fn sender_encodings() {

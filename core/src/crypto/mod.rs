@@ -166,7 +166,25 @@ pub trait Hash: Default + Clone {
     }
 
     /// `HMAC(key, parts[0] || parts[1] || ...)`.
-    fn hmac(key: &[u8], parts: &[&[u8]]) -> Self::Output;
+    fn hmac(key: &[u8], parts: &[&[u8]]) -> Self::Output {
+        let all = Self::hmac_with(key, |sink| {
+            parts.iter().for_each(|p| sink(p));
+            Ok::<(), core::convert::Infallible>(())
+        });
+        match all {
+            Ok(tag) => tag,
+            Err(never) => match never {},
+        }
+    }
+
+    /// `HMAC(key, m)` of a message `m` produced in pieces (an encoding
+    /// streamed field by field): `feed` gets a sink that absorbs each piece
+    /// in order. Equal to [`Hash::hmac`] over the pieces; an error of `feed`
+    /// is returned as it is.
+    fn hmac_with<E>(
+        key: &[u8],
+        feed: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), E>,
+    ) -> Result<Self::Output, E>;
 
     /// `HKDF-Extract(salt, ikm)`; an empty `salt` means `HashLen` zero bytes.
     fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> Secret<Self::Output>;

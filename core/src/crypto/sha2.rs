@@ -32,7 +32,10 @@ macro_rules! rustcrypto_hash {
                 Digest::finalize(self.0).into()
             }
 
-            fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; $len] {
+            fn hmac_with<E>(
+                key: &[u8],
+                feed: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), E>,
+            ) -> Result<[u8; $len], E> {
                 // HMAC accepts keys of any length (RFC 2104 §2), so this
                 // constructor cannot fail; an empty MAC keyed by nothing is
                 // still a correct HMAC of the empty key.
@@ -40,10 +43,8 @@ macro_rules! rustcrypto_hash {
                     Ok(mac) => mac,
                     Err(_) => <$hmac<$inner> as KeyInit>::new(&Default::default()),
                 };
-                for p in parts {
-                    mac.update(p);
-                }
-                mac.finalize().into_bytes().into()
+                feed(&mut |p| mac.update(p))?;
+                Ok(mac.finalize().into_bytes().into())
             }
 
             fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> Secret<[u8; $len]> {
@@ -107,3 +108,40 @@ rustcrypto_hash!(
     128,
     "BLAKE2b-512 (RFC 7693) with HMAC and HKDF (feature `blake2`).\n\n```\nuse securemesh_core::crypto::{Hash, Blake2b};\nlet d = Blake2b::digest(&[b\"abc\"]);\nassert_eq!(d[..4], [0xba, 0x80, 0xa5, 0x3f]); // RFC 7693 Appendix A\n```"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_hmac_matches_one_shot() {
+        // RFC 4231 test case 2 (key "Jefe"), fed in pieces.
+        let tag = Sha256::hmac_with(b"Jefe", |sink| {
+            for p in [&b"what do ya want "[..], b"", b"for nothing?"] {
+                sink(p);
+            }
+            Ok::<(), ()>(())
+        });
+        assert_eq!(
+            tag.map(|t| t[..8].to_vec()),
+            Ok(std::vec![0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e])
+        );
+        // Keys shorter than, equal to and longer than the block, in chunks.
+        for key_len in [0usize, 1, 32, 64, 65, 100, 200] {
+            let key: std::vec::Vec<u8> = (0..key_len).map(|i| i as u8).collect();
+            let data: std::vec::Vec<u8> = (0..200u8).map(|b| b.wrapping_mul(7)).collect();
+            let streamed = Sha256::hmac_with(&key, |sink| {
+                data.chunks(13).for_each(sink);
+                Ok::<(), ()>(())
+            });
+            assert_eq!(streamed, Ok(Sha256::hmac(&key, &[&data])));
+            let streamed512 = Sha512::hmac_with(&key, |sink| {
+                data.chunks(13).for_each(sink);
+                Ok::<(), ()>(())
+            });
+            assert_eq!(streamed512, Ok(Sha512::hmac(&key, &[&data[..100], &data[100..]])));
+        }
+        // The feeder's error comes back as is.
+        assert_eq!(Sha256::hmac_with(b"k", |_| Err(7u8)), Err(7));
+    }
+}
