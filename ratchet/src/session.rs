@@ -712,3 +712,62 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         self.nr = self.nr.saturating_add(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::prekeys::PrekeyConfig;
+    use securemesh_core::UnixTime;
+    use securemesh_core::envelope::Persist;
+    use securemesh_core::testing::TestRng;
+    use std::vec::Vec;
+
+    fn state(s: &Session) -> Vec<u8> {
+        let mut buf = std::vec![0u8; Session::<128, 128>::MAX_ENCODED_LEN];
+        let n = s.encode_state(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// A sending chain carries at most 2^32 - 1 messages: the last number
+    /// is 2^32 - 2, then `CounterExhausted` (state unchanged) until a DH
+    /// step, after which the new chain starts at 0.
+    #[test]
+    fn the_sending_counter_is_exhausted_at_its_last_number() {
+        let mut rng = TestRng::new(5);
+        let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+        let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let now = Instant(0);
+        let mut a: Session =
+            Session::initiate(&alice, &bundle, SessionConfig::default(), &mut rng, now).unwrap();
+        let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+        let m = a.encrypt(b"hi", &mut wire, &mut rng, now).unwrap();
+        let (mut b, _) = Session::<128, 128>::respond(
+            &bob,
+            &mut pool,
+            &wire[..m],
+            &mut out,
+            SessionConfig::default(),
+            now,
+        )
+        .unwrap();
+        let m = b.encrypt(b"ok", &mut wire, &mut rng, now).unwrap();
+        a.decrypt(&wire[..m], &mut out, now).unwrap();
+        let m = a.encrypt(b"step", &mut wire, &mut rng, now).unwrap();
+        b.decrypt(&wire[..m], &mut out, now).unwrap();
+        // Alice is in a chain with no step pending: jump to its end.
+        a.ns = u32::MAX - 1;
+        a.encrypt(b"last", &mut wire, &mut rng, now).unwrap();
+        assert_eq!(&wire[1 + 32 + 4..1 + HEADER_LEN], &(u32::MAX - 1).to_be_bytes());
+        let before = state(&a);
+        assert_eq!(a.encrypt(b"one more", &mut wire, &mut rng, now), Err(Error::CounterExhausted));
+        assert_eq!(state(&a), before);
+        // Bob's reply brings a DH step; the next chain starts at 0.
+        let m = b.encrypt(b"reply", &mut wire, &mut rng, now).unwrap();
+        a.decrypt(&wire[..m], &mut out, now).unwrap();
+        a.encrypt(b"again", &mut wire, &mut rng, now).unwrap();
+        assert_eq!(&wire[1 + 32 + 4..1 + HEADER_LEN], &0u32.to_be_bytes());
+    }
+}

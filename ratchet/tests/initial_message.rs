@@ -10,11 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
-use curve25519_dalek::edwards::EdwardsPoint;
-use curve25519_dalek::montgomery::MontgomeryPoint;
-use curve25519_dalek::traits::Identity as _;
-use securemesh_core::testing::TestRng;
+use securemesh_core::testing::{TestRng, x25519_small_order_variants};
 use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::{
     Bundle, Error, Identity, MAX_BUNDLE_LEN, MSG_INITIAL, MSG_INITIAL_V1, PrekeyConfig, PrekeyPool,
@@ -26,33 +22,12 @@ const NOW: Instant = Instant(0);
 /// Offset of `ek_pub` in an initial message (type byte, Alice's identity).
 const EK: usize = 1 + PublicIdentity::LEN;
 
-/// A point of order 8 on edwards25519 (the standard small-order list).
-const ORDER_8: [u8; 32] = [
-    0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a,
-    0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
-];
-
-/// The 7 other canonical X25519 encodings of `u` (u-coordinates of
-/// `P + k * T`, `k = 1..8`, for the order-8 point `T`).
+/// The 7 other canonical encodings of `u` that act like it for every
+/// private key.
 fn small_order_variants(u: [u8; 32]) -> Vec<[u8; 32]> {
-    let p = MontgomeryPoint(u).to_edwards(0).unwrap();
-    let t = CompressedEdwardsY(ORDER_8).decompress().unwrap();
-    let four_t = t + t + t + t;
-    assert!(
-        t.is_small_order()
-            && four_t != EdwardsPoint::identity()
-            && four_t + four_t == EdwardsPoint::identity()
-    );
-    let mut q = p;
-    let mut out = Vec::new();
-    for _ in 1..8 {
-        q += t;
-        let v = q.to_montgomery().to_bytes();
-        assert_ne!(v, u);
-        assert!(!out.contains(&v));
-        out.push(v);
-    }
-    out
+    let v = x25519_small_order_variants(&u).unwrap().to_vec();
+    assert!(v.iter().all(|x| *x != u) && (1..v.len()).all(|i| !v[..i].contains(&v[i])));
+    v
 }
 
 struct Setup {

@@ -20,6 +20,7 @@
 
 use crate::Report;
 use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Hash, Sha256, Signature, X25519, XChaChaPoly};
+use securemesh_core::envelope::Persist;
 use securemesh_core::testing::ReplayRng;
 use securemesh_core::{Instant, Secret, UnixTime};
 use securemesh_ratchet::kdf::{self, Key32};
@@ -36,6 +37,11 @@ use std::path::Path;
 /// `MAX_SKIP` and skipped-key capacity the transcripts were recorded with
 /// (the defaults of [`Session`]).
 pub const TRANSCRIPT_LIMIT: u32 = 128;
+
+/// The (`MAX_SKIP`, skipped-key capacity) pairs a transcript may be
+/// recorded with: the defaults, and small limits that the limits
+/// transcripts exercise at their boundaries.
+pub const TRANSCRIPT_LIMITS: [(u32, u32); 2] = [(TRANSCRIPT_LIMIT, TRANSCRIPT_LIMIT), (4, 6)];
 
 /// The time passed to sessions and prekey pools (irrelevant to the bytes).
 const NOW: Instant = Instant(0);
@@ -256,6 +262,20 @@ pub enum Event {
         /// Expected error (`securemesh_ratchet::Error` variant name) on failure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// Bytes that are not a recorded message (a forgery, a changed copy, a
+    /// retired format) are given to `to`, which must refuse them with
+    /// `error` and stay exactly as it was (Bob without a session: the bytes
+    /// go to `respond`, which must open none and leave the pool unchanged).
+    Forge {
+        /// `alice` or `bob`.
+        to: String,
+        /// The bytes, hex.
+        wire: String,
+        /// Expected error (`securemesh_ratchet::Error` variant name).
+        error: String,
+        /// How the bytes were made.
+        note: String,
     },
 }
 
@@ -852,6 +872,8 @@ fn spec_run(setup: &X3dhCase, messages: &[Message], events: &[Event]) -> Vec<Res
                 })();
                 merge(results.get_mut(*message), outcome.map_err(|e| format!("spec: delivery: {e}")));
             }
+            // A refused forgery changes no state of the model.
+            Event::Forge { .. } => {}
         }
     }
     for (r, s) in results.iter_mut().zip(&sent) {
@@ -931,7 +953,7 @@ fn real_setup<const P: usize>(setup: &X3dhCase) -> Result<(), String> {
     Ok(())
 }
 
-fn real_send(s: &mut Session, m: &Message) -> Result<(), String> {
+fn real_send<const MS: usize, const CAP: usize>(s: &mut Session<MS, CAP>, m: &Message) -> Result<(), String> {
     let mut randomness = Vec::new();
     if let Some(step) = &m.dh_step {
         randomness.extend(unhex(&step.ratchet_private)?);
@@ -972,36 +994,48 @@ fn expect(
     }
 }
 
-/// Check (b) of a sequence of events: one result per message.
-fn real_run<const P: usize>(
+fn state_bytes<T: Persist>(x: &T) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; T::MAX_ENCODED_LEN];
+    let n = x.encode_state(&mut buf).map_err(|e| format!("real: encode state: {e}"))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The results of (b): one per message, one per forged delivery.
+type RealResults = (Vec<Result<(), String>>, Vec<Result<(), String>>);
+
+/// Check (b) of a sequence of events.
+fn real_run<const P: usize, const MS: usize, const CAP: usize>(
     setup: &X3dhCase,
     messages: &[Message],
     events: &[Event],
-) -> Vec<Result<(), String>> {
-    let mut results: Vec<Result<(), String>> = vec![Ok(()); messages.len()];
-    if let Err(e) = real_run_into::<P>(setup, messages, events, &mut results) {
-        for r in &mut results {
+) -> RealResults {
+    let forges = events.iter().filter(|e| matches!(e, Event::Forge { .. })).count();
+    let mut results: RealResults = (vec![Ok(()); messages.len()], vec![Ok(()); forges]);
+    if let Err(e) = real_run_into::<P, MS, CAP>(setup, messages, events, &mut results) {
+        for r in results.0.iter_mut().chain(results.1.iter_mut()) {
             merge(Some(r), Err(e.clone()));
         }
     }
     results
 }
 
-fn real_run_into<const P: usize>(
+fn real_run_into<const P: usize, const MS: usize, const CAP: usize>(
     setup: &X3dhCase,
     messages: &[Message],
     events: &[Event],
-    results: &mut [Result<(), String>],
+    results: &mut RealResults,
 ) -> Result<(), String> {
     let (alice, bob, mut pool) = real_parties::<P>(setup)?;
     let bundle_bytes = unhex(&setup.bundle)?;
     let bundle = Bundle::decode(&bundle_bytes).map_err(|e| format!("real: bundle: {e}"))?;
     let cfg = SessionConfig { header_encryption: setup.header_encryption, ..SessionConfig::default() };
     let ek = arr::<32>(&setup.alice_ephemeral_private)?;
-    let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut ReplayRng::new(&ek), NOW)
+    let mut a: Session<MS, CAP> = Session::initiate(&alice, &bundle, cfg, &mut ReplayRng::new(&ek), NOW)
         .map_err(|e| format!("real: initiate: {e}"))?;
-    let mut b: Option<Session> = None;
+    let mut b: Option<Session<MS, CAP>> = None;
     let mut opened_by: Option<usize> = None;
+    let mut forge_index = 0;
     for ev in events {
         match ev {
             Event::Send { message } => {
@@ -1012,7 +1046,7 @@ fn real_run_into<const P: usize>(
                         _ => real_send(b.as_mut().ok_or("real: Bob sends before he has a session")?, m),
                     }
                 })();
-                merge(results.get_mut(*message), outcome);
+                merge(results.0.get_mut(*message), outcome);
             }
             Event::Deliver { message, to, plaintext, error } => {
                 let outcome = (|| {
@@ -1052,7 +1086,46 @@ fn real_run_into<const P: usize>(
                     }
                     Ok(())
                 })();
-                merge(results.get_mut(*message), outcome);
+                merge(results.0.get_mut(*message), outcome);
+            }
+            Event::Forge { to, wire, error, note: _ } => {
+                let outcome = (|| {
+                    let wire = unhex(wire)?;
+                    let mut out = vec![0u8; wire.len()];
+                    let want = Some(error.clone());
+                    let (before, got, after) = match (party(to)?, b.as_mut()) {
+                        (0, _) => {
+                            let before = state_bytes(&a)?;
+                            let got = a.decrypt(&wire, &mut out, NOW).map(|_| Vec::new());
+                            (before, got, state_bytes(&a)?)
+                        }
+                        (_, Some(s)) => {
+                            let before = state_bytes(s)?;
+                            let got = s.decrypt(&wire, &mut out, NOW).map(|_| Vec::new());
+                            (before, got, state_bytes(s)?)
+                        }
+                        (_, None) => {
+                            let before = state_bytes(&pool)?;
+                            let got = Session::<MS, CAP>::respond(
+                                &bob,
+                                &mut pool,
+                                &wire,
+                                &mut out,
+                                SessionConfig::default(),
+                                NOW,
+                            )
+                            .map(|_| Vec::new());
+                            (before, got, state_bytes(&pool)?)
+                        }
+                    };
+                    expect(got, &None, &want)?;
+                    if before != after {
+                        return Err("real: a refused forgery changed the state".into());
+                    }
+                    Ok(())
+                })();
+                merge(results.1.get_mut(forge_index), outcome);
+                forge_index += 1;
             }
         }
     }
@@ -1061,9 +1134,9 @@ fn real_run_into<const P: usize>(
         let wire = messages.get(i).map(|m| unhex(&m.wire)).transpose()?.unwrap_or_default();
         let mut out = vec![0u8; wire.len()];
         let again =
-            Session::<128, 128>::respond(&bob, &mut pool, &wire, &mut out, SessionConfig::default(), NOW);
+            Session::<MS, CAP>::respond(&bob, &mut pool, &wire, &mut out, SessionConfig::default(), NOW);
         if !matches!(again, Err(securemesh_ratchet::Error::UnknownPrekey)) {
-            merge(results.get_mut(i), Err("real: the one-time prekey was not consumed".into()));
+            merge(results.0.get_mut(i), Err("real: the one-time prekey was not consumed".into()));
         }
     }
     Ok(())
@@ -1078,16 +1151,34 @@ fn check_setup(case: &X3dhCase) -> Result<(), String> {
     if case.one_time_prekey.is_some() { real_setup::<1>(case) } else { real_setup::<0>(case) }
 }
 
-/// Run (a) and (b) over `messages` and `events` after `setup`; one result
-/// per message.
+/// Run (a) and (b) over `messages` and `events` after `setup`, with the
+/// default limits; one result per message, then one per forged delivery.
 pub fn check_messages(setup: &X3dhCase, messages: &[Message], events: &[Event]) -> Vec<Result<(), String>> {
+    check_messages_with(setup, (TRANSCRIPT_LIMIT, TRANSCRIPT_LIMIT), messages, events)
+}
+
+/// [`check_messages`] with a receiver's (`MAX_SKIP`, capacity), one of
+/// [`TRANSCRIPT_LIMITS`].
+pub fn check_messages_with(
+    setup: &X3dhCase,
+    limits: (u32, u32),
+    messages: &[Message],
+    events: &[Event],
+) -> Vec<Result<(), String>> {
     let spec = spec_run(setup, messages, events);
-    let real = if setup.one_time_prekey.is_some() {
-        real_run::<1>(setup, messages, events)
-    } else {
-        real_run::<0>(setup, messages, events)
+    let opk = setup.one_time_prekey.is_some();
+    let (real, forged) = match (opk, limits) {
+        (true, (128, 128)) => real_run::<1, 128, 128>(setup, messages, events),
+        (false, (128, 128)) => real_run::<0, 128, 128>(setup, messages, events),
+        (true, (4, 6)) => real_run::<1, 4, 6>(setup, messages, events),
+        (false, (4, 6)) => real_run::<0, 4, 6>(setup, messages, events),
+        _ => {
+            let e = Err(format!("limits {limits:?} are not one of {TRANSCRIPT_LIMITS:?}"));
+            let forges = events.iter().filter(|e| matches!(e, Event::Forge { .. })).count();
+            (vec![e.clone(); messages.len()], vec![e; forges])
+        }
     };
-    spec.into_iter().zip(real).map(|(s, r)| s.and(r)).collect()
+    spec.into_iter().zip(real).map(|(s, r)| s.and(r)).chain(forged).collect()
 }
 
 /// Check an X3DH file: one check per case (setup and first message).
@@ -1112,13 +1203,14 @@ pub fn check_x3dh(name: &str, file: &X3dhFile) -> Report {
     r
 }
 
-/// Check a transcript: one check for the setup and one per message.
+/// Check a transcript: one check for the setup, one per message and one
+/// per forged delivery.
 pub fn check_transcript(name: &str, t: &Transcript) -> Report {
     let mut r = Report::new(name);
-    let limits = if t.max_skip == TRANSCRIPT_LIMIT && t.skipped_capacity == TRANSCRIPT_LIMIT {
+    let limits = if TRANSCRIPT_LIMITS.contains(&(t.max_skip, t.skipped_capacity)) {
         Ok(())
     } else {
-        Err(format!("only MAX_SKIP = capacity = {TRANSCRIPT_LIMIT} is supported"))
+        Err(format!("(MAX_SKIP, capacity) must be one of {TRANSCRIPT_LIMITS:?}"))
     };
     let setup = limits.and_then(|()| {
         if t.setup.header_encryption != t.header_encryption || t.setup.first_message.is_some() {
@@ -1128,9 +1220,17 @@ pub fn check_transcript(name: &str, t: &Transcript) -> Report {
     });
     let setup_ok = setup.is_ok();
     r.record("setup", setup);
-    for (i, outcome) in check_messages(&t.setup, &t.messages, &t.events).into_iter().enumerate() {
+    let notes = t.events.iter().filter_map(|e| match e {
+        Event::Forge { note, .. } => Some(note.as_str()),
+        _ => None,
+    });
+    let names = (0..t.messages.len())
+        .map(|i| format!("message {i}"))
+        .chain(notes.enumerate().map(|(i, n)| format!("forgery {i} ({n})")));
+    let outcomes = check_messages_with(&t.setup, (t.max_skip, t.skipped_capacity), &t.messages, &t.events);
+    for (name, outcome) in names.zip(outcomes) {
         let outcome = if setup_ok { outcome } else { Err("setup failed".into()) };
-        r.record(&format!("message {i}"), outcome);
+        r.record(&name, outcome);
     }
     r
 }
@@ -1168,7 +1268,9 @@ pub fn transcript(name: &str, path: &Path) -> Report {
 
 /// The ratchet vector files of wire version 2 in `dir/v2` (`dir` is the
 /// `ratchet` folder), one report each: `ratchet v2 x3dh`, `ratchet v2
-/// double-ratchet`, `ratchet v2 double-ratchet-he`. The version-1 files in
+/// double-ratchet`, `ratchet v2 double-ratchet-he`, `ratchet v2
+/// double-ratchet-limits`, `ratchet v2 double-ratchet-he-limits`. The
+/// version-1 files in
 /// `dir/v1` are kept for reference only: version 1 is retired (its initial
 /// message did not bind the X3DH prefix) and the code refuses it.
 pub fn reports(dir: &Path) -> Vec<Report> {
@@ -1177,5 +1279,7 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         x3dh(&dir.join("x3dh.json")),
         transcript("ratchet v2 double-ratchet", &dir.join("double-ratchet.json")),
         transcript("ratchet v2 double-ratchet-he", &dir.join("double-ratchet-he.json")),
+        transcript("ratchet v2 double-ratchet-limits", &dir.join("double-ratchet-limits.json")),
+        transcript("ratchet v2 double-ratchet-he-limits", &dir.join("double-ratchet-he-limits.json")),
     ]
 }

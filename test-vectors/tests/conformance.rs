@@ -18,6 +18,8 @@ fn every_supported_vector_passes() {
         "ratchet v2 x3dh 4/4",
         "ratchet v2 double-ratchet 23/23",
         "ratchet v2 double-ratchet-he 23/23",
+        "ratchet v2 double-ratchet-limits 61/61",
+        "ratchet v2 double-ratchet-he-limits 63/63",
         "noise noise-c fallback 8/8",
         "mls tree-math 10/10",
         "mls crypto-basics 1/1",

@@ -41,7 +41,13 @@ fn every_ratchet_vector_passes() {
     }
     assert_eq!(
         lines,
-        ["ratchet v2 x3dh 4/4", "ratchet v2 double-ratchet 23/23", "ratchet v2 double-ratchet-he 23/23"],
+        [
+            "ratchet v2 x3dh 4/4",
+            "ratchet v2 double-ratchet 23/23",
+            "ratchet v2 double-ratchet-he 23/23",
+            "ratchet v2 double-ratchet-limits 61/61",
+            "ratchet v2 double-ratchet-he-limits 63/63",
+        ],
         "{lines:?}"
     );
 }
@@ -142,6 +148,37 @@ fn a_changed_transcript_byte_or_key_fails_its_message() {
     }
 }
 
+#[test]
+fn a_forgery_with_another_error_or_genuine_bytes_fails_its_check() {
+    for file in ["double-ratchet-limits.json", "double-ratchet-he-limits.json"] {
+        let good: Transcript = load(file);
+        let total = ratchet::check_transcript("t", &good).total;
+        assert_eq!(ratchet::check_transcript("t", &good).passed, total, "{file}");
+        let forges: Vec<usize> =
+            (0..good.events.len()).filter(|&i| matches!(good.events[i], Event::Forge { .. })).collect();
+        assert!(forges.len() > 30, "{file}");
+        // Each forgery's check fails if it names another error, or if its
+        // bytes are replaced by a genuine message that is accepted.
+        for (k, &i) in forges.iter().enumerate() {
+            let mut bad = good.clone();
+            if let Event::Forge { error, .. } = &mut bad.events[i] {
+                *error = if error == "Decrypt" { "Malformed".into() } else { "Decrypt".into() };
+            }
+            let failures = failures_of(&ratchet::check_transcript("t", &bad));
+            assert_eq!(failures.len(), 1, "{file} forgery {k}: {failures:?}");
+            assert!(failures[0].starts_with(&format!("forgery {k} (")), "{failures:?}");
+        }
+        // The first forgery with the genuine first message's bytes: respond opens a session.
+        let mut bad = good.clone();
+        let genuine = good.messages[0].wire.clone();
+        if let Event::Forge { wire, .. } = &mut bad.events[forges[0]] {
+            *wire = genuine;
+        }
+        let failures = failures_of(&ratchet::check_transcript("t", &bad));
+        assert!(failures.iter().any(|f| f.starts_with("forgery 0 (")), "{failures:?}");
+    }
+}
+
 // ------------------------------------------------------------- generator
 
 const NOW: Instant = Instant(0);
@@ -169,18 +206,32 @@ fn inputs(seed: u64, name: &str, he: bool, opk: bool, kem: bool) -> X3dhInputs {
     }
 }
 
-#[derive(Clone, Copy)]
+/// Makes the bytes of a forged delivery from the messages sent so far.
+type Forger = Box<dyn Fn(&[Message]) -> Vec<u8>>;
+
 enum Op {
     /// Alice (0) or Bob (1) sends a text.
     Send(usize, &'static str),
     /// Deliver message i; `None` expects its plaintext, `Some(e)` the error.
     Deliver(usize, Option<Error>),
+    /// Give forged bytes to Alice (0) or Bob (1), which must refuse them
+    /// with the error and stay unchanged.
+    Forge(usize, Forger, Error, String),
 }
 
 /// Drive the real sessions through `script` with fresh randomness from
 /// `rng`, derive every message with the spec-level [`Model`] from the same
 /// randomness, and assert both agree byte for byte.
 fn record<const P: usize>(setup: &X3dhCase, script: &[Op], rng: &mut TestRng) -> (Vec<Message>, Vec<Event>) {
+    record_with::<P, 128, 128>(setup, script, rng)
+}
+
+/// [`record`] with the receivers' `MAX_SKIP` and skipped-key capacity.
+fn record_with<const P: usize, const MS: usize, const CAP: usize>(
+    setup: &X3dhCase,
+    script: &[Op],
+    rng: &mut TestRng,
+) -> (Vec<Message>, Vec<Event>) {
     let he = setup.header_encryption;
     let id = |k: &ratchet::IdentityKeys| {
         Identity::from_secrets(
@@ -199,13 +250,14 @@ fn record<const P: usize>(setup: &X3dhCase, script: &[Op], rng: &mut TestRng) ->
     let bundle = Bundle::decode(&bundle_bytes).unwrap();
     let ek = hex::decode(&setup.alice_ephemeral_private).unwrap();
     let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
-    let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut ReplayRng::new(&ek), NOW).unwrap();
-    let mut b: Option<Session> = None;
+    let mut a: Session<MS, CAP> =
+        Session::initiate(&alice, &bundle, cfg, &mut ReplayRng::new(&ek), NOW).unwrap();
+    let mut b: Option<Session<MS, CAP>> = None;
     let mut model = Model::new(setup).unwrap();
     let (mut messages, mut events) = (Vec::new(), Vec::new());
     for op in script {
-        match *op {
-            Op::Send(who, text) => {
+        match op {
+            &Op::Send(who, text) => {
                 let randomness = rng.bytes::<56>();
                 let mut rr = ReplayRng::new(&randomness);
                 let s = if who == 0 { &mut a } else { b.as_mut().unwrap() };
@@ -223,7 +275,7 @@ fn record<const P: usize>(setup: &X3dhCase, script: &[Op], rng: &mut TestRng) ->
                 events.push(Event::Send { message: messages.len() });
                 messages.push(m);
             }
-            Op::Deliver(i, expected) => {
+            &Op::Deliver(i, expected) => {
                 let m: &Message = &messages[i];
                 let to = if m.sender == "alice" { 1 } else { 0 };
                 let wire = hex::decode(&m.wire).unwrap();
@@ -253,6 +305,30 @@ fn record<const P: usize>(setup: &X3dhCase, script: &[Op], rng: &mut TestRng) ->
                     (got, want) => panic!("delivery of {i}: got {got:?}, expected {want:?}"),
                 };
                 events.push(Event::Deliver { message: i, to: ["alice", "bob"][to].into(), plaintext, error });
+            }
+            Op::Forge(to, make, want, note) => {
+                let wire = make(&messages);
+                let mut out = vec![0u8; wire.len()];
+                let got = match (*to, b.as_mut()) {
+                    (0, _) => a.decrypt(&wire, &mut out, NOW).map(|_| ()),
+                    (_, Some(s)) => s.decrypt(&wire, &mut out, NOW).map(|_| ()),
+                    (_, None) => Session::<MS, CAP>::respond(
+                        &bob,
+                        &mut pool,
+                        &wire,
+                        &mut out,
+                        SessionConfig::default(),
+                        NOW,
+                    )
+                    .map(|_| ()),
+                };
+                assert_eq!(got, Err(*want), "forgery: {note}");
+                events.push(Event::Forge {
+                    to: ["alice", "bob"][*to].into(),
+                    wire: hex::encode(&wire),
+                    error: format!("{want:?}"),
+                    note: note.clone(),
+                });
             }
         }
     }
@@ -342,6 +418,323 @@ fn transcript(seed: u64, he: bool) -> Transcript {
     }
 }
 
+// ---------------------------------------------- limits and refused inputs
+
+/// Offsets in an initial message with a one-time prekey (spec §6.4).
+const SIG: usize = 1 + 64;
+const EK: usize = 1 + 128;
+const SPK_ID: usize = EK + 32;
+const OPK_ID: usize = SPK_ID + 4 + 1;
+const KEM_COUNT: usize = OPK_ID + 4;
+const HE_FLAG: usize = KEM_COUNT + 1;
+/// Where the inner ratchet message of such an initial message starts.
+const INNER: usize = HE_FLAG + 1;
+/// `p = 2^255 - 19`, little-endian: a non-canonical encoding of 0.
+const P: [u8; 32] = {
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+fn wire_of(ms: &[Message], i: usize) -> Vec<u8> {
+    hex::decode(&ms[i].wire).unwrap()
+}
+
+/// Message `i` with `bytes` written at `at`.
+fn patched(i: usize, at: usize, bytes: Vec<u8>) -> Forger {
+    Box::new(move |ms| {
+        let mut w = wire_of(ms, i);
+        w[at..at + bytes.len()].copy_from_slice(&bytes);
+        w
+    })
+}
+
+/// Message `i` with `mask` XORed into the byte at `at` (from the end if negative).
+fn flipped(i: usize, at: isize, mask: u8) -> Forger {
+    Box::new(move |ms| {
+        let mut w = wire_of(ms, i);
+        let at = if at < 0 { w.len() - at.unsigned_abs() } else { at as usize };
+        w[at] ^= mask;
+        w
+    })
+}
+
+fn forge(to: usize, make: Forger, want: Error, note: &str) -> Op {
+    Op::Forge(to, make, want, note.into())
+}
+
+/// Message `i` (a bare ratchet message) with its header replaced by
+/// `dh | pn | n`; with header encryption the header is encrypted again
+/// with a fixed nonce under `key(messages)` (a header key of the sender's).
+fn reheadered(i: usize, key: fn(&[Message]) -> Option<String>, dh: [u8; 32], pn: u32, n: u32) -> Forger {
+    Box::new(move |ms| {
+        let mut w = wire_of(ms, i);
+        let header = [&dh[..], &pn.to_be_bytes(), &n.to_be_bytes()].concat();
+        match key(ms) {
+            Some(hk) => {
+                use securemesh_core::crypto::{Aead, XChaChaPoly};
+                let hk: [u8; 32] = hex::decode(hk).unwrap().try_into().unwrap();
+                let nonce = [0x5au8; 24];
+                let mut h = header.clone();
+                let tag = XChaChaPoly::seal_detached(&Secret::new(hk), &nonce, &[], &mut h).unwrap();
+                w[1..81].copy_from_slice(&[&nonce[..], &h, &tag].concat());
+            }
+            None => w[1..41].copy_from_slice(&header),
+        }
+        w
+    })
+}
+
+/// The ratchet public key in message `i`'s header.
+fn header_dh(ms: &[Message], i: usize) -> [u8; 32] {
+    hex::decode(&ms[i].header.dh).unwrap().try_into().unwrap()
+}
+
+/// A conversation at `MAX_SKIP` = 4 and capacity 6, with a one-time
+/// prekey: every limit at and just past its boundary, eviction, and a
+/// forged or changed input of each kind the spec refuses, each followed by
+/// proof that it changed nothing.
+fn limits_conversation(he: bool) -> Vec<Op> {
+    use Op::{Deliver as D, Send as S};
+    const A: usize = 0;
+    const B: usize = 1;
+    let mut ops = vec![
+        S(A, "a0"), // m0..m6: Alice's first chain, all with the X3DH prefix
+        S(A, "a1"),
+        S(A, "a2"),
+        S(A, "a3"),
+        S(A, "a4"),
+        S(A, "a5"),
+        S(A, "a6"),
+    ];
+    // Before Bob has a session: respond refuses each, opens nothing and
+    // leaves the pool as it was.
+    for k in 0..7 {
+        let f: Forger = Box::new(move |ms| {
+            let mut w = wire_of(ms, 0);
+            let ek: [u8; 32] = w[EK..EK + 32].try_into().unwrap();
+            let v = securemesh_core::testing::x25519_small_order_variants(&ek).unwrap()[k];
+            w[EK..EK + 32].copy_from_slice(&v);
+            w
+        });
+        ops.push(forge(B, f, Error::Decrypt, &format!("m0 with ek_pub + small-order point {}", k + 1)));
+    }
+    for (k, u) in securemesh_core::testing::X25519_SMALL_ORDER.into_iter().enumerate() {
+        ops.push(forge(
+            B,
+            patched(0, EK, u.to_vec()),
+            Error::NonContributory,
+            &format!("m0 with ek_pub of small order ({k} of 5): DH2 is all zero"),
+        ));
+    }
+    ops.extend([
+        forge(
+            B,
+            patched(0, 0, vec![0x01]),
+            Error::UnknownVersion,
+            "m0 as a version-1 initial message (type 0x01)",
+        ),
+        forge(B, flipped(0, (EK + 31) as isize, 0x80), Error::Malformed, "m0 with bit 255 of ek_pub set"),
+        forge(B, patched(0, EK, P.to_vec()), Error::Malformed, "m0 with ek_pub = p (u >= p)"),
+        forge(
+            B,
+            flipped(0, SPK_ID as isize + 3, 0x40),
+            Error::UnknownPrekey,
+            "m0 naming an unknown signed prekey",
+        ),
+        forge(
+            B,
+            flipped(0, OPK_ID as isize + 3, 0x40),
+            Error::UnknownPrekey,
+            "m0 naming an unknown one-time prekey",
+        ),
+        forge(
+            B,
+            flipped(0, SIG as isize, 0x01),
+            Error::BadSignature,
+            "m0 with Alice's binding signature changed",
+        ),
+        forge(B, patched(0, KEM_COUNT, vec![1]), Error::UnknownVersion, "m0 with kem_count 1"),
+        forge(B, flipped(0, HE_FLAG as isize, 0x01), Error::Malformed, "m0 with the other header mode flag"),
+        forge(B, flipped(0, -1, 0x01), Error::Decrypt, "m0 with its tag changed"),
+        forge(
+            B,
+            Box::new(|ms| wire_of(ms, 0)[..INNER].to_vec()),
+            Error::Malformed,
+            "m0 cut after its prefix",
+        ),
+        D(5, Some(Error::TooManySkipped)), // respond at n = 5 > MAX_SKIP: no session
+        D(4, None),                        // n = 4 = MAX_SKIP: Bob's session; keys n0..n3 stored
+        D(6, None),                        // skips n5: 5 keys stored
+        // Repeated initial messages that differ from the one that opened the session.
+        forge(
+            B,
+            flipped(1, OPK_ID as isize + 3, 0x01),
+            Error::Malformed,
+            "m1 with another one-time prekey id",
+        ),
+        forge(B, flipped(1, SPK_ID as isize + 3, 0x01), Error::Malformed, "m1 with another signed prekey id"),
+        forge(B, flipped(1, 1, 0x01), Error::Malformed, "m1 with another identity sign_pub"),
+        forge(
+            B,
+            Box::new(|ms| {
+                let mut w = wire_of(ms, 1);
+                let ek: [u8; 32] = w[EK..EK + 32].try_into().unwrap();
+                let v = securemesh_core::testing::x25519_small_order_variants(&ek).unwrap()[0];
+                w[EK..EK + 32].copy_from_slice(&v);
+                w
+            }),
+            Error::Malformed,
+            "m1 with ek_pub + a small-order point",
+        ),
+        forge(B, patched(1, 0, vec![0x01]), Error::UnknownVersion, "m1 as a version-1 initial message"),
+        D(1, None), // the genuine repeat still opens: nothing changed
+        S(B, "b0"), // m7: Bob's first DH step
+        D(7, None), // Alice stops prefixing
+        S(A, "a7"), // m8..m16: Alice's second chain A2, n0..n8 (pn 7)
+        S(A, "a8"),
+        S(A, "a9"),
+        S(A, "a10"),
+        S(A, "a11"),
+        S(A, "a12"),
+        S(A, "a13"),
+        S(A, "a14"),
+        S(A, "a15"),
+        // Bob holds A1 n0, n2, n3, n5. A2 at n3 (pn 7 = Nr: nothing of A1
+        // skipped) skips n0..n2: 7 keys > 6, the earliest stored (A1 n0) is evicted.
+        D(11, None),
+        D(0, Some(Error::Duplicate)), // m0's key was evicted: its chain is the previous one
+        D(2, None),                   // A1 n2 is still stored
+        D(8, None),                   // A2 n0 from the store
+        S(B, "b1"),                   // m17: Bob's second DH step
+        D(17, None),                  // Alice: new chain B2
+        S(A, "a16"),                  // m18: A3 n0, pn 9
+        D(18, Some(Error::TooManySkipped)), // pn 9 - Nr 4 = 5 > MAX_SKIP
+        D(12, None),                  // A2 n4: Nr 5
+        D(18, None),                  // pn - Nr = 4 = MAX_SKIP: A2 n5..n8 stored
+        D(16, None),                  // A2 n8 from the store
+        S(A, "a17"),                  // m19: A3 n1, not delivered yet
+    ]);
+    // Forged ratchet messages to Bob's session.
+    let other_type = if he { 0x02 } else { 0x03 };
+    ops.push(forge(
+        B,
+        patched(19, 0, vec![other_type]),
+        Error::Malformed,
+        "m19 with the type of the other header mode",
+    ));
+    ops.push(forge(B, flipped(19, -1, 0x01), Error::Decrypt, "m19 with its tag changed"));
+    ops.push(forge(B, flipped(19, -17, 0x01), Error::Decrypt, "m19 with its last ciphertext byte changed"));
+    ops.push(forge(
+        B,
+        Box::new(|ms| wire_of(ms, 19)[..20].to_vec()),
+        Error::Malformed,
+        "m19 cut to 20 bytes",
+    ));
+    if he {
+        // The header keys are right: under HKr the same dh at n = 0 is a
+        // Duplicate, under NHKr a pn far ahead is TooManySkipped.
+        ops.push(forge(
+            B,
+            Box::new(|ms| reheadered(19, |ms| ms[19].header_key.clone(), header_dh(ms, 19), 1, 0)(ms)),
+            Error::Duplicate,
+            "m19 re-headered under its own header key at n = 0",
+        ));
+        ops.push(forge(
+            B,
+            reheadered(
+                19,
+                |ms| ms[18].dh_step.as_ref().and_then(|d| d.next_header_key.clone()),
+                [9u8; 32],
+                100,
+                0,
+            ),
+            Error::TooManySkipped,
+            "a header under the next header key with pn 100",
+        ));
+        ops.push(forge(
+            B,
+            Box::new(|ms| {
+                let mut dh = header_dh(ms, 19);
+                dh[31] |= 0x80;
+                reheadered(19, |ms| ms[19].header_key.clone(), dh, 1, 1)(ms)
+            }),
+            Error::Decrypt,
+            "m19 whose header, encrypted under the right key, holds a non-canonical dh",
+        ));
+        ops.push(forge(
+            B,
+            // Alice's next header key (NHKs, from her step at m18) is Bob's NHKr.
+            reheadered(19, |ms| ms[18].dh_step.as_ref().and_then(|d| d.next_header_key.clone()), [0u8; 32], 0, 0),
+            Error::Decrypt,
+            "m19 whose header, under the next header key, names the new ratchet key 0 (pn 0, n 0): the DH output is all zero",
+        ));
+    } else {
+        ops.push(forge(
+            B,
+            Box::new(|ms| {
+                let mut dh = header_dh(ms, 19);
+                dh[31] |= 0x80;
+                reheadered(19, |_| None, dh, 9, 1)(ms)
+            }),
+            Error::Malformed,
+            "m19 with bit 255 of its header dh set",
+        ));
+        ops.push(forge(
+            B,
+            reheadered(19, |_| None, [0u8; 32], 0, 0),
+            Error::Decrypt,
+            "m19 naming the new ratchet key 0 (pn 0, n 0): the DH output is all zero",
+        ));
+    }
+    ops.extend([
+        D(19, None), // the genuine m19 after all of them
+        S(B, "b2"),  // m20: Bob's third DH step
+        D(20, None), // Alice: new chain B3
+        S(A, "a18"), // m21..m26: A4 n0..n5 (pn 2)
+        S(A, "a19"),
+        S(A, "a20"),
+        S(A, "a21"),
+        S(A, "a22"),
+        S(A, "a23"),
+        D(26, Some(Error::TooManySkipped)), // a new chain at n = 5 > MAX_SKIP
+        D(25, None),                        // n = 4 = MAX_SKIP
+        D(26, None),
+        D(21, None),
+    ]);
+    ops
+}
+
+fn limits_transcript(seed: u64, he: bool) -> Transcript {
+    let name = if he { "limits, header encryption" } else { "limits, clear headers" };
+    let setup = ratchet::derive_x3dh(&inputs(seed, name, he, true, false)).unwrap();
+    let mut rng = TestRng::new(seed + 1000);
+    let (messages, events) = record_with::<1, 4, 6>(&setup, &limits_conversation(he), &mut rng);
+    let what = if he { "encrypted headers" } else { "clear headers" };
+    Transcript {
+        source: SOURCE.into(),
+        description: format!(
+            "The limits and refusals of the spec, {what}, at MAX_SKIP = 4 and a skipped-key capacity of 6: \
+             respond at n = MAX_SKIP + 1 (TooManySkipped) and at n = MAX_SKIP, pn - Nr = MAX_SKIP + 1 and \
+             MAX_SKIP, a new chain at n = MAX_SKIP + 1 and MAX_SKIP, the earliest stored key evicted when \
+             the store overflows (its message then Duplicate); forged deliveries (events with op forge, \
+             each refused with the named error and leaving the receiver unchanged): the 7 small-order \
+             variants of ek_pub (Decrypt), small-order ek_pub (NonContributory), the version-1 type, \
+             non-canonical keys, unknown prekeys, a bad binding signature, kem_count 1, the other header \
+             mode, changed tags and ciphertext, truncations, repeated initial messages that differ \
+             (Malformed), forged ratchet headers. CounterExhausted is not here: it needs 2^32 - 1 \
+             messages in one chain."
+        ),
+        header_encryption: he,
+        max_skip: 4,
+        skipped_capacity: 6,
+        setup,
+        messages,
+        events,
+    }
+}
+
 fn x3dh_file() -> X3dhFile {
     let cases = [
         (11, "one-time prekey, clear headers", false, true, false, "x3dh case 0: hello"),
@@ -387,7 +780,9 @@ fn write_ratchet_vectors() {
     assert!(report.is_ok(), "{:?}", report.failures);
     let dr = transcript(21, false);
     let dr_he = transcript(22, true);
-    for t in [&dr, &dr_he] {
+    let limits = limits_transcript(23, false);
+    let limits_he = limits_transcript(24, true);
+    for t in [&dr, &dr_he, &limits, &limits_he] {
         let report = ratchet::check_transcript("t", t);
         assert!(report.is_ok(), "{:?}", report.failures);
     }
@@ -396,10 +791,10 @@ fn write_ratchet_vectors() {
         ("x3dh.json", serde_json::to_string_pretty(&x3dh).unwrap()),
         ("double-ratchet.json", serde_json::to_string_pretty(&dr).unwrap()),
         ("double-ratchet-he.json", serde_json::to_string_pretty(&dr_he).unwrap()),
+        ("double-ratchet-limits.json", serde_json::to_string_pretty(&limits).unwrap()),
+        ("double-ratchet-he-limits.json", serde_json::to_string_pretty(&limits_he).unwrap()),
     ];
-    for (name, _) in &files {
-        assert!(!dir().join(name).exists(), "published vectors are never rewritten: {name}");
-    }
+    let files: Vec<_> = files.into_iter().filter(|(name, _)| !dir().join(name).exists()).collect();
     for (name, text) in files {
         std::fs::write(dir().join(name), text + "\n").unwrap();
     }
