@@ -953,6 +953,17 @@ fn real_setup<const P: usize>(setup: &X3dhCase) -> Result<(), String> {
     Ok(())
 }
 
+/// Bob's `Session::respond` as every vector runs it (default
+/// configuration; the time does not matter to the bytes).
+pub fn respond<const P: usize, const MS: usize, const CAP: usize>(
+    bob: &Identity,
+    pool: &mut PrekeyPool<P>,
+    wire: &[u8],
+    out: &mut [u8],
+) -> Result<(Session<MS, CAP>, usize), securemesh_ratchet::Error> {
+    Session::respond(bob, pool, wire, out, SessionConfig::default(), NOW)
+}
+
 fn real_send<const MS: usize, const CAP: usize>(s: &mut Session<MS, CAP>, m: &Message) -> Result<(), String> {
     let mut randomness = Vec::new();
     if let Some(step) = &m.dh_step {
@@ -1060,23 +1071,14 @@ fn real_run_into<const P: usize, const MS: usize, const CAP: usize>(
                         (_, Some(s)) => {
                             s.decrypt(&wire, &mut out, NOW).map(|n| out.get(..n).unwrap_or(&[]).to_vec())
                         }
-                        (_, None) => {
-                            match Session::respond(
-                                &bob,
-                                &mut pool,
-                                &wire,
-                                &mut out,
-                                SessionConfig::default(),
-                                NOW,
-                            ) {
-                                Ok((s, n)) => {
-                                    b = Some(s);
-                                    opened_by = Some(*message);
-                                    Ok(out.get(..n).unwrap_or(&[]).to_vec())
-                                }
-                                Err(e) => Err(e),
+                        (_, None) => match respond(&bob, &mut pool, &wire, &mut out) {
+                            Ok((s, n)) => {
+                                b = Some(s);
+                                opened_by = Some(*message);
+                                Ok(out.get(..n).unwrap_or(&[]).to_vec())
                             }
-                        }
+                            Err(e) => Err(e),
+                        },
                     };
                     expect(got, plaintext, error)?;
                     if let Some(s) = &b
@@ -1106,15 +1108,8 @@ fn real_run_into<const P: usize, const MS: usize, const CAP: usize>(
                         }
                         (_, None) => {
                             let before = state_bytes(&pool)?;
-                            let got = Session::<MS, CAP>::respond(
-                                &bob,
-                                &mut pool,
-                                &wire,
-                                &mut out,
-                                SessionConfig::default(),
-                                NOW,
-                            )
-                            .map(|_| Vec::new());
+                            let got =
+                                respond::<P, MS, CAP>(&bob, &mut pool, &wire, &mut out).map(|_| Vec::new());
                             (before, got, state_bytes(&pool)?)
                         }
                     };
@@ -1133,8 +1128,7 @@ fn real_run_into<const P: usize, const MS: usize, const CAP: usize>(
     if let (Some(i), Some(_)) = (opened_by, &setup.one_time_prekey) {
         let wire = messages.get(i).map(|m| unhex(&m.wire)).transpose()?.unwrap_or_default();
         let mut out = vec![0u8; wire.len()];
-        let again =
-            Session::<MS, CAP>::respond(&bob, &mut pool, &wire, &mut out, SessionConfig::default(), NOW);
+        let again = respond::<P, MS, CAP>(&bob, &mut pool, &wire, &mut out);
         if !matches!(again, Err(securemesh_ratchet::Error::UnknownPrekey)) {
             merge(results.0.get_mut(i), Err("real: the one-time prekey was not consumed".into()));
         }

@@ -284,12 +284,10 @@ fn record_with<const P: usize, const MS: usize, const CAP: usize>(
                     (0, _) => a.decrypt(&wire, &mut out, NOW),
                     (_, Some(s)) => s.decrypt(&wire, &mut out, NOW),
                     (_, None) => {
-                        Session::respond(&bob, &mut pool, &wire, &mut out, SessionConfig::default(), NOW).map(
-                            |(s, n)| {
-                                b = Some(s);
-                                n
-                            },
-                        )
+                        ratchet::respond::<P, MS, CAP>(&bob, &mut pool, &wire, &mut out).map(|(s, n)| {
+                            b = Some(s);
+                            n
+                        })
                     }
                 };
                 let (plaintext, error) = match (got, expected) {
@@ -312,15 +310,7 @@ fn record_with<const P: usize, const MS: usize, const CAP: usize>(
                 let got = match (*to, b.as_mut()) {
                     (0, _) => a.decrypt(&wire, &mut out, NOW).map(|_| ()),
                     (_, Some(s)) => s.decrypt(&wire, &mut out, NOW).map(|_| ()),
-                    (_, None) => Session::<MS, CAP>::respond(
-                        &bob,
-                        &mut pool,
-                        &wire,
-                        &mut out,
-                        SessionConfig::default(),
-                        NOW,
-                    )
-                    .map(|_| ()),
+                    (_, None) => ratchet::respond::<P, MS, CAP>(&bob, &mut pool, &wire, &mut out).map(|_| ()),
                 };
                 assert_eq!(got, Err(*want), "forgery: {note}");
                 events.push(Event::Forge {
