@@ -144,7 +144,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, &[u8]), Error> {
 
 /// Seal a state under `key` with `generation`; `body` writes the body.
 /// Returns the total length, or [`Error::BufferTooSmall`] with the exact
-/// size needed (nothing is drawn from `rng` in that case).
+/// size needed (nothing is drawn from `rng` in that case). On any error
+/// `out` is zeroed: the body is written in the clear before it is
+/// encrypted in place, and none of it may stay behind.
 pub fn seal<R: CryptoRng + ?Sized>(
     key: &StorageKey,
     header: &Header,
@@ -153,23 +155,56 @@ pub fn seal<R: CryptoRng + ?Sized>(
     out: &mut [u8],
     body: impl FnOnce(&mut Writer<'_>) -> Result<(), Error>,
 ) -> Result<usize, Error> {
-    // First pass: header with a zero nonce and the body, to learn the length.
-    let body_len = {
-        let mut w = Writer::new(out);
-        w.write_bytes(&SEALED_MAGIC)?;
-        write_fields(&mut w, header)?;
-        w.write_u64(generation)?;
-        w.write_bytes(&[0u8; NONCE_LEN])?;
-        w.write_u32(0)?;
-        body(&mut w)?;
-        let body_len = w.len().saturating_sub(SEALED_HEADER_LEN);
-        w.reserve(TAG_LEN)?;
-        w.finish()?;
-        body_len
-    };
+    let sealed = write_clear(header, generation, out, body)
+        .and_then(|body_len| encrypt_in_place(key, rng, out, body_len));
+    if sealed.is_err() {
+        zeroize::Zeroize::zeroize(out);
+    }
+    sealed
+}
+
+/// The first pass of [`seal`]: header (zero nonce and length) and the body
+/// in the clear, with room for the tag; returns the body length.
+fn write_clear(
+    header: &Header,
+    generation: u64,
+    out: &mut [u8],
+    body: impl FnOnce(&mut Writer<'_>) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    // What needs no body first: the header (`write_fields` refuses version
+    // 0; into an empty writer it writes nothing), and whether the fixed
+    // part fits (if not, the body is only counted, never written to `out`).
+    write_fields(&mut Writer::new(&mut []), header)?;
+    if out.len() < SEAL_OVERHEAD {
+        let mut count = Writer::new(&mut []);
+        body(&mut count)?;
+        let needed = SEAL_OVERHEAD.checked_add(count.len()).ok_or(Error::LengthOverflow)?;
+        return Err(Error::BufferTooSmall { needed });
+    }
+    let mut w = Writer::new(out);
+    w.write_bytes(&SEALED_MAGIC)?;
+    write_fields(&mut w, header)?;
+    w.write_u64(generation)?;
+    w.write_bytes(&[0u8; NONCE_LEN])?;
+    w.write_u32(0)?;
+    body(&mut w)?;
+    let body_len = w.len().saturating_sub(SEALED_HEADER_LEN);
+    w.reserve(TAG_LEN)?;
+    w.finish()?;
     if body_len > MAX_ENCODED_LEN {
         return Err(Error::LengthOverflow);
     }
+    Ok(body_len)
+}
+
+/// The second pass of [`seal`]: draw the nonce, fill in nonce and length,
+/// encrypt the body in place and append the tag.
+fn encrypt_in_place<R: CryptoRng + ?Sized>(
+    key: &StorageKey,
+    rng: &mut R,
+    out: &mut [u8],
+    body_len: usize,
+) -> Result<usize, Error> {
     let len32 = u32::try_from(body_len).map_err(|_| Error::LengthOverflow)?;
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
@@ -532,6 +567,54 @@ mod tests {
         let needed = SEAL_OVERHEAD + 8 + 2 + 6;
         assert_eq!(sample().seal_state(&key, 1, &mut rng, &mut out), Err(Error::BufferTooSmall { needed }));
         assert_eq!(rng.0, 0);
+    }
+
+    /// Whether any 6-byte window of `secret` appears in `buf`.
+    fn holds_plaintext(buf: &[u8], secret: &[u8]) -> bool {
+        secret.windows(6).any(|w| buf.windows(6).any(|b| b == w))
+    }
+
+    #[test]
+    fn seal_leaves_no_plaintext_in_out_on_any_error() {
+        let key = StorageKey::new([1u8; 32]);
+        let secret: Vec<u8> = b"SECRET-STATE-".iter().copied().cycle().take(100).collect();
+        let header = sample().header();
+        let needed = SEAL_OVERHEAD + secret.len();
+        // BufferTooSmall at every size, including those that hold the
+        // header and part (or all) of the body but not the tag.
+        for len in 0..needed {
+            let mut out = std::vec![0u8; len];
+            let mut rng = CountingRng(0);
+            let r = seal(&key, &header, 1, &mut rng, &mut out, |w| w.write_bytes(&secret));
+            assert_eq!(r, Err(Error::BufferTooSmall { needed }), "len {len}");
+            assert_eq!(rng.0, 0);
+            assert!(!holds_plaintext(&out, &secret), "len {len}: plaintext left in out");
+            assert!(out.iter().all(|b| *b == 0), "len {len}: out not wiped");
+        }
+        // The body writer fails after writing part of the body.
+        let mut out = std::vec![0u8; needed];
+        let r = seal(&key, &header, 1, &mut CountingRng(0), &mut out, |w| {
+            w.write_bytes(&secret)?;
+            Err(Error::InvalidValue)
+        });
+        assert_eq!(r, Err(Error::InvalidValue));
+        assert!(!holds_plaintext(&out, &secret) && out.iter().all(|b| *b == 0));
+        // A body over MAX_ENCODED_LEN in a buffer large enough for it.
+        let big: Vec<u8> = secret.iter().copied().cycle().take(MAX_ENCODED_LEN + 1).collect();
+        let mut out = std::vec![0u8; SEAL_OVERHEAD + big.len()];
+        let r = seal(&key, &header, 1, &mut CountingRng(0), &mut out, |w| w.write_bytes(&big));
+        assert_eq!(r, Err(Error::LengthOverflow));
+        assert!(!holds_plaintext(&out[..4096], &secret) && out.iter().all(|b| *b == 0));
+        // Version 0 is refused before anything is written.
+        let mut out = std::vec![0u8; needed];
+        let v0 = Header { version: 0, ..header };
+        let r = seal(&key, &v0, 1, &mut CountingRng(0), &mut out, |w| w.write_bytes(&secret));
+        assert_eq!(r, Err(Error::UnknownVersion { found: 0 }));
+        assert!(out.iter().all(|b| *b == 0));
+        // And a seal that fits still works and holds no plaintext either.
+        let n = seal(&key, &header, 1, &mut CountingRng(0), &mut out, |w| w.write_bytes(&secret)).unwrap();
+        assert_eq!(n, needed);
+        assert!(!holds_plaintext(&out, &secret));
     }
 
     #[test]
