@@ -42,7 +42,9 @@ pub const fn varint_len(v: u64) -> Result<usize, Error> {
     }
 }
 
-/// A cursor over untrusted bytes. Every read is bounds-checked.
+/// A cursor over untrusted bytes. Every read is bounds-checked. `Debug`
+/// shows the position and length only, never the bytes (they may be
+/// secrets).
 ///
 /// ```
 /// use securemesh_core::codec::Reader;
@@ -53,10 +55,16 @@ pub const fn varint_len(v: u64) -> Result<usize, Error> {
 /// assert_eq!(r.read_varint(), Ok(64));
 /// assert!(r.finish().is_ok());
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+}
+
+impl core::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reader").field("pos", &self.pos).field("len", &self.buf.len()).finish()
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -196,7 +204,9 @@ impl<'a> Reader<'a> {
 ///
 /// Writes that do not fit are counted but not stored; [`Writer::finish`]
 /// then reports [`Error::BufferTooSmall`] with the exact size needed, so a
-/// caller can retry with a large enough buffer.
+/// caller can retry with a large enough buffer. `Debug` shows the
+/// position, buffer length and overflow flag only, never the bytes (they
+/// may be secrets).
 ///
 /// ```
 /// use securemesh_core::{Error, codec::Writer};
@@ -214,11 +224,20 @@ impl<'a> Reader<'a> {
 /// assert_eq!(w.finish(), Err(Error::BufferTooSmall { needed: 4 }));
 /// # Ok::<(), Error>(())
 /// ```
-#[derive(Debug)]
 pub struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
     overflow: bool,
+}
+
+impl core::fmt::Debug for Writer<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Writer")
+            .field("pos", &self.pos)
+            .field("len", &self.buf.len())
+            .field("overflow", &self.overflow)
+            .finish()
+    }
 }
 
 impl<'a> Writer<'a> {
@@ -386,6 +405,28 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn debug_shows_positions_not_bytes() {
+        let secret = [0xa5u8, 0x5a, 0xc3, 0x3c, 0x99, 0x66];
+        let mut r = Reader::new(&secret);
+        r.read_u8().unwrap();
+        let mut buf = secret;
+        let mut w = Writer::new(&mut buf);
+        w.write_u16(0x1234).unwrap();
+        for s in
+            [std::format!("{r:?}"), std::format!("{r:#?}"), std::format!("{w:?}"), std::format!("{w:#?}")]
+        {
+            // Neither the bytes (decimal or hex) nor a slice of them.
+            for b in secret {
+                assert!(!s.contains(&std::format!("{b}")), "{s}");
+                assert!(!s.to_lowercase().contains(&std::format!("{b:x}")), "{s}");
+            }
+            assert!(!s.contains('['), "{s}");
+        }
+        assert_eq!(std::format!("{r:?}"), "Reader { pos: 1, len: 6 }");
+        assert_eq!(std::format!("{w:?}"), "Writer { pos: 2, len: 6, overflow: false }");
+    }
 
     #[test]
     fn varint_rfc9000_examples_within_mls_range() {
