@@ -4,8 +4,8 @@
 #   bash noise/benches/instructions.sh        (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build -q --release -p securemesh-noise --example cost
-bin=target/release/examples/cost
+cargo build -q --release -p securemesh-noise --example noise_cost
+bin=target/release/examples/noise_cost
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
 per() { local a b; a=$(count "$1" 0); b=$(count "$1" "$2"); echo $(( (b - a) / $2 )); }
 dh=$(per x25519-dh 20); base=$(per x25519-base 20)

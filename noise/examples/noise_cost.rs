@@ -3,7 +3,7 @@
 //! are `(count(n) - count(0)) / n`, deterministic where wall time on a
 //! shared machine is not. The same operations as `benches/noise.rs`.
 //!
-//! `cargo run --release -p securemesh-noise --example cost -- <op> <n>` with
+//! `cargo run --release -p securemesh-noise --example noise_cost -- <op> <n>` with
 //! `<op>` one of `x25519-dh`, `x25519-base`, `{ours,snow}-{XX,IK,NN,XXpsk3}`,
 //! `{ours,snow,raw}-transport-{64,1024,16384,65519}`.
 
