@@ -4,7 +4,8 @@
 //! (RFC known-answer tests today; Cacophony for Noise and the mlswg files
 //! for MLS as those crates land) and our own golden files for the persisted
 //! state formats. `cargo run --release -p securemesh-test-vectors` prints one
-//! line per vector file or suite with a `passed/total` token and exits
+//! line per vector file or suite with a `passed/total` token, then the
+//! passed, failed and skipped suite counts ([`Summary`]), and exits
 //! non-zero if any supported vector fails; `cargo test` runs the same checks.
 //!
 //! ```no_run
@@ -76,6 +77,49 @@ impl Report {
     }
 }
 
+/// The suite counts of a conformance run. A suite *passed* when it ran at
+/// least one vector and all it ran passed (some may have been skipped), is
+/// *skipped* when it ran none and skipped some with a reason, and *failed*
+/// otherwise (a failing vector, or nothing run or skipped at all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Suites that ran vectors, all passing.
+    pub passed: usize,
+    /// Suites with a failing vector or with nothing run.
+    pub failed: usize,
+    /// Suites whose every vector was skipped.
+    pub skipped: usize,
+}
+
+impl Summary {
+    /// Count `reports`.
+    pub fn of(reports: &[Report]) -> Self {
+        let mut s = Summary::default();
+        for r in reports {
+            match (r.is_ok(), r.total) {
+                (false, _) => s.failed += 1,
+                (true, 0) => s.skipped += 1,
+                (true, _) => s.passed += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether no suite failed (the run's exit status).
+    pub fn is_ok(&self) -> bool {
+        self.failed == 0
+    }
+
+    /// The last line of the run, e.g.
+    /// `conformance: 49 suites passed, 0 suites failed, 1 suites skipped`.
+    pub fn line(&self) -> String {
+        format!(
+            "conformance: {} suites passed, {} suites failed, {} suites skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
 /// Directory of this crate, where the vector files live.
 pub fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -111,4 +155,40 @@ pub fn run_all() -> Vec<Report> {
     out.extend(ratchet::reports(&vectors_dir().join("ratchet")));
     out.push(state::envelope_v1(&vectors_dir().join("state/envelope-v1.json")));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Report, Summary};
+
+    fn report(name: &str, passed: usize, failed: usize, skipped: usize) -> Report {
+        let mut r = Report::new(name);
+        (0..passed).for_each(|i| r.record(&i.to_string(), Ok(())));
+        (0..failed).for_each(|i| r.record(&i.to_string(), Err("wrong".into())));
+        (0..skipped).for_each(|_| r.skip("not in this profile"));
+        r
+    }
+
+    #[test]
+    fn skipped_suites_are_counted_apart_from_passed_ones() {
+        let reports = [
+            report("all pass", 3, 0, 0),
+            report("pass, some skipped", 2, 0, 1),
+            report("all skipped", 0, 0, 4),
+            report("one fails", 2, 1, 0),
+            report("fails, some skipped", 0, 1, 2),
+            report("nothing ran", 0, 0, 0),
+        ];
+        let s = Summary::of(&reports);
+        assert_eq!(s, Summary { passed: 2, failed: 3, skipped: 1 });
+        assert_eq!(s.line(), "conformance: 2 suites passed, 3 suites failed, 1 suites skipped");
+        assert!(!s.is_ok());
+        let ok = Summary::of(&reports[..3]);
+        assert_eq!(ok.line(), "conformance: 2 suites passed, 0 suites failed, 1 suites skipped");
+        assert!(ok.is_ok());
+        // The per-suite lines are unchanged.
+        assert_eq!(reports[0].line(), "all pass 3/3");
+        assert_eq!(reports[1].line(), "pass, some skipped 2/2 (skipped 1: not in this profile)");
+        assert_eq!(reports[2].line(), "all skipped skipped 4 (not in this profile)");
+    }
 }
