@@ -601,6 +601,14 @@
 //! randomness, the header, the chain keys before and after, the message key,
 //! the AEAD key, nonce and associated data, each DH step's inputs and
 //! outputs, the header keys, and the full wire bytes; and the delivery order
-//! with the receiver's expected result. `cargo run -p
-//! securemesh-test-vectors` checks them against this specification and the
-//! implementation.
+//! with the receiver's expected result. `double-ratchet-limits.json` and
+//! `double-ratchet-he-limits.json` run at `MAX_SKIP` = 4 and a capacity of
+//! 6: every skip bound of §7.6 met and passed by one, eviction, and forged
+//! deliveries (events `forge`) for each refusal of §4-§8, each of which
+//! must leave the receiver unchanged. `bundles.json` holds bundles that
+//! `Bundle::decode` refuses (each check of §3, and which error wins) or
+//! that `initiate` refuses (`NonContributory`). An implementation that gets
+//! a limit, an error or the order of checks wrong fails them. `cargo run
+//! -p securemesh-test-vectors` checks them against this specification and
+//! the implementation. `CounterExhausted` has no vector (it needs `2^32 -
+//! 1` messages in one chain).

@@ -166,6 +166,36 @@ pub struct X3dhFile {
     pub cases: Vec<X3dhCase>,
 }
 
+/// A bundle that must be refused, by `Bundle::decode` or, decoded, by
+/// `Session::initiate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleCase {
+    /// What the case covers.
+    pub name: String,
+    /// The bundle bytes, hex.
+    pub bundle: String,
+    /// `decode` (the error comes from decoding) or `initiate` (the bundle
+    /// decodes; Alice's `initiate` with `alice` and the ephemeral key fails).
+    pub operation: String,
+    /// Alice's identity (`initiate` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alice: Option<IdentityKeys>,
+    /// `EK_A` private key, hex (`initiate` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alice_ephemeral_private: Option<String>,
+    /// The expected `securemesh_ratchet::Error` variant.
+    pub error: String,
+}
+
+/// The file `bundles.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleFile {
+    /// Provenance and licence.
+    pub source: String,
+    /// The cases.
+    pub cases: Vec<BundleCase>,
+}
+
 /// A ratchet header in clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderFields {
@@ -325,7 +355,8 @@ fn dh(private: &[u8; 32], public: &[u8; 32]) -> Result<[u8; 32], String> {
         .map_err(|e| format!("DH: {e}"))
 }
 
-fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
+/// The X25519 public key of `private`.
+pub fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
     X25519::public_key(&Secret::new(*private))
 }
 
@@ -485,35 +516,37 @@ fn x3dh_prefix(alice: &[u8], ek_pub: &[u8; 32], spk_id: u32, opk_id: Option<u32>
     prefix
 }
 
-/// Derive an X3DH case from its inputs, from the specification
-/// (`securemesh_ratchet::spec` §2-§4): identity encodings and signatures,
-/// the bundle bytes, both sides' DH outputs, `SK` (`HKa`, `NHKb`) and `AD`.
-pub fn derive_x3dh(i: &X3dhInputs) -> Result<X3dhCase, String> {
-    let (alice, _) = spec_identity(&i.alice_seed, &i.alice_dh);
-    let (bob, bob_key) = spec_identity(&i.bob_seed, &i.bob_dh);
-    let alice_dh_pub = x25519_public(&i.alice_dh);
-    let bob_dh_pub = x25519_public(&i.bob_dh);
-    let spk_pub = x25519_public(&i.spk);
-    let spk_sig = Ed25519::sign(&bob_key, &[SPK_LABEL, &i.spk_id.to_be_bytes(), &spk_pub].concat());
+/// What [`spec_bundle`] makes: the bytes, Bob's identity keys, the signed
+/// prekey's signature and the KEM slot.
+pub type SpecBundle = (Vec<u8>, IdentityKeys, [u8; 64], Option<KemPrekeyCase>);
+
+/// A bundle from the specification (§3), Bob's identity keys, the signed
+/// prekey's signature and the KEM slot: Bob's keys sign any `spk_pub`
+/// (of small order too, for the refusal vectors).
+pub fn spec_bundle(
+    bob_seed: &[u8; 32],
+    bob_dh: &[u8; 32],
+    spk_id: u32,
+    spk_pub: &[u8; 32],
+    opk: Option<(u32, [u8; 32])>,
+    kem: Option<&(u32, u16, Vec<u8>)>,
+) -> Result<SpecBundle, String> {
+    let (bob, bob_key) = spec_identity(bob_seed, bob_dh);
+    let spk_sig = Ed25519::sign(&bob_key, &[SPK_LABEL, &spk_id.to_be_bytes(), spk_pub].concat());
     let mut bundle = vec![1u8];
     bundle.extend(unhex(&bob.encoded)?);
-    bundle.extend(i.spk_id.to_be_bytes());
+    bundle.extend(spk_id.to_be_bytes());
     bundle.extend(spk_pub);
     bundle.extend(spk_sig);
-    let one_time_prekey = i.opk.map(|(id, private)| OneTimePrekey {
-        id,
-        private: hx(&private),
-        public: hx(&x25519_public(&private)),
-    });
-    match i.opk {
-        Some((id, private)) => {
+    match opk {
+        Some((id, public)) => {
             bundle.push(1);
             bundle.extend(id.to_be_bytes());
-            bundle.extend(x25519_public(&private));
+            bundle.extend(public);
         }
         None => bundle.push(0),
     }
-    let kem_prekey = match &i.kem {
+    let kem_prekey = match kem {
         Some((id, alg, public)) => {
             let digest = Sha256::digest(&[public]);
             let sig = Ed25519::sign(
@@ -534,6 +567,25 @@ pub fn derive_x3dh(i: &X3dhInputs) -> Result<X3dhCase, String> {
             None
         }
     };
+    Ok((bundle, bob, spk_sig, kem_prekey))
+}
+
+/// Derive an X3DH case from its inputs, from the specification
+/// (`securemesh_ratchet::spec` §2-§4): identity encodings and signatures,
+/// the bundle bytes, both sides' DH outputs, `SK` (`HKa`, `NHKb`) and `AD`.
+pub fn derive_x3dh(i: &X3dhInputs) -> Result<X3dhCase, String> {
+    let (alice, _) = spec_identity(&i.alice_seed, &i.alice_dh);
+    let bob_dh_pub = x25519_public(&i.bob_dh);
+    let alice_dh_pub = x25519_public(&i.alice_dh);
+    let spk_pub = x25519_public(&i.spk);
+    let opk_pub = i.opk.map(|(id, private)| (id, x25519_public(&private)));
+    let (bundle, bob, spk_sig, kem_prekey) =
+        spec_bundle(&i.bob_seed, &i.bob_dh, i.spk_id, &spk_pub, opk_pub, i.kem.as_ref())?;
+    let one_time_prekey = i.opk.map(|(id, private)| OneTimePrekey {
+        id,
+        private: hx(&private),
+        public: hx(&x25519_public(&private)),
+    });
     let ek_pub = x25519_public(&i.ek);
     // Alice's side, then Bob's side must agree.
     let dh1 = dh(&i.alice_dh, &spk_pub)?;
@@ -1248,6 +1300,46 @@ pub fn x3dh(path: &Path) -> Report {
     }
 }
 
+fn check_bundle_case(c: &BundleCase) -> Result<(), String> {
+    let bytes = unhex(&c.bundle)?;
+    let decoded = Bundle::decode(&bytes);
+    let got = match (c.operation.as_str(), decoded) {
+        ("decode", d) => d.map(|_| ()),
+        ("initiate", Ok(bundle)) => {
+            let keys = c.alice.as_ref().ok_or("initiate needs alice")?;
+            let alice = Identity::from_secrets(
+                Secret::new(arr(&keys.sign_seed)?),
+                Secret::new(arr(&keys.dh_private)?),
+            );
+            let ek =
+                arr::<32>(c.alice_ephemeral_private.as_deref().ok_or("initiate needs an ephemeral key")?)?;
+            Session::<128, 128>::initiate(
+                &alice,
+                &bundle,
+                SessionConfig::default(),
+                &mut ReplayRng::new(&ek),
+                NOW,
+            )
+            .map(|_| ())
+        }
+        ("initiate", Err(e)) => return Err(format!("real: the bundle does not decode: {e:?}")),
+        (op, _) => return Err(format!("unknown operation {op}")),
+    };
+    match got {
+        Err(e) if format!("{e:?}") == c.error => Ok(()),
+        other => Err(format!("real: {} gave {other:?}, expected {}", c.operation, c.error)),
+    }
+}
+
+/// Check a bundle file: one check per case.
+pub fn check_bundles(name: &str, file: &BundleFile) -> Report {
+    let mut r = Report::new(name);
+    for (i, c) in file.cases.iter().enumerate() {
+        r.record(&format!("case {i} ({})", c.name), check_bundle_case(c));
+    }
+    r
+}
+
 /// Check the transcript at `path`, reported as `name`.
 pub fn transcript(name: &str, path: &Path) -> Report {
     match load::<Transcript>(path) {
@@ -1275,5 +1367,13 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         transcript("ratchet v2 double-ratchet-he", &dir.join("double-ratchet-he.json")),
         transcript("ratchet v2 double-ratchet-limits", &dir.join("double-ratchet-limits.json")),
         transcript("ratchet v2 double-ratchet-he-limits", &dir.join("double-ratchet-he-limits.json")),
+        match load::<BundleFile>(&dir.join("bundles.json")) {
+            Ok(f) => check_bundles("ratchet v2 bundles", &f),
+            Err(e) => {
+                let mut r = Report::new("ratchet v2 bundles");
+                r.record("file", Err(e));
+                r
+            }
+        },
     ]
 }

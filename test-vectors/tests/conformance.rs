@@ -20,6 +20,7 @@ fn every_supported_vector_passes() {
         "ratchet v2 double-ratchet-he 23/23",
         "ratchet v2 double-ratchet-limits 61/61",
         "ratchet v2 double-ratchet-he-limits 63/63",
+        "ratchet v2 bundles 22/22",
         "noise noise-c fallback 8/8",
         "mls tree-math 10/10",
         "mls crypto-basics 1/1",

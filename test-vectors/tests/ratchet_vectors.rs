@@ -7,7 +7,8 @@ use securemesh_core::testing::{ReplayRng, TestRng};
 use securemesh_core::{Instant, Secret, UnixTime};
 use securemesh_ratchet::{Bundle, Error, Identity, PrekeyConfig, PrekeyPool, Session, SessionConfig};
 use securemesh_test_vectors::ratchet::{
-    self, Event, Message, Model, TRANSCRIPT_LIMIT, Transcript, X3dhCase, X3dhFile, X3dhInputs,
+    self, BundleCase, BundleFile, Event, Message, Model, TRANSCRIPT_LIMIT, Transcript, X3dhCase, X3dhFile,
+    X3dhInputs,
 };
 use securemesh_test_vectors::vectors_dir;
 
@@ -47,6 +48,7 @@ fn every_ratchet_vector_passes() {
             "ratchet v2 double-ratchet-he 23/23",
             "ratchet v2 double-ratchet-limits 61/61",
             "ratchet v2 double-ratchet-he-limits 63/63",
+            "ratchet v2 bundles 22/22",
         ],
         "{lines:?}"
     );
@@ -176,6 +178,22 @@ fn a_forgery_with_another_error_or_genuine_bytes_fails_its_check() {
         }
         let failures = failures_of(&ratchet::check_transcript("t", &bad));
         assert!(failures.iter().any(|f| f.starts_with("forgery 0 (")), "{failures:?}");
+    }
+}
+
+#[test]
+fn a_bundle_case_with_another_error_or_operation_fails() {
+    let good: BundleFile = load("bundles.json");
+    assert_eq!(ratchet::check_bundles("b", &good).passed, good.cases.len());
+    for k in 0..good.cases.len() {
+        let mut bad = good.clone();
+        let c = &mut bad.cases[k];
+        c.error = if c.error == "Malformed" { "Decrypt".into() } else { "Malformed".into() };
+        assert_eq!(failures_of(&ratchet::check_bundles("b", &bad)).len(), 1, "case {k}");
+        let mut bad = good.clone();
+        let c = &mut bad.cases[k];
+        c.operation = if c.operation == "decode" { "initiate".into() } else { "decode".into() };
+        assert_eq!(failures_of(&ratchet::check_bundles("b", &bad)).len(), 1, "case {k}");
     }
 }
 
@@ -725,6 +743,113 @@ fn limits_transcript(seed: u64, he: bool) -> Transcript {
     }
 }
 
+/// Bundles refused by `Bundle::decode` or, decoded, by `initiate`: every
+/// check of spec §3 and the X3DH contributory checks, and which error wins
+/// where two apply (wire order).
+fn bundle_file() -> BundleFile {
+    let i = inputs(31, "bundles", false, true, false);
+    let alice = ratchet::derive_x3dh(&i).unwrap().alice;
+    let spk_pub = ratchet::x25519_public(&i.spk);
+    let opk = i.opk.map(|(id, k)| (id, ratchet::x25519_public(&k)));
+    let bundle = |spk: &[u8; 32], opk: Option<(u32, [u8; 32])>, kem: Option<&(u32, u16, Vec<u8>)>| {
+        ratchet::spec_bundle(&i.bob_seed, &i.bob_dh, i.spk_id, spk, opk, kem).unwrap().0
+    };
+    let good = bundle(&spk_pub, opk, None);
+    assert!(Bundle::decode(&good).is_ok());
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        f(&mut b);
+        b
+    };
+    let decode = |name: &str, b: Vec<u8>, e: Error| BundleCase {
+        name: name.into(),
+        bundle: hex::encode(b),
+        operation: "decode".into(),
+        alice: None,
+        alice_ephemeral_private: None,
+        error: format!("{e:?}"),
+    };
+    let initiate = |name: &str, b: Vec<u8>| BundleCase {
+        name: name.into(),
+        bundle: hex::encode(b),
+        operation: "initiate".into(),
+        alice: Some(alice.clone()),
+        alice_ephemeral_private: Some(hex::encode(i.ek)),
+        error: format!("{:?}", Error::NonContributory),
+    };
+    // Offsets (§3, with a one-time prekey).
+    const ID_DH: usize = 1 + 32;
+    const ID_SIG: usize = 1 + 64;
+    const SPK_PUB: usize = 1 + 128 + 4;
+    const SPK_SIG: usize = SPK_PUB + 32;
+    const OPK_COUNT: usize = SPK_SIG + 64;
+    const OPK_PUB: usize = OPK_COUNT + 1 + 4;
+    const KEM_COUNT: usize = OPK_PUB + 32;
+    let mut cases = Vec::new();
+    for (k, u) in securemesh_core::testing::X25519_SMALL_ORDER.into_iter().enumerate() {
+        cases.push(initiate(
+            &format!("signed prekey of small order ({k} of 5), signed by Bob: DH1 is all zero"),
+            bundle(&u, opk, None),
+        ));
+    }
+    cases.push(initiate(
+        "one-time prekey of small order (0): DH4 is all zero",
+        bundle(&spk_pub, Some((2, securemesh_core::testing::X25519_SMALL_ORDER[0])), None),
+    ));
+    let kem_long = (7, 1, vec![0x42u8; 1569]);
+    cases.extend([
+        decode("version 2", with(&|b| b[0] = 2), Error::UnknownVersion),
+        decode("identity dh_pub with bit 255 set", with(&|b| b[ID_DH + 31] |= 0x80), Error::Malformed),
+        decode("identity binding signature changed", with(&|b| b[ID_SIG] ^= 1), Error::BadSignature),
+        decode("spk_pub with bit 255 set", with(&|b| b[SPK_PUB + 31] |= 0x80), Error::Malformed),
+        decode(
+            "spk_pub = p (u >= p)",
+            with(&|b| b[SPK_PUB..SPK_PUB + 32].copy_from_slice(&P)),
+            Error::Malformed,
+        ),
+        decode("spk_sig changed", with(&|b| b[SPK_SIG] ^= 1), Error::BadSignature),
+        decode(
+            "spk_id changed (the signature covers it)",
+            with(&|b| b[SPK_PUB - 1] ^= 1),
+            Error::BadSignature,
+        ),
+        decode("opk_count 2", with(&|b| b[OPK_COUNT] = 2), Error::Malformed),
+        decode("opk_pub with bit 255 set", with(&|b| b[OPK_PUB + 31] |= 0x80), Error::Malformed),
+        decode("kem_count 2", with(&|b| b[KEM_COUNT] = 2), Error::Malformed),
+        decode("kem_pub_len 1569, signed", bundle(&spk_pub, opk, Some(&kem_long)), Error::Malformed),
+        decode("a trailing byte", with(&|b| b.push(0)), Error::Malformed),
+        decode(
+            "one byte short",
+            with(&|b| {
+                b.pop();
+            }),
+            Error::Malformed,
+        ),
+        decode(
+            "identity signature changed and spk_pub non-canonical: the identity comes first",
+            with(&|b| {
+                b[ID_SIG] ^= 1;
+                b[SPK_PUB + 31] |= 0x80;
+            }),
+            Error::BadSignature,
+        ),
+        decode(
+            "spk_pub non-canonical and spk_sig changed: the key is read before its signature is checked",
+            with(&|b| {
+                b[SPK_PUB + 31] |= 0x80;
+                b[SPK_SIG] ^= 1;
+            }),
+            Error::Malformed,
+        ),
+    ]);
+    let kem = (7, 1, vec![0x42u8; 1184]);
+    let mut kem_bad = bundle(&spk_pub, opk, Some(&kem));
+    let last = kem_bad.len() - 1;
+    kem_bad[last] ^= 1;
+    cases.push(decode("kem_sig changed", kem_bad, Error::BadSignature));
+    BundleFile { source: SOURCE.into(), cases }
+}
+
 fn x3dh_file() -> X3dhFile {
     let cases = [
         (11, "one-time prekey, clear headers", false, true, false, "x3dh case 0: hello"),
@@ -772,6 +897,9 @@ fn write_ratchet_vectors() {
     let dr_he = transcript(22, true);
     let limits = limits_transcript(23, false);
     let limits_he = limits_transcript(24, true);
+    let bundles = bundle_file();
+    let report = ratchet::check_bundles("bundles", &bundles);
+    assert!(report.is_ok(), "{:?}", report.failures);
     for t in [&dr, &dr_he, &limits, &limits_he] {
         let report = ratchet::check_transcript("t", t);
         assert!(report.is_ok(), "{:?}", report.failures);
@@ -783,6 +911,7 @@ fn write_ratchet_vectors() {
         ("double-ratchet-he.json", serde_json::to_string_pretty(&dr_he).unwrap()),
         ("double-ratchet-limits.json", serde_json::to_string_pretty(&limits).unwrap()),
         ("double-ratchet-he-limits.json", serde_json::to_string_pretty(&limits_he).unwrap()),
+        ("bundles.json", serde_json::to_string_pretty(&bundles).unwrap()),
     ];
     let files: Vec<_> = files.into_iter().filter(|(name, _)| !dir().join(name).exists()).collect();
     for (name, text) in files {
