@@ -124,6 +124,27 @@ impl<'a> Builder<'a> {
     /// Use `secret` as the ephemeral key instead of drawing it from the RNG.
     /// **Only for test vectors**: reusing an ephemeral key destroys the
     /// handshake's security.
+    ///
+    /// Exists only with the cargo feature `dangerous-testing`, which test
+    /// vectors and fuzz targets enable and a product must not.
+    ///
+    /// ```
+    /// use securemesh_noise::{Builder, protocol, Protocol};
+    /// use securemesh_core::Secret;
+    /// # struct NoRng;
+    /// # impl rand_core::TryRng for NoRng { type Error = core::convert::Infallible;
+    /// #   fn try_next_u32(&mut self) -> Result<u32, Self::Error> { unreachable!() }
+    /// #   fn try_next_u64(&mut self) -> Result<u64, Self::Error> { unreachable!() }
+    /// #   fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> { unreachable!() } }
+    /// # impl rand_core::TryCryptoRng for NoRng {}
+    /// const NN: Protocol = protocol!("Noise_NN_25519_ChaChaPoly_SHA256");
+    /// let mut a = Builder::new(&NN).dangerous_with_ephemeral(Secret::new([7; 32])).build_initiator()?;
+    /// let mut msg = [0u8; 64];
+    /// let n = a.write_message(b"", &mut msg, &mut NoRng)?; // the RNG is not used
+    /// assert_eq!(n, 32);
+    /// # Ok::<(), securemesh_noise::Error>(())
+    /// ```
+    #[cfg(feature = "dangerous-testing")]
     pub fn dangerous_with_ephemeral(mut self, secret: Secret<[u8; 32]>) -> Self {
         self.fixed_e = Some(secret);
         self

@@ -23,6 +23,25 @@
 //! Primitives: 25519, ChaChaPoly, SHA256, SHA512.
 //!
 //! See [`HandshakeState`] for a complete XX handshake.
+//!
+//! ## Cargo features
+//!
+//! - `aes-gcm`: the `AESGCM` cipher.
+//! - `blake2`: the `BLAKE2s` and `BLAKE2b` hashes.
+//! - `dangerous-testing`: `Builder::dangerous_with_ephemeral`, which fixes
+//!   the ephemeral key so published test vectors and fuzz targets are
+//!   reproducible. It is for test code only (the `securemesh-test-vectors`
+//!   crate and `fuzz/` enable it); a product must never enable it, because
+//!   a reused ephemeral key destroys the handshake's security. Without the
+//!   feature the method does not exist:
+#![cfg_attr(
+    not(feature = "dangerous-testing"),
+    doc = "```compile_fail
+use securemesh_noise::{Builder, protocol, Protocol};
+const NN: Protocol = protocol!(\"Noise_NN_25519_ChaChaPoly_SHA256\");
+let b = Builder::new(&NN).dangerous_with_ephemeral(securemesh_core::Secret::new([7; 32]));
+```"
+)]
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
