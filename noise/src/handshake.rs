@@ -24,19 +24,81 @@ pub enum Role {
     Responder,
 }
 
-struct KeyPair {
+/// A static (or ephemeral) X25519 key pair: the private key, which zeroizes
+/// on drop and is never printed, and its public key.
+///
+/// Generate a static key with [`Keypair::generate`], passing the RNG for
+/// this call; publish [`Keypair::public`]; hand the pair to
+/// [`Builder::local_static`] (which also takes a bare
+/// `Secret<[u8; 32]>`). [`Keypair::from_secret`] recomputes the public key
+/// of a stored private key.
+///
+/// ```
+/// use securemesh_noise::{Builder, Keypair, protocol, Protocol};
+/// # struct Rng(u64);
+/// # impl rand_core::TryRng for Rng { type Error = core::convert::Infallible;
+/// #   fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+/// #   fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); Ok(self.0 >> 11) }
+/// #   fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> { for b in d { *b = self.try_next_u64()? as u8; } Ok(()) } }
+/// # impl rand_core::TryCryptoRng for Rng {}
+/// # let mut rng = Rng(3);
+/// const IK: Protocol = protocol!("Noise_IK_25519_ChaChaPoly_SHA256");
+/// let server = Keypair::generate(&mut rng); // a real agent lends its CSPRNG
+/// let server_pub: [u8; 32] = server.public(); // publish this
+///
+/// // After a restart, from the stored private key:
+/// let stored = server.secret().clone();
+/// assert_eq!(Keypair::from_secret(stored).public(), server_pub);
+///
+/// let client = Keypair::generate(&mut rng);
+/// let i = Builder::new(&IK).local_static(client).remote_static(server_pub).build_initiator()?;
+/// let r = Builder::new(&IK).local_static(server).build_responder()?;
+/// # Ok::<(), securemesh_noise::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Keypair {
     secret: Secret<[u8; 32]>,
     public: [u8; 32],
 }
 
-impl KeyPair {
-    fn from_secret(secret: Secret<[u8; 32]>) -> Self {
-        let public = X25519::public_key(&secret);
-        KeyPair { secret, public }
+impl Keypair {
+    /// A fresh key pair from `rng`.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Self::from_secret(X25519::generate(rng))
     }
 
-    fn duplicate(&self) -> Self {
-        KeyPair { secret: self.secret.clone(), public: self.public }
+    /// The key pair of a private key (computes its public key).
+    pub fn from_secret(secret: Secret<[u8; 32]>) -> Self {
+        let public = X25519::public_key(&secret);
+        Keypair { secret, public }
+    }
+
+    /// The public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The private key, e.g. to store it.
+    pub fn secret(&self) -> &Secret<[u8; 32]> {
+        &self.secret
+    }
+
+    /// The private key, dropping the pair.
+    pub fn into_secret(self) -> Secret<[u8; 32]> {
+        self.secret
+    }
+}
+
+impl From<Secret<[u8; 32]>> for Keypair {
+    fn from(secret: Secret<[u8; 32]>) -> Self {
+        Keypair::from_secret(secret)
+    }
+}
+
+/// Shows the public key only.
+impl core::fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Keypair").field("public", &self.public).finish_non_exhaustive()
     }
 }
 
@@ -54,7 +116,7 @@ impl KeyPair {
 pub struct Builder<'a> {
     protocol: Protocol,
     prologue: &'a [u8],
-    s: Option<Secret<[u8; 32]>>,
+    s: Option<Keypair>,
     rs: Option<[u8; 32]>,
     pre_e: Option<Secret<[u8; 32]>>,
     re: Option<[u8; 32]>,
@@ -85,9 +147,10 @@ impl<'a> Builder<'a> {
         self
     }
 
-    /// This party's static private key.
-    pub fn local_static(mut self, secret: Secret<[u8; 32]>) -> Self {
-        self.s = Some(secret);
+    /// This party's static key: a [`Keypair`] or its private key
+    /// (`Secret<[u8; 32]>`).
+    pub fn local_static(mut self, key: impl Into<Keypair>) -> Self {
+        self.s = Some(key.into());
         self
     }
 
@@ -186,8 +249,8 @@ impl<'a> Builder<'a> {
         let mut sym = SymmetricState::new(&self.protocol);
         sym.mix_hash(self.prologue);
         let psk_mode = p.uses_psk();
-        let s = self.s.map(KeyPair::from_secret);
-        let e = self.pre_e.map(KeyPair::from_secret);
+        let s = self.s;
+        let e = self.pre_e.map(Keypair::from_secret);
         // Pre-messages, the initiator's first (§5.3), `e` before `s`.
         let (i_e, i_s, r_e, r_s) = if initiator {
             (e.as_ref().map(|k| k.public), s.as_ref().map(|k| k.public), self.re, self.rs)
@@ -232,14 +295,14 @@ fn check(needed: bool, supplied: bool) -> Result<(), Error> {
 
 /// The keys a message changes; copied for transactional reads and writes.
 struct Keys {
-    e: Option<KeyPair>,
+    e: Option<Keypair>,
     re: Option<[u8; 32]>,
     rs: Option<[u8; 32]>,
 }
 
 impl Keys {
     fn duplicate(&self) -> Self {
-        Keys { e: self.e.as_ref().map(KeyPair::duplicate), re: self.re, rs: self.rs }
+        Keys { e: self.e.clone(), re: self.re, rs: self.rs }
     }
 }
 
@@ -291,7 +354,7 @@ pub struct HandshakeState {
     initiator: bool,
     sym: SymmetricState,
     keys: Keys,
-    s: Option<KeyPair>,
+    s: Option<Keypair>,
     psks: [Option<Key>; MAX_PSKS],
     fixed_e: Option<Secret<[u8; 32]>>,
     next: u8,
@@ -458,7 +521,7 @@ impl HandshakeState {
                         }
                         None => X25519::generate(rng),
                     };
-                    let kp = KeyPair::from_secret(secret);
+                    let kp = Keypair::from_secret(secret);
                     let dst = out.get_mut(pos..pos + DH_LEN).ok_or(Error::BufferTooSmall { needed })?;
                     dst.copy_from_slice(&kp.public);
                     sym.mix_hash(&kp.public);
@@ -625,7 +688,7 @@ impl HandshakeState {
         let needs_s =
             if role == Role::Initiator { p.initiator_has_static() } else { p.responder_has_static() };
         if needs_s {
-            b = b.local_static(self.s.map(|k| k.secret).ok_or(Error::MissingKey)?);
+            b = b.local_static(self.s.ok_or(Error::MissingKey)?);
         }
         b.build(role)
     }

@@ -63,7 +63,7 @@ pub use datagram::{
     DATAGRAM_OVERHEAD, DEFAULT_WINDOW_WORDS, DatagramTransport, MAX_DATAGRAM_PAYLOAD, ReplayWindow,
 };
 pub use error::{Error, NameError};
-pub use handshake::{Builder, DH_LEN, HandshakeState, MAX_MESSAGE_LEN, MAX_PSKS, Role};
+pub use handshake::{Builder, DH_LEN, HandshakeState, Keypair, MAX_MESSAGE_LEN, MAX_PSKS, Role};
 pub use pattern::{
     CipherChoice, DhChoice, HandshakePattern, HashChoice, MAX_MESSAGES, MAX_NAME_LEN, MAX_TOKENS,
     MessagePattern, PreMessage, Protocol, Token, pattern_names,
