@@ -7,7 +7,11 @@
 //! checks excluded and measured apart as `setup/bundle-verify`),
 //! `burst/{64,1024}/..` (encrypt + decrypt in one direction: symmetric
 //! step), `pingpong/{64,1024}/..` (alternating directions: a DH step per
-//! message), `floor/{x25519-dh,x25519-base}`.
+//! message), `floor/{x25519-dh,x25519-base}`, and
+//! `skipped-he/{0,128}` (an in-order 64-byte message with encrypted
+//! headers, encrypt + decrypt, while the receiver holds 0 or 128 skipped
+//! keys of one chain: the store's header keys are tried once each, so the
+//! two should cost about the same).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -114,6 +118,45 @@ fn messages(c: &mut Criterion) {
     }
 }
 
+/// Alice and Bob with encrypted headers after Alice's first `skip + 1`
+/// messages, of which Bob received only the last, and one reply: Bob holds
+/// `skip` skipped keys of Alice's first chain.
+fn he_pair_with_skipped(skip: usize, rng: &mut TestRng) -> (Session, Session) {
+    let (alice, bob) = (Identity::generate(rng), Identity::generate(rng));
+    let mut pool: PrekeyPool<1> = PrekeyPool::new(&bob, rng, UnixTime(0), PrekeyConfig::default());
+    let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+    let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
+    let mut a: Session = Session::initiate(&alice, &bundle, cfg, rng, NOW).unwrap();
+    let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+    let mut n = 0;
+    for _ in 0..=skip {
+        n = a.encrypt(b"x", &mut wire, rng, NOW).unwrap();
+    }
+    let (mut b, _): (Session, usize) =
+        Session::respond(&bob, &mut pool, &wire[..n], &mut out, SessionConfig::default(), NOW).unwrap();
+    assert_eq!(b.skipped_keys(), skip);
+    let n = b.encrypt(b"y", &mut wire, rng, NOW).unwrap();
+    a.decrypt(&wire[..n], &mut out, NOW).unwrap();
+    (a, b)
+}
+
+fn skipped(c: &mut Criterion) {
+    let mut g = c.benchmark_group("skipped-he");
+    let mut rng = TestRng::new(4);
+    for skip in [0usize, 128] {
+        let (mut a, mut b) = he_pair_with_skipped(skip, &mut rng);
+        let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+        let payload = [0x5au8; 64];
+        g.bench_function(BenchmarkId::from_parameter(skip), |bch| {
+            bch.iter(|| {
+                let n = a.encrypt(&payload, &mut wire, &mut rng, NOW).unwrap();
+                black_box(b.decrypt(&wire[..n], &mut out, NOW).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
 fn floor(c: &mut Criterion) {
     let mut g = c.benchmark_group("floor");
     let a = Secret::new([0x41u8; 32]);
@@ -127,6 +170,6 @@ criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(2))
         .warm_up_time(std::time::Duration::from_millis(500));
-    targets = floor, setup, messages
+    targets = floor, setup, messages, skipped
 }
 criterion_main!(benches);

@@ -13,7 +13,7 @@
 //! ```
 
 use crate::error::Error;
-use crate::identity::{Identity, PublicIdentity, canonical_dh, verify_labeled};
+use crate::identity::{Identity, PublicIdentity, canonical_dh, signed_bytes, verify_signed};
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256};
 
@@ -21,6 +21,23 @@ use securemesh_core::crypto::{Hash, Sha256};
 pub const BUNDLE_VERSION: u8 = 1;
 /// Signature label of signed prekeys.
 pub const SPK_LABEL: &[u8] = b"securemesh-spk-v1";
+/// Bytes a signed-prekey signature covers (53).
+pub(crate) const SPK_SIGNED_LEN: usize = 53;
+/// Bytes a KEM-prekey signature covers (62).
+pub(crate) const KEM_SIGNED_LEN: usize = 62;
+const _: () = assert!(SPK_LABEL.len() + 4 + 32 == SPK_SIGNED_LEN);
+const _: () = assert!(KEM_LABEL.len() + 4 + 2 + 32 == KEM_SIGNED_LEN);
+
+/// `"securemesh-spk-v1" || u32(id) || public` (spec §3).
+fn spk_signed_bytes(id: u32, public: &[u8; 32]) -> [u8; SPK_SIGNED_LEN] {
+    signed_bytes(&[SPK_LABEL, &id.to_be_bytes(), public])
+}
+
+/// `"securemesh-kem-prekey-v1" || u32(id) || u16(alg) || SHA-256(public)` (spec §3).
+fn kem_signed_bytes(id: u32, alg: u16, public: &[u8]) -> [u8; KEM_SIGNED_LEN] {
+    signed_bytes(&[KEM_LABEL, &id.to_be_bytes(), &alg.to_be_bytes(), &Sha256::digest(&[public])])
+}
+
 /// Signature label of KEM prekeys.
 pub const KEM_LABEL: &[u8] = b"securemesh-kem-prekey-v1";
 /// Largest KEM public key a bundle may carry (ML-KEM-1024 is 1568 bytes).
@@ -42,12 +59,12 @@ pub struct SignedPrekeyPublic {
 
 impl SignedPrekeyPublic {
     pub(crate) fn sign(identity: &Identity, id: u32, public: [u8; 32]) -> Self {
-        let sig = identity.sign(SPK_LABEL, &[&id.to_be_bytes(), &public]);
+        let sig = identity.sign(&spk_signed_bytes(id, &public));
         SignedPrekeyPublic { id, public, sig }
     }
 
     fn verify(&self, identity: &PublicIdentity) -> Result<(), Error> {
-        verify_labeled(&identity.sign, SPK_LABEL, &[&self.id.to_be_bytes(), &self.public], &self.sig)
+        verify_signed(&identity.sign, &spk_signed_bytes(self.id, &self.public), &self.sig)
     }
 }
 
@@ -82,8 +99,7 @@ impl<'a> KemPrekey<'a> {
         if public.len() > MAX_KEM_PUBLIC_LEN {
             return Err(Error::Malformed);
         }
-        let digest = Sha256::digest(&[public]);
-        let sig = identity.sign(KEM_LABEL, &[&id.to_be_bytes(), &alg.to_be_bytes(), &digest]);
+        let sig = identity.sign(&kem_signed_bytes(id, alg, public));
         Ok(KemPrekey { id, alg, public, sig })
     }
 
@@ -91,13 +107,7 @@ impl<'a> KemPrekey<'a> {
         if self.public.len() > MAX_KEM_PUBLIC_LEN {
             return Err(Error::Malformed);
         }
-        let digest = Sha256::digest(&[self.public]);
-        verify_labeled(
-            &identity.sign,
-            KEM_LABEL,
-            &[&self.id.to_be_bytes(), &self.alg.to_be_bytes(), &digest],
-            &self.sig,
-        )
+        verify_signed(&identity.sign, &kem_signed_bytes(self.id, self.alg, self.public), &self.sig)
     }
 }
 
@@ -224,5 +234,28 @@ impl<'a> Bundle<'a> {
             None => w.write_u8(0)?,
         }
         Ok(w.finish()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+
+    /// The signed bytes of each object are `label || parts`, of exactly
+    /// the length spec §2-§3 gives (no buffer that could sign a short or
+    /// empty message: the lengths are checked at compile time).
+    #[test]
+    fn signed_bytes_are_label_and_fields_exactly() {
+        let spk = spk_signed_bytes(0x0102_0304, &[7u8; 32]);
+        assert_eq!(spk.len(), 53);
+        assert_eq!(&spk[..17], SPK_LABEL);
+        assert_eq!(&spk[17..21], &[1, 2, 3, 4]);
+        assert_eq!(&spk[21..], &[7u8; 32]);
+        let kem = kem_signed_bytes(9, 2, b"kem key");
+        assert_eq!(kem.len(), 62);
+        assert_eq!(&kem[..24], KEM_LABEL);
+        assert_eq!(&kem[24..30], &[0, 0, 0, 9, 0, 2]);
+        assert_eq!(&kem[30..], &Sha256::digest(&[b"kem key"]));
     }
 }

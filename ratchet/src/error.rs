@@ -39,6 +39,9 @@ pub enum Error {
     /// A key derivation was asked for more output than HKDF-SHA256 gives
     /// (255 blocks).
     InvalidLength,
+    /// The responder requires header encryption and the initial message
+    /// has clear headers.
+    HeaderEncryptionRequired,
     /// A persisted state failed to decode.
     State(securemesh_core::Error),
 }
@@ -59,6 +62,9 @@ impl fmt::Display for Error {
             Error::MessageTooLong => f.write_str("message too long"),
             Error::PoolFull => f.write_str("prekey pool full"),
             Error::InvalidLength => f.write_str("key derivation output too long"),
+            Error::HeaderEncryptionRequired => {
+                f.write_str("header encryption is required and the initial message has clear headers")
+            }
             Error::State(e) => write!(f, "persisted state: {e}"),
         }
     }

@@ -57,7 +57,7 @@ impl PublicIdentity {
 
     /// Check the signature binding `dh` to `sign` (strict Ed25519).
     pub(crate) fn verify(&self) -> Result<(), Error> {
-        verify_labeled(&self.sign, IDENTITY_LABEL, &[&self.dh], &self.sig)
+        verify_signed(&self.sign, &identity_signed_bytes(&self.dh), &self.sig)
     }
 
     /// The 64 bytes X3DH encodes into the associated data: `sign | dh`.
@@ -79,26 +79,30 @@ pub(crate) fn canonical_dh(public: [u8; 32]) -> Result<[u8; 32], Error> {
     if X25519::is_canonical(&public) { Ok(public) } else { Err(Error::Malformed) }
 }
 
-/// Verify `sig` over `label || parts...` with a bounded stack buffer.
-pub(crate) fn verify_labeled(
-    key: &[u8; 32],
-    label: &[u8],
-    parts: &[&[u8]],
-    sig: &[u8; 64],
-) -> Result<(), Error> {
-    let mut buf = [0u8; 96];
-    let n = concat(&mut buf, label, parts)?;
-    Ed25519::verify(key, buf.get(..n).ok_or(Error::Malformed)?, sig).map_err(|_| Error::BadSignature)
+/// `N` bytes from `parts`, which must fill them exactly: callers pass
+/// fixed-size arrays, and a `const` assertion beside each caller checks
+/// at compile time that their lengths add up to `N` (so nothing is ever
+/// truncated, padded or signed short).
+pub(crate) fn signed_bytes<const N: usize>(parts: &[&[u8]]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (d, s) in out.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
+        *d = *s;
+    }
+    out
 }
 
-fn concat(buf: &mut [u8; 96], label: &[u8], parts: &[&[u8]]) -> Result<usize, Error> {
-    let mut n = 0;
-    for p in core::iter::once(&label).chain(parts.iter()) {
-        let end = n + p.len();
-        buf.get_mut(n..end).ok_or(Error::MessageTooLong)?.copy_from_slice(p);
-        n = end;
-    }
-    Ok(n)
+/// Bytes the identity binding signature covers (54).
+pub(crate) const IDENTITY_SIGNED_LEN: usize = 54;
+const _: () = assert!(IDENTITY_LABEL.len() + 32 == IDENTITY_SIGNED_LEN);
+
+/// `"securemesh-identity-v1" || dh_pub` (spec §2).
+fn identity_signed_bytes(dh_pub: &[u8; 32]) -> [u8; IDENTITY_SIGNED_LEN] {
+    signed_bytes(&[IDENTITY_LABEL, dh_pub])
+}
+
+/// Strict Ed25519 verification of `sig` by `key` over `msg`.
+pub(crate) fn verify_signed(key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Result<(), Error> {
+    Ed25519::verify(key, msg, sig).map_err(|_| Error::BadSignature)
 }
 
 /// A private agent identity.
@@ -138,7 +142,7 @@ impl Identity {
         let signing = Ed25519::signing_key(&seed);
         let dh_pub = X25519::public_key(&dh);
         let sign = Ed25519::verifying_key(&signing);
-        let sig = sign_labeled(&signing, IDENTITY_LABEL, &[&dh_pub]);
+        let sig = Ed25519::sign(&signing, &identity_signed_bytes(&dh_pub));
         Identity { seed, signing, dh, public: PublicIdentity { sign, dh: dh_pub, sig } }
     }
 
@@ -157,14 +161,9 @@ impl Identity {
         &self.dh
     }
 
-    /// Sign `label || parts` (at most 96 bytes in all).
-    pub(crate) fn sign(&self, label: &[u8], parts: &[&[u8]]) -> [u8; 64] {
-        sign_labeled(&self.signing, label, parts)
+    /// Sign `msg` (the signed bytes of one object of the format, from its
+    /// fixed-size encoder).
+    pub(crate) fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        Ed25519::sign(&self.signing, msg)
     }
-}
-
-fn sign_labeled(key: &Ed25519SigningKey, label: &[u8], parts: &[&[u8]]) -> [u8; 64] {
-    let mut buf = [0u8; 96];
-    let n = concat(&mut buf, label, parts).unwrap_or(0);
-    Ed25519::sign(key, buf.get(..n).unwrap_or(&[]))
 }

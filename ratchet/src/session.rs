@@ -54,6 +54,12 @@ const MAX_AD: usize = 128 + 1 + ENC_HEADER_LEN;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
     /// Encrypt headers (spec §4) with XChaCha20-Poly1305 and random nonces.
+    ///
+    /// The initiator chooses the mode of a session. For the responder
+    /// ([`Session::respond`]) this is a requirement: `true` refuses an
+    /// initial message with clear headers
+    /// ([`Error::HeaderEncryptionRequired`]), `false` accepts either mode
+    /// and follows the initiator's.
     pub header_encryption: bool,
     /// Report [`SessionEvent::HeartbeatDue`] when the DH ratchet has not
     /// stepped for this many milliseconds (default one hour).
@@ -177,8 +183,16 @@ impl Header {
     }
 }
 
+#[cfg(test)]
+std::thread_local! {
+    /// Header decryptions tried (tests count the work a message costs).
+    static HEADER_OPENS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 /// `HDECRYPT(hk, enc_header)`.
 fn open_header(hk: &Key32, enc: &[u8]) -> Option<Header> {
+    #[cfg(test)]
+    HEADER_OPENS.with(|c| c.set(c.get() + 1));
     let (nonce, rest) = enc.split_first_chunk::<24>()?;
     let (ct, tag) = rest.split_first_chunk::<HEADER_LEN>()?;
     let tag: [u8; 16] = tag.try_into().ok()?;
@@ -343,7 +357,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     }
 
     /// Bob: answer an initial message. Runs X3DH with the named prekeys and
-    /// decrypts the first message into `out`. The one-time prekey is
+    /// decrypts the first message into `out`. The session runs in the
+    /// initiator's header mode; `config.header_encryption` set requires
+    /// that mode to be encrypted headers. The one-time prekey is
     /// consumed only if the message authenticates, so a replayed initial
     /// message cannot open a second session from it.
     pub fn respond<const P: usize>(
@@ -355,6 +371,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         now: Instant,
     ) -> Result<(Self, usize), Error> {
         let init = Initial::parse(message)?;
+        if config.header_encryption && !init.header_encryption {
+            return Err(Error::HeaderEncryptionRequired);
+        }
         let (spk, spk_pub) = pool.signed_secret(init.header.spk_id).ok_or(Error::UnknownPrekey)?;
         let opk = match init.header.opk_id {
             Some(id) => Some(pool.one_time_secret(id).ok_or(Error::UnknownPrekey)?),
@@ -615,10 +634,28 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     }
 
     fn plan_he(&self, hdr: &[u8], dst: &mut [u8], open: &Opener<'_>) -> Result<Plan, Error> {
+        // Each distinct header key of the store is tried once (the store
+        // holds up to CAP keys, most of them of one or two chains: one
+        // trial per stored key would let one skip make every later message
+        // cost CAP header decryptions). `tried` holds the slots of the keys
+        // tried so far, so the bookkeeping is (stored x distinct) compares.
+        let mut tried = [0usize; CAP];
+        let mut distinct = 0;
         for (i, e) in self.skipped.iter() {
-            if open_header(&e.chain, hdr).is_some_and(|h| h.n == e.n) {
-                open(&e.mk, dst)?;
-                return Ok(Plan::Skipped(i));
+            let seen = tried.get(..distinct).unwrap_or(&[]).iter().any(|&j| {
+                self.skipped.chain(j).is_some_and(|c| securemesh_core::ct_eq(c.expose(), e.chain.expose()))
+            });
+            if seen {
+                continue;
+            }
+            if let Some(slot) = tried.get_mut(distinct) {
+                *slot = i;
+                distinct += 1;
+            }
+            let Some(h) = open_header(&e.chain, hdr) else { continue };
+            if let Some(k) = self.skipped.find(e.chain.expose(), h.n) {
+                open(self.skipped.get(k).ok_or(Error::Decrypt)?, dst)?;
+                return Ok(Plan::Skipped(k));
             }
         }
         if let Some(h) = self.hkr.as_ref().and_then(|hk| open_header(hk, hdr)) {
@@ -728,6 +765,49 @@ mod tests {
         let n = s.encode_state(&mut buf).unwrap();
         buf.truncate(n);
         buf
+    }
+
+    /// With encrypted headers, a message costs one header decryption per
+    /// distinct header key in the store, not one per stored key: after a
+    /// skip of 100 keys of one chain, an in-order message of the next chain
+    /// tries 3 header keys (the store's one, HKr, NHKr), not 102.
+    #[test]
+    fn header_decryption_tries_each_distinct_key_once() {
+        let mut rng = TestRng::new(6);
+        let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+        let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let now = Instant(0);
+        let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
+        let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, now).unwrap();
+        let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
+        let mut sent = Vec::new();
+        for _ in 0..101 {
+            let m = a.encrypt(b"x", &mut wire, &mut rng, now).unwrap();
+            sent.push(wire[..m].to_vec());
+        }
+        // Bob starts from the last one: 100 keys of one chain stored.
+        let (mut b, _) = Session::<128, 128>::respond(
+            &bob,
+            &mut pool,
+            &sent[100],
+            &mut out,
+            SessionConfig::default(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(b.skipped_keys(), 100);
+        let m = b.encrypt(b"y", &mut wire, &mut rng, now).unwrap();
+        a.decrypt(&wire[..m], &mut out, now).unwrap();
+        let m = a.encrypt(b"z", &mut wire, &mut rng, now).unwrap();
+        HEADER_OPENS.with(|c| c.set(0));
+        b.decrypt(&wire[..m], &mut out, now).unwrap();
+        assert_eq!(HEADER_OPENS.with(|c| c.get()), 3);
+        // A skipped message still opens with its stored key, and only once.
+        HEADER_OPENS.with(|c| c.set(0));
+        b.decrypt(&sent[50], &mut out, now).unwrap();
+        assert_eq!(HEADER_OPENS.with(|c| c.get()), 1);
+        assert_eq!(b.decrypt(&sent[50], &mut out, now), Err(Error::Duplicate));
     }
 
     /// A sending chain carries at most 2^32 - 1 messages: the last number

@@ -42,6 +42,11 @@ impl<const CAP: usize> SkippedKeys<CAP> {
         })
     }
 
+    /// The chain of the key in slot `i`.
+    pub(crate) fn chain(&self, i: usize) -> Option<&Key32> {
+        self.entries.get(i).and_then(|e| e.as_ref()).map(|e| &e.chain)
+    }
+
     pub(crate) fn get(&self, i: usize) -> Option<&Key32> {
         self.entries.get(i).and_then(|e| e.as_ref()).map(|e| &e.mk)
     }

@@ -435,11 +435,14 @@
 //! **Encrypted headers** (`0x03`), first match wins (\[DR\] §4.6
 //! `DecryptHeader`, `TrySkippedMessageKeysHE`):
 //!
-//! 1. For each stored skipped entry `(hk, n_e, mk)`: if `enc_header` opens
-//!    under `hk` and the decrypted `n == n_e`, decrypt with `mk` and delete
-//!    the entry. Entries are tried in storage-slot order (an encrypted
-//!    header opens under at most one key, so the order does not change the
-//!    result).
+//! 1. For each **distinct** header key `hk` among the stored skipped
+//!    entries `(hk, n_e, mk)`: if `enc_header` opens under `hk` and an entry
+//!    `(hk, n, mk)` is stored for the decrypted `n`, decrypt with that `mk`
+//!    and delete the entry. Each distinct key is tried once, however many
+//!    entries share it (trying once per entry would make one message cost
+//!    up to `CAP` header decryptions after a single skip). The order does
+//!    not change the result: an encrypted header opens under at most one
+//!    key.
 //! 2. `enc_header` opens under `HKr`: as clear step 2 (with `CKr`, `Nr`).
 //! 3. `enc_header` opens under `NHKr`: as clear step 4, and on success
 //!    additionally `PrevHKr = HKr`, `HKr = NHKr`, `NHKr = NHK` from
@@ -499,7 +502,8 @@
 //! place, to keep the refusal of replays and unknown prekeys cheap: it
 //! **parses the whole prefix first** (type, identity `dh_pub`, `ek_pub`,
 //! `opk_count`, `kem_count`, `header_encryption`, in wire order; Alice's
-//! binding signature is *not* checked yet), then looks up the signed
+//! binding signature is *not* checked yet), then applies the responder's
+//! header-mode requirement (`HeaderEncryptionRequired`, §8), then looks up the signed
 //! prekey and the one-time prekey (`UnknownPrekey`), then verifies Alice's
 //! identity (`BadSignature`), then computes `DH1`..`DH4` in that order
 //! (`NonContributory`), then decrypts the inner message, whose checks run
@@ -516,6 +520,7 @@
 //! | `initiate` | `NonContributory` | an X3DH DH output is all zero |
 //! | `respond` | `Malformed` | not type `0x04` (nor `0x01`), truncated prefix, flags not 0/1, inner type not matching the flag, a non-canonical X25519 key (§1) |
 //! | | `UnknownVersion` | type `0x01` (version 1), `kem_count != 0` |
+//! | | `HeaderEncryptionRequired` | Bob requires encrypted headers and `header_encryption` is `0` (local policy, §8) |
 //! | | `BadSignature` | Alice's identity binding signature |
 //! | | `UnknownPrekey` | `spk_id` not held (current, or previous within its grace period), or `opk_id` not held (unknown or already consumed) |
 //! | | `NonContributory` | an X3DH DH output is all zero |
@@ -534,8 +539,11 @@
 //!
 //! - **Mode.** Alice chooses clear or encrypted headers
 //!   (`SessionConfig::header_encryption`); Bob follows the
-//!   `header_encryption` flag of the initial message regardless of his own
-//!   configuration.
+//!   `header_encryption` flag of the initial message. Bob's own setting is
+//!   a requirement, local policy and not on the wire: with it set, an
+//!   initial message with clear headers is refused
+//!   (`HeaderEncryptionRequired`, right after the prefix parses); without
+//!   it, either mode is accepted.
 //! - **Alice's prefix.** Every message Alice encrypts carries the X3DH
 //!   prefix (§6.4) until her first successful decrypt (which can only be a
 //!   message from Bob); from then on she sends bare `0x02`/`0x03` messages.

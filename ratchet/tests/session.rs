@@ -18,20 +18,26 @@ struct Pair {
     rng: TestRng,
 }
 
-fn start(he: bool, seed: u64) -> (Pair, Vec<u8>) {
+/// Bob with his pool, Alice's session and her first message ("first").
+fn first_message(he: bool, seed: u64) -> (Identity, PrekeyPool<8>, Session, Vec<u8>, TestRng) {
     let mut rng = TestRng::new(seed);
     let alice = Identity::generate(&mut rng);
     let bob = Identity::generate(&mut rng);
-    let mut pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
+    let pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
     let mut buf = [0u8; MAX_BUNDLE_LEN];
     let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
     let bundle = Bundle::decode(&buf[..n]).unwrap();
     let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
-    let now = Instant(0);
-    let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, now).unwrap();
+    let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
     let mut wire = vec![0u8; 1024];
-    let m = a.encrypt(b"first", &mut wire, &mut rng, now).unwrap();
-    let initial = wire[..m].to_vec();
+    let m = a.encrypt(b"first", &mut wire, &mut rng, Instant(0)).unwrap();
+    wire.truncate(m);
+    (bob, pool, a, wire, rng)
+}
+
+fn start(he: bool, seed: u64) -> (Pair, Vec<u8>) {
+    let (bob, mut pool, a, initial, rng) = first_message(he, seed);
+    let now = Instant(0);
     let mut out = vec![0u8; 1024];
     let (b, k) =
         Session::respond(&bob, &mut pool, &initial, &mut out, SessionConfig::default(), now).unwrap();
@@ -316,4 +322,46 @@ fn kem_prekeys_are_attached_only_when_signed_by_the_identity() {
     assert_eq!(pool.bundle(&bob, None).with_kem(changed).unwrap_err(), Error::BadSignature);
     let long = [0u8; MAX_KEM_PUBLIC_LEN + 1];
     assert_eq!(KemPrekey::sign(&bob, 1, 1, &long).unwrap_err(), Error::Malformed);
+}
+
+/// Bob's `respond` at time 0.
+fn respond<const P: usize>(
+    bob: &Identity,
+    pool: &mut PrekeyPool<P>,
+    msg: &[u8],
+    out: &mut [u8],
+    cfg: SessionConfig,
+) -> Result<(Session, usize), Error> {
+    Session::respond(bob, pool, msg, out, cfg, Instant(0))
+}
+
+#[test]
+fn a_responder_can_require_header_encryption() {
+    for (alice_he, bob_requires, ok) in
+        [(false, false, true), (true, false, true), (true, true, true), (false, true, false)]
+    {
+        let (bob, mut pool, mut a, wire, mut rng) = first_message(alice_he, 40);
+        let m = wire.len();
+        let mut out = vec![0u8; 512];
+        let bob_cfg = SessionConfig { header_encryption: bob_requires, ..SessionConfig::default() };
+        let r = respond(&bob, &mut pool, &wire[..m], &mut out, bob_cfg);
+        if ok {
+            let (b, k) = r.unwrap();
+            assert_eq!(&out[..k], b"first");
+            // The session runs in Alice's mode whatever Bob's setting.
+            let mut reply = vec![0u8; 512];
+            let mut b = b;
+            let n = b.encrypt(b"ok", &mut reply, &mut rng, Instant(0)).unwrap();
+            assert_eq!(
+                reply[0],
+                if alice_he { securemesh_ratchet::MSG_RATCHET_HE } else { securemesh_ratchet::MSG_RATCHET }
+            );
+            assert_eq!(a.decrypt(&reply[..n], &mut out, Instant(0)).unwrap(), 2);
+        } else {
+            assert_eq!(r.unwrap_err(), Error::HeaderEncryptionRequired);
+            // Nothing consumed: the same message is accepted by a responder
+            // that does not require it.
+            assert!(respond(&bob, &mut pool, &wire[..m], &mut out, SessionConfig::default()).is_ok());
+        }
+    }
 }
