@@ -349,6 +349,79 @@ impl Keys {
 /// assert_eq!(&payload[..m], b"task");
 /// # Ok::<(), securemesh_noise::Error>(())
 /// ```
+///
+/// # Any pattern, in one loop
+///
+/// The same loop drives every pattern: whoever [`is_my_turn`](Self::is_my_turn)
+/// writes, the other reads, and a reader that learnt the peer's static key
+/// ([`remote_static_pending`](Self::remote_static_pending)) checks it and
+/// accepts it before the next step. The keys each side must supply follow
+/// from the pattern: a local static if its side has one, the peer's static
+/// if it is a pre-message, and a PSK per `pskN` modifier.
+///
+/// ```
+/// use securemesh_core::{CryptoRng, Secret};
+/// use securemesh_noise::{Builder, Error, HandshakeState, Keypair, Protocol, Role, Transport};
+/// # struct Rng(u64);
+/// # impl rand_core::TryRng for Rng { type Error = core::convert::Infallible;
+/// #   fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+/// #   fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); Ok(self.0 >> 11) }
+/// #   fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> { for b in d { *b = self.try_next_u64()? as u8; } Ok(()) } }
+/// # impl rand_core::TryCryptoRng for Rng {}
+///
+/// /// One party of `p`, with the keys its pattern asks for.
+/// fn party(p: &Protocol, role: Role, me: &Keypair, peer: [u8; 32], psk: &Secret<[u8; 32]>)
+///     -> Result<HandshakeState, Error> {
+///     let pat = p.pattern();
+///     let (has_static, peer_static_known) = match role {
+///         Role::Initiator => (pat.initiator_has_static(), pat.pre_responder().s),
+///         Role::Responder => (pat.responder_has_static(), pat.pre_initiator().s),
+///     };
+///     let mut b = Builder::new(p).prologue(b"agents v1");
+///     if has_static {
+///         b = b.local_static(me.clone());
+///     }
+///     if peer_static_known {
+///         b = b.remote_static(peer);
+///     }
+///     for n in (0..=4).filter(|&n| p.has_psk(n)) {
+///         b = b.psk(n, psk.clone());
+///     }
+///     b.build(role)
+/// }
+///
+/// /// Runs the handshake between `i` and `r` to completion.
+/// fn run(mut i: HandshakeState, mut r: HandshakeState, rng: &mut impl CryptoRng)
+///     -> Result<(Transport, Transport), Error> {
+///     let (mut msg, mut payload) = ([0u8; 512], [0u8; 512]);
+///     while !i.is_complete() || !r.is_complete() {
+///         let (writer, reader) = if i.is_my_turn() { (&mut i, &mut r) } else { (&mut r, &mut i) };
+///         let n = writer.write_message(b"", &mut msg, rng)?;
+///         reader.read_message(&msg[..n], &mut payload)?;
+///         if reader.remote_static_pending() {
+///             // Policy: look `reader.remote_static()` up here; to refuse it,
+///             // return (dropping the handshake) instead of accepting.
+///             reader.accept_remote_static();
+///         }
+///     }
+///     Ok((i.finish()?, r.finish()?))
+/// }
+///
+/// # let mut rng = Rng(5);
+/// let (alice, bob) = (Keypair::generate(&mut rng), Keypair::generate(&mut rng));
+/// let psk = Secret::new([9; 32]); // a real PSK comes from the caller's store
+/// for name in ["NN", "N", "K", "X", "XX", "IK", "NK1", "X1X1", "XXpsk3", "IKpsk1+psk2"] {
+///     let p = Protocol::parse(&format!("Noise_{name}_25519_ChaChaPoly_SHA256"))?;
+///     let i = party(&p, Role::Initiator, &alice, bob.public(), &psk)?;
+///     let r = party(&p, Role::Responder, &bob, alice.public(), &psk)?;
+///     let (mut ti, mut tr) = run(i, r, &mut rng)?;
+///     let mut buf = [0u8; 64];
+///     let n = ti.write_message(b"task", &mut buf)?; // one-way patterns: initiator to responder
+///     let mut out = [0u8; 64];
+///     assert_eq!(tr.read_message(&buf[..n], &mut out)?, 4, "{name}");
+/// }
+/// # Ok::<(), securemesh_noise::Error>(())
+/// ```
 pub struct HandshakeState {
     protocol: Protocol,
     initiator: bool,

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::TestRng;
+use common::{Keys, TestRng, ours, protocol_names, public};
 use securemesh_core::crypto::{Dh, X25519};
-use securemesh_noise::{Builder, Keypair, Protocol, protocol};
+use securemesh_noise::{Builder, Error, Keypair, Protocol, Role, Token, protocol};
 
 const XX: Protocol = protocol!("Noise_XX_25519_ChaChaPoly_SHA256");
 
@@ -49,4 +49,47 @@ fn generated_keypairs_drive_a_handshake_and_are_surfaced_as_remote_static() {
     b.accept_remote_static();
     assert_eq!(a.finish().unwrap().remote_static(), Some(&bob_pub));
     assert_eq!(b.finish().unwrap().remote_static(), Some(&alice_pub));
+}
+
+/// The loop of the `HandshakeState` rustdoc, run on every pattern and PSK
+/// position: it ends after exactly the pattern's messages, each side is
+/// asked to accept the peer's static key once, when it reads it (never when
+/// it was a pre-message), and until accepted nothing goes on.
+#[test]
+fn the_generic_loop_completes_every_pattern_and_surfaces_each_remote_static_once() {
+    let mut rng = TestRng(13);
+    for name in protocol_names("25519_ChaChaPoly_SHA256") {
+        let p = Protocol::parse(&name).unwrap();
+        let k = Keys::new(&mut rng);
+        let (mut i, mut r) = (ours(&p, Role::Initiator, &k), ours(&p, Role::Responder, &k));
+        let (mut msg, mut payload) = ([0u8; 512], [0u8; 512]);
+        let (mut steps, mut surfaced) = (0, [0usize; 2]);
+        while !i.is_complete() || !r.is_complete() {
+            let (writer, reader, who) =
+                if i.is_my_turn() { (&mut i, &mut r, 1) } else { (&mut r, &mut i, 0) };
+            let n = writer.write_message(b"", &mut msg, &mut rng).unwrap();
+            reader.read_message(&msg[..n], &mut payload).unwrap();
+            let carried_s = p.pattern().messages()[steps].tokens().contains(&Token::S);
+            assert_eq!(reader.remote_static_pending(), carried_s, "{name} message {steps}");
+            if reader.remote_static_pending() {
+                surfaced[who] += 1;
+                if !reader.is_complete() {
+                    let n = reader.write_message(b"", &mut msg, &mut rng);
+                    assert_eq!(n, Err(Error::RemoteStaticPending), "{name}");
+                }
+                reader.accept_remote_static();
+            }
+            steps += 1;
+            assert!(steps <= p.pattern().messages().len(), "{name}: the loop does not end");
+        }
+        let pat = p.pattern();
+        let expect_r = usize::from(pat.initiator_has_static() && !pat.pre_initiator().s);
+        let expect_i = usize::from(pat.responder_has_static() && !pat.pre_responder().s);
+        assert_eq!(surfaced, [expect_i, expect_r], "{name}");
+        let (ti, tr) = (i.finish().unwrap(), r.finish().unwrap());
+        assert_eq!(ti.handshake_hash(), tr.handshake_hash(), "{name}");
+        if pat.responder_has_static() {
+            assert_eq!(ti.remote_static(), Some(&public(&k.r_s)), "{name}");
+        }
+    }
 }
