@@ -110,8 +110,8 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
 /// let (mut m, mut p) = ([0u8; 128], [0u8; 128]);
 /// let n = a.write_message(&[], &mut m, &mut rng)?; b.read_message(&m[..n], &mut p)?;
 /// let n = b.write_message(&[], &mut m, &mut rng)?; a.read_message(&m[..n], &mut p)?;
-/// let mut a: DatagramTransport = a.finish()?.into_datagram();
-/// let mut b: DatagramTransport = b.finish()?.into_datagram();
+/// let mut a = a.finish()?.into_datagram(); // the default window: no annotation
+/// let mut b = b.finish()?.into_datagram();
 ///
 /// let (mut d1, mut d2) = ([0u8; 64], [0u8; 64]);
 /// let n1 = a.seal(b"one", &mut d1)?;
@@ -121,6 +121,15 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
 /// assert!(b.open(&d1[..n1], &mut p).is_err()); // replayed: rejected
 /// # Ok::<(), securemesh_noise::Error>(())
 /// ```
+///
+/// `WORDS` defaults to [`DEFAULT_WINDOW_WORDS`], so `DatagramTransport` in a
+/// type (a field, a `let` annotation, a signature) is the 2048-packet
+/// window. Rust does not apply that default to a path in an expression, so
+/// `DatagramTransport::decode_state(..)` alone asks for annotations: name
+/// [`DefaultDatagramTransport`] there, and
+/// [`Transport::into_datagram`](crate::Transport::into_datagram) returns it.
+/// For another window, write `DatagramTransport<W>` and use
+/// [`Transport::into_datagram_with_window`](crate::Transport::into_datagram_with_window).
 pub struct DatagramTransport<const WORDS: usize = DEFAULT_WINDOW_WORDS> {
     pub(crate) send: CipherState,
     pub(crate) recv: CipherState,
@@ -130,6 +139,36 @@ pub struct DatagramTransport<const WORDS: usize = DEFAULT_WINDOW_WORDS> {
     pub(crate) initiator: bool,
     pub(crate) remote_static: Option<[u8; 32]>,
 }
+
+/// [`DatagramTransport`] with the default replay window of 2048 packets
+/// ([`DEFAULT_WINDOW_WORDS`]), for paths in expressions where the default
+/// generic is not applied.
+///
+/// ```
+/// # use securemesh_noise::{Builder, protocol, Protocol};
+/// # struct Rng(u64);
+/// # impl rand_core::TryRng for Rng { type Error = core::convert::Infallible;
+/// #   fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(self.try_next_u64()? as u32) }
+/// #   fn try_next_u64(&mut self) -> Result<u64, Self::Error> { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); Ok(self.0 >> 11) }
+/// #   fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> { for b in d { *b = self.try_next_u64()? as u8; } Ok(()) } }
+/// # impl rand_core::TryCryptoRng for Rng {}
+/// # let mut rng = Rng(2);
+/// use securemesh_core::envelope::Persist;
+/// use securemesh_noise::DefaultDatagramTransport;
+/// # const NN: Protocol = protocol!("Noise_NN_25519_ChaChaPoly_SHA256");
+/// # let mut a = Builder::new(&NN).build_initiator()?;
+/// # let mut b = Builder::new(&NN).build_responder()?;
+/// # let (mut m, mut p) = ([0u8; 128], [0u8; 128]);
+/// # let n = a.write_message(&[], &mut m, &mut rng)?; b.read_message(&m[..n], &mut p)?;
+/// # let n = b.write_message(&[], &mut m, &mut rng)?; a.read_message(&m[..n], &mut p)?;
+/// let d = a.finish()?.into_datagram();
+/// let mut blob = [0u8; DefaultDatagramTransport::MAX_ENCODED_LEN];
+/// let n = d.encode_state(&mut blob)?;
+/// let restored = DefaultDatagramTransport::decode_state(&blob[..n])?;
+/// assert_eq!(restored.next_counter(), d.next_counter());
+/// # Ok::<(), securemesh_noise::Error>(())
+/// ```
+pub type DefaultDatagramTransport = DatagramTransport<DEFAULT_WINDOW_WORDS>;
 
 impl<const WORDS: usize> core::fmt::Debug for DatagramTransport<WORDS> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

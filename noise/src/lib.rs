@@ -60,7 +60,8 @@ mod transport;
 
 pub use cipher::TAG_LEN;
 pub use datagram::{
-    DATAGRAM_OVERHEAD, DEFAULT_WINDOW_WORDS, DatagramTransport, MAX_DATAGRAM_PAYLOAD, ReplayWindow,
+    DATAGRAM_OVERHEAD, DEFAULT_WINDOW_WORDS, DatagramTransport, DefaultDatagramTransport,
+    MAX_DATAGRAM_PAYLOAD, ReplayWindow,
 };
 pub use error::{Error, NameError};
 pub use handshake::{Builder, DH_LEN, HandshakeState, Keypair, MAX_MESSAGE_LEN, MAX_PSKS, Role};

@@ -8,7 +8,10 @@ mod common;
 
 use common::{Keys, TestRng, ours, protocol_names, public};
 use securemesh_core::crypto::{Dh, X25519};
-use securemesh_noise::{Builder, Error, Keypair, Protocol, Role, Token, protocol};
+use securemesh_core::envelope::Persist;
+use securemesh_noise::{
+    Builder, DatagramTransport, DefaultDatagramTransport, Error, Keypair, Protocol, Role, Token, protocol,
+};
 
 const XX: Protocol = protocol!("Noise_XX_25519_ChaChaPoly_SHA256");
 
@@ -92,4 +95,28 @@ fn the_generic_loop_completes_every_pattern_and_surfaces_each_remote_static_once
             assert_eq!(ti.remote_static(), Some(&public(&k.r_s)), "{name}");
         }
     }
+}
+
+/// The default window needs no annotation: `into_datagram`, the alias for
+/// paths in expressions, and `DatagramTransport` in a signature are one type.
+#[test]
+fn the_default_datagram_window_needs_no_annotation() {
+    fn roundtrip(a: &mut DatagramTransport, b: &mut DatagramTransport) {
+        let (mut packet, mut out) = ([0u8; 64], [0u8; 64]);
+        let n = a.seal(b"ping", &mut packet).unwrap();
+        assert_eq!(b.open(&packet[..n], &mut out).unwrap(), 4);
+    }
+    let (a, b) = common::transports("Noise_NN_25519_ChaChaPoly_SHA256", 14);
+    let (mut a, mut b) = (a.into_datagram(), b.into_datagram());
+    roundtrip(&mut a, &mut b);
+
+    let mut blob = vec![0u8; DefaultDatagramTransport::MAX_ENCODED_LEN];
+    let n = b.encode_state(&mut blob).unwrap();
+    let mut b = DefaultDatagramTransport::decode_state(&blob[..n]).unwrap();
+    assert_eq!(b.window().highest(), Some(0));
+    roundtrip(&mut a, &mut b);
+    // Another window is asked for by name and does not decode the default one.
+    assert!(DatagramTransport::<5>::decode_state(&blob[..n]).is_err());
+    let (c, _) = common::transports("Noise_NN_25519_ChaChaPoly_SHA256", 15);
+    assert_eq!(c.into_datagram_with_window::<5>().window().highest(), None);
 }

@@ -25,7 +25,7 @@ const NN: &str = "Noise_NN_25519_ChaChaPoly_SHA512";
 
 fn datagrams<const W: usize>(name: &str, seed: u64) -> (DatagramTransport<W>, DatagramTransport<W>) {
     let (a, b) = common::transports(name, seed);
-    (a.into_datagram(), b.into_datagram())
+    (a.into_datagram_with_window(), b.into_datagram_with_window())
 }
 
 /// The payload of packet `i`: length and content depend on `i`.
@@ -79,7 +79,7 @@ fn sealed(n: usize, seed: u64) -> (Vec<Vec<u8>>, Vec<u8>) {
 /// every outcome with the model: accepted iff not seen before and either
 /// above the highest counter or less than `WINDOW` below it.
 fn deliver<const W: usize>(packets: &[Vec<u8>], receiver: &[u8], order: &[usize]) {
-    let mut rx: DatagramTransport<W> = Transport::decode_state(receiver).unwrap().into_datagram();
+    let mut rx: DatagramTransport<W> = Transport::decode_state(receiver).unwrap().into_datagram_with_window();
     let window = ReplayWindow::<W>::WINDOW;
     let mut seen = HashSet::new();
     let mut highest: Option<u64> = None;
