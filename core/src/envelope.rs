@@ -206,6 +206,10 @@ fn encrypt_in_place<R: CryptoRng + ?Sized>(
     body_len: usize,
 ) -> Result<usize, Error> {
     let len32 = u32::try_from(body_len).map_err(|_| Error::LengthOverflow)?;
+    let sealed_len = SEALED_HEADER_LEN
+        .checked_add(body_len)
+        .and_then(|n| n.checked_add(TAG_LEN))
+        .ok_or(Error::LengthOverflow)?;
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     let (head, rest) = out.split_at_mut_checked(SEALED_HEADER_LEN).ok_or(Error::LengthOverflow)?;
@@ -215,7 +219,7 @@ fn encrypt_in_place<R: CryptoRng + ?Sized>(
     let (msg, tail) = rest.split_at_mut_checked(body_len).ok_or(Error::LengthOverflow)?;
     let tag = ChaChaPoly::seal_detached(key, &nonce, head, msg)?;
     tail.get_mut(..TAG_LEN).ok_or(Error::LengthOverflow)?.copy_from_slice(&tag);
-    Ok(SEALED_HEADER_LEN + body_len + TAG_LEN)
+    Ok(sealed_len)
 }
 
 /// A sealed envelope after [`open`].

@@ -106,7 +106,7 @@ impl TryRng for ReplayRng<'_> {
             let (first, rest) = self.rest.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
             *d = first;
             self.rest = rest;
-            self.drawn += 1;
+            self.drawn = self.drawn.saturating_add(1);
         }
         Ok(())
     }
@@ -152,7 +152,10 @@ pub fn x25519_small_order_variants(u: &[u8; 32]) -> Option<[[u8; 32]; 7]> {
     let mut out = [[0u8; 32]; 7];
     let mut q = p;
     for v in &mut out {
-        q += t;
+        // Edwards point addition: a group operation, no integer overflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let next = q + t;
+        q = next;
         *v = q.to_montgomery().to_bytes();
     }
     Some(out)
