@@ -12,7 +12,27 @@ pub type NodeIndex = u32;
 
 /// `floor(log2(x))`, 0 for 0.
 pub const fn log2(x: u32) -> u32 {
-    if x == 0 { 0 } else { 31 - x.leading_zeros() }
+    match x.checked_ilog2() {
+        Some(k) => k,
+        None => 0,
+    }
+}
+
+/// `2^k - 1`, the `k` low bits set (`u32::MAX` for `k >= 32`).
+const fn low_bits(k: u32) -> u32 {
+    match u32::MAX.checked_shl(k) {
+        Some(high) => !high,
+        None => u32::MAX,
+    }
+}
+
+/// `2^(k-1)` for a parent `x` of level `k`, the distance to its children;
+/// `None` for a leaf. `k <= 32`, so the shift is in range.
+const fn child_bit(x: NodeIndex) -> Option<u32> {
+    match level(x).checked_sub(1) {
+        Some(j) => 1u32.checked_shl(j),
+        None => None,
+    }
 }
 
 /// The level of node `x`: 0 for leaves, the number of trailing 1 bits otherwise.
@@ -23,10 +43,10 @@ pub const fn level(x: NodeIndex) -> u32 {
 /// Number of nodes of a tree with `n_leaves` leaves (`2n - 1`, 0 for 0);
 /// `None` beyond 2^31 leaves, whose nodes do not all have a `u32` index.
 pub const fn node_width(n_leaves: u32) -> Option<u32> {
-    if n_leaves == 0 {
+    let Some(last) = n_leaves.checked_sub(1) else {
         return Some(0);
-    }
-    match (n_leaves - 1).checked_mul(2) {
+    };
+    match last.checked_mul(2) {
         // Even, so `| 1` adds one without overflow.
         Some(w) => Some(w | 1),
         None => None,
@@ -37,25 +57,30 @@ pub const fn node_width(n_leaves: u32) -> Option<u32> {
 /// where [`node_width`] is `None`.
 pub const fn root(n_leaves: u32) -> Option<NodeIndex> {
     match node_width(n_leaves) {
-        // `log2(w) <= 31`, and `1 << k >= 1`.
-        Some(w) => Some((1u32 << log2(w)) - 1),
+        // `log2(w) <= 31`: the largest power of two `<= w`, minus one (all
+        // ones below it, so no subtraction).
+        Some(w) => Some(low_bits(log2(w))),
         None => None,
     }
 }
 
 /// The left child of `x`, `None` for a leaf.
 pub const fn left(x: NodeIndex) -> Option<NodeIndex> {
-    let k = level(x);
     // `x - 2^(k-1)`: clearing bit `k - 1` of `x`, never below 0.
-    if k == 0 { None } else { Some(x ^ (1 << (k - 1))) }
+    match child_bit(x) {
+        Some(bit) => Some(x ^ bit),
+        None => None,
+    }
 }
 
 /// The right child of `x`, `None` for a leaf and for `u32::MAX` (whose
 /// right child has no `u32` index).
 pub const fn right(x: NodeIndex) -> Option<NodeIndex> {
-    let k = level(x);
     // `x + 2^(k-1)` (for `k <= 31` the same as `x ^ (3 << (k - 1))`).
-    if k == 0 { None } else { x.checked_add(1 << (k - 1)) }
+    match child_bit(x) {
+        Some(bit) => x.checked_add(bit),
+        None => None,
+    }
 }
 
 /// The parent of `x` in a tree of `n_leaves`, `None` for the root or a
@@ -74,8 +99,9 @@ pub const fn parent(x: NodeIndex, n_leaves: u32) -> Option<NodeIndex> {
     if k >= 31 {
         return None;
     }
-    let b = (x >> (k + 1)) & 1;
-    Some((x | (1 << k)) ^ (b << (k + 1)))
+    let Some(up) = k.checked_add(1) else { return None };
+    let b = (x >> up) & 1;
+    Some((x | (1 << k)) ^ (b << up))
 }
 
 /// The sibling of `x`, `None` for the root.
@@ -113,11 +139,9 @@ pub fn copath(x: NodeIndex, n_leaves: u32) -> impl Iterator<Item = NodeIndex> {
 
 /// Whether `x` is in the subtree rooted at `ancestor`.
 pub const fn is_in_subtree(x: NodeIndex, ancestor: NodeIndex) -> bool {
-    // The subtree of `ancestor` spans [ancestor - (2^k - 1), ancestor + (2^k - 1)],
-    // computed in u64: `k <= 32`, so nothing overflows.
-    let span = (1u64 << level(ancestor)) - 1;
-    let (x, a) = (x as u64, ancestor as u64);
-    x + span >= a && x <= a + span
+    // The subtree of `ancestor` spans [ancestor - (2^k - 1), ancestor + (2^k - 1)]:
+    // `x` is at most `2^k - 1` away (`abs_diff` cannot overflow).
+    x.abs_diff(ancestor) <= low_bits(level(ancestor))
 }
 
 #[cfg(test)]

@@ -216,28 +216,30 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         scratch: &mut [u8],
     ) -> Result<(NodeIndex, Secret32, [u8; 32]), Error> {
         let me = tree_math::leaf_to_node(receiver).ok_or(Error::Malformed)?;
-        let mut target: Option<(usize, NodeIndex, NodeIndex)> = None;
-        let mut i = 0usize;
-        self.filtered_direct_path(sender, &mut |p, c| {
-            if target.is_none() && tree_math::is_in_subtree(me, c) {
-                target = Some((i, p, c));
-            }
-            i += 1;
-        });
-        let (index, p, copath) = target.ok_or(Error::Malformed)?;
+        let mut filtered: heapless::Vec<(NodeIndex, NodeIndex), 32> = heapless::Vec::new();
+        let mut overflow = false;
+        self.filtered_direct_path(sender, &mut |p, c| overflow |= filtered.push((p, c)).is_err());
+        if overflow {
+            return Err(Error::Capacity);
+        }
+        let (index, &(p, copath)) = filtered
+            .iter()
+            .enumerate()
+            .find(|(_, (_, c))| tree_math::is_in_subtree(me, *c))
+            .ok_or(Error::Malformed)?;
         let node = path.nodes().nth(index).ok_or(Error::Malformed)??;
-        let mut pos = 0usize;
+        // The position of the first resolution node whose key we hold;
+        // `pos` is `None` only past `usize::MAX` nodes (then no match).
+        let mut pos = Some(0usize);
         let mut found: Option<(usize, Secret32)> = None;
         self.resolution(copath, &mut |d| {
-            if d % 2 == 0 && exclude.contains(&(d / 2)) {
+            if found.is_some() || (d % 2 == 0 && exclude.contains(&(d / 2))) {
                 return;
             }
-            if found.is_none()
-                && let Some(k) = private_key(d)
-            {
-                found = Some((pos, k));
+            match private_key(d) {
+                Some(k) => found = pos.map(|j| (j, k)),
+                None => pos = pos.and_then(|j| j.checked_add(1)),
             }
-            pos += 1;
         });
         let (j, key) = found.ok_or(Error::Decrypt)?;
         let (kem_output, ct) = node.ciphertexts().nth(j).ok_or(Error::Malformed)??;
@@ -277,9 +279,11 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         if overflow {
             return Err(Error::Capacity);
         }
-        let start = nodes.iter().position(|p| *p == from).ok_or(Error::Malformed)?;
+        // The nodes up to and including `from` are done.
+        let done =
+            nodes.iter().position(|p| *p == from).and_then(|i| i.checked_add(1)).ok_or(Error::Malformed)?;
         let mut secret = path_secret.clone();
-        for node in path.nodes().skip(start + 1) {
+        for node in path.nodes().skip(done) {
             secret = next_path_secret(&secret)?;
             if node_key_pair(&secret)?.1 != *node?.encryption_key {
                 return Err(Error::Decrypt);

@@ -267,15 +267,18 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
     /// non-blank node.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
         let n = self.node_count();
-        let last = (0..n).rev().find(|x| !self.is_blank(*x)).map_or(0, |x| x + 1);
+        let last = (0..n).rev().find(|x| !self.is_blank(*x)).map_or(Some(0), |x| x.checked_add(1));
+        let last = last.ok_or(Error::Capacity)?;
         let mut w = Writer::new(out);
         let mut body_len = 0usize;
         for x in 0..last {
-            body_len += 1 + match self.node(x) {
-                Node::Blank => 0,
-                Node::Leaf(l) => 1 + l.as_bytes().len(),
-                Node::Parent(p) => 1 + parent_len(p)?,
+            // Presence byte, then type byte and node.
+            let node_len = match self.node(x) {
+                Node::Blank => Some(1),
+                Node::Leaf(l) => l.as_bytes().len().checked_add(2),
+                Node::Parent(p) => parent_len(p)?.checked_add(2),
             };
+            body_len = node_len.and_then(|n| body_len.checked_add(n)).ok_or(Error::Capacity)?;
         }
         w.write_varint(u32::try_from(body_len).map_err(|_| Error::Capacity)?)?;
         for x in 0..last {
@@ -436,7 +439,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         for i in 0..self.width {
             let Some(leaf) = self.leaf(i) else { continue };
             leaf.verify(group_id, i, scratch)?;
-            for j in (i + 1)..self.width {
+            for j in (i..self.width).skip(1) {
                 if let Some(other) = self.leaf(j)
                     && (other.encryption_key == leaf.encryption_key
                         || other.signature_key == leaf.signature_key)
@@ -461,7 +464,8 @@ fn write_parent<const N: usize>(w: &mut Writer<'_>, p: &Parent<N>, exclude: &[u3
     w.write_vec_varint(&p.encryption_key)?;
     w.write_vec_varint(&p.parent_hash)?;
     let kept = p.unmerged.iter().filter(|l| !exclude.contains(l)).count();
-    w.write_varint(u32::try_from(kept * 4).map_err(|_| Error::Capacity)?)?;
+    let kept_len = kept.checked_mul(4).ok_or(Error::Capacity)?;
+    w.write_varint(u32::try_from(kept_len).map_err(|_| Error::Capacity)?)?;
     for l in p.unmerged.iter().filter(|l| !exclude.contains(l)) {
         w.write_u32(*l)?;
     }

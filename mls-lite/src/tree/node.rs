@@ -125,16 +125,14 @@ pub enum LeafNodeSource<'a> {
 pub(crate) fn extensions_body<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Error> {
     let body = r.read_vec_varint()?;
     let mut e = Reader::new(body);
-    let mut seen = [0u16; 16];
-    let mut n = 0usize;
+    let mut seen: heapless::Vec<u16, 16> = heapless::Vec::new();
     while !e.is_empty() {
         let ty = e.read_u16()?;
         e.read_vec_varint()?;
-        if seen.get(..n).is_some_and(|s| s.contains(&ty)) {
+        if seen.contains(&ty) {
             return Err(Error::Malformed);
         }
-        *seen.get_mut(n).ok_or(Error::Capacity)? = ty;
-        n += 1;
+        seen.push(ty).map_err(|_| Error::Capacity)?;
     }
     Ok(body)
 }
@@ -180,9 +178,10 @@ impl<'a> LeafNode<'a> {
             _ => return Err(Error::Malformed),
         };
         let extensions = extensions_body(r)?;
-        let tbs_len = r.position() - before;
+        // A reader's position only moves forward.
+        let tbs_len = r.position().checked_sub(before).ok_or(Error::Malformed)?;
         let signature = r.read_vec_varint()?;
-        let len = r.position() - before;
+        let len = r.position().checked_sub(before).ok_or(Error::Malformed)?;
         let raw = start.get(..len).ok_or(Error::Malformed)?;
         Ok(LeafNode {
             raw,
