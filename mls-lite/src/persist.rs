@@ -106,22 +106,15 @@ use securemesh_core::envelope::{self, Header, Persist, StateKind, StorageKey};
 /// The largest complete tree a `RatchetTree<L, _>` holds: the largest power
 /// of two <= `l` leaves (at least 1).
 const fn max_width(l: usize) -> usize {
-    let mut w = 1usize;
-    while w.saturating_mul(2) <= l {
-        w *= 2;
-    }
-    w
+    1 << max_depth(l)
 }
 
 /// log2 of [`max_width`]: the most parents on a direct path.
 const fn max_depth(l: usize) -> usize {
-    let mut w = max_width(l);
-    let mut d = 0;
-    while w > 1 {
-        w /= 2;
-        d += 1;
+    match l.checked_ilog2() {
+        Some(d) => d as usize,
+        None => 0,
     }
-    d
 }
 
 /// Length of the minimal varint encoding of `n`.
@@ -137,6 +130,10 @@ const fn varint_len(n: usize) -> usize {
 
 /// Largest encoding of a `RatchetTree<l, b>`: every node present, leaves of
 /// `b` bytes, parents with a parent hash and every leaf below them unmerged.
+///
+/// Only evaluated in `MAX_BODY_LEN`, a `const`: a capacity whose bound
+/// overflows is a compile error, not a panic nor a wrong (saturated) bound.
+#[allow(clippy::arithmetic_side_effects)]
 const fn max_tree_len(l: usize, b: usize) -> usize {
     let w = max_width(l);
     // Leaves: presence and type bytes, then the leaf.
@@ -166,7 +163,8 @@ const SKIPPED_LEN: usize = 4 + 1 + 4 + 8 + NH + NN;
 /// Most skipped keys a tree of `l` leaves can hold: the store's size, or
 /// [`OUT_OF_ORDER_TOLERANCE`] per leaf and ratchet if that is fewer.
 const fn max_skipped(l: usize) -> usize {
-    let per_tree = max_width(l) * 2 * OUT_OF_ORDER_TOLERANCE as usize;
+    // Saturating: the minimum with `SKIPPED_KEYS` is the same.
+    let per_tree = max_width(l).saturating_mul(2).saturating_mul(OUT_OF_ORDER_TOLERANCE as usize);
     if per_tree < SKIPPED_KEYS { per_tree } else { SKIPPED_KEYS }
 }
 
@@ -174,15 +172,19 @@ const fn max_skipped(l: usize) -> usize {
 /// leaf has its ratchets or shares one node secret with others, and a
 /// node secret is shorter than a leaf's ratchets: the longest state has
 /// every leaf's ratchets and no node secret.
+///
+/// Only evaluated in `MAX_BODY_LEN`, like [`max_tree_len`].
+#[allow(clippy::arithmetic_side_effects)]
 const fn secret_tree_len(l: usize) -> usize {
     2 + 2 + max_width(l) * RATCHETS_LEN + 8 + 2 + max_skipped(l) * SKIPPED_LEN
 }
 
 fn write_secret_tree<const L: usize>(r: &SenderRatchets<L>, w: &mut Writer<'_>) -> Result<(), Error> {
-    let nodes = (0..2 * L as u32).filter_map(|x| r.node(x).map(|s| (x, s)));
+    // Node `x` is stored at `nodes[x / 2][x % 2]`.
+    let nodes = r.nodes.iter().flatten().enumerate().filter_map(|(x, s)| s.as_ref().map(|s| (x, s)));
     w.write_u16(to_u16(nodes.clone().count())?)?;
     for (x, s) in nodes {
-        w.write_u32(x)?;
+        w.write_u32(u32::try_from(x).map_err(|_| Error::LengthOverflow)?)?;
         w.write_bytes(s.expose())?;
     }
     let ratchets = r.ratchets.iter().enumerate().filter_map(|(i, k)| k.as_ref().map(|k| (i, k)));
@@ -261,7 +263,7 @@ fn read_secret_tree<const L: usize>(
             .filter(|&x| t.node(x).is_some())
             .count();
         let own = usize::from(t.ratchets.get(leaf as usize).is_some_and(Option::is_some));
-        if on_path + own != 1 {
+        if on_path.checked_add(own) != Some(1) {
             return Err(Error::InvalidValue);
         }
     }
@@ -296,7 +298,7 @@ fn read_secret_tree<const L: usize>(
             .any(|k| k.seq == seq || (k.leaf == leaf && k.kind == kind && k.generation == generation));
         // Kept keys are within the tolerance below the newest generation
         // used (`next - 1`).
-        let too_old = u64::from(generation) + u64::from(OUT_OF_ORDER_TOLERANCE) + 1 < u64::from(next);
+        let too_old = next.saturating_sub(generation) > OUT_OF_ORDER_TOLERANCE + 1;
         if generation.saturating_add(1) >= next || too_old || seq >= t.seq || duplicate {
             return Err(Error::InvalidValue);
         }

@@ -207,19 +207,17 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
 
     /// The path from the root down to `leaf`'s node, root first, in a
     /// fixed buffer (at most 32 nodes: depth is below 32 for u32 indices).
-    fn path_down(&self, leaf: u32) -> Result<([NodeIndex; 32], usize), Error> {
+    fn path_down(&self, leaf: u32) -> Result<heapless::Vec<NodeIndex, 32>, Error> {
         if leaf >= self.n_leaves {
             return Err(Error::Malformed);
         }
         let target = tree_math::leaf_to_node(leaf).ok_or(Error::Malformed)?;
-        let mut path = [0; 32];
-        let mut len = 0;
+        let mut path = heapless::Vec::new();
         let mut x = tree_math::root(self.n_leaves).ok_or(Error::Malformed)?;
         loop {
-            *path.get_mut(len).ok_or(Error::Capacity)? = x;
-            len += 1;
+            path.push(x).map_err(|_| Error::Capacity)?;
             if x == target {
-                return Ok((path, len));
+                return Ok(path);
             }
             x = if target < x { tree_math::left(x) } else { tree_math::right(x) }.ok_or(Error::Malformed)?;
         }
@@ -229,10 +227,8 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         if let Some(r) = self.ratchets.get(leaf as usize).and_then(Option::as_ref) {
             return Ok(Source::Ratchets(r));
         }
-        let (path, len) = self.path_down(leaf)?;
-        path.get(..len)
-            .and_then(|p| p.iter().find_map(|&x| self.node(x).map(|s| Source::Node(x, s))))
-            .ok_or(Error::Malformed)
+        let path = self.path_down(leaf)?;
+        path.iter().find_map(|&x| self.node(x).map(|s| Source::Node(x, s))).ok_or(Error::Malformed)
     }
 
     /// The next generation of `(leaf, kind)` (0 before its first message).
@@ -257,10 +253,11 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
     /// on: refused here so that using it cannot fail half-way).
     fn check(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<Option<usize>, Error> {
         let next = self.next_generation(leaf, kind)?;
-        if generation < next {
+        let Some(ahead) = generation.checked_sub(next) else {
+            // Behind the ratchet: only a kept skipped key opens it.
             return self.find_skipped(leaf, generation, kind).map(Some).ok_or(Error::Decrypt);
-        }
-        if generation - next > MAX_FORWARD_DISTANCE || generation == u32::MAX {
+        };
+        if ahead > MAX_FORWARD_DISTANCE || generation == u32::MAX {
             return Err(Error::Capacity);
         }
         Ok(None)
@@ -342,12 +339,11 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         if self.ratchets.get(leaf as usize).is_some_and(Option::is_some) {
             return Ok(());
         }
-        let (path, len) = self.path_down(leaf)?;
-        let path = path.get(..len).ok_or(Error::Malformed)?;
+        let path = self.path_down(leaf)?;
         // The path ends at the leaf's node.
-        let leaf_node = *path.last().ok_or(Error::Malformed)?;
+        let (&leaf_node, above) = path.split_last().ok_or(Error::Malformed)?;
         let start = path.iter().position(|&x| self.node(x).is_some()).ok_or(Error::Malformed)?;
-        for &x in path.get(start..len.saturating_sub(1)).ok_or(Error::Malformed)? {
+        for &x in above.get(start..).ok_or(Error::Malformed)? {
             let secret = self.node_mut(x).and_then(Option::take).ok_or(Error::Malformed)?;
             let (l, r) = children(&secret)?;
             let (lx, rx) =
