@@ -211,7 +211,8 @@ impl<const N: usize, const BYTES: usize> ProposalCache<N, BYTES> {
         if self.entries.iter().any(|e| e.reference == reference) {
             return Ok(());
         }
-        if self.entries.is_full() || self.bytes.capacity() - self.bytes.len() < proposal.len() {
+        // `len <= capacity`, so the subtraction never saturates.
+        if self.entries.is_full() || self.bytes.capacity().saturating_sub(self.bytes.len()) < proposal.len() {
             return Err(Error::Capacity);
         }
         let start = self.bytes.len();
@@ -267,7 +268,7 @@ fn merge_path<const L: usize, const B: usize>(
     let mut n = 0usize;
     for node in path.nodes() {
         node?;
-        n += 1;
+        n = n.checked_add(1).ok_or(Error::Malformed)?;
     }
     if n != filtered.len() {
         return Err(Error::Malformed);
@@ -686,7 +687,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         let mut count = 0usize;
         for p in proposals() {
             p?;
-            count += 1;
+            count = count.checked_add(1).ok_or(Error::Capacity)?;
         }
         if count > MAX_COMMIT_PROPOSALS {
             return Err(Error::Capacity);

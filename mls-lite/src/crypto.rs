@@ -30,6 +30,12 @@ type HpkeAead = hpke::aead::ChaCha20Poly1305;
 /// An `Nh`-byte secret.
 pub type Secret32 = Secret<[u8; NH]>;
 
+/// The length of `"MLS 1.0 " + label`, the labelled string of the
+/// `*WithLabel` functions.
+pub(crate) fn full_label_len(label: &[u8]) -> Result<usize, Error> {
+    LABEL_PREFIX.len().checked_add(label.len()).ok_or(Error::Capacity)
+}
+
 /// The minimal MLS varint of `n` as bytes.
 pub(crate) fn varint(n: usize) -> Result<([u8; 4], usize), Error> {
     let len = varint_len(n as u64)?;
@@ -42,7 +48,7 @@ pub(crate) fn varint(n: usize) -> Result<([u8; 4], usize), Error> {
 /// `ExpandWithLabel(secret, label, context, out.len())`.
 pub fn expand_with_label(secret: &[u8], label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let length = u16::try_from(out.len()).map_err(|_| Error::InvalidLength)?.to_be_bytes();
-    let (ll, lln) = varint(LABEL_PREFIX.len() + label.len())?;
+    let (ll, lln) = varint(full_label_len(label)?)?;
     let (cl, cln) = varint(context.len())?;
     let info: [&[u8]; 6] =
         [&length, ll.get(..lln).unwrap_or(&[]), LABEL_PREFIX, label, cl.get(..cln).unwrap_or(&[]), context];
@@ -82,7 +88,7 @@ pub fn mac(key: &[u8], data: &[&[u8]]) -> [u8; NH] {
 /// Write `label<V> || content<V>` (SignContent / EncryptContext) into `scratch`.
 fn labeled<'a>(scratch: &'a mut [u8], label: &[u8], content: &[u8]) -> Result<&'a [u8], Error> {
     let mut w = Writer::new(scratch);
-    let n = u32::try_from(LABEL_PREFIX.len() + label.len()).map_err(|_| Error::Capacity)?;
+    let n = u32::try_from(full_label_len(label)?).map_err(|_| Error::Capacity)?;
     w.write_varint(n)?;
     w.write_bytes(LABEL_PREFIX)?;
     w.write_bytes(label)?;

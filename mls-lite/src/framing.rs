@@ -439,6 +439,9 @@ fn tbs_parts(
     Ok(())
 }
 
+/// The label of the signature over a `FramedContentTBS`.
+const TBS_LABEL: &[u8] = b"FramedContentTBS";
+
 /// Write `SignContent { "MLS 1.0 FramedContentTBS"<V>, FramedContentTBS<V> }`
 /// into `scratch`.
 fn sign_content<'s>(
@@ -447,12 +450,11 @@ fn sign_content<'s>(
     content: &FramedContent<'_>,
     gc: &GroupContext<'_>,
 ) -> Result<&'s [u8], Error> {
-    const LABEL: &[u8] = b"FramedContentTBS";
     let tbs_len = parts_len(|f| tbs_parts(wire_format, content, gc, f))?;
     let mut w = Writer::new(scratch);
-    w.write_varint(u32::try_from(LABEL_PREFIX.len() + LABEL.len()).map_err(|_| Error::Capacity)?)?;
+    w.write_varint(u32::try_from(crypto::full_label_len(TBS_LABEL)?).map_err(|_| Error::Capacity)?)?;
     w.write_bytes(LABEL_PREFIX)?;
-    w.write_bytes(LABEL)?;
+    w.write_bytes(TBS_LABEL)?;
     w.write_varint(u32::try_from(tbs_len).map_err(|_| Error::Capacity)?)?;
     write_parts(&mut w, |f| tbs_parts(wire_format, content, gc, f))?;
     let n = w.finish()?;
@@ -468,9 +470,9 @@ pub fn sign_scratch_len(
 ) -> Result<usize, Error> {
     let tbs_len = parts_len(|f| tbs_parts(wire_format, content, gc, f))?;
     encoded_len(|w| {
-        w.write_varint(u32::try_from(LABEL_PREFIX.len() + 16).map_err(|_| Error::Capacity)?)?;
+        w.write_varint(u32::try_from(crypto::full_label_len(TBS_LABEL)?).map_err(|_| Error::Capacity)?)?;
         w.write_bytes(LABEL_PREFIX)?;
-        w.write_bytes(b"FramedContentTBS")?;
+        w.write_bytes(TBS_LABEL)?;
         w.write_varint(u32::try_from(tbs_len).map_err(|_| Error::Capacity)?)?;
         Ok(w.write_bytes(&[])?)
     })?

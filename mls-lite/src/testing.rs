@@ -49,9 +49,11 @@ fn write_leaf(
     let tbs_len = w.finish()?;
     let tbs = out.get(..tbs_len).ok_or(Error::Capacity)?;
     let signature = sign_with_label(signing, b"LeafNodeTBS", tbs, scratch)?;
-    let mut w = Writer::new(out.get_mut(tbs_len..).ok_or(Error::BufferTooSmall { needed: tbs_len + 65 })?);
+    // The signature: varint(64) and 64 bytes.
+    let needed = tbs_len.checked_add(65).ok_or(Error::Capacity)?;
+    let mut w = Writer::new(out.get_mut(tbs_len..).ok_or(Error::BufferTooSmall { needed })?);
     w.write_vec_varint(&signature)?;
-    Ok(tbs_len + w.finish()?)
+    tbs_len.checked_add(w.finish()?).ok_or(Error::Capacity)
 }
 
 /// Build the two members of a fresh group `group_id` into `members`
