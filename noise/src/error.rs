@@ -3,7 +3,20 @@
 use core::fmt;
 
 /// Why a protocol name was refused.
+///
+/// Its `Display` text says it in words; a name that needs a primitive whose
+/// cargo feature is off names that feature:
+///
+/// ```
+/// use securemesh_noise::{NameError, Protocol};
+/// let e = Protocol::parse("Noise_XY_25519_ChaChaPoly_SHA256").unwrap_err();
+/// assert_eq!(e, NameError::UnknownPattern);
+/// assert_eq!(e.to_string(), "unknown handshake pattern");
+/// let off = NameError::FeatureDisabled { name: "AESGCM", feature: "aes-gcm" };
+/// assert_eq!(off.to_string(), "AESGCM needs the securemesh-noise feature `aes-gcm`");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameError {
     /// Not of the form `Noise_<pattern><modifiers>_<dh>_<cipher>_<hash>`.
     Syntax,
@@ -16,13 +29,52 @@ pub enum NameError {
     InvalidFallback,
     /// The DH function is not supported.
     UnknownDh,
-    /// The cipher is not supported (or its feature is off).
+    /// The cipher is not one this crate knows.
     UnknownCipher,
-    /// The hash is not supported (or its feature is off).
+    /// The hash is not one this crate knows.
     UnknownHash,
     /// The name is longer than [`crate::MAX_NAME_LEN`].
     TooLong,
+    /// The cipher or hash is known but not compiled in: enable the cargo
+    /// feature `feature` of securemesh-noise (`aes-gcm` for `AESGCM`,
+    /// `blake2` for `BLAKE2s` and `BLAKE2b`).
+    FeatureDisabled {
+        /// The primitive as spelled in the name, e.g. `"AESGCM"`.
+        name: &'static str,
+        /// The securemesh-noise feature that compiles it in, e.g. `"aes-gcm"`.
+        feature: &'static str,
+    },
 }
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Syntax => {
+                f.write_str("not of the form Noise_<pattern><modifiers>_<dh>_<cipher>_<hash>")
+            }
+            NameError::UnknownPattern => f.write_str("unknown handshake pattern"),
+            NameError::InvalidModifier => {
+                f.write_str("a modifier is unknown, repeated, out of order or out of range")
+            }
+            NameError::InvalidFallback => f.write_str(
+                "fallback needs a two-way pattern whose first message can become a pre-message",
+            ),
+            NameError::UnknownDh => f.write_str("unknown DH function (25519 is supported)"),
+            NameError::UnknownCipher => f.write_str(
+                "unknown cipher (ChaChaPoly is supported; AESGCM with the securemesh-noise feature `aes-gcm`)",
+            ),
+            NameError::UnknownHash => f.write_str(
+                "unknown hash (SHA256 and SHA512 are supported; BLAKE2s and BLAKE2b with the securemesh-noise feature `blake2`)",
+            ),
+            NameError::TooLong => write!(f, "name longer than {} bytes", crate::MAX_NAME_LEN),
+            NameError::FeatureDisabled { name, feature } => {
+                write!(f, "{name} needs the securemesh-noise feature `{feature}`")
+            }
+        }
+    }
+}
+
+impl core::error::Error for NameError {}
 
 /// Everything that can go wrong in a Noise handshake or transport.
 ///
@@ -76,20 +128,30 @@ impl From<NameError> for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Name(e) => write!(f, "invalid Noise protocol name: {e:?}"),
-            Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
-            Error::MessageTooLong => f.write_str("message exceeds 65535 bytes"),
-            Error::Decrypt => f.write_str("decryption failed"),
-            Error::Poisoned => f.write_str("handshake poisoned by an earlier failure"),
-            Error::WrongTurn => f.write_str("not this party's turn"),
-            Error::MissingKey => f.write_str("a required key is missing"),
+            Error::Name(e) => write!(f, "invalid Noise protocol name: {e}"),
+            Error::BufferTooSmall { needed } => {
+                write!(f, "output buffer too small: {needed} bytes needed; nothing changed")
+            }
+            Error::MessageTooLong => f.write_str("the message would exceed the Noise limit of 65535 bytes"),
+            Error::Decrypt => f.write_str("decryption failed or the message is malformed"),
+            Error::Poisoned => f.write_str("the handshake failed earlier and can no longer be used"),
+            Error::WrongTurn => {
+                f.write_str("not this party's turn to do that, or the handshake is already complete")
+            }
+            Error::MissingKey => {
+                f.write_str("a key the pattern needs was not supplied (local static, remote static or PSK)")
+            }
             Error::UnexpectedKey => f.write_str("a key was supplied that the pattern does not use"),
-            Error::RemoteStaticPending => f.write_str("remote static key not yet accepted"),
-            Error::Incomplete => f.write_str("handshake incomplete"),
-            Error::NonceExhausted => f.write_str("nonce space exhausted"),
-            Error::Replay => f.write_str("replayed or too old datagram"),
-            Error::OneWay => f.write_str("direction not available in a one-way pattern"),
-            Error::State(e) => write!(f, "persisted state: {e}"),
+            Error::RemoteStaticPending => {
+                f.write_str("the peer's static key must be accepted before the handshake can go on")
+            }
+            Error::Incomplete => f.write_str("the handshake has messages left"),
+            Error::NonceExhausted => {
+                f.write_str("the nonces of this direction are used up; start a new handshake")
+            }
+            Error::Replay => f.write_str("datagram already received or older than the replay window"),
+            Error::OneWay => f.write_str("a one-way pattern has no transport in this direction"),
+            Error::State(e) => write!(f, "persisted state refused: {e}"),
         }
     }
 }

@@ -530,10 +530,22 @@ impl Protocol {
                 return Err(NameError::UnknownCipher);
             }
             #[cfg(not(feature = "aes-gcm"))]
-            return Err(NameError::UnknownCipher);
+            if bytes_eq(cipher, b"AESGCM") {
+                return Err(NameError::FeatureDisabled { name: "AESGCM", feature: "aes-gcm" });
+            } else {
+                return Err(NameError::UnknownCipher);
+            }
         };
         let hash = match Self::hash_choice(hash) {
             Some(h) => h,
+            #[cfg(not(feature = "blake2"))]
+            None if bytes_eq(hash, b"BLAKE2s") => {
+                return Err(NameError::FeatureDisabled { name: "BLAKE2s", feature: "blake2" });
+            }
+            #[cfg(not(feature = "blake2"))]
+            None if bytes_eq(hash, b"BLAKE2b") => {
+                return Err(NameError::FeatureDisabled { name: "BLAKE2b", feature: "blake2" });
+            }
             None => return Err(NameError::UnknownHash),
         };
 
@@ -631,6 +643,11 @@ macro_rules! protocol {
         const {
             match $crate::Protocol::parse_const($name) {
                 Ok(p) => p,
+                Err($crate::NameError::FeatureDisabled { .. }) => panic!(concat!(
+                    "Noise protocol name needs a securemesh-noise feature that is off ",
+                    "(`aes-gcm` for AESGCM, `blake2` for BLAKE2s and BLAKE2b): ",
+                    $name
+                )),
                 Err(_) => panic!(concat!("invalid Noise protocol name: ", $name)),
             }
         }

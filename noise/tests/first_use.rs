@@ -120,3 +120,67 @@ fn the_default_datagram_window_needs_no_annotation() {
     let (c, _) = common::transports("Noise_NN_25519_ChaChaPoly_SHA256", 15);
     assert_eq!(c.into_datagram_with_window::<5>().window().highest(), None);
 }
+
+/// Error texts are words, not variant names; a primitive that is known but
+/// not compiled in names the cargo feature that enables it.
+#[test]
+fn error_display_texts_are_words_and_name_the_missing_feature() {
+    let shown = |name: &str| Error::from(Protocol::parse(name).unwrap_err()).to_string();
+    assert_eq!(
+        shown("Noise_XY_25519_ChaChaPoly_SHA256"),
+        "invalid Noise protocol name: unknown handshake pattern"
+    );
+    assert_eq!(
+        shown("Noise_XX_448_ChaChaPoly_SHA256"),
+        "invalid Noise protocol name: unknown DH function (25519 is supported)"
+    );
+    assert!(shown("Noise_XX_25519_Rot13_SHA256").contains("feature `aes-gcm`"));
+    assert!(shown("Noise_XX_25519_ChaChaPoly_MD5").contains("feature `blake2`"));
+
+    #[cfg(not(feature = "aes-gcm"))]
+    assert_eq!(
+        shown("Noise_XX_25519_AESGCM_SHA256"),
+        "invalid Noise protocol name: AESGCM needs the securemesh-noise feature `aes-gcm`"
+    );
+    #[cfg(feature = "aes-gcm")]
+    assert!(Protocol::parse("Noise_XX_25519_AESGCM_SHA256").is_ok());
+    #[cfg(not(feature = "blake2"))]
+    for hash in ["BLAKE2s", "BLAKE2b"] {
+        assert_eq!(
+            Protocol::parse(&format!("Noise_NN_25519_ChaChaPoly_{hash}")).unwrap_err().to_string(),
+            format!("{hash} needs the securemesh-noise feature `blake2`")
+        );
+    }
+    #[cfg(feature = "blake2")]
+    assert!(Protocol::parse("Noise_NN_25519_ChaChaPoly_BLAKE2b").is_ok());
+
+    for (e, text) in [
+        (Error::BufferTooSmall { needed: 48 }, "output buffer too small: 48 bytes needed; nothing changed"),
+        (Error::Decrypt, "decryption failed or the message is malformed"),
+        (Error::RemoteStaticPending, "the peer's static key must be accepted before the handshake can go on"),
+        (Error::Replay, "datagram already received or older than the replay window"),
+    ] {
+        assert_eq!(e.to_string(), text);
+    }
+    // No variant names (CamelCase words) in any text.
+    let all = [
+        Error::MessageTooLong,
+        Error::Poisoned,
+        Error::WrongTurn,
+        Error::MissingKey,
+        Error::UnexpectedKey,
+        Error::Incomplete,
+        Error::NonceExhausted,
+        Error::OneWay,
+        Error::Name(securemesh_noise::NameError::InvalidFallback),
+        Error::Name(securemesh_noise::NameError::InvalidModifier),
+        Error::Name(securemesh_noise::NameError::Syntax),
+        Error::Name(securemesh_noise::NameError::TooLong),
+    ];
+    for e in all {
+        let text = e.to_string();
+        let debug = format!("{e:?}");
+        let variant = debug.split(['(', ' ', '{']).next_back().unwrap_or(&debug).trim_end_matches(')');
+        assert!(!text.contains(variant), "{text:?} shows {variant}");
+    }
+}
