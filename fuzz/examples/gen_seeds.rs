@@ -383,6 +383,15 @@ fn ratchet_initial_seeds() -> Vec<(String, Vec<u8>)> {
             *b ^= 0x80;
         }
         v.push((format!("{}_ek_bit255", m.name), flipped));
+        // Regression (issue 14): `ek_pub` plus a point of small order gives
+        // the same X25519 results; wire version 2 binds the prefix into
+        // the KDF, so it must fail to authenticate.
+        let ek: [u8; 32] = m.message[129..161].try_into().expect("32 bytes");
+        if let Some(variants) = securemesh_core::testing::x25519_small_order_variants(&ek) {
+            let mut variant = m.message.clone();
+            variant[129..161].copy_from_slice(&variants[3]);
+            v.push((format!("{}_ek_small_order", m.name), variant));
+        }
         v.push((m.name.to_string(), m.message));
     }
     v
@@ -457,6 +466,30 @@ fn ratchet_state_seeds() -> Vec<(String, Vec<u8>)> {
     };
     let b = respond(&mut pool, "he_opk4_msg1_empty");
     v.push(("session_he_bob_after_respond".into(), encode_state(&b)));
+    // Version 1 (migrated on decode): Alice mid-conversation (decodes,
+    // re-encodes as version 2), Alice awaiting her reply (refused), and a
+    // responder that has not sent, whose `dhs` still held a key pair
+    // (dropped by the migration). Version at 5..7, len at 9..13, the dhs
+    // flag at 292 of the body.
+    let as_v1 = |state: &[u8]| {
+        let mut s = state.to_vec();
+        s[5..7].copy_from_slice(&1u16.to_be_bytes());
+        s
+    };
+    let [alice_mid, _] = rt::decrypt_fixtures(false);
+    v.push(("session_v1_clear_alice_mid_conversation".into(), as_v1(&alice_mid.receiver)));
+    v.push(("session_v1_clear_alice_awaiting_reply".into(), as_v1(&by_name("clear_opk3_msg1").alice)));
+    let mut pre_send = as_v1(&encode_state(&b));
+    let at = securemesh_core::envelope::HEADER_LEN + 292;
+    assert_eq!(pre_send[at], 0, "v2 responder keeps no dhs");
+    let secret = securemesh_core::Secret::new([0x11u8; 32]);
+    let public = <securemesh_core::crypto::X25519 as securemesh_core::crypto::Dh>::public_key(&secret);
+    pre_send[at] = 1;
+    pre_send.splice(at + 1..at + 1, secret.expose().iter().chain(public.iter()).copied());
+    let len = u32::from_be_bytes(pre_send[9..13].try_into().expect("4 bytes")) + 64;
+    pre_send[9..13].copy_from_slice(&len.to_be_bytes());
+    assert!(rt::FuzzSession::decode_state(&pre_send).is_ok(), "the crafted v1 responder decodes");
+    v.push(("session_v1_he_bob_before_sending".into(), pre_send));
 
     // Pools: the fixture (previous signed prekey, a rotation event); three
     // one-time prekeys consumed (PoolLow) and the previous signed prekey
@@ -468,14 +501,15 @@ fn ratchet_state_seeds() -> Vec<(String, Vec<u8>)> {
     let bob = rt::bob();
     let mut rng = TestRng::new(0x9001);
     let grace_end = UnixTime(rt::T_ROTATE.0 + PrekeyConfig::default().grace_period_secs);
-    pool.handle_timeout(bob, &mut rng, grace_end);
+    pool.handle_timeout(bob, &mut rng, grace_end).expect("owner");
     v.push(("pool4_consumed_erased".into(), encode_state(&pool)));
     pool.refill(&mut rng);
     pool.handle_timeout(
         bob,
         &mut rng,
         UnixTime(rt::T_ROTATE.0 + PrekeyConfig::default().rotation_interval_secs),
-    );
+    )
+    .expect("owner");
     v.push(("pool4_refilled_rotated".into(), encode_state(&pool)));
 
     // PrekeyPool<200> (the default): 196 one-time prekeys consumed through
@@ -484,7 +518,7 @@ fn ratchet_state_seeds() -> Vec<(String, Vec<u8>)> {
     let alice = rt::alice();
     for _ in 0..196 {
         let id = large.one_time_ids().next().expect("a one-time prekey left");
-        let bytes = rt::encode_bundle(&large.bundle(bob, Some(id)));
+        let bytes = rt::encode_bundle(&large.bundle(Some(id)));
         let bundle = Bundle::decode(&bytes).expect("bundle");
         let mut a = rt::FuzzSession::initiate(alice, &bundle, SessionConfig::default(), &mut rng, rt::NOW)
             .expect("initiate");
@@ -492,7 +526,7 @@ fn ratchet_state_seeds() -> Vec<(String, Vec<u8>)> {
         rt::FuzzSession::respond(bob, &mut large, &m, &mut [], SessionConfig::default(), rt::NOW)
             .expect("respond");
     }
-    large.rotate(bob, &mut rng, rt::T_ROTATE);
+    large.rotate(bob, &mut rng, rt::T_ROTATE).expect("owner");
     assert_eq!(large.available(), 4);
     v.push(("pool200_consumed_rotated".into(), encode_state(&large)));
     v

@@ -12,9 +12,10 @@
 //!
 //! Properties checked:
 //! - nothing panics;
-//! - `Ok` only for a genuine initial message, byte for byte (the prefix is
-//!   not in the AEAD's associated data, but every field of it feeds X3DH or
-//!   is checked, so no mutation of a genuine message is accepted), and every
+//! - `Ok` only for a genuine initial message, byte for byte (wire version
+//!   2 binds the whole X3DH prefix into `SK`, so no mutation of a genuine
+//!   message is accepted, not even `ek_pub` plus a point of small order,
+//!   which leaves every X25519 result the same), and every
 //!   genuine message is accepted: the payload is the genuine one and
 //!   nothing is written beyond it, the session's remote identity is
 //!   Alice's, its one-time prekey (if any) is consumed (only that one, and

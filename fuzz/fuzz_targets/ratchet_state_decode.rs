@@ -15,7 +15,11 @@
 //!   except the `cap` field: a session state records its writer's skipped
 //!   key capacity and is accepted by any reader whose capacity holds its
 //!   stored keys (`persist.rs`), so the reader writes its own `CAP` there;
-//!   the input is within `MAX_ENCODED_LEN`;
+//!   the input is within `MAX_ENCODED_LEN`; a session of body version 1
+//!   (migrated, `persist.rs`) re-encodes as version 2 with the same body,
+//!   or 64 bytes shorter where the migration dropped a responder's
+//!   signed-prekey secret (`dhs`), is never a session awaiting its first
+//!   reply, and its re-encoding is a fixed point;
 //! - `Session::<128, 4>` accepts exactly the states `Session::<128, 128>`
 //!   accepts that hold at most 4 skipped keys; a state of another
 //!   `MAX_SKIP` (`Session::<64, 128>`) is refused;
@@ -40,6 +44,26 @@ fn with_cap(data: &[u8], cap: u16) -> Vec<u8> {
     v
 }
 
+/// Bytes 5..7 of the envelope: the body version.
+const VERSION: core::ops::Range<usize> = 5..7;
+
+/// Check a session decoded from `data` against its re-encoding `got`,
+/// `data` with the `cap` field set to the reader's.
+fn same_session<const CAP: usize>(s: &Session<128, CAP>, data: &[u8], got: &[u8]) {
+    if data.get(VERSION) == Some(&[0, 1][..]) {
+        assert!(!s.awaiting_reply(), "a version-1 session awaiting its reply was accepted");
+        assert_eq!(got.get(VERSION), Some(&[0, 2][..]));
+        let mut expected = data.to_vec();
+        expected[VERSION].copy_from_slice(&[0, 2]);
+        // The dhs flag's 64 bytes of secret and public key, and len.
+        assert!(got == with_cap(&expected, CAP as u16) || got.len() + 64 == data.len(), "migration");
+        let again = Session::<128, CAP>::decode_state(got).expect("a migrated state decodes");
+        assert_eq!(encode_state(&again), got, "a migrated state is not a fixed point");
+    } else {
+        assert_eq!(got, with_cap(data, CAP as u16), "session state does not re-encode to its input");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let s128 = FuzzSession::decode_state(data);
     let s4 = SmallSession::decode_state(data);
@@ -48,14 +72,14 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(s) = &s128 {
         assert!(data.len() <= FuzzSession::MAX_ENCODED_LEN);
-        assert_eq!(encode_state(s), with_cap(data, 128), "session state does not re-encode to its input");
+        same_session(s, data, &encode_state(s));
         assert!(Session::<64, 128>::decode_state(data).is_err(), "MAX_SKIP not checked");
         assert_eq!(s4.is_ok(), s.skipped_keys() <= 4, "small session accepts a different set of states");
     }
     if let Ok(s) = &s4 {
         assert!(s128.is_ok(), "a state only the small session accepts");
         assert!(s.skipped_keys() <= 4);
-        assert_eq!(encode_state(s), with_cap(data, 4), "small session state does not re-encode to its input");
+        same_session(s, data, &encode_state(s));
     }
     if let Ok(p) = &p200 {
         assert!(data.len() <= LargePool::MAX_ENCODED_LEN);

@@ -113,14 +113,14 @@ pub fn bob_setup() -> BobSetup {
     let mut pool = SmallPool::new(bob, &mut rng, T0, PrekeyConfig::default());
     let ids: Vec<u32> = pool.one_time_ids().collect();
     assert_eq!(ids, [2, 3, 4, 5], "pool layout changed");
-    let mut bundles = vec![encode_bundle(&pool.bundle(bob, Some(2))), encode_bundle(&pool.bundle(bob, None))];
-    pool.rotate(bob, &mut rng, T_ROTATE);
+    let mut bundles = vec![encode_bundle(&pool.bundle(Some(2))), encode_bundle(&pool.bundle(None))];
+    pool.rotate(bob, &mut rng, T_ROTATE).expect("owner");
     assert_eq!(pool.signed_public().id, 6);
     for opk in [Some(3), Some(4), None] {
-        bundles.push(encode_bundle(&pool.bundle(bob, opk)));
+        bundles.push(encode_bundle(&pool.bundle(opk)));
     }
     let kem_pub = kem_public();
-    let with_kem = pool.bundle(bob, Some(5)).with_kem(kem_prekey(bob, 100, 1, &kem_pub)).expect("signed");
+    let with_kem = pool.bundle(Some(5)).with_kem(kem_prekey(bob, 100, 1, &kem_pub)).expect("signed");
     bundles.push(encode_bundle(&with_kem));
     BobSetup { pool, bundles }
 }
@@ -133,7 +133,7 @@ pub fn genuine_bundles() -> Vec<(&'static str, Vec<u8>)> {
     let mut v: Vec<(&'static str, Vec<u8>)> = names.into_iter().zip(bob_setup().bundles).collect();
     let alice = alice();
     let pool: PrekeyPool<1> = PrekeyPool::new(alice, &mut TestRng::new(0xa11ce), T0, PrekeyConfig::default());
-    let b = pool.bundle(alice, None).with_kem(kem_prekey(alice, 7, 2, &[])).expect("signed");
+    let b = pool.bundle(None).with_kem(kem_prekey(alice, 7, 2, &[])).expect("signed");
     v.push(("alice_kem_empty", encode_bundle(&b)));
     v
 }

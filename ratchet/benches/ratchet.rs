@@ -38,7 +38,7 @@ fn setup(c: &mut Criterion) {
             || {
                 let pool: PrekeyPool<1> =
                     PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
-                let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+                let bundle = pool.bundle(pool.one_time_ids().next());
                 (pool, bundle)
             },
             |(mut pool, bundle)| {
@@ -79,7 +79,7 @@ fn setup(c: &mut Criterion) {
     });
     let pool: PrekeyPool<1> = PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
     let mut buf = [0u8; MAX_BUNDLE_LEN];
-    let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
+    let n = pool.bundle(pool.one_time_ids().next()).encode(&mut buf).unwrap();
     g.bench_function("bundle-verify", |b| {
         b.iter(|| black_box(Bundle::decode(black_box(&buf[..n])).unwrap()))
     });
@@ -124,7 +124,7 @@ fn messages(c: &mut Criterion) {
 fn he_pair_with_skipped(skip: usize, rng: &mut TestRng) -> (Session, Session) {
     let (alice, bob) = (Identity::generate(rng), Identity::generate(rng));
     let mut pool: PrekeyPool<1> = PrekeyPool::new(&bob, rng, UnixTime(0), PrekeyConfig::default());
-    let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+    let bundle = pool.bundle(pool.one_time_ids().next());
     let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
     let mut a: Session = Session::initiate(&alice, &bundle, cfg, rng, NOW).unwrap();
     let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);

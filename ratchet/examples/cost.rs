@@ -54,7 +54,7 @@ fn main() {
             let bob = Identity::generate(&mut rng);
             let pool: PrekeyPool<1> = PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
             let mut buf = [0u8; MAX_BUNDLE_LEN];
-            let len = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
+            let len = pool.bundle(pool.one_time_ids().next()).encode(&mut buf).unwrap();
             for _ in 0..n {
                 black_box(Bundle::decode(&buf[..len]).unwrap());
             }
@@ -65,7 +65,7 @@ fn main() {
                 PrekeyPool::new(&bob, &mut rng, UnixTime(0), PrekeyConfig::default());
             let ids: Vec<u32> = pool.one_time_ids().collect();
             for id in ids.iter().take(n) {
-                let bundle = pool.bundle(&bob, Some(*id));
+                let bundle = pool.bundle(Some(*id));
                 let mut a: Session =
                     Session::initiate(&alice, &bundle, SessionConfig::default(), &mut rng, NOW).unwrap();
                 let m = a.encrypt(b"hi", &mut wire, &mut rng, NOW).unwrap();

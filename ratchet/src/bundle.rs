@@ -63,7 +63,7 @@ impl SignedPrekeyPublic {
         SignedPrekeyPublic { id, public, sig }
     }
 
-    fn verify(&self, identity: &PublicIdentity) -> Result<(), Error> {
+    pub(crate) fn verify(&self, identity: &PublicIdentity) -> Result<(), Error> {
         verify_signed(&identity.sign, &spk_signed_bytes(self.id, &self.public), &self.sig)
     }
 }
@@ -127,7 +127,7 @@ impl<'a> KemPrekey<'a> {
 /// let bob = Identity::generate(&mut rng);
 /// let pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
 /// let mut buf = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
-/// let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf)?;
+/// let n = pool.bundle(pool.one_time_ids().next()).encode(&mut buf)?;
 /// let bundle = Bundle::decode(&buf[..n])?; // verifies both signatures
 /// assert_eq!(bundle.identity(), bob.public());
 /// # Ok::<(), securemesh_ratchet::Error>(())

@@ -42,6 +42,9 @@ pub enum Error {
     /// The responder requires header encryption and the initial message
     /// has clear headers.
     HeaderEncryptionRequired,
+    /// The identity is not the prekey pool's owner (the identity it was
+    /// created with).
+    WrongIdentity,
     /// A persisted state failed to decode.
     State(securemesh_core::Error),
 }
@@ -62,6 +65,7 @@ impl fmt::Display for Error {
             Error::MessageTooLong => f.write_str("message too long"),
             Error::PoolFull => f.write_str("prekey pool full"),
             Error::InvalidLength => f.write_str("key derivation output too long"),
+            Error::WrongIdentity => f.write_str("the identity does not own this prekey pool"),
             Error::HeaderEncryptionRequired => {
                 f.write_str("header encryption is required and the initial message has clear headers")
             }

@@ -1,8 +1,9 @@
 //! Persisted sessions and prekey pools through the `core` envelope
 //! ([`securemesh_core::envelope`]): [`Session`] is kind
 //! [`StateKind::RATCHET_SESSION`], [`PrekeyPool`] kind
-//! [`StateKind::PREKEY_POOL`], suite [`SuiteId::DEFAULT`]; sessions are
-//! body version 2 (version 1 still decodes, see below), pools version 1.
+//! [`StateKind::PREKEY_POOL`], suite [`SuiteId::DEFAULT`]; both body
+//! version 2 (a version-1 session still decodes, see below; a version-1
+//! pool does not: it did not record its owner).
 //!
 //! Bodies are written field by field, never from the in-memory layout. All
 //! integers are big-endian. `flag` is one byte, 0 (absent / false) or 1
@@ -56,13 +57,14 @@
 //! number, eviction by `seq`), so the restored session behaves exactly like
 //! the saved one.
 //!
-//! ## Prekey pool, version 1
+//! ## Prekey pool, version 2
 //!
 //! ```text
 //! cap u16 (== CAP of the reader)
+//! | owner [128]                                  sign_pub | dh_pub | sig, re-verified on decode
 //! | one_time_count u16
 //!   | one_time_count * (slot u16 | id u32 | secret [32])   slots strictly increasing, < CAP; ids distinct
-//! | next_id u32 (never 0) | consumed_total u64
+//! | next_id u32 (0: every identifier issued) | consumed_total u64
 //! | signed: id u32 | secret [32] | sig [64] | created u64 (UnixTime)
 //! | previous: flag [id u32 | secret [32] | sig [64] | created u64 | retired u64]
 //! | refill_threshold_percent u8 | rotation_interval_secs u64 | grace_period_secs u64
@@ -73,7 +75,11 @@
 //!           | 3 PreviousSignedPrekeyErased | id u32
 //! ```
 //!
-//! Public keys of prekeys are recomputed from their secrets on decode. The
+//! Public keys of prekeys are recomputed from their secrets on decode, and
+//! the signatures of the signed prekeys (current and previous) must verify
+//! under the owner (else [`Error::InvalidValue`]). Version 1 had no
+//! `owner`; it is refused with [`Error::UnknownVersion`] `{ found: 1 }`
+//! (create a new pool and publish its bundle). The
 //! pool's `cap` must equal the reader's `CAP` (else
 //! [`Error::InvalidValue`]): the slot of each one-time prekey is kept (so
 //! refills after a restore fill the same slots in the same order) and the
@@ -137,6 +143,7 @@ const ONE_TIME_ENTRY_LEN: usize = 2 + 4 + 32;
 const SIGNED_LEN: usize = 4 + 32 + 64 + 8;
 /// Everything of a pool body except the one-time entries.
 const POOL_FIXED_LEN: usize = 2 + 2 // cap, one-time count
+    + PublicIdentity::LEN // owner
     + 4 + 8 // next_id, consumed_total
     + SIGNED_LEN // signed
     + 1 + SIGNED_LEN + 8 // previous and its retirement time
@@ -492,7 +499,7 @@ fn read_signed(r: &mut Reader<'_>) -> Result<Signed, Error> {
 
 impl<const CAP: usize> Persist for PrekeyPool<CAP> {
     const KIND: StateKind = StateKind::PREKEY_POOL;
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
     const MAX_BODY_LEN: usize = POOL_FIXED_LEN + CAP * ONE_TIME_ENTRY_LEN;
 
     fn suite(&self) -> SuiteId {
@@ -501,6 +508,7 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
 
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
         w.write_u16(to_u16(CAP)?)?;
+        w.write_bytes(&self.owner.to_bytes())?;
         w.write_u16(to_u16(self.one_time.iter().flatten().count())?)?;
         for (slot, o) in self.one_time.iter().enumerate() {
             if let Some(o) = o {
@@ -529,9 +537,13 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
 
     fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
         check_header(header, Self::VERSION)?;
+        if header.version == 1 {
+            return Err(Error::UnknownVersion { found: 1 });
+        }
         if usize::from(r.read_u16()?) != CAP {
             return Err(Error::InvalidValue);
         }
+        let owner = read_identity(r)?;
         let count = usize::from(r.read_u16()?);
         if count > CAP {
             return Err(Error::InvalidValue);
@@ -556,9 +568,6 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
             next_slot = slot + 1;
         }
         let next_id = r.read_u32()?;
-        if next_id == 0 {
-            return Err(Error::InvalidValue);
-        }
         let consumed_total = r.read_u64()?;
         let signed = read_signed(r)?;
         let previous = if read_flag(r)? {
@@ -567,6 +576,11 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
         } else {
             None
         };
+        // Prekeys signed by another identity would make every bundle of
+        // this pool fail to verify where it is published.
+        for s in core::iter::once(&signed).chain(previous.as_ref().map(|(p, _)| p)) {
+            s.public.verify(&owner).map_err(|_| Error::InvalidValue)?;
+        }
         let config = PrekeyConfig {
             refill_threshold_percent: r.read_u8()?,
             rotation_interval_secs: r.read_u64()?,
@@ -574,7 +588,17 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
         };
         let low_reported = read_flag(r)?;
         let events = read_events(r, read_pool_event)?;
-        Ok(PrekeyPool { one_time, next_id, consumed_total, signed, previous, config, low_reported, events })
+        Ok(PrekeyPool {
+            owner,
+            one_time,
+            next_id,
+            consumed_total,
+            signed,
+            previous,
+            config,
+            low_reported,
+            events,
+        })
     }
 }
 
@@ -595,7 +619,7 @@ mod tests {
         let alice = Identity::generate(&mut rng);
         let bob = Identity::generate(&mut rng);
         let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
-        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let bundle = pool.bundle(pool.one_time_ids().next());
         let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
         let mut s: Session<5, 3> = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
         let mut wire = [0u8; 512];
@@ -631,7 +655,7 @@ mod tests {
         let alice = Identity::generate(&mut rng);
         let bob = Identity::generate(&mut rng);
         let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
-        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let bundle = pool.bundle(pool.one_time_ids().next());
         let cfg = SessionConfig::default();
         let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
         let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
@@ -666,6 +690,27 @@ mod tests {
         }
     }
 
+    /// A pool records its owner: version 1 (without it) is refused, and a
+    /// pool whose signed prekeys do not verify under the recorded owner is
+    /// refused too.
+    #[test]
+    fn pools_record_their_owner() {
+        let mut rng = TestRng::new(4);
+        let (bob, carol) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+        let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let mut buf = vec![0u8; PrekeyPool::<2>::MAX_ENCODED_LEN];
+        let n = pool.encode_state(&mut buf).unwrap();
+        buf.truncate(n);
+        assert_eq!(PrekeyPool::<2>::decode_state(&buf).unwrap().owner(), bob.public());
+        let mut v1 = buf.clone();
+        v1[6] = 1;
+        assert_eq!(PrekeyPool::<2>::decode_state(&v1).err(), Some(Error::UnknownVersion { found: 1 }));
+        let at = securemesh_core::envelope::HEADER_LEN + 2;
+        let mut other = buf.clone();
+        other[at..at + 128].copy_from_slice(&carol.public().to_bytes());
+        assert_eq!(PrekeyPool::<2>::decode_state(&other).err(), Some(Error::InvalidValue));
+    }
+
     /// A full pool with a previous signed prekey and a full event queue
     /// encodes to exactly `MAX_BODY_LEN`.
     #[test]
@@ -673,7 +718,7 @@ mod tests {
         let mut rng = TestRng::new(2);
         let bob = Identity::generate(&mut rng);
         let mut pool: PrekeyPool<3> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
-        pool.rotate(&bob, &mut rng, UnixTime(2));
+        pool.rotate(&bob, &mut rng, UnixTime(2)).unwrap();
         for _ in 0..POOL_EVENTS {
             pool.events.push(PrekeyEvent::PoolLow { available: 1, capacity: 3 });
         }

@@ -4,7 +4,8 @@
 //! with the previous signed prekey kept for a grace period; metrics.
 
 use crate::bundle::{Bundle, OneTimePrekeyPublic, SignedPrekeyPublic};
-use crate::identity::Identity;
+use crate::error::Error;
+use crate::identity::{Identity, PublicIdentity};
 use crate::kdf::Key32;
 use securemesh_core::crypto::{Dh, X25519};
 use securemesh_core::events::EventQueue;
@@ -85,9 +86,15 @@ pub(crate) struct Signed {
 /// Pending pool events kept (oldest dropped first).
 pub(crate) const POOL_EVENT_SLOTS: usize = 4;
 
-/// A prekey pool of `CAP` one-time prekeys (default 200).
+/// A prekey pool of `CAP` one-time prekeys (default 200), owned by the
+/// identity it was created with: that identity signs its prekeys and is
+/// the one its bundles carry; the calls that sign new prekeys refuse any
+/// other ([`Error::WrongIdentity`]).
 pub struct PrekeyPool<const CAP: usize = 200> {
+    pub(crate) owner: PublicIdentity,
     pub(crate) one_time: [Option<OneTime>; CAP],
+    /// The next identifier to issue; 0 once `u32::MAX` has been issued
+    /// (identifiers are never reused).
     pub(crate) next_id: u32,
     pub(crate) consumed_total: u64,
     pub(crate) signed: Signed,
@@ -116,6 +123,7 @@ impl<const CAP: usize> PrekeyPool<CAP> {
         config: PrekeyConfig,
     ) -> Self {
         let mut pool = PrekeyPool {
+            owner: *identity.public(),
             one_time: [const { None }; CAP],
             next_id: 1,
             consumed_total: 0,
@@ -136,19 +144,24 @@ impl<const CAP: usize> PrekeyPool<CAP> {
         Signed { secret, public, created: now }
     }
 
-    fn take_id(&mut self) -> u32 {
+    /// The next identifier, or `None` once all `2^32 - 1` are issued:
+    /// identifiers are never reused and 0 is never issued.
+    fn take_id(&mut self) -> Option<u32> {
         let id = self.next_id;
-        // Identifiers are never reused; 0 is never issued.
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        id
+        if id == 0 {
+            return None;
+        }
+        self.next_id = id.checked_add(1).unwrap_or(0);
+        Some(id)
     }
 
-    /// Fill every empty one-time slot; returns how many were added.
+    /// Fill every empty one-time slot; returns how many were added (fewer
+    /// than the empty slots only once every identifier has been issued).
     pub fn refill<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> usize {
         let mut added = 0;
         for i in 0..CAP {
             if self.one_time.get(i).is_some_and(Option::is_none) {
-                let id = self.take_id();
+                let Some(id) = self.take_id() else { break };
                 let secret = X25519::generate(rng);
                 let public = X25519::public_key(&secret);
                 if let Some(slot) = self.one_time.get_mut(i) {
@@ -181,16 +194,22 @@ impl<const CAP: usize> PrekeyPool<CAP> {
         self.signed.public
     }
 
-    /// A bundle with the current signed prekey and, if given and available,
-    /// the one-time prekey `one_time_id`. `identity` must be the pool's
-    /// owner (the identity it was created with, which signed its prekeys):
-    /// with another one the bundle's signatures do not verify, and
-    /// [`Bundle::decode`] refuses it where it is published.
-    pub fn bundle(&self, identity: &Identity, one_time_id: Option<u32>) -> Bundle<'static> {
+    /// The identity that owns the pool.
+    pub fn owner(&self) -> &PublicIdentity {
+        &self.owner
+    }
+
+    /// A bundle of the pool's owner with the current signed prekey and, if
+    /// given and available, the one-time prekey `one_time_id`.
+    pub fn bundle(&self, one_time_id: Option<u32>) -> Bundle<'static> {
         let one_time = one_time_id
             .and_then(|id| self.one_time.iter().flatten().find(|o| o.id == id))
             .map(|o| OneTimePrekeyPublic { id: o.id, public: o.public });
-        Bundle { identity: *identity.public(), signed: self.signed.public, one_time, kem: None }
+        Bundle { identity: self.owner, signed: self.signed.public, one_time, kem: None }
+    }
+
+    fn check_owner(&self, identity: &Identity) -> Result<(), Error> {
+        if *identity.public() == self.owner { Ok(()) } else { Err(Error::WrongIdentity) }
     }
 
     /// The secret of signed prekey `id` (current, or previous within its grace period).
@@ -246,8 +265,21 @@ impl<const CAP: usize> PrekeyPool<CAP> {
     }
 
     /// Rotate the signed prekey when due and erase the previous one after
-    /// its grace period. Events report what happened.
-    pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, identity: &Identity, rng: &mut R, now: UnixTime) {
+    /// its grace period. Events report what happened. `identity` must be
+    /// the pool's owner (else [`Error::WrongIdentity`], nothing changed);
+    /// a due rotation with every identifier issued is
+    /// [`Error::CounterExhausted`], also with nothing changed.
+    pub fn handle_timeout<R: CryptoRng + ?Sized>(
+        &mut self,
+        identity: &Identity,
+        rng: &mut R,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        self.check_owner(identity)?;
+        let rotate = now.saturating_secs_since(self.signed.created) >= self.config.rotation_interval_secs;
+        if rotate && self.next_id == 0 {
+            return Err(Error::CounterExhausted);
+        }
         if let Some((p, retired)) = &self.previous
             && now.saturating_secs_since(*retired) >= self.config.grace_period_secs
         {
@@ -255,20 +287,31 @@ impl<const CAP: usize> PrekeyPool<CAP> {
             self.previous = None;
             self.push_event(PrekeyEvent::PreviousSignedPrekeyErased { id });
         }
-        if now.saturating_secs_since(self.signed.created) >= self.config.rotation_interval_secs {
-            self.rotate(identity, rng, now);
+        if rotate {
+            self.rotate(identity, rng, now)?;
         }
+        Ok(())
     }
 
     /// Rotate the signed prekey now (e.g. on suspected compromise).
-    pub fn rotate<R: CryptoRng + ?Sized>(&mut self, identity: &Identity, rng: &mut R, now: UnixTime) {
-        let id = self.take_id();
+    /// `identity` must be the pool's owner ([`Error::WrongIdentity`]); with
+    /// every identifier issued, [`Error::CounterExhausted`]. On error
+    /// nothing changed.
+    pub fn rotate<R: CryptoRng + ?Sized>(
+        &mut self,
+        identity: &Identity,
+        rng: &mut R,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        self.check_owner(identity)?;
+        let id = self.take_id().ok_or(Error::CounterExhausted)?;
         let new = Self::new_signed(identity, id, rng, now);
         let old = core::mem::replace(&mut self.signed, new);
         if let Some((p, _)) = self.previous.replace((old, now)) {
             self.push_event(PrekeyEvent::PreviousSignedPrekeyErased { id: p.public.id });
         }
         self.push_event(PrekeyEvent::SignedPrekeyRotated { id });
+        Ok(())
     }
 
     /// Utilization and signed-prekey age.
@@ -283,5 +326,74 @@ impl<const CAP: usize> PrekeyPool<CAP> {
             consumed_total: self.consumed_total,
             signed_prekey_age_secs: now.saturating_secs_since(self.signed.created),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use securemesh_core::envelope::Persist;
+    use securemesh_core::testing::TestRng;
+    use std::vec::Vec;
+
+    fn state<const CAP: usize>(p: &PrekeyPool<CAP>) -> Vec<u8> {
+        let mut buf = std::vec![0u8; PrekeyPool::<CAP>::MAX_ENCODED_LEN];
+        let n = p.encode_state(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// Only the owner signs new prekeys; any other identity is refused and
+    /// changes nothing (it used to sign prekeys the owner's bundles then
+    /// carried, which no peer could verify).
+    #[test]
+    fn only_the_owner_rotates() {
+        let mut rng = TestRng::new(7);
+        let (bob, mallory) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+        let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        assert_eq!(pool.owner(), bob.public());
+        assert_eq!(pool.bundle(None).identity(), bob.public());
+        let before = state(&pool);
+        assert_eq!(pool.rotate(&mallory, &mut rng, UnixTime(2)), Err(Error::WrongIdentity));
+        let due = pool.poll_timeout();
+        assert_eq!(pool.handle_timeout(&mallory, &mut rng, due), Err(Error::WrongIdentity));
+        assert_eq!(state(&pool), before);
+        assert!(pool.poll_event().is_none());
+        pool.handle_timeout(&bob, &mut rng, due).unwrap();
+        assert!(matches!(pool.poll_event(), Some(PrekeyEvent::SignedPrekeyRotated { .. })));
+        // The rotated prekey verifies under the owner, in a bundle.
+        let mut buf = [0u8; crate::MAX_BUNDLE_LEN];
+        let n = pool.bundle(pool.one_time_ids().next()).encode(&mut buf).unwrap();
+        assert!(Bundle::decode(buf.get(..n).unwrap()).is_ok());
+    }
+
+    /// Identifiers are never reused: once `u32::MAX` is issued, refills
+    /// add nothing and a rotation is `CounterExhausted`, state unchanged
+    /// (they used to wrap to 1).
+    #[test]
+    fn identifiers_are_never_reused() {
+        let mut rng = TestRng::new(8);
+        let bob = Identity::generate(&mut rng);
+        let mut pool: PrekeyPool<4> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        for id in pool.one_time_ids().collect::<Vec<_>>() {
+            pool.consume_one_time(id);
+        }
+        pool.next_id = u32::MAX - 1;
+        assert_eq!(pool.refill(&mut rng), 2);
+        let mut ids: Vec<u32> = pool.one_time_ids().collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [u32::MAX - 1, u32::MAX]);
+        assert_eq!(pool.next_id, 0);
+        let before = state(&pool);
+        assert_eq!(pool.rotate(&bob, &mut rng, UnixTime(2)), Err(Error::CounterExhausted));
+        let due = pool.poll_timeout();
+        assert_eq!(pool.handle_timeout(&bob, &mut rng, due), Err(Error::CounterExhausted));
+        assert_eq!(state(&pool), before);
+        pool.consume_one_time(u32::MAX);
+        assert_eq!(pool.refill(&mut rng), 0);
+        // The exhausted pool persists and restores as such.
+        let back = PrekeyPool::<4>::decode_state(&state(&pool)).unwrap();
+        assert_eq!(back.next_id, 0);
     }
 }

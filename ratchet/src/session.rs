@@ -215,7 +215,7 @@ fn open_header(hk: &Key32, enc: &[u8]) -> Option<Header> {
 /// let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
 /// let mut pool: PrekeyPool<4> = PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
 /// let mut buf = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
-/// let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf)?;
+/// let n = pool.bundle(pool.one_time_ids().next()).encode(&mut buf)?;
 /// let bundle = Bundle::decode(&buf[..n])?;
 ///
 /// // Alice, while Bob is offline:
@@ -776,7 +776,7 @@ mod tests {
         let mut rng = TestRng::new(6);
         let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
         let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
-        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let bundle = pool.bundle(pool.one_time_ids().next());
         let now = Instant(0);
         let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
         let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, now).unwrap();
@@ -818,7 +818,7 @@ mod tests {
         let mut rng = TestRng::new(5);
         let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
         let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
-        let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+        let bundle = pool.bundle(pool.one_time_ids().next());
         let now = Instant(0);
         let mut a: Session =
             Session::initiate(&alice, &bundle, SessionConfig::default(), &mut rng, now).unwrap();

@@ -43,7 +43,7 @@ fn setup(seed: u64, one_time: bool, he: bool) -> (Setup, Vec<u8>) {
     let pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
     let mut buf = [0u8; MAX_BUNDLE_LEN];
     let opk = if one_time { pool.one_time_ids().next() } else { None };
-    let n = pool.bundle(&bob, opk).encode(&mut buf).unwrap();
+    let n = pool.bundle(opk).encode(&mut buf).unwrap();
     let bundle = Bundle::decode(&buf[..n]).unwrap();
     let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
     let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, NOW).unwrap();

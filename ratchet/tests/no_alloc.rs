@@ -1,7 +1,10 @@
 //! Zero heap allocations: X3DH from a bundle, and messages in both header
 //! modes with symmetric steps, DH steps and a skipped key, counted by an
-//! instrumented global allocator. Alone in its test binary so no other test
-//! allocates meanwhile.
+//! instrumented global allocator. The allocator counts every thread, so
+//! this binary runs without the test harness (`harness = false`): one
+//! thread, and nothing else allocates meanwhile (under libtest, its main
+//! thread once allocated 900 bytes during the measurement on a loaded
+//! machine).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -29,7 +32,7 @@ fn run(he: bool) {
     let mut pool: PrekeyPool<8> =
         PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
     let mut published = [0u8; MAX_BUNDLE_LEN];
-    let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut published).unwrap();
+    let n = pool.bundle(pool.one_time_ids().next()).encode(&mut published).unwrap();
     let bundle = Bundle::decode(&published[..n]).unwrap();
     let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, now).unwrap();
     let m = a.encrypt(&payload, &mut wire, &mut rng, now).unwrap();
@@ -53,8 +56,8 @@ fn run(he: bool) {
     assert_eq!(stats.reallocations, 0, "{stats:?}");
 }
 
-#[test]
-fn sessions_allocate_nothing() {
+fn main() {
     run(false);
     run(true);
+    println!("no_alloc: sessions allocate nothing (clear and encrypted headers)");
 }

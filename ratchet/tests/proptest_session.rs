@@ -105,7 +105,7 @@ impl World {
         let mut pool: PrekeyPool<2> =
             PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
         let opk = if seed & 1 == 0 { pool.one_time_ids().next() } else { None };
-        let bundle = pool.bundle(&bob, opk);
+        let bundle = pool.bundle(opk);
         let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
         let mut a = S::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
         let plain = b"A->B first".to_vec();

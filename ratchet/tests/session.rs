@@ -25,7 +25,7 @@ fn first_message(he: bool, seed: u64) -> (Identity, PrekeyPool<8>, Session, Vec<
     let bob = Identity::generate(&mut rng);
     let pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
     let mut buf = [0u8; MAX_BUNDLE_LEN];
-    let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
+    let n = pool.bundle(pool.one_time_ids().next()).encode(&mut buf).unwrap();
     let bundle = Bundle::decode(&buf[..n]).unwrap();
     let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
     let mut a: Session = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
@@ -161,7 +161,7 @@ fn prekey_pool_lifecycle() {
     let alice = Identity::generate(&mut rng);
     let ids: Vec<u32> = pool.one_time_ids().collect();
     for (i, id) in ids.iter().enumerate().take(7) {
-        let bundle = pool.bundle(&bob, Some(*id));
+        let bundle = pool.bundle(Some(*id));
         let mut a: Session =
             Session::initiate(&alice, &bundle, SessionConfig::default(), &mut rng, Instant(0)).unwrap();
         let mut wire = [0u8; 512];
@@ -189,8 +189,8 @@ fn prekey_pool_lifecycle() {
     let old = pool.signed_public();
     let due = pool.poll_timeout();
     assert_eq!(due, UnixTime(T0.0 + 720 * 3600));
-    let old_bundle = pool.bundle(&bob, None);
-    pool.handle_timeout(&bob, &mut rng, due);
+    let old_bundle = pool.bundle(None);
+    pool.handle_timeout(&bob, &mut rng, due).unwrap();
     assert!(matches!(pool.poll_event(), Some(PrekeyEvent::SignedPrekeyRotated { .. })));
     assert_ne!(pool.signed_public(), old);
     let mut a: Session =
@@ -209,7 +209,7 @@ fn prekey_pool_lifecycle() {
         )
         .is_ok()
     );
-    pool.handle_timeout(&bob, &mut rng, UnixTime(due.0 + 168 * 3600));
+    pool.handle_timeout(&bob, &mut rng, UnixTime(due.0 + 168 * 3600)).unwrap();
     assert_eq!(pool.poll_event(), Some(PrekeyEvent::PreviousSignedPrekeyErased { id: old.id }));
     assert_eq!(
         Session::<128, 128>::respond(
@@ -238,7 +238,7 @@ fn non_canonical_x25519_keys_are_refused() {
     let bob = Identity::generate(&mut rng);
     let mut pool: PrekeyPool<8> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
     let mut buf = [0u8; MAX_BUNDLE_LEN];
-    let n = pool.bundle(&bob, pool.one_time_ids().next()).encode(&mut buf).unwrap();
+    let n = pool.bundle(pool.one_time_ids().next()).encode(&mut buf).unwrap();
     let bundle_bytes = buf[..n].to_vec();
     let now = Instant(0);
     let encode = |p: &PrekeyPool<8>| {
@@ -309,7 +309,7 @@ fn kem_prekeys_are_attached_only_when_signed_by_the_identity() {
     let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
     let public = [0x42u8; 1184];
     let genuine = KemPrekey::sign(&bob, 9, 1, &public).unwrap();
-    let bundle = pool.bundle(&bob, None).with_kem(genuine).unwrap();
+    let bundle = pool.bundle(None).with_kem(genuine).unwrap();
     assert_eq!(bundle.kem(), Some(&genuine));
     // Through the wire and back: the same bundle.
     let mut buf = [0u8; MAX_BUNDLE_LEN];
@@ -317,9 +317,9 @@ fn kem_prekeys_are_attached_only_when_signed_by_the_identity() {
     assert_eq!(Bundle::decode(&buf[..n]).unwrap(), bundle);
     // Signed by someone else, or changed after signing: refused.
     let forged = KemPrekey::sign(&mallory, 9, 1, &public).unwrap();
-    assert_eq!(pool.bundle(&bob, None).with_kem(forged).unwrap_err(), Error::BadSignature);
+    assert_eq!(pool.bundle(None).with_kem(forged).unwrap_err(), Error::BadSignature);
     let changed = KemPrekey { id: 10, ..genuine };
-    assert_eq!(pool.bundle(&bob, None).with_kem(changed).unwrap_err(), Error::BadSignature);
+    assert_eq!(pool.bundle(None).with_kem(changed).unwrap_err(), Error::BadSignature);
     let long = [0u8; MAX_KEM_PUBLIC_LEN + 1];
     assert_eq!(KemPrekey::sign(&bob, 1, 1, &long).unwrap_err(), Error::Malformed);
 }

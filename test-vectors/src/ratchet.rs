@@ -973,9 +973,9 @@ fn real_parties<const P: usize>(setup: &X3dhCase) -> Result<(Identity, Identity,
 /// Check (b) of the setup: the real bundle bytes, their decoding, and the
 /// AD of both sides' sessions.
 fn real_setup<const P: usize>(setup: &X3dhCase) -> Result<(), String> {
-    let (alice, bob, pool) = real_parties::<P>(setup)?;
+    let (alice, _, pool) = real_parties::<P>(setup)?;
     let kem_public = setup.kem_prekey.as_ref().map(|k| unhex(&k.public)).transpose()?;
-    let mut bundle = pool.bundle(&bob, setup.one_time_prekey.as_ref().map(|o| o.id));
+    let mut bundle = pool.bundle(setup.one_time_prekey.as_ref().map(|o| o.id));
     if let (Some(k), Some(public)) = (&setup.kem_prekey, &kem_public) {
         bundle = bundle
             .with_kem(KemPrekey { id: k.id, alg: k.alg, public, sig: arr(&k.signature)? })

@@ -12,7 +12,7 @@ pub const NOW: Instant = Instant(0);
 pub fn ours_pair(rng: &mut TestRng) -> (Session, Session) {
     let (alice, bob) = (Identity::generate(rng), Identity::generate(rng));
     let mut pool: PrekeyPool<1> = PrekeyPool::new(&bob, rng, UnixTime(0), PrekeyConfig::default());
-    let bundle = pool.bundle(&bob, pool.one_time_ids().next());
+    let bundle = pool.bundle(pool.one_time_ids().next());
     let mut a: Session = Session::initiate(&alice, &bundle, SessionConfig::default(), rng, NOW).unwrap();
     let (mut wire, mut out) = ([0u8; 512], [0u8; 512]);
     let n = a.encrypt(b"hi", &mut wire, rng, NOW).unwrap();

@@ -655,7 +655,7 @@ fn decode_and_initiate(
     checks: &mut Checks,
     peak: &mut usize,
 ) -> Result<Option<(u32, u32)>, MeterError> {
-    let published = pool.bundle(bob, opk);
+    let published = pool.bundle(opk);
     let encoded = published.encode(bundle_buf);
     checks.check("bundle encode", encoded.is_ok() && opk.is_some());
     let Some(encoded) = encoded.ok().and_then(|n| bundle_buf.get_mut(..n)) else { return Ok(None) };
