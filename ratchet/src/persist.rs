@@ -28,7 +28,7 @@
 //!   | next_seq u64
 //! | prekey: flag [alice [128] (re-verified) | ek [32] | spk_id u32 | opk: flag [opk_id u32]]
 //! | initial: flag [ek [32] | spk_id u32 | opk: flag [opk_id u32]]   Bob: Alice's X3DH header
-//! | heartbeat_ms u64 | last_step u64 (Instant, ms) | heartbeat_reported flag
+//! | heartbeat_ms u64 | since_step u64 (ms from the last DH step to the save) | heartbeat_reported flag
 //! | event_count u8 (<= 4) | event_count * event, oldest first
 //!     event = 1 RatchetStepped | sending flag
 //!           | 2 HeartbeatDue
@@ -36,7 +36,12 @@
 //!
 //! Version 2 has the layout of version 1; it marks sessions whose X3DH
 //! bound the initial message's prefix into `SK` (wire version 2 of
-//! `securemesh_ratchet::spec`). Decoding version 1 migrates:
+//! `securemesh_ratchet::spec`), and its `since_step` is a duration where
+//! version 1 stored `last_step`, an `Instant` of the saving process's
+//! clock: a restored session takes the restoring process's clock from its
+//! first call with `now` (until then `poll_timeout` says "due now"), so
+//! the heartbeat fires on time even when the clock's origin changed with
+//! the restart. Decoding version 1 migrates:
 //!
 //! - a session that still awaits its first reply (`prekey` present) is
 //!   refused with [`Error::UnknownVersion`] `{ found: 1 }`: its keys come
@@ -45,6 +50,8 @@
 //! - a responder's session that has not sent yet (`initial` present, `cks`
 //!   absent) drops `dhs`, which is then the signed prekey's private key
 //!   (version 2 erases it in `respond`);
+//! - the heartbeat counts from the restore (`since_step` 0: the stored
+//!   `Instant` belongs to another clock);
 //! - everything else decodes unchanged.
 //!
 //! `max_skip` must equal the reader's `MAX_SKIP` (else
@@ -134,7 +141,7 @@ const SESSION_FIXED_LEN: usize = 2 + 2 // max_skip, cap
     + 2 + 8 // skipped count, next_seq
     + 1 + PublicIdentity::LEN + 32 + 4 + 1 + 4 // prekey
     + 1 + 32 + 4 + 1 + 4 // initial
-    + 8 + 8 + 1 // heartbeat_ms, last_step, heartbeat_reported
+    + 8 + 8 + 1 // heartbeat_ms, since_step, heartbeat_reported
     + 1 + SESSION_EVENTS * 2; // events: count, tag + sending flag
 
 /// One one-time prekey: slot, id, secret.
@@ -370,7 +377,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
             None => w.write_u8(0)?,
         }
         w.write_u64(self.heartbeat_ms)?;
-        w.write_u64(self.last_step.0)?;
+        w.write_u64(self.since_last_step_ms())?;
         write_flag(w, self.heartbeat_reported)?;
         write_events(w, &self.events, write_session_event)
     }
@@ -448,7 +455,12 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
             }
         }
         let heartbeat_ms = r.read_u64()?;
-        let last_step = Instant(r.read_u64()?);
+        // Version 2: a duration, placed on the restoring process's clock by
+        // its first call with `now`. Version 1 stored the saver's absolute
+        // `Instant`, meaningless on another clock: the heartbeat then
+        // counts from the restore.
+        let since = r.read_u64()?;
+        let restored_since = Some(if header.version == 1 { 0 } else { since });
         let heartbeat_reported = read_flag(r)?;
         let events = read_events(r, read_session_event)?;
         Ok(Session {
@@ -474,7 +486,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
             prekey,
             initial,
             heartbeat_ms,
-            last_step,
+            last_step: Instant::ZERO,
+            clock: Instant::ZERO,
+            restored_since,
             heartbeat_reported,
             events,
         })

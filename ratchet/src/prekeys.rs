@@ -255,13 +255,15 @@ impl<const CAP: usize> PrekeyPool<CAP> {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called:
     /// the rotation time, or the end of the previous key's grace period.
-    pub fn poll_timeout(&self) -> UnixTime {
+    /// Always `Some` (a pool always has a rotation ahead); an `Option` like
+    /// every `poll_timeout` of securemesh.
+    pub fn poll_timeout(&self) -> Option<UnixTime> {
         let rotate = self.signed.created.as_secs().saturating_add(self.config.rotation_interval_secs);
         let erase = self
             .previous
             .as_ref()
             .map(|(_, retired)| retired.as_secs().saturating_add(self.config.grace_period_secs));
-        UnixTime(erase.map_or(rotate, |e| e.min(rotate)))
+        Some(UnixTime(erase.map_or(rotate, |e| e.min(rotate))))
     }
 
     /// Rotate the signed prekey when due and erase the previous one after
@@ -356,7 +358,7 @@ mod tests {
         assert_eq!(pool.bundle(None).identity(), bob.public());
         let before = state(&pool);
         assert_eq!(pool.rotate(&mallory, &mut rng, UnixTime(2)), Err(Error::WrongIdentity));
-        let due = pool.poll_timeout();
+        let due = pool.poll_timeout().unwrap();
         assert_eq!(pool.handle_timeout(&mallory, &mut rng, due), Err(Error::WrongIdentity));
         assert_eq!(state(&pool), before);
         assert!(pool.poll_event().is_none());
@@ -387,7 +389,7 @@ mod tests {
         assert_eq!(pool.next_id, 0);
         let before = state(&pool);
         assert_eq!(pool.rotate(&bob, &mut rng, UnixTime(2)), Err(Error::CounterExhausted));
-        let due = pool.poll_timeout();
+        let due = pool.poll_timeout().unwrap();
         assert_eq!(pool.handle_timeout(&bob, &mut rng, due), Err(Error::CounterExhausted));
         assert_eq!(state(&pool), before);
         pool.consume_one_time(u32::MAX);

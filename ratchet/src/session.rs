@@ -156,6 +156,11 @@ fn write_prefix(w: &mut Writer<'_>, alice: &PublicIdentity, p: &PrekeyHeader, he
     Ok(())
 }
 
+/// Whole milliseconds of `d`, saturating.
+fn ms(d: core::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A parsed ratchet header.
 #[derive(Clone, Copy)]
 struct Header {
@@ -259,7 +264,14 @@ pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
     /// (every field must match: the prefix is not in the AEAD's AD).
     pub(crate) initial: Option<PrekeyHeader>,
     pub(crate) heartbeat_ms: u64,
+    /// The last DH ratchet step, on the caller's clock.
     pub(crate) last_step: Instant,
+    /// The latest `now` any call passed (the caller's clock is monotonic).
+    pub(crate) clock: Instant,
+    /// After a restore: milliseconds from the last step to the save,
+    /// until the first call with `now` places `last_step` on this
+    /// process's clock (whose origin may differ from the saver's).
+    pub(crate) restored_since: Option<u64>,
     pub(crate) heartbeat_reported: bool,
     pub(crate) events: EventQueue<SessionEvent, SESSION_EVENT_SLOTS>,
 }
@@ -312,6 +324,8 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             initial: None,
             heartbeat_ms: config.heartbeat_ms,
             last_step: now,
+            clock: now,
+            restored_since: None,
             heartbeat_reported: false,
             events: EventQueue::new(),
         }
@@ -450,20 +464,67 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due: the
-    /// heartbeat deadline since the last DH ratchet step.
-    pub fn poll_timeout(&self) -> Instant {
-        self.last_step + core::time::Duration::from_millis(self.heartbeat_ms)
+    /// heartbeat deadline since the last DH ratchet step. A session
+    /// restored from its persisted state does not know the restoring
+    /// process's clock until a call passes `now`, so until then this is
+    /// [`Instant::ZERO`] ("due now"): call `handle_timeout(now)`, which
+    /// places the deadline on the current clock and raises
+    /// [`SessionEvent::HeartbeatDue`] only if it has really passed.
+    ///
+    /// ```
+    /// # use securemesh_ratchet::{Identity, PrekeyPool, PrekeyConfig, Session, SessionConfig};
+    /// # use securemesh_core::{Instant, UnixTime, envelope::Persist};
+    /// # let mut rng = securemesh_core::testing::TestRng::new(1);
+    /// # let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+    /// # let pool: PrekeyPool<4> = PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+    /// let config = SessionConfig { heartbeat_ms: 60_000, ..SessionConfig::default() };
+    /// // This process's clock starts at 5,000,000 ms.
+    /// let a: Session = Session::initiate(&alice, &pool.bundle(None), config, &mut rng, Instant(5_000_000))?;
+    /// assert_eq!(a.poll_timeout(), Some(Instant(5_060_000)));
+    /// let mut buf = [0u8; Session::<128, 128>::MAX_ENCODED_LEN];
+    /// let n = a.encode_state(&mut buf)?; // 0 ms after the step
+    /// // A restart: the new process's clock starts at 0; 10 s later it restores.
+    /// let mut a = Session::<128, 128>::decode_state(&buf[..n])?;
+    /// assert_eq!(a.poll_timeout(), Some(Instant::ZERO)); // call handle_timeout now
+    /// a.handle_timeout(Instant(10_000));
+    /// assert_eq!(a.poll_timeout(), Some(Instant(70_000))); // 60 s after the step, on the new clock
+    /// assert_eq!(a.poll_event(), None);
+    /// # Ok::<(), securemesh_ratchet::Error>(())
+    /// ```
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.restored_since.is_some() {
+            return Some(Instant::ZERO);
+        }
+        Some(self.last_step.saturating_add(core::time::Duration::from_millis(self.heartbeat_ms)))
+    }
+
+    /// Milliseconds since the last DH ratchet step at the latest `now`
+    /// a call passed (the "ratchet state age": the longer, the longer a
+    /// compromised state would stay useful).
+    pub fn since_last_step_ms(&self) -> u64 {
+        self.restored_since.unwrap_or_else(|| ms(self.clock.saturating_duration_since(self.last_step)))
+    }
+
+    /// Take `now` as the current time: after a restore, place the last
+    /// step on this clock.
+    fn observe(&mut self, now: Instant) {
+        if let Some(since) = self.restored_since.take() {
+            self.last_step = Instant(now.0.saturating_sub(since));
+        }
+        self.clock = self.clock.max(now);
     }
 
     /// Raise [`SessionEvent::HeartbeatDue`] once the deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.poll_timeout() && !self.heartbeat_reported {
+        self.observe(now);
+        if self.poll_timeout().is_some_and(|t| now >= t) && !self.heartbeat_reported {
             self.heartbeat_reported = true;
             self.push_event(SessionEvent::HeartbeatDue);
         }
     }
 
     fn stepped(&mut self, sending: bool, now: Instant) {
+        self.observe(now);
         self.last_step = now;
         self.heartbeat_reported = false;
         self.push_event(SessionEvent::RatchetStepped { sending });
@@ -541,6 +602,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         tag_dst.copy_from_slice(&tag);
         self.cks = Some(next_ck);
         self.ns += 1;
+        self.observe(now);
         Ok(total)
     }
 
@@ -717,6 +779,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     }
 
     fn commit(&mut self, plan: Plan, now: Instant) {
+        self.observe(now);
         match plan {
             Plan::Skipped(i) => self.skipped.remove(i),
             Plan::SameChain { n, next } => {

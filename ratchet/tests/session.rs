@@ -138,7 +138,7 @@ fn too_many_skipped_is_refused_and_changes_nothing() {
 #[test]
 fn heartbeat_events() {
     let (mut p, _) = start(false, 4);
-    let deadline = p.b.poll_timeout();
+    let deadline = p.b.poll_timeout().unwrap();
     assert_eq!(deadline, Instant(3_600_000));
     p.b.handle_timeout(Instant(3_599_999));
     while let Some(e) = p.b.poll_event() {
@@ -187,7 +187,7 @@ fn prekey_pool_lifecycle() {
     assert_eq!(pool.refill(&mut rng), 7);
     // Rotation after 720 h keeps the old signed prekey for the grace period.
     let old = pool.signed_public();
-    let due = pool.poll_timeout();
+    let due = pool.poll_timeout().unwrap();
     assert_eq!(due, UnixTime(T0.0 + 720 * 3600));
     let old_bundle = pool.bundle(None);
     pool.handle_timeout(&bob, &mut rng, due).unwrap();

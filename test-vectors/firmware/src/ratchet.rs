@@ -581,7 +581,7 @@ fn start(
     let available = pool.available();
     let opk = pool.one_time_ids().next();
     let Some((bundle_decode, initiate)) =
-        decode_and_initiate(meter, alice, bob, pool, opk, &mut bufs.bundle, a, run, rng_a, checks, peak)?
+        decode_and_initiate(meter, alice, pool, opk, &mut bufs.bundle, a, run, rng_a, checks, peak)?
     else {
         return Ok(None);
     };
@@ -645,7 +645,6 @@ fn start(
 fn decode_and_initiate(
     meter: &mut Meter,
     alice: &Identity,
-    bob: &Identity,
     pool: &PrekeyPool<POOL>,
     opk: Option<u32>,
     bundle_buf: &mut [u8; BUNDLE_CAP],
