@@ -13,20 +13,38 @@ use securemesh_core::{CryptoRng, Secret};
 /// Domain-separation label of the identity binding signature.
 pub const IDENTITY_LABEL: &[u8] = b"securemesh-identity-v1";
 
-/// A verified public identity.
+/// A verified public identity: it comes only from [`Identity::public`],
+/// [`PublicIdentity::from_bytes`] (which verifies the binding signature)
+/// or a verified bundle or message, never from unchecked parts:
+///
+/// ```compile_fail
+/// let forged = securemesh_ratchet::PublicIdentity { sign: [0; 32], dh: [9; 32], sig: [0; 64] };
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublicIdentity {
-    /// Ed25519 public key.
-    pub sign: [u8; 32],
-    /// X25519 public key.
-    pub dh: [u8; 32],
-    /// Ed25519 signature binding `dh` to `sign`.
-    pub sig: [u8; 64],
+    pub(crate) sign: [u8; 32],
+    pub(crate) dh: [u8; 32],
+    pub(crate) sig: [u8; 64],
 }
 
 impl PublicIdentity {
     /// Encoded length.
     pub const LEN: usize = 128;
+
+    /// The Ed25519 public key.
+    pub fn sign_public(&self) -> &[u8; 32] {
+        &self.sign
+    }
+
+    /// The X25519 public key.
+    pub fn dh_public(&self) -> &[u8; 32] {
+        &self.dh
+    }
+
+    /// The Ed25519 signature binding the X25519 key to the Ed25519 key.
+    pub fn binding_signature(&self) -> &[u8; 64] {
+        &self.sig
+    }
 
     /// Encode as `sign | dh | sig`.
     pub fn to_bytes(&self) -> [u8; 128] {

@@ -69,17 +69,19 @@ pub fn x3dh(dhs: &[&Key32], label: &[u8], prefix: &[u8], out: &mut [u8]) -> Resu
 
 /// `KDF_RK(rk, dh_out)` (Double Ratchet §5.2): HKDF-SHA256 with `rk` as
 /// salt; the new root key and a chain key (and, with header encryption, a
-/// next header key).
-pub fn root(rk: &Key32, dh_out: &Key32, header_keys: bool) -> (Key32, Key32, Option<Key32>) {
+/// next header key). HKDF gives these 64 or 96 bytes always; its error
+/// would be [`Error::InvalidLength`], never keys of zeros.
+pub fn root(rk: &Key32, dh_out: &Key32, header_keys: bool) -> Result<(Key32, Key32, Option<Key32>), Error> {
     let mut out = Secret::new([0u8; 96]);
     let prk = Sha256::hkdf_extract(rk.expose(), dh_out.expose());
     let (info, len) = if header_keys { (ROOT_HE_INFO, 96) } else { (ROOT_INFO, 64) };
     let buf = out.expose_mut();
-    let _ = Sha256::hkdf_expand(prk.expose(), &[info], buf.get_mut(..len).unwrap_or(&mut []));
-    let take = |i: usize| {
-        Key32::from_slice(buf.get(i * 32..i * 32 + 32).unwrap_or(&[0u8; 32])).unwrap_or(Key32::zeroed())
-    };
-    (take(0), take(1), header_keys.then(|| take(2)))
+    Sha256::hkdf_expand(prk.expose(), &[info], buf.get_mut(..len).ok_or(Error::InvalidLength)?)
+        .map_err(|_| Error::InvalidLength)?;
+    let (rk, rest) = buf.split_first_chunk::<32>().ok_or(Error::InvalidLength)?;
+    let (ck, nhk) = rest.split_first_chunk::<32>().ok_or(Error::InvalidLength)?;
+    let nhk = nhk.first_chunk::<32>().ok_or(Error::InvalidLength)?;
+    Ok((Key32::new(*rk), Key32::new(*ck), header_keys.then(|| Key32::new(*nhk))))
 }
 
 /// `KDF_CK(ck)` (Double Ratchet §5.2): HMAC-SHA256 keyed by `ck` of the byte
@@ -91,14 +93,14 @@ pub fn chain(ck: &Key32) -> (Key32, Key32) {
 }
 
 /// Expand a message key into a ChaCha20-Poly1305 key and nonce:
-/// HKDF-SHA256(salt = 32 zero bytes, ikm = mk, info = MESSAGE_INFO, 44 bytes).
-pub fn message_keys(mk: &Key32) -> (Key32, [u8; 12]) {
+/// HKDF-SHA256(salt = 32 zero bytes, ikm = mk, info = MESSAGE_INFO, 44
+/// bytes). HKDF gives 44 bytes always; its error would be
+/// [`Error::InvalidLength`], never a key of zeros.
+pub fn message_keys(mk: &Key32) -> Result<(Key32, [u8; 12]), Error> {
     let mut out = Secret::new([0u8; 44]);
     let prk = Sha256::hkdf_extract(&[0u8; 32], mk.expose());
-    let _ = Sha256::hkdf_expand(prk.expose(), &[MESSAGE_INFO], out.expose_mut());
-    let (k, n) = out.expose().split_at(32);
-    let key = Key32::from_slice(k).unwrap_or(Key32::zeroed());
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(n);
-    (key, nonce)
+    Sha256::hkdf_expand(prk.expose(), &[MESSAGE_INFO], out.expose_mut()).map_err(|_| Error::InvalidLength)?;
+    let (k, n) = out.expose().split_first_chunk::<32>().ok_or(Error::InvalidLength)?;
+    let nonce: [u8; 12] = n.try_into().map_err(|_| Error::InvalidLength)?;
+    Ok((Key32::new(*k), nonce))
 }

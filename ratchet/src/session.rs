@@ -551,7 +551,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             let dhr = self.dhr.ok_or(Error::Malformed)?;
             let new = X25519::generate(rng);
             let dh_out = X25519::dh(&new, &dhr).require_contributory().map_err(|_| Error::NonContributory)?;
-            let (rk, cks, nhks) = kdf::root(&self.rk, &dh_out, self.he);
+            let (rk, cks, nhks) = kdf::root(&self.rk, &dh_out, self.he)?;
             let public = X25519::public_key(&new);
             self.pn = self.ns;
             self.ns = 0;
@@ -593,7 +593,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let total = w.finish()?;
         let mut ad = [0u8; MAX_AD];
         let ad_len = self.build_ad(&mut ad, out.get(start..header_end).ok_or(Error::Malformed)?)?;
-        let (key, nonce) = kdf::message_keys(&mk);
+        let (key, nonce) = kdf::message_keys(&mk)?;
         let (body, tag_dst) = out
             .get_mut(header_end..total)
             .ok_or(Error::BufferTooSmall { needed: total })?
@@ -654,7 +654,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let hdr = prefix.get(1..).unwrap_or(&[]);
 
         let open = |mk: &Key32, dst: &mut [u8]| -> Result<(), Error> {
-            let (key, nonce) = kdf::message_keys(mk);
+            let (key, nonce) = kdf::message_keys(mk)?;
             dst.copy_from_slice(ct);
             ChaChaPoly::open_detached(&key, &nonce, ad, dst, &tag).map_err(|e| {
                 dst.fill(0);
@@ -751,7 +751,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         Self::check_skip(0, h.n)?;
         let (dhs, _) = self.dhs.as_ref().ok_or(Error::Decrypt)?;
         let dh_out = X25519::dh(dhs, &h.dh).require_contributory().map_err(|_| Error::Decrypt)?;
-        let (rk, ckr, nhkr) = kdf::root(&self.rk, &dh_out, self.he);
+        let (rk, ckr, nhkr) = kdf::root(&self.rk, &dh_out, self.he)?;
         let (next, mk) = Self::walk(&ckr, 0, h.n);
         open(&mk, dst)?;
         Ok(Plan::NewChain { header: h, rk, ckr, next, nhkr })

@@ -756,7 +756,8 @@ impl Model {
                 let public = x25519_public(&private);
                 let remote = side.dhr.ok_or("no remote ratchet key")?;
                 let dh_output = dh(&private, &remote)?;
-                let (rk, ck, nhk) = kdf::root(&Key32::new(side.rk), &Key32::new(dh_output), he);
+                let (rk, ck, nhk) = kdf::root(&Key32::new(side.rk), &Key32::new(dh_output), he)
+                    .map_err(|e| format!("KDF_RK: {e}"))?;
                 dh_step = Some(DhStep {
                     ratchet_private: hx(&private),
                     ratchet_public: hx(&public),
@@ -805,7 +806,7 @@ impl Model {
             (false, Some(_)) => return Err("a header nonce is recorded without header encryption".into()),
         };
         let associated_data = [&ad[..], &ratchet].concat();
-        let (key, nonce) = kdf::message_keys(&mk);
+        let (key, nonce) = kdf::message_keys(&mk).map_err(|e| format!("message keys: {e}"))?;
         let mut body = plaintext.to_vec();
         let tag = ChaChaPoly::seal_detached(&key, &nonce, &associated_data, &mut body)
             .map_err(|e| format!("AEAD: {e}"))?;
@@ -856,7 +857,8 @@ impl Model {
             }
             let (dhs, _) = side.dhs.ok_or("no ratchet key to receive with")?;
             let dh_output = dh(&dhs, &dh_pub)?;
-            let (rk, _ckr, nhk) = kdf::root(&Key32::new(side.rk), &Key32::new(dh_output), he);
+            let (rk, _ckr, nhk) = kdf::root(&Key32::new(side.rk), &Key32::new(dh_output), he)
+                .map_err(|e| format!("KDF_RK: {e}"))?;
             let (sender_rk, sender_hks) = expected.ok_or("no such DH step")?;
             if *rk.expose() != sender_rk {
                 return Err("the receiver's root key differs from the sender's".into());
