@@ -12,6 +12,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 /// The README's examples, compiled and run as doc-tests.
 #[cfg(doctest)]

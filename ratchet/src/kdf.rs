@@ -59,7 +59,8 @@ pub fn x3dh(dhs: &[&Key32], label: &[u8], prefix: &[u8], out: &mut [u8]) -> Resu
     {
         dst.copy_from_slice(part);
     }
-    let n = 32 * (1 + dhs.len());
+    // dhs.len() <= X3DH_MAX_DH (checked above).
+    let n = dhs.len().saturating_add(1).saturating_mul(32);
     let prk = Sha256::hkdf_extract(&[0u8; 32], buf.get(..n).unwrap_or(&[]));
     Sha256::hkdf_expand(prk.expose(), &[label, prefix], out).map_err(|_| {
         out.fill(0);

@@ -158,7 +158,7 @@ impl<const CAP: usize> PrekeyPool<CAP> {
     /// Fill every empty one-time slot; returns how many were added (fewer
     /// than the empty slots only once every identifier has been issued).
     pub fn refill<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> usize {
-        let mut added = 0;
+        let mut added = 0usize;
         for i in 0..CAP {
             if self.one_time.get(i).is_some_and(Option::is_none) {
                 let Some(id) = self.take_id() else { break };
@@ -166,7 +166,7 @@ impl<const CAP: usize> PrekeyPool<CAP> {
                 let public = X25519::public_key(&secret);
                 if let Some(slot) = self.one_time.get_mut(i) {
                     *slot = Some(OneTime { id, secret, public });
-                    added += 1;
+                    added = added.saturating_add(1); // at most CAP
                 }
             }
         }
@@ -232,11 +232,12 @@ impl<const CAP: usize> PrekeyPool<CAP> {
             return false;
         };
         *slot = None;
-        self.consumed_total += 1;
-        let used = CAP as u64 - u64::from(self.available());
+        self.consumed_total = self.consumed_total.saturating_add(1);
+        let used = (CAP as u64).saturating_sub(u64::from(self.available()));
         if !self.low_reported
             && CAP > 0
-            && used * 100 >= u64::from(self.config.refill_threshold_percent) * CAP as u64
+            && used.saturating_mul(100)
+                >= u64::from(self.config.refill_threshold_percent).saturating_mul(CAP as u64)
         {
             self.low_reported = true;
             self.push_event(PrekeyEvent::PoolLow { available: self.available(), capacity: CAP as u32 });
@@ -320,7 +321,9 @@ impl<const CAP: usize> PrekeyPool<CAP> {
     pub fn metrics(&self, now: UnixTime) -> PrekeyMetrics {
         let available = self.available();
         let used = (CAP as u32).saturating_sub(available);
-        let utilization_percent = if CAP == 0 { 100 } else { (u64::from(used) * 100 / CAP as u64) as u8 };
+        // used <= CAP, so the percentage is at most 100.
+        let utilization_percent =
+            u64::from(used).saturating_mul(100).checked_div(CAP as u64).map_or(100, |p| p.min(100) as u8);
         PrekeyMetrics {
             available,
             capacity: CAP as u32,

@@ -451,7 +451,11 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             Some(_) => INITIAL_PREFIX_LEN - 4,
             None => 0,
         };
-        prefix + if self.he { RATCHET_HE_OVERHEAD } else { RATCHET_OVERHEAD } + len
+        // Saturates only for a `len` no buffer can hold (`encrypt` then
+        // reports `BufferTooSmall`).
+        prefix
+            .saturating_add(if self.he { RATCHET_HE_OVERHEAD } else { RATCHET_OVERHEAD })
+            .saturating_add(len)
     }
 
     fn push_event(&mut self, e: SessionEvent) {
@@ -601,7 +605,8 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let tag = ChaChaPoly::seal_detached(&key, &nonce, ad.get(..ad_len).unwrap_or(&[]), body)?;
         tag_dst.copy_from_slice(&tag);
         self.cks = Some(next_ck);
-        self.ns += 1;
+        // Below u32::MAX: the CounterExhausted check above.
+        self.ns = self.ns.saturating_add(1);
         self.observe(now);
         Ok(total)
     }
@@ -610,7 +615,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let (a, b) = buf.split_at_mut(128);
         a.copy_from_slice(&self.ad);
         b.get_mut(..header.len()).ok_or(Error::Malformed)?.copy_from_slice(header);
-        Ok(128 + header.len())
+        Ok(header.len().saturating_add(128))
     }
 
     /// Decrypt `message` into `out`; returns the payload length. A failure
@@ -643,7 +648,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             (MSG_RATCHET_HE, true) => ENC_HEADER_LEN,
             _ => return Err(Error::Malformed),
         };
-        let (prefix, body) = msg.split_at_checked(1 + header_len).ok_or(Error::Malformed)?;
+        let (prefix, body) = msg.split_at_checked(header_len.saturating_add(1)).ok_or(Error::Malformed)?;
         let pt_len = body.len().checked_sub(16).ok_or(Error::Malformed)?;
         let (ct, tag) = body.split_at(pt_len);
         let tag: [u8; 16] = tag.try_into().map_err(|_| Error::Malformed)?;
@@ -712,7 +717,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             }
             if let Some(slot) = tried.get_mut(distinct) {
                 *slot = i;
-                distinct += 1;
+                distinct = distinct.saturating_add(1); // at most CAP
             }
             let Some(h) = open_header(&e.chain, hdr) else { continue };
             if let Some(k) = self.skipped.find(e.chain.expose(), h.n) {

@@ -68,7 +68,8 @@ impl<const CAP: usize> SkippedKeys<CAP> {
             return;
         }
         let seq = self.next_seq;
-        self.next_seq += 1;
+        // 2^64 insertions never happen; saturating keeps it panic-free.
+        self.next_seq = self.next_seq.saturating_add(1);
         let slot = match self.entries.iter().position(Option::is_none) {
             Some(free) => free,
             None => self
