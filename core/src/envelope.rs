@@ -30,6 +30,54 @@
 //! the newest generation in storage it trusts to be monotonic (a counter in
 //! secure flash, a TPM NV index, a database row).
 //!
+//! **The rule, per state.** Each persisted *instance* (one ratchet
+//! session, one prekey pool, one MLS group, one Noise transport) has its
+//! own generation sequence: the first save is generation 0 (or any start
+//! the caller records) and every later save of that instance is the
+//! previous generation plus one; never reuse a number for different
+//! contents. The newest generation written is recorded, keyed by the
+//! instance, in the monotonic store *before* the blob replaces the old one,
+//! and every restore passes it as `newest_seen`. A blob at `newest_seen` is
+//! accepted (the current state, read again); a blob below it is refused.
+//! One counter for all instances also works (it only has to increase), but
+//! then a restore must compare against the value recorded for that
+//! instance's last save.
+//!
+//! ```
+//! use securemesh_core::codec::{Reader, Writer};
+//! use securemesh_core::crypto::SuiteId;
+//! use securemesh_core::envelope::{Header, Persist, StateKind, StorageKey};
+//! use securemesh_core::{Error, testing::TestRng};
+//! # #[derive(Debug, PartialEq)]
+//! # struct Counter { sent: u64 }
+//! # impl Persist for Counter {
+//! #     const KIND: StateKind = StateKind::NOISE_TRANSPORT;
+//! #     const VERSION: u16 = 1;
+//! #     const MAX_BODY_LEN: usize = 8;
+//! #     fn suite(&self) -> SuiteId { SuiteId::DEFAULT }
+//! #     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> { w.write_u64(self.sent) }
+//! #     fn decode_body(_h: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
+//! #         Ok(Counter { sent: r.read_u64()? })
+//! #     }
+//! # }
+//! let key = StorageKey::new([7u8; 32]);
+//! let mut rng = TestRng::new(1); // a real store lends its CSPRNG
+//! let (mut old, mut new) = ([0u8; Counter::MAX_SEALED_LEN], [0u8; Counter::MAX_SEALED_LEN]);
+//! // Save 0, then save 1 of the same instance; the store records 1 first.
+//! let n0 = Counter { sent: 10 }.seal_state(&key, 0, &mut rng, &mut old)?;
+//! let n1 = Counter { sent: 11 }.seal_state(&key, 1, &mut rng, &mut new)?;
+//! let newest_seen = 1;
+//! let mut scratch = [0u8; Counter::MAX_BODY_LEN];
+//! let (restored, generation) = Counter::open_state(&key, &new[..n1], newest_seen, &mut scratch)?;
+//! assert_eq!((restored, generation), (Counter { sent: 11 }, 1));
+//! // The older blob would restore a state whose keys were already used.
+//! assert_eq!(
+//!     Counter::open_state(&key, &old[..n0], newest_seen, &mut scratch).unwrap_err(),
+//!     Error::Rollback { found: 0, newest: 1 }
+//! );
+//! # Ok::<(), Error>(())
+//! ```
+//!
 //! ## The persistence rule
 //!
 //! A caller **MUST** persist the new state (and durably record its
@@ -78,6 +126,8 @@ impl StateKind {
     pub const MLS_GROUP: StateKind = StateKind(4);
     /// Mesh router tables.
     pub const MESH_ROUTER: StateKind = StateKind(5);
+    /// An agent identity (its private keys; seal it).
+    pub const IDENTITY: StateKind = StateKind(6);
 }
 
 /// The clear header of an envelope.

@@ -490,6 +490,7 @@ fn ratchet_state_seeds() -> Vec<(String, Vec<u8>)> {
     pre_send[9..13].copy_from_slice(&len.to_be_bytes());
     assert!(rt::FuzzSession::decode_state(&pre_send).is_ok(), "the crafted v1 responder decodes");
     v.push(("session_v1_he_bob_before_sending".into(), pre_send));
+    v.push(("identity_bob".into(), encode_state(rt::bob())));
 
     // Pools: the fixture (previous signed prekey, a rotation event); three
     // one-time prekeys consumed (PoolLow) and the previous signed prekey

@@ -1,7 +1,7 @@
 //! Untrusted bytes into the persisted ratchet states
 //! (`ratchet/src/persist.rs`, plain envelopes): `Session::<128, 128>`,
-//! `Session::<128, 4>` (a smaller skipped-key store), `PrekeyPool::<200>`
-//! and `PrekeyPool::<4>` `decode_state`.
+//! `Session::<128, 4>` (a smaller skipped-key store), `PrekeyPool::<200>`,
+//! `PrekeyPool::<4>` and `Identity` `decode_state`.
 //!
 //! Seeds: mid-conversation sessions of both sides in both header modes
 //! (with skipped keys and events), Alice's sessions awaiting Bob's answer,
@@ -32,7 +32,7 @@ use libfuzzer_sys::fuzz_target;
 use securemesh_core::envelope::{HEADER_LEN, Persist};
 use securemesh_fuzz::noise::encode_state;
 use securemesh_fuzz::ratchet::{FuzzSession, LargePool, SmallPool};
-use securemesh_ratchet::Session;
+use securemesh_ratchet::{Identity, Session};
 
 /// `Session::<128, 4>`.
 type SmallSession = Session<128, 4>;
@@ -70,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
     let s4 = SmallSession::decode_state(data);
     let p200 = LargePool::decode_state(data);
     let p4 = SmallPool::decode_state(data);
+    let identity = Identity::decode_state(data);
 
     if let Ok(s) = &s128 {
         assert!(data.len() <= FuzzSession::MAX_ENCODED_LEN);
@@ -91,6 +92,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(data.len() <= SmallPool::MAX_ENCODED_LEN);
         assert!(p.available() <= 4);
         assert_eq!(encode_state(p), data, "small pool state does not re-encode to its input");
+    }
+    if let Ok(id) = &identity {
+        assert_eq!(encode_state(id), data, "identity state does not re-encode to its input");
+        assert!(s128.is_err() && p4.is_err() && p200.is_err(), "an identity state decodes as another kind");
     }
     assert!(!(p200.is_ok() && p4.is_ok()), "a pool state decodes with two capacities");
     assert!(!((s128.is_ok() || s4.is_ok()) && (p200.is_ok() || p4.is_ok())), "a state decodes as two kinds");

@@ -1,9 +1,10 @@
-//! Persisted sessions and prekey pools through the `core` envelope
-//! ([`securemesh_core::envelope`]): [`Session`] is kind
-//! [`StateKind::RATCHET_SESSION`], [`PrekeyPool`] kind
-//! [`StateKind::PREKEY_POOL`], suite [`SuiteId::DEFAULT`]; both body
-//! version 2 (a version-1 session still decodes, see below; a version-1
-//! pool does not: it did not record its owner).
+//! Persisted sessions, prekey pools and identities through the `core`
+//! envelope ([`securemesh_core::envelope`]), suite [`SuiteId::DEFAULT`]:
+//! [`Session`] is kind [`StateKind::RATCHET_SESSION`] and [`PrekeyPool`]
+//! kind [`StateKind::PREKEY_POOL`], both body version 2 (a version-1
+//! session still decodes, see below; a version-1 pool does not: it did not
+//! record its owner); [`Identity`] is kind [`StateKind::IDENTITY`], body
+//! version 1 (its two secrets).
 //!
 //! Bodies are written field by field, never from the in-memory layout. All
 //! integers are big-endian. `flag` is one byte, 0 (absent / false) or 1
@@ -111,7 +112,7 @@
 //! is why [`Persist::open_state`] refuses an older generation.
 
 use crate::bundle::SignedPrekeyPublic;
-use crate::identity::PublicIdentity;
+use crate::identity::{Identity, PublicIdentity};
 use crate::kdf::Key32;
 use crate::prekeys::{OneTime, POOL_EVENT_SLOTS, PrekeyConfig, PrekeyEvent, PrekeyPool, Signed};
 use crate::session::{PrekeyHeader, SESSION_EVENT_SLOTS, Session, SessionEvent};
@@ -492,6 +493,46 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
             heartbeat_reported,
             events,
         })
+    }
+}
+
+/// An identity persists as its two secrets (body version 1, kind
+/// [`StateKind::IDENTITY`]): `sign_seed [32] | dh_secret [32]`; the public
+/// keys and the binding signature are derived again on decode. The body is
+/// the identity's private keys: seal it.
+///
+/// ```
+/// use securemesh_core::envelope::{Persist, StorageKey};
+/// use securemesh_ratchet::Identity;
+/// # let mut rng = securemesh_core::testing::TestRng::new(1);
+/// let alice = Identity::generate(&mut rng);
+/// let key = StorageKey::new([3u8; 32]); // from the agent's key store
+/// let mut blob = [0u8; Identity::MAX_SEALED_LEN];
+/// let n = alice.seal_state(&key, 0, &mut rng, &mut blob)?;
+/// let mut scratch = [0u8; Identity::MAX_BODY_LEN];
+/// let (restored, _) = Identity::open_state(&key, &blob[..n], 0, &mut scratch)?;
+/// assert_eq!(restored.public(), alice.public());
+/// # Ok::<(), securemesh_core::Error>(())
+/// ```
+impl Persist for Identity {
+    const KIND: StateKind = StateKind::IDENTITY;
+    const VERSION: u16 = 1;
+    const MAX_BODY_LEN: usize = 64;
+
+    fn suite(&self) -> SuiteId {
+        SuiteId::DEFAULT
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+        w.write_bytes(self.signing_seed().expose())?;
+        w.write_bytes(self.dh_secret().expose())
+    }
+
+    fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
+        check_header(header, Self::VERSION)?;
+        let seed = read_key(r)?;
+        let dh = read_key(r)?;
+        Ok(Identity::from_secrets(seed, dh))
     }
 }
 

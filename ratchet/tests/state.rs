@@ -545,3 +545,26 @@ fn sizes_of_state_types() {
     assert_eq!(session_body, 916 + 128 * 76);
     assert_eq!(pool_body, 296 + 128 + 200 * 38);
 }
+
+#[test]
+fn identities_persist_as_their_two_secrets() {
+    let mut rng = TestRng::new(90);
+    let alice = Identity::generate(&mut rng);
+    let bytes = encode(&alice);
+    assert_eq!(bytes.len(), HEADER_LEN + 64);
+    assert_eq!(&bytes[HEADER_LEN..HEADER_LEN + 32], alice.signing_seed().expose());
+    assert_eq!(&bytes[HEADER_LEN + 32..], alice.dh_secret().expose());
+    let back = roundtrip(&alice);
+    assert_eq!(back.public(), alice.public());
+    // The restored identity signs what the original signs (its prekeys).
+    let pool: PrekeyPool<2> = PrekeyPool::new(&back, &mut rng, T0, PrekeyConfig::default());
+    let mut buf = [0u8; MAX_BUNDLE_LEN];
+    let n = pool.bundle(None).encode(&mut buf).unwrap();
+    assert_eq!(Bundle::decode(&buf[..n]).unwrap().identity(), alice.public());
+    // Other kinds, a short body, and trailing bytes are refused.
+    assert!(matches!(Identity::decode_state(&encode(&pool)), Err(CoreError::WrongKind { .. })));
+    assert!(Identity::decode_state(&bytes[..bytes.len() - 1]).is_err());
+    let mut long = bytes.clone();
+    long.push(0);
+    assert!(Identity::decode_state(&long).is_err());
+}
