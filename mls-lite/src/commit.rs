@@ -145,7 +145,8 @@ struct CachedProposal {
 
 /// Proposals received in the current epoch, by `ProposalRef`: at most `N`
 /// proposals whose encodings total at most `BYTES` bytes (beyond that:
-/// [`Error::Capacity`], nothing stored). Emptied when the epoch changes.
+/// [`Error::Capacity`], nothing stored and nothing forgotten). Emptied by a
+/// successful commit and when a proposal of a new epoch is cached.
 ///
 /// ```
 /// use securemesh_mls_lite::commit::ProposalCache;
@@ -204,16 +205,20 @@ impl<const N: usize, const BYTES: usize> ProposalCache<N, BYTES> {
         sender: Sender,
         proposal: &[u8],
     ) -> Result<(), Error> {
-        if epoch != self.epoch {
-            self.clear();
-            self.epoch = epoch;
-        }
-        if self.entries.iter().any(|e| e.reference == reference) {
+        // A proposal of a new epoch replaces the cached ones, but only once
+        // it is known to fit: a refused insert changes nothing.
+        let new_epoch = epoch != self.epoch;
+        if !new_epoch && self.entries.iter().any(|e| e.reference == reference) {
             return Ok(());
         }
-        // `len <= capacity`, so the subtraction never saturates.
-        if self.entries.is_full() || self.bytes.capacity().saturating_sub(self.bytes.len()) < proposal.len() {
+        let (count, used) = if new_epoch { (0, 0) } else { (self.entries.len(), self.bytes.len()) };
+        // `used <= BYTES`, so the subtraction never saturates.
+        if count >= N || BYTES.saturating_sub(used) < proposal.len() {
             return Err(Error::Capacity);
+        }
+        if new_epoch {
+            self.clear();
+            self.epoch = epoch;
         }
         let start = self.bytes.len();
         self.bytes.extend_from_slice(proposal).map_err(|_| Error::Capacity)?;
@@ -934,5 +939,50 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         next.ratchets.reset(&secrets.encryption, next.tree.leaf_count())?;
         next.secrets = secrets.into();
         Ok(CommitEvent::NewEpoch { epoch })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `Remove { removed }`, encoded.
+    fn remove(removed: u32) -> [u8; 6] {
+        let [a, b, c, d] = removed.to_be_bytes();
+        [0, 3, a, b, c, d]
+    }
+
+    #[test]
+    fn a_proposal_of_a_new_epoch_that_does_not_fit_changes_nothing() {
+        let mut cache: ProposalCache<2, 8> = ProposalCache::new();
+        cache.insert(1, [1; NH], Sender::Member(0), &remove(1)).unwrap();
+        // Too many bytes for the cache even when empty: refused, and the
+        // proposal of epoch 1 is still there.
+        assert_eq!(cache.insert(2, [2; NH], Sender::Member(0), &[0; 9]), Err(Error::Capacity));
+        assert_eq!(cache.len(), 1);
+        let (sender, proposal) = cache.get(1, &[1; NH]).unwrap();
+        assert_eq!(sender, Sender::Member(0));
+        assert_eq!(proposal.body, ProposalBody::Remove { removed: 1 });
+
+        // A proposal of the new epoch that fits replaces the old ones.
+        cache.insert(2, [2; NH], Sender::Member(1), &remove(0)).unwrap();
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(1, &[1; NH]).is_none());
+        assert_eq!(cache.get(2, &[2; NH]).unwrap().0, Sender::Member(1));
+    }
+
+    #[test]
+    fn a_full_cache_refuses_without_forgetting_and_ignores_duplicates() {
+        let mut cache: ProposalCache<1, 16> = ProposalCache::new();
+        cache.insert(3, [1; NH], Sender::Member(0), &remove(1)).unwrap();
+        cache.insert(3, [1; NH], Sender::Member(0), &remove(1)).unwrap();
+        assert_eq!(cache.insert(3, [2; NH], Sender::Member(0), &remove(2)), Err(Error::Capacity));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(3, &[1; NH]).is_some());
+        // Full, but a proposal of a new epoch fits once the old one goes.
+        cache.insert(4, [2; NH], Sender::Member(0), &remove(2)).unwrap();
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(4, &[2; NH]).is_some());
     }
 }
