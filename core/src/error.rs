@@ -105,3 +105,64 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// What a core error means to the protocol crates above: one
+/// classification, so that every crate maps the errors of the codec and of
+/// the primitives the same way (each `From<securemesh_core::Error>` of
+/// noise, ratchet and mls-lite matches on this, not on the variants).
+///
+/// ```
+/// use securemesh_core::{Error, ErrorClass};
+/// assert_eq!(Error::Truncated.class(), ErrorClass::Malformed);
+/// assert_eq!(Error::LengthOverflow.class(), ErrorClass::Capacity);
+/// assert_eq!(Error::Rollback { found: 1, newest: 2 }.class(), ErrorClass::State);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The caller's buffer is too small (nothing changed).
+    BufferTooSmall {
+        /// Bytes required.
+        needed: usize,
+    },
+    /// Bytes that do not parse: truncated, trailing, non-minimal, out of
+    /// range, a value the format does not allow.
+    Malformed,
+    /// A length or count beyond what its prefix or a capacity holds.
+    Capacity,
+    /// Authentication failed (opaque).
+    Decrypt,
+    /// A signature or a public key was refused (opaque).
+    BadSignature,
+    /// A Diffie-Hellman result was all zero.
+    NonContributory,
+    /// A key derivation was asked for an output length it cannot give.
+    InvalidLength,
+    /// A persisted-state envelope was refused (magic, kind, version,
+    /// suite, rollback): the caller's storage, not the peer.
+    State,
+}
+
+impl Error {
+    /// The class of this error (see [`ErrorClass`]).
+    pub const fn class(&self) -> ErrorClass {
+        match *self {
+            Error::BufferTooSmall { needed } => ErrorClass::BufferTooSmall { needed },
+            Error::Truncated
+            | Error::TrailingBytes
+            | Error::NonMinimalVarint
+            | Error::VarintOutOfRange
+            | Error::InvalidValue => ErrorClass::Malformed,
+            Error::LengthOverflow => ErrorClass::Capacity,
+            Error::Decrypt => ErrorClass::Decrypt,
+            Error::BadSignature | Error::InvalidKey => ErrorClass::BadSignature,
+            Error::NonContributory => ErrorClass::NonContributory,
+            Error::InvalidLength => ErrorClass::InvalidLength,
+            Error::BadMagic
+            | Error::WrongKind { .. }
+            | Error::UnknownVersion { .. }
+            | Error::SuiteMismatch { .. }
+            | Error::Rollback { .. } => ErrorClass::State,
+        }
+    }
+}

@@ -36,7 +36,7 @@ mod secret;
 pub mod testing;
 mod time;
 
-pub use error::Error;
+pub use error::{Error, ErrorClass};
 pub use rand_core::CryptoRng;
 /// The randomness traits every call takes (`rand_core` 0.10): implement
 /// `TryRng` + `TryCryptoRng` for a hardware generator, or wrap a fallible

@@ -76,16 +76,40 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// Core errors by their [`ErrorClass`](securemesh_core::ErrorClass), as
+/// every securemesh crate maps them: wire bytes that do not parse or
+/// exceed a bound are [`Error::Malformed`] (the ratchet formats have no
+/// separate capacity error on input), persisted-state refusals stay
+/// [`Error::State`] with the core error inside.
 impl From<securemesh_core::Error> for Error {
     fn from(e: securemesh_core::Error) -> Self {
-        use securemesh_core::Error as C;
-        match e {
+        use securemesh_core::ErrorClass as C;
+        match e.class() {
             C::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            C::Malformed | C::Capacity => Error::Malformed,
             C::Decrypt => Error::Decrypt,
-            C::BadSignature | C::InvalidKey => Error::BadSignature,
+            C::BadSignature => Error::BadSignature,
             C::NonContributory => Error::NonContributory,
-            C::Truncated | C::TrailingBytes | C::InvalidValue | C::LengthOverflow => Error::Malformed,
-            other => Error::State(other),
+            C::InvalidLength => Error::InvalidLength,
+            _ => Error::State(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use securemesh_core::Error as C;
+
+    #[test]
+    fn core_errors_map_by_their_class() {
+        assert_eq!(Error::from(C::Truncated), Error::Malformed);
+        assert_eq!(Error::from(C::NonMinimalVarint), Error::Malformed);
+        assert_eq!(Error::from(C::LengthOverflow), Error::Malformed);
+        assert_eq!(Error::from(C::InvalidKey), Error::BadSignature);
+        assert_eq!(Error::from(C::InvalidLength), Error::InvalidLength);
+        assert_eq!(Error::from(C::BufferTooSmall { needed: 7 }), Error::BufferTooSmall { needed: 7 });
+        let rollback = C::Rollback { found: 1, newest: 2 };
+        assert_eq!(Error::from(rollback), Error::State(rollback));
     }
 }

@@ -39,9 +39,9 @@ pub use bundle::{
 };
 pub use error::Error;
 pub use identity::{IDENTITY_LABEL, Identity, PublicIdentity};
-pub use prekeys::{PrekeyConfig, PrekeyEvent, PrekeyMetrics, PrekeyPool};
+pub use prekeys::{DefaultPrekeyPool, PrekeyConfig, PrekeyEvent, PrekeyMetrics, PrekeyPool};
 pub use session::{
-    ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MSG_INITIAL, MSG_INITIAL_V1, MSG_RATCHET, MSG_RATCHET_HE,
-    RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session, SessionConfig, SessionEvent,
+    DefaultSession, ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MSG_INITIAL, MSG_INITIAL_V1, MSG_RATCHET,
+    MSG_RATCHET_HE, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session, SessionConfig, SessionEvent,
 };
 pub use skipped::SkippedKeys;

@@ -86,6 +86,11 @@ pub(crate) struct Signed {
 /// Pending pool events kept (oldest dropped first).
 pub(crate) const POOL_EVENT_SLOTS: usize = 4;
 
+/// [`PrekeyPool`] with its default capacity (200 one-time prekeys), named
+/// so that `DefaultPrekeyPool::new(..)` needs no annotation (see
+/// [`DefaultSession`](crate::DefaultSession)).
+pub type DefaultPrekeyPool = PrekeyPool;
+
 /// A prekey pool of `CAP` one-time prekeys (default 200), owned by the
 /// identity it was created with: that identity signs its prekeys and is
 /// the one its bundles carry; the calls that sign new prekeys refuse any

@@ -206,6 +206,23 @@ fn open_header(hk: &Key32, enc: &[u8]) -> Option<Header> {
     Header::parse(&buf).ok()
 }
 
+/// [`Session`] with its default capacities (`MAX_SKIP` 128, 128 stored
+/// skipped keys), named so that calls need no annotation: Rust does not
+/// apply a type's default const parameters in expression position, so
+/// `Session::initiate(..)` alone cannot infer them, `DefaultSession::initiate(..)` can.
+///
+/// ```
+/// use securemesh_ratchet::{DefaultPrekeyPool, DefaultSession, Identity, PrekeyConfig, SessionConfig};
+/// use securemesh_core::{Instant, UnixTime};
+/// # let mut rng = securemesh_core::testing::TestRng::new(1);
+/// let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+/// let pool = DefaultPrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+/// let a = DefaultSession::initiate(&alice, &pool.bundle(None), SessionConfig::default(), &mut rng, Instant(0))?;
+/// assert!(a.awaiting_reply());
+/// # Ok::<(), securemesh_ratchet::Error>(())
+/// ```
+pub type DefaultSession = Session;
+
 /// A Double Ratchet session with `MAX_SKIP` skipped keys per chain and at
 /// most `CAP` stored skipped keys (oldest evicted first).
 ///
