@@ -81,6 +81,16 @@ impl CipherState {
         CipherState { k: Some(k), n: 0, cipher }
     }
 
+    /// The nonce after `n`, or [`Error::NonceExhausted`] when `n` is the
+    /// reserved 2^64-1 (§5.1), which is exactly where `checked_add` fails:
+    /// a caller that gets `Ok` may use `n`, then store the result.
+    pub(crate) const fn next_nonce(n: u64) -> Result<u64, Error> {
+        match n.checked_add(1) {
+            Some(next) => Ok(next),
+            None => Err(Error::NonceExhausted),
+        }
+    }
+
     /// A copy for transactional work (never handed out).
     pub(crate) fn duplicate(&self) -> Self {
         CipherState { k: self.k.clone(), n: self.n, cipher: self.cipher }
@@ -94,15 +104,13 @@ impl CipherState {
     /// returns the output length. `buf` must have room for the tag.
     pub(crate) fn encrypt_with_ad(&mut self, ad: &[u8], buf: &mut [u8], len: usize) -> Result<usize, Error> {
         let Some(k) = &self.k else { return Ok(len) };
-        if self.n == u64::MAX {
-            return Err(Error::NonceExhausted);
-        }
+        let next = Self::next_nonce(self.n)?;
         let out_len = len.checked_add(TAG_LEN).ok_or(Error::MessageTooLong)?;
         let (msg, rest) = buf.split_at_mut_checked(len).ok_or(Error::BufferTooSmall { needed: out_len })?;
         let tag_dst = rest.get_mut(..TAG_LEN).ok_or(Error::BufferTooSmall { needed: out_len })?;
         let tag = seal(self.cipher, k, self.n, ad, msg)?;
         tag_dst.copy_from_slice(&tag);
-        self.n += 1;
+        self.n = next;
         Ok(out_len)
     }
 
@@ -110,14 +118,12 @@ impl CipherState {
     /// the plaintext length. On failure `buf` and `n` are unchanged.
     pub(crate) fn decrypt_with_ad(&mut self, ad: &[u8], buf: &mut [u8]) -> Result<usize, Error> {
         let Some(k) = &self.k else { return Ok(buf.len()) };
-        if self.n == u64::MAX {
-            return Err(Error::NonceExhausted);
-        }
+        let next = Self::next_nonce(self.n)?;
         let len = buf.len().checked_sub(TAG_LEN).ok_or(Error::Decrypt)?;
         let (msg, tag) = buf.split_at_mut(len);
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::Decrypt)?;
         open(self.cipher, k, self.n, ad, msg, &tag)?;
-        self.n += 1;
+        self.n = next;
         Ok(len)
     }
 

@@ -38,11 +38,21 @@ impl<const WORDS: usize> Default for ReplayWindow<WORDS> {
 
 impl<const WORDS: usize> ReplayWindow<WORDS> {
     /// Counters tracked below the highest one received.
-    pub const WINDOW: u64 = (WORDS as u64).saturating_sub(1) * 64;
+    /// (A `WORDS` so large that this exceeds `u64::MAX` cannot be allocated;
+    /// the value saturates rather than fail to compile.)
+    pub const WINDOW: u64 = (WORDS as u64).saturating_sub(1).saturating_mul(64);
 
-    fn slot(counter: u64) -> (usize, u64) {
-        let word = (counter / 64) % (WORDS as u64).max(1);
-        (word as usize, 1u64 << (counter % 64))
+    /// The bitmap word that holds counters `64 * block ..= 64 * block + 63`:
+    /// blocks go round the bitmap, so the index is `block mod WORDS`
+    /// (`None` only for `WORDS == 0`, which has no slot).
+    fn word_index(block: u64) -> Option<usize> {
+        // The remainder is below WORDS, so it fits a usize.
+        block.checked_rem(WORDS as u64).map(|w| w as usize)
+    }
+
+    /// The bitmap word index and bit of `counter`.
+    fn slot(counter: u64) -> Option<(usize, u64)> {
+        Some((Self::word_index(counter / 64)?, 1u64 << (counter % 64)))
     }
 
     /// Whether `counter` would be accepted (new and within the window).
@@ -50,14 +60,17 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
         if WORDS < 2 || counter == u64::MAX {
             return false;
         }
-        if !self.seen_any || counter > self.last {
+        if !self.seen_any {
             return true;
         }
-        if self.last - counter >= Self::WINDOW {
+        // `None`: above the highest counter, so new.
+        let Some(age) = self.last.checked_sub(counter) else { return true };
+        if age >= Self::WINDOW {
             return false;
         }
-        let (w, bit) = Self::slot(counter);
-        self.bitmap.get(w).is_some_and(|word| word & bit == 0)
+        Self::slot(counter)
+            .and_then(|(w, bit)| self.bitmap.get(w).map(|word| word & bit == 0))
+            .unwrap_or(false)
     }
 
     /// Record `counter` as received (call only after `check` and
@@ -65,12 +78,10 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
     pub fn update(&mut self, counter: u64) {
         if !self.seen_any || counter > self.last {
             if self.seen_any {
-                let cur = self.last / 64;
-                let new = counter / 64;
-                let steps = (new - cur).min(WORDS as u64);
-                for i in 1..=steps {
-                    let (w, _) = Self::slot((cur + i) * 64);
-                    if let Some(word) = self.bitmap.get_mut(w) {
+                // Clear the blocks after the current one up to the new one;
+                // after WORDS of them every word is clear.
+                for block in (self.last / 64..=counter / 64).skip(1).take(WORDS) {
+                    if let Some(word) = Self::word_index(block).and_then(|w| self.bitmap.get_mut(w)) {
                         *word = 0;
                     }
                 }
@@ -80,8 +91,9 @@ impl<const WORDS: usize> ReplayWindow<WORDS> {
             self.last = counter;
             self.seen_any = true;
         }
-        let (w, bit) = Self::slot(counter);
-        if let Some(word) = self.bitmap.get_mut(w) {
+        if let Some((w, bit)) = Self::slot(counter)
+            && let Some(word) = self.bitmap.get_mut(w)
+        {
             *word |= bit;
         }
     }
@@ -222,9 +234,8 @@ impl<const WORDS: usize> DatagramTransport<WORDS> {
             return Err(Error::MessageTooLong);
         }
         let Some(k) = &self.send.k else { return Err(Error::OneWay) };
-        if self.send.n == u64::MAX {
-            return Err(Error::NonceExhausted);
-        }
+        // Counter 2^64-1 is never sent (the window refuses it too).
+        let next = CipherState::next_nonce(self.send.n)?;
         let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
         let (counter, rest) = out.split_at_mut(8);
         let (body, tag_dst) = rest.split_at_mut(payload.len());
@@ -232,7 +243,7 @@ impl<const WORDS: usize> DatagramTransport<WORDS> {
         body.copy_from_slice(payload);
         let tag = crate::cipher::seal(self.send.cipher, k, self.send.n, &[], body)?;
         tag_dst.copy_from_slice(&tag);
-        self.send.n += 1;
+        self.send.n = next;
         Ok(needed)
     }
 
@@ -287,5 +298,84 @@ mod tests {
         w.update(1_000_000);
         assert!(w.check(1_000_000 - 1));
         assert!(!w.check(1_000_000));
+    }
+
+    /// The window as it was written before issue 13 replaced its plain
+    /// arithmetic: the reference the current code must match.
+    struct Reference<const WORDS: usize>(ReplayWindow<WORDS>);
+
+    impl<const WORDS: usize> Reference<WORDS> {
+        fn slot(counter: u64) -> (usize, u64) {
+            let word = (counter / 64) % (WORDS as u64).max(1);
+            (word as usize, 1u64 << (counter % 64))
+        }
+
+        fn check(&self, counter: u64) -> bool {
+            let w = &self.0;
+            if WORDS < 2 || counter == u64::MAX {
+                return false;
+            }
+            if !w.seen_any || counter > w.last {
+                return true;
+            }
+            if w.last - counter >= ReplayWindow::<WORDS>::WINDOW {
+                return false;
+            }
+            let (i, bit) = Self::slot(counter);
+            w.bitmap.get(i).is_some_and(|word| word & bit == 0)
+        }
+
+        fn update(&mut self, counter: u64) {
+            let w = &mut self.0;
+            if !w.seen_any || counter > w.last {
+                if w.seen_any {
+                    let cur = w.last / 64;
+                    let new = counter / 64;
+                    let steps = (new - cur).min(WORDS as u64);
+                    for i in 1..=steps {
+                        let (j, _) = Self::slot((cur + i) * 64);
+                        if let Some(word) = w.bitmap.get_mut(j) {
+                            *word = 0;
+                        }
+                    }
+                } else {
+                    w.bitmap = [0; WORDS];
+                }
+                w.last = counter;
+                w.seen_any = true;
+            }
+            let (j, bit) = Self::slot(counter);
+            if let Some(word) = w.bitmap.get_mut(j) {
+                *word |= bit;
+            }
+        }
+    }
+
+    fn same_as_reference<const WORDS: usize>(base: u64, steps: &[(bool, u64)]) {
+        let mut w = ReplayWindow::<WORDS>::default();
+        let mut r = Reference::<WORDS>(ReplayWindow::default());
+        for &(forward, delta) in steps {
+            let top = w.highest().unwrap_or(base);
+            let c = if forward { top.saturating_add(delta) } else { top.saturating_sub(delta) };
+            assert_eq!(w.check(c), r.check(c), "check({c})");
+            if r.check(c) {
+                w.update(c);
+                r.update(c);
+            }
+            assert_eq!(w, r.0, "after {c}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn window_matches_the_reference(
+            near_max in proptest::bool::ANY,
+            steps in proptest::collection::vec((proptest::bool::ANY, 0u64..5000), 1..200),
+        ) {
+            let base = if near_max { u64::MAX - 4000 } else { 0 };
+            same_as_reference::<2>(base, &steps);
+            same_as_reference::<3>(base, &steps);
+            same_as_reference::<DEFAULT_WINDOW_WORDS>(base, &steps);
+        }
     }
 }

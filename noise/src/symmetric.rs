@@ -105,7 +105,8 @@ impl SymmetricState {
     pub(crate) fn mix_key(&mut self, ikm: &[u8]) -> Result<(), Error> {
         let n = self.hash.hash_len();
         let mut out = Secret::new([0u8; 2 * MAX_HASH_LEN]);
-        let out = out.expose_mut().get_mut(..2 * n).ok_or(Error::MessageTooLong)?;
+        let out =
+            n.checked_mul(2).and_then(|len| out.expose_mut().get_mut(..len)).ok_or(Error::MessageTooLong)?;
         self.hash.hkdf(self.ck(), ikm, out)?;
         let (ck, k) = out.split_at(n);
         self.ck.expose_mut().get_mut(..n).ok_or(Error::MessageTooLong)?.copy_from_slice(ck);
@@ -124,7 +125,8 @@ impl SymmetricState {
     pub(crate) fn mix_key_and_hash(&mut self, ikm: &[u8]) -> Result<(), Error> {
         let n = self.hash.hash_len();
         let mut out = Secret::new([0u8; 3 * MAX_HASH_LEN]);
-        let out = out.expose_mut().get_mut(..3 * n).ok_or(Error::MessageTooLong)?;
+        let out =
+            n.checked_mul(3).and_then(|len| out.expose_mut().get_mut(..len)).ok_or(Error::MessageTooLong)?;
         self.hash.hkdf(self.ck(), ikm, out)?;
         let (ck, rest) = out.split_at(n);
         let (temp_h, k) = rest.split_at(n);
@@ -156,15 +158,13 @@ impl SymmetricState {
         let (ct, tag) = ciphertext.split_at(pt_len);
         dst.copy_from_slice(ct);
         if let Some(k) = &self.cs.k {
-            if self.cs.n == u64::MAX {
-                return Err(Error::NonceExhausted);
-            }
+            let next = CipherState::next_nonce(self.cs.n)?;
             let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Decrypt)?;
             if let Err(e) = crate::cipher::open(self.cs.cipher, k, self.cs.n, self.h(), dst, &tag) {
                 dst.fill(0);
                 return Err(e);
             }
-            self.cs.n += 1;
+            self.cs.n = next;
         }
         self.mix_hash(ciphertext);
         Ok(pt_len)
@@ -174,7 +174,8 @@ impl SymmetricState {
     pub(crate) fn split(&self) -> Result<(Key, Key), Error> {
         let n = self.hash.hash_len();
         let mut out = Secret::new([0u8; 2 * MAX_HASH_LEN]);
-        let out = out.expose_mut().get_mut(..2 * n).ok_or(Error::MessageTooLong)?;
+        let out =
+            n.checked_mul(2).and_then(|len| out.expose_mut().get_mut(..len)).ok_or(Error::MessageTooLong)?;
         self.hash.hkdf(self.ck(), &[], out)?;
         let (k1, k2) = out.split_at(n);
         Ok((key_from(k1), key_from(k2)))

@@ -131,9 +131,7 @@ impl Transport {
             return Err(Error::MessageTooLong);
         }
         let Some(k) = &self.recv.k else { return Err(Error::OneWay) };
-        if self.recv.n == u64::MAX {
-            return Err(Error::NonceExhausted);
-        }
+        let next = CipherState::next_nonce(self.recv.n)?;
         let len = message.len().checked_sub(TAG_LEN).ok_or(Error::Decrypt)?;
         let (ct, tag) = message.split_at(len);
         let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Decrypt)?;
@@ -143,7 +141,7 @@ impl Transport {
             dst.fill(0);
             return Err(e);
         }
-        self.recv.n += 1;
+        self.recv.n = next;
         Ok(len)
     }
 
