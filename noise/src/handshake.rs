@@ -447,20 +447,36 @@ impl core::fmt::Debug for HandshakeState {
     }
 }
 
+/// Bytes of an `s` token: the public key, encrypted once a key is set.
+const fn s_len(keyed: bool) -> usize {
+    const KEYED: usize = DH_LEN + TAG_LEN;
+    if keyed { KEYED } else { DH_LEN }
+}
+
 /// Bytes of a message for `pattern`, given whether a key is set at its start.
+///
+/// The tokens add at most `MAX_TOKENS * (DH_LEN + TAG_LEN)` bytes; the sum
+/// saturates at `usize::MAX` only for an absurd `payload`, which every
+/// caller treats as longer than [`MAX_MESSAGE_LEN`].
 fn message_len(pattern: &MessagePattern, payload: usize, mut keyed: bool, psk_mode: bool) -> usize {
     let mut len = 0usize;
     for t in pattern.tokens() {
         match t {
             Token::E => {
-                len += DH_LEN;
+                len = len.saturating_add(DH_LEN);
                 keyed |= psk_mode;
             }
-            Token::S => len += DH_LEN + if keyed { TAG_LEN } else { 0 },
+            Token::S => len = len.saturating_add(s_len(keyed)),
             Token::Ee | Token::Es | Token::Se | Token::Ss | Token::Psk => keyed = true,
         }
     }
     len.saturating_add(payload).saturating_add(if keyed { TAG_LEN } else { 0 })
+}
+
+/// `pos + n` for a write position inside a message of at most
+/// [`MAX_MESSAGE_LEN`] bytes (so the error is unreachable).
+fn advance(pos: usize, n: usize) -> Result<usize, Error> {
+    pos.checked_add(n).ok_or(Error::MessageTooLong)
 }
 
 impl HandshakeState {
@@ -519,7 +535,8 @@ impl HandshakeState {
     }
 
     /// Bytes the next message takes with a payload of `payload_len`, or
-    /// `None` if it is not this party's turn to write.
+    /// `None` if it is not this party's turn to write. The sum saturates at
+    /// `usize::MAX` for a `payload_len` near it.
     pub fn next_message_len(&self, payload_len: usize) -> Option<usize> {
         if !self.is_my_turn() {
             return None;
@@ -533,14 +550,19 @@ impl HandshakeState {
         self.next_message_len(0).map(|n| MAX_MESSAGE_LEN.saturating_sub(n))
     }
 
-    fn ready(&self) -> Result<&MessagePattern, Error> {
+    /// The next message's pattern and the message index after it.
+    fn ready(&self) -> Result<(MessagePattern, u8), Error> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
         if self.rs_pending {
             return Err(Error::RemoteStaticPending);
         }
-        self.protocol.pattern().messages().get(usize::from(self.next)).ok_or(Error::WrongTurn)
+        let pattern =
+            self.protocol.pattern().messages().get(usize::from(self.next)).ok_or(Error::WrongTurn)?;
+        // `next` indexes one of at most MAX_MESSAGES messages: no overflow.
+        let after = self.next.checked_add(1).ok_or(Error::WrongTurn)?;
+        Ok((*pattern, after))
     }
 
     fn dh(&self, keys: &Keys, token: Token) -> Result<Secret<[u8; 32]>, Error> {
@@ -571,7 +593,7 @@ impl HandshakeState {
         out: &mut [u8],
         rng: &mut R,
     ) -> Result<usize, Error> {
-        let pattern = *self.ready()?;
+        let (pattern, after) = self.ready()?;
         if !self.is_my_turn() {
             return Err(Error::WrongTurn);
         }
@@ -595,20 +617,23 @@ impl HandshakeState {
                         None => X25519::generate(rng),
                     };
                     let kp = Keypair::from_secret(secret);
-                    let dst = out.get_mut(pos..pos + DH_LEN).ok_or(Error::BufferTooSmall { needed })?;
+                    let dst = out
+                        .get_mut(pos..)
+                        .and_then(|d| d.get_mut(..DH_LEN))
+                        .ok_or(Error::BufferTooSmall { needed })?;
                     dst.copy_from_slice(&kp.public);
                     sym.mix_hash(&kp.public);
                     if self.psk_mode {
                         sym.mix_key(&kp.public)?;
                     }
                     keys.e = Some(kp);
-                    pos += DH_LEN;
+                    pos = advance(pos, DH_LEN)?;
                 }
                 Token::S => {
                     let s = self.s.as_ref().ok_or(Error::MissingKey)?;
                     let dst = out.get_mut(pos..).ok_or(Error::BufferTooSmall { needed })?;
                     dst.get_mut(..DH_LEN).ok_or(Error::BufferTooSmall { needed })?.copy_from_slice(&s.public);
-                    pos += sym.encrypt_and_hash(dst, DH_LEN)?;
+                    pos = advance(pos, sym.encrypt_and_hash(dst, DH_LEN)?)?;
                 }
                 Token::Psk => sym.mix_key_and_hash(self.psk_for(self.next, i)?.expose())?,
                 dh => sym.mix_key(self.dh(&keys, *dh)?.expose())?,
@@ -616,14 +641,14 @@ impl HandshakeState {
         }
         let dst = out.get_mut(pos..).ok_or(Error::BufferTooSmall { needed })?;
         dst.get_mut(..payload.len()).ok_or(Error::BufferTooSmall { needed })?.copy_from_slice(payload);
-        pos += sym.encrypt_and_hash(dst, payload.len())?;
+        pos = advance(pos, sym.encrypt_and_hash(dst, payload.len())?)?;
         // Commit.
         self.sym = sym;
         self.keys = keys;
         if fixed_e.is_some() {
             self.fixed_e = None;
         }
-        self.next += 1;
+        self.next = after;
         Ok(pos)
     }
 
@@ -634,16 +659,18 @@ impl HandshakeState {
     /// failure poisons the handshake: the opaque [`Error::Decrypt`] covers
     /// malformed and forged messages alike, and `payload` holds no plaintext.
     pub fn read_message(&mut self, message: &[u8], payload: &mut [u8]) -> Result<usize, Error> {
-        let pattern = *self.ready()?;
+        let (pattern, after) = self.ready()?;
         if self.is_my_turn() {
             return Err(Error::WrongTurn);
         }
         let overhead = message_len(&pattern, 0, self.sym.cs.has_key(), self.psk_mode);
-        if message.len() > MAX_MESSAGE_LEN || message.len() < overhead {
-            self.poisoned = true;
-            return Err(Error::Decrypt);
-        }
-        let payload_len = message.len() - overhead;
+        let payload_len = match message.len().checked_sub(overhead) {
+            Some(n) if message.len() <= MAX_MESSAGE_LEN => n,
+            _ => {
+                self.poisoned = true;
+                return Err(Error::Decrypt);
+            }
+        };
         if payload.len() < payload_len {
             return Err(Error::BufferTooSmall { needed: payload_len });
         }
@@ -653,7 +680,7 @@ impl HandshakeState {
             Ok((n, read_s)) => {
                 self.sym = sym;
                 self.keys = keys;
-                self.next += 1;
+                self.next = after;
                 self.rs_pending = read_s;
                 Ok(n)
             }
@@ -693,7 +720,7 @@ impl HandshakeState {
                     keys.re = Some(*re);
                 }
                 Token::S => {
-                    let len = DH_LEN + if sym.cs.has_key() { TAG_LEN } else { 0 };
+                    let len = s_len(sym.cs.has_key());
                     let (ct, tail) = rest.split_at_checked(len).ok_or(Error::Decrypt)?;
                     rest = tail;
                     let mut rs = [0u8; DH_LEN];
