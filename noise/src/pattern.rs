@@ -52,6 +52,12 @@ impl Token {
     }
 }
 
+/// The length of a bounded list after one more element, `None` when it
+/// already holds `capacity` (a `u8` below `capacity` cannot overflow).
+const fn grown(len: u8, capacity: usize) -> Option<u8> {
+    if len as usize >= capacity { None } else { len.checked_add(1) }
+}
+
 /// One message pattern: a bounded list of tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessagePattern {
@@ -63,9 +69,12 @@ impl MessagePattern {
     const EMPTY: MessagePattern = MessagePattern { tokens: [Token::E; MAX_TOKENS], len: 0 };
 
     /// The tokens, in order.
-    pub fn tokens(&self) -> &[Token] {
-        let (t, _) = self.tokens.split_at(self.len as usize);
-        t
+    pub const fn tokens(&self) -> &[Token] {
+        // `len <= MAX_TOKENS` by construction.
+        match self.tokens.split_at_checked(self.len as usize) {
+            Some((t, _)) => t,
+            None => &[],
+        }
     }
 
     const fn from_slice(t: &[Token]) -> Result<Self, NameError> {
@@ -82,11 +91,9 @@ impl MessagePattern {
     }
 
     const fn push(mut self, t: Token) -> Result<Self, NameError> {
-        if self.len as usize >= MAX_TOKENS {
-            return Err(NameError::InvalidModifier);
-        }
+        let Some(len) = grown(self.len, MAX_TOKENS) else { return Err(NameError::InvalidModifier) };
         self.tokens[self.len as usize] = t;
-        self.len += 1;
+        self.len = len;
         Ok(self)
     }
 
@@ -95,15 +102,25 @@ impl MessagePattern {
             Ok(m) => m,
             Err(e) => return Err(e),
         };
-        let mut i = 0;
-        while i < self.len as usize {
-            out = match out.push(self.tokens[i]) {
+        let mut rest = self.tokens();
+        while let Some((first, tail)) = rest.split_first() {
+            out = match out.push(*first) {
                 Ok(m) => m,
                 Err(e) => return Err(e),
             };
-            i += 1;
+            rest = tail;
         }
         Ok(out)
+    }
+
+    /// The same message seen from the other side (`es` and `se` exchanged).
+    const fn reversed(mut self) -> Self {
+        let Some((mut rest, _)) = self.tokens.split_at_mut_checked(self.len as usize) else { return self };
+        while let [t, tail @ ..] = rest {
+            *t = t.reversed();
+            rest = tail;
+        }
+        self
     }
 }
 
@@ -148,6 +165,23 @@ pub struct HandshakePattern {
 }
 
 impl HandshakePattern {
+    const fn new(pre_initiator: PreMessage, pre_responder: PreMessage, one_way: bool) -> Self {
+        HandshakePattern {
+            pre_initiator,
+            pre_responder,
+            messages: [MessagePattern::EMPTY; MAX_MESSAGES],
+            len: 0,
+            one_way,
+        }
+    }
+
+    const fn push(mut self, m: MessagePattern) -> Result<Self, NameError> {
+        let Some(len) = grown(self.len, MAX_MESSAGES) else { return Err(NameError::UnknownPattern) };
+        self.messages[self.len as usize] = m;
+        self.len = len;
+        Ok(self)
+    }
+
     /// The initiator's pre-message.
     pub const fn pre_initiator(&self) -> PreMessage {
         self.pre_initiator
@@ -159,9 +193,12 @@ impl HandshakePattern {
     }
 
     /// The message patterns, the initiator's first.
-    pub fn messages(&self) -> &[MessagePattern] {
-        let (m, _) = self.messages.split_at(self.len as usize);
-        m
+    pub const fn messages(&self) -> &[MessagePattern] {
+        // `len <= MAX_MESSAGES` by construction.
+        match self.messages.split_at_checked(self.len as usize) {
+            Some((m, _)) => m,
+            None => &[],
+        }
     }
 
     /// Whether this is a one-way pattern (N, K, X and their PSK forms).
@@ -251,50 +288,41 @@ pub fn pattern_names() -> impl Iterator<Item = &'static str> {
 }
 
 const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
+    let (mut a, mut b) = (a, b);
+    loop {
+        match (a, b) {
+            ([], []) => return true,
+            ([x, a_tail @ ..], [y, b_tail @ ..]) if *x == *y => (a, b) = (a_tail, b_tail),
+            _ => return false,
         }
-        i += 1;
     }
-    true
 }
 
 const fn base_pattern(name: &[u8]) -> Result<HandshakePattern, NameError> {
-    let mut i = 0;
-    while i < PATTERNS.len() {
-        let (n, pre_i, pre_r, msgs) = PATTERNS[i];
+    let mut entries = PATTERNS;
+    while let Some((&(n, pre_i, pre_r, msgs), tail)) = entries.split_first() {
         if bytes_eq(n.as_bytes(), name) {
             let (Some(pre_initiator), Some(pre_responder)) =
                 (PreMessage::from_slice(pre_i), PreMessage::from_slice(pre_r))
             else {
                 return Err(NameError::UnknownPattern);
             };
-            if msgs.len() > MAX_MESSAGES {
-                return Err(NameError::UnknownPattern);
-            }
-            let mut messages = [MessagePattern::EMPTY; MAX_MESSAGES];
-            let mut j = 0;
-            while j < msgs.len() {
-                messages[j] = match MessagePattern::from_slice(msgs[j]) {
+            let mut p = HandshakePattern::new(pre_initiator, pre_responder, msgs.len() == 1 && n.len() == 1);
+            let mut rest = msgs;
+            while let Some((first, tail)) = rest.split_first() {
+                let m = match MessagePattern::from_slice(first) {
                     Ok(m) => m,
                     Err(e) => return Err(e),
                 };
-                j += 1;
+                p = match p.push(m) {
+                    Ok(p) => p,
+                    Err(e) => return Err(e),
+                };
+                rest = tail;
             }
-            return Ok(HandshakePattern {
-                pre_initiator,
-                pre_responder,
-                messages,
-                len: msgs.len() as u8,
-                one_way: msgs.len() == 1 && n.len() == 1,
-            });
+            return Ok(p);
         }
-        i += 1;
+        entries = tail;
     }
     Err(NameError::UnknownPattern)
 }
@@ -306,46 +334,37 @@ const fn apply_fallback(p: HandshakePattern) -> Result<HandshakePattern, NameErr
     if p.one_way || p.len < 2 || !p.pre_initiator.is_empty() {
         return Err(NameError::InvalidFallback);
     }
-    let first = p.messages[0];
-    let (tokens, _) = first.tokens.split_at(first.len as usize);
-    let Some(alice_pre) = PreMessage::from_slice(tokens) else {
+    let Some((first, mut rest)) = p.messages().split_first() else {
         return Err(NameError::InvalidFallback);
     };
-    let mut messages = [MessagePattern::EMPTY; MAX_MESSAGES];
-    let mut j = 1;
-    while j < p.len as usize {
-        let mut m = p.messages[j];
-        let mut k = 0;
-        while k < m.len as usize {
-            m.tokens[k] = m.tokens[k].reversed();
-            k += 1;
-        }
-        messages[j - 1] = m;
-        j += 1;
+    let Some(alice_pre) = PreMessage::from_slice(first.tokens()) else {
+        return Err(NameError::InvalidFallback);
+    };
+    let mut out = HandshakePattern::new(p.pre_responder, alice_pre, false);
+    while let Some((m, tail)) = rest.split_first() {
+        out = match out.push(m.reversed()) {
+            Ok(p) => p,
+            Err(e) => return Err(e),
+        };
+        rest = tail;
     }
-    Ok(HandshakePattern {
-        pre_initiator: p.pre_responder,
-        pre_responder: alice_pre,
-        messages,
-        len: p.len - 1,
-        one_way: false,
-    })
+    Ok(out)
 }
 
 /// Apply `pskN` (§9.2): `psk0` at the start of the first message, `pskN`
 /// at the end of message N.
 const fn apply_psk(mut p: HandshakePattern, n: u8) -> Result<HandshakePattern, NameError> {
-    if n == 0 {
+    let Some(i) = n.checked_sub(1) else {
         p.messages[0] = match p.messages[0].prepend(Token::Psk) {
             Ok(m) => m,
             Err(e) => return Err(e),
         };
         return Ok(p);
-    }
+    };
     if n > p.len {
         return Err(NameError::InvalidModifier);
     }
-    let i = (n - 1) as usize;
+    let i = i as usize;
     p.messages[i] = match p.messages[i].push(Token::Psk) {
         Ok(m) => m,
         Err(e) => return Err(e),
@@ -425,15 +444,22 @@ pub struct Protocol {
     psk_mask: u8,
 }
 
+/// `s` split where `tail`, a suffix of `s`, begins.
+const fn split_before<'a>(s: &'a [u8], tail: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    match s.len().checked_sub(tail.len()) {
+        Some(at) => s.split_at_checked(at),
+        None => None,
+    }
+}
+
 const fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == sep {
-            let (a, b) = s.split_at(i);
-            let Some((_, b)) = b.split_first() else { return None };
-            return Some((a, b));
+    let mut rest = s;
+    while let Some((first, tail)) = rest.split_first() {
+        if *first == sep {
+            let Some((a, _)) = split_before(s, rest) else { return None };
+            return Some((a, tail));
         }
-        i += 1;
+        rest = tail;
     }
     None
 }
@@ -441,7 +467,7 @@ const fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
 const fn parse_psk_number(s: &[u8]) -> Option<u8> {
     // "pskN" with N one decimal digit 0..=9 (patterns have at most 4 messages).
     match s {
-        [b'p', b's', b'k', d] if d.is_ascii_digit() => Some(*d - b'0'),
+        [b'p', b's', b'k', d] if d.is_ascii_digit() => d.checked_sub(b'0'),
         _ => None,
     }
 }
@@ -467,13 +493,14 @@ impl Protocol {
         let Some((cipher, hash)) = split_once(rest, b'_') else { return Err(NameError::Syntax) };
 
         // The pattern is the leading run of upper-case letters and digits.
-        let mut cut = 0;
-        while cut < handshake.len()
-            && (handshake[cut].is_ascii_uppercase() || handshake[cut].is_ascii_digit())
-        {
-            cut += 1;
+        let mut mods = handshake;
+        while let Some((c, tail)) = mods.split_first() {
+            if !c.is_ascii_uppercase() && !c.is_ascii_digit() {
+                break;
+            }
+            mods = tail;
         }
-        let (pname, mut mods) = handshake.split_at(cut);
+        let Some((pname, _)) = split_before(handshake, mods) else { return Err(NameError::Syntax) };
         let mut pattern = match base_pattern(pname) {
             Ok(p) => p,
             Err(e) => return Err(e),
@@ -550,11 +577,8 @@ impl Protocol {
         };
 
         let mut stored = [0u8; MAX_NAME_LEN];
-        let mut i = 0;
-        while i < bytes.len() {
-            stored[i] = bytes[i];
-            i += 1;
-        }
+        let Some((dst, _)) = stored.split_at_mut_checked(bytes.len()) else { return Err(NameError::TooLong) };
+        dst.copy_from_slice(bytes);
         Ok(Protocol {
             name: stored,
             name_len: bytes.len() as u8,
