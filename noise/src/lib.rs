@@ -45,6 +45,7 @@ let b = Builder::new(&NN).dangerous_with_ephemeral(securemesh_core::Secret::new(
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 #[cfg(test)]
 extern crate std;
