@@ -13,9 +13,9 @@ use crate::framing::{
     AuthenticatedContent, Content, ContentType, FramedContent, FramedContentAuthData, SIGNATURE_LEN, Sender,
     protect_private, sign, sign_scratch_len,
 };
+use crate::group::Group;
 use crate::messages::{MlsMessageBody, WireFormat};
 use crate::secret_tree::RatchetKind;
-use crate::welcome::JoinedGroup;
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Reader;
 use securemesh_core::crypto::{Ed25519, Signature};
@@ -33,7 +33,7 @@ pub struct ApplicationMessage<'a> {
     pub data: &'a [u8],
 }
 
-impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup<L, B, G, E> {
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Scratch bytes [`open_application`](Self::open_application) needs at
     /// most for a message of `message_len` bytes.
     pub const fn application_scratch_len(message_len: usize) -> usize {
@@ -53,6 +53,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// application message sent as a PublicMessage (forbidden, §6.2), of
     /// another epoch or from our own leaf [`Error::Malformed`]; `scratch`
     /// is wiped on every error.
+    ///
+    /// Example: with [`seal_application`](Self::seal_application).
     pub fn open_application<'s>(
         &mut self,
         message: &'s [u8],
@@ -109,6 +111,32 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// changes and nothing is written.
     ///
     /// `scratch`: [`seal_scratch_len`](Self::seal_scratch_len) bytes.
+    ///
+    /// Between two members (built here without a Welcome by
+    /// `testing::member_pair`, feature `testing`):
+    ///
+    /// ```
+    /// use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::Group;
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// type Small = Group<4, 256, 16, 16>;
+    /// let (mut a, mut b): (Box<Small>, Box<Small>) = (Box::default(), Box::default());
+    /// let mut rng = TestRng::new(1);
+    /// member_pair(b"agents", &mut rng, [&mut *a, &mut *b])?;
+    ///
+    /// let (data, ad) = (b"move to waypoint 4", b"");
+    /// let mut message = [0u8; 512];
+    /// let mut scratch = vec![0u8; Small::seal_scratch_len(data.len(), ad.len())];
+    /// let n = a.seal_application(data, ad, 0, &mut rng, &mut message, &mut scratch)?;
+    ///
+    /// let mut scratch = vec![0u8; Small::application_scratch_len(n)];
+    /// let opened = b.open_application(&message[..n], &mut scratch)?;
+    /// assert_eq!((opened.sender, opened.data), (a.own_leaf(), &data[..]));
+    /// // A generation opens once.
+    /// let mut scratch = vec![0u8; Small::application_scratch_len(n)];
+    /// assert!(b.open_application(&message[..n], &mut scratch).is_err());
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
     #[allow(clippy::too_many_arguments)]
     pub fn seal_application<R: CryptoRng + ?Sized>(
         &mut self,
@@ -164,29 +192,29 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    type Group = JoinedGroup<4, 256, 8, 8>;
+    type Small = Group<4, 256, 8, 8>;
 
     /// Two members (leaves 0 and 1) of one group in the same epoch
     /// ([`crate::testing::member_pair`]); their tree validates.
-    fn pair() -> [Box<Group>; 2] {
-        let mut a: Box<Group> = Box::default();
-        let mut b: Box<Group> = Box::default();
+    fn pair() -> [Box<Small>; 2] {
+        let mut a: Box<Small> = Box::default();
+        let mut b: Box<Small> = Box::default();
         crate::testing::member_pair(b"agents", &mut TestRng::new(7), [&mut *a, &mut *b]).unwrap();
         let mut work = vec![0u8; 4096];
         a.tree().validate(b"agents", &mut work).unwrap();
         [a, b]
     }
 
-    fn encoded(g: &Group) -> Vec<u8> {
-        let mut out = vec![0u8; Group::MAX_ENCODED_LEN];
+    fn encoded(g: &Small) -> Vec<u8> {
+        let mut out = vec![0u8; Small::MAX_ENCODED_LEN];
         let n = g.encode_state(&mut out).unwrap();
         out.truncate(n);
         out
     }
 
-    fn seal(g: &mut Group, rng: &mut TestRng, data: &[u8]) -> Vec<u8> {
+    fn seal(g: &mut Small, rng: &mut TestRng, data: &[u8]) -> Vec<u8> {
         let mut out = vec![0u8; data.len() + 256];
-        let mut scratch = vec![0u8; Group::seal_scratch_len(data.len(), 2)];
+        let mut scratch = vec![0u8; Small::seal_scratch_len(data.len(), 2)];
         let n = g.seal_application(data, b"ad", 3, rng, &mut out, &mut scratch).unwrap();
         out.truncate(n);
         out
@@ -194,9 +222,9 @@ mod tests {
 
     /// Open `m` at `g`: `Ok((sender, generation, data))`, or the error
     /// with the state and the scratch checked unchanged and wiped.
-    fn open(g: &mut Group, m: &[u8]) -> Result<(u32, u32, Vec<u8>), Error> {
+    fn open(g: &mut Small, m: &[u8]) -> Result<(u32, u32, Vec<u8>), Error> {
         let before = encoded(g);
-        let mut scratch = vec![0xffu8; Group::application_scratch_len(m.len())];
+        let mut scratch = vec![0xffu8; Small::application_scratch_len(m.len())];
         match g.open_application(m, &mut scratch) {
             Ok(a) => {
                 assert_eq!(a.authenticated_data, b"ad");
@@ -228,7 +256,7 @@ mod tests {
             assert_eq!(open(&mut b, &ms[g - 1]), Err(Error::Decrypt), "generation {g}");
         }
         // A restored copy continues exactly as the original.
-        let mut restored: Box<Group> = Box::default();
+        let mut restored: Box<Small> = Box::default();
         restored.decode_state_into(&encoded(&b)).unwrap();
         for g in [5usize, 3, 7, 4, 6] {
             assert_eq!(open(&mut b, &ms[g - 1]), Ok((0, g as u32, vec![g as u8; 5])));
@@ -256,7 +284,7 @@ mod tests {
 
         // Sealing into a short buffer: an error, and the generation is not used.
         let mut out = vec![0u8; 16];
-        let mut scratch = vec![0u8; Group::seal_scratch_len(4, 2)];
+        let mut scratch = vec![0u8; Small::seal_scratch_len(4, 2)];
         let r = a.seal_application(b"next", b"ad", 0, &mut rng, &mut out, &mut scratch);
         assert!(matches!(r, Err(Error::BufferTooSmall { .. })), "{r:?}");
         assert!(out.iter().all(|b| *b == 0));

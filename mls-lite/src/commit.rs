@@ -1,13 +1,13 @@
 //! Processing proposals and commits as a member (RFC 9420 §12.1–12.4.2).
 //!
-//! A member that joined ([`JoinedGroup`]) follows the group by
+//! A member that joined ([`Group`]) follows the group by
 //!
-//! - [`JoinedGroup::process_proposal`]: authenticate a proposal sent as a
+//! - [`Group::process_proposal`]: authenticate a proposal sent as a
 //!   PublicMessage (signature, and membership tag for a member sender) or a
 //!   PrivateMessage (sender data, handshake ratchet of the secret tree,
 //!   signature) and cache it by its `ProposalRef` in a bounded
 //!   [`ProposalCache`], for a later commit that lists it by reference;
-//! - [`JoinedGroup::process_commit`]: authenticate a commit (same two
+//! - [`Group::process_commit`]: authenticate a commit (same two
 //!   framings), resolve its proposals (by value and by reference), validate
 //!   them, apply them to a provisional tree in the order of §12.2
 //!   (GroupContextExtensions, Updates, Removes with truncation, Adds into
@@ -48,7 +48,7 @@
 //! `spare` is emptied; after success `spare` is emptied too (the previous
 //! epoch's secrets are zeroized). Big temporaries (the decrypted
 //! PrivateMessage, signature inputs, the GroupContext) come from `scratch`:
-//! [`JoinedGroup::commit_scratch_len`] bytes are always enough.
+//! [`Group::commit_scratch_len`] bytes are always enough.
 //!
 //! A commit that removes us is authenticated (signature, membership tag)
 //! and reported as [`CommitEvent::Removed`]; the state is left as it was
@@ -67,6 +67,7 @@
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::framing::{AuthenticatedContent, Content, Sender, SenderData};
+use crate::group::Group;
 use crate::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
 use crate::messages::{
     MlsMessage, MlsMessageBody, Proposal, ProposalBody, ProposalOrRef, Psk, ResumptionPskUsage,
@@ -77,9 +78,7 @@ use crate::tree::node::LeafNodeSource;
 use crate::tree::{Node, Parent, RatchetTree};
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{UpdatePath, next_path_secret, node_key_pair};
-use crate::welcome::{
-    EpochSecretsKept, ExternalPsk, JoinedGroup, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension,
-};
+use crate::welcome::{EpochSecretsKept, ExternalPsk, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension};
 use securemesh_core::codec::Reader;
 use securemesh_core::ct_eq;
 
@@ -102,7 +101,7 @@ pub enum CommitEvent {
 }
 
 /// A resumption PSK the caller kept (`resumption_psk` of an earlier
-/// epoch, e.g. from [`JoinedGroup::secrets`] before each commit).
+/// epoch, e.g. from [`Group::secrets`] before each commit).
 #[derive(Clone, Copy)]
 pub struct ResumptionPsk<'a> {
     /// `psk_group_id`.
@@ -133,6 +132,10 @@ pub struct PskStore<'a> {
     /// Resumption PSKs, by group id and epoch.
     pub resumption: &'a [ResumptionPsk<'a>],
 }
+
+/// A [`ProposalCache`] with the default capacities (16 proposals, 8192
+/// bytes), so that `DefaultProposalCache::new()` needs no annotation.
+pub type DefaultProposalCache = ProposalCache;
 
 /// One cached proposal.
 #[derive(Clone, Copy, Debug)]
@@ -392,7 +395,7 @@ pub enum TreeChange {
 /// proposal types are [`Error::Unsupported`].
 ///
 /// This is the tree part only: signatures, leaf sources, capabilities and
-/// the other proposal checks of [`JoinedGroup::process_commit`] are not
+/// the other proposal checks of [`Group::process_commit`] are not
 /// run (the caller validates; an Update's leaf signature needs the group
 /// id). On error `tree` may be partly changed: apply to a copy.
 pub fn apply_to_tree<const L: usize, const B: usize>(
@@ -455,7 +458,7 @@ fn copy_secrets(s: &EpochSecretsKept) -> EpochSecretsKept {
     }
 }
 
-impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup<L, B, G, E> {
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Scratch bytes [`process_commit`](Self::process_commit) and
     /// [`process_proposal`](Self::process_proposal) need at most for a
     /// message of `message_len` bytes.
@@ -465,21 +468,6 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
             .saturating_add(B.saturating_mul(4))
             .saturating_add(G.saturating_add(E).saturating_mul(3))
             .saturating_add(2048)
-    }
-
-    /// The current tree hash.
-    pub fn tree_hash(&self) -> &[u8; NH] {
-        &self.tree_hash
-    }
-
-    /// The confirmed transcript hash of the current epoch.
-    pub fn confirmed_transcript_hash(&self) -> &[u8] {
-        &self.confirmed_transcript_hash
-    }
-
-    /// The GroupContext extensions of the current epoch (`extensions<V>` body).
-    pub fn extensions(&self) -> &[u8] {
-        &self.extensions
     }
 
     /// Make `self` a copy of `other`, field by field (no state-sized
@@ -598,6 +586,21 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// bytes. On error the cache and the group are unchanged; on success a
     /// PrivateMessage's handshake key is used up (a replay is
     /// [`Error::Decrypt`]).
+    ///
+    /// ```
+    /// use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// use securemesh_mls_lite::{DefaultGroup, DefaultProposalCache};
+    /// let (mut a, mut b): (Box<DefaultGroup>, Box<DefaultGroup>) = (Box::default(), Box::default());
+    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    /// let mut cache: Box<DefaultProposalCache> = Box::default();
+    ///
+    /// let proposal = [0u8; 40]; // not an MLSMessage: refused, nothing cached
+    /// let mut scratch = vec![0u8; DefaultGroup::commit_scratch_len(proposal.len())];
+    /// assert!(a.process_proposal(&proposal, &mut cache, &mut scratch).is_err());
+    /// assert!(cache.is_empty());
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
     pub fn process_proposal<const N: usize, const PB: usize>(
         &mut self,
         message: &[u8],
@@ -631,6 +634,36 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// [`commit_scratch_len`](Self::commit_scratch_len)`(message.len())`
     /// bytes (`BufferTooSmall { needed }` otherwise). On success the cache
     /// is emptied (its proposals belong to the old epoch).
+    ///
+    /// ```
+    /// use securemesh_mls_lite::{CommitEvent, DefaultGroup, DefaultProposalCache, Error, PskStore};
+    ///
+    /// /// Follow one commit; `Ok(false)`: it removed us, drop the group.
+    /// fn on_commit(
+    ///     group: &mut DefaultGroup,
+    ///     spare: &mut DefaultGroup,
+    ///     cache: &mut DefaultProposalCache,
+    ///     commit: &[u8],
+    /// ) -> Result<bool, Error> {
+    ///     let mut scratch = vec![0u8; DefaultGroup::commit_scratch_len(commit.len())];
+    ///     match group.process_commit(commit, cache, &PskStore::default(), spare, &mut scratch)? {
+    ///         // Persist the group now, before acting on the new epoch.
+    ///         CommitEvent::NewEpoch { .. } => Ok(true),
+    ///         CommitEvent::Removed => Ok(false),
+    ///     }
+    /// }
+    ///
+    /// # use securemesh_core::testing::TestRng;
+    /// # use securemesh_mls_lite::testing::member_pair;
+    /// let (mut a, mut b): (Box<DefaultGroup>, Box<DefaultGroup>) = (Box::default(), Box::default());
+    /// # member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    /// let (mut spare, mut cache) = (Box::<DefaultGroup>::default(), Box::<DefaultProposalCache>::default());
+    /// // A forged commit is refused and changes nothing.
+    /// assert!(on_commit(&mut a, &mut spare, &mut cache, &[0u8; 64]).is_err());
+    /// assert_eq!(a.epoch(), 1);
+    /// assert!(!spare.is_joined());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn process_commit<const N: usize, const PB: usize>(
         &mut self,
         message: &[u8],

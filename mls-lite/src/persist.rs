@@ -1,4 +1,4 @@
-//! Persisted group state: [`JoinedGroup`] through the `core` envelope
+//! Persisted group state: [`Group`] through the `core` envelope
 //! ([`securemesh_core::envelope`]), kind [`StateKind::MLS_GROUP`], body
 //! version 2, suite [`SuiteId::DEFAULT`]. Version 1 bodies are still read
 //! (migrated, see below).
@@ -58,7 +58,7 @@
 //! Encoding always writes version 2.
 //!
 //! The four capacities are part of the state's shape: a state is read only
-//! by a [`JoinedGroup`] of the same const generics (else
+//! by a [`Group`] of the same const generics (else
 //! [`Error::InvalidValue`]). Capacities above 65535 cannot be encoded
 //! ([`Error::LengthOverflow`]). An empty slot (not joined) has nothing to
 //! persist: encoding it is [`Error::InvalidValue`].
@@ -82,21 +82,22 @@
 //! every save) unless the storage is already confidential and
 //! integrity-protected, and keep the newest generation in monotonic storage.
 //! A caller **MUST** persist the new state after every successful
-//! [`JoinedGroup::process_commit`] (and join) before it acts on the new
+//! [`Group::process_commit`] (and join) before it acts on the new
 //! epoch or transmits anything under it.
 //!
 //! The state is large (the tree dominates), so besides the by-value
 //! [`Persist::decode_state`] / [`Persist::open_state`] there are in-place
 //! forms that restore into a caller's slot without a state-sized
-//! temporary: [`JoinedGroup::decode_state_into`] and
-//! [`JoinedGroup::open_state_into`].
+//! temporary: [`Group::decode_state_into`] and
+//! [`Group::open_state_into`].
 
 use crate::crypto::{NH, NN, Secret32};
+use crate::group::Group;
 use crate::secret_tree::{KeyNonce, Ratchet};
 use crate::sender_ratchets::{OUT_OF_ORDER_TOLERANCE, SKIPPED_KEYS, SenderRatchets, Skipped};
 use crate::tree::{Node, RatchetTree};
 use crate::tree_math;
-use crate::welcome::{EpochSecretsKept, JoinedGroup, PathKey};
+use crate::welcome::{EpochSecretsKept, PathKey};
 use securemesh_core::Error;
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Dh, Ed25519, Signature, SuiteId, X25519};
@@ -349,7 +350,7 @@ fn check_tree<const L: usize, const B: usize>(tree: &RatchetTree<L, B>) -> Resul
     Ok(())
 }
 
-impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup<L, B, G, E> {
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Check a header as [`Persist::decode_state`] does.
     fn check_envelope(header: &Header, body: &[u8]) -> Result<(), Error> {
         if header.kind != Self::KIND {
@@ -453,6 +454,23 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// [`Persist::decode_state`] in place: restore the plain envelope
     /// `bytes` into `self`, without a state-sized temporary. On error
     /// `self` is left empty.
+    ///
+    /// ```
+    /// use securemesh_core::envelope::Persist;
+    /// use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::Group;
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// type Small = Group<4, 256, 16, 16>;
+    /// let (mut a, mut b): (Box<Small>, Box<Small>) = (Box::default(), Box::default());
+    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    ///
+    /// let mut saved = vec![0u8; Small::MAX_ENCODED_LEN];
+    /// let n = a.encode_state(&mut saved)?;
+    /// let mut restored: Box<Small> = Box::default();
+    /// restored.decode_state_into(&saved[..n])?;
+    /// assert_eq!(restored.epoch_authenticator().expose(), a.epoch_authenticator().expose());
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
     pub fn decode_state_into(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let decoded = envelope::decode(bytes).and_then(|(header, body)| {
             Self::check_envelope(&header, body)?;
@@ -498,7 +516,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     }
 }
 
-impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for JoinedGroup<L, B, G, E> {
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for Group<L, B, G, E> {
     const KIND: StateKind = StateKind::MLS_GROUP;
     const VERSION: u16 = 2;
     const MAX_BODY_LEN: usize = 4 * 2 // capacities
@@ -609,13 +627,12 @@ mod tests {
         v
     }
 
-    /// The largest state of a `JoinedGroup<L, B, G, E>`: a full tree of
+    /// The largest state of a `Group<L, B, G, E>`: a full tree of
     /// `B`-byte leaves, every parent with a parent hash and every leaf below
     /// it unmerged, full group id and extensions, a path key on every
     /// parent of our direct path.
-    fn max_state<const L: usize, const B: usize, const G: usize, const E: usize>()
-    -> Box<JoinedGroup<L, B, G, E>> {
-        let mut g: Box<JoinedGroup<L, B, G, E>> = Box::default();
+    fn max_state<const L: usize, const B: usize, const G: usize, const E: usize>() -> Box<Group<L, B, G, E>> {
+        let mut g: Box<Group<L, B, G, E>> = Box::default();
         let leaf_priv = Secret::new([7u8; 32]);
         let sig_priv = Secret::new([8u8; 32]);
         let own_enc = X25519::public_key(&leaf_priv);
@@ -679,11 +696,11 @@ mod tests {
     fn max_is_exact<const L: usize, const B: usize, const G: usize, const E: usize>() {
         let g = max_state::<L, B, G, E>();
         let bytes = encoded(&*g);
-        assert_eq!(bytes.len(), JoinedGroup::<L, B, G, E>::MAX_ENCODED_LEN, "L={L} B={B}");
-        let back = JoinedGroup::<L, B, G, E>::decode_state(&bytes).unwrap();
+        assert_eq!(bytes.len(), Group::<L, B, G, E>::MAX_ENCODED_LEN, "L={L} B={B}");
+        let back = Group::<L, B, G, E>::decode_state(&bytes).unwrap();
         assert_eq!(encoded(&back), bytes);
         assert_eq!(back.path_keys().len(), max_depth(L));
-        let mut slot: Box<JoinedGroup<L, B, G, E>> = Box::default();
+        let mut slot: Box<Group<L, B, G, E>> = Box::default();
         slot.decode_state_into(&bytes).unwrap();
         assert_eq!(encoded(&*slot), bytes);
     }
@@ -693,21 +710,21 @@ mod tests {
         max_is_exact::<64, 384, 64, 256>();
         max_is_exact::<5, 300, 8, 16>();
         max_is_exact::<1, 200, 1, 0>();
-        assert_eq!(JoinedGroup::<64, 384, 64, 256>::MAX_BODY_LEN, 38_410);
+        assert_eq!(Group::<64, 384, 64, 256>::MAX_BODY_LEN, 38_410);
     }
 
     #[test]
     fn empty_slot_and_other_capacities_are_refused() {
-        let empty: Box<JoinedGroup<8, 384, 16, 16>> = Box::default();
+        let empty: Box<Group<8, 384, 16, 16>> = Box::default();
         let mut out = vec![0u8; 64];
         assert_eq!(empty.encode_state(&mut out), Err(Error::InvalidValue));
         let bytes = encoded(&*max_state::<8, 384, 16, 16>());
-        assert!(JoinedGroup::<8, 384, 16, 16>::decode_state(&bytes).is_ok());
+        assert!(Group::<8, 384, 16, 16>::decode_state(&bytes).is_ok());
         // Another shape of the same kind: refused, and the slot left empty.
-        let mut other: Box<JoinedGroup<8, 384, 16, 32>> = Box::default();
+        let mut other: Box<Group<8, 384, 16, 32>> = Box::default();
         assert_eq!(other.decode_state_into(&bytes), Err(Error::InvalidValue));
         assert!(!other.is_joined());
-        assert!(JoinedGroup::<16, 384, 16, 16>::decode_state(&bytes).is_err());
+        assert!(Group::<16, 384, 16, 16>::decode_state(&bytes).is_err());
     }
 
     #[test]
@@ -719,19 +736,19 @@ mod tests {
         g.tree_hash[0] ^= 1;
         let mut out = vec![0u8; good.len()];
         let n = g.encode_state(&mut out).unwrap();
-        assert_eq!(JoinedGroup::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
+        assert_eq!(Group::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
         let mut g = max_state::<4, 256, 8, 8>();
         g.path_keys[0].private_key = Secret::new([1; 32]);
         let n = g.encode_state(&mut out).unwrap();
-        assert_eq!(JoinedGroup::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
+        assert_eq!(Group::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
         let mut g = max_state::<4, 256, 8, 8>();
         g.own_leaf = 0;
         let n = g.encode_state(&mut out).unwrap();
-        assert_eq!(JoinedGroup::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
+        assert_eq!(Group::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
         let mut g = max_state::<4, 256, 8, 8>();
         g.signature_private_key = Secret::new([9; 32]);
         let n = g.encode_state(&mut out).unwrap();
-        assert_eq!(JoinedGroup::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
+        assert_eq!(Group::<4, 256, 8, 8>::decode_state(&out[..n]).err(), Some(Error::InvalidValue));
         // An unmerged leaf outside its parent's subtree cannot be encoded.
         let mut g = max_state::<4, 256, 8, 8>();
         let Node::Parent(p) = g.tree.node(1) else { panic!() };
@@ -739,16 +756,16 @@ mod tests {
         p.unmerged.push(3).unwrap();
         g.tree.set_parent(1, Some(p)).unwrap();
         assert_eq!(g.encode_state(&mut out), Err(Error::InvalidValue));
-        assert!(JoinedGroup::<4, 256, 8, 8>::decode_state(&good).is_ok());
+        assert!(Group::<4, 256, 8, 8>::decode_state(&good).is_ok());
     }
 
     #[test]
     fn inconsistent_secret_trees_are_refused() {
-        let refused = |g: &JoinedGroup<4, 256, 8, 8>| {
+        let refused = |g: &Group<4, 256, 8, 8>| {
             // (Larger than the bound: an extra node secret does not fit.)
-            let mut out = vec![0u8; JoinedGroup::<4, 256, 8, 8>::MAX_ENCODED_LEN + 64];
+            let mut out = vec![0u8; Group::<4, 256, 8, 8>::MAX_ENCODED_LEN + 64];
             let n = g.encode_state(&mut out).unwrap();
-            let r = JoinedGroup::<4, 256, 8, 8>::decode_state(&out[..n]);
+            let r = Group::<4, 256, 8, 8>::decode_state(&out[..n]);
             assert!(matches!(r, Err(Error::InvalidValue | Error::LengthOverflow)), "{:?}", r.err());
         };
         // A node secret on a path whose leaf has its ratchets (its keys
@@ -764,7 +781,7 @@ mod tests {
         g.ratchets.reset(&Secret::new([5; 32]), 4).unwrap();
         g.ratchets.consume(2, 3, RatchetKind::Application).unwrap();
         let bytes = encoded(&*g);
-        let back = JoinedGroup::<4, 256, 8, 8>::decode_state(&bytes).unwrap();
+        let back = Group::<4, 256, 8, 8>::decode_state(&bytes).unwrap();
         assert_eq!(encoded(&back), bytes);
         assert_eq!(back.ratchets.skipped_keys(), 3);
         // Skipped keys: at or above the next generation, below the window,
@@ -799,7 +816,7 @@ mod tests {
         confirmed: &[u8],
         epoch: u64,
         fill: u8,
-    ) -> Box<JoinedGroup<8, 256, 16, 16>> {
+    ) -> Box<Group<8, 256, 16, 16>> {
         let mut g = max_state::<8, 256, 16, 16>();
         for l in 0..7u32 {
             if blank_leaves & (1 << l) != 0 {
@@ -841,8 +858,8 @@ mod tests {
         ) {
             let g = random_state(blank_leaves, blank_parents, &group_id, &extensions, &confirmed, epoch, fill);
             let bytes = encoded(&*g);
-            proptest::prop_assert!(bytes.len() <= JoinedGroup::<8, 256, 16, 16>::MAX_ENCODED_LEN);
-            let back = JoinedGroup::<8, 256, 16, 16>::decode_state(&bytes).unwrap();
+            proptest::prop_assert!(bytes.len() <= Group::<8, 256, 16, 16>::MAX_ENCODED_LEN);
+            let back = Group::<8, 256, 16, 16>::decode_state(&bytes).unwrap();
             proptest::prop_assert_eq!(encoded(&back), bytes);
             proptest::prop_assert_eq!(back.epoch(), epoch);
             proptest::prop_assert_eq!(back.group_id(), &group_id[..]);
@@ -853,12 +870,12 @@ mod tests {
 
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(0u8..=255, 0..400)) {
-            let _ = JoinedGroup::<8, 256, 16, 16>::decode_state(&bytes);
+            let _ = Group::<8, 256, 16, 16>::decode_state(&bytes);
             // With a valid envelope header in front, the body parser is reached.
             let mut framed = std::vec![0x53, 0x4d, 0x73, 0x74, 4, 0, 1, 0, 3];
             framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
             framed.extend_from_slice(&bytes);
-            let mut slot: Box<JoinedGroup<8, 256, 16, 16>> = Box::default();
+            let mut slot: Box<Group<8, 256, 16, 16>> = Box::default();
             if slot.decode_state_into(&framed).is_err() {
                 proptest::prop_assert!(!slot.is_joined());
             }
@@ -869,9 +886,9 @@ mod tests {
     fn every_truncation_and_flipped_byte_is_handled() {
         let good = encoded(&*max_state::<4, 256, 8, 8>());
         for n in 0..good.len() {
-            assert!(JoinedGroup::<4, 256, 8, 8>::decode_state(&good[..n]).is_err());
+            assert!(Group::<4, 256, 8, 8>::decode_state(&good[..n]).is_err());
         }
-        let mut slot: Box<JoinedGroup<4, 256, 8, 8>> = Box::default();
+        let mut slot: Box<Group<4, 256, 8, 8>> = Box::default();
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x41;

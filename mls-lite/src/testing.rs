@@ -13,8 +13,8 @@
 
 use crate::crypto::{NH, Secret32, sign_with_label};
 use crate::error::Error;
+use crate::group::Group;
 use crate::key_schedule::{EpochSecrets, GroupContext};
-use crate::welcome::JoinedGroup;
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
 use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
@@ -60,14 +60,14 @@ fn write_leaf(
 /// (leaf 0, leaf 1), each holding its own private keys and the same
 /// epoch-1 state; keys and secrets from `rng` (see the module
 /// documentation). Their application messages
-/// ([`JoinedGroup::seal_application`]) open at the other member.
+/// ([`Group::seal_application`]) open at the other member.
 ///
 /// ```
 /// use securemesh_core::testing::TestRng;
 /// use securemesh_mls_lite::testing::member_pair;
-/// use securemesh_mls_lite::welcome::JoinedGroup;
-/// let mut a: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
-/// let mut b: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
+/// use securemesh_mls_lite::Group;
+/// let mut a: Box<Group<4, 256, 16, 16>> = Box::default();
+/// let mut b: Box<Group<4, 256, 16, 16>> = Box::default();
 /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
 /// assert_eq!((a.own_leaf(), b.own_leaf()), (0, 1));
 /// assert_eq!(a.epoch_authenticator().expose(), b.epoch_authenticator().expose());
@@ -76,7 +76,7 @@ fn write_leaf(
 pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const G: usize, const E: usize>(
     group_id: &[u8],
     rng: &mut R,
-    members: [&mut JoinedGroup<L, B, G, E>; 2],
+    members: [&mut Group<L, B, G, E>; 2],
 ) -> Result<(), Error> {
     let [a, b] = members;
     let keys: [(Secret32, Secret32); 2] =

@@ -19,8 +19,8 @@
 //! 4. runs the key schedule with the GroupInfo's GroupContext, verifies the
 //!    confirmation tag and computes the interim transcript hash.
 //!
-//! The result is a [`JoinedGroup`], a bounded state built in place into a
-//! caller-owned slot ([`JoinedGroup::join_into`]) so that firmware can place
+//! The result is a [`Group`], a bounded state built in place into a
+//! caller-owned slot ([`Group::join_into`]) so that firmware can place
 //! it statically. The lower-level steps ([`open_group_secrets`],
 //! [`welcome_secret`], [`open_group_info`], [`psk_secret_for`]) are public
 //! for callers (and vectors) that only need part of the join.
@@ -33,15 +33,15 @@
 
 use crate::crypto::{self, NH, NK, NN, Secret32};
 use crate::error::Error;
-use crate::key_schedule::{EpochSecrets, GroupContext, PskInput};
+use crate::group::Group;
+use crate::key_schedule::{EpochSecrets, PskInput};
 use crate::messages::{GroupInfo, GroupSecrets, KeyPackage, Psk, Welcome};
-use crate::sender_ratchets::SenderRatchets;
 use crate::transcript::{InterimTranscriptHashInput, verify_confirmation_tag};
-use crate::tree::{Node, RatchetTree};
+use crate::tree::Node;
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{next_path_secret, node_key_pair};
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Ed25519SigningKey, Signature, X25519};
+use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Signature, X25519};
 use securemesh_core::{Secret, ct_eq};
 
 /// Extension type of `ratchet_tree` (RFC 9420 §12.4.3.3).
@@ -194,7 +194,7 @@ pub fn find_extension(extensions: &[u8], ty: u16) -> Result<Option<&[u8]>, Error
 /// key schedule produced except `joiner_secret` and `welcome_secret`,
 /// which a member never needs again, and `encryption_secret`, which lives
 /// on only as the root of the epoch's secret tree
-/// ([`SenderRatchets`], erased there
+/// ([`SenderRatchets`](crate::sender_ratchets::SenderRatchets), erased there
 /// once used, §9.2). All zeroize on drop.
 pub struct EpochSecretsKept {
     /// `sender_data_secret` (PrivateMessage sender data).
@@ -255,6 +255,15 @@ impl From<EpochSecrets> for EpochSecretsKept {
     }
 }
 
+/// The former name of [`Group`], kept so that existing code compiles.
+#[deprecated(since = "0.1.0", note = "renamed `Group` (`securemesh_mls_lite::Group`)")]
+pub type JoinedGroup<
+    const MAX_LEAVES: usize = 64,
+    const LEAF_BYTES: usize = 384,
+    const GROUP_ID_BYTES: usize = 64,
+    const EXTENSION_BYTES: usize = 256,
+> = Group<MAX_LEAVES, LEAF_BYTES, GROUP_ID_BYTES, EXTENSION_BYTES>;
+
 /// A path node's private key.
 pub struct PathKey {
     /// The parent node.
@@ -263,95 +272,7 @@ pub struct PathKey {
     pub private_key: Secret32,
 }
 
-/// The state of a member that joined from a Welcome: the GroupContext of
-/// the epoch, the ratchet tree, our leaf and private keys, the transcript
-/// hashes and the epoch's secrets. Bounded by const generics: at most
-/// `MAX_LEAVES` members of at most `LEAF_BYTES` bytes each, a group id of at
-/// most `GROUP_ID_BYTES` and GroupContext extensions of at most
-/// `EXTENSION_BYTES` bytes.
-///
-/// The state is large (the tree dominates: about 60 KB with the defaults),
-/// so it is built in place: make an empty one once ([`JoinedGroup::new`],
-/// e.g. in a `static`) and [`join_into`](JoinedGroup::join_into) it.
-///
-/// ```
-/// use securemesh_mls_lite::welcome::JoinedGroup;
-/// let slot: Box<JoinedGroup<8>> = Box::default();
-/// assert!(!slot.is_joined());
-/// ```
-pub struct JoinedGroup<
-    const MAX_LEAVES: usize = 64,
-    const LEAF_BYTES: usize = 384,
-    const GROUP_ID_BYTES: usize = 64,
-    const EXTENSION_BYTES: usize = 256,
-> {
-    pub(crate) joined: bool,
-    pub(crate) group_id: heapless::Vec<u8, GROUP_ID_BYTES>,
-    pub(crate) epoch: u64,
-    pub(crate) tree_hash: [u8; NH],
-    pub(crate) confirmed_transcript_hash: heapless::Vec<u8, NH>,
-    pub(crate) interim_transcript_hash: [u8; NH],
-    pub(crate) extensions: heapless::Vec<u8, EXTENSION_BYTES>,
-    pub(crate) tree: RatchetTree<MAX_LEAVES, LEAF_BYTES>,
-    pub(crate) own_leaf: u32,
-    pub(crate) leaf_private_key: Secret32,
-    pub(crate) signature_private_key: Secret32,
-    /// The signing key loaded from `signature_private_key` on first use
-    /// (loading recomputes the public key: a base-point multiplication per
-    /// signature otherwise). Emptied wherever the seed is set.
-    pub(crate) signing_key: Option<Ed25519SigningKey>,
-    pub(crate) path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS>,
-    pub(crate) secrets: EpochSecretsKept,
-    pub(crate) ratchets: SenderRatchets<MAX_LEAVES>,
-}
-
-impl<const L: usize, const B: usize, const G: usize, const E: usize> Default for JoinedGroup<L, B, G, E> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup<L, B, G, E> {
-    /// An empty slot (not joined); `const`, so it can initialise a `static`.
-    pub const fn new() -> Self {
-        JoinedGroup {
-            joined: false,
-            group_id: heapless::Vec::new(),
-            epoch: 0,
-            tree_hash: [0; NH],
-            confirmed_transcript_hash: heapless::Vec::new(),
-            interim_transcript_hash: [0; NH],
-            extensions: heapless::Vec::new(),
-            tree: RatchetTree::new(),
-            own_leaf: 0,
-            leaf_private_key: Secret::new([0; NH]),
-            signature_private_key: Secret::new([0; NH]),
-            signing_key: None,
-            path_keys: heapless::Vec::new(),
-            secrets: EpochSecretsKept::zeroed(),
-            ratchets: SenderRatchets::empty(),
-        }
-    }
-
-    /// Empty the slot, zeroizing every secret it held.
-    pub fn clear(&mut self) {
-        self.joined = false;
-        self.group_id.clear();
-        self.epoch = 0;
-        self.tree_hash = [0; NH];
-        self.confirmed_transcript_hash.clear();
-        self.interim_transcript_hash = [0; NH];
-        self.extensions.clear();
-        self.tree = RatchetTree::new();
-        self.own_leaf = 0;
-        self.leaf_private_key = Secret32::zeroed();
-        self.signature_private_key = Secret32::zeroed();
-        self.signing_key = None;
-        self.path_keys.clear();
-        self.secrets = EpochSecretsKept::zeroed();
-        self.ratchets.clear();
-    }
-
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Scratch bytes [`join_into`](Self::join_into) needs at most for a
     /// Welcome of `welcome_len` bytes.
     pub const fn scratch_len(welcome_len: usize) -> usize {
@@ -381,6 +302,24 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
     /// signature, our leaf, path keys) leaves it empty, as after
     /// [`clear`](Self::clear). A slot is never left half-built. Join into a
     /// spare slot, not over a live group.
+    ///
+    /// ```
+    /// use securemesh_mls_lite::messages::{MlsMessage, MlsMessageBody};
+    /// use securemesh_mls_lite::{DefaultGroup, Error, JoinKeys};
+    ///
+    /// /// Join from the `MLSMessage` bytes of a Welcome whose GroupInfo
+    /// /// carries the ratchet tree, naming no external PSK.
+    /// fn join(slot: &mut DefaultGroup, welcome: &[u8], keys: &JoinKeys<'_>) -> Result<(), Error> {
+    ///     let MlsMessageBody::Welcome(w) = MlsMessage::from_bytes(welcome)?.body else {
+    ///         return Err(Error::Malformed);
+    ///     };
+    ///     let mut scratch = vec![0u8; DefaultGroup::scratch_len(welcome.len())];
+    ///     slot.join_into(&w, keys, None, &[], &mut scratch)
+    ///     // Persist the group now, before acting on it.
+    /// }
+    /// ```
+    ///
+    /// The crate documentation ("Using a group") joins a published group.
     pub fn join_into(
         &mut self,
         welcome: &Welcome<'_>,
@@ -542,104 +481,5 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> JoinedGroup
         self.secrets = epoch_secrets.into();
         self.joined = true;
         Ok(())
-    }
-
-    /// Whether the slot holds a joined group.
-    pub fn is_joined(&self) -> bool {
-        self.joined
-    }
-
-    /// The GroupContext of the current epoch.
-    pub fn group_context(&self) -> GroupContext<'_> {
-        GroupContext {
-            group_id: &self.group_id,
-            epoch: self.epoch,
-            tree_hash: &self.tree_hash,
-            confirmed_transcript_hash: &self.confirmed_transcript_hash,
-            extensions: &self.extensions,
-        }
-    }
-
-    /// The group id.
-    pub fn group_id(&self) -> &[u8] {
-        &self.group_id
-    }
-
-    /// The epoch number.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// The interim transcript hash of the current epoch.
-    pub fn interim_transcript_hash(&self) -> &[u8; NH] {
-        &self.interim_transcript_hash
-    }
-
-    /// The ratchet tree.
-    pub fn tree(&self) -> &RatchetTree<L, B> {
-        &self.tree
-    }
-
-    /// Our leaf index.
-    pub fn own_leaf(&self) -> u32 {
-        self.own_leaf
-    }
-
-    /// The secrets of the current epoch.
-    pub fn secrets(&self) -> &EpochSecretsKept {
-        &self.secrets
-    }
-
-    /// `epoch_authenticator` of the current epoch.
-    pub fn epoch_authenticator(&self) -> &Secret32 {
-        &self.secrets.epoch_authenticator
-    }
-
-    /// Our Ed25519 signing seed.
-    pub fn signature_private_key(&self) -> &Secret32 {
-        &self.signature_private_key
-    }
-
-    /// `MLS-Exporter(label, context, out.len())` of the current epoch
-    /// (RFC 9420 §8.5): a secret every member of the epoch derives alike,
-    /// for keying something outside MLS. Fails only for an empty slot
-    /// ([`Error::Malformed`]) or an output longer than HKDF allows
-    /// ([`Error::InvalidLength`]).
-    ///
-    /// ```
-    /// use securemesh_core::testing::TestRng;
-    /// use securemesh_mls_lite::testing::member_pair;
-    /// use securemesh_mls_lite::welcome::JoinedGroup;
-    /// let mut a: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
-    /// let mut b: Box<JoinedGroup<4, 256, 16, 16>> = Box::default();
-    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
-    /// let (mut ka, mut kb) = ([0u8; 32], [0u8; 32]);
-    /// a.export_secret(b"telemetry key", b"v1", &mut ka)?;
-    /// b.export_secret(b"telemetry key", b"v1", &mut kb)?;
-    /// assert_eq!(ka, kb);
-    /// # Ok::<(), securemesh_mls_lite::Error>(())
-    /// ```
-    pub fn export_secret(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), Error> {
-        if !self.joined {
-            return Err(Error::Malformed);
-        }
-        crate::key_schedule::mls_exporter(&self.secrets.exporter, label, context, out)
-    }
-
-    /// The path-node private keys we hold, lowest first.
-    pub fn path_keys(&self) -> &[PathKey] {
-        &self.path_keys
-    }
-
-    /// The HPKE private key we hold for node `x` (our leaf or a path node),
-    /// as `RatchetTree::decrypt_path_secret` asks for it.
-    pub fn private_key(&self, x: NodeIndex) -> Option<Secret32> {
-        if !self.joined {
-            return None;
-        }
-        if Some(x) == tree_math::leaf_to_node(self.own_leaf) {
-            return Some(self.leaf_private_key.clone());
-        }
-        self.path_keys.iter().find(|k| k.node == x).map(|k| k.private_key.clone())
     }
 }

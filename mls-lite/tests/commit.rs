@@ -1,4 +1,4 @@
-//! Processing commits (`JoinedGroup::process_commit`) on the mlswg
+//! Processing commits (`Group::process_commit`) on the mlswg
 //! passive-client vectors:
 //!
 //! - a PublicMessage commit (`passive-client-handling-commit.json`, entry 0)

@@ -1,4 +1,4 @@
-//! Persisted group state (`Persist for JoinedGroup`) on the mlswg
+//! Persisted group state (`Persist for Group`) on the mlswg
 //! passive-client vectors:
 //!
 //! - a group saved after any number of epochs of a vector (plain or

@@ -1,4 +1,4 @@
-//! Joining from a Welcome (`welcome::JoinedGroup::join_into`) on the
+//! Joining from a Welcome (`Group::join_into`) on the
 //! first entry of the mlswg `passive-client-welcome.json` vector (whose
 //! GroupInfo carries the ratchet tree and whose GroupSecrets carries a path
 //! secret):
@@ -14,7 +14,8 @@ use securemesh_core::Secret;
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::crypto::Secret32;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
-use securemesh_mls_lite::welcome::{JoinKeys, JoinedGroup};
+use securemesh_mls_lite::welcome::JoinKeys;
+use securemesh_mls_lite::{DefaultGroup, Group};
 
 const VECTOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/mls/passive-client-welcome.json");
 
@@ -79,16 +80,16 @@ fn keys(e: &Entry) -> JoinKeys<'_> {
     }
 }
 
-fn join(slot: &mut JoinedGroup, e: &Entry, welcome_bytes: &[u8]) -> Result<(), Error> {
+fn join(slot: &mut Group, e: &Entry, welcome_bytes: &[u8]) -> Result<(), Error> {
     let w = welcome(welcome_bytes)?;
-    let mut scratch = vec![0u8; JoinedGroup::<64, 384, 64, 256>::scratch_len(welcome_bytes.len())];
+    let mut scratch = vec![0u8; DefaultGroup::scratch_len(welcome_bytes.len())];
     slot.join_into(&w, &keys(e), None, &[], &mut scratch)
 }
 
 #[test]
 fn joins_the_vector_group() {
     let e = entry();
-    let mut slot: Box<JoinedGroup> = Box::default();
+    let mut slot: Box<Group> = Box::default();
     join(&mut slot, &e, &e.welcome).unwrap();
     assert!(slot.is_joined());
     assert_eq!(slot.epoch_authenticator().expose(), &e.epoch_authenticator[..]);
@@ -106,7 +107,7 @@ fn joins_the_vector_group() {
 #[test]
 fn every_flipped_welcome_byte_fails_to_join() {
     let e = entry();
-    let mut slot: Box<JoinedGroup> = Box::default();
+    let mut slot: Box<Group> = Box::default();
     let mut failed = 0usize;
     for i in 0..e.welcome.len() {
         for mask in [0x01u8, 0xff] {
@@ -128,14 +129,14 @@ fn every_flipped_welcome_byte_fails_to_join() {
 fn small_scratch_or_wrong_keys_change_nothing() {
     let e = entry();
     let w = welcome(&e.welcome).unwrap();
-    let mut slot: Box<JoinedGroup> = Box::default();
+    let mut slot: Box<Group> = Box::default();
     let mut tiny = [0u8; 64];
     let needed = match slot.join_into(&w, &keys(&e), None, &[], &mut tiny) {
         Err(Error::BufferTooSmall { needed }) => needed,
         other => panic!("{other:?}"),
     };
     assert!(!slot.is_joined());
-    assert!(needed <= JoinedGroup::<64, 384, 64, 256>::scratch_len(e.welcome.len()));
+    assert!(needed <= DefaultGroup::scratch_len(e.welcome.len()));
     let mut scratch = vec![0u8; needed];
     slot.join_into(&w, &keys(&e), None, &[], &mut scratch).unwrap();
     let auth = slot.epoch_authenticator().expose().to_vec();
@@ -159,17 +160,27 @@ fn small_scratch_or_wrong_keys_change_nothing() {
 #[test]
 fn state_size_ceiling_and_static_slot() {
     // The tree dominates; the ceilings keep the static reservation honest.
-    let size = core::mem::size_of::<JoinedGroup>();
-    println!("JoinedGroup<64, 384, 64, 256>: {size} bytes");
+    let size = core::mem::size_of::<Group>();
+    println!("Group<64, 384, 64, 256>: {size} bytes");
     assert!(size <= 60 * 1024, "{size}");
     // The secret-tree state (node secrets, ratchets, 32 skipped keys).
     let ratchets = core::mem::size_of::<securemesh_mls_lite::sender_ratchets::SenderRatchets>();
     println!("SenderRatchets<64, 32>: {ratchets} bytes");
     assert!(ratchets <= 12 * 1024, "{ratchets}");
-    let small = core::mem::size_of::<JoinedGroup<8, 384, 32, 64>>();
-    println!("JoinedGroup<8, 384, 32, 64>: {small} bytes");
+    let small = core::mem::size_of::<Group<8, 384, 32, 64>>();
+    println!("Group<8, 384, 32, 64>: {small} bytes");
     assert!(small <= 12 * 1024, "{small}");
     // `new` is const: a slot can live in a static.
-    static SLOT: std::sync::Mutex<JoinedGroup<8, 384, 32, 64>> = std::sync::Mutex::new(JoinedGroup::new());
+    static SLOT: std::sync::Mutex<Group<8, 384, 32, 64>> = std::sync::Mutex::new(Group::new());
     assert!(!SLOT.lock().unwrap().is_joined());
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_former_name_still_compiles() {
+    use securemesh_mls_lite::welcome::JoinedGroup;
+    let slot: Box<JoinedGroup> = Box::default();
+    let group: &Group = &slot;
+    assert!(!group.is_joined());
+    assert_eq!(JoinedGroup::<8>::scratch_len(10), Group::<8>::scratch_len(10));
 }

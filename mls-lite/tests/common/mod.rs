@@ -5,9 +5,9 @@
 use securemesh_core::Secret;
 use securemesh_mls_lite::crypto::Secret32;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
-use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys, JoinedGroup};
+use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys};
 
-pub type Group = JoinedGroup<64, 384, 64, 256>;
+pub type Group = securemesh_mls_lite::DefaultGroup;
 
 pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/mls/");
 

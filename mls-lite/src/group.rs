@@ -1,0 +1,304 @@
+//! The group: [`Group`], the state of one member of one MLS group, and
+//! the whole API of a member on it.
+//!
+//! A [`Group`] is a slot: made empty ([`Group::new`], `const`, so it can sit
+//! in a `static`), filled by a join, then moved from epoch to epoch by the
+//! commits it processes. Every call is a transaction (on error nothing
+//! changed, see each method), and every input is `&[u8]` with the output
+//! written into a caller-lent buffer.
+//!
+//! | step | method | scratch |
+//! | --- | --- | --- |
+//! | join from a Welcome | [`Group::join_into`] | [`Group::scratch_len`] |
+//! | cache a proposal | [`Group::process_proposal`] | [`Group::commit_scratch_len`] |
+//! | move to the next epoch | [`Group::process_commit`] (with a spare slot) | [`Group::commit_scratch_len`] |
+//! | send application data | [`Group::seal_application`] | [`Group::seal_scratch_len`] |
+//! | receive application data | [`Group::open_application`] | [`Group::application_scratch_len`] |
+//! | key something outside MLS | [`Group::export_secret`] | |
+//! | compare epochs out of band | [`Group::epoch_authenticator`] | |
+//! | who is in the group | [`Group::members`], [`Group::own_leaf`], [`Group::tree`] | |
+//! | save | [`Persist::encode_state`], [`Persist::seal_state`] | |
+//! | restore in place | [`Group::decode_state_into`], [`Group::open_state_into`] | [`Persist::MAX_BODY_LEN`] |
+//!
+//! The methods are implemented beside the part of RFC 9420 they follow:
+//! joining in [`welcome`](crate::welcome), proposals and commits in
+//! [`commit`](crate::commit), application messages in
+//! [`application`](crate::application), the persisted state in
+//! [`persist`](crate::persist); the types they take and return are
+//! re-exported at the crate root. The crate documentation walks the life
+//! cycle ("Using a group").
+//!
+//! [`Persist::encode_state`]: securemesh_core::envelope::Persist::encode_state
+//! [`Persist::seal_state`]: securemesh_core::envelope::Persist::seal_state
+//! [`Persist::MAX_BODY_LEN`]: securemesh_core::envelope::Persist::MAX_BODY_LEN
+
+use crate::crypto::{NH, Secret32};
+use crate::error::Error;
+use crate::key_schedule::GroupContext;
+use crate::sender_ratchets::SenderRatchets;
+use crate::tree::RatchetTree;
+use crate::tree::node::LeafNode;
+use crate::tree_math::{self, NodeIndex};
+use crate::welcome::{EpochSecretsKept, MAX_PATH_KEYS, PathKey};
+use securemesh_core::Secret;
+use securemesh_core::crypto::Ed25519SigningKey;
+
+/// A [`Group`] with the default capacities (64 members of at most 384
+/// bytes each, a group id of at most 64 bytes, 256 bytes of GroupContext
+/// extensions), so that associated functions need no annotation:
+/// `DefaultGroup::scratch_len(n)`.
+pub type DefaultGroup = Group;
+
+/// One member's state of one MLS group, and the group API (see the
+/// [module documentation](self) for the list): the GroupContext of the
+/// epoch, the ratchet tree, our leaf and private keys, the transcript
+/// hashes, the epoch's secrets and the secret tree's ratchets. Bounded by
+/// const generics: at most `MAX_LEAVES` members of at most `LEAF_BYTES`
+/// bytes each, a group id of at most `GROUP_ID_BYTES` and GroupContext
+/// extensions of at most `EXTENSION_BYTES` bytes ([`DefaultGroup`] names
+/// the defaults).
+///
+/// The state is large (the tree dominates: about 60 KB with the defaults),
+/// so it is built in place: make an empty one once ([`Group::new`],
+/// e.g. in a `static`) and [`join_into`](Group::join_into) it.
+///
+/// (Called `welcome::JoinedGroup` before; that name is a deprecated alias.)
+///
+/// ```
+/// use securemesh_mls_lite::Group;
+/// let slot: Box<Group<8>> = Box::default();
+/// assert!(!slot.is_joined());
+/// ```
+pub struct Group<
+    const MAX_LEAVES: usize = 64,
+    const LEAF_BYTES: usize = 384,
+    const GROUP_ID_BYTES: usize = 64,
+    const EXTENSION_BYTES: usize = 256,
+> {
+    pub(crate) joined: bool,
+    pub(crate) group_id: heapless::Vec<u8, GROUP_ID_BYTES>,
+    pub(crate) epoch: u64,
+    pub(crate) tree_hash: [u8; NH],
+    pub(crate) confirmed_transcript_hash: heapless::Vec<u8, NH>,
+    pub(crate) interim_transcript_hash: [u8; NH],
+    pub(crate) extensions: heapless::Vec<u8, EXTENSION_BYTES>,
+    pub(crate) tree: RatchetTree<MAX_LEAVES, LEAF_BYTES>,
+    pub(crate) own_leaf: u32,
+    pub(crate) leaf_private_key: Secret32,
+    pub(crate) signature_private_key: Secret32,
+    /// The signing key loaded from `signature_private_key` on first use
+    /// (loading recomputes the public key: a base-point multiplication per
+    /// signature otherwise). Emptied wherever the seed is set.
+    pub(crate) signing_key: Option<Ed25519SigningKey>,
+    pub(crate) path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS>,
+    pub(crate) secrets: EpochSecretsKept,
+    pub(crate) ratchets: SenderRatchets<MAX_LEAVES>,
+}
+
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Default for Group<L, B, G, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
+    /// An empty slot (not joined); `const`, so it can initialise a `static`.
+    ///
+    /// ```
+    /// use securemesh_mls_lite::Group;
+    /// // 8 members, 384-byte leaves, 32-byte group ids, 64 bytes of
+    /// // extensions: a slot for firmware, placed statically.
+    /// static SLOT: std::sync::Mutex<Group<8, 384, 32, 64>> = std::sync::Mutex::new(Group::new());
+    /// assert!(!SLOT.lock().unwrap().is_joined());
+    /// ```
+    pub const fn new() -> Self {
+        Group {
+            joined: false,
+            group_id: heapless::Vec::new(),
+            epoch: 0,
+            tree_hash: [0; NH],
+            confirmed_transcript_hash: heapless::Vec::new(),
+            interim_transcript_hash: [0; NH],
+            extensions: heapless::Vec::new(),
+            tree: RatchetTree::new(),
+            own_leaf: 0,
+            leaf_private_key: Secret::new([0; NH]),
+            signature_private_key: Secret::new([0; NH]),
+            signing_key: None,
+            path_keys: heapless::Vec::new(),
+            secrets: EpochSecretsKept::zeroed(),
+            ratchets: SenderRatchets::empty(),
+        }
+    }
+
+    /// Empty the slot, zeroizing every secret it held.
+    pub fn clear(&mut self) {
+        self.joined = false;
+        self.group_id.clear();
+        self.epoch = 0;
+        self.tree_hash = [0; NH];
+        self.confirmed_transcript_hash.clear();
+        self.interim_transcript_hash = [0; NH];
+        self.extensions.clear();
+        self.tree = RatchetTree::new();
+        self.own_leaf = 0;
+        self.leaf_private_key = Secret32::zeroed();
+        self.signature_private_key = Secret32::zeroed();
+        self.signing_key = None;
+        self.path_keys.clear();
+        self.secrets = EpochSecretsKept::zeroed();
+        self.ratchets.clear();
+    }
+
+    /// Whether the slot holds a joined group.
+    pub fn is_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// The GroupContext of the current epoch.
+    pub fn group_context(&self) -> GroupContext<'_> {
+        GroupContext {
+            group_id: &self.group_id,
+            epoch: self.epoch,
+            tree_hash: &self.tree_hash,
+            confirmed_transcript_hash: &self.confirmed_transcript_hash,
+            extensions: &self.extensions,
+        }
+    }
+
+    /// The group id.
+    pub fn group_id(&self) -> &[u8] {
+        &self.group_id
+    }
+
+    /// The epoch number.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The interim transcript hash of the current epoch.
+    pub fn interim_transcript_hash(&self) -> &[u8; NH] {
+        &self.interim_transcript_hash
+    }
+
+    /// The ratchet tree.
+    pub fn tree(&self) -> &RatchetTree<L, B> {
+        &self.tree
+    }
+
+    /// Our leaf index.
+    pub fn own_leaf(&self) -> u32 {
+        self.own_leaf
+    }
+
+    /// The members of the current epoch: each occupied leaf with its index,
+    /// lowest first (ours among them, at [`own_leaf`](Self::own_leaf)).
+    /// Whether to trust a member's credential is the caller's decision.
+    /// Empty for an empty slot.
+    ///
+    /// ```
+    /// use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::Group;
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// let mut a: Box<Group<4, 256, 16, 16>> = Box::default();
+    /// let mut b: Box<Group<4, 256, 16, 16>> = Box::default();
+    /// assert_eq!(a.members().count(), 0);
+    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    /// let leaves: Vec<u32> = a.members().map(|(leaf, _)| leaf).collect();
+    /// assert_eq!(leaves, [0, 1]);
+    /// let (_, own) = b.members().find(|(leaf, _)| *leaf == b.own_leaf()).unwrap();
+    /// assert_eq!(own.signature_key, b.tree().leaf(1).unwrap().signature_key);
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
+    pub fn members(&self) -> impl Iterator<Item = (u32, LeafNode<'_>)> + '_ {
+        let count = if self.joined { self.tree.leaf_count() } else { 0 };
+        (0..count).filter_map(|i| self.tree.leaf(i).map(|leaf| (i, leaf)))
+    }
+
+    /// The secrets of the current epoch.
+    pub fn secrets(&self) -> &EpochSecretsKept {
+        &self.secrets
+    }
+
+    /// `epoch_authenticator` of the current epoch (RFC 9420 §8.7): equal
+    /// at every member of the epoch, for comparing out of band (a
+    /// mismatch means the views of the group differ).
+    ///
+    /// ```
+    /// use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::Group;
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// let mut a: Box<Group<4, 256, 16, 16>> = Box::default();
+    /// let mut b: Box<Group<4, 256, 16, 16>> = Box::default();
+    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    /// assert_eq!(a.epoch(), b.epoch());
+    /// assert_eq!(a.epoch_authenticator().expose(), b.epoch_authenticator().expose());
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
+    pub fn epoch_authenticator(&self) -> &Secret32 {
+        &self.secrets.epoch_authenticator
+    }
+
+    /// Our Ed25519 signing seed.
+    pub fn signature_private_key(&self) -> &Secret32 {
+        &self.signature_private_key
+    }
+
+    /// `MLS-Exporter(label, context, out.len())` of the current epoch
+    /// (RFC 9420 §8.5): a secret every member of the epoch derives alike,
+    /// for keying something outside MLS. Fails only for an empty slot
+    /// ([`Error::Malformed`]) or an output longer than HKDF allows
+    /// ([`Error::InvalidLength`]).
+    ///
+    /// ```
+    /// use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// use securemesh_mls_lite::Group;
+    /// let mut a: Box<Group<4, 256, 16, 16>> = Box::default();
+    /// let mut b: Box<Group<4, 256, 16, 16>> = Box::default();
+    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    /// let (mut ka, mut kb) = ([0u8; 32], [0u8; 32]);
+    /// a.export_secret(b"telemetry key", b"v1", &mut ka)?;
+    /// b.export_secret(b"telemetry key", b"v1", &mut kb)?;
+    /// assert_eq!(ka, kb);
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
+    pub fn export_secret(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
+        crate::key_schedule::mls_exporter(&self.secrets.exporter, label, context, out)
+    }
+
+    /// The current tree hash.
+    pub fn tree_hash(&self) -> &[u8; NH] {
+        &self.tree_hash
+    }
+
+    /// The confirmed transcript hash of the current epoch.
+    pub fn confirmed_transcript_hash(&self) -> &[u8] {
+        &self.confirmed_transcript_hash
+    }
+
+    /// The GroupContext extensions of the current epoch (`extensions<V>` body).
+    pub fn extensions(&self) -> &[u8] {
+        &self.extensions
+    }
+
+    /// The path-node private keys we hold, lowest first.
+    pub fn path_keys(&self) -> &[PathKey] {
+        &self.path_keys
+    }
+
+    /// The HPKE private key we hold for node `x` (our leaf or a path node),
+    /// as `RatchetTree::decrypt_path_secret` asks for it.
+    pub fn private_key(&self, x: NodeIndex) -> Option<Secret32> {
+        if !self.joined {
+            return None;
+        }
+        if Some(x) == tree_math::leaf_to_node(self.own_leaf) {
+            return Some(self.leaf_private_key.clone());
+        }
+        self.path_keys.iter().find(|k| k.node == x).map(|k| k.private_key.clone())
+    }
+}
