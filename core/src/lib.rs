@@ -37,11 +37,11 @@ pub mod testing;
 mod time;
 
 pub use error::{Error, ErrorClass};
-pub use rand_core::CryptoRng;
 /// The randomness traits every call takes (`rand_core` 0.10): implement
 /// `TryRng` + `TryCryptoRng` for a hardware generator, or wrap a fallible
 /// one in `rand_core::UnwrapErr`. See the README's "Randomness".
 pub use rand_core;
+pub use rand_core::CryptoRng;
 pub use secret::{ByteArray, Secret, ct_eq};
 pub use time::{Instant, UnixTime};
 
