@@ -1,5 +1,5 @@
 //! Untrusted application messages into a joined group:
-//! `JoinedGroup::open_application`.
+//! `Group::open_application`.
 //!
 //! Setup (`securemesh_fuzz::mls::application_fixture`, built once): two
 //! members of one group; leaf 0 sealed eight application messages

@@ -1,5 +1,5 @@
 //! Untrusted handshake messages into a joined group:
-//! `JoinedGroup::process_proposal` and `process_commit`.
+//! `Group::process_proposal` and `process_commit`.
 //!
 //! The group is the joiner of `securemesh_fuzz::mls::commit_member`
 //! (`passive-client-handling-commit.json` entry 12), joined at epoch 0 of

@@ -1,4 +1,4 @@
-//! Untrusted Welcomes into `JoinedGroup::join_into`.
+//! Untrusted Welcomes into `Group::join_into`.
 //!
 //! Input: `flags u8 | MLSMessage`. Bit 0 picks the joiner
 //! (`securemesh_fuzz::mls::welcome_members`: entry 0 of
@@ -19,7 +19,7 @@
 //!   `encrypted_group_info` and our `EncryptedGroupSecrets` entry byte for
 //!   byte (the entries of other new members are not ours to authenticate,
 //!   so they may differ);
-//! - on `Err` the slot is empty (exactly as `JoinedGroup::new`), or, if it
+//! - on `Err` the slot is empty (exactly as `Group::new`), or, if it
 //!   held the genuine group, still holds it unchanged: never a half-built
 //!   or different group.
 #![no_main]

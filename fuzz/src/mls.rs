@@ -21,11 +21,11 @@ use securemesh_mls_lite::Error;
 use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
 use securemesh_mls_lite::crypto::Secret32;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
-use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys, JoinedGroup};
+use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys};
 
 /// The group type of the targets (the crate's default capacities, ~60 KB:
 /// keep it in a `static`, never on the stack).
-pub type Group = JoinedGroup;
+pub type Group = securemesh_mls_lite::DefaultGroup;
 
 const PASSIVE_WELCOME: &str = include_str!("../../test-vectors/mls/passive-client-welcome.json");
 const HANDLING_COMMIT: &str = include_str!("../../test-vectors/mls/passive-client-handling-commit.json");

@@ -25,7 +25,7 @@ use securemesh_mls_lite::transcript::{self, TranscriptHashes};
 use securemesh_mls_lite::tree::RatchetTree;
 use securemesh_mls_lite::tree_math;
 use securemesh_mls_lite::treekem::{UpdatePath, node_key_pair};
-use securemesh_mls_lite::welcome::{self, ExternalPsk, JoinKeys, JoinedGroup};
+use securemesh_mls_lite::welcome::{self, ExternalPsk, JoinKeys};
 use serde_json::Value;
 use std::path::Path;
 
@@ -480,10 +480,10 @@ fn passive_entry(e: &Value) -> Result<Option<()>, String> {
         psk_bytes.push((h(&p["psk_id"])?, h(&p["psk"])?));
     }
     let psks: Vec<ExternalPsk<'_>> = psk_bytes.iter().map(|(id, psk)| ExternalPsk { id, psk }).collect();
-    let mut group: Box<JoinedGroup> = Box::default();
-    let mut spare: Box<JoinedGroup> = Box::default();
+    let mut group: Box<Group> = Box::default();
+    let mut spare: Box<Group> = Box::default();
     let mut cache: Box<ProposalCache> = Box::default();
-    let mut scratch = vec![0u8; JoinedGroup::<64, 384, 64, 256>::scratch_len(w_bytes.len())];
+    let mut scratch = vec![0u8; Group::scratch_len(w_bytes.len())];
     match group.join_into(&welcome, &keys, tree.as_deref(), &psks, &mut scratch) {
         Err(securemesh_mls_lite::Error::Unsupported) => return Ok(None),
         r => r.map_err(ctx("join"))?,
@@ -497,14 +497,14 @@ fn passive_entry(e: &Value) -> Result<Option<()>, String> {
     for (i, epoch) in e["epochs"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
         for (j, p) in epoch["proposals"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
             let bytes = h(p)?;
-            let mut scratch = vec![0u8; JoinedGroup::<64, 384, 64, 256>::commit_scratch_len(bytes.len())];
+            let mut scratch = vec![0u8; Group::commit_scratch_len(bytes.len())];
             match group.process_proposal(&bytes, &mut cache, &mut scratch) {
                 Err(securemesh_mls_lite::Error::Unsupported) => return Ok(None),
                 r => r.map_err(|x| format!("epoch {i} proposal {j}: {x}"))?,
             };
         }
         let bytes = h(&epoch["commit"])?;
-        let mut scratch = vec![0u8; JoinedGroup::<64, 384, 64, 256>::commit_scratch_len(bytes.len())];
+        let mut scratch = vec![0u8; Group::commit_scratch_len(bytes.len())];
         let before = group.epoch();
         // Keep each epoch's resumption PSK for later PSK proposals.
         history.push((group.group_id().to_vec(), before, group.secrets().resumption_psk.clone()));
@@ -981,7 +981,7 @@ fn skip_passive_client_random(path: &Path) -> Report {
 }
 
 /// The group state of the passive-client runs, with the default capacities.
-pub type Group = JoinedGroup<64, 384, 64, 256>;
+pub type Group = securemesh_mls_lite::DefaultGroup;
 
 /// Join as passive-client entry `e` and process its first `epochs` epochs
 /// (each checked against its `epoch_authenticator`).
