@@ -44,19 +44,37 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// Core errors by their [`ErrorClass`](securemesh_core::ErrorClass), as
+/// every securemesh crate maps them; a length beyond a capacity is
+/// [`Error::Capacity`] here (MLS vectors are bounded by the group's const
+/// capacities), persisted-state refusals stay [`Error::State`].
 impl From<securemesh_core::Error> for Error {
     fn from(e: securemesh_core::Error) -> Self {
-        use securemesh_core::Error as C;
-        match e {
+        use securemesh_core::ErrorClass as C;
+        match e.class() {
             C::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            C::Malformed => Error::Malformed,
+            C::Capacity => Error::Capacity,
             C::Decrypt => Error::Decrypt,
-            C::BadSignature | C::InvalidKey => Error::BadSignature,
+            C::BadSignature => Error::BadSignature,
             C::InvalidLength => Error::InvalidLength,
-            C::Truncated | C::TrailingBytes | C::NonMinimalVarint | C::VarintOutOfRange | C::InvalidValue => {
-                Error::Malformed
-            }
-            C::LengthOverflow => Error::Capacity,
-            other => Error::State(other),
+            _ => Error::State(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use securemesh_core::Error as C;
+
+    #[test]
+    fn core_errors_map_by_their_class() {
+        assert_eq!(Error::from(C::VarintOutOfRange), Error::Malformed);
+        assert_eq!(Error::from(C::LengthOverflow), Error::Capacity);
+        assert_eq!(Error::from(C::InvalidKey), Error::BadSignature);
+        assert_eq!(Error::from(C::NonContributory), Error::State(C::NonContributory));
+        let rollback = C::Rollback { found: 1, newest: 2 };
+        assert_eq!(Error::from(rollback), Error::State(rollback));
     }
 }
