@@ -109,6 +109,10 @@ pub enum Error {
     RemoteStaticPending,
     /// The handshake has messages left.
     Incomplete,
+    /// A key derivation was asked for an output length HKDF cannot give
+    /// (never with the suites' hash lengths; reported rather than keys of
+    /// zeros).
+    InvalidLength,
     /// The nonce space of this direction is exhausted (2^64 - 1 is reserved).
     NonceExhausted,
     /// A datagram was already received, or is older than the replay window.
@@ -149,6 +153,7 @@ impl fmt::Display for Error {
             Error::NonceExhausted => {
                 f.write_str("the nonces of this direction are used up; start a new handshake")
             }
+            Error::InvalidLength => f.write_str("a key derivation was asked for more output than HKDF gives"),
             Error::Replay => f.write_str("datagram already received or older than the replay window"),
             Error::OneWay => f.write_str("a one-way pattern has no transport in this direction"),
             Error::State(e) => write!(f, "persisted state refused: {e}"),
@@ -158,12 +163,34 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// Core errors by their [`ErrorClass`](securemesh_core::ErrorClass), as
+/// every securemesh crate maps them. Noise messages are parsed by the
+/// handshake itself, so the codec's errors reach noise only from a
+/// persisted state: they stay [`Error::State`] with the core error inside.
 impl From<securemesh_core::Error> for Error {
     fn from(e: securemesh_core::Error) -> Self {
-        match e {
-            securemesh_core::Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
-            securemesh_core::Error::Decrypt => Error::Decrypt,
-            other => Error::State(other),
+        use securemesh_core::ErrorClass as C;
+        match e.class() {
+            C::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            C::Decrypt => Error::Decrypt,
+            C::InvalidLength => Error::InvalidLength,
+            _ => Error::State(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+    use securemesh_core::Error as C;
+
+    /// Core errors map by their class; an HKDF length error is its own
+    /// variant (it was reported as MessageTooLong).
+    #[test]
+    fn core_errors_map_by_their_class() {
+        assert_eq!(Error::from(C::InvalidLength), Error::InvalidLength);
+        assert_eq!(Error::from(C::Decrypt), Error::Decrypt);
+        assert_eq!(Error::from(C::BufferTooSmall { needed: 3 }), Error::BufferTooSmall { needed: 3 });
+        assert_eq!(Error::from(C::Truncated), Error::State(C::Truncated));
     }
 }

@@ -20,7 +20,7 @@ fn hash_parts<H: Hash>(parts: &[&[u8]], out: &mut [u8; MAX_HASH_LEN]) {
 
 fn hkdf<H: Hash>(ck: &[u8], ikm: &[u8], out: &mut [u8]) -> Result<(), Error> {
     let prk = H::hkdf_extract(ck, ikm);
-    H::hkdf_expand(prk.expose().as_ref(), &[], out).map_err(|_| Error::MessageTooLong)
+    H::hkdf_expand(prk.expose().as_ref(), &[], out).map_err(Error::from)
 }
 
 impl HashChoice {
