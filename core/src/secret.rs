@@ -101,10 +101,25 @@ impl<A: ByteArray> Secret<A> {
     }
 }
 
-impl<A: ByteArray> Clone for Secret<A> {
-    /// Copies the key material; both copies zeroize on drop. Session types
-    /// that hold secrets are deliberately not `Clone`.
-    fn clone(&self) -> Self {
+impl<A: ByteArray> Secret<A> {
+    /// A second copy of the key material, made on purpose (both copies
+    /// zeroize on drop). `Secret` is deliberately not `Clone`: a copy of a
+    /// key is a decision (and a place to audit, `grep duplicate`), never a
+    /// side effect of `#[derive(Clone)]` on a type that holds one, and
+    /// session types that hold secrets are not `Clone` at all.
+    ///
+    /// ```
+    /// use securemesh_core::Secret;
+    /// let chain_key = Secret::new([7u8; 32]);
+    /// let walked = chain_key.duplicate(); // e.g. to derive ahead without consuming
+    /// assert_eq!(walked.expose(), chain_key.expose());
+    /// ```
+    ///
+    /// ```compile_fail
+    /// fn needs_clone<T: Clone>() {}
+    /// needs_clone::<securemesh_core::Secret<[u8; 32]>>(); // not Clone
+    /// ```
+    pub fn duplicate(&self) -> Self {
         Secret(self.0)
     }
 }
@@ -161,9 +176,9 @@ mod tests {
     #[test]
     fn ct_eq_distinguishes() {
         let a = Secret::new([1u8; 32]);
-        let mut b = a.clone();
+        let mut b = a.duplicate();
         b.expose_mut()[31] ^= 1;
         assert!(!bool::from(a.ct_eq(&b)));
-        assert!(bool::from(a.ct_eq(&a.clone())));
+        assert!(bool::from(a.ct_eq(&a.duplicate())));
     }
 }

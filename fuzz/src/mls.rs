@@ -252,7 +252,7 @@ impl History {
     /// Remember the current epoch's resumption PSK (call before its commit).
     pub fn push(&mut self, g: &Group) {
         if !self.0.iter().any(|(_, e, _)| *e == g.epoch()) {
-            self.0.push((g.group_id().to_vec(), g.epoch(), g.secrets().resumption_psk.clone()));
+            self.0.push((g.group_id().to_vec(), g.epoch(), g.secrets().resumption_psk.duplicate()));
         }
     }
 

@@ -447,14 +447,14 @@ fn external_init_secret(external_secret: &Secret32, kem_output: &[u8]) -> Result
 
 fn copy_secrets(s: &EpochSecretsKept) -> EpochSecretsKept {
     EpochSecretsKept {
-        sender_data: s.sender_data.clone(),
-        exporter: s.exporter.clone(),
-        external: s.external.clone(),
-        confirmation_key: s.confirmation_key.clone(),
-        membership_key: s.membership_key.clone(),
-        resumption_psk: s.resumption_psk.clone(),
-        epoch_authenticator: s.epoch_authenticator.clone(),
-        init: s.init.clone(),
+        sender_data: s.sender_data.duplicate(),
+        exporter: s.exporter.duplicate(),
+        external: s.external.duplicate(),
+        confirmation_key: s.confirmation_key.duplicate(),
+        membership_key: s.membership_key.duplicate(),
+        resumption_psk: s.resumption_psk.duplicate(),
+        epoch_authenticator: s.epoch_authenticator.duplicate(),
+        init: s.init.duplicate(),
     }
 }
 
@@ -482,13 +482,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.extensions.clone_from(&other.extensions);
         self.tree.copy_from(&other.tree);
         self.own_leaf = other.own_leaf;
-        self.leaf_private_key = other.leaf_private_key.clone();
-        self.signature_private_key = other.signature_private_key.clone();
+        self.leaf_private_key = other.leaf_private_key.duplicate();
+        self.signature_private_key = other.signature_private_key.duplicate();
         self.signing_key = None;
         self.path_keys.clear();
         for k in &other.path_keys {
             self.path_keys
-                .push(PathKey { node: k.node, private_key: k.private_key.clone() })
+                .push(PathKey { node: k.node, private_key: k.private_key.duplicate() })
                 .map_err(|_| Error::Capacity)?;
         }
         self.secrets = copy_secrets(&other.secrets);
@@ -879,7 +879,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
         let init_secret = match external_init {
             Some(kem_output) => external_init_secret(&self.secrets.external, kem_output)?,
-            None => self.secrets.init.clone(),
+            None => self.secrets.init.duplicate(),
         };
 
         let gc_len = G.saturating_add(E).saturating_add(160);

@@ -297,8 +297,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             return None;
         }
         if Some(x) == tree_math::leaf_to_node(self.own_leaf) {
-            return Some(self.leaf_private_key.clone());
+            return Some(self.leaf_private_key.duplicate());
         }
-        self.path_keys.iter().find(|k| k.node == x).map(|k| k.private_key.clone())
+        self.path_keys.iter().find(|k| k.node == x).map(|k| k.private_key.duplicate())
     }
 }

@@ -7,13 +7,20 @@ use crate::error::Error;
 use crate::tree_math::{self, NodeIndex};
 use securemesh_core::Secret;
 
-/// An AEAD key and nonce of one generation.
-#[derive(Clone)]
+/// An AEAD key and nonce of one generation (not `Clone`: a copy of a key
+/// is made on purpose, [`KeyNonce::duplicate`]).
 pub struct KeyNonce {
     /// Key.
     pub key: Secret<[u8; NK]>,
     /// Nonce (before the reuse guard is applied).
     pub nonce: [u8; NN],
+}
+
+impl KeyNonce {
+    /// A second copy of the key, made on purpose (both zeroize on drop).
+    pub fn duplicate(&self) -> Self {
+        KeyNonce { key: self.key.duplicate(), nonce: self.nonce }
+    }
 }
 
 /// The secret of `leaf` in a tree of `n_leaves`, walked down from the root
@@ -25,7 +32,7 @@ pub fn leaf_secret(encryption_secret: &Secret32, leaf: u32, n_leaves: u32) -> Re
     }
     let target: NodeIndex = tree_math::leaf_to_node(leaf).ok_or(Error::Malformed)?;
     let mut node = tree_math::root(n_leaves).ok_or(Error::Malformed)?;
-    let mut secret = encryption_secret.clone();
+    let mut secret = encryption_secret.duplicate();
     while node != target {
         let (side, child): (&[u8], _) =
             if target < node { (b"left", tree_math::left(node)) } else { (b"right", tree_math::right(node)) };
@@ -66,7 +73,7 @@ impl Ratchet {
 
     /// A copy for computing ahead without changing this ratchet.
     pub(crate) fn duplicate(&self) -> Self {
-        Ratchet { secret: self.secret.clone(), generation: self.generation }
+        Ratchet { secret: self.secret.duplicate(), generation: self.generation }
     }
 
     /// The generation whose key [`Ratchet::current`] gives.

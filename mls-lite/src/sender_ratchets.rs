@@ -156,7 +156,7 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         let root = tree_math::root(n_leaves).ok_or(Error::Capacity)?;
         self.clear();
         self.n_leaves = n_leaves;
-        *self.node_mut(root).ok_or(Error::Capacity)? = Some(encryption_secret.clone());
+        *self.node_mut(root).ok_or(Error::Capacity)? = Some(encryption_secret.duplicate());
         Ok(())
     }
 
@@ -176,13 +176,13 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
         self.clear();
         self.n_leaves = other.n_leaves;
         for (d, s) in self.nodes.iter_mut().flatten().zip(other.nodes.iter().flatten()) {
-            *d = s.clone();
+            *d = s.as_ref().map(Secret32::duplicate);
         }
         for (d, s) in self.ratchets.iter_mut().zip(&other.ratchets) {
             *d = s.as_ref().map(|[h, a]| [h.duplicate(), a.duplicate()]);
         }
         for (d, s) in self.skipped.iter_mut().zip(&other.skipped) {
-            *d = s.as_ref().map(|k| Skipped { key: k.key.clone(), ..*k });
+            *d = s.as_ref().map(|k| Skipped { key: k.key.duplicate(), ..*k });
         }
         self.seq = other.seq;
     }
@@ -267,14 +267,19 @@ impl<const MAX_LEAVES: usize, const SKIPPED: usize> SenderRatchets<MAX_LEAVES, S
     /// a kept skipped key, or derived ahead on copies.
     pub fn key_nonce(&self, leaf: u32, generation: u32, kind: RatchetKind) -> Result<KeyNonce, Error> {
         if let Some(i) = self.check(leaf, generation, kind)? {
-            return self.skipped.get(i).and_then(Option::as_ref).map(|k| k.key.clone()).ok_or(Error::Decrypt);
+            return self
+                .skipped
+                .get(i)
+                .and_then(Option::as_ref)
+                .map(|k| k.key.duplicate())
+                .ok_or(Error::Decrypt);
         }
         let mut ratchet = match self.source(leaf)? {
             Source::Ratchets(r) => r.get(kind_index(kind)).ok_or(Error::Malformed)?.duplicate(),
             Source::Node(from, secret) => {
                 let target = tree_math::leaf_to_node(leaf).ok_or(Error::Malformed)?;
                 let mut x = from;
-                let mut secret = secret.clone();
+                let mut secret = secret.duplicate();
                 while x != target {
                     let (l, r) = children(&secret)?;
                     (x, secret) = if target < x {

@@ -282,7 +282,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         // The nodes up to and including `from` are done.
         let done =
             nodes.iter().position(|p| *p == from).and_then(|i| i.checked_add(1)).ok_or(Error::Malformed)?;
-        let mut secret = path_secret.clone();
+        let mut secret = path_secret.duplicate();
         for node in path.nodes().skip(done) {
             secret = next_path_secret(&secret)?;
             if node_key_pair(&secret)?.1 != *node?.encryption_key {

@@ -243,14 +243,14 @@ impl From<EpochSecrets> for EpochSecretsKept {
         // `joiner`, `welcome` and `encryption` are dropped (and zeroized)
         // with `s`.
         EpochSecretsKept {
-            sender_data: s.sender_data.clone(),
-            exporter: s.exporter.clone(),
-            external: s.external.clone(),
-            confirmation_key: s.confirmation_key.clone(),
-            membership_key: s.membership_key.clone(),
-            resumption_psk: s.resumption_psk.clone(),
-            epoch_authenticator: s.epoch_authenticator.clone(),
-            init: s.init.clone(),
+            sender_data: s.sender_data.duplicate(),
+            exporter: s.exporter.duplicate(),
+            external: s.external.duplicate(),
+            confirmation_key: s.confirmation_key.duplicate(),
+            membership_key: s.membership_key.duplicate(),
+            resumption_psk: s.resumption_psk.duplicate(),
+            epoch_authenticator: s.epoch_authenticator.duplicate(),
+            init: s.init.duplicate(),
         }
     }
 }
@@ -474,8 +474,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.interim_transcript_hash = interim;
         self.extensions = heapless::Vec::from_slice(gc.extensions).map_err(|_| Error::Capacity)?;
         self.own_leaf = own_leaf;
-        self.leaf_private_key = keys.encryption_priv.clone();
-        self.signature_private_key = keys.signature_priv.clone();
+        self.leaf_private_key = keys.encryption_priv.duplicate();
+        self.signature_private_key = keys.signature_priv.duplicate();
         self.path_keys = path_keys;
         self.ratchets.reset(&epoch_secrets.encryption, self.tree.leaf_count())?;
         self.secrets = epoch_secrets.into();

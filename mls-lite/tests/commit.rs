@@ -68,7 +68,7 @@ fn flip_test(e: &Json, target: usize) {
             group.process_proposal(&bytes, &mut cache, &mut scratch).unwrap();
         }
         let commit = epoch.get("commit").hex();
-        history.push((group.group_id().to_vec(), group.epoch(), group.secrets().resumption_psk.clone()));
+        history.push((group.group_id().to_vec(), group.epoch(), group.secrets().resumption_psk.duplicate()));
         let resumption: Vec<ResumptionPsk<'_>> =
             history.iter().map(|(g, ep, psk)| ResumptionPsk { group_id: g, epoch: *ep, psk }).collect();
         let store = PskStore { external: &psks, resumption: &resumption };

@@ -54,7 +54,11 @@ impl<'e> Follow<'e> {
             group.process_proposal(&bytes, &mut cache, &mut scratch).unwrap();
         }
         let commit = epoch.get("commit").hex();
-        self.history.push((group.group_id().to_vec(), group.epoch(), group.secrets().resumption_psk.clone()));
+        self.history.push((
+            group.group_id().to_vec(),
+            group.epoch(),
+            group.secrets().resumption_psk.duplicate(),
+        ));
         let resumption: Vec<ResumptionPsk<'_>> =
             self.history.iter().map(|(g, ep, psk)| ResumptionPsk { group_id: g, epoch: *ep, psk }).collect();
         let psks: Vec<ExternalPsk<'_>> = psk_refs(&self.psk_bytes);

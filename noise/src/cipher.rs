@@ -93,7 +93,7 @@ impl CipherState {
 
     /// A copy for transactional work (never handed out).
     pub(crate) fn duplicate(&self) -> Self {
-        CipherState { k: self.k.clone(), n: self.n, cipher: self.cipher }
+        CipherState { k: self.k.as_ref().map(Secret::duplicate), n: self.n, cipher: self.cipher }
     }
 
     pub(crate) const fn has_key(&self) -> bool {

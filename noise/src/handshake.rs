@@ -47,7 +47,7 @@ pub enum Role {
 /// let server_pub: [u8; 32] = server.public(); // publish this
 ///
 /// // After a restart, from the stored private key:
-/// let stored = server.secret().clone();
+/// let stored = server.secret().duplicate();
 /// assert_eq!(Keypair::from_secret(stored).public(), server_pub);
 ///
 /// let client = Keypair::generate(&mut rng);
@@ -55,13 +55,19 @@ pub enum Role {
 /// let r = Builder::new(&IK).local_static(server).build_responder()?;
 /// # Ok::<(), securemesh_noise::Error>(())
 /// ```
-#[derive(Clone)]
 pub struct Keypair {
     secret: Secret<[u8; 32]>,
     public: [u8; 32],
 }
 
 impl Keypair {
+    /// A second copy of the key pair, made on purpose (the private key is
+    /// copied; both copies zeroize on drop). `Keypair` is not `Clone`, like
+    /// [`Secret`].
+    pub fn duplicate(&self) -> Self {
+        Keypair { secret: self.secret.duplicate(), public: self.public }
+    }
+
     /// A fresh key pair from `rng`.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self::from_secret(X25519::generate(rng))
@@ -302,7 +308,7 @@ struct Keys {
 
 impl Keys {
     fn duplicate(&self) -> Self {
-        Keys { e: self.e.clone(), re: self.re, rs: self.rs }
+        Keys { e: self.e.as_ref().map(Keypair::duplicate), re: self.re, rs: self.rs }
     }
 }
 
@@ -379,13 +385,13 @@ impl Keys {
 ///     };
 ///     let mut b = Builder::new(p).prologue(b"agents v1");
 ///     if has_static {
-///         b = b.local_static(me.clone());
+///         b = b.local_static(me.duplicate());
 ///     }
 ///     if peer_static_known {
 ///         b = b.remote_static(peer);
 ///     }
 ///     for n in (0..=4).filter(|&n| p.has_psk(n)) {
-///         b = b.psk(n, psk.clone());
+///         b = b.psk(n, psk.duplicate());
 ///     }
 ///     b.build(role)
 /// }
@@ -612,7 +618,7 @@ impl HandshakeState {
                     let secret = match &self.fixed_e {
                         Some(e) => {
                             fixed_e = Some(());
-                            e.clone()
+                            e.duplicate()
                         }
                         None => X25519::generate(rng),
                     };

@@ -81,7 +81,7 @@ impl SymmetricState {
     }
 
     pub(crate) fn duplicate(&self) -> Self {
-        SymmetricState { ck: self.ck.clone(), h: self.h, hash: self.hash, cs: self.cs.duplicate() }
+        SymmetricState { ck: self.ck.duplicate(), h: self.h, hash: self.hash, cs: self.cs.duplicate() }
     }
 
     pub(crate) fn hash_len(&self) -> usize {

@@ -20,15 +20,15 @@ fn keypair_generate_and_from_secret_agree_and_hide_the_secret() {
     let mut rng = TestRng(11);
     let kp = Keypair::generate(&mut rng);
     assert_eq!(kp.public(), X25519::public_key(kp.secret()));
-    assert_eq!(Keypair::from_secret(kp.secret().clone()).public(), kp.public());
-    assert_eq!(Keypair::from(kp.secret().clone()).public(), kp.public());
+    assert_eq!(Keypair::from_secret(kp.secret().duplicate()).public(), kp.public());
+    assert_eq!(Keypair::from(kp.secret().duplicate()).public(), kp.public());
     assert_ne!(Keypair::generate(&mut rng).public(), kp.public(), "the RNG is drawn from");
 
     let secret = *kp.secret().expose();
     let shown = format!("{kp:?}");
     assert!(shown.starts_with("Keypair"), "{shown}");
     assert!(!shown.contains(&format!("{secret:?}")), "the private key is printed: {shown}");
-    assert_eq!(*kp.clone().into_secret().expose(), secret);
+    assert_eq!(*kp.duplicate().into_secret().expose(), secret);
 }
 
 #[test]

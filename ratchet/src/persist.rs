@@ -730,7 +730,7 @@ mod tests {
             Session::<128, 128>::respond(&bob, &mut pool, &wire[..m], &mut out, cfg, Instant(0)).unwrap();
         assert!(b.dhs.is_none());
         // A version-1 responder still held the signed prekey's secret there.
-        let spk = pool.signed_secret(bundle.signed.id).map(|(k, p)| (k.clone(), p)).unwrap();
+        let spk = pool.signed_secret(bundle.signed.id).map(|(k, p)| (k.duplicate(), p)).unwrap();
         b.dhs = Some(spk);
         assert!(Session::<128, 128>::decode_state(&as_v1(&b)).unwrap().dhs.is_none());
         // Once Bob has sent, `dhs` is his own ratchet key and is kept.

@@ -417,7 +417,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, init.prefix, he)?;
         let config = SessionConfig { header_encryption: he, ..config };
         let mut s = Self::blank(agreement.ad, init.alice, agreement.sk, config, now);
-        s.dhs = Some((spk.clone(), spk_pub));
+        s.dhs = Some((spk.duplicate(), spk_pub));
         if let Some((hka, nhkb)) = agreement.header_keys {
             s.nhks = Some(nhkb);
             s.nhkr = Some(hka);
@@ -691,7 +691,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
 
     /// Derive the message key of message `n` of a chain at index `from`.
     fn walk(ck: &Key32, from: u32, n: u32) -> (Key32, Key32) {
-        let mut ck = ck.clone();
+        let mut ck = ck.duplicate();
         for _ in from..n {
             ck = kdf::chain(&ck).0;
         }
@@ -785,7 +785,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         if to <= self.nr {
             return;
         }
-        let (Some(ckr), Some(chain)) = (self.ckr.clone(), self.chain_id()) else { return };
+        let (Some(ckr), Some(chain)) = (self.ckr.as_ref().map(Key32::duplicate), self.chain_id()) else {
+            return;
+        };
         let mut ck = ckr;
         for i in self.nr..to {
             let (next, mk) = kdf::chain(&ck);

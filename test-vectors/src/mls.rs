@@ -381,9 +381,9 @@ fn treekem_entry(e: &Value) -> Result<(), String> {
             }
             let key_for = |x: u32| {
                 if Some(x) == tree_math::leaf_to_node(index) {
-                    Some(leaf_priv.clone())
+                    Some(leaf_priv.duplicate())
                 } else {
-                    parent_privs.iter().find(|(n, _)| *n == x).map(|(_, k)| k.clone())
+                    parent_privs.iter().find(|(n, _)| *n == x).map(|(_, k)| k.duplicate())
                 }
             };
             let (node, secret) = tree
@@ -507,7 +507,7 @@ fn passive_entry(e: &Value) -> Result<Option<()>, String> {
         let mut scratch = vec![0u8; Group::commit_scratch_len(bytes.len())];
         let before = group.epoch();
         // Keep each epoch's resumption PSK for later PSK proposals.
-        history.push((group.group_id().to_vec(), before, group.secrets().resumption_psk.clone()));
+        history.push((group.group_id().to_vec(), before, group.secrets().resumption_psk.duplicate()));
         let resumption: Vec<ResumptionPsk<'_>> =
             history.iter().map(|(g, ep, psk)| ResumptionPsk { group_id: g, epoch: *ep, psk }).collect();
         let store = PskStore { external: &psks, resumption: &resumption };
@@ -1052,7 +1052,7 @@ pub fn continue_passive(
         let bytes = h(&epoch["commit"])?;
         let mut scratch = vec![0u8; Group::commit_scratch_len(bytes.len())];
         let before = group.epoch();
-        history.push((group.group_id().to_vec(), before, group.secrets().resumption_psk.clone()));
+        history.push((group.group_id().to_vec(), before, group.secrets().resumption_psk.duplicate()));
         let resumption: Vec<ResumptionPsk<'_>> =
             history.iter().map(|(g, ep, psk)| ResumptionPsk { group_id: g, epoch: *ep, psk }).collect();
         let store = PskStore { external: &psks, resumption: &resumption };

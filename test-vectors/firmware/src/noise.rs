@@ -240,7 +240,7 @@ fn build(slot: &mut Option<HandshakeState>, p: &Protocol, role: Role, keys: &Sta
         Role::Initiator => (&keys.initiator, keys.responder_public, pat.pre_responder()),
         Role::Responder => (&keys.responder, keys.initiator_public, pat.pre_initiator()),
     };
-    let mut b = Builder::new(p).prologue(PROLOGUE).local_static(own.clone());
+    let mut b = Builder::new(p).prologue(PROLOGUE).local_static(own.duplicate());
     if peer_pre.s {
         b = b.remote_static(peer_public);
     }
