@@ -78,7 +78,7 @@ use crate::tree::node::LeafNodeSource;
 use crate::tree::{Node, Parent, RatchetTree};
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{UpdatePath, next_path_secret, node_key_pair};
-use crate::welcome::{EpochSecretsKept, ExternalPsk, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension};
+use crate::welcome::{ExternalPsk, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension};
 use securemesh_core::codec::Reader;
 use securemesh_core::ct_eq;
 
@@ -445,19 +445,6 @@ fn external_init_secret(external_secret: &Secret32, kem_output: &[u8]) -> Result
     Ok(out)
 }
 
-fn copy_secrets(s: &EpochSecretsKept) -> EpochSecretsKept {
-    EpochSecretsKept {
-        sender_data: s.sender_data.duplicate(),
-        exporter: s.exporter.duplicate(),
-        external: s.external.duplicate(),
-        confirmation_key: s.confirmation_key.duplicate(),
-        membership_key: s.membership_key.duplicate(),
-        resumption_psk: s.resumption_psk.duplicate(),
-        epoch_authenticator: s.epoch_authenticator.duplicate(),
-        init: s.init.duplicate(),
-    }
-}
-
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Scratch bytes [`process_commit`](Self::process_commit) and
     /// [`process_proposal`](Self::process_proposal) need at most for a
@@ -491,7 +478,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 .push(PathKey { node: k.node, private_key: k.private_key.duplicate() })
                 .map_err(|_| Error::Capacity)?;
         }
-        self.secrets = copy_secrets(&other.secrets);
+        self.secrets = other.secrets.duplicate();
         Ok(())
     }
 

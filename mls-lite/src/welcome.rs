@@ -240,17 +240,33 @@ impl Default for EpochSecretsKept {
 
 impl From<EpochSecrets> for EpochSecretsKept {
     fn from(s: EpochSecrets) -> Self {
-        // `joiner`, `welcome` and `encryption` are dropped (and zeroized)
-        // with `s`.
+        // The kept secrets move over (no copy); `joiner`, `welcome` and
+        // `encryption` are dropped (and zeroized) with the rest of `s`.
         EpochSecretsKept {
-            sender_data: s.sender_data.duplicate(),
-            exporter: s.exporter.duplicate(),
-            external: s.external.duplicate(),
-            confirmation_key: s.confirmation_key.duplicate(),
-            membership_key: s.membership_key.duplicate(),
-            resumption_psk: s.resumption_psk.duplicate(),
-            epoch_authenticator: s.epoch_authenticator.duplicate(),
-            init: s.init.duplicate(),
+            sender_data: s.sender_data,
+            exporter: s.exporter,
+            external: s.external,
+            confirmation_key: s.confirmation_key,
+            membership_key: s.membership_key,
+            resumption_psk: s.resumption_psk,
+            epoch_authenticator: s.epoch_authenticator,
+            init: s.init,
+        }
+    }
+}
+
+impl EpochSecretsKept {
+    /// A second copy, made on purpose (a commit's spare slot).
+    pub(crate) fn duplicate(&self) -> Self {
+        EpochSecretsKept {
+            sender_data: self.sender_data.duplicate(),
+            exporter: self.exporter.duplicate(),
+            external: self.external.duplicate(),
+            confirmation_key: self.confirmation_key.duplicate(),
+            membership_key: self.membership_key.duplicate(),
+            resumption_psk: self.resumption_psk.duplicate(),
+            epoch_authenticator: self.epoch_authenticator.duplicate(),
+            init: self.init.duplicate(),
         }
     }
 }
