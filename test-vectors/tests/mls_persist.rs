@@ -84,7 +84,7 @@ fn write_mls_group_golden() {
     }
     let golden = GroupGolden {
         source: format!(
-            "securemesh-mls-lite persisted group state (JoinedGroup<64, 384, 64, 256>), body version \
+            "securemesh-mls-lite persisted group state (Group<64, 384, 64, 256>), body version \
              {version}, after joining mlswg passive-client vector entries (see mls/README.md); written by \
              securemesh, MIT OR Apache-2.0"
         ),
