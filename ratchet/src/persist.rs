@@ -29,7 +29,7 @@
 //!   | next_seq u64
 //! | prekey: flag [alice [128] (re-verified) | ek [32] | spk_id u32 | opk: flag [opk_id u32]]
 //! | initial: flag [ek [32] | spk_id u32 | opk: flag [opk_id u32]]   Bob: Alice's X3DH header
-//! | heartbeat_ms u64 | since_step u64 (ms from the last DH step to the save) | heartbeat_reported flag
+//! | heartbeat_ms u64 | since_step u64 (ms from the last DH step to the latest `now` a call passed) | heartbeat_reported flag
 //! | event_count u8 (<= 4) | event_count * event, oldest first
 //!     event = 1 RatchetStepped | sending flag
 //!           | 2 HeartbeatDue
@@ -39,10 +39,12 @@
 //! bound the initial message's prefix into `SK` (wire version 2 of
 //! `securemesh_ratchet::spec`), and its `since_step` is a duration where
 //! version 1 stored `last_step`, an `Instant` of the saving process's
-//! clock: a restored session takes the restoring process's clock from its
-//! first call with `now` (until then `poll_timeout` says "due now"), so
-//! the heartbeat fires on time even when the clock's origin changed with
-//! the restart. Decoding version 1 migrates:
+//! clock: a restored session carries that age over and counts on from the
+//! restoring process's first call with `now` (until then `poll_timeout`
+//! says "due now"), so the heartbeat keeps its deadline relative to the
+//! last step even when the clock's origin changed with the restart; time
+//! while no process ran the session (powered off) is not counted.
+//! Decoding version 1 migrates:
 //!
 //! - a session that still awaits its first reply (`prekey` present) is
 //!   refused with [`Error::UnknownVersion`] `{ found: 1 }`: its keys come
@@ -461,7 +463,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
         // `Instant`, meaningless on another clock: the heartbeat then
         // counts from the restore.
         let since = r.read_u64()?;
-        let restored_since = Some(if header.version == 1 { 0 } else { since });
+        let age_at_origin = if header.version == 1 { 0 } else { since };
         let heartbeat_reported = read_flag(r)?;
         let events = read_events(r, read_session_event)?;
         Ok(Session {
@@ -487,9 +489,10 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
             prekey,
             initial,
             heartbeat_ms,
-            last_step: Instant::ZERO,
+            age_origin: Instant::ZERO,
+            age_at_origin,
+            origin_pending: true,
             clock: Instant::ZERO,
-            restored_since,
             heartbeat_reported,
             events,
         })

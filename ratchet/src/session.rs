@@ -281,14 +281,17 @@ pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
     /// (every field must match: the prefix is not in the AEAD's AD).
     pub(crate) initial: Option<PrekeyHeader>,
     pub(crate) heartbeat_ms: u64,
-    /// The last DH ratchet step, on the caller's clock.
-    pub(crate) last_step: Instant,
+    /// The time since the last DH ratchet step is `age_at_origin` plus
+    /// the time since `age_origin` (on this process's clock). A step sets
+    /// both (0, now); a restore carries the saved age over and takes
+    /// `age_origin` from the first call with `now` (`origin_pending`), so
+    /// the age survives a clock whose origin changed and never depends on
+    /// how far the new clock has run.
+    pub(crate) age_origin: Instant,
+    pub(crate) age_at_origin: u64,
+    pub(crate) origin_pending: bool,
     /// The latest `now` any call passed (the caller's clock is monotonic).
     pub(crate) clock: Instant,
-    /// After a restore: milliseconds from the last step to the save,
-    /// until the first call with `now` places `last_step` on this
-    /// process's clock (whose origin may differ from the saver's).
-    pub(crate) restored_since: Option<u64>,
     pub(crate) heartbeat_reported: bool,
     pub(crate) events: EventQueue<SessionEvent, SESSION_EVENT_SLOTS>,
 }
@@ -340,9 +343,10 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             prekey: None,
             initial: None,
             heartbeat_ms: config.heartbeat_ms,
-            last_step: now,
+            age_origin: now,
+            age_at_origin: 0,
+            origin_pending: false,
             clock: now,
-            restored_since: None,
             heartbeat_reported: false,
             events: EventQueue::new(),
         }
@@ -512,25 +516,37 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     /// assert_eq!(a.poll_event(), None);
     /// # Ok::<(), securemesh_ratchet::Error>(())
     /// ```
+    ///
+    /// Once [`SessionEvent::HeartbeatDue`] is raised there is no timer
+    /// (`None`) until the next DH ratchet step, so a driver that sleeps
+    /// until the earliest deadline does not spin.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.restored_since.is_some() {
+        if self.origin_pending {
             return Some(Instant::ZERO);
         }
-        Some(self.last_step.saturating_add(core::time::Duration::from_millis(self.heartbeat_ms)))
+        if self.heartbeat_reported {
+            return None;
+        }
+        let left = self.heartbeat_ms.saturating_sub(self.age_at_origin);
+        Some(self.age_origin.saturating_add(core::time::Duration::from_millis(left)))
     }
 
     /// Milliseconds since the last DH ratchet step at the latest `now`
     /// a call passed (the "ratchet state age": the longer, the longer a
     /// compromised state would stay useful).
     pub fn since_last_step_ms(&self) -> u64 {
-        self.restored_since.unwrap_or_else(|| ms(self.clock.saturating_duration_since(self.last_step)))
+        if self.origin_pending {
+            return self.age_at_origin;
+        }
+        self.age_at_origin.saturating_add(ms(self.clock.saturating_duration_since(self.age_origin)))
     }
 
-    /// Take `now` as the current time: after a restore, place the last
-    /// step on this clock.
+    /// Take `now` as the current time: after a restore, the carried-over
+    /// age counts from here.
     fn observe(&mut self, now: Instant) {
-        if let Some(since) = self.restored_since.take() {
-            self.last_step = Instant(now.0.saturating_sub(since));
+        if self.origin_pending {
+            self.origin_pending = false;
+            self.age_origin = now;
         }
         self.clock = self.clock.max(now);
     }
@@ -546,7 +562,8 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
 
     fn stepped(&mut self, sending: bool, now: Instant) {
         self.observe(now);
-        self.last_step = now;
+        self.age_origin = now;
+        self.age_at_origin = 0;
         self.heartbeat_reported = false;
         self.push_event(SessionEvent::RatchetStepped { sending });
     }
@@ -895,6 +912,35 @@ mod tests {
         b.decrypt(&sent[50], &mut out, now).unwrap();
         assert_eq!(HEADER_OPENS.with(|c| c.get()), 1);
         assert_eq!(b.decrypt(&sent[50], &mut out, now), Err(Error::Duplicate));
+    }
+
+    /// A restored session keeps its age since the last DH step even when
+    /// the new clock is younger than that age (a device whose clock
+    /// restarts at 0 on every boot): saved 50 minutes after its step with a
+    /// one-hour heartbeat, restored on a clock at 10 s, it is due 10
+    /// minutes later, not an hour later. After `HeartbeatDue` there is no
+    /// timer until the next step.
+    #[test]
+    fn a_restored_session_keeps_its_age_on_a_younger_clock() {
+        let mut rng = TestRng::new(9);
+        let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+        let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let config = SessionConfig { heartbeat_ms: 3_600_000, ..SessionConfig::default() };
+        let mut a: Session =
+            Session::initiate(&alice, &pool.bundle(None), config, &mut rng, Instant(100)).unwrap();
+        a.handle_timeout(Instant(100 + 3_000_000)); // 50 minutes after the step
+        assert_eq!(a.since_last_step_ms(), 3_000_000);
+        let mut r = Session::<128, 128>::decode_state(&state(&a)).unwrap();
+        assert_eq!(r.since_last_step_ms(), 3_000_000);
+        assert_eq!(r.poll_timeout(), Some(Instant::ZERO));
+        r.handle_timeout(Instant(10_000));
+        assert_eq!(r.poll_timeout(), Some(Instant(610_000)));
+        assert_eq!(r.since_last_step_ms(), 3_000_000);
+        assert_eq!(r.poll_event(), None);
+        r.handle_timeout(Instant(610_000));
+        assert_eq!(r.poll_event(), Some(SessionEvent::HeartbeatDue));
+        assert_eq!(r.poll_timeout(), None);
+        assert_eq!(r.since_last_step_ms(), 3_600_000);
     }
 
     /// A sending chain carries at most 2^32 - 1 messages: the last number

@@ -304,8 +304,9 @@
 //! message is not part of the associated data: it is bound, byte for
 //! byte, into `SK` (§4), so for the *first* initial message Bob processes
 //! any change of a prefix byte yields `UnknownPrekey`, `Malformed`,
-//! `UnknownVersion`, `BadSignature`, `NonContributory` or `Decrypt`, and no
-//! session. A *repeated* initial message is decrypted with the session's
+//! `UnknownVersion`, `BadSignature`, `NonContributory`,
+//! `HeaderEncryptionRequired` (a responder that requires encrypted headers,
+//! §8) or `Decrypt`, and no session. A *repeated* initial message is decrypted with the session's
 //! existing keys, so it must equal the first one in every prefix field (§8).
 //!
 //! ## 7. The Double Ratchet (\[DR\] §3, header encryption §4)
