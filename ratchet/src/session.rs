@@ -864,6 +864,14 @@ mod tests {
     use securemesh_core::testing::TestRng;
     use std::vec::Vec;
 
+    /// Alice, Bob and Bob's pool from a seeded generator.
+    fn parties(seed: u64) -> (TestRng, Identity, Identity, PrekeyPool<2>) {
+        let mut rng = TestRng::new(seed);
+        let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+        let pool = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        (rng, alice, bob, pool)
+    }
+
     fn state(s: &Session) -> Vec<u8> {
         let mut buf = std::vec![0u8; Session::<128, 128>::MAX_ENCODED_LEN];
         let n = s.encode_state(&mut buf).unwrap();
@@ -877,9 +885,7 @@ mod tests {
     /// tries 3 header keys (the store's one, HKr, NHKr), not 102.
     #[test]
     fn header_decryption_tries_each_distinct_key_once() {
-        let mut rng = TestRng::new(6);
-        let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
-        let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let (mut rng, alice, bob, mut pool) = parties(6);
         let bundle = pool.bundle(pool.one_time_ids().next());
         let now = Instant(0);
         let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
@@ -922,9 +928,7 @@ mod tests {
     /// timer until the next step.
     #[test]
     fn a_restored_session_keeps_its_age_on_a_younger_clock() {
-        let mut rng = TestRng::new(9);
-        let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
-        let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let (mut rng, alice, bob, pool) = parties(9);
         let config = SessionConfig { heartbeat_ms: 3_600_000, ..SessionConfig::default() };
         let mut a: Session =
             Session::initiate(&alice, &pool.bundle(None), config, &mut rng, Instant(100)).unwrap();
@@ -948,9 +952,7 @@ mod tests {
     /// step, after which the new chain starts at 0.
     #[test]
     fn the_sending_counter_is_exhausted_at_its_last_number() {
-        let mut rng = TestRng::new(5);
-        let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
-        let mut pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let (mut rng, alice, bob, mut pool) = parties(5);
         let bundle = pool.bundle(pool.one_time_ids().next());
         let now = Instant(0);
         let mut a: Session =

@@ -1354,6 +1354,17 @@ pub fn transcript(name: &str, path: &Path) -> Report {
     }
 }
 
+/// The lines [`reports`] prints when every ratchet vector passes, in order
+/// (pinned by the conformance test and the ratchet vector test).
+pub const EXPECTED_LINES: [&str; 6] = [
+    "ratchet v2 x3dh 4/4",
+    "ratchet v2 double-ratchet 23/23",
+    "ratchet v2 double-ratchet-he 23/23",
+    "ratchet v2 double-ratchet-limits 61/61",
+    "ratchet v2 double-ratchet-he-limits 63/63",
+    "ratchet v2 bundles 22/22",
+];
+
 /// The ratchet vector files of wire version 2 in `dir/v2` (`dir` is the
 /// `ratchet` folder), one report each: `ratchet v2 x3dh`, `ratchet v2
 /// double-ratchet`, `ratchet v2 double-ratchet-he`, `ratchet v2

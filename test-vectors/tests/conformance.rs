@@ -15,12 +15,6 @@ fn every_supported_vector_passes() {
         "rfc5869 hkdf-sha256 3/3",
         "rfc8032 ed25519 3/3",
         "state envelope-v1 6/6",
-        "ratchet v2 x3dh 4/4",
-        "ratchet v2 double-ratchet 23/23",
-        "ratchet v2 double-ratchet-he 23/23",
-        "ratchet v2 double-ratchet-limits 61/61",
-        "ratchet v2 double-ratchet-he-limits 63/63",
-        "ratchet v2 bundles 22/22",
         "noise noise-c fallback 8/8",
         "mls tree-math 10/10",
         "mls crypto-basics 1/1",
@@ -47,7 +41,10 @@ fn every_supported_vector_passes() {
         "mls passive-client-random skipped 1 (ciphersuite 1: needs AES-128-GCM, not in this profile)",
         "state mls-group-v1 3/3",
         "state mls-group-v2 3/3",
-    ] {
+    ]
+    .into_iter()
+    .chain(securemesh_test_vectors::ratchet::EXPECTED_LINES)
+    {
         assert!(lines.iter().any(|l| l == expected), "missing {expected}: {lines:?}");
     }
     // Every 25519 suite of Cacophony: 8 suites of 59 vectors.
