@@ -928,7 +928,7 @@ mod tests {
     /// timer until the next step.
     #[test]
     fn a_restored_session_keeps_its_age_on_a_younger_clock() {
-        let (mut rng, alice, bob, pool) = parties(9);
+        let (mut rng, alice, _, pool) = parties(9);
         let config = SessionConfig { heartbeat_ms: 3_600_000, ..SessionConfig::default() };
         let mut a: Session =
             Session::initiate(&alice, &pool.bundle(None), config, &mut rng, Instant(100)).unwrap();
