@@ -10,15 +10,14 @@
 
 use crate::error::Error;
 use crate::framing::{
-    AuthenticatedContent, Content, ContentType, FramedContent, FramedContentAuthData, SIGNATURE_LEN, Sender,
-    protect_private, sign, sign_scratch_len,
+    AuthenticatedContent, Content, ContentType, FramedContentAuthData, SIGNATURE_LEN, protect_private, sign,
+    sign_scratch_len,
 };
 use crate::group::Group;
 use crate::messages::{MlsMessageBody, WireFormat};
 use crate::secret_tree::RatchetKind;
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Ed25519, Signature};
 
 /// An opened application message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,17 +149,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         if !self.joined {
             return Err(Error::Malformed);
         }
-        if self.signing_key.is_none() {
-            self.signing_key = Some(Ed25519::signing_key(&self.signature_private_key));
-        }
+        self.load_signing_key();
         let gc = self.group_context();
-        let content = FramedContent {
-            group_id: &self.group_id,
-            epoch: self.epoch,
-            sender: Sender::Member(self.own_leaf),
-            authenticated_data,
-            content: Content::Application(data),
-        };
+        let content = self.own_content(authenticated_data, Content::Application(data));
         let needed = sign_scratch_len(WireFormat::PrivateMessage, &content, &gc)?;
         let buf = scratch.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
         let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;

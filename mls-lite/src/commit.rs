@@ -315,7 +315,7 @@ fn merge_path<const L: usize, const B: usize>(
 /// Add `new` at the leftmost blank leaf (extending the tree when none is
 /// blank) and list it as unmerged at the non-blank parents above it (§7.7).
 /// Its keys must not be used by another leaf.
-fn add_leaf<const L: usize, const B: usize>(
+pub(crate) fn add_leaf<const L: usize, const B: usize>(
     tree: &mut RatchetTree<L, B>,
     new: &crate::tree::node::LeafNode<'_>,
 ) -> Result<u32, Error> {

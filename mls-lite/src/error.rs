@@ -23,6 +23,8 @@ pub enum Error {
     InvalidLength,
     /// A value the profile does not support (ciphersuite, credential type…).
     Unsupported,
+    /// A KeyPackage's lifetime does not hold the caller's `now`.
+    Expired,
     /// A persisted state failed to decode.
     State(securemesh_core::Error),
 }
@@ -37,6 +39,7 @@ impl fmt::Display for Error {
             Error::BadSignature => f.write_str("signature verification failed"),
             Error::InvalidLength => f.write_str("unsupported output length"),
             Error::Unsupported => f.write_str("unsupported value"),
+            Error::Expired => f.write_str("outside its lifetime"),
             Error::State(e) => write!(f, "persisted state: {e}"),
         }
     }

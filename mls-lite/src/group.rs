@@ -131,6 +131,31 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
     }
 
+    /// Load the signing key from the signature seed if not loaded yet.
+    pub(crate) fn load_signing_key(&mut self) {
+        if self.signing_key.is_none() {
+            self.signing_key =
+                Some(<securemesh_core::crypto::Ed25519 as securemesh_core::crypto::Signature>::signing_key(
+                    &self.signature_private_key,
+                ));
+        }
+    }
+
+    /// Content we send in the current epoch, from our leaf.
+    pub(crate) fn own_content<'a>(
+        &'a self,
+        authenticated_data: &'a [u8],
+        content: crate::framing::Content<'a>,
+    ) -> crate::framing::FramedContent<'a> {
+        crate::framing::FramedContent {
+            group_id: &self.group_id,
+            epoch: self.epoch,
+            sender: crate::framing::Sender::Member(self.own_leaf),
+            authenticated_data,
+            content,
+        }
+    }
+
     /// Empty the slot, zeroizing every secret it held.
     pub fn clear(&mut self) {
         self.joined = false;

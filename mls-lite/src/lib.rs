@@ -162,12 +162,15 @@ extern crate std;
 
 pub mod application;
 pub mod commit;
+pub mod creation;
 pub mod crypto;
 mod error;
 pub mod framing;
 pub mod group;
+pub mod key_package;
 pub mod key_schedule;
 pub mod messages;
+pub mod pending_commit;
 pub mod persist;
 pub mod secret_tree;
 pub mod sender_ratchets;

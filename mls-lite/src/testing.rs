@@ -11,50 +11,13 @@
 //! to be (no Welcome, no commit): the state is epoch 1 of a two-member
 //! group whose history nobody can replay.
 
-use crate::crypto::{NH, Secret32, sign_with_label};
+use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::group::Group;
 use crate::key_schedule::{EpochSecrets, GroupContext};
+use crate::tree::node::{LeafNodeParams, LeafNodeSource, write_leaf_node};
 use securemesh_core::CryptoRng;
-use securemesh_core::codec::Writer;
 use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
-
-/// Encode the key-package-source leaf of a member into `out` (signed with
-/// `signing`); returns its length.
-fn write_leaf(
-    out: &mut [u8],
-    encryption_key: &[u8; 32],
-    signing: &<Ed25519 as Signature>::SigningKey,
-    identity: &[u8],
-    scratch: &mut [u8],
-) -> Result<usize, Error> {
-    let verifying = Ed25519::verifying_key(signing);
-    let mut w = Writer::new(out);
-    w.write_vec_varint(encryption_key)?;
-    w.write_vec_varint(&verifying)?;
-    // Credential: basic (1), the identity.
-    w.write_u16(1)?;
-    w.write_vec_varint(identity)?;
-    // Capabilities: mls10, suite 3, no extensions or proposals, basic.
-    w.write_vec_varint(&1u16.to_be_bytes())?;
-    w.write_vec_varint(&crate::crypto::CIPHERSUITE.to_be_bytes())?;
-    w.write_vec_varint(&[])?;
-    w.write_vec_varint(&[])?;
-    w.write_vec_varint(&1u16.to_be_bytes())?;
-    // Source key_package with an unbounded lifetime, no extensions.
-    w.write_u8(1)?;
-    w.write_u64(0)?;
-    w.write_u64(u64::MAX)?;
-    w.write_vec_varint(&[])?;
-    let tbs_len = w.finish()?;
-    let tbs = out.get(..tbs_len).ok_or(Error::Capacity)?;
-    let signature = sign_with_label(signing, b"LeafNodeTBS", tbs, scratch)?;
-    // The signature: varint(64) and 64 bytes.
-    let needed = tbs_len.checked_add(65).ok_or(Error::Capacity)?;
-    let mut w = Writer::new(out.get_mut(tbs_len..).ok_or(Error::BufferTooSmall { needed })?);
-    w.write_vec_varint(&signature)?;
-    tbs_len.checked_add(w.finish()?).ok_or(Error::Capacity)
-}
 
 /// Build the two members of a fresh group `group_id` into `members`
 /// (leaf 0, leaf 1), each holding its own private keys and the same
@@ -92,7 +55,14 @@ pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const 
     for (i, (enc, sig)) in keys.iter().enumerate() {
         let signing = Ed25519::signing_key(sig);
         let identity: &[u8] = if i == 0 { b"member-0" } else { b"member-1" };
-        let n = write_leaf(&mut leaf, &X25519::public_key(enc), &signing, identity, &mut scratch)?;
+        let params = LeafNodeParams {
+            encryption_key: &X25519::public_key(enc),
+            identity,
+            // An unbounded lifetime.
+            source: LeafNodeSource::KeyPackage { not_before: 0, not_after: u64::MAX },
+            extensions: &[],
+        };
+        let n = write_leaf_node(&mut leaf, &params, &signing, &[], 0, &mut scratch)?;
         a.tree.set_leaf(i as u32, Some(leaf.get(..n).ok_or(Error::Capacity)?))?;
     }
     a.tree_hash = a.tree.tree_hash(a.tree.root())?;

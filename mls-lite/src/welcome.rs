@@ -163,10 +163,7 @@ pub fn open_group_info<'o>(
     let egi = welcome.encrypted_group_info;
     let buf = out.get_mut(..egi.len()).ok_or(Error::BufferTooSmall { needed: egi.len() })?;
     buf.copy_from_slice(egi);
-    let mut key = Secret::new([0u8; NK]);
-    crypto::expand_with_label(welcome_secret.expose(), b"key", &[], key.expose_mut())?;
-    let mut nonce = [0u8; NN];
-    crypto::expand_with_label(welcome_secret.expose(), b"nonce", &[], &mut nonce)?;
+    let (key, nonce) = welcome_key_nonce(welcome_secret)?;
     let len = match ChaChaPoly::open(&key, &nonce, &[], buf) {
         Ok(len) => len,
         Err(_) => {
@@ -175,6 +172,16 @@ pub fn open_group_info<'o>(
         }
     };
     GroupInfo::from_bytes(buf.get(..len).ok_or(Error::Decrypt)?)
+}
+
+/// `welcome_key` and `welcome_nonce` (§12.4.3.1):
+/// `ExpandWithLabel(welcome_secret, "key" / "nonce", "", AEAD.Nk / Nn)`.
+pub(crate) fn welcome_key_nonce(welcome_secret: &Secret32) -> Result<(Secret<[u8; NK]>, [u8; NN]), Error> {
+    let mut key = Secret::new([0u8; NK]);
+    crypto::expand_with_label(welcome_secret.expose(), b"key", &[], key.expose_mut())?;
+    let mut nonce = [0u8; NN];
+    crypto::expand_with_label(welcome_secret.expose(), b"nonce", &[], &mut nonce)?;
+    Ok((key, nonce))
 }
 
 /// The data of an extension of type `ty` in an `extensions<V>` body.

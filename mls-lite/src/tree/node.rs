@@ -124,6 +124,13 @@ pub enum LeafNodeSource<'a> {
 /// data<V>, no duplicate type) and return it.
 pub(crate) fn extensions_body<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Error> {
     let body = r.read_vec_varint()?;
+    check_extensions(body)?;
+    Ok(body)
+}
+
+/// Check that an `extensions<V>` body (without its length) is well formed:
+/// type u16 and data<V> each, no duplicate type.
+pub(crate) fn check_extensions(body: &[u8]) -> Result<(), Error> {
     let mut e = Reader::new(body);
     let mut seen: heapless::Vec<u16, 16> = heapless::Vec::new();
     while !e.is_empty() {
@@ -134,7 +141,7 @@ pub(crate) fn extensions_body<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Error>
         }
         seen.push(ty).map_err(|_| Error::Capacity)?;
     }
-    Ok(body)
+    Ok(())
 }
 
 /// A parsed `LeafNode`, borrowing the bytes it was parsed from.
@@ -279,4 +286,109 @@ impl<'a> ParentNode<'a> {
             ])
         })
     }
+}
+
+/// What a leaf node this member makes says (§7.2), for [`write_leaf_node`]:
+/// a basic credential, the capabilities of this profile (version mls10,
+/// ciphersuite 0x0003, basic credentials, no other extension or proposal
+/// type), the source and the leaf's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafNodeParams<'a> {
+    /// HPKE public key of the leaf.
+    pub encryption_key: &'a [u8; HPKE_KEY_LEN],
+    /// The identity of the basic credential.
+    pub identity: &'a [u8],
+    /// The source: a KeyPackage (with its lifetime), an Update or a
+    /// Commit (with the parent hash).
+    pub source: LeafNodeSource<'a>,
+    /// The `extensions<V>` body (usually empty).
+    pub extensions: &'a [u8],
+}
+
+/// Encode and sign a `LeafNode` (§7.2) into `out`, returning its length:
+/// the fields of `params`, the signature key of `signing`, and
+/// `SignWithLabel(signing, "LeafNodeTBS", LeafNodeTBS)`, where the TBS of
+/// an update or commit source ends with `group_id` and `leaf_index` (both
+/// ignored for a KeyPackage source). `scratch` holds the labelled TBS: the
+/// leaf plus `group_id.len()` plus 48 bytes.
+///
+/// ```
+/// use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
+/// use securemesh_core::testing::TestRng;
+/// use securemesh_mls_lite::tree::node::{LeafNode, LeafNodeParams, LeafNodeSource, write_leaf_node};
+/// let mut rng = TestRng::new(1);
+/// let signing = Ed25519::signing_key(&Ed25519::generate(&mut rng));
+/// let encryption_key = X25519::public_key(&X25519::generate(&mut rng));
+/// let params = LeafNodeParams {
+///     encryption_key: &encryption_key,
+///     identity: b"agent-7",
+///     source: LeafNodeSource::Update,
+///     extensions: &[],
+/// };
+/// let (mut out, mut scratch) = ([0u8; 256], [0u8; 512]);
+/// let n = write_leaf_node(&mut out, &params, &signing, b"fleet", 3, &mut scratch)?;
+/// let leaf = LeafNode::from_bytes(&out[..n])?;
+/// leaf.verify(b"fleet", 3, &mut scratch)?;
+/// assert!(leaf.verify(b"fleet", 4, &mut scratch).is_err());
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// ```
+pub fn write_leaf_node(
+    out: &mut [u8],
+    params: &LeafNodeParams<'_>,
+    signing: &securemesh_core::crypto::Ed25519SigningKey,
+    group_id: &[u8],
+    leaf_index: u32,
+    scratch: &mut [u8],
+) -> Result<usize, Error> {
+    use securemesh_core::codec::Writer;
+    use securemesh_core::crypto::{Ed25519, Signature};
+    let verifying = Ed25519::verifying_key(signing);
+    let mut w = Writer::new(out);
+    w.write_vec_varint(params.encryption_key)?;
+    w.write_vec_varint(&verifying)?;
+    // Credential: basic (1), the identity.
+    w.write_u16(1)?;
+    w.write_vec_varint(params.identity)?;
+    // Capabilities: mls10, suite 3, no extensions or proposals, basic.
+    w.write_vec_varint(&crate::messages::MLS10.to_be_bytes())?;
+    w.write_vec_varint(&crate::crypto::CIPHERSUITE.to_be_bytes())?;
+    w.write_vec_varint(&[])?;
+    w.write_vec_varint(&[])?;
+    w.write_vec_varint(&1u16.to_be_bytes())?;
+    match params.source {
+        LeafNodeSource::KeyPackage { not_before, not_after } => {
+            w.write_u8(1)?;
+            w.write_u64(not_before)?;
+            w.write_u64(not_after)?;
+        }
+        LeafNodeSource::Update => w.write_u8(2)?,
+        LeafNodeSource::Commit { parent_hash } => {
+            w.write_u8(3)?;
+            w.write_vec_varint(parent_hash)?;
+        }
+    }
+    w.write_vec_varint(params.extensions)?;
+    let tbs_len = w.finish()?;
+    let (tbs_and_sig, _) = out.split_at_mut_checked(tbs_len).ok_or(Error::Capacity)?;
+    let tbs_needed =
+        tbs_len.checked_add(group_id.len()).and_then(|n| n.checked_add(8)).ok_or(Error::Capacity)?;
+    let (content, rest) =
+        scratch.split_at_mut_checked(tbs_needed).ok_or(Error::BufferTooSmall { needed: tbs_needed })?;
+    let mut c = Writer::new(content);
+    c.write_bytes(tbs_and_sig)?;
+    if !matches!(params.source, LeafNodeSource::KeyPackage { .. }) {
+        c.write_vec_varint(group_id)?;
+        c.write_u32(leaf_index)?;
+    }
+    let n = c.finish()?;
+    let signature = crate::crypto::sign_with_label(
+        signing,
+        b"LeafNodeTBS",
+        content.get(..n).ok_or(Error::Capacity)?,
+        rest,
+    )?;
+    let needed = tbs_len.checked_add(65).ok_or(Error::Capacity)?;
+    let mut w = Writer::new(out.get_mut(tbs_len..).ok_or(Error::BufferTooSmall { needed })?);
+    w.write_vec_varint(&signature)?;
+    tbs_len.checked_add(w.finish()?).ok_or(Error::Capacity)
 }

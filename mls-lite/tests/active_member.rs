@@ -1,0 +1,307 @@
+//! The active member: KeyPackages, group creation, add commits as pending
+//! commits, Welcomes. Each new epoch is checked by our passive side
+//! (`join_into`, `process_commit`), itself checked against the mlswg
+//! vectors: every member must agree on the epoch, the epoch
+//! authenticator and an exporter value after every step.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use securemesh_core::crypto::{Ed25519, Signature};
+use securemesh_core::envelope::Persist;
+use securemesh_core::testing::TestRng;
+use securemesh_mls_lite::crypto::Secret32;
+use securemesh_mls_lite::key_package::{
+    KeyPackageParams, KeyPackageSecrets, create_key_package, key_package_len,
+};
+use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, WireFormat};
+use securemesh_mls_lite::pending_commit::{CommitOptions, CommitOutput};
+use securemesh_mls_lite::{CommitEvent, Error, Group, JoinKeys, ProposalCache, PskStore};
+
+type G = Group<8, 384, 32, 64>;
+
+/// A would-be member: its KeyPackage and private keys.
+struct Agent {
+    kp: Vec<u8>,
+    secrets: KeyPackageSecrets,
+    sig: Secret32,
+}
+
+impl Agent {
+    fn new(name: &[u8], rng: &mut TestRng) -> Agent {
+        let sig = Ed25519::generate(rng);
+        let params =
+            KeyPackageParams { identity: name, not_before: 0, not_after: u64::MAX, last_resort: false };
+        let mut kp = vec![0u8; key_package_len(name.len())];
+        let (n, secrets) = create_key_package(&params, &sig, rng, &mut kp, &mut vec![0u8; 1024]).unwrap();
+        kp.truncate(n);
+        Agent { kp, secrets, sig }
+    }
+
+    fn keys(&self) -> JoinKeys<'_> {
+        JoinKeys {
+            key_package: KeyPackage::from_bytes(&self.kp).unwrap(),
+            init_priv: &self.secrets.init_priv,
+            encryption_priv: &self.secrets.encryption_priv,
+            signature_priv: &self.sig,
+        }
+    }
+
+    fn join(&self, welcome: &[u8], tree: Option<&[u8]>) -> Result<Box<G>, Error> {
+        let MlsMessageBody::Welcome(w) = MlsMessage::from_bytes(welcome)?.body else {
+            return Err(Error::Malformed);
+        };
+        let mut g: Box<G> = Box::default();
+        let mut scratch = vec![0u8; G::scratch_len(welcome.len())];
+        g.join_into(&w, &self.keys(), tree, &[], &mut scratch)?;
+        Ok(g)
+    }
+}
+
+struct Sent {
+    commit: Vec<u8>,
+    welcome: Vec<u8>,
+    pending: Box<G>,
+}
+
+fn commit_adds(
+    g: &mut G,
+    agents: &[&Agent],
+    options: &CommitOptions<'_>,
+    rng: &mut TestRng,
+) -> Result<Sent, Error> {
+    let kps: Vec<KeyPackage<'_>> = agents.iter().map(|a| KeyPackage::from_bytes(&a.kp).unwrap()).collect();
+    let total: usize = agents.iter().map(|a| a.kp.len()).sum();
+    let mut pending: Box<G> = Box::default();
+    let mut commit = vec![0u8; total + 1024];
+    let mut welcome = vec![0u8; G::welcome_len(agents.len(), options.ratchet_tree_in_welcome)];
+    let mut scratch = vec![0u8; G::send_commit_scratch_len(total)];
+    let CommitOutput { commit_len, welcome_len, epoch } =
+        g.commit_adds(&kps, options, rng, &mut pending, &mut commit, &mut welcome, &mut scratch)?;
+    assert_eq!(epoch, g.epoch() + 1);
+    assert_eq!(pending.epoch(), epoch);
+    commit.truncate(commit_len);
+    welcome.truncate(welcome_len);
+    Ok(Sent { commit, welcome, pending })
+}
+
+fn process(g: &mut G, commit: &[u8]) -> Result<CommitEvent, Error> {
+    let mut cache: Box<ProposalCache> = Box::default();
+    let mut spare: Box<G> = Box::default();
+    let mut scratch = vec![0u8; G::commit_scratch_len(commit.len())];
+    g.process_commit(commit, &mut cache, &PskStore::default(), &mut spare, &mut scratch)
+}
+
+/// Every member is in the same epoch with the same authenticator,
+/// exporter value, tree hash and member count.
+fn agree(members: &[&G]) {
+    let first = members[0];
+    let mut want = [0u8; 32];
+    first.export_secret(b"test", b"ctx", &mut want).unwrap();
+    for m in members {
+        assert_eq!(m.epoch(), first.epoch());
+        assert_eq!(m.epoch_authenticator().expose(), first.epoch_authenticator().expose());
+        assert_eq!(m.tree_hash(), first.tree_hash());
+        assert_eq!(m.members().count(), members.len());
+        let mut got = [0u8; 32];
+        m.export_secret(b"test", b"ctx", &mut got).unwrap();
+        assert_eq!(got, want);
+    }
+}
+
+/// `from` seals application data; each of `to` opens it.
+fn talk(from: &mut G, to: &mut [&mut G], data: &[u8], rng: &mut TestRng) {
+    let mut out = vec![0u8; data.len() + 256];
+    let mut scratch = vec![0u8; G::seal_scratch_len(data.len(), 0)];
+    let n = from.seal_application(data, &[], 0, rng, &mut out, &mut scratch).unwrap();
+    for g in to.iter_mut() {
+        let mut scratch = vec![0u8; G::application_scratch_len(n)];
+        let m = g.open_application(&out[..n], &mut scratch).unwrap();
+        assert_eq!(m.data, data);
+        assert_eq!(m.sender, from.own_leaf());
+    }
+}
+
+fn encoded(g: &G) -> Vec<u8> {
+    let mut out = vec![0u8; G::MAX_ENCODED_LEN];
+    let n = g.encode_state(&mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+fn creator(rng: &mut TestRng) -> (Agent, Box<G>) {
+    let alice = Agent::new(b"alice", rng);
+    let mut g: Box<G> = Box::default();
+    g.create_into(b"fleet", &alice.keys(), &[], rng).unwrap();
+    (alice, g)
+}
+
+/// Alice creates the group and adds Bob, who joins (epoch 1).
+fn alice_and_bob(rng: &mut TestRng) -> (Box<G>, Box<G>) {
+    let (_a, mut alice) = creator(rng);
+    let bob_agent = Agent::new(b"bob", rng);
+    let mut sent = commit_adds(&mut alice, &[&bob_agent], &CommitOptions::default(), rng).unwrap();
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    let bob = bob_agent.join(&sent.welcome, None).unwrap();
+    (alice, bob)
+}
+
+#[test]
+fn a_created_group_grows_to_four_members_with_commits_from_two_of_them() {
+    let mut rng = TestRng::new(11);
+    let (_alice_agent, mut alice) = creator(&mut rng);
+    assert_eq!((alice.epoch(), alice.members().count()), (0, 1));
+
+    // Alice adds Bob: PrivateMessage commit, Welcome with the tree.
+    let bob_agent = Agent::new(b"bob", &mut rng);
+    let mut sent = commit_adds(&mut alice, &[&bob_agent], &CommitOptions::default(), &mut rng).unwrap();
+    assert_eq!(alice.epoch(), 0, "a pending commit changes nothing");
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    assert!(!sent.pending.is_joined());
+    let mut bob = bob_agent.join(&sent.welcome, None).unwrap();
+    agree(&[&alice, &bob]);
+    talk(&mut alice, &mut [&mut bob], b"hello bob", &mut rng);
+    talk(&mut bob, &mut [&mut alice], b"hello alice", &mut rng);
+
+    // Alice adds Carol: PublicMessage commit, Welcome without the tree.
+    let carol_agent = Agent::new(b"carol", &mut rng);
+    let options = CommitOptions {
+        wire_format: WireFormat::PublicMessage,
+        ratchet_tree_in_welcome: false,
+        authenticated_data: b"add carol",
+        padding: 0,
+    };
+    let mut sent = commit_adds(&mut alice, &[&carol_agent], &options, &mut rng).unwrap();
+    assert_eq!(process(&mut bob, &sent.commit).unwrap(), CommitEvent::NewEpoch { epoch: 2 });
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    assert!(carol_agent.join(&sent.welcome, None).is_err(), "no tree: the joiner needs it");
+    let mut tree = vec![0u8; G::MAX_TREE_LEN];
+    let n = alice.export_ratchet_tree(&mut tree).unwrap();
+    let mut carol = carol_agent.join(&sent.welcome, Some(&tree[..n])).unwrap();
+    agree(&[&alice, &bob, &carol]);
+
+    // Bob adds Dave and Erin in one commit (PrivateMessage, padded).
+    let dave_agent = Agent::new(b"dave", &mut rng);
+    let erin_agent = Agent::new(b"erin", &mut rng);
+    let options = CommitOptions { padding: 32, ..CommitOptions::default() };
+    let mut sent = commit_adds(&mut bob, &[&dave_agent, &erin_agent], &options, &mut rng).unwrap();
+    for g in [&mut alice, &mut carol] {
+        assert_eq!(process(g, &sent.commit).unwrap(), CommitEvent::NewEpoch { epoch: 3 });
+    }
+    bob.merge_pending_commit(&mut sent.pending).unwrap();
+    let mut dave = dave_agent.join(&sent.welcome, None).unwrap();
+    let mut erin = erin_agent.join(&sent.welcome, None).unwrap();
+    agree(&[&alice, &bob, &carol, &dave, &erin]);
+    assert_eq!((dave.own_leaf(), erin.own_leaf()), (3, 4));
+    talk(&mut erin, &mut [&mut alice, &mut bob, &mut carol, &mut dave], b"hi all", &mut rng);
+    talk(&mut carol, &mut [&mut alice, &mut bob, &mut dave, &mut erin], b"welcome", &mut rng);
+}
+
+#[test]
+fn when_two_members_commit_in_one_epoch_the_loser_discards_its_pending_commit() {
+    let mut rng = TestRng::new(12);
+    let (mut alice, mut bob) = alice_and_bob(&mut rng);
+
+    // Both commit for epoch 1 → 2; the delivery service orders Bob's first.
+    let carol_agent = Agent::new(b"carol", &mut rng);
+    let dave_agent = Agent::new(b"dave", &mut rng);
+    let mut alices = commit_adds(&mut alice, &[&carol_agent], &CommitOptions::default(), &mut rng).unwrap();
+    let mut bobs = commit_adds(&mut bob, &[&dave_agent], &CommitOptions::default(), &mut rng).unwrap();
+    bob.merge_pending_commit(&mut bobs.pending).unwrap();
+    alices.pending.clear();
+    assert_eq!(process(&mut alice, &bobs.commit).unwrap(), CommitEvent::NewEpoch { epoch: 2 });
+    // Alice's commit is now of an old epoch: refused by Bob.
+    assert!(process(&mut bob, &alices.commit).is_err());
+    let dave = dave_agent.join(&bobs.welcome, None).unwrap();
+    agree(&[&alice, &bob, &dave]);
+    // Carol's Welcome belongs to the losing commit: it opens a group state
+    // nobody is in (its epoch secrets differ from the real epoch 2).
+    let carol = carol_agent.join(&alices.welcome, None).unwrap();
+    assert_ne!(carol.epoch_authenticator().expose(), alice.epoch_authenticator().expose());
+}
+
+#[test]
+fn a_tampered_commit_or_welcome_changes_nothing() {
+    let mut rng = TestRng::new(13);
+    let (mut alice, mut bob) = alice_and_bob(&mut rng);
+    for wire_format in [WireFormat::PublicMessage, WireFormat::PrivateMessage] {
+        let carol_agent = Agent::new(b"carol", &mut rng);
+        let options = CommitOptions { wire_format, ..CommitOptions::default() };
+        let sent = commit_adds(&mut alice, &[&carol_agent], &options, &mut rng).unwrap();
+        let before = encoded(&bob);
+        // Every 7th byte (the whole message is too slow in debug builds).
+        for i in (0..sent.commit.len()).step_by(7) {
+            let mut bad = sent.commit.clone();
+            bad[i] ^= 0x20;
+            assert!(process(&mut bob, &bad).is_err(), "{wire_format:?} byte {i}");
+            assert_eq!(encoded(&bob), before, "byte {i}");
+        }
+        for i in (0..sent.welcome.len()).step_by(11) {
+            let mut bad = sent.welcome.clone();
+            bad[i] ^= 0x20;
+            assert!(carol_agent.join(&bad, None).is_err(), "welcome byte {i}");
+        }
+        // The genuine ones still work; then drop this commit.
+        let mut probe: Box<G> = Box::default();
+        probe.decode_state_into(&before).unwrap();
+        assert_eq!(process(&mut probe, &sent.commit).unwrap(), CommitEvent::NewEpoch { epoch: 2 });
+        carol_agent.join(&sent.welcome, None).unwrap();
+    }
+}
+
+#[test]
+fn a_commit_that_cannot_be_made_changes_nothing() {
+    let mut rng = TestRng::new(14);
+    let (_a, mut alice) = creator(&mut rng);
+    let before = encoded(&alice);
+    // A KeyPackage with a broken signature.
+    let mut bob_agent = Agent::new(b"bob", &mut rng);
+    let last = bob_agent.kp.len() - 1;
+    bob_agent.kp[last] ^= 1;
+    assert_eq!(
+        commit_adds(&mut alice, &[&bob_agent], &CommitOptions::default(), &mut rng).err(),
+        Some(Error::BadSignature)
+    );
+    // No proposal: an empty commit needs a path (not made here yet).
+    assert_eq!(
+        commit_adds(&mut alice, &[], &CommitOptions::default(), &mut rng).err(),
+        Some(Error::Unsupported)
+    );
+    // The same member twice: its keys would repeat in the tree.
+    let carol = Agent::new(b"carol", &mut rng);
+    assert!(commit_adds(&mut alice, &[&carol, &carol], &CommitOptions::default(), &mut rng).is_err());
+    // Short buffers.
+    let kp = KeyPackage::from_bytes(&carol.kp).unwrap();
+    let mut pending: Box<G> = Box::default();
+    let (mut c, mut w, mut s) =
+        (vec![0u8; 16], vec![0u8; 4096], vec![0u8; G::send_commit_scratch_len(carol.kp.len())]);
+    let r =
+        alice.commit_adds(&[kp], &CommitOptions::default(), &mut rng, &mut pending, &mut c, &mut w, &mut s);
+    assert!(matches!(r, Err(Error::BufferTooSmall { .. })));
+    assert!(!pending.is_joined());
+    let mut c = vec![0u8; 4096];
+    let mut w = vec![0u8; 16];
+    let r =
+        alice.commit_adds(&[kp], &CommitOptions::default(), &mut rng, &mut pending, &mut c, &mut w, &mut s);
+    assert!(matches!(r, Err(Error::BufferTooSmall { .. })));
+    assert_eq!(encoded(&alice), before);
+    // Merging something that is not the next epoch is refused.
+    let mut other: Box<G> = Box::default();
+    assert_eq!(alice.merge_pending_commit(&mut other), Err(Error::Malformed));
+    assert_eq!(encoded(&alice), before);
+}
+
+#[test]
+fn a_created_group_persists_and_restores() {
+    let mut rng = TestRng::new(15);
+    let (_a, mut alice) = creator(&mut rng);
+    let bob_agent = Agent::new(b"bob", &mut rng);
+    let mut sent = commit_adds(&mut alice, &[&bob_agent], &CommitOptions::default(), &mut rng).unwrap();
+    // The pending commit survives a restart of the committer too.
+    let staged = encoded(&sent.pending);
+    let mut restored: Box<G> = Box::default();
+    restored.decode_state_into(&staged).unwrap();
+    alice.merge_pending_commit(&mut restored).unwrap();
+    let mut bob = bob_agent.join(&sent.welcome, None).unwrap();
+    agree(&[&alice, &bob]);
+    talk(&mut bob, &mut [&mut alice], b"after restore", &mut rng);
+    sent.pending.clear();
+}
