@@ -305,3 +305,92 @@ fn a_created_group_persists_and_restores() {
     talk(&mut bob, &mut [&mut alice], b"after restore", &mut rng);
     sent.pending.clear();
 }
+
+/// One step of a random group history.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Member `by` (modulo the member count) adds `n` new members.
+    Add { by: usize, n: usize, public: bool, tree: bool },
+    /// Member `by` sends application data.
+    Talk { by: usize, len: usize },
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0usize..8, 1usize..3, any::<bool>(), any::<bool>()).prop_map(|(by, n, public, tree)| Op::Add {
+            by,
+            n,
+            public,
+            tree
+        }),
+        (0usize..8, 0usize..200).prop_map(|(by, len)| Op::Talk { by, len }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 24, ..Default::default() })]
+
+    /// A random sequence of adds (by any member, either framing, with or
+    /// without the tree in the Welcome) and application messages keeps
+    /// every member in the same epoch with the same authenticator and
+    /// exporter; a commit with one flipped byte changes no member.
+    #[test]
+    fn random_histories_keep_every_member_in_step(
+        seed in proptest::prelude::any::<u64>(),
+        ops in proptest::collection::vec(op(), 1..7),
+        flip in proptest::prelude::any::<proptest::sample::Index>(),
+    ) {
+        let mut rng = TestRng::new(seed);
+        let (_a, alice) = creator(&mut rng);
+        let mut members: Vec<Box<G>> = vec![alice];
+        for op in ops {
+            match op {
+                Op::Add { by, n, public, tree } => {
+                    let by = by % members.len();
+                    if members.len() + n > 8 {
+                        continue;
+                    }
+                    let agents: Vec<Agent> = (0..n).map(|i| Agent::new(format!("m{}", members.len() + i).as_bytes(), &mut rng)).collect();
+                    let options = CommitOptions {
+                        wire_format: if public { WireFormat::PublicMessage } else { WireFormat::PrivateMessage },
+                        ratchet_tree_in_welcome: tree,
+                        ..CommitOptions::default()
+                    };
+                    let refs: Vec<&Agent> = agents.iter().collect();
+                    let mut sent = commit_adds(&mut members[by], &refs, &options, &mut rng).unwrap();
+                    for (i, m) in members.iter_mut().enumerate() {
+                        if i == by {
+                            continue;
+                        }
+                        let before = encoded(m);
+                        let mut bad = sent.commit.clone();
+                        let at = flip.index(bad.len());
+                        bad[at] ^= 0x04;
+                        proptest::prop_assert!(process(m, &bad).is_err());
+                        proptest::prop_assert_eq!(encoded(m), before);
+                        let processed = matches!(process(m, &sent.commit), Ok(CommitEvent::NewEpoch { .. }));
+                        proptest::prop_assert!(processed);
+                    }
+                    members[by].merge_pending_commit(&mut sent.pending).unwrap();
+                    let mut tree_bytes = vec![0u8; G::MAX_TREE_LEN];
+                    let t = members[by].export_ratchet_tree(&mut tree_bytes).unwrap();
+                    for a in &agents {
+                        let given = if tree { None } else { Some(&tree_bytes[..t]) };
+                        members.push(a.join(&sent.welcome, given).unwrap());
+                    }
+                    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+                    agree(&refs);
+                }
+                Op::Talk { by, len } => {
+                    let by = by % members.len();
+                    let data = vec![0x5a; len];
+                    let (left, rest) = members.split_at_mut(by);
+                    let (from, right) = rest.split_first_mut().unwrap();
+                    let mut to: Vec<&mut G> = left.iter_mut().chain(right.iter_mut()).map(|m| &mut **m).collect();
+                    talk(from, &mut to, &data, &mut rng);
+                }
+            }
+        }
+    }
+}
