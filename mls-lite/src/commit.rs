@@ -33,8 +33,10 @@
 //! processed too: the joiner takes the leftmost blank leaf and the epoch's
 //! `init_secret` comes from the HPKE export with the external key pair.
 //! ReInit proposals and branch/reinit resumption PSKs are
-//! [`Error::Unsupported`], as is a commit by our own leaf or an Update of
-//! our own leaf (a passive member keeps no pending commit or update).
+//! [`Error::Unsupported`], as is a commit by our own leaf (our own commit
+//! is applied with [`Group::merge_pending_commit`] once the delivery
+//! service has ordered it, not processed) or an Update of our own leaf
+//! (we keep no pending update yet).
 //!
 //! # Transactions and the spare slot
 //!

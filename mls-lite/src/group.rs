@@ -10,6 +10,10 @@
 //! | step | method | scratch |
 //! | --- | --- | --- |
 //! | join from a Welcome | [`Group::join_into`] | [`Group::scratch_len`] |
+//! | create a group | [`Group::create_into`] | |
+//! | add members (pending commit and Welcome) | [`Group::commit_adds`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
+//! | apply our commit once ordered | [`Group::merge_pending_commit`] | |
+//! | the tree for a Welcome without it | [`Group::export_ratchet_tree`] | |
 //! | cache a proposal | [`Group::process_proposal`] | [`Group::commit_scratch_len`] |
 //! | move to the next epoch | [`Group::process_commit`] (with a spare slot) | [`Group::commit_scratch_len`] |
 //! | send application data | [`Group::seal_application`] | [`Group::seal_scratch_len`] |
@@ -21,7 +25,8 @@
 //! | restore in place | [`Group::decode_state_into`], [`Group::open_state_into`] | [`Persist::MAX_BODY_LEN`] |
 //!
 //! The methods are implemented beside the part of RFC 9420 they follow:
-//! joining in [`welcome`](crate::welcome), proposals and commits in
+//! creating in [`creation`](crate::creation), sending commits in
+//! [`pending_commit`](crate::pending_commit), joining in [`welcome`](crate::welcome), proposals and commits in
 //! [`commit`](crate::commit), application messages in
 //! [`application`](crate::application), the persisted state in
 //! [`persist`](crate::persist); the types they take and return are

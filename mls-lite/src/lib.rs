@@ -29,7 +29,11 @@
 //! opening application messages ([`application`]), the exporter and the
 //! epoch authenticator, and the state through the `core` persisted-state
 //! envelope, kind `MLS_GROUP`, plain or sealed, restorable in place
-//! ([`persist`]). Sending commits comes next.
+//! ([`persist`]). The active side, part 1: making KeyPackages
+//! ([`key_package`]), creating a group ([`creation`]) and adding members
+//! by commits sent as pending commits, with their Welcome
+//! ([`pending_commit`]). Commits with an UpdatePath (Update, Remove) come
+//! next.
 //!
 //! # Using a group
 //!
@@ -43,6 +47,12 @@
 //!    [`Group::join_into`] the slot. The ratchet tree comes from the
 //!    GroupInfo's extension or from the caller; external PSKs the Welcome
 //!    names are the caller's ([`ExternalPsk`]).
+//!    Or **create** the group: [`Group::create_into`] with a KeyPackage of
+//!    our own ([`key_package::create_key_package`]), then add members with
+//!    [`Group::commit_adds`], which stages the next epoch in a spare slot
+//!    until the delivery service has ordered the commit
+//!    ([`Group::merge_pending_commit`]); the Welcome it writes is what the
+//!    new members join from.
 //! 2. **Follow the group.** Each proposal goes through
 //!    [`Group::process_proposal`] into a [`ProposalCache`]; each commit
 //!    through [`Group::process_commit`], which computes the next epoch into
