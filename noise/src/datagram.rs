@@ -8,7 +8,7 @@
 
 use crate::cipher::{CipherState, TAG_LEN};
 use crate::error::Error;
-use crate::handshake::MAX_MESSAGE_LEN;
+use crate::message::MAX_MESSAGE_LEN;
 use crate::symmetric::MAX_HASH_LEN;
 use crate::transport::Transport;
 
@@ -272,6 +272,33 @@ impl<const WORDS: usize> DatagramTransport<WORDS> {
         }
         self.window.update(counter);
         Ok(len)
+    }
+}
+
+/// The switch from the stream transport. It lives here, beside the type it
+/// builds, so that `datagram` depends on `transport` and never the reverse.
+impl Transport {
+    /// Switch to the datagram transport (explicit counters, replay window)
+    /// for an unreliable, reordering link such as UDP, with the default
+    /// window of 2048 packets ([`DEFAULT_WINDOW_WORDS`]).
+    /// No type annotation is needed; for another window size use
+    /// [`into_datagram_with_window`](Self::into_datagram_with_window).
+    pub fn into_datagram(self) -> DatagramTransport {
+        DatagramTransport::from_transport(self)
+    }
+
+    /// [`into_datagram`](Self::into_datagram) with a replay window of
+    /// `(WORDS - 1) * 64` packets; `WORDS` below 2 does not compile.
+    ///
+    /// ```
+    /// # use securemesh_noise::{Builder, protocol, Protocol, Transport};
+    /// # fn demo(t: Transport) {
+    /// let small = t.into_datagram_with_window::<5>(); // 256 packets, 40 bytes of bitmap
+    /// assert_eq!(small.window().highest(), None);
+    /// # }
+    /// ```
+    pub fn into_datagram_with_window<const WORDS: usize>(self) -> DatagramTransport<WORDS> {
+        DatagramTransport::from_transport(self)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::cipher::{Key, TAG_LEN};
 use crate::error::Error;
+use crate::message::MAX_MESSAGE_LEN;
 use crate::pattern::{MessagePattern, Protocol, Token};
 use crate::symmetric::{MAX_HASH_LEN, SymmetricState};
 use crate::transport::Transport;
@@ -10,8 +11,6 @@ use securemesh_core::{CryptoRng, Secret};
 
 /// `DHLEN` of 25519.
 pub const DH_LEN: usize = 32;
-/// The Noise message size limit.
-pub const MAX_MESSAGE_LEN: usize = 65535;
 /// Number of PSK slots (`psk0` to `psk4`).
 pub const MAX_PSKS: usize = 5;
 

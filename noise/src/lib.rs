@@ -54,6 +54,7 @@ mod cipher;
 mod datagram;
 mod error;
 mod handshake;
+mod message;
 mod pattern;
 mod persist;
 mod symmetric;
@@ -65,7 +66,8 @@ pub use datagram::{
     MAX_DATAGRAM_PAYLOAD, ReplayWindow,
 };
 pub use error::{Error, NameError};
-pub use handshake::{Builder, DH_LEN, HandshakeState, Keypair, MAX_MESSAGE_LEN, MAX_PSKS, Role};
+pub use handshake::{Builder, DH_LEN, HandshakeState, Keypair, MAX_PSKS, Role};
+pub use message::MAX_MESSAGE_LEN;
 pub use pattern::{
     CipherChoice, DhChoice, HandshakePattern, HashChoice, MAX_MESSAGES, MAX_NAME_LEN, MAX_TOKENS,
     MessagePattern, PreMessage, Protocol, Token, pattern_names,

@@ -2,9 +2,8 @@
 //! 2^64-1 refused before use, rekey, in-place encryption.
 
 use crate::cipher::{CipherState, Key, TAG_LEN};
-use crate::datagram::DatagramTransport;
 use crate::error::Error;
-use crate::handshake::MAX_MESSAGE_LEN;
+use crate::message::MAX_MESSAGE_LEN;
 use crate::pattern::CipherChoice;
 use crate::symmetric::MAX_HASH_LEN;
 
@@ -166,28 +165,5 @@ impl Transport {
     /// `Rekey()` the receiving direction.
     pub fn rekey_incoming(&mut self) -> Result<(), Error> {
         self.recv.rekey()
-    }
-
-    /// Switch to the datagram transport (explicit counters, replay window)
-    /// for an unreliable, reordering link such as UDP, with the default
-    /// window of 2048 packets ([`DEFAULT_WINDOW_WORDS`](crate::DEFAULT_WINDOW_WORDS)).
-    /// No type annotation is needed; for another window size use
-    /// [`into_datagram_with_window`](Self::into_datagram_with_window).
-    pub fn into_datagram(self) -> DatagramTransport {
-        DatagramTransport::from_transport(self)
-    }
-
-    /// [`into_datagram`](Self::into_datagram) with a replay window of
-    /// `(WORDS - 1) * 64` packets; `WORDS` below 2 does not compile.
-    ///
-    /// ```
-    /// # use securemesh_noise::{Builder, protocol, Protocol, Transport};
-    /// # fn demo(t: Transport) {
-    /// let small = t.into_datagram_with_window::<5>(); // 256 packets, 40 bytes of bitmap
-    /// assert_eq!(small.window().highest(), None);
-    /// # }
-    /// ```
-    pub fn into_datagram_with_window<const WORDS: usize>(self) -> DatagramTransport<WORDS> {
-        DatagramTransport::from_transport(self)
     }
 }
