@@ -269,12 +269,7 @@ fn merge_path<const L: usize, const B: usize>(
     group_id: &[u8],
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    let mut filtered: heapless::Vec<(NodeIndex, NodeIndex), MAX_PATH_KEYS> = heapless::Vec::new();
-    let mut overflow = false;
-    tree.filtered_direct_path(sender, &mut |p, c| overflow |= filtered.push((p, c)).is_err());
-    if overflow {
-        return Err(Error::Capacity);
-    }
+    let filtered = filtered_path(tree, sender)?;
     let mut n = 0usize;
     for node in path.nodes() {
         node?;
@@ -283,14 +278,51 @@ fn merge_path<const L: usize, const B: usize>(
     if n != filtered.len() {
         return Err(Error::Malformed);
     }
+    let mut keys = path.nodes().map(|n| n.map(|n| *n.encryption_key));
+    let above = set_path_keys(tree, sender, &filtered, &mut keys)?;
+    let expected: &[u8] = above.as_ref().map_or(&[], |h| &h[..]);
+    match path.leaf_node.source {
+        LeafNodeSource::Commit { parent_hash } if parent_hash == expected => {}
+        _ => return Err(Error::Malformed),
+    }
+    path.leaf_node.verify(group_id, sender, scratch)?;
+    tree.set_leaf(sender, Some(path.leaf_node.as_bytes()))
+}
+
+/// The filtered direct path of `leaf` (§4.1.2), each node with its copath
+/// child.
+pub(crate) fn filtered_path<const L: usize, const B: usize>(
+    tree: &RatchetTree<L, B>,
+    leaf: u32,
+) -> Result<heapless::Vec<(NodeIndex, NodeIndex), MAX_PATH_KEYS>, Error> {
+    let mut filtered = heapless::Vec::new();
+    let mut overflow = false;
+    tree.filtered_direct_path(leaf, &mut |p, c| overflow |= filtered.push((p, c)).is_err());
+    if overflow {
+        return Err(Error::Capacity);
+    }
+    Ok(filtered)
+}
+
+/// Put a new path into `tree` (§7.9): blank the direct path of `sender`,
+/// give each node of its filtered direct path (`filtered`, with the copath
+/// children) the next public key of `keys`, and set their parent hashes
+/// top-down. Returns the parent hash the sender's new leaf must carry
+/// (`None` for an empty filtered path).
+pub(crate) fn set_path_keys<const L: usize, const B: usize>(
+    tree: &mut RatchetTree<L, B>,
+    sender: u32,
+    filtered: &[(NodeIndex, NodeIndex)],
+    keys: &mut dyn Iterator<Item = Result<[u8; 32], Error>>,
+) -> Result<Option<[u8; NH]>, Error> {
     let width = tree.leaf_count();
     let sender_node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;
     for p in tree_math::direct_path(sender_node, width) {
         tree.set_parent(p, None)?;
     }
-    for ((p, _), node) in filtered.iter().zip(path.nodes()) {
+    for (p, _) in filtered {
         let parent = Parent {
-            encryption_key: *node?.encryption_key,
+            encryption_key: keys.next().ok_or(Error::Malformed)??,
             parent_hash: heapless::Vec::new(),
             unmerged: heapless::Vec::new(),
         };
@@ -305,13 +337,7 @@ fn merge_path<const L: usize, const B: usize>(
         }
         above = Some(tree.parent_hash(*p, *copath)?);
     }
-    let expected: &[u8] = above.as_ref().map_or(&[], |h| &h[..]);
-    match path.leaf_node.source {
-        LeafNodeSource::Commit { parent_hash } if parent_hash == expected => {}
-        _ => return Err(Error::Malformed),
-    }
-    path.leaf_node.verify(group_id, sender, scratch)?;
-    tree.set_leaf(sender, Some(path.leaf_node.as_bytes()))
+    Ok(above)
 }
 
 /// Add `new` at the leftmost blank leaf (extending the tree when none is
@@ -365,7 +391,7 @@ fn update_leaf<const L: usize, const B: usize>(
 
 /// Remove (§12.1.3), without the truncation (which follows all Removes of
 /// a commit): blank the leaf of `removed` and its direct path.
-fn blank_leaf<const L: usize, const B: usize>(
+pub(crate) fn blank_leaf<const L: usize, const B: usize>(
     tree: &mut RatchetTree<L, B>,
     removed: u32,
 ) -> Result<(), Error> {

@@ -11,7 +11,7 @@
 //! | --- | --- | --- |
 //! | join from a Welcome | [`Group::join_into`] | [`Group::scratch_len`] |
 //! | create a group | [`Group::create_into`] | |
-//! | add members (pending commit and Welcome) | [`Group::commit_adds`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
+//! | add and remove members (pending commit and Welcome) | [`Group::commit`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
 //! | apply our commit once ordered | [`Group::merge_pending_commit`] | |
 //! | the tree for a Welcome without it | [`Group::export_ratchet_tree`] | |
 //! | cache a proposal | [`Group::process_proposal`] | [`Group::commit_scratch_len`] |

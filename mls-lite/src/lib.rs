@@ -30,10 +30,10 @@
 //! epoch authenticator, and the state through the `core` persisted-state
 //! envelope, kind `MLS_GROUP`, plain or sealed, restorable in place
 //! ([`persist`]). The active side, part 1: making KeyPackages
-//! ([`key_package`]), creating a group ([`creation`]) and adding members
-//! by commits sent as pending commits, with their Welcome
-//! ([`pending_commit`]). Commits with an UpdatePath (Update, Remove) come
-//! next.
+//! ([`key_package`]), creating a group ([`creation`]), and adding and
+//! removing members by commits (with an UpdatePath where required or
+//! asked for) sent as pending commits, with their Welcome
+//! ([`pending_commit`]).
 //!
 //! # Using a group
 //!
@@ -48,8 +48,8 @@
 //!    GroupInfo's extension or from the caller; external PSKs the Welcome
 //!    names are the caller's ([`ExternalPsk`]).
 //!    Or **create** the group: [`Group::create_into`] with a KeyPackage of
-//!    our own ([`key_package::create_key_package`]), then add members with
-//!    [`Group::commit_adds`], which stages the next epoch in a spare slot
+//!    our own ([`key_package::create_key_package`]), then add (and remove) members with
+//!    [`Group::commit`], which stages the next epoch in a spare slot
 //!    until the delivery service has ordered the commit
 //!    ([`Group::merge_pending_commit`]); the Welcome it writes is what the
 //!    new members join from.

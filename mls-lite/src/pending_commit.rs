@@ -1,7 +1,7 @@
 //! Sending commits (RFC 9420 §12.4) as a pending commit, and the Welcome
 //! for the members they add (§12.4.3.1).
 //!
-//! [`Group::commit_adds`] follows the pending-commit discipline of mls-rs:
+//! [`Group::commit`] follows the pending-commit discipline of mls-rs:
 //! it writes the commit message (PublicMessage or PrivateMessage) and the
 //! Welcome, and stages the next epoch in a caller-lent slot (`pending`,
 //! the same kind of spare slot [`Group::process_commit`] takes) without
@@ -13,16 +13,22 @@
 //! `pending` ([`Group::clear`]) and processes the winning commit instead.
 //! The current epoch stays usable until then.
 //!
-//! This part makes commits that add members by value without an
-//! UpdatePath (RFC 9420 §12.4: a commit whose proposals are all Adds needs
-//! none). Commits that need a path (Update, Remove, an empty commit,
-//! GroupContextExtensions) are [`Error::Unsupported`] here for now.
+//! A commit carries Removes and Adds by value, in that order; it has an
+//! UpdatePath (§7.4–7.9: a new leaf key, path secrets up our filtered
+//! direct path encrypted to the copath resolutions, new members left out,
+//! parent hashes, commit secret) when RFC 9420 §12.4 requires one (any
+//! Remove, or no proposal at all) or when asked
+//! ([`CommitOptions::update_path`]). A new member whose lowest common
+//! ancestor with us is on the path gets its path secret in the Welcome.
+//! Not made here yet: Update, PSK and GroupContextExtensions proposals,
+//! proposals by reference, and a commit that leaves us alone in the group
+//! (its path would be empty: [`Error::Unsupported`]).
 //!
 //! The Welcome carries the `ratchet_tree` extension in its GroupInfo when
 //! asked (`CommitOptions::ratchet_tree_in_welcome`); otherwise the joiner
 //! needs the tree out of band ([`Group::export_ratchet_tree`]).
 
-use crate::commit::add_leaf;
+use crate::commit::{add_leaf, blank_leaf, filtered_path, set_path_keys};
 use crate::crypto::{NH, Secret32, encrypt_with_label, sign_with_label};
 use crate::error::Error;
 use crate::framing::{
@@ -34,13 +40,26 @@ use crate::key_schedule::{EpochSecrets, GroupContext};
 use crate::messages::{Commit, KeyPackage, MLS10, WireFormat, write_vec_with};
 use crate::secret_tree::RatchetKind;
 use crate::transcript::{ConfirmedTranscriptHashInput, InterimTranscriptHashInput};
-use crate::welcome::{RATCHET_TREE_EXTENSION, welcome_key_nonce, welcome_secret};
+use crate::tree::Node;
+use crate::tree::node::{Credential, LeafNodeParams, LeafNodeSource, write_leaf_node};
+use crate::tree_math::{self, NodeIndex};
+use crate::treekem::{next_path_secret, node_key_pair};
+use crate::welcome::{MAX_PATH_KEYS, PathKey, RATCHET_TREE_EXTENSION, welcome_key_nonce, welcome_secret};
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
-use securemesh_core::crypto::{Aead, ChaChaPoly};
+use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519};
 
-/// Most members one commit adds.
+/// Most members one commit adds (and most it removes).
 pub const MAX_ADDS: usize = 16;
+
+/// An `HPKECiphertext` of a path secret: `kem_output<V>` (32 bytes) and
+/// `ciphertext<V>` (the 32-byte secret and the 16-byte tag).
+const HPKE_CIPHERTEXT_LEN: usize = (1 + 32) + (1 + 48);
+
+/// Bytes of the QUIC-style varint length prefix of `n`.
+fn varint_len(n: usize) -> Result<usize, Error> {
+    crate::crypto::varint(n).map(|(_, l)| l)
+}
 
 /// How a commit is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +73,10 @@ pub struct CommitOptions<'a> {
     pub authenticated_data: &'a [u8],
     /// Zero bytes of padding in a PrivateMessage.
     pub padding: usize,
+    /// Include an UpdatePath even where none is required (it refreshes
+    /// our leaf and path keys: post-compromise security). A commit with a
+    /// Remove, or with no proposal, always has one.
+    pub update_path: bool,
 }
 
 impl Default for CommitOptions<'_> {
@@ -63,11 +86,12 @@ impl Default for CommitOptions<'_> {
             ratchet_tree_in_welcome: true,
             authenticated_data: &[],
             padding: 0,
+            update_path: false,
         }
     }
 }
 
-/// What [`Group::commit_adds`] wrote.
+/// What [`Group::commit`] wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitOutput {
     /// Length of the commit `MLSMessage` in `commit_out`.
@@ -87,14 +111,26 @@ fn take<'b>(buf: &mut &'b mut [u8], n: usize) -> Result<&'b mut [u8], Error> {
 }
 
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
-    /// Scratch bytes [`commit_adds`](Self::commit_adds) needs at most when
+    /// Scratch bytes [`commit`](Self::commit) needs at most when
     /// the KeyPackages it adds total `key_packages_len` bytes.
     pub const fn send_commit_scratch_len(key_packages_len: usize) -> usize {
         key_packages_len
             .saturating_mul(3)
+            .saturating_add(Self::max_update_path_len().saturating_mul(2))
             .saturating_add(Self::MAX_TREE_LEN.saturating_mul(3))
             .saturating_add(G.saturating_add(E).saturating_mul(4))
             .saturating_add(4096)
+    }
+
+    /// Most bytes of an UpdatePath we send: our leaf, then per filtered
+    /// path node its key and a ciphertext per resolution member.
+    const fn max_update_path_len() -> usize {
+        B.saturating_add(
+            MAX_PATH_KEYS
+                .saturating_mul(40)
+                .saturating_add(L.saturating_mul(HPKE_CIPHERTEXT_LEN).saturating_mul(2))
+                .saturating_add(16),
+        )
     }
 
     /// Most bytes of the encoded ratchet tree.
@@ -122,11 +158,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.tree.encode(out)
     }
 
-    /// Commit the addition of the members of `key_packages` (each verified
-    /// here; their lifetimes and credentials are the caller's policy, see
-    /// [`KeyPackage::validate`]) without an UpdatePath, as a pending commit
-    /// (module documentation): the commit `MLSMessage` goes to
-    /// `commit_out`, the Welcome `MLSMessage` to `welcome_out`
+    /// Commit the removal of the members at the leaves `removes` and the
+    /// addition of the members of `adds` (each KeyPackage verified here;
+    /// lifetimes and credentials are the caller's policy, see
+    /// [`KeyPackage::validate`]), with an UpdatePath where one is required
+    /// or asked for, as a pending commit (module documentation): the commit
+    /// `MLSMessage` goes to `commit_out`, the Welcome `MLSMessage` (none,
+    /// length 0, when nobody is added) to `welcome_out`
     /// ([`welcome_len`](Self::welcome_len) bytes), and the next epoch is
     /// staged in `pending`. `scratch`:
     /// [`send_commit_scratch_len`](Self::send_commit_scratch_len). On
@@ -164,8 +202,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// let mut pending: Box<DefaultGroup> = Box::default();
     /// let (mut commit, mut welcome) = (vec![0u8; 4096], vec![0u8; DefaultGroup::welcome_len(1, true)]);
     /// let mut scratch = vec![0u8; DefaultGroup::send_commit_scratch_len(bob_kp.len())];
-    /// let out = alice.commit_adds(
+    /// let out = alice.commit(
     ///     &[KeyPackage::from_bytes(&bob_kp)?],
+    ///     &[], // nobody removed
     ///     &CommitOptions::default(),
     ///     &mut rng,
     ///     &mut pending,
@@ -194,9 +233,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// # Ok::<(), Error>(())
     /// ```
     #[allow(clippy::too_many_arguments)]
-    pub fn commit_adds<R: CryptoRng + ?Sized>(
+    pub fn commit<R: CryptoRng + ?Sized>(
         &mut self,
-        key_packages: &[KeyPackage<'_>],
+        adds: &[KeyPackage<'_>],
+        removes: &[u32],
         options: &CommitOptions<'_>,
         rng: &mut R,
         pending: &mut Self,
@@ -204,7 +244,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         welcome_out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<CommitOutput, Error> {
-        let result = self.stage_adds(key_packages, options, rng, pending, commit_out, welcome_out, scratch);
+        let result = self.stage(adds, removes, options, rng, pending, commit_out, welcome_out, scratch);
         scratch.fill(0);
         if result.is_err() {
             pending.clear();
@@ -212,7 +252,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         result
     }
 
-    /// Make the pending commit in `pending` ([`commit_adds`](Self::commit_adds))
+    /// Make the pending commit in `pending` ([`commit`](Self::commit))
     /// the current epoch: the two slots are swapped and `pending` emptied
     /// (the old epoch's secrets are zeroized). `pending` must hold the next
     /// epoch of this group ([`Error::Malformed`] otherwise, nothing changed).
@@ -230,9 +270,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn stage_adds<R: CryptoRng + ?Sized>(
+    fn stage<R: CryptoRng + ?Sized>(
         &mut self,
-        key_packages: &[KeyPackage<'_>],
+        adds: &[KeyPackage<'_>],
+        removes: &[u32],
         options: &CommitOptions<'_>,
         rng: &mut R,
         next: &mut Self,
@@ -243,52 +284,189 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         if !self.joined {
             return Err(Error::Malformed);
         }
-        if key_packages.is_empty() {
-            // An empty commit needs an UpdatePath.
-            return Err(Error::Unsupported);
-        }
-        if key_packages.len() > MAX_ADDS {
+        if adds.len() > MAX_ADDS || removes.len() > MAX_ADDS {
             return Err(Error::Capacity);
         }
-        let kp_total = key_packages.iter().try_fold(0usize, |n, kp| n.checked_add(kp.as_bytes().len()));
-        let needed = Self::send_commit_scratch_len(kp_total.ok_or(Error::Capacity)?);
+        // §12.4: a Remove, or no proposal at all, needs an UpdatePath.
+        let with_path = options.update_path || !removes.is_empty() || adds.is_empty();
+        let kp_total = adds.iter().try_fold(0usize, |n, kp| n.checked_add(kp.as_bytes().len()));
+        let kp_total = kp_total.ok_or(Error::Capacity)?;
+        let needed = Self::send_commit_scratch_len(kp_total);
         if scratch.len() < needed {
             return Err(Error::BufferTooSmall { needed });
         }
         let mut rest = &mut scratch[..];
-        let work = take(&mut rest, 2048.max(kp_total.unwrap_or(0).saturating_mul(2).saturating_add(100)))?;
-        for kp in key_packages {
+        let work = take(&mut rest, 2048usize.max(kp_total.saturating_mul(2).saturating_add(100)))?;
+        for kp in adds {
             kp.verify(work)?;
+        }
+        for (i, r) in removes.iter().enumerate() {
+            if *r == self.own_leaf
+                || self.tree.leaf(*r).is_none()
+                || removes.get(..i).is_some_and(|p| p.contains(r))
+            {
+                return Err(Error::Malformed);
+            }
         }
         let epoch = self.epoch.checked_add(1).ok_or(Error::Capacity)?;
 
-        // The provisional tree: each Add at the leftmost blank leaf.
+        // The provisional tree (§12.2 order): Removes, truncation, Adds.
         next.copy_from(self)?;
+        for r in removes {
+            blank_leaf(&mut next.tree, *r)?;
+        }
+        if !removes.is_empty() {
+            next.tree.truncate();
+        }
         let mut added: heapless::Vec<u32, MAX_ADDS> = heapless::Vec::new();
-        for kp in key_packages {
+        for kp in adds {
             let leaf = add_leaf(&mut next.tree, &kp.leaf_node)?;
             added.push(leaf).map_err(|_| Error::Capacity)?;
         }
 
-        // The Commit: the Adds by value, no path.
-        let commit_buf_len =
-            kp_total.unwrap_or(0).saturating_add(key_packages.len().saturating_mul(8)).saturating_add(16);
+        // The UpdatePath (§7.4, §7.5, §7.9): path secrets up our filtered
+        // direct path, a new leaf key, parent hashes, and each path secret
+        // encrypted to the copath resolution (new members left out) under
+        // the provisional GroupContext.
+        let path_buf_len = if with_path { Self::max_update_path_len() } else { 0 };
+        let path_buf = take(&mut rest, path_buf_len)?;
+        let mut path_len = 0usize;
+        let mut path_secrets: heapless::Vec<(NodeIndex, Secret32), MAX_PATH_KEYS> = heapless::Vec::new();
+        let mut commit_secret = Secret32::zeroed();
+        let mut new_leaf_key: Option<Secret32> = None;
+        let gc_cap = G.saturating_add(E).saturating_add(160);
+        self.load_signing_key();
+        if with_path {
+            let own = self.own_leaf;
+            let filtered = filtered_path(&next.tree, own)?;
+            if filtered.is_empty() {
+                // Alone in the tree: nobody to send a path to.
+                return Err(Error::Unsupported);
+            }
+            let mut secret = Secret32::random(rng);
+            let mut publics: heapless::Vec<[u8; 32], MAX_PATH_KEYS> = heapless::Vec::new();
+            next.path_keys.clear();
+            for (i, (p, _)) in filtered.iter().enumerate() {
+                if i > 0 {
+                    secret = next_path_secret(&secret)?;
+                }
+                let (private_key, public_key) = node_key_pair(&secret)?;
+                publics.push(public_key).map_err(|_| Error::Capacity)?;
+                next.path_keys.push(PathKey { node: *p, private_key }).map_err(|_| Error::Capacity)?;
+                path_secrets.push((*p, secret.duplicate())).map_err(|_| Error::Capacity)?;
+            }
+            commit_secret = next_path_secret(&secret)?;
+            let parent_hash =
+                set_path_keys(&mut next.tree, own, &filtered, &mut publics.iter().map(|k| Ok(*k)))?;
+            let leaf_key = X25519::generate(rng);
+            let current = self.tree.leaf(own).ok_or(Error::Malformed)?;
+            let Credential::Basic { identity } = current.credential else { return Err(Error::Unsupported) };
+            let params = LeafNodeParams {
+                encryption_key: &X25519::public_key(&leaf_key),
+                identity,
+                source: LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) },
+                extensions: current.extensions,
+            };
+            let signing = self.signing_key.as_ref().ok_or(Error::Malformed)?;
+            let leaf_len = write_leaf_node(path_buf, &params, signing, &self.group_id, own, work)?;
+            next.tree.set_leaf(own, Some(path_buf.get(..leaf_len).ok_or(Error::Capacity)?))?;
+            new_leaf_key = Some(leaf_key);
+
+            let tree_hash = next.tree.tree_hash(next.tree.root())?;
+            let provisional = GroupContext {
+                group_id: &self.group_id,
+                epoch,
+                tree_hash: &tree_hash,
+                confirmed_transcript_hash: &self.confirmed_transcript_hash,
+                extensions: &next.extensions,
+            };
+            let gc_buf = take(&mut rest, gc_cap)?;
+            let n = provisional.encode(gc_buf)?;
+            let gc_bytes = gc_buf.get(..n).ok_or(Error::Capacity)?;
+
+            // nodes<V>: the exact length first (each HPKECiphertext is
+            // kem_output<V> of 32 bytes and ciphertext<V> of 48).
+            let excluded = |d: NodeIndex| d.is_multiple_of(2) && added.contains(&(d / 2));
+            let mut nodes_len = 0usize;
+            for (_, copath) in &filtered {
+                let mut count = 0usize;
+                next.tree.resolution(*copath, &mut |d| {
+                    if !excluded(d) {
+                        count = count.saturating_add(1);
+                    }
+                });
+                let list = count.saturating_mul(HPKE_CIPHERTEXT_LEN);
+                nodes_len =
+                    nodes_len.saturating_add(33).saturating_add(varint_len(list)?).saturating_add(list);
+            }
+            let mut w = Writer::new(path_buf.get_mut(leaf_len..).ok_or(Error::Capacity)?);
+            w.write_varint(u32::try_from(nodes_len).map_err(|_| Error::Capacity)?)?;
+            for ((_, copath), (_, secret)) in filtered.iter().zip(path_secrets.iter()) {
+                let (_, public) = node_key_pair(secret)?;
+                w.write_vec_varint(&public)?;
+                let mut targets: heapless::Vec<[u8; 32], L> = heapless::Vec::new();
+                let mut overflow = false;
+                let tree = &next.tree;
+                tree.resolution(*copath, &mut |d| {
+                    if excluded(d) {
+                        return;
+                    }
+                    let key = match tree.node(d) {
+                        Node::Leaf(l) => Some(*l.encryption_key),
+                        Node::Parent(p) => Some(p.encryption_key),
+                        Node::Blank => None,
+                    };
+                    overflow |= key.is_none_or(|k| targets.push(k).is_err());
+                });
+                if overflow {
+                    return Err(Error::Capacity);
+                }
+                let list = targets.len().saturating_mul(HPKE_CIPHERTEXT_LEN);
+                w.write_varint(u32::try_from(list).map_err(|_| Error::Capacity)?)?;
+                for target in &targets {
+                    let mut buf = *secret.expose();
+                    let (kem_output, tag) =
+                        encrypt_with_label(target, b"UpdatePathNode", gc_bytes, &mut buf, work, rng)?;
+                    w.write_vec_varint(&kem_output)?;
+                    w.write_varint(48)?;
+                    w.write_bytes(&buf)?;
+                    w.write_bytes(&tag)?;
+                }
+            }
+            path_len = leaf_len.checked_add(w.finish()?).ok_or(Error::Capacity)?;
+        }
+        next.path_keys.sort_unstable_by_key(|k| k.node);
+
+        // The Commit: Removes and Adds by value, then the path.
+        let commit_buf_len = kp_total
+            .saturating_add(adds.len().saturating_add(removes.len()).saturating_mul(8))
+            .saturating_add(path_len)
+            .saturating_add(16);
         let commit_buf = take(&mut rest, commit_buf_len)?;
         let mut w = Writer::new(commit_buf);
         write_vec_with(&mut w, |w| {
-            for kp in key_packages {
+            for r in removes {
                 w.write_u8(1)?; // ProposalOrRefType proposal
+                w.write_u16(3)?; // ProposalType remove
+                w.write_u32(*r)?;
+            }
+            for kp in adds {
+                w.write_u8(1)?;
                 w.write_u16(1)?; // ProposalType add
                 w.write_bytes(kp.as_bytes())?;
             }
             Ok(())
         })?;
-        w.write_u8(0)?; // optional<UpdatePath>: absent
+        if with_path {
+            w.write_u8(1)?;
+            w.write_bytes(path_buf.get(..path_len).ok_or(Error::Capacity)?)?;
+        } else {
+            w.write_u8(0)?;
+        }
         let n = w.finish()?;
         let commit = Commit::from_bytes(commit_buf.get(..n).ok_or(Error::Capacity)?)?;
 
         // Sign it in the current epoch.
-        self.load_signing_key();
         let gc_now = self.group_context();
         let content = self.own_content(options.authenticated_data, Content::Commit(commit));
         let sign_len = sign_scratch_len(options.wire_format, &content, &gc_now)?;
@@ -296,8 +474,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;
         let signature = sign(options.wire_format, &content, key, &gc_now, sign_buf)?;
 
-        // The new epoch: transcript, GroupContext, key schedule (no
-        // commit secret, no PSK), confirmation tag.
+        // The new epoch: transcript, GroupContext, key schedule (no PSK),
+        // confirmation tag.
         let confirmed =
             ConfirmedTranscriptHashInput { wire_format: options.wire_format, content, signature: &signature }
                 .confirmed_transcript_hash(&self.interim_transcript_hash)?;
@@ -309,10 +487,11 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             confirmed_transcript_hash: &confirmed,
             extensions: &next.extensions,
         };
-        let gc_buf = take(&mut rest, G.saturating_add(E).saturating_add(160))?;
+        let gc_buf = take(&mut rest, gc_cap)?;
         let gc_len = gc.encode(gc_buf)?;
         let gc_bytes = gc_buf.get(..gc_len).ok_or(Error::Capacity)?;
-        let secrets = EpochSecrets::derive(self.secrets.init.expose(), &[0u8; NH], &[0u8; NH], gc_bytes)?;
+        let secrets =
+            EpochSecrets::derive(self.secrets.init.expose(), commit_secret.expose(), &[0u8; NH], gc_bytes)?;
         let tag = secrets.confirmation_tag(&confirmed);
         let interim =
             InterimTranscriptHashInput { confirmation_tag: &tag }.interim_transcript_hash(&confirmed)?;
@@ -332,18 +511,33 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             _ => return Err(Error::Malformed),
         };
 
-        // The Welcome (before anything is committed to our state).
-        let welcome_len = self.write_welcome(
-            key_packages,
-            next,
-            &secrets,
-            gc_bytes,
-            &tag,
-            options,
-            rng,
-            welcome_out,
-            rest,
-        )?;
+        // The Welcome (before anything is committed to our state), with
+        // each new member's path secret: the one of its lowest common
+        // ancestor with us.
+        let own_node = tree_math::leaf_to_node(self.own_leaf).ok_or(Error::Malformed)?;
+        let width = next.tree.leaf_count();
+        let path_secret_for = |leaf: u32| -> Option<&Secret32> {
+            let node = tree_math::leaf_to_node(leaf)?;
+            let lca = tree_math::direct_path(node, width).find(|p| tree_math::is_in_subtree(own_node, *p))?;
+            path_secrets.iter().find(|(p, _)| *p == lca).map(|(_, s)| s)
+        };
+        let welcome_len = if adds.is_empty() {
+            0
+        } else {
+            self.write_welcome(
+                adds,
+                &added,
+                &path_secret_for,
+                next,
+                &secrets,
+                gc_bytes,
+                &tag,
+                options,
+                rng,
+                welcome_out,
+                rest,
+            )?
+        };
 
         let commit_len = match handshake {
             None => protect_public(&ac, &gc_now, &self.secrets.membership_key, commit_out)?,
@@ -368,6 +562,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         next.confirmed_transcript_hash =
             heapless::Vec::from_slice(&confirmed).map_err(|_| Error::Capacity)?;
         next.interim_transcript_hash = interim;
+        if let Some(k) = new_leaf_key {
+            next.leaf_private_key = k;
+        }
         next.ratchets.reset(&secrets.encryption, next.tree.leaf_count())?;
         next.secrets = secrets.into();
         Ok(CommitOutput { commit_len, welcome_len, epoch })
@@ -379,9 +576,11 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// one `GroupSecrets` (joiner secret, no path secret, no PSK) sealed to
     /// each KeyPackage's `init_key`.
     #[allow(clippy::too_many_arguments)]
-    fn write_welcome<R: CryptoRng + ?Sized>(
+    fn write_welcome<'p, R: CryptoRng + ?Sized>(
         &self,
         key_packages: &[KeyPackage<'_>],
+        added: &[u32],
+        path_secret_for: &dyn Fn(u32) -> Option<&'p Secret32>,
         next: &Self,
         secrets: &EpochSecrets,
         gc_bytes: &[u8],
@@ -449,34 +648,45 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         tag_out.copy_from_slice(&t);
         let egi: &[u8] = egi;
 
-        // GroupSecrets: joiner_secret<V>, no path secret, no PSKs.
-        let mut gs = [0u8; NH + 3];
-        let mut w = Writer::new(&mut gs);
-        w.write_vec_varint(secrets.joiner.expose())?;
-        w.write_u8(0)?;
-        w.write_vec_varint(&[])?;
-        let gs_len = w.finish()?;
+        // GroupSecrets: joiner_secret<V>, the path secret if any, no PSKs.
+        let group_secrets = |leaf: u32, out: &mut [u8; 2 * NH + 5]| -> Result<usize, Error> {
+            let mut w = Writer::new(out);
+            w.write_vec_varint(secrets.joiner.expose())?;
+            match path_secret_for(leaf) {
+                Some(s) => {
+                    w.write_u8(1)?;
+                    w.write_vec_varint(s.expose())?;
+                }
+                None => w.write_u8(0)?,
+            }
+            w.write_vec_varint(&[])?;
+            Ok(w.finish()?)
+        };
         let ctx_buf = take(&mut rest, egi_len.saturating_add(64))?;
 
         // Each EncryptedGroupSecrets: new_member<V>, kem_output<V>,
         // ciphertext<V> (the GroupSecrets and the AEAD tag).
-        let ct_len = gs_len.checked_add(16).ok_or(Error::Capacity)?;
-        let entry_len = ct_len.checked_add(2 * (1 + 32) + 1).ok_or(Error::Capacity)?;
-        let secrets_len = entry_len.checked_mul(key_packages.len()).ok_or(Error::Capacity)?;
+        let mut gs = [0u8; 2 * NH + 5];
+        let mut secrets_len = 0usize;
+        for leaf in added {
+            let gs_len = group_secrets(*leaf, &mut gs)?;
+            let ct_len = gs_len.saturating_add(16);
+            let entry = ct_len.saturating_add(varint_len(ct_len)?).saturating_add(2 * (1 + 32));
+            secrets_len = secrets_len.saturating_add(entry);
+        }
         let mut w = Writer::new(out);
         w.write_u16(MLS10)?;
         w.write_u16(WireFormat::Welcome.to_u16())?;
         w.write_u16(crate::crypto::CIPHERSUITE)?;
         w.write_varint(u32::try_from(secrets_len).map_err(|_| Error::Capacity)?)?;
-        let mut pt = gs;
         let sealed = (|| {
-            for kp in key_packages {
-                pt = gs;
-                let buf = pt.get_mut(..gs_len).ok_or(Error::Capacity)?;
+            for (kp, leaf) in key_packages.iter().zip(added) {
+                let gs_len = group_secrets(*leaf, &mut gs)?;
+                let buf = gs.get_mut(..gs_len).ok_or(Error::Capacity)?;
                 let (kem_output, t) = encrypt_with_label(kp.init_key, b"Welcome", egi, buf, ctx_buf, rng)?;
                 w.write_vec_varint(&kp.reference()?)?;
                 w.write_vec_varint(&kem_output)?;
-                w.write_varint(u32::try_from(ct_len).map_err(|_| Error::Capacity)?)?;
+                w.write_varint(u32::try_from(gs_len.saturating_add(16)).map_err(|_| Error::Capacity)?)?;
                 w.write_bytes(buf)?;
                 w.write_bytes(&t)?;
             }
@@ -484,7 +694,6 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             Ok::<(), Error>(())
         })();
         gs.fill(0);
-        pt.fill(0);
         sealed?;
         Ok(w.finish()?)
     }

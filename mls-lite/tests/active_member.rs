@@ -68,6 +68,17 @@ fn commit_adds(
     options: &CommitOptions<'_>,
     rng: &mut TestRng,
 ) -> Result<Sent, Error> {
+    commit_with(g, agents, &[], options, rng)
+}
+
+/// `g` commits adding `agents` and removing `removes`.
+fn commit_with(
+    g: &mut G,
+    agents: &[&Agent],
+    removes: &[u32],
+    options: &CommitOptions<'_>,
+    rng: &mut TestRng,
+) -> Result<Sent, Error> {
     let kps: Vec<KeyPackage<'_>> = agents.iter().map(|a| KeyPackage::from_bytes(&a.kp).unwrap()).collect();
     let total: usize = agents.iter().map(|a| a.kp.len()).sum();
     let mut pending: Box<G> = Box::default();
@@ -75,7 +86,7 @@ fn commit_adds(
     let mut welcome = vec![0u8; G::welcome_len(agents.len(), options.ratchet_tree_in_welcome)];
     let mut scratch = vec![0u8; G::send_commit_scratch_len(total)];
     let CommitOutput { commit_len, welcome_len, epoch } =
-        g.commit_adds(&kps, options, rng, &mut pending, &mut commit, &mut welcome, &mut scratch)?;
+        g.commit(&kps, removes, options, rng, &mut pending, &mut commit, &mut welcome, &mut scratch)?;
     assert_eq!(epoch, g.epoch() + 1);
     assert_eq!(pending.epoch(), epoch);
     commit.truncate(commit_len);
@@ -168,6 +179,7 @@ fn a_created_group_grows_to_four_members_with_commits_from_two_of_them() {
         ratchet_tree_in_welcome: false,
         authenticated_data: b"add carol",
         padding: 0,
+        update_path: false,
     };
     let mut sent = commit_adds(&mut alice, &[&carol_agent], &options, &mut rng).unwrap();
     assert_eq!(process(&mut bob, &sent.commit).unwrap(), CommitEvent::NewEpoch { epoch: 2 });
@@ -274,13 +286,13 @@ fn a_commit_that_cannot_be_made_changes_nothing() {
     let (mut c, mut w, mut s) =
         (vec![0u8; 16], vec![0u8; 4096], vec![0u8; G::send_commit_scratch_len(carol.kp.len())]);
     let r =
-        alice.commit_adds(&[kp], &CommitOptions::default(), &mut rng, &mut pending, &mut c, &mut w, &mut s);
+        alice.commit(&[kp], &[], &CommitOptions::default(), &mut rng, &mut pending, &mut c, &mut w, &mut s);
     assert!(matches!(r, Err(Error::BufferTooSmall { .. })));
     assert!(!pending.is_joined());
     let mut c = vec![0u8; 4096];
     let mut w = vec![0u8; 16];
     let r =
-        alice.commit_adds(&[kp], &CommitOptions::default(), &mut rng, &mut pending, &mut c, &mut w, &mut s);
+        alice.commit(&[kp], &[], &CommitOptions::default(), &mut rng, &mut pending, &mut c, &mut w, &mut s);
     assert!(matches!(r, Err(Error::BufferTooSmall { .. })));
     assert_eq!(encoded(&alice), before);
     // Merging something that is not the next epoch is refused.
@@ -313,6 +325,10 @@ enum Op {
     Add { by: usize, n: usize, public: bool, tree: bool },
     /// Member `by` sends application data.
     Talk { by: usize, len: usize },
+    /// Member `by` removes member `who` (both modulo the member count).
+    Remove { by: usize, who: usize },
+    /// Member `by` commits nothing but a new path.
+    Update { by: usize, public: bool },
 }
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -325,6 +341,8 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
             tree
         }),
         (0usize..8, 0usize..200).prop_map(|(by, len)| Op::Talk { by, len }),
+        (0usize..8, 0usize..8).prop_map(|(by, who)| Op::Remove { by, who }),
+        (0usize..8, any::<bool>()).prop_map(|(by, public)| Op::Update { by, public }),
     ]
 }
 
@@ -332,13 +350,14 @@ proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 24, ..Default::default() })]
 
     /// A random sequence of adds (by any member, either framing, with or
-    /// without the tree in the Welcome) and application messages keeps
+    /// without the tree in the Welcome), removes, path-only commits and
+    /// application messages keeps
     /// every member in the same epoch with the same authenticator and
     /// exporter; a commit with one flipped byte changes no member.
     #[test]
     fn random_histories_keep_every_member_in_step(
         seed in proptest::prelude::any::<u64>(),
-        ops in proptest::collection::vec(op(), 1..7),
+        ops in proptest::collection::vec(op(), 1..10),
         flip in proptest::prelude::any::<proptest::sample::Index>(),
     ) {
         let mut rng = TestRng::new(seed);
@@ -382,6 +401,33 @@ proptest::proptest! {
                     let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
                     agree(&refs);
                 }
+                Op::Remove { by, who } => {
+                    let (by, who) = (by % members.len(), who % members.len());
+                    // Leaving the committer alone is not supported (no path).
+                    if by == who || members.len() == 2 {
+                        continue;
+                    }
+                    let leaf = members[who].own_leaf();
+                    let mut sent = commit_with(&mut members[by], &[], &[leaf], &CommitOptions::default(), &mut rng).unwrap();
+                    let mut gone = members.remove(who);
+                    proptest::prop_assert_eq!(process(&mut gone, &sent.commit).unwrap(), CommitEvent::Removed);
+                    let by = if who < by { by - 1 } else { by };
+                    deliver(&mut members, by, &mut sent);
+                    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+                    agree(&refs);
+                }
+                Op::Update { by, public } => {
+                    let by = by % members.len();
+                    if members.len() == 1 {
+                        continue;
+                    }
+                    let wire_format = if public { WireFormat::PublicMessage } else { WireFormat::PrivateMessage };
+                    let options = CommitOptions { wire_format, ..CommitOptions::default() };
+                    let mut sent = commit_with(&mut members[by], &[], &[], &options, &mut rng).unwrap();
+                    deliver(&mut members, by, &mut sent);
+                    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+                    agree(&refs);
+                }
                 Op::Talk { by, len } => {
                     let by = by % members.len();
                     let data = vec![0x5a; len];
@@ -393,4 +439,89 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Everyone in `members` but `by` processes `sent.commit`; `by` merges.
+fn deliver(members: &mut [Box<G>], by: usize, sent: &mut Sent) {
+    for (i, m) in members.iter_mut().enumerate() {
+        if i != by {
+            assert!(matches!(process(m, &sent.commit).unwrap(), CommitEvent::NewEpoch { .. }), "member {i}");
+        }
+    }
+    members[by].merge_pending_commit(&mut sent.pending).unwrap();
+}
+
+#[test]
+fn commits_with_an_update_path_remove_refresh_and_add_with_a_path_secret() {
+    let mut rng = TestRng::new(21);
+    let (mut alice, bob) = alice_and_bob(&mut rng);
+    let carol_agent = Agent::new(b"carol", &mut rng);
+    let dave_agent = Agent::new(b"dave", &mut rng);
+    let mut sent =
+        commit_adds(&mut alice, &[&carol_agent, &dave_agent], &CommitOptions::default(), &mut rng).unwrap();
+    let mut members = vec![alice, bob];
+    deliver(&mut members, 0, &mut sent);
+    members.push(carol_agent.join(&sent.welcome, None).unwrap());
+    members.push(dave_agent.join(&sent.welcome, None).unwrap());
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+
+    // An empty commit (path only) from Carol, as a PublicMessage.
+    let public = CommitOptions { wire_format: WireFormat::PublicMessage, ..CommitOptions::default() };
+    let old_leaf_key = members[2].tree().leaf(2).unwrap().encryption_key.to_owned();
+    let mut sent = commit_with(&mut members[2], &[], &[], &public, &mut rng).unwrap();
+    assert!(sent.welcome.is_empty());
+    deliver(&mut members, 2, &mut sent);
+    assert_ne!(members[2].tree().leaf(2).unwrap().encryption_key, &old_leaf_key, "a new leaf key");
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+
+    // Bob removes Carol (PrivateMessage): Carol learns she is out.
+    let mut sent = commit_with(&mut members[1], &[], &[2], &CommitOptions::default(), &mut rng).unwrap();
+    let mut carol = members.remove(2);
+    assert_eq!(process(&mut carol, &sent.commit).unwrap(), CommitEvent::Removed);
+    deliver(&mut members, 1, &mut sent);
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+    let (a, rest) = members.split_first_mut().unwrap();
+    talk(a, &mut rest.iter_mut().map(|m| &mut **m).collect::<Vec<_>>(), b"carol is gone", &mut rng);
+
+    // Dave removes Bob and adds Erin in one commit with a path: Erin's
+    // Welcome carries a path secret.
+    let erin_agent = Agent::new(b"erin", &mut rng);
+    let mut sent =
+        commit_with(&mut members[2], &[&erin_agent], &[1], &CommitOptions::default(), &mut rng).unwrap();
+    let mut bob = members.remove(1);
+    assert_eq!(process(&mut bob, &sent.commit).unwrap(), CommitEvent::Removed);
+    deliver(&mut members, 1, &mut sent);
+    let erin = erin_agent.join(&sent.welcome, None).unwrap();
+    assert_eq!(erin.own_leaf(), 1, "the leftmost blank leaf");
+    assert!(!erin.path_keys().is_empty(), "a path secret came with the Welcome");
+    members.push(erin);
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+
+    // Alice adds nobody but refreshes her path on request.
+    let refresh = CommitOptions { update_path: true, ..CommitOptions::default() };
+    let mut sent = commit_with(&mut members[0], &[], &[], &refresh, &mut rng).unwrap();
+    deliver(&mut members, 0, &mut sent);
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+    let (e, rest) = members.split_last_mut().unwrap();
+    talk(e, &mut rest.iter_mut().map(|m| &mut **m).collect::<Vec<_>>(), b"hello from erin", &mut rng);
+}
+
+#[test]
+fn removing_ourselves_or_a_blank_leaf_is_refused() {
+    let mut rng = TestRng::new(22);
+    let (mut alice, _bob) = alice_and_bob(&mut rng);
+    let before = encoded(&alice);
+    for removes in [&[0u32][..], &[5], &[1, 1]] {
+        assert_eq!(
+            commit_with(&mut alice, &[], removes, &CommitOptions::default(), &mut rng).err(),
+            Some(Error::Malformed),
+            "{removes:?}"
+        );
+    }
+    assert_eq!(encoded(&alice), before);
 }
