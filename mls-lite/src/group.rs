@@ -14,6 +14,7 @@
 //! | add and remove members (pending commit and Welcome) | [`Group::commit`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
 //! | apply our commit once ordered | [`Group::merge_pending_commit`] | |
 //! | the tree for a Welcome without it | [`Group::export_ratchet_tree`] | |
+//! | publish the epoch's GroupInfo | [`Group::export_group_info`] | [`Group::MAX_GROUP_INFO_LEN`] |
 //! | cache a proposal | [`Group::process_proposal`] | [`Group::commit_scratch_len`] |
 //! | move to the next epoch | [`Group::process_commit`] (with a spare slot) | [`Group::commit_scratch_len`] |
 //! | send application data | [`Group::seal_application`] | [`Group::seal_scratch_len`] |

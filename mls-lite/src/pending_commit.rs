@@ -49,6 +49,13 @@ use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
 use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519};
 
+/// Extension type of `external_pub` (RFC 9420 §12.4.3.2).
+pub const EXTERNAL_PUB_EXTENSION: u16 = 0x0004;
+
+/// GroupInfo bytes besides the GroupContext and the tree: extension
+/// headers, `external_pub`, confirmation tag, signer, signature, AEAD tag.
+const GROUP_INFO_OVERHEAD: usize = 256;
+
 /// Most members one commit adds (and most it removes).
 pub const MAX_ADDS: usize = 16;
 
@@ -570,6 +577,142 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         Ok(CommitOutput { commit_len, welcome_len, epoch })
     }
 
+    /// Write a GroupInfo (§12.4.3) signed by us into `gi` and return its
+    /// length: the encoded GroupContext `gc_bytes`, the extensions
+    /// (`external_pub` if given, then `ratchet_tree` if given),
+    /// `confirmation_tag`, our leaf index and the signature. The signed
+    /// bytes are copied into space taken from `rest`.
+    fn write_group_info(
+        &self,
+        gc_bytes: &[u8],
+        confirmation_tag: &[u8; NH],
+        tree: Option<&crate::tree::RatchetTree<L, B>>,
+        external_pub: Option<&[u8; 32]>,
+        gi: &mut [u8],
+        rest: &mut &mut [u8],
+    ) -> Result<usize, Error> {
+        let mut w = Writer::new(gi);
+        w.write_bytes(gc_bytes)?;
+        let head = w.finish()?;
+        // extensions<V>. external_pub: type, data<V> holding
+        // `HPKEPublicKey external_pub<V>` (2 + 1 + 33 bytes).
+        const EXTERNAL_PUB_LEN: usize = 36;
+        let mut ext = [0u8; EXTERNAL_PUB_LEN];
+        let ext_pub: &[u8] = match external_pub {
+            Some(key) => {
+                let mut w = Writer::new(&mut ext);
+                w.write_u16(EXTERNAL_PUB_EXTENSION)?;
+                w.write_varint(33)?;
+                w.write_vec_varint(key)?;
+                w.finish()?;
+                &ext
+            }
+            None => &[],
+        };
+        // The tree is encoded in place, after room for the lengths, the
+        // extension types and external_pub, then moved down to follow them.
+        const ROOM: usize = 10 + EXTERNAL_PUB_LEN;
+        let from = head.checked_add(ROOM).ok_or(Error::Capacity)?;
+        let (n, v_tree, v_tree_len) = match tree {
+            Some(t) => {
+                let n = t.encode(gi.get_mut(from..).ok_or(Error::Capacity)?)?;
+                let (v, l) = crate::crypto::varint(n)?;
+                (n, v, l)
+            }
+            None => (0, [0; 4], 0),
+        };
+        let tree_ext_len = if tree.is_some() { n.saturating_add(2).saturating_add(v_tree_len) } else { 0 };
+        let body_len = ext_pub.len().checked_add(tree_ext_len).ok_or(Error::Capacity)?;
+        let (v_body, v_body_len) = crate::crypto::varint(body_len)?;
+        let hdr_len = v_body_len.saturating_add(ext_pub.len()).saturating_add(if tree.is_some() {
+            v_tree_len.saturating_add(2)
+        } else {
+            0
+        });
+        let to = head.checked_add(hdr_len).ok_or(Error::Capacity)?;
+        let end = from.checked_add(n).ok_or(Error::Capacity)?;
+        gi.copy_within(from..end, to);
+        let mut w = Writer::new(gi.get_mut(head..to).ok_or(Error::Capacity)?);
+        w.write_bytes(v_body.get(..v_body_len).ok_or(Error::Capacity)?)?;
+        w.write_bytes(ext_pub)?;
+        if tree.is_some() {
+            w.write_u16(RATCHET_TREE_EXTENSION)?;
+            w.write_bytes(v_tree.get(..v_tree_len).ok_or(Error::Capacity)?)?;
+        }
+        w.finish()?;
+        let at = to.checked_add(n).ok_or(Error::Capacity)?;
+        let mut w = Writer::new(gi.get_mut(at..).ok_or(Error::Capacity)?);
+        w.write_vec_varint(confirmation_tag)?;
+        w.write_u32(self.own_leaf)?;
+        let tbs_len = at.checked_add(w.finish()?).ok_or(Error::Capacity)?;
+        let sign_buf = take(rest, tbs_len.saturating_add(64))?;
+        let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;
+        let signature =
+            sign_with_label(key, b"GroupInfoTBS", gi.get(..tbs_len).ok_or(Error::Capacity)?, sign_buf)?;
+        let mut w = Writer::new(gi.get_mut(tbs_len..).ok_or(Error::Capacity)?);
+        w.write_vec_varint(&signature)?;
+        tbs_len.checked_add(w.finish()?).ok_or(Error::Capacity)
+    }
+
+    /// Bytes of the GroupInfo [`export_group_info`](Self::export_group_info)
+    /// writes at most (with the tree).
+    pub const MAX_GROUP_INFO_LEN: usize =
+        Self::MAX_TREE_LEN.saturating_add(G.saturating_add(E)).saturating_add(GROUP_INFO_OVERHEAD);
+
+    /// Export the GroupInfo of the current epoch (§12.4.3), signed by us,
+    /// with the `external_pub` extension (for external joins, §12.4.3.2)
+    /// and, if `with_tree`, the `ratchet_tree` extension. Written into
+    /// `out` ([`MAX_GROUP_INFO_LEN`](Self::MAX_GROUP_INFO_LEN) bytes are
+    /// enough) as an `MLSMessage`; returns its length. `scratch`:
+    /// [`MAX_GROUP_INFO_LEN`](Self::MAX_GROUP_INFO_LEN) bytes.
+    ///
+    /// ```
+    /// # use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::messages::{MlsMessage, MlsMessageBody};
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// use securemesh_mls_lite::DefaultGroup;
+    /// let (mut a, mut b): (Box<DefaultGroup>, Box<DefaultGroup>) = (Box::default(), Box::default());
+    /// member_pair(b"agents", &mut TestRng::new(1), [&mut *a, &mut *b])?;
+    /// let mut out = vec![0u8; DefaultGroup::MAX_GROUP_INFO_LEN];
+    /// let mut scratch = vec![0u8; DefaultGroup::MAX_GROUP_INFO_LEN];
+    /// let n = a.export_group_info(true, &mut out, &mut scratch)?;
+    /// let MlsMessageBody::GroupInfo(gi) = MlsMessage::from_bytes(&out[..n])?.body else {
+    ///     return Err(securemesh_mls_lite::Error::Malformed);
+    /// };
+    /// gi.verify(a.tree().leaf(0).unwrap().signature_key, &mut scratch)?;
+    /// assert_eq!(gi.group_context.epoch, a.epoch());
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
+    pub fn export_group_info(
+        &mut self,
+        with_tree: bool,
+        out: &mut [u8],
+        scratch: &mut [u8],
+    ) -> Result<usize, Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
+        self.load_signing_key();
+        let mut rest = &mut scratch[..];
+        let gc_buf = take(&mut rest, G.saturating_add(E).saturating_add(160))?;
+        let n = self.group_context().encode(gc_buf)?;
+        let gc_bytes = gc_buf.get(..n).ok_or(Error::Capacity)?;
+        let tag = crate::transcript::confirmation_tag(
+            self.secrets.confirmation_key.expose(),
+            &self.confirmed_transcript_hash,
+        );
+        let external_pub = crate::crypto::derive_key_pair(self.secrets.external.expose()).1;
+        let (header, body) = out.split_at_mut_checked(4).ok_or(Error::BufferTooSmall { needed: 4 })?;
+        let mut w = Writer::new(header);
+        w.write_u16(MLS10)?;
+        w.write_u16(WireFormat::GroupInfo.to_u16())?;
+        w.finish()?;
+        let tree = with_tree.then_some(&self.tree);
+        let len = self.write_group_info(gc_bytes, &tag, tree, Some(&external_pub), body, &mut rest);
+        scratch.fill(0);
+        len?.checked_add(4).ok_or(Error::Capacity)
+    }
+
     /// Write the Welcome `MLSMessage` for `key_packages` into `out`: the
     /// GroupInfo of the new epoch (`next`, whose encoded GroupContext is
     /// `gc_bytes`) signed by us and sealed under the welcome secret, and
@@ -591,52 +734,12 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         scratch: &mut [u8],
     ) -> Result<usize, Error> {
         let mut rest = scratch;
-        // GroupInfoTBS, then its signature, in one buffer with room for the
-        // AEAD tag.
+        // The GroupInfo, with room for the AEAD tag.
         let tree_len = if options.ratchet_tree_in_welcome { Self::MAX_TREE_LEN } else { 0 };
-        let gi_cap = gc_bytes.len().saturating_add(tree_len).saturating_add(200);
+        let gi_cap = gc_bytes.len().saturating_add(tree_len).saturating_add(GROUP_INFO_OVERHEAD);
         let gi = take(&mut rest, gi_cap)?;
-        let mut w = Writer::new(gi);
-        w.write_bytes(gc_bytes)?;
-        let head = w.finish()?;
-        // extensions<V>: the ratchet tree, if asked.
-        let ext_len = if options.ratchet_tree_in_welcome {
-            // The tree is encoded in place, after room for the two lengths
-            // and the extension type, then moved down to follow them.
-            const ROOM: usize = 10;
-            let from = head.checked_add(ROOM).ok_or(Error::Capacity)?;
-            let n = next.tree.encode(gi.get_mut(from..).ok_or(Error::Capacity)?)?;
-            let (v_tree, v_tree_len) = crate::crypto::varint(n)?;
-            let body_len = n.checked_add(2).and_then(|b| b.checked_add(v_tree_len)).ok_or(Error::Capacity)?;
-            let (v_body, v_body_len) = crate::crypto::varint(body_len)?;
-            let hdr =
-                v_body_len.checked_add(2).and_then(|h| h.checked_add(v_tree_len)).ok_or(Error::Capacity)?;
-            let to = head.checked_add(hdr).ok_or(Error::Capacity)?;
-            let end = from.checked_add(n).ok_or(Error::Capacity)?;
-            gi.copy_within(from..end, to);
-            let mut w = Writer::new(gi.get_mut(head..to).ok_or(Error::Capacity)?);
-            w.write_bytes(v_body.get(..v_body_len).ok_or(Error::Capacity)?)?;
-            w.write_u16(RATCHET_TREE_EXTENSION)?;
-            w.write_bytes(v_tree.get(..v_tree_len).ok_or(Error::Capacity)?)?;
-            w.finish()?;
-            hdr.checked_add(n).ok_or(Error::Capacity)?
-        } else {
-            let mut w = Writer::new(gi.get_mut(head..).ok_or(Error::Capacity)?);
-            w.write_vec_varint(&[])?;
-            w.finish()?
-        };
-        let at = head.checked_add(ext_len).ok_or(Error::Capacity)?;
-        let mut w = Writer::new(gi.get_mut(at..).ok_or(Error::Capacity)?);
-        w.write_vec_varint(tag)?;
-        w.write_u32(self.own_leaf)?;
-        let tbs_len = at.checked_add(w.finish()?).ok_or(Error::Capacity)?;
-        let sign_buf = take(&mut rest, tbs_len.saturating_add(64))?;
-        let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;
-        let signature =
-            sign_with_label(key, b"GroupInfoTBS", gi.get(..tbs_len).ok_or(Error::Capacity)?, sign_buf)?;
-        let mut w = Writer::new(gi.get_mut(tbs_len..).ok_or(Error::Capacity)?);
-        w.write_vec_varint(&signature)?;
-        let gi_len = tbs_len.checked_add(w.finish()?).ok_or(Error::Capacity)?;
+        let tree = options.ratchet_tree_in_welcome.then_some(&next.tree);
+        let gi_len = self.write_group_info(gc_bytes, tag, tree, None, gi, &mut rest)?;
 
         // encrypted_group_info.
         let ws = welcome_secret(secrets.joiner.expose(), &Secret32::zeroed())?;

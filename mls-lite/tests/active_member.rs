@@ -525,3 +525,44 @@ fn removing_ourselves_or_a_blank_leaf_is_refused() {
     }
     assert_eq!(encoded(&alice), before);
 }
+
+#[test]
+fn an_exported_group_info_is_signed_and_carries_the_tree_and_the_transcript() {
+    use securemesh_mls_lite::transcript::InterimTranscriptHashInput;
+    use securemesh_mls_lite::welcome::{RATCHET_TREE_EXTENSION, find_extension};
+    let mut rng = TestRng::new(23);
+    let (mut alice, bob) = alice_and_bob(&mut rng);
+    let mut out = vec![0u8; G::MAX_GROUP_INFO_LEN];
+    let mut scratch = vec![0u8; G::MAX_GROUP_INFO_LEN];
+    let n = alice.export_group_info(true, &mut out, &mut scratch).unwrap();
+    let MlsMessageBody::GroupInfo(gi) = MlsMessage::from_bytes(&out[..n]).unwrap().body else {
+        panic!("not a GroupInfo")
+    };
+    gi.verify(alice.tree().leaf(0).unwrap().signature_key, &mut scratch).unwrap();
+    assert!(gi.verify(alice.tree().leaf(1).unwrap().signature_key, &mut scratch).is_err());
+    assert_eq!(gi.signer, 0);
+    let gc = gi.group_context;
+    assert_eq!((gc.group_id, gc.epoch, gc.tree_hash), (&b"fleet"[..], 1, &bob.tree_hash()[..]));
+    // The confirmation tag is the epoch's: it gives the interim hash.
+    let interim = InterimTranscriptHashInput { confirmation_tag: gi.confirmation_tag }
+        .interim_transcript_hash(gc.confirmed_transcript_hash)
+        .unwrap();
+    assert_eq!(&interim, bob.interim_transcript_hash());
+    // The tree it carries lets a new member join from a Welcome without one.
+    let tree = find_extension(gi.extensions, RATCHET_TREE_EXTENSION).unwrap().unwrap().to_vec();
+    let carol_agent = Agent::new(b"carol", &mut rng);
+    let options = CommitOptions { ratchet_tree_in_welcome: false, ..CommitOptions::default() };
+    let mut sent = commit_adds(&mut alice, &[&carol_agent], &options, &mut rng).unwrap();
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    let n = alice.export_group_info(true, &mut out, &mut scratch).unwrap();
+    let MlsMessageBody::GroupInfo(gi) = MlsMessage::from_bytes(&out[..n]).unwrap().body else {
+        panic!("not a GroupInfo")
+    };
+    let new_tree = find_extension(gi.extensions, RATCHET_TREE_EXTENSION).unwrap().unwrap();
+    assert_ne!(new_tree, &tree[..]);
+    let carol = carol_agent.join(&sent.welcome, Some(new_tree)).unwrap();
+    assert_eq!(carol.epoch_authenticator().expose(), alice.epoch_authenticator().expose());
+    // Without the tree: smaller, still signed.
+    let m = alice.export_group_info(false, &mut out, &mut scratch).unwrap();
+    assert!(m < n);
+}
