@@ -146,10 +146,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<usize, Error> {
-        if !self.joined {
-            return Err(Error::Malformed);
-        }
-        self.load_signing_key();
+        self.ready_to_sign()?;
         let gc = self.group_context();
         let content = self.own_content(authenticated_data, Content::Application(data));
         let needed = sign_scratch_len(WireFormat::PrivateMessage, &content, &gc)?;

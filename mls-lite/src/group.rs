@@ -137,14 +137,19 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
     }
 
-    /// Load the signing key from the signature seed if not loaded yet.
-    pub(crate) fn load_signing_key(&mut self) {
+    /// Before we sign: the slot must hold a group ([`Error::Malformed`]
+    /// otherwise); the signing key is loaded from the seed if not yet.
+    pub(crate) fn ready_to_sign(&mut self) -> Result<(), Error> {
+        if !self.joined {
+            return Err(Error::Malformed);
+        }
         if self.signing_key.is_none() {
             self.signing_key =
                 Some(<securemesh_core::crypto::Ed25519 as securemesh_core::crypto::Signature>::signing_key(
                     &self.signature_private_key,
                 ));
         }
+        Ok(())
     }
 
     /// Content we send in the current epoch, from our leaf.

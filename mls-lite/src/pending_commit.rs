@@ -288,9 +288,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         welcome_out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<CommitOutput, Error> {
-        if !self.joined {
-            return Err(Error::Malformed);
-        }
+        self.ready_to_sign()?;
         if adds.len() > MAX_ADDS || removes.len() > MAX_ADDS {
             return Err(Error::Capacity);
         }
@@ -342,7 +340,6 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let mut commit_secret = Secret32::zeroed();
         let mut new_leaf_key: Option<Secret32> = None;
         let gc_cap = G.saturating_add(E).saturating_add(160);
-        self.load_signing_key();
         if with_path {
             let own = self.own_leaf;
             let filtered = filtered_path(&next.tree, own)?;
@@ -689,10 +686,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<usize, Error> {
-        if !self.joined {
-            return Err(Error::Malformed);
-        }
-        self.load_signing_key();
+        self.ready_to_sign()?;
         let mut rest = &mut scratch[..];
         let gc_buf = take(&mut rest, G.saturating_add(E).saturating_add(160))?;
         let n = self.group_context().encode(gc_buf)?;
