@@ -1,0 +1,146 @@
+//! One MLS operation, repeated, for instruction counts under callgrind
+//! (`bash mls-lite/benches/instructions.sh`): `cost <op> <members> <reps>`.
+//!
+//! The group of `members` is built first (by add commits of the creator,
+//! checked by every member); `reps` = 0 measures that setup alone, so
+//! the script takes the difference. Operations, each with PublicMessage
+//! framing for commits: `update` (member 0 makes an empty commit with an
+//! UpdatePath, then drops it), `process-update` (member 1 restores its
+//! saved state and processes such a commit), `add` (member 0 commits one
+//! Add without a path, then drops it), `process-add` (restore and process
+//! such a commit), `restore` (the restore alone, to subtract), `message`
+//! (member 0 seals 1 KiB of application data, member 1 opens it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh_core::crypto::{Ed25519, Signature};
+use securemesh_core::envelope::Persist;
+use securemesh_core::testing::TestRng;
+use securemesh_mls_lite::crypto::Secret32;
+use securemesh_mls_lite::key_package::{
+    KeyPackageParams, KeyPackageSecrets, create_key_package, key_package_len,
+};
+use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, WireFormat};
+use securemesh_mls_lite::pending_commit::CommitOptions;
+use securemesh_mls_lite::{Group, JoinKeys, ProposalCache, PskStore};
+use std::hint::black_box;
+
+// Room for 128 members and the one `add` adds.
+type G = Group<256, 384, 32, 64>;
+
+struct Agent {
+    kp: Vec<u8>,
+    secrets: KeyPackageSecrets,
+    sig: Secret32,
+}
+
+fn agent(i: usize, rng: &mut TestRng) -> Agent {
+    let sig = Ed25519::generate(rng);
+    let name = format!("member-{i}");
+    let params = KeyPackageParams {
+        identity: name.as_bytes(),
+        not_before: 0,
+        not_after: u64::MAX,
+        last_resort: false,
+    };
+    let mut kp = vec![0u8; key_package_len(name.len())];
+    let (n, secrets) = create_key_package(&params, &sig, rng, &mut kp, &mut vec![0u8; 1024]).unwrap();
+    kp.truncate(n);
+    Agent { kp, secrets, sig }
+}
+
+fn keys(a: &Agent) -> JoinKeys<'_> {
+    JoinKeys {
+        key_package: KeyPackage::from_bytes(&a.kp).unwrap(),
+        init_priv: &a.secrets.init_priv,
+        encryption_priv: &a.secrets.encryption_priv,
+        signature_priv: &a.sig,
+    }
+}
+
+/// `by` commits (PublicMessage) adding `adds` and removing nobody; returns
+/// the commit and the Welcome, with the pending epoch in `pending`.
+fn commit(by: &mut G, adds: &[&Agent], pending: &mut G, rng: &mut TestRng) -> (Vec<u8>, Vec<u8>) {
+    let kps: Vec<KeyPackage<'_>> = adds.iter().map(|a| KeyPackage::from_bytes(&a.kp).unwrap()).collect();
+    let total: usize = adds.iter().map(|a| a.kp.len()).sum();
+    let options = CommitOptions { wire_format: WireFormat::PublicMessage, ..CommitOptions::default() };
+    let mut out = vec![0u8; total + 64 * 1024];
+    let mut welcome = vec![0u8; G::welcome_len(adds.len(), true)];
+    let mut scratch = vec![0u8; G::send_commit_scratch_len(total)];
+    let o = by.commit(&kps, &[], &options, rng, pending, &mut out, &mut welcome, &mut scratch).unwrap();
+    out.truncate(o.commit_len);
+    welcome.truncate(o.welcome_len);
+    (out, welcome)
+}
+
+fn process(g: &mut G, commit: &[u8], spare: &mut G) {
+    let mut cache: Box<ProposalCache> = Box::default();
+    let mut scratch = vec![0u8; G::commit_scratch_len(commit.len())];
+    g.process_commit(commit, &mut cache, &PskStore::default(), spare, &mut scratch).unwrap();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (op, members, reps): (&str, usize, usize) =
+        (&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
+    let mut rng = TestRng::new(7);
+    let creator = agent(0, &mut rng);
+    let mut a: Box<G> = Box::default();
+    a.create_into(b"fleet", &keys(&creator), &[], &mut rng).unwrap();
+    let mut spare: Box<G> = Box::default();
+    // Member 1 joins first; the rest are added in batches of 16.
+    let second = agent(1, &mut rng);
+    let (_, welcome) = commit(&mut a, &[&second], &mut spare, &mut rng);
+    a.merge_pending_commit(&mut spare).unwrap();
+    let MlsMessageBody::Welcome(w) = MlsMessage::from_bytes(&welcome).unwrap().body else { panic!() };
+    let mut b: Box<G> = Box::default();
+    b.join_into(&w, &keys(&second), None, &[], &mut vec![0u8; G::scratch_len(welcome.len())]).unwrap();
+    let mut n = 2;
+    while n < members {
+        let batch: Vec<Agent> = (n..members.min(n + 16)).map(|i| agent(i, &mut rng)).collect();
+        let refs: Vec<&Agent> = batch.iter().collect();
+        let (c, _) = commit(&mut a, &refs, &mut spare, &mut rng);
+        a.merge_pending_commit(&mut spare).unwrap();
+        process(&mut b, &c, &mut spare);
+        n += batch.len();
+    }
+    assert_eq!(a.epoch_authenticator().expose(), b.epoch_authenticator().expose());
+    let mut saved = vec![0u8; G::MAX_ENCODED_LEN];
+    let len = b.encode_state(&mut saved).unwrap();
+    saved.truncate(len);
+    let newcomer = agent(members, &mut rng);
+    let prepared = match op {
+        "process-update" => commit(&mut a, &[], &mut spare, &mut rng).0,
+        "process-add" => commit(&mut a, &[&newcomer], &mut spare, &mut rng).0,
+        _ => Vec::new(),
+    };
+    spare.clear();
+
+    for _ in 0..reps {
+        match op {
+            "update" => {
+                black_box(commit(&mut a, &[], &mut spare, &mut rng));
+                spare.clear();
+            }
+            "add" => {
+                black_box(commit(&mut a, &[&newcomer], &mut spare, &mut rng));
+                spare.clear();
+            }
+            "restore" => b.decode_state_into(&saved).unwrap(),
+            "process-update" | "process-add" => {
+                b.decode_state_into(&saved).unwrap();
+                process(&mut b, &prepared, &mut spare);
+            }
+            "message" => {
+                let data = [0x5au8; 1024];
+                let mut out = vec![0u8; 2048];
+                let mut scratch = vec![0u8; G::seal_scratch_len(data.len(), 0)];
+                let m = a.seal_application(&data, &[], 0, &mut rng, &mut out, &mut scratch).unwrap();
+                let mut scratch = vec![0u8; G::application_scratch_len(m)];
+                let opened = b.open_application(&out[..m], &mut scratch).unwrap();
+                assert_eq!(opened.data.len(), 1024);
+            }
+            other => panic!("unknown op {other}"),
+        }
+    }
+}
