@@ -11,7 +11,9 @@
 //! ratchet seeds likewise come from `securemesh_fuzz::ratchet` (fixed
 //! identities, `TestRng` for everything else). The MLS seeds are the
 //! messages of the mlswg vectors in `test-vectors/mls/`, read from the JSON
-//! here (`securemesh_fuzz::mls`), so only the few chosen ones are committed.
+//! here (`securemesh_fuzz::mls`), so only the few chosen ones are committed;
+//! those of `mls_key_package` are KeyPackages made by `create_key_package`
+//! (`securemesh_fuzz::mls::key_package_seeds`).
 //!
 //! The files are small (`main` prints the total and asserts it stays under
 //! 96 KiB) and committed, so `fuzz/run.sh` needs no extra build to seed the
@@ -650,6 +652,7 @@ fn main() {
     total += write_dir(&root, "mls_welcome", mls_welcome_seeds());
     total += write_dir(&root, "mls_commit", mls_commit_seeds());
     total += write_dir(&root, "mls_application", mls_application_seeds());
+    total += write_dir(&root, "mls_key_package", mls::key_package_seeds());
     assert!(total < 96 * 1024, "seeds must stay under 96 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }
