@@ -339,6 +339,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let mut path_secrets: heapless::Vec<(NodeIndex, Secret32), MAX_PATH_KEYS> = heapless::Vec::new();
         let mut commit_secret = Secret32::zeroed();
         let mut new_leaf_key: Option<Secret32> = None;
+        let mut provisional_tree_hash: Option<[u8; NH]> = None;
         let gc_cap = G.saturating_add(E).saturating_add(160);
         if with_path {
             let own = self.own_leaf;
@@ -377,6 +378,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             new_leaf_key = Some(leaf_key);
 
             let tree_hash = next.tree.tree_hash(next.tree.root())?;
+            provisional_tree_hash = Some(tree_hash);
             let provisional = GroupContext {
                 group_id: &self.group_id,
                 epoch,
@@ -405,9 +407,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             }
             let mut w = Writer::new(path_buf.get_mut(leaf_len..).ok_or(Error::Capacity)?);
             w.write_varint(u32::try_from(nodes_len).map_err(|_| Error::Capacity)?)?;
-            for ((_, copath), (_, secret)) in filtered.iter().zip(path_secrets.iter()) {
-                let (_, public) = node_key_pair(secret)?;
-                w.write_vec_varint(&public)?;
+            for (((_, copath), (_, secret)), public) in filtered.iter().zip(path_secrets.iter()).zip(&publics)
+            {
+                w.write_vec_varint(public)?;
                 let mut targets: heapless::Vec<[u8; 32], L> = heapless::Vec::new();
                 let mut overflow = false;
                 let tree = &next.tree;
@@ -483,7 +485,12 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let confirmed =
             ConfirmedTranscriptHashInput { wire_format: options.wire_format, content, signature: &signature }
                 .confirmed_transcript_hash(&self.interim_transcript_hash)?;
-        let tree_hash = next.tree.tree_hash(next.tree.root())?;
+        // The tree is final once the path is in: the provisional context's
+        // tree hash is the new epoch's.
+        let tree_hash = match provisional_tree_hash {
+            Some(h) => h,
+            None => next.tree.tree_hash(next.tree.root())?,
+        };
         let gc = GroupContext {
             group_id: &self.group_id,
             epoch,
