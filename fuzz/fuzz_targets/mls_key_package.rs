@@ -28,11 +28,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use securemesh_core::testing::TestRng;
-use securemesh_fuzz::mls::{KEY_PACKAGE_NOW, KpAgent, key_package_creator};
+use securemesh_fuzz::mls::{KEY_PACKAGE_NOW, key_package_creator};
 use securemesh_fuzz::noise::encode_state;
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, WireFormat};
 use securemesh_mls_lite::pending_commit::CommitOptions;
+use securemesh_mls_lite::testing::Candidate;
 use securemesh_mls_lite::tree::node::LeafNodeSource;
 
 type Creator = securemesh_mls_lite::Group<4, 256, 16, 16>;
@@ -40,8 +41,8 @@ type Creator = securemesh_mls_lite::Group<4, 256, 16, 16>;
 /// Leaf bytes a member of `Creator` may have.
 const LEAF_BYTES: usize = 256;
 
-fn creator() -> &'static KpAgent {
-    static C: OnceLock<KpAgent> = OnceLock::new();
+fn creator() -> &'static Candidate {
+    static C: OnceLock<Candidate> = OnceLock::new();
     C.get_or_init(key_package_creator)
 }
 
@@ -81,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let c = creator();
-    let own = c.keys();
+    let own = c.keys().expect("the creator's keys");
     let mut rng = TestRng::new(0x6bc0_3317);
     let mut group: Box<Creator> = Box::default();
     group.create_into(b"kp-fuzz", &own, &[], &mut rng).expect("the creator's group");

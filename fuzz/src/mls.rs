@@ -15,7 +15,7 @@
 //!   authenticator, tree hash, both transcript hashes, encoded tree, path
 //!   keys, own leaf);
 //! - [`messages_json`]: the `messages.json` vector text, for the seeds;
-//! - [`KpAgent`], [`key_package_creator`], [`key_package_seeds`]: the
+//! - [`candidate`], [`key_package_creator`], [`key_package_seeds`]: the
 //!   KeyPackages of `mls_key_package` (made with `create_key_package`),
 //!   the creator of its group and its seeds.
 
@@ -24,6 +24,7 @@ use securemesh_mls_lite::Error;
 use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
 use securemesh_mls_lite::crypto::Secret32;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
+use securemesh_mls_lite::testing::Candidate;
 use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys};
 
 /// The group type of the targets (the crate's default capacities, ~60 KB:
@@ -370,58 +371,35 @@ pub fn application_fixture() -> ApplicationFixture {
 /// at 0 and `u64::MAX`).
 pub const KEY_PACKAGE_NOW: u64 = 1_750_000_000;
 
-/// A would-be member made with `create_key_package`: its KeyPackage and
-/// its private keys.
-pub struct KpAgent {
-    /// The KeyPackage (bare, not in an `MLSMessage`).
-    pub key_package: Vec<u8>,
-    /// Its `init_key` and leaf encryption private keys.
-    pub secrets: securemesh_mls_lite::key_package::KeyPackageSecrets,
-    /// The Ed25519 signature seed of its leaf.
-    pub signature_priv: Secret32,
-}
-
-impl KpAgent {
-    /// A KeyPackage of `identity` with the lifetime `[not_before,
-    /// not_after]`, keys from `TestRng::new(seed)` (deterministic).
-    pub fn new(seed: u64, identity: &[u8], not_before: u64, not_after: u64, last_resort: bool) -> KpAgent {
-        use securemesh_core::crypto::{Ed25519, Signature};
-        use securemesh_core::testing::TestRng;
-        use securemesh_mls_lite::key_package::{KeyPackageParams, create_key_package, key_package_len};
-        let mut rng = TestRng::new(seed);
-        let signature_priv = Ed25519::generate(&mut rng);
-        let params = KeyPackageParams { identity, not_before, not_after, last_resort };
-        let mut key_package = vec![0u8; key_package_len(identity.len())];
-        let mut scratch = vec![0u8; 2 * key_package.len()];
-        let (n, secrets) =
-            create_key_package(&params, &signature_priv, &mut rng, &mut key_package, &mut scratch)
-                .expect("create_key_package");
-        key_package.truncate(n);
-        KpAgent { key_package, secrets, signature_priv }
-    }
-
-    /// The keys `create_into` / `join_into` take.
-    pub fn keys(&self) -> JoinKeys<'_> {
-        JoinKeys {
-            key_package: KeyPackage::from_bytes(&self.key_package).expect("own key package"),
-            init_priv: &self.secrets.init_priv,
-            encryption_priv: &self.secrets.encryption_priv,
-            signature_priv: &self.signature_priv,
-        }
-    }
+/// A would-be member made with `create_key_package`
+/// ([`Candidate`](securemesh_mls_lite::testing::Candidate)): a KeyPackage
+/// of `identity` with the lifetime `[not_before, not_after]`, keys from
+/// `TestRng::new(seed)` (deterministic).
+pub fn candidate(
+    seed: u64,
+    identity: &[u8],
+    not_before: u64,
+    not_after: u64,
+    last_resort: bool,
+) -> Candidate {
+    let params =
+        securemesh_mls_lite::key_package::KeyPackageParams { identity, not_before, not_after, last_resort };
+    Candidate::new(&params, &mut securemesh_core::testing::TestRng::new(seed)).expect("create_key_package")
 }
 
 /// The creator of the group `mls_key_package` adds to (valid at every
 /// `now`; its KeyPackage is also a seed: a duplicate of a member).
-pub fn key_package_creator() -> KpAgent {
-    KpAgent::new(0xc4ea_7012, b"creator", 0, u64::MAX, false)
+pub fn key_package_creator() -> Candidate {
+    candidate(0xc4ea_7012, b"creator", 0, u64::MAX, false)
 }
 
 /// Seeds of `mls_key_package`: KeyPackages made by `create_key_package`.
 pub fn key_package_seeds() -> Vec<(String, Vec<u8>)> {
     let now = KEY_PACKAGE_NOW;
     let day = 86_400;
-    let kp = |seed, identity: &[u8], nb, na, lr| KpAgent::new(seed, identity, nb, na, lr).key_package;
+    let kp = |seed, identity: &[u8], nb, na, lr| {
+        candidate(seed, identity, nb, na, lr).key_package_bytes().to_vec()
+    };
     vec![
         // Valid at `now` only (not at 0 or u64::MAX).
         ("valid_at_now".into(), kp(0x6b01, b"bob", now - day, now + 90 * day, false)),
@@ -434,6 +412,6 @@ pub fn key_package_seeds() -> Vec<(String, Vec<u8>)> {
         // A leaf over the group's 256 leaf bytes (Capacity in the commit).
         ("leaf_too_long".into(), kp(0x6b05, &[b'f'; 120], 0, u64::MAX, false)),
         // The creator's own KeyPackage (same keys as leaf 0: refused).
-        ("creator_duplicate".into(), key_package_creator().key_package),
+        ("creator_duplicate".into(), key_package_creator().key_package_bytes().to_vec()),
     ]
 }

@@ -13,29 +13,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use securemesh_core::crypto::{Ed25519, Signature};
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
-use securemesh_mls_lite::crypto::Secret32;
-use securemesh_mls_lite::key_package::{
-    KeyPackageParams, KeyPackageSecrets, create_key_package, key_package_len,
-};
+use securemesh_mls_lite::key_package::KeyPackageParams;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, WireFormat};
 use securemesh_mls_lite::pending_commit::CommitOptions;
-use securemesh_mls_lite::{Group, JoinKeys, ProposalCache, PskStore};
+use securemesh_mls_lite::testing::Candidate;
+use securemesh_mls_lite::{Group, ProposalCache, PskStore};
 use std::hint::black_box;
 
 // Room for 128 members and the one `add` adds.
 type G = Group<256, 384, 32, 64>;
 
-struct Agent {
-    kp: Vec<u8>,
-    secrets: KeyPackageSecrets,
-    sig: Secret32,
-}
-
-fn agent(i: usize, rng: &mut TestRng) -> Agent {
-    let sig = Ed25519::generate(rng);
+fn agent(i: usize, rng: &mut TestRng) -> Candidate {
     let name = format!("member-{i}");
     let params = KeyPackageParams {
         identity: name.as_bytes(),
@@ -43,26 +33,14 @@ fn agent(i: usize, rng: &mut TestRng) -> Agent {
         not_after: u64::MAX,
         last_resort: false,
     };
-    let mut kp = vec![0u8; key_package_len(name.len())];
-    let (n, secrets) = create_key_package(&params, &sig, rng, &mut kp, &mut vec![0u8; 1024]).unwrap();
-    kp.truncate(n);
-    Agent { kp, secrets, sig }
-}
-
-fn keys(a: &Agent) -> JoinKeys<'_> {
-    JoinKeys {
-        key_package: KeyPackage::from_bytes(&a.kp).unwrap(),
-        init_priv: &a.secrets.init_priv,
-        encryption_priv: &a.secrets.encryption_priv,
-        signature_priv: &a.sig,
-    }
+    Candidate::new(&params, rng).unwrap()
 }
 
 /// `by` commits (PublicMessage) adding `adds` and removing nobody; returns
 /// the commit and the Welcome, with the pending epoch in `pending`.
-fn commit(by: &mut G, adds: &[&Agent], pending: &mut G, rng: &mut TestRng) -> (Vec<u8>, Vec<u8>) {
-    let kps: Vec<KeyPackage<'_>> = adds.iter().map(|a| KeyPackage::from_bytes(&a.kp).unwrap()).collect();
-    let total: usize = adds.iter().map(|a| a.kp.len()).sum();
+fn commit(by: &mut G, adds: &[&Candidate], pending: &mut G, rng: &mut TestRng) -> (Vec<u8>, Vec<u8>) {
+    let kps: Vec<KeyPackage<'_>> = adds.iter().map(|a| a.key_package().unwrap()).collect();
+    let total: usize = adds.iter().map(|a| a.key_package_bytes().len()).sum();
     let options = CommitOptions { wire_format: WireFormat::PublicMessage, ..CommitOptions::default() };
     let mut out = vec![0u8; total + 64 * 1024];
     let mut welcome = vec![0u8; G::welcome_len(adds.len(), true)];
@@ -86,7 +64,7 @@ fn main() {
     let mut rng = TestRng::new(7);
     let creator = agent(0, &mut rng);
     let mut a: Box<G> = Box::default();
-    a.create_into(b"fleet", &keys(&creator), &[], &mut rng).unwrap();
+    a.create_into(b"fleet", &creator.keys().unwrap(), &[], &mut rng).unwrap();
     let mut spare: Box<G> = Box::default();
     // Member 1 joins first; the rest are added in batches of 16.
     let second = agent(1, &mut rng);
@@ -94,11 +72,12 @@ fn main() {
     a.merge_pending_commit(&mut spare).unwrap();
     let MlsMessageBody::Welcome(w) = MlsMessage::from_bytes(&welcome).unwrap().body else { panic!() };
     let mut b: Box<G> = Box::default();
-    b.join_into(&w, &keys(&second), None, &[], &mut vec![0u8; G::scratch_len(welcome.len())]).unwrap();
+    b.join_into(&w, &second.keys().unwrap(), None, &[], &mut vec![0u8; G::scratch_len(welcome.len())])
+        .unwrap();
     let mut n = 2;
     while n < members {
-        let batch: Vec<Agent> = (n..members.min(n + 16)).map(|i| agent(i, &mut rng)).collect();
-        let refs: Vec<&Agent> = batch.iter().collect();
+        let batch: Vec<Candidate> = (n..members.min(n + 16)).map(|i| agent(i, &mut rng)).collect();
+        let refs: Vec<&Candidate> = batch.iter().collect();
         let (c, _) = commit(&mut a, &refs, &mut spare, &mut rng);
         a.merge_pending_commit(&mut spare).unwrap();
         process(&mut b, &c, &mut spare);

@@ -96,3 +96,70 @@ pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const 
     }
     Ok(())
 }
+
+/// Room for a KeyPackage of [`Candidate`] (identities up to 212 bytes).
+pub const CANDIDATE_KEY_PACKAGE_BYTES: usize = 512;
+
+/// A would-be member for tests: a KeyPackage made with
+/// [`create_key_package`](crate::key_package::create_key_package) and the
+/// private keys to join (or create a group) with it.
+///
+/// ```
+/// use securemesh_core::testing::TestRng;
+/// use securemesh_mls_lite::key_package::KeyPackageParams;
+/// use securemesh_mls_lite::testing::Candidate;
+/// use securemesh_mls_lite::DefaultGroup;
+/// let params = KeyPackageParams { identity: b"alice", not_before: 0, not_after: u64::MAX, last_resort: false };
+/// let alice = Candidate::new(&params, &mut TestRng::new(1))?;
+/// let mut group: Box<DefaultGroup> = Box::default();
+/// group.create_into(b"fleet", &alice.keys()?, &[], &mut TestRng::new(2))?;
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// ```
+pub struct Candidate {
+    bytes: [u8; CANDIDATE_KEY_PACKAGE_BYTES],
+    len: usize,
+    /// The KeyPackage's HPKE private keys.
+    pub secrets: crate::key_package::KeyPackageSecrets,
+    /// The Ed25519 seed of its leaf's signature key.
+    pub signature_priv: Secret32,
+}
+
+impl Candidate {
+    /// A KeyPackage of `params`, signature seed and keys from `rng`.
+    pub fn new<R: CryptoRng + ?Sized>(
+        params: &crate::key_package::KeyPackageParams<'_>,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        let signature_priv = Ed25519::generate(rng);
+        let mut bytes = [0u8; CANDIDATE_KEY_PACKAGE_BYTES];
+        let mut scratch = [0u8; 2 * CANDIDATE_KEY_PACKAGE_BYTES];
+        let (len, secrets) =
+            crate::key_package::create_key_package(params, &signature_priv, rng, &mut bytes, &mut scratch)?;
+        Ok(Candidate { bytes, len, secrets, signature_priv })
+    }
+
+    /// The KeyPackage (bare, not in an `MLSMessage`).
+    pub fn key_package_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    /// The KeyPackage, mutable (for tests that tamper with it).
+    pub fn key_package_bytes_mut(&mut self) -> &mut [u8] {
+        self.bytes.get_mut(..self.len).unwrap_or(&mut [])
+    }
+
+    /// The parsed KeyPackage.
+    pub fn key_package(&self) -> Result<crate::messages::KeyPackage<'_>, Error> {
+        crate::messages::KeyPackage::from_bytes(self.key_package_bytes())
+    }
+
+    /// What [`Group::join_into`] and [`Group::create_into`] take.
+    pub fn keys(&self) -> Result<crate::welcome::JoinKeys<'_>, Error> {
+        Ok(crate::welcome::JoinKeys {
+            key_package: self.key_package()?,
+            init_priv: &self.secrets.init_priv,
+            encryption_priv: &self.secrets.encryption_priv,
+            signature_priv: &self.signature_priv,
+        })
+    }
+}

@@ -5,44 +5,24 @@
 //! authenticator and an exporter value after every step.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use securemesh_core::crypto::{Ed25519, Signature};
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
-use securemesh_mls_lite::crypto::Secret32;
-use securemesh_mls_lite::key_package::{
-    KeyPackageParams, KeyPackageSecrets, create_key_package, key_package_len,
-};
+use securemesh_mls_lite::key_package::KeyPackageParams;
 use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, WireFormat};
 use securemesh_mls_lite::pending_commit::{CommitOptions, CommitOutput};
-use securemesh_mls_lite::{CommitEvent, Error, Group, JoinKeys, ProposalCache, PskStore};
+use securemesh_mls_lite::testing::Candidate;
+use securemesh_mls_lite::{CommitEvent, Error, Group, ProposalCache, PskStore};
 
 type G = Group<8, 384, 32, 64>;
 
-/// A would-be member: its KeyPackage and private keys.
-struct Agent {
-    kp: Vec<u8>,
-    secrets: KeyPackageSecrets,
-    sig: Secret32,
-}
+/// A would-be member (its KeyPackage and keys), and how it joins.
+struct Agent(Candidate);
 
 impl Agent {
     fn new(name: &[u8], rng: &mut TestRng) -> Agent {
-        let sig = Ed25519::generate(rng);
         let params =
             KeyPackageParams { identity: name, not_before: 0, not_after: u64::MAX, last_resort: false };
-        let mut kp = vec![0u8; key_package_len(name.len())];
-        let (n, secrets) = create_key_package(&params, &sig, rng, &mut kp, &mut vec![0u8; 1024]).unwrap();
-        kp.truncate(n);
-        Agent { kp, secrets, sig }
-    }
-
-    fn keys(&self) -> JoinKeys<'_> {
-        JoinKeys {
-            key_package: KeyPackage::from_bytes(&self.kp).unwrap(),
-            init_priv: &self.secrets.init_priv,
-            encryption_priv: &self.secrets.encryption_priv,
-            signature_priv: &self.sig,
-        }
+        Agent(Candidate::new(&params, rng).unwrap())
     }
 
     fn join(&self, welcome: &[u8], tree: Option<&[u8]>) -> Result<Box<G>, Error> {
@@ -51,7 +31,7 @@ impl Agent {
         };
         let mut g: Box<G> = Box::default();
         let mut scratch = vec![0u8; G::scratch_len(welcome.len())];
-        g.join_into(&w, &self.keys(), tree, &[], &mut scratch)?;
+        g.join_into(&w, &self.0.keys()?, tree, &[], &mut scratch)?;
         Ok(g)
     }
 }
@@ -79,8 +59,8 @@ fn commit_with(
     options: &CommitOptions<'_>,
     rng: &mut TestRng,
 ) -> Result<Sent, Error> {
-    let kps: Vec<KeyPackage<'_>> = agents.iter().map(|a| KeyPackage::from_bytes(&a.kp).unwrap()).collect();
-    let total: usize = agents.iter().map(|a| a.kp.len()).sum();
+    let kps: Vec<KeyPackage<'_>> = agents.iter().map(|a| a.0.key_package().unwrap()).collect();
+    let total: usize = agents.iter().map(|a| a.0.key_package_bytes().len()).sum();
     let mut pending: Box<G> = Box::default();
     let mut commit = vec![0u8; total + 1024];
     let mut welcome = vec![0u8; G::welcome_len(agents.len(), options.ratchet_tree_in_welcome)];
@@ -141,7 +121,7 @@ fn encoded(g: &G) -> Vec<u8> {
 fn creator(rng: &mut TestRng) -> (Agent, Box<G>) {
     let alice = Agent::new(b"alice", rng);
     let mut g: Box<G> = Box::default();
-    g.create_into(b"fleet", &alice.keys(), &[], rng).unwrap();
+    g.create_into(b"fleet", &alice.0.keys().unwrap(), &[], rng).unwrap();
     (alice, g)
 }
 
@@ -266,8 +246,9 @@ fn a_commit_that_cannot_be_made_changes_nothing() {
     let before = encoded(&alice);
     // A KeyPackage with a broken signature.
     let mut bob_agent = Agent::new(b"bob", &mut rng);
-    let last = bob_agent.kp.len() - 1;
-    bob_agent.kp[last] ^= 1;
+    let kp = bob_agent.0.key_package_bytes_mut();
+    let last = kp.len() - 1;
+    kp[last] ^= 1;
     assert_eq!(
         commit_adds(&mut alice, &[&bob_agent], &CommitOptions::default(), &mut rng).err(),
         Some(Error::BadSignature)
@@ -281,10 +262,13 @@ fn a_commit_that_cannot_be_made_changes_nothing() {
     let carol = Agent::new(b"carol", &mut rng);
     assert!(commit_adds(&mut alice, &[&carol, &carol], &CommitOptions::default(), &mut rng).is_err());
     // Short buffers.
-    let kp = KeyPackage::from_bytes(&carol.kp).unwrap();
+    let kp = carol.0.key_package().unwrap();
     let mut pending: Box<G> = Box::default();
-    let (mut c, mut w, mut s) =
-        (vec![0u8; 16], vec![0u8; 4096], vec![0u8; G::send_commit_scratch_len(carol.kp.len())]);
+    let (mut c, mut w, mut s) = (
+        vec![0u8; 16],
+        vec![0u8; 4096],
+        vec![0u8; G::send_commit_scratch_len(carol.0.key_package_bytes().len())],
+    );
     let r =
         alice.commit(&[kp], &[], &CommitOptions::default(), &mut rng, &mut pending, &mut c, &mut w, &mut s);
     assert!(matches!(r, Err(Error::BufferTooSmall { .. })));
