@@ -59,64 +59,58 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         rng: &mut R,
     ) -> Result<(), Error> {
         self.clear();
-        let made = self.create(group_id, keys, extensions, rng);
+        // Built in place; on error the slot is emptied again.
+        let mut fill = || -> Result<(), Error> {
+            let kp = &keys.key_package;
+            let mut work = [0u8; 2048];
+            let needed = kp.as_bytes().len().saturating_mul(2).saturating_add(100);
+            kp.verify(work.get_mut(..needed).ok_or(Error::Capacity)?)?;
+            let leaf = &kp.leaf_node;
+            if X25519::public_key(keys.encryption_priv) != *leaf.encryption_key
+                || Ed25519::verifying_key(&Ed25519::signing_key(keys.signature_priv)) != *leaf.signature_key
+            {
+                return Err(Error::Malformed);
+            }
+            // The extensions body must be well formed.
+            crate::tree::node::check_extensions(extensions)?;
+            self.group_id = heapless::Vec::from_slice(group_id).map_err(|_| Error::Capacity)?;
+            self.extensions = heapless::Vec::from_slice(extensions).map_err(|_| Error::Capacity)?;
+            self.tree.extend()?;
+            self.tree.set_leaf(0, Some(leaf.as_bytes()))?;
+            self.tree_hash = self.tree.tree_hash(self.tree.root())?;
+            self.epoch = 0;
+            self.confirmed_transcript_hash.clear();
+            let gc = GroupContext {
+                group_id,
+                epoch: 0,
+                tree_hash: &self.tree_hash,
+                confirmed_transcript_hash: &[],
+                extensions,
+            };
+            let n = gc.encode(&mut work)?;
+            let init_secret = Secret32::random(rng);
+            let secrets = EpochSecrets::derive(
+                init_secret.expose(),
+                &[0u8; NH],
+                &[0u8; NH],
+                work.get(..n).ok_or(Error::Capacity)?,
+            )?;
+            work.fill(0);
+            let tag = secrets.confirmation_tag(&[]);
+            self.interim_transcript_hash =
+                InterimTranscriptHashInput { confirmation_tag: &tag }.interim_transcript_hash(&[])?;
+            self.own_leaf = 0;
+            self.leaf_private_key = keys.encryption_priv.duplicate();
+            self.signature_private_key = keys.signature_priv.duplicate();
+            self.ratchets.reset(&secrets.encryption, 1)?;
+            self.secrets = secrets.into();
+            self.joined = true;
+            Ok(())
+        };
+        let made = fill();
         if made.is_err() {
             self.clear();
         }
         made
-    }
-
-    fn create<R: CryptoRng + ?Sized>(
-        &mut self,
-        group_id: &[u8],
-        keys: &JoinKeys<'_>,
-        extensions: &[u8],
-        rng: &mut R,
-    ) -> Result<(), Error> {
-        let kp = &keys.key_package;
-        let mut work = [0u8; 2048];
-        let needed = kp.as_bytes().len().saturating_mul(2).saturating_add(100);
-        kp.verify(work.get_mut(..needed).ok_or(Error::Capacity)?)?;
-        let leaf = &kp.leaf_node;
-        if X25519::public_key(keys.encryption_priv) != *leaf.encryption_key
-            || Ed25519::verifying_key(&Ed25519::signing_key(keys.signature_priv)) != *leaf.signature_key
-        {
-            return Err(Error::Malformed);
-        }
-        // The extensions body must be well formed.
-        crate::tree::node::check_extensions(extensions)?;
-        self.group_id = heapless::Vec::from_slice(group_id).map_err(|_| Error::Capacity)?;
-        self.extensions = heapless::Vec::from_slice(extensions).map_err(|_| Error::Capacity)?;
-        self.tree.extend()?;
-        self.tree.set_leaf(0, Some(leaf.as_bytes()))?;
-        self.tree_hash = self.tree.tree_hash(self.tree.root())?;
-        self.epoch = 0;
-        self.confirmed_transcript_hash.clear();
-        let gc = GroupContext {
-            group_id,
-            epoch: 0,
-            tree_hash: &self.tree_hash,
-            confirmed_transcript_hash: &[],
-            extensions,
-        };
-        let n = gc.encode(&mut work)?;
-        let init_secret = Secret32::random(rng);
-        let secrets = EpochSecrets::derive(
-            init_secret.expose(),
-            &[0u8; NH],
-            &[0u8; NH],
-            work.get(..n).ok_or(Error::Capacity)?,
-        )?;
-        work.fill(0);
-        let tag = secrets.confirmation_tag(&[]);
-        self.interim_transcript_hash =
-            InterimTranscriptHashInput { confirmation_tag: &tag }.interim_transcript_hash(&[])?;
-        self.own_leaf = 0;
-        self.leaf_private_key = keys.encryption_priv.duplicate();
-        self.signature_private_key = keys.signature_priv.duplicate();
-        self.ratchets.reset(&secrets.encryption, 1)?;
-        self.secrets = secrets.into();
-        self.joined = true;
-        Ok(())
     }
 }
