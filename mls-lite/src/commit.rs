@@ -203,7 +203,23 @@ impl<const N: usize, const BYTES: usize> ProposalCache<N, BYTES> {
         Proposal::from_bytes(bytes).ok().map(|p| (e.sender, p))
     }
 
-    fn insert(
+    /// The references of the proposals cached for `epoch`, in the order
+    /// they were cached.
+    pub fn references(&self, epoch: u64) -> impl Iterator<Item = [u8; NH]> + '_ {
+        let entries = if epoch == self.epoch { &self.entries[..] } else { &[] };
+        entries.iter().map(|e| e.reference)
+    }
+
+    /// Bytes of the proposals cached for `epoch` (what
+    /// [`Group::send_commit_scratch_len`] counts for a commit that covers
+    /// them).
+    pub fn encoded_len(&self, epoch: u64) -> usize {
+        if epoch == self.epoch { self.bytes.len() } else { 0 }
+    }
+
+    /// Cache `proposal` (its encoding) of `epoch`, sent by `sender`, under
+    /// `reference`.
+    pub(crate) fn insert(
         &mut self,
         epoch: u64,
         reference: [u8; NH],
@@ -473,6 +489,42 @@ fn external_init_secret(external_secret: &Secret32, kem_output: &[u8]) -> Result
     Ok(out)
 }
 
+/// The proposals of a commit, each as its encoding and its sender, in
+/// the commit's order: by value from `list` (sent by `committer`), by
+/// reference from `cache` (§12.4). A reference the cache lacks, or any
+/// reference in an external commit, is [`Error::Malformed`].
+pub(crate) fn resolve<'p, const N: usize, const PB: usize>(
+    list: impl Iterator<Item = Result<ProposalOrRef<'p>, Error>> + 'p,
+    cache: &'p ProposalCache<N, PB>,
+    epoch: u64,
+    committer: Sender,
+) -> impl Iterator<Item = Result<(&'p [u8], Sender), Error>> + 'p {
+    list.map(move |por| match por? {
+        ProposalOrRef::Proposal { proposal, .. } => Ok((proposal.as_bytes(), committer)),
+        ProposalOrRef::Reference { .. } if committer == Sender::NewMemberCommit => Err(Error::Malformed),
+        ProposalOrRef::Reference { reference, .. } => {
+            let (sender, proposal) = cache.get(epoch, reference).ok_or(Error::Malformed)?;
+            Ok((proposal.as_bytes(), sender))
+        }
+    })
+}
+
+/// What the proposals of a commit ask for, once checked
+/// ([`Group::check_proposals`]).
+pub(crate) struct CheckedProposals<'p, 's> {
+    /// An UpdatePath is required (§12.4: an Update, Remove or
+    /// GroupContextExtensions proposal, or no proposal at all).
+    pub(crate) path_required: bool,
+    /// The new GroupContext extensions (`extensions<V>` body), if proposed.
+    pub(crate) gce: Option<&'p [u8]>,
+    /// The PSKs to inject, in order.
+    pub(crate) psks: heapless::Vec<PskInput<'s>, MAX_PSKS>,
+    /// A Remove names our leaf.
+    pub(crate) removed_us: bool,
+    /// The `kem_output` of the ExternalInit proposal, if any.
+    pub(crate) external_init: Option<&'p [u8]>,
+}
+
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Scratch bytes [`process_commit`](Self::process_commit) and
     /// [`process_proposal`](Self::process_proposal) need at most for a
@@ -698,45 +750,28 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn stage_commit<const N: usize, const PB: usize>(
-        &self,
-        msg: &MlsMessage<'_>,
-        cache: &ProposalCache<N, PB>,
-        psk_store: &PskStore<'_>,
-        next: &mut Self,
-        plain: &mut [u8],
+    /// Check the proposals of a commit against the current epoch (§12.2),
+    /// changing nothing: each parses, Add KeyPackages and Update leaves
+    /// verify, no leaf is updated or removed twice or by its own committer
+    /// (`committer`: its leaf; `None` for an external commit, `external`,
+    /// or for proposals checked before anyone commits them), PSKs are known
+    /// (`psk_store`, or the current epoch's resumption PSK) and named once,
+    /// at most one GroupContextExtensions that fits `E`, an external commit
+    /// carries exactly one ExternalInit and only Removes and PSKs besides.
+    /// ReInit is [`Error::Unsupported`], as is an Update of our own leaf (we
+    /// keep no pending update).
+    pub(crate) fn check_proposals<'s, 'p: 's, F, I>(
+        &'s self,
+        proposals: &F,
+        committer: Option<u32>,
+        external: bool,
+        psk_store: &PskStore<'s>,
         work: &mut [u8],
-    ) -> Result<CommitEvent, Error> {
-        let (ac, _) = self.authenticate(msg, None, plain, work)?;
-        let Content::Commit(commit) = ac.content.content else { return Err(Error::Malformed) };
-        // An external commit's committer gets its leaf index below.
-        let (external, mut committer) = match ac.content.sender {
-            Sender::Member(i) => (false, i),
-            Sender::NewMemberCommit => (true, u32::MAX),
-            _ => return Err(Error::Malformed),
-        };
-        if committer == self.own_leaf {
-            return Err(Error::Unsupported);
-        }
-
-        // The proposals, in order, each as its encoding and sender: resolved
-        // again on each of the passes below (by value from the commit, by
-        // reference from the cache) rather than kept in a list, and views
-        // re-parsed where needed, to keep this frame small (it sits above
-        // signature verifications on a device's stack).
-        let epoch_now = self.epoch;
-        let sender_now = ac.content.sender;
-        let proposals = || {
-            commit.proposals().map(move |por| match por? {
-                ProposalOrRef::Proposal { proposal, .. } => Ok((proposal.as_bytes(), sender_now)),
-                ProposalOrRef::Reference { .. } if external => Err(Error::Malformed),
-                ProposalOrRef::Reference { reference, .. } => {
-                    let (sender, proposal) = cache.get(epoch_now, reference).ok_or(Error::Malformed)?;
-                    Ok((proposal.as_bytes(), sender))
-                }
-            })
-        };
+    ) -> Result<CheckedProposals<'p, 's>, Error>
+    where
+        F: Fn() -> I,
+        I: Iterator<Item = Result<(&'p [u8], Sender), Error>>,
+    {
         let mut count = 0usize;
         for p in proposals() {
             p?;
@@ -745,14 +780,14 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         if count > MAX_COMMIT_PROPOSALS {
             return Err(Error::Capacity);
         }
-
-        // Validate them (§12.2).
-        let mut path_required = count == 0;
-        let mut gce: Option<&[u8]> = None;
-        let mut psks: heapless::Vec<PskInput<'_>, MAX_PSKS> = heapless::Vec::new();
+        let mut checked = CheckedProposals {
+            path_required: count == 0,
+            gce: None,
+            psks: heapless::Vec::new(),
+            removed_us: false,
+            external_init: None,
+        };
         let mut touched: heapless::Vec<u32, MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
-        let mut removed_us = false;
-        let mut external_init: Option<&[u8]> = None;
         for item in proposals() {
             let (raw, sender) = item?;
             let p = Proposal::from_bytes(raw)?;
@@ -769,16 +804,16 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             }
             match p.body {
                 ProposalBody::ExternalInit { kem_output } => {
-                    if !external || external_init.is_some() {
+                    if !external || checked.external_init.is_some() {
                         return Err(Error::Malformed);
                     }
-                    external_init = Some(kem_output);
+                    checked.external_init = Some(kem_output);
                 }
                 ProposalBody::Add(kp) => kp.verify(work)?,
                 ProposalBody::Update(leaf) => {
-                    path_required = true;
+                    checked.path_required = true;
                     let Sender::Member(s) = sender else { return Err(Error::Malformed) };
-                    if s == committer || touched.contains(&s) || self.tree.leaf(s).is_none() {
+                    if Some(s) == committer || touched.contains(&s) || self.tree.leaf(s).is_none() {
                         return Err(Error::Malformed);
                     }
                     if s == self.own_leaf {
@@ -792,71 +827,86 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                     touched.push(s).map_err(|_| Error::Capacity)?;
                 }
                 ProposalBody::Remove { removed } => {
-                    path_required = true;
-                    if removed == committer || touched.contains(&removed) || self.tree.leaf(removed).is_none()
+                    checked.path_required = true;
+                    if Some(removed) == committer
+                        || touched.contains(&removed)
+                        || self.tree.leaf(removed).is_none()
                     {
                         return Err(Error::Malformed);
                     }
-                    removed_us |= removed == self.own_leaf;
+                    checked.removed_us |= removed == self.own_leaf;
                     touched.push(removed).map_err(|_| Error::Capacity)?;
                 }
                 ProposalBody::PreSharedKey(id) => {
-                    if id.psk_nonce.len() != NH || psks.iter().any(|p| p.id == id.as_bytes()) {
+                    if id.psk_nonce.len() != NH || checked.psks.iter().any(|p| p.id == id.as_bytes()) {
                         return Err(Error::Malformed);
                     }
-                    let psk: &[u8] = match id.psk {
-                        Psk::External { psk_id } => {
-                            psk_store.external.iter().find(|p| p.id == psk_id).ok_or(Error::Unsupported)?.psk
-                        }
-                        Psk::Resumption {
-                            usage: ResumptionPskUsage::Application,
-                            psk_group_id,
-                            psk_epoch,
-                        } => {
-                            if psk_group_id == &self.group_id[..] && psk_epoch == self.epoch {
-                                self.secrets.resumption_psk.expose()
-                            } else {
-                                psk_store
-                                    .resumption
-                                    .iter()
-                                    .find(|p| p.group_id == psk_group_id && p.epoch == psk_epoch)
-                                    .ok_or(Error::Unsupported)?
-                                    .psk
-                                    .expose()
-                            }
-                        }
-                        // Reinit and branch PSKs belong to those flows, not to a commit.
-                        Psk::Resumption { .. } => return Err(Error::Unsupported),
-                    };
-                    psks.push(PskInput { id: id.as_bytes(), psk }).map_err(|_| Error::Capacity)?;
+                    let psk = self.psk_value(&id.psk, psk_store)?;
+                    checked.psks.push(PskInput { id: id.as_bytes(), psk }).map_err(|_| Error::Capacity)?;
                 }
                 ProposalBody::GroupContextExtensions { extensions } => {
-                    path_required = true;
-                    if gce.is_some() {
+                    checked.path_required = true;
+                    if checked.gce.is_some() {
                         return Err(Error::Malformed);
                     }
                     if extensions.len() > E {
                         return Err(Error::Capacity);
                     }
-                    gce = Some(extensions);
+                    checked.gce = Some(extensions);
                 }
                 ProposalBody::ReInit(_) => return Err(Error::Unsupported),
             }
         }
-        if external && external_init.is_none() {
+        if external && checked.external_init.is_none() {
             return Err(Error::Malformed);
         }
-        if (path_required || external) && commit.path.is_none() {
-            return Err(Error::Malformed);
-        }
-        if removed_us {
-            return Ok(CommitEvent::Removed);
-        }
-        let transcript = TranscriptHashes::after_commit(&self.interim_transcript_hash, &ac)?;
-        let confirmation_tag = ac.auth.confirmation_tag.ok_or(Error::Malformed)?;
-        let epoch = self.epoch.checked_add(1).ok_or(Error::Capacity)?;
+        Ok(checked)
+    }
 
-        // The provisional state.
+    /// The value of the PSK `psk` names: an external PSK of `psk_store`, or
+    /// an `application` resumption PSK (the current epoch's, or one of
+    /// `psk_store`). Unknown PSKs, and reinit and branch PSKs (they belong
+    /// to those flows, not to a commit), are [`Error::Unsupported`].
+    pub(crate) fn psk_value<'s>(
+        &'s self,
+        psk: &Psk<'_>,
+        psk_store: &PskStore<'s>,
+    ) -> Result<&'s [u8], Error> {
+        match *psk {
+            Psk::External { psk_id } => {
+                Ok(psk_store.external.iter().find(|p| p.id == psk_id).ok_or(Error::Unsupported)?.psk)
+            }
+            Psk::Resumption { usage: ResumptionPskUsage::Application, psk_group_id, psk_epoch } => {
+                if psk_group_id == &self.group_id[..] && psk_epoch == self.epoch {
+                    Ok(self.secrets.resumption_psk.expose())
+                } else {
+                    Ok(psk_store
+                        .resumption
+                        .iter()
+                        .find(|p| p.group_id == psk_group_id && p.epoch == psk_epoch)
+                        .ok_or(Error::Unsupported)?
+                        .psk
+                        .expose())
+                }
+            }
+            Psk::Resumption { .. } => Err(Error::Unsupported),
+        }
+    }
+
+    /// Build the provisional state of a commit in `next`: a copy of ours,
+    /// then the checked `proposals` applied in the order of §12.2: the new
+    /// GroupContext extensions (`gce`), Updates, Removes (then the
+    /// truncation), Adds. Returns the leaves the Adds took, in order.
+    pub(crate) fn apply_proposals<'p, F, I>(
+        &self,
+        next: &mut Self,
+        proposals: &F,
+        gce: Option<&[u8]>,
+    ) -> Result<heapless::Vec<u32, MAX_COMMIT_PROPOSALS>, Error>
+    where
+        F: Fn() -> I,
+        I: Iterator<Item = Result<(&'p [u8], Sender), Error>>,
+    {
         next.copy_from(self)?;
         if let Some(ext) = gce {
             next.extensions = heapless::Vec::from_slice(ext).map_err(|_| Error::Capacity)?;
@@ -887,11 +937,58 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 added.push(leaf).map_err(|_| Error::Capacity)?;
             }
         }
+        Ok(added)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stage_commit<const N: usize, const PB: usize>(
+        &self,
+        msg: &MlsMessage<'_>,
+        cache: &ProposalCache<N, PB>,
+        psk_store: &PskStore<'_>,
+        next: &mut Self,
+        plain: &mut [u8],
+        work: &mut [u8],
+    ) -> Result<CommitEvent, Error> {
+        let (ac, _) = self.authenticate(msg, None, plain, work)?;
+        let Content::Commit(commit) = ac.content.content else { return Err(Error::Malformed) };
+        // An external commit's committer gets its leaf index below.
+        let (external, mut committer) = match ac.content.sender {
+            Sender::Member(i) => (false, i),
+            Sender::NewMemberCommit => (true, u32::MAX),
+            _ => return Err(Error::Malformed),
+        };
+        if committer == self.own_leaf {
+            return Err(Error::Unsupported);
+        }
+
+        // The proposals, in order, each as its encoding and sender: resolved
+        // again on each of the passes below (by value from the commit, by
+        // reference from the cache) rather than kept in a list, and views
+        // re-parsed where needed, to keep this frame small (it sits above
+        // signature verifications on a device's stack).
+        let sender_now = ac.content.sender;
+        let proposals = || resolve(commit.proposals(), cache, self.epoch, sender_now);
+        let checked =
+            self.check_proposals(&proposals, (!external).then_some(committer), external, psk_store, work)?;
+        if (checked.path_required || external) && commit.path.is_none() {
+            return Err(Error::Malformed);
+        }
+        if checked.removed_us {
+            return Ok(CommitEvent::Removed);
+        }
+        let transcript = TranscriptHashes::after_commit(&self.interim_transcript_hash, &ac)?;
+        let confirmation_tag = ac.auth.confirmation_tag.ok_or(Error::Malformed)?;
+        let epoch = self.epoch.checked_add(1).ok_or(Error::Capacity)?;
+
+        // The provisional state.
+        let added = self.apply_proposals(next, &proposals, checked.gce)?;
         if external {
             // The joiner takes the leftmost blank leaf, as if added (§12.4.3.2).
             let path = commit.path.as_ref().ok_or(Error::Malformed)?;
             committer = add_leaf(&mut next.tree, &path.leaf_node)?;
         }
+        let (external_init, psks) = (checked.external_init, checked.psks);
         let init_secret = match external_init {
             Some(kem_output) => external_init_secret(&self.secrets.external, kem_output)?,
             None => self.secrets.init.duplicate(),

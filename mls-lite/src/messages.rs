@@ -369,7 +369,14 @@ impl<'a> PreSharedKeyId<'a> {
 
     /// Write the encoding field by field.
     pub fn write_to(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        match self.psk {
+        self.psk.write_to(w, self.psk_nonce)
+    }
+}
+
+impl Psk<'_> {
+    /// Write the `PreSharedKeyID` that names this PSK with `psk_nonce`.
+    pub fn write_to(&self, w: &mut Writer<'_>, psk_nonce: &[u8]) -> Result<(), Error> {
+        match *self {
             Psk::External { psk_id } => {
                 w.write_u8(1)?;
                 w.write_vec_varint(psk_id)?;
@@ -381,7 +388,7 @@ impl<'a> PreSharedKeyId<'a> {
                 w.write_u64(psk_epoch)?;
             }
         }
-        Ok(w.write_vec_varint(self.psk_nonce)?)
+        Ok(w.write_vec_varint(psk_nonce)?)
     }
 }
 

@@ -28,23 +28,29 @@
 //! asked (`CommitOptions::ratchet_tree_in_welcome`); otherwise the joiner
 //! needs the tree out of band ([`Group::export_ratchet_tree`]).
 
-use crate::commit::{add_leaf, blank_leaf, filtered_path, set_path_keys};
+use crate::commit::{MAX_COMMIT_PROPOSALS, ProposalCache, PskStore, filtered_path, resolve, set_path_keys};
 use crate::crypto::{NH, Secret32, encrypt_with_label, sign_with_label};
 use crate::error::Error;
 use crate::framing::{
-    AuthenticatedContent, Content, FramedContentAuthData, protect_private, protect_public, sign,
+    AuthenticatedContent, Content, FramedContentAuthData, Sender, protect_private, protect_public, sign,
     sign_scratch_len,
 };
 use crate::group::Group;
+use crate::key_schedule;
 use crate::key_schedule::{EpochSecrets, GroupContext};
-use crate::messages::{Commit, KeyPackage, MLS10, WireFormat, write_vec_with};
+use crate::messages::{
+    Commit, KeyPackage, MLS10, Proposal, ProposalBody, ProposalOrRef, Psk, WireFormat, encoded_len, items,
+    proposal_type,
+};
 use crate::secret_tree::RatchetKind;
 use crate::transcript::{ConfirmedTranscriptHashInput, InterimTranscriptHashInput};
 use crate::tree::Node;
 use crate::tree::node::{Credential, LeafNodeParams, LeafNodeSource, write_leaf_node};
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{next_path_secret, node_key_pair};
-use crate::welcome::{MAX_PATH_KEYS, PathKey, RATCHET_TREE_EXTENSION, welcome_key_nonce, welcome_secret};
+use crate::welcome::{
+    MAX_PATH_KEYS, MAX_PSKS, PathKey, RATCHET_TREE_EXTENSION, welcome_key_nonce, welcome_secret,
+};
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
 use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519};
@@ -107,6 +113,22 @@ pub struct CommitOutput {
     pub welcome_len: usize,
     /// The epoch the pending commit moves to.
     pub epoch: u64,
+}
+
+/// The proposals a commit carries by value ([`Group::commit_with`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Proposals<'a> {
+    /// Members to add, by their KeyPackages (each verified at commit time;
+    /// lifetimes and credentials are the caller's policy).
+    pub adds: &'a [KeyPackage<'a>],
+    /// Leaves of the members to remove (not our own).
+    pub removes: &'a [u32],
+    /// PSKs to inject into the key schedule (§8.4), each proposed with a
+    /// fresh `psk_nonce`.
+    pub psks: &'a [Psk<'a>],
+    /// New GroupContext extensions (an `extensions<V>` body) replacing the
+    /// group's.
+    pub group_context_extensions: Option<&'a [u8]>,
 }
 
 /// Split `n` bytes off the front of `buf`.
@@ -251,7 +273,89 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         welcome_out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<CommitOutput, Error> {
-        let result = self.stage(adds, removes, options, rng, pending, commit_out, welcome_out, scratch);
+        let proposals = Proposals { adds, removes, ..Proposals::default() };
+        let no_cache = ProposalCache::<0, 0>::new();
+        let no_psk = PskStore::default();
+        let (commit, welcome) = (commit_out, welcome_out);
+        self.commit_with(&proposals, &no_cache, &no_psk, options, rng, pending, commit, welcome, scratch)
+    }
+
+    /// Commit the proposals of `cache` by reference and those of
+    /// `proposals` by value, as a pending commit, like
+    /// [`commit`](Self::commit) (same buffers, same transaction, same
+    /// Welcome for the members added, by value or by reference).
+    ///
+    /// - Every proposal cached for the current epoch
+    ///   ([`process_proposal`](Self::process_proposal), or
+    ///   [`propose`](Self::propose) for our own) is committed by reference
+    ///   if it is valid together with those before it; an invalid one (a
+    ///   Remove of ourselves, of a blank leaf or of a leaf already touched,
+    ///   a second GroupContextExtensions, an unknown PSK, ...) is left out,
+    ///   as RFC 9420 §12.2 lets a committer do.
+    /// - By value: the GroupContextExtensions (replacing the group's), the
+    ///   PSKs (each with a fresh `psk_nonce`; values from `psk_store`, or
+    ///   the current epoch's resumption PSK), the Removes and the Adds. These
+    ///   must be valid together with the referenced ones (otherwise the
+    ///   error, e.g. [`Error::Malformed`] or [`Error::Unsupported`] for an
+    ///   unknown PSK, and nothing changed).
+    ///
+    /// An UpdatePath is included when §12.4 requires one (an Update,
+    /// Remove or GroupContextExtensions, or no proposal at all) or when
+    /// asked. New members must know the external PSKs a commit that adds
+    /// them injects (they join with them: [`Group::join_into`]); resumption
+    /// PSKs other than the group's own cannot be given to a joiner.
+    /// `scratch`: [`send_commit_scratch_len`](Self::send_commit_scratch_len)
+    /// of the by-value KeyPackages' length plus
+    /// [`ProposalCache::encoded_len`] of the epoch.
+    ///
+    /// ```
+    /// # use securemesh_core::testing::TestRng;
+    /// use securemesh_mls_lite::messages::Psk;
+    /// use securemesh_mls_lite::pending_commit::{CommitOptions, Proposals};
+    /// use securemesh_mls_lite::testing::member_pair;
+    /// use securemesh_mls_lite::{DefaultGroup, DefaultProposalCache, Error, ExternalPsk, PskStore};
+    /// let mut rng = TestRng::new(1);
+    /// let (mut a, mut b): (Box<DefaultGroup>, Box<DefaultGroup>) = (Box::default(), Box::default());
+    /// member_pair(b"agents", &mut rng, [&mut *a, &mut *b])?;
+    /// let (mut cache, mut spare) = (Box::<DefaultProposalCache>::default(), Box::<DefaultGroup>::default());
+    ///
+    /// // A commits new GroupContext extensions (none) and an external PSK both know.
+    /// let external = [ExternalPsk { id: b"fleet psk", psk: &[9; 32] }];
+    /// let store = PskStore { external: &external, resumption: &[] };
+    /// let proposals = Proposals {
+    ///     psks: &[Psk::External { psk_id: b"fleet psk" }],
+    ///     group_context_extensions: Some(&[]),
+    ///     ..Proposals::default()
+    /// };
+    /// let mut commit = vec![0u8; 4096];
+    /// let mut scratch = vec![0u8; DefaultGroup::send_commit_scratch_len(0)];
+    /// let out = a.commit_with(
+    ///     &proposals, &cache, &store, &CommitOptions::default(), &mut rng,
+    ///     &mut spare, &mut commit, &mut [], &mut scratch,
+    /// )?;
+    /// a.merge_pending_commit(&mut spare)?;
+    ///
+    /// // B follows it with the same PSK.
+    /// let mut scratch = vec![0u8; DefaultGroup::commit_scratch_len(out.commit_len)];
+    /// b.process_commit(&commit[..out.commit_len], &mut cache, &store, &mut spare, &mut scratch)?;
+    /// assert_eq!(a.epoch_authenticator().expose(), b.epoch_authenticator().expose());
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_with<R: CryptoRng + ?Sized, const N: usize, const PB: usize>(
+        &mut self,
+        proposals: &Proposals<'_>,
+        cache: &ProposalCache<N, PB>,
+        psk_store: &PskStore<'_>,
+        options: &CommitOptions<'_>,
+        rng: &mut R,
+        pending: &mut Self,
+        commit_out: &mut [u8],
+        welcome_out: &mut [u8],
+        scratch: &mut [u8],
+    ) -> Result<CommitOutput, Error> {
+        let result =
+            self.stage(proposals, cache, psk_store, options, rng, pending, commit_out, welcome_out, scratch);
         scratch.fill(0);
         if result.is_err() {
             pending.clear();
@@ -277,10 +381,11 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn stage<R: CryptoRng + ?Sized>(
+    fn stage<R: CryptoRng + ?Sized, const N: usize, const PB: usize>(
         &mut self,
-        adds: &[KeyPackage<'_>],
-        removes: &[u32],
+        by_value: &Proposals<'_>,
+        cache: &ProposalCache<N, PB>,
+        psk_store: &PskStore<'_>,
         options: &CommitOptions<'_>,
         rng: &mut R,
         next: &mut Self,
@@ -289,44 +394,99 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         scratch: &mut [u8],
     ) -> Result<CommitOutput, Error> {
         self.ready_to_sign()?;
-        if adds.len() > MAX_ADDS || removes.len() > MAX_ADDS {
+        if by_value.adds.len() > MAX_ADDS
+            || by_value.removes.len() > MAX_ADDS
+            || by_value.psks.len() > MAX_PSKS
+        {
             return Err(Error::Capacity);
         }
-        // §12.4: a Remove, or no proposal at all, needs an UpdatePath.
-        let with_path = options.update_path || !removes.is_empty() || adds.is_empty();
-        let kp_total = adds.iter().try_fold(0usize, |n, kp| n.checked_add(kp.as_bytes().len()));
-        let kp_total = kp_total.ok_or(Error::Capacity)?;
+        let kp_total = by_value.adds.iter().try_fold(0usize, |n, kp| n.checked_add(kp.as_bytes().len()));
+        let kp_total =
+            kp_total.and_then(|n| n.checked_add(cache.encoded_len(self.epoch))).ok_or(Error::Capacity)?;
         let needed = Self::send_commit_scratch_len(kp_total);
         if scratch.len() < needed {
             return Err(Error::BufferTooSmall { needed });
         }
         let mut rest = &mut scratch[..];
         let work = take(&mut rest, 2048usize.max(kp_total.saturating_mul(2).saturating_add(100)))?;
-        for kp in adds {
-            kp.verify(work)?;
-        }
-        for (i, r) in removes.iter().enumerate() {
-            if *r == self.own_leaf
-                || self.tree.leaf(*r).is_none()
-                || removes.get(..i).is_some_and(|p| p.contains(r))
-            {
-                return Err(Error::Malformed);
+        let epoch_now = self.epoch;
+        let epoch = epoch_now.checked_add(1).ok_or(Error::Capacity)?;
+
+        // The cached proposals go by reference (§12.4), each that is valid
+        // with those before it; the others are left out (§12.2).
+        let mut refs: heapless::Vec<[u8; NH], N> = heapless::Vec::new();
+        for reference in cache.references(epoch_now) {
+            refs.push(reference).map_err(|_| Error::Capacity)?;
+            let so_far = || {
+                refs.iter().map(|r| {
+                    let (sender, p) = cache.get(epoch_now, r).ok_or(Error::Malformed)?;
+                    Ok((p.as_bytes(), sender))
+                })
+            };
+            if self.check_proposals(&so_far, Some(self.own_leaf), false, psk_store, work).is_err() {
+                refs.pop();
             }
         }
-        let epoch = self.epoch.checked_add(1).ok_or(Error::Capacity)?;
 
-        // The provisional tree (§12.2 order): Removes, truncation, Adds.
-        next.copy_from(self)?;
-        for r in removes {
-            blank_leaf(&mut next.tree, *r)?;
+        // The proposals<V> of the Commit: the references, then by value the
+        // GroupContextExtensions, PSKs (fresh nonces), Removes and Adds.
+        let mut nonces: heapless::Vec<[u8; NH], MAX_PSKS> = heapless::Vec::new();
+        for _ in by_value.psks {
+            let mut nonce = [0u8; NH];
+            rng.fill_bytes(&mut nonce);
+            nonces.push(nonce).map_err(|_| Error::Capacity)?;
         }
-        if !removes.is_empty() {
-            next.tree.truncate();
-        }
-        let mut added: heapless::Vec<u32, MAX_ADDS> = heapless::Vec::new();
-        for kp in adds {
-            let leaf = add_leaf(&mut next.tree, &kp.leaf_node)?;
-            added.push(leaf).map_err(|_| Error::Capacity)?;
+        let write_list = |w: &mut Writer<'_>| -> Result<(), Error> {
+            for r in &refs {
+                w.write_u8(2)?; // ProposalOrRefType reference
+                w.write_vec_varint(r)?;
+            }
+            if let Some(extensions) = by_value.group_context_extensions {
+                w.write_u8(1)?; // ProposalOrRefType proposal
+                w.write_u16(proposal_type::GROUP_CONTEXT_EXTENSIONS)?;
+                w.write_vec_varint(extensions)?;
+            }
+            for (psk, nonce) in by_value.psks.iter().zip(&nonces) {
+                w.write_u8(1)?;
+                w.write_u16(proposal_type::PSK)?;
+                psk.write_to(w, nonce)?;
+            }
+            for r in by_value.removes {
+                w.write_u8(1)?;
+                w.write_u16(proposal_type::REMOVE)?;
+                w.write_u32(*r)?;
+            }
+            for kp in by_value.adds {
+                w.write_u8(1)?;
+                w.write_u16(proposal_type::ADD)?;
+                w.write_bytes(kp.as_bytes())?;
+            }
+            Ok(())
+        };
+        let list_buf = take(&mut rest, encoded_len(write_list)?)?;
+        let mut w = Writer::new(list_buf);
+        write_list(&mut w)?;
+        w.finish()?;
+        let list: &[u8] = list_buf;
+
+        // Checked and applied as a receiver does (§12.2), into `next`.
+        let own = Sender::Member(self.own_leaf);
+        let proposals = || resolve(items(list, ProposalOrRef::parse), cache, epoch_now, own);
+        let checked = self.check_proposals(&proposals, Some(self.own_leaf), false, psk_store, work)?;
+        let with_path = options.update_path || checked.path_required;
+        let psk_secret = key_schedule::psk_secret(&checked.psks)?;
+        let added = self.apply_proposals(next, &proposals, checked.gce)?;
+        // (The PSK values may borrow our state, which changes below.)
+        drop(checked);
+        // For the Welcome: the new members' KeyPackages and the PSK ids.
+        let mut adds: heapless::Vec<KeyPackage<'_>, MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
+        let mut psk_ids: heapless::Vec<&[u8], MAX_PSKS> = heapless::Vec::new();
+        for item in proposals() {
+            match Proposal::from_bytes(item?.0)?.body {
+                ProposalBody::Add(kp) => adds.push(kp).map_err(|_| Error::Capacity)?,
+                ProposalBody::PreSharedKey(id) => psk_ids.push(id.as_bytes()).map_err(|_| Error::Capacity)?,
+                _ => {}
+            }
         }
 
         // The UpdatePath (§7.4, §7.5, §7.9): path secrets up our filtered
@@ -443,26 +603,11 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
         next.path_keys.sort_unstable_by_key(|k| k.node);
 
-        // The Commit: Removes and Adds by value, then the path.
-        let commit_buf_len = kp_total
-            .saturating_add(adds.len().saturating_add(removes.len()).saturating_mul(8))
-            .saturating_add(path_len)
-            .saturating_add(16);
+        // The Commit: the proposals, then the path.
+        let commit_buf_len = list.len().saturating_add(path_len).saturating_add(8);
         let commit_buf = take(&mut rest, commit_buf_len)?;
         let mut w = Writer::new(commit_buf);
-        write_vec_with(&mut w, |w| {
-            for r in removes {
-                w.write_u8(1)?; // ProposalOrRefType proposal
-                w.write_u16(3)?; // ProposalType remove
-                w.write_u32(*r)?;
-            }
-            for kp in adds {
-                w.write_u8(1)?;
-                w.write_u16(1)?; // ProposalType add
-                w.write_bytes(kp.as_bytes())?;
-            }
-            Ok(())
-        })?;
+        w.write_vec_varint(list)?;
         if with_path {
             w.write_u8(1)?;
             w.write_bytes(path_buf.get(..path_len).ok_or(Error::Capacity)?)?;
@@ -501,8 +646,12 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let gc_buf = take(&mut rest, gc_cap)?;
         let gc_len = gc.encode(gc_buf)?;
         let gc_bytes = gc_buf.get(..gc_len).ok_or(Error::Capacity)?;
-        let secrets =
-            EpochSecrets::derive(self.secrets.init.expose(), commit_secret.expose(), &[0u8; NH], gc_bytes)?;
+        let secrets = EpochSecrets::derive(
+            self.secrets.init.expose(),
+            commit_secret.expose(),
+            psk_secret.expose(),
+            gc_bytes,
+        )?;
         let tag = secrets.confirmation_tag(&confirmed);
         let interim =
             InterimTranscriptHashInput { confirmation_tag: &tag }.interim_transcript_hash(&confirmed)?;
@@ -536,9 +685,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             0
         } else {
             self.write_welcome(
-                adds,
+                &adds,
                 &added,
                 &path_secret_for,
+                (&psk_ids, &psk_secret),
                 next,
                 &secrets,
                 gc_bytes,
@@ -725,6 +875,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         key_packages: &[KeyPackage<'_>],
         added: &[u32],
         path_secret_for: &dyn Fn(u32) -> Option<&'p Secret32>,
+        (psk_ids, psk_secret): (&[&[u8]], &Secret32),
         next: &Self,
         secrets: &EpochSecrets,
         gc_bytes: &[u8],
@@ -743,7 +894,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let gi_len = self.write_group_info(gc_bytes, tag, tree, None, gi, &mut rest)?;
 
         // encrypted_group_info.
-        let ws = welcome_secret(secrets.joiner.expose(), &Secret32::zeroed())?;
+        let ws = welcome_secret(secrets.joiner.expose(), psk_secret)?;
         let (wkey, wnonce) = welcome_key_nonce(&ws)?;
         let egi_len = gi_len.checked_add(16).ok_or(Error::Capacity)?;
         let egi = gi.get_mut(..egi_len).ok_or(Error::Capacity)?;
@@ -752,8 +903,12 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         tag_out.copy_from_slice(&t);
         let egi: &[u8] = egi;
 
-        // GroupSecrets: joiner_secret<V>, the path secret if any, no PSKs.
-        let group_secrets = |leaf: u32, out: &mut [u8; 2 * NH + 5]| -> Result<usize, Error> {
+        // GroupSecrets: joiner_secret<V>, the path secret if any, the
+        // commit's PreSharedKeyIDs.
+        let psks_len = psk_ids.iter().try_fold(0usize, |n, id| n.checked_add(id.len()));
+        let psks_len = psks_len.ok_or(Error::Capacity)?;
+        let gs_cap = psks_len.saturating_add(2 * NH + 8);
+        let group_secrets = |leaf: u32, out: &mut [u8]| -> Result<usize, Error> {
             let mut w = Writer::new(out);
             w.write_vec_varint(secrets.joiner.expose())?;
             match path_secret_for(leaf) {
@@ -763,17 +918,20 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 }
                 None => w.write_u8(0)?,
             }
-            w.write_vec_varint(&[])?;
+            w.write_varint(u32::try_from(psks_len).map_err(|_| Error::Capacity)?)?;
+            for id in psk_ids {
+                w.write_bytes(id)?;
+            }
             Ok(w.finish()?)
         };
         let ctx_buf = take(&mut rest, egi_len.saturating_add(64))?;
+        let gs = take(&mut rest, gs_cap)?;
 
         // Each EncryptedGroupSecrets: new_member<V>, kem_output<V>,
         // ciphertext<V> (the GroupSecrets and the AEAD tag).
-        let mut gs = [0u8; 2 * NH + 5];
         let mut secrets_len = 0usize;
         for leaf in added {
-            let gs_len = group_secrets(*leaf, &mut gs)?;
+            let gs_len = group_secrets(*leaf, gs)?;
             let ct_len = gs_len.saturating_add(16);
             let entry = ct_len.saturating_add(varint_len(ct_len)?).saturating_add(2 * (1 + 32));
             secrets_len = secrets_len.saturating_add(entry);
@@ -785,7 +943,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         w.write_varint(u32::try_from(secrets_len).map_err(|_| Error::Capacity)?)?;
         let sealed = (|| {
             for (kp, leaf) in key_packages.iter().zip(added) {
-                let gs_len = group_secrets(*leaf, &mut gs)?;
+                let gs_len = group_secrets(*leaf, gs)?;
                 let buf = gs.get_mut(..gs_len).ok_or(Error::Capacity)?;
                 let (kem_output, t) = encrypt_with_label(kp.init_key, b"Welcome", egi, buf, ctx_buf, rng)?;
                 w.write_vec_varint(&kp.reference()?)?;
