@@ -12,6 +12,8 @@
 //! | join from a Welcome | [`Group::join_into`] | [`Group::scratch_len`] |
 //! | create a group | [`Group::create_into`] | |
 //! | add and remove members (pending commit and Welcome) | [`Group::commit`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
+//! | commit PSKs, extensions and the cached proposals too | [`Group::commit_with`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
+//! | send a proposal for a later commit | [`Group::propose`] | [`Group::propose_scratch_len`] |
 //! | apply our commit once ordered | [`Group::merge_pending_commit`] | |
 //! | the tree for a Welcome without it | [`Group::export_ratchet_tree`] | |
 //! | publish the epoch's GroupInfo | [`Group::export_group_info`] | [`Group::MAX_GROUP_INFO_LEN`] |
@@ -26,7 +28,8 @@
 //! | restore in place | [`Group::decode_state_into`], [`Group::open_state_into`] | [`Persist::MAX_BODY_LEN`] |
 //!
 //! The methods are implemented beside the part of RFC 9420 they follow:
-//! creating in [`creation`](crate::creation), sending commits in
+//! creating in [`creation`](crate::creation), sending proposals in
+//! [`proposal`](crate::proposal), sending commits in
 //! [`pending_commit`](crate::pending_commit), joining in [`welcome`](crate::welcome), proposals and commits in
 //! [`commit`](crate::commit), application messages in
 //! [`application`](crate::application), the persisted state in
@@ -164,6 +167,37 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             sender: crate::framing::Sender::Member(self.own_leaf),
             authenticated_data,
             content,
+        }
+    }
+
+    /// Protect our handshake message `ac` (a proposal or commit of the
+    /// current epoch) as its wire format says into `out`: a PublicMessage
+    /// with the membership tag, or a PrivateMessage under our next
+    /// handshake generation, which is returned for the caller to consume
+    /// ([`SenderRatchets::consume`](crate::sender_ratchets::SenderRatchets::consume))
+    /// once the message is sure to go out. Returns the length written.
+    pub(crate) fn protect_own<R: securemesh_core::CryptoRng + ?Sized>(
+        &self,
+        ac: &crate::framing::AuthenticatedContent<'_>,
+        padding: usize,
+        rng: &mut R,
+        out: &mut [u8],
+    ) -> Result<(usize, Option<u32>), Error> {
+        use crate::framing::{protect_private, protect_public};
+        use crate::messages::WireFormat;
+        match ac.wire_format {
+            WireFormat::PublicMessage => {
+                let n = protect_public(ac, &self.group_context(), &self.secrets.membership_key, out)?;
+                Ok((n, None))
+            }
+            WireFormat::PrivateMessage => {
+                let kind = crate::secret_tree::RatchetKind::Handshake;
+                let generation = self.ratchets.next_generation(self.own_leaf, kind)?;
+                let kn = self.ratchets.key_nonce(self.own_leaf, generation, kind)?;
+                let n = protect_private(ac, &self.secrets.sender_data, &kn, generation, padding, rng, out)?;
+                Ok((n, Some(generation)))
+            }
+            _ => Err(Error::Malformed),
         }
     }
 

@@ -29,10 +29,12 @@
 //! opening application messages ([`application`]), the exporter and the
 //! epoch authenticator, and the state through the `core` persisted-state
 //! envelope, kind `MLS_GROUP`, plain or sealed, restorable in place
-//! ([`persist`]). The active side, part 1: making KeyPackages
-//! ([`key_package`]), creating a group ([`creation`]), and adding and
-//! removing members by commits (with an UpdatePath where required or
-//! asked for) sent as pending commits, with their Welcome
+//! ([`persist`]). The active side: making KeyPackages
+//! ([`key_package`]), creating a group ([`creation`]), sending Add,
+//! Remove, PSK and GroupContextExtensions proposals by reference
+//! ([`proposal`]), and commits (Adds, Removes, PSKs, GroupContextExtensions
+//! by value, the cached proposals by reference, with an UpdatePath where
+//! required or asked for) sent as pending commits, with their Welcome
 //! ([`pending_commit`]).
 //!
 //! # Using a group
@@ -182,6 +184,7 @@ pub mod key_schedule;
 pub mod messages;
 pub mod pending_commit;
 pub mod persist;
+pub mod proposal;
 pub mod secret_tree;
 pub mod sender_ratchets;
 #[cfg(any(test, feature = "testing"))]

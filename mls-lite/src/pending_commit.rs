@@ -13,16 +13,24 @@
 //! `pending` ([`Group::clear`]) and processes the winning commit instead.
 //! The current epoch stays usable until then.
 //!
-//! A commit carries Removes and Adds by value, in that order; it has an
-//! UpdatePath (§7.4–7.9: a new leaf key, path secrets up our filtered
-//! direct path encrypted to the copath resolutions, new members left out,
-//! parent hashes, commit secret) when RFC 9420 §12.4 requires one (any
-//! Remove, or no proposal at all) or when asked
+//! [`Group::commit`] carries Removes and Adds by value;
+//! [`Group::commit_with`] adds PSK and GroupContextExtensions proposals by
+//! value ([`Proposals`]) and every valid proposal of the caller's
+//! [`ProposalCache`] by reference (ours, sent with
+//! [`Group::propose`](crate::proposal), and the other members'). The
+//! proposals are checked and applied to the provisional state by the same
+//! code that processes a received commit
+//! ([`Group::process_commit`]). A commit has an UpdatePath (§7.4–7.9: a
+//! new leaf key, path secrets up our filtered direct path encrypted to the
+//! copath resolutions, new members left out, parent hashes, commit secret)
+//! when RFC 9420 §12.4 requires one (an Update, Remove or
+//! GroupContextExtensions, or no proposal at all) or when asked
 //! ([`CommitOptions::update_path`]). A new member whose lowest common
-//! ancestor with us is on the path gets its path secret in the Welcome.
-//! Not made here yet: Update, PSK and GroupContextExtensions proposals,
-//! proposals by reference, and a commit that leaves us alone in the group
-//! (its path would be empty: [`Error::Unsupported`]).
+//! ancestor with us is on the path gets its path secret in the Welcome,
+//! and the Welcome lists the commit's PSKs.
+//! Not made here yet: Update proposals of our own, external commits, and
+//! a commit that leaves us alone in the group (its path would be empty:
+//! [`Error::Unsupported`]).
 //!
 //! The Welcome carries the `ratchet_tree` extension in its GroupInfo when
 //! asked (`CommitOptions::ratchet_tree_in_welcome`); otherwise the joiner
@@ -31,10 +39,7 @@
 use crate::commit::{MAX_COMMIT_PROPOSALS, ProposalCache, PskStore, filtered_path, resolve, set_path_keys};
 use crate::crypto::{NH, Secret32, encrypt_with_label, sign_with_label};
 use crate::error::Error;
-use crate::framing::{
-    AuthenticatedContent, Content, FramedContentAuthData, Sender, protect_private, protect_public, sign,
-    sign_scratch_len,
-};
+use crate::framing::{AuthenticatedContent, Content, FramedContentAuthData, Sender, sign, sign_scratch_len};
 use crate::group::Group;
 use crate::key_schedule;
 use crate::key_schedule::{EpochSecrets, GroupContext};
@@ -662,14 +667,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             content,
             auth: FramedContentAuthData { signature: &signature, confirmation_tag: Some(&tag) },
         };
-        let handshake = match options.wire_format {
-            WireFormat::PublicMessage => None,
-            WireFormat::PrivateMessage => {
-                let kind = RatchetKind::Handshake;
-                Some((self.ratchets.next_generation(self.own_leaf, kind)?, kind))
-            }
-            _ => return Err(Error::Malformed),
-        };
+        if !matches!(options.wire_format, WireFormat::PublicMessage | WireFormat::PrivateMessage) {
+            return Err(Error::Malformed);
+        }
 
         // The Welcome (before anything is committed to our state), with
         // each new member's path secret: the one of its lowest common
@@ -700,23 +700,11 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             )?
         };
 
-        let commit_len = match handshake {
-            None => protect_public(&ac, &gc_now, &self.secrets.membership_key, commit_out)?,
-            Some((generation, kind)) => {
-                let kn = self.ratchets.key_nonce(self.own_leaf, generation, kind)?;
-                let n = protect_private(
-                    &ac,
-                    &self.secrets.sender_data,
-                    &kn,
-                    generation,
-                    options.padding,
-                    rng,
-                    commit_out,
-                )?;
-                self.ratchets.consume(self.own_leaf, generation, kind)?;
-                n
-            }
-        };
+        let (commit_len, generation) = self.protect_own(&ac, options.padding, rng, commit_out)?;
+        if let Some(generation) = generation {
+            // Cannot fail: `protect_own` just derived this key.
+            self.ratchets.consume(self.own_leaf, generation, RatchetKind::Handshake)?;
+        }
 
         next.epoch = epoch;
         next.tree_hash = tree_hash;
