@@ -12,7 +12,8 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::key_package::KeyPackageParams;
 use securemesh_mls_lite::messages::{KeyPackage as OurKeyPackage, MlsMessage, MlsMessageBody, WireFormat};
-use securemesh_mls_lite::pending_commit::CommitOptions;
+use securemesh_mls_lite::pending_commit::{CommitOptions, Proposals};
+use securemesh_mls_lite::proposal::OutgoingProposal;
 use securemesh_mls_lite::testing::Candidate;
 use securemesh_mls_lite::{CommitEvent, Group, ProposalCache, PskStore};
 
@@ -109,6 +110,16 @@ fn seed(name: &str) -> u64 {
     hash << 1
 }
 
+/// Our [`CommitOptions`] for these [`Opts`].
+fn options(opts: &Opts) -> CommitOptions<'static> {
+    CommitOptions {
+        wire_format: if opts.public { WireFormat::PublicMessage } else { WireFormat::PrivateMessage },
+        ratchet_tree_in_welcome: opts.tree_in_welcome,
+        update_path: opts.path,
+        ..CommitOptions::default()
+    }
+}
+
 /// A member on our side: a KeyPackage of its own ([`Candidate`]), the
 /// group slot, the spare and pending slots, a proposal cache and an RNG.
 pub struct Ours {
@@ -167,22 +178,21 @@ impl Ours {
         Ok(())
     }
 
+    /// Commit the by-value adds and removes and every valid proposal of
+    /// our cache by reference (`Group::commit_with`).
     fn commit(&mut self, adds: &[Vec<u8>], removes: &[u32], opts: &Opts) -> Result<Sent, Failure> {
         let kps = adds.iter().map(|kp| OurKeyPackage::from_bytes(kp)).collect::<Result<Vec<_>, _>>()?;
-        let kp_total: usize = adds.iter().map(Vec::len).sum();
-        let options = CommitOptions {
-            wire_format: if opts.public { WireFormat::PublicMessage } else { WireFormat::PrivateMessage },
-            ratchet_tree_in_welcome: opts.tree_in_welcome,
-            update_path: opts.path,
-            ..CommitOptions::default()
-        };
+        let by_value: usize = adds.iter().map(Vec::len).sum();
+        let cached = self.cache.encoded_len(self.group.epoch());
         let mut commit = vec![0u8; 64 * 1024];
-        let mut welcome = vec![0u8; OurGroup::welcome_len(adds.len(), opts.tree_in_welcome)];
-        let mut scratch = vec![0u8; OurGroup::send_commit_scratch_len(kp_total)];
-        let out = self.group.commit(
-            &kps,
-            removes,
-            &options,
+        let mut welcome =
+            vec![0u8; OurGroup::welcome_len(adds.len() + self.cache.len(), opts.tree_in_welcome)];
+        let mut scratch = vec![0u8; OurGroup::send_commit_scratch_len(by_value + cached)];
+        let out = self.group.commit_with(
+            &Proposals { adds: &kps, removes, ..Proposals::default() },
+            &self.cache,
+            &PskStore::default(),
+            &options(opts),
             &mut self.rng,
             &mut self.pending,
             &mut commit,
@@ -192,6 +202,23 @@ impl Ours {
         commit.truncate(out.commit_len);
         welcome.truncate(out.welcome_len);
         Ok(Sent { commit, welcome: (out.welcome_len > 0).then_some(welcome) })
+    }
+
+    /// Send `proposal` (cached by us too, for a commit of anyone).
+    pub fn propose(&mut self, proposal: &OutgoingProposal<'_>, opts: &Opts) -> Result<Vec<u8>, Failure> {
+        let mut out = vec![0u8; 4096];
+        let mut scratch = vec![0u8; OurGroup::propose_scratch_len(1024)];
+        let sent = self.group.propose(
+            proposal,
+            options(opts).wire_format,
+            &PskStore::default(),
+            &mut self.cache,
+            &mut self.rng,
+            &mut out,
+            &mut scratch,
+        )?;
+        out.truncate(sent.len);
+        Ok(out)
     }
 
     fn process_commit(&mut self, commit: &[u8]) -> Result<Processed, Failure> {
@@ -385,6 +412,26 @@ impl OpenMls {
         msg.tls_serialize_detached().map_err(openmls)
     }
 
+    /// Propose adding the member of this (bare) KeyPackage, by reference.
+    pub fn propose_add(&mut self, key_package: &[u8], opts: &Opts) -> Result<Vec<u8>, Failure> {
+        self.configure(opts)?;
+        let kp = KeyPackageIn::tls_deserialize_exact(key_package).map_err(openmls)?;
+        let kp = kp.validate(self.provider.crypto(), ProtocolVersion::Mls10).map_err(openmls)?;
+        let (provider, signer, group) = self.parts()?;
+        let (msg, _) = group.propose_add_member(provider, signer, &kp).map_err(openmls)?;
+        msg.tls_serialize_detached().map_err(openmls)
+    }
+
+    /// Propose replacing the GroupContext extensions with none, by
+    /// reference.
+    pub fn propose_no_group_context_extensions(&mut self, opts: &Opts) -> Result<Vec<u8>, Failure> {
+        self.configure(opts)?;
+        let (provider, signer, group) = self.parts()?;
+        let (msg, _) =
+            group.propose_group_context_extensions(provider, Extensions::empty(), signer).map_err(openmls)?;
+        msg.tls_serialize_detached().map_err(openmls)
+    }
+
     /// Propose an Update of our own leaf (by reference); returns the
     /// proposal message.
     pub fn propose_update(&mut self, opts: &Opts) -> Result<Vec<u8>, Failure> {
@@ -568,6 +615,25 @@ impl Member {
         }
     }
 
+    /// Propose removing the member at `leaf` (by reference; the proposer
+    /// keeps it for the commit).
+    pub fn propose_remove(&mut self, leaf: u32, opts: &Opts) -> Result<Vec<u8>, Failure> {
+        match self {
+            Member::Ours(m) => m.propose(&OutgoingProposal::Remove(leaf), opts),
+            Member::OpenMls(m) => m.propose_remove(leaf, opts),
+        }
+    }
+
+    /// Propose adding the member of this (bare) KeyPackage, by reference.
+    pub fn propose_add(&mut self, key_package: &[u8], opts: &Opts) -> Result<Vec<u8>, Failure> {
+        match self {
+            Member::Ours(m) => {
+                m.propose(&OutgoingProposal::Add(OurKeyPackage::from_bytes(key_package)?), opts)
+            }
+            Member::OpenMls(m) => m.propose_add(key_package, opts),
+        }
+    }
+
     /// Seal an application message.
     pub fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, Failure> {
         match self {
@@ -745,25 +811,53 @@ impl Mesh {
     }
 
     /// `committer` commits adding `joiners` and removing the members named
-    /// `removed`; everyone else processes the commit (the removed ones
-    /// must see that they were removed), the committer merges, the joiners
-    /// join from the Welcome (with the committer's tree out of band when
-    /// the Welcome has none), then [`check`](Self::check).
+    /// `removed` (by value; plus whatever proposals it holds); everyone
+    /// else processes the commit (the removed ones must see that they were
+    /// removed), the committer merges, the joiners join from the Welcome
+    /// (with the committer's tree out of band when the Welcome has none),
+    /// then [`check`](Self::check).
     pub fn commit(&mut self, committer: &str, joiners: Vec<Member>, removed: &[&str], opts: Opts) -> Sent {
-        self.step += 1;
-        let c = self.index(committer);
         let removes: Vec<u32> = removed.iter().map(|n| self.leaf(n)).collect();
         let kps: Vec<Vec<u8>> = joiners.iter().map(Member::key_package).collect();
+        self.run(committer, &kps, &removes, joiners, removed, opts)
+    }
+
+    /// `committer` commits the proposals everyone holds (sent with
+    /// [`deliver_proposal`](Self::deliver_proposal)), by reference:
+    /// `joiners` are the members they add, `removed` those they remove;
+    /// then as [`commit`](Self::commit).
+    pub fn commit_proposals(
+        &mut self,
+        committer: &str,
+        joiners: Vec<Member>,
+        removed: &[&str],
+        opts: Opts,
+    ) -> Sent {
+        self.run(committer, &[], &[], joiners, removed, opts)
+    }
+
+    fn run(
+        &mut self,
+        committer: &str,
+        kps: &[Vec<u8>],
+        removes: &[u32],
+        joiners: Vec<Member>,
+        removed: &[&str],
+        opts: Opts,
+    ) -> Sent {
+        self.step += 1;
+        let c = self.index(committer);
         let what = format!(
-            "step {}: {} ({}) commits adding [{}] removing [{}] ({opts:?})",
+            "step {}: {} ({}) commits {} proposals adding [{}] removing [{}] ({opts:?})",
             self.step,
             committer,
             self.members[c].side(),
+            if kps.is_empty() && removes.is_empty() { "cached" } else { "by-value" },
             joiners.iter().map(|j| format!("{} ({})", j.name(), j.side())).collect::<Vec<_>>().join(", "),
             removed.join(", "),
         );
         let sent =
-            self.members[c].commit(&kps, &removes, &opts).unwrap_or_else(|e| panic!("{what}: commit: {e:?}"));
+            self.members[c].commit(kps, removes, &opts).unwrap_or_else(|e| panic!("{what}: commit: {e:?}"));
         self.deliver_commit(c, &sent.commit, removed, &what);
         self.members[c].merge().unwrap_or_else(|e| panic!("{what}: merge: {e:?}"));
         self.members.retain(|m| !removed.contains(&m.name()));
@@ -780,6 +874,8 @@ impl Mesh {
                     .unwrap_or_else(|e| panic!("{what}: {} ({}) joins: {e:?}", j.name(), j.side()));
                 self.members.push(j);
             }
+        } else {
+            assert!(sent.welcome.is_none(), "{what}: a Welcome nobody joins from");
         }
         self.check();
         sent
@@ -802,8 +898,8 @@ impl Mesh {
         }
     }
 
-    /// `proposer` (OpenMLS) sent `proposal`: everyone else processes it
-    /// into their proposal store or cache.
+    /// `proposer` sent `proposal` (and holds it): everyone else processes
+    /// it into their proposal store or cache.
     pub fn deliver_proposal(&mut self, proposer: &str, proposal: &[u8]) {
         let p = self.index(proposer);
         self.record(format!("proposal by {proposer}"), proposal.len());
@@ -814,26 +910,6 @@ impl Mesh {
                 });
             }
         }
-    }
-
-    /// `committer` (OpenMLS) commits the proposals in its store; the
-    /// members named `removed` must see that they were removed.
-    pub fn commit_proposals(&mut self, committer: &str, removed: &[&str], opts: Opts) -> Sent {
-        self.step += 1;
-        let c = self.index(committer);
-        let what = format!(
-            "step {}: {committer} ({}) commits the proposals ({opts:?})",
-            self.step,
-            self.members[c].side()
-        );
-        let sent =
-            self.members[c].commit(&[], &[], &opts).unwrap_or_else(|e| panic!("{what}: commit: {e:?}"));
-        self.deliver_commit(c, &sent.commit, removed, &what);
-        self.members[c].merge().unwrap_or_else(|e| panic!("{what}: merge: {e:?}"));
-        self.members.retain(|m| !removed.contains(&m.name()));
-        self.record(format!("{what}: commit"), sent.commit.len());
-        self.check();
-        sent
     }
 
     /// [`assert_agree`], then every member sends an application message

@@ -4,6 +4,7 @@
 //! then an application message from every member opened by every other.
 
 use securemesh_interop_openmls::{Member, Mesh, Opts, assert_agree};
+use securemesh_mls_lite::proposal::OutgoingProposal;
 
 fn no_tree() -> Opts {
     Opts { tree_in_welcome: false, ..Opts::default() }
@@ -165,43 +166,149 @@ fn removes_and_adds_in_one_commit_by_both_sides() {
     assert_eq!(mesh.members.len(), 4);
 }
 
-// Proposals by reference (OpenMLS proposes, another OpenMLS member
-// commits, our members cache the proposal before the commit).
+// Proposals by reference, sent by either side and committed by either:
+// every member processes the proposal into its store (OpenMLS) or cache
+// (ours) before the commit that covers it.
 
 #[test]
-fn openmls_remove_proposal_by_reference() {
+fn openmls_remove_proposal_committed_by_openmls() {
     let mut mesh = four();
     let a = mesh.leaf("ours-a");
-    let proposal = mesh.member("openmls-d").as_openmls().propose_remove(a, &Opts::default()).unwrap();
+    let proposal = mesh.member("openmls-d").propose_remove(a, &Opts::default()).unwrap();
     mesh.deliver_proposal("openmls-d", &proposal);
     assert_eq!(mesh.member("ours-a").as_ours().cached_proposals(), 1);
     assert_eq!(mesh.member("ours-c").as_ours().cached_proposals(), 1);
-    mesh.commit_proposals("openmls-b", &["ours-a"], Opts::default());
+    mesh.commit_proposals("openmls-b", vec![], &["ours-a"], Opts::default());
     assert_eq!(mesh.member("ours-c").as_ours().cached_proposals(), 0, "the commit used up the cache");
     assert_eq!(mesh.members.len(), 3);
 }
 
 #[test]
-fn openmls_update_proposal_by_reference() {
+fn openmls_update_proposal_committed_by_openmls() {
     let mut mesh = four();
     let d = mesh.leaf("openmls-d");
     let before = mesh.member("ours-c").leaf_encryption_key(d);
     let proposal = mesh.member("openmls-d").as_openmls().propose_update(&Opts::default()).unwrap();
     mesh.deliver_proposal("openmls-d", &proposal);
     assert_eq!(mesh.member("ours-c").as_ours().cached_proposals(), 1);
-    mesh.commit_proposals("openmls-b", &[], Opts::default());
+    mesh.commit_proposals("openmls-b", vec![], &[], Opts::default());
     assert_ne!(mesh.member("ours-c").leaf_encryption_key(d), before, "the Update's leaf key is in our tree");
 }
 
 #[test]
-fn openmls_public_proposal_by_reference() {
+fn openmls_public_remove_proposal_of_ours_committed_by_openmls() {
     let mut mesh = four();
     let c = mesh.leaf("ours-c");
-    let proposal = mesh.member("openmls-b").as_openmls().propose_remove(c, &Opts::public()).unwrap();
+    let proposal = mesh.member("openmls-b").propose_remove(c, &Opts::public()).unwrap();
     mesh.deliver_proposal("openmls-b", &proposal);
     assert_eq!(mesh.member("ours-c").as_ours().cached_proposals(), 1, "the removed member cached it too");
-    mesh.commit_proposals("openmls-d", &["ours-c"], Opts::public());
+    mesh.commit_proposals("openmls-d", vec![], &["ours-c"], Opts::public());
     assert_eq!(mesh.members.len(), 3);
+}
+
+/// Our member commits OpenMLS's Update and Remove proposals by reference.
+#[test]
+fn openmls_update_and_remove_proposals_committed_by_ours() {
+    let mut mesh = four();
+    let (b, c) = (mesh.leaf("openmls-b"), mesh.leaf("ours-c"));
+    let before = mesh.member("openmls-d").leaf_encryption_key(b);
+    let update = mesh.member("openmls-b").as_openmls().propose_update(&Opts::default()).unwrap();
+    mesh.deliver_proposal("openmls-b", &update);
+    let remove = mesh.member("openmls-d").propose_remove(c, &Opts::public()).unwrap();
+    mesh.deliver_proposal("openmls-d", &remove);
+    assert_eq!(mesh.member("ours-a").as_ours().cached_proposals(), 2);
+    mesh.commit_proposals("ours-a", vec![], &["ours-c"], Opts::default());
+    assert_ne!(mesh.member("openmls-d").leaf_encryption_key(b), before, "b's Update applied at OpenMLS");
+}
+
+#[test]
+fn openmls_add_proposal_committed_by_ours() {
+    let mut mesh = four();
+    let joiner = Member::ours("ours-e");
+    let proposal = mesh.member("openmls-b").propose_add(&joiner.key_package(), &Opts::default()).unwrap();
+    mesh.deliver_proposal("openmls-b", &proposal);
+    mesh.commit_proposals("ours-c", vec![joiner], &[], no_tree());
+    assert_eq!(mesh.members.len(), 5);
+}
+
+#[test]
+fn ours_remove_proposal_committed_by_openmls() {
+    let mut mesh = four();
+    let d = mesh.leaf("openmls-d");
+    let proposal = mesh.member("ours-a").propose_remove(d, &Opts::default()).unwrap();
+    mesh.deliver_proposal("ours-a", &proposal);
+    mesh.commit_proposals("openmls-b", vec![], &["openmls-d"], Opts::default());
+    assert_eq!(mesh.members.len(), 3);
+}
+
+#[test]
+fn ours_public_add_proposal_committed_by_openmls() {
+    let mut mesh = four();
+    let joiner = Member::openmls("openmls-e");
+    let proposal = mesh.member("ours-c").propose_add(&joiner.key_package(), &Opts::public()).unwrap();
+    mesh.deliver_proposal("ours-c", &proposal);
+    mesh.commit_proposals("openmls-d", vec![joiner], &[], Opts::public());
+    assert_eq!(mesh.members.len(), 5);
+}
+
+/// Our member asks to leave (a Remove of its own leaf); OpenMLS commits
+/// it and our member sees that it was removed.
+#[test]
+fn ours_leaves_by_proposing_its_own_removal() {
+    let mut mesh = four();
+    let c = mesh.leaf("ours-c");
+    let proposal = mesh.member("ours-c").propose_remove(c, &Opts::default()).unwrap();
+    mesh.deliver_proposal("ours-c", &proposal);
+    mesh.commit_proposals("openmls-d", vec![], &["ours-c"], Opts::default());
+    assert_eq!(mesh.members.len(), 3);
+}
+
+/// Our proposal committed by our other member, OpenMLS following both.
+#[test]
+fn ours_proposal_committed_by_ours_followed_by_openmls() {
+    let mut mesh = four();
+    let b = mesh.leaf("openmls-b");
+    let proposal = mesh.member("ours-a").propose_remove(b, &Opts::default()).unwrap();
+    mesh.deliver_proposal("ours-a", &proposal);
+    mesh.commit_proposals("ours-c", vec![], &["openmls-b"], Opts::public());
+    assert_eq!(mesh.members.len(), 3);
+}
+
+/// Proposals of both sides (an Add of ours, a Remove and an Update of
+/// OpenMLS's) in one commit, by each side in turn.
+#[test]
+fn proposals_of_both_sides_in_one_commit() {
+    for committer in ["ours-a", "openmls-b"] {
+        let mut mesh = four();
+        let c = mesh.leaf("ours-c");
+        let joiner = Member::openmls("openmls-e");
+        let add = mesh.member("ours-a").propose_add(&joiner.key_package(), &Opts::default()).unwrap();
+        mesh.deliver_proposal("ours-a", &add);
+        let remove = mesh.member("openmls-b").propose_remove(c, &Opts::default()).unwrap();
+        mesh.deliver_proposal("openmls-b", &remove);
+        let update = mesh.member("openmls-d").as_openmls().propose_update(&Opts::default()).unwrap();
+        mesh.deliver_proposal("openmls-d", &update);
+        mesh.commit_proposals(committer, vec![joiner], &["ours-c"], Opts::default());
+        assert_eq!(mesh.members.len(), 4, "committed by {committer}");
+    }
+}
+
+/// GroupContextExtensions proposals (replacing none with none: the
+/// GroupContext is unchanged but the commit needs a path), ours committed
+/// by OpenMLS, OpenMLS's committed by ours.
+#[test]
+fn group_context_extensions_proposals_both_ways() {
+    let mut mesh = four();
+    let ours = OutgoingProposal::GroupContextExtensions(&[]);
+    let proposal = mesh.member("ours-a").as_ours().propose(&ours, &Opts::default()).unwrap();
+    mesh.deliver_proposal("ours-a", &proposal);
+    mesh.commit_proposals("openmls-b", vec![], &[], Opts::default());
+    let proposal =
+        mesh.member("openmls-d").as_openmls().propose_no_group_context_extensions(&Opts::public()).unwrap();
+    mesh.deliver_proposal("openmls-d", &proposal);
+    assert_eq!(mesh.member("ours-c").as_ours().cached_proposals(), 1);
+    mesh.commit_proposals("ours-c", vec![], &[], Opts::default());
+    assert_eq!(mesh.members[0].epoch(), 5);
 }
 
 // The harness itself.
