@@ -160,9 +160,10 @@ fn small_scratch_or_wrong_keys_change_nothing() {
 #[test]
 fn state_size_ceiling_and_static_slot() {
     // The tree dominates; the ceilings keep the static reservation honest.
+    // (64 KiB since the parents' tree hashes are cached: 33 bytes a slot.)
     let size = core::mem::size_of::<Group>();
     println!("Group<64, 384, 64, 256>: {size} bytes");
-    assert!(size <= 60 * 1024, "{size}");
+    assert!(size <= 64 * 1024, "{size}");
     // The secret-tree state (node secrets, ratchets, 32 skipped keys).
     let ratchets = core::mem::size_of::<securemesh_mls_lite::sender_ratchets::SenderRatchets>();
     println!("SenderRatchets<64, 32>: {ratchets} bytes");

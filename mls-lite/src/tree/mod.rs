@@ -8,6 +8,7 @@ pub mod node;
 use crate::crypto::NH;
 use crate::error::Error;
 use crate::tree_math::{self, NodeIndex};
+use core::cell::Cell;
 use node::{LeafNode, LeafNodeSource, ParentNode};
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256};
@@ -48,6 +49,14 @@ pub struct RatchetTree<const MAX_LEAVES: usize = 64, const LEAF_BYTES: usize = 3
     width: u32,
     leaves: [Option<heapless::Vec<u8, LEAF_BYTES>>; MAX_LEAVES],
     parents: [Option<Parent<MAX_LEAVES>>; MAX_LEAVES],
+    /// The tree hashes of parent nodes computed so far (§7.8), by slot: an
+    /// entry is emptied when its node or one below it changes, so the
+    /// root's hash after a commit rehashes only the changed paths and the
+    /// leaves right below them (O(log N) for one path). Leaves are not
+    /// cached: one is hashed only below a changed parent, and caching them
+    /// too would double the memory (33 bytes per slot). Derived data:
+    /// neither encoded nor persisted; a decoded tree starts without it.
+    parent_hashes: [Cell<Option<[u8; NH]>>; MAX_LEAVES],
 }
 
 impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> Default for RatchetTree<MAX_LEAVES, LEAF_BYTES> {
@@ -66,7 +75,26 @@ fn hash_vec(h: &mut Sha256, bytes: &[u8]) -> Result<(), Error> {
 impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, LEAF_BYTES> {
     /// An empty tree.
     pub const fn new() -> Self {
-        RatchetTree { width: 0, leaves: [const { None }; MAX_LEAVES], parents: [const { None }; MAX_LEAVES] }
+        RatchetTree {
+            width: 0,
+            leaves: [const { None }; MAX_LEAVES],
+            parents: [const { None }; MAX_LEAVES],
+            parent_hashes: [const { Cell::new(None) }; MAX_LEAVES],
+        }
+    }
+
+    /// The cache entry of the tree hash of node `x` (parents only).
+    fn cached_hash(&self, x: NodeIndex) -> Option<&Cell<Option<[u8; NH]>>> {
+        if x.is_multiple_of(2) { None } else { self.parent_hashes.get((x / 2) as usize) }
+    }
+
+    /// Forget the cached tree hashes of `x` and of its ancestors.
+    fn changed(&self, x: NodeIndex) {
+        for y in core::iter::once(x).chain(tree_math::direct_path(x, self.width)) {
+            if let Some(c) = self.cached_hash(y) {
+                c.set(None);
+            }
+        }
     }
 
     /// Number of leaves of the complete tree (including blank ones).
@@ -126,6 +154,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             return Err(Error::Malformed);
         }
         *self.parents.get_mut((x / 2) as usize).ok_or(Error::Capacity)? = parent;
+        self.changed(x);
         Ok(())
     }
 
@@ -143,6 +172,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             None => None,
         };
         *self.leaves.get_mut(leaf as usize).ok_or(Error::Capacity)? = value;
+        self.changed(leaf.saturating_mul(2));
         Ok(())
     }
 
@@ -156,6 +186,9 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         for (d, s) in self.parents.iter_mut().zip(other.parents.iter()) {
             d.clone_from(s);
         }
+        for (d, s) in self.parent_hashes.iter().zip(other.parent_hashes.iter()) {
+            d.set(s.get());
+        }
     }
 
     /// Double the tree to the right (§7.7: add a leaf when none is blank);
@@ -165,7 +198,16 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         if width as usize > MAX_LEAVES {
             return Err(Error::Capacity);
         }
+        // The new nodes (the new right half and the new root) have no
+        // hash yet; the old ones keep theirs (a subtree's hash does not
+        // depend on the width).
+        let old_nodes = self.node_count();
         self.width = width;
+        for x in old_nodes..self.node_count() {
+            if let Some(c) = self.cached_hash(x) {
+                c.set(None);
+            }
+        }
         Ok(())
     }
 
@@ -188,6 +230,9 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             for i in (half.saturating_sub(1))..self.width {
                 if let Some(slot) = self.parents.get_mut(i as usize) {
                     *slot = None;
+                }
+                if let Some(c) = self.parent_hashes.get(i as usize) {
+                    c.set(None);
                 }
             }
             self.width = half;
@@ -318,14 +363,33 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         }
     }
 
-    /// The tree hash of `x` (§7.8).
+    /// The tree hash of `x` (§7.8), from the cache where the subtree did
+    /// not change since it was last computed.
     pub fn tree_hash(&self, x: NodeIndex) -> Result<[u8; NH], Error> {
-        self.tree_hash_excluding(x, &[])
+        let cell = self.cached_hash(x);
+        if let Some(h) = cell.and_then(Cell::get) {
+            return Ok(h);
+        }
+        let h = self.hash_node(x, &[])?;
+        if let Some(c) = cell {
+            c.set(Some(h));
+        }
+        Ok(h)
     }
 
     /// The tree hash of `x` with the leaves in `exclude` blanked and removed
     /// from every `unmerged_leaves` list (the "original" tree hash of §7.9.2).
+    /// A subtree that holds none of them has its plain tree hash (an
+    /// unmerged leaf is always below its parent), cached.
     pub fn tree_hash_excluding(&self, x: NodeIndex, exclude: &[u32]) -> Result<[u8; NH], Error> {
+        let touches = exclude
+            .iter()
+            .any(|l| tree_math::leaf_to_node(*l).is_some_and(|n| tree_math::is_in_subtree(n, x)));
+        if touches { self.hash_node(x, exclude) } else { self.tree_hash(x) }
+    }
+
+    /// Hash node `x` over its children's (excluded) tree hashes.
+    fn hash_node(&self, x: NodeIndex, exclude: &[u32]) -> Result<[u8; NH], Error> {
         let mut h = Sha256::default();
         match (tree_math::left(x), tree_math::right(x)) {
             (None, _) | (_, None) => {
