@@ -31,8 +31,10 @@
 
 mod measure;
 mod mls;
+mod mls_active;
 mod noise;
 mod ratchet;
+mod scratch_probe;
 mod test_rng;
 
 use core::hint::black_box;
@@ -111,7 +113,10 @@ fn run() -> Result<bool, MeterError> {
     // An MLS passive client: join from a Welcome, then every proposal and
     // commit of one mlswg vector entry.
     let mls = mls::run_all(&mut meter, &mut peak)?;
-    for family in noise.iter().chain(ratchet.iter()).chain(core::iter::once(&mls)) {
+    // An MLS active member: a group of 16 created, grown by commits, an
+    // update, a message; at most 16 KiB of state per member.
+    let mls_active = mls_active::run_all(&mut meter, &mut peak)?;
+    for family in noise.iter().chain(ratchet.iter()).chain([&mls, &mls_active]) {
         let verdict = if family.is_ok() { "" } else { " FAILED" };
         hprintln!("{} {}/{}{}", family.name, family.passed, family.total, verdict);
         if family.is_ok() {

@@ -208,6 +208,23 @@ impl Meter {
         Ok((out, start.wrapping_sub(end) & RELOAD))
     }
 
+    /// Run `f` with the SysTick exception raised about every
+    /// `every_instructions` instructions (its handler samples the buffer
+    /// [`crate::scratch_probe`] watches); nothing is measured. SysTick runs
+    /// free again afterwards, as [`measure`](Self::measure) needs it.
+    #[inline(never)]
+    pub fn with_tick_interrupt<T>(&mut self, every_instructions: u32, f: impl FnOnce() -> T) -> T {
+        let period = (every_instructions / self.per_tick.max(1)).clamp(1, RELOAD);
+        self.syst.set_reload(period);
+        self.syst.clear_current();
+        self.syst.enable_interrupt();
+        let out = call(f);
+        self.syst.disable_interrupt();
+        self.syst.set_reload(RELOAD);
+        self.syst.clear_current();
+        out
+    }
+
     /// Run `f` once and measure its instructions and peak stack.
     #[inline(never)]
     pub fn measure<T>(&mut self, f: impl FnOnce() -> T) -> Result<(T, Cost), MeterError> {

@@ -367,7 +367,9 @@ fn application(
         *len = r.unwrap_or(0);
     }
     for (k, i) in [2usize, 0, 1, 0].into_iter().enumerate() {
-        let Some(m) = msg.get(i * APP_MSG..i * APP_MSG + lens[i]) else { return Ok(()) };
+        let Some(m) = msg.get(i * APP_MSG..i * APP_MSG + lens.get(i).copied().unwrap_or(0)) else {
+            return Ok(());
+        };
         let (r, cost) = meter.measure(|| {
             b.open_application(m, scratch)
                 .map(|o| (o.sender, o.generation, o.data == [i as u8 ^ 0xa5; APP_LEN]))
