@@ -51,8 +51,8 @@ const MEMBERS: usize = 16;
 const FIRST_ADDS: usize = 14;
 /// The member the second commit adds.
 const LAST: usize = MEMBERS - 1;
-/// Largest leaf node kept: a KeyPackage's leaf of a 9-byte identity is
-/// 180 B, a leaf after an UpdatePath 193 B (printed by the run).
+/// Largest leaf node kept: the largest of the run is 190 B (a 9-byte
+/// identity; printed at the end).
 const LEAF_BYTES: usize = 256;
 /// Group id and GroupContext extensions (none are used).
 const GROUP_ID_BYTES: usize = 16;

@@ -8,9 +8,11 @@
 //! thousand instructions ([`crate::measure::Meter::with_tick_interrupt`]):
 //! each sample records the highest byte that holds neither the paint nor
 //! zero. The final wipe writes zeros, which samples ignore, so what is
-//! recorded is the highest byte the call itself wrote (to within a write
-//! of zero bytes or of the paint value at the very top, and a write of
-//! fewer than [`STRIDE`] bytes lying wholly above everything else).
+//! recorded is the highest byte the call itself wrote, to within: zero
+//! bytes or paint-valued bytes written at the very top; a write above
+//! everything else that misses the one word probed in its [`STRIDE`]-byte
+//! block; and a write whose data is wiped before the next sample (samples
+//! are about 50,000 instructions apart, the wipe ascends from the bottom).
 //!
 //! The sampling costs instructions, so a call is probed in a dry run of
 //! its own, never inside a measurement.
