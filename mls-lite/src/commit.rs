@@ -36,7 +36,7 @@
 //! [`Error::Unsupported`], as is a commit by our own leaf (our own commit
 //! is applied with [`Group::merge_pending_commit`] once the delivery
 //! service has ordered it, not processed) or an Update of our own leaf
-//! (we keep no pending update yet).
+//! other than the one we proposed in this epoch (whose key we keep).
 //!
 //! # Transactions and the spare slot
 //!
@@ -76,12 +76,13 @@ use crate::messages::{
 };
 use crate::secret_tree::RatchetKind;
 use crate::transcript::{TranscriptHashes, verify_confirmation_tag};
-use crate::tree::node::LeafNodeSource;
+use crate::tree::node::{LeafNode, LeafNodeSource};
 use crate::tree::{Node, Parent, RatchetTree};
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{UpdatePath, next_path_secret, node_key_pair};
 use crate::welcome::{ExternalPsk, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension};
 use securemesh_core::codec::Reader;
+use securemesh_core::crypto::{Dh, Ed25519SigningKey, X25519};
 use securemesh_core::ct_eq;
 
 /// Extension type of `external_senders` (RFC 9420 §12.1.8.1).
@@ -551,13 +552,14 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.own_leaf = other.own_leaf;
         self.leaf_private_key = other.leaf_private_key.duplicate();
         self.signature_private_key = other.signature_private_key.duplicate();
-        self.signing_key = None;
+        self.signing_key = other.signing_key.as_ref().map(Ed25519SigningKey::duplicate);
         self.path_keys.clear();
         for k in &other.path_keys {
             self.path_keys
                 .push(PathKey { node: k.node, private_key: k.private_key.duplicate() })
                 .map_err(|_| Error::Capacity)?;
         }
+        self.pending_update = other.pending_update.as_ref().map(Secret32::duplicate);
         self.secrets = other.secrets.duplicate();
         Ok(())
     }
@@ -758,8 +760,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// (`psk_store`, or the current epoch's resumption PSK) and named once,
     /// at most one GroupContextExtensions that fits `E`, an external commit
     /// carries exactly one ExternalInit and only Removes and PSKs besides.
-    /// ReInit is [`Error::Unsupported`], as is an Update of our own leaf (we
-    /// keep no pending update).
+    /// ReInit is [`Error::Unsupported`], as is an Update of our own leaf
+    /// other than the one we proposed in this epoch.
     pub(crate) fn check_proposals<'s, 'p: 's, F, I>(
         &'s self,
         proposals: &F,
@@ -816,8 +818,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                     if Some(s) == committer || touched.contains(&s) || self.tree.leaf(s).is_none() {
                         return Err(Error::Malformed);
                     }
-                    if s == self.own_leaf {
-                        // We never sent an update whose private key we keep.
+                    if s == self.own_leaf && self.own_update_key(&leaf).is_none() {
+                        // Not the Update we proposed (whose key we keep).
                         return Err(Error::Unsupported);
                     }
                     if leaf.source != LeafNodeSource::Update {
@@ -861,6 +863,12 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             return Err(Error::Malformed);
         }
         Ok(checked)
+    }
+
+    /// The private key of `leaf` if it is the leaf of the Update we
+    /// proposed in this epoch.
+    fn own_update_key(&self, leaf: &LeafNode<'_>) -> Option<&Secret32> {
+        self.pending_update.as_ref().filter(|k| ct_eq(&X25519::public_key(k), leaf.encryption_key))
     }
 
     /// The value of the PSK `psk` names: an external PSK of `psk_store`, or
@@ -983,6 +991,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
 
         // The provisional state.
         let added = self.apply_proposals(next, &proposals, checked.gce)?;
+        // Our Update, if the commit covers it (checked above): its leaf's
+        // key is ours from now on. The key of an Update left out is dropped.
+        let own_now = next.tree.leaf(self.own_leaf).ok_or(Error::Malformed)?;
+        if Some(own_now.encryption_key) != self.tree.leaf(self.own_leaf).map(|l| l.encryption_key) {
+            next.leaf_private_key = self.own_update_key(&own_now).ok_or(Error::Malformed)?.duplicate();
+        }
+        next.pending_update = None;
         if external {
             // The joiner takes the leftmost blank leaf, as if added (§12.4.3.2).
             let path = commit.path.as_ref().ok_or(Error::Malformed)?;
@@ -1027,7 +1042,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                     committer,
                     self.own_leaf,
                     path,
-                    &|x| self.private_key(x),
+                    &|x| next.private_key(x),
                     &added,
                     gc_bytes,
                     work,

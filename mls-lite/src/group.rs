@@ -100,6 +100,10 @@ pub struct Group<
     /// signature otherwise). Emptied wherever the seed is set.
     pub(crate) signing_key: Option<Ed25519SigningKey>,
     pub(crate) path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS>,
+    /// The private key of the leaf of the Update we proposed in this
+    /// epoch ([`Group::propose`]), kept until a commit covers it or the
+    /// epoch ends.
+    pub(crate) pending_update: Option<Secret32>,
     pub(crate) secrets: EpochSecretsKept,
     pub(crate) ratchets: SenderRatchets<MAX_LEAVES>,
 }
@@ -135,6 +139,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             signature_private_key: Secret::new([0; NH]),
             signing_key: None,
             path_keys: heapless::Vec::new(),
+            pending_update: None,
             secrets: EpochSecretsKept::zeroed(),
             ratchets: SenderRatchets::empty(),
         }
@@ -168,6 +173,25 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             authenticated_data,
             content,
         }
+    }
+
+    /// Encode and sign a new LeafNode for our leaf into `out` (returning
+    /// its length): `encryption_key`, `source`, and the credential and
+    /// extensions of our current leaf. `scratch`: as
+    /// [`write_leaf_node`](crate::tree::node::write_leaf_node).
+    pub(crate) fn write_own_leaf(
+        &self,
+        encryption_key: &[u8; 32],
+        source: crate::tree::node::LeafNodeSource<'_>,
+        out: &mut [u8],
+        scratch: &mut [u8],
+    ) -> Result<usize, Error> {
+        use crate::tree::node::{Credential, LeafNodeParams, write_leaf_node};
+        let current = self.tree.leaf(self.own_leaf).ok_or(Error::Malformed)?;
+        let Credential::Basic { identity } = current.credential else { return Err(Error::Unsupported) };
+        let params = LeafNodeParams { encryption_key, identity, source, extensions: current.extensions };
+        let signing = self.signing_key.as_ref().ok_or(Error::Malformed)?;
+        write_leaf_node(out, &params, signing, &self.group_id, self.own_leaf, scratch)
     }
 
     /// Protect our handshake message `ac` (a proposal or commit of the
@@ -210,12 +234,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.confirmed_transcript_hash.clear();
         self.interim_transcript_hash = [0; NH];
         self.extensions.clear();
-        self.tree = RatchetTree::new();
+        self.tree.clear();
         self.own_leaf = 0;
         self.leaf_private_key = Secret32::zeroed();
         self.signature_private_key = Secret32::zeroed();
         self.signing_key = None;
         self.path_keys.clear();
+        self.pending_update = None;
         self.secrets = EpochSecretsKept::zeroed();
         self.ratchets.clear();
     }

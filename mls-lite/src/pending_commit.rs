@@ -28,7 +28,7 @@
 //! ([`CommitOptions::update_path`]). A new member whose lowest common
 //! ancestor with us is on the path gets its path secret in the Welcome,
 //! and the Welcome lists the commit's PSKs.
-//! Not made here yet: Update proposals of our own, external commits, and
+//! Not made here yet: external commits, and
 //! a commit that leaves us alone in the group (its path would be empty:
 //! [`Error::Unsupported`]).
 //!
@@ -50,7 +50,7 @@ use crate::messages::{
 use crate::secret_tree::RatchetKind;
 use crate::transcript::{ConfirmedTranscriptHashInput, InterimTranscriptHashInput};
 use crate::tree::Node;
-use crate::tree::node::{Credential, LeafNodeParams, LeafNodeSource, write_leaf_node};
+use crate::tree::node::LeafNodeSource;
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{next_path_secret, node_key_pair};
 use crate::welcome::{
@@ -483,12 +483,17 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let added = self.apply_proposals(next, &proposals, checked.gce)?;
         // (The PSK values may borrow our state, which changes below.)
         drop(checked);
-        // For the Welcome: the new members' KeyPackages and the PSK ids.
-        let mut adds: heapless::Vec<KeyPackage<'_>, MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
+        // An Update we proposed is void in the new epoch (a committer
+        // cannot cover its own).
+        next.pending_update = None;
+        // For the Welcome: the new members' KeyPackages (their encodings:
+        // a list of views would cost this frame 32 x 272 bytes) and the PSK
+        // ids.
+        let mut adds: heapless::Vec<&[u8], MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
         let mut psk_ids: heapless::Vec<&[u8], MAX_PSKS> = heapless::Vec::new();
         for item in proposals() {
             match Proposal::from_bytes(item?.0)?.body {
-                ProposalBody::Add(kp) => adds.push(kp).map_err(|_| Error::Capacity)?,
+                ProposalBody::Add(kp) => adds.push(kp.as_bytes()).map_err(|_| Error::Capacity)?,
                 ProposalBody::PreSharedKey(id) => psk_ids.push(id.as_bytes()).map_err(|_| Error::Capacity)?,
                 _ => {}
             }
@@ -529,16 +534,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             let parent_hash =
                 set_path_keys(&mut next.tree, own, &filtered, &mut publics.iter().map(|k| Ok(*k)))?;
             let leaf_key = X25519::generate(rng);
-            let current = self.tree.leaf(own).ok_or(Error::Malformed)?;
-            let Credential::Basic { identity } = current.credential else { return Err(Error::Unsupported) };
-            let params = LeafNodeParams {
-                encryption_key: &X25519::public_key(&leaf_key),
-                identity,
-                source: LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) },
-                extensions: current.extensions,
-            };
-            let signing = self.signing_key.as_ref().ok_or(Error::Malformed)?;
-            let leaf_len = write_leaf_node(path_buf, &params, signing, &self.group_id, own, work)?;
+            let source = LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) };
+            let leaf_len = self.write_own_leaf(&X25519::public_key(&leaf_key), source, path_buf, work)?;
             next.tree.set_leaf(own, Some(path_buf.get(..leaf_len).ok_or(Error::Capacity)?))?;
             new_leaf_key = Some(leaf_key);
 
@@ -852,15 +849,16 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         len?.checked_add(4).ok_or(Error::Capacity)
     }
 
-    /// Write the Welcome `MLSMessage` for `key_packages` into `out`: the
-    /// GroupInfo of the new epoch (`next`, whose encoded GroupContext is
-    /// `gc_bytes`) signed by us and sealed under the welcome secret, and
-    /// one `GroupSecrets` (joiner secret, no path secret, no PSK) sealed to
-    /// each KeyPackage's `init_key`.
+    /// Write the Welcome `MLSMessage` for `key_packages` (their encodings,
+    /// added at the leaves `added`) into `out`: the GroupInfo of the new
+    /// epoch (`next`, whose encoded GroupContext is `gc_bytes`) signed by
+    /// us and sealed under the welcome secret (with the PSK secret), and one
+    /// `GroupSecrets` (joiner secret, the member's path secret if any, the
+    /// commit's PSK ids) sealed to each KeyPackage's `init_key`.
     #[allow(clippy::too_many_arguments)]
     fn write_welcome<'p, R: CryptoRng + ?Sized>(
         &self,
-        key_packages: &[KeyPackage<'_>],
+        key_packages: &[&[u8]],
         added: &[u32],
         path_secret_for: &dyn Fn(u32) -> Option<&'p Secret32>,
         (psk_ids, psk_secret): (&[&[u8]], &Secret32),
@@ -931,6 +929,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         w.write_varint(u32::try_from(secrets_len).map_err(|_| Error::Capacity)?)?;
         let sealed = (|| {
             for (kp, leaf) in key_packages.iter().zip(added) {
+                let kp = KeyPackage::from_bytes(kp)?;
                 let gs_len = group_secrets(*leaf, gs)?;
                 let buf = gs.get_mut(..gs_len).ok_or(Error::Capacity)?;
                 let (kem_output, t) = encrypt_with_label(kp.init_key, b"Welcome", egi, buf, ctx_buf, rng)?;

@@ -1,13 +1,13 @@
 //! Persisted group state: [`Group`] through the `core` envelope
 //! ([`securemesh_core::envelope`]), kind [`StateKind::MLS_GROUP`], body
-//! version 2, suite [`SuiteId::DEFAULT`]. Version 1 bodies are still read
-//! (migrated, see below).
+//! version 3, suite [`SuiteId::DEFAULT`]. Version 1 and 2 bodies are still
+//! read (migrated, see below).
 //!
 //! The body holds everything commit and proposal processing reads, so a
 //! restored group continues with the next commit exactly as the saved one
 //! would have.
 //!
-//! ## Body, version 2
+//! ## Body, version 3
 //!
 //! All integers are big-endian; `[n]` is `n` raw bytes.
 //!
@@ -47,7 +47,15 @@
 //!                                          skipped keys (kind 0 handshake, 1 application), each of
 //!                                          a leaf with ratchets and below its next generation,
 //!                                          distinct, seq < next_seq, at most 32
+//! | pending_update u8 (0 or 1)
+//!   | [pending_update_private_key [32]]    the leaf key of the Update we proposed
+//!                                          in this epoch, until a commit covers it
 //! ```
+//!
+//! ## Version 2
+//!
+//! Version 2 (before we sent Update proposals) ends after the skipped
+//! keys: it is read as a group without a pending Update.
 //!
 //! ## Version 1
 //!
@@ -55,7 +63,7 @@
 //! secrets `sender_data | encryption | exporter | ...` (the secret tree's
 //! root in second place) and nothing after them. It is read as a group
 //! whose secret tree is fresh: only the root secret, no message received.
-//! Encoding always writes version 2.
+//! Encoding always writes the current version.
 //!
 //! The four capacities are part of the state's shape: a state is read only
 //! by a [`Group`] of the same const generics (else
@@ -378,7 +386,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     }
 
     fn read_body(&mut self, header: &Header, r: &mut Reader<'_>) -> Result<(), Error> {
-        if header.version != 1 && header.version != 2 {
+        if !(1..=3).contains(&header.version) {
             return Err(Error::UnknownVersion { found: header.version });
         }
         if header.suite != SuiteId::DEFAULT {
@@ -446,6 +454,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 self.ratchets.reset(&root, self.tree.leaf_count()).map_err(|_| Error::InvalidValue)?
             }
             None => read_secret_tree(&mut self.ratchets, self.tree.leaf_count(), r)?,
+        }
+        if header.version >= 3 {
+            self.pending_update = match r.read_u8()? {
+                0 => None,
+                1 => Some(read_secret(r)?),
+                _ => return Err(Error::InvalidValue),
+            };
         }
         self.joined = true;
         Ok(())
@@ -518,7 +533,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
 
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for Group<L, B, G, E> {
     const KIND: StateKind = StateKind::MLS_GROUP;
-    const VERSION: u16 = 2;
+    const VERSION: u16 = 3;
     const MAX_BODY_LEN: usize = 4 * 2 // capacities
         + 2 + G // group_id
         + 8 + NH // epoch, tree_hash
@@ -528,7 +543,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
         + 4 + 32 + 32 // own_leaf, leaf and signature private keys
         + 1 + max_path_keys(L) * PATH_KEY_LEN // path keys
         + SECRETS_LEN
-        + secret_tree_len(L);
+        + secret_tree_len(L)
+        + 1 + 32; // pending update
 
     fn suite(&self) -> SuiteId {
         SuiteId::DEFAULT
@@ -578,7 +594,15 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
         ] {
             w.write_bytes(secret.expose())?;
         }
-        write_secret_tree(&self.ratchets, w)
+        write_secret_tree(&self.ratchets, w)?;
+        match &self.pending_update {
+            None => w.write_u8(0)?,
+            Some(key) => {
+                w.write_u8(1)?;
+                w.write_bytes(key.expose())?;
+            }
+        }
+        Ok(())
     }
 
     fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
@@ -682,6 +706,7 @@ mod tests {
             }
         }
         assert_eq!(g.ratchets.skipped_keys(), max_skipped(L));
+        g.pending_update = Some(Secret::new([0x88; NH]));
         g.joined = true;
         g
     }
@@ -710,7 +735,7 @@ mod tests {
         max_is_exact::<64, 384, 64, 256>();
         max_is_exact::<5, 300, 8, 16>();
         max_is_exact::<1, 200, 1, 0>();
-        assert_eq!(Group::<64, 384, 64, 256>::MAX_BODY_LEN, 38_410);
+        assert_eq!(Group::<64, 384, 64, 256>::MAX_BODY_LEN, 38_443);
     }
 
     #[test]
@@ -842,6 +867,7 @@ mod tests {
         g.interim_transcript_hash = [fill; NH];
         g.secrets.exporter = Secret::new([fill ^ 1; NH]);
         g.secrets.membership_key = Secret::new([fill ^ 2; NH]);
+        g.pending_update = (fill % 2 == 1).then(|| Secret::new([fill ^ 3; NH]));
         g
     }
 
@@ -866,6 +892,10 @@ mod tests {
             proptest::prop_assert_eq!(back.confirmed_transcript_hash(), &confirmed[..]);
             proptest::prop_assert_eq!(back.path_keys().len(), g.path_keys().len());
             proptest::prop_assert_eq!(back.secrets().membership_key.expose(), g.secrets().membership_key.expose());
+            proptest::prop_assert_eq!(
+                back.pending_update.as_ref().map(|k| *k.expose()),
+                g.pending_update.as_ref().map(|k| *k.expose())
+            );
         }
 
         #[test]

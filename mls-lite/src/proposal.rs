@@ -1,7 +1,7 @@
 //! Sending proposals (RFC 9420 §12.1) for a later commit to cover by
 //! reference.
 //!
-//! [`Group::propose`] writes an Add, Remove, PreSharedKey or
+//! [`Group::propose`] writes an Add, Update, Remove, PreSharedKey or
 //! GroupContextExtensions proposal as a PublicMessage or PrivateMessage
 //! of the current epoch and caches it under its `ProposalRef` in the
 //! caller's [`ProposalCache`], the one [`Group::process_proposal`] fills
@@ -11,18 +11,24 @@
 //! [`Group::process_commit`]. A commit moves the group to a new epoch and
 //! the proposals of the old one are void.
 //!
-//! Update proposals are not sent yet: the new leaf's private key would
-//! have to be kept until a commit covers it.
+//! An Update gives our leaf a new HPKE key (post-compromise security
+//! without committing ourselves): its private key is kept in the group
+//! state (persisted) until another member's commit covers the Update,
+//! which [`Group::process_commit`] then makes our leaf key, or until the
+//! epoch ends without it. One Update per epoch ([`Error::Capacity`] for a
+//! second one).
 
 use crate::commit::{ProposalCache, PskStore};
-use crate::crypto::NH;
+use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::framing::{AuthenticatedContent, Content, FramedContentAuthData, Sender, sign, sign_scratch_len};
 use crate::group::Group;
 use crate::messages::{KeyPackage, Proposal, Psk, WireFormat, encoded_len, proposal_type};
 use crate::secret_tree::RatchetKind;
+use crate::tree::node::LeafNodeSource;
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
+use securemesh_core::crypto::{Dh, X25519};
 
 /// A proposal we send ([`Group::propose`]).
 // A short-lived view on the stack and no heap to box into: the size
@@ -32,6 +38,9 @@ use securemesh_core::codec::Writer;
 pub enum OutgoingProposal<'a> {
     /// Add the member of this KeyPackage (verified before it is sent).
     Add(KeyPackage<'a>),
+    /// Replace our leaf by one with a fresh HPKE key (same credential and
+    /// extensions), drawn from the rng.
+    Update,
     /// Remove the member at this leaf (ours too: a member may ask to
     /// leave, another member commits it).
     Remove(u32),
@@ -43,9 +52,14 @@ pub enum OutgoingProposal<'a> {
 }
 
 impl OutgoingProposal<'_> {
-    /// Write the `Proposal` (type and body), with `psk_nonce` for a PSK.
-    fn write_to(&self, w: &mut Writer<'_>, psk_nonce: &[u8; NH]) -> Result<(), Error> {
+    /// Write the `Proposal` (type and body), with `psk_nonce` for a PSK
+    /// and `leaf` (our new LeafNode) for an Update.
+    fn write_to(&self, w: &mut Writer<'_>, psk_nonce: &[u8; NH], leaf: &[u8]) -> Result<(), Error> {
         match self {
+            OutgoingProposal::Update => {
+                w.write_u16(proposal_type::UPDATE)?;
+                Ok(w.write_bytes(leaf)?)
+            }
             OutgoingProposal::Add(kp) => {
                 w.write_u16(proposal_type::ADD)?;
                 Ok(w.write_bytes(kp.as_bytes())?)
@@ -80,7 +94,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// proposal whose variable part (KeyPackage, extensions or PSK id) is
     /// `len` bytes.
     pub const fn propose_scratch_len(len: usize) -> usize {
-        len.saturating_mul(3).saturating_add(G.saturating_add(E).saturating_mul(2)).saturating_add(4096)
+        len.saturating_mul(3)
+            .saturating_add(B.saturating_mul(4))
+            .saturating_add(G.saturating_add(E).saturating_mul(2))
+            .saturating_add(4096)
     }
 
     /// Send `proposal` as a `wire_format` message of the current epoch into
@@ -141,30 +158,49 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     ) -> Result<ProposalOutput, Error> {
         let mut send = || -> Result<ProposalOutput, Error> {
             self.ready_to_sign()?;
+            let too_small = Error::BufferTooSmall { needed: Self::propose_scratch_len(B) };
+            let (leaf_buf, rest) = scratch.split_at_mut_checked(B).ok_or(too_small)?;
             let mut psk_nonce = [0u8; NH];
-            if let OutgoingProposal::PreSharedKey(_) = proposal {
-                rng.fill_bytes(&mut psk_nonce);
+            let mut leaf: &[u8] = &[];
+            let mut update_key: Option<Secret32> = None;
+            match proposal {
+                OutgoingProposal::PreSharedKey(_) => rng.fill_bytes(&mut psk_nonce),
+                OutgoingProposal::Update => {
+                    if self.pending_update.is_some() {
+                        return Err(Error::Capacity);
+                    }
+                    let key = X25519::generate(rng);
+                    let n = self.write_own_leaf(
+                        &X25519::public_key(&key),
+                        LeafNodeSource::Update,
+                        leaf_buf,
+                        rest,
+                    )?;
+                    leaf = leaf_buf.get(..n).ok_or(Error::Capacity)?;
+                    update_key = Some(key);
+                }
+                _ => {}
             }
-            let len = encoded_len(|w| proposal.write_to(w, &psk_nonce))?;
-            let (buf, work) = scratch
-                .split_at_mut_checked(len)
-                .ok_or(Error::BufferTooSmall { needed: Self::propose_scratch_len(len) })?;
+            let len = encoded_len(|w| proposal.write_to(w, &psk_nonce, leaf))?;
+            let too_small = Error::BufferTooSmall { needed: Self::propose_scratch_len(len) };
+            let (buf, work) = rest.split_at_mut_checked(len).ok_or(too_small)?;
             let mut w = Writer::new(buf);
-            proposal.write_to(&mut w, &psk_nonce)?;
+            proposal.write_to(&mut w, &psk_nonce, leaf)?;
             w.finish()?;
             let p = Proposal::from_bytes(buf)?;
 
-            // Checked as a commit checks it, by a committer yet unknown.
+            // Checked as a commit checks it, by a committer yet unknown (not
+            // our own Update: we built it, and the check wants its key kept).
             let own = Sender::Member(self.own_leaf);
-            let alone = || core::iter::once(Ok((p.as_bytes(), own)));
-            self.check_proposals(&alone, None, false, psk_store, work)?;
+            if update_key.is_none() {
+                let alone = || core::iter::once(Ok((p.as_bytes(), own)));
+                self.check_proposals(&alone, None, false, psk_store, work)?;
+            }
 
             let gc = self.group_context();
             let content = self.own_content(&[], Content::Proposal(p));
             let sign_len = sign_scratch_len(wire_format, &content, &gc)?;
-            let (sign_buf, _) = work
-                .split_at_mut_checked(sign_len)
-                .ok_or(Error::BufferTooSmall { needed: Self::propose_scratch_len(len) })?;
+            let (sign_buf, _) = work.split_at_mut_checked(sign_len).ok_or(too_small)?;
             let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;
             let signature = sign(wire_format, &content, key, &gc, sign_buf)?;
             let ac = AuthenticatedContent {
@@ -175,6 +211,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             let reference = ac.proposal_ref()?;
             let (len, generation) = self.protect_own(&ac, 0, rng, out)?;
             cache.insert(self.epoch, reference, own, p.as_bytes())?;
+            if update_key.is_some() {
+                self.pending_update = update_key;
+            }
             if let Some(generation) = generation {
                 // Cannot fail: `protect_own` just derived this key.
                 self.ratchets.consume(self.own_leaf, generation, RatchetKind::Handshake)?;

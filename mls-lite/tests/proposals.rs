@@ -378,3 +378,63 @@ fn a_proposal_that_cannot_be_sent_or_received_changes_nothing() {
         members[1].cache.clear();
     }
 }
+
+#[test]
+fn an_update_proposal_gives_our_leaf_a_new_key_once_another_member_commits_it() {
+    let mut rng = TestRng::new(35);
+    let mut members = group_of(&[b"alice", b"bob", b"carol"], &mut rng);
+    let store = PskStore::default();
+
+    for (round, wire_format) in
+        [WireFormat::PrivateMessage, WireFormat::PublicMessage].into_iter().enumerate()
+    {
+        // Bob proposes an Update; a second one in the same epoch is refused.
+        let old_key = *members[1].group.tree().leaf(1).unwrap().encryption_key;
+        propose_to_all(&mut members, 1, &OutgoingProposal::Update, wire_format, &mut rng);
+        let before = members[1].state();
+        assert_eq!(
+            members[1].propose(&OutgoingProposal::Update, wire_format, &store, &mut rng).err(),
+            Some(Error::Capacity)
+        );
+        assert_eq!(members[1].state(), before);
+
+        // Bob restarts from his saved state (the pending key is in it) and
+        // then follows the commit that covers his Update (Carol's in the
+        // first round, Alice's in the second).
+        let mut restored: Box<G> = Box::default();
+        restored.decode_state_into(&before).unwrap();
+        members[1].group = restored;
+        let by = if round == 0 { 2 } else { 0 };
+        commit_to_all(
+            &mut members,
+            by,
+            &Proposals::default(),
+            &store,
+            &CommitOptions::default(),
+            &[],
+            &mut rng,
+        );
+        agree(&members);
+        let new_key = *members[1].group.tree().leaf(1).unwrap().encryption_key;
+        assert_ne!(new_key, old_key, "round {round}: the Update's leaf is in the tree");
+
+        // The new key works: Alice's path commit encrypts to it.
+        let refresh = CommitOptions { update_path: true, ..CommitOptions::default() };
+        commit_to_all(&mut members, 0, &Proposals::default(), &store, &refresh, &[], &mut rng);
+        agree(&members);
+    }
+
+    // An Update that no commit covers is dropped with its epoch: Bob
+    // proposes, Carol's commit does not know it (her cache is empty).
+    propose_to_all(&mut members, 1, &OutgoingProposal::Update, WireFormat::PrivateMessage, &mut rng);
+    members[2].cache.clear();
+    let (commit, _, mut pending) =
+        members[2].commit(&Proposals::default(), &store, &CommitOptions::default(), &mut rng).unwrap();
+    for i in [0, 1] {
+        assert!(matches!(members[i].process(&commit, &store).unwrap(), CommitEvent::NewEpoch { .. }));
+    }
+    members[2].group.merge_pending_commit(&mut pending).unwrap();
+    agree(&members);
+    // A new epoch, a new Update may be proposed.
+    propose_to_all(&mut members, 1, &OutgoingProposal::Update, WireFormat::PrivateMessage, &mut rng);
+}

@@ -1193,5 +1193,6 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         // (`state/`), and is checked against them.
         group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v1.json"), 1, dir),
         group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v2.json"), 2, dir),
+        group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v3.json"), 3, dir),
     ]
 }

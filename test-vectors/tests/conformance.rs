@@ -41,6 +41,7 @@ fn every_supported_vector_passes() {
         "mls passive-client-random skipped 1 (ciphersuite 1: needs AES-128-GCM, not in this profile)",
         "state mls-group-v1 3/3",
         "state mls-group-v2 3/3",
+        "state mls-group-v3 3/3",
     ]
     .into_iter()
     .chain(securemesh_test_vectors::ratchet::EXPECTED_LINES)

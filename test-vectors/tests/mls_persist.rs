@@ -1,5 +1,5 @@
-//! The persisted MLS group state's golden files (`state/mls-group-v1.json`,
-//! read by migration, and `state/mls-group-v2.json`) and the
+//! The persisted MLS group state's golden files (`state/mls-group-v1.json`
+//! and `-v2.json`, read by migration, and `state/mls-group-v3.json`) and the
 //! tree-operations vector: a changed byte fails its case.
 
 use securemesh_core::envelope::Persist;
@@ -15,8 +15,11 @@ const CASES: [(&str, usize, usize); 3] = [
 
 #[test]
 fn group_golden_passes_and_a_changed_byte_fails() {
-    let r = mls::group_state(&vectors_dir().join("state/mls-group-v2.json"), 2, &vectors_dir().join("mls"));
-    assert!(r.is_ok() && r.total == CASES.len(), "{}: {:?}", r.line(), r.failures);
+    for version in [2, 3] {
+        let path = vectors_dir().join(format!("state/mls-group-v{version}.json"));
+        let r = mls::group_state(&path, version, &vectors_dir().join("mls"));
+        assert!(r.is_ok() && r.total == CASES.len(), "{}: {:?}", r.line(), r.failures);
+    }
     let path = vectors_dir().join("state/mls-group-v1.json");
     let r = mls::group_state(&path, 1, &vectors_dir().join("mls"));
     assert!(r.is_ok() && r.total == CASES.len(), "{}: {:?}", r.line(), r.failures);

@@ -24,6 +24,23 @@ pub struct Ed25519;
 /// Zeroized on drop; `Debug` shows only the public key.
 pub struct Ed25519SigningKey(SigningKey);
 
+impl Ed25519SigningKey {
+    /// A copy, made on purpose (the type is not `Clone`): for a state that
+    /// is copied into a spare slot, so the next signature need not load the
+    /// key from its seed again (a base-point multiplication).
+    ///
+    /// ```
+    /// use securemesh_core::crypto::{Ed25519, Signature};
+    /// use securemesh_core::Secret;
+    /// let key = Ed25519::signing_key(&Secret::new([7; 32]));
+    /// let copy = key.duplicate();
+    /// assert_eq!(Ed25519::verifying_key(&copy), Ed25519::verifying_key(&key));
+    /// ```
+    pub fn duplicate(&self) -> Self {
+        Ed25519SigningKey(self.0.clone())
+    }
+}
+
 impl fmt::Debug for Ed25519SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Ed25519SigningKey").field(self.0.verifying_key().as_bytes()).finish()

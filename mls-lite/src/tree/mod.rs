@@ -239,13 +239,22 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         }
     }
 
+    /// Empty the tree in place (no tree-sized temporary on the stack,
+    /// unlike `*self = Self::new()`).
+    pub fn clear(&mut self) {
+        self.width = 0;
+        self.leaves.iter_mut().for_each(|l| *l = None);
+        self.parents.iter_mut().for_each(|p| *p = None);
+        self.parent_hashes.iter().for_each(|h| h.set(None));
+    }
+
     /// Replace the tree by the decoding of `optional<Node> ratchet_tree<V>`
     /// (the `ratchet_tree` extension). On error the tree is left empty.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        *self = Self::new();
+        self.clear();
         let result = self.decode_inner(bytes);
         if result.is_err() {
-            *self = Self::new();
+            self.clear();
         }
         result
     }
