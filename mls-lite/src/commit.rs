@@ -469,27 +469,6 @@ pub fn apply_to_tree<const L: usize, const B: usize>(
     }
 }
 
-/// `init_secret` of an external commit (§8.3): the receiver side of
-/// `SetupBaseS(external_pub, "")` with the epoch's external key pair, then
-/// `export("MLS 1.0 external init secret", Nh)`.
-fn external_init_secret(external_secret: &Secret32, kem_output: &[u8]) -> Result<Secret32, Error> {
-    use hpke::{Deserializable, OpModeR};
-    type Kem = hpke::kem::X25519HkdfSha256;
-    let (private, _) = crate::crypto::derive_key_pair(external_secret.expose());
-    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(private.expose()).map_err(|_| Error::Decrypt)?;
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(kem_output).map_err(|_| Error::Decrypt)?;
-    let ctx = hpke::setup_receiver::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
-        &OpModeR::Base,
-        &sk,
-        &enc,
-        &[],
-    )
-    .map_err(|_| Error::Decrypt)?;
-    let mut out = Secret32::zeroed();
-    ctx.export(b"MLS 1.0 external init secret", out.expose_mut()).map_err(|_| Error::Decrypt)?;
-    Ok(out)
-}
-
 /// The proposals of a commit, each as its encoding and its sender, in
 /// the commit's order: by value from `list` (sent by `committer`), by
 /// reference from `cache` (§12.4). A reference the cache lacks, or any
@@ -1005,7 +984,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
         let (external_init, psks) = (checked.external_init, checked.psks);
         let init_secret = match external_init {
-            Some(kem_output) => external_init_secret(&self.secrets.external, kem_output)?,
+            Some(kem_output) => crate::crypto::external_init_receive(&self.secrets.external, kem_output)?,
             None => self.secrets.init.duplicate(),
         };
 

@@ -176,6 +176,42 @@ pub fn decrypt_with_label(
     .map_err(|_| Error::Decrypt)
 }
 
+/// Label of the HPKE export that gives an external commit's `init_secret`.
+const EXTERNAL_INIT_LABEL: &[u8] = b"MLS 1.0 external init secret";
+
+/// `init_secret` of an external commit (§8.3), the joiner's side:
+/// `SetupBaseS(external_pub, "")`, then
+/// `export("MLS 1.0 external init secret", Nh)`. Returns the `kem_output`
+/// for the ExternalInit proposal and the `init_secret`.
+pub fn external_init_send<R: CryptoRng + ?Sized>(
+    external_pub: &[u8; 32],
+    rng: &mut R,
+) -> Result<([u8; 32], Secret32), Error> {
+    let pk = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(external_pub).map_err(|_| Error::Malformed)?;
+    let (enc, ctx) =
+        hpke::setup_sender_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(&OpModeS::Base, &pk, &[], &mut RngRef(rng))
+            .map_err(|_| Error::Malformed)?;
+    let mut init_secret = Secret32::zeroed();
+    ctx.export(EXTERNAL_INIT_LABEL, init_secret.expose_mut()).map_err(|_| Error::InvalidLength)?;
+    let mut kem_output = [0u8; 32];
+    kem_output.copy_from_slice(&enc.to_bytes());
+    Ok((kem_output, init_secret))
+}
+
+/// `init_secret` of an external commit (§8.3), a member's side: the
+/// receiver of `SetupBaseS(external_pub, "")` with the epoch's external
+/// key pair (derived from `external_secret`), then the same export.
+pub fn external_init_receive(external_secret: &Secret32, kem_output: &[u8]) -> Result<Secret32, Error> {
+    let (private, _) = derive_key_pair(external_secret.expose());
+    let sk = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(private.expose()).map_err(|_| Error::Decrypt)?;
+    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(kem_output).map_err(|_| Error::Decrypt)?;
+    let ctx = hpke::setup_receiver::<HpkeAead, HpkeKdf, HpkeKem>(&OpModeR::Base, &sk, &enc, &[])
+        .map_err(|_| Error::Decrypt)?;
+    let mut out = Secret32::zeroed();
+    ctx.export(EXTERNAL_INIT_LABEL, out.expose_mut()).map_err(|_| Error::Decrypt)?;
+    Ok(out)
+}
+
 /// `DeriveKeyPair(ikm)` of the HPKE KEM (RFC 9180 §7.1.3): the X25519
 /// private key and its public key.
 pub fn derive_key_pair(ikm: &[u8]) -> (Secret32, [u8; 32]) {

@@ -11,6 +11,7 @@
 //! | --- | --- | --- |
 //! | join from a Welcome | [`Group::join_into`] | [`Group::scratch_len`] |
 //! | create a group | [`Group::create_into`] | |
+//! | join from a GroupInfo by an external commit | [`Group::join_by_external_commit`] (with a spare slot) | [`Group::external_commit_scratch_len`] |
 //! | add and remove members (pending commit and Welcome) | [`Group::commit`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
 //! | commit PSKs, extensions and the cached proposals too | [`Group::commit_with`] (with a spare slot) | [`Group::send_commit_scratch_len`] |
 //! | send a proposal for a later commit | [`Group::propose`] | [`Group::propose_scratch_len`] |
@@ -28,7 +29,8 @@
 //! | restore in place | [`Group::decode_state_into`], [`Group::open_state_into`] | [`Persist::MAX_BODY_LEN`] |
 //!
 //! The methods are implemented beside the part of RFC 9420 they follow:
-//! creating in [`creation`](crate::creation), sending proposals in
+//! creating in [`creation`](crate::creation), joining by an external
+//! commit in [`external_commit`](crate::external_commit), sending proposals in
 //! [`proposal`](crate::proposal), sending commits in
 //! [`pending_commit`](crate::pending_commit), joining in [`welcome`](crate::welcome), proposals and commits in
 //! [`commit`](crate::commit), application messages in

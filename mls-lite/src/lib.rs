@@ -35,7 +35,8 @@
 //! ([`proposal`]), and commits (Adds, Removes, PSKs, GroupContextExtensions
 //! by value, the cached proposals by reference, with an UpdatePath where
 //! required or asked for) sent as pending commits, with their Welcome
-//! ([`pending_commit`]).
+//! ([`pending_commit`]), and joining by an external commit from a
+//! published GroupInfo ([`external_commit`]).
 //!
 //! # Using a group
 //!
@@ -177,6 +178,7 @@ pub mod commit;
 pub mod creation;
 pub mod crypto;
 mod error;
+pub mod external_commit;
 pub mod framing;
 pub mod group;
 pub mod key_package;

@@ -28,18 +28,23 @@
 //! ([`CommitOptions::update_path`]). A new member whose lowest common
 //! ancestor with us is on the path gets its path secret in the Welcome,
 //! and the Welcome lists the commit's PSKs.
-//! Not made here yet: external commits, and
-//! a commit that leaves us alone in the group (its path would be empty:
+//! The same code makes an external commit for a joiner
+//! ([`external_commit`](crate::external_commit)). Not made here yet: a
+//! commit that leaves us alone in the group (its path would be empty:
 //! [`Error::Unsupported`]).
 //!
 //! The Welcome carries the `ratchet_tree` extension in its GroupInfo when
 //! asked (`CommitOptions::ratchet_tree_in_welcome`); otherwise the joiner
 //! needs the tree out of band ([`Group::export_ratchet_tree`]).
 
-use crate::commit::{MAX_COMMIT_PROPOSALS, ProposalCache, PskStore, filtered_path, resolve, set_path_keys};
+use crate::commit::{
+    MAX_COMMIT_PROPOSALS, ProposalCache, PskStore, add_leaf, filtered_path, resolve, set_path_keys,
+};
 use crate::crypto::{NH, Secret32, encrypt_with_label, sign_with_label};
 use crate::error::Error;
-use crate::framing::{AuthenticatedContent, Content, FramedContentAuthData, Sender, sign, sign_scratch_len};
+use crate::framing::{
+    AuthenticatedContent, Content, FramedContent, FramedContentAuthData, Sender, sign, sign_scratch_len,
+};
 use crate::group::Group;
 use crate::key_schedule;
 use crate::key_schedule::{EpochSecrets, GroupContext};
@@ -50,7 +55,7 @@ use crate::messages::{
 use crate::secret_tree::RatchetKind;
 use crate::transcript::{ConfirmedTranscriptHashInput, InterimTranscriptHashInput};
 use crate::tree::Node;
-use crate::tree::node::LeafNodeSource;
+use crate::tree::node::{LeafNode, LeafNodeSource};
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{next_path_secret, node_key_pair};
 use crate::welcome::{
@@ -134,6 +139,16 @@ pub struct Proposals<'a> {
     /// New GroupContext extensions (an `extensions<V>` body) replacing the
     /// group's.
     pub group_context_extensions: Option<&'a [u8]>,
+}
+
+/// What an external commit adds to [`Group::stage`]: the ExternalInit
+/// proposal's `kem_output`, the `init_secret` it gives, and the joiner's
+/// provisional LeafNode (credential and extensions; replaced by the one
+/// the path carries).
+pub(crate) struct ExternalInit<'a> {
+    pub(crate) kem_output: [u8; 32],
+    pub(crate) init_secret: Secret32,
+    pub(crate) leaf: &'a [u8],
 }
 
 /// Split `n` bytes off the front of `buf`.
@@ -359,8 +374,18 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         welcome_out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<CommitOutput, Error> {
-        let result =
-            self.stage(proposals, cache, psk_store, options, rng, pending, commit_out, welcome_out, scratch);
+        let result = self.stage(
+            None,
+            proposals,
+            cache,
+            psk_store,
+            options,
+            rng,
+            pending,
+            commit_out,
+            welcome_out,
+            scratch,
+        );
         scratch.fill(0);
         if result.is_err() {
             pending.clear();
@@ -386,8 +411,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn stage<R: CryptoRng + ?Sized, const N: usize, const PB: usize>(
+    pub(crate) fn stage<R: CryptoRng + ?Sized, const N: usize, const PB: usize>(
         &mut self,
+        external: Option<&ExternalInit<'_>>,
         by_value: &Proposals<'_>,
         cache: &ProposalCache<N, PB>,
         psk_store: &PskStore<'_>,
@@ -399,6 +425,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         scratch: &mut [u8],
     ) -> Result<CommitOutput, Error> {
         self.ready_to_sign()?;
+        if external.is_some() && options.wire_format != WireFormat::PublicMessage {
+            return Err(Error::Malformed); // §12.4.3.2: a PublicMessage
+        }
         if by_value.adds.len() > MAX_ADDS
             || by_value.removes.len() > MAX_ADDS
             || by_value.psks.len() > MAX_PSKS
@@ -442,6 +471,11 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             nonces.push(nonce).map_err(|_| Error::Capacity)?;
         }
         let write_list = |w: &mut Writer<'_>| -> Result<(), Error> {
+            if let Some(x) = external {
+                w.write_u8(1)?; // ProposalOrRefType proposal
+                w.write_u16(proposal_type::EXTERNAL_INIT)?;
+                w.write_vec_varint(&x.kem_output)?;
+            }
             for r in &refs {
                 w.write_u8(2)?; // ProposalOrRefType reference
                 w.write_vec_varint(r)?;
@@ -475,12 +509,20 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let list: &[u8] = list_buf;
 
         // Checked and applied as a receiver does (§12.2), into `next`.
-        let own = Sender::Member(self.own_leaf);
-        let proposals = || resolve(items(list, ProposalOrRef::parse), cache, epoch_now, own);
-        let checked = self.check_proposals(&proposals, Some(self.own_leaf), false, psk_store, work)?;
-        let with_path = options.update_path || checked.path_required;
+        let (sender, committer) = match external {
+            None => (Sender::Member(self.own_leaf), Some(self.own_leaf)),
+            Some(_) => (Sender::NewMemberCommit, None),
+        };
+        let proposals = || resolve(items(list, ProposalOrRef::parse), cache, epoch_now, sender);
+        let checked = self.check_proposals(&proposals, committer, external.is_some(), psk_store, work)?;
+        let with_path = options.update_path || checked.path_required || external.is_some();
         let psk_secret = key_schedule::psk_secret(&checked.psks)?;
         let added = self.apply_proposals(next, &proposals, checked.gce)?;
+        if let Some(x) = external {
+            // The joiner takes the leftmost blank leaf, as if added
+            // (§12.4.3.2); its final LeafNode comes with the path.
+            next.own_leaf = add_leaf(&mut next.tree, &LeafNode::from_bytes(x.leaf)?)?;
+        }
         // (The PSK values may borrow our state, which changes below.)
         drop(checked);
         // An Update we proposed is void in the new epoch (a committer
@@ -512,7 +554,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let mut provisional_tree_hash: Option<[u8; NH]> = None;
         let gc_cap = G.saturating_add(E).saturating_add(160);
         if with_path {
-            let own = self.own_leaf;
+            let own = next.own_leaf;
             let filtered = filtered_path(&next.tree, own)?;
             if filtered.is_empty() {
                 // Alone in the tree: nobody to send a path to.
@@ -535,7 +577,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 set_path_keys(&mut next.tree, own, &filtered, &mut publics.iter().map(|k| Ok(*k)))?;
             let leaf_key = X25519::generate(rng);
             let source = LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) };
-            let leaf_len = self.write_own_leaf(&X25519::public_key(&leaf_key), source, path_buf, work)?;
+            let leaf_len = next.write_own_leaf(&X25519::public_key(&leaf_key), source, path_buf, work)?;
             next.tree.set_leaf(own, Some(path_buf.get(..leaf_len).ok_or(Error::Capacity)?))?;
             new_leaf_key = Some(leaf_key);
 
@@ -621,7 +663,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
 
         // Sign it in the current epoch.
         let gc_now = self.group_context();
-        let content = self.own_content(options.authenticated_data, Content::Commit(commit));
+        let content = FramedContent {
+            group_id: &self.group_id,
+            epoch: epoch_now,
+            sender,
+            authenticated_data: options.authenticated_data,
+            content: Content::Commit(commit),
+        };
         let sign_len = sign_scratch_len(options.wire_format, &content, &gc_now)?;
         let sign_buf = take(&mut rest, sign_len)?;
         let key = self.signing_key.as_ref().ok_or(Error::Malformed)?;
@@ -648,8 +696,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let gc_buf = take(&mut rest, gc_cap)?;
         let gc_len = gc.encode(gc_buf)?;
         let gc_bytes = gc_buf.get(..gc_len).ok_or(Error::Capacity)?;
+        let init_secret = external.map_or(&self.secrets.init, |x| &x.init_secret);
         let secrets = EpochSecrets::derive(
-            self.secrets.init.expose(),
+            init_secret.expose(),
             commit_secret.expose(),
             psk_secret.expose(),
             gc_bytes,
@@ -671,7 +720,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         // The Welcome (before anything is committed to our state), with
         // each new member's path secret: the one of its lowest common
         // ancestor with us.
-        let own_node = tree_math::leaf_to_node(self.own_leaf).ok_or(Error::Malformed)?;
+        let own_node = tree_math::leaf_to_node(next.own_leaf).ok_or(Error::Malformed)?;
         let width = next.tree.leaf_count();
         let path_secret_for = |leaf: u32| -> Option<&Secret32> {
             let node = tree_math::leaf_to_node(leaf)?;

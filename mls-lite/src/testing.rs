@@ -71,7 +71,10 @@ pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const 
     let confirmed = Secret32::random(rng);
     a.confirmed_transcript_hash =
         heapless::Vec::from_slice(confirmed.expose()).map_err(|_| Error::Capacity)?;
-    a.interim_transcript_hash = *Secret32::random(rng).expose();
+    // (Drawn and unused since the interim hash is derived below: the
+    // generator's stream, and every seed and vector made from it, stay as
+    // they were.)
+    let _ = Secret32::random(rng);
     let gc = GroupContext {
         group_id,
         epoch: a.epoch,
@@ -84,6 +87,13 @@ pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const 
     let gc_bytes = gc_buf.get(..gc_len).ok_or(Error::Capacity)?;
     let secrets = EpochSecrets::derive(init_secret.expose(), commit_secret.expose(), &[0u8; NH], gc_bytes)?;
 
+    // The interim transcript hash follows from the epoch's confirmation
+    // tag (§8.2), as in a group made by commits: an exported GroupInfo
+    // then lets a joiner reproduce it.
+    let tag =
+        crate::transcript::confirmation_tag(secrets.confirmation_key.expose(), &a.confirmed_transcript_hash);
+    a.interim_transcript_hash = crate::transcript::InterimTranscriptHashInput { confirmation_tag: &tag }
+        .interim_transcript_hash(&a.confirmed_transcript_hash)?;
     a.ratchets.reset(&secrets.encryption, 2)?;
     a.secrets = secrets.into();
     a.joined = true;

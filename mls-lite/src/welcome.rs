@@ -436,20 +436,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         epoch_secrets: EpochSecrets,
         work: &mut [u8],
     ) -> Result<(), Error> {
-        let gc = gi.group_context;
-        self.clear();
-        self.tree.decode(tree_bytes)?;
+        self.adopt_group_info(gi, tree_bytes, work)?;
         let tree = &self.tree;
-        if !ct_eq(&tree.tree_hash(tree.root())?, gc.tree_hash) {
-            return Err(Error::Malformed);
-        }
-        tree.validate(gc.group_id, work)?;
-        if gi.signer >= tree.leaf_count() {
-            return Err(Error::Malformed);
-        }
-        let signer = tree.leaf(gi.signer).ok_or(Error::Malformed)?;
-        gi.verify(signer.signature_key, work)?;
-
         let own_bytes = keys.key_package.leaf_node.as_bytes();
         let own_leaf = (0..tree.leaf_count())
             .find(|i| tree.leaf(*i).is_some_and(|l| l.as_bytes() == own_bytes))
@@ -486,16 +474,6 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             }
         }
 
-        let interim = InterimTranscriptHashInput { confirmation_tag: gi.confirmation_tag }
-            .interim_transcript_hash(gc.confirmed_transcript_hash)?;
-
-        self.group_id = heapless::Vec::from_slice(gc.group_id).map_err(|_| Error::Capacity)?;
-        self.epoch = gc.epoch;
-        self.tree_hash = gc.tree_hash.try_into().map_err(|_| Error::Malformed)?;
-        self.confirmed_transcript_hash =
-            heapless::Vec::from_slice(gc.confirmed_transcript_hash).map_err(|_| Error::Capacity)?;
-        self.interim_transcript_hash = interim;
-        self.extensions = heapless::Vec::from_slice(gc.extensions).map_err(|_| Error::Capacity)?;
         self.own_leaf = own_leaf;
         self.leaf_private_key = keys.encryption_priv.duplicate();
         self.signature_private_key = keys.signature_priv.duplicate();
@@ -503,6 +481,47 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.ratchets.reset(&epoch_secrets.encryption, self.tree.leaf_count())?;
         self.secrets = epoch_secrets.into();
         self.joined = true;
+        Ok(())
+    }
+
+    /// Empty `self`, then take the public state of the group from `gi`
+    /// and the encoded tree `tree_bytes`: the tree (its hash must be the
+    /// GroupContext's; validated as a joiner must, §12.4.3.1), the signer's
+    /// signature over the GroupInfo, group id, epoch, extensions and both
+    /// transcript hashes (the interim one from the confirmation tag). No
+    /// member keys and no epoch secrets: the caller's. On error `self` may
+    /// be partly built: the caller empties it.
+    pub(crate) fn adopt_group_info(
+        &mut self,
+        gi: &GroupInfo<'_>,
+        tree_bytes: &[u8],
+        work: &mut [u8],
+    ) -> Result<(), Error> {
+        let gc = gi.group_context;
+        if gc.tree_hash.len() != NH || gc.confirmed_transcript_hash.len() > NH {
+            return Err(Error::Malformed);
+        }
+        self.clear();
+        self.tree.decode(tree_bytes)?;
+        let tree = &self.tree;
+        if !ct_eq(&tree.tree_hash(tree.root())?, gc.tree_hash) {
+            return Err(Error::Malformed);
+        }
+        tree.validate(gc.group_id, work)?;
+        if gi.signer >= tree.leaf_count() {
+            return Err(Error::Malformed);
+        }
+        let signer = tree.leaf(gi.signer).ok_or(Error::Malformed)?;
+        gi.verify(signer.signature_key, work)?;
+        let interim = InterimTranscriptHashInput { confirmation_tag: gi.confirmation_tag }
+            .interim_transcript_hash(gc.confirmed_transcript_hash)?;
+        self.group_id = heapless::Vec::from_slice(gc.group_id).map_err(|_| Error::Capacity)?;
+        self.epoch = gc.epoch;
+        self.tree_hash = gc.tree_hash.try_into().map_err(|_| Error::Malformed)?;
+        self.confirmed_transcript_hash =
+            heapless::Vec::from_slice(gc.confirmed_transcript_hash).map_err(|_| Error::Capacity)?;
+        self.interim_transcript_hash = interim;
+        self.extensions = heapless::Vec::from_slice(gc.extensions).map_err(|_| Error::Capacity)?;
         Ok(())
     }
 }

@@ -62,7 +62,7 @@ fn commit_with(
     let kps: Vec<KeyPackage<'_>> = agents.iter().map(|a| a.0.key_package().unwrap()).collect();
     let total: usize = agents.iter().map(|a| a.0.key_package_bytes().len()).sum();
     let mut pending: Box<G> = Box::default();
-    let mut commit = vec![0u8; total + 1024];
+    let mut commit = vec![0u8; total + 8192];
     let mut welcome = vec![0u8; G::welcome_len(agents.len(), options.ratchet_tree_in_welcome)];
     let mut scratch = vec![0u8; G::send_commit_scratch_len(total)];
     let CommitOutput { commit_len, welcome_len, epoch } =
@@ -549,4 +549,179 @@ fn an_exported_group_info_is_signed_and_carries_the_tree_and_the_transcript() {
     // Without the tree: smaller, still signed.
     let m = alice.export_group_info(false, &mut out, &mut scratch).unwrap();
     assert!(m < n);
+}
+
+/// `g`'s GroupInfo (with or without the tree) as `MLSMessage` bytes.
+fn group_info(g: &mut G, with_tree: bool) -> Vec<u8> {
+    let mut out = vec![0u8; G::MAX_GROUP_INFO_LEN];
+    let mut scratch = vec![0u8; G::MAX_GROUP_INFO_LEN];
+    let n = g.export_group_info(with_tree, &mut out, &mut scratch).unwrap();
+    out.truncate(n);
+    out
+}
+
+/// Join from `info` by an external commit: the new member and the commit.
+/// On error both slots are empty.
+#[allow(clippy::too_many_arguments)]
+fn join_externally(
+    info: &[u8],
+    tree: Option<&[u8]>,
+    identity: &[u8],
+    seed: &securemesh_mls_lite::crypto::Secret32,
+    proposals: &securemesh_mls_lite::pending_commit::Proposals<'_>,
+    psks: &PskStore<'_>,
+    options: &CommitOptions<'_>,
+    rng: &mut TestRng,
+) -> Result<(Box<G>, Vec<u8>), Error> {
+    use securemesh_mls_lite::external_commit::ExternalJoin;
+    let MlsMessageBody::GroupInfo(group_info) = MlsMessage::from_bytes(info)?.body else {
+        return Err(Error::Malformed);
+    };
+    let join = ExternalJoin { group_info, ratchet_tree: tree, identity, signature_priv: seed };
+    let (mut g, mut spare): (Box<G>, Box<G>) = (Box::default(), Box::default());
+    let mut commit = vec![0u8; 8192];
+    let mut scratch = vec![0u8; G::external_commit_scratch_len(info.len() + tree.map_or(0, <[u8]>::len))];
+    let out = g.join_by_external_commit(
+        &join,
+        proposals,
+        psks,
+        options,
+        rng,
+        &mut spare,
+        &mut commit,
+        &mut scratch,
+    );
+    assert!(!spare.is_joined(), "the spare slot is emptied");
+    if out.is_err() {
+        assert!(!g.is_joined(), "a failed join leaves the slot empty");
+    }
+    let out = out?;
+    commit.truncate(out.commit_len);
+    assert_eq!(g.epoch(), out.epoch);
+    Ok((g, commit))
+}
+
+#[test]
+fn new_members_join_by_external_commits_and_a_member_rejoins() {
+    use securemesh_core::crypto::{Ed25519, Signature};
+    use securemesh_mls_lite::ExternalPsk;
+    use securemesh_mls_lite::pending_commit::Proposals;
+    let mut rng = TestRng::new(24);
+    let (mut alice, bob) = alice_and_bob(&mut rng);
+    let public = CommitOptions { wire_format: WireFormat::PublicMessage, ..CommitOptions::default() };
+    let none = PskStore::default();
+
+    // Carol joins from a GroupInfo that carries the tree.
+    let carol_seed = Ed25519::generate(&mut rng);
+    let info = group_info(&mut alice, true);
+    let (carol, commit) =
+        join_externally(&info, None, b"carol", &carol_seed, &Proposals::default(), &none, &public, &mut rng)
+            .unwrap();
+    assert_eq!(carol.own_leaf(), 2);
+    let mut members = vec![alice, bob];
+    for m in members.iter_mut() {
+        assert_eq!(process(m, &commit).unwrap(), CommitEvent::NewEpoch { epoch: 2 });
+    }
+    members.push(carol);
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+
+    // Dave joins from a GroupInfo without the tree (given out of band),
+    // injecting an external PSK the members know.
+    let psk = [ExternalPsk { id: b"fleet", psk: &[3; 32] }];
+    let store = PskStore { external: &psk, resumption: &[] };
+    let info = group_info(&mut members[1], false);
+    let mut tree = vec![0u8; G::MAX_TREE_LEN];
+    let n = members[1].export_ratchet_tree(&mut tree).unwrap();
+    tree.truncate(n);
+    let dave_seed = Ed25519::generate(&mut rng);
+    let with_psk = Proposals {
+        psks: &[securemesh_mls_lite::messages::Psk::External { psk_id: b"fleet" }],
+        ..Proposals::default()
+    };
+    let (dave, commit) =
+        join_externally(&info, Some(&tree), b"dave", &dave_seed, &with_psk, &store, &public, &mut rng)
+            .unwrap();
+    for m in members.iter_mut() {
+        let mut cache: Box<ProposalCache> = Box::default();
+        let mut spare: Box<G> = Box::default();
+        let mut scratch = vec![0u8; G::commit_scratch_len(commit.len())];
+        let before = encoded(m);
+        assert_eq!(
+            m.process_commit(&commit, &mut cache, &none, &mut spare, &mut scratch),
+            Err(Error::Unsupported)
+        );
+        assert_eq!(encoded(m), before, "without the PSK: unchanged");
+        m.process_commit(&commit, &mut cache, &store, &mut spare, &mut scratch).unwrap();
+    }
+    members.push(dave);
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+    let (d, rest) = members.split_last_mut().unwrap();
+    talk(d, &mut rest.iter_mut().map(|m| &mut **m).collect::<Vec<_>>(), b"dave is in", &mut rng);
+
+    // Carol lost her state: she rejoins with the same credential, removing
+    // her old leaf in the same external commit. Her old state sees that it
+    // was removed.
+    let info = group_info(&mut members[0], true);
+    let resync = Proposals { removes: &[2], ..Proposals::default() };
+    let (carol, commit) =
+        join_externally(&info, None, b"carol", &carol_seed, &resync, &none, &public, &mut rng).unwrap();
+    assert_eq!(carol.own_leaf(), 2, "the leftmost blank leaf: her old one");
+    let mut old_carol = members.remove(2);
+    assert_eq!(process(&mut old_carol, &commit).unwrap(), CommitEvent::Removed);
+    for m in members.iter_mut() {
+        assert!(matches!(process(m, &commit).unwrap(), CommitEvent::NewEpoch { .. }));
+    }
+    members.push(carol);
+    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+    agree(&refs);
+
+    // Every 7th byte of an external commit flipped is refused by a member,
+    // which is left unchanged.
+    let info = group_info(&mut members[0], true);
+    let erin_seed = Ed25519::generate(&mut rng);
+    let (_, commit) =
+        join_externally(&info, None, b"erin", &erin_seed, &Proposals::default(), &none, &public, &mut rng)
+            .unwrap();
+    let before = encoded(&members[0]);
+    for i in (0..commit.len()).step_by(7) {
+        let mut forged = commit.clone();
+        forged[i] ^= 0x10;
+        assert!(process(&mut members[0], &forged).is_err(), "byte {i}");
+        assert_eq!(encoded(&members[0]), before);
+    }
+}
+
+#[test]
+fn an_external_commit_that_cannot_be_made_leaves_both_slots_empty() {
+    use securemesh_core::crypto::{Ed25519, Signature};
+    use securemesh_mls_lite::pending_commit::Proposals;
+    let mut rng = TestRng::new(25);
+    let (mut alice, _bob) = alice_and_bob(&mut rng);
+    let seed = Ed25519::generate(&mut rng);
+    let none = PskStore::default();
+    let public = CommitOptions { wire_format: WireFormat::PublicMessage, ..CommitOptions::default() };
+    let info = group_info(&mut alice, true);
+    let private = CommitOptions::default();
+    let frank = Agent::new(b"frank", &mut rng);
+    let kps = [frank.0.key_package().unwrap()];
+    let add = Proposals { adds: &kps, ..Proposals::default() };
+    let no_tree = group_info(&mut alice, false);
+    let mut forged = info.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1; // the signature
+    let cases: [(&[u8], &Proposals<'_>, &CommitOptions<'_>, &str); 5] = [
+        (&info, &Proposals::default(), &private, "a PrivateMessage"),
+        (&info, &add, &public, "an Add"),
+        (&info, &Proposals { removes: &[7], ..Proposals::default() }, &public, "a remove of a blank leaf"),
+        (&no_tree, &Proposals::default(), &public, "no tree"),
+        (&forged, &Proposals::default(), &public, "a bad signature"),
+    ];
+    for (info, proposals, options, what) in cases {
+        assert!(
+            join_externally(info, None, b"erin", &seed, proposals, &none, options, &mut rng).is_err(),
+            "{what}"
+        );
+    }
 }
