@@ -313,6 +313,12 @@ enum Op {
     Remove { by: usize, who: usize },
     /// Member `by` commits nothing but a new path.
     Update { by: usize, public: bool },
+    /// Member `by` proposes an Update of its leaf, member `committer`
+    /// commits it by reference.
+    ProposeUpdate { by: usize, committer: usize, public: bool },
+    /// A new member joins by an external commit from member `by`'s
+    /// GroupInfo.
+    ExternalJoin { by: usize, tree: bool },
 }
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -327,6 +333,12 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         (0usize..8, 0usize..200).prop_map(|(by, len)| Op::Talk { by, len }),
         (0usize..8, 0usize..8).prop_map(|(by, who)| Op::Remove { by, who }),
         (0usize..8, any::<bool>()).prop_map(|(by, public)| Op::Update { by, public }),
+        (0usize..8, 0usize..8, any::<bool>()).prop_map(|(by, committer, public)| Op::ProposeUpdate {
+            by,
+            committer,
+            public
+        }),
+        (0usize..8, any::<bool>()).prop_map(|(by, tree)| Op::ExternalJoin { by, tree }),
     ]
 }
 
@@ -334,7 +346,8 @@ proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 24, ..Default::default() })]
 
     /// A random sequence of adds (by any member, either framing, with or
-    /// without the tree in the Welcome), removes, path-only commits and
+    /// without the tree in the Welcome), removes, path-only commits,
+    /// Update proposals committed by another member, external joins and
     /// application messages keeps
     /// every member in the same epoch with the same authenticator and
     /// exporter; a commit with one flipped byte changes no member.
@@ -409,6 +422,90 @@ proptest::proptest! {
                     let options = CommitOptions { wire_format, ..CommitOptions::default() };
                     let mut sent = commit_with(&mut members[by], &[], &[], &options, &mut rng).unwrap();
                     deliver(&mut members, by, &mut sent);
+                    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+                    agree(&refs);
+                }
+                Op::ProposeUpdate { by, committer, public } => {
+                    let (by, committer) = (by % members.len(), committer % members.len());
+                    if by == committer {
+                        continue;
+                    }
+                    use securemesh_mls_lite::proposal::OutgoingProposal;
+                    let wire_format = if public { WireFormat::PublicMessage } else { WireFormat::PrivateMessage };
+                    let mut caches: Vec<Box<ProposalCache>> = members.iter().map(|_| Box::default()).collect();
+                    let mut msg = vec![0u8; 2048];
+                    let mut scratch = vec![0u8; G::propose_scratch_len(512)];
+                    let none = PskStore::default();
+                    let n = members[by]
+                        .propose(&OutgoingProposal::Update, wire_format, &none, &mut caches[by], &mut rng, &mut msg, &mut scratch)
+                        .unwrap()
+                        .len;
+                    for (i, m) in members.iter_mut().enumerate() {
+                        if i != by {
+                            let mut scratch = vec![0u8; G::commit_scratch_len(n)];
+                            m.process_proposal(&msg[..n], &mut caches[i], &mut scratch).unwrap();
+                        }
+                    }
+                    let mut pending: Box<G> = Box::default();
+                    let mut commit = vec![0u8; 8192];
+                    let total = caches[committer].encoded_len(members[committer].epoch());
+                    let mut scratch = vec![0u8; G::send_commit_scratch_len(total)];
+                    let out = members[committer]
+                        .commit_with(
+                            &securemesh_mls_lite::pending_commit::Proposals::default(),
+                            &caches[committer],
+                            &none,
+                            &CommitOptions::default(),
+                            &mut rng,
+                            &mut pending,
+                            &mut commit,
+                            &mut [],
+                            &mut scratch,
+                        )
+                        .unwrap();
+                    let old_key = *members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key;
+                    for (i, m) in members.iter_mut().enumerate() {
+                        if i != committer {
+                            let mut spare: Box<G> = Box::default();
+                            let mut scratch = vec![0u8; G::commit_scratch_len(out.commit_len)];
+                            let event = m.process_commit(&commit[..out.commit_len], &mut caches[i], &none, &mut spare, &mut scratch);
+                            proptest::prop_assert!(matches!(event, Ok(CommitEvent::NewEpoch { .. })), "{:?}", event);
+                        }
+                    }
+                    members[committer].merge_pending_commit(&mut pending).unwrap();
+                    let new_key = *members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key;
+                    proptest::prop_assert_ne!(new_key, old_key);
+                    let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
+                    agree(&refs);
+                }
+                Op::ExternalJoin { by, tree } => {
+                    use securemesh_core::crypto::{Ed25519, Signature};
+                    let by = by % members.len();
+                    if members.len() == 8 {
+                        continue;
+                    }
+                    let info = group_info(&mut members[by], tree);
+                    let mut tree_bytes = vec![0u8; G::MAX_TREE_LEN];
+                    let t = members[by].export_ratchet_tree(&mut tree_bytes).unwrap();
+                    let given = if tree { None } else { Some(&tree_bytes[..t]) };
+                    let seed = Ed25519::generate(&mut rng);
+                    let public = CommitOptions { wire_format: WireFormat::PublicMessage, ..CommitOptions::default() };
+                    let name = format!("x{}", members.len());
+                    let none = PskStore::default();
+                    let proposals = securemesh_mls_lite::pending_commit::Proposals::default();
+                    let (joiner, commit) =
+                        join_externally(&info, given, name.as_bytes(), &seed, &proposals, &none, &public, &mut rng).unwrap();
+                    for m in members.iter_mut() {
+                        let before = encoded(m);
+                        let mut bad = commit.clone();
+                        let at = flip.index(bad.len());
+                        bad[at] ^= 0x04;
+                        proptest::prop_assert!(process(m, &bad).is_err());
+                        proptest::prop_assert_eq!(encoded(m), before);
+                        let processed = matches!(process(m, &commit), Ok(CommitEvent::NewEpoch { .. }));
+                        proptest::prop_assert!(processed);
+                    }
+                    members.push(joiner);
                     let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
                     agree(&refs);
                 }
