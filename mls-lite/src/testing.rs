@@ -173,3 +173,98 @@ impl Candidate {
         })
     }
 }
+
+/// One member of a published tree, for driving our committer against the
+/// trees of the mlswg vectors (`treekem.json`, where each member's private
+/// keys are given): what a member of that tree holds.
+#[derive(Clone, Copy, Debug)]
+pub struct TreeMember<'a> {
+    /// The group id.
+    pub group_id: &'a [u8],
+    /// The epoch.
+    pub epoch: u64,
+    /// The confirmed transcript hash of the epoch.
+    pub confirmed_transcript_hash: &'a [u8],
+    /// The encoded ratchet tree (`ratchet_tree` extension data).
+    pub tree: &'a [u8],
+    /// Our leaf.
+    pub leaf: u32,
+    /// Our leaf's HPKE private key.
+    pub encryption_priv: &'a Secret32,
+    /// Our Ed25519 signing seed.
+    pub signature_priv: &'a Secret32,
+    /// The path secrets of the parents we hold keys for, by node.
+    pub path_secrets: &'a [(u32, Secret32)],
+}
+
+/// Build `member` of a published tree into `slot`: the tree (validated,
+/// as a joiner does), our keys (each checked against the tree: our leaf's
+/// keys, each path node's public key), and epoch secrets from the key
+/// schedule with `init_secret` (the same for every member built with it),
+/// no commit secret and no PSK over the real GroupContext. What is skipped
+/// is how the members came to share the epoch (the vector gives no
+/// Welcome): every member built from the same tree and `init_secret`
+/// shares it, so their commits and application messages are
+/// interchangeable.
+pub fn member_of_tree<const L: usize, const B: usize, const G: usize, const E: usize>(
+    member: &TreeMember<'_>,
+    init_secret: &Secret32,
+    slot: &mut Group<L, B, G, E>,
+    scratch: &mut [u8],
+) -> Result<(), Error> {
+    use crate::tree::Node;
+    use crate::welcome::PathKey;
+    let built = (|| {
+        slot.clear();
+        slot.tree.decode(member.tree)?;
+        slot.tree.validate(member.group_id, scratch)?;
+        slot.tree_hash = slot.tree.tree_hash(slot.tree.root())?;
+        slot.group_id = heapless::Vec::from_slice(member.group_id).map_err(|_| Error::Capacity)?;
+        slot.epoch = member.epoch;
+        slot.confirmed_transcript_hash =
+            heapless::Vec::from_slice(member.confirmed_transcript_hash).map_err(|_| Error::Capacity)?;
+        let own = slot.tree.leaf(member.leaf).ok_or(Error::Malformed)?;
+        let signing = Ed25519::signing_key(member.signature_priv);
+        if X25519::public_key(member.encryption_priv) != *own.encryption_key
+            || Ed25519::verifying_key(&signing) != *own.signature_key
+        {
+            return Err(Error::Malformed);
+        }
+        slot.own_leaf = member.leaf;
+        slot.leaf_private_key = member.encryption_priv.duplicate();
+        slot.signature_private_key = member.signature_priv.duplicate();
+        for (node, secret) in member.path_secrets {
+            let (private_key, public_key) = crate::treekem::node_key_pair(secret)?;
+            match slot.tree.node(*node) {
+                Node::Parent(p) if p.encryption_key == public_key => {}
+                _ => return Err(Error::Malformed),
+            }
+            slot.path_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;
+        }
+        slot.path_keys.sort_unstable_by_key(|k| k.node);
+        let gc = slot.group_context();
+        let mut gc_buf = [0u8; 512];
+        let gc_len = gc.encode(&mut gc_buf)?;
+        let secrets = EpochSecrets::derive(
+            init_secret.expose(),
+            &[0u8; NH],
+            &[0u8; NH],
+            gc_buf.get(..gc_len).ok_or(Error::Capacity)?,
+        )?;
+        let tag = crate::transcript::confirmation_tag(
+            secrets.confirmation_key.expose(),
+            &slot.confirmed_transcript_hash,
+        );
+        slot.interim_transcript_hash =
+            crate::transcript::InterimTranscriptHashInput { confirmation_tag: &tag }
+                .interim_transcript_hash(&slot.confirmed_transcript_hash)?;
+        slot.ratchets.reset(&secrets.encryption, slot.tree.leaf_count())?;
+        slot.secrets = secrets.into();
+        slot.joined = true;
+        Ok(())
+    })();
+    if built.is_err() {
+        slot.clear();
+    }
+    built
+}

@@ -398,6 +398,93 @@ fn treekem_entry(e: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `treekem.json` driven as a committer: the members whose private keys
+/// the entry gives are built on its tree (`testing::member_of_tree`, one
+/// shared epoch), then each of them in turn commits an UpdatePath of its
+/// own (random path secrets; PublicMessage and PrivateMessage in turn),
+/// which every other one must process to the same epoch authenticator,
+/// tree hash and exporter value. The vector's trees (blank nodes,
+/// unmerged leaves, truncated widths) are not shapes our own groups make.
+fn treekem_committer_entry(e: &Value) -> Result<(), String> {
+    use securemesh_mls_lite::pending_commit::CommitOptions;
+    use securemesh_mls_lite::testing::{TreeMember, member_of_tree};
+    let as_u64 = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or("number");
+    let group_id = h(&e["group_id"])?;
+    let epoch = as_u64(&e["epoch"])?;
+    let cth = h(&e["confirmed_transcript_hash"])?;
+    let tree = h(&e["ratchet_tree"])?;
+    let init_secret = Secret::new([0x42; NH]);
+    let mut keys = Vec::new();
+    for leaf in e["leaves_private"].as_array().ok_or("leaves_private")? {
+        let mut path = Vec::new();
+        for ps in leaf["path_secrets"].as_array().ok_or("leaf path_secrets")? {
+            path.push((as_u64(&ps["node"])? as u32, secret32(&ps["path_secret"])?));
+        }
+        let index = as_u64(&leaf["index"])? as u32;
+        keys.push((index, secret32(&leaf["encryption_priv"])?, secret32(&leaf["signature_priv"])?, path));
+    }
+    let mut rng = TestRng::new(0x7e4e_3a11);
+    let mut scratch = vec![0u8; 16 * 1024];
+    for (round, (sender, ..)) in keys.iter().enumerate() {
+        // Everyone (again) at the vector's epoch.
+        let mut members: Vec<Box<Group>> = Vec::new();
+        for (leaf, enc, sig, path) in &keys {
+            let member = TreeMember {
+                group_id: &group_id,
+                epoch,
+                confirmed_transcript_hash: &cth,
+                tree: &tree,
+                leaf: *leaf,
+                encryption_priv: enc,
+                signature_priv: sig,
+                path_secrets: path,
+            };
+            let mut g: Box<Group> = Box::default();
+            member_of_tree(&member, &init_secret, &mut g, &mut scratch)
+                .map_err(|x| format!("leaf {leaf}: {x}"))?;
+            members.push(g);
+        }
+        let wire_format = if round % 2 == 0 { WireFormat::PublicMessage } else { WireFormat::PrivateMessage };
+        let options = CommitOptions { wire_format, update_path: true, ..CommitOptions::default() };
+        let by = keys.iter().position(|k| k.0 == *sender).ok_or("sender")?;
+        let mut pending: Box<Group> = Box::default();
+        let mut commit = vec![0u8; 16 * 1024];
+        let mut work = vec![0u8; Group::send_commit_scratch_len(0)];
+        let committer = members.get_mut(by).ok_or("sender")?;
+        let out = committer
+            .commit(&[], &[], &options, &mut rng, &mut pending, &mut commit, &mut [], &mut work)
+            .map_err(|x| format!("leaf {sender} commits: {x}"))?;
+        committer.merge_pending_commit(&mut pending).map_err(|x| x.to_string())?;
+        let commit = commit.get(..out.commit_len).ok_or("commit length")?;
+        for (i, m) in members.iter_mut().enumerate() {
+            if i == by {
+                continue;
+            }
+            let mut cache: Box<ProposalCache> = Box::default();
+            let mut spare: Box<Group> = Box::default();
+            let mut work = vec![0u8; Group::commit_scratch_len(out.commit_len)];
+            match m.process_commit(commit, &mut cache, &PskStore::default(), &mut spare, &mut work) {
+                Ok(CommitEvent::NewEpoch { .. }) => {}
+                other => return Err(format!("leaf {sender}'s commit at leaf {}: {other:?}", m.own_leaf())),
+            }
+        }
+        let first = members.get(by).ok_or("sender")?;
+        let mut want = [0u8; 32];
+        first.export_secret(b"treekem", b"", &mut want).map_err(|x| x.to_string())?;
+        for m in &members {
+            let mut got = [0u8; 32];
+            m.export_secret(b"treekem", b"", &mut got).map_err(|x| x.to_string())?;
+            if m.epoch_authenticator().expose() != first.epoch_authenticator().expose()
+                || m.tree_hash() != first.tree_hash()
+                || got != want
+            {
+                return Err(format!("leaf {sender}'s commit: leaf {} disagrees", m.own_leaf()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn key_package_of(bytes: &[u8]) -> Result<KeyPackage<'_>, String> {
     match MlsMessage::from_bytes(bytes).map_err(ctx("key_package"))?.body {
         MlsMessageBody::KeyPackage(k) => Ok(k),
@@ -1151,6 +1238,7 @@ pub fn reports(dir: &Path) -> Vec<Report> {
         run("tree-validation", &dir.join("tree-validation.json"), tree_validation_entry),
         run_tree_operations(&dir.join("tree-operations.json")),
         run("treekem", &dir.join("treekem.json"), treekem_entry),
+        run("treekem-committer", &dir.join("treekem.json"), treekem_committer_entry),
         run("message-protection", &dir.join("message-protection.json"), message_protection_entry),
         run("transcript-hashes", &dir.join("transcript-hashes.json"), transcript_hashes_entry),
         run("messages", &dir.join("messages.json"), messages_entry),

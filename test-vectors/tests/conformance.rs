@@ -25,6 +25,7 @@ fn every_supported_vector_passes() {
         "mls tree-validation 14/14",
         "mls tree-operations 5/5",
         "mls treekem 11/11",
+        "mls treekem-committer 11/11",
         "mls message-protection 1/1",
         "mls transcript-hashes 1/1",
         "mls messages 100/100",
