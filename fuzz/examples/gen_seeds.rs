@@ -13,7 +13,9 @@
 //! messages of the mlswg vectors in `test-vectors/mls/`, read from the JSON
 //! here (`securemesh_fuzz::mls`), so only the few chosen ones are committed;
 //! those of `mls_key_package` are KeyPackages made by `create_key_package`
-//! (`securemesh_fuzz::mls::key_package_seeds`).
+//! (`securemesh_fuzz::mls::key_package_seeds`), and those of `mls_proposal`
+//! proposals sent with `Group::propose` by the members of a group made with
+//! the crate's own sender side (`securemesh_fuzz::mls::proposal_seeds`).
 //!
 //! The files are small (`main` prints the total and asserts it stays under
 //! 96 KiB) and committed, so `fuzz/run.sh` needs no extra build to seed the
@@ -653,6 +655,7 @@ fn main() {
     total += write_dir(&root, "mls_commit", mls_commit_seeds());
     total += write_dir(&root, "mls_application", mls_application_seeds());
     total += write_dir(&root, "mls_key_package", mls::key_package_seeds());
+    total += write_dir(&root, "mls_proposal", mls::proposal_seeds());
     assert!(total < 96 * 1024, "seeds must stay under 96 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }

@@ -17,7 +17,10 @@
 //! - [`messages_json`]: the `messages.json` vector text, for the seeds;
 //! - [`candidate`], [`key_package_creator`], [`key_package_seeds`]: the
 //!   KeyPackages of `mls_key_package` (made with `create_key_package`),
-//!   the creator of its group and its seeds.
+//!   the creator of its group and its seeds;
+//! - [`proposal_fixture`], [`proposal_seeds`]: the three-member group of
+//!   `mls_proposal` (made with `create_into`, `commit` and `join_into`),
+//!   its input layout ([`proposal_frame`]) and its seeds.
 
 use securemesh_core::Secret;
 use securemesh_mls_lite::Error;
@@ -414,4 +417,256 @@ pub fn key_package_seeds() -> Vec<(String, Vec<u8>)> {
         // The creator's own KeyPackage (same keys as leaf 0: refused).
         ("creator_duplicate".into(), key_package_creator().key_package_bytes().to_vec()),
     ]
+}
+
+// ---------------------------------------------------------------------------
+// `mls_proposal`: a three-member group, proposals sent and received.
+
+/// The group type of `mls_proposal` (8 leaves, 384 leaf bytes, 32-byte
+/// group id, 64 bytes of GroupContext extensions: the capacities of the
+/// crate's proposal tests).
+pub type ProposalGroup = securemesh_mls_lite::Group<8, 384, 32, 64>;
+
+/// The group id of the `mls_proposal` group.
+pub const PROPOSAL_GROUP_ID: &[u8] = b"fuzz-proposals";
+
+/// The external PSK every member of the `mls_proposal` group knows.
+pub const PROPOSAL_PSK_ID: &[u8] = b"fuzz psk";
+
+/// Its value.
+pub const PROPOSAL_PSK: [u8; 32] = [0x5a; 32];
+
+/// The external PSKs of the `mls_proposal` members (and joiners).
+pub static PROPOSAL_EXTERNAL_PSKS: [ExternalPsk<'static>; 1] =
+    [ExternalPsk { id: PROPOSAL_PSK_ID, psk: &PROPOSAL_PSK }];
+
+/// The frame kinds of `mls_proposal` (low 3 bits of a frame's first byte;
+/// bit 7 picks the framing of B's own proposals: PrivateMessage if set).
+pub mod proposal_frame {
+    /// The rest is an `MLSMessage` for B's `process_proposal` (also 6, 7).
+    pub const RAW: u8 = 0;
+    /// B proposes Remove of the leaf in the rest (big-endian, up to 4 bytes).
+    pub const REMOVE: u8 = 1;
+    /// B proposes GroupContextExtensions with the rest as `extensions<V>` body.
+    pub const GCE: u8 = 2;
+    /// B proposes an external PSK with the rest as `psk_id`.
+    pub const PSK_EXTERNAL: u8 = 3;
+    /// B proposes a resumption PSK: `usage u8 | epoch u8 | psk_group_id`.
+    pub const PSK_RESUMPTION: u8 = 4;
+    /// B proposes Add of candidate `rest[0] % 4`
+    /// ([`ProposalFixture::candidates`](super::ProposalFixture)).
+    pub const ADD: u8 = 5;
+    /// Bit 7: B's proposal is a PrivateMessage.
+    pub const PRIVATE: u8 = 0x80;
+}
+
+/// The `mls_proposal` setup: leaves 0 (A), 1 (B) and 2 (C) of one group at
+/// epoch 1 (A created it with `create_into` and added B and C with
+/// `commit`; they joined from the Welcome), and would-be members.
+pub struct ProposalFixture {
+    /// `encode_state` of A, B and C at epoch 1.
+    pub states: [Vec<u8>; 3],
+    /// A's, B's and C's KeyPackages and keys.
+    pub members: [Candidate; 3],
+    /// Two would-be members (dave, erin) for B's Add proposals
+    /// ([`add_candidate`](Self::add_candidate)).
+    pub candidates: [Candidate; 2],
+    /// The resumption PSK of epoch 0 (kept by A before its commit).
+    pub epoch0_resumption: Secret32,
+}
+
+impl ProposalFixture {
+    /// Member `i` (0: A, 1: B, 2: C) as of the fixture, into `slot`.
+    pub fn restore(&self, i: usize, slot: &mut ProposalGroup) {
+        slot.decode_state_into(&self.states[i]).expect("fixture state decodes");
+    }
+
+    /// The KeyPackage a `proposal_frame::ADD` frame with selector `k` adds.
+    pub fn add_candidate(&self, k: u8) -> &Candidate {
+        match k % 4 {
+            0 => &self.candidates[0],
+            1 => &self.candidates[1],
+            2 => &self.members[2],
+            _ => &self.members[0],
+        }
+    }
+
+    /// The resumption PSKs every member keeps (epoch 0 of the group).
+    pub fn resumption_psks(&self) -> [ResumptionPsk<'_>; 1] {
+        [ResumptionPsk { group_id: PROPOSAL_GROUP_ID, epoch: 0, psk: &self.epoch0_resumption }]
+    }
+}
+
+/// Build the [`ProposalFixture`] (deterministic: `TestRng` seeds).
+pub fn proposal_fixture() -> ProposalFixture {
+    use securemesh_core::testing::TestRng;
+    use securemesh_mls_lite::pending_commit::CommitOptions;
+    let members = [
+        candidate(0x9a10, b"alice", 0, u64::MAX, false),
+        candidate(0x9a20, b"bob", 0, u64::MAX, false),
+        candidate(0x9a30, b"carol", 0, u64::MAX, false),
+    ];
+    let candidates =
+        [candidate(0x9a40, b"dave", 0, u64::MAX, false), candidate(0x9a50, b"erin", 0, u64::MAX, true)];
+    let mut rng = TestRng::new(0x9a00);
+    let mut a: Box<ProposalGroup> = Box::default();
+    a.create_into(PROPOSAL_GROUP_ID, &members[0].keys().expect("keys"), &[], &mut rng).expect("create");
+    let epoch0_resumption = a.secrets().resumption_psk.duplicate();
+    let adds = [members[1].key_package().expect("kp"), members[2].key_package().expect("kp")];
+    let mut pending: Box<ProposalGroup> = Box::default();
+    let mut commit = vec![0u8; 8192];
+    let mut welcome = vec![0u8; ProposalGroup::welcome_len(2, true)];
+    let mut scratch = vec![0u8; ProposalGroup::send_commit_scratch_len(1024)];
+    let out = a
+        .commit(
+            &adds,
+            &[],
+            &CommitOptions::default(),
+            &mut rng,
+            &mut pending,
+            &mut commit,
+            &mut welcome,
+            &mut scratch,
+        )
+        .expect("commit adding B and C");
+    a.merge_pending_commit(&mut pending).expect("merge");
+    let welcome = welcome_of(&welcome[..out.welcome_len]).expect("welcome");
+    let mut states = [crate::noise::encode_state(&*a), Vec::new(), Vec::new()];
+    for i in 1..3 {
+        let mut g: Box<ProposalGroup> = Box::default();
+        let mut scratch = vec![0u8; ProposalGroup::scratch_len(out.welcome_len)];
+        g.join_into(&welcome, &members[i].keys().expect("keys"), None, &[], &mut scratch).expect("join");
+        assert_eq!(g.epoch_authenticator().expose(), a.epoch_authenticator().expose());
+        states[i] = crate::noise::encode_state(&*g);
+    }
+    ProposalFixture { states, members, candidates, epoch0_resumption }
+}
+
+/// Seeds of `mls_proposal`: `flags u8 | frames` (see the target), with
+/// genuine proposals of every kind in both framings sent by C and A (raw
+/// frames), B's own proposals (structured frames), and mixes.
+pub fn proposal_seeds() -> Vec<(String, Vec<u8>)> {
+    use proposal_frame::*;
+    use securemesh_core::testing::TestRng;
+    use securemesh_mls_lite::messages::{Psk, ResumptionPskUsage, WireFormat};
+    use securemesh_mls_lite::proposal::OutgoingProposal;
+
+    let fx = proposal_fixture();
+    let resumption = fx.resumption_psks();
+    let store = PskStore { external: &PROPOSAL_EXTERNAL_PSKS, resumption: &resumption };
+    let dave = fx.candidates[0].key_package().expect("kp");
+    let ext: &[u8] = &[0xff, 0x00, 0x02, 0xbe, 0xef]; // type 0xff00, 2 bytes
+    let proposals: [(&str, OutgoingProposal<'_>); 6] = [
+        ("remove_a", OutgoingProposal::Remove(0)),
+        ("remove_b", OutgoingProposal::Remove(1)),
+        ("gce", OutgoingProposal::GroupContextExtensions(ext)),
+        ("psk_external", OutgoingProposal::PreSharedKey(Psk::External { psk_id: PROPOSAL_PSK_ID })),
+        (
+            "psk_resumption",
+            OutgoingProposal::PreSharedKey(Psk::Resumption {
+                usage: ResumptionPskUsage::Application,
+                psk_group_id: PROPOSAL_GROUP_ID,
+                psk_epoch: 1,
+            }),
+        ),
+        ("add_dave", OutgoingProposal::Add(dave)),
+    ];
+    // `sender` proposes each of `list` in turn (one state, so its
+    // PrivateMessages use successive generations).
+    let send = |sender: usize, list: &[(OutgoingProposal<'_>, WireFormat)], seed: u64| -> Vec<Vec<u8>> {
+        let mut g: Box<ProposalGroup> = Box::default();
+        fx.restore(sender, &mut g);
+        let mut cache: Box<ProposalCache> = Box::default();
+        let mut rng = TestRng::new(seed);
+        list.iter()
+            .map(|(p, wf)| {
+                let mut out = vec![0u8; 2048];
+                let mut scratch = vec![0u8; ProposalGroup::propose_scratch_len(1024)];
+                let sent =
+                    g.propose(p, *wf, &store, &mut cache, &mut rng, &mut out, &mut scratch).expect("propose");
+                out.truncate(sent.len);
+                out
+            })
+            .collect()
+    };
+    let raw = |m: &[u8]| [&[RAW][..], m].concat();
+    let input = |flags: u8, frames: &[Vec<u8>]| {
+        [vec![flags], crate::noise::join_frames(frames.iter().map(|f| &f[..]))].concat()
+    };
+    let wf_name = |wf: WireFormat| if wf == WireFormat::PublicMessage { "public" } else { "private" };
+
+    let mut seeds = Vec::new();
+    // C's proposals of every kind, both framings; the commit in the other
+    // framing (flags bit 0) every other time.
+    for (i, (name, p)) in proposals.iter().enumerate() {
+        for (j, wf) in [WireFormat::PublicMessage, WireFormat::PrivateMessage].into_iter().enumerate() {
+            let m = send(2, &[(*p, wf)], 0x5e00 + 2 * (2 * i + j) as u64);
+            let flags = ((i + j) % 2) as u8;
+            seeds.push((format!("c_{name}_{}", wf_name(wf)), input(flags, &[raw(&m[0])])));
+        }
+    }
+    // A's own proposals (A caches them when processing), one per framing.
+    for (name, p, wf) in [
+        ("remove_c", OutgoingProposal::Remove(2), WireFormat::PublicMessage),
+        ("gce", proposals[2].1, WireFormat::PrivateMessage),
+    ] {
+        let m = send(0, &[(p, wf)], 0x5e20);
+        seeds.push((format!("a_{name}_{}", wf_name(wf)), input(1, &[raw(&m[0])])));
+    }
+    // All of C's proposals in one commit but the removes (PrivateMessage).
+    let all: Vec<_> = proposals[2..].iter().map(|(_, p)| (*p, WireFormat::PrivateMessage)).collect();
+    let ms = send(2, &all, 0x5e30);
+    seeds.push(("c_all_private".into(), input(0, &ms.iter().map(|m| raw(m)).collect::<Vec<_>>())));
+    // Conflicts: Remove of B twice (the second is left out), two
+    // GroupContextExtensions (the first wins), a replayed PrivateMessage.
+    let list = [
+        (OutgoingProposal::Remove(1), WireFormat::PrivateMessage),
+        (OutgoingProposal::Remove(1), WireFormat::PublicMessage),
+        (proposals[2].1, WireFormat::PublicMessage),
+        (OutgoingProposal::GroupContextExtensions(&[]), WireFormat::PrivateMessage),
+    ];
+    let ms = send(2, &list, 0x5e31);
+    let frames = vec![raw(&ms[0]), raw(&ms[1]), raw(&ms[0]), raw(&ms[2]), raw(&ms[3])];
+    seeds.push(("c_conflicts".into(), input(1, &frames)));
+
+    // B's own proposals (structured frames), both framings.
+    let resumption_epoch0 = [&[1, 0][..], PROPOSAL_GROUP_ID].concat();
+    let structured: [(&str, u8, &[u8]); 9] = [
+        ("remove_c", REMOVE, &[2]),
+        ("remove_self", REMOVE, &[1]),
+        ("remove_blank", REMOVE, &[0, 0, 0, 5]),
+        ("gce", GCE, ext),
+        ("psk_external", PSK_EXTERNAL, PROPOSAL_PSK_ID),
+        ("psk_unknown", PSK_EXTERNAL, b"unknown"),
+        ("psk_resumption_epoch0", PSK_RESUMPTION, &resumption_epoch0),
+        ("add_dave", ADD, &[0]),
+        ("add_erin", ADD, &[1]),
+    ];
+    for (i, (name, kind, rest)) in structured.iter().enumerate() {
+        for private in [false, true] {
+            let k = if private { kind | PRIVATE } else { *kind };
+            let frame = [&[k][..], rest].concat();
+            let flags = (i % 2) as u8 | if private { 0 } else { 2 };
+            let fname = if private { "private" } else { "public" };
+            seeds.push((format!("b_{name}_{fname}"), input(flags, &[frame])));
+        }
+    }
+    // A mix: C removes A (left out: A commits), B proposes an external PSK
+    // and new extensions, C's Add.
+    let c = send(
+        2,
+        &[
+            (OutgoingProposal::Remove(0), WireFormat::PrivateMessage),
+            (proposals[5].1, WireFormat::PublicMessage),
+        ],
+        0x5e32,
+    );
+    let frames = vec![
+        raw(&c[0]),
+        [&[PSK_EXTERNAL | PRIVATE][..], PROPOSAL_PSK_ID].concat(),
+        [&[GCE][..], &[0xff, 0x01, 0x00][..]].concat(),
+        raw(&c[1]),
+    ];
+    seeds.push(("mix".into(), input(1, &frames)));
+    seeds
 }
