@@ -29,9 +29,9 @@
 //! ancestor with us is on the path gets its path secret in the Welcome,
 //! and the Welcome lists the commit's PSKs.
 //! The same code makes an external commit for a joiner
-//! ([`external_commit`](crate::external_commit)). Not made here yet: a
-//! commit that leaves us alone in the group (its path would be empty:
-//! [`Error::Unsupported`]).
+//! ([`external_commit`](crate::external_commit)). A commit that removes
+//! everyone else leaves us alone in a group of one: its path holds our new
+//! leaf and no node, and we can add members again.
 //!
 //! The Welcome carries the `ratchet_tree` extension in its GroupInfo when
 //! asked (`CommitOptions::ratchet_tree_in_welcome`); otherwise the joiner
@@ -555,11 +555,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let gc_cap = G.saturating_add(E).saturating_add(160);
         if with_path {
             let own = next.own_leaf;
+            // (Empty when the commit leaves us alone in the group: the
+            // path is then our new leaf only, and nobody else derives the
+            // commit secret.)
             let filtered = filtered_path(&next.tree, own)?;
-            if filtered.is_empty() {
-                // Alone in the tree: nobody to send a path to.
-                return Err(Error::Unsupported);
-            }
             let mut secret = Secret32::random(rng);
             let mut publics: heapless::Vec<[u8; 32], MAX_PATH_KEYS> = heapless::Vec::new();
             next.path_keys.clear();

@@ -253,11 +253,6 @@ fn a_commit_that_cannot_be_made_changes_nothing() {
         commit_adds(&mut alice, &[&bob_agent], &CommitOptions::default(), &mut rng).err(),
         Some(Error::BadSignature)
     );
-    // No proposal: an empty commit needs a path (not made here yet).
-    assert_eq!(
-        commit_adds(&mut alice, &[], &CommitOptions::default(), &mut rng).err(),
-        Some(Error::Unsupported)
-    );
     // The same member twice: its keys would repeat in the tree.
     let carol = Agent::new(b"carol", &mut rng);
     assert!(commit_adds(&mut alice, &[&carol, &carol], &CommitOptions::default(), &mut rng).is_err());
@@ -400,8 +395,7 @@ proptest::proptest! {
                 }
                 Op::Remove { by, who } => {
                     let (by, who) = (by % members.len(), who % members.len());
-                    // Leaving the committer alone is not supported (no path).
-                    if by == who || members.len() == 2 {
+                    if by == who {
                         continue;
                     }
                     let leaf = members[who].own_leaf();
@@ -821,4 +815,38 @@ fn an_external_commit_that_cannot_be_made_leaves_both_slots_empty() {
             "{what}"
         );
     }
+}
+
+#[test]
+fn a_member_left_alone_commits_and_grows_the_group_again() {
+    let mut rng = TestRng::new(26);
+    // A lone creator's empty commit: a path of its new leaf only.
+    let (_a, mut alice) = creator(&mut rng);
+    let old_key = *alice.tree().leaf(0).unwrap().encryption_key;
+    let mut sent = commit_adds(&mut alice, &[], &CommitOptions::default(), &mut rng).unwrap();
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    assert_eq!(alice.epoch(), 1);
+    assert_ne!(*alice.tree().leaf(0).unwrap().encryption_key, old_key);
+
+    // Alice adds Bob and Carol, then removes both in one commit.
+    let (bob_agent, carol_agent) = (Agent::new(b"bob", &mut rng), Agent::new(b"carol", &mut rng));
+    let mut sent =
+        commit_adds(&mut alice, &[&bob_agent, &carol_agent], &CommitOptions::default(), &mut rng).unwrap();
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    let mut bob = bob_agent.join(&sent.welcome, None).unwrap();
+    let mut carol = carol_agent.join(&sent.welcome, None).unwrap();
+    agree(&[&alice, &bob, &carol]);
+    let mut sent = commit_with(&mut alice, &[], &[1, 2], &CommitOptions::default(), &mut rng).unwrap();
+    assert_eq!(process(&mut bob, &sent.commit).unwrap(), CommitEvent::Removed);
+    assert_eq!(process(&mut carol, &sent.commit).unwrap(), CommitEvent::Removed);
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    assert_eq!((alice.members().count(), alice.tree().leaf_count()), (1, 1));
+
+    // Alone, she adds Dave, who joins and talks with her.
+    let dave_agent = Agent::new(b"dave", &mut rng);
+    let mut sent = commit_adds(&mut alice, &[&dave_agent], &CommitOptions::default(), &mut rng).unwrap();
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    let mut dave = dave_agent.join(&sent.welcome, None).unwrap();
+    agree(&[&alice, &dave]);
+    talk(&mut dave, &mut [&mut alice], b"just us", &mut rng);
 }
