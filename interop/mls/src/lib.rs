@@ -1,10 +1,12 @@
-//! Interop harness between securemesh-mls-lite and OpenMLS 0.9 (ciphersuite
-//! 0x0003): one member type per implementation behind [`Member`], a group
-//! of mixed members ([`Mesh`]) that delivers every commit and proposal to
-//! everyone, and [`assert_agree`], which every step ends with.
+//! Interop harness between securemesh-mls-lite, OpenMLS 0.9 and mls-rs
+//! 0.57 (ciphersuite 0x0003): one member type per implementation behind
+//! [`Member`], a group of mixed members ([`Mesh`]) that delivers every
+//! commit and proposal to everyone, and [`assert_agree`], which every step
+//! ends with. [`Member::save`] and [`Member::restore`] roll a member back,
+//! for the benchmark (`benches/mls.rs`) to process one commit many times.
 //!
 //! The tests are in `tests/`; run them with
-//! `cargo test --manifest-path interop/openmls/Cargo.toml --locked`.
+//! `cargo test --manifest-path interop/mls/Cargo.toml --locked`.
 
 use openmls::prelude::{tls_codec::*, *};
 use openmls_basic_credential::SignatureKeyPair;
@@ -17,10 +19,29 @@ use securemesh_mls_lite::proposal::OutgoingProposal;
 use securemesh_mls_lite::testing::Candidate;
 use securemesh_mls_lite::{CommitEvent, Group, ProposalCache, PskStore};
 
-/// Our member's slot: 16 members of at most 512 bytes (OpenMLS leaves
-/// carry more capabilities than ours), 64-byte group ids, 256 bytes of
-/// GroupContext extensions.
-pub type OurGroup = Group<16, 512, 64, 256>;
+use mls_rs::client_builder::{
+    BaseConfig, PaddingMode, WithCryptoProvider, WithIdentityProvider, WithMlsRules,
+};
+use mls_rs::group::{CommitEffect, ExportedTree, LeafIndex, ReceivedMessage, Roster};
+use mls_rs::identity::SigningIdentity;
+use mls_rs::identity::basic::{BasicCredential as RsBasicCredential, BasicIdentityProvider};
+use mls_rs::mls_rules::{
+    CommitDirection, CommitOptions as RsCommitOptions, CommitSource, EncryptionOptions, ProposalBundle,
+};
+use mls_rs::{
+    CipherSuiteProvider, Client, CryptoProvider, ExtensionList, Group as RsGroup, MlsMessage as RsMessage,
+};
+use mls_rs_crypto_rustcrypto::RustCryptoProvider;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// [`CIPHERSUITE`] as mls-rs names it.
+pub const RS_CIPHERSUITE: mls_rs::CipherSuite = mls_rs::CipherSuite::CURVE25519_CHACHA;
+
+/// Our member's slot: 128 members (the benchmark's largest group) of at
+/// most 512 bytes (OpenMLS's and mls-rs's leaves carry more capabilities
+/// than ours), 64-byte group ids, 256 bytes of GroupContext extensions.
+pub type OurGroup = Group<128, 512, 64, 256>;
 
 /// The one ciphersuite both sides share.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519;
@@ -30,14 +51,16 @@ pub const EXPORTER_LABEL: &str = "securemesh interop";
 /// See [`EXPORTER_LABEL`].
 pub const EXPORTER_CONTEXT: &[u8] = b"epoch check";
 
-/// Why a step failed, by side: our error variant as it is, OpenMLS's
-/// error as its `Debug` text.
+/// Why a step failed, by side: our error variant as it is, OpenMLS's and
+/// mls-rs's errors as their `Debug` text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// securemesh-mls-lite returned this error.
     Ours(securemesh_mls_lite::Error),
     /// OpenMLS returned this error (`Debug`).
     OpenMls(String),
+    /// mls-rs returned this error (`Debug`).
+    MlsRs(String),
     /// The step went through but did something else than expected.
     Unexpected(String),
 }
@@ -52,8 +75,13 @@ fn openmls<E: std::fmt::Debug>(e: E) -> Failure {
     Failure::OpenMls(format!("{e:?}"))
 }
 
+fn mls_rs<E: std::fmt::Debug>(e: E) -> Failure {
+    Failure::MlsRs(format!("{e:?}"))
+}
+
 /// How a commit is sent. OpenMLS sets the framing through its outgoing
-/// wire format policy, ours through [`CommitOptions`].
+/// wire format policy, mls-rs through its [`MlsRules`](mls_rs::MlsRules)
+/// ([`SharedRules`]), ours through [`CommitOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opts {
     /// PublicMessage framing (PrivateMessage otherwise) for the commit
@@ -121,14 +149,31 @@ fn options(opts: &Opts) -> CommitOptions<'static> {
 }
 
 /// A member on our side: a KeyPackage of its own ([`Candidate`]), the
-/// group slot, the spare and pending slots, a proposal cache and an RNG.
+/// group slot, the pending and spare slots, a proposal cache, an RNG and
+/// the buffers it lends the calls (kept across calls, as a device would:
+/// the benchmark measures the calls, not the allocator).
 pub struct Ours {
     name: String,
     candidate: Candidate,
     group: Box<OurGroup>,
     pending: Box<OurGroup>,
+    /// [`Group::process_commit`] stages the next epoch here and swaps it
+    /// in: after a commit, the previous epoch's state (what
+    /// [`Member::restore`] swaps back).
+    spare: Box<OurGroup>,
     cache: Box<ProposalCache>,
     rng: TestRng,
+    out: Vec<u8>,
+    welcome: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+/// `v`'s first `len` bytes, growing it (zeroed) if it is shorter.
+fn lend(v: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+    &mut v[..len]
 }
 
 impl Ours {
@@ -148,8 +193,12 @@ impl Ours {
             candidate,
             group: Box::default(),
             pending: Box::default(),
+            spare: Box::default(),
             cache: Box::default(),
             rng,
+            out: Vec::new(),
+            welcome: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -173,8 +222,9 @@ impl Ours {
         let MlsMessageBody::Welcome(w) = MlsMessage::from_bytes(welcome)?.body else {
             return Err(Failure::Unexpected("not a Welcome".into()));
         };
-        let mut scratch = vec![0u8; OurGroup::scratch_len(welcome.len() + tree.map_or(0, <[u8]>::len))];
-        self.group.join_into(&w, &self.candidate.keys()?, tree, &[], &mut scratch)?;
+        let scratch =
+            lend(&mut self.scratch, OurGroup::scratch_len(welcome.len() + tree.map_or(0, <[u8]>::len)));
+        self.group.join_into(&w, &self.candidate.keys()?, tree, &[], scratch)?;
         Ok(())
     }
 
@@ -184,10 +234,12 @@ impl Ours {
         let kps = adds.iter().map(|kp| OurKeyPackage::from_bytes(kp)).collect::<Result<Vec<_>, _>>()?;
         let by_value: usize = adds.iter().map(Vec::len).sum();
         let cached = self.cache.encoded_len(self.group.epoch());
-        let mut commit = vec![0u8; 64 * 1024];
-        let mut welcome =
-            vec![0u8; OurGroup::welcome_len(adds.len() + self.cache.len(), opts.tree_in_welcome)];
-        let mut scratch = vec![0u8; OurGroup::send_commit_scratch_len(by_value + cached)];
+        let commit = lend(&mut self.out, 64 * 1024);
+        let welcome = lend(
+            &mut self.welcome,
+            OurGroup::welcome_len(adds.len() + self.cache.len(), opts.tree_in_welcome),
+        );
+        let scratch = lend(&mut self.scratch, OurGroup::send_commit_scratch_len(by_value + cached));
         let out = self.group.commit_with(
             &Proposals { adds: &kps, removes, ..Proposals::default() },
             &self.cache,
@@ -195,41 +247,40 @@ impl Ours {
             &options(opts),
             &mut self.rng,
             &mut self.pending,
-            &mut commit,
-            &mut welcome,
-            &mut scratch,
+            commit,
+            welcome,
+            scratch,
         )?;
-        commit.truncate(out.commit_len);
-        welcome.truncate(out.welcome_len);
-        Ok(Sent { commit, welcome: (out.welcome_len > 0).then_some(welcome) })
+        Ok(Sent {
+            commit: commit[..out.commit_len].to_vec(),
+            welcome: (out.welcome_len > 0).then(|| welcome[..out.welcome_len].to_vec()),
+        })
     }
 
     /// Send `proposal` (cached by us too, for a commit of anyone).
     pub fn propose(&mut self, proposal: &OutgoingProposal<'_>, opts: &Opts) -> Result<Vec<u8>, Failure> {
-        let mut out = vec![0u8; 4096];
-        let mut scratch = vec![0u8; OurGroup::propose_scratch_len(1024)];
+        let out = lend(&mut self.out, 4096);
+        let scratch = lend(&mut self.scratch, OurGroup::propose_scratch_len(1024));
         let sent = self.group.propose(
             proposal,
             options(opts).wire_format,
             &PskStore::default(),
             &mut self.cache,
             &mut self.rng,
-            &mut out,
-            &mut scratch,
+            out,
+            scratch,
         )?;
-        out.truncate(sent.len);
-        Ok(out)
+        Ok(out[..sent.len].to_vec())
     }
 
     fn process_commit(&mut self, commit: &[u8]) -> Result<Processed, Failure> {
-        let mut spare: Box<OurGroup> = Box::default();
-        let mut scratch = vec![0u8; OurGroup::commit_scratch_len(commit.len())];
+        let scratch = lend(&mut self.scratch, OurGroup::commit_scratch_len(commit.len()));
         match self.group.process_commit(
             commit,
             &mut self.cache,
             &PskStore::default(),
-            &mut spare,
-            &mut scratch,
+            &mut self.spare,
+            scratch,
         )? {
             CommitEvent::NewEpoch { epoch } => Ok(Processed::NewEpoch(epoch)),
             CommitEvent::Removed => Ok(Processed::Removed),
@@ -237,22 +288,21 @@ impl Ours {
     }
 
     fn process_proposal(&mut self, proposal: &[u8]) -> Result<(), Failure> {
-        let mut scratch = vec![0u8; OurGroup::commit_scratch_len(proposal.len())];
-        self.group.process_proposal(proposal, &mut self.cache, &mut scratch)?;
+        let scratch = lend(&mut self.scratch, OurGroup::commit_scratch_len(proposal.len()));
+        self.group.process_proposal(proposal, &mut self.cache, scratch)?;
         Ok(())
     }
 
     fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, Failure> {
-        let mut out = vec![0u8; data.len() + 512];
-        let mut scratch = vec![0u8; OurGroup::seal_scratch_len(data.len(), 0)];
-        let n = self.group.seal_application(data, &[], 0, &mut self.rng, &mut out, &mut scratch)?;
-        out.truncate(n);
-        Ok(out)
+        let out = lend(&mut self.out, data.len() + 512);
+        let scratch = lend(&mut self.scratch, OurGroup::seal_scratch_len(data.len(), 0));
+        let n = self.group.seal_application(data, &[], 0, &mut self.rng, out, scratch)?;
+        Ok(out[..n].to_vec())
     }
 
     fn open(&mut self, message: &[u8]) -> Result<Vec<u8>, Failure> {
-        let mut scratch = vec![0u8; OurGroup::application_scratch_len(message.len())];
-        Ok(self.group.open_application(message, &mut scratch)?.data.to_vec())
+        let scratch = lend(&mut self.scratch, OurGroup::application_scratch_len(message.len()));
+        Ok(self.group.open_application(message, scratch)?.data.to_vec())
     }
 
     fn ratchet_tree(&self) -> Vec<u8> {
@@ -500,14 +550,245 @@ impl OpenMls {
 }
 
 // ---------------------------------------------------------------------------
-// Either.
+// An mls-rs member.
 
-/// A member of either implementation.
+/// mls-rs's client configuration here: RustCrypto, basic credentials,
+/// in-memory storage, and [`SharedRules`].
+pub type MlsRsConfig = WithMlsRules<
+    SharedRules,
+    WithIdentityProvider<BasicIdentityProvider, WithCryptoProvider<RustCryptoProvider, BaseConfig>>,
+>;
+
+/// mls-rs's [`MlsRules`](mls_rs::MlsRules) here: all proposals accepted,
+/// and the framing, tree extension and path of what the member sends
+/// next from the [`Opts`] its harness sets before each call.
+#[derive(Clone, Debug, Default)]
+pub struct SharedRules(Arc<Mutex<Opts>>);
+
+impl SharedRules {
+    fn set(&self, opts: &Opts) {
+        *self.0.lock().expect("rules lock") = *opts;
+    }
+
+    fn get(&self) -> Opts {
+        *self.0.lock().expect("rules lock")
+    }
+}
+
+impl mls_rs::MlsRules for SharedRules {
+    type Error = std::convert::Infallible;
+
+    fn filter_proposals(
+        &self,
+        _: CommitDirection,
+        _: CommitSource,
+        _: &Roster,
+        _: &mls_rs::group::GroupContext,
+        proposals: ProposalBundle,
+    ) -> Result<ProposalBundle, Self::Error> {
+        Ok(proposals)
+    }
+
+    fn commit_options(
+        &self,
+        _: &Roster,
+        _: &mls_rs::group::GroupContext,
+        _: &ProposalBundle,
+    ) -> Result<RsCommitOptions, Self::Error> {
+        let opts = self.get();
+        Ok(RsCommitOptions::new()
+            .with_path_required(opts.path)
+            .with_ratchet_tree_extension(opts.tree_in_welcome)
+            .with_single_welcome_message(true))
+    }
+
+    fn encryption_options(
+        &self,
+        _: &Roster,
+        _: &mls_rs::group::GroupContext,
+    ) -> Result<EncryptionOptions, Self::Error> {
+        Ok(EncryptionOptions::new(!self.get().public, PaddingMode::None))
+    }
+}
+
+/// The `MLSMessage` header of a KeyPackage: version mls10, wire format
+/// `mls_key_package`.
+const KEY_PACKAGE_MESSAGE: [u8; 4] = [0, 1, 0, 5];
+
+/// A bare KeyPackage as the `MLSMessage` mls-rs takes.
+fn key_package_message(key_package: &[u8]) -> Result<RsMessage, Failure> {
+    RsMessage::from_bytes(&[&KEY_PACKAGE_MESSAGE[..], key_package].concat()).map_err(mls_rs)
+}
+
+/// A member on mls-rs's side: its client (RustCrypto provider, signature
+/// key, basic credential, in-memory storage holding its KeyPackage's
+/// private keys), its rules, its KeyPackage, and the group once created
+/// or joined.
+pub struct MlsRs {
+    name: String,
+    rules: SharedRules,
+    client: Client<MlsRsConfig>,
+    key_package: RsMessage,
+    group: Option<RsGroup<MlsRsConfig>>,
+}
+
+impl MlsRs {
+    /// A would-be member named `name` (its basic credential identity).
+    pub fn new(name: &str) -> MlsRs {
+        let crypto = RustCryptoProvider::default();
+        let suite = crypto.cipher_suite_provider(RS_CIPHERSUITE).expect("mls-rs ciphersuite 0x0003");
+        let (secret, public) = suite.signature_key_generate().expect("mls-rs signature key");
+        let identity =
+            SigningIdentity::new(RsBasicCredential::new(name.as_bytes().to_vec()).into_credential(), public);
+        let rules = SharedRules::default();
+        let client = Client::builder()
+            .crypto_provider(crypto)
+            .identity_provider(BasicIdentityProvider)
+            .mls_rules(rules.clone())
+            .signing_identity(identity, secret, RS_CIPHERSUITE)
+            .build();
+        let key_package = client
+            .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+            .expect("mls-rs KeyPackage");
+        MlsRs { name: name.to_string(), rules, client, key_package, group: None }
+    }
+
+    /// The mls-rs group (for checks beyond the [`Member`] interface).
+    pub fn group(&self) -> &RsGroup<MlsRsConfig> {
+        self.group.as_ref().expect("mls-rs member in a group")
+    }
+
+    fn group_mut(&mut self) -> Result<&mut RsGroup<MlsRsConfig>, Failure> {
+        self.group.as_mut().ok_or_else(|| Failure::Unexpected("mls-rs member not in a group".into()))
+    }
+
+    fn create(&mut self, group_id: &[u8]) -> Result<(), Failure> {
+        self.rules.set(&Opts::default());
+        let group = self
+            .client
+            .create_group_with_id(group_id.to_vec(), ExtensionList::new(), ExtensionList::new(), None)
+            .map_err(mls_rs)?;
+        self.group = Some(group);
+        Ok(())
+    }
+
+    fn join(&mut self, welcome: &[u8], tree: Option<&[u8]>) -> Result<(), Failure> {
+        let welcome = RsMessage::from_bytes(welcome).map_err(mls_rs)?;
+        let tree = tree.map(ExportedTree::from_bytes).transpose().map_err(mls_rs)?;
+        let (group, _) = self.client.join_group(tree, &welcome, None).map_err(mls_rs)?;
+        self.group = Some(group);
+        Ok(())
+    }
+
+    /// Commit the adds and removes by value and every proposal received
+    /// in this epoch by reference (mls-rs includes them all).
+    fn commit(&mut self, adds: &[Vec<u8>], removes: &[u32], opts: &Opts) -> Result<Sent, Failure> {
+        self.rules.set(opts);
+        let kps = adds.iter().map(|kp| key_package_message(kp)).collect::<Result<Vec<_>, _>>()?;
+        let group = self.group_mut()?;
+        let mut builder = group.commit_builder();
+        for kp in kps {
+            builder = builder.add_member(kp).map_err(mls_rs)?;
+        }
+        for leaf in removes {
+            builder = builder.remove_member(*leaf).map_err(mls_rs)?;
+        }
+        let out = builder.build().map_err(mls_rs)?;
+        Ok(Sent {
+            commit: out.commit_message().to_bytes().map_err(mls_rs)?,
+            welcome: out.welcome_messages().first().map(RsMessage::to_bytes).transpose().map_err(mls_rs)?,
+        })
+    }
+
+    /// Propose an Update of our own leaf (by reference).
+    pub fn propose_update(&mut self, opts: &Opts) -> Result<Vec<u8>, Failure> {
+        self.rules.set(opts);
+        let msg = self.group_mut()?.propose_update(Vec::new()).map_err(mls_rs)?;
+        msg.to_bytes().map_err(mls_rs)
+    }
+
+    fn propose_remove(&mut self, leaf: u32, opts: &Opts) -> Result<Vec<u8>, Failure> {
+        self.rules.set(opts);
+        let msg = self.group_mut()?.propose_remove(leaf, Vec::new()).map_err(mls_rs)?;
+        msg.to_bytes().map_err(mls_rs)
+    }
+
+    fn propose_add(&mut self, key_package: &[u8], opts: &Opts) -> Result<Vec<u8>, Failure> {
+        self.rules.set(opts);
+        let kp = key_package_message(key_package)?;
+        let msg = self.group_mut()?.propose_add(kp, Vec::new()).map_err(mls_rs)?;
+        msg.to_bytes().map_err(mls_rs)
+    }
+
+    fn process(&mut self, message: &[u8]) -> Result<ReceivedMessage, Failure> {
+        let message = RsMessage::from_bytes(message).map_err(mls_rs)?;
+        self.group_mut()?.process_incoming_message(message).map_err(mls_rs)
+    }
+
+    fn process_commit(&mut self, commit: &[u8]) -> Result<Processed, Failure> {
+        let ReceivedMessage::Commit(description) = self.process(commit)? else {
+            return Err(Failure::Unexpected("mls-rs: not a commit".into()));
+        };
+        match description.effect {
+            CommitEffect::NewEpoch(_) => Ok(Processed::NewEpoch(self.group().current_epoch())),
+            CommitEffect::Removed { .. } => Ok(Processed::Removed),
+            CommitEffect::ReInit(_) => Err(Failure::Unexpected("mls-rs: ReInit".into())),
+        }
+    }
+
+    fn process_proposal(&mut self, proposal: &[u8]) -> Result<(), Failure> {
+        match self.process(proposal)? {
+            ReceivedMessage::Proposal(_) => Ok(()),
+            _ => Err(Failure::Unexpected("mls-rs: not a proposal".into())),
+        }
+    }
+
+    fn merge(&mut self) -> Result<(), Failure> {
+        self.group_mut()?.apply_pending_commit().map_err(mls_rs)?;
+        Ok(())
+    }
+
+    fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, Failure> {
+        let msg = self.group_mut()?.encrypt_application_message(data, Vec::new()).map_err(mls_rs)?;
+        msg.to_bytes().map_err(mls_rs)
+    }
+
+    fn open(&mut self, message: &[u8]) -> Result<Vec<u8>, Failure> {
+        match self.process(message)? {
+            ReceivedMessage::ApplicationMessage(m) => Ok(m.data().to_vec()),
+            _ => Err(Failure::Unexpected("mls-rs: not an application message".into())),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Any of the three.
+
+/// A member of any of the implementations.
 pub enum Member {
     /// securemesh-mls-lite.
     Ours(Box<Ours>),
     /// OpenMLS.
     OpenMls(Box<OpenMls>),
+    /// mls-rs.
+    MlsRs(Box<MlsRs>),
+}
+
+/// A member's state saved by [`Member::save`], for [`Member::restore`].
+pub enum Saved {
+    /// Ours: nothing is copied; [`Member::restore`] swaps back the
+    /// previous epoch's state that [`Group::process_commit`] left in the
+    /// spare slot (so the member must have processed exactly one commit
+    /// since [`Member::save`]), tree hash cache and loaded signing key
+    /// included.
+    Ours {
+        /// The epoch at [`Member::save`].
+        epoch: u64,
+    },
+    /// OpenMLS: a copy of the member's storage (its group is reloaded).
+    OpenMls(HashMap<Vec<u8>, Vec<u8>>),
+    /// mls-rs: a clone of the group.
+    MlsRs(Box<RsGroup<MlsRsConfig>>),
 }
 
 impl Member {
@@ -521,11 +802,17 @@ impl Member {
         Member::OpenMls(Box::new(OpenMls::new(name)))
     }
 
+    /// A would-be mls-rs member.
+    pub fn mls_rs(name: &str) -> Member {
+        Member::MlsRs(Box::new(MlsRs::new(name)))
+    }
+
     /// The member's name (credential identity).
     pub fn name(&self) -> &str {
         match self {
             Member::Ours(m) => &m.name,
             Member::OpenMls(m) => &m.name,
+            Member::MlsRs(m) => &m.name,
         }
     }
 
@@ -534,6 +821,7 @@ impl Member {
         match self {
             Member::Ours(_) => "ours",
             Member::OpenMls(_) => "OpenMLS",
+            Member::MlsRs(_) => "mls-rs",
         }
     }
 
@@ -541,7 +829,7 @@ impl Member {
     pub fn as_ours(&mut self) -> &mut Ours {
         match self {
             Member::Ours(m) => m,
-            Member::OpenMls(m) => panic!("{} is an OpenMLS member", m.name),
+            other => panic!("{} is an {} member", other.name(), other.side()),
         }
     }
 
@@ -549,7 +837,15 @@ impl Member {
     pub fn as_openmls(&mut self) -> &mut OpenMls {
         match self {
             Member::OpenMls(m) => m,
-            Member::Ours(m) => panic!("{} is our member", m.name),
+            other => panic!("{} is an {} member", other.name(), other.side()),
+        }
+    }
+
+    /// The mls-rs member, or a panic naming the member.
+    pub fn as_mls_rs(&mut self) -> &mut MlsRs {
+        match self {
+            Member::MlsRs(m) => m,
+            other => panic!("{} is an {} member", other.name(), other.side()),
         }
     }
 
@@ -561,6 +857,11 @@ impl Member {
             Member::OpenMls(m) => {
                 m.key_package.key_package().tls_serialize_detached().expect("KeyPackage encodes")
             }
+            Member::MlsRs(m) => {
+                let message = m.key_package.to_bytes().expect("KeyPackage encodes");
+                assert_eq!(message[..4], KEY_PACKAGE_MESSAGE, "an MLSMessage holding a KeyPackage");
+                message[4..].to_vec()
+            }
         }
     }
 
@@ -569,6 +870,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.create(group_id),
             Member::OpenMls(m) => m.create(group_id),
+            Member::MlsRs(m) => m.create(group_id),
         }
     }
 
@@ -578,16 +880,35 @@ impl Member {
         match self {
             Member::Ours(m) => m.join(welcome, tree),
             Member::OpenMls(m) => m.join(welcome, tree),
+            Member::MlsRs(m) => m.join(welcome, tree),
         }
     }
 
     /// Commit adding the members of these KeyPackages and removing those
-    /// at these leaves (plus, on OpenMLS's side, every proposal in its
-    /// store), as a pending commit: [`merge`](Self::merge) once ordered.
+    /// at these leaves (plus every proposal the member holds: its store
+    /// on OpenMLS's and mls-rs's side, its cache on ours), as a pending
+    /// commit: [`merge`](Self::merge) once ordered.
     pub fn commit(&mut self, adds: &[Vec<u8>], removes: &[u32], opts: &Opts) -> Result<Sent, Failure> {
         match self {
             Member::Ours(m) => m.commit(adds, removes, opts),
             Member::OpenMls(m) => m.commit(adds, removes, opts),
+            Member::MlsRs(m) => m.commit(adds, removes, opts),
+        }
+    }
+
+    /// Drop the pending commit (it was not sent): OpenMLS and mls-rs
+    /// refuse or replace a second one otherwise; ours overwrites it.
+    pub fn clear_pending(&mut self) -> Result<(), Failure> {
+        match self {
+            Member::Ours(_) => Ok(()),
+            Member::OpenMls(m) => {
+                let (provider, _, group) = m.parts()?;
+                group.clear_pending_commit(provider.storage()).map_err(openmls)
+            }
+            Member::MlsRs(m) => {
+                m.group_mut()?.clear_pending_commit();
+                Ok(())
+            }
         }
     }
 
@@ -596,6 +917,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.group.merge_pending_commit(&mut m.pending).map_err(Failure::Ours),
             Member::OpenMls(m) => m.merge(),
+            Member::MlsRs(m) => m.merge(),
         }
     }
 
@@ -604,6 +926,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.process_commit(commit),
             Member::OpenMls(m) => m.process_commit(commit),
+            Member::MlsRs(m) => m.process_commit(commit),
         }
     }
 
@@ -612,6 +935,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.process_proposal(proposal),
             Member::OpenMls(m) => m.process_proposal(proposal),
+            Member::MlsRs(m) => m.process_proposal(proposal),
         }
     }
 
@@ -621,6 +945,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.propose(&OutgoingProposal::Remove(leaf), opts),
             Member::OpenMls(m) => m.propose_remove(leaf, opts),
+            Member::MlsRs(m) => m.propose_remove(leaf, opts),
         }
     }
 
@@ -631,6 +956,16 @@ impl Member {
                 m.propose(&OutgoingProposal::Add(OurKeyPackage::from_bytes(key_package)?), opts)
             }
             Member::OpenMls(m) => m.propose_add(key_package, opts),
+            Member::MlsRs(m) => m.propose_add(key_package, opts),
+        }
+    }
+
+    /// Propose an Update of our own leaf (a fresh HPKE key), by reference.
+    pub fn propose_update(&mut self, opts: &Opts) -> Result<Vec<u8>, Failure> {
+        match self {
+            Member::Ours(m) => m.propose(&OutgoingProposal::Update, opts),
+            Member::OpenMls(m) => m.propose_update(opts),
+            Member::MlsRs(m) => m.propose_update(opts),
         }
     }
 
@@ -639,6 +974,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.seal(data),
             Member::OpenMls(m) => m.seal(data),
+            Member::MlsRs(m) => m.seal(data),
         }
     }
 
@@ -647,6 +983,43 @@ impl Member {
         match self {
             Member::Ours(m) => m.open(message),
             Member::OpenMls(m) => m.open(message),
+            Member::MlsRs(m) => m.open(message),
+        }
+    }
+
+    /// Save the member's state, to [`restore`](Self::restore) it after
+    /// processing one commit (see [`Saved`]).
+    pub fn save(&self) -> Saved {
+        match self {
+            Member::Ours(m) => Saved::Ours { epoch: m.group.epoch() },
+            Member::OpenMls(m) => {
+                Saved::OpenMls(m.provider.storage().values.read().expect("storage lock").clone())
+            }
+            Member::MlsRs(m) => Saved::MlsRs(Box::new(m.group().clone())),
+        }
+    }
+
+    /// Go back to the state of [`save`](Self::save).
+    pub fn restore(&mut self, saved: &Saved) -> Result<(), Failure> {
+        match (self, saved) {
+            (Member::Ours(m), Saved::Ours { epoch }) => {
+                if m.group.epoch() != epoch + 1 || m.spare.epoch() != *epoch {
+                    return Err(Failure::Unexpected("ours: restore after other than one commit".into()));
+                }
+                std::mem::swap(&mut m.group, &mut m.spare);
+                Ok(())
+            }
+            (Member::OpenMls(m), Saved::OpenMls(values)) => {
+                *m.provider.storage().values.write().expect("storage lock") = values.clone();
+                let id = m.group().group_id().clone();
+                m.group = MlsGroup::load(m.provider.storage(), &id).map_err(openmls)?;
+                Ok(())
+            }
+            (Member::MlsRs(m), Saved::MlsRs(group)) => {
+                m.group = Some((**group).clone());
+                Ok(())
+            }
+            _ => Err(Failure::Unexpected("restore: a state of another implementation".into())),
         }
     }
 
@@ -658,6 +1031,7 @@ impl Member {
             Member::OpenMls(m) => {
                 m.group().export_ratchet_tree().tls_serialize_detached().expect("tree encodes")
             }
+            Member::MlsRs(m) => m.group().export_tree().to_bytes().expect("tree encodes"),
         }
     }
 
@@ -666,6 +1040,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.group.own_leaf(),
             Member::OpenMls(m) => m.group().own_leaf_index().u32(),
+            Member::MlsRs(m) => m.group().current_member_index(),
         }
     }
 
@@ -674,6 +1049,7 @@ impl Member {
         match self {
             Member::Ours(m) => m.group.epoch(),
             Member::OpenMls(m) => m.group().epoch().as_u64(),
+            Member::MlsRs(m) => m.group().current_epoch(),
         }
     }
 
@@ -682,6 +1058,9 @@ impl Member {
         match self {
             Member::Ours(m) => m.group.epoch_authenticator().expose().to_vec(),
             Member::OpenMls(m) => m.group().epoch_authenticator().as_slice().to_vec(),
+            Member::MlsRs(m) => {
+                m.group().epoch_authenticator().expect("mls-rs epoch authenticator").as_bytes().to_vec()
+            }
         }
     }
 
@@ -699,6 +1078,12 @@ impl Member {
                 .group()
                 .export_secret(m.provider.crypto(), EXPORTER_LABEL, EXPORTER_CONTEXT, 32)
                 .expect("OpenMLS exporter"),
+            Member::MlsRs(m) => m
+                .group()
+                .export_secret(EXPORTER_LABEL.as_bytes(), EXPORTER_CONTEXT, 32)
+                .expect("mls-rs exporter")
+                .as_bytes()
+                .to_vec(),
         }
     }
 
@@ -712,6 +1097,11 @@ impl Member {
                     .find(|member| member.index.u32() == leaf)
                     .expect("occupied leaf")
                     .encryption_key
+            }
+            Member::MlsRs(m) => {
+                let tree = m.group().export_tree();
+                let index = LeafIndex::try_from(leaf).expect("leaf index");
+                tree.get_leaf(index).expect("leaf in the tree").expect("occupied leaf").public_key.to_vec()
             }
         }
     }
@@ -736,6 +1126,15 @@ impl Member {
                 .map(|member| {
                     let identity = BasicCredential::try_from(member.credential).expect("basic credential");
                     (member.index.u32(), identity.identity().to_vec())
+                })
+                .collect(),
+            Member::MlsRs(m) => m
+                .group()
+                .roster()
+                .members_iter()
+                .map(|member| {
+                    let basic = member.signing_identity.credential.as_basic().expect("basic credential");
+                    (member.index, basic.identifier().to_vec())
                 })
                 .collect(),
         }

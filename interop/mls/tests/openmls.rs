@@ -3,7 +3,7 @@
 //! epoch authenticator, exporter value and roster equal at every member,
 //! then an application message from every member opened by every other.
 
-use securemesh_interop_openmls::{Member, Mesh, Opts, assert_agree};
+use securemesh_interop_mls::{Member, Mesh, Opts, assert_agree};
 use securemesh_mls_lite::proposal::OutgoingProposal;
 
 fn no_tree() -> Opts {
