@@ -1,18 +1,24 @@
 //! # securemesh
 //!
-//! Will hold the mesh router: it picks the channel for a peer (Noise when
-//! both are online, a ratchet session when the peer is offline, an MLS group
-//! for fleets), binds authorization to transport identity, keeps the session
-//! table and prekey pool, persists state through the sealed envelope of
-//! `securemesh-core`, and reports metrics.
-//!
-//! This crate holds no API yet: it reserves its place in the workspace and
-//! is already built for `thumbv7em-none-eabihf` without alloc in CI, so
-//! the code it will hold stays `no_std` and allocation-free from the start.
+//! The mesh router (in progress): the wire envelope, the peer directory,
+//! the authorization policy and the routing decision matrix.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod envelope;
+pub mod peer;
+pub mod policy;
+pub mod route;
+
+pub use envelope::{ChannelKind, SessionId};
+pub use peer::PeerId;
+pub use policy::{MessageKind, Permissions, Role, Roles};
+pub use route::{Channel, Purpose, Reason, Route};
 
 /// The README's examples, compiled and run as doc-tests.
 #[cfg(doctest)]
