@@ -841,6 +841,30 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         if external && checked.external_init.is_none() {
             return Err(Error::Malformed);
         }
+        // The new leaves' keys (Adds and Updates) are unique (§12.2): among
+        // themselves, and against every leaf that stays (not removed or
+        // replaced by this commit).
+        let mut new_keys: heapless::Vec<([u8; 32], [u8; 32]), MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
+        for item in proposals() {
+            let leaf = match Proposal::from_bytes(item?.0)?.body {
+                ProposalBody::Add(kp) => kp.leaf_node,
+                ProposalBody::Update(leaf) => leaf,
+                _ => continue,
+            };
+            let (enc, sig) = (*leaf.encryption_key, *leaf.signature_key);
+            if new_keys.iter().any(|(e, s)| *e == enc || *s == sig) {
+                return Err(Error::Malformed);
+            }
+            new_keys.push((enc, sig)).map_err(|_| Error::Capacity)?;
+        }
+        for i in 0..self.tree.leaf_count() {
+            let Some(l) = self.tree.leaf(i) else { continue };
+            if !touched.contains(&i)
+                && new_keys.iter().any(|(e, s)| e == l.encryption_key || s == l.signature_key)
+            {
+                return Err(Error::Malformed);
+            }
+        }
         Ok(checked)
     }
 

@@ -438,3 +438,54 @@ fn an_update_proposal_gives_our_leaf_a_new_key_once_another_member_commits_it() 
     // A new epoch, a new Update may be proposed.
     propose_to_all(&mut members, 1, &OutgoingProposal::Update, WireFormat::PrivateMessage, &mut rng);
 }
+
+#[test]
+fn an_add_whose_keys_are_in_use_is_refused_or_left_out() {
+    let mut rng = TestRng::new(36);
+    let store = PskStore::default();
+    let alice = candidate(b"alice", &mut rng);
+    let mut g: Box<G> = Box::default();
+    g.create_into(b"fleet", &alice.keys().unwrap(), &[], &mut rng).unwrap();
+    let mut alice_m = Member::new(g);
+    let bob = candidate(b"bob", &mut rng);
+    let kps = [bob.key_package().unwrap()];
+    let (_, welcome, mut pending) = alice_m
+        .commit(
+            &Proposals { adds: &kps, ..Proposals::default() },
+            &store,
+            &CommitOptions::default(),
+            &mut rng,
+        )
+        .unwrap();
+    alice_m.group.merge_pending_commit(&mut pending).unwrap();
+    let mut members = vec![alice_m, join(&bob, &welcome, &[]).unwrap()];
+
+    // A member's own KeyPackage again: its keys are in use.
+    let before = members[1].state();
+    let again = OutgoingProposal::Add(bob.key_package().unwrap());
+    assert_eq!(
+        members[1].propose(&again, WireFormat::PublicMessage, &store, &mut rng).err(),
+        Some(Error::Malformed)
+    );
+    assert_eq!(members[1].state(), before);
+    assert!(members[1].cache.is_empty());
+
+    // Carol's KeyPackage proposed twice (two references, one per framing):
+    // the commit covers the first and leaves the second out.
+    let carol = candidate(b"carol", &mut rng);
+    let add = OutgoingProposal::Add(carol.key_package().unwrap());
+    propose_to_all(&mut members, 1, &add, WireFormat::PublicMessage, &mut rng);
+    propose_to_all(&mut members, 1, &add, WireFormat::PrivateMessage, &mut rng);
+    assert_eq!(members[0].cache.len(), 2);
+    let welcome = commit_to_all(
+        &mut members,
+        0,
+        &Proposals::default(),
+        &store,
+        &CommitOptions::default(),
+        &[],
+        &mut rng,
+    );
+    members.push(join(&carol, &welcome, &[]).unwrap());
+    agree(&members);
+}
