@@ -1,7 +1,100 @@
 //! # securemesh
 //!
-//! The mesh router (in progress): the wire envelope, the peer directory,
-//! the authorization policy and the routing decision matrix.
+//! The mesh: one sans-IO [`Agent`] per autonomous agent that routes each
+//! peer to the right channel, binds authorization to the identity the
+//! channel authenticated, and queues what it sends, with fixed capacities
+//! and no heap.
+//!
+//! - [`envelope`]: the one wire frame around everything an agent sends
+//!   (version, channel tag, sender peer id, session id, body), parsed
+//!   with typed errors and never a panic.
+//! - [`peer`]: the directory. A peer is named by its [`PeerId`], the hash
+//!   of its identity keys (`securemesh-ratchet`'s Ed25519 + X25519
+//!   [`Identity`](securemesh_ratchet::Identity)); what is known about it
+//!   (identity, hence Noise static key; prekey bundle; reachability) is
+//!   accepted only if it hashes to that id.
+//! - [`policy`]: peer id -> roles -> permitted message kinds, default
+//!   deny. Every received message is checked before delivery; a refused
+//!   one is never delivered, is counted and raises [`Event::Denied`].
+//! - [`route`]: the decision matrix as a pure function: Noise IK when the
+//!   peer is online and its static key known, XX when not, the ratchet
+//!   through a mailbox when it is offline, MLS for groups, `UseTls` for
+//!   anything outside the mesh. Each decision is reported with its reason
+//!   ([`Event::RouteChosen`]).
+//! - [`Agent`]: the driving API in the style of quinn-proto:
+//!   [`send`](Agent::send), [`handle_input`](Agent::handle_input),
+//!   [`poll_transmit`](Agent::poll_transmit),
+//!   [`poll_event`](Agent::poll_event),
+//!   [`poll_timeout`](Agent::poll_timeout) /
+//!   [`handle_timeout`](Agent::handle_timeout); randomness lent per call,
+//!   time passed in.
+//!
+//! ## Scope of this version
+//!
+//! The agent drives the two pairwise channels: Noise (IK/XX, stream
+//! transport), with the peer's static key checked against its identity,
+//! and ratchet sessions (X3DH from the peer's bundle, Double Ratchet).
+//! **Not yet**: MLS groups (the matrix routes to [`Channel::Mls`], `send`
+//! returns [`Error::Unsupported`]), the Noise datagram transport for
+//! telemetry, persistence of the agent's state through the sealed
+//! envelope of `securemesh-core` (and the event that hands the host a
+//! blob to store before it transmits), prekey refill and rotation, and
+//! metrics beyond [`Counters`]. Until persistence lands, an agent's
+//! sessions live only as long as the process.
+//!
+//! ## Two agents
+//!
+//! Alice knows Bob's identity and sees him online, so her first message
+//! opens a Noise IK handshake and waits for it; the host carries the
+//! envelopes both ways.
+//!
+//! ```
+//! use securemesh::{Channel, DefaultAgent, Config, Event, MessageKind, Permissions, Reason, Role, Roles};
+//! use securemesh_core::{Instant, UnixTime};
+//! use securemesh_ratchet::Identity;
+//! # fn main() -> Result<(), securemesh::Error> {
+//! let mut rng = rand::rng(); // any CryptoRng, lent per call
+//! let now = Instant::from_millis(0);
+//! const TASK: MessageKind = MessageKind(1);
+//! const WORKER: Role = Role(0);
+//!
+//! let mut alice = DefaultAgent::new(Identity::generate(&mut rng), Config::default(), &mut rng, UnixTime(1_700_000_000));
+//! let mut bob = DefaultAgent::new(Identity::generate(&mut rng), Config::default(), &mut rng, UnixTime(1_700_000_000));
+//! // Each knows the other's public identity, sees it online and lets it send tasks.
+//! let (a_pub, b_pub) = (*alice.public_identity(), *bob.public_identity());
+//! for (me, peer) in [(&mut alice, b_pub), (&mut bob, a_pub)] {
+//!     let id = me.add_peer_identity(&peer)?;
+//!     me.set_reachable(&id, true)?;
+//!     me.policy_mut().define_role(WORKER, Permissions::of(&[TASK]))?;
+//!     me.policy_mut().grant(id, Roles::of(&[WORKER]))?;
+//! }
+//!
+//! let route = alice.send(&bob.peer_id(), TASK, b"measure tank 3", now, &mut rng)?;
+//! assert_eq!((route.channel, route.reason), (Channel::NoiseIk, Reason::OnlineStaticKnown));
+//!
+//! // The host's loop: move every ready envelope to the other side.
+//! let (mut wire, mut out) = ([0u8; 1024], [0u8; 1024]);
+//! let mut delivered = None;
+//! loop {
+//!     let mut moved = false;
+//!     while let Some(t) = alice.poll_transmit(&mut wire)? {
+//!         moved = true;
+//!         if let Some(r) = bob.handle_input(&wire[..t.len], &mut out, now, &mut rng)? {
+//!             delivered = Some((r.from, r.kind, out[..r.len].to_vec()));
+//!         }
+//!     }
+//!     while let Some(t) = bob.poll_transmit(&mut wire)? {
+//!         moved = true;
+//!         alice.handle_input(&wire[..t.len], &mut out, now, &mut rng)?;
+//!     }
+//!     if !moved { break; }
+//! }
+//! assert_eq!(delivered, Some((alice.peer_id(), TASK, b"measure tank 3".to_vec())));
+//! assert!(core::iter::from_fn(|| bob.poll_event())
+//!     .any(|e| matches!(e, Event::HandshakeComplete { .. })));
+//! # Ok(())
+//! # }
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -10,12 +103,20 @@
 #[cfg(test)]
 extern crate std;
 
+mod agent;
 pub mod envelope;
+mod error;
 pub mod peer;
 pub mod policy;
 pub mod route;
 
+pub use agent::{
+    Agent, AuthFailure, Config, Counters, DefaultAgent, Delivery, EVENT_SLOTS, Event, HandshakeFailure,
+    NOISE_IK, NOISE_XX, RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS, RatchetSession, Received, SessionInfo,
+    SessionKind, Transmit,
+};
 pub use envelope::{ChannelKind, SessionId};
+pub use error::Error;
 pub use peer::PeerId;
 pub use policy::{MessageKind, Permissions, Role, Roles};
 pub use route::{Channel, Purpose, Reason, Route};

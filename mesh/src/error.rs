@@ -1,0 +1,137 @@
+//! The errors of the agent.
+
+use crate::envelope::{ChannelKind, EnvelopeError};
+use crate::peer::DirectoryError;
+use crate::policy::{MessageKind, PolicyError};
+use crate::route::{Channel, NoRoute};
+
+/// Everything an [`Agent`](crate::Agent) call can refuse.
+///
+/// A call that returns an error changed nothing, with one exception the
+/// house rules allow: a Noise handshake whose message failed to
+/// authenticate is poisoned for good, so the agent drops it (and the
+/// messages that waited for it) and reports
+/// [`Event::HandshakeFailed`](crate::Event::HandshakeFailed).
+///
+/// Refusals by policy or by the identity check are not errors: the input
+/// was well-formed and authenticated, so the agent counts it and raises
+/// [`Event::Denied`](crate::Event::Denied) or
+/// [`Event::AuthFailed`](crate::Event::AuthFailed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The output buffer is too small; nothing changed.
+    BufferTooSmall {
+        /// Bytes required.
+        needed: usize,
+    },
+    /// The bytes are not an envelope.
+    Envelope(EnvelopeError),
+    /// The directory refused a change.
+    Directory(DirectoryError),
+    /// The policy refused a change.
+    Policy(PolicyError),
+    /// The destination is not in the directory.
+    UnknownPeer,
+    /// No channel can carry the message now.
+    NoRoute(NoRoute),
+    /// The matrix chose a channel this slice does not drive yet (datagram,
+    /// MLS, TLS).
+    Unsupported(Channel),
+    /// An envelope of a channel this slice does not drive yet.
+    UnsupportedChannel(ChannelKind),
+    /// Message kinds 64 and above are reserved.
+    ReservedKind(MessageKind),
+    /// The payload does not fit the agent's `BYTES` per queued message.
+    PayloadTooLong {
+        /// Largest payload the channel takes.
+        max: usize,
+    },
+    /// Every transmit slot is taken: call `poll_transmit` first.
+    QueueFull,
+    /// Every session slot is taken.
+    SessionTableFull,
+    /// No session matches the envelope's sender and session id.
+    UnknownSession,
+    /// The envelope's channel does not fit the session it names (or the
+    /// ratchet message type does not fit the channel tag).
+    ChannelMismatch,
+    /// A Noise handshake or transport refused the message.
+    Noise(securemesh_noise::Error),
+    /// The ratchet refused the message.
+    Ratchet(securemesh_ratchet::Error),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::BufferTooSmall { needed } => {
+                write!(f, "output buffer too small: {needed} bytes needed; nothing changed")
+            }
+            Error::Envelope(e) => write!(f, "envelope: {e}"),
+            Error::Directory(e) => write!(f, "directory: {e}"),
+            Error::Policy(e) => write!(f, "policy: {e}"),
+            Error::UnknownPeer => f.write_str("peer not in the directory"),
+            Error::NoRoute(r) => write!(f, "no route: {r}"),
+            Error::Unsupported(c) => write!(f, "channel {c:?} is not driven by this version"),
+            Error::UnsupportedChannel(c) => {
+                write!(f, "envelopes of channel {c:?} are not handled by this version")
+            }
+            Error::ReservedKind(k) => write!(f, "message kind {} is reserved", k.0),
+            Error::PayloadTooLong { max } => write!(f, "payload too long: at most {max} bytes"),
+            Error::QueueFull => f.write_str("transmit queue full"),
+            Error::SessionTableFull => f.write_str("session table full"),
+            Error::UnknownSession => f.write_str("no session for this sender and session id"),
+            Error::ChannelMismatch => f.write_str("the envelope's channel does not fit the session"),
+            Error::Noise(e) => write!(f, "noise: {e}"),
+            Error::Ratchet(e) => write!(f, "ratchet: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<EnvelopeError> for Error {
+    fn from(e: EnvelopeError) -> Self {
+        match e {
+            EnvelopeError::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            e => Error::Envelope(e),
+        }
+    }
+}
+
+impl From<DirectoryError> for Error {
+    fn from(e: DirectoryError) -> Self {
+        Error::Directory(e)
+    }
+}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Self {
+        Error::Policy(e)
+    }
+}
+
+impl From<securemesh_noise::Error> for Error {
+    fn from(e: securemesh_noise::Error) -> Self {
+        match e {
+            securemesh_noise::Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            e => Error::Noise(e),
+        }
+    }
+}
+
+impl From<securemesh_ratchet::Error> for Error {
+    fn from(e: securemesh_ratchet::Error) -> Self {
+        match e {
+            securemesh_ratchet::Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            e => Error::Ratchet(e),
+        }
+    }
+}
+
+impl From<NoRoute> for Error {
+    fn from(r: NoRoute) -> Self {
+        Error::NoRoute(r)
+    }
+}

@@ -1,0 +1,459 @@
+//! Two (and three) agents in memory: Noise when both are online, a ratchet
+//! session through a mailbox when one is offline, policy refusals,
+//! identity-binding refusals and tampered envelopes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh::envelope::{Envelope, handshake_prologue};
+use securemesh::policy::DenyReason;
+use securemesh::{
+    AuthFailure, Channel, ChannelKind, DefaultAgent, Delivery, Error, Event, MessageKind, NOISE_IK, NOISE_XX,
+    PeerId, Permissions, Reason, Received, Role, Roles, SessionKind,
+};
+use securemesh_core::testing::TestRng;
+use securemesh_core::{Instant, UnixTime};
+use securemesh_noise::{Builder, Keypair};
+use securemesh_ratchet::Identity;
+
+const TASK: MessageKind = MessageKind(1);
+const TELEMETRY: MessageKind = MessageKind(2);
+const WORKER: Role = Role(0);
+const SENSOR: Role = Role(1);
+const T0: Instant = Instant(1_000);
+const WALL: UnixTime = UnixTime(1_700_000_000);
+
+fn agent(seed: u64) -> (Box<DefaultAgent>, TestRng) {
+    let mut rng = TestRng::new(seed);
+    let identity = Identity::generate(&mut rng);
+    let mut a = Box::new(DefaultAgent::new(identity, securemesh::Config::default(), &mut rng, WALL));
+    let p = a.policy_mut();
+    p.define_role(WORKER, Permissions::of(&[TASK, TELEMETRY])).unwrap();
+    p.define_role(SENSOR, Permissions::of(&[TELEMETRY])).unwrap();
+    (a, rng)
+}
+
+/// `a` knows `b`'s identity (so its static key), grants it `role`, and
+/// sees it reachable or not.
+fn know(a: &mut DefaultAgent, b: &DefaultAgent, role: Role, reachable: bool) -> PeerId {
+    let id = a.add_peer_identity(b.public_identity()).unwrap();
+    a.policy_mut().grant(id, Roles::of(&[role])).unwrap();
+    a.set_reachable(&id, reachable).unwrap();
+    id
+}
+
+/// Every envelope `from` has ready, with its delivery.
+fn transmits(from: &mut DefaultAgent) -> Vec<(PeerId, Delivery, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Some(t) = from.poll_transmit(&mut buf).unwrap() {
+        out.push((t.to, t.delivery, buf[..t.len].to_vec()));
+    }
+    out
+}
+
+fn events(a: &mut DefaultAgent) -> Vec<Event> {
+    core::iter::from_fn(|| a.poll_event()).collect()
+}
+
+/// Hand each envelope to `to`; returns the delivered messages.
+fn feed(
+    to: &mut DefaultAgent,
+    envelopes: &[(PeerId, Delivery, Vec<u8>)],
+    rng: &mut TestRng,
+) -> Vec<(Received, Vec<u8>)> {
+    let mut got = Vec::new();
+    for (dest, _, bytes) in envelopes {
+        assert_eq!(*dest, to.peer_id(), "envelope for another agent");
+        let mut out = [0u8; 2048];
+        if let Some(r) = to.handle_input(bytes, &mut out, T0, rng).unwrap() {
+            got.push((r, out[..r.len].to_vec()));
+        }
+    }
+    got
+}
+
+/// Carry direct envelopes both ways until neither side has any; returns
+/// what each side received (mailbox envelopes are refused here).
+#[allow(clippy::type_complexity)]
+fn pump(
+    a: &mut DefaultAgent,
+    ra: &mut TestRng,
+    b: &mut DefaultAgent,
+    rb: &mut TestRng,
+) -> (Vec<(Received, Vec<u8>)>, Vec<(Received, Vec<u8>)>) {
+    let (mut at_a, mut at_b) = (Vec::new(), Vec::new());
+    loop {
+        let (ab, ba) = (transmits(a), transmits(b));
+        if ab.is_empty() && ba.is_empty() {
+            return (at_a, at_b);
+        }
+        assert!(ab.iter().chain(&ba).all(|(_, d, _)| *d == Delivery::Direct));
+        at_b.extend(feed(b, &ab, rb));
+        at_a.extend(feed(a, &ba, ra));
+    }
+}
+
+/// Alice knows Bob's identity: IK; Bob answers over the established
+/// session. Both report the completed handshake; routes are observable.
+#[test]
+fn noise_ik_when_both_online() {
+    let (mut alice, mut ra) = agent(0x0A11_CE00);
+    let (mut bob, mut rb) = agent(0x0B0B_0000);
+    let bob_id = know(&mut alice, &bob, WORKER, true);
+    let alice_id = know(&mut bob, &alice, WORKER, true);
+
+    let route = alice.send(&bob_id, TASK, b"measure tank 3", T0, &mut ra).unwrap();
+    assert_eq!((route.channel, route.reason), (Channel::NoiseIk, Reason::OnlineStaticKnown));
+    // The message waits for the handshake: only the first handshake message is ready.
+    assert_eq!(alice.queued(), 2);
+    let (_, at_bob) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+    assert_eq!(at_bob.len(), 1);
+    let (r, payload) = &at_bob[0];
+    assert_eq!((r.from, r.kind, r.channel), (alice_id, TASK, ChannelKind::NoiseTransport));
+    assert_eq!(payload, b"measure tank 3");
+
+    let route = bob.send(&alice_id, TASK, b"3.2 m", T0, &mut rb).unwrap();
+    assert_eq!((route.channel, route.reason), (Channel::NoiseSession, Reason::SessionEstablished));
+    let (at_alice, _) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+    assert_eq!(at_alice.len(), 1);
+    assert_eq!(at_alice[0].1, b"3.2 m");
+
+    let ea = events(&mut alice);
+    assert!(ea.contains(&Event::RouteChosen {
+        peer: bob_id,
+        route: securemesh::Route { channel: Channel::NoiseIk, reason: Reason::OnlineStaticKnown }
+    }));
+    assert!(ea.iter().any(|e| matches!(e, Event::HandshakeComplete { peer, pattern: ChannelKind::NoiseIk, .. } if *peer == bob_id)));
+    assert!(ea.contains(&Event::Received { from: bob_id, kind: TASK, len: 5 }));
+    let eb = events(&mut bob);
+    assert!(eb.iter().any(|e| matches!(e, Event::HandshakeComplete { peer, .. } if *peer == alice_id)));
+    assert_eq!(alice.counters().sent, 1);
+    assert_eq!(bob.counters().received, 1);
+    assert_eq!(bob.counters().denied, 0);
+    let kinds: Vec<_> = alice.sessions().map(|s| s.kind).collect();
+    assert_eq!(kinds, [SessionKind::Noise]);
+    assert_eq!(alice.poll_timeout(), None);
+}
+
+/// Alice knows Bob by id only: XX; the handshake teaches her his
+/// identity, checked against the id, so the next session can be IK.
+#[test]
+fn noise_xx_learns_the_identity() {
+    let (mut alice, mut ra) = agent(0x0A11_CE01);
+    let (mut bob, mut rb) = agent(0x0B0B_0101);
+    let bob_id = bob.peer_id();
+    alice.add_peer(bob_id).unwrap();
+    alice.policy_mut().grant(bob_id, Roles::of(&[WORKER])).unwrap();
+    alice.set_reachable(&bob_id, true).unwrap();
+    let alice_id = know(&mut bob, &alice, WORKER, true);
+
+    let route = alice.send(&bob_id, TASK, b"hello", T0, &mut ra).unwrap();
+    assert_eq!((route.channel, route.reason), (Channel::NoiseXx, Reason::OnlineStaticUnknown));
+    // A second message while the handshake runs waits too, in order.
+    let route = alice.send(&bob_id, TASK, b"again", T0, &mut ra).unwrap();
+    assert_eq!(route.reason, Reason::HandshakeInProgress);
+    assert!(alice.poll_timeout().is_some());
+    let (_, at_bob) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+    let got: Vec<_> = at_bob.iter().map(|(r, p)| (r.from, p.clone())).collect();
+    assert_eq!(got, [(alice_id, b"hello".to_vec()), (alice_id, b"again".to_vec())]);
+    assert_eq!(alice.directory().get(&bob_id).unwrap().identity(), Some(bob.public_identity()));
+    assert_eq!(alice.poll_timeout(), None);
+}
+
+/// Bob is offline: Alice's messages go through a ratchet session from his
+/// bundle into a mailbox and wait there. Bob comes online, reads them, and
+/// replies (Alice offline to him: ratchet again). When Alice sees Bob
+/// online, the conversation moves to Noise.
+#[test]
+fn ratchet_through_a_mailbox_then_upgrade_to_noise() {
+    let (mut alice, mut ra) = agent(0x0A11_CE02);
+    let (mut bob, mut rb) = agent(0x0B0B_0202);
+    let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let n = bob.bundle(&mut bundle).unwrap();
+    let bob_id = alice.set_peer_bundle(&bundle[..n]).unwrap();
+    assert_eq!(bob_id, bob.peer_id());
+    alice.policy_mut().grant(bob_id, Roles::of(&[WORKER])).unwrap();
+    let alice_id = know(&mut bob, &alice, WORKER, false);
+
+    // Bob offline: two messages into his mailbox.
+    let r1 = alice.send(&bob_id, TASK, b"run task 42", T0, &mut ra).unwrap();
+    assert_eq!((r1.channel, r1.reason), (Channel::RatchetX3dh, Reason::OfflineBundle));
+    let r2 = alice.send(&bob_id, TASK, b"and task 43", T0, &mut ra).unwrap();
+    assert_eq!((r2.channel, r2.reason), (Channel::RatchetSession, Reason::OfflineSession));
+    // The bundle's one-time prekey is spent: the bundle is forgotten.
+    assert!(alice.directory().get(&bob_id).unwrap().bundle().is_none());
+    let mailbox = transmits(&mut alice);
+    assert_eq!(mailbox.len(), 2);
+    assert!(mailbox.iter().all(|(to, d, _)| *to == bob_id && *d == Delivery::Mailbox));
+    assert_eq!(Envelope::parse(&mailbox[0].2).unwrap().channel, ChannelKind::RatchetInitial);
+
+    // Bob comes online and reads his mailbox.
+    let got = feed(&mut bob, &mailbox, &mut rb);
+    let got: Vec<_> = got.iter().map(|(r, p)| (r.from, r.channel, p.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            (alice_id, ChannelKind::RatchetInitial, b"run task 42".to_vec()),
+            (alice_id, ChannelKind::RatchetInitial, b"and task 43".to_vec()),
+        ]
+    );
+
+    // Bob answers; to him Alice is offline: the ratchet session, mailbox.
+    let r = bob.send(&alice_id, TASK, b"42 done", T0, &mut rb).unwrap();
+    assert_eq!((r.channel, r.reason), (Channel::RatchetSession, Reason::OfflineSession));
+    let reply = transmits(&mut bob);
+    assert_eq!(reply[0].1, Delivery::Mailbox);
+    assert_eq!(Envelope::parse(&reply[0].2).unwrap().channel, ChannelKind::RatchetMessage);
+    let got = feed(&mut alice, &reply, &mut ra);
+    assert_eq!(got[0].1, b"42 done");
+
+    // Both online now: the next message upgrades to Noise IK.
+    alice.set_reachable(&bob_id, true).unwrap();
+    bob.set_reachable(&alice_id, true).unwrap();
+    let r = alice.send(&bob_id, TASK, b"live now", T0, &mut ra).unwrap();
+    assert_eq!((r.channel, r.reason), (Channel::NoiseIk, Reason::OnlineUpgrade));
+    let (_, at_bob) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+    assert_eq!(at_bob[0].0.channel, ChannelKind::NoiseTransport);
+    assert_eq!(at_bob[0].1, b"live now");
+    let mut kinds: Vec<_> = alice.sessions().map(|s| s.kind).collect();
+    kinds.sort_by_key(|k| *k as u8);
+    assert_eq!(kinds, [SessionKind::Noise, SessionKind::Ratchet]);
+}
+
+/// A peer whose roles do not permit the kind is refused: nothing
+/// delivered, the buffer holds no plaintext, counted, `Denied`. A peer
+/// unknown to the policy cannot even open a session.
+#[test]
+fn a_peer_without_the_role_is_refused() {
+    let (mut bob, mut rb) = agent(0x0B0B_0303);
+    let (mut carol, mut rc) = agent(0x0CA7_0303);
+    let (mut dave, mut rd) = agent(0x0DAE_0303);
+    let carol_id = know(&mut bob, &carol, SENSOR, true);
+    let bob_id = know(&mut carol, &bob, WORKER, true);
+    know(&mut dave, &bob, WORKER, true);
+
+    // Carol may send telemetry, not tasks.
+    carol.send(&bob_id, TELEMETRY, b"21.5 C", T0, &mut rc).unwrap();
+    carol.send(&bob_id, TASK, b"open valve", T0, &mut rc).unwrap();
+    let mut delivered = Vec::new();
+    loop {
+        let cb = transmits(&mut carol);
+        let bc = transmits(&mut bob);
+        if cb.is_empty() && bc.is_empty() {
+            break;
+        }
+        for (_, _, bytes) in &cb {
+            let mut out = [0u8; 2048];
+            let r = bob.handle_input(bytes, &mut out, T0, &mut rb).unwrap();
+            if let Some(r) = r {
+                delivered.push(out[..r.len].to_vec());
+            } else {
+                assert!(!out.windows(10).any(|w| w == b"open valve"), "plaintext left in out");
+            }
+        }
+        feed(&mut carol, &bc, &mut rc);
+    }
+    assert_eq!(delivered, [b"21.5 C".to_vec()]);
+    assert_eq!(bob.counters().denied, 1);
+    assert_eq!(bob.counters().received, 1);
+    let eb = events(&mut bob);
+    assert!(eb.contains(&Event::Denied { from: carol_id, reason: DenyReason::NotPermitted { kind: TASK } }));
+    assert!(!eb.iter().any(|e| matches!(e, Event::Received { kind, .. } if *kind == TASK)));
+
+    // Dave is in neither Bob's directory nor his policy: default deny.
+    let dave_id = dave.peer_id();
+    dave.send(&bob_id, TASK, b"hi", T0, &mut rd).unwrap();
+    let first = transmits(&mut dave);
+    let mut out = [0u8; 2048];
+    assert_eq!(bob.handle_input(&first[0].2, &mut out, T0, &mut rb).unwrap(), None);
+    assert_eq!(bob.counters().denied, 2);
+    assert!(events(&mut bob).contains(&Event::Denied { from: dave_id, reason: DenyReason::UnknownPeer }));
+    assert!(!bob.sessions().any(|s| s.peer == dave_id));
+    assert_eq!(bob.queued(), 0);
+}
+
+/// Mallory, with her own static key, opens an IK handshake to Bob
+/// claiming to be Alice: with Alice's public identity as payload (the
+/// static key is not its X25519 key) or with her own (it does not hash to
+/// Alice's id). Bob refuses both: `AuthFailed`, no session, nothing sent.
+#[test]
+fn a_static_key_that_does_not_match_the_identity_is_refused() {
+    let (alice, _) = agent(0x0A11_CE04);
+    let (mut bob, mut rb) = agent(0x0B0B_0404);
+    let (mallory_agent, _) = agent(0x3A11_0404);
+    let mut rm = TestRng::new(0x3A11_0505);
+    let alice_id = know(&mut bob, &alice, WORKER, true);
+    let bob_id = bob.peer_id();
+    let mallory_static = Keypair::generate(&mut rm);
+
+    let cases = [
+        (alice.public_identity().to_bytes(), AuthFailure::StaticKeyMismatch),
+        (mallory_agent.public_identity().to_bytes(), AuthFailure::IdentityMismatch),
+    ];
+    for (i, (claimed_identity, reason)) in cases.into_iter().enumerate() {
+        let session = securemesh::SessionId(77 + i as u64);
+        let prologue = handshake_prologue(ChannelKind::NoiseIk, &alice_id, &bob_id, session);
+        let mut hs = Builder::new(&NOISE_IK)
+            .prologue(&prologue)
+            .local_static(mallory_static.duplicate())
+            .remote_static(*bob.public_identity().dh_public())
+            .build_initiator()
+            .unwrap();
+        let mut body = [0u8; 512];
+        let n = hs.write_message(&claimed_identity, &mut body, &mut rm).unwrap();
+        let env = Envelope { channel: ChannelKind::NoiseIk, sender: alice_id, session, body: &body[..n] };
+        let mut wire = [0u8; 600];
+        let len = env.encode(&mut wire).unwrap();
+        let mut out = [0u8; 64];
+        assert_eq!(bob.handle_input(&wire[..len], &mut out, T0, &mut rb).unwrap(), None);
+        assert_eq!(events(&mut bob), [Event::AuthFailed { peer: alice_id, reason }]);
+    }
+    assert_eq!(bob.counters().auth_failed, 2);
+    assert_eq!(bob.sessions().count(), 0);
+    assert_eq!(bob.queued(), 0);
+}
+
+/// Alice dials Bob by id (XX). Mallory answers as Bob with her own static
+/// key and Bob's public identity: Alice refuses the handshake, and the
+/// message that waited for it is dropped, never sent.
+#[test]
+fn an_xx_responder_with_the_wrong_static_key_is_refused() {
+    let (mut alice, mut ra) = agent(0x0A11_CE05);
+    let (bob, _) = agent(0x0B0B_0505);
+    let mut rm = TestRng::new(0x3A11_0606);
+    let bob_id = bob.peer_id();
+    let alice_id = alice.peer_id();
+    alice.add_peer(bob_id).unwrap();
+    alice.policy_mut().grant(bob_id, Roles::of(&[WORKER])).unwrap();
+    alice.set_reachable(&bob_id, true).unwrap();
+    alice.send(&bob_id, TASK, b"secret task", T0, &mut ra).unwrap();
+    let first = transmits(&mut alice);
+    assert_eq!(first.len(), 1);
+    let msg1 = Envelope::parse(&first[0].2).unwrap();
+    assert_eq!(msg1.channel, ChannelKind::NoiseXx);
+
+    let prologue = handshake_prologue(ChannelKind::NoiseXx, &alice_id, &bob_id, msg1.session);
+    let mut hs = Builder::new(&NOISE_XX)
+        .prologue(&prologue)
+        .local_static(Keypair::generate(&mut rm))
+        .build_responder()
+        .unwrap();
+    let mut scratch = [0u8; 512];
+    hs.read_message(msg1.body, &mut scratch).unwrap();
+    let mut body = [0u8; 512];
+    let n = hs.write_message(&bob.public_identity().to_bytes(), &mut body, &mut rm).unwrap();
+    let env =
+        Envelope { channel: ChannelKind::NoiseXx, sender: bob_id, session: msg1.session, body: &body[..n] };
+    let mut wire = [0u8; 600];
+    let len = env.encode(&mut wire).unwrap();
+    let mut out = [0u8; 64];
+    assert_eq!(alice.handle_input(&wire[..len], &mut out, T0, &mut ra).unwrap(), None);
+    let ea = events(&mut alice);
+    assert_eq!(ea.last(), Some(&Event::AuthFailed { peer: bob_id, reason: AuthFailure::StaticKeyMismatch }));
+    assert_eq!(alice.counters().auth_failed, 1);
+    assert_eq!(alice.sessions().count(), 0);
+    assert_eq!(alice.queued(), 0, "the waiting message is dropped, never sent");
+    assert!(alice.directory().get(&bob_id).unwrap().identity().is_none());
+}
+
+/// Every single-byte change of an envelope of an established session
+/// (Noise transport and ratchet message, header and body) is an error and
+/// changes nothing: no event, no counter, and the genuine envelope is
+/// still delivered afterwards.
+#[test]
+fn a_tampered_envelope_is_an_error_and_changes_nothing() {
+    let (mut alice, mut ra) = agent(0x0A11_CE06);
+    let (mut bob, mut rb) = agent(0x0B0B_0606);
+    let bob_id = know(&mut alice, &bob, WORKER, true);
+    let alice_id = know(&mut bob, &alice, WORKER, false);
+    // A Noise session, opened by Alice.
+    alice.send(&bob_id, TASK, b"first", T0, &mut ra).unwrap();
+    pump(&mut alice, &mut ra, &mut bob, &mut rb);
+    // A ratchet session, opened by Bob from Alice's bundle (she is offline
+    // to him) and answered by Alice (he is offline to her), so that Bob's
+    // next ratchet message is a plain Double Ratchet message.
+    let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let n = alice.bundle(&mut bundle).unwrap();
+    bob.set_peer_bundle(&bundle[..n]).unwrap();
+    bob.send(&alice_id, TASK, b"via mailbox", T0, &mut rb).unwrap();
+    let initial = transmits(&mut bob);
+    feed(&mut alice, &initial, &mut ra);
+    alice.set_reachable(&bob_id, false).unwrap();
+    alice.send(&bob_id, TASK, b"ack", T0, &mut ra).unwrap();
+    let ack = transmits(&mut alice);
+    assert_eq!(ack[0].1, Delivery::Mailbox);
+    feed(&mut bob, &ack, &mut rb);
+    bob.send(&alice_id, TASK, b"ratchet msg", T0, &mut rb).unwrap();
+    let ratchet_msg = transmits(&mut bob).remove(0).2;
+    // And one over Noise, once Alice is online to Bob.
+    bob.set_reachable(&alice_id, true).unwrap();
+    bob.send(&alice_id, TASK, b"noise msg", T0, &mut rb).unwrap();
+    let noise_msg = transmits(&mut bob).remove(0).2;
+    assert_eq!(Envelope::parse(&noise_msg).unwrap().channel, ChannelKind::NoiseTransport);
+    assert_eq!(Envelope::parse(&ratchet_msg).unwrap().channel, ChannelKind::RatchetMessage);
+    events(&mut alice);
+
+    let before = (alice.counters(), alice.sessions().collect::<Vec<_>>(), alice.queued());
+    for genuine in [&noise_msg, &ratchet_msg] {
+        for i in 0..genuine.len() {
+            for flip in [0x01u8, 0x80] {
+                let mut bad = genuine.clone();
+                bad[i] ^= flip;
+                let mut out = [0u8; 2048];
+                let r = alice.handle_input(&bad, &mut out, T0, &mut ra);
+                assert!(r.is_err(), "byte {i} ^ {flip:#x} accepted: {r:?}");
+                assert!(out.iter().all(|&b| b == 0), "plaintext left after byte {i}");
+            }
+        }
+        let mut out = [0u8; 2048];
+        assert!(matches!(
+            alice.handle_input(&genuine[..genuine.len() - 1], &mut out, T0, &mut ra),
+            Err(Error::Envelope(_))
+        ));
+        let mut long = genuine.clone();
+        long.push(0);
+        assert!(matches!(alice.handle_input(&long, &mut out, T0, &mut ra), Err(Error::Envelope(_))));
+        assert!(events(&mut alice).is_empty());
+        assert_eq!(before, (alice.counters(), alice.sessions().collect::<Vec<_>>(), alice.queued()));
+    }
+    // The genuine envelopes still open: nothing moved.
+    let got = feed(
+        &mut alice,
+        &[(alice_id, Delivery::Direct, noise_msg), (alice_id, Delivery::Mailbox, ratchet_msg)],
+        &mut ra,
+    );
+    let got: Vec<_> = got.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(got, [b"noise msg".to_vec(), b"ratchet msg".to_vec()]);
+}
+
+/// A handshake the peer never answers is dropped at its deadline, with
+/// the message that waited for it.
+#[test]
+fn an_unanswered_handshake_times_out() {
+    let (mut alice, mut ra) = agent(0x0A11_CE07);
+    let (bob, _) = agent(0x0B0B_0707);
+    let bob_id = know(&mut alice, &bob, WORKER, true);
+    alice.send(&bob_id, TASK, b"anyone?", T0, &mut ra).unwrap();
+    transmits(&mut alice);
+    let deadline = alice.poll_timeout().unwrap();
+    assert_eq!(deadline, Instant(T0.0 + 10_000));
+    alice.handle_timeout(Instant(deadline.0 - 1));
+    assert_eq!(alice.sessions().count(), 1);
+    alice.handle_timeout(deadline);
+    assert_eq!(alice.sessions().count(), 0);
+    assert_eq!(alice.queued(), 0);
+    let ea = events(&mut alice);
+    assert!(matches!(
+        ea.last(),
+        Some(Event::HandshakeFailed { peer, reason: securemesh::HandshakeFailure::TimedOut, dropped: 1, .. }) if *peer == bob_id
+    ));
+    assert_eq!(alice.poll_timeout(), None);
+}
+
+/// The agent's footprint with the default capacities (printed for the
+/// record; a ceiling so growth is a decision).
+#[test]
+fn default_agent_size() {
+    let size = core::mem::size_of::<DefaultAgent>();
+    println!("size_of::<DefaultAgent>() = {size}");
+    assert!(size <= 40 * 1024, "{size}");
+}
