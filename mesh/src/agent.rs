@@ -264,6 +264,8 @@ enum State {
 struct Entry {
     peer: PeerId,
     id: SessionId,
+    /// When it was created or (Noise) established: larger is newer.
+    order: u64,
     state: State,
 }
 
@@ -332,6 +334,7 @@ pub struct Agent<
     sessions: [Option<Entry>; SESSIONS],
     queue: [Slot<BYTES>; QUEUE],
     next_seq: u64,
+    next_order: u64,
     /// Plaintext staging for ratchet encryption (wiped after each use).
     scratch: [u8; BYTES],
     events: EventQueue<Event, EVENT_SLOTS>,
@@ -403,6 +406,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             sessions: [const { None }; SESSIONS],
             queue: [const { Slot::FREE }; QUEUE],
             next_seq: 0,
+            next_order: 0,
             scratch: [0; BYTES],
             events: EventQueue::new(),
             counters: Counters::default(),
@@ -521,8 +525,32 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         self.sessions.iter().position(|s| s.as_ref().is_some_and(|e| e.peer == *peer && e.id == id))
     }
 
+    /// A slot for a new session: a free one, else the oldest Noise
+    /// transport that a newer one with the same peer supersedes (the peer
+    /// restarted, or both opened at once). Its entry is replaced only when
+    /// the caller commits.
     fn free_session(&self) -> Result<usize, Error> {
-        self.sessions.iter().position(Option::is_none).ok_or(Error::SessionTableFull)
+        if let Some(i) = self.sessions.iter().position(Option::is_none) {
+            return Ok(i);
+        }
+        let noise = |e: &Entry| matches!(e.state, State::Noise(_));
+        let superseded = |e: &Entry| {
+            noise(e)
+                && self.sessions.iter().flatten().any(|o| o.peer == e.peer && noise(o) && o.order > e.order)
+        };
+        self.sessions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|e| superseded(e)).map(|e| (i, e.order)))
+            .min_by_key(|(_, order)| *order)
+            .map(|(i, _)| i)
+            .ok_or(Error::SessionTableFull)
+    }
+
+    fn next_order(&mut self) -> u64 {
+        let o = self.next_order;
+        self.next_order = self.next_order.wrapping_add(1);
+        o
     }
 
     /// The first `N` free transmit slots.
@@ -649,10 +677,15 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
 
     fn send_noise_session(&mut self, peer: &PeerId, kind: MessageKind, payload: &[u8]) -> Result<(), Error> {
         let [i] = self.free_slots::<1>()?;
+        // The newest transport: after a peer's restart, the one it knows.
         let established = self
             .sessions
             .iter()
-            .position(|s| s.as_ref().is_some_and(|e| e.peer == *peer && matches!(e.state, State::Noise(_))));
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|e| (i, e)))
+            .filter(|(_, e)| e.peer == *peer && matches!(e.state, State::Noise(_)))
+            .max_by_key(|(_, e)| e.order)
+            .map(|(i, _)| i);
         let handshaking = self.sessions.iter().position(|s| {
             s.as_ref().is_some_and(|e| e.peer == *peer && matches!(e.state, State::Handshake { .. }))
         });
@@ -761,8 +794,14 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         }
         let deadline =
             now.saturating_add(core::time::Duration::from_millis(self.config.handshake_timeout_ms));
+        let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
-            *s = Some(Entry { peer: *peer, id: session, state: State::Handshake { hs, pattern, deadline } });
+            *s = Some(Entry {
+                peer: *peer,
+                id: session,
+                order,
+                state: State::Handshake { hs, pattern, deadline },
+            });
         }
         Ok(())
     }
@@ -840,10 +879,11 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         };
         write_header(&mut slot.buf, pchannel, &sender, id, n)?;
         // Commit.
+        let order = self.next_order();
         if let Some((si, id, s)) = fresh
             && let Some(e) = self.sessions.get_mut(si)
         {
-            *e = Some(Entry { peer: *peer, id, state: State::Ratchet(s) });
+            *e = Some(Entry { peer: *peer, id, order, state: State::Ratchet(s) });
             // The bundle's one-time prekey is spent.
             let _ = self.directory.take_bundle(peer);
         }
@@ -1002,7 +1042,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             Some(Some(Entry { state: State::Handshake { pattern, .. }, .. })) if *pattern == env.channel => {}
             _ => return Err(Error::ChannelMismatch),
         }
-        let Some(Some(Entry { state: State::Handshake { mut hs, pattern, deadline }, .. })) =
+        let Some(Some(Entry { state: State::Handshake { mut hs, pattern, deadline }, order, .. })) =
             self.sessions.get_mut(si).map(Option::take)
         else {
             return Err(Error::UnknownSession);
@@ -1017,6 +1057,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                     *s = Some(Entry {
                         peer,
                         id: env.session,
+                        order,
                         state: State::Handshake { hs, pattern, deadline },
                     });
                 }
@@ -1039,7 +1080,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         } else {
             None
         };
-        self.step(Step { peer, session: env.session, pattern, deadline, si, slot, learned }, hs, rng)
+        self.step(Step { peer, session: env.session, pattern, deadline, si, slot, learned, order }, hs, rng)
     }
 
     /// The first message of a handshake opened by `env.sender`.
@@ -1079,8 +1120,9 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         };
         let deadline =
             now.saturating_add(core::time::Duration::from_millis(self.config.handshake_timeout_ms));
+        let order = self.next_order();
         self.step(
-            Step { peer, session: env.session, pattern: env.channel, deadline, si, slot, learned },
+            Step { peer, session: env.session, pattern: env.channel, deadline, si, slot, learned, order },
             hs,
             rng,
         )
@@ -1127,7 +1169,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         if !hs.is_complete() {
             let state = State::Handshake { hs, pattern: st.pattern, deadline: st.deadline };
             if let Some(s) = self.sessions.get_mut(st.si) {
-                *s = Some(Entry { peer: st.peer, id: st.session, state });
+                *s = Some(Entry { peer: st.peer, id: st.session, order: st.order, state });
             }
             return Ok(());
         }
@@ -1165,8 +1207,10 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                 Err(_) => slot.clear(),
             }
         }
+        // Established now: newer than every session before it.
+        let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(st.si) {
-            *s = Some(Entry { peer: st.peer, id: st.session, state: State::Noise(transport) });
+            *s = Some(Entry { peer: st.peer, id: st.session, order, state: State::Noise(transport) });
         }
         self.events.push(Event::HandshakeComplete {
             peer: st.peer,
@@ -1245,8 +1289,9 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             self.auth_failed(peer, AuthFailure::IdentityMismatch);
             return Ok(None);
         }
+        let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
-            *s = Some(Entry { peer, id: env.session, state: State::Ratchet(session) });
+            *s = Some(Entry { peer, id: env.session, order, state: State::Ratchet(session) });
         }
         Ok(self.deliver(peer, ChannelKind::RatchetInitial, out, n))
     }
@@ -1264,4 +1309,6 @@ struct Step {
     slot: usize,
     /// The peer's identity, checked against its static key in this step.
     learned: Option<PublicIdentity>,
+    /// The handshake's place in the session order.
+    order: u64,
 }

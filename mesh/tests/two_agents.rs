@@ -457,3 +457,38 @@ fn default_agent_size() {
     println!("size_of::<DefaultAgent>() = {size}");
     assert!(size <= 40 * 1024, "{size}");
 }
+
+/// Bob restarts six times (same identity, state lost) and opens a new
+/// Noise session each time. Alice's table of four never fills: a session
+/// superseded by a newer one with the same peer gives its slot up, and
+/// her replies go over the newest session, the one Bob knows.
+#[test]
+fn a_restarted_peer_supersedes_its_old_sessions() {
+    let (mut alice, mut ra) = agent(0x0A11_CE08);
+    let mut seed_rng = TestRng::new(0x0B0B_0808);
+    let bob_identity = Identity::generate(&mut seed_rng);
+    let (seed, dh) = (bob_identity.signing_seed(), bob_identity.dh_secret());
+    for round in 0..6u64 {
+        let mut rb = TestRng::new(0x0B0B_1000 + round * 0x0101_0000);
+        let identity = Identity::from_secrets(seed.duplicate(), dh.duplicate());
+        let mut bob = Box::new(DefaultAgent::new(identity, securemesh::Config::default(), &mut rb, WALL));
+        bob.policy_mut().define_role(WORKER, Permissions::of(&[TASK])).unwrap();
+        let alice_id = know(&mut bob, &alice, WORKER, true);
+        if round == 0 {
+            know(&mut alice, &bob, WORKER, true);
+        }
+        let bob_id = bob.peer_id();
+        let hello = format!("hello {round}");
+        let r = bob.send(&alice_id, TASK, hello.as_bytes(), T0, &mut rb).unwrap();
+        assert_eq!(r.channel, Channel::NoiseIk);
+        let (at_alice, _) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+        assert_eq!(at_alice[0].1, hello.as_bytes());
+        let reply = format!("reply {round}");
+        let r = alice.send(&bob_id, TASK, reply.as_bytes(), T0, &mut ra).unwrap();
+        assert_eq!(r.channel, Channel::NoiseSession);
+        let (_, at_bob) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+        assert_eq!(at_bob[0].1, reply.as_bytes(), "round {round}");
+        assert!(alice.sessions().count() <= 4);
+    }
+    assert_eq!(alice.sessions().count(), 4);
+}
