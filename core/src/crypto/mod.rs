@@ -9,17 +9,25 @@
 
 mod chachapoly;
 mod ed25519;
+#[cfg(feature = "ml-kem")]
+mod mlkem;
 mod sha2;
 mod x25519;
+#[cfg(feature = "x-wing")]
+mod xwing;
 
 #[cfg(feature = "aes-gcm")]
 pub use self::chachapoly::Aes256Gcm;
 pub use self::chachapoly::{ChaChaPoly, XChaChaPoly};
 pub use self::ed25519::{Ed25519, Ed25519SigningKey};
+#[cfg(feature = "ml-kem")]
+pub use self::mlkem::{MlKem768, MlKem1024};
 #[cfg(feature = "blake2")]
 pub use self::sha2::{Blake2b, Blake2s};
 pub use self::sha2::{Sha256, Sha512};
 pub use self::x25519::X25519;
+#[cfg(feature = "x-wing")]
+pub use self::xwing::XWing;
 
 use crate::{ByteArray, Error, Secret};
 use rand_core::CryptoRng;
@@ -222,9 +230,18 @@ pub trait Signature {
     fn verify(public: &Self::PublicKey, msg: &[u8], sig: &Self::Sig) -> Result<(), Error>;
 }
 
-/// A key-encapsulation mechanism: the slot for ML-KEM-768 and X-Wing
-/// (post-quantum hybrids), which later features fill. The default suite has
-/// no KEM; its protocols use [`Dh`].
+/// A key-encapsulation mechanism. The post-quantum suites fill it behind
+/// features: [`MlKem768`] and [`MlKem1024`] (FIPS 203, feature `ml-kem`)
+/// and [`XWing`] (ML-KEM-768 + X25519, feature `x-wing`). The default suite
+/// has no KEM; its protocols use [`Dh`].
+///
+/// Decapsulation keys are stored as seeds (64 bytes `d || z` for ML-KEM,
+/// 32 bytes for X-Wing, as FIPS 203 §3.3 and the X-Wing draft recommend) and
+/// expanded on each use. Decapsulation never fails on a well-sized
+/// ciphertext: a malformed one gives a pseudo-random secret (FIPS 203
+/// implicit rejection), so that the caller learns nothing before its
+/// protocol's key confirmation. The `_slice` entries take wire bytes and
+/// refuse a wrong length with a typed error.
 ///
 /// ```
 /// use securemesh_core::crypto::Kem;
@@ -238,7 +255,7 @@ pub trait Kem {
     const NAME: &'static str;
     /// Encoded encapsulation (public) key.
     type EncapsulationKey: ByteArray;
-    /// Decapsulation (private) key bytes.
+    /// Decapsulation (private) key bytes: the seed the key pair is derived from.
     type DecapsulationKey: ByteArray;
     /// Ciphertext bytes.
     type Ciphertext: ByteArray;
@@ -249,16 +266,48 @@ pub trait Kem {
     fn generate<R: CryptoRng + ?Sized>(
         rng: &mut R,
     ) -> (Secret<Self::DecapsulationKey>, Self::EncapsulationKey);
+    /// The encapsulation key of a stored decapsulation key (its seed expanded).
+    fn encapsulation_key(dk: &Secret<Self::DecapsulationKey>) -> Self::EncapsulationKey;
     /// Encapsulate to `ek`: a ciphertext and the shared secret.
+    /// [`Error::InvalidKey`] if `ek` fails the scheme's key check (FIPS 203
+    /// §7.2 for ML-KEM).
     fn encapsulate<R: CryptoRng + ?Sized>(
         ek: &Self::EncapsulationKey,
         rng: &mut R,
     ) -> Result<(Self::Ciphertext, Secret<Self::SharedSecret>), Error>;
-    /// Decapsulate `ct` with `dk`.
+    /// Decapsulate `ct` with `dk`. A ciphertext that was not made for `dk`
+    /// gives an unrelated pseudo-random secret, not an error (implicit
+    /// rejection).
     fn decapsulate(
         dk: &Secret<Self::DecapsulationKey>,
         ct: &Self::Ciphertext,
     ) -> Result<Secret<Self::SharedSecret>, Error>;
+
+    /// [`Kem::encapsulate`] to an encapsulation key received as bytes:
+    /// [`Error::InvalidKey`] if it has the wrong length or fails the key check.
+    fn encapsulate_slice<R: CryptoRng + ?Sized>(
+        ek: &[u8],
+        rng: &mut R,
+    ) -> Result<(Self::Ciphertext, Secret<Self::SharedSecret>), Error> {
+        let ek = Self::EncapsulationKey::from_slice(ek).ok_or(Error::InvalidKey)?;
+        Self::encapsulate(&ek, rng)
+    }
+
+    /// [`Kem::decapsulate`] of a ciphertext received as bytes:
+    /// [`Error::Truncated`] if it is shorter than the ciphertext length,
+    /// [`Error::TrailingBytes`] if longer (the length is public; only a
+    /// well-sized ciphertext is decapsulated, with implicit rejection).
+    fn decapsulate_slice(
+        dk: &Secret<Self::DecapsulationKey>,
+        ct: &[u8],
+    ) -> Result<Secret<Self::SharedSecret>, Error> {
+        let want = <Self::Ciphertext as ByteArray>::LEN;
+        if ct.len() < want {
+            return Err(Error::Truncated);
+        }
+        let ct = Self::Ciphertext::from_slice(ct).ok_or(Error::TrailingBytes)?;
+        Self::decapsulate(dk, &ct)
+    }
 }
 
 /// Identifier of a crypto suite in persisted state. Where an MLS
