@@ -492,3 +492,34 @@ fn a_restarted_peer_supersedes_its_old_sessions() {
     }
     assert_eq!(alice.sessions().count(), 4);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Envelopes with a valid header and any body, from a known or an
+    /// unknown sender, on any channel, never panic and never deliver.
+    #[test]
+    fn arbitrary_envelopes_never_panic_nor_deliver(
+        tag in 1u8..=8,
+        known_sender in proptest::bool::ANY,
+        session in proptest::num::u64::ANY,
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+        first in proptest::num::u8::ANY,
+    ) {
+        let (mut bob, mut rb) = agent(0x0B0B_0909);
+        let (alice, _) = agent(0x0A11_CE09);
+        let alice_id = know(&mut bob, &alice, WORKER, true);
+        let sender = if known_sender { alice_id } else { PeerId([first; 32]) };
+        let mut body = body;
+        if let Some(b) = body.first_mut() {
+            // Often a plausible ratchet type byte.
+            *b = [first, 0x02, 0x03, 0x04][usize::from(first % 4)];
+        }
+        let env = Envelope { channel: ChannelKind::from_tag(tag).unwrap(), sender, session: securemesh::SessionId(session), body: &body };
+        let mut wire = vec![0u8; env.encoded_len()];
+        env.encode(&mut wire).unwrap();
+        let mut out = [0u8; 1024];
+        let r = bob.handle_input(&wire, &mut out, T0, &mut rb);
+        proptest::prop_assert!(!matches!(r, Ok(Some(_))));
+        proptest::prop_assert_eq!(bob.counters().received, 0);
+    }
+}
