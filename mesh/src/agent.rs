@@ -1266,14 +1266,9 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             self.deny(peer, DenyReason::UnknownPeer);
             return Ok(None);
         }
-        // The sender's identity, from the X3DH prefix (ratchet wire spec v2:
-        // type | identity 128 | ...), checked before any prekey is used.
-        let bytes: &[u8; PublicIdentity::LEN] = env
-            .body
-            .get(1..1 + PublicIdentity::LEN)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(Error::Ratchet(securemesh_ratchet::Error::Malformed))?;
-        let identity = PublicIdentity::from_bytes(bytes)?;
+        // The sender's identity (binding signature verified), read from
+        // the initial message before any prekey is used.
+        let identity = RatchetSession::initial_sender(env.body)?;
         let known = self.directory.get(&peer).and_then(|p| p.identity());
         if PeerId::of(&identity) != peer || known.is_some_and(|k| *k != identity) {
             self.auth_failed(peer, AuthFailure::IdentityMismatch);

@@ -391,6 +391,35 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         Ok(s)
     }
 
+    /// The sender of the initial message `message`, read before anything
+    /// of ours is used: its public identity, parsed with the message's
+    /// whole X3DH prefix (the wire checks of [`respond`](Self::respond))
+    /// and with its binding signature verified. A host uses it to decide
+    /// whether to [`respond`](Self::respond) at all (policy, directory),
+    /// without knowing the wire format.
+    ///
+    /// ```
+    /// # use securemesh_core::testing::TestRng;
+    /// # use securemesh_core::{Instant, UnixTime};
+    /// # use securemesh_ratchet::{Identity, PrekeyConfig, PrekeyPool, Session, SessionConfig};
+    /// # let mut rng = TestRng::new(1);
+    /// # let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+    /// # let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+    /// # let bundle = pool.bundle(pool.one_time_ids().next());
+    /// # let mut session: Session = Session::initiate(&alice, &bundle, SessionConfig::default(), &mut rng, Instant(0))?;
+    /// # let mut first = [0u8; 512];
+    /// # let m = session.encrypt(b"hi", &mut first, &mut rng, Instant(0))?;
+    /// // Bob learns who writes before he spends a prekey on it.
+    /// let sender = Session::<128, 128>::initial_sender(&first[..m])?;
+    /// assert_eq!(sender, *alice.public());
+    /// # Ok::<(), securemesh_ratchet::Error>(())
+    /// ```
+    pub fn initial_sender(message: &[u8]) -> Result<PublicIdentity, Error> {
+        let init = Initial::parse(message)?;
+        init.alice.verify()?;
+        Ok(init.alice)
+    }
+
     /// Bob: answer an initial message. Runs X3DH with the named prekeys and
     /// decrypts the first message into `out`. The session runs in the
     /// initiator's header mode; `config.header_encryption` set requires
