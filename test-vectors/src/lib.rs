@@ -15,6 +15,7 @@
 
 pub mod mls;
 pub mod noise;
+pub mod pq;
 pub mod ratchet;
 pub mod state;
 
@@ -154,6 +155,7 @@ pub fn run_all() -> Vec<Report> {
     out.extend(mls::reports(&vectors_dir().join("mls")));
     out.extend(ratchet::reports(&vectors_dir().join("ratchet")));
     out.push(state::envelope_v1(&vectors_dir().join("state/envelope-v1.json")));
+    out.extend(pq::reports(&vectors_dir().join("pq")));
     out
 }
 

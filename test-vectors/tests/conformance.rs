@@ -43,6 +43,11 @@ fn every_supported_vector_passes() {
         "state mls-group-v1 3/3",
         "state mls-group-v2 3/3",
         "state mls-group-v3 3/3",
+        "pq ml-kem-768 keygen 1/1",
+        "pq ml-kem-1024 keygen 1/1",
+        "pq ml-kem-768 encaps 1/1",
+        "pq ml-kem-768 decaps 1/1",
+        "pq x-wing 3/3",
     ]
     .into_iter()
     .chain(securemesh_test_vectors::ratchet::EXPECTED_LINES)
@@ -123,6 +128,44 @@ fn a_changed_mls_framing_byte_fails_its_vector() {
         assert_eq!(r.passed + 1, r.total, "{file} {field}: {}", r.line());
         assert!(r.failures[0].starts_with(&format!("{}[0]", &report[4..])), "{:?}", r.failures);
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_changed_pq_byte_fails_its_vector() {
+    // One nibble changed in an X-Wing shared secret and in an ML-KEM expanded
+    // dk and implicit-rejection K: each of those vectors must then fail.
+    use securemesh_test_vectors::pq;
+    let src = securemesh_test_vectors::vectors_dir().join("pq");
+    let dir = std::env::temp_dir().join(format!("securemesh-pq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flip = |s: &str| {
+        let at = s.len() - 3;
+        let c = if &s[at..at + 1] == "0" { "1" } else { "0" };
+        format!("{}{c}{}", &s[..at], &s[at + 1..])
+    };
+    let mut x: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("x-wing-draft-10.json")).unwrap()).unwrap();
+    x[1]["ss"] = flip(x[1]["ss"].as_str().unwrap()).into();
+    std::fs::write(dir.join("x.json"), x.to_string()).unwrap();
+    assert_eq!(pq::x_wing(&dir.join("x.json")).line(), "pq x-wing 2/3");
+
+    let mut k: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(src.join("wycheproof-mlkem-keygen-seed.json")).unwrap(),
+    )
+    .unwrap();
+    k["testGroups"][1]["tests"][0]["dk"] =
+        flip(k["testGroups"][1]["tests"][0]["dk"].as_str().unwrap()).into();
+    std::fs::write(dir.join("k.json"), k.to_string()).unwrap();
+    let lines: Vec<String> = pq::ml_kem_keygen(&dir.join("k.json")).iter().map(|r| r.line()).collect();
+    assert_eq!(lines, ["pq ml-kem-768 keygen 1/1", "pq ml-kem-1024 keygen 0/1"]);
+
+    let mut d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("wycheproof-mlkem-768-decaps.json")).unwrap())
+            .unwrap();
+    d["testGroups"][0]["tests"][0]["K"] = flip(d["testGroups"][0]["tests"][0]["K"].as_str().unwrap()).into();
+    std::fs::write(dir.join("d.json"), d.to_string()).unwrap();
+    assert_eq!(pq::ml_kem_768_decaps(&dir.join("d.json")).line(), "pq ml-kem-768 decaps 0/1");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
