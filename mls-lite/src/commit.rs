@@ -843,26 +843,29 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
         // The new leaves' keys (Adds and Updates) are unique (§12.2): among
         // themselves, and against every leaf that stays (not removed or
-        // replaced by this commit).
-        let mut new_keys: heapless::Vec<([u8; 32], [u8; 32]), MAX_COMMIT_PROPOSALS> = heapless::Vec::new();
-        for item in proposals() {
-            let leaf = match Proposal::from_bytes(item?.0)?.body {
-                ProposalBody::Add(kp) => kp.leaf_node,
-                ProposalBody::Update(leaf) => leaf,
-                _ => continue,
-            };
-            let (enc, sig) = (*leaf.encryption_key, *leaf.signature_key);
-            if new_keys.iter().any(|(e, s)| *e == enc || *s == sig) {
-                return Err(Error::Malformed);
+        // replaced by this commit). Compared pairwise by parsing again
+        // rather than collected (this frame sits under a device's commit).
+        let new_leaf = |raw: &'p [u8]| -> Result<Option<LeafNode<'p>>, Error> {
+            Ok(match Proposal::from_bytes(raw)?.body {
+                ProposalBody::Add(kp) => Some(kp.leaf_node),
+                ProposalBody::Update(leaf) => Some(leaf),
+                _ => None,
+            })
+        };
+        let clash = |a: &LeafNode<'_>, b: &LeafNode<'_>| {
+            a.encryption_key == b.encryption_key || a.signature_key == b.signature_key
+        };
+        for (i, item) in proposals().enumerate() {
+            let Some(leaf) = new_leaf(item?.0)? else { continue };
+            for earlier in proposals().take(i) {
+                if new_leaf(earlier?.0)?.is_some_and(|e| clash(&e, &leaf)) {
+                    return Err(Error::Malformed);
+                }
             }
-            new_keys.push((enc, sig)).map_err(|_| Error::Capacity)?;
-        }
-        for i in 0..self.tree.leaf_count() {
-            let Some(l) = self.tree.leaf(i) else { continue };
-            if !touched.contains(&i)
-                && new_keys.iter().any(|(e, s)| e == l.encryption_key || s == l.signature_key)
-            {
-                return Err(Error::Malformed);
+            for l in 0..self.tree.leaf_count() {
+                if !touched.contains(&l) && self.tree.leaf(l).is_some_and(|staying| clash(&staying, &leaf)) {
+                    return Err(Error::Malformed);
+                }
             }
         }
         Ok(checked)
