@@ -12,7 +12,12 @@
 //!   from the mailbox), runs the handshake or decrypts, checks the policy
 //!   and writes a delivered payload into the caller's buffer.
 //! - [`Agent::poll_event`] reports what happened; [`Agent::poll_timeout`]
-//!   says when to call [`Agent::handle_timeout`] (handshake deadlines).
+//!   says when to call [`Agent::handle_timeout`] (handshake deadlines,
+//!   ratchet heartbeats), [`Agent::poll_prekey_timeout`] when to call
+//!   [`Agent::handle_prekey_timeout`] (signed prekey rotation, wall time).
+//! - With persistence on, [`Agent::poll_persist`] hands out the sealed
+//!   records of what changed, and [`Agent::poll_transmit`] releases
+//!   nothing until it has (see [`crate::persist`]).
 //! - Randomness is lent per call; time is the caller's [`Instant`].
 //!
 //! # Identity binding
@@ -40,14 +45,18 @@
 
 use crate::envelope::{ChannelKind, Envelope, HEADER_LEN, SessionId, handshake_prologue, write_header};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::peer::{Directory, PeerId};
+use crate::persist::{self, AgentParts, Generations, Opened, PersistRecord, RecordId, SlotState};
 use crate::policy::{DenyReason, MessageKind, Policy};
 use crate::route::{self, Channel, NoiseStatus, PeerView, Purpose, Route, Target};
+use securemesh_core::envelope::StorageKey;
 use securemesh_core::events::EventQueue;
 use securemesh_core::{CryptoRng, Instant, UnixTime};
 use securemesh_noise::{Builder, HandshakeState, Keypair, Protocol, TAG_LEN, Transport, protocol};
 use securemesh_ratchet::{
-    Identity, MSG_INITIAL, PrekeyConfig, PrekeyPool, PublicIdentity, Session, SessionConfig,
+    Identity, MSG_INITIAL, PrekeyConfig, PrekeyEvent, PrekeyPool, PublicIdentity, Session, SessionConfig,
+    SessionEvent,
 };
 
 /// The Noise protocol of handshakes with a peer whose static key is known.
@@ -209,6 +218,47 @@ pub enum Event {
         /// Queued messages dropped with it (never sent).
         dropped: usize,
     },
+    /// Durable state changed: record `record` must be stored at
+    /// `generation` before anything is transmitted. Hand it out with
+    /// [`Agent::poll_persist`] ([`Agent::poll_transmit`] returns nothing
+    /// until every pending record was handed out). See [`crate::persist`].
+    Persist {
+        /// The record.
+        record: RecordId,
+        /// The generation it will carry.
+        generation: u64,
+    },
+    /// The prekey pool fell below its refill threshold and was refilled:
+    /// publish the new one-time prekeys ([`Agent::bundle`],
+    /// [`Agent::bundle_with`]).
+    PrekeysRefilled {
+        /// One-time prekeys added.
+        added: u32,
+        /// One-time prekeys available now.
+        available: u32,
+    },
+    /// The signed prekey was rotated ([`Agent::handle_prekey_timeout`]):
+    /// publish a new bundle. The previous one is still accepted for the
+    /// pool's grace period.
+    SignedPrekeyRotated {
+        /// Identifier of the new signed prekey.
+        id: u32,
+    },
+    /// The previous signed prekey passed its grace period and was erased:
+    /// initial messages made from bundles that carry it are refused.
+    SignedPrekeyErased {
+        /// Its identifier.
+        id: u32,
+    },
+    /// A ratchet session had not stepped for its heartbeat interval, so
+    /// the agent queued an empty message to `peer` (through its mailbox):
+    /// the peer's answer steps the DH ratchet, healing a compromised state.
+    HeartbeatSent {
+        /// The peer.
+        peer: PeerId,
+        /// The session.
+        session: SessionId,
+    },
 }
 
 /// Counters (the metrics of later slices grow from these).
@@ -256,7 +306,7 @@ pub struct SessionInfo {
 /// firmware reserve it statically.
 #[allow(clippy::large_enum_variant)]
 enum State {
-    Handshake { hs: HandshakeState, pattern: ChannelKind, deadline: Instant },
+    Handshake { hs: HandshakeState, pattern: ChannelKind, deadline: Instant, started: Instant },
     Noise(Transport),
     Ratchet(RatchetSession),
 }
@@ -315,9 +365,13 @@ pub type DefaultAgent = Agent;
 /// of at most `BYTES` bytes each, and a prekey pool of `PREKEYS` one-time
 /// prekeys. No heap; see the [crate docs](crate) for a two-agent exchange.
 ///
-/// This slice drives the pairwise channels (Noise stream, ratchet). MLS
-/// groups, the Noise datagram transport, persistence of the state and the
-/// prekey refill come in the next slices.
+/// It drives the pairwise channels (Noise stream, ratchet), persists its
+/// durable state through sealed records when given a storage key
+/// ([`enable_persistence`](Self::enable_persistence),
+/// [`restore`](Self::restore); see [`crate::persist`]), refills and
+/// rotates its prekeys, sends ratchet heartbeats, and measures itself
+/// ([`metrics`](Self::metrics)). MLS groups and the Noise datagram
+/// transport come in later slices.
 pub struct Agent<
     const PEERS: usize = 8,
     const SESSIONS: usize = 4,
@@ -339,6 +393,12 @@ pub struct Agent<
     scratch: [u8; BYTES],
     events: EventQueue<Event, EVENT_SLOTS>,
     counters: Counters,
+    /// The host's storage key: persistence is on when it is set.
+    storage: Option<StorageKey>,
+    /// Generations of the agent record and of each session slot's record.
+    agent_record: Generations,
+    slot_records: [Generations; SESSIONS],
+    metrics: Metrics,
 }
 
 impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES: usize, const PREKEYS: usize>
@@ -352,6 +412,11 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
+}
+
+/// Whole milliseconds of `d` (saturating).
+fn ms(d: core::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `a + b` for lengths bounded by a buffer (an overflow means "too long").
@@ -410,6 +475,10 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             scratch: [0; BYTES],
             events: EventQueue::new(),
             counters: Counters::default(),
+            storage: None,
+            agent_record: Generations::default(),
+            slot_records: [Generations::default(); SESSIONS],
+            metrics: Metrics::default(),
         }
     }
 
@@ -426,7 +495,19 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     /// Encode this agent's prekey bundle (with a one-time prekey while the
     /// pool has one) into `out`, for the host to publish; returns its length.
     pub fn bundle(&self, out: &mut [u8]) -> Result<usize, Error> {
-        Ok(self.pool.bundle(self.pool.one_time_ids().next()).encode(out)?)
+        self.bundle_with(self.pool.one_time_ids().next(), out)
+    }
+
+    /// Encode a bundle with the one-time prekey `one_time_id` (if it is
+    /// still in the pool; none for `None`), to publish one bundle per
+    /// one-time prekey; returns its length.
+    pub fn bundle_with(&self, one_time_id: Option<u32>, out: &mut [u8]) -> Result<usize, Error> {
+        Ok(self.pool.bundle(one_time_id).encode(out)?)
+    }
+
+    /// The identifiers of the one-time prekeys in the pool.
+    pub fn one_time_prekey_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pool.one_time_ids()
     }
 
     /// The peer directory.
@@ -437,20 +518,26 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     /// Know a peer by its id alone (its identity is learned in an XX
     /// handshake or from its bundle).
     pub fn add_peer(&mut self, id: PeerId) -> Result<(), Error> {
-        Ok(self.directory.add(id)?)
+        self.directory.add(id)?;
+        self.mark_agent();
+        Ok(())
     }
 
     /// Know a peer by its identity (its Noise static key is then known);
     /// returns its id.
     pub fn add_peer_identity(&mut self, identity: &PublicIdentity) -> Result<PeerId, Error> {
-        Ok(self.directory.add_identity(identity)?)
+        let id = self.directory.add_identity(identity)?;
+        self.mark_agent();
+        Ok(id)
     }
 
     /// Store a peer's prekey bundle (verified; the peer is added if
     /// unknown); returns its id. It is used by the next X3DH with that
     /// peer, then forgotten.
     pub fn set_peer_bundle(&mut self, bundle: &[u8]) -> Result<PeerId, Error> {
-        Ok(self.directory.set_bundle(bundle)?)
+        let id = self.directory.set_bundle(bundle)?;
+        self.mark_agent();
+        Ok(id)
     }
 
     /// Record whether a peer is reachable now; the next [`send`](Self::send)
@@ -464,8 +551,11 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         &self.policy
     }
 
-    /// The authorization table, to define roles and grant them.
+    /// The authorization table, to define roles and grant them. The
+    /// policy is part of the persisted agent record, so with persistence
+    /// on this marks the record changed.
     pub fn policy_mut(&mut self) -> &mut Policy<PEERS> {
+        self.mark_agent();
         &mut self.policy
     }
 
@@ -697,7 +787,10 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             };
             let slot = self.queue.get_mut(i).ok_or(Error::QueueFull)?;
             match Self::seal_slot(slot, t, &sender, *id, plain) {
-                Ok(len) => self.commit_slot(i, *peer, Delivery::Direct, len),
+                Ok(len) => {
+                    self.commit_slot(i, *peer, Delivery::Direct, len);
+                    self.metrics.noise.sent = self.metrics.noise.sent.saturating_add(1);
+                }
                 Err(e) => {
                     slot.clear();
                     return Err(e);
@@ -800,7 +893,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                 peer: *peer,
                 id: session,
                 order,
-                state: State::Handshake { hs, pattern, deadline },
+                state: State::Handshake { hs, pattern, deadline, started: now },
             });
         }
         Ok(())
@@ -849,10 +942,16 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             fresh = Some((si, self.new_session_id(peer, rng), s));
             None
         } else {
-            self.sessions.iter().position(|s| {
-                s.as_ref().is_some_and(|e| e.peer == *peer && matches!(e.state, State::Ratchet(_)))
-            })
+            // The newest ratchet session with the peer.
+            self.sessions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|e| (i, e)))
+                .filter(|(_, e)| e.peer == *peer && matches!(e.state, State::Ratchet(_)))
+                .max_by_key(|(_, e)| e.order)
+                .map(|(i, _)| i)
         };
+        let target = fresh.as_ref().map(|(si, _, _)| *si).or(existing);
         let plaintext = self.scratch.get(..plain).ok_or(Error::PayloadTooLong { max: 0 })?;
         let (session, id) = match (&mut fresh, existing) {
             (Some((_, id, s)), _) => (s, *id),
@@ -886,14 +985,27 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             *e = Some(Entry { peer: *peer, id, order, state: State::Ratchet(s) });
             // The bundle's one-time prekey is spent.
             let _ = self.directory.take_bundle(peer);
+            self.mark_agent();
         }
+        if let Some(si) = target {
+            self.session_changed(si);
+        }
+        self.metrics.ratchet.sent = self.metrics.ratchet.sent.saturating_add(1);
         self.commit_slot(i, *peer, Delivery::Mailbox, add(HEADER_LEN, n)?);
         Ok(())
     }
 
     /// The oldest envelope ready to send, copied into `buf`. With a `buf`
     /// too small, [`Error::BufferTooSmall`] and nothing changed.
+    ///
+    /// While a record is waiting for [`poll_persist`](Self::poll_persist)
+    /// this returns `Ok(None)`: what a call produced is released only
+    /// after the state it leaves behind was handed out to be stored (see
+    /// [`crate::persist`]).
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, Error> {
+        if self.persist_pending() {
+            return Ok(None);
+        }
         let Some(slot) =
             self.queue.iter_mut().filter(|s| s.status == SlotStatus::Ready).min_by_key(|s| s.seq)
         else {
@@ -913,21 +1025,32 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due: the
-    /// earliest handshake deadline, or `None`.
+    /// earliest handshake deadline or ratchet heartbeat, or `None`. A
+    /// restored ratchet session is due at once ([`Instant::ZERO`]): its
+    /// heartbeat deadline is placed on the caller's clock by the first
+    /// `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sessions
             .iter()
             .flatten()
-            .filter_map(|e| match e.state {
-                State::Handshake { deadline, .. } => Some(deadline),
-                _ => None,
+            .filter_map(|e| match &e.state {
+                State::Handshake { deadline, .. } => Some(*deadline),
+                State::Ratchet(s) => s.poll_timeout(),
+                State::Noise(_) => None,
             })
             .min()
     }
 
     /// Drop the handshakes whose deadline has passed (with the messages
-    /// waiting for them), each reported as [`Event::HandshakeFailed`].
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// waiting for them), each reported as [`Event::HandshakeFailed`], and
+    /// send a heartbeat on every ratchet session whose DH ratchet has not
+    /// stepped for [`SessionConfig::heartbeat_ms`]: an empty message
+    /// through the peer's mailbox ([`Event::HeartbeatSent`]), whose answer
+    /// steps the ratchet, so a stolen session state stops being useful
+    /// (post-compromise recovery). The receiving agent counts a heartbeat
+    /// and delivers nothing. With the queue full the heartbeat is skipped
+    /// until the next step.
+    pub fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Instant, rng: &mut R) {
         for i in 0..SESSIONS {
             let expired = match self.sessions.get(i) {
                 Some(Some(Entry { state: State::Handshake { deadline, .. }, .. })) => *deadline <= now,
@@ -936,7 +1059,323 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             if expired {
                 self.drop_handshake(i, HandshakeFailure::TimedOut);
             }
+            let due = match self.sessions.get_mut(i) {
+                Some(Some(Entry { state: State::Ratchet(s), .. })) => {
+                    s.handle_timeout(now);
+                    let mut due = false;
+                    while let Some(e) = s.poll_event() {
+                        due |= e == SessionEvent::HeartbeatDue;
+                    }
+                    due
+                }
+                _ => false,
+            };
+            if due {
+                // Heartbeat reported: part of the session's state.
+                self.session_changed(i);
+                let _ = self.send_heartbeat(i, now, rng);
+            }
         }
+    }
+
+    /// Queue an empty ratchet message on session `si`.
+    fn send_heartbeat<R: CryptoRng + ?Sized>(
+        &mut self,
+        si: usize,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        let [q] = self.free_slots::<1>()?;
+        let sender = self.id;
+        let Some(Some(Entry { peer, id, state: State::Ratchet(s), .. })) = self.sessions.get_mut(si) else {
+            return Err(Error::UnknownSession);
+        };
+        let (peer, id) = (*peer, *id);
+        let slot = self.queue.get_mut(q).ok_or(Error::QueueFull)?;
+        let channel =
+            if s.awaiting_reply() { ChannelKind::RatchetInitial } else { ChannelKind::RatchetMessage };
+        let body = slot.buf.get_mut(HEADER_LEN..).ok_or(Error::QueueFull)?;
+        let n = match s.encrypt(&[], body, rng, now) {
+            Ok(n) => n,
+            Err(e) => {
+                slot.clear();
+                return Err(e.into());
+            }
+        };
+        write_header(&mut slot.buf, channel, &sender, id, n)?;
+        self.commit_slot(q, peer, Delivery::Mailbox, add(HEADER_LEN, n)?);
+        self.session_changed(si);
+        self.metrics.ratchet.heartbeats_sent = self.metrics.ratchet.heartbeats_sent.saturating_add(1);
+        self.events.push(Event::HeartbeatSent { peer, session: id });
+        Ok(())
+    }
+
+    /// Ratchet session `si` changed: count its DH steps and mark its
+    /// record for persistence.
+    fn session_changed(&mut self, si: usize) {
+        if let Some(Some(Entry { state: State::Ratchet(s), .. })) = self.sessions.get_mut(si) {
+            while let Some(e) = s.poll_event() {
+                if matches!(e, SessionEvent::RatchetStepped { .. }) {
+                    self.metrics.ratchet_steps = self.metrics.ratchet_steps.saturating_add(1);
+                }
+            }
+        }
+        self.mark_slot(si);
+    }
+
+    /// The agent record changed.
+    fn mark_agent(&mut self) {
+        if self.storage.is_some()
+            && let Some(generation) = self.agent_record.mark()
+        {
+            self.events.push(Event::Persist { record: RecordId::Agent, generation });
+        }
+    }
+
+    /// Session slot `si`'s record changed.
+    fn mark_slot(&mut self, si: usize) {
+        if self.storage.is_none() {
+            return;
+        }
+        let (Some(g), Ok(n)) = (self.slot_records.get_mut(si), u16::try_from(si)) else { return };
+        if let Some(generation) = g.mark() {
+            self.events.push(Event::Persist { record: RecordId::Session(n), generation });
+        }
+    }
+
+    /// Drain the pool's events: refill a low pool, report rotations.
+    fn pool_events<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) {
+        while let Some(e) = self.pool.poll_event() {
+            self.mark_agent();
+            match e {
+                PrekeyEvent::PoolLow { .. } => {
+                    let added = u32::try_from(self.pool.refill(rng)).unwrap_or(u32::MAX);
+                    self.metrics.prekey_refills = self.metrics.prekey_refills.saturating_add(1);
+                    self.events.push(Event::PrekeysRefilled { added, available: self.pool.available() });
+                }
+                PrekeyEvent::SignedPrekeyRotated { id } => {
+                    self.metrics.signed_prekey_rotations =
+                        self.metrics.signed_prekey_rotations.saturating_add(1);
+                    self.events.push(Event::SignedPrekeyRotated { id });
+                }
+                PrekeyEvent::PreviousSignedPrekeyErased { id } => {
+                    self.events.push(Event::SignedPrekeyErased { id });
+                }
+            }
+        }
+    }
+
+    /// When [`handle_prekey_timeout`](Self::handle_prekey_timeout) is next
+    /// due, in wall-clock time: the signed prekey's rotation, or the end
+    /// of the previous one's grace period.
+    pub fn poll_prekey_timeout(&self) -> Option<UnixTime> {
+        self.pool.poll_timeout()
+    }
+
+    /// Rotate the signed prekey when due ([`Event::SignedPrekeyRotated`]:
+    /// publish a new bundle) and erase the previous one after its grace
+    /// period ([`Event::SignedPrekeyErased`]), by the pool's
+    /// [`PrekeyConfig`]. `now` is wall-clock time (prekey ages outlive
+    /// restarts). An error changes nothing.
+    pub fn handle_prekey_timeout<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: UnixTime,
+        rng: &mut R,
+    ) -> Result<(), Error> {
+        self.pool.handle_timeout(&self.identity, rng, now)?;
+        self.pool_events(rng);
+        Ok(())
+    }
+
+    /// Whether a record waits for [`poll_persist`](Self::poll_persist)
+    /// (and so holds [`poll_transmit`](Self::poll_transmit) back).
+    pub fn persist_pending(&self) -> bool {
+        self.agent_record.pending.is_some() || self.slot_records.iter().any(|g| g.pending.is_some())
+    }
+
+    /// Turn persistence on with the host's storage key: from now on every
+    /// change of durable state raises [`Event::Persist`] and holds
+    /// transmits back until [`poll_persist`](Self::poll_persist) handed
+    /// the record out. The agent record and every ratchet session's record
+    /// are marked at once (their first save).
+    pub fn enable_persistence(&mut self, key: StorageKey) {
+        self.storage = Some(key);
+        self.mark_agent();
+        for i in 0..SESSIONS {
+            if matches!(self.sessions.get(i), Some(Some(Entry { state: State::Ratchet(_), .. }))) {
+                self.mark_slot(i);
+            }
+        }
+    }
+
+    /// Largest sealed agent record.
+    pub const MAX_AGENT_RECORD_LEN: usize = persist::Bounds::<PEERS, PREKEYS>::AGENT;
+    /// Largest sealed session record.
+    pub const MAX_SESSION_RECORD_LEN: usize =
+        persist::Bounds::<RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS>::SESSION;
+    /// Largest sealed record of either kind: a buffer of this size serves
+    /// every [`poll_persist`](Self::poll_persist), and as `scratch` every
+    /// restore.
+    pub const MAX_RECORD_LEN: usize = if Self::MAX_AGENT_RECORD_LEN > Self::MAX_SESSION_RECORD_LEN {
+        Self::MAX_AGENT_RECORD_LEN
+    } else {
+        Self::MAX_SESSION_RECORD_LEN
+    };
+
+    /// The next record to store, sealed into `buf` (session records first,
+    /// then the agent record), or `None` when every change was handed
+    /// out. The host **MUST** store it under its [`RecordId`] and record
+    /// its generation in monotonic storage before it transmits anything
+    /// or acts on a delivered message. With a `buf` too small,
+    /// [`Error::BufferTooSmall`] (use [`MAX_RECORD_LEN`](Self::MAX_RECORD_LEN))
+    /// and nothing changed. `rng` draws the seal's nonce.
+    pub fn poll_persist<R: CryptoRng + ?Sized>(
+        &mut self,
+        buf: &mut [u8],
+        rng: &mut R,
+    ) -> Result<Option<PersistRecord>, Error> {
+        let Some(key) = self.storage.as_ref() else { return Ok(None) };
+        let record = if let Some(i) = self.slot_records.iter().position(|g| g.pending.is_some()) {
+            let generation = self.slot_records.get(i).and_then(|g| g.pending).ok_or(Error::WrongRecord)?;
+            let n = u16::try_from(i).map_err(|_| Error::WrongRecord)?;
+            let parts = match self.sessions.get(i) {
+                Some(Some(Entry { peer, id, order, state: State::Ratchet(s) })) => {
+                    Some((peer, *id, *order, s))
+                }
+                _ => None,
+            };
+            let len = persist::seal_slot(key, generation, rng, buf, &self.id, n, parts)?;
+            if let Some(g) = self.slot_records.get_mut(i) {
+                g.pending = None;
+            }
+            PersistRecord { id: RecordId::Session(n), generation, len }
+        } else if let Some(generation) = self.agent_record.pending {
+            let parts = AgentParts {
+                owner: &self.id,
+                identity: &self.identity,
+                pool: &self.pool,
+                directory: &self.directory,
+                policy: &self.policy,
+            };
+            let len = persist::seal_agent(key, generation, rng, buf, &parts)?;
+            self.agent_record.pending = None;
+            PersistRecord { id: RecordId::Agent, generation, len }
+        } else {
+            return Ok(None);
+        };
+        self.metrics.records_persisted = self.metrics.records_persisted.saturating_add(1);
+        Ok(Some(record))
+    }
+
+    /// Rebuild an agent from its sealed agent record (see
+    /// [`crate::persist`]); then give every stored session record to
+    /// [`restore_record`](Self::restore_record). `newest_seen` is the
+    /// generation the host recorded for the agent record: an older blob
+    /// is refused ([`Error::Storage`]`(Rollback)`), as is a blob sealed
+    /// under another key or changed (`Storage(Decrypt)`) and a session
+    /// record ([`Error::WrongRecord`]). `scratch` holds the decrypted body
+    /// while it is decoded ([`MAX_RECORD_LEN`](Self::MAX_RECORD_LEN) is
+    /// enough) and is wiped.
+    ///
+    /// The restored agent has persistence on under `key`, the identity,
+    /// prekey pool (with the configuration it was created with), directory
+    /// (every peer unreachable) and policy of the record, no Noise session,
+    /// an empty queue, no event and zeroed counters.
+    pub fn restore(
+        key: StorageKey,
+        config: Config,
+        blob: &[u8],
+        newest_seen: u64,
+        scratch: &mut [u8],
+    ) -> Result<Self, Error> {
+        let () = Self::BYTES_CHECK;
+        let (opened, generation) = persist::open::<PEERS, PREKEYS, RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS>(
+            &key,
+            blob,
+            newest_seen,
+            scratch,
+        )?;
+        let Opened::Agent { owner, state } = opened else { return Err(Error::WrongRecord) };
+        if PeerId::of(state.identity.public()) != owner || state.pool.owner() != state.identity.public() {
+            return Err(Error::WrongRecord);
+        }
+        Ok(Agent {
+            identity: state.identity,
+            id: owner,
+            config,
+            pool: state.pool,
+            directory: state.directory,
+            policy: state.policy,
+            sessions: [const { None }; SESSIONS],
+            queue: [const { Slot::FREE }; QUEUE],
+            next_seq: 0,
+            next_order: 0,
+            scratch: [0; BYTES],
+            events: EventQueue::new(),
+            counters: Counters::default(),
+            storage: Some(key),
+            agent_record: Generations { next: generation.saturating_add(1), pending: None },
+            slot_records: [Generations::default(); SESSIONS],
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Put a sealed session record back into its slot, after
+    /// [`restore`](Self::restore) (or on an agent with
+    /// [`enable_persistence`](Self::enable_persistence)); returns its id.
+    /// Refused, with nothing changed: an older generation than
+    /// `newest_seen` ([`Error::Storage`]`(Rollback)`), another key or a
+    /// changed byte (`Storage(Decrypt)`), and ([`Error::WrongRecord`]) the
+    /// agent record, a record of another agent, a slot beyond `SESSIONS`
+    /// or one already in use, or a session already in the table.
+    pub fn restore_record(
+        &mut self,
+        blob: &[u8],
+        newest_seen: u64,
+        scratch: &mut [u8],
+    ) -> Result<RecordId, Error> {
+        let key = self.storage.as_ref().ok_or(Error::WrongRecord)?;
+        let (opened, generation) = persist::open::<PEERS, PREKEYS, RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS>(
+            key,
+            blob,
+            newest_seen,
+            scratch,
+        )?;
+        let Opened::Slot { owner, slot, state } = opened else { return Err(Error::WrongRecord) };
+        let i = usize::from(slot);
+        if owner != self.id || !matches!(self.sessions.get(i), Some(None)) {
+            return Err(Error::WrongRecord);
+        }
+        if let SlotState::Ratchet { peer, id, order, session } = state {
+            if self.find(&peer, id).is_some() {
+                return Err(Error::WrongRecord);
+            }
+            if let Some(s) = self.sessions.get_mut(i) {
+                *s = Some(Entry { peer, id, order, state: State::Ratchet(session) });
+            }
+            self.next_order = self.next_order.max(order.saturating_add(1));
+        }
+        if let Some(g) = self.slot_records.get_mut(i) {
+            g.next = g.next.max(generation.saturating_add(1));
+        }
+        Ok(RecordId::Session(slot))
+    }
+
+    /// The metrics, as a plain struct.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = self.metrics;
+        for e in self.sessions.iter().flatten() {
+            if let State::Ratchet(s) = &e.state {
+                m.ratchet_sessions = m.ratchet_sessions.saturating_add(1);
+                let age = s.since_last_step_ms();
+                m.ratchet_state_age_max_ms = Some(m.ratchet_state_age_max_ms.map_or(age, |a| a.max(age)));
+            }
+        }
+        let pool = self.pool.metrics(UnixTime(0));
+        m.prekeys_available = pool.available;
+        m.prekeys_capacity = pool.capacity;
+        m.prekeys_consumed_total = pool.consumed_total;
+        m
     }
 
     /// Remove session `i` (a handshake) and the messages waiting for it.
@@ -947,13 +1386,15 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     }
 
     /// Refuse `peer`'s session for a mismatched identity.
-    fn auth_failed(&mut self, peer: PeerId, reason: AuthFailure) {
+    fn auth_failed(&mut self, peer: PeerId, reason: AuthFailure, channel: ChannelKind) {
         self.counters.auth_failed = self.counters.auth_failed.saturating_add(1);
+        self.metrics.count(channel, |c| &mut c.failures);
         self.events.push(Event::AuthFailed { peer, reason });
     }
 
-    fn deny(&mut self, from: PeerId, reason: DenyReason) {
+    fn deny(&mut self, from: PeerId, reason: DenyReason, channel: ChannelKind) {
         self.counters.denied = self.counters.denied.saturating_add(1);
+        self.metrics.count(channel, |c| &mut c.denied);
         self.events.push(Event::Denied { from, reason });
     }
 
@@ -975,24 +1416,31 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         rng: &mut R,
     ) -> Result<Option<Received>, Error> {
         let env = Envelope::parse(bytes)?;
-        match env.channel {
+        let result = match env.channel {
             ChannelKind::NoiseIk | ChannelKind::NoiseXx => {
-                self.handle_handshake(&env, now, rng)?;
-                Ok(None)
+                self.handle_handshake(&env, now, rng).map(|()| None)
             }
-            ChannelKind::NoiseTransport => {
-                let si = self.find(&env.sender, env.session).ok_or(Error::UnknownSession)?;
-                let Some(Some(Entry { state: State::Noise(t), .. })) = self.sessions.get_mut(si) else {
-                    return Err(Error::ChannelMismatch);
-                };
-                let n = t.read_message(env.body, out)?;
-                Ok(self.deliver(env.sender, ChannelKind::NoiseTransport, out, n))
+            ChannelKind::NoiseTransport => self.handle_transport(&env, out),
+            ChannelKind::RatchetInitial | ChannelKind::RatchetMessage => {
+                self.handle_ratchet(&env, out, now, rng)
             }
-            ChannelKind::RatchetInitial | ChannelKind::RatchetMessage => self.handle_ratchet(&env, out, now),
             c @ (ChannelKind::NoiseDatagram | ChannelKind::MlsMessage | ChannelKind::MlsWelcome) => {
-                Err(Error::UnsupportedChannel(c))
+                return Err(Error::UnsupportedChannel(c));
             }
+        };
+        if result.is_err() {
+            self.metrics.count(env.channel, |c| &mut c.failures);
         }
+        result
+    }
+
+    fn handle_transport(&mut self, env: &Envelope<'_>, out: &mut [u8]) -> Result<Option<Received>, Error> {
+        let si = self.find(&env.sender, env.session).ok_or(Error::UnknownSession)?;
+        let Some(Some(Entry { state: State::Noise(t), .. })) = self.sessions.get_mut(si) else {
+            return Err(Error::ChannelMismatch);
+        };
+        let n = t.read_message(env.body, out)?;
+        Ok(self.deliver(env.sender, ChannelKind::NoiseTransport, out, n))
     }
 
     /// The policy check of an authenticated plaintext `out[..n]`
@@ -1001,13 +1449,20 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     fn deliver(&mut self, from: PeerId, channel: ChannelKind, out: &mut [u8], n: usize) -> Option<Received> {
         let plain = out.get_mut(..n).unwrap_or_default();
         let Some(&k) = plain.first() else {
-            self.deny(from, DenyReason::Malformed);
+            if channel != ChannelKind::NoiseTransport {
+                // An empty ratchet message is a heartbeat: it stepped the
+                // ratchet and carries nothing to deliver.
+                self.metrics.ratchet.heartbeats_received =
+                    self.metrics.ratchet.heartbeats_received.saturating_add(1);
+                return None;
+            }
+            self.deny(from, DenyReason::Malformed, channel);
             return None;
         };
         let kind = MessageKind(k);
         if let Err(d) = self.policy.check(&from, kind) {
             plain.fill(0);
-            self.deny(from, d.reason);
+            self.deny(from, d.reason, channel);
             return None;
         }
         plain.copy_within(1.., 0);
@@ -1016,6 +1471,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             *last = 0;
         }
         self.counters.received = self.counters.received.saturating_add(1);
+        self.metrics.count(channel, |c| &mut c.received);
         self.events.push(Event::Received { from, kind, len });
         Some(Received { from, kind, len, channel })
     }
@@ -1042,8 +1498,9 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             Some(Some(Entry { state: State::Handshake { pattern, .. }, .. })) if *pattern == env.channel => {}
             _ => return Err(Error::ChannelMismatch),
         }
-        let Some(Some(Entry { state: State::Handshake { mut hs, pattern, deadline }, order, .. })) =
-            self.sessions.get_mut(si).map(Option::take)
+        let Some(Some(Entry {
+            state: State::Handshake { mut hs, pattern, deadline, started }, order, ..
+        })) = self.sessions.get_mut(si).map(Option::take)
         else {
             return Err(Error::UnknownSession);
         };
@@ -1058,7 +1515,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                         peer,
                         id: env.session,
                         order,
-                        state: State::Handshake { hs, pattern, deadline },
+                        state: State::Handshake { hs, pattern, deadline, started },
                     });
                 }
                 return Err(e.into());
@@ -1073,14 +1530,18 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                 }
                 Err(reason) => {
                     self.drop_awaiting(&peer, env.session);
-                    self.auth_failed(peer, reason);
+                    self.auth_failed(peer, reason, env.channel);
                     return Ok(());
                 }
             }
         } else {
             None
         };
-        self.step(Step { peer, session: env.session, pattern, deadline, si, slot, learned, order }, hs, rng)
+        self.step(
+            Step { peer, session: env.session, pattern, deadline, si, slot, learned, order, started, now },
+            hs,
+            rng,
+        )
     }
 
     /// The first message of a handshake opened by `env.sender`.
@@ -1093,7 +1554,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     ) -> Result<(), Error> {
         let peer = env.sender;
         if !self.may_open(&peer) {
-            self.deny(peer, DenyReason::UnknownPeer);
+            self.deny(peer, DenyReason::UnknownPeer, env.channel);
             return Ok(());
         }
         let si = self.free_session()?;
@@ -1111,7 +1572,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                     Some(identity)
                 }
                 Err(reason) => {
-                    self.auth_failed(peer, reason);
+                    self.auth_failed(peer, reason, env.channel);
                     return Ok(());
                 }
             }
@@ -1122,7 +1583,18 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             now.saturating_add(core::time::Duration::from_millis(self.config.handshake_timeout_ms));
         let order = self.next_order();
         self.step(
-            Step { peer, session: env.session, pattern: env.channel, deadline, si, slot, learned, order },
+            Step {
+                peer,
+                session: env.session,
+                pattern: env.channel,
+                deadline,
+                si,
+                slot,
+                learned,
+                order,
+                started: now,
+                now,
+            },
             hs,
             rng,
         )
@@ -1167,7 +1639,8 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             }
         }
         if !hs.is_complete() {
-            let state = State::Handshake { hs, pattern: st.pattern, deadline: st.deadline };
+            let state =
+                State::Handshake { hs, pattern: st.pattern, deadline: st.deadline, started: st.started };
             if let Some(s) = self.sessions.get_mut(st.si) {
                 *s = Some(Entry { peer: st.peer, id: st.session, order: st.order, state });
             }
@@ -1181,11 +1654,15 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             }
         };
         if let Some(identity) = st.learned {
+            let new = self.directory.get(&st.peer).is_some_and(|p| p.identity().is_none());
             // Checked against the peer id already: this only fills it in.
             if self.directory.learn_identity(&st.peer, &identity).is_err() {
                 self.drop_awaiting(&st.peer, st.session);
-                self.auth_failed(st.peer, AuthFailure::IdentityMismatch);
+                self.auth_failed(st.peer, AuthFailure::IdentityMismatch, ChannelKind::NoiseXx);
                 return Ok(());
+            }
+            if new {
+                self.mark_agent();
             }
         }
         // Send what waited for the handshake, in the order it was sent.
@@ -1202,7 +1679,10 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             let Some(slot) = self.queue.get_mut(i) else { break };
             let plain = slot.len;
             match Self::seal_slot(slot, &mut transport, &sender, st.session, plain) {
-                Ok(len) => self.commit_slot(i, st.peer, Delivery::Direct, len),
+                Ok(len) => {
+                    self.commit_slot(i, st.peer, Delivery::Direct, len);
+                    self.metrics.noise.sent = self.metrics.noise.sent.saturating_add(1);
+                }
                 // Only a nonce exhaustion could refuse this; drop the message.
                 Err(_) => slot.clear(),
             }
@@ -1212,6 +1692,11 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         if let Some(s) = self.sessions.get_mut(st.si) {
             *s = Some(Entry { peer: st.peer, id: st.session, order, state: State::Noise(transport) });
         }
+        let latency = ms(st.now.saturating_duration_since(st.started));
+        let m = &mut self.metrics;
+        m.handshakes_completed = m.handshakes_completed.saturating_add(1);
+        m.handshake_latency_last_ms = Some(latency);
+        m.handshake_latency_max_ms = m.handshake_latency_max_ms.max(latency);
         self.events.push(Event::HandshakeComplete {
             peer: st.peer,
             session: st.session,
@@ -1238,14 +1723,16 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     fn handshake_failed(&mut self, peer: PeerId, session: SessionId, reason: HandshakeFailure) {
         let dropped = self.drop_awaiting(&peer, session);
         self.counters.handshakes_failed = self.counters.handshakes_failed.saturating_add(1);
+        self.metrics.noise.failures = self.metrics.noise.failures.saturating_add(1);
         self.events.push(Event::HandshakeFailed { peer, session, reason, dropped });
     }
 
-    fn handle_ratchet(
+    fn handle_ratchet<R: CryptoRng + ?Sized>(
         &mut self,
         env: &Envelope<'_>,
         out: &mut [u8],
         now: Instant,
+        rng: &mut R,
     ) -> Result<Option<Received>, Error> {
         let peer = env.sender;
         let initial = env.body.first() == Some(&MSG_INITIAL);
@@ -1257,13 +1744,14 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                 return Err(Error::ChannelMismatch);
             };
             let n = s.decrypt(env.body, out, now)?;
+            self.session_changed(si);
             return Ok(self.deliver(peer, env.channel, out, n));
         }
         if !initial {
             return Err(Error::UnknownSession);
         }
         if !self.may_open(&peer) {
-            self.deny(peer, DenyReason::UnknownPeer);
+            self.deny(peer, DenyReason::UnknownPeer, env.channel);
             return Ok(None);
         }
         // The sender's identity (binding signature verified), read from
@@ -1271,23 +1759,28 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         let identity = RatchetSession::initial_sender(env.body)?;
         let known = self.directory.get(&peer).and_then(|p| p.identity());
         if PeerId::of(&identity) != peer || known.is_some_and(|k| *k != identity) {
-            self.auth_failed(peer, AuthFailure::IdentityMismatch);
+            self.auth_failed(peer, AuthFailure::IdentityMismatch, env.channel);
             return Ok(None);
         }
         let si = self.free_session()?;
         let (session, n) =
             RatchetSession::respond(&self.identity, &mut self.pool, env.body, out, self.config.ratchet, now)?;
+        // The pool changed (a one-time prekey, if the message named one, is
+        // erased), and so may the directory.
+        self.mark_agent();
+        self.pool_events(rng);
         if *session.remote_identity() != identity || self.directory.learn_identity(&peer, &identity).is_err()
         {
             // Unreachable: `respond` verified the same prefix.
             out.get_mut(..n).unwrap_or_default().fill(0);
-            self.auth_failed(peer, AuthFailure::IdentityMismatch);
+            self.auth_failed(peer, AuthFailure::IdentityMismatch, env.channel);
             return Ok(None);
         }
         let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
             *s = Some(Entry { peer, id: env.session, order, state: State::Ratchet(session) });
         }
+        self.session_changed(si);
         Ok(self.deliver(peer, ChannelKind::RatchetInitial, out, n))
     }
 }
@@ -1306,4 +1799,8 @@ struct Step {
     learned: Option<PublicIdentity>,
     /// The handshake's place in the session order.
     order: u64,
+    /// When its first message was sent or received.
+    started: Instant,
+    /// The current time.
+    now: Instant,
 }

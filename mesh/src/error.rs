@@ -60,6 +60,14 @@ pub enum Error {
     Noise(securemesh_noise::Error),
     /// The ratchet refused the message.
     Ratchet(securemesh_ratchet::Error),
+    /// A persisted record was refused: [`Rollback`](securemesh_core::Error::Rollback)
+    /// (older than the newest generation seen), `Decrypt` (another
+    /// storage key, or a changed byte), a version or encoding error.
+    Storage(securemesh_core::Error),
+    /// A record that does not belong here: of another agent, the agent
+    /// record where a session record was expected (or the reverse), a
+    /// slot beyond the table or already in use.
+    WrongRecord,
 }
 
 impl core::fmt::Display for Error {
@@ -85,6 +93,8 @@ impl core::fmt::Display for Error {
             Error::ChannelMismatch => f.write_str("the envelope's channel does not fit the session"),
             Error::Noise(e) => write!(f, "noise: {e}"),
             Error::Ratchet(e) => write!(f, "ratchet: {e}"),
+            Error::Storage(e) => write!(f, "persisted record: {e}"),
+            Error::WrongRecord => f.write_str("the record belongs to another agent or slot"),
         }
     }
 }
@@ -133,5 +143,14 @@ impl From<securemesh_ratchet::Error> for Error {
 impl From<NoRoute> for Error {
     fn from(r: NoRoute) -> Self {
         Error::NoRoute(r)
+    }
+}
+
+impl From<securemesh_core::Error> for Error {
+    fn from(e: securemesh_core::Error) -> Self {
+        match e {
+            securemesh_core::Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            e => Error::Storage(e),
+        }
     }
 }

@@ -29,18 +29,47 @@
 //!   [`handle_timeout`](Agent::handle_timeout); randomness lent per call,
 //!   time passed in.
 //!
+//! - [`persist`]: the agent's durable state as sealed records (the agent
+//!   record and one per session slot, each with its own generation),
+//!   handed out by [`poll_persist`](Agent::poll_persist) before
+//!   [`poll_transmit`](Agent::poll_transmit) releases what a call
+//!   produced; [`restore`](Agent::restore) refuses older blobs.
+//! - [`metrics`]: [`Metrics`], a plain struct of per-channel counters,
+//!   handshake latency, ratchet state age, prekey utilization and
+//!   post-quantum status.
+//!
 //! ## Scope of this version
 //!
-//! The agent drives the two pairwise channels: Noise (IK/XX, stream
+//! **Slice 1**: the two pairwise channels: Noise (IK/XX, stream
 //! transport), with the peer's static key checked against its identity,
 //! and ratchet sessions (X3DH from the peer's bundle, Double Ratchet).
+//!
+//! **Slice 2** (this one):
+//!
+//! - persistence: identity, prekey pool, directory and policy in the
+//!   agent record, each ratchet session in its slot's record, sealed with
+//!   the `securemesh-core` envelope under the host's key; the persistence
+//!   rule enforced by holding transmits back; restore with rollback
+//!   detection. Noise transports are deliberately not persisted (a new
+//!   handshake replaces them, see [`persist`]);
+//! - key lifecycle: the prekey pool refills itself at its threshold
+//!   ([`Event::PrekeysRefilled`]), the signed prekey rotates on
+//!   [`handle_prekey_timeout`](Agent::handle_prekey_timeout) (wall time),
+//!   ratchet sessions send heartbeats from
+//!   [`handle_timeout`](Agent::handle_timeout) so an idle session still
+//!   steps its DH ratchet;
+//! - metrics ([`Agent::metrics`]).
+//!
 //! **Not yet**: MLS groups (the matrix routes to [`Channel::Mls`], `send`
 //! returns [`Error::Unsupported`]), the Noise datagram transport for
-//! telemetry, persistence of the agent's state through the sealed
-//! envelope of `securemesh-core` (and the event that hands the host a
-//! blob to store before it transmits), prekey refill and rotation, and
-//! metrics beyond [`Counters`]. Until persistence lands, an agent's
-//! sessions live only as long as the process.
+//! telemetry; re-establishing a *ratchet* session whose state one side
+//! lost (today the other side's messages fail with
+//! [`Error::UnknownSession`] and the host must hand the sender a fresh
+//! bundle; Noise sessions re-establish by themselves); persisting the
+//! transmit queue (a message not yet handed out by `poll_transmit` when
+//! the process dies is lost, its ratchet number skipped); golden files and
+//! a fuzz target for the mesh records (they belong to `test-vectors/` and
+//! `fuzz/`); hybrid post-quantum suites ([`PqStatus::Hybrid`] is ready).
 //!
 //! ## Two agents
 //!
@@ -106,7 +135,9 @@ extern crate std;
 mod agent;
 pub mod envelope;
 mod error;
+pub mod metrics;
 pub mod peer;
+pub mod persist;
 pub mod policy;
 pub mod route;
 
@@ -117,7 +148,9 @@ pub use agent::{
 };
 pub use envelope::{ChannelKind, SessionId};
 pub use error::Error;
+pub use metrics::{ChannelMetrics, Metrics, PqStatus};
 pub use peer::PeerId;
+pub use persist::{PersistRecord, RecordId};
 pub use policy::{MessageKind, Permissions, Role, Roles};
 pub use route::{Channel, Purpose, Reason, Route};
 

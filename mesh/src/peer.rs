@@ -11,6 +11,8 @@
 //! accepted for a peer only if it hashes to that peer's id, so a directory
 //! entry never holds keys of someone else.
 
+use securemesh_core::Error as CoreError;
+use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256};
 use securemesh_ratchet::{Bundle, PublicIdentity};
 
@@ -297,6 +299,91 @@ impl<const N: usize> Directory<N> {
             }
             None => false,
         }
+    }
+}
+
+/// Persisted form of the directory (inside the agent record, see
+/// [`crate::persist`]): `count u16 | count * (id [32] | identity: flag
+/// [128] | bundle: flag [len u16 | bytes])`. Reachability is not stored:
+/// it is the host's live knowledge and stale after a restart (a restored
+/// peer is unreachable until the host says otherwise).
+impl<const N: usize> Directory<N> {
+    /// Largest encoding.
+    pub(crate) const MAX_ENCODED_LEN: usize =
+        2 + N * (32 + 1 + PublicIdentity::LEN + 1 + 2 + MAX_STORED_BUNDLE_LEN);
+
+    pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), CoreError> {
+        w.write_u16(u16::try_from(self.len()).map_err(|_| CoreError::LengthOverflow)?)?;
+        for p in self.iter() {
+            w.write_bytes(&p.id.0)?;
+            match &p.identity {
+                Some(i) => {
+                    w.write_u8(1)?;
+                    w.write_bytes(&i.to_bytes())?;
+                }
+                None => w.write_u8(0)?,
+            }
+            match &p.bundle {
+                Some(b) => {
+                    w.write_u8(1)?;
+                    w.write_vec16(b.as_bytes())?;
+                }
+                None => w.write_u8(0)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Every identity is verified again and must hash to its id; every
+    /// bundle is verified again and must carry that identity.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, CoreError> {
+        let mut dir = Directory::new();
+        let count = usize::from(r.read_u16()?);
+        if count > N {
+            return Err(CoreError::LengthOverflow);
+        }
+        for slot in dir.peers.iter_mut().take(count) {
+            let id = PeerId(r.read_array()?);
+            let identity = match r.read_u8()? {
+                0 => None,
+                1 => {
+                    let i =
+                        PublicIdentity::from_bytes(&r.read_array()?).map_err(|_| CoreError::BadSignature)?;
+                    if PeerId::of(&i) != id {
+                        return Err(CoreError::InvalidValue);
+                    }
+                    Some(i)
+                }
+                _ => return Err(CoreError::InvalidValue),
+            };
+            let bundle = match r.read_u8()? {
+                0 => None,
+                1 => {
+                    let bytes = r.read_vec16()?;
+                    let b = Bundle::decode(bytes).map_err(|_| CoreError::InvalidValue)?;
+                    if identity.as_ref() != Some(b.identity()) {
+                        return Err(CoreError::InvalidValue);
+                    }
+                    let mut stored = StoredBundle { bytes: [0; MAX_STORED_BUNDLE_LEN], len: 0 };
+                    stored
+                        .bytes
+                        .get_mut(..bytes.len())
+                        .ok_or(CoreError::LengthOverflow)?
+                        .copy_from_slice(bytes);
+                    stored.len = u16::try_from(bytes.len()).map_err(|_| CoreError::LengthOverflow)?;
+                    Some(stored)
+                }
+                _ => return Err(CoreError::InvalidValue),
+            };
+            *slot = Some(PeerInfo { id, identity, bundle, reachable: false });
+        }
+        // Ids are unique (the directory never holds one twice).
+        for (i, p) in dir.iter().enumerate() {
+            if dir.iter().skip(i.saturating_add(1)).any(|q| q.id == p.id) {
+                return Err(CoreError::InvalidValue);
+            }
+        }
+        Ok(dir)
     }
 }
 

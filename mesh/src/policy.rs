@@ -13,6 +13,8 @@
 //! above are reserved and never permitted.
 
 use crate::peer::PeerId;
+use securemesh_core::Error as CoreError;
+use securemesh_core::codec::{Reader, Writer};
 
 /// The kind (or topic) of an application message: the first byte of every
 /// decrypted payload. Kinds `0..=63` can be permitted; `64..=255` are
@@ -277,6 +279,46 @@ impl<const N: usize> Policy<N> {
         } else {
             Err(Denied { reason: DenyReason::NotPermitted { kind } })
         }
+    }
+}
+
+/// Persisted form of the policy (inside the agent record, see
+/// [`crate::persist`]): `roles 32 * u64 | count u16 | count * (peer [32] | roles u32)`.
+impl<const N: usize> Policy<N> {
+    /// Largest encoding.
+    pub(crate) const MAX_ENCODED_LEN: usize = MAX_ROLES * 8 + 2 + N * (32 + 4);
+
+    pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), CoreError> {
+        for p in &self.roles {
+            w.write_u64(p.0)?;
+        }
+        let count = self.grants.iter().flatten().count();
+        w.write_u16(u16::try_from(count).map_err(|_| CoreError::LengthOverflow)?)?;
+        for (peer, roles) in self.grants.iter().flatten() {
+            w.write_bytes(&peer.0)?;
+            w.write_u32(roles.0)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, CoreError> {
+        let mut policy = Policy::new();
+        for p in policy.roles.iter_mut() {
+            *p = Permissions(r.read_u64()?);
+        }
+        let count = usize::from(r.read_u16()?);
+        if count > N {
+            return Err(CoreError::LengthOverflow);
+        }
+        for slot in policy.grants.iter_mut().take(count) {
+            *slot = Some((PeerId(r.read_array()?), Roles(r.read_u32()?)));
+        }
+        for (i, (p, _)) in policy.grants.iter().flatten().enumerate() {
+            if policy.grants.iter().flatten().skip(i.saturating_add(1)).any(|(q, _)| q == p) {
+                return Err(CoreError::InvalidValue);
+            }
+        }
+        Ok(policy)
     }
 }
 

@@ -436,9 +436,9 @@ fn an_unanswered_handshake_times_out() {
     transmits(&mut alice);
     let deadline = alice.poll_timeout().unwrap();
     assert_eq!(deadline, Instant(T0.0 + 10_000));
-    alice.handle_timeout(Instant(deadline.0 - 1));
+    alice.handle_timeout(Instant(deadline.0 - 1), &mut ra);
     assert_eq!(alice.sessions().count(), 1);
-    alice.handle_timeout(deadline);
+    alice.handle_timeout(deadline, &mut ra);
     assert_eq!(alice.sessions().count(), 0);
     assert_eq!(alice.queued(), 0);
     let ea = events(&mut alice);

@@ -1,0 +1,106 @@
+//! The product's metrics, as a plain `Copy` struct read with
+//! [`Agent::metrics`](crate::Agent::metrics).
+//!
+//! Counters live as long as the process (they are not persisted) and
+//! saturate. Failure counters count refused *inputs*: a tampered or
+//! replayed envelope is an error that leaves the protocol state
+//! unchanged, but it is counted here, since counting failures is what a
+//! failure counter is for.
+
+use crate::envelope::ChannelKind;
+
+/// Whether a channel's key agreement resists a quantum adversary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PqStatus {
+    /// Classical key agreement only (X25519): what both channels use
+    /// today.
+    #[default]
+    Classical,
+    /// A hybrid of a classical and a post-quantum KEM (PQXDH with
+    /// ML-KEM, Noise with `hfs`); for the hybrid suites to come.
+    Hybrid,
+}
+
+/// Counters of one channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelMetrics {
+    /// Application messages encrypted and queued (Noise: sealed when its
+    /// transport exists, so a message waiting for a handshake counts when
+    /// the handshake completes).
+    pub sent: u64,
+    /// Application messages delivered.
+    pub received: u64,
+    /// Inputs refused: failed decryption, unknown session, handshakes
+    /// failed or timed out, refused identities.
+    pub failures: u64,
+    /// Messages and sessions refused by the policy.
+    pub denied: u64,
+    /// Ratchet heartbeats (empty messages) sent by the agent.
+    pub heartbeats_sent: u64,
+    /// Ratchet heartbeats received (authenticated, never delivered).
+    pub heartbeats_received: u64,
+}
+
+/// Everything the agent measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Noise channels (handshakes and transports).
+    pub noise: ChannelMetrics,
+    /// Ratchet channels.
+    pub ratchet: ChannelMetrics,
+    /// Noise handshakes completed.
+    pub handshakes_completed: u64,
+    /// Duration of the last completed handshake, from its first message
+    /// (sent or received) to completion, in ms of the caller's clock.
+    pub handshake_latency_last_ms: Option<u64>,
+    /// The longest such duration.
+    pub handshake_latency_max_ms: u64,
+    /// Ratchet sessions in the table.
+    pub ratchet_sessions: u32,
+    /// Age of the oldest ratchet state: the longest time since a
+    /// session's last DH ratchet step (at the latest `now` it saw), in ms.
+    /// The longer, the longer a stolen state would stay useful; the
+    /// heartbeat bounds it.
+    pub ratchet_state_age_max_ms: Option<u64>,
+    /// DH ratchet steps over all sessions.
+    pub ratchet_steps: u64,
+    /// One-time prekeys available.
+    pub prekeys_available: u32,
+    /// One-time prekey capacity of the pool.
+    pub prekeys_capacity: u32,
+    /// One-time prekeys consumed since the pool was created.
+    pub prekeys_consumed_total: u64,
+    /// Pool refills done by the agent.
+    pub prekey_refills: u64,
+    /// Signed prekey rotations.
+    pub signed_prekey_rotations: u64,
+    /// Records handed out by `poll_persist`.
+    pub records_persisted: u64,
+    /// Post-quantum status of the Noise channel.
+    pub noise_pq: PqStatus,
+    /// Post-quantum status of the ratchet channel.
+    pub ratchet_pq: PqStatus,
+}
+
+impl Metrics {
+    /// The counters of the channel an envelope of `channel` belongs to
+    /// (`None` for MLS, not driven yet).
+    pub(crate) fn channel_mut(&mut self, channel: ChannelKind) -> Option<&mut ChannelMetrics> {
+        match channel {
+            ChannelKind::NoiseIk
+            | ChannelKind::NoiseXx
+            | ChannelKind::NoiseTransport
+            | ChannelKind::NoiseDatagram => Some(&mut self.noise),
+            ChannelKind::RatchetInitial | ChannelKind::RatchetMessage => Some(&mut self.ratchet),
+            ChannelKind::MlsMessage | ChannelKind::MlsWelcome => None,
+        }
+    }
+
+    /// Count one of `field` on `channel`.
+    pub(crate) fn count(&mut self, channel: ChannelKind, field: fn(&mut ChannelMetrics) -> &mut u64) {
+        if let Some(c) = self.channel_mut(channel) {
+            let f = field(c);
+            *f = f.saturating_add(1);
+        }
+    }
+}
