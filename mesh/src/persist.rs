@@ -382,3 +382,80 @@ fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const
     r.finish()?;
     Ok(opened)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::policy::{MessageKind, Permissions, Role, Roles};
+    use securemesh_core::UnixTime;
+    use securemesh_core::testing::TestRng;
+    use securemesh_ratchet::PrekeyConfig;
+    use std::vec;
+
+    type Record = Opened<2, 4, 4, 4>;
+
+    fn open_any(key: &StorageKey, blob: &[u8]) -> Result<Record, CoreError> {
+        let mut scratch = vec![0u8; blob.len()];
+        open::<2, 4, 4, 4>(key, blob, 0, &mut scratch).map(|(r, _)| r)
+    }
+
+    /// The agent record round-trips: identity, pool, directory (without
+    /// reachability) and policy.
+    #[test]
+    fn agent_record_roundtrip() {
+        let mut rng = TestRng::new(0x7001);
+        let me = Identity::generate(&mut rng);
+        let peer = Identity::generate(&mut rng);
+        let pool: PrekeyPool<4> = PrekeyPool::new(&me, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+        let peer_pool: PrekeyPool<4> = PrekeyPool::new(&peer, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let n = peer_pool.bundle(peer_pool.one_time_ids().next()).encode(&mut bundle).unwrap();
+        let mut directory: Directory<2> = Directory::new();
+        let pid = directory.set_bundle(&bundle[..n]).unwrap();
+        directory.set_reachable(&pid, true).unwrap();
+        directory.add(PeerId([9; 32])).unwrap();
+        let mut policy: Policy<2> = Policy::new();
+        policy.define_role(Role(3), Permissions::of(&[MessageKind(7)])).unwrap();
+        policy.grant(pid, Roles::of(&[Role(3)])).unwrap();
+        let owner = PeerId::of(me.public());
+        let parts =
+            AgentParts { owner: &owner, identity: &me, pool: &pool, directory: &directory, policy: &policy };
+        let key = StorageKey::new([4; 32]);
+        let mut out = vec![0u8; Bounds::<2, 4>::AGENT];
+        let len = seal_agent(&key, 3, &mut rng, &mut out, &parts).unwrap();
+        let Opened::Agent { owner: o, state } = open_any(&key, &out[..len]).unwrap() else { panic!("kind") };
+        assert_eq!(o, owner);
+        assert_eq!(state.identity.public(), me.public());
+        assert_eq!(
+            state.pool.one_time_ids().collect::<vec::Vec<_>>(),
+            pool.one_time_ids().collect::<vec::Vec<_>>()
+        );
+        let p = state.directory.get(&pid).unwrap();
+        assert_eq!((p.identity(), p.is_reachable()), (Some(peer.public()), false));
+        assert_eq!(p.bundle().unwrap().as_bytes(), &bundle[..n]);
+        assert!(state.directory.get(&PeerId([9; 32])).unwrap().identity().is_none());
+        assert!(state.policy.check(&pid, MessageKind(7)).is_ok());
+        assert!(state.policy.check(&pid, MessageKind(6)).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any body sealed under the right key (so past the AEAD) never
+        /// panics the decoder.
+        #[test]
+        fn arbitrary_sealed_bodies_never_panic(
+            tag in 0u8..4,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        ) {
+            let key = StorageKey::new([5; 32]);
+            let mut out = vec![0u8; SEAL_OVERHEAD + 40 + body.len()];
+            let n = envelope::seal(&key, &header(), 0, &mut TestRng::new(1), &mut out, |w| {
+                w.write_bytes(&[0u8; 32])?;
+                w.write_u8(tag)?;
+                w.write_bytes(&body)
+            })
+            .unwrap();
+            let _ = open_any(&key, &out[..n]);
+        }
+    }
+}
