@@ -5,8 +5,8 @@
 # The peers (OpenMLS, mls-rs) are not in this run yet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build -q --release -p securemesh-mls-lite --example cost
-bin=target/release/examples/cost
+cargo build -q --release -p securemesh-mls-lite --example group_cost
+bin=target/release/examples/group_cost
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" "$3" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
 per() { local a b; a=$(count "$1" "$2" 0); b=$(count "$1" "$2" "$3"); echo $(( (b - a) / $3 )); }
 for op in update process-update add process-add message; do

@@ -1,5 +1,5 @@
 //! One MLS operation, repeated, for instruction counts under callgrind
-//! (`bash mls-lite/benches/instructions.sh`): `cost <op> <members> <reps>`.
+//! (`bash mls-lite/benches/instructions.sh`): `group_cost <op> <members> <reps>`.
 //!
 //! The group of `members` is built first (by add commits of the creator,
 //! checked by every member); `reps` = 0 measures that setup alone, so
