@@ -11,6 +11,7 @@
 use openmls::prelude::{tls_codec::*, *};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
+use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::key_package::KeyPackageParams;
 use securemesh_mls_lite::messages::{KeyPackage as OurKeyPackage, MlsMessage, MlsMessageBody, WireFormat};
@@ -38,10 +39,11 @@ use std::sync::{Arc, Mutex};
 /// [`CIPHERSUITE`] as mls-rs names it.
 pub const RS_CIPHERSUITE: mls_rs::CipherSuite = mls_rs::CipherSuite::CURVE25519_CHACHA;
 
-/// Our member's slot: 128 members (the benchmark's largest group) of at
+/// Our member's slot: 256 members (the benchmark's largest group, 128,
+/// plus the member its add commit adds needs a tree 256 leaves wide) of at
 /// most 512 bytes (OpenMLS's and mls-rs's leaves carry more capabilities
 /// than ours), 64-byte group ids, 256 bytes of GroupContext extensions.
-pub type OurGroup = Group<128, 512, 64, 256>;
+pub type OurGroup = Group<256, 512, 64, 256>;
 
 /// The one ciphersuite both sides share.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519;
@@ -157,9 +159,7 @@ pub struct Ours {
     candidate: Candidate,
     group: Box<OurGroup>,
     pending: Box<OurGroup>,
-    /// [`Group::process_commit`] stages the next epoch here and swaps it
-    /// in: after a commit, the previous epoch's state (what
-    /// [`Member::restore`] swaps back).
+    /// [`Group::process_commit`] stages the next epoch here.
     spare: Box<OurGroup>,
     cache: Box<ProposalCache>,
     rng: TestRng,
@@ -776,15 +776,11 @@ pub enum Member {
 
 /// A member's state saved by [`Member::save`], for [`Member::restore`].
 pub enum Saved {
-    /// Ours: nothing is copied; [`Member::restore`] swaps back the
-    /// previous epoch's state that [`Group::process_commit`] left in the
-    /// spare slot (so the member must have processed exactly one commit
-    /// since [`Member::save`]), tree hash cache and loaded signing key
-    /// included.
-    Ours {
-        /// The epoch at [`Member::save`].
-        epoch: u64,
-    },
+    /// Ours: the persisted state (`Persist::encode_state`, the group is
+    /// not `Clone`); [`Member::restore`] decodes it and fills the tree
+    /// hash cache again (derived data, not persisted) by hashing the tree,
+    /// so that the next call finds the group as it was in memory.
+    Ours(Vec<u8>),
     /// OpenMLS: a copy of the member's storage (its group is reloaded).
     OpenMls(HashMap<Vec<u8>, Vec<u8>>),
     /// mls-rs: a clone of the group.
@@ -991,7 +987,12 @@ impl Member {
     /// processing one commit (see [`Saved`]).
     pub fn save(&self) -> Saved {
         match self {
-            Member::Ours(m) => Saved::Ours { epoch: m.group.epoch() },
+            Member::Ours(m) => {
+                let mut state = vec![0u8; OurGroup::MAX_ENCODED_LEN];
+                let n = m.group.encode_state(&mut state).expect("our state encodes");
+                state.truncate(n);
+                Saved::Ours(state)
+            }
             Member::OpenMls(m) => {
                 Saved::OpenMls(m.provider.storage().values.read().expect("storage lock").clone())
             }
@@ -1002,11 +1003,11 @@ impl Member {
     /// Go back to the state of [`save`](Self::save).
     pub fn restore(&mut self, saved: &Saved) -> Result<(), Failure> {
         match (self, saved) {
-            (Member::Ours(m), Saved::Ours { epoch }) => {
-                if m.group.epoch() != epoch + 1 || m.spare.epoch() != *epoch {
-                    return Err(Failure::Unexpected("ours: restore after other than one commit".into()));
-                }
-                std::mem::swap(&mut m.group, &mut m.spare);
+            (Member::Ours(m), Saved::Ours(state)) => {
+                m.group
+                    .decode_state_into(state)
+                    .map_err(|e| Failure::Unexpected(format!("our state decodes: {e:?}")))?;
+                m.group.tree().tree_hash(m.group.tree().root())?;
                 Ok(())
             }
             (Member::OpenMls(m), Saved::OpenMls(values)) => {
