@@ -30,6 +30,7 @@ use securemesh_core::codec::{VARINT_MAX, Writer};
 use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{self, Header, Persist, StateKind};
 use securemesh_fuzz::codec_ops::*;
+use securemesh_fuzz::mesh;
 use securemesh_fuzz::mls;
 use securemesh_fuzz::noise::{
     self as nz, DATAGRAM_WORDS, Pattern, SITUATIONS, Situation, datagram_fixture, drive, encode_state,
@@ -618,6 +619,75 @@ fn mls_application_seeds() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
+fn mesh_envelope_seeds() -> Vec<(String, Vec<u8>)> {
+    let fx = mesh::fixture();
+    let mut v = Vec::new();
+    for (name, ex) in [("ik", &fx.ik), ("xx", &fx.xx)] {
+        for (i, m) in ex.handshake.iter().enumerate() {
+            v.push((format!("{name}_handshake_{i}"), m.clone()));
+        }
+        for (i, m) in ex.transports.iter().enumerate() {
+            v.push((format!("{name}_transport_{i}"), m.clone()));
+        }
+    }
+    for (i, m) in fx.ratchet.iter().enumerate() {
+        v.push((format!("ratchet_{i}"), m.clone()));
+    }
+    v.push(("carol_initial".into(), fx.carol_initial.clone()));
+    v
+}
+
+fn mesh_handle_input_seeds() -> Vec<(String, Vec<u8>)> {
+    let fx = mesh::fixture();
+    let names = ["bob_fresh", "bob_noise", "bob_ratchet", "alice_ik", "alice_xx"];
+    let mut v = Vec::new();
+    for s in 0..mesh::SITUATIONS {
+        for (i, (seq, _)) in mesh::genuine(fx, s).into_iter().enumerate() {
+            let frames = join_frames(seq.iter().map(|f| &f[..]));
+            v.push((format!("{}_{i}", names[usize::from(s)]), with_prefix(s, &frames)));
+            v.push((format!("{}_{i}_denied", names[usize::from(s)]), with_prefix(s | mesh::DENY, &frames)));
+        }
+    }
+    // Out of order, replayed and tampered messages among genuine ones.
+    let r = &fx.ratchet;
+    let t = &fx.ik.transports;
+    let mut bad = t[1].clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let seqs: [(&str, u8, Vec<&[u8]>); 4] = [
+        ("bob_ratchet_reordered", mesh::BOB_RATCHET, vec![&r[3], &r[1], &r[1], &r[2]]),
+        ("bob_noise_tampered", mesh::BOB_NOISE, vec![&t[0], &bad, &t[1], &t[1]]),
+        ("bob_noise_handshake_replayed", mesh::BOB_NOISE, vec![&t[0], &fx.ik.handshake[0], &t[1]]),
+        ("bob_fresh_mixed", mesh::BOB_FRESH, vec![&r[0], &fx.ik.handshake[0], &r[2], &fx.carol_initial]),
+    ];
+    for (name, s, seq) in seqs {
+        v.push((name.into(), with_prefix(s, &join_frames(seq))));
+    }
+    v
+}
+
+fn mesh_record_seeds() -> Vec<(String, Vec<u8>)> {
+    let fx = mesh::fixture();
+    let open = |blob: &[u8]| {
+        let mut scratch = vec![0u8; blob.len()];
+        envelope::open(&mesh::key(), blob, 0, &mut scratch).expect("open record").body.to_vec()
+    };
+    let agent = open(&fx.bob_record.bytes);
+    let slot = open(&fx.bob_ratchet[1].bytes);
+    let mut header = vec![StateKind::MESH_ROUTER.0];
+    header.extend_from_slice(&1u16.to_be_bytes());
+    header.extend_from_slice(&SuiteId::DEFAULT.0.to_be_bytes());
+    vec![
+        ("body_agent_bob".into(), with_prefix(0, &agent)),
+        ("body_agent_alice".into(), with_prefix(0, &open(&fx.alice_records[2].bytes))),
+        ("body_session".into(), with_prefix(1, &slot)),
+        ("header_body_agent".into(), with_prefix(2, &[&header[..], &agent].concat())),
+        ("header_body_session".into(), with_prefix(2, &[&header[..], &slot].concat())),
+        ("blob_agent".into(), with_prefix(3, &fx.bob_record.bytes)),
+        ("blob_session".into(), with_prefix(3, &fx.bob_ratchet[1].bytes)),
+    ]
+}
+
 fn write_dir<N: AsRef<str>>(root: &Path, target: &str, seeds: Vec<(N, Vec<u8>)>) -> usize {
     let dir = root.join(target);
     if dir.exists() {
@@ -656,6 +726,9 @@ fn main() {
     total += write_dir(&root, "mls_application", mls_application_seeds());
     total += write_dir(&root, "mls_key_package", mls::key_package_seeds());
     total += write_dir(&root, "mls_proposal", mls::proposal_seeds());
+    total += write_dir(&root, "mesh_envelope", mesh_envelope_seeds());
+    total += write_dir(&root, "mesh_handle_input", mesh_handle_input_seeds());
+    total += write_dir(&root, "mesh_record", mesh_record_seeds());
     assert!(total < 96 * 1024, "seeds must stay under 96 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }

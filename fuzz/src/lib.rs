@@ -25,6 +25,7 @@ use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{Header, Persist, StateKind, StorageKey};
 
+pub mod mesh;
 pub mod mls;
 pub mod noise;
 pub mod ratchet;

@@ -155,6 +155,7 @@ pub fn run_all() -> Vec<Report> {
     out.extend(mls::reports(&vectors_dir().join("mls")));
     out.extend(ratchet::reports(&vectors_dir().join("ratchet")));
     out.push(state::envelope_v1(&vectors_dir().join("state/envelope-v1.json")));
+    out.push(state::mesh_records_v1(&vectors_dir().join("state/mesh-records-v1.json")));
     out.extend(pq::reports(&vectors_dir().join("pq")));
     out
 }

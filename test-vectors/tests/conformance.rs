@@ -15,6 +15,7 @@ fn every_supported_vector_passes() {
         "rfc5869 hkdf-sha256 3/3",
         "rfc8032 ed25519 3/3",
         "state envelope-v1 6/6",
+        "state mesh-records-v1 5/5",
         "noise noise-c fallback 8/8",
         "mls tree-math 10/10",
         "mls crypto-basics 1/1",
