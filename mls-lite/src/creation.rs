@@ -14,8 +14,6 @@
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::group::Group;
-use crate::key_schedule::{EpochSecrets, GroupContext};
-use crate::transcript::InterimTranscriptHashInput;
 use crate::welcome::JoinKeys;
 use securemesh_core::CryptoRng;
 use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
@@ -80,32 +78,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             self.tree_hash = self.tree.tree_hash(self.tree.root())?;
             self.epoch = 0;
             self.confirmed_transcript_hash.clear();
-            let gc = GroupContext {
-                group_id,
-                epoch: 0,
-                tree_hash: &self.tree_hash,
-                confirmed_transcript_hash: &[],
-                extensions,
-            };
-            let n = gc.encode(&mut work)?;
-            let init_secret = Secret32::random(rng);
-            let secrets = EpochSecrets::derive(
-                init_secret.expose(),
-                &[0u8; NH],
-                &[0u8; NH],
-                work.get(..n).ok_or(Error::Capacity)?,
-            )?;
-            work.fill(0);
-            let tag = secrets.confirmation_tag(&[]);
-            self.interim_transcript_hash =
-                InterimTranscriptHashInput { confirmation_tag: &tag }.interim_transcript_hash(&[])?;
             self.own_leaf = 0;
             self.leaf_private_key = keys.encryption_priv.duplicate();
             self.signature_private_key = keys.signature_priv.duplicate();
-            self.ratchets.reset(&secrets.encryption, 1)?;
-            self.secrets = secrets.into();
-            self.joined = true;
-            Ok(())
+            self.start_epoch(&Secret32::random(rng), &[0u8; NH], &mut work)
         };
         let made = fill();
         if made.is_err() {

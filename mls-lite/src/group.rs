@@ -177,6 +177,38 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
     }
 
+    /// Enter the epoch the slot's GroupContext describes without a commit
+    /// (a new group, or test members that share an epoch): the key
+    /// schedule from `init_secret` and `commit_secret` with no PSK over the
+    /// encoded GroupContext (`work` holds it, wiped after), the interim
+    /// transcript hash from the epoch's confirmation tag (§8.2, as after a
+    /// commit, so an exported GroupInfo reproduces it), a fresh secret
+    /// tree, and the slot marked joined.
+    pub(crate) fn start_epoch(
+        &mut self,
+        init_secret: &Secret32,
+        commit_secret: &[u8; NH],
+        work: &mut [u8],
+    ) -> Result<(), Error> {
+        let n = self.group_context().encode(work)?;
+        let secrets = crate::key_schedule::EpochSecrets::derive(
+            init_secret.expose(),
+            commit_secret,
+            &[0u8; NH],
+            work.get(..n).ok_or(Error::Capacity)?,
+        );
+        work.fill(0);
+        let secrets = secrets?;
+        let tag = secrets.confirmation_tag(&self.confirmed_transcript_hash);
+        self.interim_transcript_hash =
+            crate::transcript::InterimTranscriptHashInput { confirmation_tag: &tag }
+                .interim_transcript_hash(&self.confirmed_transcript_hash)?;
+        self.ratchets.reset(&secrets.encryption, self.tree.leaf_count())?;
+        self.secrets = secrets.into();
+        self.joined = true;
+        Ok(())
+    }
+
     /// Encode and sign a new LeafNode for our leaf into `out` (returning
     /// its length): `encryption_key`, `source`, and the credential and
     /// extensions of our current leaf. `scratch`: as

@@ -14,7 +14,6 @@
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::group::Group;
-use crate::key_schedule::{EpochSecrets, GroupContext};
 use crate::tree::node::{LeafNodeParams, LeafNodeSource, write_leaf_node};
 use securemesh_core::CryptoRng;
 use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
@@ -75,28 +74,10 @@ pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const 
     // generator's stream, and every seed and vector made from it, stay as
     // they were.)
     let _ = Secret32::random(rng);
-    let gc = GroupContext {
-        group_id,
-        epoch: a.epoch,
-        tree_hash: &a.tree_hash,
-        confirmed_transcript_hash: &a.confirmed_transcript_hash,
-        extensions: &[],
-    };
-    let mut gc_buf = [0u8; 160];
-    let gc_len = gc.encode(&mut gc_buf)?;
-    let gc_bytes = gc_buf.get(..gc_len).ok_or(Error::Capacity)?;
-    let secrets = EpochSecrets::derive(init_secret.expose(), commit_secret.expose(), &[0u8; NH], gc_bytes)?;
-
     // The interim transcript hash follows from the epoch's confirmation
     // tag (§8.2), as in a group made by commits: an exported GroupInfo
     // then lets a joiner reproduce it.
-    let tag =
-        crate::transcript::confirmation_tag(secrets.confirmation_key.expose(), &a.confirmed_transcript_hash);
-    a.interim_transcript_hash = crate::transcript::InterimTranscriptHashInput { confirmation_tag: &tag }
-        .interim_transcript_hash(&a.confirmed_transcript_hash)?;
-    a.ratchets.reset(&secrets.encryption, 2)?;
-    a.secrets = secrets.into();
-    a.joined = true;
+    a.start_epoch(&init_secret, commit_secret.expose(), &mut [0u8; 512])?;
     b.copy_from(a)?;
     b.ratchets.copy_from(&a.ratchets);
     for (i, (g, (enc, sig))) in [a, b].into_iter().zip(keys).enumerate() {
@@ -242,25 +223,7 @@ pub fn member_of_tree<const L: usize, const B: usize, const G: usize, const E: u
             slot.path_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;
         }
         slot.path_keys.sort_unstable_by_key(|k| k.node);
-        let gc = slot.group_context();
-        let mut gc_buf = [0u8; 512];
-        let gc_len = gc.encode(&mut gc_buf)?;
-        let secrets = EpochSecrets::derive(
-            init_secret.expose(),
-            &[0u8; NH],
-            &[0u8; NH],
-            gc_buf.get(..gc_len).ok_or(Error::Capacity)?,
-        )?;
-        let tag = crate::transcript::confirmation_tag(
-            secrets.confirmation_key.expose(),
-            &slot.confirmed_transcript_hash,
-        );
-        slot.interim_transcript_hash =
-            crate::transcript::InterimTranscriptHashInput { confirmation_tag: &tag }
-                .interim_transcript_hash(&slot.confirmed_transcript_hash)?;
-        slot.ratchets.reset(&secrets.encryption, slot.tree.leaf_count())?;
-        slot.secrets = secrets.into();
-        slot.joined = true;
+        slot.start_epoch(init_secret, &[0u8; NH], scratch)?;
         Ok(())
     })();
     if built.is_err() {
