@@ -1,0 +1,521 @@
+//! The agent's configuration file: the product's YAML template, parsed
+//! with serde ([`serde_saphyr`]).
+//!
+//! Every key is known: an unknown key, a missing required key, a value of
+//! the wrong type or out of range is refused with an error that names the
+//! key and the line and column where it stands ([`ConfigError`]). The
+//! template, with every key and its meaning, is
+//! `mesh/host/examples/agent.yaml`.
+//!
+//! ```
+//! let yaml = "agent:\n  name: a\n  state_dir: /tmp/a\n";
+//! let config = securemesh_host::config::AgentFile::parse(yaml)?;
+//! assert_eq!(config.key_lifecycle.prekey_refresh_threshold.0, 70);
+//! # Ok::<(), securemesh_host::config::ConfigError>(())
+//! ```
+
+use core::fmt;
+use core::time::Duration;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// One-time prekeys in the pool of the host's agent type
+/// ([`crate::HostAgent`]); `key_lifecycle.prekey_pool_size` must say so.
+pub const PREKEY_POOL_SIZE: u32 = 16;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// Who the agent is and where it keeps its state.
+    pub agent: AgentSection,
+    /// The cryptographic algorithms.
+    #[serde(default)]
+    pub crypto: Crypto,
+    /// Prekeys, signed prekey rotation, persistence.
+    #[serde(default)]
+    pub key_lifecycle: KeyLifecycle,
+    /// Noise, Signal (X3DH + Double Ratchet), MLS.
+    #[serde(default)]
+    pub protocols: Protocols,
+    /// Logs and metrics.
+    #[serde(default)]
+    pub observability: Observability,
+    /// Peers known from the start.
+    #[serde(default)]
+    pub peers: Vec<PeerEntry>,
+}
+
+/// `agent:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// A name for logs and metrics labels.
+    pub name: String,
+    /// Where the Noise stream listener binds (TCP); default 127.0.0.1:0.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The directory of the state files.
+    pub state_dir: PathBuf,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// `crypto:`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crypto {
+    /// The suite.
+    #[serde(default)]
+    pub algorithms: Algorithms,
+}
+
+/// `crypto.algorithms:`: the suite this build implements. Each key takes
+/// the one value the mesh runs today, so a file that asks for something
+/// else is refused rather than silently ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Algorithms {
+    /// `x25519`.
+    #[serde(default)]
+    pub key_exchange: KeyExchange,
+    /// `ed25519`.
+    #[serde(default)]
+    pub signature: SignatureAlg,
+    /// `chacha20poly1305`.
+    #[serde(default)]
+    pub aead: AeadAlg,
+    /// `sha256`.
+    #[serde(default)]
+    pub hash: HashAlg,
+    /// `none` (classical); `hybrid` is refused until the mesh runs the
+    /// hybrid suites.
+    #[serde(default)]
+    pub post_quantum: PostQuantum,
+}
+
+/// Key agreement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyExchange {
+    /// X25519.
+    #[default]
+    X25519,
+}
+
+/// Signatures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureAlg {
+    /// Ed25519.
+    #[default]
+    Ed25519,
+}
+
+/// AEAD.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AeadAlg {
+    /// ChaCha20-Poly1305.
+    #[default]
+    Chacha20poly1305,
+}
+
+/// Hash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlg {
+    /// SHA-256.
+    #[default]
+    Sha256,
+}
+
+/// Post-quantum key agreement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PostQuantum {
+    /// Classical only.
+    #[default]
+    None,
+}
+
+/// `key_lifecycle:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLifecycle {
+    /// Signed prekey rotation interval (`720h`).
+    #[serde(default = "default_rotation")]
+    pub rotation_interval: Span,
+    /// One-time prekeys in the pool: must be [`PREKEY_POOL_SIZE`] (the
+    /// pool is a fixed capacity of the agent type).
+    #[serde(default = "default_pool")]
+    pub prekey_pool_size: PoolSize,
+    /// Refill once this percentage of the pool was used (1..=100).
+    #[serde(default = "default_threshold")]
+    pub prekey_refresh_threshold: Percent,
+    /// How the state is kept.
+    pub state_persistence: Option<StatePersistence>,
+}
+
+impl Default for KeyLifecycle {
+    fn default() -> Self {
+        KeyLifecycle {
+            rotation_interval: default_rotation(),
+            prekey_pool_size: default_pool(),
+            prekey_refresh_threshold: default_threshold(),
+            state_persistence: None,
+        }
+    }
+}
+
+fn default_rotation() -> Span {
+    Span(Duration::from_secs(720 * 3600))
+}
+fn default_pool() -> PoolSize {
+    PoolSize(PREKEY_POOL_SIZE)
+}
+fn default_threshold() -> Percent {
+    Percent(70)
+}
+
+/// `key_lifecycle.state_persistence:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatePersistence {
+    /// `file` (the only back end of this crate).
+    #[serde(default)]
+    pub backend: Backend,
+    /// A file holding the 32-byte storage key as 64 hex digits.
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the key as 64 hex digits (used when
+    /// `key_file` is absent).
+    pub key_env: Option<String>,
+    /// Where the generation ledger is kept (default: `generations` in the
+    /// state directory). Put it on storage an attacker who can restore
+    /// old state files cannot roll back.
+    pub generation_file: Option<PathBuf>,
+}
+
+/// State store back ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// [`crate::store::FileStore`].
+    #[default]
+    File,
+}
+
+/// `protocols:`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    /// Noise.
+    #[serde(default)]
+    pub noise: Noise,
+    /// X3DH + Double Ratchet.
+    #[serde(default)]
+    pub signal: Signal,
+    /// MLS groups.
+    #[serde(default)]
+    pub mls: Mls,
+}
+
+/// `protocols.noise:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Noise {
+    /// `IK` (XX is the fallback when a static key is unknown) or `XX`.
+    #[serde(default)]
+    pub pattern: NoisePattern,
+    /// `ChaChaPoly`.
+    #[serde(default)]
+    pub cipher: NoiseCipher,
+    /// `tcp` (stream transport). `udp` is refused until the mesh drives
+    /// the datagram transport.
+    #[serde(default)]
+    pub transport: NoiseTransport,
+    /// Handshake deadline (`10s`).
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Span,
+}
+
+impl Default for Noise {
+    fn default() -> Self {
+        Noise {
+            pattern: NoisePattern::default(),
+            cipher: NoiseCipher::default(),
+            transport: NoiseTransport::default(),
+            handshake_timeout: default_handshake_timeout(),
+        }
+    }
+}
+
+fn default_handshake_timeout() -> Span {
+    Span(Duration::from_secs(10))
+}
+
+/// Noise handshake patterns the router uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum NoisePattern {
+    /// IK when the peer's static key is known, XX otherwise (the matrix).
+    #[default]
+    IK,
+    /// XX.
+    XX,
+}
+
+/// Noise ciphers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum NoiseCipher {
+    /// ChaCha20-Poly1305.
+    #[default]
+    ChaChaPoly,
+}
+
+/// Noise transports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseTransport {
+    /// Length-framed stream over TCP.
+    #[default]
+    Tcp,
+}
+
+/// `protocols.signal:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signal {
+    /// Asynchronous sessions through the mailbox (default on).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Encrypt ratchet headers.
+    #[serde(default)]
+    pub header_encryption: bool,
+    /// Idle time after which a session sends a heartbeat (`1h`).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: Span,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal { enabled: true, header_encryption: false, heartbeat_interval: default_heartbeat() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_heartbeat() -> Span {
+    Span(Duration::from_secs(3600))
+}
+
+/// `protocols.mls:`. Must stay `enabled: false` until the mesh drives
+/// groups.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mls {
+    /// Groups (refused when `true` in this version).
+    #[serde(default, deserialize_with = "mls_enabled")]
+    pub enabled: bool,
+}
+
+fn mls_enabled<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let v = bool::deserialize(d)?;
+    if v {
+        return Err(de::Error::custom("MLS groups are not driven by the mesh yet: set `enabled: false`"));
+    }
+    Ok(v)
+}
+
+/// `observability:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observability {
+    /// Serve Prometheus text on `metrics_listen`.
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    /// The metrics endpoint (`GET /metrics`).
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
+    /// `text` or `json` log lines.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// A `tracing` filter (`info`, `securemesh_host=debug`).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Observability {
+            metrics: true,
+            metrics_listen: default_metrics_listen(),
+            log_format: LogFormat::default(),
+            log_level: default_log_level(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9400))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// Human-readable without colours (for files).
+    Plain,
+}
+
+/// `peers:`: one known peer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    /// A name for logs.
+    pub name: String,
+    /// Its public identity, 128 bytes as 256 hex digits.
+    pub identity: String,
+    /// Where its Noise listener is (absent: offline, reached through
+    /// the mailbox).
+    pub address: Option<SocketAddr>,
+    /// The roles granted to it (numbers 0..32).
+    #[serde(default)]
+    pub roles: Vec<u8>,
+}
+
+/// A duration written as a number and a unit: `500ms`, `10s`, `5m`,
+/// `1h`, `30d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_span(&s).map(Span).ok_or_else(|| {
+            de::Error::custom(format_args!(
+                "`{s}` is not a duration: a whole number and a unit (ms, s, m, h, d), e.g. `720h`"
+            ))
+        })
+    }
+}
+
+fn parse_span(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    if n == 0 {
+        return None;
+    }
+    Some(Duration::from_millis(n.checked_mul(ms)?))
+}
+
+/// A percentage in 1..=100.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Percent(pub u8);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        match u8::try_from(v) {
+            Ok(p @ 1..=100) => Ok(Percent(p)),
+            _ => Err(de::Error::custom(format_args!("{v} is not a percentage in 1..=100"))),
+        }
+    }
+}
+
+/// The prekey pool size, which must be the compiled [`PREKEY_POOL_SIZE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize(pub u32);
+
+impl<'de> Deserialize<'de> for PoolSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        if v != u64::from(PREKEY_POOL_SIZE) {
+            return Err(de::Error::custom(format_args!(
+                "{v}: this build's prekey pool holds {PREKEY_POOL_SIZE} one-time prekeys (a fixed capacity of the agent)"
+            )));
+        }
+        Ok(PoolSize(PREKEY_POOL_SIZE))
+    }
+}
+
+/// A refused configuration file.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The YAML is malformed, or a key is unknown, missing or has a bad
+    /// value: the message names the key, the line and the column.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+            ConfigError::Invalid(m) => write!(f, "invalid configuration: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl AgentFile {
+    /// Parse a configuration from YAML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// Read and parse a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::Io { path: path.to_path_buf(), error })?;
+        Self::parse(&text)
+    }
+
+    /// The mesh agent's configuration this file describes.
+    // `..base` keeps fields the mesh may add later at their defaults.
+    #[allow(clippy::needless_update)]
+    pub fn agent_config(&self) -> securemesh::Config {
+        let ms = |s: Span| u64::try_from(s.0.as_millis()).unwrap_or(u64::MAX);
+        let base = securemesh::Config::default();
+        securemesh::Config {
+            handshake_timeout_ms: ms(self.protocols.noise.handshake_timeout),
+            ratchet: securemesh_ratchet::SessionConfig {
+                header_encryption: self.protocols.signal.header_encryption,
+                heartbeat_ms: ms(self.protocols.signal.heartbeat_interval),
+                ..base.ratchet
+            },
+            prekeys: securemesh_ratchet::PrekeyConfig {
+                refill_threshold_percent: self.key_lifecycle.prekey_refresh_threshold.0,
+                rotation_interval_secs: self.key_lifecycle.rotation_interval.0.as_secs(),
+                ..base.prekeys
+            },
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The agent's state between the mesh and a [`StateStore`]: store what
+//! `poll_persist` hands out, rebuild an agent from what was stored.
+
+use crate::HostAgent;
+use crate::error::HostError;
+use crate::store::StateStore;
+use rand_core::CryptoRng;
+use securemesh::RecordId;
+use securemesh_core::envelope::StorageKey;
+
+/// Store every record the agent has pending, in the order it hands them
+/// out; returns how many. Call it after every agent call and before
+/// sending anything the call produced.
+pub fn flush<S: StateStore + ?Sized, R: CryptoRng + ?Sized>(
+    agent: &mut HostAgent,
+    store: &mut S,
+    rng: &mut R,
+) -> Result<usize, HostError> {
+    let mut buf = vec![0u8; HostAgent::MAX_RECORD_LEN];
+    let mut n = 0usize;
+    while let Some(r) = agent.poll_persist(&mut buf, rng)? {
+        let blob = buf.get(..r.len).ok_or(securemesh::Error::BufferTooSmall { needed: r.len })?;
+        store.save(r.id, r.generation, blob)?;
+        n = n.saturating_add(1);
+    }
+    Ok(n)
+}
+
+/// Rebuild the agent from `store` under `key`, or `None` when the store
+/// is empty (a new agent). A record refused by the agent (rolled back,
+/// changed, another key) is an error naming it; the store is not touched.
+pub fn restore<S: StateStore + ?Sized>(
+    store: &S,
+    key: StorageKey,
+    config: securemesh::Config,
+) -> Result<Option<Box<HostAgent>>, HostError> {
+    let records = store.load()?;
+    let Some(agent_record) = records.iter().find(|r| r.id == RecordId::Agent) else {
+        return match records.first() {
+            Some(r) => Err(HostError::Restore { id: r.id, error: securemesh::Error::WrongRecord }),
+            None => Ok(None),
+        };
+    };
+    let mut scratch = vec![0u8; HostAgent::MAX_RECORD_LEN];
+    let mut agent = Box::new(
+        HostAgent::restore(key, config, &agent_record.blob, agent_record.newest_seen, &mut scratch)
+            .map_err(|error| HostError::Restore { id: RecordId::Agent, error })?,
+    );
+    for r in records.iter().filter(|r| r.id != RecordId::Agent) {
+        agent
+            .restore_record(&r.blob, r.newest_seen, &mut scratch)
+            .map_err(|error| HostError::Restore { id: r.id, error })?;
+    }
+    Ok(Some(agent))
+}

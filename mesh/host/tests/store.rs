@@ -1,0 +1,156 @@
+//! The file state store with the real agent: records survive a restart,
+//! and a corrupted, rolled-back or unchecked state is refused with a
+//! clear error that changes and deletes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh::{MessageKind, Permissions, RecordId, Role};
+use securemesh_core::UnixTime;
+use securemesh_core::envelope::StorageKey;
+use securemesh_core::testing::TestRng;
+use securemesh_host::state::{flush, restore};
+use securemesh_host::store::{FileStore, StateStore, StoreError};
+use securemesh_host::{HostAgent, HostError};
+use securemesh_ratchet::Identity;
+use std::path::PathBuf;
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("securemesh-host-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn key() -> StorageKey {
+    StorageKey::new([0x3c; 32])
+}
+
+fn new_agent(rng: &mut TestRng) -> Box<HostAgent> {
+    let mut a = Box::new(HostAgent::new(
+        Identity::generate(rng),
+        securemesh::Config::default(),
+        rng,
+        UnixTime(1_700_000_000),
+    ));
+    a.enable_persistence(key());
+    a
+}
+
+fn restored(store: &FileStore) -> Result<Option<Box<HostAgent>>, HostError> {
+    restore(store, key(), securemesh::Config::default())
+}
+
+#[test]
+fn records_survive_a_restart() {
+    let dir = TempDir::new("survive");
+    let mut rng = TestRng::new(0x5107_0001);
+    let mut store = FileStore::open(&dir.0, None).unwrap();
+    assert!(restored(&store).unwrap().is_none(), "empty store: a new agent");
+    let mut a = new_agent(&mut rng);
+    a.policy_mut().define_role(Role(3), Permissions::of(&[MessageKind(7)])).unwrap();
+    assert_eq!(flush(&mut a, &mut store, &mut rng).unwrap(), 1);
+    assert_eq!(flush(&mut a, &mut store, &mut rng).unwrap(), 0, "nothing pending twice");
+
+    let reopened = FileStore::open(&dir.0, None).unwrap();
+    let b = restored(&reopened).unwrap().unwrap();
+    assert_eq!(b.peer_id(), a.peer_id());
+    assert_eq!(b.policy().role(Role(3)), Permissions::of(&[MessageKind(7)]));
+    assert!(!dir.0.join("agent.rec.tmp").exists(), "no temporary file left");
+    let ledger = std::fs::read_to_string(dir.0.join("generations")).unwrap();
+    assert_eq!(ledger, "agent 0\n");
+}
+
+#[test]
+fn a_corrupted_file_is_refused_and_left_alone() {
+    let dir = TempDir::new("corrupt");
+    let mut rng = TestRng::new(0x5107_0002);
+    let mut store = FileStore::open(&dir.0, None).unwrap();
+    let mut a = new_agent(&mut rng);
+    flush(&mut a, &mut store, &mut rng).unwrap();
+    let path = store.path_of(RecordId::Agent);
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&path, &bad).unwrap();
+
+    let err = restored(&store).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HostError::Restore {
+                id: RecordId::Agent,
+                error: securemesh::Error::Storage(securemesh_core::Error::Decrypt)
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("corrupted") && text.contains("nothing was changed"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), bad, "the file is kept for inspection");
+    // Nothing lost: the good copy restores.
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(restored(&store).unwrap().unwrap().peer_id(), a.peer_id());
+}
+
+#[test]
+fn a_rolled_back_file_is_refused() {
+    let dir = TempDir::new("rollback");
+    let mut rng = TestRng::new(0x5107_0003);
+    let mut store = FileStore::open(&dir.0, None).unwrap();
+    let mut a = new_agent(&mut rng);
+    flush(&mut a, &mut store, &mut rng).unwrap();
+    let path = store.path_of(RecordId::Agent);
+    let old = std::fs::read(&path).unwrap();
+    a.policy_mut().define_role(Role(1), Permissions::ALL).unwrap();
+    flush(&mut a, &mut store, &mut rng).unwrap();
+    let new = std::fs::read(&path).unwrap();
+
+    std::fs::write(&path, &old).unwrap();
+    let err = restored(&FileStore::open(&dir.0, None).unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HostError::Restore {
+                id: RecordId::Agent,
+                error: securemesh::Error::Storage(securemesh_core::Error::Rollback { .. })
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("rolled-back"), "{err}");
+    std::fs::write(&path, &new).unwrap();
+    let b = restored(&FileStore::open(&dir.0, None).unwrap()).unwrap().unwrap();
+    assert_eq!(b.policy().role(Role(1)), Permissions::ALL);
+}
+
+#[test]
+fn an_unchecked_or_broken_ledger_is_refused() {
+    let dir = TempDir::new("ledger");
+    let mut rng = TestRng::new(0x5107_0004);
+    let mut store = FileStore::open(&dir.0, None).unwrap();
+    let mut a = new_agent(&mut rng);
+    flush(&mut a, &mut store, &mut rng).unwrap();
+    // A store refuses a generation that is not newer.
+    let err = store.save(RecordId::Agent, 0, b"x").unwrap_err();
+    assert!(matches!(err, StoreError::NotNewer { stored: 0, offered: 0, .. }), "{err:?}");
+
+    let ledger = dir.0.join("generations");
+    std::fs::write(&ledger, "agent 0\nsession x 3\n").unwrap();
+    let err = FileStore::open(&dir.0, None).unwrap_err();
+    assert!(matches!(err, StoreError::BadLedger { line: 2, .. }), "{err:?}");
+
+    std::fs::remove_file(&ledger).unwrap();
+    let err = FileStore::open(&dir.0, None).unwrap().load().unwrap_err();
+    assert!(matches!(err, StoreError::LedgerMissing(_)), "{err:?}");
+
+    std::fs::write(&ledger, "agent 0\nsession 2 4\n").unwrap();
+    let err = FileStore::open(&dir.0, None).unwrap().load().unwrap_err();
+    assert!(matches!(err, StoreError::RecordMissing(_)), "{err:?}");
+}
