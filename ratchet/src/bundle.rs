@@ -77,13 +77,15 @@ pub struct OneTimePrekeyPublic {
     pub public: [u8; 32],
 }
 
-/// A KEM prekey (the PQXDH slot). Carried and verified; used once the
-/// post-quantum suites land.
+/// A KEM prekey (the PQXDH slot), carried and verified; PQXDH
+/// ([`Session::initiate_pq`](crate::Session::initiate_pq)) encapsulates to
+/// it when its algorithm is one of [`KemAlgorithm`](crate::KemAlgorithm)'s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KemPrekey<'a> {
     /// Identifier.
     pub id: u32,
-    /// Algorithm (registry: 1 = ML-KEM-768, 2 = X-Wing).
+    /// Algorithm, the explicit KEM type (registry: 1 = ML-KEM-768, 2 =
+    /// X-Wing (reserved), 3 = ML-KEM-1024), covered by the signature.
     pub alg: u16,
     /// Encapsulation key.
     pub public: &'a [u8],
@@ -109,6 +111,11 @@ impl<'a> KemPrekey<'a> {
         }
         verify_signed(&identity.sign, &kem_signed_bytes(self.id, self.alg, self.public), &self.sig)
     }
+}
+
+/// Check a KEM prekey's signature by `identity` (for restored pools).
+pub(crate) fn verify_kem(kem: &KemPrekey<'_>, identity: &PublicIdentity) -> Result<(), Error> {
+    kem.verify(identity)
 }
 
 /// A verified prekey bundle.

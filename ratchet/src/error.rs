@@ -47,6 +47,13 @@ pub enum Error {
     WrongIdentity,
     /// A persisted state failed to decode.
     State(securemesh_core::Error),
+    /// A PQXDH downgrade: the initial message has no KEM ciphertext although
+    /// every bundle with the signed prekey it names carried a KEM prekey.
+    /// Nothing was consumed.
+    Downgrade,
+    /// The KEM algorithm is not one PQXDH runs with in this build (feature
+    /// `pq`), or the bundle has no KEM prekey for PQXDH.
+    UnsupportedKem,
 }
 
 impl fmt::Display for Error {
@@ -70,6 +77,10 @@ impl fmt::Display for Error {
                 f.write_str("header encryption is required and the initial message has clear headers")
             }
             Error::State(e) => write!(f, "persisted state: {e}"),
+            Error::Downgrade => {
+                f.write_str("initial message without the KEM ciphertext its bundle required (downgrade)")
+            }
+            Error::UnsupportedKem => f.write_str("KEM algorithm not supported or no KEM prekey"),
         }
     }
 }

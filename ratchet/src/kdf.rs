@@ -48,19 +48,51 @@ pub const X3DH_F: [u8; 32] = [0xff; 32];
 /// # Ok::<(), securemesh_ratchet::Error>(())
 /// ```
 pub fn x3dh(dhs: &[&Key32], label: &[u8], prefix: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    agreement(dhs, None, label, prefix, out)
+}
+
+/// PQXDH `KDF(KM)` (PQXDH §2.2, §3.3): as [`x3dh`] with the KEM shared
+/// secret after the DH outputs, `ikm = F || DH1 || DH2 || DH3 [|| DH4] ||
+/// SS`, and `info = label || prefix` where the label names the protocol,
+/// curve, hash and KEM (e.g. [`PQXDH_INFO_768`](crate::pqxdh::PQXDH_INFO_768))
+/// and the prefix (which carries the KEM ciphertext) is the initial
+/// message's, byte for byte. Same errors as [`x3dh`].
+///
+/// ```
+/// use securemesh_ratchet::kdf::{self, Key32};
+/// let dhs = [Key32::new([1; 32]), Key32::new([2; 32]), Key32::new([3; 32])];
+/// let (ss, label) = (Key32::new([4; 32]), securemesh_ratchet::pqxdh::PQXDH_INFO_768);
+/// let (mut pq, mut classic) = ([0u8; 32], [0u8; 32]);
+/// kdf::pqxdh(&[&dhs[0], &dhs[1], &dhs[2]], &ss, label, b"prefix", &mut pq)?;
+/// kdf::x3dh(&[&dhs[0], &dhs[1], &dhs[2]], label, b"prefix", &mut classic)?;
+/// assert_ne!(pq, classic); // SS is an input
+/// # Ok::<(), securemesh_ratchet::Error>(())
+/// ```
+pub fn pqxdh(dhs: &[&Key32], ss: &Key32, label: &[u8], prefix: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    agreement(dhs, Some(ss), label, prefix, out)
+}
+
+/// `HKDF(salt = 0^32, ikm = F || dhs [|| ss], info = label || prefix)`.
+fn agreement(
+    dhs: &[&Key32],
+    ss: Option<&Key32>,
+    label: &[u8],
+    prefix: &[u8],
+    out: &mut [u8],
+) -> Result<(), Error> {
     out.fill(0);
     if dhs.len() > X3DH_MAX_DH {
         return Err(Error::Malformed);
     }
-    let mut ikm = Secret::new([0u8; 32 * (1 + X3DH_MAX_DH)]);
+    let mut ikm = Secret::new([0u8; 32 * (2 + X3DH_MAX_DH)]);
     let buf = ikm.expose_mut();
-    for (dst, part) in
-        buf.chunks_exact_mut(32).zip(core::iter::once(&X3DH_F).chain(dhs.iter().map(|k| k.expose())))
-    {
+    let parts = core::iter::once(&X3DH_F).chain(dhs.iter().map(|k| k.expose())).chain(ss.map(|k| k.expose()));
+    let mut n = 0usize;
+    for (dst, part) in buf.chunks_exact_mut(32).zip(parts) {
         dst.copy_from_slice(part);
+        // At most 2 + X3DH_MAX_DH chunks of 32.
+        n = n.saturating_add(32);
     }
-    // dhs.len() <= X3DH_MAX_DH (checked above).
-    let n = dhs.len().saturating_add(1).saturating_mul(32);
     let prk = Sha256::hkdf_extract(&[0u8; 32], buf.get(..n).unwrap_or(&[]));
     Sha256::hkdf_expand(prk.expose(), &[label, prefix], out).map_err(|_| {
         out.fill(0);

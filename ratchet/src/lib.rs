@@ -8,7 +8,9 @@
 //! - [`Bundle`]: the peer's published prekey bundle (signed prekey, one
 //!   one-time prekey, and a KEM slot for PQXDH), bounded and versioned;
 //! - [`PrekeyPool`]: the prekey lifecycle as a state machine with `now`;
-//! - X3DH (revision 1) to start a [`Session`], and the Double Ratchet
+//! - X3DH (revision 1) or, with the feature `pq`, PQXDH (revision 3:
+//!   ML-KEM-768 or ML-KEM-1024 prekeys, see [`pqxdh`]) to start a
+//!   [`Session`], and the Double Ratchet
 //!   (revision 1) with bounded skipped-key storage, optional header
 //!   encryption and heartbeat-driven recovery after compromise.
 //!
@@ -27,6 +29,7 @@ mod error;
 mod identity;
 pub mod kdf;
 mod persist;
+pub mod pqxdh;
 mod prekeys;
 mod session;
 mod skipped;
@@ -39,9 +42,11 @@ pub use bundle::{
 };
 pub use error::Error;
 pub use identity::{IDENTITY_LABEL, Identity, PublicIdentity};
+pub use pqxdh::{KEM_ML_KEM_768, KEM_ML_KEM_1024, KemAlgorithm, MAX_KEM_CIPHERTEXT_LEN};
 pub use prekeys::{DefaultPrekeyPool, PrekeyConfig, PrekeyEvent, PrekeyMetrics, PrekeyPool};
 pub use session::{
-    DefaultSession, ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MSG_INITIAL, MSG_INITIAL_V1, MSG_RATCHET,
-    MSG_RATCHET_HE, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session, SessionConfig, SessionEvent,
+    DefaultSession, ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MAX_INITIAL_PREFIX_LEN, MSG_INITIAL,
+    MSG_INITIAL_V1, MSG_RATCHET, MSG_RATCHET_HE, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session,
+    SessionConfig, SessionEvent, pqxdh_prefix_extra,
 };
 pub use skipped::SkippedKeys;

@@ -116,11 +116,12 @@
 use crate::bundle::SignedPrekeyPublic;
 use crate::identity::{Identity, PublicIdentity};
 use crate::kdf::Key32;
-use crate::prekeys::{OneTime, POOL_EVENT_SLOTS, PrekeyConfig, PrekeyEvent, PrekeyPool, Signed};
-use crate::session::{PrekeyHeader, SESSION_EVENT_SLOTS, Session, SessionEvent};
+use crate::pqxdh::{KemAlgorithm, MAX_KEM_CIPHERTEXT_LEN};
+use crate::prekeys::{KemKey, OneTime, POOL_EVENT_SLOTS, PrekeyConfig, PrekeyEvent, PrekeyPool, Signed};
+use crate::session::{KemCiphertext, KemRef, PrekeyHeader, SESSION_EVENT_SLOTS, Session, SessionEvent};
 use crate::skipped::{Entry, SkippedKeys};
 use securemesh_core::codec::{Reader, Writer};
-use securemesh_core::crypto::{Dh, SuiteId, X25519};
+use securemesh_core::crypto::{Dh, Hash, Sha256, SuiteId, X25519};
 use securemesh_core::envelope::{Header, Persist, StateKind};
 use securemesh_core::events::EventQueue;
 use securemesh_core::{Error, Instant, UnixTime};
@@ -146,6 +147,21 @@ const SESSION_FIXED_LEN: usize = 2 + 2 // max_skip, cap
     + 1 + 32 + 4 + 1 + 4 // initial
     + 8 + 8 + 1 // heartbeat_ms, since_step, heartbeat_reported
     + 1 + SESSION_EVENTS * 2; // events: count, tag + sending flag
+
+/// The version-3 PQXDH slots of a session (none can exist without `pq`).
+const SESSION_KEM_LEN: usize =
+    if cfg!(feature = "pq") { 1 + 4 + 2 + 2 + MAX_KEM_CIPHERTEXT_LEN + 1 + 4 + 2 + 32 } else { 0 };
+/// A KEM prekey: id, alg, seed, signature.
+const KEM_KEY_LEN: usize = 4 + 2 + 64 + 64;
+/// The version-3 KEM prekeys of a pool with `kem` one-time KEM slots.
+const fn pool_kem_len(kem: usize) -> usize {
+    // Saturates only for a `kem` no memory holds.
+    if cfg!(feature = "pq") {
+        kem.saturating_mul(2 + KEM_KEY_LEN).saturating_add(2 + 2 * (1 + KEM_KEY_LEN))
+    } else {
+        0
+    }
+}
 
 /// One one-time prekey: slot, id, secret.
 const ONE_TIME_ENTRY_LEN: usize = 2 + 4 + 32;
@@ -211,7 +227,7 @@ fn read_prekey_header(r: &mut Reader<'_>) -> Result<PrekeyHeader, Error> {
     let ek = r.read_array()?;
     let spk_id = r.read_u32()?;
     let opk_id = if read_flag(r)? { Some(r.read_u32()?) } else { None };
-    Ok(PrekeyHeader { ek, spk_id, opk_id })
+    Ok(PrekeyHeader { ek, spk_id, opk_id, kem: None })
 }
 
 fn write_opt(w: &mut Writer<'_>, v: Option<&[u8; 32]>) -> Result<(), Error> {
@@ -323,8 +339,8 @@ fn read_events<T: Copy, const N: usize>(
 
 impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP> {
     const KIND: StateKind = StateKind::RATCHET_SESSION;
-    const VERSION: u16 = 2;
-    const MAX_BODY_LEN: usize = SESSION_FIXED_LEN + CAP * SKIPPED_ENTRY_LEN;
+    const VERSION: u16 = 3;
+    const MAX_BODY_LEN: usize = SESSION_FIXED_LEN + SESSION_KEM_LEN + CAP * SKIPPED_ENTRY_LEN;
 
     fn suite(&self) -> SuiteId {
         SuiteId::DEFAULT
@@ -382,7 +398,35 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
         w.write_u64(self.heartbeat_ms)?;
         w.write_u64(self.since_last_step_ms())?;
         write_flag(w, self.heartbeat_reported)?;
-        write_events(w, &self.events, write_session_event)
+        write_events(w, &self.events, write_session_event)?;
+        if self.is_pqxdh() {
+            match (self.prekey.as_ref().and_then(|(_, p)| p.kem.as_ref()), &self.kem_ct) {
+                (Some(k), Some(ct)) => {
+                    w.write_u8(1)?;
+                    w.write_u32(k.id)?;
+                    w.write_u16(k.alg)?;
+                    w.write_vec16(ct.as_slice())?;
+                }
+                _ => w.write_u8(0)?,
+            }
+            match self.initial.as_ref().and_then(|p| p.kem.as_ref()) {
+                Some(k) => {
+                    w.write_u8(1)?;
+                    w.write_u32(k.id)?;
+                    w.write_u16(k.alg)?;
+                    w.write_bytes(&k.ct_hash)?;
+                }
+                None => w.write_u8(0)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Version 3 only for a session with a PQXDH slot to save, so every
+    /// X3DH session encodes as before (version 2), byte for byte.
+    fn header(&self) -> Header {
+        let version = if self.is_pqxdh() { Self::VERSION } else { 2 };
+        Header { kind: Self::KIND, version, suite: self.suite() }
     }
 
     fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
@@ -466,6 +510,24 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
         let age_at_origin = if header.version == 1 { 0 } else { since };
         let heartbeat_reported = read_flag(r)?;
         let events = read_events(r, read_session_event)?;
+        let mut prekey = prekey;
+        let mut initial = initial;
+        let mut kem_ct = None;
+        if header.version >= 3 {
+            // Version 3: the PQXDH slots of Alice's pending header (with its
+            // ciphertext) and of the initial header Bob answered.
+            if read_flag(r)? {
+                let (id, alg) = (r.read_u32()?, r.read_u16()?);
+                let ct = KemCiphertext::from_slice(r.read_vec16()?).map_err(|_| Error::InvalidValue)?;
+                let (_, p) = prekey.as_mut().ok_or(Error::InvalidValue)?;
+                p.kem = Some(KemRef { id, alg, ct_hash: Sha256::digest(&[ct.as_slice()]) });
+                kem_ct = Some(ct);
+            }
+            if read_flag(r)? {
+                let k = KemRef { id: r.read_u32()?, alg: r.read_u16()?, ct_hash: r.read_array()? };
+                initial.as_mut().ok_or(Error::InvalidValue)?.kem = Some(k);
+            }
+        }
         Ok(Session {
             ad,
             remote,
@@ -487,6 +549,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP>
             prev_hkr,
             skipped,
             prekey,
+            kem_ct,
             initial,
             heartbeat_ms,
             age_origin: Instant::ZERO,
@@ -546,19 +609,49 @@ fn write_signed(w: &mut Writer<'_>, s: &Signed) -> Result<(), Error> {
     w.write_u64(s.created.0)
 }
 
+/// `id u32 | alg u16 | seed [64] | sig [64]`.
+fn write_kem_key(w: &mut Writer<'_>, k: &KemKey) -> Result<(), Error> {
+    w.write_u32(k.id)?;
+    w.write_u16(k.alg.code())?;
+    w.write_bytes(k.seed.expose())?;
+    w.write_bytes(&k.sig)
+}
+
+/// A KEM prekey whose signature verifies under `owner` (its public key
+/// recomputed from the seed; without the feature `pq` no KEM prekey
+/// decodes).
+fn read_kem_key(r: &mut Reader<'_>, owner: &PublicIdentity) -> Result<KemKey, Error> {
+    let id = r.read_u32()?;
+    let alg = KemAlgorithm::from_code(r.read_u16()?).ok_or(Error::InvalidValue)?;
+    let mut seed = crate::pqxdh::KemSeed::zeroed();
+    seed.expose_mut().copy_from_slice(r.read_bytes(64)?);
+    let key = KemKey { id, alg, seed, sig: r.read_array()? };
+    let mut buf = [0u8; crate::MAX_KEM_PUBLIC_LEN];
+    let public = key.public(&mut buf).map_err(|_| Error::InvalidValue)?;
+    crate::bundle::verify_kem(&public, owner).map_err(|_| Error::InvalidValue)?;
+    Ok(key)
+}
+
 fn read_signed(r: &mut Reader<'_>) -> Result<Signed, Error> {
     let id = r.read_u32()?;
     let secret = read_key(r)?;
     let sig = r.read_array()?;
     let created = UnixTime(r.read_u64()?);
     let public = SignedPrekeyPublic { id, public: X25519::public_key(&secret), sig };
-    Ok(Signed { secret, public, created })
+    Ok(Signed { secret, public, created, kem: None })
 }
 
-impl<const CAP: usize> Persist for PrekeyPool<CAP> {
+impl<const CAP: usize, const KEM: usize> Persist for PrekeyPool<CAP, KEM> {
     const KIND: StateKind = StateKind::PREKEY_POOL;
-    const VERSION: u16 = 2;
-    const MAX_BODY_LEN: usize = POOL_FIXED_LEN + CAP * ONE_TIME_ENTRY_LEN;
+    const VERSION: u16 = 3;
+    const MAX_BODY_LEN: usize = POOL_FIXED_LEN + CAP * ONE_TIME_ENTRY_LEN + pool_kem_len(KEM);
+
+    /// Version 3 only for a pool with KEM prekeys, so every X3DH pool
+    /// encodes as before (version 2), byte for byte.
+    fn header(&self) -> Header {
+        let version = if self.has_kem() { Self::VERSION } else { 2 };
+        Header { kind: Self::KIND, version, suite: self.suite() }
+    }
 
     fn suite(&self) -> SuiteId {
         SuiteId::DEFAULT
@@ -590,7 +683,26 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
         w.write_u64(self.config.rotation_interval_secs)?;
         w.write_u64(self.config.grace_period_secs)?;
         write_flag(w, self.low_reported)?;
-        write_events(w, &self.events, write_pool_event)
+        write_events(w, &self.events, write_pool_event)?;
+        if self.has_kem() {
+            w.write_u16(to_u16(self.kem_one_time.iter().flatten().count())?)?;
+            for (slot, k) in self.kem_one_time.iter().enumerate() {
+                if let Some(k) = k {
+                    w.write_u16(to_u16(slot)?)?;
+                    write_kem_key(w, k)?;
+                }
+            }
+            for s in [Some(&self.signed), self.previous.as_ref().map(|(p, _)| p)] {
+                match s.and_then(|s| s.kem.as_ref()) {
+                    Some(k) => {
+                        w.write_u8(1)?;
+                        write_kem_key(w, k)?;
+                    }
+                    None => w.write_u8(0)?,
+                }
+            }
+        }
+        Ok(())
     }
 
     fn decode_body(header: &Header, r: &mut Reader<'_>) -> Result<Self, Error> {
@@ -607,6 +719,7 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
             return Err(Error::InvalidValue);
         }
         let mut one_time: [Option<OneTime>; CAP] = [const { None }; CAP];
+        let mut kem_one_time: [Option<KemKey>; KEM] = [const { None }; KEM];
         let mut next_slot = 0usize;
         for _ in 0..count {
             let slot = usize::from(r.read_u16()?);
@@ -646,9 +759,36 @@ impl<const CAP: usize> Persist for PrekeyPool<CAP> {
         };
         let low_reported = read_flag(r)?;
         let events = read_events(r, read_pool_event)?;
+        let mut signed = signed;
+        let mut previous = previous;
+        if header.version >= 3 {
+            let count = usize::from(r.read_u16()?);
+            if count > KEM {
+                return Err(Error::InvalidValue);
+            }
+            let mut next_slot = 0usize;
+            for _ in 0..count {
+                let slot = usize::from(r.read_u16()?);
+                let k = read_kem_key(r, &owner)?;
+                let taken = one_time.iter().flatten().any(|o| o.id == k.id)
+                    || kem_one_time.iter().flatten().any(|o| o.id == k.id);
+                if slot < next_slot || taken {
+                    return Err(Error::InvalidValue);
+                }
+                *kem_one_time.get_mut(slot).ok_or(Error::InvalidValue)? = Some(k);
+                next_slot = slot + 1;
+            }
+            if read_flag(r)? {
+                signed.kem = Some(read_kem_key(r, &owner)?);
+            }
+            if read_flag(r)? {
+                previous.as_mut().ok_or(Error::InvalidValue)?.0.kem = Some(read_kem_key(r, &owner)?);
+            }
+        }
         Ok(PrekeyPool {
             owner,
             one_time,
+            kem_one_time,
             next_id,
             consumed_total,
             signed,
@@ -689,7 +829,18 @@ mod tests {
         for n in 0..3 {
             s.skipped.insert(&[2u8; 32], n, k());
         }
-        s.initial = Some(PrekeyHeader { ek: [3u8; 32], spk_id: 7, opk_id: Some(9) });
+        s.initial = Some(PrekeyHeader { ek: [3u8; 32], spk_id: 7, opk_id: Some(9), kem: None });
+        // With `pq`, the PQXDH slots at their largest (ML-KEM-1024).
+        #[cfg(feature = "pq")]
+        {
+            let kem = KemRef { id: 4, alg: crate::KEM_ML_KEM_1024, ct_hash: [5u8; 32] };
+            let ct = KemCiphertext::from_slice(&[6u8; MAX_KEM_CIPHERTEXT_LEN]).unwrap();
+            if let Some((_, p)) = s.prekey.as_mut() {
+                p.kem = Some(KemRef { ct_hash: Sha256::digest(&[ct.as_slice()]), ..kem });
+            }
+            s.kem_ct = Some(ct);
+            s.initial = s.initial.map(|p| PrekeyHeader { kem: Some(kem), ..p });
+        }
         for _ in 0..SESSION_EVENTS {
             s.events.push(SessionEvent::RatchetStepped { sending: false });
         }
@@ -771,19 +922,31 @@ mod tests {
 
     /// A full pool with a previous signed prekey and a full event queue
     /// encodes to exactly `MAX_BODY_LEN`.
+    /// With `pq`, a PQXDH pool with every KEM slot full.
     #[test]
     fn pool_max_body_len_is_exact() {
         let mut rng = TestRng::new(2);
         let bob = Identity::generate(&mut rng);
-        let mut pool: PrekeyPool<3> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        #[cfg(not(feature = "pq"))]
+        let mut pool: PrekeyPool<3, 2> =
+            PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
+        #[cfg(feature = "pq")]
+        let mut pool: PrekeyPool<3, 2> = PrekeyPool::new_pq(
+            &bob,
+            &mut rng,
+            UnixTime(1),
+            PrekeyConfig::default(),
+            crate::KemAlgorithm::MlKem768,
+        )
+        .unwrap();
         pool.rotate(&bob, &mut rng, UnixTime(2)).unwrap();
         for _ in 0..POOL_EVENTS {
             pool.events.push(PrekeyEvent::PoolLow { available: 1, capacity: 3 });
         }
-        let mut buf = vec![0u8; PrekeyPool::<3>::MAX_ENCODED_LEN];
+        let mut buf = vec![0u8; PrekeyPool::<3, 2>::MAX_ENCODED_LEN];
         let n = pool.encode_state(&mut buf).unwrap();
-        assert_eq!(n, PrekeyPool::<3>::MAX_ENCODED_LEN);
-        let back = PrekeyPool::<3>::decode_state(&buf[..n]).unwrap();
+        assert_eq!(n, PrekeyPool::<3, 2>::MAX_ENCODED_LEN);
+        let back = PrekeyPool::<3, 2>::decode_state(&buf[..n]).unwrap();
         let mut again = vec![0u8; n];
         assert_eq!(back.encode_state(&mut again).unwrap(), n);
         assert_eq!(again, buf);

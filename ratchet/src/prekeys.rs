@@ -2,11 +2,20 @@
 //! ([`UnixTime`]): a pool of one-time prekeys, each consumed exactly once;
 //! an event when the pool runs low; signed-prekey rotation on an interval
 //! with the previous signed prekey kept for a grace period; metrics.
+//!
+//! PQXDH adds signed KEM prekeys: up to `KEM` one-time ones, each consumed
+//! exactly once like the one-time prekeys, and a last-resort one that
+//! belongs to the signed prekey (created, rotated, kept for the grace
+//! period and erased with it) and is never consumed. A signed prekey with
+//! a last-resort KEM prekey is published only in bundles with a KEM prekey
+//! ([`PrekeyPool::bundle_pq`]), so an initial message that names it without
+//! a KEM ciphertext is a downgrade and is refused.
 
-use crate::bundle::{Bundle, OneTimePrekeyPublic, SignedPrekeyPublic};
+use crate::bundle::{Bundle, KemPrekey, OneTimePrekeyPublic, SignedPrekeyPublic};
 use crate::error::Error;
 use crate::identity::{Identity, PublicIdentity};
 use crate::kdf::Key32;
+use crate::pqxdh::{self, KemAlgorithm, KemSeed};
 use securemesh_core::crypto::{Dh, X25519};
 use securemesh_core::events::EventQueue;
 use securemesh_core::{CryptoRng, UnixTime};
@@ -81,6 +90,41 @@ pub(crate) struct Signed {
     pub(crate) secret: Key32,
     pub(crate) public: SignedPrekeyPublic,
     pub(crate) created: UnixTime,
+    /// The last-resort KEM prekey published with this signed prekey.
+    pub(crate) kem: Option<KemKey>,
+}
+
+/// A signed KEM prekey: the seed of its decapsulation key and the
+/// signature over its public key (recomputed from the seed to publish).
+pub(crate) struct KemKey {
+    pub(crate) id: u32,
+    pub(crate) alg: KemAlgorithm,
+    pub(crate) seed: KemSeed,
+    pub(crate) sig: [u8; 64],
+}
+
+impl KemKey {
+    /// A fresh KEM prekey `id` signed by `identity`.
+    #[cfg(feature = "pq")]
+    fn generate<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        id: u32,
+        alg: KemAlgorithm,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        let seed = pqxdh::generate(alg, rng);
+        let mut buf = [0u8; crate::MAX_KEM_PUBLIC_LEN];
+        let n = pqxdh::public(alg, &seed, &mut buf)?;
+        let sig = KemPrekey::sign(identity, id, alg.code(), buf.get(..n).ok_or(Error::Malformed)?)?.sig;
+        Ok(KemKey { id, alg, seed, sig })
+    }
+
+    /// The public prekey, its key written into `buf`.
+    pub(crate) fn public<'b>(&self, buf: &'b mut [u8]) -> Result<KemPrekey<'b>, Error> {
+        let n = pqxdh::public(self.alg, &self.seed, buf)?;
+        let public = buf.get(..n).ok_or(Error::Malformed)?;
+        Ok(KemPrekey { id: self.id, alg: self.alg.code(), public, sig: self.sig })
+    }
 }
 
 /// Pending pool events kept (oldest dropped first).
@@ -91,13 +135,16 @@ pub(crate) const POOL_EVENT_SLOTS: usize = 4;
 /// [`DefaultSession`](crate::DefaultSession)).
 pub type DefaultPrekeyPool = PrekeyPool;
 
-/// A prekey pool of `CAP` one-time prekeys (default 200), owned by the
+/// A prekey pool of `CAP` one-time prekeys (default 200) and `KEM`
+/// one-time KEM prekeys (default 0: an X3DH pool), owned by the
 /// identity it was created with: that identity signs its prekeys and is
 /// the one its bundles carry; the calls that sign new prekeys refuse any
 /// other ([`Error::WrongIdentity`]).
-pub struct PrekeyPool<const CAP: usize = 200> {
+pub struct PrekeyPool<const CAP: usize = 200, const KEM: usize = 0> {
     pub(crate) owner: PublicIdentity,
     pub(crate) one_time: [Option<OneTime>; CAP],
+    /// One-time KEM prekeys (PQXDH).
+    pub(crate) kem_one_time: [Option<KemKey>; KEM],
     /// The next identifier to issue; 0 once `u32::MAX` has been issued
     /// (identifiers are never reused).
     pub(crate) next_id: u32,
@@ -109,17 +156,18 @@ pub struct PrekeyPool<const CAP: usize = 200> {
     pub(crate) events: EventQueue<PrekeyEvent, POOL_EVENT_SLOTS>,
 }
 
-impl<const CAP: usize> core::fmt::Debug for PrekeyPool<CAP> {
+impl<const CAP: usize, const KEM: usize> core::fmt::Debug for PrekeyPool<CAP, KEM> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PrekeyPool")
             .field("available", &self.available())
             .field("capacity", &CAP)
             .field("signed_prekey_id", &self.signed.public.id)
+            .field("kem_available", &self.kem_available())
             .finish_non_exhaustive()
     }
 }
 
-impl<const CAP: usize> PrekeyPool<CAP> {
+impl<const CAP: usize, const KEM: usize> PrekeyPool<CAP, KEM> {
     /// A pool with a fresh signed prekey and every one-time slot filled.
     pub fn new<R: CryptoRng + ?Sized>(
         identity: &Identity,
@@ -130,6 +178,7 @@ impl<const CAP: usize> PrekeyPool<CAP> {
         let mut pool = PrekeyPool {
             owner: *identity.public(),
             one_time: [const { None }; CAP],
+            kem_one_time: [const { None }; KEM],
             next_id: 1,
             consumed_total: 0,
             signed: Self::new_signed(identity, 1, rng, now),
@@ -146,7 +195,154 @@ impl<const CAP: usize> PrekeyPool<CAP> {
     fn new_signed<R: CryptoRng + ?Sized>(identity: &Identity, id: u32, rng: &mut R, now: UnixTime) -> Signed {
         let secret = X25519::generate(rng);
         let public = SignedPrekeyPublic::sign(identity, id, X25519::public_key(&secret));
-        Signed { secret, public, created: now }
+        Signed { secret, public, created: now, kem: None }
+    }
+
+    /// A PQXDH pool: [`new`](Self::new), then a last-resort KEM prekey of
+    /// `alg` for the signed prekey and every one-time KEM slot filled
+    /// (feature `pq`). Publish its bundles with [`bundle_pq`](Self::bundle_pq).
+    ///
+    /// ```
+    /// use securemesh_ratchet::{Identity, KemAlgorithm, PrekeyConfig, PrekeyPool};
+    /// use securemesh_core::UnixTime;
+    /// # let mut rng = securemesh_core::testing::TestRng::new(1);
+    /// let bob = Identity::generate(&mut rng);
+    /// let pool: PrekeyPool<8, 4> =
+    ///     PrekeyPool::new_pq(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default(), KemAlgorithm::MlKem768)?;
+    /// assert_eq!(pool.kem_available(), 4);
+    /// assert!(pool.last_resort_kem_id().is_some());
+    /// # Ok::<(), securemesh_ratchet::Error>(())
+    /// ```
+    #[cfg(feature = "pq")]
+    pub fn new_pq<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        rng: &mut R,
+        now: UnixTime,
+        config: PrekeyConfig,
+        alg: KemAlgorithm,
+    ) -> Result<Self, Error> {
+        let mut pool = Self::new(identity, rng, now, config);
+        let id = pool.take_id().ok_or(Error::CounterExhausted)?;
+        pool.signed.kem = Some(KemKey::generate(identity, id, alg, rng)?);
+        pool.refill_kem(identity, rng)?;
+        Ok(pool)
+    }
+
+    /// Fill every empty one-time KEM slot with a KEM prekey of the
+    /// last-resort prekey's algorithm, signed by `identity` (the owner, else
+    /// [`Error::WrongIdentity`]); returns how many were added (0 for an
+    /// X3DH pool). Feature `pq`.
+    #[cfg(feature = "pq")]
+    pub fn refill_kem<R: CryptoRng + ?Sized>(
+        &mut self,
+        identity: &Identity,
+        rng: &mut R,
+    ) -> Result<usize, Error> {
+        self.check_owner(identity)?;
+        let Some(alg) = self.signed.kem.as_ref().map(|k| k.alg) else { return Ok(0) };
+        let mut added = 0usize;
+        for i in 0..KEM {
+            if self.kem_one_time.get(i).is_some_and(Option::is_none) {
+                let Some(id) = self.take_id() else { break };
+                let key = KemKey::generate(identity, id, alg, rng)?;
+                if let Some(slot) = self.kem_one_time.get_mut(i) {
+                    *slot = Some(key);
+                    added = added.saturating_add(1); // at most KEM
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Whether the pool holds KEM prekeys (a PQXDH pool).
+    pub(crate) fn has_kem(&self) -> bool {
+        self.signed.kem.is_some()
+            || self.previous.as_ref().is_some_and(|(p, _)| p.kem.is_some())
+            || self.kem_one_time.iter().any(Option::is_some)
+    }
+
+    /// One-time KEM prekeys left.
+    pub fn kem_available(&self) -> u32 {
+        self.kem_one_time.iter().filter(|s| s.is_some()).count() as u32
+    }
+
+    /// The identifiers of the available one-time KEM prekeys.
+    pub fn kem_one_time_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.kem_one_time.iter().flatten().map(|k| k.id)
+    }
+
+    /// The identifier of the current last-resort KEM prekey (`None` in an
+    /// X3DH pool).
+    pub fn last_resort_kem_id(&self) -> Option<u32> {
+        self.signed.kem.as_ref().map(|k| k.id)
+    }
+
+    /// A PQXDH bundle: as [`bundle`](Self::bundle), with the one-time KEM
+    /// prekey `kem_one_time_id` if given and available, else the
+    /// last-resort KEM prekey, in its KEM slot. The KEM public key is
+    /// recomputed into `buf` (at least the algorithm's key length, else
+    /// [`Error::BufferTooSmall`]). An X3DH pool has no KEM prekey:
+    /// [`Error::UnsupportedKem`].
+    ///
+    /// ```
+    /// # use securemesh_ratchet::{Bundle, Identity, KemAlgorithm, PrekeyConfig, PrekeyPool, MAX_BUNDLE_LEN, MAX_KEM_PUBLIC_LEN};
+    /// # use securemesh_core::UnixTime;
+    /// # let mut rng = securemesh_core::testing::TestRng::new(1);
+    /// # let bob = Identity::generate(&mut rng);
+    /// let pool: PrekeyPool<8, 4> =
+    ///     PrekeyPool::new_pq(&bob, &mut rng, UnixTime(1), PrekeyConfig::default(), KemAlgorithm::MlKem768)?;
+    /// let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
+    /// let bundle = pool.bundle_pq(pool.one_time_ids().next(), pool.kem_one_time_ids().next(), &mut kem_buf)?;
+    /// let mut wire = [0u8; MAX_BUNDLE_LEN];
+    /// let n = bundle.encode(&mut wire)?;
+    /// assert_eq!(Bundle::decode(&wire[..n])?.kem().map(|k| k.public.len()), Some(1184));
+    /// # Ok::<(), securemesh_ratchet::Error>(())
+    /// ```
+    #[cfg(feature = "pq")]
+    pub fn bundle_pq<'b>(
+        &self,
+        one_time_id: Option<u32>,
+        kem_one_time_id: Option<u32>,
+        buf: &'b mut [u8],
+    ) -> Result<Bundle<'b>, Error> {
+        let key = kem_one_time_id
+            .and_then(|id| self.kem_one_time.iter().flatten().find(|k| k.id == id))
+            .or(self.signed.kem.as_ref())
+            .ok_or(Error::UnsupportedKem)?;
+        let kem = key.public(buf)?;
+        let b = self.bundle(one_time_id);
+        Ok(Bundle { identity: b.identity, signed: b.signed, one_time: b.one_time, kem: Some(kem) })
+    }
+
+    /// The KEM prekey `id` (one-time, or the last-resort one of the current
+    /// or previous signed prekey) and whether it is one-time.
+    pub(crate) fn kem_secret(&self, id: u32) -> Option<(&KemKey, bool)> {
+        if let Some(k) = self.kem_one_time.iter().flatten().find(|k| k.id == id) {
+            return Some((k, true));
+        }
+        core::iter::once(&self.signed)
+            .chain(self.previous.as_ref().map(|(p, _)| p))
+            .filter_map(|s| s.kem.as_ref())
+            .find(|k| k.id == id)
+            .map(|k| (k, false))
+    }
+
+    /// Whether signed prekey `spk_id` was published only with KEM prekeys
+    /// (it has a last-resort KEM prekey).
+    pub(crate) fn requires_kem(&self, spk_id: u32) -> bool {
+        core::iter::once(&self.signed)
+            .chain(self.previous.as_ref().map(|(p, _)| p))
+            .any(|s| s.public.id == spk_id && s.kem.is_some())
+    }
+
+    /// Erase one-time KEM prekey `id` (exactly once).
+    pub(crate) fn consume_kem_one_time(&mut self, id: u32) -> bool {
+        let Some(slot) = self.kem_one_time.iter_mut().find(|s| s.as_ref().is_some_and(|k| k.id == id)) else {
+            return false;
+        };
+        *slot = None;
+        self.consumed_total = self.consumed_total.saturating_add(1);
+        true
     }
 
     /// The next identifier, or `None` once all `2^32 - 1` are issued:
@@ -285,7 +481,7 @@ impl<const CAP: usize> PrekeyPool<CAP> {
     ) -> Result<(), Error> {
         self.check_owner(identity)?;
         let rotate = now.saturating_secs_since(self.signed.created) >= self.config.rotation_interval_secs;
-        if rotate && self.next_id == 0 {
+        if rotate && !self.can_rotate() {
             return Err(Error::CounterExhausted);
         }
         if let Some((p, retired)) = &self.previous
@@ -312,14 +508,69 @@ impl<const CAP: usize> PrekeyPool<CAP> {
         now: UnixTime,
     ) -> Result<(), Error> {
         self.check_owner(identity)?;
-        let id = self.take_id().ok_or(Error::CounterExhausted)?;
-        let new = Self::new_signed(identity, id, rng, now);
+        if !self.can_rotate() {
+            return Err(Error::CounterExhausted);
+        }
+        let saved_next_id = self.next_id;
+        let new = self.next_signed(identity, rng, now);
+        let new = match new {
+            Ok(new) => new,
+            Err(e) => {
+                self.next_id = saved_next_id;
+                return Err(e);
+            }
+        };
+        let id = new.public.id;
         let old = core::mem::replace(&mut self.signed, new);
         if let Some((p, _)) = self.previous.replace((old, now)) {
             self.push_event(PrekeyEvent::PreviousSignedPrekeyErased { id: p.public.id });
         }
         self.push_event(PrekeyEvent::SignedPrekeyRotated { id });
         Ok(())
+    }
+
+    /// Whether the identifiers a rotation takes are left (two when a
+    /// last-resort KEM prekey rotates with the signed prekey).
+    fn can_rotate(&self) -> bool {
+        match self.signed.kem {
+            Some(_) => self.next_id != 0 && self.next_id != u32::MAX,
+            None => self.next_id != 0,
+        }
+    }
+
+    /// The signed prekey that replaces the current one, with a new
+    /// last-resort KEM prekey if the current one has one.
+    fn next_signed<R: CryptoRng + ?Sized>(
+        &mut self,
+        identity: &Identity,
+        rng: &mut R,
+        now: UnixTime,
+    ) -> Result<Signed, Error> {
+        let id = self.take_id().ok_or(Error::CounterExhausted)?;
+        let kem_alg = self.signed.kem.as_ref().map(|k| k.alg);
+        let mut new = Self::new_signed(identity, id, rng, now);
+        if let Some(alg) = kem_alg {
+            let kid = self.take_id().ok_or(Error::CounterExhausted)?;
+            new.kem = Some(Self::new_kem(identity, kid, alg, rng)?);
+        }
+        Ok(new)
+    }
+
+    /// A last-resort KEM prekey for a rotation (only a pool made by
+    /// `new_pq` has one, which needs the feature `pq`).
+    fn new_kem<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        id: u32,
+        alg: KemAlgorithm,
+        rng: &mut R,
+    ) -> Result<KemKey, Error> {
+        #[cfg(feature = "pq")]
+        return KemKey::generate(identity, id, alg, rng);
+        #[cfg(not(feature = "pq"))]
+        {
+            let _ = (identity, id, alg, rng);
+            Err(Error::UnsupportedKem)
+        }
     }
 
     /// Utilization and signed-prekey age.

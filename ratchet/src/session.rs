@@ -16,11 +16,12 @@ use crate::bundle::Bundle;
 use crate::error::Error;
 use crate::identity::{Identity, PublicIdentity, canonical_dh};
 use crate::kdf::{self, Key32};
+use crate::pqxdh::{self, KemAlgorithm, MAX_KEM_CIPHERTEXT_LEN};
 use crate::prekeys::PrekeyPool;
 use crate::skipped::SkippedKeys;
 use crate::x3dh;
 use securemesh_core::codec::{Reader, Writer};
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519, XChaChaPoly};
+use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Hash, Sha256, X25519, XChaChaPoly};
 use securemesh_core::events::EventQueue;
 use securemesh_core::{CryptoRng, Instant};
 
@@ -45,6 +46,17 @@ pub const RATCHET_HE_OVERHEAD: usize = 1 + ENC_HEADER_LEN + 16;
 /// Bytes of the X3DH prefix of an initial message with a one-time prekey
 /// (4 fewer without one; no KEM ciphertext).
 pub const INITIAL_PREFIX_LEN: usize = 1 + PublicIdentity::LEN + 32 + 4 + 1 + 4 + 1 + 1;
+/// Bytes the KEM slot of a PQXDH initial message adds to its prefix:
+/// `kem_id u32 | kem_alg u16 | ct_len u16` and the ciphertext (1088 bytes
+/// for ML-KEM-768, 1568 for ML-KEM-1024).
+pub const fn pqxdh_prefix_extra(alg: KemAlgorithm) -> usize {
+    alg.ciphertext_len().saturating_add(4 + 2 + 2) // at most 1576
+}
+/// Largest prefix of an initial message (PQXDH with ML-KEM-1024 and a
+/// one-time prefix).
+pub const MAX_INITIAL_PREFIX_LEN: usize = INITIAL_PREFIX_LEN + 4 + 2 + 2 + MAX_KEM_CIPHERTEXT_LEN;
+/// Room for Alice's KEM ciphertext in her session (none without `pq`).
+const KEM_CT_SLOT: usize = if cfg!(feature = "pq") { MAX_KEM_CIPHERTEXT_LEN } else { 0 };
 /// Pending session events kept (oldest dropped first).
 pub(crate) const SESSION_EVENT_SLOTS: usize = 4;
 /// Largest AD: X3DH AD and the longest message prefix through the header.
@@ -93,6 +105,36 @@ pub(crate) struct PrekeyHeader {
     pub(crate) ek: [u8; 32],
     pub(crate) spk_id: u32,
     pub(crate) opk_id: Option<u32>,
+    /// PQXDH: the KEM prekey and a digest of the ciphertext.
+    pub(crate) kem: Option<KemRef>,
+}
+
+/// The KEM slot of a PQXDH header: which KEM prekey, and SHA-256 of the
+/// ciphertext (what a repeated initial message is compared by).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KemRef {
+    pub(crate) id: u32,
+    pub(crate) alg: u16,
+    pub(crate) ct_hash: [u8; 32],
+}
+
+/// Alice's KEM ciphertext, repeated in her initial messages (public data).
+#[derive(Clone, Copy)]
+pub(crate) struct KemCiphertext {
+    pub(crate) len: usize,
+    pub(crate) bytes: [u8; KEM_CT_SLOT],
+}
+
+impl KemCiphertext {
+    pub(crate) fn from_slice(ct: &[u8]) -> Result<Self, Error> {
+        let mut bytes = [0u8; KEM_CT_SLOT];
+        bytes.get_mut(..ct.len()).ok_or(Error::UnsupportedKem)?.copy_from_slice(ct);
+        Ok(KemCiphertext { len: ct.len(), bytes })
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
 }
 
 /// The parsed X3DH prefix of an initial message.
@@ -102,6 +144,8 @@ pub(crate) struct Initial<'a> {
     pub(crate) header_encryption: bool,
     /// The X3DH prefix, byte for byte (bound into the X3DH KDF).
     pub(crate) prefix: &'a [u8],
+    /// The KEM ciphertext of a PQXDH initial message.
+    pub(crate) kem_ct: Option<&'a [u8]>,
     pub(crate) inner: &'a [u8],
 }
 
@@ -123,10 +167,20 @@ impl<'a> Initial<'a> {
             1 => Some(r.read_u32()?),
             _ => return Err(Error::Malformed),
         };
-        // KEM ciphertext slot (PQXDH): none in this version.
-        if r.read_u8()? != 0 {
-            return Err(Error::UnknownVersion);
-        }
+        // KEM slot (PQXDH): the prekey and the ciphertext.
+        let (kem, kem_ct) = match r.read_u8()? {
+            0 => (None, None),
+            1 => {
+                let id = r.read_u32()?;
+                let alg = r.read_u16()?;
+                let ct = r.read_vec16()?;
+                if ct.len() > MAX_KEM_CIPHERTEXT_LEN {
+                    return Err(Error::Malformed);
+                }
+                (Some(KemRef { id, alg, ct_hash: Sha256::digest(&[ct]) }), Some(ct))
+            }
+            _ => return Err(Error::Malformed),
+        };
         let header_encryption = match r.read_u8()? {
             0 => false,
             1 => true,
@@ -134,12 +188,26 @@ impl<'a> Initial<'a> {
         };
         let inner = r.rest();
         let prefix = msg.get(..msg.len().saturating_sub(inner.len())).ok_or(Error::Malformed)?;
-        Ok(Initial { alice, header: PrekeyHeader { ek, spk_id, opk_id }, header_encryption, prefix, inner })
+        Ok(Initial {
+            alice,
+            header: PrekeyHeader { ek, spk_id, opk_id, kem },
+            header_encryption,
+            prefix,
+            kem_ct,
+            inner,
+        })
     }
 }
 
-/// The X3DH prefix of Alice's initial messages (spec §6.4).
-fn write_prefix(w: &mut Writer<'_>, alice: &PublicIdentity, p: &PrekeyHeader, he: bool) -> Result<(), Error> {
+/// The X3DH prefix of Alice's initial messages (spec §6.4), with the KEM
+/// ciphertext `ct` of PQXDH.
+fn write_prefix(
+    w: &mut Writer<'_>,
+    alice: &PublicIdentity,
+    p: &PrekeyHeader,
+    ct: Option<&KemCiphertext>,
+    he: bool,
+) -> Result<(), Error> {
     w.write_u8(MSG_INITIAL)?;
     w.write_bytes(&alice.to_bytes())?;
     w.write_bytes(&p.ek)?;
@@ -151,7 +219,16 @@ fn write_prefix(w: &mut Writer<'_>, alice: &PublicIdentity, p: &PrekeyHeader, he
         }
         None => w.write_u8(0)?,
     }
-    w.write_u8(0)?;
+    match (&p.kem, ct) {
+        (Some(k), Some(ct)) => {
+            w.write_u8(1)?;
+            w.write_u32(k.id)?;
+            w.write_u16(k.alg)?;
+            w.write_vec16(ct.as_slice())?;
+        }
+        (None, None) => w.write_u8(0)?,
+        _ => return Err(Error::Malformed),
+    }
     w.write_u8(u8::from(he))?;
     Ok(())
 }
@@ -277,6 +354,8 @@ pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
     pub(crate) skipped: SkippedKeys<CAP>,
     /// Alice: her identity and X3DH header until Bob answers.
     pub(crate) prekey: Option<(PublicIdentity, PrekeyHeader)>,
+    /// Alice (PQXDH): the KEM ciphertext her initial messages repeat.
+    pub(crate) kem_ct: Option<KemCiphertext>,
     /// Bob: Alice's X3DH header, to accept her repeated initial messages
     /// (every field must match: the prefix is not in the AEAD's AD).
     pub(crate) initial: Option<PrekeyHeader>,
@@ -341,6 +420,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             prev_hkr: None,
             skipped: SkippedKeys::default(),
             prekey: None,
+            kem_ct: None,
             initial: None,
             heartbeat_ms: config.heartbeat_ms,
             age_origin: now,
@@ -354,6 +434,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
 
     /// Alice: start a session from Bob's verified bundle (X3DH). Nothing is
     /// sent yet; every message until Bob answers carries the X3DH header.
+    /// The bundle's KEM slot is not used: for a bundle with a KEM prekey
+    /// use [`initiate_pq`](Self::initiate_pq) (a PQXDH responder refuses
+    /// an X3DH initial message to it with [`Error::Downgrade`]).
     pub fn initiate<R: CryptoRng + ?Sized>(
         identity: &Identity,
         bundle: &Bundle<'_>,
@@ -361,24 +444,90 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         rng: &mut R,
         now: Instant,
     ) -> Result<Self, Error> {
+        Self::start(identity, bundle, false, config, rng, now)
+    }
+
+    /// Alice: start a session with PQXDH: as [`initiate`](Self::initiate),
+    /// and she encapsulates to the bundle's KEM prekey; the KEM shared
+    /// secret is an input of the KDF and her initial messages carry the
+    /// ciphertext and the KEM prekey's identifier. A bundle without a KEM
+    /// prekey, or with an algorithm this build does not run, is
+    /// [`Error::UnsupportedKem`] (use X3DH for such peers); a KEM key that
+    /// fails its check is [`Error::Malformed`].
+    ///
+    /// ```
+    /// # use securemesh_ratchet::*;
+    /// # use securemesh_core::{Instant, UnixTime};
+    /// # let mut rng = securemesh_core::testing::TestRng::new(1);
+    /// let (alice, bob) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+    /// let mut pool: PrekeyPool<4, 2> =
+    ///     PrekeyPool::new_pq(&bob, &mut rng, UnixTime(1), PrekeyConfig::default(), KemAlgorithm::MlKem768)?;
+    /// let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
+    /// let bundle = pool.bundle_pq(pool.one_time_ids().next(), pool.kem_one_time_ids().next(), &mut kem_buf)?;
+    /// let mut a: Session = Session::initiate_pq(&alice, &bundle, SessionConfig::default(), &mut rng, Instant(0))?;
+    /// let (mut wire, mut out) = ([0u8; 2048], [0u8; 2048]);
+    /// let m = a.encrypt(b"hi", &mut wire, &mut rng, Instant(0))?;
+    /// let (_b, k): (Session, usize) =
+    ///     Session::respond(&bob, &mut pool, &wire[..m], &mut out, SessionConfig::default(), Instant(0))?;
+    /// assert_eq!(&out[..k], b"hi");
+    /// assert_eq!(pool.kem_available(), 1); // the one-time KEM prekey is spent
+    /// # Ok::<(), securemesh_ratchet::Error>(())
+    /// ```
+    #[cfg(feature = "pq")]
+    pub fn initiate_pq<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        bundle: &Bundle<'_>,
+        config: SessionConfig,
+        rng: &mut R,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        Self::start(identity, bundle, true, config, rng, now)
+    }
+
+    fn start<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        bundle: &Bundle<'_>,
+        pq: bool,
+        config: SessionConfig,
+        rng: &mut R,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let kem = if pq {
+            let k = bundle.kem.as_ref().ok_or(Error::UnsupportedKem)?;
+            Some((k, KemAlgorithm::from_code(k.alg).ok_or(Error::UnsupportedKem)?))
+        } else {
+            None
+        };
         let ek = X25519::generate(rng);
         let ek_pub = X25519::public_key(&ek);
+        let (kem_ref, kem_ct, ss) = match kem {
+            Some((k, alg)) => {
+                let mut ct = KemCiphertext { len: 0, bytes: [0u8; KEM_CT_SLOT] };
+                let (n, ss) = pqxdh::encapsulate(alg, k.public, rng, &mut ct.bytes)?;
+                ct.len = n;
+                let r = KemRef { id: k.id, alg: k.alg, ct_hash: Sha256::digest(&[ct.as_slice()]) };
+                (Some(r), Some(ct), Some((ss, alg)))
+            }
+            None => (None, None, None),
+        };
         let opk = bundle.one_time.as_ref().map(|o| &o.public);
-        let header =
-            PrekeyHeader { ek: ek_pub, spk_id: bundle.signed.id, opk_id: bundle.one_time.map(|o| o.id) };
-        let mut prefix = [0u8; INITIAL_PREFIX_LEN];
+        let header = PrekeyHeader {
+            ek: ek_pub,
+            spk_id: bundle.signed.id,
+            opk_id: bundle.one_time.map(|o| o.id),
+            kem: kem_ref,
+        };
+        let mut prefix = [0u8; MAX_INITIAL_PREFIX_LEN];
         let mut w = Writer::new(&mut prefix);
-        write_prefix(&mut w, identity.public(), &header, config.header_encryption)?;
+        write_prefix(&mut w, identity.public(), &header, kem_ct.as_ref(), config.header_encryption)?;
         let prefix_len = w.finish()?;
-        let agreement = x3dh::initiator(
-            identity,
-            &bundle.identity,
-            &bundle.signed.public,
-            opk,
-            &ek,
-            prefix.get(..prefix_len).ok_or(Error::Malformed)?,
-            config.header_encryption,
-        )?;
+        let context = x3dh::Context {
+            kem: ss.as_ref().map(|(ss, alg)| (ss, *alg)),
+            prefix: prefix.get(..prefix_len).ok_or(Error::Malformed)?,
+            he: config.header_encryption,
+        };
+        let agreement =
+            x3dh::initiator(identity, &bundle.identity, &bundle.signed.public, opk, &ek, &context)?;
         let mut s = Self::blank(agreement.ad, bundle.identity, agreement.sk, config, now);
         s.dhr = Some(bundle.signed.public);
         s.step_pending = true;
@@ -388,6 +537,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             s.nhkr = Some(nhkb);
         }
         s.prekey = Some((*identity.public(), header));
+        s.kem_ct = kem_ct;
         Ok(s)
     }
 
@@ -426,9 +576,9 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     /// that mode to be encrypted headers. The one-time prekey is
     /// consumed only if the message authenticates, so a replayed initial
     /// message cannot open a second session from it.
-    pub fn respond<const P: usize>(
+    pub fn respond<const P: usize, const K: usize>(
         identity: &Identity,
-        pool: &mut PrekeyPool<P>,
+        pool: &mut PrekeyPool<P, K>,
         message: &[u8],
         out: &mut [u8],
         config: SessionConfig,
@@ -443,11 +593,34 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             Some(id) => Some(pool.one_time_secret(id).ok_or(Error::UnknownPrekey)?),
             None => None,
         };
+        // PQXDH: the KEM prekey the message names must be one we hold (a
+        // one-time one not yet consumed, or a last-resort one), of the
+        // algorithm the message says; a message without a KEM ciphertext
+        // to a signed prekey we publish only with KEM prekeys is a
+        // downgrade.
+        let kem = match (&init.header.kem, init.kem_ct) {
+            (Some(k), Some(ct)) => {
+                let (key, one_time) = pool.kem_secret(k.id).ok_or(Error::UnknownPrekey)?;
+                if key.alg.code() != k.alg || ct.len() != key.alg.ciphertext_len() {
+                    return Err(Error::Malformed);
+                }
+                Some((key, one_time, ct))
+            }
+            (None, None) if pool.requires_kem(init.header.spk_id) => return Err(Error::Downgrade),
+            (None, None) => None,
+            _ => return Err(Error::Malformed),
+        };
         // Only now the Ed25519 verify: refusing a replay or an unknown
         // prekey stays cheap.
         init.alice.verify()?;
         let he = init.header_encryption;
-        let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, init.prefix, he)?;
+        let ss = match &kem {
+            Some((key, _, ct)) => Some((pqxdh::decaps(key.alg, &key.seed, ct)?, key.alg)),
+            None => None,
+        };
+        let context = x3dh::Context { kem: ss.as_ref().map(|(ss, alg)| (ss, *alg)), prefix: init.prefix, he };
+        let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, &context)?;
+        let kem_one_time = kem.and_then(|(key, one_time, _)| one_time.then_some(key.id));
         let config = SessionConfig { header_encryption: he, ..config };
         let mut s = Self::blank(agreement.ad, init.alice, agreement.sk, config, now);
         s.dhs = Some((spk.duplicate(), spk_pub));
@@ -465,7 +638,18 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         if let Some(id) = init.header.opk_id {
             pool.consume_one_time(id);
         }
+        if let Some(id) = kem_one_time {
+            pool.consume_kem_one_time(id);
+        }
         Ok((s, n))
+    }
+
+    /// Whether PQXDH started this session (its X3DH header has a KEM slot:
+    /// Alice's until Bob answers, Bob's as long as he keeps Alice's
+    /// initial header).
+    pub(crate) fn is_pqxdh(&self) -> bool {
+        self.prekey.as_ref().is_some_and(|(_, p)| p.kem.is_some())
+            || self.initial.as_ref().is_some_and(|p| p.kem.is_some())
     }
 
     /// The peer's identity.
@@ -497,8 +681,11 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     /// Bytes [`encrypt`](Self::encrypt) writes for a payload of `len` bytes.
     pub fn encrypted_len(&self, len: usize) -> usize {
         let prefix = match &self.prekey {
-            Some((_, p)) if p.opk_id.is_some() => INITIAL_PREFIX_LEN,
-            Some(_) => INITIAL_PREFIX_LEN - 4,
+            Some((_, p)) => {
+                let kem = self.kem_ct.as_ref().map_or(0, |ct| ct.len.saturating_add(4 + 2 + 2));
+                let opk = if p.opk_id.is_some() { INITIAL_PREFIX_LEN } else { INITIAL_PREFIX_LEN - 4 };
+                opk.saturating_add(kem)
+            }
             None => 0,
         };
         // Saturates only for a `len` no buffer can hold (`encrypt` then
@@ -637,7 +824,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let header = Header { dh: *dhs_pub, pn: self.pn, n: self.ns };
         let mut w = Writer::new(out);
         if let Some((alice, p)) = &self.prekey {
-            write_prefix(&mut w, alice, p, self.he)?;
+            write_prefix(&mut w, alice, p, self.kem_ct.as_ref(), self.he)?;
         }
         let start = w.len();
         if self.he {
@@ -701,6 +888,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let n = self.decrypt_ratchet(inner, out, now)?;
         // Any message from Bob acknowledges Alice's X3DH.
         self.prekey = None;
+        self.kem_ct = None;
         Ok(n)
     }
 

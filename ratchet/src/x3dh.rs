@@ -8,10 +8,14 @@
 //! `DH1 = DH(IK_A, SPK_B)`, `DH2 = DH(EK_A, IK_B)`, `DH3 = DH(EK_A, SPK_B)`,
 //! `DH4 = DH(EK_A, OPK_B)`. `AD = Encode(IK_A) || Encode(IK_B)` with
 //! `Encode(IK) = sign_pub || dh_pub`. An all-zero DH result is refused.
+//!
+//! PQXDH (see [`crate::pqxdh`]) is the same with the KEM shared secret
+//! `SS` appended to the KDF input and its own `info` label.
 
 use crate::error::Error;
 use crate::identity::{Identity, PublicIdentity};
 use crate::kdf::{self, Key32, X3DH_HE_INFO, X3DH_INFO};
+use crate::pqxdh::KemAlgorithm;
 use securemesh_core::Secret;
 use securemesh_core::crypto::{Dh, X25519};
 
@@ -27,27 +31,45 @@ fn dh(sk: &Key32, pk: &[u8; 32]) -> Result<Key32, Error> {
     X25519::dh(sk, pk).require_contributory().map_err(|_| Error::NonContributory)
 }
 
+/// The KEM shared secret of PQXDH and its algorithm (`None`: X3DH).
+pub(crate) type KemSecret<'a> = Option<(&'a Key32, KemAlgorithm)>;
+
+fn kdf(dhs: &[&Key32], kem: KemSecret<'_>, he: bool, prefix: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    match kem {
+        Some((ss, alg)) => kdf::pqxdh(dhs, ss, alg.info(he), prefix, out),
+        None => kdf::x3dh(dhs, if he { X3DH_HE_INFO } else { X3DH_INFO }, prefix, out),
+    }
+}
+
+/// What the KDF takes besides the DH outputs: the KEM secret (PQXDH),
+/// the initial message's prefix and the header mode.
+pub(crate) struct Context<'a> {
+    pub(crate) kem: KemSecret<'a>,
+    pub(crate) prefix: &'a [u8],
+    pub(crate) he: bool,
+}
+
 fn derive(
     dhs: &[&Key32],
     alice: &PublicIdentity,
     bob: &PublicIdentity,
-    prefix: &[u8],
-    he: bool,
+    c: &Context<'_>,
 ) -> Result<Agreement, Error> {
+    let (kem, prefix, he) = (c.kem, c.prefix, c.he);
     let mut ad = [0u8; 128];
     let (a, b) = ad.split_at_mut(64);
     a.copy_from_slice(&alice.ad_bytes());
     b.copy_from_slice(&bob.ad_bytes());
     if he {
         let mut out = Secret::new([0u8; 96]);
-        kdf::x3dh(dhs, X3DH_HE_INFO, prefix, out.expose_mut())?;
+        kdf(dhs, kem, true, prefix, out.expose_mut())?;
         let (sk, rest) = out.expose().split_first_chunk::<32>().ok_or(Error::InvalidLength)?;
         let (hka, nhkb) = rest.split_first_chunk::<32>().ok_or(Error::InvalidLength)?;
         let nhkb: &[u8; 32] = nhkb.try_into().map_err(|_| Error::InvalidLength)?;
         Ok(Agreement { sk: Key32::new(*sk), header_keys: Some((Key32::new(*hka), Key32::new(*nhkb))), ad })
     } else {
         let mut sk = Key32::zeroed();
-        kdf::x3dh(dhs, X3DH_INFO, prefix, sk.expose_mut())?;
+        kdf(dhs, kem, false, prefix, sk.expose_mut())?;
         Ok(Agreement { sk, header_keys: None, ad })
     }
 }
@@ -60,8 +82,7 @@ pub(crate) fn initiator(
     spk: &[u8; 32],
     opk: Option<&[u8; 32]>,
     ek: &Key32,
-    prefix: &[u8],
-    he: bool,
+    context: &Context<'_>,
 ) -> Result<Agreement, Error> {
     let dh1 = dh(alice.dh_secret(), spk)?;
     let dh2 = dh(ek, &bob.dh)?;
@@ -69,9 +90,9 @@ pub(crate) fn initiator(
     match opk {
         Some(opk) => {
             let dh4 = dh(ek, opk)?;
-            derive(&[&dh1, &dh2, &dh3, &dh4], alice.public(), bob, prefix, he)
+            derive(&[&dh1, &dh2, &dh3, &dh4], alice.public(), bob, context)
         }
-        None => derive(&[&dh1, &dh2, &dh3], alice.public(), bob, prefix, he),
+        None => derive(&[&dh1, &dh2, &dh3], alice.public(), bob, context),
     }
 }
 
@@ -82,8 +103,7 @@ pub(crate) fn responder(
     spk: &Key32,
     opk: Option<&Key32>,
     ek_a: &[u8; 32],
-    prefix: &[u8],
-    he: bool,
+    context: &Context<'_>,
 ) -> Result<Agreement, Error> {
     let dh1 = dh(spk, &alice.dh)?;
     let dh2 = dh(bob.dh_secret(), ek_a)?;
@@ -91,8 +111,8 @@ pub(crate) fn responder(
     match opk {
         Some(opk) => {
             let dh4 = dh(opk, ek_a)?;
-            derive(&[&dh1, &dh2, &dh3, &dh4], alice, bob.public(), prefix, he)
+            derive(&[&dh1, &dh2, &dh3, &dh4], alice, bob.public(), context)
         }
-        None => derive(&[&dh1, &dh2, &dh3], alice, bob.public(), prefix, he),
+        None => derive(&[&dh1, &dh2, &dh3], alice, bob.public(), context),
     }
 }
