@@ -35,6 +35,10 @@ pub enum HostError {
     Random(getrandom::Error),
     /// The agent's task is gone (it stopped or was killed).
     Stopped,
+    /// Something the caller named does not exist (an agent, a bundle).
+    NotFound(String),
+    /// Waited too long.
+    Timeout(&'static str),
 }
 
 impl fmt::Display for HostError {
@@ -61,6 +65,8 @@ impl fmt::Display for HostError {
             HostError::Io(e) => write!(f, "{e}"),
             HostError::Random(e) => write!(f, "OS random generator: {e}"),
             HostError::Stopped => write!(f, "the agent stopped"),
+            HostError::NotFound(what) => write!(f, "not found: {what}"),
+            HostError::Timeout(what) => write!(f, "timed out: {what}"),
         }
     }
 }

@@ -1,0 +1,169 @@
+//! Prometheus text exposition of the agents' metrics, served over HTTP
+//! (`GET /metrics`).
+//!
+//! Written by hand rather than with `prometheus-client`: the mesh's
+//! metrics are a plain struct the agent keeps ([`securemesh::Metrics`]),
+//! read at scrape time, so there is no registry of live metric objects
+//! to keep in step; the text format is a few lines per metric, and a
+//! small HTTP/1.0 responder on Tokio avoids an HTTP stack (hyper) for
+//! one read-only endpoint.
+//!
+//! The product's four metrics: `securemesh_handshake_latency_seconds`
+//! (last and max), `securemesh_ratchet_state_age_seconds`,
+//! `securemesh_prekey_utilization_ratio`, `securemesh_post_quantum`
+//! (1 when the channel's key agreement is hybrid); then counters.
+
+use crate::runtime::Status;
+use securemesh::PqStatus;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Escape a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn secs(ms: u64) -> f64 {
+    // Exact for every latency or age below 2^53 ms.
+    #[allow(clippy::cast_precision_loss)]
+    let s = ms as f64 / 1000.0;
+    s
+}
+
+/// The exposition text of `agents`.
+pub fn render(agents: &[Status]) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+    let a = |s: &Status| format!("agent=\"{}\"", label(&s.name));
+    family(
+        "securemesh_handshake_latency_seconds",
+        "gauge",
+        "Noise handshake duration, first message to completion (which=last|max).",
+        &mut agents.iter().flat_map(|s| {
+            let mut v = Vec::new();
+            if let Some(last) = s.metrics.handshake_latency_last_ms {
+                v.push((format!("{},which=\"last\"", a(s)), secs(last).to_string()));
+            }
+            v.push((format!("{},which=\"max\"", a(s)), secs(s.metrics.handshake_latency_max_ms).to_string()));
+            v
+        }),
+    );
+    family(
+        "securemesh_ratchet_state_age_seconds",
+        "gauge",
+        "Longest time since a ratchet session's last DH step.",
+        &mut agents
+            .iter()
+            .filter_map(|s| s.metrics.ratchet_state_age_max_ms.map(|ms| (a(s), secs(ms).to_string()))),
+    );
+    family(
+        "securemesh_prekey_utilization_ratio",
+        "gauge",
+        "Share of the one-time prekey pool in use (1 - available / capacity).",
+        &mut agents.iter().map(|s| {
+            let cap = f64::from(s.metrics.prekeys_capacity.max(1));
+            let used = f64::from(s.metrics.prekeys_capacity.saturating_sub(s.metrics.prekeys_available));
+            (a(s), (used / cap).to_string())
+        }),
+    );
+    let pq = |p: PqStatus| if p == PqStatus::Hybrid { "1" } else { "0" };
+    family(
+        "securemesh_post_quantum",
+        "gauge",
+        "1 when the channel's key agreement is a post-quantum hybrid, 0 when classical.",
+        &mut agents.iter().flat_map(|s| {
+            [
+                (format!("{},channel=\"noise\"", a(s)), pq(s.metrics.noise_pq).to_string()),
+                (format!("{},channel=\"ratchet\"", a(s)), pq(s.metrics.ratchet_pq).to_string()),
+            ]
+        }),
+    );
+    type Field = fn(&securemesh::ChannelMetrics) -> u64;
+    let per_channel: [(&str, &str, Field); 4] = [
+        ("securemesh_messages_sent_total", "Application messages encrypted and queued.", |c| c.sent),
+        ("securemesh_messages_received_total", "Application messages delivered.", |c| c.received),
+        (
+            "securemesh_failures_total",
+            "Inputs refused (decryption, unknown session, failed handshakes).",
+            |c| c.failures,
+        ),
+        ("securemesh_denied_total", "Messages and sessions refused by the policy.", |c| c.denied),
+    ];
+    for (name, help, field) in per_channel {
+        family(
+            name,
+            "counter",
+            help,
+            &mut agents.iter().flat_map(|s| {
+                [
+                    (format!("{},channel=\"noise\"", a(s)), field(&s.metrics.noise).to_string()),
+                    (format!("{},channel=\"ratchet\"", a(s)), field(&s.metrics.ratchet).to_string()),
+                ]
+            }),
+        );
+    }
+    type Count = fn(&Status) -> u64;
+    let counters: [(&str, &str, Count); 6] = [
+        ("securemesh_handshakes_completed_total", "Noise handshakes completed.", |s| {
+            s.metrics.handshakes_completed
+        }),
+        ("securemesh_ratchet_steps_total", "DH ratchet steps.", |s| s.metrics.ratchet_steps),
+        ("securemesh_prekey_refills_total", "Prekey pool refills.", |s| s.metrics.prekey_refills),
+        ("securemesh_records_stored_total", "Sealed state records stored.", |s| s.records_stored),
+        ("securemesh_mailbox_acked_total", "Mailbox messages handled and acknowledged.", |s| s.mail_acked),
+        ("securemesh_inputs_refused_total", "Envelopes refused as malformed or unauthenticated.", |s| {
+            s.refused_inputs
+        }),
+    ];
+    for (name, help, f) in counters {
+        family(name, "counter", help, &mut agents.iter().map(|s| (a(s), f(s).to_string())));
+    }
+    out
+}
+
+/// Serve `GET /metrics` on `listener` for the agents whose status cells
+/// are `cells`, until the task is dropped.
+pub async fn serve(listener: TcpListener, cells: Arc<Mutex<Vec<Arc<Mutex<Status>>>>>) {
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let cells = Arc::clone(&cells);
+        tokio::spawn(async move {
+            let mut req = [0u8; 1024];
+            let n = stream.read(&mut req).await.unwrap_or(0);
+            let head = req.get(..n).unwrap_or(&[]);
+            let ok = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics\r");
+            let response = if ok {
+                let statuses: Vec<Status> = cells
+                    .lock()
+                    .map(|c| c.iter().filter_map(|s| s.lock().ok().map(|s| s.clone())).collect())
+                    .unwrap_or_default();
+                let body = render(&statuses);
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// `GET /metrics` from `addr` (for tests and the demo's check).
+pub async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await?;
+    Ok(text)
+}

@@ -1,0 +1,628 @@
+//! The Tokio runtime of one agent: a task that owns the
+//! [`HostAgent`], its [`FileStore`] and its sockets, and drives it.
+//!
+//! - **Noise stream over TCP**: every envelope is one frame, a 4-byte
+//!   big-endian length and the bytes (at most
+//!   [`MAX_ENVELOPE_LEN`](securemesh::envelope::MAX_ENVELOPE_LEN); a
+//!   longer frame closes the connection). A connection is bound to the
+//!   peer whose envelope it carried and the agent accepted.
+//! - **Mailbox**: transmits for [`Delivery::Mailbox`] go to the
+//!   [`DeliveryService`]; the task fetches its own mailbox, hands each
+//!   envelope to the agent, stores the state it left and only then
+//!   acknowledges it.
+//! - **Persistence rule**: after every call into the agent, every
+//!   pending record is stored ([`flush`]) before anything is sent or a
+//!   delivered message is given to the application.
+//! - **Timers** from [`poll_timeout`](securemesh::Agent::poll_timeout);
+//!   **randomness** from the OS ([`OsRng`]).
+//! - **Shutdown**: [`AgentHandle::shutdown`] stores what is pending and
+//!   stops; [`AgentHandle::kill`] aborts the task as a crash would.
+
+use crate::HostAgent;
+use crate::delivery::DeliveryService;
+use crate::error::HostError;
+use crate::rng::OsRng;
+use crate::state::{flush, restore};
+use crate::store::FileStore;
+use securemesh::envelope::{Envelope, MAX_ENVELOPE_LEN};
+use securemesh::{ChannelKind, Counters, Delivery, Event, MessageKind, Metrics, PeerId, Route};
+use securemesh_core::envelope::StorageKey;
+use securemesh_core::{Instant, UnixTime};
+use securemesh_ratchet::{Identity, PublicIdentity};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// The host's clock: the mesh's [`Instant`] counts milliseconds from the
+/// process's start; wall time is the system clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: tokio::time::Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Clock { origin: tokio::time::Instant::now() }
+    }
+
+    /// Milliseconds since the start.
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The Tokio instant of a mesh instant.
+    pub fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
+        self.origin + Duration::from_millis(t.as_millis())
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn wall() -> UnixTime {
+        UnixTime(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        )
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where each agent's Noise listener is: the host's name service.
+pub type AddressBook = Arc<Mutex<HashMap<PeerId, SocketAddr>>>;
+
+/// A message the agent delivered to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// The receiving agent's name.
+    pub to: String,
+    /// The sender, as the channel authenticated it.
+    pub from: PeerId,
+    /// Its kind (the policy allowed it).
+    pub kind: MessageKind,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The channel it came over.
+    pub channel: ChannelKind,
+}
+
+/// What the host saw of an agent, refreshed after every step.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// The agent's name.
+    pub name: String,
+    /// Its metrics.
+    pub metrics: Metrics,
+    /// Its counters.
+    pub counters: Counters,
+    /// Sessions in its table.
+    pub sessions: usize,
+    /// Noise handshakes completed in this run.
+    pub handshakes: u64,
+    /// Messages given to the application.
+    pub delivered: u64,
+    /// Envelopes refused as malformed or unauthenticated.
+    pub refused_inputs: u64,
+    /// Records stored.
+    pub records_stored: u64,
+    /// Mailbox messages acknowledged.
+    pub mail_acked: u64,
+    /// Transmits that could not be sent (no address, connection lost).
+    pub send_failures: u64,
+    /// Whether the agent was rebuilt from its state files.
+    pub restored: bool,
+    /// Whether the task runs.
+    pub running: bool,
+}
+
+/// How to run one agent.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// Its name (logs, metrics labels).
+    pub name: String,
+    /// The mesh agent's configuration.
+    pub config: securemesh::Config,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The generation ledger (default in the state directory).
+    pub ledger: Option<PathBuf>,
+    /// The Noise listener's address.
+    pub listen: SocketAddr,
+    /// How often the mailbox is fetched.
+    pub mailbox_poll: Duration,
+}
+
+type Job = Box<dyn FnOnce(&mut HostAgent, &mut OsRng, Instant) + Send>;
+
+enum Command {
+    With(Job),
+    Shutdown(oneshot::Sender<Result<(), HostError>>),
+}
+
+enum Net {
+    Conn { id: u64, writer: OwnedWriteHalf },
+    Frame { id: u64, bytes: Vec<u8> },
+    Closed { id: u64 },
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    /// Its name.
+    pub name: String,
+    /// Its peer id.
+    pub peer_id: PeerId,
+    /// Its public identity.
+    pub identity: PublicIdentity,
+    /// Its Noise listener.
+    pub addr: SocketAddr,
+    cmd: mpsc::UnboundedSender<Command>,
+    status: Arc<Mutex<Status>>,
+    join: JoinHandle<Result<(), HostError>>,
+}
+
+impl AgentHandle {
+    /// Run `f` on the agent inside its task (then the task stores the
+    /// state, sends and reports as after any step); returns `f`'s result.
+    pub async fn with<T, F>(&self, f: F) -> Result<T, HostError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut HostAgent, &mut OsRng, Instant) -> T + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |a, rng, now| {
+            let _ = tx.send(f(a, rng, now));
+        });
+        self.cmd.send(Command::With(job)).map_err(|_| HostError::Stopped)?;
+        rx.await.map_err(|_| HostError::Stopped)
+    }
+
+    /// Send `payload` of `kind` to `to`; returns the route the agent chose.
+    pub async fn send(&self, to: PeerId, kind: MessageKind, payload: Vec<u8>) -> Result<Route, HostError> {
+        self.with(move |a, rng, now| a.send(&to, kind, &payload, now, rng)).await?.map_err(HostError::Mesh)
+    }
+
+    /// A copy of the agent's status.
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The status cell, for a metrics endpoint that outlives the handle.
+    pub fn status_cell(&self) -> Arc<Mutex<Status>> {
+        Arc::clone(&self.status)
+    }
+
+    /// Store what is pending and stop.
+    pub async fn shutdown(self) -> Result<(), HostError> {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Shutdown(tx)).is_err() {
+            return self.join.await.map_err(|_| HostError::Stopped)?;
+        }
+        let flushed = rx.await.map_err(|_| HostError::Stopped)?;
+        let _ = self.join.await;
+        flushed
+    }
+
+    /// Stop the task at once, as a crash would: nothing more is stored.
+    pub async fn kill(self) {
+        self.join.abort();
+        let _ = self.join.await;
+        if let Ok(mut s) = self.status.lock() {
+            s.running = false;
+        }
+    }
+}
+
+/// What an agent publishes to the bundle directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bundles {
+    /// The bundle without a one-time prekey.
+    pub last_resort: Vec<u8>,
+    /// One bundle per one-time prekey, by its id.
+    pub one_time: Vec<(u32, Vec<u8>)>,
+}
+
+/// Publish `agent`'s bundles to `delivery`.
+pub async fn publish<D: DeliveryService>(agent: &HostAgent, delivery: &D) -> Result<(), HostError> {
+    let b = bundles(agent)?;
+    Ok(delivery.publish_bundles(agent.peer_id(), b.last_resort, b.one_time).await?)
+}
+
+/// The bundles of `agent` to publish: the last-resort one and one per
+/// one-time prekey.
+pub fn bundles(agent: &HostAgent) -> Result<Bundles, HostError> {
+    let mut buf = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let one = |id: Option<u32>, buf: &mut [u8]| -> Result<Vec<u8>, HostError> {
+        let n = agent.bundle_with(id, buf)?;
+        Ok(buf.get(..n).ok_or(securemesh::Error::BufferTooSmall { needed: n })?.to_vec())
+    };
+    let last = one(None, &mut buf)?;
+    let ids: Vec<u32> = agent.one_time_prekey_ids().collect();
+    let mut once = Vec::with_capacity(ids.len());
+    for id in ids {
+        once.push((id, one(Some(id), &mut buf)?));
+    }
+    Ok(Bundles { last_resort: last, one_time: once })
+}
+
+/// Start an agent: restore it from `opts.state_dir` (or create it),
+/// listen, publish its bundles, and run it in a task.
+pub async fn spawn<D: DeliveryService>(
+    opts: AgentOptions,
+    key: StorageKey,
+    delivery: Arc<D>,
+    book: AddressBook,
+    app: mpsc::UnboundedSender<Delivered>,
+) -> Result<AgentHandle, HostError> {
+    let mut rng = OsRng::new()?;
+    let mut store = FileStore::open(&opts.state_dir, opts.ledger.as_deref())?;
+    let restored_key = key.duplicate();
+    let (mut agent, restored) = match restore(&store, restored_key, opts.config)? {
+        Some(a) => (a, true),
+        None => {
+            let identity = Identity::generate(&mut rng);
+            let mut a = Box::new(HostAgent::new(identity, opts.config, &mut rng, Clock::wall()));
+            a.enable_persistence(key);
+            (a, false)
+        }
+    };
+    flush(&mut agent, &mut store, &mut rng)?;
+    let listener = TcpListener::bind(opts.listen).await?;
+    let addr = listener.local_addr()?;
+    let peer_id = agent.peer_id();
+    let identity = *agent.public_identity();
+    if let Ok(mut b) = book.lock() {
+        b.insert(peer_id, addr);
+    }
+    publish(&agent, delivery.as_ref()).await?;
+    tracing::info!(agent = %opts.name, peer = %short(&peer_id), %addr, restored, "agent started");
+
+    let status = Arc::new(Mutex::new(Status {
+        name: opts.name.clone(),
+        restored,
+        running: true,
+        ..Status::default()
+    }));
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (net_tx, net_rx) = mpsc::unbounded_channel();
+    let accept = tokio::spawn(accept_loop(listener, net_tx.clone()));
+    let task = Task {
+        name: opts.name.clone(),
+        agent,
+        store,
+        rng,
+        clock: Clock::new(),
+        delivery,
+        book,
+        app,
+        status: Arc::clone(&status),
+        conns: HashMap::new(),
+        by_peer: HashMap::new(),
+        next_conn: 1 << 32,
+        net_tx,
+        counts: Status::default(),
+    };
+    let mailbox_poll = opts.mailbox_poll;
+    let join = tokio::spawn(async move {
+        let r = task.run(cmd_rx, net_rx, mailbox_poll).await;
+        accept.abort();
+        r
+    });
+    Ok(AgentHandle { name: opts.name, peer_id, identity, addr, cmd: cmd_tx, status, join })
+}
+
+/// The first 8 hex digits of a peer id, for logs.
+pub fn short(p: &PeerId) -> String {
+    crate::keys::to_hex(p.0.get(..4).unwrap_or(&[]))
+}
+
+async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>) {
+    let mut id = 0u64;
+    while let Ok((stream, _)) = listener.accept().await {
+        id = id.wrapping_add(1);
+        if register(stream, id, &net).is_err() {
+            return;
+        }
+    }
+}
+
+/// Split a connection: the writer goes to the agent task, a reader task
+/// forwards frames.
+fn register(stream: TcpStream, id: u64, net: &mpsc::UnboundedSender<Net>) -> Result<(), HostError> {
+    let _ = stream.set_nodelay(true);
+    let (rd, writer) = stream.into_split();
+    net.send(Net::Conn { id, writer }).map_err(|_| HostError::Stopped)?;
+    spawn_reader(rd, id, net.clone());
+    Ok(())
+}
+
+/// Forward connection `id`'s frames to the agent task until it closes
+/// (or sends a frame longer than an envelope).
+fn spawn_reader(mut rd: tokio::net::tcp::OwnedReadHalf, id: u64, net: mpsc::UnboundedSender<Net>) {
+    tokio::spawn(async move {
+        while let Ok(Some(bytes)) = read_frame(&mut rd).await {
+            if net.send(Net::Frame { id, bytes }).is_err() {
+                return;
+            }
+        }
+        let _ = net.send(Net::Closed { id });
+    });
+}
+
+/// One length-framed envelope, `None` at a clean end of stream.
+pub async fn read_frame<R: AsyncReadExt + Unpin>(rd: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
+    if n > MAX_ENVELOPE_LEN {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame longer than an envelope"));
+    }
+    let mut bytes = vec![0u8; n];
+    rd.read_exact(&mut bytes).await?;
+    Ok(Some(bytes))
+}
+
+/// Write one length-framed envelope.
+pub async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too long"))?;
+    let mut frame = Vec::with_capacity(bytes.len().saturating_add(4));
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(bytes);
+    w.write_all(&frame).await
+}
+
+struct Task<D> {
+    name: String,
+    agent: Box<HostAgent>,
+    store: FileStore,
+    rng: OsRng,
+    clock: Clock,
+    delivery: Arc<D>,
+    book: AddressBook,
+    app: mpsc::UnboundedSender<Delivered>,
+    status: Arc<Mutex<Status>>,
+    conns: HashMap<u64, OwnedWriteHalf>,
+    by_peer: HashMap<PeerId, u64>,
+    next_conn: u64,
+    net_tx: mpsc::UnboundedSender<Net>,
+    counts: Status,
+}
+
+impl<D: DeliveryService> Task<D> {
+    async fn run(
+        mut self,
+        mut cmd: mpsc::UnboundedReceiver<Command>,
+        mut net: mpsc::UnboundedReceiver<Net>,
+        mailbox_poll: Duration,
+    ) -> Result<(), HostError> {
+        let mut mail = tokio::time::interval(mailbox_poll);
+        mail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.step().await?;
+        loop {
+            let deadline = self.agent.poll_timeout().map(|t| self.clock.to_tokio(t));
+            let timer = async move {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                c = cmd.recv() => match c {
+                    Some(Command::With(job)) => {
+                        let now = self.clock.now();
+                        job(&mut self.agent, &mut self.rng, now);
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        let r = self.flush().map(|_| ());
+                        tracing::info!(agent = %self.name, "agent stopped, state stored");
+                        self.set_running(false);
+                        let _ = done.send(r);
+                        return Ok(());
+                    }
+                    None => {
+                        self.flush()?;
+                        self.set_running(false);
+                        return Ok(());
+                    }
+                },
+                Some(n) = net.recv() => match n {
+                    Net::Conn { id, writer } => { self.conns.insert(id, writer); }
+                    Net::Closed { id } => {
+                        self.conns.remove(&id);
+                        self.by_peer.retain(|_, c| *c != id);
+                    }
+                    Net::Frame { id, bytes } => self.input(&bytes, Some(id)).await?,
+                },
+                _ = mail.tick() => self.fetch_mail().await?,
+                () = timer => {
+                    let now = self.clock.now();
+                    self.agent.handle_timeout(now, &mut self.rng);
+                }
+            }
+            self.step().await?;
+        }
+    }
+
+    fn set_running(&self, running: bool) {
+        if let Ok(mut s) = self.status.lock() {
+            s.running = running;
+        }
+    }
+
+    fn flush(&mut self) -> Result<usize, HostError> {
+        let n = flush(&mut self.agent, &mut self.store, &mut self.rng)?;
+        self.counts.records_stored = self.counts.records_stored.saturating_add(u64::try_from(n).unwrap_or(0));
+        Ok(n)
+    }
+
+    /// Hand one envelope to the agent; store the state; deliver.
+    /// Returns whether the agent accepted it (delivered or not).
+    async fn input(&mut self, bytes: &[u8], conn: Option<u64>) -> Result<(), HostError> {
+        self.accept(bytes, conn).await.map(|_| ())
+    }
+
+    async fn accept(&mut self, bytes: &[u8], conn: Option<u64>) -> Result<bool, HostError> {
+        let mut out = vec![0u8; bytes.len()];
+        let now = self.clock.now();
+        let result = self.agent.handle_input(bytes, &mut out, now, &mut self.rng);
+        // The state the input left is stored before anything else.
+        self.flush()?;
+        match result {
+            Ok(r) => {
+                if let (Some(c), Ok(env)) = (conn, Envelope::parse(bytes)) {
+                    self.by_peer.insert(env.sender, c);
+                }
+                if let Some(r) = r {
+                    let payload = out.get(..r.len).unwrap_or(&[]).to_vec();
+                    self.counts.delivered = self.counts.delivered.saturating_add(1);
+                    let _ = self.app.send(Delivered {
+                        to: self.name.clone(),
+                        from: r.from,
+                        kind: r.kind,
+                        payload,
+                        channel: r.channel,
+                    });
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                self.counts.refused_inputs = self.counts.refused_inputs.saturating_add(1);
+                tracing::warn!(agent = %self.name, error = %e, "envelope refused");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn fetch_mail(&mut self) -> Result<(), HostError> {
+        let me = self.agent.peer_id();
+        let mails = self.delivery.fetch(me, 64).await?;
+        for m in mails {
+            let accepted = self.accept(&m.envelope, None).await?;
+            if !accepted {
+                tracing::warn!(agent = %self.name, id = m.id.0, "mailbox message refused; removed");
+            }
+            // Stored (in accept) before the acknowledgement.
+            self.delivery.ack(me, m.id).await?;
+            self.counts.mail_acked = self.counts.mail_acked.saturating_add(1);
+            self.step().await?;
+        }
+        Ok(())
+    }
+
+    /// Store, send, report.
+    async fn step(&mut self) -> Result<(), HostError> {
+        self.flush()?;
+        let mut buf = vec![0u8; MAX_ENVELOPE_LEN];
+        loop {
+            let t = match self.agent.poll_transmit(&mut buf) {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let bytes = buf.get(..t.len).unwrap_or(&[]).to_vec();
+            match t.delivery {
+                Delivery::Mailbox => {
+                    self.delivery.deposit(t.to, bytes).await?;
+                }
+                Delivery::Direct => self.send_direct(t.to, &bytes).await,
+            }
+        }
+        let mut republish = false;
+        while let Some(e) = self.agent.poll_event() {
+            match e {
+                Event::HandshakeComplete { peer, pattern, .. } => {
+                    self.counts.handshakes = self.counts.handshakes.saturating_add(1);
+                    tracing::info!(agent = %self.name, peer = %short(&peer), ?pattern, "handshake complete");
+                }
+                Event::Denied { from, reason } => {
+                    tracing::warn!(agent = %self.name, peer = %short(&from), ?reason, "denied by policy");
+                }
+                Event::AuthFailed { peer, reason } => {
+                    tracing::warn!(agent = %self.name, peer = %short(&peer), ?reason, "identity refused");
+                }
+                Event::RouteChosen { peer, route } => {
+                    tracing::debug!(agent = %self.name, peer = %short(&peer), ?route, "route");
+                }
+                Event::PrekeysRefilled { added, available } => {
+                    tracing::info!(agent = %self.name, added, available, "prekey pool refilled");
+                    republish = true;
+                }
+                Event::SignedPrekeyRotated { .. } => republish = true,
+                _ => {}
+            }
+        }
+        if republish {
+            publish(&self.agent, self.delivery.as_ref()).await?;
+        }
+        self.report();
+        Ok(())
+    }
+
+    async fn send_direct(&mut self, to: PeerId, bytes: &[u8]) {
+        if !self.by_peer.contains_key(&to) {
+            let addr = self.book.lock().ok().and_then(|b| b.get(&to).copied());
+            let Some(addr) = addr else {
+                self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+                tracing::warn!(agent = %self.name, peer = %short(&to), "no address for a direct transmit; dropped");
+                return;
+            };
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    self.next_conn = self.next_conn.wrapping_add(1);
+                    let id = self.next_conn;
+                    let _ = s.set_nodelay(true);
+                    let (rd, writer) = s.into_split();
+                    self.conns.insert(id, writer);
+                    self.by_peer.insert(to, id);
+                    spawn_reader(rd, id, self.net_tx.clone());
+                }
+                Err(e) => {
+                    self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+                    tracing::warn!(agent = %self.name, peer = %short(&to), error = %e, "connect failed; dropped");
+                    return;
+                }
+            }
+        }
+        let Some(id) = self.by_peer.get(&to).copied() else { return };
+        let ok = match self.conns.get_mut(&id) {
+            Some(w) => write_frame(w, bytes).await.is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.conns.remove(&id);
+            self.by_peer.remove(&to);
+            self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+            tracing::warn!(agent = %self.name, peer = %short(&to), "connection lost; transmit dropped");
+        }
+    }
+
+    fn report(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            let running = s.running;
+            let restored = s.restored;
+            *s = Status {
+                name: self.name.clone(),
+                metrics: self.agent.metrics(),
+                counters: self.agent.counters(),
+                sessions: self.agent.sessions().count(),
+                running,
+                restored,
+                ..self.counts.clone()
+            };
+        }
+    }
+}
