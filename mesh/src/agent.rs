@@ -43,8 +43,14 @@
 //! Noise and X3DH hash their DH outputs under different protocol names,
 //! so an output of one is never a key of the other.
 
+mod groups;
+
 use crate::envelope::{ChannelKind, Envelope, HEADER_LEN, SessionId, handshake_prologue, write_header};
 use crate::error::Error;
+use crate::group::{
+    Destination, GroupId, GroupSlot, KEY_PACKAGE_SLOTS, MlsGroup, OwnKeyPackage, PEER_KEY_PACKAGES,
+    PeerKeyPackage, Recipient,
+};
 use crate::metrics::Metrics;
 use crate::peer::{Directory, PeerId};
 use crate::persist::{self, AgentParts, Generations, Opened, PersistRecord, RecordId, SlotState};
@@ -114,6 +120,11 @@ pub enum Delivery {
     /// (ratchet). The host gives the envelope to the peer's
     /// [`handle_input`](Agent::handle_input) as it is.
     Mailbox,
+    /// To every member of the group, the sender included, in one order
+    /// for all members (the delivery service's job; see
+    /// [`crate::group`]). [`Transmit::to`] is the sending agent itself;
+    /// [`Agent::group_members`] lists the members.
+    Group(GroupId),
 }
 
 /// One envelope to send, from [`Agent::poll_transmit`].
@@ -139,6 +150,8 @@ pub struct Received {
     pub len: usize,
     /// The channel it came over.
     pub channel: ChannelKind,
+    /// The group it was sent to (MLS), `None` for the pairwise channels.
+    pub group: Option<GroupId>,
 }
 
 /// Why a peer's identity was refused.
@@ -259,6 +272,53 @@ pub enum Event {
         /// The session.
         session: SessionId,
     },
+    /// The agent is a member of `group` now: it created it (epoch 0) or
+    /// joined it from a Welcome.
+    GroupJoined {
+        /// The group.
+        group: GroupId,
+        /// Its epoch.
+        epoch: u64,
+        /// Members, the agent included.
+        members: u32,
+    },
+    /// A commit moved `group` to `epoch` (ours, confirmed by the delivery
+    /// order, or another member's).
+    EpochChanged {
+        /// The group.
+        group: GroupId,
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// `peer` became a member of `group` (after [`Event::EpochChanged`]).
+    MemberAdded {
+        /// The group.
+        group: GroupId,
+        /// The member's claimed peer id (its credential).
+        peer: PeerId,
+    },
+    /// `peer` is no longer a member of `group`: nothing it sends there is
+    /// delivered any more.
+    MemberRemoved {
+        /// The group.
+        group: GroupId,
+        /// The former member.
+        peer: PeerId,
+    },
+    /// A commit removed this agent from `group`: its state is erased.
+    GroupLeft {
+        /// The group.
+        group: GroupId,
+    },
+    /// Another member's commit of the same epoch was ordered before ours:
+    /// ours is discarded with its Welcome (the KeyPackages it used are
+    /// spent: learn new ones to retry).
+    CommitDiscarded {
+        /// The group.
+        group: GroupId,
+        /// The epoch both commits were made in.
+        epoch: u64,
+    },
 }
 
 /// Counters (the metrics of later slices grow from these).
@@ -378,6 +438,7 @@ pub struct Agent<
     const QUEUE: usize = 8,
     const BYTES: usize = 1024,
     const PREKEYS: usize = 16,
+    const GROUPS: usize = 1,
 > {
     identity: Identity,
     id: PeerId,
@@ -399,10 +460,26 @@ pub struct Agent<
     agent_record: Generations,
     slot_records: [Generations; SESSIONS],
     metrics: Metrics,
+    /// MLS groups ([`crate::group`]).
+    groups: [GroupSlot; GROUPS],
+    /// Where a commit received while one of ours is pending is computed.
+    spare: MlsGroup,
+    /// Our KeyPackages' private keys, each used once.
+    own_key_packages: [Option<OwnKeyPackage>; KEY_PACKAGE_SLOTS],
+    /// Peers' KeyPackages, checked against their identities.
+    peer_key_packages: [Option<PeerKeyPackage>; PEER_KEY_PACKAGES],
+    group_records: [Generations; GROUPS],
+    key_package_record: Generations,
 }
 
-impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES: usize, const PREKEYS: usize>
-    core::fmt::Debug for Agent<PEERS, SESSIONS, QUEUE, BYTES, PREKEYS>
+impl<
+    const PEERS: usize,
+    const SESSIONS: usize,
+    const QUEUE: usize,
+    const BYTES: usize,
+    const PREKEYS: usize,
+    const GROUPS: usize,
+> core::fmt::Debug for Agent<PEERS, SESSIONS, QUEUE, BYTES, PREKEYS, GROUPS>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agent")
@@ -412,6 +489,10 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
 }
 
 /// Whole milliseconds of `d` (saturating).
@@ -443,8 +524,14 @@ fn check_identity(
     Ok(identity)
 }
 
-impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES: usize, const PREKEYS: usize>
-    Agent<PEERS, SESSIONS, QUEUE, BYTES, PREKEYS>
+impl<
+    const PEERS: usize,
+    const SESSIONS: usize,
+    const QUEUE: usize,
+    const BYTES: usize,
+    const PREKEYS: usize,
+    const GROUPS: usize,
+> Agent<PEERS, SESSIONS, QUEUE, BYTES, PREKEYS, GROUPS>
 {
     /// Refuses (at compile time) a `BYTES` below [`MIN_BYTES`].
     const BYTES_CHECK: () = assert!(BYTES >= MIN_BYTES, "BYTES must hold the largest handshake message");
@@ -479,6 +566,12 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             agent_record: Generations::default(),
             slot_records: [Generations::default(); SESSIONS],
             metrics: Metrics::default(),
+            groups: [const { GroupSlot::empty() }; GROUPS],
+            spare: MlsGroup::new(),
+            own_key_packages: [const { None }; KEY_PACKAGE_SLOTS],
+            peer_key_packages: [const { None }; PEER_KEY_PACKAGES],
+            group_records: [Generations::default(); GROUPS],
+            key_package_record: Generations::default(),
         }
     }
 
@@ -685,16 +778,23 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     /// Largest payload one queued Noise transport message carries.
     pub const MAX_NOISE_PAYLOAD: usize = BYTES.saturating_sub(HEADER_LEN + NOISE_MESSAGE_OVERHEAD);
 
-    /// Send `payload` of `kind` to `peer`: route it by the matrix
+    /// Send `payload` of `kind` to a peer or a group.
+    ///
+    /// To a peer (`&PeerId`): route it by the matrix
     /// ([`Event::RouteChosen`]), start a handshake or a ratchet session if
     /// the route needs one, encrypt and queue. A message routed to a Noise
     /// handshake waits in the queue until the handshake completes.
+    ///
+    /// To a group (`&GroupId`): an MLS application message of the current
+    /// epoch, queued for the group's fan-out ([`Delivery::Group`]); the
+    /// route is `(Channel::Mls, Reason::Group)` (no `RouteChosen` event:
+    /// there is no peer). See [`crate::group`].
     ///
     /// On error nothing changed (nothing queued, no session started, no
     /// event).
     pub fn send<R: CryptoRng + ?Sized>(
         &mut self,
-        peer: &PeerId,
+        to: &(impl Recipient + ?Sized),
         kind: MessageKind,
         payload: &[u8],
         now: Instant,
@@ -703,6 +803,11 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         if !kind.is_valid() {
             return Err(Error::ReservedKind(kind));
         }
+        let peer = match to.destination() {
+            Destination::Group(g) => return self.send_group(g, kind, payload, rng),
+            Destination::Peer(p) => p,
+        };
+        let peer = &peer;
         let route = self.route_for(peer, Purpose::Message)?;
         match route.channel {
             Channel::NoiseSession => self.send_noise_session(peer, kind, payload)?,
@@ -1006,6 +1111,10 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         if self.persist_pending() {
             return Ok(None);
         }
+        let queued = self.queue.iter().filter(|s| s.status == SlotStatus::Ready).map(|s| s.seq).min();
+        if let Some(t) = self.poll_group_transmit(queued, buf)? {
+            return Ok(Some(t));
+        }
         let Some(slot) =
             self.queue.iter_mut().filter(|s| s.status == SlotStatus::Ready).min_by_key(|s| s.seq)
         else {
@@ -1190,7 +1299,9 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     /// Whether a record waits for [`poll_persist`](Self::poll_persist)
     /// (and so holds [`poll_transmit`](Self::poll_transmit) back).
     pub fn persist_pending(&self) -> bool {
-        self.agent_record.pending.is_some() || self.slot_records.iter().any(|g| g.pending.is_some())
+        self.agent_record.pending.is_some()
+            || self.key_package_record.pending.is_some()
+            || self.slot_records.iter().chain(self.group_records.iter()).any(|g| g.pending.is_some())
     }
 
     /// Turn persistence on with the host's storage key: from now on every
@@ -1206,6 +1317,16 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                 self.mark_slot(i);
             }
         }
+        for i in 0..GROUPS {
+            if self.groups.get(i).is_some_and(GroupSlot::is_used) {
+                self.mark_group(i);
+            }
+        }
+        if self.own_key_packages.iter().any(Option::is_some)
+            || self.peer_key_packages.iter().any(Option::is_some)
+        {
+            self.mark_key_packages();
+        }
     }
 
     /// Largest sealed agent record.
@@ -1213,13 +1334,14 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
     /// Largest sealed session record.
     pub const MAX_SESSION_RECORD_LEN: usize =
         persist::Bounds::<RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS>::SESSION;
-    /// Largest sealed record of either kind: a buffer of this size serves
+    /// Largest sealed record of any kind: a buffer of this size serves
     /// every [`poll_persist`](Self::poll_persist), and as `scratch` every
-    /// restore.
-    pub const MAX_RECORD_LEN: usize = if Self::MAX_AGENT_RECORD_LEN > Self::MAX_SESSION_RECORD_LEN {
-        Self::MAX_AGENT_RECORD_LEN
-    } else {
-        Self::MAX_SESSION_RECORD_LEN
+    /// restore. (With `GROUPS > 0` the group record dominates:
+    /// [`MAX_GROUP_RECORD_LEN`](Self::MAX_GROUP_RECORD_LEN).)
+    pub const MAX_RECORD_LEN: usize = {
+        let a = max(Self::MAX_AGENT_RECORD_LEN, Self::MAX_SESSION_RECORD_LEN);
+        let b = max(a, Self::MAX_KEY_PACKAGE_RECORD_LEN);
+        if GROUPS > 0 { max(b, Self::MAX_GROUP_RECORD_LEN) } else { b }
     };
 
     /// The next record to store, sealed into `buf` (session records first,
@@ -1249,6 +1371,20 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                 g.pending = None;
             }
             PersistRecord { id: RecordId::Session(n), generation, len }
+        } else if let Some(i) = self.group_records.iter().position(|g| g.pending.is_some()) {
+            let generation = self.group_records.get(i).and_then(|g| g.pending).ok_or(Error::WrongRecord)?;
+            let n = u16::try_from(i).map_err(|_| Error::WrongRecord)?;
+            let slot = self.groups.get(i).ok_or(Error::WrongRecord)?;
+            let len = persist::seal_group(key, generation, rng, buf, &self.id, n, slot)?;
+            if let Some(g) = self.group_records.get_mut(i) {
+                g.pending = None;
+            }
+            PersistRecord { id: RecordId::Group(n), generation, len }
+        } else if let Some(generation) = self.key_package_record.pending {
+            let parts = (&self.own_key_packages, &self.peer_key_packages);
+            let len = persist::seal_key_packages(key, generation, rng, buf, &self.id, parts)?;
+            self.key_package_record.pending = None;
+            PersistRecord { id: RecordId::KeyPackages, generation, len }
         } else if let Some(generation) = self.agent_record.pending {
             let parts = AgentParts {
                 owner: &self.id,
@@ -1294,6 +1430,8 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             blob,
             newest_seen,
             scratch,
+            &PeerId([0; 32]),
+            &mut [],
         )?;
         let Opened::Agent { owner, state } = opened else { return Err(Error::WrongRecord) };
         if PeerId::of(state.identity.public()) != owner || state.pool.owner() != state.identity.public() {
@@ -1317,6 +1455,12 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             agent_record: Generations { next: generation.saturating_add(1), pending: None },
             slot_records: [Generations::default(); SESSIONS],
             metrics: Metrics::default(),
+            groups: [const { GroupSlot::empty() }; GROUPS],
+            spare: MlsGroup::new(),
+            own_key_packages: [const { None }; KEY_PACKAGE_SLOTS],
+            peer_key_packages: [const { None }; PEER_KEY_PACKAGES],
+            group_records: [Generations::default(); GROUPS],
+            key_package_record: Generations::default(),
         })
     }
 
@@ -1340,8 +1484,24 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             blob,
             newest_seen,
             scratch,
+            &self.id,
+            &mut self.groups,
         )?;
-        let Opened::Slot { owner, slot, state } = opened else { return Err(Error::WrongRecord) };
+        let (owner, slot, state) = match opened {
+            Opened::Slot { owner, slot, state } => (owner, slot, state),
+            Opened::Group { slot, restored: true, .. } => {
+                if let Some(g) = self.group_records.get_mut(usize::from(slot)) {
+                    g.next = g.next.max(generation.saturating_add(1));
+                }
+                return Ok(RecordId::Group(slot));
+            }
+            Opened::KeyPackages { owner, state } => {
+                self.restore_key_packages(owner, state)?;
+                self.key_package_record.next = self.key_package_record.next.max(generation.saturating_add(1));
+                return Ok(RecordId::KeyPackages);
+            }
+            Opened::Agent { .. } | Opened::Group { .. } => return Err(Error::WrongRecord),
+        };
         let i = usize::from(slot);
         if owner != self.id || !matches!(self.sessions.get(i), Some(None)) {
             return Err(Error::WrongRecord);
@@ -1371,6 +1531,8 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
                 m.ratchet_state_age_max_ms = Some(m.ratchet_state_age_max_ms.map_or(age, |a| a.max(age)));
             }
         }
+        m.groups = u32::try_from(self.groups.iter().filter(|g| g.is_used()).count()).unwrap_or(u32::MAX);
+        m.key_packages_available = u32::try_from(self.key_packages_available()).unwrap_or(u32::MAX);
         let pool = self.pool.metrics(UnixTime(0));
         m.prekeys_available = pool.available;
         m.prekeys_capacity = pool.capacity;
@@ -1424,9 +1586,9 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
             ChannelKind::RatchetInitial | ChannelKind::RatchetMessage => {
                 self.handle_ratchet(&env, out, now, rng)
             }
-            c @ (ChannelKind::NoiseDatagram | ChannelKind::MlsMessage | ChannelKind::MlsWelcome) => {
-                return Err(Error::UnsupportedChannel(c));
-            }
+            ChannelKind::MlsMessage => self.handle_group_message(&env, out, rng),
+            ChannelKind::MlsWelcome => self.handle_welcome(&env, out).map(|()| None),
+            c @ ChannelKind::NoiseDatagram => return Err(Error::UnsupportedChannel(c)),
         };
         if result.is_err() {
             self.metrics.count(env.channel, |c| &mut c.failures);
@@ -1473,7 +1635,7 @@ impl<const PEERS: usize, const SESSIONS: usize, const QUEUE: usize, const BYTES:
         self.counters.received = self.counters.received.saturating_add(1);
         self.metrics.count(channel, |c| &mut c.received);
         self.events.push(Event::Received { from, kind, len });
-        Some(Received { from, kind, len, channel })
+        Some(Received { from, kind, len, channel, group: None })
     }
 
     /// Whether `peer` may open a session: known to the directory and to

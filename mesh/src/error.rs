@@ -68,6 +68,46 @@ pub enum Error {
     /// record where a session record was expected (or the reverse), a
     /// slot beyond the table or already in use.
     WrongRecord,
+    /// MLS refused a message, a KeyPackage or a commit (a forged or
+    /// tampered message is `Decrypt` or `BadSignature`); nothing changed.
+    Mls(securemesh_mls_lite::Error),
+    /// The agent is not a member of this group.
+    UnknownGroup,
+    /// Every group slot is taken.
+    GroupTableFull,
+    /// A Welcome for a group the agent is a member of already.
+    GroupExists,
+    /// A commit of ours in this group waits for the delivery order (see
+    /// [`crate::group`]): wait for it, or discard it.
+    CommitPending,
+    /// A commit adds and removes more than
+    /// [`MAX_GROUP_CHANGES`](crate::group::MAX_GROUP_CHANGES) members.
+    TooManyChanges,
+    /// Every KeyPackage slot is taken (ours: wait for Welcomes, or
+    /// discard; peers': add those peers first).
+    KeyPackagesFull,
+    /// No KeyPackage of this peer is known (to add it), or no KeyPackage of
+    /// ours is the one a Welcome was made for.
+    NoKeyPackage,
+    /// A KeyPackage's credential is not a peer of the directory whose
+    /// identity's Ed25519 key signed it (or is our own).
+    KeyPackageIdentity,
+    /// The peer is not a member of the group (to remove it).
+    NotAMember,
+    /// The peer is a member of the group already (to add it).
+    AlreadyMember,
+    /// The MLS message's authenticated data is not the envelope's sender:
+    /// the header was changed.
+    SenderMismatch,
+    /// An MLS message of another epoch than the group's: an older one can
+    /// no longer be read; a newer one can after the commit that precedes
+    /// it (deliver that first).
+    GroupEpoch {
+        /// The message's epoch.
+        message: u64,
+        /// The group's epoch.
+        current: u64,
+    },
 }
 
 impl core::fmt::Display for Error {
@@ -95,6 +135,23 @@ impl core::fmt::Display for Error {
             Error::Ratchet(e) => write!(f, "ratchet: {e}"),
             Error::Storage(e) => write!(f, "persisted record: {e}"),
             Error::WrongRecord => f.write_str("the record belongs to another agent or slot"),
+            Error::Mls(e) => write!(f, "mls: {e}"),
+            Error::UnknownGroup => f.write_str("not a member of this group"),
+            Error::GroupTableFull => f.write_str("group table full"),
+            Error::GroupExists => f.write_str("already a member of this group"),
+            Error::CommitPending => f.write_str("a commit of ours waits for the delivery order"),
+            Error::TooManyChanges => f.write_str("too many members added and removed in one commit"),
+            Error::KeyPackagesFull => f.write_str("every KeyPackage slot is taken"),
+            Error::NoKeyPackage => f.write_str("no KeyPackage for this peer or Welcome"),
+            Error::KeyPackageIdentity => {
+                f.write_str("the KeyPackage is not signed by the identity its credential names")
+            }
+            Error::NotAMember => f.write_str("not a member of the group"),
+            Error::AlreadyMember => f.write_str("already a member of the group"),
+            Error::SenderMismatch => f.write_str("the MLS authenticated data is not the envelope's sender"),
+            Error::GroupEpoch { message, current } => {
+                write!(f, "message of epoch {message}, the group is at epoch {current}")
+            }
         }
     }
 }
@@ -151,6 +208,15 @@ impl From<securemesh_core::Error> for Error {
         match e {
             securemesh_core::Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
             e => Error::Storage(e),
+        }
+    }
+}
+
+impl From<securemesh_mls_lite::Error> for Error {
+    fn from(e: securemesh_mls_lite::Error) -> Self {
+        match e {
+            securemesh_mls_lite::Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            e => Error::Mls(e),
         }
     }
 }

@@ -135,6 +135,7 @@ extern crate std;
 mod agent;
 pub mod envelope;
 mod error;
+pub mod group;
 pub mod metrics;
 pub mod peer;
 pub mod persist;
@@ -148,6 +149,7 @@ pub use agent::{
 };
 pub use envelope::{ChannelKind, SessionId};
 pub use error::Error;
+pub use group::{Destination, GroupId, GroupInfo, Recipient};
 pub use metrics::{ChannelMetrics, Metrics, PqStatus};
 pub use peer::PeerId;
 pub use persist::{PersistRecord, RecordId};

@@ -48,6 +48,20 @@ pub struct Metrics {
     pub noise: ChannelMetrics,
     /// Ratchet channels.
     pub ratchet: ChannelMetrics,
+    /// MLS groups (application messages; failures and denials of every
+    /// group envelope).
+    pub mls: ChannelMetrics,
+    /// Groups the agent is a member of.
+    pub groups: u32,
+    /// Commits the agent sent (merged or not).
+    pub group_commits_sent: u64,
+    /// Commits of ours discarded because another one of the same epoch
+    /// was ordered first.
+    pub group_commits_discarded: u64,
+    /// Epochs entered (commits merged or followed, over all groups).
+    pub group_epoch_changes: u64,
+    /// KeyPackages of ours waiting for a Welcome.
+    pub key_packages_available: u32,
     /// Noise handshakes completed.
     pub handshakes_completed: u64,
     /// Duration of the last completed handshake, from its first message
@@ -83,8 +97,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The counters of the channel an envelope of `channel` belongs to
-    /// (`None` for MLS, not driven yet).
+    /// The counters of the channel an envelope of `channel` belongs to.
     pub(crate) fn channel_mut(&mut self, channel: ChannelKind) -> Option<&mut ChannelMetrics> {
         match channel {
             ChannelKind::NoiseIk
@@ -92,7 +105,7 @@ impl Metrics {
             | ChannelKind::NoiseTransport
             | ChannelKind::NoiseDatagram => Some(&mut self.noise),
             ChannelKind::RatchetInitial | ChannelKind::RatchetMessage => Some(&mut self.ratchet),
-            ChannelKind::MlsMessage | ChannelKind::MlsWelcome => None,
+            ChannelKind::MlsMessage | ChannelKind::MlsWelcome => Some(&mut self.mls),
         }
     }
 

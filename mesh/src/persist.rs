@@ -122,19 +122,27 @@
 //! # }
 //! ```
 
+use crate::envelope::HEADER_LEN;
 use crate::envelope::SessionId;
+use crate::group::{
+    GroupId, GroupSlot, KEY_PACKAGE_SLOTS, MAX_GROUP_CHANGES, MAX_KEY_PACKAGE_LEN, MAX_WELCOME_LEN, MlsGroup,
+    OwnKeyPackage, PEER_KEY_PACKAGES, PeerKeyPackage, Pending, Release, WELCOME_AT,
+};
 use crate::peer::{Directory, PeerId};
 use crate::policy::Policy;
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::SuiteId;
 use securemesh_core::envelope::{self, Header, Persist, SEAL_OVERHEAD, StateKind, StorageKey};
 use securemesh_core::{CryptoRng, Error as CoreError};
+use securemesh_mls_lite::crypto::Secret32;
 use securemesh_ratchet::{Identity, PrekeyPool, Session};
 
 /// The body version of both records.
 pub const RECORD_VERSION: u16 = 1;
 const TAG_AGENT: u8 = 1;
 const TAG_SESSION: u8 = 2;
+const TAG_KEY_PACKAGES: u8 = 3;
+const TAG_GROUP: u8 = 4;
 /// `version u16 | suite u16 | len u32` before a nested body.
 const NESTED_OVERHEAD: usize = 8;
 
@@ -145,6 +153,10 @@ pub enum RecordId {
     Agent,
     /// Session slot `n` (empty or a ratchet session).
     Session(u16),
+    /// Group slot `n` (empty or an MLS group, with our pending commit).
+    Group(u16),
+    /// Our KeyPackages' private keys and the peers' KeyPackages we hold.
+    KeyPackages,
 }
 
 /// One sealed record handed out by [`Agent::poll_persist`](crate::Agent::poll_persist):
@@ -216,6 +228,35 @@ impl<const MAX_SKIP: usize, const CAP: usize> Bounds<MAX_SKIP, CAP> {
         + NESTED_OVERHEAD
         + <Session<MAX_SKIP, CAP> as Persist>::MAX_BODY_LEN;
 }
+
+/// Most bytes of a group state written as a plain `core` envelope.
+const GROUP_STATE_LEN: usize = envelope::HEADER_LEN + <MlsGroup as Persist>::MAX_BODY_LEN;
+
+/// Largest sealed group record.
+pub(crate) const GROUP_RECORD: usize = SEAL_OVERHEAD
+    + 32
+    + 1
+    + 2
+    + 1
+    + 8
+    + GROUP_STATE_LEN
+    + 1
+    + 32
+    + GROUP_STATE_LEN
+    + 1
+    + 32 * MAX_GROUP_CHANGES
+    + 4
+    + HEADER_LEN
+    + MAX_WELCOME_LEN;
+
+/// Largest sealed KeyPackage record.
+pub(crate) const KEY_PACKAGE_RECORD: usize = SEAL_OVERHEAD
+    + 32
+    + 1
+    + 1
+    + KEY_PACKAGE_SLOTS * (2 + MAX_KEY_PACKAGE_LEN + 64)
+    + 1
+    + PEER_KEY_PACKAGES * (32 + 2 + MAX_KEY_PACKAGE_LEN);
 
 fn write_nested<T: Persist>(w: &mut Writer<'_>, v: &T) -> Result<(), CoreError> {
     let h = v.header();
@@ -311,25 +352,239 @@ pub(crate) fn seal_slot<R: CryptoRng + ?Sized, const MAX_SKIP: usize, const CAP:
     })
 }
 
+/// Write a group state as a plain `core` envelope (so it decodes in place
+/// with [`MlsGroup::decode_state_into`]).
+fn write_group(w: &mut Writer<'_>, g: &MlsGroup) -> Result<(), CoreError> {
+    let h = g.header();
+    w.write_bytes(&envelope::MAGIC)?;
+    w.write_u8(h.kind.0)?;
+    w.write_u16(h.version)?;
+    w.write_u16(h.suite.0)?;
+    w.write_nested32(|w| g.encode_body(w))
+}
+
+/// Read a group state written by [`write_group`] into `g` (left empty on
+/// error).
+fn read_group_into(r: &mut Reader<'_>, g: &mut MlsGroup) -> Result<(), CoreError> {
+    let start = r.rest();
+    let _ = r.read_bytes(envelope::HEADER_LEN - 4)?;
+    let body = r.read_vec32()?;
+    let len = body.len().checked_add(envelope::HEADER_LEN).ok_or(CoreError::LengthOverflow)?;
+    let state = start.get(..len).ok_or(CoreError::Truncated)?;
+    g.decode_state_into(state)
+}
+
+/// What the KeyPackage record holds.
+pub(crate) type KeyPackageParts<'a> =
+    (&'a [Option<OwnKeyPackage>; KEY_PACKAGE_SLOTS], &'a [Option<PeerKeyPackage>; PEER_KEY_PACKAGES]);
+
+pub(crate) fn seal_key_packages<R: CryptoRng + ?Sized>(
+    key: &StorageKey,
+    generation: u64,
+    rng: &mut R,
+    out: &mut [u8],
+    owner: &PeerId,
+    (own, peers): KeyPackageParts<'_>,
+) -> Result<usize, CoreError> {
+    envelope::seal(key, &header(), generation, rng, out, |w| {
+        w.write_bytes(&owner.0)?;
+        w.write_u8(TAG_KEY_PACKAGES)?;
+        w.write_u8(u8::try_from(own.iter().flatten().count()).map_err(|_| CoreError::LengthOverflow)?)?;
+        for k in own.iter().flatten() {
+            w.write_vec16(k.as_bytes())?;
+            w.write_bytes(k.init_priv.expose())?;
+            w.write_bytes(k.encryption_priv.expose())?;
+        }
+        w.write_u8(u8::try_from(peers.iter().flatten().count()).map_err(|_| CoreError::LengthOverflow)?)?;
+        for k in peers.iter().flatten() {
+            w.write_bytes(&k.peer.0)?;
+            w.write_vec16(k.as_bytes())?;
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn seal_group<R: CryptoRng + ?Sized>(
+    key: &StorageKey,
+    generation: u64,
+    rng: &mut R,
+    out: &mut [u8],
+    owner: &PeerId,
+    slot: u16,
+    g: &GroupSlot,
+) -> Result<usize, CoreError> {
+    envelope::seal(key, &header(), generation, rng, out, |w| {
+        w.write_bytes(&owner.0)?;
+        w.write_u8(TAG_GROUP)?;
+        w.write_u16(slot)?;
+        if !g.is_used() {
+            return w.write_u8(0);
+        }
+        w.write_u8(1)?;
+        w.write_u64(g.id.0)?;
+        write_group(w, &g.group)?;
+        let welcome = |w: &mut Writer<'_>, joiners: &[PeerId], len: usize| {
+            w.write_u8(u8::try_from(joiners.len()).map_err(|_| CoreError::LengthOverflow)?)?;
+            for j in joiners {
+                w.write_bytes(&j.0)?;
+            }
+            let end = WELCOME_AT.checked_add(len).ok_or(CoreError::LengthOverflow)?;
+            w.write_vec32(g.buf.get(WELCOME_AT..end).ok_or(CoreError::LengthOverflow)?)
+        };
+        match (&g.pending, &g.welcome_out) {
+            (Some(p), _) => {
+                w.write_u8(1)?;
+                w.write_bytes(&p.hash)?;
+                write_group(w, &g.next)?;
+                welcome(w, p.joiners(), p.welcome_len)
+            }
+            (None, Some(r)) => {
+                w.write_u8(2)?;
+                welcome(w, r.joiners.get(..r.left).unwrap_or_default(), r.len)
+            }
+            (None, None) => w.write_u8(0),
+        }
+    })
+}
+
+/// Decode a group record's state (after the slot number) into `g`, which
+/// must be empty; on error `g` is left empty.
+fn read_group_slot(r: &mut Reader<'_>, g: &mut GroupSlot) -> Result<(), CoreError> {
+    let result = (|| {
+        match r.read_u8()? {
+            0 => return Ok(()),
+            1 => {}
+            _ => return Err(CoreError::InvalidValue),
+        }
+        g.id = GroupId(r.read_u64()?);
+        read_group_into(r, &mut g.group)?;
+        if g.group.group_id() != g.id.to_bytes() {
+            return Err(CoreError::InvalidValue);
+        }
+        match r.read_u8()? {
+            0 => Ok(()),
+            1 => {
+                let hash = r.read_array()?;
+                read_group_into(r, &mut g.next)?;
+                if g.next.group_id() != g.group.group_id()
+                    || Some(g.next.epoch()) != g.group.epoch().checked_add(1)
+                {
+                    return Err(CoreError::InvalidValue);
+                }
+                let (joiners, joiner_count, welcome_len) = read_welcome(r, g)?;
+                g.pending = Some(Pending { hash, joiners, joiner_count, welcome_len });
+                Ok(())
+            }
+            2 => {
+                let (joiners, left, len) = read_welcome(r, g)?;
+                if left == 0 {
+                    return Err(CoreError::InvalidValue);
+                }
+                // Handed out again from the first joiner not handed out
+                // when it was saved (a joiner that has it refuses a copy).
+                g.welcome_out = Some(Release { seq: 0, len, joiners, left });
+                Ok(())
+            }
+            _ => Err(CoreError::InvalidValue),
+        }
+    })();
+    if result.is_err() {
+        g.clear();
+    }
+    result
+}
+
+/// A Welcome and its joiners (written by `seal_group`) into `g`'s buffer.
+fn read_welcome(
+    r: &mut Reader<'_>,
+    g: &mut GroupSlot,
+) -> Result<([PeerId; MAX_GROUP_CHANGES], usize, usize), CoreError> {
+    let count = usize::from(r.read_u8()?);
+    let mut joiners = [PeerId([0; 32]); MAX_GROUP_CHANGES];
+    for j in joiners.get_mut(..count).ok_or(CoreError::InvalidValue)? {
+        *j = PeerId(r.read_array()?);
+    }
+    let welcome = r.read_vec32()?;
+    let end = WELCOME_AT.checked_add(welcome.len()).ok_or(CoreError::LengthOverflow)?;
+    g.buf.get_mut(WELCOME_AT..end).ok_or(CoreError::LengthOverflow)?.copy_from_slice(welcome);
+    if (count == 0) != welcome.is_empty() {
+        return Err(CoreError::InvalidValue);
+    }
+    Ok((joiners, count, welcome.len()))
+}
+
+/// Decode the KeyPackage record's state (after the tag).
+fn read_key_packages(r: &mut Reader<'_>) -> Result<KeyPackageState, CoreError> {
+    let mut own = [const { None }; KEY_PACKAGE_SLOTS];
+    let n = usize::from(r.read_u8()?);
+    for slot in own.get_mut(..n).ok_or(CoreError::InvalidValue)? {
+        let kp = r.read_vec16()?;
+        let mut bytes = [0u8; MAX_KEY_PACKAGE_LEN];
+        bytes.get_mut(..kp.len()).ok_or(CoreError::InvalidValue)?.copy_from_slice(kp);
+        let init_priv = Secret32::new(r.read_array()?);
+        let encryption_priv = Secret32::new(r.read_array()?);
+        *slot = Some(OwnKeyPackage { bytes, len: kp.len(), init_priv, encryption_priv });
+    }
+    let mut peers = [None; PEER_KEY_PACKAGES];
+    let n = usize::from(r.read_u8()?);
+    for slot in peers.get_mut(..n).ok_or(CoreError::InvalidValue)? {
+        let peer = PeerId(r.read_array()?);
+        let kp = r.read_vec16()?;
+        let mut bytes = [0u8; MAX_KEY_PACKAGE_LEN];
+        bytes.get_mut(..kp.len()).ok_or(CoreError::InvalidValue)?.copy_from_slice(kp);
+        *slot = Some(PeerKeyPackage { peer, bytes, len: kp.len() });
+    }
+    Ok(KeyPackageState { own, peers })
+}
+
+/// The KeyPackage record, decoded (its contents are checked by the agent).
+pub(crate) struct KeyPackageState {
+    pub(crate) own: [Option<OwnKeyPackage>; KEY_PACKAGE_SLOTS],
+    pub(crate) peers: [Option<PeerKeyPackage>; PEER_KEY_PACKAGES],
+}
+
 /// A decoded record (a transient value: moved into the agent).
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Opened<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const CAP: usize> {
-    Agent { owner: PeerId, state: AgentState<PEERS, PREKEYS> },
-    Slot { owner: PeerId, slot: u16, state: SlotState<MAX_SKIP, CAP> },
+    Agent {
+        owner: PeerId,
+        state: AgentState<PEERS, PREKEYS>,
+    },
+    Slot {
+        owner: PeerId,
+        slot: u16,
+        state: SlotState<MAX_SKIP, CAP>,
+    },
+    KeyPackages {
+        owner: PeerId,
+        state: KeyPackageState,
+    },
+    /// A group record, decoded in place into the agent's slot `slot` if
+    /// `restored` (the owner was the expected one and the slot existed and
+    /// was empty; otherwise nothing was touched).
+    Group {
+        slot: u16,
+        restored: bool,
+    },
 }
 
 /// Open and decode a record; `scratch` holds the plaintext body while it
 /// is decoded and is wiped before returning.
+/// A group record is decoded in place into `groups[slot]` (only if its
+/// owner is `owner` and that slot is empty; else it is reported with
+/// `restored: false`).
 pub(crate) fn open<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const CAP: usize>(
     key: &StorageKey,
     blob: &[u8],
     newest_seen: u64,
     scratch: &mut [u8],
+    owner: &PeerId,
+    groups: &mut [GroupSlot],
 ) -> Result<(Opened<PEERS, PREKEYS, MAX_SKIP, CAP>, u64), CoreError> {
     let opened = envelope::open(key, blob, newest_seen, scratch)?;
     let (h, generation, body) = (opened.header, opened.generation, opened.body);
     let len = body.len();
-    let result = decode(&h, body);
+    let result = decode(&h, body, owner, groups);
     if let Some(s) = scratch.get_mut(..len) {
         s.fill(0);
     }
@@ -339,6 +594,8 @@ pub(crate) fn open<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usi
 fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const CAP: usize>(
     h: &Header,
     body: &[u8],
+    expected_owner: &PeerId,
+    groups: &mut [GroupSlot],
 ) -> Result<Opened<PEERS, PREKEYS, MAX_SKIP, CAP>, CoreError> {
     if h.kind != StateKind::MESH_ROUTER {
         return Err(CoreError::WrongKind { found: h.kind.0, expected: StateKind::MESH_ROUTER.0 });
@@ -377,6 +634,31 @@ fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const
             };
             Opened::Slot { owner, slot, state }
         }
+        TAG_KEY_PACKAGES => Opened::KeyPackages { owner, state: read_key_packages(&mut r)? },
+        TAG_GROUP => {
+            let slot = r.read_u16()?;
+            match groups.get_mut(usize::from(slot)) {
+                Some(g) if owner == *expected_owner && !g.is_used() => {
+                    read_group_slot(&mut r, g)?;
+                    if let Err(e) = r.finish() {
+                        g.clear();
+                        return Err(e);
+                    }
+                    let id = g.id;
+                    let used = g.is_used();
+                    // Two records of one group: the second is refused.
+                    let dup = used && groups.iter().filter(|o| o.is_used() && o.id == id).count() > 1;
+                    if dup {
+                        if let Some(g) = groups.get_mut(usize::from(slot)) {
+                            g.clear();
+                        }
+                        return Ok(Opened::Group { slot, restored: false });
+                    }
+                    return Ok(Opened::Group { slot, restored: true });
+                }
+                _ => return Ok(Opened::Group { slot, restored: false }),
+            }
+        }
         _ => return Err(CoreError::InvalidValue),
     };
     r.finish()?;
@@ -397,7 +679,7 @@ mod tests {
 
     fn open_any(key: &StorageKey, blob: &[u8]) -> Result<Record, CoreError> {
         let mut scratch = vec![0u8; blob.len()];
-        open::<2, 4, 4, 4>(key, blob, 0, &mut scratch).map(|(r, _)| r)
+        open::<2, 4, 4, 4>(key, blob, 0, &mut scratch, &PeerId([0; 32]), &mut []).map(|(r, _)| r)
     }
 
     /// The agent record round-trips: identity, pool, directory (without
