@@ -1906,6 +1906,14 @@ impl<
                 return Err(Error::ChannelMismatch);
             };
             let n = s.decrypt(env.body, out, now)?;
+            // The session the peer sends on becomes the one we send on (as
+            // Signal promotes a session on receipt): after a simultaneous
+            // X3DH ("glare") both sides converge on one session, so that
+            // every reply steps the DH ratchet the other side uses.
+            let order = self.next_order();
+            if let Some(Some(e)) = self.sessions.get_mut(si) {
+                e.order = order;
+            }
             self.session_changed(si);
             return Ok(self.deliver(peer, env.channel, out, n));
         }

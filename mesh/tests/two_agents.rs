@@ -527,3 +527,47 @@ proptest::proptest! {
         proptest::prop_assert_eq!(bob.counters().received, 0);
     }
 }
+
+/// Simultaneous X3DH ("glare", mesh-bugs BUG 1): Alice and Bob, offline to
+/// each other, each start a ratchet session from the other's bundle
+/// before either initial message arrives. A session the peer sends on is
+/// promoted to the one we send on, so after one exchange both directions
+/// use one session and every reply steps its DH ratchet.
+#[test]
+fn simultaneous_x3dh_converges_on_one_session() {
+    let (mut alice, mut ra) = agent(0x0A11_CE09);
+    let (mut bob, mut rb) = agent(0x0B0B_0909);
+    let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let n = bob.bundle(&mut bundle).unwrap();
+    let bob_id = alice.set_peer_bundle(&bundle[..n]).unwrap();
+    let n = alice.bundle(&mut bundle).unwrap();
+    let alice_id = bob.set_peer_bundle(&bundle[..n]).unwrap();
+    alice.policy_mut().grant(bob_id, Roles::of(&[WORKER])).unwrap();
+    bob.policy_mut().grant(alice_id, Roles::of(&[WORKER])).unwrap();
+
+    alice.send(&bob_id, TASK, b"a0", T0, &mut ra).unwrap();
+    bob.send(&alice_id, TASK, b"b0", T0, &mut rb).unwrap();
+    let (a0, b0) = (transmits(&mut alice), transmits(&mut bob));
+    assert_eq!(feed(&mut bob, &a0, &mut rb).len(), 1);
+    assert_eq!(feed(&mut alice, &b0, &mut ra).len(), 1);
+    assert_eq!((alice.sessions().count(), bob.sessions().count()), (2, 2));
+
+    let session = |e: &[(PeerId, Delivery, Vec<u8>)]| Envelope::parse(&e[0].2).unwrap().session;
+    let steps = |a: &DefaultAgent, b: &DefaultAgent| a.metrics().ratchet_steps + b.metrics().ratchet_steps;
+    let mut used = Vec::new();
+    let before = steps(&alice, &bob);
+    for round in 0..4 {
+        alice.send(&bob_id, TASK, format!("a{round}").as_bytes(), T0, &mut ra).unwrap();
+        let m = transmits(&mut alice);
+        used.push(session(&m));
+        assert_eq!(feed(&mut bob, &m, &mut rb).len(), 1);
+        bob.send(&alice_id, TASK, format!("b{round}").as_bytes(), T0, &mut rb).unwrap();
+        let m = transmits(&mut bob);
+        used.push(session(&m));
+        assert_eq!(feed(&mut alice, &m, &mut ra).len(), 1);
+    }
+    // From Bob's first reply on, one session carries both directions.
+    assert!(used[1..].iter().all(|s| *s == used[1]), "{used:?}");
+    // Each of the seven replies on it stepped a DH ratchet.
+    assert!(steps(&alice, &bob) - before >= 7, "{}", steps(&alice, &bob) - before);
+}
