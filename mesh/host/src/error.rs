@@ -4,7 +4,6 @@ use crate::config::ConfigError;
 use crate::delivery::DeliveryError;
 use crate::keys::KeyError;
 use crate::store::StoreError;
-use securemesh::RecordId;
 use std::fmt;
 
 /// Everything the hosted agent can fail with.
@@ -20,8 +19,8 @@ pub enum HostError {
     /// sealed under another key, of another agent): nothing was changed
     /// or deleted.
     Restore {
-        /// Which record.
-        id: RecordId,
+        /// Which record ([`crate::store::record_name`]).
+        record: String,
         /// Why the agent refused it.
         error: securemesh::Error,
     },
@@ -47,7 +46,7 @@ impl fmt::Display for HostError {
             HostError::Config(e) => write!(f, "{e}"),
             HostError::Key(e) => write!(f, "{e}"),
             HostError::Store(e) => write!(f, "{e}"),
-            HostError::Restore { id, error } => {
+            HostError::Restore { record, error } => {
                 let why = match error {
                     securemesh::Error::Storage(securemesh_core::Error::Rollback { .. }) => {
                         "it is older than the generation ledger records (a rolled-back file)"
@@ -58,7 +57,7 @@ impl fmt::Display for HostError {
                     securemesh::Error::WrongRecord => "it belongs to another agent or slot",
                     _ => "it does not decode",
                 };
-                write!(f, "state record {id:?} refused: {why} ({error}); nothing was changed")
+                write!(f, "state record {record} refused: {why} ({error}); nothing was changed")
             }
             HostError::Mesh(e) => write!(f, "agent: {e}"),
             HostError::Delivery(e) => write!(f, "{e}"),

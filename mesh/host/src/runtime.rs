@@ -231,10 +231,11 @@ pub struct Bundles {
     pub one_time: Vec<(u32, Vec<u8>)>,
 }
 
-/// Publish `agent`'s bundles to `delivery`.
-pub async fn publish<D: DeliveryService>(agent: &HostAgent, delivery: &D) -> Result<(), HostError> {
-    let b = bundles(agent)?;
-    Ok(delivery.publish_bundles(agent.peer_id(), b.last_resort, b.one_time).await?)
+/// Publish the bundles of agent `owner` to `delivery`. (The bundles are
+/// made first, with [`bundles`], so no borrow of the agent is held
+/// across the await.)
+pub async fn publish<D: DeliveryService>(owner: PeerId, b: Bundles, delivery: &D) -> Result<(), HostError> {
+    Ok(delivery.publish_bundles(owner, b.last_resort, b.one_time).await?)
 }
 
 /// The bundles of `agent` to publish: the last-resort one and one per
@@ -283,7 +284,7 @@ pub async fn spawn<D: DeliveryService>(
     if let Ok(mut b) = book.lock() {
         b.insert(peer_id, addr);
     }
-    publish(&agent, delivery.as_ref()).await?;
+    publish(peer_id, bundles(&agent)?, delivery.as_ref()).await?;
     tracing::info!(agent = %opts.name, peer = %short(&peer_id), %addr, restored, "agent started");
 
     let status = Arc::new(Mutex::new(Status {
@@ -534,11 +535,18 @@ impl<D: DeliveryService> Task<D> {
                 Err(e) => return Err(e.into()),
             };
             let bytes = buf.get(..t.len).unwrap_or(&[]).to_vec();
+            // The wildcard covers deliveries of newer mesh versions
+            // (MLS groups), which this host does not carry yet.
+            #[allow(unreachable_patterns)]
             match t.delivery {
                 Delivery::Mailbox => {
                     self.delivery.deposit(t.to, bytes).await?;
                 }
                 Delivery::Direct => self.send_direct(t.to, &bytes).await,
+                other => {
+                    self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+                    tracing::warn!(agent = %self.name, delivery = ?other, "delivery not carried by this host yet; dropped");
+                }
             }
         }
         let mut republish = false;
@@ -566,7 +574,8 @@ impl<D: DeliveryService> Task<D> {
             }
         }
         if republish {
-            publish(&self.agent, self.delivery.as_ref()).await?;
+            let b = bundles(&self.agent)?;
+            publish(self.agent.peer_id(), b, self.delivery.as_ref()).await?;
         }
         self.report();
         Ok(())

@@ -3,9 +3,8 @@
 
 use crate::HostAgent;
 use crate::error::HostError;
-use crate::store::StateStore;
+use crate::store::{AGENT, StateStore};
 use rand_core::CryptoRng;
-use securemesh::RecordId;
 use securemesh_core::envelope::StorageKey;
 
 /// Store every record the agent has pending, in the order it hands them
@@ -35,21 +34,23 @@ pub fn restore<S: StateStore + ?Sized>(
     config: securemesh::Config,
 ) -> Result<Option<Box<HostAgent>>, HostError> {
     let records = store.load()?;
-    let Some(agent_record) = records.iter().find(|r| r.id == RecordId::Agent) else {
+    let Some(agent_record) = records.iter().find(|r| r.name == AGENT) else {
         return match records.first() {
-            Some(r) => Err(HostError::Restore { id: r.id, error: securemesh::Error::WrongRecord }),
+            Some(r) => {
+                Err(HostError::Restore { record: r.name.clone(), error: securemesh::Error::WrongRecord })
+            }
             None => Ok(None),
         };
     };
     let mut scratch = vec![0u8; HostAgent::MAX_RECORD_LEN];
     let mut agent = Box::new(
         HostAgent::restore(key, config, &agent_record.blob, agent_record.newest_seen, &mut scratch)
-            .map_err(|error| HostError::Restore { id: RecordId::Agent, error })?,
+            .map_err(|error| HostError::Restore { record: AGENT.into(), error })?,
     );
-    for r in records.iter().filter(|r| r.id != RecordId::Agent) {
+    for r in records.iter().filter(|r| r.name != AGENT) {
         agent
             .restore_record(&r.blob, r.newest_seen, &mut scratch)
-            .map_err(|error| HostError::Restore { id: r.id, error })?;
+            .map_err(|error| HostError::Restore { record: r.name.clone(), error })?;
     }
     Ok(Some(agent))
 }

@@ -7,8 +7,9 @@
 //! it, the newest generation it ever stored: on restore the agent
 //! refuses a blob older than that generation as a rollback.
 //!
-//! [`FileStore`] keeps one file per record in a directory and the
-//! generations in a ledger file. Each write goes to a temporary file
+//! [`FileStore`] keeps one file per record in a directory
+//! (`agent.rec`, `session-N.rec`, ...: [`record_name`]) and the
+//! generations in a ledger file (`NAME GENERATION` per line). Each write goes to a temporary file
 //! that is fsynced, renamed over the old one and followed by an fsync of
 //! the directory, so a crash leaves either the old or the new file,
 //! never a torn one. The record is written before the ledger: a crash
@@ -31,8 +32,9 @@ use std::path::{Path, PathBuf};
 /// [`Agent::restore`](securemesh::Agent::restore) takes as `newest_seen`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
-    /// Which record.
-    pub id: RecordId,
+    /// Which record, by its [`record_name`]. The agent itself tells the
+    /// kinds of the other records apart from their sealed bodies.
+    pub name: String,
     /// The newest generation the store recorded for it.
     pub newest_seen: u64,
     /// The sealed blob.
@@ -64,7 +66,7 @@ pub enum StoreError {
     /// A generation not above the one already stored for the record.
     NotNewer {
         /// Which record.
-        id: RecordId,
+        name: String,
         /// The stored generation.
         stored: u64,
         /// The one offered.
@@ -87,8 +89,8 @@ impl fmt::Display for StoreError {
             StoreError::RecordMissing(p) => {
                 write!(f, "the generation ledger names {}, which is missing", p.display())
             }
-            StoreError::NotNewer { id, stored, offered } => {
-                write!(f, "record {id:?}: generation {offered} is not newer than the stored {stored}")
+            StoreError::NotNewer { name, stored, offered } => {
+                write!(f, "record {name}: generation {offered} is not newer than the stored {stored}")
             }
         }
     }
@@ -103,8 +105,8 @@ pub trait StateStore: Send {
     /// `Ok`, blob and generation survive a crash.
     fn save(&mut self, id: RecordId, generation: u64, blob: &[u8]) -> Result<(), StoreError>;
 
-    /// Every stored record with its newest recorded generation, the agent
-    /// record first (empty for a new agent).
+    /// Every stored record with its newest recorded generation (empty for
+    /// a new agent).
     fn load(&self) -> Result<Vec<StoredRecord>, StoreError>;
 }
 
@@ -113,21 +115,38 @@ pub trait StateStore: Send {
 pub struct FileStore {
     dir: PathBuf,
     ledger: PathBuf,
-    generations: BTreeMap<RecordId, u64>,
+    generations: BTreeMap<String, u64>,
 }
 
-fn file_name(id: RecordId) -> String {
+/// The name of a record in a store: `agent`, `session-N`, and for the
+/// records the mesh adds (groups, key packages) their lower-cased
+/// variant name and number (`group-N`, `keypackages`).
+pub fn record_name(id: RecordId) -> String {
+    // The wildcard covers record kinds of newer mesh versions.
+    #[allow(unreachable_patterns)]
     match id {
-        RecordId::Agent => "agent.rec".into(),
-        RecordId::Session(n) => format!("session-{n}.rec"),
+        RecordId::Agent => AGENT.into(),
+        RecordId::Session(n) => format!("session-{n}"),
+        other => format!("{other:?}")
+            .chars()
+            .filter_map(|c| match c {
+                '(' => Some('-'),
+                c if c.is_ascii_alphanumeric() => Some(c.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
     }
 }
 
-fn parse_name(name: &str) -> Option<RecordId> {
-    if name == "agent.rec" {
-        return Some(RecordId::Agent);
-    }
-    name.strip_prefix("session-")?.strip_suffix(".rec")?.parse().ok().map(RecordId::Session)
+/// The agent record's name.
+pub const AGENT: &str = "agent";
+
+/// A record name from a file name (`NAME.rec`), if it is one.
+fn parse_name(file: &str) -> Option<&str> {
+    let name = file.strip_suffix(".rec")?;
+    let ok =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    ok.then_some(name)
 }
 
 /// Write `bytes` to `path` through `path.tmp`: write, fsync, rename, fsync
@@ -171,33 +190,31 @@ impl FileStore {
 
     /// The path of record `id`'s file.
     pub fn path_of(&self, id: RecordId) -> PathBuf {
-        self.dir.join(file_name(id))
+        self.file(&record_name(id))
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.rec"))
     }
 
     fn write_ledger(&self) -> Result<(), StoreError> {
         let mut text = String::new();
-        for (id, g) in &self.generations {
-            match id {
-                RecordId::Agent => text.push_str(&format!("agent {g}\n")),
-                RecordId::Session(n) => text.push_str(&format!("session {n} {g}\n")),
-            }
+        for (name, g) in &self.generations {
+            text.push_str(&format!("{name} {g}\n"));
         }
         write_atomic(&self.ledger, text.as_bytes())
     }
 }
 
-fn parse_ledger(text: &str, path: &Path) -> Result<BTreeMap<RecordId, u64>, StoreError> {
+fn parse_ledger(text: &str, path: &Path) -> Result<BTreeMap<String, u64>, StoreError> {
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let bad = || StoreError::BadLedger { path: path.into(), line: i.saturating_add(1) };
         let words: Vec<&str> = line.split_ascii_whitespace().collect();
-        let (id, g) = match words.as_slice() {
-            ["agent", g] => (RecordId::Agent, g),
-            ["session", n, g] => (RecordId::Session(n.parse().map_err(|_| bad())?), g),
-            _ => return Err(bad()),
-        };
+        let [name, g] = words.as_slice() else { return Err(bad()) };
+        let name = parse_name(&format!("{name}.rec")).ok_or_else(bad)?.to_string();
         let g: u64 = g.parse().map_err(|_| bad())?;
-        if out.insert(id, g).is_some() {
+        if out.insert(name, g).is_some() {
             return Err(bad());
         }
     }
@@ -206,11 +223,12 @@ fn parse_ledger(text: &str, path: &Path) -> Result<BTreeMap<RecordId, u64>, Stor
 
 impl StateStore for FileStore {
     fn save(&mut self, id: RecordId, generation: u64, blob: &[u8]) -> Result<(), StoreError> {
-        if let Some(stored) = self.generations.get(&id).copied().filter(|s| *s >= generation) {
-            return Err(StoreError::NotNewer { id, stored, offered: generation });
+        let name = record_name(id);
+        if let Some(stored) = self.generations.get(&name).copied().filter(|s| *s >= generation) {
+            return Err(StoreError::NotNewer { name, stored, offered: generation });
         }
-        write_atomic(&self.path_of(id), blob)?;
-        self.generations.insert(id, generation);
+        write_atomic(&self.file(&name), blob)?;
+        self.generations.insert(name, generation);
         self.write_ledger()
     }
 
@@ -222,16 +240,16 @@ impl StateStore for FileStore {
         let mut present = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io(&self.dir))? {
             let entry = entry.map_err(io(&self.dir))?;
-            if let Some(id) = entry.file_name().to_str().and_then(parse_name) {
-                present.push(id);
+            if let Some(name) = entry.file_name().to_str().and_then(parse_name) {
+                present.push(name.to_string());
             }
         }
         if self.generations.is_empty() && !present.is_empty() && !self.ledger.exists() {
             return Err(StoreError::LedgerMissing(self.ledger.clone()));
         }
         let mut out = Vec::new();
-        for (id, g) in &self.generations {
-            let path = self.path_of(*id);
+        for (name, g) in &self.generations {
+            let path = self.file(name);
             let blob = match fs::read(&path) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -239,16 +257,16 @@ impl StateStore for FileStore {
                 }
                 Err(error) => return Err(StoreError::Io { path, error }),
             };
-            out.push(StoredRecord { id: *id, newest_seen: *g, blob });
+            out.push(StoredRecord { name: name.clone(), newest_seen: *g, blob });
         }
         // A record file the ledger does not know was written by a save
         // that crashed before its ledger update: its first generation.
-        for id in present.into_iter().filter(|id| !self.generations.contains_key(id)) {
-            let path = self.path_of(id);
+        for name in present.into_iter().filter(|n| !self.generations.contains_key(n)) {
+            let path = self.file(&name);
             let blob = fs::read(&path).map_err(io(&path))?;
-            out.push(StoredRecord { id, newest_seen: 0, blob });
+            out.push(StoredRecord { name, newest_seen: 0, blob });
         }
-        out.sort_by_key(|r| r.id);
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 }

@@ -64,6 +64,7 @@ fn records_survive_a_restart() {
     assert!(!dir.0.join("agent.rec.tmp").exists(), "no temporary file left");
     let ledger = std::fs::read_to_string(dir.0.join("generations")).unwrap();
     assert_eq!(ledger, "agent 0\n");
+    assert_eq!(securemesh_host::store::record_name(RecordId::Session(3)), "session-3");
 }
 
 #[test]
@@ -85,12 +86,13 @@ fn a_corrupted_file_is_refused_and_left_alone() {
         matches!(
             err,
             HostError::Restore {
-                id: RecordId::Agent,
+                record: _,
                 error: securemesh::Error::Storage(securemesh_core::Error::Decrypt)
             }
         ),
         "{err:?}"
     );
+    assert!(matches!(&err, HostError::Restore { record, .. } if record == "agent"));
     let text = err.to_string();
     assert!(text.contains("corrupted") && text.contains("nothing was changed"), "{text}");
     assert_eq!(std::fs::read(&path).unwrap(), bad, "the file is kept for inspection");
@@ -118,12 +120,13 @@ fn a_rolled_back_file_is_refused() {
         matches!(
             err,
             HostError::Restore {
-                id: RecordId::Agent,
+                record: _,
                 error: securemesh::Error::Storage(securemesh_core::Error::Rollback { .. })
             }
         ),
         "{err:?}"
     );
+    assert!(matches!(&err, HostError::Restore { record, .. } if record == "agent"));
     assert!(err.to_string().contains("rolled-back"), "{err}");
     std::fs::write(&path, &new).unwrap();
     let b = restored(&FileStore::open(&dir.0, None).unwrap()).unwrap().unwrap();
@@ -150,7 +153,7 @@ fn an_unchecked_or_broken_ledger_is_refused() {
     let err = FileStore::open(&dir.0, None).unwrap().load().unwrap_err();
     assert!(matches!(err, StoreError::LedgerMissing(_)), "{err:?}");
 
-    std::fs::write(&ledger, "agent 0\nsession 2 4\n").unwrap();
+    std::fs::write(&ledger, "agent 0\nsession-2 4\n").unwrap();
     let err = FileStore::open(&dir.0, None).unwrap().load().unwrap_err();
     assert!(matches!(err, StoreError::RecordMissing(_)), "{err:?}");
 }
