@@ -430,8 +430,12 @@ pub type DefaultAgent = Agent;
 /// ([`enable_persistence`](Self::enable_persistence),
 /// [`restore`](Self::restore); see [`crate::persist`]), refills and
 /// rotates its prekeys, sends ratchet heartbeats, and measures itself
-/// ([`metrics`](Self::metrics)). MLS groups and the Noise datagram
-/// transport come in later slices.
+/// ([`metrics`](Self::metrics)). It is a member of at most `GROUPS` MLS
+/// groups ([`crate::group`]; each slot costs
+/// [`GROUP_SLOT_BYTES`](crate::group::GROUP_SLOT_BYTES), and every agent
+/// holds one more group state of
+/// [`MLS_GROUP_BYTES`](crate::group::MLS_GROUP_BYTES) as a spare). The
+/// Noise datagram transport comes in a later slice.
 pub struct Agent<
     const PEERS: usize = 8,
     const SESSIONS: usize = 4,

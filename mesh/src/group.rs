@@ -68,6 +68,83 @@
 //! [`MLS_GROUP_BYTES`] per agent (a commit received while one of ours is
 //! pending is computed there, so a forged one cannot cost us ours).
 
+//!
+//! # Three agents
+//!
+//! Alice creates a group and adds Bob and Carol from their KeyPackages;
+//! the host plays the delivery service (one order for everyone).
+//!
+//! ```
+//! use securemesh::group::{COMMIT_SCRATCH_LEN, MAX_KEY_PACKAGE_LEN};
+//! use securemesh::{Config, DefaultAgent, Delivery, Event, MessageKind, Permissions, PeerId, Role, Roles};
+//! use securemesh_core::{Instant, UnixTime};
+//! use securemesh_ratchet::Identity;
+//! # fn main() -> Result<(), securemesh::Error> {
+//! let (mut rng, now, wall) = (rand::rng(), Instant::from_millis(0), UnixTime(1_700_000_000));
+//! const TASK: MessageKind = MessageKind(1);
+//! let mut agents: Vec<Box<DefaultAgent>> = (0..3)
+//!     .map(|_| Box::new(DefaultAgent::new(Identity::generate(&mut rng), Config::default(), &mut rng, wall)))
+//!     .collect();
+//! // Everyone knows everyone's identity and lets them send tasks.
+//! let identities: Vec<_> = agents.iter().map(|a| *a.public_identity()).collect();
+//! for a in agents.iter_mut() {
+//!     a.policy_mut().define_role(Role(0), Permissions::of(&[TASK]))?;
+//!     let me = a.peer_id();
+//!     for id in identities.iter().filter(|id| PeerId::of(id) != me) {
+//!         let p = a.add_peer_identity(id)?;
+//!         a.policy_mut().grant(p, Roles::of(&[Role(0)]))?;
+//!     }
+//! }
+//! // Bob and Carol publish KeyPackages; Alice learns them and adds both.
+//! let (bob, carol) = (agents[1].peer_id(), agents[2].peer_id());
+//! for i in [1, 2] {
+//!     let mut kp = [0u8; MAX_KEY_PACKAGE_LEN];
+//!     let n = agents[i].publish_key_package(wall, &mut kp, &mut rng)?;
+//!     agents[0].set_peer_key_package(&kp[..n], wall)?;
+//! }
+//! let group = agents[0].create_group(&mut rng)?;
+//! let mut scratch = vec![0u8; COMMIT_SCRATCH_LEN];
+//! agents[0].add_members(group, &[bob, carol], &mut rng, &mut scratch)?;
+//!
+//! // The host's loop: a group envelope goes to every member (the sender
+//! // too: that confirms its commit), anything else to its addressee.
+//! let ids: Vec<PeerId> = agents.iter().map(|a| a.peer_id()).collect();
+//! let mut delivered = Vec::new();
+//! let mut run = |agents: &mut Vec<Box<DefaultAgent>>, rng: &mut _| -> Result<(), securemesh::Error> {
+//!     let mut wire = vec![0u8; 65_536];
+//!     loop {
+//!         let mut queue = Vec::new();
+//!         for a in agents.iter_mut() {
+//!             while let Some(t) = a.poll_transmit(&mut wire)? {
+//!                 let to: Vec<PeerId> = match t.delivery {
+//!                     Delivery::Group(g) => a.group_members(g).collect(),
+//!                     _ => vec![t.to],
+//!                 };
+//!                 queue.extend(to.into_iter().map(|p| (p, wire[..t.len].to_vec())));
+//!             }
+//!         }
+//!         if queue.is_empty() { return Ok(()); }
+//!         for (to, bytes) in queue {
+//!             let a = &mut agents[ids.iter().position(|p| *p == to).unwrap()];
+//!             let mut out = vec![0u8; DefaultAgent::input_buffer_len(bytes.len())];
+//!             if let Some(r) = a.handle_input(&bytes, &mut out, now, rng)? {
+//!                 delivered.push((to, r.from, out[..r.len].to_vec()));
+//!             }
+//!         }
+//!     }
+//! };
+//! run(&mut agents, &mut rng)?; // the commit, confirmed; then the Welcomes
+//! assert!(agents.iter().all(|a| a.groups().next().map(|g| (g.epoch, g.members)) == Some((1, 3))));
+//! assert!(core::iter::from_fn(|| agents[1].poll_event()).any(|e| matches!(e, Event::GroupJoined { .. })));
+//!
+//! agents[1].send(&group, TASK, b"inspect pump 2", now, &mut rng)?;
+//! run(&mut agents, &mut rng)?;
+//! assert_eq!(delivered.len(), 2); // Alice and Carol, once each
+//! assert!(delivered.iter().all(|(to, from, m)| *to != bob && *from == bob && m == b"inspect pump 2"));
+//! # Ok(())
+//! # }
+//! ```
+
 use crate::envelope::HEADER_LEN;
 use crate::peer::PeerId;
 use securemesh_mls_lite::Group;

@@ -34,6 +34,11 @@
 //!   handed out by [`poll_persist`](Agent::poll_persist) before
 //!   [`poll_transmit`](Agent::poll_transmit) releases what a call
 //!   produced; [`restore`](Agent::restore) refuses older blobs.
+//! - [`group`]: MLS groups (RFC 9420 through `securemesh-mls-lite`):
+//!   KeyPackages bound to the identity key, commits with the
+//!   pending-commit discipline, Welcomes, application messages checked
+//!   against the sender's bound identity and the policy; the delivery
+//!   service contract ([`Delivery::Group`]).
 //! - [`metrics`]: [`Metrics`], a plain struct of per-channel counters,
 //!   handshake latency, ratchet state age, prekey utilization and
 //!   post-quantum status.
@@ -44,7 +49,7 @@
 //! transport), with the peer's static key checked against its identity,
 //! and ratchet sessions (X3DH from the peer's bundle, Double Ratchet).
 //!
-//! **Slice 2** (this one):
+//! **Slice 2**:
 //!
 //! - persistence: identity, prekey pool, directory and policy in the
 //!   agent record, each ratchet session in its slot's record, sealed with
@@ -60,9 +65,30 @@
 //!   steps its DH ratchet;
 //! - metrics ([`Agent::metrics`]).
 //!
-//! **Not yet**: MLS groups (the matrix routes to [`Channel::Mls`], `send`
-//! returns [`Error::Unsupported`]), the Noise datagram transport for
-//! telemetry; re-establishing a *ratchet* session whose state one side
+//! **Slice 3** (this one): MLS groups ([`group`]). An agent publishes
+//! KeyPackages signed with its identity key (private keys in fixed slots,
+//! each consumed once, persisted), accepts a peer's KeyPackage only if its
+//! credential names a directory peer whose identity signed it, creates
+//! groups, adds and removes members by commits that are merged only when
+//! the delivery order confirms them (a competing commit of the same epoch
+//! wins; the Welcome is released only after confirmation), joins from a
+//! Welcome, and sends and receives application messages (`send(&group,
+//! ..)`), each delivered only if the sending leaf is bound to its
+//! directory identity and the policy permits its kind. Events
+//! [`Event::GroupJoined`], [`Event::EpochChanged`],
+//! [`Event::MemberAdded`], [`Event::MemberRemoved`], [`Event::GroupLeft`],
+//! [`Event::CommitDiscarded`]; per-channel metrics ([`Metrics::mls`]);
+//! one sealed record per group slot and one for the KeyPackages (rollback
+//! refused). `GROUPS` (default 1) is the `Agent`'s last const parameter; a
+//! group slot costs [`group::GROUP_SLOT_BYTES`] (42.5 KB for 16 members)
+//! plus one shared 13.5 KB state per agent. Limits of this slice:
+//! messages of a past epoch are refused ([`Error::GroupEpoch`]: no past
+//! epoch is kept, so a message ordered after a commit it did not know is
+//! lost, and an agent sends nothing while its own commit is pending);
+//! proposals by reference, PSKs and external joins of `mls-lite` are not
+//! driven by the agent; the policy governs deliveries, not who may commit.
+//!
+//! **Not yet**: the Noise datagram transport for telemetry; re-establishing a *ratchet* session whose state one side
 //! lost (today the other side's messages fail with
 //! [`Error::UnknownSession`] and the host must hand the sender a fresh
 //! bundle; Noise sessions re-establish by themselves); persisting the

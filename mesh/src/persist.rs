@@ -11,13 +11,16 @@
 //! | reachability | no | the host's live knowledge, stale after a restart: a restored peer is unreachable until the host says otherwise |
 //! | policy | yes, agent record | grants made at run time (e.g. after a handshake taught an identity) must not be lost, and a sealed policy cannot be edited in storage to grant a role; a host that treats the policy as configuration re-applies it after restore through [`Agent::policy_mut`](crate::Agent::policy_mut) |
 //! | ratchet sessions | yes, one record per session slot | an offline peer's mailbox messages can only be read with them, and a session restored older than what was sent would reuse message keys |
+//! | MLS groups | yes, one record per group slot | the group state (tree, epoch secrets, sender ratchets: a generation opened once must stay used), and our pending commit with its next epoch and Welcome, so a commit confirmed after a restart is still merged and its Welcome still sent |
+//! | KeyPackages (our private keys, peers' KeyPackages) | yes, the KeyPackage record | a Welcome may arrive long after the KeyPackage was published; a used one stays erased |
 //! | Noise transports and handshakes | **no** | they serve peers that are online, so a lost one costs a new handshake (one round trip); persisting them would mean a write before *every* Noise message, and a transport restored behind its counter would reuse nonces. After a restart the peer's next Noise message is [`Error::UnknownSession`](crate::Error::UnknownSession) and the next [`send`](crate::Agent::send) opens a new IK handshake, which the peer's agent lets supersede the old session |
 //! | transmit queue, events, counters, metrics | no | what [`poll_transmit`](crate::Agent::poll_transmit) handed out is the host's; the rest is process-lifetime observability |
 //!
 //! # Records
 //!
-//! The state is cut into `1 + SESSIONS` records ([`RecordId`]): the
-//! agent record and one record per session slot, each sealed on its own
+//! The state is cut into `1 + SESSIONS + GROUPS + 1` records
+//! ([`RecordId`]): the agent record, one record per session slot, one per
+//! group slot and the KeyPackage record, each sealed on its own
 //! with the `securemesh-core` envelope (kind
 //! [`StateKind::MESH_ROUTER`], body version 1, ChaCha20-Poly1305 under the
 //! host's [`StorageKey`]) and with **its own generation**, incremented on
@@ -35,8 +38,18 @@
 //! agent record   owner [32] | 1 u8 | identity | pool | directory | policy
 //! session record owner [32] | 2 u8 | slot u16 | flag (0 empty, 1 ratchet)
 //!                  [ peer [32] | session id u64 | order u64 | ratchet ]
+//! key packages   owner [32] | 3 u8 | n u8 { key_package vec16 | init_priv [32] | encryption_priv [32] }
+//!                  | m u8 { peer [32] | key_package vec16 }
+//! group record   owner [32] | 4 u8 | slot u16 | flag (0 empty, 1 group)
+//!                  [ group id u64 | group state | tag u8 (0 none, 1 pending commit, 2 Welcome to release)
+//!                    [1: commit hash [32] | next epoch's group state] [1, 2: joiners u8 | PeerId [32]* | welcome vec32] ]
 //! nested state   version u16 | suite u16 | len u32 | body (the Persist body of that type)
+//! group state    a plain `core` envelope of the MLS group (`"SMst" | kind | version | suite | len u32 | body`)
 //! ```
+//!
+//! The group and KeyPackage records came with the groups slice under new
+//! tags; the agent and session records are unchanged (body version 1), so
+//! records written before restore as they did.
 //!
 //! `identity`, `pool` and `ratchet` are the nested `Persist` bodies of the
 //! ratchet crate ([`Identity`],
