@@ -48,7 +48,7 @@ pub const X3DH_F: [u8; 32] = [0xff; 32];
 /// # Ok::<(), securemesh_ratchet::Error>(())
 /// ```
 pub fn x3dh(dhs: &[&Key32], label: &[u8], prefix: &[u8], out: &mut [u8]) -> Result<(), Error> {
-    agreement(dhs, None, label, prefix, out)
+    agreement(dhs, None, label, &[prefix], out)
 }
 
 /// PQXDH `KDF(KM)` (PQXDH §2.2, §3.3): as [`x3dh`] with the KEM shared
@@ -69,20 +69,30 @@ pub fn x3dh(dhs: &[&Key32], label: &[u8], prefix: &[u8], out: &mut [u8]) -> Resu
 /// # Ok::<(), securemesh_ratchet::Error>(())
 /// ```
 pub fn pqxdh(dhs: &[&Key32], ss: &Key32, label: &[u8], prefix: &[u8], out: &mut [u8]) -> Result<(), Error> {
-    agreement(dhs, Some(ss), label, prefix, out)
+    agreement(dhs, Some(ss), label, &[prefix], out)
 }
 
-/// `HKDF(salt = 0^32, ikm = F || dhs [|| ss], info = label || prefix)`.
-fn agreement(
+/// Most parts a prefix is passed in (its head, the KEM ciphertext, the
+/// header-encryption flag), so the initiator need not copy the ciphertext.
+pub(crate) const MAX_PREFIX_PARTS: usize = 3;
+
+/// `HKDF(salt = 0^32, ikm = F || dhs [|| ss], info = label || prefix)`,
+/// the prefix given as the concatenation of `prefix` (at most
+/// [`MAX_PREFIX_PARTS`] parts, else [`Error::Malformed`]).
+pub(crate) fn agreement(
     dhs: &[&Key32],
     ss: Option<&Key32>,
     label: &[u8],
-    prefix: &[u8],
+    prefix: &[&[u8]],
     out: &mut [u8],
 ) -> Result<(), Error> {
     out.fill(0);
-    if dhs.len() > X3DH_MAX_DH {
+    if dhs.len() > X3DH_MAX_DH || prefix.len() > MAX_PREFIX_PARTS {
         return Err(Error::Malformed);
+    }
+    let mut info: [&[u8]; 1 + MAX_PREFIX_PARTS] = [&[]; 1 + MAX_PREFIX_PARTS];
+    for (dst, part) in info.iter_mut().zip(core::iter::once(label).chain(prefix.iter().copied())) {
+        *dst = part;
     }
     let mut ikm = Secret::new([0u8; 32 * (2 + X3DH_MAX_DH)]);
     let buf = ikm.expose_mut();
@@ -94,7 +104,7 @@ fn agreement(
         n = n.saturating_add(32);
     }
     let prk = Sha256::hkdf_extract(&[0u8; 32], buf.get(..n).unwrap_or(&[]));
-    Sha256::hkdf_expand(prk.expose(), &[label, prefix], out).map_err(|_| {
+    Sha256::hkdf_expand(prk.expose(), &info, out).map_err(|_| {
         out.fill(0);
         Error::InvalidLength
     })

@@ -46,7 +46,7 @@ pub use pqxdh::{KEM_ML_KEM_768, KEM_ML_KEM_1024, KemAlgorithm, MAX_KEM_CIPHERTEX
 pub use prekeys::{DefaultPrekeyPool, PrekeyConfig, PrekeyEvent, PrekeyMetrics, PrekeyPool};
 pub use session::{
     DefaultSession, ENC_HEADER_LEN, HEADER_LEN, INITIAL_PREFIX_LEN, MAX_INITIAL_PREFIX_LEN, MSG_INITIAL,
-    MSG_INITIAL_V1, MSG_RATCHET, MSG_RATCHET_HE, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session,
-    SessionConfig, SessionEvent, pqxdh_prefix_extra,
+    MSG_INITIAL_V1, MSG_RATCHET, MSG_RATCHET_HE, PqxdhSession, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD,
+    Session, SessionConfig, SessionEvent, pqxdh_prefix_extra,
 };
 pub use skipped::SkippedKeys;

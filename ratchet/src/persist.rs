@@ -3,8 +3,8 @@
 //! [`Session`] is kind [`StateKind::RATCHET_SESSION`] and [`PrekeyPool`]
 //! kind [`StateKind::PREKEY_POOL`], both body version 2 (a version-1
 //! session still decodes, see below; a version-1 pool does not: it did not
-//! record its owner); [`Identity`] is kind [`StateKind::IDENTITY`], body
-//! version 1 (its two secrets).
+//! record its owner), or version 3 for PQXDH state (below); [`Identity`]
+//! is kind [`StateKind::IDENTITY`], body version 1 (its two secrets).
 //!
 //! Bodies are written field by field, never from the in-memory layout. All
 //! integers are big-endian. `flag` is one byte, 0 (absent / false) or 1
@@ -98,6 +98,25 @@
 //! `MAX_SKIP` and `CAP` are recorded as `u16`: a session or pool with a
 //! capacity above 65535 cannot be encoded ([`Error::LengthOverflow`]).
 //!
+//! ## PQXDH state, version 3
+//!
+//! A session or pool with PQXDH state is written as version 3: the body of
+//! version 2 followed by one section. Everything else is still written as
+//! version 2, byte for byte as before; both versions decode.
+//!
+//! ```text
+//! session: alice_kem: flag [kem_id u32 | kem_alg u16 | ct <u16 length>]   Alice's pending KEM slot (with `prekey`)
+//!        | bob_kem:   flag [kem_id u32 | kem_alg u16 | ct_sha256 [32]]    the KEM slot of the initial header Bob answered (with `initial`)
+//! pool:    kem_count u16 | kem_count * (slot u16 | kem_key)              one-time KEM prekeys; slots strictly increasing, < KEM; ids distinct from every one-time id
+//!        | current: flag [kem_key] | previous: flag [kem_key]           last-resort KEM prekeys of the current and previous signed prekey
+//! kem_key = id u32 | alg u16 (1 or 3) | seed [64] (d || z) | sig [64]
+//! ```
+//!
+//! A KEM prekey's public key is recomputed from its seed and its signature
+//! must verify under the owner (else [`Error::InvalidValue`]; without the
+//! feature `pq` no KEM prekey decodes). A ciphertext longer than the
+//! reader's `KEM_CT` is [`Error::InvalidValue`].
+//!
 //! ## Rules
 //!
 //! Both bodies hold live secrets (root, chain and message keys, ratchet and
@@ -116,7 +135,7 @@
 use crate::bundle::SignedPrekeyPublic;
 use crate::identity::{Identity, PublicIdentity};
 use crate::kdf::Key32;
-use crate::pqxdh::{KemAlgorithm, MAX_KEM_CIPHERTEXT_LEN};
+use crate::pqxdh::KemAlgorithm;
 use crate::prekeys::{KemKey, OneTime, POOL_EVENT_SLOTS, PrekeyConfig, PrekeyEvent, PrekeyPool, Signed};
 use crate::session::{KemCiphertext, KemRef, PrekeyHeader, SESSION_EVENT_SLOTS, Session, SessionEvent};
 use crate::skipped::{Entry, SkippedKeys};
@@ -148,9 +167,12 @@ const SESSION_FIXED_LEN: usize = 2 + 2 // max_skip, cap
     + 8 + 8 + 1 // heartbeat_ms, since_step, heartbeat_reported
     + 1 + SESSION_EVENTS * 2; // events: count, tag + sending flag
 
-/// The version-3 PQXDH slots of a session (none can exist without `pq`).
-const SESSION_KEM_LEN: usize =
-    if cfg!(feature = "pq") { 1 + 4 + 2 + 2 + MAX_KEM_CIPHERTEXT_LEN + 1 + 4 + 2 + 32 } else { 0 };
+/// The version-3 PQXDH slots of a session with room for a `kem_ct`-byte
+/// ciphertext (none can exist without `pq`).
+const fn session_kem_len(kem_ct: usize) -> usize {
+    // Saturates only for a `kem_ct` no memory holds.
+    if cfg!(feature = "pq") { kem_ct.saturating_add(1 + 4 + 2 + 2 + 1 + 4 + 2 + 32) } else { 0 }
+}
 /// A KEM prekey: id, alg, seed, signature.
 const KEM_KEY_LEN: usize = 4 + 2 + 64 + 64;
 /// The version-3 KEM prekeys of a pool with `kem` one-time KEM slots.
@@ -337,10 +359,12 @@ fn read_events<T: Copy, const N: usize>(
     Ok(events)
 }
 
-impl<const MAX_SKIP: usize, const CAP: usize> Persist for Session<MAX_SKIP, CAP> {
+impl<const MAX_SKIP: usize, const CAP: usize, const KEM_CT: usize> Persist
+    for Session<MAX_SKIP, CAP, KEM_CT>
+{
     const KIND: StateKind = StateKind::RATCHET_SESSION;
     const VERSION: u16 = 3;
-    const MAX_BODY_LEN: usize = SESSION_FIXED_LEN + SESSION_KEM_LEN + CAP * SKIPPED_ENTRY_LEN;
+    const MAX_BODY_LEN: usize = SESSION_FIXED_LEN + session_kem_len(KEM_CT) + CAP * SKIPPED_ENTRY_LEN;
 
     fn suite(&self) -> SuiteId {
         SuiteId::DEFAULT
@@ -805,6 +829,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::identity::Identity;
+    use crate::pqxdh::MAX_KEM_CIPHERTEXT_LEN;
     use crate::session::SessionConfig;
     use securemesh_core::testing::TestRng;
     use std::vec;
@@ -819,7 +844,8 @@ mod tests {
         let pool: PrekeyPool<2> = PrekeyPool::new(&bob, &mut rng, UnixTime(1), PrekeyConfig::default());
         let bundle = pool.bundle(pool.one_time_ids().next());
         let cfg = SessionConfig { header_encryption: true, ..SessionConfig::default() };
-        let mut s: Session<5, 3> = Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
+        let mut s: Session<5, 3, MAX_KEM_CIPHERTEXT_LEN> =
+            Session::initiate(&alice, &bundle, cfg, &mut rng, Instant(0)).unwrap();
         let mut wire = [0u8; 512];
         s.encrypt(b"x", &mut wire, &mut rng, Instant(0)).unwrap();
         let k = || Key32::new([7u8; 32]);
@@ -846,10 +872,11 @@ mod tests {
         }
         assert!(s.prekey.is_some_and(|(_, p)| p.opk_id.is_some()));
         assert!(s.dhs.is_some() && s.dhr.is_some() && s.cks.is_some());
-        let mut buf = vec![0u8; Session::<5, 3>::MAX_ENCODED_LEN];
+        type S = Session<5, 3, MAX_KEM_CIPHERTEXT_LEN>;
+        let mut buf = vec![0u8; S::MAX_ENCODED_LEN];
         let n = s.encode_state(&mut buf).unwrap();
-        assert_eq!(n, Session::<5, 3>::MAX_ENCODED_LEN);
-        let back = Session::<5, 3>::decode_state(&buf[..n]).unwrap();
+        assert_eq!(n, S::MAX_ENCODED_LEN);
+        let back = S::decode_state(&buf[..n]).unwrap();
         let mut again = vec![0u8; n];
         assert_eq!(back.encode_state(&mut again).unwrap(), n);
         assert_eq!(again, buf);

@@ -55,8 +55,10 @@ pub const fn pqxdh_prefix_extra(alg: KemAlgorithm) -> usize {
 /// Largest prefix of an initial message (PQXDH with ML-KEM-1024 and a
 /// one-time prefix).
 pub const MAX_INITIAL_PREFIX_LEN: usize = INITIAL_PREFIX_LEN + 4 + 2 + 2 + MAX_KEM_CIPHERTEXT_LEN;
-/// Room for Alice's KEM ciphertext in her session (none without `pq`).
-const KEM_CT_SLOT: usize = if cfg!(feature = "pq") { MAX_KEM_CIPHERTEXT_LEN } else { 0 };
+/// [`Session`] with room for the KEM ciphertext of PQXDH (ML-KEM-768 or
+/// ML-KEM-1024) and the default capacities: the session type of an
+/// initiator that uses [`Session::initiate_pq`].
+pub type PqxdhSession = Session<128, 128, MAX_KEM_CIPHERTEXT_LEN>;
 /// Pending session events kept (oldest dropped first).
 pub(crate) const SESSION_EVENT_SLOTS: usize = 4;
 /// Largest AD: X3DH AD and the longest message prefix through the header.
@@ -118,16 +120,18 @@ pub(crate) struct KemRef {
     pub(crate) ct_hash: [u8; 32],
 }
 
-/// Alice's KEM ciphertext, repeated in her initial messages (public data).
+/// Alice's KEM ciphertext, repeated in her initial messages (public
+/// data), in a session with room for `N` bytes.
 #[derive(Clone, Copy)]
-pub(crate) struct KemCiphertext {
+pub(crate) struct KemCiphertext<const N: usize> {
     pub(crate) len: usize,
-    pub(crate) bytes: [u8; KEM_CT_SLOT],
+    pub(crate) bytes: [u8; N],
 }
 
-impl KemCiphertext {
+impl<const N: usize> KemCiphertext<N> {
+    /// [`Error::UnsupportedKem`] if `ct` is longer than `N`.
     pub(crate) fn from_slice(ct: &[u8]) -> Result<Self, Error> {
-        let mut bytes = [0u8; KEM_CT_SLOT];
+        let mut bytes = [0u8; N];
         bytes.get_mut(..ct.len()).ok_or(Error::UnsupportedKem)?.copy_from_slice(ct);
         Ok(KemCiphertext { len: ct.len(), bytes })
     }
@@ -205,8 +209,21 @@ fn write_prefix(
     w: &mut Writer<'_>,
     alice: &PublicIdentity,
     p: &PrekeyHeader,
-    ct: Option<&KemCiphertext>,
+    ct: Option<&[u8]>,
     he: bool,
+) -> Result<(), Error> {
+    write_prefix_head(w, alice, p, ct.map(<[u8]>::len))?;
+    w.write_bytes(ct.unwrap_or(&[]))?;
+    w.write_u8(u8::from(he))?;
+    Ok(())
+}
+
+/// The prefix up to the KEM ciphertext (its length `ct_len` included).
+fn write_prefix_head(
+    w: &mut Writer<'_>,
+    alice: &PublicIdentity,
+    p: &PrekeyHeader,
+    ct_len: Option<usize>,
 ) -> Result<(), Error> {
     w.write_u8(MSG_INITIAL)?;
     w.write_bytes(&alice.to_bytes())?;
@@ -219,17 +236,16 @@ fn write_prefix(
         }
         None => w.write_u8(0)?,
     }
-    match (&p.kem, ct) {
-        (Some(k), Some(ct)) => {
+    match (&p.kem, ct_len) {
+        (Some(k), Some(len)) => {
             w.write_u8(1)?;
             w.write_u32(k.id)?;
             w.write_u16(k.alg)?;
-            w.write_vec16(ct.as_slice())?;
+            w.write_u16(u16::try_from(len).map_err(|_| Error::Malformed)?)?;
         }
         (None, None) => w.write_u8(0)?,
         _ => return Err(Error::Malformed),
     }
-    w.write_u8(u8::from(he))?;
     Ok(())
 }
 
@@ -301,7 +317,9 @@ fn open_header(hk: &Key32, enc: &[u8]) -> Option<Header> {
 pub type DefaultSession = Session;
 
 /// A Double Ratchet session with `MAX_SKIP` skipped keys per chain and at
-/// most `CAP` stored skipped keys (oldest evicted first).
+/// most `CAP` stored skipped keys (oldest evicted first), and room for a
+/// PQXDH ciphertext of `KEM_CT` bytes (default 0: an initiator of this type
+/// runs X3DH only; see [`PqxdhSession`]; a responder needs no room).
 ///
 /// Not `Clone`: two copies would encrypt different messages with the same
 /// keys. Persist it (sealed, with a generation) before transmitting what
@@ -332,7 +350,7 @@ pub type DefaultSession = Session;
 /// assert_eq!(&out[..k], b"done");
 /// # Ok::<(), securemesh_ratchet::Error>(())
 /// ```
-pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
+pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128, const KEM_CT: usize = 0> {
     pub(crate) ad: [u8; 128],
     pub(crate) remote: PublicIdentity,
     pub(crate) rk: Key32,
@@ -355,7 +373,7 @@ pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
     /// Alice: her identity and X3DH header until Bob answers.
     pub(crate) prekey: Option<(PublicIdentity, PrekeyHeader)>,
     /// Alice (PQXDH): the KEM ciphertext her initial messages repeat.
-    pub(crate) kem_ct: Option<KemCiphertext>,
+    pub(crate) kem_ct: Option<KemCiphertext<KEM_CT>>,
     /// Bob: Alice's X3DH header, to accept her repeated initial messages
     /// (every field must match: the prefix is not in the AEAD's AD).
     pub(crate) initial: Option<PrekeyHeader>,
@@ -375,7 +393,9 @@ pub struct Session<const MAX_SKIP: usize = 128, const CAP: usize = 128> {
     pub(crate) events: EventQueue<SessionEvent, SESSION_EVENT_SLOTS>,
 }
 
-impl<const MAX_SKIP: usize, const CAP: usize> core::fmt::Debug for Session<MAX_SKIP, CAP> {
+impl<const MAX_SKIP: usize, const CAP: usize, const KEM_CT: usize> core::fmt::Debug
+    for Session<MAX_SKIP, CAP, KEM_CT>
+{
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
             .field("remote", &self.remote.sign)
@@ -397,7 +417,7 @@ enum Plan {
     NewChain { header: Header, rk: Key32, ckr: Key32, next: Key32, nhkr: Option<Key32> },
 }
 
-impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
+impl<const MAX_SKIP: usize, const CAP: usize, const KEM_CT: usize> Session<MAX_SKIP, CAP, KEM_CT> {
     fn blank(ad: [u8; 128], remote: PublicIdentity, rk: Key32, config: SessionConfig, now: Instant) -> Self {
         Session {
             ad,
@@ -450,10 +470,13 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     /// Alice: start a session with PQXDH: as [`initiate`](Self::initiate),
     /// and she encapsulates to the bundle's KEM prekey; the KEM shared
     /// secret is an input of the KDF and her initial messages carry the
-    /// ciphertext and the KEM prekey's identifier. A bundle without a KEM
-    /// prekey, or with an algorithm this build does not run, is
-    /// [`Error::UnsupportedKem`] (use X3DH for such peers); a KEM key that
-    /// fails its check is [`Error::Malformed`].
+    /// ciphertext and the KEM prekey's identifier, so her session needs
+    /// room for it: `KEM_CT` at least the algorithm's ciphertext length
+    /// ([`PqxdhSession`] has room for every algorithm). A bundle without a
+    /// KEM prekey, with an algorithm this build does not run, or a session
+    /// type without that room is [`Error::UnsupportedKem`] (use X3DH for
+    /// peers without KEM prekeys); a KEM key that fails its check is
+    /// [`Error::Malformed`].
     ///
     /// ```
     /// # use securemesh_ratchet::*;
@@ -464,7 +487,8 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
     ///     PrekeyPool::new_pq(&bob, &mut rng, UnixTime(1), PrekeyConfig::default(), KemAlgorithm::MlKem768)?;
     /// let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
     /// let bundle = pool.bundle_pq(pool.one_time_ids().next(), pool.kem_one_time_ids().next(), &mut kem_buf)?;
-    /// let mut a: Session = Session::initiate_pq(&alice, &bundle, SessionConfig::default(), &mut rng, Instant(0))?;
+    /// // Alice's session keeps the ciphertext her initial messages repeat.
+    /// let mut a = PqxdhSession::initiate_pq(&alice, &bundle, SessionConfig::default(), &mut rng, Instant(0))?;
     /// let (mut wire, mut out) = ([0u8; 2048], [0u8; 2048]);
     /// let m = a.encrypt(b"hi", &mut wire, &mut rng, Instant(0))?;
     /// let (_b, k): (Session, usize) =
@@ -502,7 +526,12 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let ek_pub = X25519::public_key(&ek);
         let (kem_ref, kem_ct, ss) = match kem {
             Some((k, alg)) => {
-                let mut ct = KemCiphertext { len: 0, bytes: [0u8; KEM_CT_SLOT] };
+                // The session must hold the ciphertext its initial
+                // messages repeat (see `PqxdhSession`).
+                if KEM_CT < alg.ciphertext_len() {
+                    return Err(Error::UnsupportedKem);
+                }
+                let mut ct = KemCiphertext { len: 0, bytes: [0u8; KEM_CT] };
                 let (n, ss) = pqxdh::encapsulate(alg, k.public, rng, &mut ct.bytes)?;
                 ct.len = n;
                 let r = KemRef { id: k.id, alg: k.alg, ct_hash: Sha256::digest(&[ct.as_slice()]) };
@@ -517,13 +546,18 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             opk_id: bundle.one_time.map(|o| o.id),
             kem: kem_ref,
         };
-        let mut prefix = [0u8; MAX_INITIAL_PREFIX_LEN];
-        let mut w = Writer::new(&mut prefix);
-        write_prefix(&mut w, identity.public(), &header, kem_ct.as_ref(), config.header_encryption)?;
-        let prefix_len = w.finish()?;
+        // The prefix in three parts (head, ciphertext, header mode), so no
+        // buffer holds a copy of the ciphertext.
+        let ct = kem_ct.as_ref().map(|c| c.as_slice());
+        let mut head = [0u8; INITIAL_PREFIX_LEN + 4 + 2 + 2];
+        let mut w = Writer::new(&mut head);
+        write_prefix_head(&mut w, identity.public(), &header, ct.map(<[u8]>::len))?;
+        let head_len = w.finish()?;
+        let he = [u8::from(config.header_encryption)];
+        let parts = [head.get(..head_len).ok_or(Error::Malformed)?, ct.unwrap_or(&[]), &he];
         let context = x3dh::Context {
             kem: ss.as_ref().map(|(ss, alg)| (ss, *alg)),
-            prefix: prefix.get(..prefix_len).ok_or(Error::Malformed)?,
+            prefix: &parts,
             he: config.header_encryption,
         };
         let agreement =
@@ -618,7 +652,8 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
             Some((key, _, ct)) => Some((pqxdh::decaps(key.alg, &key.seed, ct)?, key.alg)),
             None => None,
         };
-        let context = x3dh::Context { kem: ss.as_ref().map(|(ss, alg)| (ss, *alg)), prefix: init.prefix, he };
+        let context =
+            x3dh::Context { kem: ss.as_ref().map(|(ss, alg)| (ss, *alg)), prefix: &[init.prefix], he };
         let agreement = x3dh::responder(identity, &init.alice, spk, opk, &init.header.ek, &context)?;
         let kem_one_time = kem.and_then(|(key, one_time, _)| one_time.then_some(key.id));
         let config = SessionConfig { header_encryption: he, ..config };
@@ -824,7 +859,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Session<MAX_SKIP, CAP> {
         let header = Header { dh: *dhs_pub, pn: self.pn, n: self.ns };
         let mut w = Writer::new(out);
         if let Some((alice, p)) = &self.prekey {
-            write_prefix(&mut w, alice, p, self.kem_ct.as_ref(), self.he)?;
+            write_prefix(&mut w, alice, p, self.kem_ct.as_ref().map(|c| c.as_slice()), self.he)?;
         }
         let start = w.len();
         if self.he {

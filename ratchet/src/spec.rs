@@ -5,8 +5,18 @@
 //! derives, precisely enough to build a compatible implementation without
 //! reading the code. Published test vectors that exercise every rule below
 //! live in `test-vectors/ratchet/v2/` of the repository (`x3dh.json`,
-//! `double-ratchet.json`, `double-ratchet-he.json`; see the `README.md` of
+//! `double-ratchet.json`, `double-ratchet-he.json`) and, for PQXDH, in
+//! `test-vectors/ratchet/v3/pqxdh.json` (see the `README.md` of
 //! `test-vectors/ratchet/`).
+//!
+//! **PQXDH.** Wire version 2 has a KEM slot in the bundle (§3) and in the
+//! initial message (§6.4). With a KEM prekey in the bundle, Alice may run
+//! PQXDH (§4.1) instead of X3DH: she encapsulates to the KEM prekey, the
+//! KEM shared secret joins the KDF input, and her initial message carries
+//! the ciphertext. A responder that published a KEM prekey with a signed
+//! prekey refuses any initial message to that signed prekey without one
+//! (a downgrade, §7.2). Version-2 peers without PQXDH never send a
+//! non-zero `kem_count`, so X3DH sessions are unchanged byte for byte.
 //!
 //! **Changes from version 1.** Version 1 did not bind the X3DH prefix of
 //! the initial message to the session: X25519 clamps private keys to
@@ -34,6 +44,8 @@
 //!   (2016-11-04), Moxie Marlinspike and Trevor Perrin.
 //! - **\[DR\]** *The Double Ratchet Algorithm*, revision 1 (2016-11-20),
 //!   Trevor Perrin and Moxie Marlinspike.
+//! - **\[PQXDH\]** *The PQXDH Key Agreement Protocol*, revision 3
+//!   (2024-01-23), Ehren Kret and Rolfe Schmidt.
 //!
 //! A bare §n refers to a section of this document; \[X3DH\] §n and
 //! \[DR\] §n to sections of those.
@@ -64,6 +76,10 @@
 //! | `securemesh-kem-prekey-v1` | 24 | KEM-prekey signature (§3) |
 //! | `securemesh-x3dh-v2` | 18 | X3DH KDF `info` label, clear headers (§4) |
 //! | `securemesh-x3dh-he-v2` | 21 | X3DH KDF `info` label, encrypted headers (§4) |
+//! | `securemesh-PQXDH_CURVE25519_SHA-256_ML-KEM-768` | 46 | PQXDH KDF `info` label, ML-KEM-768, clear headers (§4.1) |
+//! | `securemesh-PQXDH_CURVE25519_SHA-256_ML-KEM-1024` | 47 | PQXDH KDF `info` label, ML-KEM-1024, clear headers (§4.1) |
+//! | `securemesh-PQXDH-HE_CURVE25519_SHA-256_ML-KEM-768` | 49 | PQXDH KDF `info` label, ML-KEM-768, encrypted headers (§4.1) |
+//! | `securemesh-PQXDH-HE_CURVE25519_SHA-256_ML-KEM-1024` | 50 | PQXDH KDF `info` label, ML-KEM-1024, encrypted headers (§4.1) |
 //! | `securemesh-ratchet-root-v1` | 26 | `KDF_RK` `info`, clear headers (§5) |
 //! | `securemesh-ratchet-root-he-v1` | 29 | `KDF_RK` `info`, encrypted headers (§5) |
 //! | `securemesh-ratchet-message-v1` | 29 | message-key expansion `info` (§5) |
@@ -95,8 +111,8 @@
 //! ## 3. Prekey bundle
 //!
 //! What Bob publishes (\[X3DH\] §3.2): his identity, a signed prekey,
-//! at most one one-time prekey and at most one KEM prekey (a slot for PQXDH,
-//! carried and verified but **not used** by the key agreement of version 1).
+//! at most one one-time prekey and at most one KEM prekey (for PQXDH, §4.1:
+//! a one-time KEM prekey, or the last-resort one when none is left).
 //!
 //! | Offset | Field | Size | Value |
 //! |---|---|---|---|
@@ -127,14 +143,28 @@
 //! Decoding checks, in this order: version, identity signature, `spk_sig`,
 //! `opk_count`, `kem_count`, `kem_pub_len`, `kem_sig`, end of input.
 //!
-//! **The KEM slot.** Version 2 carries and verifies the KEM prekey but does
-//! not use it in the key agreement, so a decoder accepts **every**
-//! `kem_alg` value and every `kem_pub_len` up to 1568, with no tie between
-//! the two. The registry, for the PQXDH version that will use the slot:
-//! `1` = ML-KEM-768 (1184-byte key), `2` = X-Wing (1216), `3` =
-//! ML-KEM-1024 (1568, the largest, hence the bound); `0` and everything
-//! above `3` are reserved. That version will require `kem_pub_len` to be
-//! the algorithm's key length.
+//! **The KEM slot.** `kem_alg` is the KEM's type, explicit and signed: it
+//! plays the role of the type byte of \[PQXDH\]'s `EncodeKEM`, and
+//! `kem_sig` is \[PQXDH\]'s `Sig(IK_B, EncodeKEM(PQPK_B))` with the key
+//! hashed, the identifier bound and a label (so a signature over one KEM
+//! key can never be read as one over another type, another identifier or
+//! a signed prekey). The registry: `1` = ML-KEM-768 (1184-byte key,
+//! 1088-byte ciphertext), `2` = X-Wing (1216, reserved: not a PQXDH KEM
+//! here), `3` = ML-KEM-1024 (1568 and 1568, the largest, hence the
+//! bound); `0` and everything above `3` are reserved. A bundle decoder
+//! accepts **every** `kem_alg` value and every `kem_pub_len` up to 1568
+//! (a peer may carry keys it cannot use); Alice refuses to run PQXDH with
+//! an algorithm outside `{1, 3}` (`UnsupportedKem`) or a key whose length
+//! is not the algorithm's or that fails the FIPS 203 §7.2 modulus check
+//! (`Malformed`).
+//!
+//! **The last-resort KEM prekey.** \[PQXDH\] §3.2: Bob publishes signed
+//! one-time KEM prekeys and one signed last-resort KEM prekey, used when no
+//! one-time one is left. In the reference pool the last-resort KEM prekey
+//! belongs to the signed prekey: created, rotated and, after the grace
+//! period, erased with it. A one-time KEM prekey is consumed by the first
+//! initial message that authenticates; the last-resort one is never
+//! consumed.
 //!
 //! Prekey identifiers are chosen by Bob; the reference pool issues them from
 //! 1 upward and never reuses one (not a wire rule).
@@ -183,6 +213,35 @@
 //! `NHKb` the next header key for Bob's first sending chain (\[DR\] §4.3,
 //! §4.4). The two modes give unrelated `SK`s, so the mode cannot be changed
 //! by an attacker without breaking the session.
+//!
+//! ### 4.1 PQXDH (\[PQXDH\] §3.3, with the same departures)
+//!
+//! With a KEM prekey `PQPK_B` (id `kem_id`, algorithm `kem_alg` ∈ `{1, 3}`)
+//! in the bundle, Alice draws `EK_A` as above and then encapsulates:
+//! `(CT, SS) = ML-KEM.Encaps(PQPK_B)` (FIPS 203; 32 random bytes `m`, the
+//! second randomness the session consumes; `SS` is 32 bytes). `DH1..DH4`
+//! are those of §4, then
+//!
+//! ```text
+//! KM  = DH1 || DH2 || DH3 [|| DH4] || SS
+//! P   = the prefix of the initial message (§6.4), byte for byte, now with the KEM slot:
+//!       0x04 | Alice's identity | ek_pub | spk_id | opk_count [| opk_id]
+//!            | 0x01 | kem_id | kem_alg | ct_len | CT | header_encryption
+//! clear headers:     SK                = HKDF(salt = 0x00 * 32, ikm = F || KM, info = L_PQ || P,    L = 32)
+//! encrypted headers: SK || HKa || NHKb = HKDF(salt = 0x00 * 32, ikm = F || KM, info = L_PQHE || P, L = 96)
+//! L_PQ   = "securemesh-PQXDH_CURVE25519_SHA-256_ML-KEM-768"  or  "..._ML-KEM-1024"
+//! L_PQHE = "securemesh-PQXDH-HE_CURVE25519_SHA-256_ML-KEM-768" or "..._ML-KEM-1024"
+//! AD  = as in §4
+//! ```
+//!
+//! `F || KM` is \[PQXDH\]'s KDF input exactly (`SS` last); its `info`
+//! parameter names the curve, hash and KEM as \[PQXDH\] §2.1 asks, and
+//! the prefix follows it as in §4, so the ciphertext, `kem_id` and
+//! `kem_alg` are bound into `SK` as well. Bob decapsulates `CT` with the
+//! named KEM prekey (implicit rejection: a changed ciphertext gives an
+//! unrelated `SS`, so the first message fails to authenticate, `Decrypt`)
+//! and derives the same. The clear-header and header-encrypting labels and
+//! the two KEMs give unrelated `SK`s, as do X3DH and PQXDH.
 //!
 //! `SK` and `AD` start the Double Ratchet as in \[DR\] §5.1: `SK` is the
 //! first root key, `SPK_B` is Bob's first ratchet key pair and `AD` is the
@@ -263,7 +322,7 @@
 //! collisions negligible), so the same header key encrypts every header of a
 //! chain.
 //!
-//! ### 6.4 Type `0x04`: initial message (168 or 172 bytes of prefix)
+//! ### 6.4 Type `0x04`: initial message (168 or 172 bytes of prefix; with PQXDH 8 + the ciphertext length more)
 //!
 //! Every message Alice sends until she has decrypted one message from Bob
 //! (§8) is an initial message: the X3DH prefix (\[X3DH\] §3.3) followed by
@@ -277,13 +336,20 @@
 //! | 161 | `spk_id` | u32 | the bundle's `spk_id` |
 //! | 165 | `opk_count` | u8 | `0` or `1` (else `Malformed`) |
 //! | 166 | `opk_id` | u32 | only if `opk_count = 1` |
-//! | next | `kem_count` | u8 | must be `0` in version 2 (else `UnknownVersion`) |
+//! | next | `kem_count` | u8 | `0` (X3DH) or `1` (PQXDH, §4.1), else `Malformed` |
+//! | | `kem_id` | u32 | only if `kem_count = 1`: the KEM prekey encapsulated to |
+//! | | `kem_alg` | u16 | only if `kem_count = 1`: its algorithm (§3), the explicit KEM type of the ciphertext |
+//! | | `ct_len` | u16 | only if `kem_count = 1`: at most 1568 (else `Malformed`); must be the algorithm's ciphertext length (checked by `respond`) |
+//! | | `ct` | `ct_len` | only if `kem_count = 1`: the KEM ciphertext `CT` |
 //! | next | `header_encryption` | u8 | `0` (inner type `0x02`) or `1` (inner type `0x03`), else `Malformed` |
 //! | next | inner message | rest | a complete §6.2 or §6.3 message |
 //!
-//! The prefix is 168 bytes without a one-time prekey and 172 bytes with one
-//! (`INITIAL_PREFIX_LEN` is the latter, the maximum). A future PQXDH version
-//! will put the KEM ciphertext after a non-zero `kem_count`.
+//! The X3DH prefix is 168 bytes without a one-time prekey and 172 bytes
+//! with one (`INITIAL_PREFIX_LEN` is the latter); a PQXDH prefix adds
+//! `8 + ct_len`: 1096 bytes with ML-KEM-768, 1576 with ML-KEM-1024
+//! (`pqxdh_prefix_extra`), at most 1748 in all (`MAX_INITIAL_PREFIX_LEN`).
+//! Like the rest of the prefix, the ciphertext is repeated on every
+//! initial message (§8).
 //!
 //! ### 6.5 Message encryption and its associated data
 //!
@@ -505,7 +571,9 @@
 //! `opk_count`, `kem_count`, `header_encryption`, in wire order; Alice's
 //! binding signature is *not* checked yet), then applies the responder's
 //! header-mode requirement (`HeaderEncryptionRequired`, §8), then looks up the signed
-//! prekey and the one-time prekey (`UnknownPrekey`), then verifies Alice's
+//! prekey and the one-time prekey (`UnknownPrekey`), then the KEM prekey
+//! (`UnknownPrekey`, then `Malformed` for a wrong `kem_alg` or `ct_len`) or,
+//! without a KEM slot, applies the downgrade rule (`Downgrade`), then verifies Alice's
 //! identity (`BadSignature`), then computes `DH1`..`DH4` in that order
 //! (`NonContributory`), then decrypts the inner message, whose checks run
 //! in this order: type against the flag and the mode, length, output
@@ -519,8 +587,13 @@
 //! | | `BadSignature` | identity, `spk_sig` or `kem_sig` does not verify (strictly), or a key does not decode |
 //! | | `Malformed` | truncated, count not 0/1, `kem_pub_len > 1568`, trailing bytes, a non-canonical X25519 key (§1) |
 //! | `initiate` | `NonContributory` | an X3DH DH output is all zero |
+//! | `initiate_pq` | `UnsupportedKem` | no KEM prekey in the bundle, `kem_alg` not in `{1, 3}` (or a build without the feature `pq`), or a session type without room for the ciphertext |
+//! | | `Malformed` | `kem_pub_len` not the algorithm's key length, or the FIPS 203 §7.2 modulus check fails |
 //! | `respond` | `Malformed` | not type `0x04` (nor `0x01`), truncated prefix, flags not 0/1, inner type not matching the flag, a non-canonical X25519 key (§1) |
-//! | | `UnknownVersion` | type `0x01` (version 1), `kem_count != 0` |
+//! | | `UnknownVersion` | type `0x01` (version 1) |
+//! | | `Malformed` | (PQXDH) `kem_count > 1`, `ct_len > 1568`; `kem_alg` not the named KEM prekey's algorithm or `ct_len` not its ciphertext length |
+//! | | `UnknownPrekey` | (PQXDH) `kem_id` not held: unknown, never published, a one-time KEM prekey already consumed, or a last-resort one erased with its signed prekey |
+//! | | `Downgrade` | `kem_count = 0` but the signed prekey `spk_id` was published only with KEM prekeys (it has a last-resort KEM prekey) |
 //! | | `HeaderEncryptionRequired` | Bob requires encrypted headers and `header_encryption` is `0` (local policy, §8) |
 //! | | `BadSignature` | Alice's identity binding signature |
 //! | | `UnknownPrekey` | `spk_id` not held (current, or previous within its grace period), or `opk_id` not held (unknown or already consumed) |
@@ -557,7 +630,15 @@
 //!   message may have any `n <= MAX_SKIP`, earlier keys are stored as
 //!   skipped). Only when that message authenticates is the one-time prekey
 //!   erased (\[X3DH\] §3.4), so a forged initial message cannot burn it and
-//!   a replayed one cannot open a second session (`UnknownPrekey`). Without
+//!   a replayed one cannot open a second session (`UnknownPrekey`). With
+//!   PQXDH the one-time KEM prekey the message names is looked up, used
+//!   and erased the same way (\[PQXDH\] §3.4); a last-resort KEM prekey
+//!   is kept. A message without a KEM slot to a signed prekey that Bob
+//!   publishes with a last-resort KEM prekey is refused (`Downgrade`)
+//!   before anything is used: an attacker who strips the ciphertext (or
+//!   Alice's software that ignores the KEM slot) cannot obtain a session
+//!   without the post-quantum secret. A KEM slot naming a KEM prekey Bob
+//!   does not hold (never published, consumed, erased) is `UnknownPrekey`. Without
 //!   a one-time prekey a replayed initial message does open a second
 //!   session (\[X3DH\] §4.2): applications must detect it by its `ek_pub`.
 //!   In version 2 that check is sound: only the exact bytes of the genuine
@@ -567,8 +648,10 @@
 //!   of the initial message that started it. A later `0x04` message given to
 //!   `decrypt` is accepted only if **every** prefix field equals it: all 128
 //!   bytes of Alice's identity, `ek_pub`, `spk_id`, `opk_count` and
-//!   `opk_id`, and `header_encryption` (the session's mode); otherwise
-//!   `Malformed` (a non-zero `kem_count` is already refused by parsing). Its inner message is then decrypted normally.
+//!   `opk_id`, `kem_count` and, with PQXDH, `kem_id`, `kem_alg` and the
+//!   ciphertext (compared by its SHA-256, which the session keeps), and
+//!   `header_encryption` (the session's mode); otherwise `Malformed`. Its
+//!   inner message is then decrypted normally.
 //!   The comparison is required because a repeated message is decrypted
 //!   with the session's keys, not with a fresh X3DH: the prefix binding of
 //!   §4 protects only the first one.

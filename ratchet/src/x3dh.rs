@@ -34,18 +34,18 @@ fn dh(sk: &Key32, pk: &[u8; 32]) -> Result<Key32, Error> {
 /// The KEM shared secret of PQXDH and its algorithm (`None`: X3DH).
 pub(crate) type KemSecret<'a> = Option<(&'a Key32, KemAlgorithm)>;
 
-fn kdf(dhs: &[&Key32], kem: KemSecret<'_>, he: bool, prefix: &[u8], out: &mut [u8]) -> Result<(), Error> {
+fn kdf(dhs: &[&Key32], kem: KemSecret<'_>, he: bool, prefix: &[&[u8]], out: &mut [u8]) -> Result<(), Error> {
     match kem {
-        Some((ss, alg)) => kdf::pqxdh(dhs, ss, alg.info(he), prefix, out),
-        None => kdf::x3dh(dhs, if he { X3DH_HE_INFO } else { X3DH_INFO }, prefix, out),
+        Some((ss, alg)) => kdf::agreement(dhs, Some(ss), alg.info(he), prefix, out),
+        None => kdf::agreement(dhs, None, if he { X3DH_HE_INFO } else { X3DH_INFO }, prefix, out),
     }
 }
 
 /// What the KDF takes besides the DH outputs: the KEM secret (PQXDH),
-/// the initial message's prefix and the header mode.
+/// the initial message's prefix (in parts, concatenated) and the header mode.
 pub(crate) struct Context<'a> {
     pub(crate) kem: KemSecret<'a>,
-    pub(crate) prefix: &'a [u8],
+    pub(crate) prefix: &'a [&'a [u8]],
     pub(crate) he: bool,
 }
 

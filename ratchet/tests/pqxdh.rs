@@ -11,7 +11,7 @@ use securemesh_core::testing::TestRng;
 use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::{
     Bundle, Error, INITIAL_PREFIX_LEN, Identity, KemAlgorithm, MAX_BUNDLE_LEN, MAX_KEM_PUBLIC_LEN,
-    PrekeyConfig, PrekeyPool, Session, SessionConfig, pqxdh_prefix_extra,
+    PqxdhSession, PrekeyConfig, PrekeyPool, Session, SessionConfig, pqxdh_prefix_extra,
 };
 
 const T0: UnixTime = UnixTime(1_700_000_000);
@@ -50,13 +50,13 @@ fn bundle_bytes(b: &Bob, opk: Option<u32>, kem: Option<u32>) -> Vec<u8> {
     wire
 }
 
-fn initiate(rng: &mut TestRng, alice: &Identity, bundle: &[u8], he: bool) -> Session {
+fn initiate(rng: &mut TestRng, alice: &Identity, bundle: &[u8], he: bool) -> PqxdhSession {
     let bundle = Bundle::decode(bundle).unwrap();
     let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
-    Session::initiate_pq(alice, &bundle, cfg, rng, NOW).unwrap()
+    PqxdhSession::initiate_pq(alice, &bundle, cfg, rng, NOW).unwrap()
 }
 
-fn send(s: &mut Session, rng: &mut TestRng, text: &[u8]) -> Vec<u8> {
+fn send<const K: usize>(s: &mut Session<128, 128, K>, rng: &mut TestRng, text: &[u8]) -> Vec<u8> {
     let mut wire = vec![0u8; s.encrypted_len(text.len())];
     let n = s.encrypt(text, &mut wire, rng, NOW).unwrap();
     assert_eq!(n, wire.len());
@@ -70,7 +70,7 @@ fn respond(b: &mut Bob, msg: &[u8]) -> Result<(Session, Vec<u8>), Error> {
     Ok((s, out))
 }
 
-fn open(s: &mut Session, msg: &[u8]) -> Result<Vec<u8>, Error> {
+fn open<const K: usize>(s: &mut Session<128, 128, K>, msg: &[u8]) -> Result<Vec<u8>, Error> {
     let mut out = vec![0u8; msg.len()];
     let n = s.decrypt(msg, &mut out, NOW)?;
     out.truncate(n);
@@ -227,23 +227,32 @@ fn initiate_pq_needs_a_usable_kem_prekey() {
     let bob = Identity::generate(&mut rng);
     let pool: PrekeyPool<4> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
     let cfg = SessionConfig::default();
-    let r = Session::<128, 128>::initiate_pq(&alice, &pool.bundle(None), cfg, &mut rng, NOW);
+    let r = PqxdhSession::initiate_pq(&alice, &pool.bundle(None), cfg, &mut rng, NOW);
     assert_eq!(r.unwrap_err(), Error::UnsupportedKem);
+    // A session type without room for the ciphertext it must repeat.
+    let pq_bob = Identity::generate(&mut rng);
+    let pq_pool =
+        Pool::new_pq(&pq_bob, &mut rng, T0, PrekeyConfig::default(), KemAlgorithm::MlKem768).unwrap();
+    let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
+    let pq_bundle = pq_pool.bundle_pq(None, None, &mut kem_buf).unwrap();
+    let r = Session::<128, 128>::initiate_pq(&alice, &pq_bundle, cfg, &mut rng, NOW);
+    assert_eq!(r.unwrap_err(), Error::UnsupportedKem);
+    assert!(Session::<128, 128, 1088>::initiate_pq(&alice, &pq_bundle, cfg, &mut rng, NOW).is_ok());
     // Signed, of ML-KEM-768 length, but an X-Wing code: not run.
     let key = [7u8; 1184];
     let kem = securemesh_ratchet::KemPrekey::sign(&bob, 9, 2, &key).unwrap();
     let bundle = pool.bundle(None).with_kem(kem).unwrap();
-    let r = Session::<128, 128>::initiate_pq(&alice, &bundle, cfg, &mut rng, NOW);
+    let r = PqxdhSession::initiate_pq(&alice, &bundle, cfg, &mut rng, NOW);
     assert_eq!(r.unwrap_err(), Error::UnsupportedKem);
     // An ML-KEM-768 key that fails the FIPS 203 modulus check.
     let kem = securemesh_ratchet::KemPrekey::sign(&bob, 9, 1, &[0xff; 1184]).unwrap();
     let bundle = pool.bundle(None).with_kem(kem).unwrap();
-    let r = Session::<128, 128>::initiate_pq(&alice, &bundle, cfg, &mut rng, NOW);
+    let r = PqxdhSession::initiate_pq(&alice, &bundle, cfg, &mut rng, NOW);
     assert_eq!(r.unwrap_err(), Error::Malformed);
     // A wrong length for its algorithm.
     let kem = securemesh_ratchet::KemPrekey::sign(&bob, 9, 1, &[1; 1183]).unwrap();
     let bundle = pool.bundle(None).with_kem(kem).unwrap();
-    let r = Session::<128, 128>::initiate_pq(&alice, &bundle, cfg, &mut rng, NOW);
+    let r = PqxdhSession::initiate_pq(&alice, &bundle, cfg, &mut rng, NOW);
     assert_eq!(r.unwrap_err(), Error::Malformed);
 }
 
@@ -326,7 +335,7 @@ fn pqxdh_states_persist() {
     let m1 = send(&mut a, &mut rng, b"one");
     let a_bytes = state(&a);
     assert_eq!(u16::from_be_bytes([a_bytes[5], a_bytes[6]]), 3);
-    let mut a = Session::<128, 128>::decode_state(&a_bytes).unwrap();
+    let mut a = PqxdhSession::decode_state(&a_bytes).unwrap();
     assert_eq!(state(&a), a_bytes);
     let m2 = send(&mut a, &mut rng, b"two");
     assert_eq!(m2.len(), m1.len());
