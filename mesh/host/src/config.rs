@@ -43,9 +43,56 @@ pub struct AgentFile {
     /// Logs and metrics.
     #[serde(default)]
     pub observability: Observability,
+    /// Roles and the message kinds each permits.
+    #[serde(default)]
+    pub roles: Vec<RoleEntry>,
     /// Peers known from the start.
     #[serde(default)]
     pub peers: Vec<PeerEntry>,
+}
+
+/// `roles:`: one role of the policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleEntry {
+    /// The role's number (0..32).
+    #[serde(deserialize_with = "role_number")]
+    pub role: u8,
+    /// The message kinds (0..64) it permits.
+    #[serde(deserialize_with = "message_kinds")]
+    pub kinds: Vec<u8>,
+}
+
+fn role_number<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = u64::deserialize(d)?;
+    u8::try_from(v)
+        .ok()
+        .filter(|r| usize::from(*r) < securemesh::policy::MAX_ROLES)
+        .ok_or_else(|| de::Error::custom(format_args!("{v} is not a role number (0..32)")))
+}
+
+fn role_numbers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let v = Vec::<u64>::deserialize(d)?;
+    v.iter()
+        .map(|r| {
+            u8::try_from(*r)
+                .ok()
+                .filter(|r| usize::from(*r) < securemesh::policy::MAX_ROLES)
+                .ok_or_else(|| de::Error::custom(format_args!("{r} is not a role number (0..32)")))
+        })
+        .collect()
+}
+
+fn message_kinds<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let v = Vec::<u64>::deserialize(d)?;
+    v.iter()
+        .map(|k| {
+            u8::try_from(*k)
+                .ok()
+                .filter(|k| securemesh::MessageKind(*k).is_valid())
+                .ok_or_else(|| de::Error::custom(format_args!("{k} is not a message kind (0..64)")))
+        })
+        .collect()
 }
 
 /// `agent:`.
@@ -384,14 +431,28 @@ pub enum LogFormat {
 pub struct PeerEntry {
     /// A name for logs.
     pub name: String,
-    /// Its public identity, 128 bytes as 256 hex digits.
-    pub identity: String,
+    /// Its public identity, 128 bytes as 256 hex digits (printed by
+    /// `securemesh bundle`).
+    #[serde(deserialize_with = "public_identity")]
+    pub identity: securemesh_ratchet::PublicIdentity,
     /// Where its Noise listener is (absent: offline, reached through
     /// the mailbox).
     pub address: Option<SocketAddr>,
     /// The roles granted to it (numbers 0..32).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "role_numbers")]
     pub roles: Vec<u8>,
+}
+
+fn public_identity<'de, D: Deserializer<'de>>(d: D) -> Result<securemesh_ratchet::PublicIdentity, D::Error> {
+    let s = String::deserialize(d)?;
+    let bytes =
+        crate::keys::from_hex(&s).ok_or_else(|| de::Error::custom("a public identity is 256 hex digits"))?;
+    let arr: &[u8; securemesh_ratchet::PublicIdentity::LEN] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| de::Error::custom("a public identity is 256 hex digits (128 bytes)"))?;
+    securemesh_ratchet::PublicIdentity::from_bytes(arr)
+        .map_err(|_| de::Error::custom("not a public identity: its binding signature does not verify"))
 }
 
 /// A duration written as a number and a unit: `500ms`, `10s`, `5m`,

@@ -33,6 +33,7 @@ pub use error::HostError;
 /// [`config::PREKEY_POOL_SIZE`] one-time prekeys. About 100 KB: keep it
 /// boxed.
 pub type HostAgent = securemesh::Agent<32, 16, 32, 1024, 16>;
+pub mod app;
 pub mod demo;
 pub mod metrics;
 pub mod runtime;

@@ -25,6 +25,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the agent's peer id, public identity and last-resort bundle (creating the agent on first use).
+    Bundle {
+        /// The agent's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run one agent until Ctrl-C, then store its state.
+    Agent {
+        /// The agent's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the live mesh demo: agents on loopback TCP, every scenario checked.
     Demo {
         /// Print the summary as JSON on stdout (the progress stays on stderr).
@@ -49,6 +61,16 @@ fn init_logs(default: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+fn agent(config: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let file = securemesh_host::config::AgentFile::load(config)?;
+    securemesh_host::app::init_logs(&file);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    runtime()?.block_on(securemesh_host::app::run_agent(&file, stop))?;
+    Ok(())
+}
+
 fn demo(json: bool, dir: Option<PathBuf>, quiet: bool) -> Result<bool, Box<dyn std::error::Error>> {
     init_logs("warn");
     let dir =
@@ -70,6 +92,11 @@ fn main() -> ExitCode {
         Command::Keygen { out } => securemesh_host::keys::write_new_key(&out)
             .map(|()| println!("storage key written to {}", out.display()))
             .map_err(Into::into),
+        Command::Bundle { config } => securemesh_host::config::AgentFile::load(&config)
+            .map_err(Into::into)
+            .and_then(|f| securemesh_host::app::bundle_text(&f).map_err(Into::into))
+            .map(|t| print!("{t}")),
+        Command::Agent { config } => agent(&config),
         Command::Demo { json, dir, quiet } => match demo(json, dir, quiet) {
             Ok(true) => Ok(()),
             Ok(false) => Err("some checks did not hold".into()),

@@ -38,7 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 /// The host's clock: the mesh's [`Instant`] counts milliseconds from the
 /// process's start; wall time is the system clock.
@@ -149,7 +149,7 @@ enum Command {
 }
 
 enum Net {
-    Conn { id: u64, writer: OwnedWriteHalf },
+    Conn { id: u64, writer: OwnedWriteHalf, reader: AbortHandle },
     Frame { id: u64, bytes: Vec<u8> },
     Closed { id: u64 },
 }
@@ -255,6 +255,28 @@ pub fn bundles(agent: &HostAgent) -> Result<Bundles, HostError> {
     Ok(Bundles { last_resort: last, one_time: once })
 }
 
+/// The agent of `opts.state_dir`: restored from its records, or made
+/// (new identity, persistence on) and stored when there are none.
+/// Returns it, its store and whether it was restored.
+pub fn open(
+    opts: &AgentOptions,
+    key: StorageKey,
+    rng: &mut OsRng,
+) -> Result<(Box<HostAgent>, FileStore, bool), HostError> {
+    let mut store = FileStore::open(&opts.state_dir, opts.ledger.as_deref())?;
+    let (mut agent, restored) = match restore(&store, key.duplicate(), opts.config)? {
+        Some(a) => (a, true),
+        None => {
+            let identity = Identity::generate(rng);
+            let mut a = Box::new(HostAgent::new(identity, opts.config, rng, Clock::wall()));
+            a.enable_persistence(key);
+            (a, false)
+        }
+    };
+    flush(&mut agent, &mut store, rng)?;
+    Ok((agent, store, restored))
+}
+
 /// Start an agent: restore it from `opts.state_dir` (or create it),
 /// listen, publish its bundles, and run it in a task.
 pub async fn spawn<D: DeliveryService>(
@@ -265,18 +287,7 @@ pub async fn spawn<D: DeliveryService>(
     app: mpsc::UnboundedSender<Delivered>,
 ) -> Result<AgentHandle, HostError> {
     let mut rng = OsRng::new()?;
-    let mut store = FileStore::open(&opts.state_dir, opts.ledger.as_deref())?;
-    let restored_key = key.duplicate();
-    let (mut agent, restored) = match restore(&store, restored_key, opts.config)? {
-        Some(a) => (a, true),
-        None => {
-            let identity = Identity::generate(&mut rng);
-            let mut a = Box::new(HostAgent::new(identity, opts.config, &mut rng, Clock::wall()));
-            a.enable_persistence(key);
-            (a, false)
-        }
-    };
-    flush(&mut agent, &mut store, &mut rng)?;
+    let (agent, store, restored) = open(&opts, key, &mut rng)?;
     let listener = TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     let peer_id = agent.peer_id();
@@ -295,7 +306,7 @@ pub async fn spawn<D: DeliveryService>(
     }));
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (net_tx, net_rx) = mpsc::unbounded_channel();
-    let accept = tokio::spawn(accept_loop(listener, net_tx.clone()));
+    let accept = tokio::spawn(accept_loop(listener, net_tx.clone())).abort_handle();
     let task = Task {
         name: opts.name.clone(),
         agent,
@@ -311,13 +322,10 @@ pub async fn spawn<D: DeliveryService>(
         next_conn: 1 << 32,
         net_tx,
         counts: Status::default(),
+        accept,
     };
     let mailbox_poll = opts.mailbox_poll;
-    let join = tokio::spawn(async move {
-        let r = task.run(cmd_rx, net_rx, mailbox_poll).await;
-        accept.abort();
-        r
-    });
+    let join = tokio::spawn(task.run(cmd_rx, net_rx, mailbox_poll));
     Ok(AgentHandle { name: opts.name, peer_id, identity, addr, cmd: cmd_tx, status, join })
 }
 
@@ -341,14 +349,18 @@ async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>) {
 fn register(stream: TcpStream, id: u64, net: &mpsc::UnboundedSender<Net>) -> Result<(), HostError> {
     let _ = stream.set_nodelay(true);
     let (rd, writer) = stream.into_split();
-    net.send(Net::Conn { id, writer }).map_err(|_| HostError::Stopped)?;
-    spawn_reader(rd, id, net.clone());
+    let reader = spawn_reader(rd, id, net.clone());
+    net.send(Net::Conn { id, writer, reader }).map_err(|_| HostError::Stopped)?;
     Ok(())
 }
 
 /// Forward connection `id`'s frames to the agent task until it closes
 /// (or sends a frame longer than an envelope).
-fn spawn_reader(mut rd: tokio::net::tcp::OwnedReadHalf, id: u64, net: mpsc::UnboundedSender<Net>) {
+fn spawn_reader(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    id: u64,
+    net: mpsc::UnboundedSender<Net>,
+) -> AbortHandle {
     tokio::spawn(async move {
         while let Ok(Some(bytes)) = read_frame(&mut rd).await {
             if net.send(Net::Frame { id, bytes }).is_err() {
@@ -356,7 +368,8 @@ fn spawn_reader(mut rd: tokio::net::tcp::OwnedReadHalf, id: u64, net: mpsc::Unbo
             }
         }
         let _ = net.send(Net::Closed { id });
-    });
+    })
+    .abort_handle()
 }
 
 /// One length-framed envelope, `None` at a clean end of stream.
@@ -396,11 +409,24 @@ struct Task<D> {
     book: AddressBook,
     app: mpsc::UnboundedSender<Delivered>,
     status: Arc<Mutex<Status>>,
-    conns: HashMap<u64, OwnedWriteHalf>,
+    conns: HashMap<u64, (OwnedWriteHalf, AbortHandle)>,
     by_peer: HashMap<PeerId, u64>,
     next_conn: u64,
     net_tx: mpsc::UnboundedSender<Net>,
     counts: Status,
+    /// The listener's accept loop.
+    accept: AbortHandle,
+}
+
+/// However the task ends (returned, or aborted as by a crash), its
+/// listener and every connection close with it.
+impl<D> Drop for Task<D> {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for (_, reader) in self.conns.values() {
+            reader.abort();
+        }
+    }
 }
 
 impl<D: DeliveryService> Task<D> {
@@ -441,7 +467,7 @@ impl<D: DeliveryService> Task<D> {
                     }
                 },
                 Some(n) = net.recv() => match n {
-                    Net::Conn { id, writer } => { self.conns.insert(id, writer); }
+                    Net::Conn { id, writer, reader } => { self.conns.insert(id, (writer, reader)); }
                     Net::Closed { id } => {
                         self.conns.remove(&id);
                         self.by_peer.retain(|_, c| *c != id);
@@ -595,9 +621,9 @@ impl<D: DeliveryService> Task<D> {
                     let id = self.next_conn;
                     let _ = s.set_nodelay(true);
                     let (rd, writer) = s.into_split();
-                    self.conns.insert(id, writer);
+                    let reader = spawn_reader(rd, id, self.net_tx.clone());
+                    self.conns.insert(id, (writer, reader));
                     self.by_peer.insert(to, id);
-                    spawn_reader(rd, id, self.net_tx.clone());
                 }
                 Err(e) => {
                     self.counts.send_failures = self.counts.send_failures.saturating_add(1);
@@ -608,11 +634,13 @@ impl<D: DeliveryService> Task<D> {
         }
         let Some(id) = self.by_peer.get(&to).copied() else { return };
         let ok = match self.conns.get_mut(&id) {
-            Some(w) => write_frame(w, bytes).await.is_ok(),
+            Some((w, _)) => write_frame(w, bytes).await.is_ok(),
             None => false,
         };
         if !ok {
-            self.conns.remove(&id);
+            if let Some((_, reader)) = self.conns.remove(&id) {
+                reader.abort();
+            }
             self.by_peer.remove(&to);
             self.counts.send_failures = self.counts.send_failures.saturating_add(1);
             tracing::warn!(agent = %self.name, peer = %short(&to), "connection lost; transmit dropped");

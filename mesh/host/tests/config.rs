@@ -85,6 +85,20 @@ fn bad_files_name_the_key_and_the_line() {
     names(&m, "MLS", g);
     names(&m, "enabled: true", g);
 
+    // A role beyond the policy's table, a message kind beyond 64.
+    let r = line_of("- role: 0");
+    let m = refused(&edit(r, "  - role: 40"));
+    names(&m, "role: 40", r);
+    let k = line_of("kinds: [1, 3]");
+    let m = refused(&edit(k, "    kinds: [1, 64]"));
+    names(&m, "64 is not a message kind", k);
+
+    // A peer whose identity is not one.
+    let p = line_of("peers: []");
+    let bad_peer = edit(p, &format!("peers:\n  - name: x\n    identity: {}", "00".repeat(128)));
+    let m = refused(&bad_peer);
+    names(&m, "identity", p + 2);
+
     // A wrong type.
     let h = line_of("header_encryption:");
     let m = refused(&edit(h, "    header_encryption: maybe"));

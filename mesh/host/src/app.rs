@@ -1,0 +1,135 @@
+//! The commands `agent --config FILE` and `bundle --config FILE`.
+
+use crate::config::{AgentFile, LogFormat};
+use crate::delivery::InProcess;
+use crate::error::HostError;
+use crate::keys::{self, KeyError};
+use crate::rng::OsRng;
+use crate::runtime::{AddressBook, AgentOptions, bundles, open, spawn};
+use securemesh::{MessageKind, Permissions, Role, Roles};
+use securemesh_core::envelope::StorageKey;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The storage key the file names (`key_file`, else `key_env`).
+pub fn storage_key(file: &AgentFile) -> Result<StorageKey, HostError> {
+    let p = file.key_lifecycle.state_persistence.as_ref().ok_or(KeyError::NotConfigured)?;
+    match (&p.key_file, &p.key_env) {
+        (Some(path), _) => Ok(keys::read_key_file(path)?),
+        (None, Some(var)) => Ok(keys::read_key_env(var)?),
+        (None, None) => Err(KeyError::NotConfigured.into()),
+    }
+}
+
+/// The runtime options the file describes.
+pub fn options(file: &AgentFile) -> AgentOptions {
+    AgentOptions {
+        name: file.agent.name.clone(),
+        config: file.agent_config(),
+        state_dir: file.agent.state_dir.clone(),
+        ledger: file.key_lifecycle.state_persistence.as_ref().and_then(|p| p.generation_file.clone()),
+        listen: file.agent.listen,
+        mailbox_poll: Duration::from_millis(50),
+    }
+}
+
+/// Start `tracing` output at the file's level and format.
+pub fn init_logs(file: &AgentFile) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&file.observability.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(file.observability.log_format == LogFormat::Text)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// What `securemesh bundle` prints: the agent's peer id, public identity
+/// and last-resort bundle (no one-time prekey: those are handed out by
+/// the delivery service, once each), as hex. The agent is created and
+/// stored if its state directory is empty.
+pub fn bundle_text(file: &AgentFile) -> Result<String, HostError> {
+    let key = storage_key(file)?;
+    let mut rng = OsRng::new()?;
+    let (agent, _, restored) = open(&options(file), key, &mut rng)?;
+    let b = bundles(&agent)?;
+    Ok(format!(
+        "name: {}\nrestored: {restored}\npeer_id: {}\nidentity: {}\nbundle: {}\n",
+        file.agent.name,
+        keys::to_hex(&agent.peer_id().0),
+        keys::to_hex(&agent.public_identity().to_bytes()),
+        keys::to_hex(&b.last_resort),
+    ))
+}
+
+/// Run the agent the file describes until `stop` resolves (Ctrl-C for
+/// the command), then store its state and return.
+pub async fn run_agent(
+    file: &AgentFile,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), HostError> {
+    let key = storage_key(file)?;
+    let delivery = Arc::new(InProcess::new(4096));
+    let book = AddressBook::default();
+    let (app_tx, mut app_rx) = mpsc::unbounded_channel();
+    let handle = spawn(options(file), key, delivery, Arc::clone(&book), app_tx).await?;
+    // Roles and peers of the file.
+    let roles: Vec<(Role, Permissions)> = file
+        .roles
+        .iter()
+        .map(|r| {
+            let kinds: Vec<MessageKind> = r.kinds.iter().map(|k| MessageKind(*k)).collect();
+            (Role(r.role), Permissions::of(&kinds))
+        })
+        .collect();
+    let mut peers = Vec::new();
+    for p in &file.peers {
+        let id = securemesh::PeerId::of(&p.identity);
+        if let (Some(addr), Ok(mut b)) = (p.address, book.lock()) {
+            b.insert(id, addr);
+        }
+        let granted: Vec<Role> = p.roles.iter().map(|r| Role(*r)).collect();
+        peers.push((p.identity, p.address.is_some(), Roles::of(&granted)));
+    }
+    handle
+        .with(move |agent, _, _| -> Result<(), securemesh::Error> {
+            for (role, permits) in roles {
+                agent.policy_mut().define_role(role, permits)?;
+            }
+            for (identity, reachable, roles) in peers {
+                let id = agent.add_peer_identity(&identity)?;
+                agent.set_reachable(&id, reachable)?;
+                agent.policy_mut().grant(id, roles)?;
+            }
+            Ok(())
+        })
+        .await??;
+    let metrics = if file.observability.metrics {
+        let listener = tokio::net::TcpListener::bind(file.observability.metrics_listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+        let cells = Arc::new(Mutex::new(vec![handle.status_cell()]));
+        Some(tokio::spawn(crate::metrics::serve(listener, cells)))
+    } else {
+        None
+    };
+    tracing::info!(
+        agent = %handle.name,
+        peer_id = %keys::to_hex(&handle.peer_id.0),
+        listen = %handle.addr,
+        "running; Ctrl-C stops and stores the state"
+    );
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            Some(d) = app_rx.recv() => {
+                tracing::info!(from = %crate::runtime::short(&d.from), kind = d.kind.0, bytes = d.payload.len(), channel = ?d.channel, "message delivered");
+            }
+        }
+    }
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    handle.shutdown().await
+}

@@ -1,0 +1,205 @@
+//! The runtime on loopback sockets: a peer sending garbage and a killed
+//! peer give clear errors (counted and logged) and lose nothing; the
+//! `agent` command's loop runs from a configuration file and stores its
+//! state on stop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh::{Permissions, Roles};
+use securemesh_core::envelope::StorageKey;
+use securemesh_host::config::AgentFile;
+use securemesh_host::delivery::{DeliveryService, InProcess};
+use securemesh_host::demo::{REPLY, TASK, WORKER};
+use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn, write_frame};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("securemesh-host-rt-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+async fn start(
+    dir: &std::path::Path,
+    name: &str,
+    key: u8,
+    delivery: &Arc<InProcess>,
+    book: &AddressBook,
+    app: &mpsc::UnboundedSender<Delivered>,
+) -> AgentHandle {
+    let opts = AgentOptions {
+        name: name.into(),
+        config: securemesh::Config::default(),
+        state_dir: dir.join(name),
+        ledger: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        mailbox_poll: Duration::from_millis(10),
+    };
+    spawn(opts, StorageKey::new([key; 32]), Arc::clone(delivery), Arc::clone(book), app.clone())
+        .await
+        .unwrap()
+}
+
+async fn know(a: &AgentHandle, b: &AgentHandle) {
+    let identity = b.identity;
+    a.with(move |agent, _, _| {
+        let id = agent.add_peer_identity(&identity).unwrap();
+        agent.set_reachable(&id, true).unwrap();
+        agent.policy_mut().define_role(WORKER, Permissions::of(&[TASK, REPLY])).unwrap();
+        agent.policy_mut().grant(id, Roles::of(&[WORKER])).unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Delivered>) -> Delivered {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap()
+}
+
+async fn until(mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
+
+/// Alpha and bravo online, knowing and granting each other.
+struct Pair {
+    delivery: Arc<InProcess>,
+    book: AddressBook,
+    tx: mpsc::UnboundedSender<Delivered>,
+    rx: mpsc::UnboundedReceiver<Delivered>,
+    alpha: AgentHandle,
+    bravo: AgentHandle,
+}
+
+async fn pair(dir: &std::path::Path) -> Pair {
+    let delivery = Arc::new(InProcess::new(64));
+    let book = AddressBook::default();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let alpha = start(dir, "alpha", 1, &delivery, &book, &tx).await;
+    let bravo = start(dir, "bravo", 2, &delivery, &book, &tx).await;
+    know(&alpha, &bravo).await;
+    know(&bravo, &alpha).await;
+    Pair { delivery, book, tx, rx, alpha, bravo }
+}
+
+#[test]
+fn garbage_from_a_peer_is_refused_and_changes_nothing() {
+    let dir = temp("garbage");
+    rt().block_on(async {
+        let Pair { mut rx, alpha, bravo, .. } = pair(&dir).await;
+
+        // A stranger sends junk frames, a forged envelope header, then a
+        // length beyond any envelope.
+        let mut s = tokio::net::TcpStream::connect(bravo.addr).await.unwrap();
+        write_frame(&mut s, b"not an envelope").await.unwrap();
+        let mut forged = vec![1u8, 3];
+        forged.extend_from_slice(&alpha.peer_id.0);
+        forged.extend_from_slice(&[0u8; 8 + 3 + 40]);
+        write_frame(&mut s, &forged).await.unwrap();
+        until(|| bravo.status().refused_inputs >= 2).await;
+        s.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+
+        // Bravo still works: a genuine exchange goes through.
+        alpha.send(bravo.peer_id, TASK, b"still there?".to_vec()).await.unwrap();
+        let d = next(&mut rx).await;
+        assert_eq!(
+            (d.to.as_str(), d.from, d.payload.as_slice()),
+            ("bravo", alpha.peer_id, &b"still there?"[..])
+        );
+        bravo.send(alpha.peer_id, REPLY, b"yes".to_vec()).await.unwrap();
+        assert_eq!(next(&mut rx).await.payload, b"yes");
+        let st = bravo.status();
+        assert_eq!(st.refused_inputs, 2, "{st:?}");
+        assert_eq!(st.delivered, 1);
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_killed_peer_is_a_counted_failure_and_its_mail_waits() {
+    let dir = temp("killed");
+    rt().block_on(async {
+        let Pair { delivery, book, tx, mut rx, alpha, bravo } = pair(&dir).await;
+        alpha.send(bravo.peer_id, TASK, b"one".to_vec()).await.unwrap();
+        assert_eq!(next(&mut rx).await.payload, b"one");
+        let bravo_id = bravo.peer_id;
+        bravo.kill().await;
+        // The dead peer's listener is gone: direct sends fail and are counted.
+        // (The first write may still land in the closed socket's buffer.)
+        for i in 0..50 {
+            if alpha.status().send_failures >= 1 {
+                break;
+            }
+            alpha.send(bravo_id, TASK, format!("lost in transit {i}").into_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(alpha.status().send_failures >= 1, "{:?}", alpha.status());
+        // Offline now: the next message goes through bravo's mailbox and
+        // waits there for it.
+        let bundle = delivery.take_bundle(bravo_id).await.unwrap().unwrap();
+        alpha
+            .with(move |a, _, _| {
+                a.set_peer_bundle(&bundle).unwrap();
+                a.set_reachable(&bravo_id, false).unwrap();
+            })
+            .await
+            .unwrap();
+        let route = alpha.send(bravo_id, TASK, b"kept for you".to_vec()).await.unwrap();
+        assert_eq!(route.channel, securemesh::Channel::RatchetX3dh);
+        until(|| delivery.pending(&bravo_id) == 1).await;
+        let bravo = start(&dir, "bravo", 2, &delivery, &book, &tx).await;
+        assert!(bravo.status().restored);
+        let d = next(&mut rx).await;
+        assert_eq!((d.to.as_str(), d.payload.as_slice()), ("bravo", &b"kept for you"[..]));
+        until(|| delivery.pending(&bravo_id) == 0).await;
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_agent_command_runs_from_its_file_and_stores_on_stop() {
+    let dir = temp("command");
+    let key_file = dir.join("agent.key");
+    std::fs::create_dir_all(&dir).unwrap();
+    securemesh_host::keys::write_new_key(&key_file).unwrap();
+    let yaml = format!(
+        "agent:\n  name: solo\n  listen: 127.0.0.1:0\n  state_dir: {}\nkey_lifecycle:\n  state_persistence:\n    key_file: {}\nobservability:\n  metrics_listen: 127.0.0.1:0\nroles:\n  - role: 0\n    kinds: [1, 3]\n",
+        dir.join("state").display(),
+        key_file.display()
+    );
+    let file = AgentFile::parse(&yaml).unwrap();
+    let first = securemesh_host::app::bundle_text(&file).unwrap();
+    assert!(first.contains("restored: false"), "{first}");
+    rt().block_on(securemesh_host::app::run_agent(&file, async {
+        tokio::time::sleep(Duration::from_millis(50)).await
+    }))
+    .unwrap();
+    let again = securemesh_host::app::bundle_text(&file).unwrap();
+    assert!(again.contains("restored: true"), "{again}");
+    let id = |t: &str| t.lines().find(|l| l.starts_with("identity: ")).unwrap().to_string();
+    assert_eq!(id(&first), id(&again), "the same agent after the run");
+    // The storage key file refuses to be overwritten.
+    assert!(securemesh_host::keys::write_new_key(&key_file).is_err());
+    // Another key opens nothing and says why.
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    let err = securemesh_host::app::bundle_text(&file).unwrap_err().to_string();
+    assert!(err.contains("another key"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
