@@ -35,6 +35,12 @@ pub enum NameError {
     UnknownHash,
     /// The name is longer than [`crate::MAX_NAME_LEN`].
     TooLong,
+    /// The KEM after `+` in the DH section is not one this crate knows
+    /// (`MLKEM768`, `MLKEM1024`; `XWING` with the feature `hfs-x-wing`).
+    UnknownKem,
+    /// `hfs` without a KEM (`25519+MLKEM768`), a KEM without `hfs`, `hfs`
+    /// twice, or `hfs` on a one-way or `fallback` pattern.
+    InvalidHfs,
     /// The cipher or hash is known but not compiled in: enable the cargo
     /// feature `feature` of securemesh-noise (`aes-gcm` for `AESGCM`,
     /// `blake2` for `BLAKE2s` and `BLAKE2b`).
@@ -67,6 +73,10 @@ impl fmt::Display for NameError {
                 "unknown hash (SHA256 and SHA512 are supported; BLAKE2s and BLAKE2b with the securemesh-noise feature `blake2`)",
             ),
             NameError::TooLong => write!(f, "name longer than {} bytes", crate::MAX_NAME_LEN),
+            NameError::UnknownKem => f.write_str("unknown KEM (MLKEM768 and MLKEM1024 are supported)"),
+            NameError::InvalidHfs => f.write_str(
+                "hfs needs a KEM after the DH name (25519+MLKEM768), a KEM needs hfs, and hfs applies once to an interactive pattern without fallback",
+            ),
             NameError::FeatureDisabled { name, feature } => {
                 write!(f, "{name} needs the securemesh-noise feature `{feature}`")
             }
@@ -121,6 +131,10 @@ pub enum Error {
     OneWay,
     /// A persisted state failed to decode.
     State(securemesh_core::Error),
+    /// `hfs`: the peer's KEM public key (its `e1`) fails the scheme's key
+    /// check (FIPS 203 §7.2), found when encapsulating to it for `ekem1`.
+    /// Nothing changed; the handshake cannot go on: drop it.
+    InvalidKemKey,
 }
 
 impl From<NameError> for Error {
@@ -157,6 +171,7 @@ impl fmt::Display for Error {
             Error::Replay => f.write_str("datagram already received or older than the replay window"),
             Error::OneWay => f.write_str("a one-way pattern has no transport in this direction"),
             Error::State(e) => write!(f, "persisted state refused: {e}"),
+            Error::InvalidKemKey => f.write_str("the peer's KEM public key fails the key check"),
         }
     }
 }

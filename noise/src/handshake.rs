@@ -2,6 +2,8 @@
 
 use crate::cipher::{Key, TAG_LEN};
 use crate::error::Error;
+#[cfg(feature = "hfs")]
+use crate::kem::{KemPublic, KemSecret, MAX_KEM_CIPHERTEXT_LEN};
 use crate::message::MAX_MESSAGE_LEN;
 use crate::pattern::{MessagePattern, Protocol, Token};
 use crate::symmetric::{MAX_HASH_LEN, SymmetricState};
@@ -278,7 +280,15 @@ impl<'a> Builder<'a> {
             protocol: self.protocol,
             initiator,
             sym,
-            keys: Keys { e, re: self.re, rs: self.rs },
+            keys: Keys {
+                e,
+                re: self.re,
+                rs: self.rs,
+                #[cfg(feature = "hfs")]
+                e1: None,
+                #[cfg(feature = "hfs")]
+                re1: None,
+            },
             s,
             psks: self.psks,
             fixed_e: self.fixed_e,
@@ -303,11 +313,26 @@ struct Keys {
     e: Option<Keypair>,
     re: Option<[u8; 32]>,
     rs: Option<[u8; 32]>,
+    /// `hfs`: our KEM decapsulation seed, from our `e1` until the peer's
+    /// `ekem1` is decapsulated.
+    #[cfg(feature = "hfs")]
+    e1: Option<KemSecret>,
+    /// `hfs`: the peer's KEM public key, from its `e1`.
+    #[cfg(feature = "hfs")]
+    re1: Option<KemPublic>,
 }
 
 impl Keys {
     fn duplicate(&self) -> Self {
-        Keys { e: self.e.as_ref().map(Keypair::duplicate), re: self.re, rs: self.rs }
+        Keys {
+            e: self.e.as_ref().map(Keypair::duplicate),
+            re: self.re,
+            rs: self.rs,
+            #[cfg(feature = "hfs")]
+            e1: self.e1.as_ref().map(Secret::duplicate),
+            #[cfg(feature = "hfs")]
+            re1: self.re1,
+        }
     }
 }
 
@@ -452,10 +477,21 @@ impl core::fmt::Debug for HandshakeState {
     }
 }
 
+/// Bytes of `n` bytes sent like an `s` token: encrypted (tag added) once a
+/// key is set.
+const fn sealed_len(n: usize, keyed: bool) -> usize {
+    if keyed { n.saturating_add(TAG_LEN) } else { n }
+}
+
 /// Bytes of an `s` token: the public key, encrypted once a key is set.
 const fn s_len(keyed: bool) -> usize {
-    const KEYED: usize = DH_LEN + TAG_LEN;
-    if keyed { KEYED } else { DH_LEN }
+    sealed_len(DH_LEN, keyed)
+}
+
+/// The protocol's KEM, for an `e1` or `ekem1` token.
+#[cfg(feature = "hfs")]
+fn kem_of(protocol: &Protocol) -> Result<crate::kem::KemChoice, Error> {
+    protocol.kem().ok_or(Error::MissingKey)
 }
 
 /// Bytes of a message for `pattern`, given whether a key is set at its start.
@@ -463,7 +499,14 @@ const fn s_len(keyed: bool) -> usize {
 /// The tokens add at most `MAX_TOKENS * (DH_LEN + TAG_LEN)` bytes; the sum
 /// saturates at `usize::MAX` only for an absurd `payload`, which every
 /// caller treats as longer than [`MAX_MESSAGE_LEN`].
-fn message_len(pattern: &MessagePattern, payload: usize, mut keyed: bool, psk_mode: bool) -> usize {
+#[cfg_attr(not(feature = "hfs"), allow(unused_variables))]
+fn message_len(
+    protocol: &Protocol,
+    pattern: &MessagePattern,
+    payload: usize,
+    mut keyed: bool,
+    psk_mode: bool,
+) -> usize {
     let mut len = 0usize;
     for t in pattern.tokens() {
         match t {
@@ -473,6 +516,18 @@ fn message_len(pattern: &MessagePattern, payload: usize, mut keyed: bool, psk_mo
             }
             Token::S => len = len.saturating_add(s_len(keyed)),
             Token::Ee | Token::Es | Token::Se | Token::Ss | Token::Psk => keyed = true,
+            // A parsed hfs protocol always has its KEM.
+            #[cfg(feature = "hfs")]
+            Token::E1 => {
+                let n = protocol.kem().map_or(0, |k| k.public_key_len());
+                len = len.saturating_add(sealed_len(n, keyed));
+            }
+            #[cfg(feature = "hfs")]
+            Token::Ekem1 => {
+                let n = protocol.kem().map_or(0, |k| k.ciphertext_len());
+                len = len.saturating_add(sealed_len(n, keyed));
+                keyed = true;
+            }
         }
     }
     len.saturating_add(payload).saturating_add(if keyed { TAG_LEN } else { 0 })
@@ -547,7 +602,7 @@ impl HandshakeState {
             return None;
         }
         let m = self.protocol.pattern().messages().get(usize::from(self.next))?;
-        Some(message_len(m, payload_len, self.sym.cs.has_key(), self.psk_mode))
+        Some(message_len(&self.protocol, m, payload_len, self.sym.cs.has_key(), self.psk_mode))
     }
 
     /// Largest payload the next message can carry.
@@ -602,7 +657,8 @@ impl HandshakeState {
         if !self.is_my_turn() {
             return Err(Error::WrongTurn);
         }
-        let needed = message_len(&pattern, payload.len(), self.sym.cs.has_key(), self.psk_mode);
+        let needed =
+            message_len(&self.protocol, &pattern, payload.len(), self.sym.cs.has_key(), self.psk_mode);
         if needed > MAX_MESSAGE_LEN {
             return Err(Error::MessageTooLong);
         }
@@ -641,6 +697,24 @@ impl HandshakeState {
                     pos = advance(pos, sym.encrypt_and_hash(dst, DH_LEN)?)?;
                 }
                 Token::Psk => sym.mix_key_and_hash(self.psk_for(self.next, i)?.expose())?,
+                // GENERATE_KEM_KEYPAIR(); the public key sent like `s`.
+                #[cfg(feature = "hfs")]
+                Token::E1 => {
+                    let kem = kem_of(&self.protocol)?;
+                    let dst = out.get_mut(pos..).ok_or(Error::BufferTooSmall { needed })?;
+                    keys.e1 = Some(kem.generate(rng, dst)?);
+                    pos = advance(pos, sym.encrypt_and_hash(dst, kem.public_key_len())?)?;
+                }
+                // GENERATE_KEM_CIPHERTEXT(re1), sent like `s`, then MixKey.
+                #[cfg(feature = "hfs")]
+                Token::Ekem1 => {
+                    let kem = kem_of(&self.protocol)?;
+                    let re1 = keys.re1.as_ref().ok_or(Error::MissingKey)?;
+                    let dst = out.get_mut(pos..).ok_or(Error::BufferTooSmall { needed })?;
+                    let kem_output = kem.encapsulate(re1.bytes(kem.public_key_len())?, rng, dst)?;
+                    pos = advance(pos, sym.encrypt_and_hash(dst, kem.ciphertext_len())?)?;
+                    sym.mix_key(kem_output.expose())?;
+                }
                 dh => sym.mix_key(self.dh(&keys, *dh)?.expose())?,
             }
         }
@@ -668,7 +742,7 @@ impl HandshakeState {
         if self.is_my_turn() {
             return Err(Error::WrongTurn);
         }
-        let overhead = message_len(&pattern, 0, self.sym.cs.has_key(), self.psk_mode);
+        let overhead = message_len(&self.protocol, &pattern, 0, self.sym.cs.has_key(), self.psk_mode);
         let payload_len = match message.len().checked_sub(overhead) {
             Some(n) if message.len() <= MAX_MESSAGE_LEN => n,
             _ => {
@@ -734,6 +808,29 @@ impl HandshakeState {
                     read_s = true;
                 }
                 Token::Psk => sym.mix_key_and_hash(self.psk_for(self.next, i)?.expose())?,
+                #[cfg(feature = "hfs")]
+                Token::E1 => {
+                    let kem = kem_of(&self.protocol)?;
+                    let len = sealed_len(kem.public_key_len(), sym.cs.has_key());
+                    let (ct, tail) = rest.split_at_checked(len).ok_or(Error::Decrypt)?;
+                    rest = tail;
+                    let mut re1 = KemPublic::empty();
+                    sym.decrypt_and_hash(ct, re1.bytes_mut(kem.public_key_len())?)?;
+                    keys.re1 = Some(re1);
+                }
+                // KEM(e1, ciphertext), then MixKey; our KEM key is spent.
+                #[cfg(feature = "hfs")]
+                Token::Ekem1 => {
+                    let kem = kem_of(&self.protocol)?;
+                    let len = sealed_len(kem.ciphertext_len(), sym.cs.has_key());
+                    let (ct, tail) = rest.split_at_checked(len).ok_or(Error::Decrypt)?;
+                    rest = tail;
+                    let mut buf = [0u8; MAX_KEM_CIPHERTEXT_LEN];
+                    let plain = buf.get_mut(..kem.ciphertext_len()).ok_or(Error::Decrypt)?;
+                    sym.decrypt_and_hash(ct, plain)?;
+                    let e1 = keys.e1.take().ok_or(Error::MissingKey)?;
+                    sym.mix_key(kem.decapsulate(&e1, plain)?.expose())?;
+                }
                 dh => sym.mix_key(self.dh(keys, *dh)?.expose())?,
             }
         }

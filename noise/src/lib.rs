@@ -19,6 +19,12 @@
 //! - **Datagram transport** ([`DatagramTransport`]): explicit counters and an
 //!   RFC 6479 replay window (2048 packets by default) for UDP.
 //! - **Persistence** of both transports through the `core` envelope.
+//! - **Hybrid forward secrecy** (feature `hfs`): the `hfs` modifier of
+//!   "KEM-based Hybrid Forward Secrecy for Noise" (revision 1) on every
+//!   interactive pattern, tokens `e1` and `ekem1`, with ML-KEM-768 and
+//!   ML-KEM-1024 (and X-Wing with `hfs-x-wing`) named after the DH function:
+//!   `Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256` (`KemChoice` when the
+//!   feature is on).
 //!
 //! Primitives: 25519, ChaChaPoly, SHA256, SHA512.
 //!
@@ -28,6 +34,16 @@
 //!
 //! - `aes-gcm`: the `AESGCM` cipher.
 //! - `blake2`: the `BLAKE2s` and `BLAKE2b` hashes.
+//! - `hfs`: the `hfs` modifier with `MLKEM768` and `MLKEM1024`
+//!   (securemesh-core's `ml-kem`); `hfs-x-wing` adds `XWING`. Still no heap
+//!   and no_std; a [`HandshakeState`] grows from about 0.8 KB to 2.4 KB
+//!   (the peer's KEM public key, up to 1568 bytes, and our 64-byte KEM
+//!   seed, which zeroizes on drop and is dropped once `ekem1` is read).
+//!   Interoperability: our `Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256`
+//!   reproduces the five published js-libp2p-noise vectors byte for byte
+//!   (`test-vectors/noise`). snow's `hfs` feature offers only Kyber1024
+//!   (pqcrypto, pre-FIPS 203, `25519+Kyber1024`), which is not ML-KEM, so
+//!   snow and we share no hfs protocol; the token placement is the same.
 //! - `dangerous-testing`: `Builder::dangerous_with_ephemeral`, which fixes
 //!   the ephemeral key so published test vectors and fuzz targets are
 //!   reproducible. It is for test code only (the `securemesh-test-vectors`
@@ -54,6 +70,8 @@ mod cipher;
 mod datagram;
 mod error;
 mod handshake;
+#[cfg(feature = "hfs")]
+mod kem;
 mod message;
 mod pattern;
 mod persist;
@@ -67,6 +85,8 @@ pub use datagram::{
 };
 pub use error::{Error, NameError};
 pub use handshake::{Builder, DH_LEN, HandshakeState, Keypair, MAX_PSKS, Role};
+#[cfg(feature = "hfs")]
+pub use kem::{KemChoice, MAX_KEM_CIPHERTEXT_LEN, MAX_KEM_PUBLIC_KEY_LEN};
 pub use message::MAX_MESSAGE_LEN;
 pub use pattern::{
     CipherChoice, DhChoice, HandshakePattern, HashChoice, MAX_MESSAGES, MAX_NAME_LEN, MAX_TOKENS,

@@ -46,6 +46,10 @@ fn authenticated(p: &Protocol, m: usize) -> bool {
         Token::E => psk_mode,
         Token::S => false,
         Token::Ee | Token::Es | Token::Se | Token::Ss | Token::Psk => true,
+        #[cfg(feature = "hfs")]
+        Token::E1 => false,
+        #[cfg(feature = "hfs")]
+        Token::Ekem1 => true,
     })
 }
 

@@ -3,9 +3,17 @@
 //! transport with the vectors' fixed ephemeral keys. Every ciphertext must
 //! match byte for byte, decrypt back to its payload, and both sides must end
 //! with the published handshake hash.
+//!
+//! The `hfs` (hybrid forward secrecy) vectors go through the same runner
+//! ([`hfs`]): our own `noise/securemesh-hfs.json` (Cacophony format plus the
+//! KEM randomness of each side) and the five published
+//! `Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256` vectors of js-libp2p-noise
+//! (`noise/js-libp2p-noise-xxhfs-mlkem768.json`). They need
+//! securemesh-noise's feature `hfs`; without it they are reported skipped.
 
 use crate::Report;
 use securemesh_core::Secret;
+use securemesh_core::crypto::{Aead, ChaChaPoly};
 use securemesh_core::testing::ReplayRng;
 use securemesh_noise::{Builder, Error, NameError, Protocol, Role};
 use serde::Deserialize;
@@ -37,6 +45,14 @@ pub struct Vector {
     pub resp_static: Option<String>,
     /// Responder ephemeral private key (absent for one-way patterns).
     pub resp_ephemeral: Option<String>,
+    /// `hfs` only: the initiator's KEM randomness (ML-KEM `d || z`, the
+    /// seed its `e1` key pair is generated from).
+    #[serde(default)]
+    pub init_kem_ephemeral: Option<String>,
+    /// `hfs` only: the responder's KEM randomness (ML-KEM `m`, for the
+    /// encapsulation of `ekem1`).
+    #[serde(default)]
+    pub resp_kem_randomness: Option<String>,
     /// Initiator static public key known to the responder.
     pub resp_remote_static: Option<String>,
     /// Final handshake hash.
@@ -61,6 +77,13 @@ struct File {
 
 fn h(s: &str) -> Result<Vec<u8>, String> {
     hex::decode(s).map_err(|e| format!("hex: {e}"))
+}
+
+/// A JSON vector file.
+fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
 }
 
 fn key(s: &str) -> Result<[u8; 32], String> {
@@ -121,8 +144,11 @@ pub fn run_vector(v: &Vector, p: &Protocol) -> Result<(), String> {
     .build(Role::Responder)
     .map_err(|e| format!("responder: {e}"))?;
 
-    // The fixed ephemerals make the RNG unused; a zero RNG proves it.
-    let mut rng = ZeroRng;
+    // The fixed ephemerals leave only the KEM randomness of hfs vectors to
+    // draw: each side replays exactly its bytes (none for Cacophony).
+    let init_kem = v.init_kem_ephemeral.as_deref().map(h).transpose()?.unwrap_or_default();
+    let resp_kem = v.resp_kem_randomness.as_deref().map(h).transpose()?.unwrap_or_default();
+    let (mut irng, mut rrng) = (ReplayRng::new(&init_kem), ReplayRng::new(&resp_kem));
     let (mut wire, mut out) = (vec![0u8; 65535], vec![0u8; 65535]);
     let k = p.pattern().messages().len();
     let one_way = p.pattern().is_one_way();
@@ -130,8 +156,9 @@ pub fn run_vector(v: &Vector, p: &Protocol) -> Result<(), String> {
     for (i, m) in msgs.by_ref().take(k) {
         let payload = h(&m.payload)?;
         let expected = h(&m.ciphertext)?;
-        let (w, r) = if i % 2 == 0 { (&mut init, &mut resp) } else { (&mut resp, &mut init) };
-        let n = w.write_message(&payload, &mut wire, &mut rng).map_err(|e| format!("write {i}: {e}"))?;
+        let (w, r, rng) =
+            if i % 2 == 0 { (&mut init, &mut resp, &mut irng) } else { (&mut resp, &mut init, &mut rrng) };
+        let n = w.write_message(&payload, &mut wire, rng).map_err(|e| format!("write {i}: {e}"))?;
         if wire.get(..n) != Some(&expected[..]) {
             return Err(format!("handshake message {i}: ciphertext differs"));
         }
@@ -142,6 +169,9 @@ pub fn run_vector(v: &Vector, p: &Protocol) -> Result<(), String> {
         if r.remote_static_pending() {
             r.accept_remote_static();
         }
+    }
+    if (irng.drawn(), rrng.drawn()) != (init_kem.len(), resp_kem.len()) {
+        return Err("randomness drawn differs from the vector's".into());
     }
     let hh = h(&v.handshake_hash)?;
     if init.handshake_hash() != hh || resp.handshake_hash() != hh {
@@ -166,31 +196,10 @@ pub fn run_vector(v: &Vector, p: &Protocol) -> Result<(), String> {
     Ok(())
 }
 
-/// An RNG that yields zeros: vectors fix every ephemeral key, so a handshake
-/// that drew from it would produce the wrong bytes and fail.
-struct ZeroRng;
-impl rand_core::TryRng for ZeroRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(0)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(0)
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        dst.fill(0);
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for ZeroRng {}
-
 /// Run the Cacophony file: one report per cipher suite (`25519_ChaChaPoly_SHA256`, ...).
 /// Suites we do not implement (Curve448) are reported as skipped with the reason.
 pub fn cacophony(path: &Path) -> Vec<Report> {
-    let file: File = match std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
-    {
+    let file: File = match load(path) {
         Ok(f) => f,
         Err(e) => {
             let mut r = Report::new("noise cacophony");
@@ -325,10 +334,7 @@ pub fn run_fallback(f: &FallbackFile, v: &FallbackVector) -> Result<(), String> 
 /// The noise-c Noise Pipes fallback vectors.
 pub fn noise_c_fallback(path: &Path) -> Report {
     let mut r = Report::new("noise noise-c fallback");
-    let file: FallbackFile = match std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
-    {
+    let file: FallbackFile = match load(path) {
         Ok(f) => f,
         Err(e) => {
             r.record(&path.display().to_string(), Err(e));
@@ -339,4 +345,235 @@ pub fn noise_c_fallback(path: &Path) -> Report {
         r.record(&v.protocol_name, run_fallback(&file, v));
     }
     r
+}
+
+/// Why an `hfs` name does not parse in this build, or `None` if it does.
+fn hfs_unsupported(name: &str) -> Result<Option<&'static str>, String> {
+    match Protocol::parse(name) {
+        Ok(_) => Ok(None),
+        Err(NameError::FeatureDisabled { .. }) => Ok(Some("securemesh-noise feature `hfs` is off")),
+        Err(e) => Err(format!("name refused: {e:?}")),
+    }
+}
+
+/// Our hfs vectors (`securemesh-hfs.json`, Cacophony format) and the
+/// published js-libp2p-noise XXhfs ML-KEM-768 vectors, from `dir`
+/// (`test-vectors/noise`).
+pub fn hfs(dir: &Path) -> Vec<Report> {
+    let mut ours = Report::new("noise securemesh hfs");
+    match load::<File>(&dir.join("securemesh-hfs.json")) {
+        Ok(file) => {
+            for v in &file.vectors {
+                match hfs_unsupported(&v.protocol_name) {
+                    Ok(None) => {
+                        let p = Protocol::parse(&v.protocol_name).map_err(|e| format!("{e:?}"));
+                        ours.record(&v.protocol_name, p.and_then(|p| run_vector(v, &p)));
+                    }
+                    Ok(Some(why)) => ours.skip(why),
+                    Err(e) => ours.record(&v.protocol_name, Err(e)),
+                }
+            }
+        }
+        Err(e) => ours.record("securemesh-hfs.json", Err(e)),
+    }
+    vec![ours, libp2p_xxhfs(&dir.join("js-libp2p-noise-xxhfs-mlkem768.json"))]
+}
+
+/// The published js-libp2p-noise file (trimmed copy, see `noise/README.md`).
+#[derive(Debug, Deserialize)]
+pub struct Libp2pHfsFile {
+    /// The protocol name of every vector.
+    pub protocol: String,
+    /// The five vectors.
+    pub vectors: Vec<Libp2pHfsVector>,
+}
+
+/// One published XXhfs vector: fixed keys, the three message lengths, the
+/// third message, the handshake hash and the two transport keys.
+#[derive(Debug, Deserialize)]
+pub struct Libp2pHfsVector {
+    /// 1 to 5.
+    pub vector_index: u32,
+    /// Initiator static private key.
+    pub static_i_private: String,
+    /// Its public key.
+    pub static_i_public: String,
+    /// Responder static private key.
+    pub static_r_private: String,
+    /// Its public key.
+    pub static_r_public: String,
+    /// Initiator ephemeral private key.
+    pub ephemeral_dh_i_private: String,
+    /// Responder ephemeral private key.
+    pub ephemeral_dh_r_private: String,
+    /// ML-KEM `d || z` of the initiator's `e1` key (added by us: the file
+    /// publishes the expanded key, whose `z` part it is).
+    pub kem_seed_d_z: String,
+    /// ML-KEM encapsulation randomness `m` of the responder.
+    pub encap_seed_hex: String,
+    /// Prologue (empty).
+    pub prologue: String,
+    /// Message 3 (`-> s, se`), hex.
+    pub msg_c: String,
+    /// Length of message 1.
+    pub msg_a_bytes: usize,
+    /// Length of message 2.
+    pub msg_b_bytes: usize,
+    /// Length of message 3.
+    pub msg_c_bytes: usize,
+    /// Final handshake hash.
+    pub handshake_hash: String,
+    /// Initiator-to-responder transport key (`Split()`'s first key).
+    pub cs1_k: String,
+    /// Responder-to-initiator transport key.
+    pub cs2_k: String,
+}
+
+/// Run one published XXhfs vector: the handshake with its keys and KEM
+/// randomness, empty payloads; message lengths, message 3 and `h` must be
+/// the published ones, and each transport must encrypt as ChaCha20-Poly1305
+/// under the published key (nonce 0, no associated data).
+pub fn run_libp2p_xxhfs(p: &Protocol, v: &Libp2pHfsVector) -> Result<(), String> {
+    let prologue = h(&v.prologue)?;
+    let e = |r: Result<usize, Error>, what: &str| r.map_err(|e| format!("{what}: {e}"));
+    let mut init = Builder::new(p)
+        .prologue(&prologue)
+        .local_static(Secret::new(key(&v.static_i_private)?))
+        .dangerous_with_ephemeral(Secret::new(key(&v.ephemeral_dh_i_private)?))
+        .build_initiator()
+        .map_err(|e| e.to_string())?;
+    let mut resp = Builder::new(p)
+        .prologue(&prologue)
+        .local_static(Secret::new(key(&v.static_r_private)?))
+        .dangerous_with_ephemeral(Secret::new(key(&v.ephemeral_dh_r_private)?))
+        .build_responder()
+        .map_err(|e| e.to_string())?;
+    let (seed, m) = (h(&v.kem_seed_d_z)?, h(&v.encap_seed_hex)?);
+    let (mut irng, mut rrng) = (ReplayRng::new(&seed), ReplayRng::new(&m));
+    let (mut wire, mut out) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut lens = Vec::new();
+    for i in 0..3 {
+        let (w, r, rng) =
+            if i % 2 == 0 { (&mut init, &mut resp, &mut irng) } else { (&mut resp, &mut init, &mut rrng) };
+        let n = e(w.write_message(b"", &mut wire, rng), "write")?;
+        let got = e(r.read_message(wire.get(..n).ok_or("length")?, &mut out), "read")?;
+        if got != 0 {
+            return Err(format!("message {i}: payload not empty"));
+        }
+        if r.remote_static_pending() {
+            let expected = key(if i == 1 { &v.static_r_public } else { &v.static_i_public })?;
+            if r.remote_static() != Some(&expected) {
+                return Err(format!("message {i}: static key differs"));
+            }
+            r.accept_remote_static();
+        }
+        lens.push(n);
+    }
+    if lens != [v.msg_a_bytes, v.msg_b_bytes, v.msg_c_bytes] {
+        return Err(format!("message lengths {lens:?}"));
+    }
+    if wire.get(..v.msg_c_bytes) != Some(&h(&v.msg_c)?[..]) {
+        return Err("message 3 differs".into());
+    }
+    if (irng.drawn(), rrng.drawn()) != (seed.len(), m.len()) {
+        return Err("KEM randomness drawn differs".into());
+    }
+    let hh = h(&v.handshake_hash)?;
+    if init.handshake_hash() != hh || resp.handshake_hash() != hh {
+        return Err("handshake hash differs".into());
+    }
+    let mut ti = init.finish().map_err(|e| e.to_string())?;
+    let mut tr = resp.finish().map_err(|e| e.to_string())?;
+    for (t, k, what) in [(&mut ti, &v.cs1_k, "cs1_k"), (&mut tr, &v.cs2_k, "cs2_k")] {
+        let text = b"securemesh";
+        let n = t.write_message(text, &mut wire).map_err(|e| e.to_string())?;
+        let mut expected = text.to_vec();
+        let tag = ChaChaPoly::seal_detached(&Secret::new(key(k)?), &[0; 12], &[], &mut expected)
+            .map_err(|e| e.to_string())?;
+        expected.extend_from_slice(&tag);
+        if wire.get(..n) != Some(&expected[..]) {
+            return Err(format!("transport key differs from {what}"));
+        }
+    }
+    Ok(())
+}
+
+/// The js-libp2p-noise vectors file.
+pub fn libp2p_xxhfs(path: &Path) -> Report {
+    let mut r = Report::new("noise js-libp2p-noise XXhfs MLKEM768");
+    let file: Libp2pHfsFile = match load(path) {
+        Ok(f) => f,
+        Err(e) => {
+            r.record(&path.display().to_string(), Err(e));
+            return r;
+        }
+    };
+    match hfs_unsupported(&file.protocol) {
+        Ok(None) => {}
+        Ok(Some(why)) => {
+            file.vectors.iter().for_each(|_| r.skip(why));
+            return r;
+        }
+        Err(e) => {
+            r.record(&file.protocol, Err(e));
+            return r;
+        }
+    }
+    for v in &file.vectors {
+        let id = format!("vector {}", v.vector_index);
+        let outcome = Protocol::parse(&file.protocol)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|p| run_libp2p_xxhfs(&p, v));
+        r.record(&id, outcome);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hfs_on() -> bool {
+        Protocol::parse("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256").is_ok()
+    }
+
+    /// All 19 of ours and the 5 published vectors pass with the feature
+    /// `hfs`; without it they are skipped, not failed.
+    #[test]
+    fn hfs_vectors() {
+        let reports = hfs(&crate::vectors_dir().join("noise"));
+        let counts: Vec<_> = reports.iter().map(|r| (r.passed, r.total, r.skipped)).collect();
+        if hfs_on() {
+            assert_eq!(counts, [(19, 19, 0), (5, 5, 0)], "{reports:?}");
+        } else {
+            assert_eq!(counts, [(0, 0, 19), (0, 0, 5)], "{reports:?}");
+        }
+    }
+
+    /// A changed byte of a vector's expected output fails it.
+    #[test]
+    fn changed_hfs_vector_fails() {
+        if !hfs_on() {
+            return;
+        }
+        let dir = crate::vectors_dir().join("noise");
+        let text = std::fs::read_to_string(dir.join("securemesh-hfs.json")).unwrap();
+        let mut file: File = serde_json::from_str(&text).unwrap();
+        let v = &mut file.vectors[5];
+        let p = Protocol::parse(&v.protocol_name).unwrap();
+        assert_eq!(run_vector(v, &p), Ok(()));
+        let ct = &mut v.messages[1].ciphertext;
+        let flipped = if ct.ends_with('0') { '1' } else { '0' };
+        ct.pop();
+        ct.push(flipped);
+        assert!(run_vector(v, &p).is_err());
+
+        let text = std::fs::read_to_string(dir.join("js-libp2p-noise-xxhfs-mlkem768.json")).unwrap();
+        let mut file: Libp2pHfsFile = serde_json::from_str(&text).unwrap();
+        let p = Protocol::parse(&file.protocol).unwrap();
+        let v = &mut file.vectors[0];
+        assert_eq!(run_libp2p_xxhfs(&p, v), Ok(()));
+        v.cs2_k.replace_range(0..2, if v.cs2_k.starts_with("00") { "01" } else { "00" });
+        assert!(run_libp2p_xxhfs(&p, v).is_err());
+    }
 }

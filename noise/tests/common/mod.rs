@@ -81,6 +81,11 @@ pub fn public(s: &[u8; 32]) -> [u8; 32] {
 
 /// Our handshake for `role` with exactly the keys the pattern needs.
 pub fn ours(p: &Protocol, role: Role, k: &Keys) -> HandshakeState {
+    builder(p, role, k).build(role).unwrap()
+}
+
+/// The builder of [`ours`], to add more before building.
+pub fn builder<'a>(p: &Protocol, role: Role, k: &'a Keys) -> Builder<'a> {
     let hp = p.pattern();
     let initiator = role == Role::Initiator;
     let (my_s, their_s) = if initiator { (k.i_s, k.r_s) } else { (k.r_s, k.i_s) };
@@ -98,7 +103,7 @@ pub fn ours(p: &Protocol, role: Role, k: &Keys) -> HandshakeState {
             b = b.psk(n, Secret::new(k.psks[n as usize]));
         }
     }
-    b.build(role).unwrap()
+    b
 }
 
 /// Run every message of `p` between two of our parties built by [`ours`],
