@@ -167,3 +167,41 @@ pub async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
     s.read_to_string(&mut text).await?;
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<String> {
+        text.lines().find_map(|l| l.strip_prefix(series).map(|v| v.trim().to_string()))
+    }
+
+    #[test]
+    fn the_exposition_reads_the_struct() {
+        let mut s = Status { name: "a\"b".into(), records_stored: 7, ..Status::default() };
+        s.metrics.handshake_latency_last_ms = Some(1_500);
+        s.metrics.handshake_latency_max_ms = 2_250;
+        s.metrics.ratchet_state_age_max_ms = Some(60_000);
+        s.metrics.prekeys_capacity = 16;
+        s.metrics.prekeys_available = 12;
+        s.metrics.ratchet_pq = PqStatus::Hybrid;
+        s.metrics.noise.received = 3;
+        let text = render(&[s]);
+        let a = "agent=\"a\\\"b\"";
+        let get = |name: &str, extra: &str| value(&text, &format!("{name}{{{a}{extra}}}"));
+        assert_eq!(get("securemesh_handshake_latency_seconds", ",which=\"last\"").as_deref(), Some("1.5"));
+        assert_eq!(get("securemesh_handshake_latency_seconds", ",which=\"max\"").as_deref(), Some("2.25"));
+        assert_eq!(get("securemesh_ratchet_state_age_seconds", "").as_deref(), Some("60"));
+        assert_eq!(get("securemesh_prekey_utilization_ratio", "").as_deref(), Some("0.25"));
+        assert_eq!(get("securemesh_post_quantum", ",channel=\"noise\"").as_deref(), Some("0"));
+        assert_eq!(get("securemesh_post_quantum", ",channel=\"ratchet\"").as_deref(), Some("1"));
+        assert_eq!(get("securemesh_messages_received_total", ",channel=\"noise\"").as_deref(), Some("3"));
+        assert_eq!(get("securemesh_records_stored_total", "").as_deref(), Some("7"));
+        // Every family has its HELP and TYPE lines, once.
+        for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = family.split(' ').next().unwrap();
+            assert_eq!(text.matches(&format!("# HELP {name} ")).count(), 1, "{name}");
+        }
+    }
+}
