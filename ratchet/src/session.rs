@@ -171,19 +171,22 @@ impl<'a> Initial<'a> {
             1 => Some(r.read_u32()?),
             _ => return Err(Error::Malformed),
         };
-        // KEM slot (PQXDH): the prekey and the ciphertext.
+        // KEM slot (PQXDH): the prekey and the ciphertext. Another count,
+        // or a slot that cannot be read, is a format this version does not
+        // know (as every non-zero count was before PQXDH).
         let (kem, kem_ct) = match r.read_u8()? {
             0 => (None, None),
             1 => {
-                let id = r.read_u32()?;
-                let alg = r.read_u16()?;
-                let ct = r.read_vec16()?;
+                let mut slot = || -> Result<_, securemesh_core::Error> {
+                    Ok((r.read_u32()?, r.read_u16()?, r.read_vec16()?))
+                };
+                let (id, alg, ct) = slot().map_err(|_| Error::UnknownVersion)?;
                 if ct.len() > MAX_KEM_CIPHERTEXT_LEN {
-                    return Err(Error::Malformed);
+                    return Err(Error::UnknownVersion);
                 }
                 (Some(KemRef { id, alg, ct_hash: Sha256::digest(&[ct]) }), Some(ct))
             }
-            _ => return Err(Error::Malformed),
+            _ => return Err(Error::UnknownVersion),
         };
         let header_encryption = match r.read_u8()? {
             0 => false,

@@ -336,10 +336,10 @@
 //! | 161 | `spk_id` | u32 | the bundle's `spk_id` |
 //! | 165 | `opk_count` | u8 | `0` or `1` (else `Malformed`) |
 //! | 166 | `opk_id` | u32 | only if `opk_count = 1` |
-//! | next | `kem_count` | u8 | `0` (X3DH) or `1` (PQXDH, §4.1), else `Malformed` |
+//! | next | `kem_count` | u8 | `0` (X3DH) or `1` (PQXDH, §4.1), else `UnknownVersion` |
 //! | | `kem_id` | u32 | only if `kem_count = 1`: the KEM prekey encapsulated to |
 //! | | `kem_alg` | u16 | only if `kem_count = 1`: its algorithm (§3), the explicit KEM type of the ciphertext |
-//! | | `ct_len` | u16 | only if `kem_count = 1`: at most 1568 (else `Malformed`); must be the algorithm's ciphertext length (checked by `respond`) |
+//! | | `ct_len` | u16 | only if `kem_count = 1`: at most 1568; must be the algorithm's ciphertext length (checked by `respond`, `Malformed`) |
 //! | | `ct` | `ct_len` | only if `kem_count = 1`: the KEM ciphertext `CT` |
 //! | next | `header_encryption` | u8 | `0` (inner type `0x02`) or `1` (inner type `0x03`), else `Malformed` |
 //! | next | inner message | rest | a complete §6.2 or §6.3 message |
@@ -349,7 +349,10 @@
 //! `8 + ct_len`: 1096 bytes with ML-KEM-768, 1576 with ML-KEM-1024
 //! (`pqxdh_prefix_extra`), at most 1748 in all (`MAX_INITIAL_PREFIX_LEN`).
 //! Like the rest of the prefix, the ciphertext is repeated on every
-//! initial message (§8).
+//! initial message (§8). A KEM slot this version cannot read
+//! (`kem_count > 1`, the slot truncated, `ct_len > 1568`) is
+//! `UnknownVersion`, as every non-zero `kem_count` was before PQXDH: a
+//! later version may define other slots.
 //!
 //! ### 6.5 Message encryption and its associated data
 //!
@@ -590,8 +593,8 @@
 //! | `initiate_pq` | `UnsupportedKem` | no KEM prekey in the bundle, `kem_alg` not in `{1, 3}` (or a build without the feature `pq`), or a session type without room for the ciphertext |
 //! | | `Malformed` | `kem_pub_len` not the algorithm's key length, or the FIPS 203 §7.2 modulus check fails |
 //! | `respond` | `Malformed` | not type `0x04` (nor `0x01`), truncated prefix, flags not 0/1, inner type not matching the flag, a non-canonical X25519 key (§1) |
-//! | | `UnknownVersion` | type `0x01` (version 1) |
-//! | | `Malformed` | (PQXDH) `kem_count > 1`, `ct_len > 1568`; `kem_alg` not the named KEM prekey's algorithm or `ct_len` not its ciphertext length |
+//! | | `UnknownVersion` | type `0x01` (version 1); a KEM slot that cannot be read: `kem_count > 1`, truncated, `ct_len > 1568` |
+//! | | `Malformed` | (PQXDH) `kem_alg` not the named KEM prekey's algorithm or `ct_len` not its ciphertext length |
 //! | | `UnknownPrekey` | (PQXDH) `kem_id` not held: unknown, never published, a one-time KEM prekey already consumed, or a last-resort one erased with its signed prekey |
 //! | | `Downgrade` | `kem_count = 0` but the signed prekey `spk_id` was published only with KEM prekeys (it has a last-resort KEM prekey) |
 //! | | `HeaderEncryptionRequired` | Bob requires encrypted headers and `header_encryption` is `0` (local policy, §8) |

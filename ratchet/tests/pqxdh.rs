@@ -276,7 +276,7 @@ fn forged_kem_slots_are_refused_with_nothing_consumed() {
         // (The low bits could name another KEM prekey of the pool: Decrypt.)
         ("kem_id", KEM_COUNT + 1, 0x80, Error::UnknownPrekey),
         ("kem_alg", KEM_COUNT + 6, 2, Error::Malformed),
-        ("kem_count", KEM_COUNT, 2, Error::Malformed),
+        ("kem_count", KEM_COUNT, 2, Error::UnknownVersion),
     ] {
         let mut f = m.clone();
         f[i] ^= bit;

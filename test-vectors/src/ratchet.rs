@@ -1,5 +1,6 @@
-//! Ratchet vectors: X3DH and the Double Ratchet as specified in
+//! Ratchet vectors: X3DH, PQXDH and the Double Ratchet as specified in
 //! `securemesh_ratchet::spec`, published by securemesh in `ratchet/v2/*.json`
+//! and `ratchet/v3/pqxdh.json`
 //! (see `ratchet/README.md` for the format). They were generated from the
 //! real sessions with recorded randomness (the ignored test
 //! `write_ratchet_vectors` in `tests/ratchet_vectors.rs`).
@@ -1356,13 +1357,14 @@ pub fn transcript(name: &str, path: &Path) -> Report {
 
 /// The lines [`reports`] prints when every ratchet vector passes, in order
 /// (pinned by the conformance test and the ratchet vector test).
-pub const EXPECTED_LINES: [&str; 6] = [
+pub const EXPECTED_LINES: [&str; 7] = [
     "ratchet v2 x3dh 4/4",
     "ratchet v2 double-ratchet 23/23",
     "ratchet v2 double-ratchet-he 23/23",
     "ratchet v2 double-ratchet-limits 61/61",
     "ratchet v2 double-ratchet-he-limits 63/63",
     "ratchet v2 bundles 22/22",
+    "ratchet v3 pqxdh 4/4",
 ];
 
 /// The ratchet vector files of wire version 2 in `dir/v2` (`dir` is the
@@ -1371,8 +1373,11 @@ pub const EXPECTED_LINES: [&str; 6] = [
 /// double-ratchet-limits`, `ratchet v2 double-ratchet-he-limits`. The
 /// version-1 files in
 /// `dir/v1` are kept for reference only: version 1 is retired (its initial
-/// message did not bind the X3DH prefix) and the code refuses it.
+/// message did not bind the X3DH prefix) and the code refuses it. The
+/// PQXDH vectors of `dir/v3` (wire version 2 with a KEM slot) follow:
+/// `ratchet v3 pqxdh`.
 pub fn reports(dir: &Path) -> Vec<Report> {
+    let v3 = dir.join("v3");
     let dir = dir.join("v2");
     vec![
         x3dh(&dir.join("x3dh.json")),
@@ -1388,5 +1393,436 @@ pub fn reports(dir: &Path) -> Vec<Report> {
                 r
             }
         },
+        match load::<PqxdhFile>(&v3.join("pqxdh.json")) {
+            Ok(f) => check_pqxdh("ratchet v3 pqxdh", &f),
+            Err(e) => {
+                let mut r = Report::new("ratchet v3 pqxdh");
+                r.record("file", Err(e));
+                r
+            }
+        },
     ]
+}
+
+// ------------------------------------------------------------ PQXDH (v3)
+
+/// A KEM prekey of a PQXDH case: its seed (the decapsulation key as
+/// stored, `d || z`), public key and signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PqKemPrekey {
+    /// Identifier.
+    pub id: u32,
+    /// Algorithm code (1 = ML-KEM-768, 3 = ML-KEM-1024).
+    pub alg: u16,
+    /// Whether it is a one-time KEM prekey (else the last-resort one).
+    pub one_time: bool,
+    /// The 64-byte seed `d || z` (FIPS 203 `KeyGen_internal(d, z)`), hex.
+    pub seed: String,
+    /// Encapsulation key, hex.
+    pub public: String,
+    /// `Ed25519(bob, "securemesh-kem-prekey-v1" || u32be(id) || u16be(alg) || SHA-256(public))`, hex.
+    pub signature: String,
+}
+
+/// One PQXDH agreement and Alice's first message, from the pool's and
+/// Alice's recorded randomness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PqxdhCase {
+    /// What the case covers.
+    pub name: String,
+    /// Header-encryption variant (96 bytes of KDF output).
+    pub header_encryption: bool,
+    /// Alice's identity.
+    pub alice: IdentityKeys,
+    /// Bob's identity.
+    pub bob: IdentityKeys,
+    /// Every byte Bob's `PrekeyPool<1, 1>::new_pq` draws, in order: the
+    /// signed prekey (32), the one-time prekey (32), the last-resort KEM
+    /// seed (64), the one-time KEM seed (64), hex.
+    pub pool_randomness: String,
+    /// Bob's signed prekey (id 1).
+    pub signed_prekey: SignedPrekey,
+    /// Bob's one-time prekey (id 2), if the bundle carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_time_prekey: Option<OneTimePrekey>,
+    /// The KEM prekey in the bundle (last-resort id 3 or one-time id 4).
+    pub kem_prekey: PqKemPrekey,
+    /// The encoded bundle, hex.
+    pub bundle: String,
+    /// Every byte Alice's session draws, in order: `EK_A` (32), the
+    /// encapsulation randomness `m` (32), her first ratchet key (32) and,
+    /// with header encryption, the header nonce (24), hex.
+    pub alice_randomness: String,
+    /// `EK_A` public, hex.
+    pub alice_ephemeral_public: String,
+    /// The KEM ciphertext `CT` (`ML-KEM.Encaps_internal(PQPK_B, m)`), hex.
+    pub kem_ciphertext: String,
+    /// The KEM shared secret `SS`, hex.
+    pub kem_shared_secret: String,
+    /// `DH(IK_A, SPK_B)`, hex.
+    pub dh1: String,
+    /// `DH(EK_A, IK_B)`, hex.
+    pub dh2: String,
+    /// `DH(EK_A, SPK_B)`, hex.
+    pub dh3: String,
+    /// `DH(EK_A, OPK_B)`, hex (with a one-time prekey).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dh4: Option<String>,
+    /// The KDF `info` label (names curve, hash and KEM), ASCII.
+    pub info_label: String,
+    /// The initial message's prefix, which follows the label in `info`, hex.
+    pub prefix: String,
+    /// `SK`, hex.
+    pub sk: String,
+    /// `HKa` (header encryption only), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hka: Option<String>,
+    /// `NHKb` (header encryption only), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhkb: Option<String>,
+    /// `AD = Encode(IK_A) || Encode(IK_B)`, hex.
+    pub ad: String,
+    /// The payload of Alice's first message, hex.
+    pub plaintext: String,
+    /// Alice's first message (prefix and ratchet message), hex.
+    pub first_message: String,
+}
+
+/// The PQXDH vector file (`ratchet/v3/pqxdh.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PqxdhFile {
+    /// What the file is.
+    pub description: String,
+    /// The cases.
+    pub cases: Vec<PqxdhCase>,
+}
+
+/// Everything a PQXDH case is derived from.
+#[derive(Debug, Clone)]
+pub struct PqxdhInputs {
+    /// Case name.
+    pub name: String,
+    /// KEM algorithm code.
+    pub alg: u16,
+    /// Header-encryption variant.
+    pub header_encryption: bool,
+    /// Whether the bundle carries the one-time prekey.
+    pub with_one_time_prekey: bool,
+    /// Whether the bundle carries the one-time KEM prekey (else the last-resort one).
+    pub one_time_kem: bool,
+    /// Alice's Ed25519 seed and X25519 private key.
+    pub alice: ([u8; 32], [u8; 32]),
+    /// Bob's Ed25519 seed and X25519 private key.
+    pub bob: ([u8; 32], [u8; 32]),
+    /// The pool's randomness (192 bytes).
+    pub pool_randomness: Vec<u8>,
+    /// Alice's randomness (96 bytes, 120 with header encryption).
+    pub alice_randomness: Vec<u8>,
+    /// The first message's payload.
+    pub plaintext: Vec<u8>,
+}
+
+impl PqxdhInputs {
+    /// The inputs a recorded case lists.
+    pub fn from_case(c: &PqxdhCase) -> Result<Self, String> {
+        Ok(PqxdhInputs {
+            name: c.name.clone(),
+            alg: c.kem_prekey.alg,
+            header_encryption: c.header_encryption,
+            with_one_time_prekey: c.one_time_prekey.is_some(),
+            one_time_kem: c.kem_prekey.one_time,
+            alice: (arr(&c.alice.sign_seed)?, arr(&c.alice.dh_private)?),
+            bob: (arr(&c.bob.sign_seed)?, arr(&c.bob.dh_private)?),
+            pool_randomness: unhex(&c.pool_randomness)?,
+            alice_randomness: unhex(&c.alice_randomness)?,
+            plaintext: unhex(&c.plaintext)?,
+        })
+    }
+}
+
+/// `n` bytes at `at` of recorded randomness.
+fn take<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], String> {
+    bytes
+        .get(at..at + N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("recorded randomness too short for {N} bytes at {at}"))
+}
+
+/// ML-KEM key pair of a seed and deterministic encapsulation, by code.
+type KemKat = (Vec<u8>, Vec<u8>, [u8; 32]);
+
+fn spec_kem(alg: u16, seed: [u8; 64], m: &[u8; 32]) -> Result<KemKat, String> {
+    use securemesh_core::crypto::{MlKem768, MlKem1024};
+    let e = |e: securemesh_core::Error| format!("KEM: {e}");
+    match alg {
+        1 => {
+            let (_, ek) = MlKem768::dangerous_keygen_from_seed(seed);
+            let (ct, ss) = MlKem768::dangerous_encapsulate_deterministic(&ek, m).map_err(e)?;
+            Ok((ek.to_vec(), ct.to_vec(), *ss.expose()))
+        }
+        3 => {
+            let (_, ek) = MlKem1024::dangerous_keygen_from_seed(seed);
+            let (ct, ss) = MlKem1024::dangerous_encapsulate_deterministic(&ek, m).map_err(e)?;
+            Ok((ek.to_vec(), ct.to_vec(), *ss.expose()))
+        }
+        other => Err(format!("KEM algorithm {other} is not a PQXDH KEM")),
+    }
+}
+
+/// The PQXDH KDF `info` label of a KEM code (spec §4).
+fn pqxdh_label(alg: u16, he: bool) -> Result<&'static str, String> {
+    Ok(match (alg, he) {
+        (1, false) => "securemesh-PQXDH_CURVE25519_SHA-256_ML-KEM-768",
+        (3, false) => "securemesh-PQXDH_CURVE25519_SHA-256_ML-KEM-1024",
+        (1, true) => "securemesh-PQXDH-HE_CURVE25519_SHA-256_ML-KEM-768",
+        (3, true) => "securemesh-PQXDH-HE_CURVE25519_SHA-256_ML-KEM-1024",
+        (other, _) => return Err(format!("KEM algorithm {other} is not a PQXDH KEM")),
+    })
+}
+
+/// Derive a PQXDH case from its inputs, from the specification
+/// (`securemesh_ratchet::spec` §2-§4 and §6): the pool's keys (in the order
+/// the pool draws them), the bundle, `CT` and `SS` with the FIPS 203
+/// internal functions, the DH outputs, `SK` with HKDF-SHA256 over
+/// `F || DH1..DH4 || SS`, `AD`, and Alice's first message (the sending half
+/// of her first DH ratchet step, with the public `kdf` chain functions).
+pub fn derive_pqxdh(i: &PqxdhInputs) -> Result<PqxdhCase, String> {
+    let he = i.header_encryption;
+    let (alice, _) = spec_identity(&i.alice.0, &i.alice.1);
+    let alice_encoded = unhex(&alice.encoded)?;
+    let r = &i.pool_randomness;
+    if r.len() != 192 {
+        return Err(format!("pool randomness: {} bytes, 192 expected", r.len()));
+    }
+    let spk: [u8; 32] = take(r, 0)?;
+    let opk: [u8; 32] = take(r, 32)?;
+    let (kem_id, kem_seed): (u32, [u8; 64]) =
+        if i.one_time_kem { (4, take(r, 128)?) } else { (3, take(r, 64)?) };
+    let a = &i.alice_randomness;
+    let want = if he { 120 } else { 96 };
+    if a.len() != want {
+        return Err(format!("Alice's randomness: {} bytes, {want} expected", a.len()));
+    }
+    let ek: [u8; 32] = take(a, 0)?;
+    let m: [u8; 32] = take(a, 32)?;
+    let ratchet: [u8; 32] = take(a, 64)?;
+
+    let spk_pub = x25519_public(&spk);
+    let opk_pub = x25519_public(&opk);
+    let (kem_pub, ct, ss) = spec_kem(i.alg, kem_seed, &m)?;
+    let opk_entry = i.with_one_time_prekey.then_some((2u32, opk_pub));
+    let kem = (kem_id, i.alg, kem_pub.clone());
+    let (bundle, bob, spk_sig, kem_case) =
+        spec_bundle(&i.bob.0, &i.bob.1, 1, &spk_pub, opk_entry, Some(&kem))?;
+    let kem_case = kem_case.ok_or("no KEM slot")?;
+
+    let ek_pub = x25519_public(&ek);
+    let bob_dh_pub = x25519_public(&i.bob.1);
+    let dh1 = dh(&i.alice.1, &spk_pub)?;
+    let dh2 = dh(&ek, &bob_dh_pub)?;
+    let dh3 = dh(&ek, &spk_pub)?;
+    let dh4 = if i.with_one_time_prekey { Some(dh(&ek, &opk_pub)?) } else { None };
+
+    // §6.4: the prefix with the KEM slot.
+    let mut prefix = vec![MSG_INITIAL];
+    prefix.extend(&alice_encoded);
+    prefix.extend(ek_pub);
+    prefix.extend(1u32.to_be_bytes());
+    if i.with_one_time_prekey {
+        prefix.push(1);
+        prefix.extend(2u32.to_be_bytes());
+    } else {
+        prefix.push(0);
+    }
+    prefix.push(1);
+    prefix.extend(kem_id.to_be_bytes());
+    prefix.extend(i.alg.to_be_bytes());
+    prefix.extend(u16::try_from(ct.len()).map_err(|_| "ciphertext too long")?.to_be_bytes());
+    prefix.extend(&ct);
+    prefix.push(u8::from(he));
+
+    // §4: HKDF-SHA256(salt = 0^32, ikm = F || DH1 || DH2 || DH3 [|| DH4] || SS,
+    // info = label || prefix), straight from the hash (not the ratchet's kdf).
+    let label = pqxdh_label(i.alg, he)?;
+    let mut ikm = vec![0xffu8; 32];
+    for part in [Some(dh1), Some(dh2), Some(dh3), dh4, Some(ss)].into_iter().flatten() {
+        ikm.extend(part);
+    }
+    let prk = Sha256::hkdf_extract(&[0u8; 32], &ikm);
+    let mut okm = vec![0u8; if he { 96 } else { 32 }];
+    Sha256::hkdf_expand(prk.expose(), &[label.as_bytes(), &prefix], &mut okm)
+        .map_err(|e| format!("HKDF: {e}"))?;
+    let sk: [u8; 32] = take(&okm, 0)?;
+    let header_keys = if he { Some((take::<32>(&okm, 32)?, take::<32>(&okm, 64)?)) } else { None };
+    let bob_encoded = unhex(&bob.encoded)?;
+    let ad = [take::<64>(&alice_encoded, 0)?, take::<64>(&bob_encoded, 0)?].concat();
+
+    // Alice's first message: her sending DH ratchet step to SPK_B (§5, §6).
+    let ratchet_pub = x25519_public(&ratchet);
+    let dh_out = dh(&ratchet, &spk_pub)?;
+    let (_, ck, _) =
+        kdf::root(&Key32::new(sk), &Key32::new(dh_out), he).map_err(|e| format!("KDF_RK: {e}"))?;
+    let (_, mk) = kdf::chain(&ck);
+    let header = [&ratchet_pub[..], &0u32.to_be_bytes(), &0u32.to_be_bytes()].concat();
+    let ratchet_header = match header_keys {
+        Some((hka, _)) => {
+            let nonce: [u8; 24] = take(a, 96)?;
+            let mut h = header.clone();
+            let tag = XChaChaPoly::seal_detached(&Key32::new(hka), &nonce, &[], &mut h)
+                .map_err(|e| format!("header AEAD: {e}"))?;
+            [&[MSG_RATCHET_HE][..], &nonce, &h, &tag].concat()
+        }
+        None => [&[MSG_RATCHET][..], &header].concat(),
+    };
+    let (key, nonce) = kdf::message_keys(&mk).map_err(|e| format!("message keys: {e}"))?;
+    let mut body = i.plaintext.clone();
+    let tag = ChaChaPoly::seal_detached(&key, &nonce, &[&ad[..], &ratchet_header].concat(), &mut body)
+        .map_err(|e| format!("AEAD: {e}"))?;
+    let first_message = [&prefix[..], &ratchet_header, &body, &tag].concat();
+
+    Ok(PqxdhCase {
+        name: i.name.clone(),
+        header_encryption: he,
+        alice,
+        bob,
+        pool_randomness: hx(r),
+        signed_prekey: SignedPrekey {
+            id: 1,
+            private: hx(&spk),
+            public: hx(&spk_pub),
+            signature: hx(&spk_sig),
+        },
+        one_time_prekey: i.with_one_time_prekey.then(|| OneTimePrekey {
+            id: 2,
+            private: hx(&opk),
+            public: hx(&opk_pub),
+        }),
+        kem_prekey: PqKemPrekey {
+            id: kem_id,
+            alg: i.alg,
+            one_time: i.one_time_kem,
+            seed: hx(&kem_seed),
+            public: kem_case.public,
+            signature: kem_case.signature,
+        },
+        bundle: hx(&bundle),
+        alice_randomness: hx(a),
+        alice_ephemeral_public: hx(&ek_pub),
+        kem_ciphertext: hx(&ct),
+        kem_shared_secret: hx(&ss),
+        dh1: hx(&dh1),
+        dh2: hx(&dh2),
+        dh3: hx(&dh3),
+        dh4: dh4.map(|d| hx(&d)),
+        info_label: label.to_string(),
+        prefix: hx(&prefix),
+        sk: hx(&sk),
+        hka: header_keys.map(|(k, _)| hx(&k)),
+        nhkb: header_keys.map(|(_, k)| hx(&k)),
+        ad: hx(&ad),
+        plaintext: hx(&i.plaintext),
+        first_message: hx(&first_message),
+    })
+}
+
+/// Check (b) of a PQXDH case: Bob's real pool from the recorded randomness
+/// (all of it drawn) publishes the recorded bundle; Alice's real session
+/// (`PqxdhSession::initiate_pq`, `encrypt`) draws exactly her recorded
+/// randomness and writes the recorded first message; Bob's
+/// `Session::respond` opens it (the one-time KEM prekey, if used, is then
+/// consumed), a message with one ciphertext byte changed is refused with
+/// nothing consumed, and one without the KEM slot is a `Downgrade`.
+fn real_pqxdh(c: &PqxdhCase) -> Result<(), String> {
+    use securemesh_ratchet::{Error as RatchetError, KemAlgorithm, MAX_KEM_PUBLIC_LEN, PqxdhSession};
+    let identity = |k: &IdentityKeys| -> Result<Identity, String> {
+        Ok(Identity::from_secrets(Secret::new(arr(&k.sign_seed)?), Secret::new(arr(&k.dh_private)?)))
+    };
+    let (alice, bob) = (identity(&c.alice)?, identity(&c.bob)?);
+    let alg = KemAlgorithm::from_code(c.kem_prekey.alg).ok_or("unknown KEM")?;
+    let pool_randomness = unhex(&c.pool_randomness)?;
+    let mut rng = ReplayRng::new(&pool_randomness);
+    let mut pool: PrekeyPool<1, 1> = PrekeyPool::new_pq(&bob, &mut rng, T0, PrekeyConfig::default(), alg)
+        .map_err(|e| format!("real: new_pq: {e}"))?;
+    if rng.drawn() != pool_randomness.len() {
+        return Err(format!("real: the pool drew {} bytes, {} recorded", rng.drawn(), pool_randomness.len()));
+    }
+    let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
+    let opk = c.one_time_prekey.as_ref().map(|o| o.id);
+    let kem_one_time = c.kem_prekey.one_time.then_some(c.kem_prekey.id);
+    let bundle = pool.bundle_pq(opk, kem_one_time, &mut kem_buf).map_err(|e| format!("real: bundle: {e}"))?;
+    let mut buf = vec![0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let n = bundle.encode(&mut buf).map_err(|e| format!("real: bundle encode: {e}"))?;
+    if buf.get(..n).map(hx) != Some(c.bundle.clone()) {
+        return Err("real: bundle bytes differ".into());
+    }
+    let recorded = unhex(&c.bundle)?;
+    let decoded = Bundle::decode(&recorded).map_err(|e| format!("real: bundle decode: {e}"))?;
+    let alice_randomness = unhex(&c.alice_randomness)?;
+    let mut rng = ReplayRng::new(&alice_randomness);
+    let cfg = SessionConfig { header_encryption: c.header_encryption, ..SessionConfig::default() };
+    let mut a =
+        PqxdhSession::initiate_pq(&alice, &decoded, cfg, &mut rng, NOW).map_err(|e| format!("real: {e}"))?;
+    if hx(a.associated_data()) != c.ad {
+        return Err("real: Alice's AD differs".into());
+    }
+    let plaintext = unhex(&c.plaintext)?;
+    let mut wire = vec![0u8; a.encrypted_len(plaintext.len())];
+    let n = a.encrypt(&plaintext, &mut wire, &mut rng, NOW).map_err(|e| format!("real: encrypt: {e}"))?;
+    if rng.drawn() != alice_randomness.len() {
+        return Err(format!("real: Alice drew {} bytes, {} recorded", rng.drawn(), alice_randomness.len()));
+    }
+    if wire.get(..n).map(hx) != Some(c.first_message.clone()) {
+        return Err("real: first message differs".into());
+    }
+    let message = unhex(&c.first_message)?;
+    let before = state_bytes(&pool)?;
+    let mut out = vec![0u8; message.len()];
+    // A changed ciphertext byte: another shared secret, refused, nothing consumed.
+    let ct_at = unhex(&c.prefix)?.len().saturating_sub(1 + unhex(&c.kem_ciphertext)?.len());
+    let mut forged = message.clone();
+    *forged.get_mut(ct_at).ok_or("short message")? ^= 1;
+    match Session::<128, 128>::respond(&bob, &mut pool, &forged, &mut out, SessionConfig::default(), NOW) {
+        Err(RatchetError::Decrypt) if state_bytes(&pool)? == before => {}
+        other => return Err(format!("real: a changed ciphertext gave {:?}", other.map(|(_, n)| n))),
+    }
+    // The KEM slot stripped: a downgrade.
+    let kem_at = INITIAL_KEM_COUNT_AT + if c.one_time_prekey.is_some() { 4 } else { 0 };
+    let prefix_len = unhex(&c.prefix)?.len();
+    let stripped =
+        [message.get(..kem_at).ok_or("short")?, &[0], message.get(prefix_len - 1..).ok_or("short")?].concat();
+    match Session::<128, 128>::respond(&bob, &mut pool, &stripped, &mut out, SessionConfig::default(), NOW) {
+        Err(RatchetError::Downgrade) if state_bytes(&pool)? == before => {}
+        other => return Err(format!("real: a stripped KEM slot gave {:?}", other.map(|(_, n)| n))),
+    }
+    let (_, k) =
+        Session::<128, 128>::respond(&bob, &mut pool, &message, &mut out, SessionConfig::default(), NOW)
+            .map_err(|e| format!("real: respond: {e}"))?;
+    if out.get(..k) != Some(&plaintext[..]) {
+        return Err("real: Bob's plaintext differs".into());
+    }
+    let consumed = pool.kem_available() == 0;
+    if consumed != c.kem_prekey.one_time {
+        return Err("real: the one-time KEM prekey was not consumed (or the last-resort one was)".into());
+    }
+    Ok(())
+}
+
+/// Offset of `kem_count` in an initial message without a one-time prekey.
+const INITIAL_KEM_COUNT_AT: usize = 1 + 128 + 32 + 4 + 1;
+
+/// Check one PQXDH case: (a) it re-derives from its inputs, (b) the real
+/// pool and sessions reproduce and accept it.
+pub fn check_pqxdh_case(c: &PqxdhCase) -> Result<(), String> {
+    let derived = derive_pqxdh(&PqxdhInputs::from_case(c)?)?;
+    same(&derived, c).map_err(|e| format!("spec: {e}"))?;
+    real_pqxdh(c)
+}
+
+/// Check a PQXDH file: one check per case.
+pub fn check_pqxdh(name: &str, file: &PqxdhFile) -> Report {
+    let mut r = Report::new(name);
+    for (i, c) in file.cases.iter().enumerate() {
+        r.record(&format!("case {i} ({})", c.name), check_pqxdh_case(c));
+    }
+    r
 }

@@ -1,4 +1,4 @@
-//! The ratchet vectors (`ratchet/v2/*.json`): they all pass, a changed byte
+//! The ratchet vectors (`ratchet/v2/*.json`, `ratchet/v3/pqxdh.json`): they all pass, a changed byte
 //! fails its check, and the ignored generator that wrote them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
@@ -905,5 +905,100 @@ fn write_ratchet_vectors() {
     let files: Vec<_> = files.into_iter().filter(|(name, _)| !dir().join(name).exists()).collect();
     for (name, text) in files {
         std::fs::write(dir().join(name), text + "\n").unwrap();
+    }
+}
+
+// ------------------------------------------------------------ PQXDH (v3)
+
+fn v3_dir() -> std::path::PathBuf {
+    vectors_dir().join("ratchet").join("v3")
+}
+
+/// The inputs of the PQXDH vectors: fixed seeds of the deterministic test
+/// generator for every secret and every random byte (the pool draws 192
+/// bytes, Alice 96, or 120 with header encryption).
+fn pqxdh_inputs() -> Vec<ratchet::PqxdhInputs> {
+    let cases = [
+        ("ML-KEM-768, one-time prekey and one-time KEM prekey, clear headers", 1u16, false, true, true),
+        ("ML-KEM-768, last-resort KEM prekey, no one-time prekey, encrypted headers", 1, true, false, false),
+        ("ML-KEM-1024, one-time KEM prekey, no one-time prekey, clear headers", 3, false, false, true),
+        ("ML-KEM-1024, one-time prekey and last-resort KEM prekey, encrypted headers", 3, true, true, false),
+    ];
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, alg, he, opk, one_time_kem))| {
+            let mut rng = TestRng::new(0x7071_0000 + 0x100 * i as u64);
+            ratchet::PqxdhInputs {
+                name: name.into(),
+                alg,
+                header_encryption: he,
+                with_one_time_prekey: opk,
+                one_time_kem,
+                alice: (rng.bytes(), rng.bytes()),
+                bob: (rng.bytes(), rng.bytes()),
+                pool_randomness: random_bytes(&mut rng, 192),
+                alice_randomness: random_bytes(&mut rng, if he { 120 } else { 96 }),
+                plaintext: format!("pqxdh case {i}").into_bytes(),
+            }
+        })
+        .collect()
+}
+
+fn random_bytes(rng: &mut TestRng, n: usize) -> Vec<u8> {
+    (0..n).flat_map(|_| rng.bytes::<1>()).collect()
+}
+
+fn pqxdh_file() -> ratchet::PqxdhFile {
+    let cases = pqxdh_inputs().iter().map(|i| ratchet::derive_pqxdh(i).unwrap()).collect();
+    ratchet::PqxdhFile {
+        description: "securemesh PQXDH vectors (wire version 2 with a KEM slot): ratchet/README.md".into(),
+        cases,
+    }
+}
+
+/// The PQXDH vectors on disk are what the model derives from their seeds,
+/// and a changed byte of a key, a secret or a message fails its case.
+#[test]
+fn a_changed_pqxdh_byte_fails_its_case() {
+    let good: ratchet::PqxdhFile =
+        serde_json::from_str(&std::fs::read_to_string(v3_dir().join("pqxdh.json")).unwrap()).unwrap();
+    assert_eq!(good, pqxdh_file(), "the file is not what the seeds give");
+    assert_eq!(ratchet::check_pqxdh("x", &good).passed, 4);
+    type Mutation = fn(&mut ratchet::PqxdhCase);
+    let mutations: [(&str, Mutation); 8] = [
+        ("sk", |c| flip(&mut c.sk)),
+        ("kem ciphertext", |c| flip(&mut c.kem_ciphertext)),
+        ("kem shared secret", |c| flip(&mut c.kem_shared_secret)),
+        ("kem seed", |c| flip_at(&mut c.kem_prekey.seed, 3)),
+        ("bundle", |c| flip_at(&mut c.bundle, 300)),
+        ("pool randomness", |c| flip_at(&mut c.pool_randomness, 0)),
+        ("alice randomness (m)", |c| flip_at(&mut c.alice_randomness, 40)),
+        ("first message", |c| flip(&mut c.first_message)),
+    ];
+    for (what, mutate) in mutations {
+        for i in 0..good.cases.len() {
+            let mut bad = good.clone();
+            mutate(&mut bad.cases[i]);
+            let r = ratchet::check_pqxdh("x", &bad);
+            assert_eq!(r.passed, r.total - 1, "{what} of case {i}: {:?}", r.failures);
+            assert!(r.failures[0].starts_with(&format!("case {i} ")), "{what}: {:?}", r.failures);
+        }
+    }
+}
+
+/// Writes `ratchet/v3/pqxdh.json` once (never overwrites), after checking
+/// that the model's cases pass both checks (the real pool and sessions
+/// reproduce every byte).
+#[test]
+#[ignore = "writes the PQXDH vector file once; run with --ignored"]
+fn write_pqxdh_vectors() {
+    let file = pqxdh_file();
+    let report = ratchet::check_pqxdh("pqxdh", &file);
+    assert!(report.is_ok(), "{:?}", report.failures);
+    std::fs::create_dir_all(v3_dir()).unwrap();
+    let path = v3_dir().join("pqxdh.json");
+    if !path.exists() {
+        std::fs::write(path, serde_json::to_string_pretty(&file).unwrap() + "\n").unwrap();
     }
 }
