@@ -30,6 +30,17 @@ for name, (nbase, ndh) in ops.items():
         f"handshake {name}: securemesh {ours/1e3:.1f} us, snow {snow/1e3:.1f} us, "
         f"ours/snow {ours/snow:.3f}, ours/X25519 floor {ours/floor:.3f} ({nbase} base + {ndh} dh)"
     )
+# With --features hfs: the hybrid XX against the classical one, and the
+# ML-KEM-768 floor (each party: one keygen or one encaps + one decaps).
+try:
+    xx = ns("handshake", "XX", "securemesh")
+    kg, enc, dec = (ns("floor", f"mlkem768-{k}") for k in ("keygen", "encaps", "decaps"))
+    print(f"floor: ML-KEM-768 keygen {kg/1e3:.1f} us, encaps {enc/1e3:.1f} us, decaps {dec/1e3:.1f} us")
+    for name, label in (("XXhfs", "ML-KEM-768"), ("XXhfs1024", "ML-KEM-1024")):
+        hfs = ns("handshake", name, "securemesh")
+        print(f"handshake {name} ({label}): securemesh {hfs/1e3:.1f} us; hybrid/classical XX {hfs/xx:.3f}")
+except FileNotFoundError:
+    print("(no hfs figures: run the bench with --features hfs)")
 for size in (64, 1024, 16384, 65519):
     ours, snow, raw = (ns("transport", k, str(size)) for k in ("securemesh", "snow", "raw-aead"))
     mbs = lambda t: size / t * 1e3  # bytes per ns -> MB/s

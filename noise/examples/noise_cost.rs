@@ -5,7 +5,9 @@
 //!
 //! `cargo run --release -p securemesh-noise --example noise_cost -- <op> <n>` with
 //! `<op>` one of `x25519-dh`, `x25519-base`, `{ours,snow}-{XX,IK,NN,XXpsk3}`,
-//! `{ours,snow,raw}-transport-{64,1024,16384,65519}`.
+//! `{ours,snow,raw}-transport-{64,1024,16384,65519}`; with `--features hfs`
+//! also `ours-XXhfs` (ML-KEM-768), `ours-XXhfs1024` and
+//! `mlkem768-{keygen,encaps,decaps}`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -16,7 +18,11 @@ use securemesh_noise::{Builder, Protocol, Role};
 use std::hint::black_box;
 
 fn name(short: &str) -> String {
-    format!("Noise_{short}_25519_ChaChaPoly_SHA256")
+    match short.strip_suffix("1024") {
+        Some(p) => format!("Noise_{p}_25519+MLKEM1024_ChaChaPoly_SHA256"),
+        None if short.ends_with("hfs") => format!("Noise_{short}_25519+MLKEM768_ChaChaPoly_SHA256"),
+        None => format!("Noise_{short}_25519_ChaChaPoly_SHA256"),
+    }
 }
 
 fn ours(p: &Protocol, role: Role) -> securemesh_noise::HandshakeState {
@@ -40,7 +46,8 @@ fn ours_handshake(
     rng: &mut TestRng,
 ) -> (securemesh_noise::Transport, securemesh_noise::Transport) {
     let (mut i, mut r) = (ours(p, Role::Initiator), ours(p, Role::Responder));
-    let (mut m, mut pl) = ([0u8; 256], [0u8; 256]);
+    // Room for hfs messages (ML-KEM-1024: 1600 and 1704 bytes).
+    let (mut m, mut pl) = ([0u8; 2048], [0u8; 2048]);
     for k in 0..p.pattern().messages().len() {
         let (w, rd) = if k % 2 == 0 { (&mut i, &mut r) } else { (&mut r, &mut i) };
         let n = w.write_message(&[], &mut m, rng).unwrap();
@@ -123,6 +130,19 @@ fn main() {
                 msg[..s].copy_from_slice(&payload);
                 let k = ChaChaPoly::seal(&key, &nonce, &[], &mut msg, s).unwrap();
                 black_box(ChaChaPoly::open(&key, &nonce, &[], &mut msg[..k]).unwrap());
+            }
+        }
+        #[cfg(feature = "hfs")]
+        ("mlkem768", _) => {
+            use securemesh_core::crypto::{Kem, MlKem768};
+            let (dk, ek) = MlKem768::generate(&mut rng);
+            let (ct, _) = MlKem768::encapsulate(&ek, &mut rng).unwrap();
+            for _ in 0..n {
+                match what {
+                    "keygen" => drop(black_box(MlKem768::generate(&mut rng))),
+                    "encaps" => drop(black_box(MlKem768::encapsulate(&ek, &mut rng).unwrap())),
+                    _ => drop(black_box(MlKem768::decapsulate(&dk, &ct).unwrap())),
+                }
             }
         }
         ("ours", None) => {
