@@ -3,7 +3,22 @@
 //! The hosted agent: the sans-IO [`securemesh::Agent`] driven by a Tokio
 //! runtime, configured from a YAML file, persisting through a state
 //! store, reaching offline peers through a delivery service, measured
-//! over Prometheus, and shown by a live demo (the `securemesh` binary).
+//! over Prometheus, and shown by a live demo (the `securemesh` binary:
+//! `keygen`, `bundle`, `agent --config FILE`, `demo [--json]`).
+//!
+//! - [`config`]: the YAML file (template `examples/agent.yaml`); every
+//!   refusal names the key and its line.
+//! - [`store`]: [`StateStore`](store::StateStore) and the
+//!   [`FileStore`](store::FileStore) (atomic writes, generation ledger);
+//!   [`state`]: storing what `poll_persist` hands out, restoring.
+//! - [`delivery`]: [`DeliveryService`](delivery::DeliveryService)
+//!   (mailboxes acknowledged after persistence, one-time prekey bundles
+//!   handed out once, MLS commit order) and its embedded
+//!   [`InProcess`](delivery::InProcess) implementation.
+//! - [`runtime`]: one Tokio task per agent; Noise over length-framed
+//!   TCP, the mailbox, timers, OS randomness, shutdown that stores.
+//! - [`metrics`]: Prometheus text over HTTP; [`demo`]: the live demo;
+//!   [`app`]: the `agent` and `bundle` commands; [`keys`], [`rng`].
 //!
 //! ## Why a separate crate
 //!
@@ -15,14 +30,68 @@
 //! no-alloc check. A crate of its own (`securemesh-host`, binary
 //! `securemesh`) keeps the core's graph exactly what firmware builds:
 //! arrows point down, from the host to the mesh, never back.
+//!
+//! ## Two agents on loopback
+//!
+//! ```
+//! use securemesh::{MessageKind, Permissions, Role, Roles};
+//! use securemesh_core::envelope::StorageKey;
+//! use securemesh_host::delivery::InProcess;
+//! use securemesh_host::runtime::{spawn, AddressBook, AgentOptions};
+//! use std::{sync::Arc, time::Duration};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! const TASK: MessageKind = MessageKind(1);
+//! let dir = std::env::temp_dir().join(format!("securemesh-doc-{}", std::process::id()));
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! rt.block_on(async {
+//!     let delivery = Arc::new(InProcess::new(64));
+//!     let book = AddressBook::default();
+//!     let (app, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+//!     let options = |name: &str| AgentOptions {
+//!         name: name.into(),
+//!         config: securemesh::Config::default(),
+//!         state_dir: dir.join(name),
+//!         ledger: None,
+//!         listen: "127.0.0.1:0".parse().unwrap(),
+//!         mailbox_poll: Duration::from_millis(20),
+//!     };
+//!     let mut rng = securemesh_host::rng::OsRng::new()?;
+//!     let (a_key, b_key) = (StorageKey::random(&mut rng), StorageKey::random(&mut rng));
+//!     let alice = spawn(options("alice"), a_key, delivery.clone(), book.clone(), app.clone()).await?;
+//!     let bob = spawn(options("bob"), b_key, delivery.clone(), book.clone(), app.clone()).await?;
+//!     // Bob knows Alice, sees her online and lets her send tasks; Alice knows Bob.
+//!     for (me, peer) in [(&bob, alice.identity), (&alice, bob.identity)] {
+//!         me.with(move |agent, _, _| -> Result<(), securemesh::Error> {
+//!             let id = agent.add_peer_identity(&peer)?;
+//!             agent.set_reachable(&id, true)?;
+//!             agent.policy_mut().define_role(Role(0), Permissions::of(&[TASK]))?;
+//!             Ok(agent.policy_mut().grant(id, Roles::of(&[Role(0)]))?)
+//!         })
+//!         .await??;
+//!     }
+//!     alice.send(bob.peer_id, TASK, b"measure tank 3".to_vec()).await?;
+//!     let d = delivered.recv().await.ok_or("no delivery")?;
+//!     assert_eq!((d.from, d.payload.as_slice()), (alice.peer_id, &b"measure tank 3"[..]));
+//!     alice.shutdown().await?;
+//!     bob.shutdown().await?; // stores its state
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod demo;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod rng;
+pub mod runtime;
 pub mod state;
 pub mod store;
 
@@ -33,7 +102,3 @@ pub use error::HostError;
 /// [`config::PREKEY_POOL_SIZE`] one-time prekeys. About 100 KB: keep it
 /// boxed.
 pub type HostAgent = securemesh::Agent<32, 16, 32, 1024, 16>;
-pub mod app;
-pub mod demo;
-pub mod metrics;
-pub mod runtime;
