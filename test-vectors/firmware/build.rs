@@ -8,6 +8,9 @@
 //! `$OUT_DIR/mls_vector.rs`, which `src/mls.rs` includes. Nothing generated
 //! is committed; the binary data ends up in `.rodata` (flash).
 
+#[path = "memory_x.rs"]
+mod memory_x;
+
 use std::fmt::Write as _;
 use std::{env, fs, path::PathBuf};
 
@@ -21,13 +24,10 @@ const MLS_ENTRY: usize = 6;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default());
-    if let Err(e) = fs::copy("memory.x", out.join("memory.x")) {
-        println!("cargo::error=cannot copy memory.x: {e}");
+    if !memory_x::put_memory_x(&out) {
         return;
     }
-    println!("cargo::rustc-link-search={}", out.display());
-    println!("cargo::rerun-if-changed=memory.x");
-    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=memory_x.rs");
     println!("cargo::rerun-if-changed={MLS_VECTOR}");
     match mls_vector() {
         Ok(code) => {

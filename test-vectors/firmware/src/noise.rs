@@ -55,23 +55,7 @@ const EPHEMERAL_SEED: u32 = 0x0e9e_3e7a;
 /// Prologue both parties bind.
 const PROLOGUE: &[u8] = b"securemesh firmware";
 
-/// Verdict of one protocol's checks.
-#[derive(Clone, Copy, Debug)]
-pub struct Family {
-    /// `noise xx`, `noise ik`.
-    pub name: &'static str,
-    /// Checks passed.
-    pub passed: u32,
-    /// Checks run.
-    pub total: u32,
-}
-
-impl Family {
-    /// Whether every check passed (and at least one ran).
-    pub fn is_ok(&self) -> bool {
-        self.total > 0 && self.passed == self.total
-    }
-}
+pub use crate::family::Family;
 
 /// Run every protocol; print its figures; return one verdict per protocol.
 /// `dh_instructions` is the X25519 DH measured earlier in the same run.

@@ -35,6 +35,7 @@
 
 use crate::measure::{Cost, Meter, MeterError};
 use crate::noise::Family;
+use crate::slot::Slot;
 use crate::test_rng::NotRandomTestRng;
 use core::cell::RefCell;
 use core::hint::black_box;
@@ -159,34 +160,6 @@ const HEADER_ENCRYPTION: Run = Run {
         burst(true, &[0, 1, 2]),
     ],
 };
-
-/// A value or nothing, like `Option`, but an empty slot is all zero
-/// bytes (`Empty` = 0): `None` of an `Option` of these types is a niche
-/// value instead, which puts the statics below in `.data` (6 KB of flash
-/// for their initial value) rather than `.bss`. The tag is 8 bytes, not 1:
-/// with a 1-byte tag LLVM builds `Full(session)` in a stack temporary, a
-/// second copy of the session (2.3 KB) under `respond`.
-#[repr(C, u64)]
-enum Slot<T> {
-    Empty = 0,
-    Full(T),
-}
-
-impl<T> Slot<T> {
-    fn get(&self) -> Option<&T> {
-        match self {
-            Slot::Full(t) => Some(t),
-            Slot::Empty => None,
-        }
-    }
-
-    fn get_mut(&mut self) -> Option<&mut T> {
-        match self {
-            Slot::Full(t) => Some(t),
-            Slot::Empty => None,
-        }
-    }
-}
 
 /// Identities, prekey pool and sessions: static (in `.bss`), so they take
 /// none of the stack.
