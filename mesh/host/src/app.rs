@@ -8,6 +8,7 @@ use crate::rng::OsRng;
 use crate::runtime::{AddressBook, AgentOptions, bundles, open, spawn};
 use securemesh::{MessageKind, Permissions, Role, Roles};
 use securemesh_core::envelope::StorageKey;
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,13 +35,14 @@ pub fn options(file: &AgentFile) -> AgentOptions {
     }
 }
 
-/// Start `tracing` output at the file's level and format.
+/// Start `tracing` output at the file's level and format (colours only
+/// for `text` on a terminal).
 pub fn init_logs(file: &AgentFile) {
     let filter = tracing_subscriber::EnvFilter::try_new(&file.observability.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(file.observability.log_format == LogFormat::Text)
+        .with_ansi(file.observability.log_format == LogFormat::Text && std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -111,14 +111,17 @@ pub fn read_key_env(var: &str) -> Result<StorageKey, KeyError> {
     key
 }
 
-/// Write a fresh random storage key to `path` (created, never
-/// overwritten; mode 0600 on Unix).
+/// Write a fresh random storage key to `path` (created with its
+/// directory, never overwritten; mode 0600 on Unix).
 pub fn write_new_key(path: &Path) -> Result<(), KeyError> {
     let key = StorageKey::random(
         &mut crate::rng::OsRng::new()
             .map_err(|error| KeyError::Io { path: path.into(), error: std::io::Error::other(error) })?,
     );
     let io = |error| KeyError::Io { path: path.into(), error };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
