@@ -59,7 +59,10 @@ use crate::route::{self, Channel, NoiseStatus, PeerView, Purpose, Route, Target}
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::events::EventQueue;
 use securemesh_core::{CryptoRng, Instant, UnixTime};
-use securemesh_noise::{Builder, HandshakeState, Keypair, Protocol, TAG_LEN, Transport, protocol};
+use securemesh_noise::{
+    Builder, DATAGRAM_OVERHEAD, DatagramTransport, HandshakeState, Keypair, Protocol, TAG_LEN, Transport,
+    protocol,
+};
 use securemesh_ratchet::{
     Identity, MSG_INITIAL, PrekeyConfig, PrekeyEvent, PrekeyPool, PublicIdentity, Session, SessionConfig,
     SessionEvent,
@@ -345,6 +348,10 @@ pub enum SessionKind {
     Noise,
     /// A Double Ratchet session.
     Ratchet,
+    /// A Noise datagram transport (telemetry; a handshake for it is a
+    /// [`NoiseHandshake`](Self::NoiseHandshake) whose id carries
+    /// [`DATAGRAM_SESSION`]).
+    NoiseDatagram,
 }
 
 /// One entry of the session table, as [`Agent::sessions`] shows it.
@@ -366,9 +373,28 @@ pub struct SessionInfo {
 /// firmware reserve it statically.
 #[allow(clippy::large_enum_variant)]
 enum State {
-    Handshake { hs: HandshakeState, pattern: ChannelKind, deadline: Instant, started: Instant },
+    Handshake {
+        hs: HandshakeState,
+        pattern: ChannelKind,
+        deadline: Instant,
+        started: Instant,
+    },
     Noise(Transport),
+    /// A Noise datagram transport (telemetry): its session id carries
+    /// [`DATAGRAM_SESSION`].
+    Datagram(DatagramTransport),
     Ratchet(RatchetSession),
+}
+
+/// The bit of a [`SessionId`] that marks a Noise session opened for the
+/// datagram transport (telemetry): the initiator sets it, and the
+/// handshake's prologue binds the session id, so both sides agree on what
+/// the completed handshake becomes. Stream sessions have it clear.
+pub const DATAGRAM_SESSION: u64 = 1 << 63;
+
+/// Whether session `id` is a datagram session.
+const fn is_datagram(id: SessionId) -> bool {
+    id.0 & DATAGRAM_SESSION != 0
 }
 
 struct Entry {
@@ -376,6 +402,13 @@ struct Entry {
     id: SessionId,
     /// When it was created or (Noise) established: larger is newer.
     order: u64,
+    /// A Noise transport is confirmed once the peer is known to hold it:
+    /// its handshake ended with a message we read, or we have read a
+    /// transport message on it. An IK responder (and an XX initiator) is
+    /// not, until then: `send` prefers a confirmed transport, and an
+    /// unconfirmed one supersedes nothing (its initiator may have dropped
+    /// the handshake).
+    confirmed: bool,
     state: State,
 }
 
@@ -434,8 +467,9 @@ pub type DefaultAgent = Agent;
 /// groups ([`crate::group`]; each slot costs
 /// [`GROUP_SLOT_BYTES`](crate::group::GROUP_SLOT_BYTES), and every agent
 /// holds one more group state of
-/// [`MLS_GROUP_BYTES`](crate::group::MLS_GROUP_BYTES) as a spare). The
-/// Noise datagram transport comes in a later slice.
+/// [`MLS_GROUP_BYTES`](crate::group::MLS_GROUP_BYTES) as a spare), and
+/// sends telemetry over the Noise datagram transport
+/// ([`send_telemetry`](Self::send_telemetry)).
 pub struct Agent<
     const PEERS: usize = 8,
     const SESSIONS: usize = 4,
@@ -669,6 +703,7 @@ impl<
             kind: match e.state {
                 State::Handshake { .. } => SessionKind::NoiseHandshake,
                 State::Noise(_) => SessionKind::Noise,
+                State::Datagram(_) => SessionKind::NoiseDatagram,
                 State::Ratchet(_) => SessionKind::Ratchet,
             },
         })
@@ -685,12 +720,16 @@ impl<
         let info = self.directory.get(peer)?;
         let mut noise = NoiseStatus::None;
         let mut ratchet_session = false;
+        // Datagram sessions (and their handshakes) carry telemetry only:
+        // not a route for messages.
         for e in self.sessions.iter().flatten().filter(|e| e.peer == *peer) {
             match e.state {
                 State::Noise(_) => noise = NoiseStatus::Established,
+                State::Handshake { .. } if is_datagram(e.id) => {}
                 State::Handshake { .. } if noise == NoiseStatus::None => noise = NoiseStatus::Handshaking,
                 State::Handshake { .. } => {}
                 State::Ratchet(_) => ratchet_session = true,
+                State::Datagram(_) => {}
             }
         }
         Some(PeerView {
@@ -720,10 +759,20 @@ impl<
         if let Some(i) = self.sessions.iter().position(Option::is_none) {
             return Ok(i);
         }
-        let noise = |e: &Entry| matches!(e.state, State::Noise(_));
+        // A stream transport is superseded by a newer stream transport, a
+        // datagram transport by a newer datagram transport.
+        let kind = |e: &Entry| match e.state {
+            State::Noise(_) => Some(false),
+            State::Datagram(_) => Some(true),
+            _ => None,
+        };
         let superseded = |e: &Entry| {
-            noise(e)
-                && self.sessions.iter().flatten().any(|o| o.peer == e.peer && noise(o) && o.order > e.order)
+            kind(e).is_some()
+                && self
+                    .sessions
+                    .iter()
+                    .flatten()
+                    .any(|o| o.peer == e.peer && kind(o) == kind(e) && o.confirmed && o.order > e.order)
         };
         self.sessions
             .iter()
@@ -752,9 +801,10 @@ impl<
     }
 
     /// A session id not in use with `peer`.
-    fn new_session_id<R: CryptoRng + ?Sized>(&self, peer: &PeerId, rng: &mut R) -> SessionId {
+    fn new_session_id<R: CryptoRng + ?Sized>(&self, peer: &PeerId, rng: &mut R, datagram: bool) -> SessionId {
         loop {
-            let id = SessionId(rng.next_u64());
+            let r = rng.next_u64();
+            let id = SessionId(if datagram { r | DATAGRAM_SESSION } else { r & !DATAGRAM_SESSION });
             if self.find(peer, id).is_none() {
                 return id;
             }
@@ -814,9 +864,9 @@ impl<
         let peer = &peer;
         let route = self.route_for(peer, Purpose::Message)?;
         match route.channel {
-            Channel::NoiseSession => self.send_noise_session(peer, kind, payload)?,
+            Channel::NoiseSession => self.send_noise_session(peer, kind, payload, false)?,
             Channel::NoiseIk | Channel::NoiseXx => {
-                self.send_noise_new(peer, route.channel, kind, payload, now, rng)?
+                self.send_noise_new(peer, route.channel, kind, payload, now, rng, false)?
             }
             Channel::RatchetSession | Channel::RatchetX3dh => {
                 self.send_ratchet(peer, route.channel, kind, payload, now, rng)?
@@ -874,7 +924,89 @@ impl<
         add(HEADER_LEN, n)
     }
 
-    fn send_noise_session(&mut self, peer: &PeerId, kind: MessageKind, payload: &[u8]) -> Result<(), Error> {
+    /// Encrypt the plaintext staged in slot `i` as a datagram (`scratch`
+    /// holds it meanwhile, and is wiped) and write the envelope header;
+    /// returns the envelope length.
+    fn seal_datagram_slot(
+        slot: &mut Slot<BYTES>,
+        d: &mut DatagramTransport,
+        scratch: &mut [u8; BYTES],
+        sender: &PeerId,
+        session: SessionId,
+        plain: usize,
+    ) -> Result<usize, Error> {
+        let staged =
+            scratch.get_mut(..plain).ok_or(Error::PayloadTooLong { max: Self::MAX_DATAGRAM_PAYLOAD })?;
+        staged.copy_from_slice(
+            slot.buf
+                .get(HEADER_LEN..add(HEADER_LEN, plain)?)
+                .ok_or(Error::PayloadTooLong { max: Self::MAX_DATAGRAM_PAYLOAD })?,
+        );
+        let body = slot.buf.get_mut(HEADER_LEN..).ok_or(Error::PayloadTooLong { max: 0 })?;
+        let sealed = d.seal(staged, body);
+        staged.fill(0);
+        let n = sealed?;
+        write_header(&mut slot.buf, ChannelKind::NoiseDatagram, sender, session, n)?;
+        add(HEADER_LEN, n)
+    }
+
+    /// Largest telemetry payload ([`send_telemetry`](Self::send_telemetry)).
+    pub const MAX_DATAGRAM_PAYLOAD: usize = BYTES.saturating_sub(HEADER_LEN + 1 + DATAGRAM_OVERHEAD);
+
+    /// Send loss-tolerant `payload` of `kind` (telemetry) to `peer` over
+    /// the Noise **datagram** transport ([`Purpose::Telemetry`] in the
+    /// [matrix](crate::route)): each datagram carries its counter, may be
+    /// lost or reordered, and is accepted at most once (a replay window of
+    /// 2048). The peer must be reachable ([`NoRoute::TelemetryNeedsOnline`](crate::route::NoRoute::TelemetryNeedsOnline)
+    /// otherwise: telemetry is never stored in a mailbox). The first
+    /// datagram to a peer opens a Noise handshake (IK when its static key
+    /// is known, XX otherwise) whose session id carries
+    /// [`DATAGRAM_SESSION`], and waits for it; datagram sessions are
+    /// separate from the stream sessions of [`send`](Self::send), never
+    /// persisted, and checked against the policy like any message.
+    /// [`Event::RouteChosen`] reports `(Channel::NoiseDatagram,
+    /// Reason::LossTolerant)`. On error nothing changed.
+    pub fn send_telemetry<R: CryptoRng + ?Sized>(
+        &mut self,
+        peer: &PeerId,
+        kind: MessageKind,
+        payload: &[u8],
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<Route, Error> {
+        if !kind.is_valid() {
+            return Err(Error::ReservedKind(kind));
+        }
+        if payload.len() > Self::MAX_DATAGRAM_PAYLOAD {
+            return Err(Error::PayloadTooLong { max: Self::MAX_DATAGRAM_PAYLOAD });
+        }
+        let route = self.route_for(peer, Purpose::Telemetry)?;
+        let open = self.sessions.iter().flatten().any(|e| {
+            e.peer == *peer
+                && matches!(e.state, State::Datagram(_) | State::Handshake { .. })
+                && is_datagram(e.id)
+        });
+        if open {
+            self.send_noise_session(peer, kind, payload, true)?;
+        } else {
+            let static_known = self.directory.get(peer).is_some_and(|p| p.static_key().is_some());
+            let channel = if static_known { Channel::NoiseIk } else { Channel::NoiseXx };
+            self.send_noise_new(peer, channel, kind, payload, now, rng, true)?;
+        }
+        self.counters.sent = self.counters.sent.saturating_add(1);
+        self.events.push(Event::RouteChosen { peer: *peer, route });
+        Ok(route)
+    }
+
+    /// Send on the newest established Noise transport with `peer` (stream
+    /// or, for `datagram`, datagram), or queue behind its handshake.
+    fn send_noise_session(
+        &mut self,
+        peer: &PeerId,
+        kind: MessageKind,
+        payload: &[u8],
+        datagram: bool,
+    ) -> Result<(), Error> {
         let [i] = self.free_slots::<1>()?;
         // The newest transport: after a peer's restart, the one it knows.
         let established = self
@@ -882,20 +1014,34 @@ impl<
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|e| (i, e)))
-            .filter(|(_, e)| e.peer == *peer && matches!(e.state, State::Noise(_)))
-            .max_by_key(|(_, e)| e.order)
+            .filter(|(_, e)| {
+                e.peer == *peer
+                    && match e.state {
+                        State::Noise(_) => !datagram,
+                        State::Datagram(_) => datagram,
+                        _ => false,
+                    }
+            })
+            .max_by_key(|(_, e)| (e.confirmed, e.order))
             .map(|(i, _)| i);
-        let handshaking = self.sessions.iter().position(|s| {
-            s.as_ref().is_some_and(|e| e.peer == *peer && matches!(e.state, State::Handshake { .. }))
+        let handshaking = self.sessions.iter().flatten().find(|e| {
+            e.peer == *peer && is_datagram(e.id) == datagram && matches!(e.state, State::Handshake { .. })
         });
+        let handshaking = handshaking.map(|e| e.id);
         let plain = self.stage_plaintext(i, kind, payload)?;
         if let Some(si) = established {
             let sender = self.id;
-            let Some(Some(Entry { id, state: State::Noise(t), .. })) = self.sessions.get_mut(si) else {
-                return Err(Error::UnknownSession);
-            };
             let slot = self.queue.get_mut(i).ok_or(Error::QueueFull)?;
-            match Self::seal_slot(slot, t, &sender, *id, plain) {
+            let sealed = match self.sessions.get_mut(si) {
+                Some(Some(Entry { id, state: State::Noise(t), .. })) => {
+                    Self::seal_slot(slot, t, &sender, *id, plain)
+                }
+                Some(Some(Entry { id, state: State::Datagram(d), .. })) => {
+                    Self::seal_datagram_slot(slot, d, &mut self.scratch, &sender, *id, plain)
+                }
+                _ => Err(Error::UnknownSession),
+            };
+            match sealed {
                 Ok(len) => {
                     self.commit_slot(i, *peer, Delivery::Direct, len);
                     self.metrics.noise.sent = self.metrics.noise.sent.saturating_add(1);
@@ -906,23 +1052,27 @@ impl<
                 }
             }
         } else {
-            let Some(Some(entry)) = handshaking.and_then(|si| self.sessions.get(si)) else {
+            let Some(session) = handshaking else {
                 if let Some(s) = self.queue.get_mut(i) {
                     s.clear();
                 }
                 return Err(Error::UnknownSession);
             };
-            let session = entry.id;
-            let seq = self.take_seq();
-            if let Some(s) = self.queue.get_mut(i) {
-                s.status = SlotStatus::Awaiting(session);
-                s.to = *peer;
-                s.delivery = Delivery::Direct;
-                s.seq = seq;
-                s.len = plain;
-            }
+            self.await_handshake(i, peer, session, plain);
         }
         Ok(())
+    }
+
+    /// Slot `i` (`plain` bytes staged) waits for handshake `session`.
+    fn await_handshake(&mut self, i: usize, peer: &PeerId, session: SessionId, plain: usize) {
+        let seq = self.take_seq();
+        if let Some(s) = self.queue.get_mut(i) {
+            s.status = SlotStatus::Awaiting(session);
+            s.to = *peer;
+            s.delivery = Delivery::Direct;
+            s.seq = seq;
+            s.len = plain;
+        }
     }
 
     /// Our Noise static key: the identity's X25519 key.
@@ -930,6 +1080,7 @@ impl<
         Keypair::from_secret(self.identity.dh_secret().duplicate())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send_noise_new<R: CryptoRng + ?Sized>(
         &mut self,
         peer: &PeerId,
@@ -938,11 +1089,12 @@ impl<
         payload: &[u8],
         now: Instant,
         rng: &mut R,
+        datagram: bool,
     ) -> Result<(), Error> {
         let si = self.free_session()?;
         let [hi, pi] = self.free_slots::<2>()?;
         Self::check_noise_len(payload)?;
-        let session = self.new_session_id(peer, rng);
+        let session = self.new_session_id(peer, rng, datagram);
         let (pattern, protocol, remote) = match channel {
             Channel::NoiseIk => {
                 let rs = self
@@ -986,19 +1138,13 @@ impl<
         };
         // Commit.
         self.commit_slot(hi, *peer, Delivery::Direct, add(HEADER_LEN, n)?);
-        let seq = self.take_seq();
-        if let Some(s) = self.queue.get_mut(pi) {
-            s.status = SlotStatus::Awaiting(session);
-            s.to = *peer;
-            s.delivery = Delivery::Direct;
-            s.seq = seq;
-            s.len = plain;
-        }
+        self.await_handshake(pi, peer, session, plain);
         let deadline =
             now.saturating_add(core::time::Duration::from_millis(self.config.handshake_timeout_ms));
         let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
             *s = Some(Entry {
+                confirmed: true,
                 peer: *peer,
                 id: session,
                 order,
@@ -1048,7 +1194,7 @@ impl<
                 self.directory.get(peer).and_then(|p| p.bundle().copied()).ok_or(Error::UnknownPeer)?;
             let bundle = stored.bundle()?;
             let s = RatchetSession::initiate(&self.identity, &bundle, self.config.ratchet, rng, now)?;
-            fresh = Some((si, self.new_session_id(peer, rng), s));
+            fresh = Some((si, self.new_session_id(peer, rng, false), s));
             None
         } else {
             // The newest ratchet session with the peer.
@@ -1091,7 +1237,7 @@ impl<
         if let Some((si, id, s)) = fresh
             && let Some(e) = self.sessions.get_mut(si)
         {
-            *e = Some(Entry { peer: *peer, id, order, state: State::Ratchet(s) });
+            *e = Some(Entry { peer: *peer, id, order, confirmed: true, state: State::Ratchet(s) });
             // The bundle's one-time prekey is spent.
             let _ = self.directory.take_bundle(peer);
             self.mark_agent();
@@ -1149,7 +1295,7 @@ impl<
             .filter_map(|e| match &e.state {
                 State::Handshake { deadline, .. } => Some(*deadline),
                 State::Ratchet(s) => s.poll_timeout(),
-                State::Noise(_) => None,
+                State::Noise(_) | State::Datagram(_) => None,
             })
             .min()
     }
@@ -1365,7 +1511,7 @@ impl<
             let generation = self.slot_records.get(i).and_then(|g| g.pending).ok_or(Error::WrongRecord)?;
             let n = u16::try_from(i).map_err(|_| Error::WrongRecord)?;
             let parts = match self.sessions.get(i) {
-                Some(Some(Entry { peer, id, order, state: State::Ratchet(s) })) => {
+                Some(Some(Entry { peer, id, order, state: State::Ratchet(s), .. })) => {
                     Some((peer, *id, *order, s))
                 }
                 _ => None,
@@ -1515,7 +1661,7 @@ impl<
                 return Err(Error::WrongRecord);
             }
             if let Some(s) = self.sessions.get_mut(i) {
-                *s = Some(Entry { peer, id, order, state: State::Ratchet(session) });
+                *s = Some(Entry { peer, id, order, confirmed: true, state: State::Ratchet(session) });
             }
             self.next_order = self.next_order.max(order.saturating_add(1));
         }
@@ -1592,7 +1738,7 @@ impl<
             }
             ChannelKind::MlsMessage => self.handle_group_message(&env, out, rng),
             ChannelKind::MlsWelcome => self.handle_welcome(&env, out).map(|()| None),
-            c @ ChannelKind::NoiseDatagram => return Err(Error::UnsupportedChannel(c)),
+            ChannelKind::NoiseDatagram => self.handle_datagram(&env, out),
         };
         if result.is_err() {
             self.metrics.count(env.channel, |c| &mut c.failures);
@@ -1600,12 +1746,25 @@ impl<
         result
     }
 
+    /// A datagram of a datagram session: out of order and lost ones are
+    /// fine, a replayed one is refused ([`securemesh_noise::Error::Replay`]).
+    fn handle_datagram(&mut self, env: &Envelope<'_>, out: &mut [u8]) -> Result<Option<Received>, Error> {
+        let si = self.find(&env.sender, env.session).ok_or(Error::UnknownSession)?;
+        let Some(Some(Entry { state: State::Datagram(d), confirmed, .. })) = self.sessions.get_mut(si) else {
+            return Err(Error::ChannelMismatch);
+        };
+        let n = d.open(env.body, out)?;
+        *confirmed = true;
+        Ok(self.deliver(env.sender, ChannelKind::NoiseDatagram, out, n))
+    }
+
     fn handle_transport(&mut self, env: &Envelope<'_>, out: &mut [u8]) -> Result<Option<Received>, Error> {
         let si = self.find(&env.sender, env.session).ok_or(Error::UnknownSession)?;
-        let Some(Some(Entry { state: State::Noise(t), .. })) = self.sessions.get_mut(si) else {
+        let Some(Some(Entry { state: State::Noise(t), confirmed, .. })) = self.sessions.get_mut(si) else {
             return Err(Error::ChannelMismatch);
         };
         let n = t.read_message(env.body, out)?;
+        *confirmed = true;
         Ok(self.deliver(env.sender, ChannelKind::NoiseTransport, out, n))
     }
 
@@ -1615,7 +1774,7 @@ impl<
     fn deliver(&mut self, from: PeerId, channel: ChannelKind, out: &mut [u8], n: usize) -> Option<Received> {
         let plain = out.get_mut(..n).unwrap_or_default();
         let Some(&k) = plain.first() else {
-            if channel != ChannelKind::NoiseTransport {
+            if !matches!(channel, ChannelKind::NoiseTransport | ChannelKind::NoiseDatagram) {
                 // An empty ratchet message is a heartbeat: it stepped the
                 // ratchet and carries nothing to deliver.
                 self.metrics.ratchet.heartbeats_received =
@@ -1678,6 +1837,7 @@ impl<
                     self.handshake_failed(peer, env.session, HandshakeFailure::Decrypt);
                 } else if let Some(s) = self.sessions.get_mut(si) {
                     *s = Some(Entry {
+                        confirmed: true,
                         peer,
                         id: env.session,
                         order,
@@ -1775,7 +1935,8 @@ impl<
         mut hs: HandshakeState,
         rng: &mut R,
     ) -> Result<(), Error> {
-        if hs.is_my_turn() {
+        let wrote = hs.is_my_turn();
+        if wrote {
             // Our identity goes with our static key: XX messages 2 and 3
             // (IK sends it in message 1, see `send_noise_new`).
             let identity = self.identity.public().to_bytes();
@@ -1808,11 +1969,11 @@ impl<
             let state =
                 State::Handshake { hs, pattern: st.pattern, deadline: st.deadline, started: st.started };
             if let Some(s) = self.sessions.get_mut(st.si) {
-                *s = Some(Entry { peer: st.peer, id: st.session, order: st.order, state });
+                *s = Some(Entry { peer: st.peer, id: st.session, order: st.order, confirmed: true, state });
             }
             return Ok(());
         }
-        let mut transport = match hs.finish() {
+        let transport = match hs.finish() {
             Ok(t) => t,
             Err(e) => {
                 self.handshake_failed(st.peer, st.session, HandshakeFailure::Decrypt);
@@ -1831,6 +1992,12 @@ impl<
                 self.mark_agent();
             }
         }
+        // A session opened for datagrams becomes a datagram transport.
+        let mut state = if is_datagram(st.session) {
+            State::Datagram(transport.into_datagram())
+        } else {
+            State::Noise(transport)
+        };
         // Send what waited for the handshake, in the order it was sent.
         let sender = self.id;
         loop {
@@ -1844,7 +2011,14 @@ impl<
             let Some(i) = next else { break };
             let Some(slot) = self.queue.get_mut(i) else { break };
             let plain = slot.len;
-            match Self::seal_slot(slot, &mut transport, &sender, st.session, plain) {
+            let sealed = match &mut state {
+                State::Datagram(d) => {
+                    Self::seal_datagram_slot(slot, d, &mut self.scratch, &sender, st.session, plain)
+                }
+                State::Noise(t) => Self::seal_slot(slot, t, &sender, st.session, plain),
+                _ => Err(Error::UnknownSession),
+            };
+            match sealed {
                 Ok(len) => {
                     self.commit_slot(i, st.peer, Delivery::Direct, len);
                     self.metrics.noise.sent = self.metrics.noise.sent.saturating_add(1);
@@ -1856,7 +2030,7 @@ impl<
         // Established now: newer than every session before it.
         let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(st.si) {
-            *s = Some(Entry { peer: st.peer, id: st.session, order, state: State::Noise(transport) });
+            *s = Some(Entry { peer: st.peer, id: st.session, order, confirmed: !wrote, state });
         }
         let latency = ms(st.now.saturating_duration_since(st.started));
         let m = &mut self.metrics;
@@ -1952,7 +2126,8 @@ impl<
         }
         let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
-            *s = Some(Entry { peer, id: env.session, order, state: State::Ratchet(session) });
+            *s =
+                Some(Entry { peer, id: env.session, order, confirmed: true, state: State::Ratchet(session) });
         }
         self.session_changed(si);
         Ok(self.deliver(peer, ChannelKind::RatchetInitial, out, n))

@@ -12,7 +12,8 @@
 //!      3   32 sender       PeerId of the sending agent: SHA-256 of its identity key
 //!     35    8 session      SessionId: chosen at random by the side that opened the
 //!                          session (Noise initiator, X3DH initiator); for MLS the
-//!                          group's id (next slice)
+//!                          group's id (GroupId); a Noise session opened for the
+//!                          datagram transport has its top bit set (DATAGRAM_SESSION)
 //!     43    2 body_len     bytes of body, 0..=65535
 //!     45    n body         the channel's own message, opaque to the envelope
 //! ```
@@ -73,15 +74,16 @@ pub enum ChannelKind {
     NoiseXx = 0x02,
     /// A Noise stream transport message of an established session.
     NoiseTransport = 0x03,
-    /// A Noise datagram transport message (telemetry over UDP; next slice).
+    /// A Noise datagram transport message (telemetry over UDP): the
+    /// counter, the ciphertext and its tag.
     NoiseDatagram = 0x04,
     /// A ratchet initial message (carries the X3DH prefix).
     RatchetInitial = 0x05,
     /// A Double Ratchet message of an established session.
     RatchetMessage = 0x06,
-    /// An MLS handshake or application message (next slice).
+    /// An MLS commit or application message (a PrivateMessage `MLSMessage`).
     MlsMessage = 0x07,
-    /// An MLS Welcome (next slice).
+    /// An MLS Welcome (`MLSMessage`).
     MlsWelcome = 0x08,
 }
 
@@ -107,7 +109,7 @@ impl ChannelKind {
     }
 }
 
-/// Identifies a session between two agents (or, in a later slice, a
+/// Identifies a session between two agents (or a
 /// group): 64 bits drawn at random by the agent that opens it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);

@@ -35,10 +35,11 @@ pub enum Error {
     UnknownPeer,
     /// No channel can carry the message now.
     NoRoute(NoRoute),
-    /// The matrix chose a channel this slice does not drive yet (datagram,
-    /// MLS, TLS).
+    /// The matrix chose a channel `send` does not carry (`UseTls`: the host
+    /// talks TLS itself; the datagram channel is
+    /// [`send_telemetry`](crate::Agent::send_telemetry)'s).
     Unsupported(Channel),
-    /// An envelope of a channel this slice does not drive yet.
+    /// An envelope of a channel the agent does not handle.
     UnsupportedChannel(ChannelKind),
     /// Message kinds 64 and above are reserved.
     ReservedKind(MessageKind),

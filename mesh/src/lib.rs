@@ -88,7 +88,15 @@
 //! proposals by reference, PSKs and external joins of `mls-lite` are not
 //! driven by the agent; the policy governs deliveries, not who may commit.
 //!
-//! **Not yet**: the Noise datagram transport for telemetry; re-establishing a *ratchet* session whose state one side
+//! **Slice 4**: telemetry over the Noise datagram transport
+//! ([`Agent::send_telemetry`], [`Purpose::Telemetry`] in the matrix): a
+//! Noise IK/XX handshake of its own (its session id carries
+//! [`DATAGRAM_SESSION`], bound by the prologue), then datagrams with
+//! explicit counters and a replay window (lost and reordered ones are fine,
+//! a replayed one is refused), checked against the policy like every
+//! message; never to a mailbox, never persisted.
+//!
+//! **Not yet**: re-establishing a *ratchet* session whose state one side
 //! lost (today the other side's messages fail with
 //! [`Error::UnknownSession`] and the host must hand the sender a fresh
 //! bundle; Noise sessions re-establish by themselves); persisting the
@@ -169,9 +177,9 @@ pub mod policy;
 pub mod route;
 
 pub use agent::{
-    Agent, AuthFailure, Config, Counters, DefaultAgent, Delivery, EVENT_SLOTS, Event, HandshakeFailure,
-    NOISE_IK, NOISE_XX, RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS, RatchetSession, Received, SessionInfo,
-    SessionKind, Transmit,
+    Agent, AuthFailure, Config, Counters, DATAGRAM_SESSION, DefaultAgent, Delivery, EVENT_SLOTS, Event,
+    HandshakeFailure, NOISE_IK, NOISE_XX, RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS, RatchetSession, Received,
+    SessionInfo, SessionKind, Transmit,
 };
 pub use envelope::{ChannelKind, SessionId};
 pub use error::Error;

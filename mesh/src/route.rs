@@ -83,13 +83,13 @@ pub enum Channel {
     NoiseIk,
     /// A new Noise XX handshake (the peer's static key is learned in it).
     NoiseXx,
-    /// The Noise datagram transport (next slice).
+    /// The Noise datagram transport ([`Agent::send_telemetry`](crate::Agent::send_telemetry)).
     NoiseDatagram,
     /// The existing Double Ratchet session, through the peer's mailbox.
     RatchetSession,
     /// A new ratchet session from the peer's bundle (X3DH), through its mailbox.
     RatchetX3dh,
-    /// The group's MLS channel (next slice).
+    /// The group's MLS channel ([`crate::group`]).
     Mls,
     /// Not a mesh channel: the host should use TLS.
     UseTls,

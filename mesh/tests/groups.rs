@@ -7,21 +7,17 @@
 use securemesh::group::{COMMIT_SCRATCH_LEN, MAX_KEY_PACKAGE_LEN};
 use securemesh::policy::DenyReason;
 use securemesh::{
-    Channel, ChannelKind, Config, DefaultAgent, Delivery, Error, Event, GroupId, MessageKind, PeerId,
-    Permissions, Reason, RecordId, Role, Roles,
+    Channel, ChannelKind, Config, DefaultAgent, Delivery, Error, Event, GroupId, MessageKind, PeerId, Reason,
+    RecordId, Roles,
 };
+use securemesh_core::UnixTime;
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::testing::TestRng;
-use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::Identity;
 use std::collections::BTreeMap;
 
-const TASK: MessageKind = MessageKind(1);
-const TELEMETRY: MessageKind = MessageKind(2);
-const WORKER: Role = Role(0);
-const SENSOR: Role = Role(1);
-const T0: Instant = Instant(1_000);
-const WALL: UnixTime = UnixTime(1_700_000_000);
+mod common;
+use common::{SENSOR, T0, TASK, TELEMETRY, WALL, WORKER};
 const KEY: [u8; 32] = [0x42; 32];
 
 type Store = BTreeMap<RecordId, (Vec<u8>, u64)>;
@@ -51,12 +47,8 @@ impl Mesh {
     fn new(n: usize, seed: u64, persist: bool) -> Self {
         let mut nodes: Vec<Node> = (0..n)
             .map(|i| {
-                let mut rng = TestRng::new(seed.wrapping_mul(0x1_0000).wrapping_add(0x100 * i as u64 + 0x37));
-                let identity = Identity::generate(&mut rng);
-                let mut agent = Box::new(DefaultAgent::new(identity, Config::default(), &mut rng, WALL));
-                let p = agent.policy_mut();
-                p.define_role(WORKER, Permissions::of(&[TASK, TELEMETRY])).unwrap();
-                p.define_role(SENSOR, Permissions::of(&[TELEMETRY])).unwrap();
+                let (mut agent, rng) =
+                    common::agent(seed.wrapping_mul(0x1_0000).wrapping_add(0x100 * i as u64 + 0x37));
                 if persist {
                     agent.enable_persistence(StorageKey::new(KEY));
                 }

@@ -6,30 +6,16 @@
 use securemesh::envelope::{Envelope, handshake_prologue};
 use securemesh::policy::DenyReason;
 use securemesh::{
-    AuthFailure, Channel, ChannelKind, DefaultAgent, Delivery, Error, Event, MessageKind, NOISE_IK, NOISE_XX,
-    PeerId, Permissions, Reason, Received, Role, Roles, SessionKind,
+    AuthFailure, Channel, ChannelKind, DefaultAgent, Delivery, Error, Event, NOISE_IK, NOISE_XX, PeerId,
+    Permissions, Reason, Received, Role, Roles, SessionKind,
 };
+use securemesh_core::Instant;
 use securemesh_core::testing::TestRng;
-use securemesh_core::{Instant, UnixTime};
 use securemesh_noise::{Builder, Keypair};
 use securemesh_ratchet::Identity;
 
-const TASK: MessageKind = MessageKind(1);
-const TELEMETRY: MessageKind = MessageKind(2);
-const WORKER: Role = Role(0);
-const SENSOR: Role = Role(1);
-const T0: Instant = Instant(1_000);
-const WALL: UnixTime = UnixTime(1_700_000_000);
-
-fn agent(seed: u64) -> (Box<DefaultAgent>, TestRng) {
-    let mut rng = TestRng::new(seed);
-    let identity = Identity::generate(&mut rng);
-    let mut a = Box::new(DefaultAgent::new(identity, securemesh::Config::default(), &mut rng, WALL));
-    let p = a.policy_mut();
-    p.define_role(WORKER, Permissions::of(&[TASK, TELEMETRY])).unwrap();
-    p.define_role(SENSOR, Permissions::of(&[TELEMETRY])).unwrap();
-    (a, rng)
-}
+mod common;
+use common::{SENSOR, T0, TASK, TELEMETRY, WALL, WORKER, agent};
 
 /// `a` knows `b`'s identity (so its static key), grants it `role`, and
 /// sees it reachable or not.
