@@ -402,13 +402,15 @@ struct Entry {
     id: SessionId,
     /// When it was created or (Noise) established: larger is newer.
     order: u64,
-    /// A Noise transport is confirmed once the peer is known to hold it:
-    /// its handshake ended with a message we read, or we have read a
-    /// transport message on it. An IK responder (and an XX initiator) is
-    /// not, until then: `send` prefers a confirmed transport, and an
-    /// unconfirmed one supersedes nothing (its initiator may have dropped
-    /// the handshake).
-    confirmed: bool,
+    /// `None` once a Noise transport is confirmed: the peer is known to
+    /// hold it. An IK responder's transport is unconfirmed (`Some(deadline)`)
+    /// until it reads a transport message on it (its initiator may have
+    /// dropped the handshake after our message 2 was lost or late): `send`
+    /// prefers a confirmed transport, holds messages for an unconfirmed
+    /// one until it is confirmed, an unconfirmed one supersedes nothing,
+    /// and one still unconfirmed at its deadline is dropped with the
+    /// messages held for it ([`Event::HandshakeFailed`]).
+    confirm_by: Option<Instant>,
     state: State,
 }
 
@@ -768,11 +770,9 @@ impl<
         };
         let superseded = |e: &Entry| {
             kind(e).is_some()
-                && self
-                    .sessions
-                    .iter()
-                    .flatten()
-                    .any(|o| o.peer == e.peer && kind(o) == kind(e) && o.confirmed && o.order > e.order)
+                && self.sessions.iter().flatten().any(|o| {
+                    o.peer == e.peer && kind(o) == kind(e) && o.confirm_by.is_none() && o.order > e.order
+                })
         };
         self.sessions
             .iter()
@@ -1022,14 +1022,23 @@ impl<
                         _ => false,
                     }
             })
-            .max_by_key(|(_, e)| (e.confirmed, e.order))
+            .max_by_key(|(_, e)| (e.confirm_by.is_none(), e.order))
             .map(|(i, _)| i);
         let handshaking = self.sessions.iter().flatten().find(|e| {
             e.peer == *peer && is_datagram(e.id) == datagram && matches!(e.state, State::Handshake { .. })
         });
         let handshaking = handshaking.map(|e| e.id);
         let plain = self.stage_plaintext(i, kind, payload)?;
-        if let Some(si) = established {
+        // Only an unconfirmed transport: hold the message until it is
+        // confirmed (or dropped).
+        let unconfirmed = established
+            .and_then(|si| self.sessions.get(si))
+            .and_then(|e| e.as_ref())
+            .filter(|e| e.confirm_by.is_some())
+            .map(|e| e.id);
+        if let Some(session) = unconfirmed {
+            self.await_handshake(i, peer, session, plain);
+        } else if let Some(si) = established {
             let sender = self.id;
             let slot = self.queue.get_mut(i).ok_or(Error::QueueFull)?;
             let sealed = match self.sessions.get_mut(si) {
@@ -1061,6 +1070,43 @@ impl<
             self.await_handshake(i, peer, session, plain);
         }
         Ok(())
+    }
+
+    /// Seal and release what waited for transport `si` (its handshake, or
+    /// its key confirmation), in the order it was sent.
+    fn release_awaiting(&mut self, si: usize) {
+        let sender = self.id;
+        let Some(Some(Entry { peer, id, .. })) = self.sessions.get(si) else { return };
+        let (peer, session) = (*peer, *id);
+        loop {
+            let next = self
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.status == SlotStatus::Awaiting(session) && s.to == peer)
+                .min_by_key(|(_, s)| s.seq)
+                .map(|(i, _)| i);
+            let Some(i) = next else { break };
+            let Some(slot) = self.queue.get_mut(i) else { break };
+            let plain = slot.len;
+            let sealed = match self.sessions.get_mut(si) {
+                Some(Some(Entry { state: State::Datagram(d), .. })) => {
+                    Self::seal_datagram_slot(slot, d, &mut self.scratch, &sender, session, plain)
+                }
+                Some(Some(Entry { state: State::Noise(t), .. })) => {
+                    Self::seal_slot(slot, t, &sender, session, plain)
+                }
+                _ => Err(Error::UnknownSession),
+            };
+            match sealed {
+                Ok(len) => {
+                    self.commit_slot(i, peer, Delivery::Direct, len);
+                    self.metrics.noise.sent = self.metrics.noise.sent.saturating_add(1);
+                }
+                // Only a nonce exhaustion could refuse this; drop the message.
+                Err(_) => slot.clear(),
+            }
+        }
     }
 
     /// Slot `i` (`plain` bytes staged) waits for handshake `session`.
@@ -1144,7 +1190,7 @@ impl<
         let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
             *s = Some(Entry {
-                confirmed: true,
+                confirm_by: None,
                 peer: *peer,
                 id: session,
                 order,
@@ -1237,7 +1283,7 @@ impl<
         if let Some((si, id, s)) = fresh
             && let Some(e) = self.sessions.get_mut(si)
         {
-            *e = Some(Entry { peer: *peer, id, order, confirmed: true, state: State::Ratchet(s) });
+            *e = Some(Entry { peer: *peer, id, order, confirm_by: None, state: State::Ratchet(s) });
             // The bundle's one-time prekey is spent.
             let _ = self.directory.take_bundle(peer);
             self.mark_agent();
@@ -1284,7 +1330,8 @@ impl<
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due: the
-    /// earliest handshake deadline or ratchet heartbeat, or `None`. A
+    /// earliest handshake deadline, key-confirmation deadline of an IK
+    /// responder's transport, or ratchet heartbeat, or `None`. A
     /// restored ratchet session is due at once ([`Instant::ZERO`]): its
     /// heartbeat deadline is placed on the caller's clock by the first
     /// `handle_timeout`.
@@ -1295,13 +1342,16 @@ impl<
             .filter_map(|e| match &e.state {
                 State::Handshake { deadline, .. } => Some(*deadline),
                 State::Ratchet(s) => s.poll_timeout(),
-                State::Noise(_) | State::Datagram(_) => None,
+                State::Noise(_) | State::Datagram(_) => e.confirm_by,
             })
             .min()
     }
 
-    /// Drop the handshakes whose deadline has passed (with the messages
-    /// waiting for them), each reported as [`Event::HandshakeFailed`], and
+    /// Drop the handshakes whose deadline has passed, and the IK
+    /// responder transports not confirmed by a message of the initiator
+    /// within the handshake timeout (the initiator dropped its side), with
+    /// the messages waiting for them, each reported as
+    /// [`Event::HandshakeFailed`], and
     /// send a heartbeat on every ratchet session whose DH ratchet has not
     /// stepped for [`SessionConfig::heartbeat_ms`]: an empty message
     /// through the peer's mailbox ([`Event::HeartbeatSent`]), whose answer
@@ -1313,6 +1363,7 @@ impl<
         for i in 0..SESSIONS {
             let expired = match self.sessions.get(i) {
                 Some(Some(Entry { state: State::Handshake { deadline, .. }, .. })) => *deadline <= now,
+                Some(Some(e)) => e.confirm_by.is_some_and(|d| d <= now),
                 _ => false,
             };
             if expired {
@@ -1661,7 +1712,7 @@ impl<
                 return Err(Error::WrongRecord);
             }
             if let Some(s) = self.sessions.get_mut(i) {
-                *s = Some(Entry { peer, id, order, confirmed: true, state: State::Ratchet(session) });
+                *s = Some(Entry { peer, id, order, confirm_by: None, state: State::Ratchet(session) });
             }
             self.next_order = self.next_order.max(order.saturating_add(1));
         }
@@ -1750,21 +1801,26 @@ impl<
     /// fine, a replayed one is refused ([`securemesh_noise::Error::Replay`]).
     fn handle_datagram(&mut self, env: &Envelope<'_>, out: &mut [u8]) -> Result<Option<Received>, Error> {
         let si = self.find(&env.sender, env.session).ok_or(Error::UnknownSession)?;
-        let Some(Some(Entry { state: State::Datagram(d), confirmed, .. })) = self.sessions.get_mut(si) else {
+        let Some(Some(Entry { state: State::Datagram(d), confirm_by, .. })) = self.sessions.get_mut(si)
+        else {
             return Err(Error::ChannelMismatch);
         };
         let n = d.open(env.body, out)?;
-        *confirmed = true;
+        if confirm_by.take().is_some() {
+            self.release_awaiting(si);
+        }
         Ok(self.deliver(env.sender, ChannelKind::NoiseDatagram, out, n))
     }
 
     fn handle_transport(&mut self, env: &Envelope<'_>, out: &mut [u8]) -> Result<Option<Received>, Error> {
         let si = self.find(&env.sender, env.session).ok_or(Error::UnknownSession)?;
-        let Some(Some(Entry { state: State::Noise(t), confirmed, .. })) = self.sessions.get_mut(si) else {
+        let Some(Some(Entry { state: State::Noise(t), confirm_by, .. })) = self.sessions.get_mut(si) else {
             return Err(Error::ChannelMismatch);
         };
         let n = t.read_message(env.body, out)?;
-        *confirmed = true;
+        if confirm_by.take().is_some() {
+            self.release_awaiting(si);
+        }
         Ok(self.deliver(env.sender, ChannelKind::NoiseTransport, out, n))
     }
 
@@ -1837,7 +1893,7 @@ impl<
                     self.handshake_failed(peer, env.session, HandshakeFailure::Decrypt);
                 } else if let Some(s) = self.sessions.get_mut(si) {
                     *s = Some(Entry {
-                        confirmed: true,
+                        confirm_by: None,
                         peer,
                         id: env.session,
                         order,
@@ -1969,7 +2025,7 @@ impl<
             let state =
                 State::Handshake { hs, pattern: st.pattern, deadline: st.deadline, started: st.started };
             if let Some(s) = self.sessions.get_mut(st.si) {
-                *s = Some(Entry { peer: st.peer, id: st.session, order: st.order, confirmed: true, state });
+                *s = Some(Entry { peer: st.peer, id: st.session, order: st.order, confirm_by: None, state });
             }
             return Ok(());
         }
@@ -1993,44 +2049,22 @@ impl<
             }
         }
         // A session opened for datagrams becomes a datagram transport.
-        let mut state = if is_datagram(st.session) {
+        let state = if is_datagram(st.session) {
             State::Datagram(transport.into_datagram())
         } else {
             State::Noise(transport)
         };
-        // Send what waited for the handshake, in the order it was sent.
-        let sender = self.id;
-        loop {
-            let next = self
-                .queue
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.status == SlotStatus::Awaiting(st.session) && s.to == st.peer)
-                .min_by_key(|(_, s)| s.seq)
-                .map(|(i, _)| i);
-            let Some(i) = next else { break };
-            let Some(slot) = self.queue.get_mut(i) else { break };
-            let plain = slot.len;
-            let sealed = match &mut state {
-                State::Datagram(d) => {
-                    Self::seal_datagram_slot(slot, d, &mut self.scratch, &sender, st.session, plain)
-                }
-                State::Noise(t) => Self::seal_slot(slot, t, &sender, st.session, plain),
-                _ => Err(Error::UnknownSession),
-            };
-            match sealed {
-                Ok(len) => {
-                    self.commit_slot(i, st.peer, Delivery::Direct, len);
-                    self.metrics.noise.sent = self.metrics.noise.sent.saturating_add(1);
-                }
-                // Only a nonce exhaustion could refuse this; drop the message.
-                Err(_) => slot.clear(),
-            }
-        }
-        // Established now: newer than every session before it.
+        // Established now: newer than every session before it. An IK
+        // responder's transport waits for key confirmation.
         let order = self.next_order();
+        let confirm_by = (wrote && st.pattern == ChannelKind::NoiseIk).then(|| {
+            st.now.saturating_add(core::time::Duration::from_millis(self.config.handshake_timeout_ms))
+        });
         if let Some(s) = self.sessions.get_mut(st.si) {
-            *s = Some(Entry { peer: st.peer, id: st.session, order, confirmed: !wrote, state });
+            *s = Some(Entry { peer: st.peer, id: st.session, order, confirm_by, state });
+        }
+        if confirm_by.is_none() {
+            self.release_awaiting(st.si);
         }
         let latency = ms(st.now.saturating_duration_since(st.started));
         let m = &mut self.metrics;
@@ -2126,8 +2160,13 @@ impl<
         }
         let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
-            *s =
-                Some(Entry { peer, id: env.session, order, confirmed: true, state: State::Ratchet(session) });
+            *s = Some(Entry {
+                peer,
+                id: env.session,
+                order,
+                confirm_by: None,
+                state: State::Ratchet(session),
+            });
         }
         self.session_changed(si);
         Ok(self.deliver(peer, ChannelKind::RatchetInitial, out, n))

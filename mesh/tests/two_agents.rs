@@ -6,8 +6,8 @@
 use securemesh::envelope::{Envelope, handshake_prologue};
 use securemesh::policy::DenyReason;
 use securemesh::{
-    AuthFailure, Channel, ChannelKind, DefaultAgent, Delivery, Error, Event, NOISE_IK, NOISE_XX, PeerId,
-    Permissions, Reason, Received, Role, Roles, SessionKind,
+    AuthFailure, Channel, ChannelKind, Config, DefaultAgent, Delivery, Error, Event, NOISE_IK, NOISE_XX,
+    PeerId, Permissions, Reason, Received, Role, Roles, SessionKind,
 };
 use securemesh_core::Instant;
 use securemesh_core::testing::TestRng;
@@ -556,4 +556,71 @@ fn simultaneous_x3dh_converges_on_one_session() {
     assert!(used[1..].iter().all(|s| *s == used[1]), "{used:?}");
     // Each of the seven replies on it stepped a DH ratchet.
     assert!(steps(&alice, &bob) - before >= 7, "{}", steps(&alice, &bob) - before);
+}
+
+/// A half-open IK session (mesh-bugs BUG 2): Alice's handshake times out
+/// before Bob's message 2 reaches her. Bob's transport is unconfirmed: his
+/// message is held, not lost on the wire; at its deadline the transport is
+/// dropped with the held message (`HandshakeFailed`), and Bob's next
+/// message opens a handshake of his own that works. A transport confirmed
+/// by Alice's first message releases what Bob held.
+#[test]
+fn an_unconfirmed_ik_responder_holds_and_then_gives_up() {
+    let (mut alice, mut ra) = agent(0x0A11_CE0A);
+    let (mut bob, mut rb) = agent(0x0B0B_0A0A);
+    let bob_id = know(&mut alice, &bob, WORKER, true);
+    let alice_id = know(&mut bob, &alice, WORKER, true);
+    let timeout = Config::default().handshake_timeout_ms;
+
+    alice.send(&bob_id, TASK, b"lost with the handshake", T0, &mut ra).unwrap();
+    let msg1 = transmits(&mut alice);
+    assert_eq!(msg1.len(), 1);
+    assert!(feed(&mut bob, &msg1, &mut rb).is_empty());
+    let msg2 = transmits(&mut bob);
+    // Alice gives up before message 2 arrives; it is then refused.
+    let late = Instant(T0.0 + timeout);
+    alice.handle_timeout(late, &mut ra);
+    assert_eq!(alice.sessions().count(), 0);
+    let mut out = [0u8; 2048];
+    assert!(alice.handle_input(&msg2[0].2, &mut out, late, &mut ra).is_err());
+    assert_eq!(alice.sessions().count(), 0);
+
+    // Bob's message waits for confirmation instead of going to a dead session.
+    events(&mut bob);
+    bob.send(&alice_id, TASK, b"held", T0, &mut rb).unwrap();
+    assert!(transmits(&mut bob).is_empty());
+    assert_eq!(bob.queued(), 1);
+    assert_eq!(bob.poll_timeout(), Some(Instant(T0.0 + timeout)));
+    bob.handle_timeout(Instant(T0.0 + timeout), &mut rb);
+    assert_eq!((bob.sessions().count(), bob.queued()), (0, 0));
+    assert!(events(&mut bob).iter().any(|e| matches!(
+        e,
+        Event::HandshakeFailed { peer, reason: securemesh::HandshakeFailure::TimedOut, dropped: 1, .. } if *peer == alice_id
+    )));
+
+    // Bob's next message opens his own handshake, and arrives.
+    let r = bob.send(&alice_id, TASK, b"again", late, &mut rb).unwrap();
+    assert_eq!(r.channel, Channel::NoiseIk);
+    let (_, at_alice) = pump(&mut bob, &mut rb, &mut alice, &mut ra);
+    assert_eq!(at_alice.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(), [&b"again"[..]]);
+
+    // Confirmation releases what was held: Alice (now the IK responder's
+    // peer) answers on Bob's session; Alice is confirmed at once, and
+    // Bob's held messages go out when Alice's first message arrives.
+    let (mut carol, mut rc) = agent(0x0C0C_0A0A);
+    let carol_id = know(&mut bob, &carol, WORKER, true);
+    know(&mut carol, &bob, WORKER, true);
+    carol.send(&bob_id, TASK, b"hello bob", T0, &mut rc).unwrap();
+    let c1 = transmits(&mut carol);
+    assert!(feed(&mut bob, &c1, &mut rb).is_empty());
+    let b2 = transmits(&mut bob);
+    bob.send(&carol_id, TASK, b"0.5-RTT, held", T0, &mut rb).unwrap();
+    assert!(transmits(&mut bob).is_empty());
+    assert!(feed(&mut carol, &b2, &mut rc).is_empty());
+    let c2 = transmits(&mut carol); // Carol's message that waited for the handshake
+    assert_eq!(feed(&mut bob, &c2, &mut rb).len(), 1);
+    let released = transmits(&mut bob);
+    assert_eq!(released.len(), 1);
+    let got = feed(&mut carol, &released, &mut rc);
+    assert_eq!(got[0].1, b"0.5-RTT, held");
 }
