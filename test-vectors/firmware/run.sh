@@ -16,6 +16,9 @@
 # counted line or counts a failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# One target directory for both firmwares if one is set: made absolute here
+# (a relative one names a directory under this one, as cargo reads it here).
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"; fi
 export DEBIAN_FRONTEND=noninteractive
 # The link flags live in .cargo/config.toml; an exported RUSTFLAGS would
 # replace them (and the link would fail without cortex-m-rt's link.x).
