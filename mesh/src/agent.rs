@@ -75,8 +75,15 @@ pub const NOISE_XX: Protocol = protocol!("Noise_XX_25519_ChaChaPoly_SHA256");
 
 /// Out-of-order messages a ratchet chain may skip (the mailbox may
 /// reorder).
+///
+/// This bounds the reordering a host's mailbox may do: a message more
+/// than this far ahead of the next expected one is refused, and once more
+/// than [`RATCHET_SKIPPED_KEYS`] messages were skipped the oldest skipped
+/// keys are evicted, so a message that old fails like a replay
+/// (`Ratchet(Duplicate)`) and is lost. A mailbox close to FIFO per
+/// session never comes near either bound.
 pub const RATCHET_MAX_SKIP: usize = 32;
-/// Skipped message keys a ratchet session stores.
+/// Skipped message keys a ratchet session stores (see [`RATCHET_MAX_SKIP`]).
 pub const RATCHET_SKIPPED_KEYS: usize = 32;
 /// The ratchet session the agent keeps per peer (3.7 KB with these bounds).
 pub type RatchetSession = Session<RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS>;

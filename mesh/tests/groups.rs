@@ -211,6 +211,21 @@ impl Mesh {
         e
     }
 
+    /// Node `i` restarts from its stored records alone.
+    fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let mut scratch = vec![0u8; DefaultAgent::MAX_RECORD_LEN];
+        let (blob, generation) = &node.store[&RecordId::Agent];
+        let mut a = Box::new(
+            DefaultAgent::restore(StorageKey::new(KEY), Config::default(), blob, *generation, &mut scratch)
+                .unwrap(),
+        );
+        for (id, (blob, generation)) in node.store.iter().filter(|(id, _)| **id != RecordId::Agent) {
+            assert_eq!(a.restore_record(blob, *generation, &mut scratch).unwrap(), *id);
+        }
+        node.agent = a;
+    }
+
     fn take_got(&mut self, i: usize) -> Vec<(Option<GroupId>, PeerId, MessageKind, Vec<u8>)> {
         std::mem::take(&mut self.nodes[i].got)
     }
@@ -399,20 +414,8 @@ fn persist_restore_mid_group() {
     m.commit(0, g, &[2], &[]).unwrap();
     m.collect(0); // the commit is on its way (records stored first)
 
-    let restart = |node: &mut Node| {
-        let mut scratch = vec![0u8; DefaultAgent::MAX_RECORD_LEN];
-        let (blob, generation) = &node.store[&RecordId::Agent];
-        let mut a = Box::new(
-            DefaultAgent::restore(StorageKey::new(KEY), Config::default(), blob, *generation, &mut scratch)
-                .unwrap(),
-        );
-        for (id, (blob, generation)) in node.store.iter().filter(|(id, _)| **id != RecordId::Agent) {
-            assert_eq!(a.restore_record(blob, *generation, &mut scratch).unwrap(), *id);
-        }
-        node.agent = a;
-    };
     for i in 0..3 {
-        restart(&mut m.nodes[i]);
+        m.restart(i);
     }
     assert!(m.nodes[0].agent.groups().next().unwrap().commit_pending);
     assert_eq!(m.nodes[2].agent.key_packages_available(), 1);
@@ -545,4 +548,108 @@ fn key_packages_are_bound_to_identities() {
         Err(Error::KeyPackagesFull)
     );
     stranger.drain_all();
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Member `.0` (an index into the members) sends.
+    Send(usize),
+    /// A member adds a non-member.
+    Add(usize, usize),
+    /// A member removes another.
+    Remove(usize, usize),
+    /// Two members commit in the same epoch (updates); the delivery order
+    /// takes the first.
+    Concurrent(usize, usize),
+    /// An agent restarts from its records.
+    Restart(usize),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => any::<usize>().prop_map(Op::Send),
+        2 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::Add(a, b)),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::Remove(a, b)),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::Concurrent(a, b)),
+        1 => any::<usize>().prop_map(Op::Restart),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// Random group histories (sends, adds, removes, concurrent commits,
+    /// restarts from the records) over five agents: after every step all
+    /// members agree on the epoch, its authenticator and the roster; every
+    /// message reaches every other member exactly once and nobody else;
+    /// the only refusals are the losing commits' late copies.
+    #[test]
+    fn random_group_histories_converge(ops in proptest::collection::vec(op(), 1..14), seed in 1u64..1_000) {
+        let n = 5;
+        let mut m = Mesh::new(n, 0x6B00 + seed * 0x101, true);
+        let g = m.group(&[1]);
+        let mut members: Vec<usize> = vec![0, 1];
+        let mut sent = 0u32;
+        for op in ops {
+            let outsiders: Vec<usize> = (0..n).filter(|i| !members.contains(i)).collect();
+            match op {
+                Op::Send(a) => {
+                    let from = members[a % members.len()];
+                    let text = format!("m{sent}");
+                    sent += 1;
+                    m.send(from, g, TASK, text.as_bytes()).unwrap();
+                    m.pump();
+                    for i in 0..n {
+                        let got = m.take_got(i);
+                        if members.contains(&i) && i != from {
+                            proptest::prop_assert_eq!(got, vec![(Some(g), m.id(from), TASK, text.clone().into_bytes())]);
+                        } else {
+                            proptest::prop_assert!(got.is_empty());
+                        }
+                    }
+                }
+                Op::Add(a, b) if !outsiders.is_empty() => {
+                    let (c, j) = (members[a % members.len()], outsiders[b % outsiders.len()]);
+                    m.share_key_package(j, c);
+                    m.commit(c, g, &[j], &[]).unwrap();
+                    m.pump();
+                    members.push(j);
+                }
+                Op::Remove(a, b) if members.len() > 2 => {
+                    let c = members[a % members.len()];
+                    let others: Vec<usize> = members.iter().copied().filter(|x| *x != c).collect();
+                    let j = others[b % others.len()];
+                    m.commit(c, g, &[], &[j]).unwrap();
+                    m.pump();
+                    members.retain(|x| *x != j);
+                    proptest::prop_assert!(m.nodes[j].agent.groups().next().is_none());
+                }
+                Op::Concurrent(a, b) => {
+                    let c1 = members[a % members.len()];
+                    let c2 = members[(a + 1 + b % (members.len() - 1)) % members.len()];
+                    proptest::prop_assert_ne!(c1, c2);
+                    m.commit(c1, g, &[], &[]).unwrap();
+                    m.commit(c2, g, &[], &[]).unwrap();
+                    m.collect(c1);
+                    m.collect(c2);
+                    m.pump();
+                    let discarded = m.nodes[c2].events.iter().any(|e| matches!(e, Event::CommitDiscarded { .. }));
+                    proptest::prop_assert!(discarded, "the second commit lost");
+                }
+                Op::Restart(a) => {
+                    m.restart(a % n);
+                }
+                _ => {}
+            }
+            members.sort();
+            m.assert_converged(g, &members);
+            for (i, node) in m.nodes.iter_mut().enumerate() {
+                // Only stale copies of a losing commit are refused.
+                for e in node.errors.drain(..) {
+                    proptest::prop_assert!(matches!(e, Error::GroupEpoch { .. }), "node {}: {:?}", i, e);
+                }
+                node.events.clear();
+            }
+        }
+    }
 }

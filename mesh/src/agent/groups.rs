@@ -758,6 +758,10 @@ impl<
         } else {
             slot.welcome_out = Some(w);
         }
+        // Handed out: a restart must not send it again (the record changes
+        // after the transmit, so a crash in between sends it twice; the
+        // joiner refuses the copy).
+        self.mark_group(i);
         Ok(Some(Transmit { to, delivery: Delivery::Mailbox, len }))
     }
 
