@@ -29,9 +29,10 @@
 //!
 //! Every delivery is checked: payload, sender, kind and channel; so are
 //! the routes and their reasons, handshake and denial events, counters
-//! and the session table. Every agent call runs inside a measured step,
-//! so the largest stack figure of the `op mesh-...` lines is the peak of
-//! the check.
+//! and the session table. Every agent call that does more than read or
+//! set a field (sends, reads, the loop, persistence, restores) runs inside
+//! a measured step, so the largest stack figure of the `op mesh-...` lines
+//! is the peak of the check.
 
 use crate::checks::Checks;
 use crate::family::Family;
@@ -855,18 +856,20 @@ impl Ctx<'_> {
                 known(&bob_id) && known(&carol_id) && a.sessions().count() == 0
             }),
         );
-        let mut session_costs: [Option<Cost>; SESSIONS] = [None; SESSIONS];
+        // (rollback refused, restored) per session record.
+        let mut session_costs: [Option<(Cost, Cost)>; SESSIONS] = [None; SESSIONS];
         let mut restored = 0u32;
         for (k, c) in (1..RECORDS).zip(session_costs.iter_mut()) {
             let (Some((blob, generation)), Some(hub)) = (store.get(k), hub_slot.get_mut()) else { continue };
-            let rollback = hub.restore_record(blob, generation.saturating_add(1), record);
+            let (rollback, refused) =
+                self.meter.measure(|| hub.restore_record(blob, generation.saturating_add(1), record))?;
             self.checks.check(
                 "a session record older than the newest generation is refused, nothing restored",
                 matches!(rollback, Err(Error::Storage(securemesh_core::Error::Rollback { .. })))
                     && hub.sessions().count() == 0,
             );
             let (r, cost) = self.meter.measure(|| hub.restore_record(blob, generation, record))?;
-            *c = Some(cost);
+            *c = Some((refused, cost));
             self.checks.check(
                 "session record restored into its slot",
                 matches!(r, Ok(RecordId::Session(n)) if usize::from(n) + 1 == k),
@@ -875,8 +878,9 @@ impl Ctx<'_> {
         }
         self.checks.check("scratch wiped", record.iter().all(|&b| b == 0));
         self.cost("restore-agent", &cost);
-        for c in session_costs.iter().flatten() {
-            self.cost("restore-session", c);
+        for (refused, restored) in session_costs.iter().flatten() {
+            self.cost("restore-session-rollback-refused", refused);
+            self.cost("restore-session", restored);
         }
         Ok(restored)
     }
