@@ -5,6 +5,11 @@
 //! Groups: `setup/{securemesh,vodozemac}` (session from published keys to
 //! both sides holding a session, first message included; bundle signature
 //! checks excluded and measured apart as `setup/bundle-verify`),
+//! `setup/securemesh-pqxdh-{768,1024}` (the same with PQXDH: Alice
+//! encapsulates to a one-time ML-KEM prekey, Bob decapsulates; the KEM key
+//! generation is the pool's, outside the measurement like the X25519
+//! prekeys; their bundle decoding is inside, measured apart as
+//! `setup/bundle-verify-pqxdh-768`),
 //! `burst/{64,1024}/..` (encrypt + decrypt in one direction: symmetric
 //! step), `pingpong/{64,1024}/..` (alternating directions: a DH step per
 //! message), `floor/{x25519-dh,x25519-base}`, and
@@ -22,6 +27,8 @@ use securemesh_core::{Secret, UnixTime};
 use securemesh_ratchet::{
     Bundle, Identity, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, Session, SessionConfig,
 };
+#[cfg(feature = "pq")]
+use securemesh_ratchet::{KemAlgorithm, MAX_KEM_PUBLIC_LEN, PqxdhSession};
 use std::hint::black_box;
 use vodozemac::olm::{Account, OlmMessage, SessionConfig as OlmConfig};
 
@@ -55,6 +62,52 @@ fn setup(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    #[cfg(feature = "pq")]
+    for (name, alg) in
+        [("securemesh-pqxdh-768", KemAlgorithm::MlKem768), ("securemesh-pqxdh-1024", KemAlgorithm::MlKem1024)]
+    {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let pool: PrekeyPool<1, 1> =
+                        PrekeyPool::new_pq(&bob, &mut rng, UnixTime(0), PrekeyConfig::default(), alg)
+                            .unwrap();
+                    let mut kem = vec![0u8; MAX_KEM_PUBLIC_LEN];
+                    let n = {
+                        let bundle = pool
+                            .bundle_pq(pool.one_time_ids().next(), pool.kem_one_time_ids().next(), &mut kem)
+                            .unwrap();
+                        let mut wire = vec![0u8; MAX_BUNDLE_LEN];
+                        let n = bundle.encode(&mut wire).unwrap();
+                        kem = wire;
+                        n
+                    };
+                    kem.truncate(n);
+                    (pool, kem)
+                },
+                |(mut pool, bundle_bytes)| {
+                    let bundle = Bundle::decode(&bundle_bytes).unwrap();
+                    let mut r = TestRng::new(2);
+                    let mut a =
+                        PqxdhSession::initiate_pq(&alice, &bundle, SessionConfig::default(), &mut r, NOW)
+                            .unwrap();
+                    let (mut wire, mut out) = ([0u8; 2048], [0u8; 2048]);
+                    let n = a.encrypt(b"hi", &mut wire, &mut r, NOW).unwrap();
+                    let s: (Session, usize) = Session::respond(
+                        &bob,
+                        &mut pool,
+                        &wire[..n],
+                        &mut out,
+                        SessionConfig::default(),
+                        NOW,
+                    )
+                    .unwrap();
+                    black_box((a, s))
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     let olm_alice = Account::new();
     g.bench_function("vodozemac", |b| {
         b.iter_batched(
@@ -83,6 +136,22 @@ fn setup(c: &mut Criterion) {
     g.bench_function("bundle-verify", |b| {
         b.iter(|| black_box(Bundle::decode(black_box(&buf[..n])).unwrap()))
     });
+    // The PQXDH setups above include decoding their bundle (the KEM slot
+    // borrows the bytes); subtract this to compare with `securemesh`.
+    #[cfg(feature = "pq")]
+    {
+        let pool: PrekeyPool<1, 1> =
+            PrekeyPool::new_pq(&bob, &mut rng, UnixTime(0), PrekeyConfig::default(), KemAlgorithm::MlKem768)
+                .unwrap();
+        let mut kem = [0u8; MAX_KEM_PUBLIC_LEN];
+        let mut buf = [0u8; MAX_BUNDLE_LEN];
+        let bundle =
+            pool.bundle_pq(pool.one_time_ids().next(), pool.kem_one_time_ids().next(), &mut kem).unwrap();
+        let n = bundle.encode(&mut buf).unwrap();
+        g.bench_function("bundle-verify-pqxdh-768", |b| {
+            b.iter(|| black_box(Bundle::decode(black_box(&buf[..n])).unwrap()))
+        });
+    }
     g.finish();
 }
 

@@ -1,5 +1,6 @@
 //! Zero heap allocations: X3DH from a bundle, and messages in both header
-//! modes with symmetric steps, DH steps and a skipped key, counted by an
+//! modes with symmetric steps, DH steps and a skipped key, PQXDH (feature
+//! `pq`: ML-KEM prekeys, sessions, a pool's state), counted by an
 //! instrumented global allocator. The allocator counts every thread, so
 //! this binary runs without the test harness (`harness = false`): one
 //! thread, and nothing else allocates meanwhile (under libtest, its main
@@ -56,8 +57,54 @@ fn run(he: bool) {
     assert_eq!(stats.reallocations, 0, "{stats:?}");
 }
 
+/// PQXDH: a pool with ML-KEM prekeys, its bundle, Alice's PQXDH session,
+/// Bob's answer, a repeated initial message and a restored pool.
+#[cfg(feature = "pq")]
+fn run_pq(alg: securemesh_ratchet::KemAlgorithm) {
+    use securemesh_core::envelope::Persist;
+    use securemesh_ratchet::{MAX_KEM_PUBLIC_LEN, PqxdhSession};
+    let mut rng = TestRng::new(12);
+    let now = Instant(0);
+    let cfg = SessionConfig::default();
+    let (mut wire, mut out) = ([0u8; 2048], [0u8; 2048]);
+    let mut kem = [0u8; MAX_KEM_PUBLIC_LEN];
+    let mut published = [0u8; MAX_BUNDLE_LEN];
+    let mut state = [0u8; PrekeyPool::<4, 2>::MAX_ENCODED_LEN];
+
+    let region = Region::new(GLOBAL);
+    let alice = Identity::generate(&mut rng);
+    let bob = Identity::generate(&mut rng);
+    let mut pool: PrekeyPool<4, 2> =
+        PrekeyPool::new_pq(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default(), alg).unwrap();
+    let n = pool
+        .bundle_pq(pool.one_time_ids().next(), pool.kem_one_time_ids().next(), &mut kem)
+        .unwrap()
+        .encode(&mut published)
+        .unwrap();
+    let bundle = Bundle::decode(&published[..n]).unwrap();
+    let mut a = PqxdhSession::initiate_pq(&alice, &bundle, cfg, &mut rng, now).unwrap();
+    let m = a.encrypt(b"first", &mut wire, &mut rng, now).unwrap();
+    let (mut b, _): (Session, usize) =
+        Session::respond(&bob, &mut pool, &wire[..m], &mut out, cfg, now).unwrap();
+    let m = a.encrypt(b"second", &mut wire, &mut rng, now).unwrap();
+    b.decrypt(&wire[..m], &mut out, now).unwrap();
+    let m = b.encrypt(b"answer", &mut wire, &mut rng, now).unwrap();
+    a.decrypt(&wire[..m], &mut out, now).unwrap();
+    let k = pool.encode_state(&mut state).unwrap();
+    let _restored = PrekeyPool::<4, 2>::decode_state(&state[..k]).unwrap();
+    let stats = region.change();
+    assert_eq!(stats.allocations, 0, "{stats:?}");
+    assert_eq!(stats.reallocations, 0, "{stats:?}");
+}
+
 fn main() {
     run(false);
     run(true);
-    println!("no_alloc: sessions allocate nothing (clear and encrypted headers)");
+    #[cfg(feature = "pq")]
+    for alg in [securemesh_ratchet::KemAlgorithm::MlKem768, securemesh_ratchet::KemAlgorithm::MlKem1024] {
+        run_pq(alg);
+    }
+    println!(
+        "no_alloc: sessions allocate nothing (clear and encrypted headers, and PQXDH with the feature pq)"
+    );
 }
