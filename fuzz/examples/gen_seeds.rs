@@ -246,6 +246,22 @@ fn noise_handshake_seeds() -> Vec<(String, Vec<u8>)> {
             v.push(("ik_responder_reads_msg0_bad_tag".into(), with_prefix(selector, &bad)));
         }
     }
+    // hfs situations (selector 0xf0 + k, see the target): the genuine
+    // message (`0xf4 | k`, no edits) and with its byte 64 flipped. Four
+    // bytes at most, as the messages are rebuilt inside the target.
+    for (k, name) in [
+        "xxhfs_responder_reads_msg0",
+        "xxhfs_initiator_reads_msg1",
+        "xxhfs_responder_reads_msg2",
+        "nkhfs_responder_reads_msg0",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let selector = 0xf4 | u8::try_from(k).expect("four situations");
+        v.push((format!("{name}_genuine"), vec![selector]));
+        v.push((format!("{name}_byte64_flipped"), vec![selector, 0, 64, 1]));
+    }
     v
 }
 

@@ -34,6 +34,27 @@
 //!   genuine message (then the handshake completes), the honest initiator
 //!   refuses the responder's answer (message 1) with `Decrypt`: tampering
 //!   with the unauthenticated first message is caught one message later.
+//!
+//! ## hfs (KEM hybrid forward secrecy)
+//!
+//! A selector byte of `0xf0` or more picks one of [`HFS`]: the XXhfs
+//! responder before message 0 (`-> e, e1`: ephemeral and ML-KEM-768 key in
+//! clear), the XXhfs initiator before message 1 (`<- e, ee, ekem1, s, es`:
+//! the KEM ciphertext sealed), the XXhfs responder before message 2 and the
+//! NKhfs responder before message 0 (`-> e, es, e1`: the KEM key sealed), on
+//! `Noise_{XX,NK}hfs_25519+MLKEM768_ChaChaPoly_SHA256` with fixed keys and
+//! KEM randomness. `0xf0..=0xf3`: the rest of the input is the message;
+//! `0xf4..=0xf7`: the genuine message with the edits `pos u16 BE | xor u8`
+//! the rest of the input lists (none: the genuine message). These
+//! situations need securemesh-noise's feature `hfs`; without it (the name
+//! does not parse) the input is ignored. Properties: as above (typed
+//! `Decrypt`, poisoned, `h` and payload buffer untouched, `Poisoned`
+//! after); keyed situations accept only the genuine message, then complete
+//! into transports; the unkeyed XXhfs message 0 is accepted from 1216
+//! bytes on with the cleartext payload after the KEM key, and a changed
+//! message 0 makes the responder's answer either refused at its write
+//! (`InvalidKemKey`: the peer's ML-KEM key fails the FIPS 203 check, the
+//! responder's state unchanged) or refused by the honest initiator.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -50,6 +71,10 @@ fn install(pair: &mut Pair, index: usize, reader: HandshakeState) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, message)) = data.split_first() else { return };
+    if selector >= 0xf0 {
+        hfs::run(selector, message);
+        return;
+    }
     let situation = SITUATIONS[usize::from(selector) % SITUATIONS.len()];
     let index = situation.index;
     let pattern = situation.pattern;
@@ -138,3 +163,167 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+mod hfs {
+    use securemesh_core::Secret;
+    use securemesh_core::testing::ReplayRng;
+    use securemesh_fuzz::noise::all_zero;
+    use securemesh_noise::{Builder, Error, HandshakeState, MAX_MESSAGE_LEN, Protocol, Role};
+
+    /// One hfs situation: the protocol and the message read.
+    #[derive(Debug)]
+    pub struct Situation {
+        name: &'static str,
+        index: usize,
+        /// A cipher key is set before the payload: only the genuine
+        /// message can pass.
+        keyed: bool,
+    }
+
+    const XX: &str = "Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256";
+    const NK: &str = "Noise_NKhfs_25519+MLKEM768_ChaChaPoly_SHA256";
+    pub const HFS: [Situation; 4] = [
+        Situation { name: XX, index: 0, keyed: false },
+        Situation { name: XX, index: 1, keyed: true },
+        Situation { name: XX, index: 2, keyed: true },
+        Situation { name: NK, index: 0, keyed: true },
+    ];
+    const PAYLOADS: [&[u8]; 3] = [b"hfs zero", b"hfs one", b"hfs two"];
+    /// ML-KEM `d || z` of the initiator's e1 key, and the responder's `m`.
+    const KEM_SEED: [u8; 64] = [0x5a; 64];
+    const KEM_M: [u8; 32] = [0x6b; 32];
+    const I_S: [u8; 32] = [0x11; 32];
+    const R_S: [u8; 32] = [0x22; 32];
+
+    fn party(p: &Protocol, role: Role) -> HandshakeState {
+        let init = role == Role::Initiator;
+        let hp = p.pattern();
+        let mut b =
+            Builder::new(p).dangerous_with_ephemeral(Secret::new(if init { [0x33; 32] } else { [0x44; 32] }));
+        if (init && hp.initiator_has_static()) || (!init && hp.responder_has_static()) {
+            b = b.local_static(Secret::new(if init { I_S } else { R_S }));
+        }
+        if init && hp.pre_responder().s {
+            b = b.remote_static(securemesh_noise::Keypair::from_secret(Secret::new(R_S)).public());
+        }
+        b.build(role).expect("hfs party")
+    }
+
+    /// The KEM randomness of whoever writes message `m`.
+    fn rng(m: usize) -> ReplayRng<'static> {
+        ReplayRng::new(if m % 2 == 0 { &KEM_SEED } else { &KEM_M })
+    }
+
+    /// (initiator, responder), honest up to (not including) the read of
+    /// message `index`, and the genuine message `index`.
+    fn drive(p: &Protocol, index: usize) -> (HandshakeState, HandshakeState, Vec<u8>) {
+        let (mut i, mut r) = (party(p, Role::Initiator), party(p, Role::Responder));
+        let (mut buf, mut pl) = (vec![0u8; MAX_MESSAGE_LEN], vec![0u8; MAX_MESSAGE_LEN]);
+        for m in 0..=index {
+            let (w, rd) = if m % 2 == 0 { (&mut i, &mut r) } else { (&mut r, &mut i) };
+            let n = w.write_message(PAYLOADS[m], &mut buf, &mut rng(m)).expect("honest write");
+            if m == index {
+                return (i, r, buf[..n].to_vec());
+            }
+            rd.read_message(&buf[..n], &mut pl).expect("honest read");
+            rd.accept_remote_static();
+        }
+        unreachable!("index is below the message count")
+    }
+
+    /// Run the rest of the handshake from message `next`, then a transport
+    /// message each way.
+    fn complete(p: &Protocol, mut i: HandshakeState, mut r: HandshakeState, next: usize) {
+        let (mut buf, mut pl) = (vec![0u8; MAX_MESSAGE_LEN], vec![0u8; MAX_MESSAGE_LEN]);
+        for m in next..p.pattern().messages().len() {
+            let (w, rd) = if m % 2 == 0 { (&mut i, &mut r) } else { (&mut r, &mut i) };
+            let n = w.write_message(PAYLOADS[m], &mut buf, &mut rng(m)).expect("honest write");
+            let k = rd.read_message(&buf[..n], &mut pl).expect("honest read");
+            assert_eq!(&pl[..k], PAYLOADS[m]);
+            rd.accept_remote_static();
+        }
+        assert_eq!(i.handshake_hash(), r.handshake_hash());
+        let (mut ti, mut tr) = (i.finish().expect("finish"), r.finish().expect("finish"));
+        let n = ti.write_message(b"ping", &mut buf).expect("transport");
+        assert_eq!(tr.read_message(&buf[..n], &mut pl), Ok(4));
+        let n = tr.write_message(b"pong", &mut buf).expect("transport");
+        assert_eq!(ti.read_message(&buf[..n], &mut pl), Ok(4));
+    }
+
+    pub fn run(selector: u8, input: &[u8]) {
+        let situation = &HFS[usize::from(selector & 3)];
+        // Without the feature `hfs` the name does not parse: nothing to do.
+        let Ok(p) = Protocol::parse(situation.name) else { return };
+        let index = situation.index;
+        let (mut i, mut r, genuine) = drive(&p, index);
+        let mut message = genuine.clone();
+        if selector & 4 == 0 {
+            message = input.to_vec();
+        } else {
+            for edit in input.chunks_exact(3) {
+                let pos = usize::from(u16::from_be_bytes([edit[0], edit[1]]));
+                if let Some(b) = message.get_mut(pos % genuine.len()) {
+                    *b ^= edit[2];
+                }
+            }
+        }
+        let is_genuine = message == genuine;
+        let overhead = genuine.len() - PAYLOADS[index].len();
+        let reader = if index % 2 == 0 { &mut r } else { &mut i };
+        let h_before = reader.handshake_hash().to_vec();
+        let mut payload = vec![0u8; MAX_MESSAGE_LEN];
+        match reader.read_message(&message, &mut payload) {
+            Err(e) => {
+                assert_eq!(e, Error::Decrypt, "{situation:?}: read failed with {e:?}");
+                assert!(!is_genuine, "{situation:?}: the genuine message was refused");
+                if !situation.keyed {
+                    assert!(message.len() < overhead, "unkeyed message of {} bytes refused", message.len());
+                }
+                assert!(reader.is_poisoned());
+                assert_eq!(reader.handshake_hash(), &h_before[..], "a failed read changed h");
+                assert!(all_zero(&payload), "payload buffer not zero after a failed read");
+                assert_eq!(reader.read_message(&genuine, &mut payload), Err(Error::Poisoned));
+                assert!(all_zero(&payload));
+            }
+            Ok(n) => {
+                assert_eq!(n, message.len() - overhead, "payload length");
+                assert!(all_zero(&payload[n..]), "read_message wrote beyond the payload");
+                if situation.keyed {
+                    assert!(is_genuine, "{situation:?}: accepted a message that is not the genuine one");
+                    assert_eq!(&payload[..n], PAYLOADS[index]);
+                    reader.accept_remote_static();
+                    complete(&p, i, r, index + 1);
+                    return;
+                }
+                // XXhfs message 0 (`e, e1` in clear, payload in clear).
+                assert_eq!(&payload[..n], &message[overhead..]);
+                assert_eq!(r.remote_ephemeral().map(|k| &k[..]), Some(&message[..32]));
+                if is_genuine {
+                    complete(&p, i, r, 1);
+                    return;
+                }
+                let mut out = vec![0u8; MAX_MESSAGE_LEN];
+                let h = r.handshake_hash().to_vec();
+                match r.write_message(PAYLOADS[1], &mut out, &mut rng(1)) {
+                    Err(Error::InvalidKemKey) => {
+                        // Refused at the write: nothing changed, and again.
+                        assert_eq!(r.handshake_hash(), &h[..]);
+                        assert!(!r.is_poisoned());
+                        let again = r.write_message(PAYLOADS[1], &mut out, &mut rng(1));
+                        assert_eq!(again, Err(Error::InvalidKemKey));
+                    }
+                    Ok(m) => {
+                        let mut pl = vec![0u8; MAX_MESSAGE_LEN];
+                        assert_eq!(
+                            i.read_message(&out[..m], &mut pl),
+                            Err(Error::Decrypt),
+                            "the initiator accepted an answer to a changed message 0"
+                        );
+                        assert!(i.is_poisoned() && all_zero(&pl));
+                    }
+                    Err(e) => panic!("responder's answer failed with {e:?}"),
+                }
+            }
+        }
+    }
+}
