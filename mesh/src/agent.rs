@@ -370,6 +370,10 @@ pub struct SessionInfo {
     pub id: SessionId,
     /// What it is.
     pub kind: SessionKind,
+    /// For a Noise transport: whether it is confirmed (see
+    /// [`Agent::send`]: messages for an unconfirmed one are held); `true`
+    /// for the other kinds.
+    pub confirmed: bool,
 }
 
 /// A session's state. The MLS slice adds a group variant here (keyed by
@@ -412,11 +416,15 @@ struct Entry {
     /// `None` once a Noise transport is confirmed: the peer is known to
     /// hold it. An IK responder's transport is unconfirmed (`Some(deadline)`)
     /// until it reads a transport message on it (its initiator may have
-    /// dropped the handshake after our message 2 was lost or late): `send`
-    /// prefers a confirmed transport, holds messages for an unconfirmed
-    /// one until it is confirmed, an unconfirmed one supersedes nothing,
-    /// and one still unconfirmed at its deadline is dropped with the
-    /// messages held for it ([`Event::HandshakeFailed`]).
+    /// dropped the handshake after our message 2 was lost or late). `send`
+    /// uses the newest transport (a peer opens one only when it holds none
+    /// with us: after its restart the older ones are dead at its end) and
+    /// holds messages for it while it is unconfirmed (released on
+    /// confirmation, which the initiator's first message, sent right after
+    /// the handshake, brings); an unconfirmed one supersedes nothing; one
+    /// still unconfirmed at its deadline is dropped with the messages held
+    /// for it and the older transports with that peer
+    /// ([`Event::HandshakeFailed`]), so the next `send` opens a handshake.
     confirm_by: Option<Instant>,
     state: State,
 }
@@ -709,6 +717,7 @@ impl<
         self.sessions.iter().flatten().map(|e| SessionInfo {
             peer: e.peer,
             id: e.id,
+            confirmed: e.confirm_by.is_none(),
             kind: match e.state {
                 State::Handshake { .. } => SessionKind::NoiseHandshake,
                 State::Noise(_) => SessionKind::Noise,
@@ -844,7 +853,10 @@ impl<
     /// To a peer (`&PeerId`): route it by the matrix
     /// ([`Event::RouteChosen`]), start a handshake or a ratchet session if
     /// the route needs one, encrypt and queue. A message routed to a Noise
-    /// handshake waits in the queue until the handshake completes.
+    /// handshake waits in the queue until the handshake completes; one for
+    /// a transport that is not confirmed yet (an IK session the peer
+    /// opened, see [`SessionInfo::confirmed`]) waits for its
+    /// confirmation.
     ///
     /// To a group (`&GroupId`): an MLS application message of the current
     /// epoch, queued for the group's fan-out ([`Delivery::Group`]); the
@@ -1029,7 +1041,7 @@ impl<
                         _ => false,
                     }
             })
-            .max_by_key(|(_, e)| (e.confirm_by.is_none(), e.order))
+            .max_by_key(|(_, e)| e.order)
             .map(|(i, _)| i);
         let handshaking = self.sessions.iter().flatten().find(|e| {
             e.peer == *peer && is_datagram(e.id) == datagram && matches!(e.state, State::Handshake { .. })
@@ -1374,6 +1386,7 @@ impl<
                 _ => false,
             };
             if expired {
+                self.drop_unconfirmed_older(i);
                 self.drop_handshake(i, HandshakeFailure::TimedOut);
             }
             let due = match self.sessions.get_mut(i) {
@@ -1746,6 +1759,37 @@ impl<
         m.prekeys_capacity = pool.capacity;
         m.prekeys_consumed_total = pool.consumed_total;
         m
+    }
+
+    /// Before an unconfirmed transport `i` is dropped: drop the older
+    /// transports of its kind with its peer too. The peer opened the
+    /// handshake of `i`, which it does only when it holds no transport
+    /// with us, so they are dead at its end (it restarted); sending on
+    /// them would lose messages silently, and without them the next
+    /// `send` opens a handshake of our own.
+    fn drop_unconfirmed_older(&mut self, i: usize) {
+        let Some(Some(e)) = self.sessions.get(i) else { return };
+        if e.confirm_by.is_none() {
+            return;
+        }
+        let (peer, order, datagram) = (e.peer, e.order, matches!(e.state, State::Datagram(_)));
+        for j in 0..SESSIONS {
+            let older = match self.sessions.get(j) {
+                Some(Some(o)) => {
+                    o.peer == peer
+                        && o.order < order
+                        && match o.state {
+                            State::Noise(_) => !datagram,
+                            State::Datagram(_) => datagram,
+                            _ => false,
+                        }
+                }
+                _ => false,
+            };
+            if older {
+                self.drop_handshake(j, HandshakeFailure::TimedOut);
+            }
+        }
     }
 
     /// Remove session `i` (a handshake) and the messages waiting for it.

@@ -624,3 +624,76 @@ fn an_unconfirmed_ik_responder_holds_and_then_gives_up() {
     let got = feed(&mut carol, &released, &mut rc);
     assert_eq!(got[0].1, b"0.5-RTT, held");
 }
+
+/// Bob restarts (his Noise state is gone) and opens a new IK session with
+/// Alice (mesh-bugs BUG 3). What Alice sends before Bob's first transport
+/// message confirms it is held for the new session, not sent on the old
+/// one Bob no longer has; and if Bob gives the new handshake up, Alice
+/// drops it *and* the old one at its deadline, so her next message opens
+/// a handshake that works.
+#[test]
+fn a_restarted_peer_gets_what_was_sent_in_the_handshake_window() {
+    let (mut alice, mut ra) = agent(0x0A11_CE0B);
+    let mut seed_rng = TestRng::new(0x0B0B_0B0B);
+    let bob_identity = Identity::generate(&mut seed_rng);
+    let (seed, dh) = (bob_identity.signing_seed(), bob_identity.dh_secret());
+    let timeout = Config::default().handshake_timeout_ms;
+    let incarnation = |n: u64| {
+        let mut rb = TestRng::new(0x0B0B_2000 + n * 0x0101_0000);
+        let identity = Identity::from_secrets(seed.duplicate(), dh.duplicate());
+        let mut bob = Box::new(DefaultAgent::new(identity, Config::default(), &mut rb, WALL));
+        bob.policy_mut().define_role(WORKER, Permissions::of(&[TASK])).unwrap();
+        (bob, rb)
+    };
+    let (mut bob, mut rb) = incarnation(0);
+    let alice_id = know(&mut bob, &alice, WORKER, true);
+    let bob_id = know(&mut alice, &bob, WORKER, true);
+    alice.send(&bob_id, TASK, b"first", T0, &mut ra).unwrap();
+    bob.send(&alice_id, TASK, b"ack", T0, &mut rb).unwrap();
+    pump(&mut alice, &mut ra, &mut bob, &mut rb);
+    assert!(alice.sessions().all(|s| s.confirmed));
+
+    // Bob restarts and says hello: Alice answers message 1 and, before
+    // Bob's first transport message, sends him something.
+    let (mut bob, mut rb) = incarnation(1);
+    know(&mut bob, &alice, WORKER, true);
+    bob.send(&alice_id, TASK, b"hello again", T0, &mut rb).unwrap();
+    let m1 = transmits(&mut bob);
+    assert!(feed(&mut alice, &m1, &mut ra).is_empty());
+    assert!(alice.sessions().any(|s| !s.confirmed));
+    alice.send(&bob_id, TASK, b"in the window", T0, &mut ra).unwrap();
+    let m2 = transmits(&mut alice);
+    assert_eq!(m2.len(), 1, "only message 2: the message is held");
+    assert!(feed(&mut bob, &m2, &mut rb).is_empty());
+    let (at_bob, at_alice) = pump(&mut bob, &mut rb, &mut alice, &mut ra);
+    assert_eq!(at_alice.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(), [&b"hello again"[..]]);
+    assert_eq!(at_bob.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(), [&b"in the window"[..]]);
+
+    // Bob restarts again and gives his handshake up: Alice's held message
+    // and both transports are dropped at the deadline; her next message
+    // opens a new handshake that Bob's incarnation completes.
+    let (mut bob, mut rb) = incarnation(2);
+    know(&mut bob, &alice, WORKER, true);
+    bob.send(&alice_id, TASK, b"lost", T0, &mut rb).unwrap();
+    let m1 = transmits(&mut bob);
+    bob.handle_timeout(Instant(T0.0 + timeout), &mut rb);
+    assert!(feed(&mut alice, &m1, &mut ra).is_empty());
+    let _late_m2 = transmits(&mut alice);
+    alice.send(&bob_id, TASK, b"held, then dropped", T0, &mut ra).unwrap();
+    assert!(transmits(&mut alice).is_empty());
+    events(&mut alice);
+    alice.handle_timeout(Instant(T0.0 + timeout), &mut ra);
+    let dropped: usize = events(&mut alice)
+        .iter()
+        .map(|e| match e {
+            Event::HandshakeFailed { dropped, .. } => *dropped,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(dropped, 1);
+    assert_eq!(alice.sessions().filter(|s| s.kind == SessionKind::Noise).count(), 0);
+    let r = alice.send(&bob_id, TASK, b"after", T0, &mut ra).unwrap();
+    assert_eq!(r.channel, Channel::NoiseIk);
+    let (_, at_bob) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+    assert_eq!(at_bob.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(), [&b"after"[..]]);
+}
