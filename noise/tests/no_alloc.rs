@@ -1,5 +1,6 @@
 //! Zero heap allocations: a full XX handshake, stream transport both ways,
-//! a rekey, and a datagram exchange, counted by an instrumented global
+//! a rekey, and a datagram exchange (with the feature `hfs`, an XXhfs
+//! ML-KEM-768 handshake too), counted by an instrumented global
 //! allocator. Alone in its test binary so no other test allocates meanwhile.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
@@ -48,6 +49,24 @@ fn handshake_and_transport_allocate_nothing() {
     for _ in 0..10 {
         let n = da.seal(&data, &mut msg).unwrap();
         assert_eq!(db.open(&msg[..n], &mut payload).unwrap(), data.len());
+    }
+    #[cfg(feature = "hfs")]
+    {
+        const XXHFS: Protocol = protocol!("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256");
+        let (a_s, b_s) = (Secret::new(rng.bytes::<32>()), Secret::new(rng.bytes::<32>()));
+        let mut a = Builder::new(&XXHFS).local_static(a_s).build_initiator().unwrap();
+        let mut b = Builder::new(&XXHFS).local_static(b_s).build_responder().unwrap();
+        let n = a.write_message(b"m1", &mut msg, &mut rng).unwrap();
+        b.read_message(&msg[..n], &mut payload).unwrap();
+        let n = b.write_message(b"m2", &mut msg, &mut rng).unwrap();
+        a.read_message(&msg[..n], &mut payload).unwrap();
+        a.accept_remote_static();
+        let n = a.write_message(b"m3", &mut msg, &mut rng).unwrap();
+        b.read_message(&msg[..n], &mut payload).unwrap();
+        b.accept_remote_static();
+        let (mut ta, mut tb) = (a.finish().unwrap(), b.finish().unwrap());
+        let n = ta.write_message(&data, &mut msg).unwrap();
+        assert_eq!(tb.read_message(&msg[..n], &mut payload).unwrap(), data.len());
     }
     let stats = region.change();
     assert_eq!(stats.allocations, 0, "{stats:?}");
