@@ -6,19 +6,19 @@
 //! over Prometheus, and shown by a live demo (the `securemesh` binary:
 //! `keygen`, `bundle`, `agent --config FILE`, `demo [--json]`).
 //!
-//! - [`config`]: the YAML file (template `examples/agent.yaml`); every
+//! - [`config`], the YAML file (template `examples/agent.yaml`); every
 //!   refusal names the key and its line.
-//! - [`store`]: [`StateStore`](store::StateStore) and the
+//! - [`store`], the [`StateStore`](store::StateStore) and the
 //!   [`FileStore`](store::FileStore) (atomic writes, generation ledger);
-//!   [`state`]: storing what `poll_persist` hands out, restoring.
-//! - [`delivery`]: [`DeliveryService`](delivery::DeliveryService)
+//!   [`state`], storing what `poll_persist` hands out, restoring.
+//! - [`delivery`], the [`DeliveryService`](delivery::DeliveryService)
 //!   (mailboxes acknowledged after persistence, one-time prekey bundles
 //!   handed out once, MLS commit order) and its embedded
 //!   [`InProcess`](delivery::InProcess) implementation.
-//! - [`runtime`]: one Tokio task per agent; Noise over length-framed
+//! - [`runtime`], one Tokio task per agent; Noise over length-framed
 //!   TCP, the mailbox, timers, OS randomness, shutdown that stores.
-//! - [`metrics`]: Prometheus text over HTTP; [`demo`]: the live demo;
-//!   [`app`]: the `agent` and `bundle` commands; [`keys`], [`rng`].
+//! - [`metrics`], Prometheus text over HTTP; [`demo`], the live demo;
+//!   [`app`], the `agent` and `bundle` commands; [`keys`], [`rng`].
 //!
 //! ## Why a separate crate
 //!
