@@ -198,6 +198,10 @@ impl<'a> Builder<'a> {
     /// Exists only with the cargo feature `dangerous-testing`, which test
     /// vectors and fuzz targets enable and a product must not.
     ///
+    /// With `hfs`, the KEM key of `e1` and the encapsulation of `ekem1`
+    /// still draw from the RNG passed to `write_message` (ML-KEM: 64 bytes
+    /// `d || z`, then 32 bytes `m`): vectors replay them with a fixed RNG.
+    ///
     /// ```
     /// use securemesh_noise::{Builder, protocol, Protocol};
     /// use securemesh_core::Secret;
