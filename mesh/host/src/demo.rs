@@ -539,13 +539,25 @@ async fn kill_restart(m: &mut Mesh, config: securemesh::Config) -> Result<(), Ho
     let consumed_before = m.status("foxtrot").metrics.prekeys_consumed_total;
 
     const N: usize = 6;
-    for i in 1..=N {
+    for i in 1..=3 {
         m.send("echo", "foxtrot", TASK, &format!("m{i}")).await?;
     }
-    // Killed as soon as the first of them is delivered: the rest are in
-    // flight, some maybe handled but not acknowledged.
+    // Killed as soon as the first of them is delivered: the others are in
+    // flight, maybe handled but not yet acknowledged.
     let _ = m.wait("foxtrot", "m1", WAIT).await;
     m.stop("foxtrot", true).await?;
+    // More while it is down: they wait in its mailbox.
+    for i in 4..=N {
+        m.send("echo", "foxtrot", TASK, &format!("m{i}")).await?;
+    }
+    let foxtrot = m.id("foxtrot")?;
+    let queued = wait_until(|| m.delivery.pending(&foxtrot) >= N - 3).await;
+    m.check(
+        S,
+        "mail waits while it is down",
+        queued,
+        format!("{} in its mailbox", m.delivery.pending(&foxtrot)),
+    );
     m.start("foxtrot", config).await?;
     let restored = m.status("foxtrot").restored;
     m.check(S, "restored from state files", restored, "agent and session records".to_string());
@@ -555,6 +567,8 @@ async fn kill_restart(m: &mut Mesh, config: securemesh::Config) -> Result<(), Ho
             missing.push(i);
         }
     }
+    let after = m.status("foxtrot").delivered;
+    m.check(S, "delivered after the restart", after >= 3, format!("{after} by the restored agent"));
     m.drain(Duration::from_millis(100)).await;
     let dupes = m.seen.iter().filter(|d| d.to == "foxtrot" && d.payload.starts_with(b"m")).count();
     m.check(S, "no message lost", missing.is_empty(), format!("m1..m{N}: missing {missing:?}"));

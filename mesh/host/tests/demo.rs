@@ -11,7 +11,7 @@ fn every_demo_check_holds() {
     let _ = std::fs::remove_dir_all(&dir);
     print!("{}", summary.to_text());
     assert!(summary.passed(), "{}", summary.to_text());
-    assert!(summary.checks.len() >= 20, "{} checks", summary.checks.len());
+    assert!(summary.checks.len() >= 24, "{} checks", summary.checks.len());
     assert_eq!(summary.agents.len(), 8);
     let json = summary.to_json();
     assert!(json.starts_with("{\"passed\":true,"), "{json}");
