@@ -157,3 +157,58 @@ fn an_unchecked_or_broken_ledger_is_refused() {
     let err = FileStore::open(&dir.0, None).unwrap().load().unwrap_err();
     assert!(matches!(err, StoreError::RecordMissing(_)), "{err:?}");
 }
+
+/// A crash after the state was stored but before the mailbox message
+/// was acknowledged: the message is fetched again after the restart and
+/// refused by the restored session (its key is spent), so it is
+/// delivered once; a crash before the state was stored delivers it
+/// after the restart.
+#[test]
+fn a_crash_around_the_acknowledgement_delivers_once() {
+    use securemesh::{Delivery, Roles};
+    use securemesh_core::Instant;
+    let dir = TempDir::new("ack");
+    let mut rng = TestRng::new(0x5107_0005);
+    let now = Instant::from_millis(1_000);
+    const TASK: MessageKind = MessageKind(1);
+    let mut alice = new_agent(&mut rng);
+    let mut bob = new_agent(&mut rng);
+    let mut bob_store = FileStore::open(&dir.0.join("bob"), None).unwrap();
+    let mut alice_store = FileStore::open(&dir.0.join("alice"), None).unwrap();
+    let (a_pub, b_pub) = (*alice.public_identity(), *bob.public_identity());
+    for (me, other) in [(&mut alice, b_pub), (&mut bob, a_pub)] {
+        let id = me.add_peer_identity(&other).unwrap();
+        me.set_reachable(&id, false).unwrap();
+        me.policy_mut().define_role(Role(0), Permissions::of(&[TASK])).unwrap();
+        me.policy_mut().grant(id, Roles::of(&[Role(0)])).unwrap();
+    }
+    let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let n = bob.bundle(&mut bundle).unwrap();
+    alice.set_peer_bundle(&bundle[..n]).unwrap();
+    flush(&mut bob, &mut bob_store, &mut rng).unwrap();
+
+    let mut mailbox = Vec::new();
+    for text in [&b"first"[..], b"second"] {
+        alice.send(&bob.peer_id(), TASK, text, now, &mut rng).unwrap();
+        flush(&mut alice, &mut alice_store, &mut rng).unwrap();
+        let mut wire = [0u8; 2048];
+        let t = alice.poll_transmit(&mut wire).unwrap().unwrap();
+        assert_eq!(t.delivery, Delivery::Mailbox);
+        mailbox.push(wire[..t.len].to_vec());
+    }
+    let mut out = [0u8; 2048];
+    // "first" handled and stored, then the crash (no acknowledgement).
+    let r = bob.handle_input(&mailbox[0], &mut out, now, &mut rng).unwrap().unwrap();
+    assert_eq!(&out[..r.len], b"first");
+    flush(&mut bob, &mut bob_store, &mut rng).unwrap();
+    // "second" handled but not stored: the crash comes first.
+    bob.handle_input(&mailbox[1], &mut out, now, &mut rng).unwrap().unwrap();
+    drop(bob);
+
+    let mut bob = restored(&bob_store).unwrap().unwrap();
+    // Both are fetched again. "first" is refused (already delivered and
+    // stored), "second" is delivered by the restored session.
+    assert!(bob.handle_input(&mailbox[0], &mut out, now, &mut rng).is_err(), "first delivered once");
+    let r = bob.handle_input(&mailbox[1], &mut out, now, &mut rng).unwrap().unwrap();
+    assert_eq!(&out[..r.len], b"second");
+}
