@@ -539,17 +539,30 @@ impl<const MAX_SKIP: usize, const CAP: usize, const KEM_CT: usize> Persist
         let mut kem_ct = None;
         if header.version >= 3 {
             // Version 3: the PQXDH slots of Alice's pending header (with its
-            // ciphertext) and of the initial header Bob answered.
+            // ciphertext) and of the initial header Bob answered; at least
+            // one (a state without is written as version 2: canonical).
+            let mut any = false;
             if read_flag(r)? {
                 let (id, alg) = (r.read_u32()?, r.read_u16()?);
-                let ct = KemCiphertext::from_slice(r.read_vec16()?).map_err(|_| Error::InvalidValue)?;
+                let ct = r.read_vec16()?;
+                let kem = KemAlgorithm::from_code(alg).ok_or(Error::InvalidValue)?;
+                if ct.len() != kem.ciphertext_len() {
+                    return Err(Error::InvalidValue);
+                }
+                let ct = KemCiphertext::from_slice(ct).map_err(|_| Error::InvalidValue)?;
                 let (_, p) = prekey.as_mut().ok_or(Error::InvalidValue)?;
                 p.kem = Some(KemRef { id, alg, ct_hash: Sha256::digest(&[ct.as_slice()]) });
                 kem_ct = Some(ct);
+                any = true;
             }
             if read_flag(r)? {
                 let k = KemRef { id: r.read_u32()?, alg: r.read_u16()?, ct_hash: r.read_array()? };
+                KemAlgorithm::from_code(k.alg).ok_or(Error::InvalidValue)?;
                 initial.as_mut().ok_or(Error::InvalidValue)?.kem = Some(k);
+                any = true;
+            }
+            if !any {
+                return Err(Error::InvalidValue);
             }
         }
         Ok(Session {
@@ -807,6 +820,26 @@ impl<const CAP: usize, const KEM: usize> Persist for PrekeyPool<CAP, KEM> {
             }
             if read_flag(r)? {
                 previous.as_mut().ok_or(Error::InvalidValue)?.0.kem = Some(read_kem_key(r, &owner)?);
+            }
+            // At least one KEM prekey (a pool without is written as
+            // version 2: canonical); a last-resort identifier is not one of
+            // another prekey (the one-time ones were checked as read).
+            let lasts = [Some(&signed), previous.as_ref().map(|(p, _)| p)];
+            let lasts: [Option<u32>; 2] = lasts.map(|s| s.and_then(|s| s.kem.as_ref()).map(|k| k.id));
+            if lasts.iter().all(Option::is_none) && kem_one_time.iter().all(Option::is_none) {
+                return Err(Error::InvalidValue);
+            }
+            for id in lasts.iter().flatten() {
+                if one_time.iter().flatten().any(|o| o.id == *id)
+                    || kem_one_time.iter().flatten().any(|k| k.id == *id)
+                {
+                    return Err(Error::InvalidValue);
+                }
+            }
+            if let [Some(a), Some(b)] = lasts
+                && a == b
+            {
+                return Err(Error::InvalidValue);
             }
         }
         Ok(PrekeyPool {

@@ -380,3 +380,30 @@ proptest! {
         prop_assert_eq!(respond(&mut b, &m).unwrap().1, b"proptest".to_vec());
     }
 }
+
+/// Version 3 is written only for PQXDH state, so a version-3 body without
+/// any PQXDH slot (an X3DH state relabelled, empty sections appended) is
+/// refused: every accepted encoding is the one the writer produces.
+#[test]
+fn version_3_without_pqxdh_state_is_refused() {
+    use securemesh_core::Error as CoreError;
+    let mut rng = TestRng::new(0x5a00);
+    let alice = Identity::generate(&mut rng);
+    let bob = Identity::generate(&mut rng);
+    let pool: PrekeyPool<4, 2> = PrekeyPool::new(&bob, &mut rng, T0, PrekeyConfig::default());
+    let a: Session =
+        Session::initiate(&alice, &pool.bundle(None), SessionConfig::default(), &mut rng, NOW).unwrap();
+    // Envelope: magic 4 | kind 1 | version u16 | suite u16 | len u32 | body.
+    let relabel = |mut bytes: Vec<u8>, empty: &[u8]| {
+        assert_eq!(u16::from_be_bytes([bytes[5], bytes[6]]), 2);
+        bytes[6] = 3;
+        let len = u32::from_be_bytes(bytes[9..13].try_into().unwrap()) + empty.len() as u32;
+        bytes[9..13].copy_from_slice(&len.to_be_bytes());
+        bytes.extend_from_slice(empty);
+        bytes
+    };
+    let session = relabel(state(&a), &[0, 0]);
+    assert_eq!(Session::<128, 128>::decode_state(&session).unwrap_err(), CoreError::InvalidValue);
+    let pool_v3 = relabel(state(&pool), &[0, 0, 0, 0]);
+    assert_eq!(PrekeyPool::<4, 2>::decode_state(&pool_v3).unwrap_err(), CoreError::InvalidValue);
+}
