@@ -283,8 +283,8 @@ struct MailItem {
 struct GroupSim {
     id: GroupId,
     spec: [usize; 5],
-    /// The delivery order: (sender, envelope, application message).
-    log: Vec<(usize, Vec<u8>, Option<u64>)>,
+    /// The delivery order: (sender, envelope).
+    log: Vec<(usize, Vec<u8>)>,
     /// Next entry each agent reads (`None`: not a member to the service).
     cursor: [Option<usize>; N],
     /// A Welcome waiting for its joiner.
@@ -314,10 +314,13 @@ struct Host {
     /// A neighbour that restarted and has not yet opened a new Noise
     /// session with us: unreachable (our transport with it is stale).
     stale: [bool; N],
-    /// Messages waiting for a Noise handshake (its session), or held for
-    /// a transport that waits for key confirmation (`None`: the agent does
-    /// not say which): (peer, session, message), oldest first.
-    waiting: Vec<(usize, Option<securemesh::SessionId>, u64)>,
+    /// Messages waiting for a Noise handshake, or held for a transport
+    /// that waits for key confirmation (`held`): (peer, session, held,
+    /// message), oldest first.
+    waiting: Vec<(usize, securemesh::SessionId, bool, u64)>,
+    /// The session of the newest Noise transport with each peer (the one
+    /// `send` uses, or holds messages for until it is confirmed).
+    newest: [Option<securemesh::SessionId>; N],
     /// Handshakes and unconfirmed transports dropped in the current call:
     /// (peer, session, messages dropped with it).
     dropped_now: Vec<(usize, securemesh::SessionId, usize)>,
@@ -550,6 +553,7 @@ impl Sim {
                 stale: [false; N],
                 waiting: Vec::new(),
                 dropped_now: Vec::new(),
+                newest: [None; N],
             });
         }
         let ids: Vec<PeerId> = hosts.iter().map(|h| h.agent.as_ref().unwrap().peer_id()).collect();
@@ -731,6 +735,7 @@ impl Sim {
                     *self.stats.handshakes.entry(channel_name(pattern)).or_default() += 1;
                     if let Some(b) = self.ids.iter().position(|i| *i == peer) {
                         self.hosts[a].stale[b] = false;
+                        self.hosts[a].newest[b] = Some(session);
                         self.established.insert((a, session), self.hosts[b].inc);
                     }
                 }
@@ -793,6 +798,17 @@ impl Sim {
             return (true, not_permitted);
         }
         self.transmit(a, ctx);
+        // Handing some envelopes out changes durable state (a Welcome
+        // leaves the group's outbox): store and transmit until neither is
+        // pending.
+        while self.hosts[a].agent.as_ref().is_some_and(|x| x.persist_pending()) {
+            self.store(a);
+            let ctx = match ctx {
+                Ctx::Send(m) if self.msgs[m as usize].status != Status::Waiting => Ctx::Input,
+                c => c,
+            };
+            self.transmit(a, ctx);
+        }
         (true, not_permitted)
     }
 
@@ -807,17 +823,10 @@ impl Sim {
             let b = self.ids.iter().position(|i| *i == t.to).expect("transmit to a neighbour");
             let env = Envelope::parse(&bytes).unwrap();
             if let Delivery::Group(g) = t.delivery {
-                // Into the group's delivery order.
+                // Into the group's delivery order (what an entry carries
+                // is read from its payload when a member delivers it).
                 let gi = self.groups.iter().position(|x| x.id == g).expect("a group of the simulation");
-                let msg = match ctx {
-                    Ctx::Send(m) if !sent_msg => {
-                        sent_msg = true;
-                        self.msgs[m as usize].status = Status::Group;
-                        Some(m)
-                    }
-                    _ => None,
-                };
-                self.groups[gi].log.push((a, bytes, msg));
+                self.groups[gi].log.push((a, bytes));
                 continue;
             }
             if env.channel == ChannelKind::MlsWelcome {
@@ -839,15 +848,11 @@ impl Sim {
                 // or the oldest one that waited for this handshake.
                 let w = &mut self.hosts[a].waiting;
                 let m = match ctx {
-                    Ctx::Send(m) if !sent_msg && !w.iter().any(|x| x.2 == m) => {
+                    Ctx::Send(m) if !sent_msg && !w.iter().any(|x| x.3 == m) => {
                         sent_msg = true;
                         Some(m)
                     }
-                    _ => w
-                        .iter()
-                        .position(|x| (x.0, x.1) == (b, Some(env.session)))
-                        .or_else(|| w.iter().position(|x| (x.0, x.1) == (b, None)))
-                        .map(|i| w.remove(i).2),
+                    _ => w.iter().position(|x| (x.0, x.1) == (b, env.session)).map(|i| w.remove(i).3),
                 };
                 self.ck(m.is_some(), || format!("agent {a}: a Noise transport message to {b} nobody sent"));
                 m
@@ -889,18 +894,13 @@ impl Sim {
             }
         }
         // Messages held for a transport dropped unconfirmed went with it.
-        for (b, sid, dropped) in std::mem::take(&mut self.hosts[a].dropped_now) {
-            let w = &mut self.hosts[a].waiting;
-            let mut n = dropped.saturating_sub(w.iter().filter(|x| (x.0, x.1) == (b, Some(sid))).count());
-            let mut i = 0;
-            while n > 0 && i < w.len() {
-                if (w[i].0, w[i].1) == (b, None) {
-                    let m = w.remove(i).2;
-                    self.msgs[m as usize].status = Status::Lost(Loss::HandshakeDropped);
-                    n -= 1;
-                } else {
-                    i += 1;
-                }
+        for (b, sid, _) in std::mem::take(&mut self.hosts[a].dropped_now) {
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.hosts[a].waiting)
+                .into_iter()
+                .partition(|x| x.2 && (x.0, x.1) == (b, sid));
+            self.hosts[a].waiting = keep;
+            for (_, _, _, m) in gone {
+                self.msgs[m as usize].status = Status::Lost(Loss::HandshakeDropped);
             }
         }
         // Messages waiting for a handshake that no longer exists were
@@ -917,9 +917,9 @@ impl Sim {
             let ids = &self.ids;
             let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.hosts[a].waiting)
                 .into_iter()
-                .partition(|(b, sid, _)| sid.is_none_or(|sid| live.contains(&(ids[*b], sid))));
+                .partition(|(b, sid, held, _)| *held || live.contains(&(ids[*b], *sid)));
             self.hosts[a].waiting = keep;
-            for (_, _, m) in gone {
+            for (_, _, _, m) in gone {
                 self.msgs[m as usize].status = Status::Lost(Loss::HandshakeDropped);
             }
         }
@@ -1019,10 +1019,11 @@ impl Sim {
         h.agent = None;
         h.told = [false; N];
         h.down_until = self.now + 300 + self.rng.below(4_000);
-        for (_, _, m) in std::mem::take(&mut self.hosts[a].waiting) {
+        for (_, _, _, m) in std::mem::take(&mut self.hosts[a].waiting) {
             self.msgs[m as usize].status = Status::Lost(Loss::SenderCrash);
         }
         self.hosts[a].dropped_now.clear();
+        self.hosts[a].newest = [None; N];
         // Its connections are reset: what is in flight either way is lost.
         for &b in &self.neighbors[a].clone() {
             for dir in [(b, a), (a, b)] {
@@ -1134,19 +1135,20 @@ impl Sim {
                     _ => None,
                 };
                 if let Some(sid) = waits_for {
-                    self.hosts[a].waiting.push((b, Some(sid), id));
+                    self.hosts[a].waiting.push((b, sid, false, id));
                 }
                 self.finish(a, Ctx::Send(id));
                 // Over an established session but not sent: held until the
                 // transport is confirmed.
                 if self.alive(a)
                     && self.msgs[id as usize].status == Status::Waiting
-                    && !self.hosts[a].waiting.iter().any(|x| x.2 == id)
+                    && !self.hosts[a].waiting.iter().any(|x| x.3 == id)
                 {
-                    self.ck(route.channel == Channel::NoiseSession, || {
+                    let newest = self.hosts[a].newest[b];
+                    self.ck(route.channel == Channel::NoiseSession && newest.is_some(), || {
                         format!("message {id} neither sent nor held")
                     });
-                    self.hosts[a].waiting.push((b, None, id));
+                    self.hosts[a].waiting.push((b, newest.unwrap(), true, id));
                 }
             }
             Err(e) => {
@@ -1625,7 +1627,10 @@ impl Sim {
                 let now = self.instant();
                 let h = &mut self.hosts[x];
                 match h.agent.as_mut().unwrap().send(&gid, kind, &payload(id, x, N), now, &mut h.rng) {
-                    Ok(_) => self.stats.groups.sent += 1,
+                    Ok(_) => {
+                        self.stats.groups.sent += 1;
+                        self.msgs[id as usize].status = Status::Group;
+                    }
                     Err(e) => {
                         self.stats.groups.refused += 1;
                         *self.stats.groups.errors.entry(format!("send: {e:?}")).or_default() += 1;
@@ -1672,7 +1677,7 @@ impl Sim {
     /// Member `x` reads its next entry of group `gi`'s order.
     fn read_group(&mut self, gi: usize, x: usize) {
         let k = self.groups[gi].cursor[x].unwrap();
-        let (sender, bytes, msg) = self.groups[gi].log[k].clone();
+        let (sender, bytes) = self.groups[gi].log[k].clone();
         let gid = self.groups[gi].id;
         self.stats.deliveries += 1;
         self.stats.groups.deliveries += 1;
@@ -1698,12 +1703,14 @@ impl Sim {
         match r {
             Ok(Some(rec)) => {
                 let id = u64::from_le_bytes(out[..8].try_into().unwrap());
-                self.ck(msg == Some(id) && rec.group == Some(gid), || {
-                    format!("agent {x}: group message {id} delivered from entry {k} of group {gi} ({msg:?})")
+                self.ck((id as usize) < self.msgs.len() && rec.group == Some(gid), || {
+                    format!("agent {x}: group message {id} delivered from entry {k} of group {gi}")
                 });
                 let m = &self.msgs[id as usize];
                 self.ck(
-                    m.from == sender
+                    m.status == Status::Group
+                        && m.to == N
+                        && m.from == sender
                         && rec.from == self.ids[sender]
                         && rec.kind == m.kind
                         && rec.len == PAYLOAD
@@ -1720,14 +1727,12 @@ impl Sim {
                 }
             }
             Ok(None) => {
-                if let Some(m) = msg
-                    && x != sender
-                    && stored
-                {
-                    let kind = self.msgs[m as usize].kind;
-                    self.ck(kind == TASK && self.sensor[x][sender] && not_permitted == 1, || {
+                // A commit, our own message, or a refusal by the policy,
+                // which only a sender granted `SENSOR` can draw (a task).
+                if stored && not_permitted > 0 {
+                    self.ck(not_permitted == 1 && self.sensor[x][sender], || {
                         format!(
-                            "agent {x}: group message {m} neither delivered nor denied as the policy says"
+                            "agent {x}: entry {k} of group {gi} from {sender} denied though its role permits"
                         )
                     });
                     self.stats.groups.denied += 1;
