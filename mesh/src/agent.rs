@@ -1625,7 +1625,8 @@ impl<
     }
 
     /// Rebuild an agent from its sealed agent record (see
-    /// [`crate::persist`]); then give every stored session record to
+    /// [`crate::persist`]); then give every other stored record (session,
+    /// group, KeyPackage) to
     /// [`restore_record`](Self::restore_record). `newest_seen` is the
     /// generation the host recorded for the agent record: an older blob
     /// is refused ([`Error::Storage`]`(Rollback)`), as is a blob sealed
@@ -1685,14 +1686,16 @@ impl<
         })
     }
 
-    /// Put a sealed session record back into its slot, after
+    /// Put a sealed session, group or KeyPackage record back, after
     /// [`restore`](Self::restore) (or on an agent with
     /// [`enable_persistence`](Self::enable_persistence)); returns its id.
     /// Refused, with nothing changed: an older generation than
     /// `newest_seen` ([`Error::Storage`]`(Rollback)`), another key or a
     /// changed byte (`Storage(Decrypt)`), and ([`Error::WrongRecord`]) the
     /// agent record, a record of another agent, a slot beyond `SESSIONS`
-    /// or one already in use, or a session already in the table.
+    /// (`GROUPS`) or one already in use, a session or group already in
+    /// the table, or a KeyPackage record when KeyPackages are held already
+    /// (or whose KeyPackages do not carry their owners' credentials).
     pub fn restore_record(
         &mut self,
         blob: &[u8],
