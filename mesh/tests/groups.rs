@@ -41,6 +41,8 @@ struct Mesh {
     nodes: Vec<Node>,
     /// Envelopes in delivery order: (recipient index, bytes).
     fifo: std::collections::VecDeque<(usize, Vec<u8>)>,
+    /// The longest envelope of each channel seen.
+    longest: BTreeMap<u8, usize>,
 }
 
 impl Mesh {
@@ -64,7 +66,7 @@ impl Mesh {
                 }
             }
         }
-        let mut m = Mesh { nodes, fifo: Default::default() };
+        let mut m = Mesh { nodes, fifo: Default::default(), longest: BTreeMap::new() };
         m.drain_all();
         m
     }
@@ -101,6 +103,8 @@ impl Mesh {
         let mut buf = vec![0u8; 64 * 1024];
         while let Some(t) = self.nodes[i].agent.poll_transmit(&mut buf).unwrap() {
             let bytes = buf[..t.len].to_vec();
+            let longest = self.longest.entry(bytes[2]).or_default();
+            *longest = (*longest).max(t.len);
             match t.delivery {
                 Delivery::Group(g) => {
                     assert_eq!(t.to, self.id(i));
@@ -652,4 +656,50 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// The largest group `DefaultAgent`s form (9: each knows its 8 peers),
+/// grown by one commit of the most changes a commit takes: the commit and
+/// the Welcome for 8 fit the agent's outgoing buffer, the group record its
+/// bound; the figures are printed.
+#[test]
+fn a_full_group_fits_its_buffers_and_record() {
+    let n = 1 + securemesh::group::MAX_GROUP_CHANGES;
+    let mut m = Mesh::new(n, 0x6A08, true);
+    let g = {
+        let node = &mut m.nodes[0];
+        node.agent.create_group(&mut node.rng).unwrap()
+    };
+    let mut members = vec![0];
+    for chunk in (1..n).collect::<Vec<_>>().chunks(securemesh::group::MAX_GROUP_CHANGES) {
+        for &j in chunk {
+            m.share_key_package(j, 0);
+        }
+        m.commit(0, g, chunk, &[]).unwrap();
+        m.pump();
+        members.extend_from_slice(chunk);
+    }
+    assert_eq!(m.assert_converged(g, &members), 1);
+    // A path commit over the whole tree, by the last member.
+    m.commit(n - 1, g, &[], &[]).unwrap();
+    m.pump();
+    assert_eq!(m.assert_converged(g, &members), 2);
+    let record = m.nodes[0].store[&RecordId::Group(0)].0.len();
+    let (commit, welcome) =
+        (m.longest[&ChannelKind::MlsMessage.tag()], m.longest[&ChannelKind::MlsWelcome.tag()]);
+    println!(
+        "group of {n}: group record {record} B (MAX_GROUP_RECORD_LEN {}), KeyPackage record {} B, \
+         longest commit envelope {commit} B (room {}), Welcome for {} {welcome} B (room {})",
+        DefaultAgent::MAX_GROUP_RECORD_LEN,
+        m.nodes[0].store[&RecordId::KeyPackages].0.len(),
+        securemesh::group::MAX_COMMIT_LEN + securemesh::envelope::HEADER_LEN,
+        n - 1,
+        securemesh::group::MAX_WELCOME_LEN + securemesh::envelope::HEADER_LEN,
+    );
+    assert!(commit <= securemesh::group::MAX_COMMIT_LEN + securemesh::envelope::HEADER_LEN);
+    assert!(welcome <= securemesh::group::MAX_WELCOME_LEN + securemesh::envelope::HEADER_LEN);
+    assert!(record <= DefaultAgent::MAX_GROUP_RECORD_LEN);
+    m.send(5, g, TASK, b"all hands").unwrap();
+    m.pump();
+    assert!((0..n).filter(|&i| i != 5).all(|i| m.take_got(i).len() == 1));
 }
