@@ -2082,7 +2082,7 @@ fn sixteen_agents_under_faults_keep_every_invariant() {
         s.records_stored
     );
     println!(
-        "  messages sent {} (refused by send {}), bundles fetched {}",
+        "  pairwise messages sent {} (refused by send {}), bundles fetched {}",
         s.sends, s.sends_refused, s.bundles_fetched
     );
     println!("  message outcomes {by_status:?}");
@@ -2090,8 +2090,13 @@ fn sixteen_agents_under_faults_keep_every_invariant() {
     println!("  routes {:?}", s.routes);
     println!("  handshakes {:?}, failed {}", s.handshakes, s.handshakes_failed);
     println!(
-        "  denials: not permitted {} (= expected {}), unknown peer {}, auth failures {}",
-        s.denied_not_permitted, expected_denied, s.denied_unknown_peer, s.auth_failed
+        "  denials: Denied {{ NotPermitted }} events {} = refused messages {} ({} pairwise, {} in groups); unknown peer {}, auth failures {}",
+        s.denied_events,
+        expected_denied,
+        s.denied_not_permitted,
+        s.groups.denied,
+        s.denied_unknown_peer,
+        s.auth_failed
     );
     println!(
         "  heartbeats sent {}, received {}; distinct ratchet message keys on the wire {} (none twice)",
