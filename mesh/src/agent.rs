@@ -1321,7 +1321,8 @@ impl<
     /// While a record is waiting for [`poll_persist`](Self::poll_persist)
     /// this returns `Ok(None)`: what a call produced is released only
     /// after the state it leaves behind was handed out to be stored (see
-    /// [`crate::persist`]).
+    /// [`crate::persist`]). Handing a group's Welcome out marks its record,
+    /// so loop `poll_persist` / `poll_transmit` until both give `None`.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, Error> {
         if self.persist_pending() {
             return Ok(None);

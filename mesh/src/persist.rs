@@ -73,8 +73,16 @@
 //! when it is polled, from the state at that moment, so a record changed
 //! again before it was polled is stored once, covering both calls.
 //!
+//! Handing something out can change durable state too (a Welcome handed
+//! out by `poll_transmit` marks its group record, so a restart does not
+//! send it again), and then `poll_transmit` holds the rest back until the
+//! record is stored: a host loops, `poll_persist` until `None`, then
+//! `poll_transmit` until `None`, and again, until
+//! [`persist_pending`](crate::Agent::persist_pending) is `false` and
+//! `poll_transmit` gives `None`.
+//!
 //! The records of one call (at most a session record and the agent
-//! record) are one batch: write them beside the current blobs and record
+//! record, or a group record and the KeyPackage record) are one batch: write them beside the current blobs and record
 //! their generations in one write (the commit), then drop the old blobs.
 //! Session records are handed out before the agent record.
 //!
