@@ -12,10 +12,14 @@
 //!   prekey and a last-resort bundle without one; a one-time bundle is
 //!   handed out exactly once, ever (a republished id is not handed out
 //!   again).
-//! - **MLS commit ordering**: one commit per group epoch is accepted, in
-//!   order; a commit for an epoch already taken is refused so its sender
-//!   merges the winner first. (The mesh's MLS groups are being built;
-//!   this is the service side they will use.)
+//! - **Group fan-out**: a group envelope goes to every member's mailbox,
+//!   the sender's included, in one order for all members
+//!   ([`DeliveryService::deposit_group`]); that order is what confirms a
+//!   member's commit (the mesh merges its own commit when it comes back).
+//! - **MLS commit ordering** by epoch: one commit per group epoch is
+//!   accepted, in order; a commit for an epoch already taken is refused
+//!   so its sender merges the winner first (for a back end that orders
+//!   commits apart from the fan-out).
 //!
 //! [`InProcess`] is the embedded default; a later back end puts the
 //! same trait on NATS JetStream, which is why the methods are async.
@@ -90,6 +94,16 @@ pub trait DeliveryService: Send + Sync + 'static {
         owner: PeerId,
         max: usize,
     ) -> impl Future<Output = Result<Vec<Mail>, DeliveryError>> + Send;
+
+    /// Put `envelope` into the mailbox of every one of `members` (a group
+    /// message: the sender is among them), all or none, in one order for
+    /// every member: of two group messages, each member's mailbox holds
+    /// them in the order this service accepted them.
+    fn deposit_group(
+        &self,
+        members: Vec<PeerId>,
+        envelope: Vec<u8>,
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 
     /// `owner` handled message `id` and stored the state it left: remove it.
     fn ack(&self, owner: PeerId, id: MessageId) -> impl Future<Output = Result<(), DeliveryError>> + Send;
@@ -201,6 +215,23 @@ impl InProcess {
         Ok(id)
     }
 
+    fn deposit_group_now(&self, members: Vec<PeerId>, envelope: Vec<u8>) -> Result<(), DeliveryError> {
+        let mut inner = self.lock()?;
+        let full = members
+            .iter()
+            .any(|m| inner.mailboxes.get(m).is_some_and(|mb| mb.messages.len() >= self.max_mailbox));
+        if full {
+            return Err(DeliveryError::MailboxFull { max: self.max_mailbox });
+        }
+        for m in members {
+            let mb = inner.mailboxes.entry(m).or_default();
+            let id = MessageId(mb.next);
+            mb.next = mb.next.saturating_add(1);
+            mb.messages.push_back(Mail { id, envelope: envelope.clone() });
+        }
+        Ok(())
+    }
+
     fn fetch_now(&self, owner: PeerId, max: usize) -> Result<Vec<Mail>, DeliveryError> {
         let inner = self.lock()?;
         Ok(inner
@@ -268,6 +299,13 @@ impl InProcess {
 }
 
 impl DeliveryService for InProcess {
+    fn deposit_group(
+        &self,
+        members: Vec<PeerId>,
+        envelope: Vec<u8>,
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        ready(self.deposit_group_now(members, envelope))
+    }
     fn deposit(
         &self,
         to: PeerId,
@@ -343,6 +381,25 @@ mod tests {
             }
             assert_eq!(s.deposit(bob, vec![0]).await, Err(DeliveryError::MailboxFull { max: 4 }));
             assert_eq!(s.pending(&bob), 4);
+        });
+    }
+
+    #[test]
+    fn group_messages_reach_every_member_in_one_order() {
+        let s = InProcess::new(2);
+        let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
+        block(async {
+            s.deposit_group(vec![a, b], b"c1".to_vec()).await.unwrap();
+            s.deposit(b, b"direct".to_vec()).await.unwrap();
+            // b's mailbox is full: nobody gets the next one.
+            assert_eq!(
+                s.deposit_group(vec![a, b], b"c2".to_vec()).await,
+                Err(DeliveryError::MailboxFull { max: 2 })
+            );
+            assert_eq!(s.pending(&a), 1);
+            let seen = |p| s.fetch_now(p, 9).unwrap().into_iter().map(|m| m.envelope).collect::<Vec<_>>();
+            assert_eq!(seen(a), [b"c1".to_vec()]);
+            assert_eq!(seen(b), [b"c1".to_vec(), b"direct".to_vec()]);
         });
     }
 

@@ -6,6 +6,8 @@
 //!   [`MAX_ENVELOPE_LEN`](securemesh::envelope::MAX_ENVELOPE_LEN); a
 //!   longer frame closes the connection). A connection is bound to the
 //!   peer whose envelope it carried and the agent accepted.
+//! - **Groups**: a [`Delivery::Group`] transmit goes to every member
+//!   (the sender too) through [`DeliveryService::deposit_group`].
 //! - **Mailbox**: transmits for [`Delivery::Mailbox`] go to the
 //!   [`DeliveryService`]; the task fetches its own mailbox, hands each
 //!   envelope to the agent, stores the state it left and only then
@@ -114,6 +116,8 @@ pub struct Status {
     pub refused_inputs: u64,
     /// Records stored.
     pub records_stored: u64,
+    /// MLS groups the agent is a member of.
+    pub groups: usize,
     /// Mailbox messages acknowledged.
     pub mail_acked: u64,
     /// Transmits that could not be sent (no address, connection lost).
@@ -503,7 +507,7 @@ impl<D: DeliveryService> Task<D> {
     }
 
     async fn accept(&mut self, bytes: &[u8], conn: Option<u64>) -> Result<bool, HostError> {
-        let mut out = vec![0u8; bytes.len()];
+        let mut out = vec![0u8; HostAgent::input_buffer_len(bytes.len())];
         let now = self.clock.now();
         let result = self.agent.handle_input(bytes, &mut out, now, &mut self.rng);
         // The state the input left is stored before anything else.
@@ -561,14 +565,17 @@ impl<D: DeliveryService> Task<D> {
                 Err(e) => return Err(e.into()),
             };
             let bytes = buf.get(..t.len).unwrap_or(&[]).to_vec();
-            // The wildcard covers deliveries of newer mesh versions
-            // (MLS groups), which this host does not carry yet.
+            // The wildcard covers deliveries of newer mesh versions.
             #[allow(unreachable_patterns)]
             match t.delivery {
                 Delivery::Mailbox => {
                     self.delivery.deposit(t.to, bytes).await?;
                 }
                 Delivery::Direct => self.send_direct(t.to, &bytes).await,
+                Delivery::Group(g) => {
+                    let members: Vec<PeerId> = self.agent.group_members(g).collect();
+                    self.delivery.deposit_group(members, bytes).await?;
+                }
                 other => {
                     self.counts.send_failures = self.counts.send_failures.saturating_add(1);
                     tracing::warn!(agent = %self.name, delivery = ?other, "delivery not carried by this host yet; dropped");
@@ -656,6 +663,7 @@ impl<D: DeliveryService> Task<D> {
                 metrics: self.agent.metrics(),
                 counters: self.agent.counters(),
                 sessions: self.agent.sessions().count(),
+                groups: self.agent.groups().count(),
                 running,
                 restored,
                 ..self.counts.clone()
