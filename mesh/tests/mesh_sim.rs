@@ -351,7 +351,8 @@ struct Compromise {
     post_heal_seen: u64,
     post_heal_initial: u64,
     forged: u64,
-    /// Post-heal decryptions on pairs in glare (KNOWN BUG 1).
+    /// Post-heal decryptions while a pair's directions used different
+    /// sessions (KNOWN BUGS 1 and 4).
     known_bug_glare: u64,
     post_heal_heartbeats: u64,
     post_heal_heartbeats_read: u64,
@@ -971,11 +972,13 @@ impl Sim {
             }
         } else if healed {
             c.post_heal_seen += 1;
-            // KNOWN BUG 1 (/work/notes/mesh-bugs.md, "glare"): when the two
-            // directions of the pair use different ratchet sessions, no
-            // application message steps either session's DH ratchet, so
-            // the pair does not heal. Counted and printed; strict with
-            // MESH_SIM_STRICT=1. Every other pair is checked strictly.
+            // KNOWN BUGS 1 and 4 (/work/notes/mesh-bugs.md): when the two
+            // directions of the pair use different ratchet sessions
+            // (simultaneous X3DH; or a heartbeat on the pair's idle second
+            // session moved one side back onto it), no application message
+            // steps the session being read, so it has not healed. Counted
+            // and printed; strict with MESH_SIM_STRICT=1. Every other pair
+            // is checked strictly.
             let glare = self.last_session.get(&(c.victim, from)) != self.last_session.get(&(from, c.victim));
             if r.is_ok() && glare && !self.strict {
                 c.known_bug_glare += 1;
@@ -2129,7 +2132,7 @@ fn sixteen_agents_under_faults_keep_every_invariant() {
     );
     if c.known_bug_glare > 0 {
         println!(
-            "  KNOWN BUG 1 (glare, /work/notes/mesh-bugs.md): {} messages decrypted by the stolen state after the pair healed, on pairs whose directions use different ratchet sessions",
+            "  KNOWN BUGS 1/4 (glare; heartbeat moves the pair back to an unhealed session, /work/notes/mesh-bugs.md): {} messages decrypted by the stolen state after the pair healed, while its directions used different ratchet sessions",
             c.known_bug_glare
         );
     }
