@@ -3,7 +3,7 @@
 //!
 //! - **Noise stream over TCP**: every envelope is one frame, a 4-byte
 //!   big-endian length and the bytes (at most
-//!   [`MAX_ENVELOPE_LEN`](securemesh::envelope::MAX_ENVELOPE_LEN); a
+//!   [`MAX_ENVELOPE_LEN`]; a
 //!   longer frame closes the connection). A connection is bound to the
 //!   peer whose envelope it carried and the agent accepted.
 //! - **Noise datagrams over UDP**: envelopes of datagram sessions
