@@ -19,14 +19,19 @@
 //!   bundle of that identity. Forging Ed25519 (strict verification, no
 //!   malleability) is infeasible, so mutations only pass when they touch
 //!   what is not signed: the one-time prekey (unsigned in X3DH) and the
-//!   presence of the one-time and KEM slots.
+//!   presence of the one-time and KEM slots;
+//! - PQXDH from any decoded bundle with a KEM prekey never panics: it
+//!   starts a session only for a PQXDH algorithm (ML-KEM-768/1024) and a
+//!   key of its length, else `UnsupportedKem` or `Malformed` (the genuine
+//!   PQXDH bundles of Bob's PQXDH pool always start one).
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use securemesh_fuzz::ratchet::genuine_bundles;
-use securemesh_ratchet::{BUNDLE_VERSION, Bundle, Error, MAX_BUNDLE_LEN};
+use securemesh_core::testing::TestRng;
+use securemesh_fuzz::ratchet::{FuzzPqSession, NOW, alice, genuine_bundles};
+use securemesh_ratchet::{BUNDLE_VERSION, Bundle, Error, KemAlgorithm, MAX_BUNDLE_LEN, SessionConfig};
 
 /// The genuine bundles, decoded (once).
 fn genuine() -> &'static [Bundle<'static>] {
@@ -59,5 +64,20 @@ fuzz_target!(|data: &[u8]| {
     assert!(same.iter().any(|g| g.signed() == b.signed()), "a bundle with a forged signed prekey decoded");
     if let Some(kem) = b.kem() {
         assert!(same.iter().any(|g| g.kem() == Some(kem)), "a bundle with a forged KEM prekey decoded");
+        let started =
+            FuzzPqSession::initiate_pq(alice(), &b, SessionConfig::default(), &mut TestRng::new(9), NOW);
+        match (KemAlgorithm::from_code(kem.alg), started) {
+            (Some(alg), Ok(s)) => {
+                assert_eq!(kem.public.len(), alg.public_len());
+                assert!(s.awaiting_reply());
+            }
+            // The one-time prekey is not signed: one of small order is refused.
+            (Some(_), Err(Error::NonContributory)) => assert!(b.one_time().is_some()),
+            (Some(alg), Err(e)) => {
+                assert_ne!(kem.public.len(), alg.public_len(), "a genuine ML-KEM prekey refused: {e:?}");
+                assert_eq!(e, Error::Malformed);
+            }
+            (None, r) => assert_eq!(r.err(), Some(Error::UnsupportedKem)),
+        }
     }
 });

@@ -25,13 +25,20 @@
 //!   accepts that hold at most 4 skipped keys; a state of another
 //!   `MAX_SKIP` (`Session::<64, 128>`) is refused;
 //! - the kinds do not mix (no input is both a session and a pool), and a
-//!   pool state only decodes with its own capacity.
+//!   pool state only decodes with its own capacity;
+//! - PQXDH state (body version 3): `PrekeyPool::<4, 2>` (with one-time KEM
+//!   prekeys) and `Session::<128, 128, 1568>` (room for Alice's pending
+//!   ciphertext) decode only canonical encodings (re-encoding gives the
+//!   input; a version-3 body without PQXDH state is refused); the
+//!   PQXDH-capable session accepts every state `Session::<128, 128>`
+//!   accepts, and more only for a session awaiting its reply with a
+//!   ciphertext.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use securemesh_core::envelope::{HEADER_LEN, Persist};
 use securemesh_fuzz::noise::encode_state;
-use securemesh_fuzz::ratchet::{FuzzSession, LargePool, SmallPool};
+use securemesh_fuzz::ratchet::{FuzzPqSession, FuzzSession, LargePool, PqPool, SmallPool};
 use securemesh_ratchet::{Identity, Session};
 
 /// `Session::<128, 4>`.
@@ -50,7 +57,7 @@ const VERSION: core::ops::Range<usize> = 5..7;
 
 /// Check a session decoded from `data` against its re-encoding `got`,
 /// `data` with the `cap` field set to the reader's.
-fn same_session<const CAP: usize>(s: &Session<128, CAP>, data: &[u8], got: &[u8]) {
+fn same_session<const CAP: usize, const K: usize>(s: &Session<128, CAP, K>, data: &[u8], got: &[u8]) {
     if data.get(VERSION) == Some(&[0, 1][..]) {
         assert!(!s.awaiting_reply(), "a version-1 session awaiting its reply was accepted");
         assert_eq!(got.get(VERSION), Some(&[0, 2][..]));
@@ -58,7 +65,7 @@ fn same_session<const CAP: usize>(s: &Session<128, CAP>, data: &[u8], got: &[u8]
         // value was an Instant of another clock) and, for a responder that
         // had not sent, the 64 bytes of its signed-prekey key pair.
         assert!(got.len() == data.len() || got.len() + 64 == data.len(), "migration");
-        let again = Session::<128, CAP>::decode_state(got).expect("a migrated state decodes");
+        let again = Session::<128, CAP, K>::decode_state(got).expect("a migrated state decodes");
         assert_eq!(encode_state(&again), got, "a migrated state is not a fixed point");
     } else {
         assert_eq!(got, with_cap(data, CAP as u16), "session state does not re-encode to its input");
@@ -71,6 +78,22 @@ fuzz_target!(|data: &[u8]| {
     let p200 = LargePool::decode_state(data);
     let p4 = SmallPool::decode_state(data);
     let identity = Identity::decode_state(data);
+    let pq_session = FuzzPqSession::decode_state(data);
+    let pq_pool = PqPool::decode_state(data);
+
+    if let Ok(s) = &pq_session {
+        assert!(data.len() <= FuzzPqSession::MAX_ENCODED_LEN);
+        same_session(s, data, &encode_state(s));
+        assert!(s128.is_ok() || s.awaiting_reply(), "only a pending ciphertext needs the PQXDH session");
+    }
+    if s128.is_ok() {
+        assert!(pq_session.is_ok(), "a state the PQXDH-capable session refuses");
+    }
+    if let Ok(p) = &pq_pool {
+        assert!(data.len() <= PqPool::MAX_ENCODED_LEN);
+        assert_eq!(encode_state(p), data, "PQXDH pool state does not re-encode to its input");
+        assert!(pq_session.is_err(), "a state decodes as two kinds");
+    }
 
     if let Ok(s) = &s128 {
         assert!(data.len() <= FuzzSession::MAX_ENCODED_LEN);

@@ -15,8 +15,8 @@ use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_core::{Instant, Secret, UnixTime};
 use securemesh_ratchet::{
-    Bundle, Identity, KemPrekey, MAX_BUNDLE_LEN, PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD,
-    RATCHET_OVERHEAD, Session, SessionConfig,
+    Bundle, Identity, KemAlgorithm, KemPrekey, MAX_BUNDLE_LEN, MAX_KEM_CIPHERTEXT_LEN, MAX_KEM_PUBLIC_LEN,
+    PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session, SessionConfig,
 };
 
 use crate::noise::encode_state;
@@ -128,6 +128,7 @@ pub fn bob_setup() -> BobSetup {
 /// Every genuine bundle of the `ratchet_bundle_decode` target: Bob's
 /// ([`BobSetup::bundles`]) and one of Alice's (a `PrekeyPool<1>`, no
 /// one-time prekey, a KEM prekey with an empty encapsulation key).
+/// Then the PQXDH bundles of [`pq_bundles`].
 pub fn genuine_bundles() -> Vec<(&'static str, Vec<u8>)> {
     let names = ["bob_old_spk_opk", "bob_old_spk", "bob_opk3", "bob_opk4", "bob_no_opk", "bob_opk_kem"];
     let mut v: Vec<(&'static str, Vec<u8>)> = names.into_iter().zip(bob_setup().bundles).collect();
@@ -135,6 +136,7 @@ pub fn genuine_bundles() -> Vec<(&'static str, Vec<u8>)> {
     let pool: PrekeyPool<1> = PrekeyPool::new(alice, &mut TestRng::new(0xa11ce), T0, PrekeyConfig::default());
     let b = pool.bundle(None).with_kem(kem_prekey(alice, 7, 2, &[])).expect("signed");
     v.push(("alice_kem_empty", encode_bundle(&b)));
+    v.extend(pq_bundles());
     v
 }
 
@@ -408,4 +410,137 @@ pub fn run_decrypt(fixtures: &[DecryptFixture; 2], data: &[u8]) {
         assert!(all_zero(&out));
     }
     assert_eq!(encode_state(&s), done, "a refused duplicate changed the session");
+}
+
+/// The session type of an initiator of PQXDH in the fixtures.
+pub type FuzzPqSession = Session<128, 128, MAX_KEM_CIPHERTEXT_LEN>;
+/// Bob's PQXDH pool: 4 one-time prekeys, 2 one-time ML-KEM-768 prekeys.
+pub type PqPool = PrekeyPool<4, 2>;
+
+/// A genuine PQXDH initial message of `ratchet_initial_message`.
+pub struct PqInitialMessage {
+    /// Seed name.
+    pub name: &'static str,
+    /// The message as Alice sent it.
+    pub message: Vec<u8>,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// The one-time prekey it names.
+    pub opk: Option<u32>,
+    /// The one-time KEM prekey it names (`None`: the last-resort one).
+    pub one_time_kem: Option<u32>,
+    /// Offset of `kem_count` in the message.
+    pub kem_count_at: usize,
+    /// Length of its prefix.
+    pub prefix_len: usize,
+}
+
+impl PqInitialMessage {
+    /// The message with its KEM slot removed (`kem_count = 0`): a downgrade.
+    pub fn stripped(&self) -> Vec<u8> {
+        [&self.message[..self.kem_count_at], &[0], &self.message[self.prefix_len - 1..]].concat()
+    }
+}
+
+/// What the PQXDH half of `ratchet_initial_message` starts from.
+pub struct PqFixture {
+    /// `encode_state` of Bob's PQXDH pool (signed prekey 1, one-time
+    /// prekeys 2-5, last-resort KEM prekey 6, one-time KEM prekeys 7, 8).
+    pub pool: Vec<u8>,
+    /// Genuine PQXDH initial messages to it.
+    pub messages: Vec<PqInitialMessage>,
+}
+
+/// Build the [`PqFixture`] (deterministic): clear and encrypted headers,
+/// one-time and last-resort KEM prekeys, with and without a one-time
+/// prekey, a second message of one session.
+pub fn pq_fixture() -> PqFixture {
+    let bob = bob();
+    let mut rng = TestRng::new(0xb0b_0009);
+    let pool =
+        PqPool::new_pq(bob, &mut rng, T0, PrekeyConfig::default(), KemAlgorithm::MlKem768).expect("pool");
+    assert_eq!(pool.kem_one_time_ids().collect::<Vec<_>>(), [7, 8], "pool layout changed");
+    assert_eq!(pool.last_resort_kem_id(), Some(6));
+    #[allow(clippy::type_complexity)]
+    let sessions: [(&[&'static str], Option<u32>, Option<u32>, bool, &[&[u8]]); 3] = [
+        (&["pq_clear_opk2_kem7"], Some(2), Some(7), false, &[b"pq task 1"]),
+        (&["pq_clear_last_resort"], None, None, false, &[b"pq task 2"]),
+        (
+            &["pq_he_opk3_last_resort_msg0", "pq_he_opk3_last_resort_msg1"],
+            Some(3),
+            None,
+            true,
+            &[b"pq task 3", b"more"],
+        ),
+    ];
+    let mut messages = Vec::new();
+    for (i, (names, opk, kem, he, payloads)) in sessions.into_iter().enumerate() {
+        let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
+        let bundle = encode_bundle(&pool.bundle_pq(opk, kem, &mut kem_buf).expect("bundle"));
+        let bundle = Bundle::decode(&bundle).expect("genuine bundle");
+        let mut rng = TestRng::new(0xa900 + i as u64);
+        let cfg = SessionConfig { header_encryption: he, ..SessionConfig::default() };
+        let mut s = FuzzPqSession::initiate_pq(alice(), &bundle, cfg, &mut rng, NOW).expect("initiate_pq");
+        let kem_count_at = 1 + 128 + 32 + 4 + 1 + if opk.is_some() { 4 } else { 0 };
+        for (name, payload) in names.iter().zip(payloads) {
+            let mut out = vec![0u8; s.encrypted_len(payload.len())];
+            let n = s.encrypt(payload, &mut out, &mut rng, NOW).expect("encrypt");
+            out.truncate(n);
+            let prefix_len = kem_count_at + 1 + 8 + KemAlgorithm::MlKem768.ciphertext_len() + 1;
+            messages.push(PqInitialMessage {
+                name,
+                message: out,
+                payload: payload.to_vec(),
+                opk,
+                one_time_kem: kem,
+                kem_count_at,
+                prefix_len,
+            });
+        }
+    }
+    PqFixture { pool: encode_state(&pool), messages }
+}
+
+/// Genuine PQXDH bundles of Bob's PQXDH pool (one-time and last-resort
+/// ML-KEM-768 prekeys), for `ratchet_bundle_decode`.
+pub fn pq_bundles() -> Vec<(&'static str, Vec<u8>)> {
+    let pool = PqPool::new_pq(
+        bob(),
+        &mut TestRng::new(0xb0b_0009),
+        T0,
+        PrekeyConfig::default(),
+        KemAlgorithm::MlKem768,
+    )
+    .expect("pool");
+    let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
+    let one_time = encode_bundle(&pool.bundle_pq(Some(2), Some(7), &mut kem_buf).expect("bundle"));
+    let last_resort = encode_bundle(&pool.bundle_pq(None, None, &mut kem_buf).expect("bundle"));
+    vec![("bob_pq_opk2_kem7", one_time), ("bob_pq_last_resort", last_resort)]
+}
+
+/// PQXDH states for `ratchet_state_decode` (body version 3): Bob's PQXDH
+/// pool before and after a one-time KEM prekey is consumed, Alice's
+/// session awaiting Bob's answer (its pending ciphertext), and Bob's
+/// session just after `respond` (the KEM slot of Alice's header).
+pub fn pq_state_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let fx = pq_fixture();
+    let mut pool = PqPool::decode_state(&fx.pool).expect("fixture pool");
+    let m = fx.messages.first().expect("a PQXDH message");
+    let mut out = vec![0u8; m.message.len()];
+    let (b, _) = FuzzSession::respond(bob(), &mut pool, &m.message, &mut out, SessionConfig::default(), NOW)
+        .expect("genuine");
+    let mut kem_buf = [0u8; MAX_KEM_PUBLIC_LEN];
+    let bundle = encode_bundle(&pool.bundle_pq(None, None, &mut kem_buf).expect("bundle"));
+    let bundle = Bundle::decode(&bundle).expect("genuine bundle");
+    let mut rng = TestRng::new(0xa9ff);
+    let mut a = FuzzPqSession::initiate_pq(alice(), &bundle, SessionConfig::default(), &mut rng, NOW)
+        .expect("initiate");
+    let mut wire = vec![0u8; a.encrypted_len(1)];
+    a.encrypt(b"x", &mut wire, &mut rng, NOW).expect("encrypt");
+    vec![
+        ("pq_pool", fx.pool.clone()),
+        ("pq_pool_kem7_consumed", encode_state(&pool)),
+        ("pq_alice_awaiting_reply", encode_state(&a)),
+        ("pq_bob_after_respond", encode_state(&b)),
+    ]
 }
