@@ -663,7 +663,7 @@ fn mesh_envelope_seeds() -> Vec<(String, Vec<u8>)> {
 
 fn mesh_handle_input_seeds() -> Vec<(String, Vec<u8>)> {
     let fx = mesh::fixture();
-    let names = ["bob_fresh", "bob_noise", "bob_ratchet", "alice_ik", "alice_xx"];
+    let names = ["bob_fresh", "bob_noise", "bob_ratchet", "alice_ik", "alice_xx", "bob_group"];
     let mut v = Vec::new();
     for s in 0..mesh::SITUATIONS {
         for (i, (seq, _)) in mesh::genuine(fx, s).into_iter().enumerate() {
@@ -678,7 +678,12 @@ fn mesh_handle_input_seeds() -> Vec<(String, Vec<u8>)> {
     let mut bad = t[1].clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    let seqs: [(&str, u8, Vec<&[u8]>); 4] = [
+    let g = &fx.group;
+    let mut bad_g = g[1].clone();
+    let mid = bad_g.len() / 2;
+    bad_g[mid] ^= 1;
+    let seqs: [(&str, u8, Vec<&[u8]>); 5] = [
+        ("bob_group_reordered_tampered", mesh::BOB_GROUP, vec![&g[2], &bad_g, &g[0], &g[0], &g[1]]),
         ("bob_ratchet_reordered", mesh::BOB_RATCHET, vec![&r[3], &r[1], &r[1], &r[2]]),
         ("bob_noise_tampered", mesh::BOB_NOISE, vec![&t[0], &bad, &t[1], &t[1]]),
         ("bob_noise_handshake_replayed", mesh::BOB_NOISE, vec![&t[0], &fx.ik.handshake[0], &t[1]]),

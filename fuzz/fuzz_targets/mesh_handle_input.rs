@@ -5,13 +5,14 @@
 //! from the sealed records of `securemesh_fuzz::mesh` (restore, plus the
 //! genuine handshake message or the session record the situation needs):
 //!
-//! | byte % 5 | receiver | genuine frames |
+//! | byte % 6 | receiver | genuine frames |
 //! | --- | --- | --- |
 //! | 0 | Bob, no session | IK `[m0, t0]`, XX `[m0, m2, t0]`, ratchet `[initial, r1, r2, r3]`, Carol's initial |
 //! | 1 | Bob, Noise IK session with Alice | Alice's transports `[t0..t3]` |
 //! | 2 | Bob, ratchet session with Alice (restored record) | `[r1, r2, r3]` |
 //! | 3 | Alice, IK handshake under way | Bob's IK `m1` |
 //! | 4 | Alice, XX handshake under way | Bob's XX `m1` |
+//! | 5 | Bob, member of Alice's MLS group (restored records) | Alice's group messages `[g0..g3]` |
 //!
 //! Bit 7 of the first byte: the receiver's policy revokes the sender first.
 //! Every frame goes to `handle_input`; then, as a host does, the pending
@@ -30,10 +31,11 @@
 //!   the revoked variant), over the frame's channel, counted and reported;
 //! - `Ok(None)`: nothing delivered.
 //!
-//! Exact models, while every frame is a `NoiseTransport` (situation 1) or
-//! `RatchetMessage` (situation 2) envelope or does not parse: a frame is
-//! delivered iff it is the next genuine transport (in order), or a genuine
-//! ratchet message not yet delivered (any order), and then with its
+//! Exact models, while every frame is a `NoiseTransport` (situation 1),
+//! `RatchetMessage` (situation 2) or `MlsMessage` (situation 5) envelope or
+//! does not parse: a frame is delivered iff it is the next genuine
+//! transport (in order), or a genuine ratchet or group message not yet
+//! delivered (any order), and then with its
 //! payload; afterwards every genuine message not yet delivered still
 //! delivers (in order). An input that is exactly a genuine sequence
 //! delivers exactly its payloads (none with bit 7 set, and then at least
@@ -44,7 +46,8 @@ use libfuzzer_sys::fuzz_target;
 use securemesh::envelope::Envelope;
 use securemesh::{ChannelKind, Event, SessionInfo};
 use securemesh_fuzz::mesh::{
-    self, BOB_NOISE, BOB_RATCHET, DENY, SITUATIONS, T0, drain_persist, drain_transmits, events, fixture,
+    self, BOB_GROUP, BOB_NOISE, BOB_RATCHET, DENY, SITUATIONS, T0, drain_persist, drain_transmits, events,
+    fixture,
 };
 use securemesh_fuzz::noise::split_frames;
 
@@ -62,10 +65,14 @@ fuzz_target!(|data: &[u8]| {
     let (genuine, payloads) = match sit {
         BOB_NOISE => (fx.ik.transports.clone(), mesh::PAYLOADS.to_vec()),
         BOB_RATCHET => (fx.ratchet[1..].to_vec(), mesh::PAYLOADS[1..].to_vec()),
+        BOB_GROUP => (fx.group.clone(), mesh::PAYLOADS.to_vec()),
         _ => (Vec::new(), Vec::new()),
     };
-    let model_channel =
-        if sit == BOB_NOISE { ChannelKind::NoiseTransport } else { ChannelKind::RatchetMessage };
+    let model_channel = match sit {
+        BOB_NOISE => ChannelKind::NoiseTransport,
+        BOB_GROUP => ChannelKind::MlsMessage,
+        _ => ChannelKind::RatchetMessage,
+    };
     let mut exact = !genuine.is_empty() && !deny;
     let mut accepted = vec![false; genuine.len()];
 
@@ -121,7 +128,9 @@ fuzz_target!(|data: &[u8]| {
         }
         if exact {
             let hit = genuine.iter().enumerate().position(|(i, g)| {
-                g == frame && !accepted[i] && (sit == BOB_RATCHET || accepted[..i].iter().all(|x| *x))
+                g == frame
+                    && !accepted[i]
+                    && (sit == BOB_RATCHET || sit == BOB_GROUP || accepted[..i].iter().all(|x| *x))
             });
             match hit {
                 Some(i) => {

@@ -130,6 +130,13 @@ pub struct Fixture {
     pub ratchet: Vec<Vec<u8>>,
     /// A ratchet initial message from Carol (unknown to Bob).
     pub carol_initial: Vec<u8>,
+    /// Alice's application messages to her MLS group of Alice and Bob
+    /// (payloads [`PAYLOADS`] in order).
+    pub group: Vec<Vec<u8>>,
+    /// Bob's records after joining that group from its Welcome (his
+    /// KeyPackage record and group slot 0; his agent record is
+    /// `bob_record`).
+    pub bob_group: Vec<Blob>,
 }
 
 /// The envelopes of one Noise exchange.
@@ -140,16 +147,21 @@ pub struct Exchange {
     pub transports: Vec<Vec<u8>>,
 }
 
-/// Restore Alice as she knows Bob in `view`, and send the first payload
-/// (so a Noise handshake is under way, or the ratchet message queued).
-pub fn alice_sending(fx: &Fixture, view: AliceView) -> (Box<DefaultAgent>, TestRng) {
+/// Restore Alice as she knows Bob in `view`.
+fn alice_restored(fx: &Fixture, view: AliceView) -> (Box<DefaultAgent>, TestRng) {
     let rec = &fx.alice_records[view as usize];
     let mut scratch = vec![0u8; DefaultAgent::MAX_RECORD_LEN];
-    let mut a = Box::new(
+    let a = Box::new(
         DefaultAgent::restore(key(), Config::default(), &rec.bytes, rec.generation, &mut scratch)
             .expect("alice restores"),
     );
-    let mut rng = TestRng::new(ALICE_RUN);
+    (a, TestRng::new(ALICE_RUN))
+}
+
+/// Restore Alice as she knows Bob in `view`, and send the first payload
+/// (so a Noise handshake is under way, or the ratchet message queued).
+pub fn alice_sending(fx: &Fixture, view: AliceView) -> (Box<DefaultAgent>, TestRng) {
+    let (mut a, mut rng) = alice_restored(fx, view);
     if view != AliceView::Bundle {
         a.set_reachable(&fx.bob, true).expect("reachable");
     }
@@ -179,6 +191,17 @@ pub fn bob_with_ratchet(fx: &Fixture) -> (Box<DefaultAgent>, TestRng) {
     );
     b.restore_record(&s.bytes, s.generation, &mut scratch).expect("session restores");
     (b, TestRng::new(BOB_RUN))
+}
+
+/// Restore Bob as a member of Alice's group (agent, KeyPackage and group
+/// records).
+pub fn bob_in_group(fx: &Fixture) -> (Box<DefaultAgent>, TestRng) {
+    let (mut b, rng) = bob_fresh(fx);
+    let mut scratch = vec![0u8; DefaultAgent::MAX_RECORD_LEN];
+    for r in &fx.bob_group {
+        b.restore_record(&r.bytes, r.generation, &mut scratch).expect("group records restore");
+    }
+    (b, rng)
 }
 
 /// Feed `env` to `a` as the host does; returns the delivered payload.
@@ -232,6 +255,8 @@ fn build() -> Fixture {
         xx: Exchange { handshake: Vec::new(), transports: Vec::new() },
         ratchet: Vec::new(),
         carol_initial: Vec::new(),
+        group: Vec::new(),
+        bob_group: Vec::new(),
     };
 
     // Noise IK and XX: Alice restored and sending, Bob restored fresh.
@@ -297,6 +322,37 @@ fn build() -> Fixture {
     c.policy_mut().grant(bob, Roles::of(&[WORKER])).expect("grant");
     c.send(&bob, TASK, b"from carol", T0, &mut rc).expect("send");
     fx.carol_initial = drain_transmits(&mut c).pop().expect("carol's message");
+
+    // A group: Bob publishes a KeyPackage, Alice creates a group and adds
+    // him; her commit comes back to her in the delivery order (merged, the
+    // Welcome released) and Bob joins from the Welcome. Then Alice's
+    // application messages to the group.
+    let (mut b, mut rb) = bob_fresh(&fx);
+    let mut kp = [0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
+    let n = b.publish_key_package(WALL, &mut kp, &mut rb).expect("key package");
+    drain_persist(&mut b, &mut rb);
+    let (mut a, mut ra) = alice_restored(&fx, AliceView::Identity);
+    a.set_peer_key_package(&kp[..n], WALL).expect("bob's key package");
+    let g = a.create_group(&mut ra).expect("group");
+    let mut scratch = vec![0u8; securemesh::group::COMMIT_SCRATCH_LEN];
+    a.add_members(g, &[bob], &mut ra, &mut scratch).expect("add bob");
+    drain_persist(&mut a, &mut ra);
+    let mut out = vec![0u8; 65_536];
+    for commit in drain_transmits(&mut a) {
+        a.handle_input(&commit, &mut out, T0, &mut ra).expect("own commit");
+    }
+    drain_persist(&mut a, &mut ra);
+    for welcome in drain_transmits(&mut a) {
+        b.handle_input(&welcome, &mut out, T0, &mut rb).expect("welcome");
+    }
+    fx.bob_group = drain_persist(&mut b, &mut rb);
+    assert_eq!(b.groups().count(), 1, "bob joined");
+    for p in PAYLOADS {
+        a.send(&g, TASK, p, T0, &mut ra).expect("group send");
+        drain_persist(&mut a, &mut ra);
+        fx.group.extend(drain_transmits(&mut a));
+    }
+    assert_eq!(fx.group.len(), PAYLOADS.len(), "group messages");
     fx
 }
 
@@ -306,9 +362,9 @@ pub fn fixture() -> &'static Fixture {
     FX.get_or_init(build)
 }
 
-/// The situations of `mesh_handle_input` (first input byte modulo 5; bit 7
+/// The situations of `mesh_handle_input` (first input byte modulo 6; bit 7
 /// revokes the sender's grant first).
-pub const SITUATIONS: u8 = 5;
+pub const SITUATIONS: u8 = 6;
 /// Situation: Bob restored, no session.
 pub const BOB_FRESH: u8 = 0;
 /// Situation: Bob with a Noise IK session with Alice (fed her message 0).
@@ -319,6 +375,8 @@ pub const BOB_RATCHET: u8 = 2;
 pub const ALICE_IK: u8 = 3;
 /// Situation: Alice waiting for Bob's XX message 1.
 pub const ALICE_XX: u8 = 4;
+/// Situation: Bob a member of Alice's MLS group (restored records).
+pub const BOB_GROUP: u8 = 5;
 /// Bit 7 of the situation byte: the receiver's policy revokes the sender.
 pub const DENY: u8 = 0x80;
 
@@ -343,6 +401,10 @@ pub fn situation(fx: &Fixture, s: u8) -> (Box<DefaultAgent>, TestRng, PeerId) {
             let (mut a, r) = alice_sending(fx, AliceView::Identity);
             drain_transmits(&mut a);
             (a, r, fx.bob)
+        }
+        BOB_GROUP => {
+            let (b, r) = bob_in_group(fx);
+            (b, r, fx.alice)
         }
         _ => {
             let (mut a, r) = alice_sending(fx, AliceView::IdOnly);
@@ -376,6 +438,7 @@ pub fn genuine(fx: &Fixture, s: u8) -> Vec<(Vec<Vec<u8>>, Vec<&'static [u8]>)> {
         BOB_NOISE => vec![(ik.transports.clone(), PAYLOADS.to_vec())],
         BOB_RATCHET => vec![(fx.ratchet[1..].to_vec(), PAYLOADS[1..].to_vec())],
         ALICE_IK => vec![(vec![ik.handshake[1].clone()], vec![])],
+        BOB_GROUP => vec![(fx.group.clone(), PAYLOADS.to_vec())],
         _ => vec![(vec![xx.handshake[1].clone()], vec![])],
     }
 }

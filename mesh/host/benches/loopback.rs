@@ -40,6 +40,7 @@ async fn pair(dir: &std::path::Path, reachable: bool) -> Pair {
             ledger: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             mailbox_poll: Duration::from_millis(1),
+            udp_loss_percent: 0,
         };
         spawn(opts, StorageKey::new([key; 32]), Arc::clone(&delivery), Arc::clone(&book), tx.clone())
     };

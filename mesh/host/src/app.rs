@@ -32,6 +32,7 @@ pub fn options(file: &AgentFile) -> AgentOptions {
         ledger: file.key_lifecycle.state_persistence.as_ref().and_then(|p| p.generation_file.clone()),
         listen: file.agent.listen,
         mailbox_poll: Duration::from_millis(50),
+        udp_loss_percent: 0,
     }
 }
 

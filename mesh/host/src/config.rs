@@ -281,8 +281,8 @@ pub struct Noise {
     /// `ChaChaPoly`.
     #[serde(default)]
     pub cipher: NoiseCipher,
-    /// `tcp` (stream transport). `udp` is refused until the mesh drives
-    /// the datagram transport.
+    /// `tcp`: the stream transport (telemetry datagrams always go over
+    /// UDP on the listener's port number).
     #[serde(default)]
     pub transport: NoiseTransport,
     /// Handshake deadline (`10s`).

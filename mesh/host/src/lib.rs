@@ -54,6 +54,7 @@
 //!         ledger: None,
 //!         listen: "127.0.0.1:0".parse().unwrap(),
 //!         mailbox_poll: Duration::from_millis(20),
+//!         udp_loss_percent: 0,
 //!     };
 //!     let mut rng = securemesh_host::rng::OsRng::new()?;
 //!     let (a_key, b_key) = (StorageKey::random(&mut rng), StorageKey::random(&mut rng));

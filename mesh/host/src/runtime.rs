@@ -3,9 +3,13 @@
 //!
 //! - **Noise stream over TCP**: every envelope is one frame, a 4-byte
 //!   big-endian length and the bytes (at most
-//!   [`MAX_ENVELOPE_LEN`](securemesh::envelope::MAX_ENVELOPE_LEN); a
+//!   [`MAX_ENVELOPE_LEN`]; a
 //!   longer frame closes the connection). A connection is bound to the
 //!   peer whose envelope it carried and the agent accepted.
+//! - **Noise datagrams over UDP**: envelopes of datagram sessions
+//!   (session ids with [`DATAGRAM_SESSION`](securemesh::DATAGRAM_SESSION))
+//!   go over a UDP socket bound to the listener's port number, one
+//!   envelope per datagram; loss can be injected for the demo.
 //! - **Groups**: a [`Delivery::Group`] transmit goes to every member
 //!   (the sender too) through [`DeliveryService::deposit_group`].
 //! - **Mailbox**: transmits for [`Delivery::Mailbox`] go to the
@@ -122,6 +126,8 @@ pub struct Status {
     pub mail_acked: u64,
     /// Transmits that could not be sent (no address, connection lost).
     pub send_failures: u64,
+    /// Telemetry datagrams dropped on purpose (`udp_loss_percent`).
+    pub datagrams_dropped: u64,
     /// Whether the agent was rebuilt from its state files.
     pub restored: bool,
     /// Whether the task runs.
@@ -143,6 +149,9 @@ pub struct AgentOptions {
     pub listen: SocketAddr,
     /// How often the mailbox is fetched.
     pub mailbox_poll: Duration,
+    /// Percentage of outgoing telemetry datagrams dropped on purpose (to
+    /// show loss tolerance; 0 in production).
+    pub udp_loss_percent: u8,
 }
 
 type Job = Box<dyn FnOnce(&mut HostAgent, &mut OsRng, Instant) + Send>;
@@ -153,6 +162,7 @@ enum Command {
 }
 
 enum Net {
+    Datagram { bytes: Vec<u8> },
     Conn { id: u64, writer: OwnedWriteHalf, reader: AbortHandle },
     Frame { id: u64, bytes: Vec<u8> },
     Closed { id: u64 },
@@ -294,6 +304,8 @@ pub async fn spawn<D: DeliveryService>(
     let (agent, store, restored) = open(&opts, key, &mut rng)?;
     let listener = TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
+    // Datagrams on the same port number over UDP: one address per agent.
+    let udp = Arc::new(tokio::net::UdpSocket::bind(addr).await?);
     let peer_id = agent.peer_id();
     let identity = *agent.public_identity();
     if let Ok(mut b) = book.lock() {
@@ -311,6 +323,7 @@ pub async fn spawn<D: DeliveryService>(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (net_tx, net_rx) = mpsc::unbounded_channel();
     let accept = tokio::spawn(accept_loop(listener, net_tx.clone())).abort_handle();
+    let udp_reader = tokio::spawn(udp_loop(Arc::clone(&udp), net_tx.clone())).abort_handle();
     let task = Task {
         name: opts.name.clone(),
         agent,
@@ -327,6 +340,9 @@ pub async fn spawn<D: DeliveryService>(
         net_tx,
         counts: Status::default(),
         accept,
+        udp,
+        udp_reader,
+        udp_loss_percent: opts.udp_loss_percent,
     };
     let mailbox_poll = opts.mailbox_poll;
     let join = tokio::spawn(task.run(cmd_rx, net_rx, mailbox_poll));
@@ -336,6 +352,17 @@ pub async fn spawn<D: DeliveryService>(
 /// The first 8 hex digits of a peer id, for logs.
 pub fn short(p: &PeerId) -> String {
     crate::keys::to_hex(p.0.get(..4).unwrap_or(&[]))
+}
+
+/// Forward every datagram to the agent task.
+async fn udp_loop(udp: Arc<tokio::net::UdpSocket>, net: mpsc::UnboundedSender<Net>) {
+    let mut buf = vec![0u8; 65_535];
+    while let Ok((n, _)) = udp.recv_from(&mut buf).await {
+        let bytes = buf.get(..n).unwrap_or(&[]).to_vec();
+        if net.send(Net::Datagram { bytes }).is_err() {
+            return;
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>) {
@@ -374,6 +401,11 @@ fn spawn_reader(
         let _ = net.send(Net::Closed { id });
     })
     .abort_handle()
+}
+
+/// Whether an envelope belongs to a datagram session (carried over UDP).
+fn is_datagram(bytes: &[u8]) -> bool {
+    Envelope::parse(bytes).is_ok_and(|e| e.session.0 & securemesh::DATAGRAM_SESSION != 0)
 }
 
 /// One length-framed envelope, `None` at a clean end of stream.
@@ -420,6 +452,10 @@ struct Task<D> {
     counts: Status,
     /// The listener's accept loop.
     accept: AbortHandle,
+    /// The datagram socket and its reader.
+    udp: Arc<tokio::net::UdpSocket>,
+    udp_reader: AbortHandle,
+    udp_loss_percent: u8,
 }
 
 /// However the task ends (returned, or aborted as by a crash), its
@@ -427,6 +463,7 @@ struct Task<D> {
 impl<D> Drop for Task<D> {
     fn drop(&mut self) {
         self.accept.abort();
+        self.udp_reader.abort();
         for (_, reader) in self.conns.values() {
             reader.abort();
         }
@@ -477,6 +514,7 @@ impl<D: DeliveryService> Task<D> {
                         self.by_peer.retain(|_, c| *c != id);
                     }
                     Net::Frame { id, bytes } => self.input(&bytes, Some(id)).await?,
+                    Net::Datagram { bytes } => self.input(&bytes, None).await?,
                 },
                 _ = mail.tick() => self.fetch_mail().await?,
                 () = timer => {
@@ -571,6 +609,7 @@ impl<D: DeliveryService> Task<D> {
                 Delivery::Mailbox => {
                     self.delivery.deposit(t.to, bytes).await?;
                 }
+                Delivery::Direct if is_datagram(&bytes) => self.send_datagram(t.to, &bytes).await,
                 Delivery::Direct => self.send_direct(t.to, &bytes).await,
                 Delivery::Group(g) => {
                     let members: Vec<PeerId> = self.agent.group_members(g).collect();
@@ -612,6 +651,28 @@ impl<D: DeliveryService> Task<D> {
         }
         self.report();
         Ok(())
+    }
+
+    /// A datagram-session envelope over UDP; transport datagrams are
+    /// dropped at `udp_loss_percent` (handshake messages never).
+    async fn send_datagram(&mut self, to: PeerId, bytes: &[u8]) {
+        let transport = Envelope::parse(bytes).is_ok_and(|e| e.channel == ChannelKind::NoiseDatagram);
+        if transport && self.udp_loss_percent > 0 {
+            let roll = rand_core::Rng::next_u32(&mut self.rng) % 100;
+            if roll < u32::from(self.udp_loss_percent) {
+                self.counts.datagrams_dropped = self.counts.datagrams_dropped.saturating_add(1);
+                return;
+            }
+        }
+        let addr = self.book.lock().ok().and_then(|b| b.get(&to).copied());
+        let sent = match addr {
+            Some(addr) => self.udp.send_to(bytes, addr).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+            tracing::warn!(agent = %self.name, peer = %short(&to), "datagram not sent");
+        }
     }
 
     async fn send_direct(&mut self, to: PeerId, bytes: &[u8]) {

@@ -41,6 +41,7 @@ async fn start(
         ledger: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         mailbox_poll: Duration::from_millis(10),
+        udp_loss_percent: 0,
     };
     spawn(opts, StorageKey::new([key; 32]), Arc::clone(delivery), Arc::clone(book), app.clone())
         .await
