@@ -178,12 +178,15 @@ pub struct MeshNext {
 }
 
 fn record_id(s: &str) -> Result<securemesh::RecordId, String> {
-    if s == "agent" {
-        return Ok(securemesh::RecordId::Agent);
+    match s {
+        "agent" => return Ok(securemesh::RecordId::Agent),
+        "key packages" => return Ok(securemesh::RecordId::KeyPackages),
+        _ => {}
     }
-    s.strip_prefix("session ")
-        .and_then(|n| n.parse().ok())
+    let number = |prefix: &str| s.strip_prefix(prefix).and_then(|n| n.parse().ok());
+    number("session ")
         .map(securemesh::RecordId::Session)
+        .or_else(|| number("group ").map(securemesh::RecordId::Group))
         .ok_or_else(|| format!("unknown record {s}"))
 }
 
@@ -192,6 +195,8 @@ pub fn record_name(id: securemesh::RecordId) -> String {
     match id {
         securemesh::RecordId::Agent => "agent".into(),
         securemesh::RecordId::Session(n) => format!("session {n}"),
+        securemesh::RecordId::Group(n) => format!("group {n}"),
+        securemesh::RecordId::KeyPackages => "key packages".into(),
     }
 }
 
@@ -287,7 +292,9 @@ fn check_mesh_record(m: &MeshInput, i: usize) -> Result<(), String> {
             &mut scratch,
         )
         .err(),
-        securemesh::RecordId::Session(_) => {
+        securemesh::RecordId::Session(_)
+        | securemesh::RecordId::Group(_)
+        | securemesh::RecordId::KeyPackages => {
             mesh_restore(m, |_| false)?.restore_record(blob, g + 1, &mut scratch).err()
         }
     };
