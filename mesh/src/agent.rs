@@ -48,8 +48,8 @@ mod groups;
 use crate::envelope::{ChannelKind, Envelope, HEADER_LEN, SessionId, handshake_prologue, write_header};
 use crate::error::Error;
 use crate::group::{
-    Destination, GroupId, GroupSlot, KEY_PACKAGE_SLOTS, MlsGroup, OwnKeyPackage, PEER_KEY_PACKAGES,
-    PeerKeyPackage, Recipient,
+    Destination, GroupId, GroupSlot, KEY_PACKAGE_SLOTS, OwnKeyPackage, PEER_KEY_PACKAGES, PeerKeyPackage,
+    Recipient,
 };
 use crate::metrics::Metrics;
 use crate::peer::{Directory, PeerId};
@@ -482,9 +482,8 @@ pub type DefaultAgent = Agent;
 /// rotates its prekeys, sends ratchet heartbeats, and measures itself
 /// ([`metrics`](Self::metrics)). It is a member of at most `GROUPS` MLS
 /// groups ([`crate::group`]; each slot costs
-/// [`GROUP_SLOT_BYTES`](crate::group::GROUP_SLOT_BYTES), and every agent
-/// holds one more group state of
-/// [`MLS_GROUP_BYTES`](crate::group::MLS_GROUP_BYTES) as a spare), and
+/// [`GROUP_SLOT_BYTES`](crate::group::GROUP_SLOT_BYTES), `GROUPS = 0`
+/// nothing), and
 /// sends telemetry over the Noise datagram transport
 /// ([`send_telemetry`](Self::send_telemetry)).
 pub struct Agent<
@@ -517,8 +516,6 @@ pub struct Agent<
     metrics: Metrics,
     /// MLS groups ([`crate::group`]).
     groups: [GroupSlot; GROUPS],
-    /// Where a commit received while one of ours is pending is computed.
-    spare: MlsGroup,
     /// Our KeyPackages' private keys, each used once.
     own_key_packages: [Option<OwnKeyPackage>; KEY_PACKAGE_SLOTS],
     /// Peers' KeyPackages, checked against their identities.
@@ -622,7 +619,6 @@ impl<
             slot_records: [Generations::default(); SESSIONS],
             metrics: Metrics::default(),
             groups: [const { GroupSlot::empty() }; GROUPS],
-            spare: MlsGroup::new(),
             own_key_packages: [const { None }; KEY_PACKAGE_SLOTS],
             peer_key_packages: [const { None }; PEER_KEY_PACKAGES],
             group_records: [Generations::default(); GROUPS],
@@ -1679,7 +1675,6 @@ impl<
             slot_records: [Generations::default(); SESSIONS],
             metrics: Metrics::default(),
             groups: [const { GroupSlot::empty() }; GROUPS],
-            spare: MlsGroup::new(),
             own_key_packages: [const { None }; KEY_PACKAGE_SLOTS],
             peer_key_packages: [const { None }; PEER_KEY_PACKAGES],
             group_records: [Generations::default(); GROUPS],

@@ -63,10 +63,11 @@
 //! # Memory
 //!
 //! A group slot holds the group, a second state for the pending commit (or
-//! for processing a received one) and the outgoing commit and Welcome:
-//! [`GROUP_SLOT_BYTES`] bytes each, plus one shared spare state of
-//! [`MLS_GROUP_BYTES`] per agent (a commit received while one of ours is
-//! pending is computed there, so a forged one cannot cost us ours).
+//! for processing a received one), a third where a commit received while
+//! one of ours is pending is computed (so a forged one cannot cost us
+//! ours), and the outgoing commit and Welcome: [`GROUP_SLOT_BYTES`] bytes
+//! each (three states of [`MLS_GROUP_BYTES`] and the buffer). An agent
+//! without groups (`GROUPS = 0`) pays nothing for them.
 
 //!
 //! # Three agents
@@ -353,6 +354,9 @@ pub(crate) struct GroupSlot {
     pub(crate) group: MlsGroup,
     /// The next epoch of our pending commit, or a spare for processing.
     pub(crate) next: MlsGroup,
+    /// Where a commit received while ours is pending is computed (so a
+    /// forged one cannot cost us ours); empty between calls.
+    pub(crate) spare: MlsGroup,
     pub(crate) pending: Option<Pending>,
     /// The commit envelope, until `poll_transmit` hands it out.
     pub(crate) commit_out: Option<Outgoing>,
@@ -367,6 +371,7 @@ impl GroupSlot {
             id: GroupId(0),
             group: MlsGroup::new(),
             next: MlsGroup::new(),
+            spare: MlsGroup::new(),
             pending: None,
             commit_out: None,
             welcome_out: None,
@@ -395,6 +400,6 @@ impl GroupSlot {
 }
 
 /// Bytes of one group slot of an [`Agent`](crate::Agent): the group, the
-/// pending or spare state and the outgoing commit and Welcome (about
-/// 42 KB with these capacities).
+/// pending and spare states and the outgoing commit and Welcome (about
+/// 56 KB with these capacities).
 pub const GROUP_SLOT_BYTES: usize = core::mem::size_of::<GroupSlot>();

@@ -80,8 +80,9 @@
 //! [`Event::CommitDiscarded`]; per-channel metrics ([`Metrics::mls`]);
 //! one sealed record per group slot and one for the KeyPackages (rollback
 //! refused). `GROUPS` (default 1) is the `Agent`'s last const parameter; a
-//! group slot costs [`group::GROUP_SLOT_BYTES`] (42.5 KB for 16 members)
-//! plus one shared 13.5 KB state per agent. Limits of this slice:
+//! group slot costs [`group::GROUP_SLOT_BYTES`] (56 KB for 16 members:
+//! three group states and the outgoing commit and Welcome), `GROUPS = 0`
+//! nothing. Limits of this slice:
 //! messages of a past epoch are refused ([`Error::GroupEpoch`]: no past
 //! epoch is kept, so a message ordered after a commit it did not know is
 //! lost, and an agent sends nothing while its own commit is pending);

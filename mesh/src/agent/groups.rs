@@ -564,7 +564,7 @@ impl<
 
     /// Another member's commit of the current epoch (authenticated by
     /// MLS): follow it. If one of ours is pending, it lost: the received
-    /// commit is computed in the shared spare, so a refused one leaves ours
+    /// commit is computed in the slot's spare, so a refused one leaves ours
     /// in place.
     fn follow_commit(&mut self, gi: usize, message: &[u8], out: &mut [u8]) -> Result<(), Error> {
         let needed = MlsGroup::commit_scratch_len(message.len());
@@ -574,7 +574,7 @@ impl<
         let had_pending = slot.pending.is_some();
         let mut cache = ProposalCache::<0, 0>::new();
         let psks = PskStore::default();
-        let spare = if had_pending { &mut self.spare } else { &mut slot.next };
+        let spare = if had_pending { &mut slot.spare } else { &mut slot.next };
         let result = slot.group.process_commit(message, &mut cache, &psks, spare, scratch);
         scratch.fill(0);
         let (group, old_epoch) = (slot.id, slot.group.epoch());
