@@ -1400,7 +1400,17 @@ impl<
             if due {
                 // Heartbeat reported: part of the session's state.
                 self.session_changed(i);
-                let _ = self.send_heartbeat(i, now, rng);
+                // Only the session the conversation uses (the newest ratchet
+                // session with the peer) is kept stepping: a heartbeat on an
+                // older one would move the conversation back onto it.
+                let newest = self.sessions.get(i).and_then(Option::as_ref).is_some_and(|e| {
+                    !self.sessions.iter().flatten().any(|o| {
+                        o.peer == e.peer && matches!(o.state, State::Ratchet(_)) && o.order > e.order
+                    })
+                });
+                if newest {
+                    let _ = self.send_heartbeat(i, now, rng);
+                }
             }
         }
     }
@@ -2171,10 +2181,14 @@ impl<
             // The session the peer sends on becomes the one we send on (as
             // Signal promotes a session on receipt): after a simultaneous
             // X3DH ("glare") both sides converge on one session, so that
-            // every reply steps the DH ratchet the other side uses.
-            let order = self.next_order();
-            if let Some(Some(e)) = self.sessions.get_mut(si) {
-                e.order = order;
+            // every reply steps the DH ratchet the other side uses. A
+            // heartbeat (empty) does not promote: it keeps an idle session
+            // alive, not the conversation on it.
+            if n > 0 {
+                let order = self.next_order();
+                if let Some(Some(e)) = self.sessions.get_mut(si) {
+                    e.order = order;
+                }
             }
             self.session_changed(si);
             return Ok(self.deliver(peer, env.channel, out, n));

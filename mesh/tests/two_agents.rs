@@ -555,6 +555,25 @@ fn simultaneous_x3dh_converges_on_one_session() {
     assert!(used[1..].iter().all(|s| *s == used[1]), "{used:?}");
     // Each of the seven replies on it stepped a DH ratchet.
     assert!(steps(&alice, &bob) - before >= 7, "{}", steps(&alice, &bob) - before);
+
+    // Heartbeats (mesh-bugs BUG 4) keep only that session stepping, and a
+    // heartbeat never moves the conversation: the next messages stay on it.
+    let later = Instant(T0.0 + securemesh_ratchet::SessionConfig::default().heartbeat_ms * 3);
+    alice.handle_timeout(later, &mut ra);
+    bob.handle_timeout(later, &mut rb);
+    let (ha, hb) = (transmits(&mut alice), transmits(&mut bob));
+    assert!(!ha.is_empty() || !hb.is_empty(), "a heartbeat is due");
+    for h in ha.iter().chain(&hb) {
+        assert_eq!(Envelope::parse(&h.2).unwrap().session, used[1], "heartbeat on the other session");
+    }
+    assert!(feed(&mut bob, &ha, &mut rb).is_empty());
+    assert!(feed(&mut alice, &hb, &mut ra).is_empty());
+    alice.send(&bob_id, TASK, b"after heartbeats", later, &mut ra).unwrap();
+    let m = transmits(&mut alice);
+    assert_eq!(session(&m), used[1]);
+    bob.send(&alice_id, TASK, b"reply", later, &mut rb).unwrap();
+    let m = transmits(&mut bob);
+    assert_eq!(session(&m), used[1]);
 }
 
 /// A half-open IK session (mesh-bugs BUG 2): Alice's handshake times out
