@@ -152,6 +152,7 @@ pub fn run_all() -> Vec<Report> {
     let mut out = kat_reports();
     out.extend(noise::cacophony(&vectors_dir().join("noise/cacophony.txt")));
     out.push(noise::noise_c_fallback(&vectors_dir().join("noise/noise-c-fallback.json")));
+    out.extend(noise::hfs(&vectors_dir().join("noise")));
     out.extend(mls::reports(&vectors_dir().join("mls")));
     out.extend(ratchet::reports(&vectors_dir().join("ratchet")));
     out.push(state::envelope_v1(&vectors_dir().join("state/envelope-v1.json")));

@@ -17,6 +17,8 @@ fn every_supported_vector_passes() {
         "state envelope-v1 6/6",
         "state mesh-records-v1 5/5",
         "noise noise-c fallback 8/8",
+        "noise securemesh hfs 19/19",
+        "noise js-libp2p-noise XXhfs MLKEM768 5/5",
         "mls tree-math 10/10",
         "mls crypto-basics 1/1",
         "mls deserialization 14/14",
