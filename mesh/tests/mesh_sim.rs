@@ -11,9 +11,7 @@
 //! `MESH_SIM_DELIVERIES` (envelopes the link hands to agents before the
 //! run heals and checks; default [`DEFAULT_DELIVERIES`]). A failure prints
 //! the seed, so `MESH_SIM_SEED=<seed> cargo test -p securemesh --test
-//! mesh_sim` replays it. `MESH_SIM_STRICT=1`: the mesh bugs listed in
-//! `/work/notes/mesh-bugs.md` (marked `KNOWN BUG` below, counted and
-//! printed by default) fail the run too.
+//! mesh_sim` replays it.
 //!
 //! # The model
 //!
@@ -228,12 +226,6 @@ enum Loss {
     /// The receiver crashed after decrypting it, before storing the state
     /// (direct: the stream is gone; the mailbox redelivers instead).
     ReceiverCrash,
-    /// KNOWN BUG 2: sent by an IK responder on a transport whose initiator
-    /// had dropped the handshake.
-    KnownBugHalfOpen,
-    /// KNOWN BUG 3: sent on a transport of the receiver's previous
-    /// incarnation although the receiver had opened a new one.
-    KnownBugStale,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,9 +345,6 @@ struct Compromise {
     post_heal_seen: u64,
     post_heal_initial: u64,
     forged: u64,
-    /// Post-heal decryptions while a pair's directions used different
-    /// sessions (KNOWN BUGS 1 and 4).
-    known_bug_glare: u64,
     post_heal_heartbeats: u64,
     post_heal_heartbeats_read: u64,
 }
@@ -394,8 +383,6 @@ struct Stats {
     injected: BTreeMap<&'static str, u64>,
     injected_refused: u64,
     errors: BTreeMap<String, u64>,
-    known_bug_half_open: u64,
-    known_bug_stale: u64,
     /// `Denied { NotPermitted }` events of calls the host stored.
     denied_events: u64,
     heartbeats_received: u64,
@@ -475,20 +462,11 @@ struct Sim {
     stats: Stats,
     /// Heal: no new sends, no faults.
     healing: bool,
-    /// The session of the last application message uploaded per ordered pair.
-    last_session: BTreeMap<(usize, usize), securemesh::SessionId>,
-    /// The peer's incarnation when each agent's Noise sessions completed.
-    established: BTreeMap<(usize, securemesh::SessionId), u32>,
-    /// Handshakes each agent dropped (failed or timed out).
-    dropped_handshakes: std::collections::BTreeSet<(usize, securemesh::SessionId)>,
     /// A buffer of `MAX_RECORD_LEN` for `poll_persist`.
     rec_buf: Vec<u8>,
     groups: Vec<GroupSim>,
     /// (message, member) pairs accepted from the groups.
     group_accepted: std::collections::HashSet<(u64, usize)>,
-
-    /// `MESH_SIM_STRICT=1`: known bugs fail the run too.
-    strict: bool,
 }
 
 /// What the call being finished was.
@@ -631,14 +609,9 @@ impl Sim {
             compromise: None,
             stats: Stats::default(),
             healing: false,
-            last_session: BTreeMap::new(),
-            dropped_handshakes: std::collections::BTreeSet::new(),
-            established: BTreeMap::new(),
             rec_buf: vec![0u8; REC],
             groups: Vec::new(),
             group_accepted: std::collections::HashSet::new(),
-
-            strict: std::env::var("MESH_SIM_STRICT").is_ok_and(|v| v == "1"),
         };
         for a in 0..N {
             let key = StorageKey::new(sim.hosts[a].key);
@@ -739,7 +712,6 @@ impl Sim {
                     if let Some(b) = self.ids.iter().position(|i| *i == peer) {
                         self.hosts[a].stale[b] = false;
                         self.hosts[a].newest[b] = Some(session);
-                        self.established.insert((a, session), self.hosts[b].inc);
                     }
                 }
                 Event::HandshakeFailed { peer, session, dropped, .. } => {
@@ -747,7 +719,6 @@ impl Sim {
                     if let Some(b) = self.ids.iter().position(|i| *i == peer) {
                         self.hosts[a].dropped_now.push((b, session, dropped));
                     }
-                    self.dropped_handshakes.insert((a, session));
                 }
                 Event::Denied { reason: DenyReason::NotPermitted { .. }, .. } => not_permitted += 1,
                 Event::Denied { .. } => self.stats.denied_unknown_peer += 1,
@@ -939,10 +910,6 @@ impl Sim {
         if let Some(m) = msg {
             self.msgs[m as usize].status = Status::Mailbox;
         }
-        if msg.is_some() {
-            let session = Envelope::parse(&bytes).unwrap().session;
-            self.last_session.insert((from, to), session);
-        }
         self.observe_upload(from, to, &bytes, msg.is_some());
         let at = self.now + self.rng.below(if self.healing { 50 } else { 3_000 });
         self.mailbox[to].push(MailItem { bytes, msg, from, sent: self.now, at, dup: false });
@@ -974,18 +941,11 @@ impl Sim {
             }
         } else if healed {
             c.post_heal_seen += 1;
-            // KNOWN BUGS 1 and 4 (/work/notes/mesh-bugs.md): when the two
-            // directions of the pair use different ratchet sessions
-            // (simultaneous X3DH; or a heartbeat on the pair's idle second
-            // session moved one side back onto it), no application message
-            // steps the session being read, so it has not healed. Counted
-            // and printed; strict with MESH_SIM_STRICT=1. Every other pair
-            // is checked strictly.
-            let glare = self.last_session.get(&(c.victim, from)) != self.last_session.get(&(from, c.victim));
-            if r.is_ok() && glare && !self.strict {
-                c.known_bug_glare += 1;
-                return;
-            }
+            // Both directions of a pair step one ratchet session: after a
+            // simultaneous X3DH the session the peer sends on is promoted
+            // to the one we send on, and a heartbeat neither promotes the
+            // session it arrives on nor goes on any but the newest, so the
+            // pair's turns heal the session being read here.
             check(r.is_err(), self.seed, || {
                 format!(
                     "the stolen state of agent {} decrypted a message from {from} after healing: {r:?}",
@@ -1300,39 +1260,14 @@ impl Sim {
                 let (r, _) = self.deliver(a, b, &item.bytes, item.msg, false);
                 if let Err(e) = r {
                     // A direct envelope that reached the incarnation it was
-                    // sent to must be accepted.
+                    // sent to must be accepted: an IK responder holds
+                    // messages until key confirmation (SessionInfo::confirmed)
+                    // and drops a transport still unconfirmed at the
+                    // handshake timeout, so it never sends on a session its
+                    // initiator dropped; and send uses the newest transport
+                    // with the peer (holding while it is unconfirmed), not
+                    // one of the peer's previous incarnation.
                     let ch = Envelope::parse(&item.bytes).unwrap().channel;
-                    // KNOWN BUG 2 (/work/notes/mesh-bugs.md): an IK responder
-                    // sends on its new transport at once; when the initiator
-                    // dropped that handshake (timed out, or poisoned by an
-                    // injected message), the envelope finds no session.
-                    let sid = Envelope::parse(&item.bytes).unwrap().session;
-                    if ch == ChannelKind::NoiseTransport
-                        && e == Error::UnknownSession
-                        && self.dropped_handshakes.contains(&(b, sid))
-                        && !self.strict
-                    {
-                        self.stats.known_bug_half_open += 1;
-                        if let Some(m) = item.msg {
-                            self.msgs[m as usize].status = Status::Lost(Loss::KnownBugHalfOpen);
-                        }
-                        continue;
-                    }
-                    // KNOWN BUG 3 (/work/notes/mesh-bugs.md): after the peer
-                    // restarted and opened a new (unconfirmed) session, the
-                    // sender still prefers the confirmed transport it had
-                    // with the peer's previous incarnation.
-                    if ch == ChannelKind::NoiseTransport
-                        && e == Error::UnknownSession
-                        && self.established.get(&(a, sid)).is_some_and(|inc| *inc != self.hosts[b].inc)
-                        && !self.strict
-                    {
-                        self.stats.known_bug_stale += 1;
-                        if let Some(m) = item.msg {
-                            self.msgs[m as usize].status = Status::Lost(Loss::KnownBugStale);
-                        }
-                        continue;
-                    }
                     self.ck(item.msg.is_none() && ch != ChannelKind::NoiseTransport, || {
                         format!("direct {ch:?} from {a} to {b} (message {:?}) refused: {e:?}", item.msg)
                     });
@@ -1842,7 +1777,6 @@ impl Sim {
             post_heal_seen: 0,
             post_heal_initial: 0,
             forged: 0,
-            known_bug_glare: 0,
             post_heal_heartbeats: 0,
             post_heal_heartbeats_read: 0,
         });
@@ -2121,23 +2055,16 @@ fn sixteen_agents_under_faults_keep_every_invariant() {
     );
     println!("  adversary: {:?}, all refused ({})", s.injected, s.injected_refused);
     println!(
-        "  compromise of agent {}: {healed}/6 neighbours healed; before healing {}/{} of its mailbox traffic decrypted by the stolen state, after healing {}/{} application messages (+{} initial messages not counted; heartbeats still readable {}/{}), {} forgeries under other names, none delivered",
+        "  compromise of agent {}: {healed}/6 neighbours healed; before healing {}/{} of its mailbox traffic decrypted by the stolen state, after healing none of {} application messages (+{} initial messages not counted; heartbeats still readable {}/{}), {} forgeries under other names, none delivered",
         c.victim,
         c.pre_heal_decrypted,
         c.pre_heal_seen,
-        c.known_bug_glare,
         c.post_heal_seen,
         c.post_heal_initial,
         c.post_heal_heartbeats_read,
         c.post_heal_heartbeats,
         c.forged
     );
-    if c.known_bug_glare > 0 {
-        println!(
-            "  KNOWN BUGS 1/4 (glare; heartbeat moves the pair back to an unhealed session, /work/notes/mesh-bugs.md): {} messages decrypted by the stolen state after the pair healed, while its directions used different ratchet sessions",
-            c.known_bug_glare
-        );
-    }
     let gs = &s.groups;
     println!(
         "  groups: {} application messages sent ({} refused), {} deliveries to members, {} accepted, {} denied by policy; {} commits ({} adds, {} removes, {} discarded for a concurrent one), {} Welcomes ({} released again after a restart, refused); errors {:?}",
@@ -2158,17 +2085,5 @@ fn sixteen_agents_under_faults_keep_every_invariant() {
         println!("    {l}");
     }
     println!("  errors (refused envelopes) {:?}", s.errors);
-    if s.known_bug_stale > 0 {
-        println!(
-            "  KNOWN BUG 3 (stale confirmed transport preferred after the peer restarted, /work/notes/mesh-bugs.md): {} direct messages lost",
-            s.known_bug_stale
-        );
-    }
-    if s.known_bug_half_open > 0 {
-        println!(
-            "  KNOWN BUG 2 (half-open IK responder, /work/notes/mesh-bugs.md): {} direct messages sent on a transport whose initiator had dropped the handshake, lost",
-            s.known_bug_half_open
-        );
-    }
     println!("  wall time {:.1} s", started.elapsed().as_secs_f64());
 }
