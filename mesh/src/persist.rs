@@ -319,6 +319,23 @@ pub(crate) struct AgentState<const PEERS: usize, const PREKEYS: usize> {
     pub(crate) policy: Policy<PEERS>,
 }
 
+/// Seal one record: the owner's peer id and the record's tag, then `body`.
+fn seal_record<R: CryptoRng + ?Sized>(
+    key: &StorageKey,
+    generation: u64,
+    rng: &mut R,
+    out: &mut [u8],
+    owner: &PeerId,
+    tag: u8,
+    body: impl FnOnce(&mut Writer<'_>) -> Result<(), CoreError>,
+) -> Result<usize, CoreError> {
+    envelope::seal(key, &header(), generation, rng, out, |w| {
+        w.write_bytes(&owner.0)?;
+        w.write_u8(tag)?;
+        body(w)
+    })
+}
+
 pub(crate) fn seal_agent<R: CryptoRng + ?Sized, const PEERS: usize, const PREKEYS: usize>(
     key: &StorageKey,
     generation: u64,
@@ -326,9 +343,7 @@ pub(crate) fn seal_agent<R: CryptoRng + ?Sized, const PEERS: usize, const PREKEY
     out: &mut [u8],
     parts: &AgentParts<'_, PEERS, PREKEYS>,
 ) -> Result<usize, CoreError> {
-    envelope::seal(key, &header(), generation, rng, out, |w| {
-        w.write_bytes(&parts.owner.0)?;
-        w.write_u8(TAG_AGENT)?;
+    seal_record(key, generation, rng, out, parts.owner, TAG_AGENT, |w| {
         write_nested(w, parts.identity)?;
         write_nested(w, parts.pool)?;
         parts.directory.encode(w)?;
@@ -356,9 +371,7 @@ pub(crate) fn seal_slot<R: CryptoRng + ?Sized, const MAX_SKIP: usize, const CAP:
     slot: u16,
     parts: SlotParts<'_, MAX_SKIP, CAP>,
 ) -> Result<usize, CoreError> {
-    envelope::seal(key, &header(), generation, rng, out, |w| {
-        w.write_bytes(&owner.0)?;
-        w.write_u8(TAG_SESSION)?;
+    seal_record(key, generation, rng, out, owner, TAG_SESSION, |w| {
         w.write_u16(slot)?;
         match parts {
             None => w.write_u8(0),
@@ -407,9 +420,7 @@ pub(crate) fn seal_key_packages<R: CryptoRng + ?Sized>(
     owner: &PeerId,
     (own, peers): KeyPackageParts<'_>,
 ) -> Result<usize, CoreError> {
-    envelope::seal(key, &header(), generation, rng, out, |w| {
-        w.write_bytes(&owner.0)?;
-        w.write_u8(TAG_KEY_PACKAGES)?;
+    seal_record(key, generation, rng, out, owner, TAG_KEY_PACKAGES, |w| {
         w.write_u8(u8::try_from(own.iter().flatten().count()).map_err(|_| CoreError::LengthOverflow)?)?;
         for k in own.iter().flatten() {
             w.write_vec16(k.as_bytes())?;
@@ -434,9 +445,7 @@ pub(crate) fn seal_group<R: CryptoRng + ?Sized>(
     slot: u16,
     g: &GroupSlot,
 ) -> Result<usize, CoreError> {
-    envelope::seal(key, &header(), generation, rng, out, |w| {
-        w.write_bytes(&owner.0)?;
-        w.write_u8(TAG_GROUP)?;
+    seal_record(key, generation, rng, out, owner, TAG_GROUP, |w| {
         w.write_u16(slot)?;
         if !g.is_used() {
             return w.write_u8(0);
