@@ -94,16 +94,19 @@
 //! (`GroupEpoch`: the mesh keeps no past epoch, as documented).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+mod common;
+
+use common::{SENSOR, TASK, TELEMETRY, WALL, WORKER};
 use securemesh::envelope::Envelope;
 use securemesh::group::{COMMIT_SCRATCH_LEN, MAX_KEY_PACKAGE_LEN};
 use securemesh::policy::DenyReason;
 use securemesh::{
     Agent, Channel, ChannelKind, Config, Delivery, Error, Event, GroupId, MessageKind, PeerId, Permissions,
-    Reason, RecordId, Role, Roles, SessionKind,
+    Reason, RecordId, Roles, SessionKind,
 };
+use securemesh_core::Instant;
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::testing::TestRng;
-use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::{Identity, SessionConfig};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -117,12 +120,6 @@ const OFFSETS: [usize; 6] = [1, 2, 4, N - 1, N - 2, N - 4];
 /// envelopes of 1 KiB, 16 one-time prekeys.
 type SimAgent = Agent<8, 32, 32, 1024, 16>;
 const REC: usize = SimAgent::MAX_RECORD_LEN;
-
-const TASK: MessageKind = MessageKind(1);
-const TELEMETRY: MessageKind = MessageKind(2);
-const WORKER: Role = Role(0);
-const SENSOR: Role = Role(1);
-const WALL: UnixTime = UnixTime(1_700_000_000);
 
 /// Seed used when `MESH_SIM_SEED` is not set.
 const DEFAULT_SEED: u64 = 0x5EED_3E5B_0009;
@@ -433,9 +430,7 @@ impl Totals {
 /// message, which ends the body (type | key 32 | pn 4 | n 4 | ciphertext
 /// and tag; the sessions run without header encryption).
 fn ratchet_key_and_n(env: &Envelope<'_>, plain: usize) -> ([u8; 32], u32) {
-    let m = &env.body[env.body.len() - securemesh_ratchet::RATCHET_OVERHEAD - plain..];
-    assert_eq!(m[0], securemesh_ratchet::MSG_RATCHET, "a ratchet message with a clear header");
-    (m[1..33].try_into().unwrap(), u32::from_be_bytes(m[37..41].try_into().unwrap()))
+    common::ratchet_key_and_n(&env.body[env.body.len() - securemesh_ratchet::RATCHET_OVERHEAD - plain..])
 }
 
 struct Sim {

@@ -4,10 +4,13 @@
 //! heartbeats, and the metrics struct.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+mod common;
+
+use common::{T0, TASK, WALL, WORKER};
 use securemesh::envelope::Envelope;
 use securemesh::{
-    ChannelKind, Config, DefaultAgent, Delivery, Error, Event, MessageKind, PeerId, Permissions, PqStatus,
-    RecordId, Role, Roles, SessionKind,
+    ChannelKind, Config, DefaultAgent, Delivery, Error, Event, PeerId, Permissions, PqStatus, RecordId,
+    Roles, SessionKind,
 };
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::testing::TestRng;
@@ -15,10 +18,6 @@ use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::{Identity, PrekeyConfig, SessionConfig};
 use std::collections::{BTreeMap, HashSet};
 
-const TASK: MessageKind = MessageKind(1);
-const WORKER: Role = Role(0);
-const T0: Instant = Instant(1_000);
-const WALL: UnixTime = UnixTime(1_700_000_000);
 const REC: usize = DefaultAgent::MAX_RECORD_LEN;
 
 fn key(b: u8) -> StorageKey {
@@ -167,9 +166,7 @@ fn ratchet_key_and_n(envelope: &[u8]) -> ([u8; 32], u32) {
     let body = env.body;
     let off =
         if env.channel == ChannelKind::RatchetInitial { securemesh_ratchet::INITIAL_PREFIX_LEN } else { 0 };
-    assert_eq!(body[off], securemesh_ratchet::MSG_RATCHET);
-    let h = &body[off + 1..off + 41];
-    (h[..32].try_into().unwrap(), u32::from_be_bytes(h[36..40].try_into().unwrap()))
+    common::ratchet_key_and_n(&body[off..])
 }
 
 /// Alice and Bob exchange through mailboxes, and each crashes after every

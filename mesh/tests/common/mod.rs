@@ -27,3 +27,14 @@ pub fn agent(seed: u64) -> (Box<DefaultAgent>, TestRng) {
     p.define_role(SENSOR, Permissions::of(&[TELEMETRY])).unwrap();
     (a, rng)
 }
+
+/// The clear header at the start of ratchet message `m` (type byte,
+/// ratchet key, `PN`, `N`): (ratchet key, `N`), the pair that names a
+/// message key.
+pub fn ratchet_key_and_n(m: &[u8]) -> ([u8; 32], u32) {
+    assert_eq!(m.first(), Some(&securemesh_ratchet::MSG_RATCHET), "a ratchet message with a clear header");
+    (
+        m.get(1..33).unwrap().try_into().unwrap(),
+        u32::from_be_bytes(m.get(37..41).unwrap().try_into().unwrap()),
+    )
+}
