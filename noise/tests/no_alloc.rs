@@ -7,7 +7,7 @@
 
 use securemesh_core::Secret;
 use securemesh_core::testing::TestRng;
-use securemesh_noise::{Builder, DatagramTransport, Protocol, protocol};
+use securemesh_noise::{Builder, DatagramTransport, HandshakeState, Protocol, Transport, protocol};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
 
@@ -15,6 +15,27 @@ use std::alloc::System;
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const XX: Protocol = protocol!("Noise_XX_25519_ChaChaPoly_SHA256");
+
+/// The three XX messages (`m1`, `m2`, `m3`) between initiator `a` and
+/// responder `b`, each accepting the other's static key, then both
+/// transports.
+fn xx(
+    mut a: HandshakeState,
+    mut b: HandshakeState,
+    msg: &mut [u8],
+    payload: &mut [u8],
+    rng: &mut TestRng,
+) -> (Transport, Transport) {
+    let n = a.write_message(b"m1", msg, rng).unwrap();
+    b.read_message(&msg[..n], payload).unwrap();
+    let n = b.write_message(b"m2", msg, rng).unwrap();
+    a.read_message(&msg[..n], payload).unwrap();
+    a.accept_remote_static();
+    let n = a.write_message(b"m3", msg, rng).unwrap();
+    b.read_message(&msg[..n], payload).unwrap();
+    b.accept_remote_static();
+    (a.finish().unwrap(), b.finish().unwrap())
+}
 
 #[test]
 fn handshake_and_transport_allocate_nothing() {
@@ -24,17 +45,9 @@ fn handshake_and_transport_allocate_nothing() {
     let (a_s, b_s) = (Secret::new(rng.bytes::<32>()), Secret::new(rng.bytes::<32>()));
 
     let region = Region::new(GLOBAL);
-    let mut a = Builder::new(&XX).prologue(b"p").local_static(a_s).build_initiator().unwrap();
-    let mut b = Builder::new(&XX).prologue(b"p").local_static(b_s).build_responder().unwrap();
-    let n = a.write_message(b"m1", &mut msg, &mut rng).unwrap();
-    b.read_message(&msg[..n], &mut payload).unwrap();
-    let n = b.write_message(b"m2", &mut msg, &mut rng).unwrap();
-    a.read_message(&msg[..n], &mut payload).unwrap();
-    a.accept_remote_static();
-    let n = a.write_message(b"m3", &mut msg, &mut rng).unwrap();
-    b.read_message(&msg[..n], &mut payload).unwrap();
-    b.accept_remote_static();
-    let (mut ta, mut tb) = (a.finish().unwrap(), b.finish().unwrap());
+    let a = Builder::new(&XX).prologue(b"p").local_static(a_s).build_initiator().unwrap();
+    let b = Builder::new(&XX).prologue(b"p").local_static(b_s).build_responder().unwrap();
+    let (mut ta, mut tb) = xx(a, b, &mut msg, &mut payload, &mut rng);
     for _ in 0..10 {
         let n = ta.write_message(&data, &mut msg).unwrap();
         assert_eq!(tb.read_message(&msg[..n], &mut payload).unwrap(), data.len());
@@ -54,17 +67,9 @@ fn handshake_and_transport_allocate_nothing() {
     {
         const XXHFS: Protocol = protocol!("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256");
         let (a_s, b_s) = (Secret::new(rng.bytes::<32>()), Secret::new(rng.bytes::<32>()));
-        let mut a = Builder::new(&XXHFS).local_static(a_s).build_initiator().unwrap();
-        let mut b = Builder::new(&XXHFS).local_static(b_s).build_responder().unwrap();
-        let n = a.write_message(b"m1", &mut msg, &mut rng).unwrap();
-        b.read_message(&msg[..n], &mut payload).unwrap();
-        let n = b.write_message(b"m2", &mut msg, &mut rng).unwrap();
-        a.read_message(&msg[..n], &mut payload).unwrap();
-        a.accept_remote_static();
-        let n = a.write_message(b"m3", &mut msg, &mut rng).unwrap();
-        b.read_message(&msg[..n], &mut payload).unwrap();
-        b.accept_remote_static();
-        let (mut ta, mut tb) = (a.finish().unwrap(), b.finish().unwrap());
+        let a = Builder::new(&XXHFS).local_static(a_s).build_initiator().unwrap();
+        let b = Builder::new(&XXHFS).local_static(b_s).build_responder().unwrap();
+        let (mut ta, mut tb) = xx(a, b, &mut msg, &mut payload, &mut rng);
         let n = ta.write_message(&data, &mut msg).unwrap();
         assert_eq!(tb.read_message(&msg[..n], &mut payload).unwrap(), data.len());
     }
