@@ -34,13 +34,8 @@ async fn pair(dir: &std::path::Path, reachable: bool) -> Pair {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let start = |name: &str, key: u8| {
         let opts = AgentOptions {
-            name: name.into(),
-            config: securemesh::Config::default(),
-            state_dir: dir.join(name),
-            ledger: None,
-            listen: "127.0.0.1:0".parse().unwrap(),
             mailbox_poll: Duration::from_millis(1),
-            udp_loss_percent: 0,
+            ..AgentOptions::loopback(name, dir, securemesh::Config::default())
         };
         spawn(opts, StorageKey::new([key; 32]), Arc::clone(&delivery), Arc::clone(&book), tx.clone())
     };

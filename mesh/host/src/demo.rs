@@ -236,15 +236,7 @@ impl Mesh {
                 k
             }
         };
-        let opts = AgentOptions {
-            name: name.into(),
-            config,
-            state_dir: self.dir.join(name),
-            ledger: None,
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            mailbox_poll: Duration::from_millis(10),
-            udp_loss_percent: 20,
-        };
+        let opts = AgentOptions { udp_loss_percent: 20, ..AgentOptions::loopback(name, &self.dir, config) };
         let h =
             spawn(opts, key, Arc::clone(&self.delivery), Arc::clone(&self.book), self.app_tx.clone()).await?;
         let id = h.peer_id;

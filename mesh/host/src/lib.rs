@@ -48,13 +48,8 @@
 //!     let book = AddressBook::default();
 //!     let (app, mut delivered) = tokio::sync::mpsc::unbounded_channel();
 //!     let options = |name: &str| AgentOptions {
-//!         name: name.into(),
-//!         config: securemesh::Config::default(),
-//!         state_dir: dir.join(name),
-//!         ledger: None,
-//!         listen: "127.0.0.1:0".parse().unwrap(),
 //!         mailbox_poll: Duration::from_millis(20),
-//!         udp_loss_percent: 0,
+//!         ..AgentOptions::loopback(name, &dir, securemesh::Config::default())
 //!     };
 //!     let mut rng = securemesh_host::rng::OsRng::new()?;
 //!     let (a_key, b_key) = (StorageKey::random(&mut rng), StorageKey::random(&mut rng));

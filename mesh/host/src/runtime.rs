@@ -37,7 +37,7 @@ use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::{Identity, PublicIdentity};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -152,6 +152,33 @@ pub struct AgentOptions {
     /// Percentage of outgoing telemetry datagrams dropped on purpose (to
     /// show loss tolerance; 0 in production).
     pub udp_loss_percent: u8,
+}
+
+impl AgentOptions {
+    /// An agent named `name` with its state in `dir/name`, its listener on
+    /// an ephemeral loopback port, the ledger in its state directory, the
+    /// mailbox fetched every 10 ms and no datagram dropped (the local
+    /// meshes of the demo, the tests and the benchmarks; override fields
+    /// with struct update syntax).
+    ///
+    /// ```
+    /// use securemesh_host::runtime::AgentOptions;
+    /// use std::path::Path;
+    /// let opts = AgentOptions::loopback("alpha", Path::new("mesh"), securemesh::Config::default());
+    /// assert_eq!(opts.state_dir, Path::new("mesh").join("alpha"));
+    /// assert!(opts.listen.ip().is_loopback() && opts.listen.port() == 0);
+    /// ```
+    pub fn loopback(name: &str, dir: &Path, config: securemesh::Config) -> Self {
+        Self {
+            name: name.into(),
+            config,
+            state_dir: dir.join(name),
+            ledger: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mailbox_poll: Duration::from_millis(10),
+            udp_loss_percent: 0,
+        }
+    }
 }
 
 type Job = Box<dyn FnOnce(&mut HostAgent, &mut OsRng, Instant) + Send>;

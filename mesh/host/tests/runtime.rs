@@ -34,15 +34,7 @@ async fn start(
     book: &AddressBook,
     app: &mpsc::UnboundedSender<Delivered>,
 ) -> AgentHandle {
-    let opts = AgentOptions {
-        name: name.into(),
-        config: securemesh::Config::default(),
-        state_dir: dir.join(name),
-        ledger: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        mailbox_poll: Duration::from_millis(10),
-        udp_loss_percent: 0,
-    };
+    let opts = AgentOptions::loopback(name, dir, securemesh::Config::default());
     spawn(opts, StorageKey::new([key; 32]), Arc::clone(delivery), Arc::clone(book), app.clone())
         .await
         .unwrap()
