@@ -240,15 +240,23 @@ impl<const CAP: usize, const KEM: usize> PrekeyPool<CAP, KEM> {
     ) -> Result<usize, Error> {
         self.check_owner(identity)?;
         let Some(alg) = self.signed.kem.as_ref().map(|k| k.alg) else { return Ok(0) };
+        // Every new key is made before any slot or the id counter changes,
+        // so a failure leaves the pool exactly as it was.
+        let mut fresh: [Option<KemKey>; KEM] = core::array::from_fn(|_| None);
+        let mut next_id = self.next_id;
+        for (slot, new) in self.kem_one_time.iter().zip(fresh.iter_mut()) {
+            if slot.is_some() || next_id == 0 {
+                continue;
+            }
+            *new = Some(KemKey::generate(identity, next_id, alg, rng)?);
+            next_id = next_id.checked_add(1).unwrap_or(0);
+        }
+        self.next_id = next_id;
         let mut added = 0usize;
-        for i in 0..KEM {
-            if self.kem_one_time.get(i).is_some_and(Option::is_none) {
-                let Some(id) = self.take_id() else { break };
-                let key = KemKey::generate(identity, id, alg, rng)?;
-                if let Some(slot) = self.kem_one_time.get_mut(i) {
-                    *slot = Some(key);
-                    added = added.saturating_add(1); // at most KEM
-                }
+        for (slot, new) in self.kem_one_time.iter_mut().zip(fresh) {
+            if new.is_some() {
+                *slot = new;
+                added = added.saturating_add(1); // at most KEM
             }
         }
         Ok(added)
