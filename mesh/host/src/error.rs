@@ -54,7 +54,7 @@ impl fmt::Display for HostError {
                     securemesh::Error::Storage(securemesh_core::Error::Decrypt) => {
                         "it does not open under the storage key (a changed or corrupted file, or another key)"
                     }
-                    securemesh::Error::WrongRecord => "it belongs to another agent or slot",
+                    securemesh::Error::WrongRecord => "it belongs to another agent, slot or record file",
                     _ => "it does not decode",
                 };
                 write!(f, "state record {record} refused: {why} ({error}); nothing was changed")

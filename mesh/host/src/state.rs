@@ -3,7 +3,7 @@
 
 use crate::HostAgent;
 use crate::error::HostError;
-use crate::store::{AGENT, StateStore};
+use crate::store::{AGENT, StateStore, record_name};
 use rand_core::CryptoRng;
 use securemesh_core::envelope::StorageKey;
 
@@ -27,7 +27,8 @@ pub fn flush<S: StateStore + ?Sized, R: CryptoRng + ?Sized>(
 
 /// Rebuild the agent from `store` under `key`, or `None` when the store
 /// is empty (a new agent). A record refused by the agent (rolled back,
-/// changed, another key) is an error naming it; the store is not touched.
+/// changed, another key) or stored under another record's name is an
+/// error naming it; the store is not touched.
 pub fn restore<S: StateStore + ?Sized>(
     store: &S,
     key: StorageKey,
@@ -48,9 +49,15 @@ pub fn restore<S: StateStore + ?Sized>(
             .map_err(|error| HostError::Restore { record: AGENT.into(), error })?,
     );
     for r in records.iter().filter(|r| r.name != AGENT) {
-        agent
+        let id = agent
             .restore_record(&r.blob, r.newest_seen, &mut scratch)
             .map_err(|error| HostError::Restore { record: r.name.clone(), error })?;
+        // The ledger's generation is the one of the file's name: a blob
+        // of another record copied in would be checked against the wrong
+        // counter.
+        if record_name(id) != r.name {
+            return Err(HostError::Restore { record: r.name.clone(), error: securemesh::Error::WrongRecord });
+        }
     }
     Ok(Some(agent))
 }

@@ -63,6 +63,10 @@ pub enum StoreError {
     LedgerMissing(PathBuf),
     /// The ledger names a record whose file is gone.
     RecordMissing(PathBuf),
+    /// A record file the ledger does not list: its generation cannot be
+    /// checked (a file copied in, or a save that crashed between the
+    /// record and the ledger; move the file away to start without it).
+    Unlisted(PathBuf),
     /// A generation not above the one already stored for the record.
     NotNewer {
         /// Which record.
@@ -89,6 +93,11 @@ impl fmt::Display for StoreError {
             StoreError::RecordMissing(p) => {
                 write!(f, "the generation ledger names {}, which is missing", p.display())
             }
+            StoreError::Unlisted(p) => write!(
+                f,
+                "state record {} is not listed in the generation ledger: refusing to restore it unchecked",
+                p.display()
+            ),
             StoreError::NotNewer { name, stored, offered } => {
                 write!(f, "record {name}: generation {offered} is not newer than the stored {stored}")
             }
@@ -259,12 +268,14 @@ impl StateStore for FileStore {
             };
             out.push(StoredRecord { name: name.clone(), newest_seen: *g, blob });
         }
-        // A record file the ledger does not know was written by a save
-        // that crashed before its ledger update: its first generation.
-        for name in present.into_iter().filter(|n| !self.generations.contains_key(n)) {
-            let path = self.file(&name);
-            let blob = fs::read(&path).map_err(io(&path))?;
-            out.push(StoredRecord { name, newest_seen: 0, blob });
+        // A record file the ledger does not list has no generation to
+        // check it against (a copy dropped in, or a save that crashed
+        // before its ledger update): refused, whatever the ledger holds.
+        present.sort();
+        if self.ledger.exists()
+            && let Some(name) = present.iter().find(|n| !self.generations.contains_key(*n))
+        {
+            return Err(StoreError::Unlisted(self.file(name)));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

@@ -212,3 +212,82 @@ fn a_crash_around_the_acknowledgement_delivers_once() {
     let r = bob.handle_input(&mailbox[1], &mut out, now, &mut rng).unwrap().unwrap();
     assert_eq!(&out[..r.len], b"second");
 }
+
+/// Alice with one ratchet session stored (to a peer offline, through
+/// its bundle): her store holds `agent.rec` and one `session-N.rec`.
+fn agent_with_a_session(dir: &std::path::Path, rng: &mut TestRng) -> (FileStore, Box<HostAgent>, String) {
+    use securemesh::Roles;
+    let now = securemesh_core::Instant::from_millis(1_000);
+    let mut alice = new_agent(rng);
+    let bob = new_agent(rng);
+    let mut store = FileStore::open(dir, None).unwrap();
+    let id = alice.add_peer_identity(bob.public_identity()).unwrap();
+    alice.set_reachable(&id, false).unwrap();
+    alice.policy_mut().define_role(Role(0), Permissions::of(&[MessageKind(1)])).unwrap();
+    alice.policy_mut().grant(id, Roles::of(&[Role(0)])).unwrap();
+    let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let n = bob.bundle(&mut bundle).unwrap();
+    alice.set_peer_bundle(&bundle[..n]).unwrap();
+    alice.send(&bob.peer_id(), MessageKind(1), b"hello", now, rng).unwrap();
+    flush(&mut alice, &mut store, rng).unwrap();
+    let session = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .find_map(|f| {
+            f.strip_prefix("session-").and_then(|f| f.strip_suffix(".rec")).map(|n| format!("session-{n}"))
+        })
+        .expect("a session record");
+    (store, alice, session)
+}
+
+/// A record's blob stored under another record's name (and checked
+/// against that name's generation) is refused, naming the file.
+#[test]
+fn a_blob_under_another_records_name_is_refused() {
+    let dir = TempDir::new("renamed");
+    let mut rng = TestRng::new(0x5107_0106);
+    let (_store, _alice, session) = agent_with_a_session(&dir.0, &mut rng);
+    assert!(restored(&FileStore::open(&dir.0, None).unwrap()).unwrap().is_some());
+    // The session's blob moved to another session's name, the ledger
+    // listing that name with the same generation.
+    let other = if session == "session-1" { "session-2" } else { "session-1" };
+    std::fs::rename(dir.0.join(format!("{session}.rec")), dir.0.join(format!("{other}.rec"))).unwrap();
+    let ledger = dir.0.join("generations");
+    let text =
+        std::fs::read_to_string(&ledger).unwrap().replace(&format!("{session} "), &format!("{other} "));
+    std::fs::write(&ledger, text).unwrap();
+    let err = restored(&FileStore::open(&dir.0, None).unwrap()).unwrap_err();
+    assert!(
+        matches!(&err, HostError::Restore { record, error: securemesh::Error::WrongRecord } if record == other),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(other), "{err}");
+}
+
+/// With a ledger present, a record file it does not list (an empty
+/// ledger, or a file dropped in) is refused naming the file, not
+/// restored with its rollback check skipped.
+#[test]
+fn a_record_the_ledger_does_not_list_is_refused() {
+    let dir = TempDir::new("unlisted");
+    let mut rng = TestRng::new(0x5107_0107);
+    let (_store, _alice, session) = agent_with_a_session(&dir.0, &mut rng);
+    let ledger = dir.0.join("generations");
+    let full = std::fs::read_to_string(&ledger).unwrap();
+
+    std::fs::write(&ledger, "").unwrap();
+    let err = FileStore::open(&dir.0, None).unwrap().load().unwrap_err();
+    assert!(matches!(&err, StoreError::Unlisted(p) if p.ends_with("agent.rec")), "{err:?}");
+
+    let without: String =
+        full.lines().filter(|l| !l.starts_with(&session)).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&ledger, without).unwrap();
+    let err = FileStore::open(&dir.0, None).unwrap().load().unwrap_err();
+    let file = format!("{session}.rec");
+    assert!(matches!(&err, StoreError::Unlisted(p) if p.ends_with(&file)), "{err:?}");
+    assert!(err.to_string().contains(&file), "{err}");
+
+    // The full ledger restores.
+    std::fs::write(&ledger, full).unwrap();
+    assert!(restored(&FileStore::open(&dir.0, None).unwrap()).unwrap().is_some());
+}
