@@ -571,6 +571,33 @@ pub fn spec_bundle(
     Ok((bundle, bob, spk_sig, kem_prekey))
 }
 
+/// `DH1`-`DH3` and the optional `DH4`.
+type AliceDhs = ([[u8; 32]; 3], Option<[u8; 32]>);
+
+/// Alice's X3DH Diffie-Hellman outputs (also PQXDH's): `DH(IK_A, SPK_B)`,
+/// `DH(EK_A, IK_B)`, `DH(EK_A, SPK_B)` and, with a one-time prekey,
+/// `DH(EK_A, OPK_B)`.
+fn alice_dhs(
+    ik_a: &[u8; 32],
+    ek_a: &[u8; 32],
+    ik_b: &[u8; 32],
+    spk_b: &[u8; 32],
+    opk_b: Option<[u8; 32]>,
+) -> Result<AliceDhs, String> {
+    let dhs = [dh(ik_a, spk_b)?, dh(ek_a, ik_b)?, dh(ek_a, spk_b)?];
+    Ok((dhs, opk_b.map(|opk| dh(ek_a, &opk)).transpose()?))
+}
+
+/// The real [`Identity`] from a case's recorded keys, its encoding checked
+/// against the recorded one.
+fn real_identity(k: &IdentityKeys) -> Result<Identity, String> {
+    let id = Identity::from_secrets(Secret::new(arr(&k.sign_seed)?), Secret::new(arr(&k.dh_private)?));
+    if hx(&id.public().to_bytes()) != k.encoded {
+        return Err("real: identity encoding differs".into());
+    }
+    Ok(id)
+}
+
 /// Derive an X3DH case from its inputs, from the specification
 /// (`securemesh_ratchet::spec` §2-§4): identity encodings and signatures,
 /// the bundle bytes, both sides' DH outputs, `SK` (`HKa`, `NHKb`) and `AD`.
@@ -589,10 +616,8 @@ pub fn derive_x3dh(i: &X3dhInputs) -> Result<X3dhCase, String> {
     });
     let ek_pub = x25519_public(&i.ek);
     // Alice's side, then Bob's side must agree.
-    let dh1 = dh(&i.alice_dh, &spk_pub)?;
-    let dh2 = dh(&i.ek, &bob_dh_pub)?;
-    let dh3 = dh(&i.ek, &spk_pub)?;
-    let dh4 = i.opk.map(|(_, opk)| dh(&i.ek, &x25519_public(&opk))).transpose()?;
+    let ([dh1, dh2, dh3], dh4) =
+        alice_dhs(&i.alice_dh, &i.ek, &bob_dh_pub, &spk_pub, opk_pub.map(|(_, public)| public))?;
     let bob_side = [dh(&i.spk, &alice_dh_pub)?, dh(&i.bob_dh, &ek_pub)?, dh(&i.spk, &ek_pub)?];
     if bob_side != [dh1, dh2, dh3] || dh4 != i.opk.map(|(_, opk)| dh(&opk, &ek_pub)).transpose()? {
         return Err("Bob's DH outputs differ from Alice's".into());
@@ -945,15 +970,8 @@ fn spec_run(setup: &X3dhCase, messages: &[Message], events: &[Event]) -> Vec<Res
 /// from the recorded secrets (the pool draws the signed prekey, then the
 /// one-time prekey, from the randomness).
 fn real_parties<const P: usize>(setup: &X3dhCase) -> Result<(Identity, Identity, PrekeyPool<P>), String> {
-    let identity = |k: &IdentityKeys| -> Result<Identity, String> {
-        let id = Identity::from_secrets(Secret::new(arr(&k.sign_seed)?), Secret::new(arr(&k.dh_private)?));
-        if hx(&id.public().to_bytes()) != k.encoded {
-            return Err("real: identity encoding differs".into());
-        }
-        Ok(id)
-    };
-    let alice = identity(&setup.alice)?;
-    let bob = identity(&setup.bob)?;
+    let alice = real_identity(&setup.alice)?;
+    let bob = real_identity(&setup.bob)?;
     let mut seed = unhex(&setup.signed_prekey.private)?;
     if let Some(o) = &setup.one_time_prekey {
         seed.extend(unhex(&o.private)?);
@@ -1618,10 +1636,8 @@ pub fn derive_pqxdh(i: &PqxdhInputs) -> Result<PqxdhCase, String> {
 
     let ek_pub = x25519_public(&ek);
     let bob_dh_pub = x25519_public(&i.bob.1);
-    let dh1 = dh(&i.alice.1, &spk_pub)?;
-    let dh2 = dh(&ek, &bob_dh_pub)?;
-    let dh3 = dh(&ek, &spk_pub)?;
-    let dh4 = if i.with_one_time_prekey { Some(dh(&ek, &opk_pub)?) } else { None };
+    let ([dh1, dh2, dh3], dh4) =
+        alice_dhs(&i.alice.1, &ek, &bob_dh_pub, &spk_pub, i.with_one_time_prekey.then_some(opk_pub))?;
 
     // §6.4: the prefix with the KEM slot.
     let mut prefix = vec![MSG_INITIAL];
@@ -1734,10 +1750,7 @@ pub fn derive_pqxdh(i: &PqxdhInputs) -> Result<PqxdhCase, String> {
 /// nothing consumed, and one without the KEM slot is a `Downgrade`.
 fn real_pqxdh(c: &PqxdhCase) -> Result<(), String> {
     use securemesh_ratchet::{Error as RatchetError, KemAlgorithm, MAX_KEM_PUBLIC_LEN, PqxdhSession};
-    let identity = |k: &IdentityKeys| -> Result<Identity, String> {
-        Ok(Identity::from_secrets(Secret::new(arr(&k.sign_seed)?), Secret::new(arr(&k.dh_private)?)))
-    };
-    let (alice, bob) = (identity(&c.alice)?, identity(&c.bob)?);
+    let (alice, bob) = (real_identity(&c.alice)?, real_identity(&c.bob)?);
     let alg = KemAlgorithm::from_code(c.kem_prekey.alg).ok_or("unknown KEM")?;
     let pool_randomness = unhex(&c.pool_randomness)?;
     let mut rng = ReplayRng::new(&pool_randomness);
