@@ -13,10 +13,10 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use securemesh::{Permissions, Roles};
+use securemesh::Permissions;
 use securemesh_core::envelope::StorageKey;
 use securemesh_host::delivery::{DeliveryService, InProcess};
-use securemesh_host::demo::{TASK, WORKER};
+use securemesh_host::demo::{TASK, introduce};
 use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,15 +42,7 @@ async fn pair(dir: &std::path::Path, reachable: bool) -> Pair {
     let alpha = start("alpha", 1).await.unwrap();
     let bravo = start("bravo", 2).await.unwrap();
     for (a, b) in [(&alpha, &bravo), (&bravo, &alpha)] {
-        let identity = b.identity;
-        a.with(move |agent, _, _| {
-            let id = agent.add_peer_identity(&identity).unwrap();
-            agent.set_reachable(&id, reachable).unwrap();
-            agent.policy_mut().define_role(WORKER, Permissions::of(&[TASK])).unwrap();
-            agent.policy_mut().grant(id, Roles::of(&[WORKER])).unwrap();
-        })
-        .await
-        .unwrap();
+        introduce(a, b.identity, reachable, Permissions::of(&[TASK]), true).await.unwrap();
     }
     if !reachable {
         let bundle = delivery.take_bundle(bravo.peer_id).await.unwrap().unwrap();

@@ -39,6 +39,42 @@ pub const WORKER: Role = Role(0);
 /// How long a check waits for a delivery.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// `a` learns the peer of `identity`, sees it reachable or not, defines
+/// [`WORKER`] as `worker` and grants it to the peer if `grant`; returns
+/// the peer's id. How the demo, the tests and the benchmarks introduce
+/// their agents to each other.
+///
+/// ```no_run
+/// use securemesh::Permissions;
+/// use securemesh_host::demo::{TASK, introduce};
+/// use securemesh_host::runtime::AgentHandle;
+/// async fn meet(alpha: &AgentHandle, bravo: &AgentHandle) -> Result<(), securemesh_host::HostError> {
+///     introduce(alpha, bravo.identity, true, Permissions::of(&[TASK]), true).await?;
+///     introduce(bravo, alpha.identity, true, Permissions::of(&[TASK]), true).await?;
+///     Ok(())
+/// }
+/// ```
+pub async fn introduce(
+    a: &AgentHandle,
+    identity: PublicIdentity,
+    reachable: bool,
+    worker: Permissions,
+    grant: bool,
+) -> Result<PeerId, HostError> {
+    let id = a
+        .with(move |agent, _, _| -> Result<PeerId, securemesh::Error> {
+            let id = agent.add_peer_identity(&identity)?;
+            agent.set_reachable(&id, reachable)?;
+            agent.policy_mut().define_role(WORKER, worker)?;
+            if grant {
+                agent.policy_mut().grant(id, Roles::of(&[WORKER]))?;
+            }
+            Ok(id)
+        })
+        .await??;
+    Ok(id)
+}
+
 /// How to run the demo.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
@@ -262,17 +298,8 @@ impl Mesh {
     /// the worker role if `grant`.
     async fn introduce(&self, a: &str, b: &str, reachable: bool, grant: bool) -> Result<(), HostError> {
         let identity = *self.identities.get(b).ok_or_else(|| HostError::NotFound(format!("agent {b}")))?;
-        self.agent(a)?
-            .with(move |agent, _, _| -> Result<(), securemesh::Error> {
-                let id = agent.add_peer_identity(&identity)?;
-                agent.set_reachable(&id, reachable)?;
-                agent.policy_mut().define_role(WORKER, Permissions::of(&[TASK, TELEMETRY, REPLY]))?;
-                if grant {
-                    agent.policy_mut().grant(id, Roles::of(&[WORKER]))?;
-                }
-                Ok(())
-            })
-            .await??;
+        introduce(self.agent(a)?, identity, reachable, Permissions::of(&[TASK, TELEMETRY, REPLY]), grant)
+            .await?;
         Ok(())
     }
 

@@ -4,11 +4,11 @@
 //! state on stop.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use securemesh::{Permissions, Roles};
+use securemesh::Permissions;
 use securemesh_core::envelope::StorageKey;
 use securemesh_host::config::AgentFile;
 use securemesh_host::delivery::{DeliveryService, InProcess};
-use securemesh_host::demo::{REPLY, TASK, WORKER};
+use securemesh_host::demo::{REPLY, TASK, introduce};
 use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn, write_frame};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,15 +41,7 @@ async fn start(
 }
 
 async fn know(a: &AgentHandle, b: &AgentHandle) {
-    let identity = b.identity;
-    a.with(move |agent, _, _| {
-        let id = agent.add_peer_identity(&identity).unwrap();
-        agent.set_reachable(&id, true).unwrap();
-        agent.policy_mut().define_role(WORKER, Permissions::of(&[TASK, REPLY])).unwrap();
-        agent.policy_mut().grant(id, Roles::of(&[WORKER])).unwrap();
-    })
-    .await
-    .unwrap();
+    introduce(a, b.identity, true, Permissions::of(&[TASK, REPLY]), true).await.unwrap();
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Delivered>) -> Delivered {
