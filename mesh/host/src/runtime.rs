@@ -4,8 +4,13 @@
 //! - **Noise stream over TCP**: every envelope is one frame, a 4-byte
 //!   big-endian length and the bytes (at most
 //!   [`MAX_ENVELOPE_LEN`]; a
-//!   longer frame closes the connection). A connection is bound to the
-//!   peer whose envelope it carried and the agent accepted.
+//!   longer frame closes the connection). An envelope's sender field is
+//!   only a claim: an accepted connection is bound to a peer (and then
+//!   carries every direct transmit to it) only once that peer is
+//!   authenticated on it, by a message delivered from it, or by a Noise
+//!   handshake run on it that completed (XX) or is confirmed. Until then
+//!   the agent's handshake answers for a session go back on the
+//!   connection the session's messages came from, and nothing else does.
 //! - **Noise datagrams over UDP**: envelopes of datagram sessions
 //!   (session ids with [`DATAGRAM_SESSION`](securemesh::DATAGRAM_SESSION))
 //!   go over a UDP socket bound to the listener's port number, one
@@ -31,7 +36,9 @@ use crate::rng::OsRng;
 use crate::state::{flush, restore};
 use crate::store::FileStore;
 use securemesh::envelope::{Envelope, MAX_ENVELOPE_LEN};
-use securemesh::{ChannelKind, Counters, Delivery, Event, MessageKind, Metrics, PeerId, Route};
+use securemesh::{
+    ChannelKind, Counters, Delivery, Event, MessageKind, Metrics, PeerId, Route, SessionId, SessionKind,
+};
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::{Identity, PublicIdentity};
@@ -180,6 +187,10 @@ impl AgentOptions {
         }
     }
 }
+
+/// At most this many unauthenticated (sender, session) claims are
+/// remembered; beyond it an answer goes to the claimed peer's address.
+const MAX_CLAIMS: usize = 1024;
 
 type Job = Box<dyn FnOnce(&mut HostAgent, &mut OsRng, Instant) + Send>;
 
@@ -363,6 +374,7 @@ pub async fn spawn<D: DeliveryService>(
         status: Arc::clone(&status),
         conns: HashMap::new(),
         by_peer: HashMap::new(),
+        claimed: HashMap::new(),
         next_conn: 1 << 32,
         net_tx,
         counts: Status::default(),
@@ -473,7 +485,11 @@ struct Task<D> {
     app: mpsc::UnboundedSender<Delivered>,
     status: Arc<Mutex<Status>>,
     conns: HashMap<u64, (OwnedWriteHalf, AbortHandle)>,
+    /// Connections bound to an authenticated peer.
     by_peer: HashMap<PeerId, u64>,
+    /// The connection each (claimed sender, session) last arrived on,
+    /// not yet authenticated: only that session's answers go there.
+    claimed: HashMap<(PeerId, SessionId), u64>,
     next_conn: u64,
     net_tx: mpsc::UnboundedSender<Net>,
     counts: Status,
@@ -539,6 +555,7 @@ impl<D: DeliveryService> Task<D> {
                     Net::Closed { id } => {
                         self.conns.remove(&id);
                         self.by_peer.retain(|_, c| *c != id);
+                        self.claimed.retain(|_, c| *c != id);
                     }
                     Net::Frame { id, bytes } => self.input(&bytes, Some(id)).await?,
                     Net::Datagram { bytes } => self.input(&bytes, None).await?,
@@ -580,7 +597,11 @@ impl<D: DeliveryService> Task<D> {
         match result {
             Ok(r) => {
                 if let (Some(c), Ok(env)) = (conn, Envelope::parse(bytes)) {
-                    self.by_peer.insert(env.sender, c);
+                    match &r {
+                        // The channel authenticated the sender.
+                        Some(r) => self.bind(r.from, c),
+                        None => self.claim(env.sender, env.session, c),
+                    }
                 }
                 if let Some(r) = r {
                     let payload = out.get(..r.len).unwrap_or(&[]).to_vec();
@@ -601,6 +622,35 @@ impl<D: DeliveryService> Task<D> {
                 Ok(false)
             }
         }
+    }
+
+    /// Connection `c` carries authenticated peer `peer`: direct transmits
+    /// to it go there.
+    fn bind(&mut self, peer: PeerId, c: u64) {
+        self.by_peer.insert(peer, c);
+        self.claimed.retain(|(p, _), _| *p != peer);
+    }
+
+    /// Session `session`, claimed by `sender`, arrived on `c`: its
+    /// handshake answers go back there; bound when the session is
+    /// confirmed (a replayed IK message 0 never is).
+    fn claim(&mut self, sender: PeerId, session: SessionId, c: u64) {
+        if self.confirmed(sender, session) {
+            self.bind(sender, c);
+        } else if self.claimed.len() < MAX_CLAIMS || self.claimed.contains_key(&(sender, session)) {
+            self.claimed.insert((sender, session), c);
+        }
+    }
+
+    fn confirmed(&self, peer: PeerId, session: SessionId) -> bool {
+        // (A handshake under way reports `confirmed` too: only a
+        // transport's counts.)
+        self.agent.sessions().any(|i| {
+            i.peer == peer
+                && i.id == session
+                && i.confirmed
+                && matches!(i.kind, SessionKind::Noise | SessionKind::NoiseDatagram)
+        })
     }
 
     async fn fetch_mail(&mut self) -> Result<(), HostError> {
@@ -651,7 +701,15 @@ impl<D: DeliveryService> Task<D> {
         let mut republish = false;
         while let Some(e) = self.agent.poll_event() {
             match e {
-                Event::HandshakeComplete { peer, pattern, .. } => {
+                Event::HandshakeComplete { peer, pattern, session } => {
+                    // An XX handshake completes on the initiator's last
+                    // message, which proves its static key to our fresh
+                    // ephemeral; an IK one must also be confirmed.
+                    if let Some(c) = self.claimed.get(&(peer, session)).copied()
+                        && (pattern == ChannelKind::NoiseXx || self.confirmed(peer, session))
+                    {
+                        self.bind(peer, c);
+                    }
                     self.counts.handshakes = self.counts.handshakes.saturating_add(1);
                     tracing::info!(agent = %self.name, peer = %short(&peer), ?pattern, "handshake complete");
                 }
@@ -703,6 +761,18 @@ impl<D: DeliveryService> Task<D> {
     }
 
     async fn send_direct(&mut self, to: PeerId, bytes: &[u8]) {
+        // An answer in a session that came in on a connection not yet
+        // bound goes back on it (and nothing else does).
+        let session = Envelope::parse(bytes).ok().map(|e| e.session);
+        if let Some(id) = session.and_then(|s| self.claimed.get(&(to, s)).copied())
+            && let Some((w, _)) = self.conns.get_mut(&id)
+        {
+            if write_frame(w, bytes).await.is_err() {
+                self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+                tracing::warn!(agent = %self.name, peer = %short(&to), "connection lost; handshake answer dropped");
+            }
+            return;
+        }
         if !self.by_peer.contains_key(&to) {
             let addr = self.book.lock().ok().and_then(|b| b.get(&to).copied());
             let Some(addr) = addr else {
