@@ -671,12 +671,16 @@ impl<D: DeliveryService> Task<D> {
 
     /// Store, send, report.
     async fn step(&mut self) -> Result<(), HostError> {
-        self.flush()?;
         let mut buf = vec![0u8; MAX_ENVELOPE_LEN];
+        // poll_transmit holds back while a record is unstored, and
+        // handing out a transmit may mark one (a Welcome marks its
+        // group): store and send until neither has anything.
         loop {
+            let stored = self.flush()?;
             let t = match self.agent.poll_transmit(&mut buf) {
                 Ok(Some(t)) => t,
-                Ok(None) => break,
+                Ok(None) if stored == 0 => break,
+                Ok(None) => continue,
                 Err(e) => return Err(e.into()),
             };
             let bytes = buf.get(..t.len).unwrap_or(&[]).to_vec();
