@@ -1,15 +1,22 @@
 //! The runtime on loopback sockets: a peer sending garbage and a killed
 //! peer give clear errors (counted and logged) and lose nothing; the
 //! `agent` command's loop runs from a configuration file and stores its
-//! state on stop.
+//! state on stop; an envelope's sender field is a claim, so a connection
+//! is bound to a peer only once that peer is authenticated on it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use securemesh::Permissions;
+use securemesh::envelope::{Envelope, MAX_ENVELOPE_LEN};
 use securemesh_core::envelope::StorageKey;
+use securemesh_core::testing::TestRng;
+use securemesh_host::HostAgent;
 use securemesh_host::config::AgentFile;
 use securemesh_host::delivery::{DeliveryService, InProcess};
 use securemesh_host::demo::{REPLY, TASK, introduce};
-use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn, write_frame};
+use securemesh_host::runtime::{
+    AddressBook, AgentHandle, AgentOptions, Clock, Delivered, read_frame, spawn, write_frame,
+};
+use securemesh_ratchet::Identity;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +41,9 @@ async fn start(
     book: &AddressBook,
     app: &mpsc::UnboundedSender<Delivered>,
 ) -> AgentHandle {
-    let opts = AgentOptions::loopback(name, dir, securemesh::Config::default());
+    // Handshakes time out after 300 ms (a stranger's never completes).
+    let config = securemesh::Config { handshake_timeout_ms: 300, ..securemesh::Config::default() };
+    let opts = AgentOptions::loopback(name, dir, config);
     spawn(opts, StorageKey::new([key; 32]), Arc::clone(delivery), Arc::clone(book), app.clone())
         .await
         .unwrap()
@@ -186,5 +195,72 @@ fn the_agent_command_runs_from_its_file_and_stores_on_stop() {
     std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
     let err = securemesh_host::app::bundle_text(&file).unwrap_err().to_string();
     assert!(err.contains("another key"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An XX message 0 (only an ephemeral key: nothing authenticates its
+/// sender field) to `to`, its sender field set to `claimed`.
+fn xx_message_0(to: securemesh::PeerId, claimed: securemesh::PeerId) -> Vec<u8> {
+    let mut rng = TestRng::new(0x00c0_ffee_5eed);
+    let mut m = Box::new(HostAgent::new(
+        Identity::generate(&mut rng),
+        securemesh::Config::default(),
+        &mut rng,
+        Clock::wall(),
+    ));
+    m.add_peer(to).unwrap();
+    m.set_reachable(&to, true).unwrap();
+    let now = securemesh_core::Instant::from_millis(1);
+    m.send(&to, TASK, b"hello", now, &mut rng).unwrap();
+    let mut buf = vec![0u8; MAX_ENVELOPE_LEN];
+    let t = m.poll_transmit(&mut buf).unwrap().unwrap();
+    let env = Envelope::parse(&buf[..t.len]).unwrap();
+    assert_eq!(env.channel, securemesh::ChannelKind::NoiseXx);
+    let forged = Envelope { sender: claimed, ..env };
+    let mut out = vec![0u8; forged.encoded_len()];
+    let n = forged.encode(&mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+/// A stranger claims bravo's id with an XX message 0 on its own
+/// connection to alpha: alpha answers the handshake on that connection,
+/// but its next message to bravo still reaches the real bravo.
+#[test]
+fn a_claimed_sender_does_not_capture_the_peers_transmits() {
+    let dir = temp("claim");
+    rt().block_on(async {
+        let Pair { mut rx, alpha, bravo, .. } = pair(&dir).await;
+
+        let mut stranger = tokio::net::TcpStream::connect(alpha.addr).await.unwrap();
+        write_frame(&mut stranger, &xx_message_0(alpha.peer_id, bravo.peer_id)).await.unwrap();
+        // The handshake is answered where it came from.
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stranger))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let env = Envelope::parse(&answer).unwrap();
+        assert_eq!((env.channel, env.sender), (securemesh::ChannelKind::NoiseXx, alpha.peer_id));
+
+        // The stranger's handshake holds what alpha sends bravo until it
+        // times out (the mesh's rule); after that, a new one.
+        until(|| alpha.status().counters.handshakes_failed >= 1).await;
+        alpha.send(bravo.peer_id, TASK, b"for bravo only".to_vec()).await.unwrap();
+        let d = next(&mut rx).await;
+        assert_eq!(
+            (d.to.as_str(), d.from, d.payload.as_slice()),
+            ("bravo", alpha.peer_id, &b"for bravo only"[..])
+        );
+        // Nothing more went to the stranger.
+        let more = tokio::time::timeout(Duration::from_millis(100), read_frame(&mut stranger)).await;
+        assert!(more.is_err(), "the stranger got {more:?}");
+        // And the genuine pair still talks both ways.
+        bravo.send(alpha.peer_id, REPLY, b"got it".to_vec()).await.unwrap();
+        let d = next(&mut rx).await;
+        assert_eq!((d.to.as_str(), d.payload.as_slice()), ("alpha", &b"got it"[..]));
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
