@@ -86,6 +86,7 @@ pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod outbox;
 pub mod rng;
 pub mod runtime;
 pub mod state;

@@ -18,7 +18,8 @@
 //! - **Groups**: a [`Delivery::Group`] transmit goes to every member
 //!   (the sender too) through [`DeliveryService::deposit_group`].
 //! - **Mailbox**: transmits for [`Delivery::Mailbox`] go to the
-//!   [`DeliveryService`]; the task fetches its own mailbox, hands each
+//!   [`DeliveryService`] (through the [`Outbox`] file: retried, and
+//!   re-sent after a restart, until the service takes them); the task fetches its own mailbox, hands each
 //!   envelope to the agent, stores the state it left and only then
 //!   acknowledges it.
 //! - **Persistence rule**: after every call into the agent, every
@@ -32,6 +33,7 @@
 use crate::HostAgent;
 use crate::delivery::DeliveryService;
 use crate::error::HostError;
+use crate::outbox::{Outbox, Pending};
 use crate::rng::OsRng;
 use crate::state::{flush, restore};
 use crate::store::FileStore;
@@ -188,6 +190,12 @@ impl AgentOptions {
     }
 }
 
+/// Attempts at one deposit before it waits in the outbox for the next
+/// mailbox poll, and the pause after the first failed one (doubled after
+/// each).
+const DEPOSIT_ATTEMPTS: u32 = 3;
+const DEPOSIT_BACKOFF: Duration = Duration::from_millis(20);
+
 /// At most this many unauthenticated (sender, session) claims are
 /// remembered; beyond it an answer goes to the claimed peer's address.
 const MAX_CLAIMS: usize = 1024;
@@ -340,6 +348,7 @@ pub async fn spawn<D: DeliveryService>(
 ) -> Result<AgentHandle, HostError> {
     let mut rng = OsRng::new()?;
     let (agent, store, restored) = open(&opts, key, &mut rng)?;
+    let outbox = Outbox::open(&store.dir().join("outbox"))?;
     let listener = TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     // Datagrams on the same port number over UDP: one address per agent.
@@ -378,6 +387,7 @@ pub async fn spawn<D: DeliveryService>(
         next_conn: 1 << 32,
         net_tx,
         counts: Status::default(),
+        outbox,
         accept,
         udp,
         udp_reader,
@@ -493,6 +503,8 @@ struct Task<D> {
     next_conn: u64,
     net_tx: mpsc::UnboundedSender<Net>,
     counts: Status,
+    /// Envelopes for the delivery service not yet accepted by it.
+    outbox: Outbox,
     /// The listener's accept loop.
     accept: AbortHandle,
     /// The datagram socket and its reader.
@@ -560,7 +572,10 @@ impl<D: DeliveryService> Task<D> {
                     Net::Frame { id, bytes } => self.input(&bytes, Some(id)).await?,
                     Net::Datagram { bytes } => self.input(&bytes, None).await?,
                 },
-                _ = mail.tick() => self.fetch_mail().await?,
+                _ = mail.tick() => {
+                    self.drain_outbox().await?;
+                    self.fetch_mail().await?;
+                }
                 () = timer => {
                     let now = self.clock.now();
                     self.agent.handle_timeout(now, &mut self.rng);
@@ -568,6 +583,54 @@ impl<D: DeliveryService> Task<D> {
             }
             self.step().await?;
         }
+    }
+
+    /// Hand `p` to the delivery service: first into the outbox file (the
+    /// stored state already counts it as sent), then deposited with what
+    /// waits before it, in order.
+    async fn deposit(&mut self, p: Pending) -> Result<(), HostError> {
+        if let Err(e) = self.outbox.push(p) {
+            self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+            tracing::error!(agent = %self.name, error = %e, "envelope for the delivery service dropped");
+            return Ok(());
+        }
+        self.drain_outbox().await
+    }
+
+    /// Deposit what waits in the outbox, oldest first, each tried
+    /// [`DEPOSIT_ATTEMPTS`] times with a doubling pause; at the first that
+    /// still fails, stop (it is tried again at the next mailbox poll).
+    async fn drain_outbox(&mut self) -> Result<(), HostError> {
+        while let Some(p) = self.outbox.entries().first().cloned() {
+            let mut pause = DEPOSIT_BACKOFF;
+            let mut attempt = 1;
+            loop {
+                let r = if p.group {
+                    self.delivery.deposit_group(p.to.clone(), p.envelope.clone()).await
+                } else {
+                    match p.to.first() {
+                        Some(to) => self.delivery.deposit(*to, p.envelope.clone()).await.map(|_| ()),
+                        None => Ok(()),
+                    }
+                };
+                match r {
+                    Ok(()) => break,
+                    Err(e) if attempt >= DEPOSIT_ATTEMPTS => {
+                        self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+                        tracing::warn!(agent = %self.name, error = %e, waiting = self.outbox.entries().len(), "deposit failed; kept in the outbox");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::debug!(agent = %self.name, error = %e, attempt, "deposit failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = pause.saturating_mul(2);
+                        attempt += 1;
+                    }
+                }
+            }
+            self.outbox.pop_front()?;
+        }
+        Ok(())
     }
 
     fn set_running(&self, running: bool) {
@@ -688,13 +751,13 @@ impl<D: DeliveryService> Task<D> {
             #[allow(unreachable_patterns)]
             match t.delivery {
                 Delivery::Mailbox => {
-                    self.delivery.deposit(t.to, bytes).await?;
+                    self.deposit(Pending { group: false, to: vec![t.to], envelope: bytes }).await?
                 }
                 Delivery::Direct if is_datagram(&bytes) => self.send_datagram(t.to, &bytes).await,
                 Delivery::Direct => self.send_direct(t.to, &bytes).await,
                 Delivery::Group(g) => {
-                    let members: Vec<PeerId> = self.agent.group_members(g).collect();
-                    self.delivery.deposit_group(members, bytes).await?;
+                    let to: Vec<PeerId> = self.agent.group_members(g).collect();
+                    self.deposit(Pending { group: true, to, envelope: bytes }).await?;
                 }
                 other => {
                     self.counts.send_failures = self.counts.send_failures.saturating_add(1);

@@ -15,7 +15,10 @@
 //! never a torn one. The record is written before the ledger: a crash
 //! between the two leaves a record newer than the ledger, which restore
 //! accepts; the other order would leave an older record than the ledger
-//! says, refused as a rollback, i.e. a lost state.
+//! says, refused as a rollback, i.e. a lost state. (A crash between the
+//! first file of a new record and its ledger line leaves a file the
+//! ledger does not list: refused, naming it, since its generation cannot
+//! be checked.)
 //!
 //! The ledger detects a record file replaced by an older copy. Whoever
 //! can roll back the ledger too can roll back everything: keep it on
@@ -63,6 +66,10 @@ pub enum StoreError {
     LedgerMissing(PathBuf),
     /// The ledger names a record whose file is gone.
     RecordMissing(PathBuf),
+    /// The outbox file is not in its format.
+    BadOutbox(PathBuf),
+    /// The outbox holds its maximum of envelopes.
+    OutboxFull(PathBuf),
     /// A record file the ledger does not list: its generation cannot be
     /// checked (a file copied in, or a save that crashed between the
     /// record and the ledger; move the file away to start without it).
@@ -93,6 +100,8 @@ impl fmt::Display for StoreError {
             StoreError::RecordMissing(p) => {
                 write!(f, "the generation ledger names {}, which is missing", p.display())
             }
+            StoreError::BadOutbox(p) => write!(f, "outbox {} is malformed", p.display()),
+            StoreError::OutboxFull(p) => write!(f, "outbox {} is full", p.display()),
             StoreError::Unlisted(p) => write!(
                 f,
                 "state record {} is not listed in the generation ledger: refusing to restore it unchecked",

@@ -264,3 +264,49 @@ fn a_claimed_sender_does_not_capture_the_peers_transmits() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A deposit the delivery service refuses (bravo's mailbox is full) does
+/// not stop alpha or lose the message: it waits in alpha's outbox file,
+/// survives alpha's crash, and is deposited once the mailbox has room.
+#[test]
+fn a_refused_deposit_waits_in_the_outbox_across_a_crash() {
+    let dir = temp("outbox");
+    rt().block_on(async {
+        let delivery = Arc::new(InProcess::new(1));
+        let book = AddressBook::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let alpha = start(&dir, "alpha", 1, &delivery, &book, &tx).await;
+        let bravo = start(&dir, "bravo", 2, &delivery, &book, &tx).await;
+        know(&alpha, &bravo).await;
+        know(&bravo, &alpha).await;
+        let bravo_id = bravo.peer_id;
+        bravo.kill().await;
+        let bundle = delivery.take_bundle(bravo_id).await.unwrap().unwrap();
+        alpha
+            .with(move |a, _, _| {
+                a.set_peer_bundle(&bundle).unwrap();
+                a.set_reachable(&bravo_id, false).unwrap();
+            })
+            .await
+            .unwrap();
+        alpha.send(bravo_id, TASK, b"one".to_vec()).await.unwrap();
+        alpha.send(bravo_id, TASK, b"two".to_vec()).await.unwrap();
+        until(|| alpha.status().send_failures >= 1).await;
+        let outbox = dir.join("alpha").join("outbox");
+        let waiting = securemesh_host::outbox::Outbox::open(&outbox).unwrap();
+        assert_eq!(waiting.entries().len(), 1, "two waits");
+        assert_eq!(delivery.pending(&bravo_id), 1, "one deposited");
+        // Alpha still runs, then crashes.
+        alpha.with(|_, _, _| ()).await.unwrap();
+        alpha.kill().await;
+
+        let alpha = start(&dir, "alpha", 1, &delivery, &book, &tx).await;
+        let bravo = start(&dir, "bravo", 2, &delivery, &book, &tx).await;
+        assert_eq!(next(&mut rx).await.payload, b"one");
+        assert_eq!(next(&mut rx).await.payload, b"two");
+        until(|| securemesh_host::outbox::Outbox::open(&outbox).unwrap().entries().is_empty()).await;
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
