@@ -956,7 +956,13 @@ impl Sim {
         let mut out = [0u8; 2048];
         let r = c.clone.handle_input(bytes, &mut out, Instant(self.now), &mut c.rng);
         while c.clone.poll_persist(&mut self.rec_buf, &mut c.rng).unwrap().is_some() {}
-        while c.clone.poll_event().is_some() {}
+        // A clone holding no session with the sender answers an unknown
+        // session by re-establishing (`Ok(None)`): it read nothing.
+        let mut reestablished = false;
+        while let Some(e) = c.clone.poll_event() {
+            reestablished |= matches!(e, Event::ReestablishRequested { .. });
+        }
+        let r = if reestablished { Err(Error::UnknownSession) } else { r };
         let mut t = [0u8; 2048];
         while c.clone.poll_transmit(&mut t).unwrap().is_some() {}
         if healed && initial {
