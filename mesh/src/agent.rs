@@ -96,6 +96,12 @@ pub const EVENT_SLOTS: usize = 16;
 /// encrypted static 48, encrypted 128-byte identity 144) in its envelope.
 pub const MIN_BYTES: usize = HEADER_LEN + 32 + (32 + TAG_LEN) + (PublicIdentity::LEN + TAG_LEN);
 
+/// The plaintext of the control message that opens a re-established
+/// ratchet session (see [`Event::ReestablishRequested`]): one byte of a
+/// reserved kind, so it is never an application message; it is never
+/// delivered nor checked against the policy.
+const REESTABLISH: [u8; 1] = [0xFF];
+
 /// Bytes a Noise transport message adds to the plaintext (kind byte and tag).
 const NOISE_MESSAGE_OVERHEAD: usize = 1 + TAG_LEN;
 
@@ -280,6 +286,31 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
         /// The session.
+        session: SessionId,
+    },
+    /// A ratchet message from `peer` named a session this agent does not
+    /// hold, and it holds no ratchet session with `peer` at all (its
+    /// state was lost: a restart from older records, or a fresh agent of
+    /// the same identity): so the agent opened a new session to `peer`
+    /// from its bundle and queued an empty control message on it (through
+    /// the mailbox), which makes the peer send on the new session. The
+    /// undecryptable message is lost. See [`Agent::handle_input`].
+    ReestablishRequested {
+        /// The peer.
+        peer: PeerId,
+        /// The session the agent opened.
+        session: SessionId,
+        /// The session id the peer's message named.
+        unknown: SessionId,
+    },
+    /// `peer` lost its state of our ratchet session and opened `session`
+    /// to replace it ([`Event::ReestablishRequested`] at its end): the
+    /// agent sends to `peer` on `session` from now on. Messages sent
+    /// earlier on the old session and not yet read are lost at the peer.
+    SessionReestablished {
+        /// The peer.
+        peer: PeerId,
+        /// The new session.
         session: SessionId,
     },
     /// The agent is a member of `group` now: it created it (epoch 0) or
@@ -1233,7 +1264,56 @@ impl<
         rest.copy_from_slice(payload);
         let result = self.ratchet_encrypt(i, peer, channel, plain, now, rng);
         self.scratch.fill(0);
-        result
+        result?;
+        self.metrics.ratchet.sent = self.metrics.ratchet.sent.saturating_add(1);
+        Ok(())
+    }
+
+    /// `peer` sent on a session we do not hold: if we hold no ratchet
+    /// session with it at all (our state was lost), know its bundle and
+    /// let it open sessions, open a new session from the bundle with the
+    /// [`REESTABLISH`] control message, so the peer moves to it
+    /// ([`Event::ReestablishRequested`]); `Ok(None)`. Otherwise
+    /// [`Error::UnknownSession`] and nothing changed.
+    ///
+    /// The envelope's sender is not authenticated (it could not be
+    /// decrypted), so a forger can trigger this. What bounds it: only an
+    /// agent with no ratchet session with `peer` answers, and the answer
+    /// leaves one (persisted before its message is released), so every
+    /// later unknown session from `peer` is refused, across restarts too;
+    /// and the X3DH spends the stored bundle, so the peer's one-time
+    /// prekeys are used at most once per bundle the host supplied.
+    fn reestablish<R: CryptoRng + ?Sized>(
+        &mut self,
+        peer: &PeerId,
+        unknown: SessionId,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<Option<Received>, Error> {
+        let has_session =
+            self.sessions.iter().flatten().any(|e| e.peer == *peer && matches!(e.state, State::Ratchet(_)));
+        let bundle_known = self.directory.get(peer).is_some_and(|p| p.bundle().is_some());
+        if has_session || !bundle_known || !self.may_open(peer) {
+            return Err(Error::UnknownSession);
+        }
+        let [i] = self.free_slots::<1>()?;
+        let staged = self.scratch.get_mut(..REESTABLISH.len()).ok_or(Error::QueueFull)?;
+        staged.copy_from_slice(&REESTABLISH);
+        let result = self.ratchet_encrypt(i, peer, Channel::RatchetX3dh, REESTABLISH.len(), now, rng);
+        self.scratch.fill(0);
+        result?;
+        let session = self
+            .sessions
+            .iter()
+            .flatten()
+            .filter(|e| e.peer == *peer && matches!(e.state, State::Ratchet(_)))
+            .map(|e| e.id)
+            .next()
+            .ok_or(Error::UnknownSession)?;
+        self.metrics.ratchet.failures = self.metrics.ratchet.failures.saturating_add(1);
+        self.metrics.reestablish_requested = self.metrics.reestablish_requested.saturating_add(1);
+        self.events.push(Event::ReestablishRequested { peer: *peer, session, unknown });
+        Ok(None)
     }
 
     /// Encrypt `scratch[..plain]` for `peer` into slot `i` (a new session
@@ -1306,7 +1386,6 @@ impl<
         if let Some(si) = target {
             self.session_changed(si);
         }
-        self.metrics.ratchet.sent = self.metrics.ratchet.sent.saturating_add(1);
         self.commit_slot(i, *peer, Delivery::Mailbox, add(HEADER_LEN, n)?);
         Ok(())
     }
@@ -1824,9 +1903,22 @@ impl<
     /// Handle one envelope received from a peer or its mailbox. A
     /// delivered payload is written to `out[..len]` and returned (and
     /// reported as [`Event::Received`]); `Ok(None)` means the envelope was
-    /// handshake traffic, or was refused by the policy or the identity
-    /// check (then reported as [`Event::Denied`] or [`Event::AuthFailed`],
-    /// counted, and `out` holds no plaintext).
+    /// handshake traffic, a heartbeat, or was refused by the policy or the
+    /// identity check (then reported as [`Event::Denied`] or
+    /// [`Event::AuthFailed`], counted, and `out` holds no plaintext).
+    ///
+    /// **Lost ratchet state.** A ratchet message on a session this agent
+    /// does not hold fails with [`Error::UnknownSession`], except when
+    /// the agent holds no ratchet session with its sender at all, has the
+    /// sender's bundle and the policy knows it: then its state was lost,
+    /// and it answers by opening a new session to the sender from the
+    /// bundle, with a control message (never delivered) that moves the
+    /// sender onto it: `Ok(None)` and [`Event::ReestablishRequested`]
+    /// (the message itself is lost). The sender's agent reports
+    /// [`Event::SessionReestablished`] and sends on the new session.
+    /// Since an agent that re-established holds a session with that peer,
+    /// forged envelopes cause at most one re-establishment per lost state
+    /// (and per bundle).
     ///
     /// `out` needs the ciphertext's length (less the tag). An error
     /// changes nothing, except a Noise handshake message that fails to
@@ -1900,6 +1992,14 @@ impl<
             self.deny(from, DenyReason::Malformed, channel);
             return None;
         };
+        if matches!(channel, ChannelKind::RatchetInitial | ChannelKind::RatchetMessage)
+            && *plain == REESTABLISH
+        {
+            // A re-establishment's control message on a session we hold
+            // already: it carries nothing to deliver.
+            plain.fill(0);
+            return None;
+        }
         let kind = MessageKind(k);
         if let Err(d) = self.policy.check(&from, kind) {
             plain.fill(0);
@@ -2184,7 +2284,7 @@ impl<
             // every reply steps the DH ratchet the other side uses. A
             // heartbeat (empty) does not promote: it keeps an idle session
             // alive, not the conversation on it.
-            if n > 0 {
+            if n > 0 && out.get(..n) != Some(&REESTABLISH[..]) {
                 let order = self.next_order();
                 if let Some(Some(e)) = self.sessions.get_mut(si) {
                     e.order = order;
@@ -2194,7 +2294,7 @@ impl<
             return Ok(self.deliver(peer, env.channel, out, n));
         }
         if !initial {
-            return Err(Error::UnknownSession);
+            return self.reestablish(&peer, env.session, now, rng);
         }
         if !self.may_open(&peer) {
             self.deny(peer, DenyReason::UnknownPeer, env.channel);
@@ -2233,6 +2333,14 @@ impl<
             });
         }
         self.session_changed(si);
+        if out.get(..n) == Some(&REESTABLISH[..]) {
+            // The peer lost our old session and opened this one to
+            // replace it: it is the newest, so we send on it from now on.
+            out.get_mut(..n).unwrap_or_default().fill(0);
+            self.metrics.reestablish_accepted = self.metrics.reestablish_accepted.saturating_add(1);
+            self.events.push(Event::SessionReestablished { peer, session: env.session });
+            return Ok(None);
+        }
         Ok(self.deliver(peer, ChannelKind::RatchetInitial, out, n))
     }
 }

@@ -97,14 +97,19 @@
 //! a replayed one is refused), checked against the policy like every
 //! message; never to a mailbox, never persisted.
 //!
-//! **Not yet**: re-establishing a *ratchet* session whose state one side
-//! lost (today the other side's messages fail with
-//! [`Error::UnknownSession`] and the host must hand the sender a fresh
-//! bundle; Noise sessions re-establish by themselves); persisting the
-//! transmit queue (a message not yet handed out by `poll_transmit` when
-//! the process dies is lost, its ratchet number skipped); golden files and
-//! a fuzz target for the mesh records (they belong to `test-vectors/` and
-//! `fuzz/`); hybrid post-quantum suites ([`PqStatus::Hybrid`] is ready).
+//! **Re-establishment**: an agent that lost its ratchet state with a
+//! peer (restarted from records without the session, or a new agent of
+//! the same identity) answers the peer's next message, which it cannot
+//! decrypt, by opening a new session from the peer's bundle with a
+//! control message; the peer moves to it
+//! ([`Event::ReestablishRequested`], [`Event::SessionReestablished`];
+//! see [`Agent::handle_input`]). Noise sessions re-establish by
+//! themselves.
+//!
+//! **Not yet**: persisting the transmit queue (a message not yet handed
+//! out by `poll_transmit` when the process dies is lost, its ratchet
+//! number skipped); hybrid post-quantum suites ([`PqStatus::Hybrid`] is
+//! ready).
 //!
 //! ## Two agents
 //!

@@ -88,6 +88,12 @@ pub struct Metrics {
     pub prekey_refills: u64,
     /// Signed prekey rotations.
     pub signed_prekey_rotations: u64,
+    /// Ratchet sessions this agent opened because a peer sent on a
+    /// session it had lost ([`Event::ReestablishRequested`](crate::Event::ReestablishRequested)).
+    pub reestablish_requested: u64,
+    /// Ratchet sessions a peer opened to replace one it had lost
+    /// ([`Event::SessionReestablished`](crate::Event::SessionReestablished)).
+    pub reestablish_accepted: u64,
     /// Records handed out by `poll_persist`.
     pub records_persisted: u64,
     /// Post-quantum status of the Noise channel.

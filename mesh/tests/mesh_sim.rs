@@ -315,6 +315,11 @@ struct Host {
     /// Handshakes and unconfirmed transports dropped in the current call:
     /// (peer, session, messages dropped with it).
     dropped_now: Vec<(usize, securemesh::SessionId, usize)>,
+    /// Ratchet sessions re-established in the current call (an envelope
+    /// named a session unknown to an agent holding none with its claimed
+    /// sender): (peer, new session), whose control message is among the
+    /// call's transmits.
+    controls_now: Vec<(usize, securemesh::SessionId)>,
 }
 
 /// The stolen state of one agent and how far its sessions healed.
@@ -383,6 +388,9 @@ struct Stats {
     /// `Denied { NotPermitted }` events of calls the host stored.
     denied_events: u64,
     heartbeats_received: u64,
+    /// `ReestablishRequested` / `SessionReestablished` events.
+    reestablish_requested: u64,
+    reestablish_accepted: u64,
     /// The agents' own metrics, summed over every incarnation.
     metrics: Totals,
     groups: GroupStats,
@@ -529,6 +537,7 @@ impl Sim {
                 stale: [false; N],
                 waiting: Vec::new(),
                 dropped_now: Vec::new(),
+                controls_now: Vec::new(),
                 newest: [None; N],
             });
         }
@@ -726,6 +735,13 @@ impl Sim {
                         .or_default() += 1
                 }
                 Event::HeartbeatSent { .. } => self.stats.heartbeats += 1,
+                Event::ReestablishRequested { peer, session, .. } => {
+                    self.stats.reestablish_requested += 1;
+                    if let Some(b) = self.ids.iter().position(|i| *i == peer) {
+                        self.hosts[a].controls_now.push((b, session));
+                    }
+                }
+                Event::SessionReestablished { .. } => self.stats.reestablish_accepted += 1,
                 Event::CommitDiscarded { .. } => self.stats.groups.discarded += 1,
                 _ => {}
             }
@@ -833,15 +849,29 @@ impl Sim {
                         sent_msg = true;
                         Some(m)
                     }
-                    _ => None, // a heartbeat
+                    _ => None, // a heartbeat or a re-establishment's control message
                 }
+            };
+            // A re-establishment's control message carries one byte.
+            let control = !direct && msg.is_none() && {
+                let c = &mut self.hosts[a].controls_now;
+                c.iter().position(|x| *x == (b, env.session)).map(|i| c.remove(i)).is_some()
             };
             if let Some(m) = msg {
                 self.ck(self.msgs[m as usize].to == b, || format!("message {m} mapped to the wrong peer"));
             }
             if !direct {
                 // No message key is ever used twice, crashes included.
-                let key_n = ratchet_key_and_n(&env, if msg.is_some() { 1 + PAYLOAD } else { 0 });
+                let key_n = ratchet_key_and_n(
+                    &env,
+                    if msg.is_some() {
+                        1 + PAYLOAD
+                    } else if control {
+                        1
+                    } else {
+                        0
+                    },
+                );
                 let fresh = self.stats.wire_keys.insert(key_n);
                 self.ck(fresh, || format!("agent {a}: a ratchet message key used twice"));
                 self.upload(a, b, bytes, msg);
@@ -921,7 +951,13 @@ impl Sim {
         let mut out = [0u8; 2048];
         let r = c.clone.handle_input(bytes, &mut out, Instant(self.now), &mut c.rng);
         while c.clone.poll_persist(&mut self.rec_buf, &mut c.rng).unwrap().is_some() {}
-        while c.clone.poll_event().is_some() {}
+        // A clone holding no session with the sender answers an unknown
+        // session by re-establishing (`Ok(None)`): it read nothing.
+        let mut reestablished = false;
+        while let Some(e) = c.clone.poll_event() {
+            reestablished |= matches!(e, Event::ReestablishRequested { .. });
+        }
+        let r = if reestablished { Err(Error::UnknownSession) } else { r };
         let mut t = [0u8; 2048];
         while c.clone.poll_transmit(&mut t).unwrap().is_some() {}
         if healed && initial {
@@ -983,6 +1019,7 @@ impl Sim {
             self.msgs[m as usize].status = Status::Lost(Loss::SenderCrash);
         }
         self.hosts[a].dropped_now.clear();
+        self.hosts[a].controls_now.clear();
         self.hosts[a].newest = [None; N];
         // Its connections are reset: what is in flight either way is lost.
         for &b in &self.neighbors[a].clone() {
@@ -1154,7 +1191,10 @@ impl Sim {
         let now = self.instant();
         let h = &mut self.hosts[to];
         let r = h.agent.as_mut().unwrap().handle_input(bytes, &mut out, now, &mut h.rng);
+        let accepted = self.stats.reestablish_accepted;
         let (stored, not_permitted) = self.finish(to, Ctx::Input);
+        // The control message of a peer's re-establishment (not a heartbeat).
+        let control = self.stats.reestablish_accepted > accepted;
         let channel = Envelope::parse(bytes).unwrap().channel;
         match r {
             Ok(Some(rec)) => {
@@ -1205,7 +1245,11 @@ impl Sim {
                     }
                 } else {
                     self.ck(not_permitted == 0, || format!("agent {to}: a denial without a message"));
-                    if stored && channel != ChannelKind::NoiseIk && channel != ChannelKind::NoiseXx {
+                    if stored
+                        && !control
+                        && channel != ChannelKind::NoiseIk
+                        && channel != ChannelKind::NoiseXx
+                    {
                         self.stats.heartbeats_received += 1;
                     }
                 }
@@ -2037,6 +2081,10 @@ fn sixteen_agents_under_faults_keep_every_invariant() {
         s.heartbeats,
         s.heartbeats_received,
         s.wire_keys.len()
+    );
+    println!(
+        "  ratchet sessions re-established: requested {} (by agents holding none with the claimed sender), accepted {}",
+        s.reestablish_requested, s.reestablish_accepted
     );
     println!(
         "  agents' metrics (all incarnations): noise sent/received/failures/denied {:?}, ratchet sent/received/failures/denied/heartbeats sent/received {:?}, handshakes completed {} (latency max {} ms), ratchet steps {}, records persisted {}, prekey refills {}",

@@ -10,7 +10,7 @@ use common::{T0, TASK, WALL, WORKER};
 use securemesh::envelope::Envelope;
 use securemesh::{
     ChannelKind, Config, DefaultAgent, Delivery, Error, Event, PeerId, Permissions, PqStatus, RecordId,
-    Roles, SessionKind,
+    Roles, SessionId, SessionKind,
 };
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::testing::TestRng;
@@ -709,4 +709,183 @@ proptest::proptest! {
         alice.handle_input(&e1[0].2, &mut out, T0, &mut ra).unwrap().unwrap();
         proptest::prop_assert_eq!(&out[..5], b"reply");
     }
+}
+
+/// A ratchet envelope from `sender` on session `session` whose body no
+/// session decrypts (what a forger can send: the sender is not
+/// authenticated before decryption).
+fn forged(sender: PeerId, session: u64) -> Vec<u8> {
+    let body = [securemesh_ratchet::MSG_INITIAL ^ 0x80; 96];
+    let env =
+        Envelope { channel: ChannelKind::RatchetMessage, sender, session: SessionId(session), body: &body };
+    let mut out = vec![0u8; env.encoded_len()];
+    let n = env.encode(&mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+/// Alice's encoded bundle.
+fn bundle_of(a: &DefaultAgent) -> Vec<u8> {
+    let mut b = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let n = a.bundle(&mut b).unwrap();
+    b[..n].to_vec()
+}
+
+/// Bob loses his ratchet session with Alice (restored from his agent
+/// record alone): Alice's next message fails at his end, so he opens a
+/// new session from her bundle with a control message; Alice moves to
+/// it, and the conversation goes on both ways. Neither side delivers the
+/// control message; both report the re-establishment.
+#[test]
+fn a_lost_ratchet_session_is_reestablished() {
+    let (mut alice, mut ra, mut bob, mut rb) = mailbox_pair(0x5b01);
+    let (alice_id, bob_id) = (alice.peer_id(), bob.peer_id());
+    let (mut sa, mut sb) = (Store::default(), Store::default());
+    let mut out = [0u8; 2048];
+    bob.set_peer_bundle(&bundle_of(&alice)).unwrap();
+    alice.send(&bob_id, TASK, b"first", T0, &mut ra).unwrap();
+    sa.drain(&mut alice, &mut ra);
+    let m = transmits(&mut alice);
+    let r = bob.handle_input(&m[0].2, &mut out, T0, &mut rb).unwrap().unwrap();
+    assert_eq!(&out[..r.len], b"first");
+    bob.send(&alice_id, TASK, b"ack", T0, &mut rb).unwrap();
+    sb.drain(&mut bob, &mut rb);
+    let m = transmits(&mut bob);
+    assert!(alice.handle_input(&m[0].2, &mut out, T0, &mut ra).unwrap().is_some());
+    let old = alice.sessions().find(|s| s.kind == SessionKind::Ratchet).unwrap().id;
+
+    // Bob's session record is lost; his agent record (with Alice's bundle) is not.
+    let mut lost = sb.clone();
+    lost.records.retain(|id, _| *id == RecordId::Agent);
+    bob = lost.restore(2);
+    assert_eq!(bob.sessions().count(), 0);
+    events(&mut alice);
+
+    alice.send(&bob_id, TASK, b"lost", T0, &mut ra).unwrap();
+    sa.drain(&mut alice, &mut ra);
+    let stale = transmits(&mut alice).remove(0).2;
+    assert_eq!(Envelope::parse(&stale).unwrap().session, old);
+    assert_eq!(bob.handle_input(&stale, &mut out, T0, &mut rb), Ok(None));
+    let ev = events(&mut bob);
+    let new = bob.sessions().find(|s| s.kind == SessionKind::Ratchet).unwrap().id;
+    assert_ne!(new, old);
+    assert!(ev.contains(&Event::ReestablishRequested { peer: alice_id, session: new, unknown: old }));
+    assert!(!ev.iter().any(|e| matches!(e, Event::Received { .. })));
+    // Persisted before it is released.
+    assert_eq!(transmits(&mut bob), []);
+    assert!(lost.drain(&mut bob, &mut rb) > 0);
+    let control = transmits(&mut bob);
+    assert_eq!(control.len(), 1);
+    assert_eq!((control[0].0, control[0].1), (alice_id, Delivery::Mailbox));
+    let env = Envelope::parse(&control[0].2).unwrap();
+    assert_eq!((env.channel, env.session), (ChannelKind::RatchetInitial, new));
+
+    assert_eq!(alice.handle_input(&control[0].2, &mut out, T0, &mut ra), Ok(None));
+    let ev = events(&mut alice);
+    assert!(ev.contains(&Event::SessionReestablished { peer: bob_id, session: new }));
+    assert!(!ev.iter().any(|e| matches!(e, Event::Received { .. })));
+
+    // Alice sends on the new session from now on, and Bob answers on it.
+    for text in [&b"again"[..], b"and again"] {
+        alice.send(&bob_id, TASK, text, T0, &mut ra).unwrap();
+        sa.drain(&mut alice, &mut ra);
+        let m = transmits(&mut alice);
+        assert_eq!(Envelope::parse(&m[0].2).unwrap().session, new);
+        let r = bob.handle_input(&m[0].2, &mut out, T0, &mut rb).unwrap().unwrap();
+        assert_eq!((r.from, &out[..r.len]), (alice_id, text));
+    }
+    bob.send(&alice_id, TASK, b"reply", T0, &mut rb).unwrap();
+    lost.drain(&mut bob, &mut rb);
+    let m = transmits(&mut bob);
+    let r = alice.handle_input(&m[0].2, &mut out, T0, &mut ra).unwrap().unwrap();
+    assert_eq!((r.from, &out[..r.len]), (bob_id, &b"reply"[..]));
+
+    // The stale message again (the mailbox duplicated it): Bob holds a
+    // session with Alice now, so it only fails, changing nothing.
+    events(&mut bob);
+    assert_eq!(bob.handle_input(&stale, &mut out, T0, &mut rb), Err(Error::UnknownSession));
+    assert!(events(&mut bob).is_empty() && !bob.persist_pending() && bob.queued() == 0);
+
+    let (mb, ma) = (bob.metrics(), alice.metrics());
+    assert_eq!((mb.reestablish_requested, mb.reestablish_accepted), (1, 0));
+    assert_eq!((ma.reestablish_requested, ma.reestablish_accepted), (0, 1));
+    assert_eq!(mb.ratchet.failures, 2, "the stale message, twice");
+    assert_eq!(mb.ratchet.sent, 1, "the control message is not an application message");
+    assert_eq!(ma.ratchet.received, 2, "ack and reply");
+}
+
+/// An envelope naming an unknown session, claiming a peer Bob holds a
+/// ratchet session with, is a forgery or an old session: it fails and
+/// changes nothing (the bundle stays, no session, no transmit).
+#[test]
+fn an_unknown_session_with_a_live_session_changes_nothing() {
+    let (mut alice, mut ra, mut bob, mut rb) = mailbox_pair(0x5b02);
+    let alice_id = alice.peer_id();
+    let mut out = [0u8; 2048];
+    bob.set_peer_bundle(&bundle_of(&alice)).unwrap();
+    alice.send(&bob.peer_id(), TASK, b"hello", T0, &mut ra).unwrap();
+    let mut sa = Store::default();
+    sa.drain(&mut alice, &mut ra);
+    let m = transmits(&mut alice);
+    assert!(bob.handle_input(&m[0].2, &mut out, T0, &mut rb).unwrap().is_some());
+    let mut sb = Store::default();
+    sb.drain(&mut bob, &mut rb);
+    events(&mut bob);
+    let sessions: Vec<_> = bob.sessions().collect();
+    for id in [7, 8] {
+        assert_eq!(
+            bob.handle_input(&forged(alice_id, id), &mut out, T0, &mut rb),
+            Err(Error::UnknownSession)
+        );
+    }
+    assert!(events(&mut bob).is_empty() && !bob.persist_pending() && bob.queued() == 0);
+    assert_eq!(bob.sessions().collect::<Vec<_>>(), sessions);
+    assert!(bob.directory().get(&alice_id).unwrap().bundle().is_some());
+    assert_eq!(bob.metrics().reestablish_requested, 0);
+}
+
+/// Forged unknown-session envelopes re-establish at most once per lost
+/// state: none without the claimed peer's bundle, one for the first
+/// forgery, none for the next ones (Bob holds a session with the peer
+/// now), none after a restart (that session was persisted before its
+/// message left). Alice's one-time prekeys are spent once.
+#[test]
+fn forgeries_reestablish_once() {
+    let (mut alice, mut ra, mut bob, mut rb) = mailbox_pair(0x5b03);
+    let (alice_id, bob_id) = (alice.peer_id(), bob.peer_id());
+    let mut sb = Store::default();
+    let mut out = [0u8; 2048];
+    sb.drain(&mut bob, &mut rb);
+    events(&mut bob);
+    // No bundle of Alice's: nothing to re-establish from.
+    assert_eq!(bob.handle_input(&forged(alice_id, 5), &mut out, T0, &mut rb), Err(Error::UnknownSession));
+    assert!(events(&mut bob).is_empty() && !bob.persist_pending() && bob.queued() == 0);
+
+    bob.set_peer_bundle(&bundle_of(&alice)).unwrap();
+    sb.drain(&mut bob, &mut rb);
+    assert_eq!(bob.handle_input(&forged(alice_id, 6), &mut out, T0, &mut rb), Ok(None));
+    let later = T0.saturating_add(core::time::Duration::from_millis(1));
+    assert_eq!(bob.handle_input(&forged(alice_id, 7), &mut out, later, &mut rb), Err(Error::UnknownSession));
+    let requested: Vec<_> =
+        events(&mut bob).into_iter().filter(|e| matches!(e, Event::ReestablishRequested { .. })).collect();
+    assert_eq!(requested.len(), 1);
+    assert!(bob.directory().get(&alice_id).unwrap().bundle().is_none(), "the bundle is spent");
+    sb.drain(&mut bob, &mut rb);
+    let control = transmits(&mut bob);
+    assert_eq!(control.len(), 1);
+
+    // A restart does not reopen it.
+    let mut bob = sb.restore(2);
+    assert_eq!(bob.handle_input(&forged(alice_id, 8), &mut out, later, &mut rb), Err(Error::UnknownSession));
+    assert!(!bob.persist_pending() && bob.queued() == 0);
+
+    // Alice takes the session (one one-time prekey spent) and sends on it.
+    let before = alice.metrics().prekeys_consumed_total;
+    assert_eq!(alice.handle_input(&control[0].2, &mut out, T0, &mut ra), Ok(None));
+    assert_eq!(alice.metrics().prekeys_consumed_total, before + 1);
+    assert!(
+        events(&mut alice)
+            .iter()
+            .any(|e| matches!(e, Event::SessionReestablished { peer, .. } if *peer == bob_id))
+    );
 }
