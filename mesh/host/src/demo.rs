@@ -752,10 +752,19 @@ async fn mls_group(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostE
         })
         .await??;
     let left = wait_until(|| m.status("lima").groups == 0).await;
-    let committed = m
-        .agent("india")?
-        .with(move |a, _, _| a.groups().any(|g| g.id == group && g.members == 3 && !g.commit_pending))
-        .await?;
+    // India confirms its commit when it reads it back from its mailbox,
+    // which may come after lima read it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let committed = loop {
+        let done = m
+            .agent("india")?
+            .with(move |a, _, _| a.groups().any(|g| g.id == group && g.members == 3 && !g.commit_pending))
+            .await?;
+        if done || tokio::time::Instant::now() >= deadline {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     m.check(S, "member removed", left && committed, "lima left; india's group has 3 members".to_string());
     m.agent("india")?.with(to_group("pumps: report again")).await??;
     let mut got = Vec::new();
