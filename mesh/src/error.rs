@@ -100,6 +100,12 @@ pub enum Error {
     /// The MLS message's authenticated data is not the envelope's sender:
     /// the header was changed.
     SenderMismatch,
+    /// A group member's leaf is not bound to its identity: a commit's
+    /// committer is not the envelope's sender, or a leaf it adds or changes
+    /// (or a leaf of a Welcome's roster) claims a peer id that the
+    /// directory does not know, or knows with another Ed25519 key. The
+    /// commit or Welcome is refused and the group is unchanged.
+    UnboundMember,
     /// An MLS message of another epoch than the group's: an older one can
     /// no longer be read; a newer one can after the commit that precedes
     /// it (deliver that first).
@@ -150,6 +156,9 @@ impl core::fmt::Display for Error {
             Error::NotAMember => f.write_str("not a member of the group"),
             Error::AlreadyMember => f.write_str("already a member of the group"),
             Error::SenderMismatch => f.write_str("the MLS authenticated data is not the envelope's sender"),
+            Error::UnboundMember => {
+                f.write_str("a group member's leaf is not bound to the identity it claims")
+            }
             Error::GroupEpoch { message, current } => {
                 write!(f, "message of epoch {message}, the group is at epoch {current}")
             }

@@ -27,7 +27,15 @@
 //!   the pairwise channels ([`Event::Denied`](crate::Event::Denied)
 //!   otherwise). A removed member has no leaf, so nothing of it is ever
 //!   delivered; a member whose identity the directory does not know (or
-//!   knows with another key) is [`Event::AuthFailed`](crate::Event::AuthFailed).
+//!   knows with another key) is [`Event::AuthFailed`](crate::Event::AuthFailed);
+//! - a received commit is followed only if the leaf that committed it is
+//!   bound to the envelope's sender and every leaf it adds or changes is
+//!   bound to the peer id its credential claims, and a Welcome is taken
+//!   only if every leaf of its roster is: a leaf claiming a peer the
+//!   directory does not know is refused too (the host fans the group out
+//!   to claimed peer ids, so an unchecked leaf would read as that peer).
+//!   Refused: [`Error::UnboundMember`](crate::Error::UnboundMember), the
+//!   group as it was.
 //!
 //! The envelope's sender field is bound too: an agent puts its peer id in
 //! the `authenticated_data` of every MLS message it sends, and a receiver

@@ -146,13 +146,14 @@
 use crate::envelope::HEADER_LEN;
 use crate::envelope::SessionId;
 use crate::group::{
-    GroupId, GroupSlot, KEY_PACKAGE_SLOTS, MAX_GROUP_CHANGES, MAX_KEY_PACKAGE_LEN, MAX_WELCOME_LEN, MlsGroup,
-    OwnKeyPackage, PEER_KEY_PACKAGES, PeerKeyPackage, Pending, Release, WELCOME_AT,
+    GroupId, GroupSlot, KEY_PACKAGE_SLOTS, MAX_COMMIT_LEN, MAX_GROUP_CHANGES, MAX_KEY_PACKAGE_LEN,
+    MAX_WELCOME_LEN, MlsGroup, Outgoing, OwnKeyPackage, PEER_KEY_PACKAGES, PeerKeyPackage, Pending, Release,
+    WELCOME_AT,
 };
 use crate::peer::{Directory, PeerId};
 use crate::policy::Policy;
 use securemesh_core::codec::{Reader, Writer};
-use securemesh_core::crypto::SuiteId;
+use securemesh_core::crypto::{Hash, Sha256, SuiteId};
 use securemesh_core::envelope::{self, Header, Persist, SEAL_OVERHEAD, StateKind, StorageKey};
 use securemesh_core::{CryptoRng, Error as CoreError};
 use securemesh_mls_lite::crypto::Secret32;
@@ -251,7 +252,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Bounds<MAX_SKIP, CAP> {
 }
 
 /// Most bytes of a group state written as a plain `core` envelope.
-const GROUP_STATE_LEN: usize = envelope::HEADER_LEN + <MlsGroup as Persist>::MAX_BODY_LEN;
+pub(crate) const GROUP_STATE_LEN: usize = envelope::HEADER_LEN + <MlsGroup as Persist>::MAX_BODY_LEN;
 
 /// Largest sealed group record.
 pub(crate) const GROUP_RECORD: usize = SEAL_OVERHEAD
@@ -268,7 +269,10 @@ pub(crate) const GROUP_RECORD: usize = SEAL_OVERHEAD
     + 32 * MAX_GROUP_CHANGES
     + 4
     + HEADER_LEN
-    + MAX_WELCOME_LEN;
+    + MAX_WELCOME_LEN
+    + 4
+    + HEADER_LEN
+    + MAX_COMMIT_LEN;
 
 /// Largest sealed KeyPackage record.
 pub(crate) const KEY_PACKAGE_RECORD: usize = SEAL_OVERHEAD
@@ -408,6 +412,20 @@ fn read_group_into(r: &mut Reader<'_>, g: &mut MlsGroup) -> Result<(), CoreError
     g.decode_state_into(state)
 }
 
+/// Save group state `g` into `buf` ([`GROUP_STATE_LEN`] bytes are
+/// enough): what [`load_group_state`] puts back. Returns its length.
+pub(crate) fn save_group_state(g: &MlsGroup, buf: &mut [u8]) -> Result<usize, CoreError> {
+    let mut w = Writer::new(buf);
+    write_group(&mut w, g)?;
+    w.finish()
+}
+
+/// Put back into the empty `g` a state [`save_group_state`] saved (`g` is
+/// left empty on error).
+pub(crate) fn load_group_state(saved: &[u8], g: &mut MlsGroup) -> Result<(), CoreError> {
+    read_group_into(&mut Reader::new(saved), g)
+}
+
 /// What the KeyPackage record holds.
 pub(crate) type KeyPackageParts<'a> =
     (&'a [Option<OwnKeyPackage>; KEY_PACKAGE_SLOTS], &'a [Option<PeerKeyPackage>; PEER_KEY_PACKAGES]);
@@ -463,10 +481,15 @@ pub(crate) fn seal_group<R: CryptoRng + ?Sized>(
         };
         match (&g.pending, &g.welcome_out) {
             (Some(p), _) => {
-                w.write_u8(1)?;
+                // 3 (1 before the commit envelope was kept): the pending
+                // commit, its Welcome and the commit envelope itself (empty
+                // once handed out), to send it again after a restart.
+                w.write_u8(3)?;
                 w.write_bytes(&p.hash)?;
                 write_group(w, &g.next)?;
-                welcome(w, p.joiners(), p.welcome_len)
+                welcome(w, p.joiners(), p.welcome_len)?;
+                let commit = g.commit_out.map_or(0, |o| o.len);
+                w.write_vec32(g.buf.get(..commit).ok_or(CoreError::LengthOverflow)?)
             }
             (None, Some(r)) => {
                 w.write_u8(2)?;
@@ -493,7 +516,7 @@ fn read_group_slot(r: &mut Reader<'_>, g: &mut GroupSlot) -> Result<(), CoreErro
         }
         match r.read_u8()? {
             0 => Ok(()),
-            1 => {
+            kind @ (1 | 3) => {
                 let hash = r.read_array()?;
                 read_group_into(r, &mut g.next)?;
                 if g.next.group_id() != g.group.group_id()
@@ -503,6 +526,19 @@ fn read_group_slot(r: &mut Reader<'_>, g: &mut GroupSlot) -> Result<(), CoreErro
                 }
                 let (joiners, joiner_count, welcome_len) = read_welcome(r, g)?;
                 g.pending = Some(Pending { hash, joiners, joiner_count, welcome_len });
+                if kind == 3 {
+                    let commit = r.read_vec32()?;
+                    if !commit.is_empty() {
+                        // Queued again: the delivery order admits one commit
+                        // per epoch, so a second copy changes nothing.
+                        let body = commit.get(HEADER_LEN..).ok_or(CoreError::InvalidValue)?;
+                        if commit.len() > WELCOME_AT || Sha256::digest(&[body]) != hash {
+                            return Err(CoreError::InvalidValue);
+                        }
+                        g.buf.get_mut(..commit.len()).ok_or(CoreError::InvalidValue)?.copy_from_slice(commit);
+                        g.commit_out = Some(Outgoing { seq: 0, len: commit.len() });
+                    }
+                }
                 Ok(())
             }
             2 => {

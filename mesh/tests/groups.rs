@@ -447,13 +447,14 @@ fn persist_restore_mid_group() {
     assert!(a.groups().next().is_none(), "a refused record restores nothing");
     println!(
         "size_of::<DefaultAgent>() = {}, group slot = {} B, MAX_GROUP_RECORD_LEN = {}, group record (2 members) = {} B, \
-         MAX_KEY_PACKAGE_RECORD_LEN = {}, MAX_RECORD_LEN = {}",
+         MAX_KEY_PACKAGE_RECORD_LEN = {}, MAX_RECORD_LEN = {}, input_buffer_len(largest commit) = {}",
         core::mem::size_of::<DefaultAgent>(),
         securemesh::group::GROUP_SLOT_BYTES,
         DefaultAgent::MAX_GROUP_RECORD_LEN,
         old_group_record.0.len(),
         DefaultAgent::MAX_KEY_PACKAGE_RECORD_LEN,
         DefaultAgent::MAX_RECORD_LEN,
+        DefaultAgent::input_buffer_len(securemesh::envelope::HEADER_LEN + securemesh::group::MAX_COMMIT_LEN),
     );
     assert!(old_group_record.0.len() <= DefaultAgent::MAX_GROUP_RECORD_LEN);
 }
@@ -702,4 +703,302 @@ fn a_full_group_fits_its_buffers_and_record() {
     m.send(5, g, TASK, b"all hands").unwrap();
     m.pump();
     assert!((0..n).filter(|&i| i != 5).all(|i| m.take_got(i).len() == 1));
+}
+
+/// A malicious member outside the agents: Mallory, with her own identity
+/// (known to every agent and granted `WORKER`), driving `mls-lite`
+/// directly so that she can build what an agent never would.
+mod mallory {
+    use super::*;
+    use securemesh::envelope::HEADER_LEN;
+    use securemesh::group::{MAX_COMMIT_LEN, MAX_WELCOME_LEN, MlsGroup};
+    use securemesh_mls_lite::JoinKeys;
+    use securemesh_mls_lite::key_package::{KeyPackageParams, create_key_package};
+    use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody};
+    use securemesh_mls_lite::pending_commit::CommitOptions;
+
+    pub struct Mallory {
+        pub identity: Identity,
+        pub id: PeerId,
+        pub rng: TestRng,
+        pub group: Box<MlsGroup>,
+        next: Box<MlsGroup>,
+    }
+
+    impl Mallory {
+        /// Mallory, known to and granted by every node of `m`.
+        pub fn join(m: &mut Mesh, seed: u64) -> Self {
+            let mut rng = TestRng::new(seed);
+            let identity = Identity::generate(&mut rng);
+            let id = PeerId::of(identity.public());
+            for node in m.nodes.iter_mut() {
+                let p = node.agent.add_peer_identity(identity.public()).unwrap();
+                node.agent.policy_mut().grant(p, Roles::of(&[WORKER])).unwrap();
+            }
+            m.drain_all();
+            Mallory { identity, id, rng, group: Box::new(MlsGroup::new()), next: Box::new(MlsGroup::new()) }
+        }
+
+        /// A KeyPackage claiming `claimed`, signed with Mallory's
+        /// identity key, and its private keys.
+        pub fn key_package(
+            &mut self,
+            claimed: &PeerId,
+        ) -> (Vec<u8>, securemesh_mls_lite::key_package::KeyPackageSecrets) {
+            key_package_signed(claimed, &self.identity, &mut self.rng)
+        }
+
+        /// A KeyPackage claiming `claimed`, signed with a second key of
+        /// Mallory's (a tree holds each signature key once, so an Add in
+        /// her own group cannot reuse her identity's).
+        pub fn impostor(&mut self, claimed: &PeerId) -> Vec<u8> {
+            let other = Identity::generate(&mut self.rng);
+            key_package_signed(claimed, &other, &mut self.rng).0
+        }
+
+        /// Join with `welcome` (an envelope) made for `kp`.
+        pub fn accept(
+            &mut self,
+            welcome: &[u8],
+            kp: &[u8],
+            secrets: &securemesh_mls_lite::key_package::KeyPackageSecrets,
+        ) {
+            let body = &welcome[HEADER_LEN..];
+            let MlsMessageBody::Welcome(w) = MlsMessage::from_bytes(body).unwrap().body else {
+                panic!("not a Welcome")
+            };
+            let keys = JoinKeys {
+                key_package: KeyPackage::from_bytes(kp).unwrap(),
+                init_priv: &secrets.init_priv,
+                encryption_priv: &secrets.encryption_priv,
+                signature_priv: self.identity.signing_seed(),
+            };
+            let mut scratch = vec![0u8; MlsGroup::scratch_len(body.len())];
+            self.group.join_into(&w, &keys, None, &[], &mut scratch).unwrap();
+        }
+
+        /// Create a group of Mallory alone.
+        pub fn create(&mut self, g: GroupId) {
+            let (kp, secrets) = self.key_package(&self.id.clone());
+            let keys = JoinKeys {
+                key_package: KeyPackage::from_bytes(&kp).unwrap(),
+                init_priv: &secrets.init_priv,
+                encryption_priv: &secrets.encryption_priv,
+                signature_priv: self.identity.signing_seed(),
+            };
+            self.group.create_into(&g.to_bytes(), &keys, &[], &mut self.rng).unwrap();
+        }
+
+        /// A commit adding `adds` to Mallory's group (not merged), with
+        /// `ad` as its authenticated data, as the envelope of `sender`;
+        /// and its Welcome envelope (from Mallory), if any.
+        pub fn commit(
+            &mut self,
+            g: GroupId,
+            adds: &[&[u8]],
+            ad: &PeerId,
+            sender: &PeerId,
+        ) -> (Vec<u8>, Vec<u8>) {
+            let kps: Vec<_> = adds.iter().map(|k| KeyPackage::from_bytes(k).unwrap()).collect();
+            let options = CommitOptions { authenticated_data: &ad.0, ..CommitOptions::default() };
+            let (mut commit, mut welcome) = (vec![0u8; MAX_COMMIT_LEN], vec![0u8; MAX_WELCOME_LEN]);
+            let mut scratch = vec![0u8; COMMIT_SCRATCH_LEN];
+            let out = self
+                .group
+                .commit(
+                    &kps,
+                    &[],
+                    &options,
+                    &mut self.rng,
+                    &mut self.next,
+                    &mut commit,
+                    &mut welcome,
+                    &mut scratch,
+                )
+                .unwrap();
+            let w = if out.welcome_len > 0 {
+                envelope(ChannelKind::MlsWelcome, &self.id, g, &welcome[..out.welcome_len])
+            } else {
+                vec![]
+            };
+            (envelope(ChannelKind::MlsMessage, sender, g, &commit[..out.commit_len]), w)
+        }
+    }
+
+    /// A KeyPackage claiming `claimed`, signed with `signer`'s key.
+    fn key_package_signed(
+        claimed: &PeerId,
+        signer: &Identity,
+        rng: &mut TestRng,
+    ) -> (Vec<u8>, securemesh_mls_lite::key_package::KeyPackageSecrets) {
+        let params =
+            KeyPackageParams { identity: &claimed.0, not_before: 0, not_after: u64::MAX, last_resort: false };
+        let mut kp = vec![0u8; MAX_KEY_PACKAGE_LEN];
+        let mut scratch = vec![0u8; 2 * MAX_KEY_PACKAGE_LEN];
+        let (n, secrets) =
+            create_key_package(&params, signer.signing_seed(), rng, &mut kp, &mut scratch).unwrap();
+        kp.truncate(n);
+        (kp, secrets)
+    }
+
+    /// An envelope as an agent writes it (magic, version, channel, sender,
+    /// session, body length, body).
+    pub fn envelope(channel: ChannelKind, sender: &PeerId, g: GroupId, body: &[u8]) -> Vec<u8> {
+        let mut e = vec![securemesh::envelope::MAGIC, securemesh::envelope::VERSION, channel.tag()];
+        e.extend_from_slice(&sender.0);
+        e.extend_from_slice(&g.0.to_be_bytes());
+        e.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        assert_eq!(e.len(), HEADER_LEN);
+        e.extend_from_slice(body);
+        e
+    }
+}
+
+/// What a member sees of a group: epoch, authenticator, roster.
+fn snapshot(m: &Mesh, i: usize, g: GroupId) -> (Option<u64>, [u8; 32], Vec<PeerId>) {
+    let a = &m.nodes[i].agent;
+    (m.epoch(i, g), a.group_epoch_authenticator(g).unwrap(), a.group_members(g).collect())
+}
+
+/// Alice (node 0) creates a group with Carol (node 2) and adds Mallory,
+/// who joins with `mls-lite`. Returns the group.
+fn group_with_mallory(m: &mut Mesh, mallory: &mut mallory::Mallory) -> GroupId {
+    let g = m.group(&[2]);
+    let own = mallory.id;
+    let (kp, secrets) = mallory.key_package(&own);
+    assert_eq!(m.nodes[0].agent.set_peer_key_package(&kp, WALL), Ok(own));
+    let mut scratch = vec![0u8; COMMIT_SCRATCH_LEN];
+    let node = &mut m.nodes[0];
+    node.agent.add_members(g, &[own], &mut node.rng, &mut scratch).unwrap();
+    m.collect(0);
+    while m.deliver_one() {}
+    m.drain_all();
+    let mut buf = vec![0u8; 64 * 1024];
+    let t = m.nodes[0].agent.poll_transmit(&mut buf).unwrap().unwrap();
+    assert_eq!((t.to, t.delivery), (own, Delivery::Mailbox));
+    mallory.accept(&buf[..t.len], &kp, &secrets);
+    assert_eq!(mallory.group.epoch(), m.epoch(0, g).unwrap());
+    assert_eq!(m.assert_converged_with(g, &[0, 2], own), 2);
+    m.drain_all();
+    g
+}
+
+impl Mesh {
+    /// `assert_converged` for a group with one outside member `extra`.
+    fn assert_converged_with(&self, g: GroupId, members: &[usize], extra: PeerId) -> u64 {
+        let e = self.epoch(members[0], g).unwrap();
+        let mut want: Vec<_> = members.iter().map(|&i| self.id(i)).chain([extra]).collect();
+        want.sort();
+        for &i in members {
+            let mut roster: Vec<_> = self.nodes[i].agent.group_members(g).collect();
+            roster.sort();
+            assert_eq!(roster, want, "roster of node {i}");
+            assert_eq!(self.epoch(i, g), Some(e));
+        }
+        e
+    }
+}
+
+/// A member adding a leaf that claims another peer (Bob) but carries the
+/// member's own key is refused by every other member, the group exactly
+/// as it was (and still working): the host would otherwise fan the group
+/// out to Bob's id for the impostor.
+#[test]
+fn an_impostor_add_is_refused_with_the_group_unchanged() {
+    let mut m = Mesh::new(3, 0x6A31, true);
+    let mut mallory = mallory::Mallory::join(&mut m, 0x6A31_7777);
+    let g = group_with_mallory(&mut m, &mut mallory);
+    let bob = m.id(1);
+    let impostor = mallory.impostor(&bob);
+    let (commit, _) = mallory.commit(g, &[&impostor], &mallory.id.clone(), &mallory.id.clone());
+    for i in [0, 2] {
+        let before = snapshot(&m, i, g);
+        let node = &mut m.nodes[i];
+        let mut out = vec![0u8; DefaultAgent::input_buffer_len(commit.len())];
+        let r = node.agent.handle_input(&commit, &mut out, T0, &mut node.rng);
+        assert_eq!(r, Err(Error::UnboundMember), "node {i}");
+        let ev = node.agent.poll_event();
+        assert!(ev.is_none(), "node {i}: {ev:?}");
+        assert!(!node.agent.persist_pending(), "node {i}");
+        assert_eq!(snapshot(&m, i, g), before, "node {i}");
+        assert!(!m.nodes[i].agent.group_members(g).any(|p| p == bob));
+    }
+    // The kept state still works: Carol reads Alice.
+    m.send(0, g, TASK, b"still here").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let t = m.nodes[0].agent.poll_transmit(&mut buf).unwrap().unwrap();
+    m.fifo.push_back((2, buf[..t.len].to_vec()));
+    while m.deliver_one() {}
+    assert_eq!(m.take_got(2), vec![(Some(g), m.id(0), TASK, b"still here".to_vec())]);
+}
+
+/// A commit whose committer (Mallory) is not the envelope's sender (it
+/// claims Carol, in the header and the authenticated data) is refused.
+#[test]
+fn a_commit_from_another_member_than_the_sender_is_refused() {
+    let mut m = Mesh::new(3, 0x6A32, false);
+    let mut mallory = mallory::Mallory::join(&mut m, 0x6A32_7777);
+    let g = group_with_mallory(&mut m, &mut mallory);
+    let carol = m.id(2);
+    let (commit, _) = mallory.commit(g, &[], &carol, &carol);
+    let before = snapshot(&m, 0, g);
+    let node = &mut m.nodes[0];
+    let mut out = vec![0u8; DefaultAgent::input_buffer_len(commit.len())];
+    assert_eq!(node.agent.handle_input(&commit, &mut out, T0, &mut node.rng), Err(Error::UnboundMember));
+    assert!(node.agent.poll_event().is_none());
+    assert_eq!(snapshot(&m, 0, g), before);
+    // The same commit under Mallory's own name is followed.
+    let (commit, _) = mallory.commit(g, &[], &mallory.id.clone(), &mallory.id.clone());
+    let node = &mut m.nodes[0];
+    let mut out = vec![0u8; DefaultAgent::input_buffer_len(commit.len())];
+    assert_eq!(node.agent.handle_input(&commit, &mut out, T0, &mut node.rng), Ok(None));
+    assert_eq!(m.epoch(0, g), before.0.map(|e| e + 1));
+}
+
+/// A Welcome whose roster holds a leaf not bound to the peer it claims
+/// (Bob's id, Mallory's key) is refused, though its inviter is bound.
+#[test]
+fn a_welcome_with_an_unbound_leaf_is_refused() {
+    let mut m = Mesh::new(2, 0x6A33, false);
+    let mut mallory = mallory::Mallory::join(&mut m, 0x6A33_7777);
+    let g = GroupId(0x6A33);
+    mallory.create(g);
+    let bob = m.id(1);
+    let impostor = mallory.impostor(&bob);
+    let mut alice_kp = [0u8; MAX_KEY_PACKAGE_LEN];
+    let node = &mut m.nodes[0];
+    let n = node.agent.publish_key_package(WALL, &mut alice_kp, &mut node.rng).unwrap();
+    m.drain(0);
+    let (_, welcome) =
+        mallory.commit(g, &[&impostor, &alice_kp[..n]], &mallory.id.clone(), &mallory.id.clone());
+    let node = &mut m.nodes[0];
+    let mut out = vec![0u8; DefaultAgent::input_buffer_len(welcome.len())];
+    assert_eq!(node.agent.handle_input(&welcome, &mut out, T0, &mut node.rng), Err(Error::UnboundMember));
+    assert!(node.agent.groups().next().is_none());
+    assert_eq!(node.agent.key_packages_available(), 1);
+    assert!(node.agent.poll_event().is_none());
+    // Without the impostor, the same inviter's Welcome is taken.
+    let (_, welcome) = mallory.commit(g, &[&alice_kp[..n]], &mallory.id.clone(), &mallory.id.clone());
+    let node = &mut m.nodes[0];
+    assert_eq!(node.agent.handle_input(&welcome, &mut out, T0, &mut node.rng), Ok(None));
+    assert_eq!(node.agent.groups().next().map(|i| (i.id, i.members)), Some((g, 2)));
+}
+
+/// The agent crashes after storing its pending commit and before handing
+/// it out: restored, it sends the commit again and the group converges.
+#[test]
+fn a_pending_commit_not_sent_before_a_crash_is_sent_after_restore() {
+    let mut m = Mesh::new(3, 0x6A34, true);
+    let g = m.group(&[1]);
+    m.share_key_package(2, 0);
+    m.commit(0, g, &[2], &[]).unwrap();
+    m.drain(0); // records stored; nothing transmitted
+    m.restart(0);
+    assert!(m.nodes[0].agent.groups().next().unwrap().commit_pending);
+    m.pump();
+    assert_eq!(m.assert_converged(g, &[0, 1, 2]), 2);
+    assert!(m.nodes.iter().all(|n| n.errors.is_empty()));
+    m.send(2, g, TASK, b"joined").unwrap();
+    m.pump();
+    assert_eq!(m.take_got(0), vec![(Some(g), m.id(2), TASK, b"joined".to_vec())]);
 }

@@ -628,9 +628,10 @@ fn record_sizes() {
     );
     assert!(agent_len <= DefaultAgent::MAX_AGENT_RECORD_LEN);
     assert!(session_len <= DefaultAgent::MAX_SESSION_RECORD_LEN);
-    // The group record (a group state, a pending commit's next state and
-    // its Welcome) is the largest since the groups slice.
-    const { assert!(DefaultAgent::MAX_RECORD_LEN <= 28 * 1024) };
+    // The group record (a group state, a pending commit's next state, its
+    // Welcome and the commit envelope) is the largest since the groups
+    // slice.
+    const { assert!(DefaultAgent::MAX_RECORD_LEN <= 33 * 1024) };
     const { assert!(DefaultAgent::MAX_AGENT_RECORD_LEN <= 8 * 1024) };
     assert!(core::mem::size_of::<DefaultAgent>() <= 96 * 1024);
 }

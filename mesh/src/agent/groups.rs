@@ -59,6 +59,31 @@ impl Roster {
     }
 }
 
+/// The members' identities by leaf index: the credential's claimed peer
+/// id and the signature key, to tell the leaves a commit adds or changes.
+struct Leaves {
+    leaves: [Option<(PeerId, [u8; 32])>; MLS_MEMBERS],
+}
+
+impl Leaves {
+    fn of(group: &MlsGroup) -> Self {
+        let mut l = Leaves { leaves: [None; MLS_MEMBERS] };
+        for (i, leaf) in group.members() {
+            let at = usize::try_from(i).ok().and_then(|i| l.leaves.get_mut(i));
+            if let (Some(at), Some(p)) = (at, claimed_peer(&leaf)) {
+                *at = Some((p, *leaf.signature_key));
+            }
+        }
+        l
+    }
+
+    /// Whether leaf `i` held `leaf`'s identity before.
+    fn holds(&self, i: u32, leaf: &LeafNode<'_>) -> bool {
+        let had = usize::try_from(i).ok().and_then(|i| self.leaves.get(i)).copied().flatten();
+        had.is_some() && had == claimed_peer(leaf).map(|p| (p, *leaf.signature_key))
+    }
+}
+
 impl<
     const PEERS: usize,
     const SESSIONS: usize,
@@ -83,9 +108,11 @@ impl<
     /// Bytes the `out` buffer of [`handle_input`](Self::handle_input)
     /// needs for an MLS envelope of `envelope_len` bytes: MLS processing
     /// works in it (commit processing, Welcome join, decryption), so it
-    /// needs more than the plaintext. Enough for every envelope kind.
+    /// needs more than the plaintext; a commit also keeps the group's
+    /// current state there until its members' identities are checked.
+    /// Enough for every envelope kind.
     pub const fn input_buffer_len(envelope_len: usize) -> usize {
-        let commit = MlsGroup::commit_scratch_len(envelope_len);
+        let commit = MlsGroup::commit_scratch_len(envelope_len).saturating_add(persist::GROUP_STATE_LEN);
         let welcome = MlsGroup::scratch_len(envelope_len);
         if commit > welcome { commit } else { welcome }
     }
@@ -394,11 +421,13 @@ impl<
         Ok(out.epoch)
     }
 
-    /// Give up our pending commit in `group` (e.g. after a restart lost
-    /// it before it was sent): its Welcome is dropped and the group stays
-    /// in its epoch. If the commit was sent and is ordered later, the
-    /// group can no longer follow it: discard only a commit known not to
-    /// have been sent.
+    /// Give up our pending commit in `group`: its Welcome is dropped and
+    /// the group stays in its epoch. If the commit was sent and is ordered
+    /// later, the group can no longer follow it: discard only a commit
+    /// known not to have been sent. (A restart needs none of this: the
+    /// group record keeps the commit envelope with the pending state, and
+    /// a restored agent queues it again; a second copy is harmless, the
+    /// delivery order admits one commit per epoch.)
     pub fn discard_pending_commit(&mut self, group: GroupId) -> Result<(), Error> {
         let gi = self.group_slot(group).ok_or(Error::UnknownGroup)?;
         let slot = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
@@ -516,7 +545,7 @@ impl<
             return Err(Error::GroupEpoch { message: pm.epoch, current });
         }
         match pm.content_type {
-            ContentType::Commit => self.follow_commit(gi, env.body, out).map(|()| None),
+            ContentType::Commit => self.follow_commit(gi, &env.sender, env.body, out).map(|()| None),
             ContentType::Application => self.open_group_message(gi, env, out),
             ContentType::Proposal => Err(Error::Mls(securemesh_mls_lite::Error::Unsupported)),
         }
@@ -525,11 +554,13 @@ impl<
     /// Our pending commit came back in the delivery order: merge it and
     /// release its Welcome.
     fn merge_own_commit(&mut self, gi: usize) -> Result<(), Error> {
-        let seq = self.take_seq();
         let slot = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
         let pending = slot.pending.ok_or(Error::UnknownGroup)?;
         let before = Roster::of(&slot.group);
         slot.group.merge_pending_commit(&mut slot.next)?;
+        // Only once merged: a failed merge leaves the sequence as it was.
+        let seq = self.take_seq();
+        let slot = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
         slot.pending = None;
         if pending.welcome_len > 0 && pending.joiner_count > 0 {
             slot.welcome_out = Some(Release {
@@ -563,12 +594,51 @@ impl<
     }
 
     /// Another member's commit of the current epoch (authenticated by
-    /// MLS): follow it. If one of ours is pending, it lost: the received
-    /// commit is computed in the slot's spare, so a refused one leaves ours
-    /// in place.
-    fn follow_commit(&mut self, gi: usize, message: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    /// MLS), sent by `sender`: follow it. If one of ours is pending, it
+    /// lost: the received commit is computed in the slot's spare, so a
+    /// refused one leaves ours in place.
+    ///
+    /// The identity binding is checked before the new epoch is adopted:
+    /// the committer's leaf (from the decrypted sender data) must be bound
+    /// to `sender`, and every leaf the commit adds or changes (a leaf whose
+    /// credential or signature key differs from the old one at its index)
+    /// must be bound to the peer id its credential claims
+    /// ([`leaf_bound`](Self::leaf_bound)). A peer the directory does not
+    /// know (or knows without an identity) is refused like a wrong key:
+    /// the group cannot tell an impostor from a stranger, and the host
+    /// fans group envelopes out to claimed peer ids. A refused commit is
+    /// [`Error::UnboundMember`] with the group exactly as before (the old
+    /// state is kept in `out` behind the commit scratch and put back).
+    fn follow_commit(
+        &mut self,
+        gi: usize,
+        sender: &PeerId,
+        message: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), Error> {
         let needed = MlsGroup::commit_scratch_len(message.len());
-        let scratch = out.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })?;
+        let total = sum(needed, persist::GROUP_STATE_LEN)?;
+        let (scratch, saved) =
+            out.get_mut(..total).ok_or(Error::BufferTooSmall { needed: total })?.split_at_mut(needed);
+        let slot = self.groups.get(gi).ok_or(Error::UnknownGroup)?;
+        // The committer: its leaf in the current epoch must be the sender's.
+        let committer = match MlsMessage::from_bytes(message)?.body {
+            MlsMessageBody::PrivateMessage(pm) => {
+                pm.sender_data(&slot.group.secrets().sender_data)?.leaf_index
+            }
+            _ => return Err(Error::Mls(securemesh_mls_lite::Error::Unsupported)),
+        };
+        if !slot.group.tree().leaf(committer).is_some_and(|leaf| self.leaf_bound(&leaf, sender)) {
+            return Err(Error::UnboundMember);
+        }
+        let old = Leaves::of(&slot.group);
+        let saved_len = match persist::save_group_state(&slot.group, saved) {
+            Ok(n) => n,
+            Err(e) => {
+                saved.fill(0);
+                return Err(e.into());
+            }
+        };
         let slot = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
         let before = Roster::of(&slot.group);
         let had_pending = slot.pending.is_some();
@@ -577,6 +647,32 @@ impl<
         let spare = if had_pending { &mut slot.spare } else { &mut slot.next };
         let result = slot.group.process_commit(message, &mut cache, &psks, spare, scratch);
         scratch.fill(0);
+        let result = match result {
+            Ok(CommitEvent::NewEpoch { epoch }) => {
+                let bound = self.groups.get(gi).is_some_and(|g| {
+                    g.group.members().all(|(i, leaf)| {
+                        i == g.group.own_leaf() || old.holds(i, &leaf) || self.bound_to_claim(&leaf)
+                    })
+                });
+                let slot = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
+                if bound {
+                    Ok(CommitEvent::NewEpoch { epoch })
+                } else {
+                    // Put the old epoch back, exactly as it was saved.
+                    slot.group.clear();
+                    let restored = persist::load_group_state(
+                        saved.get(..saved_len).unwrap_or_default(),
+                        &mut slot.group,
+                    );
+                    saved.fill(0);
+                    restored?;
+                    return Err(Error::UnboundMember);
+                }
+            }
+            other => other.map_err(Error::from),
+        };
+        saved.fill(0);
+        let slot = self.groups.get_mut(gi).ok_or(Error::UnknownGroup)?;
         let (group, old_epoch) = (slot.id, slot.group.epoch());
         match result? {
             CommitEvent::Removed => {
@@ -596,6 +692,13 @@ impl<
             }
         }
         Ok(())
+    }
+
+    /// Whether `leaf` is bound to the peer id its credential claims
+    /// ([`leaf_bound`](Self::leaf_bound)); a leaf claiming our own peer id
+    /// is not (ours is checked by its index).
+    fn bound_to_claim(&self, leaf: &LeafNode<'_>) -> bool {
+        claimed_peer(leaf).is_some_and(|p| p != self.id && self.leaf_bound(leaf, &p))
     }
 
     /// An application message: open it, check the sender's binding and
@@ -687,7 +790,18 @@ impl<
             slot.clear();
             return Err(Error::ChannelMismatch);
         }
-        // The inviter must be a member bound to its identity.
+        // Every other member must be bound to its identity (a stranger's
+        // leaf too is refused, see `follow_commit`), the inviter among
+        // them.
+        let roster = self.groups.get(gi).is_some_and(|g| {
+            g.group.members().all(|(i, leaf)| i == g.group.own_leaf() || self.bound_to_claim(&leaf))
+        });
+        if !roster {
+            if let Some(slot) = self.groups.get_mut(gi) {
+                slot.clear();
+            }
+            return Err(Error::UnboundMember);
+        }
         let inviter = self
             .groups
             .get(gi)
@@ -816,5 +930,41 @@ impl<
         {
             self.events.push(Event::Persist { record: RecordId::KeyPackages, generation });
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::{Config, DefaultAgent};
+    use securemesh_core::testing::TestRng;
+    use securemesh_ratchet::Identity;
+    use std::boxed::Box;
+
+    /// A merge that fails takes no sequence number.
+    #[test]
+    fn a_failed_merge_keeps_the_sequence() {
+        let mut rng = TestRng::new(0x6A35_0101);
+        let mut a = Box::new(DefaultAgent::new(
+            Identity::generate(&mut rng),
+            Config::default(),
+            &mut rng,
+            UnixTime(1),
+        ));
+        let group = a.create_group(&mut rng).unwrap();
+        let gi = a.group_slot(group).unwrap();
+        // A pending commit whose next epoch is missing: the merge fails.
+        a.groups[gi].pending = Some(Pending {
+            hash: [1; 32],
+            joiners: [PeerId([2; 32]); MAX_GROUP_CHANGES],
+            joiner_count: 1,
+            welcome_len: 9,
+        });
+        let seq = a.next_seq;
+        assert!(a.merge_own_commit(gi).is_err());
+        assert_eq!(a.next_seq, seq);
+        assert_eq!(a.groups[gi].group.epoch(), 0);
+        assert!(a.groups[gi].welcome_out.is_none());
     }
 }
