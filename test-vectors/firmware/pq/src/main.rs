@@ -1,0 +1,104 @@
+//! securemesh post-quantum firmware for Cortex-M4F (`thumbv7em-none-eabihf`),
+//! run under QEMU (`-M mps2-an386`): ML-KEM-768 and X-Wing
+//! ([`kem`]) and Noise XXhfs handshakes ([`hfs`]) on the device.
+//!
+//! - Links `securemesh-core` (features `ml-kem`, `x-wing`, `testing`; no
+//!   `fast` tables) and `securemesh-noise` (feature `hfs`) with **no global
+//!   allocator**: if `ml-kem`, `x-wing` or anything they pull uses `alloc`,
+//!   this binary does not link.
+//! - Measures ML-KEM-768 key generation, encapsulation and decapsulation
+//!   (instructions and peak stack), and X-Wing's, checks that
+//!   decapsulation gives the encapsulated secret and that a changed
+//!   ciphertext does not, and checks known answers of `test-vectors/pq`
+//!   (Wycheproof, the X-Wing draft).
+//! - Runs `Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256` and, as the
+//!   classical reference of the same run, `Noise_XX_25519_ChaChaPoly_SHA256`
+//!   between two parties on the device; prints their costs and the
+//!   hybrid / classical ratio.
+//! - Prints one `<family> <passed>/<total>` line per family and the counted
+//!   line `firmware-pq: N passed, M failed`, which `run.sh` adds to the
+//!   main firmware's `firmware:` count.
+//! - A firmware of its own, in its own cargo workspace (as `../mesh`):
+//!   `ml-kem`, `x-wing` and `hfs` would unify features into the crates the
+//!   main firmware uses and move its figures through LTO. The measuring
+//!   harness is the main firmware's (`../../src`), shared through `#[path]`.
+//! - Exits through semihosting: status 0 only if every check passed.
+#![no_std]
+#![no_main]
+
+// The harness modules are the main firmware's files (../src), shared, not copied.
+#[path = "../../src/checks.rs"]
+mod checks;
+#[path = "../../src/family.rs"]
+mod family;
+// `Meter::with_tick_interrupt` serves the main firmware's scratch probe only.
+#[allow(dead_code)]
+#[path = "../../src/measure.rs"]
+mod measure;
+#[path = "../../src/rt.rs"]
+mod rt;
+#[path = "../../src/test_rng.rs"]
+mod test_rng;
+
+mod hfs;
+mod kem;
+
+use cortex_m::peripheral::Peripherals;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use family::Family;
+use measure::{Cost, Meter, MeterError};
+
+#[entry]
+fn main() -> ! {
+    let ok = match run() {
+        Ok(ok) => ok,
+        Err(e) => {
+            hprintln!("firmware-pq: measurement error: {}", e);
+            false
+        }
+    };
+    rt::exit(ok)
+}
+
+/// Print one measured operation and keep the run's peak stack depth.
+pub fn report(name: core::fmt::Arguments, cost: &Cost, peak: &mut usize) {
+    hprintln!("op pq-{}: {} instructions, {} B stack", name, cost.instructions, cost.stack);
+    *peak = (*peak).max(cost.depth);
+}
+
+/// Every family; `Ok(true)` if every check passed.
+fn run() -> Result<bool, MeterError> {
+    let Some(p) = Peripherals::take() else {
+        hprintln!("firmware-pq: peripherals already taken");
+        return Ok(false);
+    };
+    let mut meter = Meter::new(p.SYST)?;
+    hprintln!(
+        "ops: Cortex-M4F, instructions counted by SysTick under QEMU -icount shift=0 (resolution {})",
+        meter.instructions_per_tick()
+    );
+    let mut peak = 0usize;
+    let ([ml_kem, x_wing], ml_kem_ops) = kem::run_all(&mut meter, &mut peak)?;
+    let [xx, xxhfs] = hfs::run_all(&mut meter, ml_kem_ops, &mut peak)?;
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for f in [ml_kem, x_wing, xx, xxhfs] {
+        print_family(&f);
+        if f.is_ok() {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    hprintln!(
+        "firmware-pq stack: peak {} B of {} B reserved (deepest measured call chain)",
+        peak,
+        measure::stack_reserved()
+    );
+    hprintln!("firmware-pq: {} passed, {} failed", passed, failed);
+    Ok(failed == 0)
+}
+
+fn print_family(f: &Family) {
+    hprintln!("{} {}/{}{}", f.name, f.passed, f.total, if f.is_ok() { "" } else { " FAILED" });
+}
