@@ -40,65 +40,25 @@ mod rt;
 #[path = "../../src/test_rng.rs"]
 mod test_rng;
 
+mod entry;
 mod hfs;
 mod kem;
 
-use cortex_m::peripheral::Peripherals;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
-use family::Family;
-use measure::{Cost, Meter, MeterError};
+use measure::Cost;
 
 #[entry]
 fn main() -> ! {
-    let ok = match run() {
-        Ok(ok) => ok,
-        Err(e) => {
-            hprintln!("firmware-pq: measurement error: {}", e);
-            false
-        }
-    };
-    rt::exit(ok)
+    entry::run("firmware-pq", |meter, peak| {
+        let ([ml_kem, x_wing], ml_kem_ops) = kem::run_all(meter, peak)?;
+        let [xx, xxhfs] = hfs::run_all(meter, ml_kem_ops, peak)?;
+        Ok([ml_kem, x_wing, xx, xxhfs])
+    })
 }
 
 /// Print one measured operation and keep the run's peak stack depth.
 pub fn report(name: core::fmt::Arguments, cost: &Cost, peak: &mut usize) {
     hprintln!("op pq-{}: {} instructions, {} B stack", name, cost.instructions, cost.stack);
     *peak = (*peak).max(cost.depth);
-}
-
-/// Every family; `Ok(true)` if every check passed.
-fn run() -> Result<bool, MeterError> {
-    let Some(p) = Peripherals::take() else {
-        hprintln!("firmware-pq: peripherals already taken");
-        return Ok(false);
-    };
-    let mut meter = Meter::new(p.SYST)?;
-    hprintln!(
-        "ops: Cortex-M4F, instructions counted by SysTick under QEMU -icount shift=0 (resolution {})",
-        meter.instructions_per_tick()
-    );
-    let mut peak = 0usize;
-    let ([ml_kem, x_wing], ml_kem_ops) = kem::run_all(&mut meter, &mut peak)?;
-    let [xx, xxhfs] = hfs::run_all(&mut meter, ml_kem_ops, &mut peak)?;
-    let (mut passed, mut failed) = (0u32, 0u32);
-    for f in [ml_kem, x_wing, xx, xxhfs] {
-        print_family(&f);
-        if f.is_ok() {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
-    hprintln!(
-        "firmware-pq stack: peak {} B of {} B reserved (deepest measured call chain)",
-        peak,
-        measure::stack_reserved()
-    );
-    hprintln!("firmware-pq: {} passed, {} failed", passed, failed);
-    Ok(failed == 0)
-}
-
-fn print_family(f: &Family) {
-    hprintln!("{} {}/{}{}", f.name, f.passed, f.total, if f.is_ok() { "" } else { " FAILED" });
 }
