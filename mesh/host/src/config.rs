@@ -115,12 +115,21 @@ pub struct AgentSection {
     /// TCP connection waits, a UDP datagram is dropped and counted.
     #[serde(default = "default_queue_capacity", deserialize_with = "bound")]
     pub queue_capacity: usize,
+    /// How long an inbound connection may stay without an authenticated
+    /// peer (no message delivered from it, no handshake completed on it)
+    /// before it is closed (`30s`).
+    #[serde(default = "default_unbound_timeout")]
+    pub unbound_timeout: Span,
 }
 
 impl AgentSection {
     /// The socket bounds the section sets.
     pub fn limits(&self) -> crate::net::NetLimits {
-        crate::net::NetLimits { max_connections: self.max_connections, queue_capacity: self.queue_capacity }
+        crate::net::NetLimits {
+            max_connections: self.max_connections,
+            queue_capacity: self.queue_capacity,
+            unbound_timeout: self.unbound_timeout.0,
+        }
     }
 }
 
@@ -132,6 +141,9 @@ fn default_max_connections() -> usize {
 }
 fn default_queue_capacity() -> usize {
     crate::net::DEFAULT_QUEUE_CAPACITY
+}
+fn default_unbound_timeout() -> Span {
+    Span(crate::net::DEFAULT_UNBOUND_TIMEOUT)
 }
 
 /// A count of 1..=65536 (connections, queue entries).

@@ -16,9 +16,14 @@
 //! accepted and counted ([`NetStats::connections_refused`]). A frame
 //! whose 4-byte length prefix exceeds [`MAX_ENVELOPE_LEN`] closes its
 //! connection before anything is allocated for it
-//! ([`NetStats::frames_oversized`]), and a connection not bound to an
+//! ([`NetStats::frames_oversized`]). A connection not bound to an
 //! authenticated peer is closed after [`MAX_REFUSED_PER_CONNECTION`]
-//! refused envelopes ([`NetStats::connections_closed_garbage`]).
+//! refused envelopes ([`NetStats::connections_closed_garbage`]), and an
+//! inbound one also once it has stayed unbound for
+//! [`NetLimits::unbound_timeout`]
+//! ([`NetStats::connections_closed_unbound`]): a flooder that opens the
+//! cap's worth of connections and sends nothing holds the slots for that
+//! long, no longer.
 //!
 //! So whatever peers send, the bytes held for input are at most
 //! `(queue_capacity + max_connections + 1) * MAX_ENVELOPE_LEN`
@@ -45,6 +50,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// default.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
 
+/// How long an inbound connection may stay unbound, by default: three
+/// default handshake deadlines.
+pub const DEFAULT_UNBOUND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Refused envelopes after which a connection not bound to an
 /// authenticated peer is closed.
 pub const MAX_REFUSED_PER_CONNECTION: u32 = 16;
@@ -67,11 +76,19 @@ pub struct NetLimits {
     pub max_connections: usize,
     /// Entries of the queue to the agent's task (0 is taken as 1).
     pub queue_capacity: usize,
+    /// How long an inbound connection may stay without an authenticated
+    /// peer bound to it (checked at each mailbox poll) before it is
+    /// closed, so that idle connections cannot hold every slot.
+    pub unbound_timeout: Duration,
 }
 
 impl Default for NetLimits {
     fn default() -> Self {
-        NetLimits { max_connections: DEFAULT_MAX_CONNECTIONS, queue_capacity: DEFAULT_QUEUE_CAPACITY }
+        NetLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            unbound_timeout: DEFAULT_UNBOUND_TIMEOUT,
+        }
     }
 }
 
@@ -103,6 +120,9 @@ pub struct NetStats {
     /// Connections closed after [`MAX_REFUSED_PER_CONNECTION`] refused
     /// envelopes.
     pub connections_closed_garbage: u64,
+    /// Inbound connections closed because no authenticated peer was
+    /// bound to them within [`NetLimits::unbound_timeout`].
+    pub connections_closed_unbound: u64,
     /// Datagrams dropped because the queue was full.
     pub datagrams_dropped_full: u64,
     /// Entries in the queue now.
@@ -118,6 +138,7 @@ struct Counters {
     connections_refused: AtomicU64,
     frames_oversized: AtomicU64,
     connections_closed_garbage: AtomicU64,
+    connections_closed_unbound: AtomicU64,
     datagrams_dropped_full: AtomicU64,
     queue_peak: AtomicUsize,
 }
@@ -195,6 +216,7 @@ impl NetHandle {
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
             frames_oversized: c.frames_oversized.load(Ordering::Relaxed),
             connections_closed_garbage: c.connections_closed_garbage.load(Ordering::Relaxed),
+            connections_closed_unbound: c.connections_closed_unbound.load(Ordering::Relaxed),
             datagrams_dropped_full: c.datagrams_dropped_full.load(Ordering::Relaxed),
             queued,
             queue_peak: c.queue_peak.load(Ordering::Relaxed),
@@ -322,29 +344,60 @@ pub(crate) async fn udp_loop(udp: Arc<UdpSocket>, net: Queue) {
     }
 }
 
-/// The agent's task's side of the garbage rule: refused envelopes per
-/// connection not bound to an authenticated peer.
+/// The agent's task's watch over connections not bound to an
+/// authenticated peer: refused envelopes per connection, and when each
+/// inbound one was accepted.
 #[derive(Debug, Default)]
-pub(crate) struct Strikes {
-    counts: HashMap<u64, u32>,
+pub(crate) struct Unbound {
+    strikes: HashMap<u64, u32>,
+    opened: HashMap<u64, tokio::time::Instant>,
 }
 
-impl Strikes {
+impl Unbound {
+    /// Inbound connection `id` was accepted `now`.
+    pub(crate) fn opened(&mut self, id: u64, now: tokio::time::Instant) {
+        self.opened.insert(id, now);
+    }
+
     /// Connection `id` (open, not bound) carried a refused envelope:
-    /// whether it must now be closed (then it is counted and forgotten).
+    /// whether it must now be closed (then it is counted).
     pub(crate) fn refused(&mut self, id: u64, net: &Queue) -> bool {
-        let n = self.counts.entry(id).or_insert(0);
+        let n = self.strikes.entry(id).or_insert(0);
         *n = n.saturating_add(1);
         if *n < MAX_REFUSED_PER_CONNECTION {
             return false;
         }
-        self.counts.remove(&id);
         bump(&net.counters.connections_closed_garbage);
         true
     }
 
+    /// The inbound connections still unbound `timeout` after they were
+    /// accepted: to be closed (they are counted). Connections no longer
+    /// `open` (closed by a failed write) are forgotten first.
+    pub(crate) fn expired(
+        &mut self,
+        now: tokio::time::Instant,
+        timeout: Duration,
+        net: &Queue,
+        open: impl Fn(u64) -> bool,
+    ) -> Vec<u64> {
+        self.opened.retain(|id, _| open(*id));
+        self.strikes.retain(|id, _| open(*id));
+        let old: Vec<u64> = self
+            .opened
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for _ in &old {
+            bump(&net.counters.connections_closed_unbound);
+        }
+        old
+    }
+
     /// Connection `id` closed or was bound: forget it.
     pub(crate) fn forget(&mut self, id: u64) {
-        self.counts.remove(&id);
+        self.strikes.remove(&id);
+        self.opened.remove(&id);
     }
 }

@@ -14,9 +14,10 @@
 //! - **Bounds** ([`net`]): at most [`NetLimits::max_connections`]
 //!   inbound connections, one queue of [`NetLimits::queue_capacity`]
 //!   entries from the sockets to the task (a TCP reader waits for room,
-//!   a UDP datagram is dropped and counted), an unbound connection
-//!   closed after repeated refused envelopes; [`AgentHandle::net`]
-//!   reads the counts.
+//!   a UDP datagram is dropped and counted), a connection without an
+//!   authenticated peer closed after repeated refused envelopes or
+//!   [`NetLimits::unbound_timeout`]; [`AgentHandle::net`] reads the
+//!   counts.
 //! - **Noise datagrams over UDP**: envelopes of datagram sessions
 //!   (session ids with [`DATAGRAM_SESSION`](securemesh::DATAGRAM_SESSION))
 //!   go over a UDP socket bound to the listener's port number, one
@@ -39,7 +40,7 @@
 use crate::HostAgent;
 use crate::delivery::DeliveryService;
 use crate::error::HostError;
-use crate::net::{self, Net, NetHandle, NetLimits, NetStats, Queue, Strikes};
+use crate::net::{self, Net, NetHandle, NetLimits, NetStats, Queue, Unbound};
 use crate::outbox::{Outbox, Pending};
 use crate::rng::OsRng;
 use crate::state::{flush, restore};
@@ -398,7 +399,8 @@ pub async fn spawn<D: DeliveryService>(
         next_conn: 1 << 32,
         net_tx,
         net: net.clone(),
-        strikes: Strikes::default(),
+        unbound: Unbound::default(),
+        unbound_timeout: opts.limits.unbound_timeout,
         counts: Status::default(),
         outbox,
         accept,
@@ -468,8 +470,9 @@ struct Task<D> {
     net_tx: Queue,
     /// The sockets' counts.
     net: NetHandle,
-    /// Refused envelopes per connection not yet bound.
-    strikes: Strikes,
+    /// Refused envelopes and age of connections not yet bound.
+    unbound: Unbound,
+    unbound_timeout: Duration,
     counts: Status,
     /// Envelopes for the delivery service not yet accepted by it.
     outbox: Outbox,
@@ -531,9 +534,12 @@ impl<D: DeliveryService> Task<D> {
                     }
                 },
                 Some(n) = net.recv() => match n {
-                    Net::Conn { id, writer, reader } => { self.conns.insert(id, (writer, reader)); }
+                    Net::Conn { id, writer, reader } => {
+                        self.unbound.opened(id, tokio::time::Instant::now());
+                        self.conns.insert(id, (writer, reader));
+                    }
                     Net::Closed { id } => {
-                        self.strikes.forget(id);
+                        self.unbound.forget(id);
                         self.conns.remove(&id);
                         self.by_peer.retain(|_, c| *c != id);
                         self.claimed.retain(|_, c| *c != id);
@@ -542,6 +548,12 @@ impl<D: DeliveryService> Task<D> {
                     Net::Datagram { bytes } => self.input(&bytes, None).await?,
                 },
                 _ = mail.tick() => {
+                    let now = tokio::time::Instant::now();
+                    let conns = &self.conns;
+                    let old = self.unbound.expired(now, self.unbound_timeout, &self.net_tx, |c| conns.contains_key(&c));
+                    for c in old {
+                        self.close(c, "no authenticated peer in time");
+                    }
                     self.drain_outbox().await?;
                     self.fetch_mail().await?;
                 }
@@ -664,19 +676,31 @@ impl<D: DeliveryService> Task<D> {
     /// [`MAX_REFUSED_PER_CONNECTION`](net::MAX_REFUSED_PER_CONNECTION).
     fn strike(&mut self, c: u64) {
         let open = self.conns.contains_key(&c) && !self.by_peer.values().any(|b| *b == c);
-        if open && self.strikes.refused(c, &self.net_tx) {
-            if let Some((_, reader)) = self.conns.remove(&c) {
-                reader.abort();
-            }
-            self.claimed.retain(|_, k| *k != c);
-            tracing::warn!(agent = %self.name, conn = c, "connection closed: too many refused envelopes");
+        if open && self.unbound.refused(c, &self.net_tx) {
+            self.close(c, "too many refused envelopes");
         }
+    }
+
+    /// Close connection `c`, not bound to a peer (its reader stops, which
+    /// frees its slot).
+    fn close(&mut self, c: u64, why: &str) {
+        if let Some((_, reader)) = self.conns.remove(&c) {
+            reader.abort();
+        }
+        self.claimed.retain(|_, k| *k != c);
+        self.unbound.forget(c);
+        tracing::warn!(agent = %self.name, conn = c, why, "connection closed");
     }
 
     /// Connection `c` carries authenticated peer `peer`: direct transmits
     /// to it go there.
     fn bind(&mut self, peer: PeerId, c: u64) {
-        self.strikes.forget(c);
+        // (A connection closed meanwhile, whose frames were still
+        // queued, carries nothing more.)
+        if !self.conns.contains_key(&c) {
+            return;
+        }
+        self.unbound.forget(c);
         self.by_peer.insert(peer, c);
         self.claimed.retain(|(p, _), _| *p != peer);
     }

@@ -20,8 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-/// The flooded agent's bounds: small, so the tests cross them.
-const LIMITS: NetLimits = NetLimits { max_connections: 4, queue_capacity: 8 };
+/// The flooded agent's bounds: small, so the tests cross them (and an
+/// unbound connection is left alone for a minute).
+const LIMITS: NetLimits =
+    NetLimits { max_connections: 4, queue_capacity: 8, unbound_timeout: Duration::from_secs(60) };
 
 /// The longest any wait of these tests lasts.
 const WAIT: Duration = Duration::from_secs(10);
@@ -51,12 +53,12 @@ impl Mesh {
         spawn(opts, StorageKey::new([key; 32]), delivery, book, self.tx.clone()).await.unwrap()
     }
 
-    /// Alpha (default bounds) and bravo (under [`LIMITS`]), each granting
+    /// Alpha (default bounds) and bravo (under `limits`), each granting
     /// the other tasks, replies and telemetry, and one message from alpha
     /// delivered (alpha's connection to bravo is open).
-    async fn pair(&mut self) -> (AgentHandle, AgentHandle) {
+    async fn pair(&mut self, limits: NetLimits) -> (AgentHandle, AgentHandle) {
         let alpha = self.agent("alpha", 1, NetLimits::default()).await;
-        let bravo = self.agent("bravo", 2, LIMITS).await;
+        let bravo = self.agent("bravo", 2, limits).await;
         meet(&alpha, &bravo).await;
         self.exchange(&alpha, &bravo, "hello").await;
         (alpha, bravo)
@@ -125,7 +127,7 @@ async fn closed(s: &mut TcpStream, wait: Duration) -> bool {
 fn connections_beyond_the_cap_are_closed_and_a_peer_is_still_served() {
     let mut m = Mesh::new("cap");
     run(async {
-        let (alpha, bravo) = m.pair().await;
+        let (alpha, bravo) = m.pair(LIMITS).await;
         until(&bravo, "alpha's connection counted", |s| s.inbound_connections == 1).await;
 
         const FLOOD: usize = 10;
@@ -168,7 +170,7 @@ fn connections_beyond_the_cap_are_closed_and_a_peer_is_still_served() {
 fn garbage_and_impossible_lengths_close_their_connection() {
     let mut m = Mesh::new("garbage");
     run(async {
-        let (alpha, bravo) = m.pair().await;
+        let (alpha, bravo) = m.pair(LIMITS).await;
         let refused_before = bravo.status().refused_inputs;
 
         let mut rng = TestRng::new(0x6a7b_a6e0_f100_d001);
@@ -229,7 +231,7 @@ fn garbage_and_impossible_lengths_close_their_connection() {
 fn a_datagram_flood_is_dropped_and_counted_and_telemetry_still_arrives() {
     let mut m = Mesh::new("udp");
     run(async {
-        let (alpha, bravo) = m.pair().await;
+        let (alpha, bravo) = m.pair(LIMITS).await;
         telemetry(&mut m, &alpha, &bravo, "before").await;
         let refused_before = bravo.status().refused_inputs;
 
@@ -279,6 +281,36 @@ async fn telemetry(m: &mut Mesh, alpha: &AgentHandle, bravo: &AgentHandle, text:
     panic!("no telemetry `{text}` delivered in 20 tries");
 }
 
+/// Connections that stay silent hold their slots only until the
+/// unbound timeout: then they are closed and counted, a newcomer gets a
+/// slot, and the peer bound to its connection keeps it.
+#[test]
+fn idle_connections_lose_their_slots() {
+    let mut m = Mesh::new("idle");
+    run(async {
+        let limits = NetLimits { unbound_timeout: Duration::from_secs(2), ..LIMITS };
+        let (alpha, bravo) = m.pair(limits).await;
+        let mut idle = Vec::new();
+        for _ in 1..LIMITS.max_connections {
+            idle.push(TcpStream::connect(bravo.addr).await.unwrap());
+        }
+        until(&bravo, "every slot taken", |s| s.inbound_connections == LIMITS.max_connections).await;
+        let gone = (LIMITS.max_connections - 1) as u64;
+        until(&bravo, "idle connections closed", |s| s.connections_closed_unbound == gone).await;
+        for c in &mut idle {
+            assert!(closed(c, WAIT).await, "an idle connection is closed");
+        }
+        let charlie = m.agent("charlie", 3, NetLimits::default()).await;
+        meet(&charlie, &bravo).await;
+        m.exchange(&charlie, &bravo, "a slot at last").await;
+        // Alpha's connection, bound to it, was kept.
+        m.exchange(&alpha, &bravo, "still here").await;
+        let s = bravo.net();
+        assert_eq!((s.connections_closed_unbound, s.connections_refused), (gone, 0), "{s:?}");
+        m.stop(vec![alpha, bravo, charlie]).await;
+    });
+}
+
 /// The bounds come from the file's `agent:` section (the template's
 /// values are the defaults); a bound of 0 is refused, naming the key and
 /// its line.
@@ -289,17 +321,22 @@ fn the_bounds_come_from_the_file() {
     let file = AgentFile::parse(template).unwrap();
     assert_eq!(securemesh_host::app::options(&file).limits, NetLimits::default());
 
-    let yaml = "agent:\n  name: a\n  state_dir: /tmp/a\n  max_connections: 3\n  queue_capacity: 5\n";
+    let yaml = "agent:\n  name: a\n  state_dir: /tmp/a\n  max_connections: 3\n  queue_capacity: 5\n  unbound_timeout: 2s\n";
     let limits = securemesh_host::app::options(&AgentFile::parse(yaml).unwrap()).limits;
-    assert_eq!(limits, NetLimits { max_connections: 3, queue_capacity: 5 });
+    let want = NetLimits { max_connections: 3, queue_capacity: 5, unbound_timeout: Duration::from_secs(2) };
+    assert_eq!(limits, want);
 
-    for (key, line) in [("max_connections", 4), ("queue_capacity", 5)] {
-        let bad = yaml.replace(&format!("{key}: {}", if line == 4 { 3 } else { 5 }), &format!("{key}: 0"));
-        match AgentFile::parse(&bad) {
+    for (line, from, to) in [
+        (4, "max_connections: 3", "max_connections: 0"),
+        (5, "queue_capacity: 5", "queue_capacity: 0"),
+        (6, "unbound_timeout: 2s", "unbound_timeout: 0s"),
+    ] {
+        let key = from.split(':').next().unwrap();
+        match AgentFile::parse(&yaml.replace(from, to)) {
             Err(ConfigError::Invalid(m)) => {
                 assert!(m.contains(key) && m.contains(&format!("line {line}")), "{m}");
             }
-            other => panic!("{key}: 0 accepted: {other:?}"),
+            other => panic!("`{to}` accepted: {other:?}"),
         }
     }
 }
