@@ -40,6 +40,7 @@ mod rt;
 #[path = "../../src/test_rng.rs"]
 mod test_rng;
 
+#[path = "../../src/entry.rs"]
 mod entry;
 mod hfs;
 mod kem;

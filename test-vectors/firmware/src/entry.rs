@@ -3,9 +3,9 @@
 //! run's stack peak, the counted line `<name>: N passed, M failed` that
 //! `run.sh` adds up, and the exit status.
 //!
-//! Nothing in it is post-quantum: the mesh firmware's `main`
-//! (`../../mesh/src/main.rs`) does the same for its one family and can
-//! take this module by `#[path]` as this firmware takes `../../src`'s.
+//! Shared by `#[path]` with the mesh firmware (`mesh/src/main.rs`) and the
+//! post-quantum one (`pq/src/main.rs`); the main firmware has its own
+//! frame (it also runs the scratch probe).
 
 use crate::family::Family;
 use crate::measure::{self, Meter, MeterError};
