@@ -11,7 +11,7 @@
 //! spk_sig = Ed25519(identity, "securemesh-spk-v1" || spk_id || spk_pub)
 //! kem_sig = Ed25519(identity, "securemesh-kem-prekey-v1" || kem_id || kem_alg || SHA-256(kem_pub))
 //!
-//! bundle v2 (feature `ml-dsa`) = version u8 (2) | the fields of v1 after the version
+//! bundle v3 (feature `ml-dsa`) = version u8 (3) | the fields of v1 after the version
 //!           | pq_pub 1952 | spk_pq_sig 3373 | [ kem_pq_sig 3373, only if kem_count = 1 ]
 //! spk_pq_sig = Hybrid((sign_pub, pq_pub), "securemesh-bundle-v2", dh_pub || spk signed bytes)
 //! kem_pq_sig = Hybrid((sign_pub, pq_pub), "securemesh-bundle-v2", dh_pub || kem signed bytes)
@@ -28,8 +28,9 @@ use securemesh_core::crypto::{Hash, Sha256};
 pub const BUNDLE_VERSION: u8 = 1;
 /// Bundle format version of hybrid bundles: a version-1 bundle followed by
 /// the ML-DSA-65 section (spec §3.1). Decoded only with the feature
-/// `ml-dsa` (`UnknownVersion` without it).
-pub const BUNDLE_VERSION_HYBRID: u8 = 2;
+/// `ml-dsa` (`UnknownVersion` without it). Not 2: the published vectors
+/// (`test-vectors/ratchet/v2/bundles.json`) refuse version 2 as unknown.
+pub const BUNDLE_VERSION_HYBRID: u8 = 3;
 /// Signature label of signed prekeys.
 pub const SPK_LABEL: &[u8] = b"securemesh-spk-v1";
 /// Bytes a signed-prekey signature covers (53).
@@ -56,7 +57,7 @@ pub const MAX_KEM_PUBLIC_LEN: usize = 1568;
 /// Largest encoded classical (version 1) bundle.
 pub const MAX_BUNDLE_LEN: usize =
     1 + 128 + (4 + 32 + 64) + (1 + 36) + (1 + 4 + 2 + 2 + MAX_KEM_PUBLIC_LEN + 64);
-/// Largest encoded hybrid (version 2) bundle: a classical one, the ML-DSA-65
+/// Largest encoded hybrid (version 3) bundle: a classical one, the ML-DSA-65
 /// public key (1952) and two hybrid signatures (3373 each).
 pub const MAX_HYBRID_BUNDLE_LEN: usize = MAX_BUNDLE_LEN + 1952 + 2 * 3373;
 
@@ -264,7 +265,7 @@ impl<'a> Bundle<'a> {
     }
 
     /// Decode and verify (identity binding, signed prekey and KEM prekey
-    /// signatures, strict Ed25519; with the feature `ml-dsa`, a version-2
+    /// signatures, strict Ed25519; with the feature `ml-dsa`, a version-3
     /// bundle's ML-DSA section: both halves of each hybrid signature).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(bytes);

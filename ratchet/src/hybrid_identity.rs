@@ -1,5 +1,5 @@
 //! The ML-DSA-65 half of a hybrid identity and the post-quantum section of
-//! a version-2 bundle (spec §3.1, feature `ml-dsa`).
+//! a version-3 bundle (spec §3.1, feature `ml-dsa`).
 //!
 //! An [`Identity`] stays what it is (Ed25519 + X25519); a [`PqIdentity`]
 //! adds an ML-DSA-65 key. A hybrid bundle carries its public key and, for
@@ -117,7 +117,7 @@ impl Default for BundlePqStorage {
     }
 }
 
-/// The post-quantum section of a version-2 bundle, verified: the identity's
+/// The post-quantum section of a version-3 bundle, verified: the identity's
 /// ML-DSA-65 public key and the hybrid signatures of the signed prekey and
 /// (if the bundle has one) the KEM prekey.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

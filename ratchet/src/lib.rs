@@ -8,7 +8,7 @@
 //! - [`Bundle`]: the peer's published prekey bundle (signed prekey, one
 //!   one-time prekey, and a KEM slot for PQXDH), bounded and versioned;
 //! - with the feature `ml-dsa` (off by default), hybrid identities: a
-//!   `PqIdentity` (ML-DSA-65) beside the [`Identity`], and version-2
+//!   `PqIdentity` (ML-DSA-65) beside the [`Identity`], and version-3
 //!   bundles whose signed and KEM prekeys carry Ed25519 + ML-DSA-65 hybrid
 //!   signatures, both of which must verify (spec §3.1);
 //! - [`PrekeyPool`]: the prekey lifecycle as a state machine with `now`;

@@ -37,7 +37,7 @@
 //!   (§8), and closes the gaps listed in §7.8 and §9.
 //!
 //! Bundles (§3) and ratchet messages (§6.1-§6.3) are unchanged. Hybrid
-//! bundles (§3.1, bundle version 2) add an ML-DSA-65 identity key and
+//! bundles (§3.1, bundle version 3) add an ML-DSA-65 identity key and
 //! hybrid signatures beside the classical ones.
 //!
 //! The protocol is Signal's, with a few deliberate, listed departures:
@@ -171,16 +171,17 @@
 //! Prekey identifiers are chosen by Bob; the reference pool issues them from
 //! 1 upward and never reuses one (not a wire rule).
 //!
-//! ### 3.1 Hybrid bundle (version 2, ML-DSA-65)
+//! ### 3.1 Hybrid bundle (bundle version 3, ML-DSA-65)
 //!
 //! An identity may add an ML-DSA-65 (FIPS 204) key to its Ed25519 key
-//! (`PqIdentity`, feature `ml-dsa`). Its bundles are then **version 2**: a
-//! version-1 bundle whose first byte is `0x02`, followed by the
-//! post-quantum section:
+//! (`PqIdentity`, feature `ml-dsa`). Its bundles are then **bundle version
+//! 3**: a version-1 bundle whose first byte is `0x03`, followed by the
+//! post-quantum section. (Bundle version 2 stays unknown: the vectors of
+//! §10 refuse it with `UnknownVersion`.)
 //!
 //! | Offset | Field | Size | Value |
 //! |---|---|---|---|
-//! | 0 | `version` | u8 | `0x02` |
+//! | 0 | `version` | u8 | `0x03` |
 //! | 1 | the fields of §3 after `version` | | as in §3, every check of §3 |
 //! | next | `pq_pub` | 1952 | ML-DSA-65 public key (`pkEncode`) |
 //! | | `spk_pq_sig` | 3373 | hybrid signature of the signed prekey, verified |
@@ -209,17 +210,17 @@
 //! signed messages start with `dh_pub`, so the hybrid signatures also bind
 //! the identity's X25519 key. The section keeps the classical `spk_sig` and
 //! `kem_sig` of §3 (checked first, as in §3) so that the rest of the
-//! protocol reads a version-2 bundle as a version-1 one: X3DH and PQXDH
+//! protocol reads a version-3 bundle as a version-1 one: X3DH and PQXDH
 //! (§4) are unchanged by it.
 //!
-//! Decoding a version-2 bundle checks the fields of §3 in the order of §3,
+//! Decoding a version-3 bundle checks the fields of §3 in the order of §3,
 //! then reads `pq_pub`, `spk_pq_sig` and, if `kem_count = 1`, `kem_pq_sig`
 //! (truncated: `Malformed`), requires the end of input (`Malformed`), then
 //! verifies `spk_pq_sig` and `kem_pq_sig` (`BadSignature` if either half of
-//! either fails). A version-2 bundle is 231 + 1952 + 3373 = 5556 bytes
+//! either fails). A version-3 bundle is 231 + 1952 + 3373 = 5556 bytes
 //! without one-time and KEM prekeys, and at most `MAX_HYBRID_BUNDLE_LEN` =
 //! 1907 + 1952 + 2 x 3373 = 10605 bytes. A build without the feature
-//! `ml-dsa` refuses version 2 with `UnknownVersion` (it does not verify it
+//! `ml-dsa` refuses version 3 with `UnknownVersion` (it does not verify it
 //! classically).
 //!
 //! **Downgrade.** Removing the section and setting `version` to `0x01`
@@ -227,7 +228,7 @@
 //! Only the caller can know that a peer's identity is hybrid: a caller that
 //! has pinned a peer's ML-DSA-65 key MUST check every bundle of that peer
 //! with `Bundle::require_pq(pinned)`, which refuses a version-1 bundle
-//! (`Downgrade`) and a version-2 bundle with another ML-DSA key
+//! (`Downgrade`) and a version-3 bundle with another ML-DSA key
 //! (`WrongIdentity`).
 //!
 //! ## 4. X3DH (\[X3DH\] §3, with the departures noted)
@@ -647,13 +648,13 @@
 //!
 //! | Operation | Error | When |
 //! |---|---|---|
-//! | `Bundle::decode` | `UnknownVersion` | `version` not `1` (nor `2` with the feature `ml-dsa`) |
+//! | `Bundle::decode` | `UnknownVersion` | `version` not `1` (nor `3` with the feature `ml-dsa`) |
 //! | | `BadSignature` | identity, `spk_sig` or `kem_sig` does not verify (strictly), or a key does not decode |
 //! | | `Malformed` | truncated, count not 0/1, `kem_pub_len > 1568`, trailing bytes, a non-canonical X25519 key (§1) |
-//! | | `BadSignature` | (version 2) either half of `spk_pq_sig` or `kem_pq_sig` does not verify (§3.1) |
-//! | | `Malformed` | (version 2) the section truncated or followed by bytes |
+//! | | `BadSignature` | (version 3) either half of `spk_pq_sig` or `kem_pq_sig` does not verify (§3.1) |
+//! | | `Malformed` | (version 3) the section truncated or followed by bytes |
 //! | `Bundle::require_pq` | `Downgrade` | a version-1 bundle for a pinned ML-DSA-65 key (§3.1) |
-//! | | `WrongIdentity` | a version-2 bundle with another ML-DSA-65 key |
+//! | | `WrongIdentity` | a version-3 bundle with another ML-DSA-65 key |
 //! | `initiate` | `NonContributory` | an X3DH DH output is all zero |
 //! | `initiate_pq` | `UnsupportedKem` | no KEM prekey in the bundle, `kem_alg` not in `{1, 3}` (or a build without the feature `pq`), or a session type without room for the ciphertext |
 //! | | `Malformed` | `kem_pub_len` not the algorithm's key length, or the FIPS 203 §7.2 modulus check fails |

@@ -137,15 +137,18 @@ fn the_section_is_bounded_and_typed() {
     let mut long = wire.clone();
     long.push(0);
     assert_eq!(Bundle::decode(&long), Err(Error::Malformed));
-    // A version-2 bundle without a KEM prekey must not carry a KEM signature.
+    // A version-3 bundle without a KEM prekey must not carry a KEM signature.
     let no_kem = hybrid(&b, false, false, 0x6879_6203_0003);
     let mut extra = no_kem.clone();
     extra.extend_from_slice(&wire[wire.len() - HYBRID_SIG_LEN..]);
     assert_eq!(Bundle::decode(&extra), Err(Error::Malformed));
-    // Versions other than 1 and 2 are unknown.
-    let mut v3 = wire.clone();
-    v3[0] = 3;
-    assert_eq!(Bundle::decode(&v3), Err(Error::UnknownVersion));
+    // Versions other than 1 and 3 are unknown (2 included: the published
+    // vectors refuse it).
+    for v in [0, 2, 4, 0xff] {
+        let mut other = wire.clone();
+        other[0] = v;
+        assert_eq!(Bundle::decode(&other), Err(Error::UnknownVersion), "version {v}");
+    }
 }
 
 #[test]
