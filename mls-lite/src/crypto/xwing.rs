@@ -300,6 +300,41 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any plaintext, label and context round-trip; one changed byte
+        /// anywhere in `kem_output | ciphertext | tag` is refused with
+        /// `Decrypt` and leaves the buffer as it was.
+        #[test]
+        fn round_trip_and_any_changed_byte_is_refused(
+            ikm in proptest::collection::vec(0u8..=255, 0..=48),
+            plaintext in proptest::collection::vec(0u8..=255, 0..=80),
+            context in proptest::collection::vec(0u8..=255, 0..=40),
+            label in "[a-zA-Z ]{0,20}",
+            seed: u64,
+            at: usize,
+            flip in 1u8..=255,
+        ) {
+            let (sk, pk) = derive_key_pair(&ikm);
+            let mut scratch = [0u8; 128];
+            let mut buf = plaintext.clone();
+            let (enc, tag) =
+                encrypt_with_label(&pk, label.as_bytes(), &context, &mut buf, &mut scratch, &mut TestRng::new(seed))
+                    .unwrap();
+            let mut bytes = [&enc[..], &buf, &tag].concat();
+            let i = at % bytes.len();
+            bytes[i] ^= flip;
+            let (e, rest) = bytes.split_at(NENC);
+            let (ct, t) = rest.split_at(rest.len() - 16);
+            let mut tampered = ct.to_vec();
+            let got = decrypt_with_label(&sk, label.as_bytes(), &context, e, &mut tampered, t.try_into().unwrap(), &mut scratch);
+            proptest::prop_assert_eq!(got, Err(Error::Decrypt));
+            proptest::prop_assert_eq!(&tampered[..], ct);
+            decrypt_with_label(&sk, label.as_bytes(), &context, &enc, &mut buf, &tag, &mut scratch).unwrap();
+            proptest::prop_assert_eq!(buf, plaintext);
+        }
+    }
+
     #[test]
     fn a_key_failing_the_ml_kem_check_is_refused() {
         // Every coefficient 0xFFF > q: the FIPS 203 §7.2 modulus check fails.
