@@ -1,6 +1,6 @@
-//! Hybrid identities (feature `ml-dsa`): Ed25519 alone against the Ed25519
-//! + ML-DSA-65 hybrid signature in the same run, and the bundle signature
-//! checks with and without the ML-DSA section.
+//! Hybrid identities (feature `ml-dsa`): Ed25519 alone against the hybrid
+//! Ed25519 and ML-DSA-65 signature in the same run, and the bundle
+//! signature checks with and without the ML-DSA section.
 //! `cargo bench -p securemesh-ratchet --features ml-dsa --bench hybrid`.
 //!
 //! Groups: `sign/{ed25519,hybrid}` and `verify/{ed25519,hybrid}` (one
