@@ -118,11 +118,6 @@ pub struct Config {
     pub ratchet: SessionConfig,
     /// The agent's prekey pool.
     pub prekeys: PrekeyConfig,
-    /// Hybrid post-quantum channels (default [`PqMode::Off`]; see
-    /// [`crate::pq`]). The pool's kind is chosen when the agent is created
-    /// ([`Agent::new`]): a hybrid mode makes a PQXDH pool, which keeps its
-    /// KEM prekeys across restores whatever mode restores it.
-    pub pq: PqMode,
 }
 
 impl Default for Config {
@@ -131,7 +126,6 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             ratchet: SessionConfig::default(),
             prekeys: PrekeyConfig::default(),
-            pq: PqMode::Off,
         }
     }
 }
@@ -553,6 +547,8 @@ pub struct Agent<
     identity: Identity,
     id: PeerId,
     config: Config,
+    /// Hybrid post-quantum channels ([`crate::pq`]).
+    pq: PqMode,
     pool: PrekeyPool<PREKEYS, KEM_PREKEYS>,
     directory: Directory<PEERS>,
     policy: Policy<PEERS>,
@@ -674,13 +670,41 @@ impl<
         rng: &mut R,
         now: UnixTime,
     ) -> Self {
+        Self::new_pq(identity, config, PqMode::Off, rng, now)
+    }
+
+    /// [`new`](Self::new), running the hybrid post-quantum channels as
+    /// `pq` says ([`crate::pq`]): a hybrid mode (with the feature `pq`)
+    /// makes a PQXDH pool, whose KEM prekeys then stay with the agent
+    /// across restores, whatever mode restores it.
+    ///
+    /// ```
+    /// use securemesh::{Config, DefaultAgent, PqMode};
+    /// use securemesh_ratchet::{Bundle, Identity, MAX_BUNDLE_LEN};
+    /// # let mut rng = securemesh_core::testing::TestRng::new(7);
+    /// let agent = DefaultAgent::new_pq(Identity::generate(&mut rng), Config::default(), PqMode::Prefer, &mut rng, securemesh_core::UnixTime(1));
+    /// let mut buf = [0u8; MAX_BUNDLE_LEN];
+    /// let n = agent.bundle(&mut buf)?;
+    /// // A PQXDH bundle (ML-KEM-768 prekey) with the feature `pq`.
+    /// assert_eq!(Bundle::decode(&buf[..n])?.kem().is_some(), cfg!(feature = "pq"));
+    /// assert_eq!(agent.pq_mode(), PqMode::Prefer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new_pq<R: CryptoRng + ?Sized>(
+        identity: Identity,
+        config: Config,
+        pq: PqMode,
+        rng: &mut R,
+        now: UnixTime,
+    ) -> Self {
         let () = Self::BYTES_CHECK;
-        let pool = Self::new_pool(&identity, config, rng, now);
+        let pool = Self::new_pool(&identity, config, pq, rng, now);
         let id = PeerId::of(identity.public());
         Agent {
             identity,
             id,
             config,
+            pq,
             pool,
             directory: Directory::new(),
             policy: Policy::new(),
@@ -704,7 +728,7 @@ impl<
     }
 
     /// A fresh pool: PQXDH (a last-resort and [`KEM_PREKEYS`] one-time
-    /// ML-KEM-768 prekeys) when `config.pq` runs hybrid channels, else
+    /// ML-KEM-768 prekeys) when mode `pq` runs hybrid channels, else
     /// X3DH. Making the KEM prekeys of a fresh pool cannot fail (its
     /// identifier counter is at 2, and `KemPrekey` signs what it made);
     /// were it to, the agent would run an X3DH pool, which a
@@ -712,11 +736,14 @@ impl<
     fn new_pool<R: CryptoRng + ?Sized>(
         identity: &Identity,
         config: Config,
+        pq: PqMode,
         rng: &mut R,
         now: UnixTime,
     ) -> PrekeyPool<PREKEYS, KEM_PREKEYS> {
+        #[cfg(not(feature = "pq"))]
+        let _ = pq;
         #[cfg(feature = "pq")]
-        if Self::runs_hybrid(config.pq)
+        if Self::runs_hybrid(pq)
             && let Ok(pool) = PrekeyPool::new_pq(
                 identity,
                 rng,
@@ -745,6 +772,23 @@ impl<
     /// This agent's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.id
+    }
+
+    /// How this agent runs the hybrid post-quantum channels.
+    pub fn pq_mode(&self) -> PqMode {
+        self.pq
+    }
+
+    /// Change how this agent runs the hybrid post-quantum channels (e.g.
+    /// after [`restore`](Self::restore), which restores with
+    /// [`PqMode::Off`]); applies to the next channel opened or accepted.
+    /// The pool keeps its kind: a PQXDH pool (made by
+    /// [`new_pq`](Self::new_pq) in a hybrid mode) keeps publishing KEM
+    /// prekeys, an X3DH pool stays X3DH (a PQXDH peer's X3DH would be
+    /// refused as a downgrade, so an X3DH pool does not become PQXDH
+    /// behind its peers' backs; [`crate::pq`]).
+    pub fn set_pq_mode(&mut self, mode: PqMode) {
+        self.pq = mode;
     }
 
     /// This agent's public identity (publish it, or its bundle).
@@ -832,7 +876,7 @@ impl<
     /// error.
     pub fn set_peer_bundle(&mut self, bundle: &[u8]) -> Result<PeerId, Error> {
         let has_kem = securemesh_ratchet::Bundle::decode(bundle).is_ok_and(|b| b.kem().is_some());
-        if has_kem && !Self::runs_hybrid(self.config.pq) && cfg!(feature = "pq") {
+        if has_kem && !Self::runs_hybrid(self.pq) && cfg!(feature = "pq") {
             self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
             return Err(Error::PqUnavailable);
         }
@@ -1315,7 +1359,7 @@ impl<
         Self::check_noise_len(payload)?;
         // `hfs` with a peer known to run it (always under Require); see
         // `crate::pq`.
-        let mode = self.config.pq;
+        let mode = self.pq;
         let hfs = Self::runs_hybrid(mode)
             && (mode.requires() || self.directory.get(peer).is_some_and(|p| p.is_hybrid()));
         if mode.requires() && !hfs {
@@ -1464,7 +1508,7 @@ impl<
         rng: &mut R,
         now: Instant,
     ) -> Result<(RatchetSession, PqStatus), Error> {
-        let mode = self.config.pq;
+        let mode = self.pq;
         if bundle.kem().is_none() {
             if mode.requires() {
                 return Err(Error::PqRequired);
@@ -1928,7 +1972,9 @@ impl<
     /// while it is decoded ([`MAX_RECORD_LEN`](Self::MAX_RECORD_LEN) is
     /// enough) and is wiped.
     ///
-    /// The restored agent has persistence on under `key`, the identity,
+    /// The restored agent runs [`PqMode::Off`] until
+    /// [`set_pq_mode`](Self::set_pq_mode) (its pool keeps the KEM prekeys
+    /// it had). It has persistence on under `key`, the identity,
     /// prekey pool (with the configuration it was created with), directory
     /// (every peer unreachable) and policy of the record, no Noise session,
     /// an empty queue, no event and zeroed counters.
@@ -1956,6 +2002,7 @@ impl<
             identity: state.identity,
             id: owner,
             config,
+            pq: PqMode::Off,
             pool: state.pool,
             directory: state.directory,
             policy: state.policy,
@@ -2326,7 +2373,7 @@ impl<
         }
         // The tag names the protocol (the prologue binds it): an `hfs` one
         // only if we run them, a classical one unless we require hybrid.
-        let mode = self.config.pq;
+        let mode = self.pq;
         if env.channel.is_hfs() && !Self::runs_hybrid(mode) {
             return Err(Error::PqUnavailable);
         }
@@ -2561,7 +2608,7 @@ impl<
         // refuses X3DH to its signed prekeys as `Downgrade`): the session's
         // status is the pool's.
         let pq = if self.pool_hybrid() { PqStatus::Hybrid } else { PqStatus::Classical };
-        if pq == PqStatus::Classical && self.config.pq.requires() {
+        if pq == PqStatus::Classical && self.pq.requires() {
             return Err(Error::PqRequired);
         }
         let si = self.free_session()?;

@@ -108,8 +108,8 @@
 //!
 //! **Post-quantum** (feature `pq`, [`pq`]): PQXDH bundles and sessions
 //! (ML-KEM-768 prekeys in the pool, refilled and rotated with the
-//! others) and the Noise `hfs` handshakes (IKhfs, XXhfs), as
-//! [`Config::pq`] ([`PqMode`]) says; each channel's [`PqStatus`] in
+//! others) and the Noise `hfs` handshakes (IKhfs, XXhfs), as the
+//! agent's [`PqMode`] says ([`Agent::new_pq`]); each channel's [`PqStatus`] in
 //! [`SessionInfo::pq`] and [`Metrics`]. Off by default, so firmware links
 //! no ML-KEM unless it asks for it.
 //!

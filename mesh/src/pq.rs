@@ -2,7 +2,8 @@
 //! agents agree on it.
 //!
 //! With the feature `pq` the agent runs the hybrid modes of its protocol
-//! crates, as [`Config::pq`](crate::Config::pq) ([`PqMode`]) says:
+//! crates, as its [`PqMode`] says ([`Agent::new_pq`](crate::Agent::new_pq),
+//! [`Agent::set_pq_mode`](crate::Agent::set_pq_mode)):
 //!
 //! - **Ratchet sessions: PQXDH** (`securemesh-ratchet`, ML-KEM-768). The
 //!   agent's pool holds signed ML-KEM-768 prekeys ([`KEM_PREKEYS`]

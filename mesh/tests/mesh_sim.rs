@@ -525,7 +525,6 @@ impl Sim {
         let mut rng = Sm(seed);
         let config = Config {
             ratchet: SessionConfig { heartbeat_ms: 20_000, ..SessionConfig::default() },
-            pq: pq_mode(),
             ..Config::default()
         };
         let mut hosts = Vec::new();
@@ -533,7 +532,7 @@ impl Sim {
             let mut r =
                 TestRng::new(seed.rotate_left(17) ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let identity = Identity::generate(&mut r);
-            let agent = Box::new(SimAgent::new(identity, config, &mut r, WALL));
+            let agent = Box::new(SimAgent::new_pq(identity, config, pq_mode(), &mut r, WALL));
             let mut key = [0u8; 32];
             for b in &mut key {
                 *b = rng.next() as u8;
@@ -1076,6 +1075,7 @@ impl Sim {
         }
         let mut agent =
             Box::new(SimAgent::restore(key(), self.config, &blob, generation, &mut scratch).unwrap());
+        agent.set_pq_mode(pq_mode());
         let records: Vec<_> = self.hosts[a]
             .store
             .iter()
@@ -1809,6 +1809,7 @@ impl Sim {
         let (blob, g) = &h.store[&RecordId::Agent];
         let mut clone =
             Box::new(SimAgent::restore(StorageKey::new(h.key), self.config, blob, *g, &mut scratch).unwrap());
+        clone.set_pq_mode(pq_mode());
         for (id, (blob, g)) in &h.store {
             if *id != RecordId::Agent {
                 clone.restore_record(blob, *g, &mut scratch).unwrap();
@@ -1932,7 +1933,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// `MESH_SIM_PQ`: `off` (default), `prefer` or `require` (the agents'
-/// [`Config::pq`]; hybrid needs the feature `pq`).
+/// [`securemesh::PqMode`]; hybrid needs the feature `pq`).
 fn pq_mode() -> securemesh::PqMode {
     match std::env::var("MESH_SIM_PQ").as_deref().map(str::trim) {
         Err(_) | Ok("off") => securemesh::PqMode::Off,

@@ -21,12 +21,24 @@ mod common;
 fn size_figures() {
     const { assert!(DefaultAgent::MAX_RECORD_LEN >= DefaultAgent::MAX_AGENT_RECORD_LEN) };
     const { assert!(DefaultAgent::MAX_RECORD_LEN >= DefaultAgent::MAX_SESSION_RECORD_LEN) };
-    let config = Config { pq: PqMode::Prefer, ..Config::default() };
+    let config = Config::default();
     let mut rng = TestRng::new(0x5123_0001);
-    let mut me = Box::new(DefaultAgent::new(Identity::generate(&mut rng), config, &mut rng, common::WALL));
+    let mut me = Box::new(DefaultAgent::new_pq(
+        Identity::generate(&mut rng),
+        config,
+        PqMode::Prefer,
+        &mut rng,
+        common::WALL,
+    ));
     let mut bundle_len = 0;
     for _ in 0..8 {
-        let peer = Box::new(DefaultAgent::new(Identity::generate(&mut rng), config, &mut rng, common::WALL));
+        let peer = Box::new(DefaultAgent::new_pq(
+            Identity::generate(&mut rng),
+            config,
+            PqMode::Prefer,
+            &mut rng,
+            common::WALL,
+        ));
         let mut buf = [0u8; MAX_BUNDLE_LEN];
         bundle_len = peer.bundle(&mut buf).unwrap();
         me.set_peer_bundle(&buf[..bundle_len]).unwrap();
@@ -66,8 +78,7 @@ mod hybrid {
     fn agent(seed: u64, pq: PqMode) -> (Box<DefaultAgent>, TestRng) {
         let mut rng = TestRng::new(seed);
         let identity = Identity::generate(&mut rng);
-        let config = Config { pq, ..Config::default() };
-        let mut a = Box::new(DefaultAgent::new(identity, config, &mut rng, WALL));
+        let mut a = Box::new(DefaultAgent::new_pq(identity, Config::default(), pq, &mut rng, WALL));
         a.policy_mut().define_role(WORKER, Permissions::of(&[TASK])).unwrap();
         (a, rng)
     }
@@ -451,8 +462,10 @@ mod hybrid {
             }
         }
         let (blob, generation) = &store[&RecordId::Agent];
-        let config = Config { pq: PqMode::Prefer, ..Config::default() };
-        let mut back = Box::new(DefaultAgent::restore(key, config, blob, *generation, &mut rec).unwrap());
+        let mut back =
+            Box::new(DefaultAgent::restore(key, Config::default(), blob, *generation, &mut rec).unwrap());
+        assert_eq!(back.pq_mode(), PqMode::Off);
+        back.set_pq_mode(PqMode::Prefer);
         for (id, (blob, generation)) in store.iter().filter(|(id, _)| **id != RecordId::Agent) {
             assert_eq!(back.restore_record(blob, *generation, &mut rec).unwrap(), *id);
         }
