@@ -477,7 +477,7 @@ pub fn reports(dir: &Path) -> Vec<Report> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     /// Writes `pq/hybrid-ed25519-mldsa65.json` (run once, with `--ignored`).
@@ -487,6 +487,26 @@ mod tests {
         let path = crate::vectors_dir().join("pq").join("hybrid-ed25519-mldsa65.json");
         std::fs::write(&path, serde_json::to_string_pretty(&hybrid_vectors().unwrap()).unwrap() + "\n")
             .unwrap();
+    }
+
+    /// A changed byte of a published ML-DSA vector, or a changed expected
+    /// result, fails that case.
+    #[test]
+    fn changed_ml_dsa_vectors_fail() {
+        let dir = std::env::temp_dir().join(format!("securemesh-pq-mldsa-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = crate::vectors_dir().join("pq");
+        let mut sign = read_json(&src.join("wycheproof-mldsa-65-sign-seed.json")).unwrap();
+        let sig = sign["testGroups"][0]["tests"][0]["sig"].as_str().unwrap().to_string();
+        sign["testGroups"][0]["tests"][0]["sig"] = Value::from(format!("00{}", &sig[2..]));
+        std::fs::write(dir.join("s.json"), sign.to_string()).unwrap();
+        assert_eq!(ml_dsa_65_sign(&dir.join("s.json")).line(), "pq ml-dsa-65 sign 1/2");
+        let mut verify = read_json(&src.join("wycheproof-mldsa-65-verify.json")).unwrap();
+        verify["testGroups"][0]["tests"][0]["result"] = Value::from("invalid");
+        verify["testGroups"][0]["tests"][2]["result"] = Value::from("valid");
+        std::fs::write(dir.join("v.json"), verify.to_string()).unwrap();
+        assert_eq!(ml_dsa_65_verify(&dir.join("v.json")).line(), "pq ml-dsa-65 verify 5/7");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The published file is what the code computes today.
