@@ -70,7 +70,7 @@ impl PqIdentity {
     /// Rebuild from the stored ML-DSA seed.
     pub fn from_seed(identity: &Identity, seed: &Secret<[u8; 32]>) -> Self {
         let key = HybridSigningKey::new(identity.signing_seed(), seed);
-        PqIdentity { seed: Secret::new(*seed.expose()), key }
+        PqIdentity { seed: seed.duplicate(), key }
     }
 
     /// The ML-DSA seed (to persist the key).

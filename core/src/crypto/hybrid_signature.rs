@@ -138,7 +138,7 @@ impl HybridSigningKey {
             ed25519: Ed25519::verifying_key(&ed25519),
             ml_dsa: MlDsa65::public_key(ml_dsa_seed),
         };
-        HybridSigningKey { ed25519, ml_dsa: Secret::new(*ml_dsa_seed.expose()), public }
+        HybridSigningKey { ed25519, ml_dsa: ml_dsa_seed.duplicate(), public }
     }
 
     /// The hybrid public key.
