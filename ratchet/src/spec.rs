@@ -231,6 +231,11 @@
 //! (`Downgrade`) and a version-3 bundle with another ML-DSA key
 //! (`WrongIdentity`).
 //!
+//! Vectors: `test-vectors/pq/hybrid-ed25519-mldsa65.json` gives hybrid
+//! signatures (seeds, context, message, `M'`, public key and the signature
+//! with the deterministic ML-DSA variant) and two version-3 bundles with
+//! mutations that decoding must refuse, each with its error.
+//!
 //! ## 4. X3DH (\[X3DH\] §3, with the departures noted)
 //!
 //! Alice decodes and verifies Bob's bundle (§3) and draws a fresh ephemeral
