@@ -21,9 +21,9 @@ use securemesh_core::codec::{Reader, Writer};
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::framing::{Content, PrivateMessage, PublicMessage};
 use securemesh_mls_lite::messages::{
-    Commit, GroupInfo, GroupSecrets, KeyPackage, MlsMessage, MlsMessageBody, PreSharedKeyId, Proposal,
-    ProposalOrRef, Welcome,
+    Commit, GroupInfo, GroupSecrets, KeyPackage, PreSharedKeyId, Proposal, ProposalOrRef, Welcome,
 };
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 
 /// `write` reproduces `expected` exactly, and fails with one byte less room.
 fn rewrites(what: &str, expected: &[u8], write: impl Fn(&mut Writer<'_>) -> Result<(), Error>) {

@@ -38,8 +38,8 @@ use libfuzzer_sys::fuzz_target;
 use securemesh_core::testing::TestRng;
 use securemesh_fuzz::ratchet::{FuzzPqSession, NOW, alice, genuine_bundles};
 use securemesh_ratchet::{
-    BUNDLE_VERSION, BUNDLE_VERSION_HYBRID, Bundle, Error, KemAlgorithm, MAX_BUNDLE_LEN, MAX_HYBRID_BUNDLE_LEN,
-    SessionConfig,
+    BUNDLE_VERSION, BUNDLE_VERSION_HYBRID, Bundle, Error, KemAlgorithm, MAX_BUNDLE_LEN,
+    MAX_HYBRID_BUNDLE_LEN, SessionConfig,
 };
 
 /// The genuine bundles, decoded (once).
@@ -76,7 +76,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(!same.is_empty(), "a bundle with a forged identity decoded");
     assert!(same.iter().any(|g| g.signed() == b.signed()), "a bundle with a forged signed prekey decoded");
     if let Some(pq) = b.pq() {
-        let genuine: Vec<_> = same.iter().filter_map(|g| g.pq()).filter(|g| g.public() == pq.public()).collect();
+        let genuine: Vec<_> =
+            same.iter().filter_map(|g| g.pq()).filter(|g| g.public() == pq.public()).collect();
         assert!(!genuine.is_empty(), "a hybrid bundle with a forged ML-DSA key decoded");
         let any = genuine.iter().any(|g| g.spk_sig() == pq.spk_sig());
         assert!(any, "a forged hybrid signed-prekey signature decoded");

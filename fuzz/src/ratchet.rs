@@ -15,9 +15,9 @@ use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_core::{Instant, Secret, UnixTime};
 use securemesh_ratchet::{
-    Bundle, BundlePqStorage, Identity, KemAlgorithm, KemPrekey, MAX_HYBRID_BUNDLE_LEN, MAX_KEM_CIPHERTEXT_LEN,
-    MAX_KEM_PUBLIC_LEN, PqIdentity, PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session,
-    SessionConfig,
+    Bundle, BundlePqStorage, Identity, KemAlgorithm, KemPrekey, MAX_HYBRID_BUNDLE_LEN,
+    MAX_KEM_CIPHERTEXT_LEN, MAX_KEM_PUBLIC_LEN, PqIdentity, PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD,
+    RATCHET_OVERHEAD, Session, SessionConfig,
 };
 
 use crate::noise::encode_state;
@@ -161,7 +161,13 @@ pub fn hybrid_bundles() -> Vec<(&'static str, Vec<u8>)> {
     let kem = kem_prekey(bob, 100, 1, &kem_pub);
     let (mut s1, mut s2) = (BundlePqStorage::new(), BundlePqStorage::new());
     let no_kem = setup.pool.bundle(Some(3)).sign_pq(&pq, &mut rng, &mut s1).expect("Bob's key");
-    let with_kem = setup.pool.bundle(Some(5)).with_kem(kem).expect("signed").sign_pq(&pq, &mut rng, &mut s2).expect("Bob's key");
+    let with_kem = setup
+        .pool
+        .bundle(Some(5))
+        .with_kem(kem)
+        .expect("signed")
+        .sign_pq(&pq, &mut rng, &mut s2)
+        .expect("Bob's key");
     vec![("bob_hybrid_opk3", encode_bundle(&no_kem)), ("bob_hybrid_opk5_kem", encode_bundle(&with_kem))]
 }
 

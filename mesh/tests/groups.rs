@@ -714,7 +714,8 @@ mod mallory {
     use securemesh::group::{MAX_COMMIT_LEN, MAX_WELCOME_LEN, MlsGroup};
     use securemesh_mls_lite::JoinKeys;
     use securemesh_mls_lite::key_package::{KeyPackageParams, create_key_package};
-    use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody};
+    use securemesh_mls_lite::messages::KeyPackage;
+    use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
     use securemesh_mls_lite::pending_commit::CommitOptions;
 
     pub struct Mallory {

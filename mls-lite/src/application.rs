@@ -14,7 +14,8 @@ use crate::framing::{
     sign_scratch_len,
 };
 use crate::group::Group;
-use crate::messages::{MlsMessageBody, WireFormat};
+use crate::messages::WireFormat;
+use crate::mls_message::MlsMessageBody;
 use crate::secret_tree::RatchetKind;
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Reader;

@@ -71,9 +71,8 @@ use crate::error::Error;
 use crate::framing::{AuthenticatedContent, Content, Sender, SenderData};
 use crate::group::Group;
 use crate::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
-use crate::messages::{
-    MlsMessage, MlsMessageBody, Proposal, ProposalBody, ProposalOrRef, Psk, ResumptionPskUsage,
-};
+use crate::messages::{Proposal, ProposalBody, ProposalOrRef, Psk, ResumptionPskUsage};
+use crate::mls_message::{MlsMessage, MlsMessageBody};
 use crate::secret_tree::RatchetKind;
 use crate::transcript::{TranscriptHashes, verify_confirmation_tag};
 use crate::tree::node::{LeafNode, LeafNodeSource};

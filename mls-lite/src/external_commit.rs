@@ -68,7 +68,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// # use securemesh_core::crypto::{Ed25519, Signature};
     /// # use securemesh_core::testing::TestRng;
     /// use securemesh_mls_lite::external_commit::ExternalJoin;
-    /// use securemesh_mls_lite::messages::{MlsMessage, MlsMessageBody, WireFormat};
+    /// use securemesh_mls_lite::messages::{WireFormat};
+    /// use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
     /// use securemesh_mls_lite::pending_commit::{CommitOptions, Proposals};
     /// use securemesh_mls_lite::testing::member_pair;
     /// use securemesh_mls_lite::{DefaultGroup, DefaultProposalCache, Error, PskStore};

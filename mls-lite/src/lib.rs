@@ -23,9 +23,9 @@
 //! sender),
 //! [`tree`] (the ratchet tree: encoding, tree hash, parent hash,
 //! validation), [`treekem`] (UpdatePath merge and path-secret decryption),
-//! [`messages`] (KeyPackage, proposals, Commit, GroupInfo, Welcome and
-//! MLSMessage views), [`framing`] (PublicMessage and PrivateMessage
-//! protection), [`transcript`] (transcript hashes), and the group itself:
+//! [`messages`] (KeyPackage, proposals, Commit, GroupInfo and Welcome
+//! views), [`framing`] (PublicMessage and PrivateMessage protection),
+//! [`mls_message`] (the MLSMessage envelope over both), [`transcript`] (transcript hashes), and the group itself:
 //! [`Group`] ([`group`]), one member's state, whose methods are the whole
 //! API of a member: joining from a Welcome ([`welcome`]), processing
 //! proposals and commits of later epochs ([`commit`]: PublicMessage and
@@ -94,7 +94,7 @@
 //! ```
 //! use securemesh_core::envelope::Persist;
 //! use securemesh_core::testing::TestRng;
-//! use securemesh_mls_lite::messages::{MlsMessage, MlsMessageBody};
+//! use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 //! use securemesh_mls_lite::{
 //!     CommitEvent, DefaultGroup, DefaultProposalCache, Error, ExternalPsk, JoinKeys, PskStore,
 //! };
@@ -191,6 +191,7 @@ pub mod group;
 pub mod key_package;
 pub mod key_schedule;
 pub mod messages;
+pub mod mls_message;
 pub mod pending_commit;
 pub mod persist;
 pub mod proposal;

@@ -1,7 +1,8 @@
 //! Zero-copy views of the MLS messages (RFC 9420): `KeyPackage` (§10),
 //! the proposals and `ProposalOrRef` (§12.1), `Commit` (§12.4),
 //! `PreSharedKeyID` (§8.4), `GroupInfo` (§12.4.3), `GroupSecrets` and
-//! `Welcome` (§12.4.3.1) and the `MLSMessage` envelope (§6).
+//! `Welcome` (§12.4.3.1), and the `WireFormat` of the `MLSMessage`
+//! envelope (§6; the envelope itself is [`crate::mls_message`]).
 //!
 //! Every view borrows the bytes it was parsed from, checks every length and
 //! enumerated value while parsing, and keeps its exact encoding
@@ -18,7 +19,6 @@
 
 use crate::crypto::{self, CIPHERSUITE, NH};
 use crate::error::Error;
-use crate::framing::{PrivateMessage, PublicMessage};
 use crate::key_schedule::GroupContext;
 use crate::tree::node::{LeafNode, extensions_body};
 use crate::treekem::UpdatePath;
@@ -1017,91 +1017,6 @@ impl WireFormat {
             WireFormat::Welcome => 3,
             WireFormat::GroupInfo => 4,
             WireFormat::KeyPackage => 5,
-        }
-    }
-}
-
-/// The body of an `MLSMessage`, by wire format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MlsMessageBody<'a> {
-    /// A PublicMessage.
-    PublicMessage(PublicMessage<'a>),
-    /// A PrivateMessage.
-    PrivateMessage(PrivateMessage<'a>),
-    /// A Welcome.
-    Welcome(Welcome<'a>),
-    /// A GroupInfo.
-    GroupInfo(GroupInfo<'a>),
-    /// A KeyPackage.
-    KeyPackage(KeyPackage<'a>),
-}
-
-/// A parsed `MLSMessage`:
-///
-/// ```text
-/// struct {
-///     ProtocolVersion version = mls10;
-///     WireFormat wire_format;
-///     select (MLSMessage.wire_format) { ... };
-/// } MLSMessage;
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MlsMessage<'a> {
-    raw: &'a [u8],
-    /// The message.
-    pub body: MlsMessageBody<'a>,
-}
-
-impl<'a> MlsMessage<'a> {
-    /// Parse one `MLSMessage`; another protocol version is
-    /// [`Error::Unsupported`].
-    pub fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
-        let (raw, body) = parse_raw(r, |r| {
-            if r.read_u16()? != MLS10 {
-                return Err(Error::Unsupported);
-            }
-            Ok(match WireFormat::from_u16(r.read_u16()?)? {
-                WireFormat::PublicMessage => MlsMessageBody::PublicMessage(PublicMessage::parse(r)?),
-                WireFormat::PrivateMessage => MlsMessageBody::PrivateMessage(PrivateMessage::parse(r)?),
-                WireFormat::Welcome => MlsMessageBody::Welcome(Welcome::parse(r)?),
-                WireFormat::GroupInfo => MlsMessageBody::GroupInfo(GroupInfo::parse(r)?),
-                WireFormat::KeyPackage => MlsMessageBody::KeyPackage(KeyPackage::parse(r)?),
-            })
-        })?;
-        Ok(MlsMessage { raw, body })
-    }
-
-    /// Parse a whole buffer.
-    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
-        parse_all(bytes, Self::parse)
-    }
-
-    /// The exact encoding.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.raw
-    }
-
-    /// The wire format.
-    pub fn wire_format(&self) -> WireFormat {
-        match self.body {
-            MlsMessageBody::PublicMessage(_) => WireFormat::PublicMessage,
-            MlsMessageBody::PrivateMessage(_) => WireFormat::PrivateMessage,
-            MlsMessageBody::Welcome(_) => WireFormat::Welcome,
-            MlsMessageBody::GroupInfo(_) => WireFormat::GroupInfo,
-            MlsMessageBody::KeyPackage(_) => WireFormat::KeyPackage,
-        }
-    }
-
-    /// Write the encoding field by field.
-    pub fn write_to(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        w.write_u16(MLS10)?;
-        w.write_u16(self.wire_format().to_u16())?;
-        match &self.body {
-            MlsMessageBody::PublicMessage(m) => m.write_to(w),
-            MlsMessageBody::PrivateMessage(m) => m.write_to(w),
-            MlsMessageBody::Welcome(m) => m.write_to(w),
-            MlsMessageBody::GroupInfo(m) => m.write_to(w),
-            MlsMessageBody::KeyPackage(m) => m.write_to(w),
         }
     }
 }

@@ -224,7 +224,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// # use securemesh_core::crypto::{Ed25519, Signature};
     /// # use securemesh_core::testing::TestRng;
     /// # use securemesh_mls_lite::key_package::{KeyPackageParams, create_key_package, key_package_len};
-    /// # use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody};
+    /// # use securemesh_mls_lite::messages::{KeyPackage};
+    /// # use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
     /// # use securemesh_mls_lite::pending_commit::CommitOptions;
     /// # use securemesh_mls_lite::{DefaultGroup, Error, JoinKeys};
     /// # let mut rng = TestRng::new(1);
@@ -855,7 +856,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     ///
     /// ```
     /// # use securemesh_core::testing::TestRng;
-    /// use securemesh_mls_lite::messages::{MlsMessage, MlsMessageBody};
+    /// use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
     /// use securemesh_mls_lite::testing::member_pair;
     /// use securemesh_mls_lite::DefaultGroup;
     /// let (mut a, mut b): (Box<DefaultGroup>, Box<DefaultGroup>) = (Box::default(), Box::default());

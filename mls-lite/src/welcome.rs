@@ -327,7 +327,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// spare slot, not over a live group.
     ///
     /// ```
-    /// use securemesh_mls_lite::messages::{MlsMessage, MlsMessageBody};
+    /// use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
     /// use securemesh_mls_lite::{DefaultGroup, Error, JoinKeys};
     ///
     /// /// Join from the `MLSMessage` bytes of a Welcome whose GroupInfo

@@ -8,7 +8,8 @@
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::key_package::KeyPackageParams;
-use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, WireFormat};
+use securemesh_mls_lite::messages::{KeyPackage, WireFormat};
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use securemesh_mls_lite::pending_commit::{CommitOptions, CommitOutput};
 use securemesh_mls_lite::testing::Candidate;
 use securemesh_mls_lite::{CommitEvent, Error, Group, ProposalCache, PskStore};

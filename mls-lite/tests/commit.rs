@@ -16,7 +16,8 @@
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
 use securemesh_mls_lite::crypto::Secret32;
-use securemesh_mls_lite::messages::{MlsMessage, WireFormat};
+use securemesh_mls_lite::messages::WireFormat;
+use securemesh_mls_lite::mls_message::MlsMessage;
 
 mod common;
 use common::*;

@@ -19,9 +19,10 @@ use securemesh_mls_lite::framing::{
 };
 use securemesh_mls_lite::key_schedule::GroupContext;
 use securemesh_mls_lite::messages::{
-    Commit, EncryptedGroupSecrets, GroupInfo, GroupSecrets, KeyPackage, MlsMessage, MlsMessageBody,
-    PreSharedKeyId, Proposal, ProposalBody, ProposalOrRef, ReInit, Welcome, parse_group_context,
+    Commit, EncryptedGroupSecrets, GroupInfo, GroupSecrets, KeyPackage, PreSharedKeyId, Proposal,
+    ProposalBody, ProposalOrRef, ReInit, Welcome, parse_group_context,
 };
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use std::sync::OnceLock;
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../test-vectors/mls/");

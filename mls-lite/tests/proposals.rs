@@ -10,7 +10,8 @@
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::key_package::KeyPackageParams;
-use securemesh_mls_lite::messages::{MlsMessage, MlsMessageBody, Psk, ResumptionPskUsage, WireFormat};
+use securemesh_mls_lite::messages::{Psk, ResumptionPskUsage, WireFormat};
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use securemesh_mls_lite::pending_commit::{CommitOptions, Proposals};
 use securemesh_mls_lite::proposal::OutgoingProposal;
 use securemesh_mls_lite::testing::Candidate;

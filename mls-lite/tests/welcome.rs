@@ -13,7 +13,8 @@
 use securemesh_core::Secret;
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::crypto::Secret32;
-use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody, Welcome};
+use securemesh_mls_lite::messages::{KeyPackage, Welcome};
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use securemesh_mls_lite::welcome::JoinKeys;
 use securemesh_mls_lite::{DefaultGroup, Group};
 

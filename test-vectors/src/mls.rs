@@ -16,9 +16,9 @@ use securemesh_mls_lite::framing::{
 };
 use securemesh_mls_lite::key_schedule::{self, EpochSecrets, GroupContext, PskInput};
 use securemesh_mls_lite::messages::{
-    Commit, GroupSecrets, KeyPackage, MlsMessage, MlsMessageBody, Proposal, ProposalBody, Welcome,
-    WireFormat, proposal_type,
+    Commit, GroupSecrets, KeyPackage, Proposal, ProposalBody, Welcome, WireFormat, proposal_type,
 };
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use securemesh_mls_lite::secret_tree::{self, Ratchet, RatchetKind};
 use securemesh_mls_lite::sender_ratchets::SenderRatchets;
 use securemesh_mls_lite::transcript::{self, TranscriptHashes};

@@ -19,7 +19,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::{HpkeCiphertext, HpkeKemType};
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::crypto::{Secret32, xwing};
-use securemesh_mls_lite::messages::MlsMessage as OurMessage;
+use securemesh_mls_lite::mls_message::MlsMessage as OurMessage;
 use serde_json::Value;
 use std::time::Instant;
 

@@ -38,7 +38,8 @@ use securemesh_mls_lite::crypto::Secret32;
 use securemesh_mls_lite::key_package::{
     KeyPackageParams, KeyPackageSecrets, create_key_package, key_package_len,
 };
-use securemesh_mls_lite::messages::{KeyPackage, MlsMessage, MlsMessageBody};
+use securemesh_mls_lite::messages::{KeyPackage};
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use securemesh_mls_lite::pending_commit::{CommitOptions, CommitOutput};
 use securemesh_mls_lite::{CommitEvent, Error, JoinKeys, ProposalCache, PskStore};
 
