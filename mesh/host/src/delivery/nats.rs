@@ -37,6 +37,12 @@
 //!   refused ([`DeliveryError::EpochTaken`]); the stream's sequence is the
 //!   epoch order.
 //!
+//! A server killed outright (SIGKILL, a crash) may come back with
+//! messages that were acknowledged just before, still in a mailbox
+//! stream below the consumer's acknowledged floor: they are not handed
+//! out again (nothing is delivered twice) but take mailbox room. Stop
+//! the server with SIGTERM.
+//!
 //! When the server does not answer (down, restarting, unreachable) a
 //! call returns [`DeliveryError::Unreachable`] at once (the client
 //! reconnects in the background); the runtime keeps what it deposits in
@@ -104,6 +110,22 @@ struct Held {
 }
 
 /// The delivery service on a NATS JetStream server (see the module docs).
+///
+/// ```no_run
+/// use securemesh_host::delivery::DeliveryService;
+/// use securemesh_host::delivery::nats::{JetStream, NatsOptions};
+/// # async fn run() -> Result<(), securemesh_host::delivery::DeliveryError> {
+/// let opts = NatsOptions { url: "nats://127.0.0.1:4222".into(), max_mailbox: 4096, ..NatsOptions::default() };
+/// let js = JetStream::connect(opts).await?;
+/// let bob = securemesh::PeerId([7; 32]);
+/// js.deposit(bob, b"an envelope".to_vec()).await?;
+/// for mail in js.fetch(bob, 64).await? {
+///     // ... hand it to bob's agent, store its state, then:
+///     js.ack(bob, mail.id).await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct JetStream {
     url: String,
     client: async_nats::Client,
