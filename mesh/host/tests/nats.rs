@@ -122,11 +122,11 @@ async fn connect(server: &Server) -> JetStream {
         .unwrap()
 }
 
-async fn start(
+async fn start<D: DeliveryService>(
     dir: &Path,
     name: &str,
     key: u8,
-    delivery: &Arc<JetStream>,
+    delivery: &Arc<D>,
     app: &mpsc::UnboundedSender<Delivered>,
 ) -> AgentHandle {
     let opts = AgentOptions::loopback(name, dir, securemesh::Config::default());
@@ -715,6 +715,62 @@ fn mailbox_throughput_and_latency_figures() {
         );
         assert_eq!(js.pending_count(owner).await.unwrap(), 0);
     });
+}
+
+/// Agent to agent through the mailbox (Double Ratchet messages, the
+/// mailbox polled every 10 ms), on JetStream (each agent on its own
+/// connection) and, in the same run for comparison, on the embedded
+/// service: one message at a time (send to delivery), then a burst.
+/// Printed; no assertion on timings.
+#[test]
+fn agent_mailbox_latency_figures() {
+    let Some(server) = Server::start("agent-figures") else { return };
+    rt().block_on(async {
+        let (ja, jb) = (Arc::new(connect(&server).await), Arc::new(connect(&server).await));
+        agent_figures("jetstream", &ja, &jb).await;
+        let embedded = Arc::new(securemesh_host::delivery::InProcess::new(64));
+        agent_figures("embedded", &embedded, &embedded).await;
+    });
+}
+
+async fn agent_figures<D: DeliveryService>(label: &str, da: &Arc<D>, db: &Arc<D>) {
+    let dir = temp(&format!("agent-figures-{label}"));
+    let (app, mut rx) = mpsc::unbounded_channel();
+    let alpha = start(&dir, "alpha", 0x71, da, &app).await;
+    let bravo = start(&dir, "bravo", 0x7c, db, &app).await;
+    introduce(&bravo, alpha.identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+    offline(&alpha, da.as_ref(), bravo.peer_id).await.unwrap();
+    introduce(&alpha, bravo.identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+    let mut lat = Vec::new();
+    for i in 0..100 {
+        let t = Instant::now();
+        alpha.send(bravo.peer_id, TASK, format!("one {i}").into_bytes()).await.unwrap();
+        let d = next(&mut rx, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(d.payload, format!("one {i}").into_bytes());
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    const BURST: usize = 60; // within a 64-message mailbox
+    let t = Instant::now();
+    for i in 0..BURST {
+        alpha.send(bravo.peer_id, TASK, format!("burst {i}").into_bytes()).await.unwrap();
+    }
+    for _ in 0..BURST {
+        next(&mut rx, Duration::from_secs(10)).await.unwrap();
+    }
+    let burst = t.elapsed();
+    eprintln!(
+        "agents through {label} mailboxes (10 ms poll): send->delivered p50 {:?} p99 {:?} max {:?}; \
+         burst of {BURST}: {:?} ({:.0} msg/s)",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1],
+        burst,
+        BURST as f64 / burst.as_secs_f64()
+    );
+    alpha.shutdown().await.unwrap();
+    bravo.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `securemesh demo --delivery nats://…`: the demo's scenarios on the
