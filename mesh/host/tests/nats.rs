@@ -26,13 +26,24 @@ struct Server {
     bin: PathBuf,
     port: u16,
     store: PathBuf,
+    /// The MQTT listener's port, if the server runs NATS's MQTT gateway.
+    mqtt: Option<u16>,
     child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Server {
     /// Start one, or `None` (after a loud SKIP line) if the binary is
     /// missing outside CI.
     fn start(test: &str) -> Option<Server> {
+        Self::start_with(test, false)
+    }
+
+    /// The same with NATS's MQTT gateway on another free port if `mqtt`.
+    fn start_with(test: &str, mqtt: bool) -> Option<Server> {
         let bin = match find_nats_server() {
             Some(b) => b,
             None if std::env::var_os("CI").is_some() => panic!(
@@ -45,10 +56,11 @@ impl Server {
                 return None;
             }
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let store = temp(&format!("nats-{test}"));
         std::fs::create_dir_all(&store).unwrap();
-        let mut s = Server { bin, port, store, child: None };
+        let mqtt = mqtt.then(free_port);
+        let mut s = Server { bin, port, store, mqtt, child: None };
         s.up();
         Some(s)
     }
@@ -60,13 +72,24 @@ impl Server {
     /// (Re)start the server on the same port and store directory; wait
     /// until it accepts connections.
     fn up(&mut self) {
-        let child = Command::new(&self.bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(&self.bin);
+        match self.mqtt {
+            None => {
+                cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"]).arg(&self.store);
+            }
+            Some(mqtt) => {
+                // The MQTT gateway wants a server name and a config file.
+                let conf = self.store.join("server.conf");
+                let text = format!(
+                    "server_name: securemesh_test\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\nmqtt {{ listen: 127.0.0.1:{mqtt} }}\n",
+                    self.port,
+                    self.store.join("js").display()
+                );
+                std::fs::write(&conf, text).unwrap();
+                cmd.arg("-c").arg(conf);
+            }
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -792,4 +815,98 @@ fn the_demo_runs_on_jetstream() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(summary.passed(), "{}", summary.to_text());
     assert!(summary.checks.len() >= 24, "{} checks", summary.checks.len());
+}
+
+/// One MQTT 3.1.1 control packet: `kind`, the remaining length, `body`.
+fn mqtt_packet(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![kind];
+    let mut n = body.len();
+    loop {
+        let mut b = u8::try_from(n % 128).unwrap();
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        v.push(b);
+        if n == 0 {
+            break;
+        }
+    }
+    v.extend_from_slice(body);
+    v
+}
+
+/// What a device that speaks only MQTT does: connect, publish `payload`
+/// on `topic` at QoS 1, wait for the PUBACK, disconnect.
+fn mqtt_publish(port: u16, topic: &str, payload: &[u8]) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let id = b"securemesh-device";
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    connect.extend_from_slice(&u16::try_from(id.len()).unwrap().to_be_bytes());
+    connect.extend_from_slice(id);
+    s.write_all(&mqtt_packet(0x10, &connect)).unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
+    let mut publish = u16::try_from(topic.len()).unwrap().to_be_bytes().to_vec();
+    publish.extend_from_slice(topic.as_bytes());
+    publish.extend_from_slice(&1u16.to_be_bytes()); // packet id
+    publish.extend_from_slice(payload);
+    s.write_all(&mqtt_packet(0x32, &publish)).unwrap(); // PUBLISH, QoS 1
+    let mut puback = [0u8; 4];
+    s.read_exact(&mut puback).unwrap();
+    assert_eq!(puback, [0x40, 2, 0, 1], "PUBACK of packet 1");
+    s.write_all(&[0xe0, 0]).unwrap(); // DISCONNECT
+}
+
+/// The MQTT path: NATS's MQTT gateway maps topic `sm/mb/<peer id hex>`
+/// to the mailbox subject `sm.mb.<peer id hex>`, so a device that speaks
+/// only MQTT deposits into the same mailboxes. Alpha's envelope for the
+/// offline bravo is taken out of bravo's mailbox and published again by a
+/// raw MQTT 3.1.1 client (QoS 1); bravo, started, reads it from alpha.
+/// (Reading a mailbox over MQTT is not covered: the mailbox is a
+/// JetStream work queue read through the pull consumer.)
+#[test]
+fn an_mqtt_device_deposits_into_a_mailbox() {
+    let Some(server) = Server::start_with("mqtt", true) else { return };
+    let mqtt = server.mqtt.unwrap();
+    let dir = temp("mqtt");
+    rt().block_on(async {
+        let (app, mut rx) = mpsc::unbounded_channel();
+        let (ja, jb, jt) =
+            (Arc::new(connect(&server).await), Arc::new(connect(&server).await), connect(&server).await);
+        let alpha = start(&dir, "alpha", 0x81, &ja, &app).await;
+        let bravo = start(&dir, "bravo", 0x8c, &jb, &app).await;
+        introduce(&bravo, alpha.identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+        let (bravo_id, bravo_identity) = (bravo.peer_id, bravo.identity);
+        bravo.shutdown().await.unwrap();
+        offline(&alpha, ja.as_ref(), bravo_id).await.unwrap();
+        introduce(&alpha, bravo_identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+        alpha.send(bravo_id, TASK, b"carried over mqtt".to_vec()).await.unwrap();
+        let mail = fetch_until(&jt, bravo_id, 1).await;
+        assert_eq!(mail.len(), 1);
+        jt.ack(bravo_id, mail[0].id).await.unwrap();
+        assert_eq!(jt.pending_count(bravo_id).await.unwrap(), 0);
+
+        let topic = format!("sm/mb/{}", securemesh_host::keys::to_hex(&bravo_id.0));
+        mqtt_publish(mqtt, &topic, &mail[0].envelope);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while jt.pending_count(bravo_id).await.unwrap() != 1 {
+            assert!(Instant::now() < deadline, "the MQTT publish is in bravo's mailbox");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let bravo = start(&dir, "bravo", 0x8c, &jb, &app).await;
+        let d = loop {
+            let d = next(&mut rx, Duration::from_secs(10)).await.expect("delivered to bravo");
+            if d.to == "bravo" {
+                break d;
+            }
+        };
+        assert_eq!((d.from, d.payload.as_slice()), (alpha.peer_id, &b"carried over mqtt"[..]));
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }

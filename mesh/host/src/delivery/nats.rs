@@ -17,6 +17,8 @@
 //!   process, from the server after [`ACK_WAIT`] in a restarted one). A
 //!   deposit carries a message id (a hash of the envelope), so a retried
 //!   deposit is not stored twice (JetStream's two-minute dedup window).
+//!   A device that speaks only MQTT deposits through NATS's MQTT
+//!   gateway: its topic `sm/mb/<peer>` is the mailbox's subject.
 //! - **Group fan-out**: a group envelope is first ordered in its group's
 //!   stream `SM_GF_<group>` (the envelope's session field is the group),
 //!   then copied, in that stream's order, into each member's mailbox; a
