@@ -15,8 +15,9 @@ use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_core::{Instant, Secret, UnixTime};
 use securemesh_ratchet::{
-    Bundle, Identity, KemAlgorithm, KemPrekey, MAX_BUNDLE_LEN, MAX_KEM_CIPHERTEXT_LEN, MAX_KEM_PUBLIC_LEN,
-    PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session, SessionConfig,
+    Bundle, BundlePqStorage, Identity, KemAlgorithm, KemPrekey, MAX_HYBRID_BUNDLE_LEN, MAX_KEM_CIPHERTEXT_LEN,
+    MAX_KEM_PUBLIC_LEN, PqIdentity, PrekeyConfig, PrekeyPool, RATCHET_HE_OVERHEAD, RATCHET_OVERHEAD, Session,
+    SessionConfig,
 };
 
 use crate::noise::encode_state;
@@ -58,9 +59,12 @@ fn identity((seed, dh): ([u8; 32], [u8; 32])) -> Identity {
     Identity::from_secrets(Secret::new(seed), Secret::new(dh))
 }
 
-/// Encode a bundle.
+/// Bob's ML-DSA-65 seed (his `PqIdentity`, for the hybrid bundles).
+pub const BOB_PQ_SEED: [u8; 32] = [0xb2; 32];
+
+/// Encode a bundle (classical or hybrid).
 pub fn encode_bundle(b: &Bundle<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; MAX_BUNDLE_LEN];
+    let mut buf = vec![0u8; MAX_HYBRID_BUNDLE_LEN];
     let n = b.encode(&mut buf).expect("encode bundle");
     buf.truncate(n);
     buf
@@ -128,7 +132,8 @@ pub fn bob_setup() -> BobSetup {
 /// Every genuine bundle of the `ratchet_bundle_decode` target: Bob's
 /// ([`BobSetup::bundles`]) and one of Alice's (a `PrekeyPool<1>`, no
 /// one-time prekey, a KEM prekey with an empty encapsulation key).
-/// Then the PQXDH bundles of [`pq_bundles`].
+/// Then the PQXDH bundles of [`pq_bundles`] and the hybrid bundles of
+/// [`hybrid_bundles`].
 pub fn genuine_bundles() -> Vec<(&'static str, Vec<u8>)> {
     let names = ["bob_old_spk_opk", "bob_old_spk", "bob_opk3", "bob_opk4", "bob_no_opk", "bob_opk_kem"];
     let mut v: Vec<(&'static str, Vec<u8>)> = names.into_iter().zip(bob_setup().bundles).collect();
@@ -137,7 +142,27 @@ pub fn genuine_bundles() -> Vec<(&'static str, Vec<u8>)> {
     let b = pool.bundle(None).with_kem(kem_prekey(alice, 7, 2, &[])).expect("signed");
     v.push(("alice_kem_empty", encode_bundle(&b)));
     v.extend(pq_bundles());
+    v.extend(hybrid_bundles());
     v
+}
+
+/// Bob's hybrid bundles (bundle version 3, ratchet spec §3.1): his
+/// ML-DSA-65 key ([`BOB_PQ_SEED`]) and hybrid signatures of signed prekey 6
+/// with one-time prekey 3 (no KEM prekey), and of signed prekey 6 with
+/// one-time prekey 5 and the KEM prekey of [`bundle_ix::KEM`]. The ML-DSA
+/// halves are hedged, from a fixed `TestRng`, so they are the same on
+/// every run.
+pub fn hybrid_bundles() -> Vec<(&'static str, Vec<u8>)> {
+    let bob = bob();
+    let pq = PqIdentity::from_seed(bob, &Secret::new(BOB_PQ_SEED));
+    let setup = bob_setup();
+    let mut rng = TestRng::new(0xb0b_00a1);
+    let kem_pub = kem_public();
+    let kem = kem_prekey(bob, 100, 1, &kem_pub);
+    let (mut s1, mut s2) = (BundlePqStorage::new(), BundlePqStorage::new());
+    let no_kem = setup.pool.bundle(Some(3)).sign_pq(&pq, &mut rng, &mut s1).expect("Bob's key");
+    let with_kem = setup.pool.bundle(Some(5)).with_kem(kem).expect("signed").sign_pq(&pq, &mut rng, &mut s2).expect("Bob's key");
+    vec![("bob_hybrid_opk3", encode_bundle(&no_kem)), ("bob_hybrid_opk5_kem", encode_bundle(&with_kem))]
 }
 
 /// Alice starts a session from `bundle` and encrypts `payloads` (every one

@@ -51,10 +51,11 @@ use crate::group::{
     Destination, GroupId, GroupSlot, KEY_PACKAGE_SLOTS, OwnKeyPackage, PEER_KEY_PACKAGES, PeerKeyPackage,
     Recipient,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PqStatus};
 use crate::peer::{Directory, PeerId};
 use crate::persist::{self, AgentParts, Generations, Opened, PersistRecord, RecordId, SlotState};
 use crate::policy::{DenyReason, MessageKind, Policy};
+use crate::pq::{DEFAULT_BYTES, KEM_PREKEYS, MIN_PQ_BYTES, PqMode, RATCHET_KEM_CT};
 use crate::route::{self, Channel, NoiseStatus, PeerView, Purpose, Route, Target};
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::events::EventQueue;
@@ -85,8 +86,10 @@ pub const NOISE_XX: Protocol = protocol!("Noise_XX_25519_ChaChaPoly_SHA256");
 pub const RATCHET_MAX_SKIP: usize = 32;
 /// Skipped message keys a ratchet session stores (see [`RATCHET_MAX_SKIP`]).
 pub const RATCHET_SKIPPED_KEYS: usize = 32;
-/// The ratchet session the agent keeps per peer (3.7 KB with these bounds).
-pub type RatchetSession = Session<RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS>;
+/// The ratchet session the agent keeps per peer (3.7 KB with these
+/// bounds; with the feature `pq` 1.1 KB more, the room for the ML-KEM-768
+/// ciphertext a PQXDH initiator repeats, [`RATCHET_KEM_CT`]).
+pub type RatchetSession = Session<RATCHET_MAX_SKIP, RATCHET_SKIPPED_KEYS, RATCHET_KEM_CT>;
 
 /// Pending events kept; when full, the oldest is dropped.
 pub const EVENT_SLOTS: usize = 16;
@@ -208,7 +211,8 @@ pub enum Event {
         peer: PeerId,
         /// The session.
         session: SessionId,
-        /// [`ChannelKind::NoiseIk`] or [`ChannelKind::NoiseXx`].
+        /// [`ChannelKind::NoiseIk`] or [`ChannelKind::NoiseXx`], or their
+        /// `hfs` variants ([`ChannelKind::NoiseIkHfs`], [`ChannelKind::NoiseXxHfs`]).
         pattern: ChannelKind,
     },
     /// A message was delivered (also returned by
@@ -264,6 +268,15 @@ pub enum Event {
         /// One-time prekeys added.
         added: u32,
         /// One-time prekeys available now.
+        available: u32,
+    },
+    /// The one-time ML-KEM-768 prekeys of a PQXDH pool fell below the
+    /// pool's refill threshold and were refilled: publish new bundles
+    /// ([`Agent::bundle`], [`Agent::bundle_pq_with`]).
+    KemPrekeysRefilled {
+        /// One-time KEM prekeys added.
+        added: u32,
+        /// One-time KEM prekeys available now.
         available: u32,
     },
     /// The signed prekey was rotated ([`Agent::handle_prekey_timeout`]):
@@ -405,6 +418,10 @@ pub struct SessionInfo {
     /// [`Agent::send`]: messages for an unconfirmed one are held); `true`
     /// for the other kinds.
     pub confirmed: bool,
+    /// Its post-quantum status: `Hybrid` for a ratchet session opened with
+    /// PQXDH and for a Noise `hfs` transport (or handshake), else
+    /// `Classical` (see [`crate::pq`]).
+    pub pq: PqStatus,
 }
 
 /// A session's state. The MLS slice adds a group variant here (keyed by
@@ -457,6 +474,8 @@ struct Entry {
     /// for it and the older transports with that peer
     /// ([`Event::HandshakeFailed`]), so the next `send` opens a handshake.
     confirm_by: Option<Instant>,
+    /// The post-quantum status of its key agreement.
+    pq: PqStatus,
     state: State,
 }
 
@@ -521,14 +540,16 @@ pub struct Agent<
     const PEERS: usize = 8,
     const SESSIONS: usize = 4,
     const QUEUE: usize = 8,
-    const BYTES: usize = 1024,
+    const BYTES: usize = { DEFAULT_BYTES },
     const PREKEYS: usize = 16,
     const GROUPS: usize = 1,
 > {
     identity: Identity,
     id: PeerId,
     config: Config,
-    pool: PrekeyPool<PREKEYS>,
+    /// Hybrid post-quantum channels ([`crate::pq`]).
+    pq: PqMode,
+    pool: PrekeyPool<PREKEYS, KEM_PREKEYS>,
     directory: Directory<PEERS>,
     policy: Policy<PEERS>,
     sessions: [Option<Entry>; SESSIONS],
@@ -588,6 +609,27 @@ fn add(a: usize, b: usize) -> Result<usize, Error> {
     a.checked_add(b).ok_or(Error::PayloadTooLong { max: 0 })
 }
 
+/// The Noise protocol of handshake channel `pattern`: IK, XX, or (feature
+/// `pq`) their `hfs` variants; [`Error::PqUnavailable`] for an `hfs` one
+/// without the feature.
+fn protocol_of(pattern: ChannelKind) -> Result<&'static Protocol, Error> {
+    match pattern {
+        ChannelKind::NoiseIk => Ok(&NOISE_IK),
+        ChannelKind::NoiseXx => Ok(&NOISE_XX),
+        #[cfg(feature = "pq")]
+        ChannelKind::NoiseIkHfs => Ok(&crate::pq::NOISE_IK_HFS),
+        #[cfg(feature = "pq")]
+        ChannelKind::NoiseXxHfs => Ok(&crate::pq::NOISE_XX_HFS),
+        c if c.is_hfs() => Err(Error::PqUnavailable),
+        c => Err(Error::UnsupportedChannel(c)),
+    }
+}
+
+/// The post-quantum status of a handshake of `pattern`.
+const fn status_of(pattern: ChannelKind) -> PqStatus {
+    if pattern.is_hfs() { PqStatus::Hybrid } else { PqStatus::Classical }
+}
+
 /// The public identity in a handshake payload, checked against the peer
 /// id it must hash to and the static key the handshake proved.
 fn check_identity(
@@ -628,13 +670,41 @@ impl<
         rng: &mut R,
         now: UnixTime,
     ) -> Self {
+        Self::new_pq(identity, config, PqMode::Off, rng, now)
+    }
+
+    /// [`new`](Self::new), running the hybrid post-quantum channels as
+    /// `pq` says ([`crate::pq`]): a hybrid mode (with the feature `pq`)
+    /// makes a PQXDH pool, whose KEM prekeys then stay with the agent
+    /// across restores, whatever mode restores it.
+    ///
+    /// ```
+    /// use securemesh::{Config, DefaultAgent, PqMode};
+    /// use securemesh_ratchet::{Bundle, Identity, MAX_BUNDLE_LEN};
+    /// # let mut rng = securemesh_core::testing::TestRng::new(7);
+    /// let agent = DefaultAgent::new_pq(Identity::generate(&mut rng), Config::default(), PqMode::Prefer, &mut rng, securemesh_core::UnixTime(1));
+    /// let mut buf = [0u8; MAX_BUNDLE_LEN];
+    /// let n = agent.bundle(&mut buf)?;
+    /// // A PQXDH bundle (ML-KEM-768 prekey) with the feature `pq`.
+    /// assert_eq!(Bundle::decode(&buf[..n])?.kem().is_some(), cfg!(feature = "pq"));
+    /// assert_eq!(agent.pq_mode(), PqMode::Prefer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new_pq<R: CryptoRng + ?Sized>(
+        identity: Identity,
+        config: Config,
+        pq: PqMode,
+        rng: &mut R,
+        now: UnixTime,
+    ) -> Self {
         let () = Self::BYTES_CHECK;
-        let pool = PrekeyPool::new(&identity, rng, now, config.prekeys);
+        let pool = Self::new_pool(&identity, config, pq, rng, now);
         let id = PeerId::of(identity.public());
         Agent {
             identity,
             id,
             config,
+            pq,
             pool,
             directory: Directory::new(),
             policy: Policy::new(),
@@ -657,9 +727,68 @@ impl<
         }
     }
 
+    /// A fresh pool: PQXDH (a last-resort and [`KEM_PREKEYS`] one-time
+    /// ML-KEM-768 prekeys) when mode `pq` runs hybrid channels, else
+    /// X3DH. Making the KEM prekeys of a fresh pool cannot fail (its
+    /// identifier counter is at 2, and `KemPrekey` signs what it made);
+    /// were it to, the agent would run an X3DH pool, which a
+    /// [`PqMode::Require`] peer refuses rather than accepting silently.
+    fn new_pool<R: CryptoRng + ?Sized>(
+        identity: &Identity,
+        config: Config,
+        pq: PqMode,
+        rng: &mut R,
+        now: UnixTime,
+    ) -> PrekeyPool<PREKEYS, KEM_PREKEYS> {
+        #[cfg(not(feature = "pq"))]
+        let _ = pq;
+        #[cfg(feature = "pq")]
+        if Self::runs_hybrid(pq)
+            && let Ok(pool) = PrekeyPool::new_pq(
+                identity,
+                rng,
+                now,
+                config.prekeys,
+                securemesh_ratchet::KemAlgorithm::MlKem768,
+            )
+        {
+            return pool;
+        }
+        PrekeyPool::new(identity, rng, now, config.prekeys)
+    }
+
+    /// Whether this agent runs the hybrid channels: its mode is hybrid and
+    /// `BYTES` holds an `hfs` handshake message and a PQXDH initial message
+    /// ([`MIN_PQ_BYTES`]); else it runs as [`PqMode::Off`].
+    const fn runs_hybrid(mode: PqMode) -> bool {
+        mode.hybrid() && BYTES >= MIN_PQ_BYTES
+    }
+
+    /// Whether the pool publishes KEM prekeys (PQXDH).
+    fn pool_hybrid(&self) -> bool {
+        self.pool.last_resort_kem_id().is_some()
+    }
+
     /// This agent's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.id
+    }
+
+    /// How this agent runs the hybrid post-quantum channels.
+    pub fn pq_mode(&self) -> PqMode {
+        self.pq
+    }
+
+    /// Change how this agent runs the hybrid post-quantum channels (e.g.
+    /// after [`restore`](Self::restore), which restores with
+    /// [`PqMode::Off`]); applies to the next channel opened or accepted.
+    /// The pool keeps its kind: a PQXDH pool (made by
+    /// [`new_pq`](Self::new_pq) in a hybrid mode) keeps publishing KEM
+    /// prekeys, an X3DH pool stays X3DH (a PQXDH peer's X3DH would be
+    /// refused as a downgrade, so an X3DH pool does not become PQXDH
+    /// behind its peers' backs; [`crate::pq`]).
+    pub fn set_pq_mode(&mut self, mode: PqMode) {
+        self.pq = mode;
     }
 
     /// This agent's public identity (publish it, or its bundle).
@@ -669,15 +798,45 @@ impl<
 
     /// Encode this agent's prekey bundle (with a one-time prekey while the
     /// pool has one) into `out`, for the host to publish; returns its length.
+    /// A PQXDH pool ([`crate::pq`]) adds a one-time KEM prekey while it has
+    /// one, else its last-resort KEM prekey (`out` needs
+    /// [`MAX_BUNDLE_LEN`](securemesh_ratchet::MAX_BUNDLE_LEN)).
     pub fn bundle(&self, out: &mut [u8]) -> Result<usize, Error> {
-        self.bundle_with(self.pool.one_time_ids().next(), out)
+        self.bundle_pq_with(self.pool.one_time_ids().next(), self.pool.kem_one_time_ids().next(), out)
     }
 
     /// Encode a bundle with the one-time prekey `one_time_id` (if it is
     /// still in the pool; none for `None`), to publish one bundle per
-    /// one-time prekey; returns its length.
+    /// one-time prekey; returns its length. A PQXDH pool adds its
+    /// last-resort KEM prekey (never consumed, so any number of bundles
+    /// may carry it).
     pub fn bundle_with(&self, one_time_id: Option<u32>, out: &mut [u8]) -> Result<usize, Error> {
+        self.bundle_pq_with(one_time_id, None, out)
+    }
+
+    /// Encode a bundle with the one-time prekey `one_time_id` and, from a
+    /// PQXDH pool, the one-time KEM prekey `kem_one_time_id` (its
+    /// last-resort KEM prekey for `None` or a spent one); an X3DH pool
+    /// ignores `kem_one_time_id`. Returns its length.
+    pub fn bundle_pq_with(
+        &self,
+        one_time_id: Option<u32>,
+        kem_one_time_id: Option<u32>,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        #[cfg(feature = "pq")]
+        if self.pool_hybrid() {
+            let mut kem = [0u8; securemesh_ratchet::MAX_KEM_PUBLIC_LEN];
+            return Ok(self.pool.bundle_pq(one_time_id, kem_one_time_id, &mut kem)?.encode(out)?);
+        }
+        let _ = kem_one_time_id;
         Ok(self.pool.bundle(one_time_id).encode(out)?)
+    }
+
+    /// The identifiers of the one-time KEM prekeys in the pool (none in an
+    /// X3DH pool).
+    pub fn kem_prekey_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pool.kem_one_time_ids()
     }
 
     /// The identifiers of the one-time prekeys in the pool.
@@ -707,9 +866,20 @@ impl<
     }
 
     /// Store a peer's prekey bundle (verified; the peer is added if
-    /// unknown); returns its id. It is used by the next X3DH with that
-    /// peer, then forgotten.
+    /// unknown); returns its id. It is used by the next X3DH (PQXDH for a
+    /// bundle with a KEM prekey) with that peer, then forgotten. A bundle
+    /// with a KEM prekey marks the peer as running the hybrid channels
+    /// ([`PeerInfo::is_hybrid`](crate::peer::PeerInfo::is_hybrid)); an
+    /// agent that does not run them refuses it ([`Error::PqUnavailable`],
+    /// without the feature `pq` as `Directory(BundleTooLong)`): its X3DH
+    /// to the peer would be refused as a downgrade. Nothing changed on
+    /// error.
     pub fn set_peer_bundle(&mut self, bundle: &[u8]) -> Result<PeerId, Error> {
+        let has_kem = securemesh_ratchet::Bundle::decode(bundle).is_ok_and(|b| b.kem().is_some());
+        if has_kem && !Self::runs_hybrid(self.pq) && cfg!(feature = "pq") {
+            self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
+            return Err(Error::PqUnavailable);
+        }
         let id = self.directory.set_bundle(bundle)?;
         self.mark_agent();
         Ok(id)
@@ -745,6 +915,7 @@ impl<
             peer: e.peer,
             id: e.id,
             confirmed: e.confirm_by.is_none(),
+            pq: e.pq,
             kind: match e.state {
                 State::Handshake { .. } => SessionKind::NoiseHandshake,
                 State::Noise(_) => SessionKind::Noise,
@@ -1186,18 +1357,28 @@ impl<
         let si = self.free_session()?;
         let [hi, pi] = self.free_slots::<2>()?;
         Self::check_noise_len(payload)?;
-        let session = self.new_session_id(peer, rng, datagram);
-        let (pattern, protocol, remote) = match channel {
+        // `hfs` with a peer known to run it (always under Require); see
+        // `crate::pq`.
+        let mode = self.pq;
+        let hfs = Self::runs_hybrid(mode)
+            && (mode.requires() || self.directory.get(peer).is_some_and(|p| p.is_hybrid()));
+        if mode.requires() && !hfs {
+            self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
+            return Err(Error::PqRequired);
+        }
+        let (pattern, remote) = match channel {
             Channel::NoiseIk => {
                 let rs = self
                     .directory
                     .get(peer)
                     .and_then(|p| p.static_key().copied())
                     .ok_or(Error::UnknownPeer)?;
-                (ChannelKind::NoiseIk, &NOISE_IK, Some(rs))
+                (if hfs { ChannelKind::NoiseIkHfs } else { ChannelKind::NoiseIk }, Some(rs))
             }
-            _ => (ChannelKind::NoiseXx, &NOISE_XX, None),
+            _ => (if hfs { ChannelKind::NoiseXxHfs } else { ChannelKind::NoiseXx }, None),
         };
+        let protocol = protocol_of(pattern)?;
+        let session = self.new_session_id(peer, rng, datagram);
         let prologue = handshake_prologue(pattern, &self.id, peer, session);
         let mut b = Builder::new(protocol).prologue(&prologue).local_static(self.noise_static());
         if let Some(rs) = remote {
@@ -1207,7 +1388,7 @@ impl<
         // IK sends our identity in the first message (with our static key);
         // XX in the third.
         let identity = self.identity.public().to_bytes();
-        let hs_payload: &[u8] = if pattern == ChannelKind::NoiseIk { &identity } else { &[] };
+        let hs_payload: &[u8] = if pattern.is_ik() { &identity } else { &[] };
         let sender = self.id;
         let slot = self.queue.get_mut(hi).ok_or(Error::QueueFull)?;
         let body = slot.buf.get_mut(HEADER_LEN..).ok_or(Error::PayloadTooLong { max: 0 })?;
@@ -1240,6 +1421,7 @@ impl<
                 peer: *peer,
                 id: session,
                 order,
+                pq: status_of(pattern),
                 state: State::Handshake { hs, pattern, deadline, started: now },
             });
         }
@@ -1316,6 +1498,36 @@ impl<
         Ok(None)
     }
 
+    /// A new session from a peer's bundle: PQXDH if the bundle has a KEM
+    /// prekey (the peer refuses X3DH to it as a downgrade), else X3DH,
+    /// which [`PqMode::Require`] refuses ([`Error::PqRequired`]); see
+    /// [`crate::pq`].
+    fn initiate<R: CryptoRng + ?Sized>(
+        &self,
+        bundle: &securemesh_ratchet::Bundle<'_>,
+        rng: &mut R,
+        now: Instant,
+    ) -> Result<(RatchetSession, PqStatus), Error> {
+        let mode = self.pq;
+        if bundle.kem().is_none() {
+            if mode.requires() {
+                return Err(Error::PqRequired);
+            }
+            let s = RatchetSession::initiate(&self.identity, bundle, self.config.ratchet, rng, now)?;
+            return Ok((s, PqStatus::Classical));
+        }
+        if !Self::runs_hybrid(mode) {
+            return Err(Error::PqUnavailable);
+        }
+        #[cfg(feature = "pq")]
+        {
+            let s = RatchetSession::initiate_pq(&self.identity, bundle, self.config.ratchet, rng, now)?;
+            Ok((s, PqStatus::Hybrid))
+        }
+        #[cfg(not(feature = "pq"))]
+        Err(Error::PqUnavailable)
+    }
+
     /// Encrypt `scratch[..plain]` for `peer` into slot `i` (a new session
     /// from the peer's bundle for [`Channel::RatchetX3dh`]) and commit.
     fn ratchet_encrypt<R: CryptoRng + ?Sized>(
@@ -1328,14 +1540,22 @@ impl<
         rng: &mut R,
     ) -> Result<(), Error> {
         let sender = self.id;
-        let mut fresh: Option<(usize, SessionId, RatchetSession)> = None;
+        let mut fresh: Option<(usize, SessionId, RatchetSession, PqStatus)> = None;
         let existing = if channel == Channel::RatchetX3dh {
             let si = self.free_session()?;
             let stored =
                 self.directory.get(peer).and_then(|p| p.bundle().copied()).ok_or(Error::UnknownPeer)?;
             let bundle = stored.bundle()?;
-            let s = RatchetSession::initiate(&self.identity, &bundle, self.config.ratchet, rng, now)?;
-            fresh = Some((si, self.new_session_id(peer, rng, false), s));
+            let (s, pq) = match self.initiate(&bundle, rng, now) {
+                Ok(s) => s,
+                Err(e) => {
+                    if matches!(e, Error::PqRequired | Error::PqUnavailable) {
+                        self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
+                    }
+                    return Err(e);
+                }
+            };
+            fresh = Some((si, self.new_session_id(peer, rng, false), s, pq));
             None
         } else {
             // The newest ratchet session with the peer.
@@ -1347,10 +1567,10 @@ impl<
                 .max_by_key(|(_, e)| e.order)
                 .map(|(i, _)| i)
         };
-        let target = fresh.as_ref().map(|(si, _, _)| *si).or(existing);
+        let target = fresh.as_ref().map(|(si, ..)| *si).or(existing);
         let plaintext = self.scratch.get(..plain).ok_or(Error::PayloadTooLong { max: 0 })?;
         let (session, id) = match (&mut fresh, existing) {
-            (Some((_, id, s)), _) => (s, *id),
+            (Some((_, id, s, _)), _) => (s, *id),
             (None, Some(si)) => match self.sessions.get_mut(si) {
                 Some(Some(Entry { id, state: State::Ratchet(s), .. })) => (s, *id),
                 _ => return Err(Error::UnknownSession),
@@ -1375,10 +1595,13 @@ impl<
         write_header(&mut slot.buf, pchannel, &sender, id, n)?;
         // Commit.
         let order = self.next_order();
-        if let Some((si, id, s)) = fresh
+        if let Some((si, id, s, pq)) = fresh
             && let Some(e) = self.sessions.get_mut(si)
         {
-            *e = Some(Entry { peer: *peer, id, order, confirm_by: None, state: State::Ratchet(s) });
+            *e = Some(Entry { peer: *peer, id, order, confirm_by: None, pq, state: State::Ratchet(s) });
+            if pq == PqStatus::Hybrid {
+                self.metrics.pqxdh_sessions = self.metrics.pqxdh_sessions.saturating_add(1);
+            }
             // The bundle's one-time prekey is spent.
             let _ = self.directory.take_bundle(peer);
             self.mark_agent();
@@ -1579,6 +1802,34 @@ impl<
                 }
             }
         }
+        self.refill_kem(rng);
+    }
+
+    /// Refill the one-time KEM prekeys of a PQXDH pool once the share used
+    /// reaches the pool's refill threshold (the ratchet's pool reports
+    /// only its X25519 one-time prekeys low). A failure leaves the pool as
+    /// it was (tried again after the next consumption); the last-resort
+    /// KEM prekey serves meanwhile.
+    fn refill_kem<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) {
+        let available = usize::try_from(self.pool.kem_available()).unwrap_or(usize::MAX);
+        let used = KEM_PREKEYS.saturating_sub(available);
+        let threshold = usize::from(self.config.prekeys.refill_threshold_percent);
+        if used == 0 || used.saturating_mul(100) < threshold.saturating_mul(KEM_PREKEYS) {
+            return;
+        }
+        #[cfg(feature = "pq")]
+        if let Ok(added) = self.pool.refill_kem(&self.identity, rng)
+            && added > 0
+        {
+            self.mark_agent();
+            self.metrics.kem_prekey_refills = self.metrics.kem_prekey_refills.saturating_add(1);
+            self.events.push(Event::KemPrekeysRefilled {
+                added: u32::try_from(added).unwrap_or(u32::MAX),
+                available: self.pool.kem_available(),
+            });
+        }
+        #[cfg(not(feature = "pq"))]
+        let _ = rng;
     }
 
     /// When [`handle_prekey_timeout`](Self::handle_prekey_timeout) is next
@@ -1668,8 +1919,8 @@ impl<
             let generation = self.slot_records.get(i).and_then(|g| g.pending).ok_or(Error::WrongRecord)?;
             let n = u16::try_from(i).map_err(|_| Error::WrongRecord)?;
             let parts = match self.sessions.get(i) {
-                Some(Some(Entry { peer, id, order, state: State::Ratchet(s), .. })) => {
-                    Some((peer, *id, *order, s))
+                Some(Some(Entry { peer, id, order, pq, state: State::Ratchet(s), .. })) => {
+                    Some((peer, *id, *order, *pq, s))
                 }
                 _ => None,
             };
@@ -1721,7 +1972,9 @@ impl<
     /// while it is decoded ([`MAX_RECORD_LEN`](Self::MAX_RECORD_LEN) is
     /// enough) and is wiped.
     ///
-    /// The restored agent has persistence on under `key`, the identity,
+    /// The restored agent runs [`PqMode::Off`] until
+    /// [`set_pq_mode`](Self::set_pq_mode) (its pool keeps the KEM prekeys
+    /// it had). It has persistence on under `key`, the identity,
     /// prekey pool (with the configuration it was created with), directory
     /// (every peer unreachable) and policy of the record, no Noise session,
     /// an empty queue, no event and zeroed counters.
@@ -1749,6 +2002,7 @@ impl<
             identity: state.identity,
             id: owner,
             config,
+            pq: PqMode::Off,
             pool: state.pool,
             directory: state.directory,
             policy: state.policy,
@@ -1815,12 +2069,12 @@ impl<
         if owner != self.id || !matches!(self.sessions.get(i), Some(None)) {
             return Err(Error::WrongRecord);
         }
-        if let SlotState::Ratchet { peer, id, order, session } = state {
+        if let SlotState::Ratchet { peer, id, order, pq, session } = state {
             if self.find(&peer, id).is_some() {
                 return Err(Error::WrongRecord);
             }
             if let Some(s) = self.sessions.get_mut(i) {
-                *s = Some(Entry { peer, id, order, confirm_by: None, state: State::Ratchet(session) });
+                *s = Some(Entry { peer, id, order, confirm_by: None, pq, state: State::Ratchet(session) });
             }
             self.next_order = self.next_order.max(order.saturating_add(1));
         }
@@ -1834,12 +2088,20 @@ impl<
     pub fn metrics(&self) -> Metrics {
         let mut m = self.metrics;
         for e in self.sessions.iter().flatten() {
-            if let State::Ratchet(s) = &e.state {
-                m.ratchet_sessions = m.ratchet_sessions.saturating_add(1);
-                let age = s.since_last_step_ms();
-                m.ratchet_state_age_max_ms = Some(m.ratchet_state_age_max_ms.map_or(age, |a| a.max(age)));
+            match &e.state {
+                State::Ratchet(s) => {
+                    m.ratchet_sessions = m.ratchet_sessions.saturating_add(1);
+                    let age = s.since_last_step_ms();
+                    m.ratchet_state_age_max_ms = Some(m.ratchet_state_age_max_ms.map_or(age, |a| a.max(age)));
+                    m.ratchet_channels.add(e.pq);
+                }
+                State::Noise(_) | State::Datagram(_) => m.noise_channels.add(e.pq),
+                State::Handshake { .. } => {}
             }
         }
+        m.noise_pq = m.noise_channels.weakest();
+        m.ratchet_pq = m.ratchet_channels.weakest();
+        m.kem_prekeys_available = self.pool.kem_available();
         m.groups = u32::try_from(self.groups.iter().filter(|g| g.is_used()).count()).unwrap_or(u32::MAX);
         m.key_packages_available = u32::try_from(self.key_packages_available()).unwrap_or(u32::MAX);
         let pool = self.pool.metrics(UnixTime(0));
@@ -1932,9 +2194,10 @@ impl<
     ) -> Result<Option<Received>, Error> {
         let env = Envelope::parse(bytes)?;
         let result = match env.channel {
-            ChannelKind::NoiseIk | ChannelKind::NoiseXx => {
-                self.handle_handshake(&env, now, rng).map(|()| None)
-            }
+            ChannelKind::NoiseIk
+            | ChannelKind::NoiseXx
+            | ChannelKind::NoiseIkHfs
+            | ChannelKind::NoiseXxHfs => self.handle_handshake(&env, now, rng).map(|()| None),
             ChannelKind::NoiseTransport => self.handle_transport(&env, out),
             ChannelKind::RatchetInitial | ChannelKind::RatchetMessage => {
                 self.handle_ratchet(&env, out, now, rng)
@@ -1943,8 +2206,16 @@ impl<
             ChannelKind::MlsWelcome => self.handle_welcome(&env, out).map(|()| None),
             ChannelKind::NoiseDatagram => self.handle_datagram(&env, out),
         };
-        if result.is_err() {
+        if let Err(e) = &result {
             self.metrics.count(env.channel, |c| &mut c.failures);
+            if matches!(
+                e,
+                Error::PqRequired
+                    | Error::PqUnavailable
+                    | Error::Ratchet(securemesh_ratchet::Error::Downgrade)
+            ) {
+                self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
+            }
         }
         result
     }
@@ -2057,6 +2328,7 @@ impl<
                         peer,
                         id: env.session,
                         order,
+                        pq: status_of(pattern),
                         state: State::Handshake { hs, pattern, deadline, started },
                     });
                 }
@@ -2099,8 +2371,17 @@ impl<
             self.deny(peer, DenyReason::UnknownPeer, env.channel);
             return Ok(());
         }
+        // The tag names the protocol (the prologue binds it): an `hfs` one
+        // only if we run them, a classical one unless we require hybrid.
+        let mode = self.pq;
+        if env.channel.is_hfs() && !Self::runs_hybrid(mode) {
+            return Err(Error::PqUnavailable);
+        }
+        if !env.channel.is_hfs() && mode.requires() {
+            return Err(Error::PqRequired);
+        }
         let si = self.free_session()?;
-        let protocol = if env.channel == ChannelKind::NoiseIk { &NOISE_IK } else { &NOISE_XX };
+        let protocol = protocol_of(env.channel)?;
         let prologue = handshake_prologue(env.channel, &peer, &self.id, env.session);
         let mut hs =
             Builder::new(protocol).prologue(&prologue).local_static(self.noise_static()).build_responder()?;
@@ -2156,7 +2437,7 @@ impl<
             // Our identity goes with our static key: XX messages 2 and 3
             // (IK sends it in message 1, see `send_noise_new`).
             let identity = self.identity.public().to_bytes();
-            let hs_payload: &[u8] = if st.pattern == ChannelKind::NoiseXx { &identity } else { &[] };
+            let hs_payload: &[u8] = if st.pattern.is_xx() { &identity } else { &[] };
             let sender = self.id;
             let written = match self.queue.get_mut(st.slot) {
                 Some(slot) => match slot.buf.get_mut(HEADER_LEN..) {
@@ -2185,7 +2466,14 @@ impl<
             let state =
                 State::Handshake { hs, pattern: st.pattern, deadline: st.deadline, started: st.started };
             if let Some(s) = self.sessions.get_mut(st.si) {
-                *s = Some(Entry { peer: st.peer, id: st.session, order: st.order, confirm_by: None, state });
+                *s = Some(Entry {
+                    peer: st.peer,
+                    id: st.session,
+                    order: st.order,
+                    confirm_by: None,
+                    pq: status_of(st.pattern),
+                    state,
+                });
             }
             return Ok(());
         }
@@ -2201,12 +2489,20 @@ impl<
             // Checked against the peer id already: this only fills it in.
             if self.directory.learn_identity(&st.peer, &identity).is_err() {
                 self.drop_awaiting(&st.peer, st.session);
-                self.auth_failed(st.peer, AuthFailure::IdentityMismatch, ChannelKind::NoiseXx);
+                self.auth_failed(st.peer, AuthFailure::IdentityMismatch, st.pattern);
                 return Ok(());
             }
             if new {
                 self.mark_agent();
             }
+        }
+        let pq = status_of(st.pattern);
+        if pq == PqStatus::Hybrid {
+            // The peer ran `hfs` with us: it runs it (persisted).
+            if self.directory.learn_hybrid(&st.peer) {
+                self.mark_agent();
+            }
+            self.metrics.hybrid_handshakes = self.metrics.hybrid_handshakes.saturating_add(1);
         }
         // A session opened for datagrams becomes a datagram transport.
         let state = if is_datagram(st.session) {
@@ -2217,11 +2513,11 @@ impl<
         // Established now: newer than every session before it. An IK
         // responder's transport waits for key confirmation.
         let order = self.next_order();
-        let confirm_by = (wrote && st.pattern == ChannelKind::NoiseIk).then(|| {
+        let confirm_by = (wrote && st.pattern.is_ik()).then(|| {
             st.now.saturating_add(core::time::Duration::from_millis(self.config.handshake_timeout_ms))
         });
         if let Some(s) = self.sessions.get_mut(st.si) {
-            *s = Some(Entry { peer: st.peer, id: st.session, order, confirm_by, state });
+            *s = Some(Entry { peer: st.peer, id: st.session, order, confirm_by, pq, state });
         }
         if confirm_by.is_none() {
             self.release_awaiting(st.si);
@@ -2308,6 +2604,13 @@ impl<
             self.auth_failed(peer, AuthFailure::IdentityMismatch, env.channel);
             return Ok(None);
         }
+        // A PQXDH pool answers only PQXDH initial messages (the ratchet
+        // refuses X3DH to its signed prekeys as `Downgrade`): the session's
+        // status is the pool's.
+        let pq = if self.pool_hybrid() { PqStatus::Hybrid } else { PqStatus::Classical };
+        if pq == PqStatus::Classical && self.pq.requires() {
+            return Err(Error::PqRequired);
+        }
         let si = self.free_session()?;
         let (session, n) =
             RatchetSession::respond(&self.identity, &mut self.pool, env.body, out, self.config.ratchet, now)?;
@@ -2322,6 +2625,10 @@ impl<
             self.auth_failed(peer, AuthFailure::IdentityMismatch, env.channel);
             return Ok(None);
         }
+        if pq == PqStatus::Hybrid {
+            self.directory.learn_hybrid(&peer);
+            self.metrics.pqxdh_sessions = self.metrics.pqxdh_sessions.saturating_add(1);
+        }
         let order = self.next_order();
         if let Some(s) = self.sessions.get_mut(si) {
             *s = Some(Entry {
@@ -2329,6 +2636,7 @@ impl<
                 id: env.session,
                 order,
                 confirm_by: None,
+                pq,
                 state: State::Ratchet(session),
             });
         }

@@ -36,6 +36,14 @@
 //! | `0x06` | [`ChannelKind::RatchetMessage`] | a Double Ratchet message (type `0x02` or `0x03`) |
 //! | `0x07` | [`ChannelKind::MlsMessage`] | an MLS `PublicMessage` or `PrivateMessage` |
 //! | `0x08` | [`ChannelKind::MlsWelcome`] | an MLS `Welcome` |
+//! | `0x09` | [`ChannelKind::NoiseIkHfs`] | a message of `Noise_IKhfs_25519+MLKEM768_ChaChaPoly_SHA256` |
+//! | `0x0A` | [`ChannelKind::NoiseXxHfs`] | a message of `Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256` |
+//!
+//! The tag of a handshake message names its protocol, and the handshake's
+//! prologue ([`handshake_prologue`]) binds the tag, so both ends run the
+//! same protocol and a changed tag fails the handshake. Every build parses
+//! the `hfs` tags; an agent built without the feature `pq` refuses their
+//! handshakes.
 //!
 //! # What the header does and does not protect
 //!
@@ -85,6 +93,11 @@ pub enum ChannelKind {
     MlsMessage = 0x07,
     /// An MLS Welcome (`MLSMessage`).
     MlsWelcome = 0x08,
+    /// A Noise IKhfs handshake message: IK with the hybrid forward
+    /// secrecy of ML-KEM-768 (`e1`, `ekem1`).
+    NoiseIkHfs = 0x09,
+    /// A Noise XXhfs handshake message: XX with ML-KEM-768.
+    NoiseXxHfs = 0x0A,
 }
 
 impl ChannelKind {
@@ -104,8 +117,58 @@ impl ChannelKind {
             0x06 => ChannelKind::RatchetMessage,
             0x07 => ChannelKind::MlsMessage,
             0x08 => ChannelKind::MlsWelcome,
+            0x09 => ChannelKind::NoiseIkHfs,
+            0x0A => ChannelKind::NoiseXxHfs,
             _ => return None,
         })
+    }
+
+    /// Whether this is a Noise handshake message (IK, XX, or their `hfs`
+    /// variants).
+    ///
+    /// ```
+    /// use securemesh::ChannelKind;
+    /// assert!(ChannelKind::NoiseXxHfs.is_handshake());
+    /// assert!(!ChannelKind::NoiseTransport.is_handshake());
+    /// ```
+    pub const fn is_handshake(self) -> bool {
+        matches!(
+            self,
+            ChannelKind::NoiseIk | ChannelKind::NoiseXx | ChannelKind::NoiseIkHfs | ChannelKind::NoiseXxHfs
+        )
+    }
+
+    /// Whether this is a handshake of the IK pattern (plain or `hfs`).
+    ///
+    /// ```
+    /// use securemesh::ChannelKind;
+    /// assert!(ChannelKind::NoiseIkHfs.is_ik());
+    /// assert!(!ChannelKind::NoiseXx.is_ik());
+    /// ```
+    pub const fn is_ik(self) -> bool {
+        matches!(self, ChannelKind::NoiseIk | ChannelKind::NoiseIkHfs)
+    }
+
+    /// Whether this is a handshake of the XX pattern (plain or `hfs`).
+    ///
+    /// ```
+    /// use securemesh::ChannelKind;
+    /// assert!(ChannelKind::NoiseXxHfs.is_xx());
+    /// assert!(!ChannelKind::NoiseIk.is_xx());
+    /// ```
+    pub const fn is_xx(self) -> bool {
+        matches!(self, ChannelKind::NoiseXx | ChannelKind::NoiseXxHfs)
+    }
+
+    /// Whether this is a hybrid post-quantum (`hfs`) handshake.
+    ///
+    /// ```
+    /// use securemesh::ChannelKind;
+    /// assert!(ChannelKind::NoiseIkHfs.is_hfs());
+    /// assert!(!ChannelKind::NoiseIk.is_hfs());
+    /// ```
+    pub const fn is_hfs(self) -> bool {
+        matches!(self, ChannelKind::NoiseIkHfs | ChannelKind::NoiseXxHfs)
     }
 }
 
@@ -311,7 +374,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [ChannelKind; 8] = [
+    const KINDS: [ChannelKind; 10] = [
         ChannelKind::NoiseIk,
         ChannelKind::NoiseXx,
         ChannelKind::NoiseTransport,
@@ -320,14 +383,16 @@ mod tests {
         ChannelKind::RatchetMessage,
         ChannelKind::MlsMessage,
         ChannelKind::MlsWelcome,
+        ChannelKind::NoiseIkHfs,
+        ChannelKind::NoiseXxHfs,
     ];
 
     /// The tags are the wire format: pinned here so a change is a test
     /// failure, not a silent reuse.
     #[test]
     fn tags_are_pinned() {
-        let tags: [u8; 8] = KINDS.map(ChannelKind::tag);
-        assert_eq!(tags, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let tags: [u8; 10] = KINDS.map(ChannelKind::tag);
+        assert_eq!(tags, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         for t in 0..=255u8 {
             match ChannelKind::from_tag(t) {
                 Some(k) => assert_eq!(k.tag(), t),
@@ -369,7 +434,7 @@ mod tests {
         let mut b = buf;
         b[1] = 2;
         assert_eq!(Envelope::parse(&b[..n]), Err(EnvelopeError::UnsupportedVersion { found: 2 }));
-        for tag in [0u8, 9, 0xFF] {
+        for tag in [0u8, 11, 0xFF] {
             let mut b = buf;
             b[2] = tag;
             assert_eq!(Envelope::parse(&b[..n]), Err(EnvelopeError::UnknownChannel { tag }));

@@ -61,6 +61,16 @@ pub enum Error {
     Noise(securemesh_noise::Error),
     /// The ratchet refused the message.
     Ratchet(securemesh_ratchet::Error),
+    /// A classical channel under [`PqMode::Require`](crate::PqMode::Require):
+    /// a peer's bundle without a KEM prekey at `send`, a peer's IK or XX
+    /// handshake, an X3DH initial message (see [`crate::pq`]); nothing
+    /// changed.
+    PqRequired,
+    /// A hybrid channel this agent does not run (built without the
+    /// feature `pq`, [`PqMode::Off`](crate::PqMode::Off), or `BYTES` below
+    /// [`MIN_PQ_BYTES`](crate::pq::MIN_PQ_BYTES)): a peer's bundle with a
+    /// KEM prekey, or an `hfs` handshake; nothing changed.
+    PqUnavailable,
     /// A persisted record was refused: [`Rollback`](securemesh_core::Error::Rollback)
     /// (older than the newest generation seen), `Decrypt` (another
     /// storage key, or a changed byte), a version or encoding error.
@@ -140,6 +150,8 @@ impl core::fmt::Display for Error {
             Error::ChannelMismatch => f.write_str("the envelope's channel does not fit the session"),
             Error::Noise(e) => write!(f, "noise: {e}"),
             Error::Ratchet(e) => write!(f, "ratchet: {e}"),
+            Error::PqRequired => f.write_str("a classical channel where hybrid post-quantum is required"),
+            Error::PqUnavailable => f.write_str("a hybrid post-quantum channel this agent does not run"),
             Error::Storage(e) => write!(f, "persisted record: {e}"),
             Error::WrongRecord => f.write_str("the record belongs to another agent or slot"),
             Error::Mls(e) => write!(f, "mls: {e}"),

@@ -106,10 +106,16 @@
 //! see [`Agent::handle_input`]). Noise sessions re-establish by
 //! themselves.
 //!
+//! **Post-quantum** (feature `pq`, [`pq`]): PQXDH bundles and sessions
+//! (ML-KEM-768 prekeys in the pool, refilled and rotated with the
+//! others) and the Noise `hfs` handshakes (IKhfs, XXhfs), as the
+//! agent's [`PqMode`] says ([`Agent::new_pq`]); each channel's [`PqStatus`] in
+//! [`SessionInfo::pq`] and [`Metrics`]. Off by default, so firmware links
+//! no ML-KEM unless it asks for it.
+//!
 //! **Not yet**: persisting the transmit queue (a message not yet handed
 //! out by `poll_transmit` when the process dies is lost, its ratchet
-//! number skipped); hybrid post-quantum suites ([`PqStatus::Hybrid`] is
-//! ready).
+//! number skipped); MLS groups with the X-Wing suite.
 //!
 //! ## Two agents
 //!
@@ -180,6 +186,7 @@ pub mod metrics;
 pub mod peer;
 pub mod persist;
 pub mod policy;
+pub mod pq;
 pub mod route;
 
 pub use agent::{
@@ -190,10 +197,11 @@ pub use agent::{
 pub use envelope::{ChannelKind, SessionId};
 pub use error::Error;
 pub use group::{Destination, GroupId, GroupInfo, Recipient};
-pub use metrics::{ChannelMetrics, Metrics, PqStatus};
+pub use metrics::{ChannelMetrics, Metrics, PqCounts, PqStatus};
 pub use peer::PeerId;
 pub use persist::{PersistRecord, RecordId};
 pub use policy::{MessageKind, Permissions, Role, Roles};
+pub use pq::PqMode;
 pub use route::{Channel, Purpose, Reason, Route};
 
 /// The README's examples, compiled and run as doc-tests.

@@ -9,16 +9,65 @@
 
 use crate::envelope::ChannelKind;
 
-/// Whether a channel's key agreement resists a quantum adversary.
+/// Whether a channel's key agreement resists a quantum adversary (the
+/// product's "post-quantum status" of a channel; see [`crate::pq`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PqStatus {
-    /// Classical key agreement only (X25519): what both channels use
-    /// today.
+    /// Classical key agreement only (X25519: X3DH, Noise IK or XX).
     #[default]
     Classical,
-    /// A hybrid of a classical and a post-quantum KEM (PQXDH with
-    /// ML-KEM, Noise with `hfs`); for the hybrid suites to come.
+    /// A hybrid of X25519 and ML-KEM-768: a ratchet session opened with
+    /// PQXDH, a Noise transport of an `hfs` handshake.
     Hybrid,
+}
+
+impl PqStatus {
+    /// The status as a lower-case label (`"classical"`, `"hybrid"`), e.g.
+    /// for a metrics exporter.
+    ///
+    /// ```
+    /// use securemesh::PqStatus;
+    /// assert_eq!(PqStatus::Hybrid.as_str(), "hybrid");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PqStatus::Classical => "classical",
+            PqStatus::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// Live channels of one kind by post-quantum status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PqCounts {
+    /// Channels with a classical key agreement.
+    pub classical: u32,
+    /// Channels with a hybrid key agreement.
+    pub hybrid: u32,
+}
+
+impl PqCounts {
+    /// Count one channel of `status`.
+    pub(crate) fn add(&mut self, status: PqStatus) {
+        let c = match status {
+            PqStatus::Classical => &mut self.classical,
+            PqStatus::Hybrid => &mut self.hybrid,
+        };
+        *c = c.saturating_add(1);
+    }
+
+    /// The weakest status among the channels: `Hybrid` only if there is
+    /// at least one and all are hybrid.
+    ///
+    /// ```
+    /// use securemesh::metrics::{PqCounts, PqStatus};
+    /// assert_eq!(PqCounts { classical: 0, hybrid: 2 }.weakest(), PqStatus::Hybrid);
+    /// assert_eq!(PqCounts { classical: 1, hybrid: 2 }.weakest(), PqStatus::Classical);
+    /// assert_eq!(PqCounts::default().weakest(), PqStatus::Classical);
+    /// ```
+    pub const fn weakest(&self) -> PqStatus {
+        if self.hybrid > 0 && self.classical == 0 { PqStatus::Hybrid } else { PqStatus::Classical }
+    }
 }
 
 /// Counters of one channel.
@@ -86,6 +135,10 @@ pub struct Metrics {
     pub prekeys_consumed_total: u64,
     /// Pool refills done by the agent.
     pub prekey_refills: u64,
+    /// One-time ML-KEM-768 prekeys available (a PQXDH pool; 0 otherwise).
+    pub kem_prekeys_available: u32,
+    /// Refills of the one-time KEM prekeys.
+    pub kem_prekey_refills: u64,
     /// Signed prekey rotations.
     pub signed_prekey_rotations: u64,
     /// Ratchet sessions this agent opened because a peer sent on a
@@ -96,10 +149,29 @@ pub struct Metrics {
     pub reestablish_accepted: u64,
     /// Records handed out by `poll_persist`.
     pub records_persisted: u64,
-    /// Post-quantum status of the Noise channel.
+    /// Post-quantum status of the Noise channel: the weakest of its live
+    /// transports ([`PqCounts::weakest`] of
+    /// [`noise_channels`](Self::noise_channels)).
     pub noise_pq: PqStatus,
-    /// Post-quantum status of the ratchet channel.
+    /// Post-quantum status of the ratchet channel: the weakest of its
+    /// sessions.
     pub ratchet_pq: PqStatus,
+    /// Live Noise transports (stream and datagram) by status; each
+    /// session's own status is [`SessionInfo::pq`](crate::SessionInfo::pq).
+    pub noise_channels: PqCounts,
+    /// Ratchet sessions by status.
+    pub ratchet_channels: PqCounts,
+    /// Noise handshakes completed as `hfs` (hybrid).
+    pub hybrid_handshakes: u64,
+    /// Ratchet sessions opened with PQXDH (as initiator or responder).
+    pub pqxdh_sessions: u64,
+    /// Channels refused for their post-quantum status: a classical bundle,
+    /// handshake or initial message under [`PqMode::Require`](crate::PqMode::Require),
+    /// a hybrid one the agent does not run
+    /// ([`Error::PqRequired`](crate::Error::PqRequired),
+    /// [`Error::PqUnavailable`](crate::Error::PqUnavailable)), and PQXDH
+    /// downgrades the ratchet refused.
+    pub pq_refused: u64,
 }
 
 impl Metrics {
@@ -108,6 +180,8 @@ impl Metrics {
         match channel {
             ChannelKind::NoiseIk
             | ChannelKind::NoiseXx
+            | ChannelKind::NoiseIkHfs
+            | ChannelKind::NoiseXxHfs
             | ChannelKind::NoiseTransport
             | ChannelKind::NoiseDatagram => Some(&mut self.noise),
             ChannelKind::RatchetInitial | ChannelKind::RatchetMessage => Some(&mut self.ratchet),

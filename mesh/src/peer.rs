@@ -21,9 +21,17 @@ pub const PEER_ID_LABEL: &[u8] = b"securemesh-peer-id-v1";
 
 /// Largest prekey bundle the directory stores: a bundle of the ratchet
 /// format version 1 with a one-time prekey and without a KEM prekey
-/// (`1 + 128 + 100 + 37 + 1` bytes). PQXDH bundles (with a KEM prekey)
-/// arrive with the post-quantum suites.
-pub const MAX_STORED_BUNDLE_LEN: usize = 1 + 128 + (4 + 32 + 64) + (1 + 4 + 32) + 1;
+/// (`1 + 128 + 100 + 37 + 1` = 267 bytes), or, with the feature `pq`,
+/// with an ML-KEM-768 prekey (`+ 4 + 2 + 2 + 1184 + 64` = 1523 bytes, a
+/// PQXDH bundle; see [`crate::pq`]).
+pub const MAX_STORED_BUNDLE_LEN: usize =
+    CLASSICAL_BUNDLE_LEN + if cfg!(feature = "pq") { KEM_SLOT_768 } else { 0 };
+
+/// A classical bundle with a one-time prekey.
+const CLASSICAL_BUNDLE_LEN: usize = 1 + 128 + (4 + 32 + 64) + (1 + 4 + 32) + 1;
+/// What an ML-KEM-768 prekey adds to a bundle (id, algorithm, length,
+/// public key, signature).
+const KEM_SLOT_768: usize = 4 + 2 + 2 + 1184 + 64;
 
 /// The name of an agent: `SHA-256("securemesh-peer-id-v1" || sign_pub || dh_pub)`
 /// of its identity (the binding signature is not hashed: the id names the
@@ -111,6 +119,11 @@ impl StoredBundle {
     pub fn bundle(&self) -> Result<Bundle<'_>, securemesh_ratchet::Error> {
         Bundle::decode(self.as_bytes())
     }
+
+    /// Whether the bundle carries a KEM prekey (a PQXDH bundle).
+    pub fn has_kem(&self) -> bool {
+        self.bundle().is_ok_and(|b| b.kem().is_some())
+    }
 }
 
 impl core::fmt::Debug for StoredBundle {
@@ -126,6 +139,8 @@ pub struct PeerInfo {
     identity: Option<PublicIdentity>,
     bundle: Option<StoredBundle>,
     reachable: bool,
+    /// Known to run the hybrid channels (see [`crate::pq`]).
+    hybrid: bool,
 }
 
 impl PeerInfo {
@@ -152,6 +167,13 @@ impl PeerInfo {
     /// Whether the host reported the peer reachable now.
     pub fn is_reachable(&self) -> bool {
         self.reachable
+    }
+
+    /// Whether the peer is known to run the hybrid post-quantum channels:
+    /// a bundle of it with a KEM prekey was stored, or it opened an `hfs`
+    /// handshake or a PQXDH session (see [`crate::pq`]). Persisted.
+    pub fn is_hybrid(&self) -> bool {
+        self.hybrid
     }
 }
 
@@ -219,7 +241,7 @@ impl<const N: usize> Directory<N> {
             return Ok(());
         }
         let slot = self.peers.iter_mut().find(|s| s.is_none()).ok_or(DirectoryError::Full)?;
-        *slot = Some(PeerInfo { id, identity: None, bundle: None, reachable: false });
+        *slot = Some(PeerInfo { id, identity: None, bundle: None, reachable: false, hybrid: false });
         Ok(())
     }
 
@@ -271,11 +293,25 @@ impl<const N: usize> Directory<N> {
         let dst = stored.bytes.get_mut(..bytes.len()).ok_or(DirectoryError::BundleTooLong)?;
         dst.copy_from_slice(bytes);
         stored.len = u16::try_from(bytes.len()).map_err(|_| DirectoryError::BundleTooLong)?;
+        let hybrid = bundle.kem().is_some();
         self.add(id)?;
         let peer = self.get_mut(&id).ok_or(DirectoryError::UnknownPeer)?;
         peer.identity = Some(identity);
         peer.bundle = Some(stored);
+        peer.hybrid |= hybrid;
         Ok(id)
+    }
+
+    /// Record that peer `id` (whose identity is known) runs the hybrid
+    /// channels; returns whether that is new.
+    pub(crate) fn learn_hybrid(&mut self, id: &PeerId) -> bool {
+        match self.get_mut(id) {
+            Some(p) if p.identity.is_some() && !p.hybrid => {
+                p.hybrid = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Forget the peer's bundle (after its one-time prekey was used).
@@ -316,9 +352,12 @@ impl<const N: usize> Directory<N> {
         w.write_u16(u16::try_from(self.len()).map_err(|_| CoreError::LengthOverflow)?)?;
         for p in self.iter() {
             w.write_bytes(&p.id.0)?;
+            // 0: no identity; 1: identity; 2: identity, and the peer runs
+            // the hybrid channels (tag 2 came with them: records without
+            // it read as before).
             match &p.identity {
                 Some(i) => {
-                    w.write_u8(1)?;
+                    w.write_u8(if p.hybrid { 2 } else { 1 })?;
                     w.write_bytes(&i.to_bytes())?;
                 }
                 None => w.write_u8(0)?,
@@ -344,9 +383,10 @@ impl<const N: usize> Directory<N> {
         }
         for slot in dir.peers.iter_mut().take(count) {
             let id = PeerId(r.read_array()?);
-            let identity = match r.read_u8()? {
+            let tag = r.read_u8()?;
+            let identity = match tag {
                 0 => None,
-                1 => {
+                1 | 2 => {
                     let i =
                         PublicIdentity::from_bytes(&r.read_array()?).map_err(|_| CoreError::BadSignature)?;
                     if PeerId::of(&i) != id {
@@ -375,7 +415,7 @@ impl<const N: usize> Directory<N> {
                 }
                 _ => return Err(CoreError::InvalidValue),
             };
-            *slot = Some(PeerInfo { id, identity, bundle, reachable: false });
+            *slot = Some(PeerInfo { id, identity, bundle, reachable: false, hybrid: tag == 2 });
         }
         // Ids are unique (the directory never holds one twice).
         for (i, p) in dir.iter().enumerate() {
@@ -403,7 +443,7 @@ mod tests {
             PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
         let mut buf = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
         let n = pool.bundle(pool.one_time_ids().next()).encode(&mut buf).unwrap();
-        assert_eq!(n, MAX_STORED_BUNDLE_LEN);
+        assert_eq!(n, CLASSICAL_BUNDLE_LEN);
         let mut dir: Directory<1> = Directory::new();
         let mut bad = buf;
         bad[200] ^= 1;

@@ -36,7 +36,7 @@
 //!
 //! ```text
 //! agent record   owner [32] | 1 u8 | identity | pool | directory | policy
-//! session record owner [32] | 2 u8 | slot u16 | flag (0 empty, 1 ratchet)
+//! session record owner [32] | 2 u8 | slot u16 | flag (0 empty, 1 ratchet, 2 ratchet opened with PQXDH)
 //!                  [ peer [32] | session id u64 | order u64 | ratchet ]
 //! key packages   owner [32] | 3 u8 | n u8 { key_package vec16 | init_priv [32] | encryption_priv [32] }
 //!                  | m u8 { peer [32] | key_package vec16 }
@@ -49,7 +49,16 @@
 //!
 //! The group and KeyPackage records came with the groups slice under new
 //! tags; the agent and session records are unchanged (body version 1), so
-//! records written before restore as they did.
+//! records written before restore as they did. The post-quantum channels
+//! ([`crate::pq`]) added tags, not a version: session flag 2 (a PQXDH
+//! session: its [`PqStatus`] is `Hybrid`; flag 1 reads as
+//! `Classical`), and in the directory, identity tag 2 (a peer known to run
+//! the hybrid channels). A record written before them restores unchanged;
+//! a build that predates them refuses a record with the new tags
+//! (`Storage(InvalidValue)`), and a build without the feature `pq`
+//! refuses an agent record whose pool holds KEM prekeys or whose
+//! directory holds a PQXDH bundle (the ratchet's and the directory's
+//! bounds), rather than dropping keys silently.
 //!
 //! `identity`, `pool` and `ratchet` are the nested `Persist` bodies of the
 //! ratchet crate ([`Identity`],
@@ -150,8 +159,10 @@ use crate::group::{
     MAX_WELCOME_LEN, MlsGroup, Outgoing, OwnKeyPackage, PEER_KEY_PACKAGES, PeerKeyPackage, Pending, Release,
     WELCOME_AT,
 };
+use crate::metrics::PqStatus;
 use crate::peer::{Directory, PeerId};
 use crate::policy::Policy;
+use crate::pq::{KEM_PREKEYS, RATCHET_KEM_CT};
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256, SuiteId};
 use securemesh_core::envelope::{self, Header, Persist, SEAL_OVERHEAD, StateKind, StorageKey};
@@ -232,7 +243,7 @@ impl<const PEERS: usize, const PREKEYS: usize> Bounds<PEERS, PREKEYS> {
         + NESTED_OVERHEAD
         + <Identity as Persist>::MAX_BODY_LEN
         + NESTED_OVERHEAD
-        + <PrekeyPool<PREKEYS> as Persist>::MAX_BODY_LEN
+        + <PrekeyPool<PREKEYS, KEM_PREKEYS> as Persist>::MAX_BODY_LEN
         + Directory::<PEERS>::MAX_ENCODED_LEN
         + Policy::<PEERS>::MAX_ENCODED_LEN;
 }
@@ -248,7 +259,7 @@ impl<const MAX_SKIP: usize, const CAP: usize> Bounds<MAX_SKIP, CAP> {
         + 8
         + 8
         + NESTED_OVERHEAD
-        + <Session<MAX_SKIP, CAP> as Persist>::MAX_BODY_LEN;
+        + <Session<MAX_SKIP, CAP, RATCHET_KEM_CT> as Persist>::MAX_BODY_LEN;
 }
 
 /// Most bytes of a group state written as a plain `core` envelope.
@@ -310,7 +321,7 @@ fn read_nested<T: Persist>(r: &mut Reader<'_>) -> Result<T, CoreError> {
 pub(crate) struct AgentParts<'a, const PEERS: usize, const PREKEYS: usize> {
     pub(crate) owner: &'a PeerId,
     pub(crate) identity: &'a Identity,
-    pub(crate) pool: &'a PrekeyPool<PREKEYS>,
+    pub(crate) pool: &'a PrekeyPool<PREKEYS, KEM_PREKEYS>,
     pub(crate) directory: &'a Directory<PEERS>,
     pub(crate) policy: &'a Policy<PEERS>,
 }
@@ -318,7 +329,7 @@ pub(crate) struct AgentParts<'a, const PEERS: usize, const PREKEYS: usize> {
 /// The agent record, decoded.
 pub(crate) struct AgentState<const PEERS: usize, const PREKEYS: usize> {
     pub(crate) identity: Identity,
-    pub(crate) pool: PrekeyPool<PREKEYS>,
+    pub(crate) pool: PrekeyPool<PREKEYS, KEM_PREKEYS>,
     pub(crate) directory: Directory<PEERS>,
     pub(crate) policy: Policy<PEERS>,
 }
@@ -359,12 +370,18 @@ pub(crate) fn seal_agent<R: CryptoRng + ?Sized, const PEERS: usize, const PREKEY
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum SlotState<const MAX_SKIP: usize, const CAP: usize> {
     Empty,
-    Ratchet { peer: PeerId, id: SessionId, order: u64, session: Session<MAX_SKIP, CAP> },
+    Ratchet {
+        peer: PeerId,
+        id: SessionId,
+        order: u64,
+        pq: PqStatus,
+        session: Session<MAX_SKIP, CAP, RATCHET_KEM_CT>,
+    },
 }
 
 /// What a session record holds when sealed.
 pub(crate) type SlotParts<'a, const MAX_SKIP: usize, const CAP: usize> =
-    Option<(&'a PeerId, SessionId, u64, &'a Session<MAX_SKIP, CAP>)>;
+    Option<(&'a PeerId, SessionId, u64, PqStatus, &'a Session<MAX_SKIP, CAP, RATCHET_KEM_CT>)>;
 
 pub(crate) fn seal_slot<R: CryptoRng + ?Sized, const MAX_SKIP: usize, const CAP: usize>(
     key: &StorageKey,
@@ -379,8 +396,11 @@ pub(crate) fn seal_slot<R: CryptoRng + ?Sized, const MAX_SKIP: usize, const CAP:
         w.write_u16(slot)?;
         match parts {
             None => w.write_u8(0),
-            Some((peer, id, order, session)) => {
-                w.write_u8(1)?;
+            Some((peer, id, order, pq, session)) => {
+                w.write_u8(match pq {
+                    PqStatus::Classical => 1,
+                    PqStatus::Hybrid => 2,
+                })?;
                 w.write_bytes(&peer.0)?;
                 w.write_u64(id.0)?;
                 w.write_u64(order)?;
@@ -677,7 +697,7 @@ fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const
     let opened = match r.read_u8()? {
         TAG_AGENT => {
             let identity: Identity = read_nested(&mut r)?;
-            let pool: PrekeyPool<PREKEYS> = read_nested(&mut r)?;
+            let pool: PrekeyPool<PREKEYS, KEM_PREKEYS> = read_nested(&mut r)?;
             let directory = Directory::decode(&mut r)?;
             let policy = Policy::decode(&mut r)?;
             Opened::Agent { owner, state: AgentState { identity, pool, directory, policy } }
@@ -686,15 +706,16 @@ fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const
             let slot = r.read_u16()?;
             let state = match r.read_u8()? {
                 0 => SlotState::Empty,
-                1 => {
+                flag @ (1 | 2) => {
+                    let pq = if flag == 2 { PqStatus::Hybrid } else { PqStatus::Classical };
                     let peer = PeerId(r.read_array()?);
                     let id = SessionId(r.read_u64()?);
                     let order = r.read_u64()?;
-                    let session: Session<MAX_SKIP, CAP> = read_nested(&mut r)?;
+                    let session: Session<MAX_SKIP, CAP, RATCHET_KEM_CT> = read_nested(&mut r)?;
                     if PeerId::of(session.remote_identity()) != peer {
                         return Err(CoreError::InvalidValue);
                     }
-                    SlotState::Ratchet { peer, id, order, session }
+                    SlotState::Ratchet { peer, id, order, pq, session }
                 }
                 _ => return Err(CoreError::InvalidValue),
             };
@@ -755,7 +776,8 @@ mod tests {
         let mut rng = TestRng::new(0x7001);
         let me = Identity::generate(&mut rng);
         let peer = Identity::generate(&mut rng);
-        let pool: PrekeyPool<4> = PrekeyPool::new(&me, &mut rng, UnixTime(1), PrekeyConfig::default());
+        let pool: PrekeyPool<4, KEM_PREKEYS> =
+            PrekeyPool::new(&me, &mut rng, UnixTime(1), PrekeyConfig::default());
         let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
         let peer_pool: PrekeyPool<4> = PrekeyPool::new(&peer, &mut rng, UnixTime(1), PrekeyConfig::default());
         let n = peer_pool.bundle(peer_pool.one_time_ids().next()).encode(&mut bundle).unwrap();

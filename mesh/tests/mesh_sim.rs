@@ -117,8 +117,9 @@ const OFFSETS: [usize; 6] = [1, 2, 4, N - 1, N - 2, N - 4];
 /// The agent of the simulation: 8 peers (6 neighbours and room), 32
 /// sessions (per neighbour a Noise transport, up to two ratchet sessions
 /// and a handshake; superseded transports give their slots up), 32 queued
-/// envelopes of 1 KiB, 16 one-time prekeys.
-type SimAgent = Agent<8, 32, 32, 1024, 16>;
+/// envelopes of 1 KiB (2 KiB with the feature `pq`, room for the hybrid
+/// handshakes and PQXDH), 16 one-time prekeys.
+type SimAgent = Agent<8, 32, 32, { securemesh::pq::DEFAULT_BYTES }, 16>;
 const REC: usize = SimAgent::MAX_RECORD_LEN;
 
 /// Seed used when `MESH_SIM_SEED` is not set.
@@ -407,6 +408,9 @@ struct Totals {
     ratchet_steps: u64,
     records_persisted: u64,
     prekey_refills: u64,
+    /// Hybrid handshakes, PQXDH sessions, KEM prekey refills, channels
+    /// refused for their post-quantum status.
+    pq: [u64; 4],
 }
 
 impl Totals {
@@ -430,6 +434,14 @@ impl Totals {
         self.ratchet_steps += m.ratchet_steps;
         self.records_persisted += m.records_persisted;
         self.prekey_refills += m.prekey_refills;
+        for (t, v) in self.pq.iter_mut().zip([
+            m.hybrid_handshakes,
+            m.pqxdh_sessions,
+            m.kem_prekey_refills,
+            m.pq_refused,
+        ]) {
+            *t += v;
+        }
     }
 }
 
@@ -520,7 +532,7 @@ impl Sim {
             let mut r =
                 TestRng::new(seed.rotate_left(17) ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let identity = Identity::generate(&mut r);
-            let agent = Box::new(SimAgent::new(identity, config, &mut r, WALL));
+            let agent = Box::new(SimAgent::new_pq(identity, config, pq_mode(), &mut r, WALL));
             let mut key = [0u8; 32];
             for b in &mut key {
                 *b = rng.next() as u8;
@@ -1063,6 +1075,7 @@ impl Sim {
         }
         let mut agent =
             Box::new(SimAgent::restore(key(), self.config, &blob, generation, &mut scratch).unwrap());
+        agent.set_pq_mode(pq_mode());
         let records: Vec<_> = self.hosts[a]
             .store
             .iter()
@@ -1245,11 +1258,7 @@ impl Sim {
                     }
                 } else {
                     self.ck(not_permitted == 0, || format!("agent {to}: a denial without a message"));
-                    if stored
-                        && !control
-                        && channel != ChannelKind::NoiseIk
-                        && channel != ChannelKind::NoiseXx
-                    {
+                    if stored && !control && !channel.is_handshake() {
                         self.stats.heartbeats_received += 1;
                     }
                 }
@@ -1800,6 +1809,7 @@ impl Sim {
         let (blob, g) = &h.store[&RecordId::Agent];
         let mut clone =
             Box::new(SimAgent::restore(StorageKey::new(h.key), self.config, blob, *g, &mut scratch).unwrap());
+        clone.set_pq_mode(pq_mode());
         for (id, (blob, g)) in &h.store {
             if *id != RecordId::Agent {
                 clone.restore_record(blob, *g, &mut scratch).unwrap();
@@ -1922,12 +1932,35 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
+/// `MESH_SIM_PQ`: `off` (default), `prefer` or `require` (the agents'
+/// [`securemesh::PqMode`]; hybrid needs the feature `pq`).
+fn pq_mode() -> securemesh::PqMode {
+    match std::env::var("MESH_SIM_PQ").as_deref().map(str::trim) {
+        Err(_) | Ok("off") => securemesh::PqMode::Off,
+        Ok("prefer") => securemesh::PqMode::Prefer,
+        Ok("require") => securemesh::PqMode::Require,
+        Ok(v) => panic!("MESH_SIM_PQ={v}: off, prefer or require"),
+    }
+}
+
+/// The simulation runs on a thread of its own with a 64 MiB stack: an
+/// unoptimised build moves agents (118 KB with the feature `pq`) through
+/// several frames, more than a test thread's 2 MiB.
 #[test]
 fn sixteen_agents_under_faults_keep_every_invariant() {
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(run)
+        .unwrap()
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+fn run() {
     let started = std::time::Instant::now();
     let seed = env_u64("MESH_SIM_SEED", DEFAULT_SEED);
     let target = env_u64("MESH_SIM_DELIVERIES", DEFAULT_DELIVERIES);
-    println!("mesh_sim: MESH_SIM_SEED={seed:#x} MESH_SIM_DELIVERIES={target}");
+    println!("mesh_sim: MESH_SIM_SEED={seed:#x} MESH_SIM_DELIVERIES={target} MESH_SIM_PQ={:?}", pq_mode());
     let mut sim = Sim::new(seed);
     let victim = 5;
     while sim.stats.deliveries < target {
@@ -2095,6 +2128,10 @@ fn sixteen_agents_under_faults_keep_every_invariant() {
         t.ratchet_steps,
         t.records_persisted,
         t.prekey_refills
+    );
+    println!(
+        "  post-quantum: hybrid handshakes {}, PQXDH sessions {}, KEM prekey refills {}, refused for pq status {}",
+        t.pq[0], t.pq[1], t.pq[2], t.pq[3]
     );
     println!("  adversary: {:?}, all refused ({})", s.injected, s.injected_refused);
     println!(

@@ -632,8 +632,19 @@ fn record_sizes() {
     // Welcome and the commit envelope) is the largest since the groups
     // slice.
     const { assert!(DefaultAgent::MAX_RECORD_LEN <= 33 * 1024) };
-    const { assert!(DefaultAgent::MAX_AGENT_RECORD_LEN <= 8 * 1024) };
-    assert!(core::mem::size_of::<DefaultAgent>() <= 96 * 1024);
+    // With the feature `pq` the directory holds PQXDH bundles (1.5 KB
+    // each), the pool its KEM prekeys, the queue 2 KB slots and a ratchet
+    // session the ML-KEM-768 ciphertext of its initial messages.
+    #[cfg(feature = "pq")]
+    {
+        const { assert!(DefaultAgent::MAX_AGENT_RECORD_LEN <= 16 * 1024) };
+        assert!(core::mem::size_of::<DefaultAgent>() <= 120 * 1024);
+    }
+    #[cfg(not(feature = "pq"))]
+    {
+        const { assert!(DefaultAgent::MAX_AGENT_RECORD_LEN <= 8 * 1024) };
+        assert!(core::mem::size_of::<DefaultAgent>() <= 96 * 1024);
+    }
 }
 
 proptest::proptest! {

@@ -7,7 +7,7 @@ use securemesh::envelope::{Envelope, handshake_prologue};
 use securemesh::policy::DenyReason;
 use securemesh::{
     AuthFailure, Channel, ChannelKind, Config, DefaultAgent, Delivery, Error, Event, NOISE_IK, NOISE_XX,
-    PeerId, Permissions, Reason, Received, Role, Roles, SessionKind,
+    PeerId, Permissions, Reason, Role, Roles, SessionKind,
 };
 use securemesh_core::Instant;
 use securemesh_core::testing::TestRng;
@@ -15,7 +15,7 @@ use securemesh_noise::{Builder, Keypair};
 use securemesh_ratchet::Identity;
 
 mod common;
-use common::{SENSOR, T0, TASK, TELEMETRY, WALL, WORKER, agent};
+use common::{SENSOR, T0, TASK, TELEMETRY, WALL, WORKER, agent, events, feed, transmits};
 
 /// `a` knows `b`'s identity (so its static key), grants it `role`, and
 /// sees it reachable or not.
@@ -26,56 +26,10 @@ fn know(a: &mut DefaultAgent, b: &DefaultAgent, role: Role, reachable: bool) -> 
     id
 }
 
-/// Every envelope `from` has ready, with its delivery.
-fn transmits(from: &mut DefaultAgent) -> Vec<(PeerId, Delivery, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 2048];
-    while let Some(t) = from.poll_transmit(&mut buf).unwrap() {
-        out.push((t.to, t.delivery, buf[..t.len].to_vec()));
-    }
-    out
-}
-
-fn events(a: &mut DefaultAgent) -> Vec<Event> {
-    core::iter::from_fn(|| a.poll_event()).collect()
-}
-
-/// Hand each envelope to `to`; returns the delivered messages.
-fn feed(
-    to: &mut DefaultAgent,
-    envelopes: &[(PeerId, Delivery, Vec<u8>)],
-    rng: &mut TestRng,
-) -> Vec<(Received, Vec<u8>)> {
-    let mut got = Vec::new();
-    for (dest, _, bytes) in envelopes {
-        assert_eq!(*dest, to.peer_id(), "envelope for another agent");
-        let mut out = [0u8; 2048];
-        if let Some(r) = to.handle_input(bytes, &mut out, T0, rng).unwrap() {
-            got.push((r, out[..r.len].to_vec()));
-        }
-    }
-    got
-}
-
 /// Carry direct envelopes both ways until neither side has any; returns
 /// what each side received (mailbox envelopes are refused here).
-#[allow(clippy::type_complexity)]
-fn pump(
-    a: &mut DefaultAgent,
-    ra: &mut TestRng,
-    b: &mut DefaultAgent,
-    rb: &mut TestRng,
-) -> (Vec<(Received, Vec<u8>)>, Vec<(Received, Vec<u8>)>) {
-    let (mut at_a, mut at_b) = (Vec::new(), Vec::new());
-    loop {
-        let (ab, ba) = (transmits(a), transmits(b));
-        if ab.is_empty() && ba.is_empty() {
-            return (at_a, at_b);
-        }
-        assert!(ab.iter().chain(&ba).all(|(_, d, _)| *d == Delivery::Direct));
-        at_b.extend(feed(b, &ab, rb));
-        at_a.extend(feed(a, &ba, ra));
-    }
+fn pump(a: &mut DefaultAgent, ra: &mut TestRng, b: &mut DefaultAgent, rb: &mut TestRng) -> common::Received2 {
+    common::pump(a, ra, b, rb, true)
 }
 
 /// Alice knows Bob's identity: IK; Bob answers over the established
@@ -443,7 +397,10 @@ fn an_unanswered_handshake_times_out() {
 fn default_agent_size() {
     let size = core::mem::size_of::<DefaultAgent>();
     println!("size_of::<DefaultAgent>() = {size}, group slot = {}", securemesh::group::GROUP_SLOT_BYTES);
-    assert!(size <= 96 * 1024, "{size}");
+    // With the feature `pq`: 2 KB queue slots, PQXDH bundles in the
+    // directory, the KEM ciphertext room of ratchet sessions.
+    let ceiling = if cfg!(feature = "pq") { 120 * 1024 } else { 96 * 1024 };
+    assert!(size <= ceiling, "{size}");
     const { assert!(securemesh::group::GROUP_SLOT_BYTES <= 56 * 1024) };
 }
 

@@ -12,6 +12,9 @@ use securemesh_core::codec::{Writer, varint_len};
 use securemesh_core::crypto::{Ed25519, Hash, Sha256, Signature};
 use securemesh_core::{CryptoRng, Secret};
 
+#[cfg(feature = "x-wing")]
+pub mod xwing;
+
 /// The ciphersuite: MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519.
 pub const CIPHERSUITE: u16 = 0x0003;
 /// `Nh`: hash and KDF output length.
@@ -24,6 +27,7 @@ pub const NN: usize = 12;
 pub const LABEL_PREFIX: &[u8] = b"MLS 1.0 ";
 
 type HpkeKem = hpke::kem::X25519HkdfSha256;
+/// KDF and AEAD of HPKE in every suite here (0x0003 and 0x004D).
 type HpkeKdf = hpke::kdf::HkdfSha256;
 type HpkeAead = hpke::aead::ChaCha20Poly1305;
 
@@ -130,10 +134,24 @@ pub fn encrypt_with_label<R: CryptoRng + ?Sized>(
     scratch: &mut [u8],
     rng: &mut R,
 ) -> Result<([u8; 32], [u8; 16]), Error> {
+    seal_with_label::<HpkeKem, 32, R>(public, label, context, buf, scratch, rng)
+}
+
+/// `EncryptWithLabel` with the HPKE KEM `K` of a suite whose `kem_output`
+/// is `NENC` bytes (KDF HKDF-SHA256 and AEAD ChaCha20-Poly1305 in every
+/// suite this crate has).
+pub(crate) fn seal_with_label<K: hpke::Kem, const NENC: usize, R: CryptoRng + ?Sized>(
+    public: &[u8],
+    label: &[u8],
+    context: &[u8],
+    buf: &mut [u8],
+    scratch: &mut [u8],
+    rng: &mut R,
+) -> Result<([u8; NENC], [u8; 16]), Error> {
     let info = labeled(scratch, label, context)?;
-    let pk = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(public).map_err(|_| Error::Malformed)?;
+    let pk = K::PublicKey::from_bytes(public).map_err(|_| Error::Malformed)?;
     let mut rng = RngRef(rng);
-    let (enc, tag) = hpke::single_shot_seal_inout_detached_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
+    let (enc, tag) = hpke::single_shot_seal_inout_detached_with_rng::<HpkeAead, HpkeKdf, K>(
         &OpModeS::Base,
         &pk,
         info,
@@ -142,8 +160,7 @@ pub fn encrypt_with_label<R: CryptoRng + ?Sized>(
         &mut rng,
     )
     .map_err(|_| Error::Decrypt)?;
-    let mut kem_output = [0u8; 32];
-    kem_output.copy_from_slice(&enc.to_bytes());
+    let kem_output = <[u8; NENC]>::try_from(enc.to_bytes().as_slice()).map_err(|_| Error::Capacity)?;
     let mut t = [0u8; 16];
     t.copy_from_slice(&tag.to_bytes());
     Ok((kem_output, t))
@@ -160,11 +177,25 @@ pub fn decrypt_with_label(
     tag: &[u8; 16],
     scratch: &mut [u8],
 ) -> Result<(), Error> {
+    open_with_label::<HpkeKem>(private, label, context, kem_output, buf, tag, scratch)
+}
+
+/// `DecryptWithLabel` with the HPKE KEM `K` (whose private key is
+/// `Nsk = 32` bytes).
+pub(crate) fn open_with_label<K: hpke::Kem>(
+    private: &Secret32,
+    label: &[u8],
+    context: &[u8],
+    kem_output: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; 16],
+    scratch: &mut [u8],
+) -> Result<(), Error> {
     let info = labeled(scratch, label, context)?;
-    let sk = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(private.expose()).map_err(|_| Error::Decrypt)?;
-    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(kem_output).map_err(|_| Error::Decrypt)?;
+    let sk = K::PrivateKey::from_bytes(private.expose()).map_err(|_| Error::Decrypt)?;
+    let enc = K::EncappedKey::from_bytes(kem_output).map_err(|_| Error::Decrypt)?;
     let tag = hpke::aead::AeadTag::<HpkeAead>::from_bytes(tag).map_err(|_| Error::Decrypt)?;
-    hpke::single_shot_open_inout_detached::<HpkeAead, HpkeKdf, HpkeKem>(
+    hpke::single_shot_open_inout_detached::<HpkeAead, HpkeKdf, K>(
         &OpModeR::Base,
         &sk,
         &enc,
@@ -187,14 +218,21 @@ pub fn external_init_send<R: CryptoRng + ?Sized>(
     external_pub: &[u8; 32],
     rng: &mut R,
 ) -> Result<([u8; 32], Secret32), Error> {
-    let pk = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(external_pub).map_err(|_| Error::Malformed)?;
+    external_init_send_with::<HpkeKem, 32, R>(external_pub, rng)
+}
+
+/// [`external_init_send`] with the HPKE KEM `K`.
+pub(crate) fn external_init_send_with<K: hpke::Kem, const NENC: usize, R: CryptoRng + ?Sized>(
+    external_pub: &[u8],
+    rng: &mut R,
+) -> Result<([u8; NENC], Secret32), Error> {
+    let pk = K::PublicKey::from_bytes(external_pub).map_err(|_| Error::Malformed)?;
     let (enc, ctx) =
-        hpke::setup_sender_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(&OpModeS::Base, &pk, &[], &mut RngRef(rng))
+        hpke::setup_sender_with_rng::<HpkeAead, HpkeKdf, K>(&OpModeS::Base, &pk, &[], &mut RngRef(rng))
             .map_err(|_| Error::Malformed)?;
     let mut init_secret = Secret32::zeroed();
     ctx.export(EXTERNAL_INIT_LABEL, init_secret.expose_mut()).map_err(|_| Error::InvalidLength)?;
-    let mut kem_output = [0u8; 32];
-    kem_output.copy_from_slice(&enc.to_bytes());
+    let kem_output = <[u8; NENC]>::try_from(enc.to_bytes().as_slice()).map_err(|_| Error::Capacity)?;
     Ok((kem_output, init_secret))
 }
 
@@ -203,9 +241,18 @@ pub fn external_init_send<R: CryptoRng + ?Sized>(
 /// key pair (derived from `external_secret`), then the same export.
 pub fn external_init_receive(external_secret: &Secret32, kem_output: &[u8]) -> Result<Secret32, Error> {
     let (private, _) = derive_key_pair(external_secret.expose());
-    let sk = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(private.expose()).map_err(|_| Error::Decrypt)?;
-    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(kem_output).map_err(|_| Error::Decrypt)?;
-    let ctx = hpke::setup_receiver::<HpkeAead, HpkeKdf, HpkeKem>(&OpModeR::Base, &sk, &enc, &[])
+    external_init_receive_with::<HpkeKem>(&private, kem_output)
+}
+
+/// The receiver's side of [`external_init_send_with`], with the external
+/// private key.
+pub(crate) fn external_init_receive_with<K: hpke::Kem>(
+    private: &Secret32,
+    kem_output: &[u8],
+) -> Result<Secret32, Error> {
+    let sk = K::PrivateKey::from_bytes(private.expose()).map_err(|_| Error::Decrypt)?;
+    let enc = K::EncappedKey::from_bytes(kem_output).map_err(|_| Error::Decrypt)?;
+    let ctx = hpke::setup_receiver::<HpkeAead, HpkeKdf, K>(&OpModeR::Base, &sk, &enc, &[])
         .map_err(|_| Error::Decrypt)?;
     let mut out = Secret32::zeroed();
     ctx.export(EXTERNAL_INIT_LABEL, out.expose_mut()).map_err(|_| Error::Decrypt)?;

@@ -25,9 +25,26 @@ pub struct GroupContext<'a> {
 impl GroupContext<'_> {
     /// TLS encoding: version 1 (mls10), ciphersuite 3, and the fields.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        self.encode_for_suite(crate::crypto::CIPHERSUITE, out)
+    }
+
+    /// TLS encoding with another `cipher_suite` field, for the suites that
+    /// share suite 3's key schedule (KDF HKDF-SHA256, `Nh` = 32), e.g.
+    /// 0x004D (`crypto::xwing`, feature `x-wing`).
+    ///
+    /// ```
+    /// use securemesh_mls_lite::key_schedule::GroupContext;
+    /// let gc = GroupContext { group_id: b"g", epoch: 1, tree_hash: &[1; 32], confirmed_transcript_hash: &[2; 32], extensions: &[] };
+    /// let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
+    /// let n = gc.encode(&mut a)?;
+    /// assert_eq!(gc.encode_for_suite(0x004D, &mut b)?, n);
+    /// assert_eq!((&a[2..4], &b[2..4], &a[4..n]), (&[0, 3][..], &[0, 0x4D][..], &b[4..n]));
+    /// # Ok::<(), securemesh_mls_lite::Error>(())
+    /// ```
+    pub fn encode_for_suite(&self, cipher_suite: u16, out: &mut [u8]) -> Result<usize, Error> {
         let mut w = Writer::new(out);
         w.write_u16(1)?;
-        w.write_u16(crate::crypto::CIPHERSUITE)?;
+        w.write_u16(cipher_suite)?;
         w.write_vec_varint(self.group_id)?;
         w.write_u64(self.epoch)?;
         w.write_vec_varint(self.tree_hash)?;

@@ -6,6 +6,13 @@
 //! ciphersuite 3, basic credentials), not a different protocol: what it
 //! does is byte-exact RFC 9420.
 //!
+//! Feature `x-wing` (off by default, so the firmware and the mesh do not
+//! link ML-KEM) adds the cryptography of the hybrid post-quantum suite
+//! 0x004D, `MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519` as OpenMLS
+//! defines it (`crypto::xwing`: HPKE with X-Wing, checked against OpenMLS
+//! in `interop/mls`); a [`Group`] is still suite 3 only (its tree holds
+//! 32-byte HPKE keys, an X-Wing key is 1216 bytes).
+//!
 //! What is here, each part checked against the MLS working group's test
 //! vectors: [`tree_math`] (array-based tree math), [`crypto`] (the
 //! labelled derivations, signatures and HPKE encryption of suite 3),

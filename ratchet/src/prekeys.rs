@@ -319,7 +319,14 @@ impl<const CAP: usize, const KEM: usize> PrekeyPool<CAP, KEM> {
             .ok_or(Error::UnsupportedKem)?;
         let kem = key.public(buf)?;
         let b = self.bundle(one_time_id);
-        Ok(Bundle { identity: b.identity, signed: b.signed, one_time: b.one_time, kem: Some(kem) })
+        Ok(Bundle {
+            identity: b.identity,
+            signed: b.signed,
+            one_time: b.one_time,
+            kem: Some(kem),
+            #[cfg(feature = "ml-dsa")]
+            pq: None,
+        })
     }
 
     /// The KEM prekey `id` (one-time, or the last-resort one of the current
@@ -414,7 +421,14 @@ impl<const CAP: usize, const KEM: usize> PrekeyPool<CAP, KEM> {
         let one_time = one_time_id
             .and_then(|id| self.one_time.iter().flatten().find(|o| o.id == id))
             .map(|o| OneTimePrekeyPublic { id: o.id, public: o.public });
-        Bundle { identity: self.owner, signed: self.signed.public, one_time, kem: None }
+        Bundle {
+            identity: self.owner,
+            signed: self.signed.public,
+            one_time,
+            kem: None,
+            #[cfg(feature = "ml-dsa")]
+            pq: None,
+        }
     }
 
     fn check_owner(&self, identity: &Identity) -> Result<(), Error> {

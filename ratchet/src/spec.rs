@@ -36,7 +36,9 @@
 //! - says in MUST words that state is persisted before a message is sent
 //!   (§8), and closes the gaps listed in §7.8 and §9.
 //!
-//! Bundles (§3) and ratchet messages (§6.1-§6.3) are unchanged.
+//! Bundles (§3) and ratchet messages (§6.1-§6.3) are unchanged. Hybrid
+//! bundles (§3.1, bundle version 3) add an ML-DSA-65 identity key and
+//! hybrid signatures beside the classical ones.
 //!
 //! The protocol is Signal's, with a few deliberate, listed departures:
 //!
@@ -168,6 +170,71 @@
 //!
 //! Prekey identifiers are chosen by Bob; the reference pool issues them from
 //! 1 upward and never reuses one (not a wire rule).
+//!
+//! ### 3.1 Hybrid bundle (bundle version 3, ML-DSA-65)
+//!
+//! An identity may add an ML-DSA-65 (FIPS 204) key to its Ed25519 key
+//! (`PqIdentity`, feature `ml-dsa`). Its bundles are then **bundle version
+//! 3**: a version-1 bundle whose first byte is `0x03`, followed by the
+//! post-quantum section. (Bundle version 2 stays unknown: the vectors of
+//! §10 refuse it with `UnknownVersion`.)
+//!
+//! | Offset | Field | Size | Value |
+//! |---|---|---|---|
+//! | 0 | `version` | u8 | `0x03` |
+//! | 1 | the fields of §3 after `version` | | as in §3, every check of §3 |
+//! | next | `pq_pub` | 1952 | ML-DSA-65 public key (`pkEncode`) |
+//! | | `spk_pq_sig` | 3373 | hybrid signature of the signed prekey, verified |
+//! | | `kem_pq_sig` | 3373 | only if `kem_count = 1`: hybrid signature of the KEM prekey, verified |
+//!
+//! ```text
+//! spk_pq_sig = Hybrid((sign_pub, pq_pub), "securemesh-bundle-v2",
+//!                     dh_pub || "securemesh-spk-v1" || u32(spk_id) || spk_pub)              (85 bytes)
+//! kem_pq_sig = Hybrid((sign_pub, pq_pub), "securemesh-bundle-v2",
+//!                     dh_pub || "securemesh-kem-prekey-v1" || u32(kem_id) || u16(kem_alg)
+//!                     || SHA-256(kem_pub))                                                   (94 bytes)
+//!
+//! Hybrid((ed, pq), ctx, msg) = Ed25519(ed, M') 64 || ML-DSA-65.Sign(pq, M', ctx = LABEL) 3309
+//! M'    = LABEL || SHA-512(ed_pub 32 || pq_pub 1952 || u8(len(ctx)) || ctx || msg)          (106 bytes)
+//! LABEL = "securemesh-hybrid-sig-v1/Ed25519+ML-DSA-65"
+//! ```
+//!
+//! `Hybrid` is `securemesh_core::crypto::HybridEd25519MlDsa65`: both halves
+//! sign the same `M'`, and a hybrid signature verifies only if **both**
+//! verify (Ed25519 strictly, ML-DSA-65 as FIPS 204 `ML-DSA.Verify` with the
+//! context `LABEL`); the signer's ML-DSA half is hedged (fresh randomness),
+//! so two signatures of the same bytes differ. `M'` hashes the whole hybrid
+//! key, so the Ed25519 half commits to `pq_pub` (a swapped ML-DSA key with
+//! its own valid ML-DSA halves fails the Ed25519 halves), and neither half
+//! signs `msg` itself (the Ed25519 half is not a valid `spk_sig`). The
+//! signed messages start with `dh_pub`, so the hybrid signatures also bind
+//! the identity's X25519 key. The section keeps the classical `spk_sig` and
+//! `kem_sig` of §3 (checked first, as in §3) so that the rest of the
+//! protocol reads a version-3 bundle as a version-1 one: X3DH and PQXDH
+//! (§4) are unchanged by it.
+//!
+//! Decoding a version-3 bundle checks the fields of §3 in the order of §3,
+//! then reads `pq_pub`, `spk_pq_sig` and, if `kem_count = 1`, `kem_pq_sig`
+//! (truncated: `Malformed`), requires the end of input (`Malformed`), then
+//! verifies `spk_pq_sig` and `kem_pq_sig` (`BadSignature` if either half of
+//! either fails). A version-3 bundle is 231 + 1952 + 3373 = 5556 bytes
+//! without one-time and KEM prekeys, and at most `MAX_HYBRID_BUNDLE_LEN` =
+//! 1907 + 1952 + 2 x 3373 = 10605 bytes. A build without the feature
+//! `ml-dsa` refuses version 3 with `UnknownVersion` (it does not verify it
+//! classically).
+//!
+//! **Downgrade.** Removing the section and setting `version` to `0x01`
+//! gives a valid version-1 bundle (the classical signatures are genuine).
+//! Only the caller can know that a peer's identity is hybrid: a caller that
+//! has pinned a peer's ML-DSA-65 key MUST check every bundle of that peer
+//! with `Bundle::require_pq(pinned)`, which refuses a version-1 bundle
+//! (`Downgrade`) and a version-3 bundle with another ML-DSA key
+//! (`WrongIdentity`).
+//!
+//! Vectors: `test-vectors/pq/hybrid-ed25519-mldsa65.json` gives hybrid
+//! signatures (seeds, context, message, `M'`, public key and the signature
+//! with the deterministic ML-DSA variant) and two version-3 bundles with
+//! mutations that decoding must refuse, each with its error.
 //!
 //! ## 4. X3DH (\[X3DH\] §3, with the departures noted)
 //!
@@ -586,9 +653,13 @@
 //!
 //! | Operation | Error | When |
 //! |---|---|---|
-//! | `Bundle::decode` | `UnknownVersion` | `version != 1` |
+//! | `Bundle::decode` | `UnknownVersion` | `version` not `1` (nor `3` with the feature `ml-dsa`) |
 //! | | `BadSignature` | identity, `spk_sig` or `kem_sig` does not verify (strictly), or a key does not decode |
 //! | | `Malformed` | truncated, count not 0/1, `kem_pub_len > 1568`, trailing bytes, a non-canonical X25519 key (§1) |
+//! | | `BadSignature` | (version 3) either half of `spk_pq_sig` or `kem_pq_sig` does not verify (§3.1) |
+//! | | `Malformed` | (version 3) the section truncated or followed by bytes |
+//! | `Bundle::require_pq` | `Downgrade` | a version-1 bundle for a pinned ML-DSA-65 key (§3.1) |
+//! | | `WrongIdentity` | a version-3 bundle with another ML-DSA-65 key |
 //! | `initiate` | `NonContributory` | an X3DH DH output is all zero |
 //! | `initiate_pq` | `UnsupportedKem` | no KEM prekey in the bundle, `kem_alg` not in `{1, 3}` (or a build without the feature `pq`), or a session type without room for the ciphertext |
 //! | | `Malformed` | `kem_pub_len` not the algorithm's key length, or the FIPS 203 §7.2 modulus check fails |
@@ -681,7 +752,7 @@
 //! | `n`, `pn`, `Ns`, `Nr` | u32; a sending chain carries at most `2^32 - 1` messages (`n <= 2^32 - 2`), then `CounterExhausted` until the next DH step; `Nr` saturates |
 //! | skipped per chain and message | `MAX_SKIP` (default 128) |
 //! | stored skipped keys | `CAP` (default 128), oldest evicted |
-//! | bundle | at most 1907 bytes; `kem_pub` at most 1568 bytes |
+//! | bundle | at most 1907 bytes; `kem_pub` at most 1568 bytes; a hybrid bundle (§3.1) at most 10605 |
 //! | initial prefix | 168 or 172 bytes |
 //! | overhead | `0x02`: 57 bytes; `0x03`: 97 bytes; plus the prefix for `0x04` |
 //! | payload | no protocol limit beyond the caller's buffers (and ChaCha20-Poly1305's 2^38-byte bound) |

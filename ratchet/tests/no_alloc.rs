@@ -1,6 +1,7 @@
 //! Zero heap allocations: X3DH from a bundle, and messages in both header
 //! modes with symmetric steps, DH steps and a skipped key, PQXDH (feature
-//! `pq`: ML-KEM prekeys, sessions, a pool's state), counted by an
+//! `pq`: ML-KEM prekeys, sessions, a pool's state), hybrid bundles (feature
+//! `ml-dsa`: signed, decoded, pinned), counted by an
 //! instrumented global allocator. The allocator counts every thread, so
 //! this binary runs without the test harness (`harness = false`): one
 //! thread, and nothing else allocates meanwhile (under libtest, its main
@@ -97,6 +98,32 @@ fn run_pq(alg: securemesh_ratchet::KemAlgorithm) {
     assert_eq!(stats.reallocations, 0, "{stats:?}");
 }
 
+/// Hybrid identities (feature `ml-dsa`): an ML-DSA-65 key, a hybrid
+/// bundle signed (hedged ML-DSA), encoded, decoded (both halves of both
+/// hybrid signatures verified) and checked against the pinned key.
+#[cfg(feature = "ml-dsa")]
+fn run_hybrid() {
+    use securemesh_ratchet::{BundlePqStorage, KemPrekey, MAX_HYBRID_BUNDLE_LEN, PqIdentity};
+    let mut rng = TestRng::new(0x6879_6272_6101);
+    let kem_pub = [0x42u8; 1184];
+    let mut published = [0u8; MAX_HYBRID_BUNDLE_LEN];
+    let mut storage = BundlePqStorage::new();
+
+    let region = Region::new(GLOBAL);
+    let bob = Identity::generate(&mut rng);
+    let bob_pq = PqIdentity::generate(&bob, &mut rng);
+    let pool: PrekeyPool<4> =
+        PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+    let kem = KemPrekey::sign(&bob, 9, 1, &kem_pub).unwrap();
+    let hybrid = pool.bundle(pool.one_time_ids().next()).with_kem(kem).unwrap();
+    let n = hybrid.sign_pq(&bob_pq, &mut rng, &mut storage).unwrap().encode(&mut published).unwrap();
+    let decoded = Bundle::decode(&published[..n]).unwrap();
+    decoded.require_pq(bob_pq.public()).unwrap();
+    let stats = region.change();
+    assert_eq!(stats.allocations, 0, "{stats:?}");
+    assert_eq!(stats.reallocations, 0, "{stats:?}");
+}
+
 fn main() {
     run(false);
     run(true);
@@ -104,7 +131,9 @@ fn main() {
     for alg in [securemesh_ratchet::KemAlgorithm::MlKem768, securemesh_ratchet::KemAlgorithm::MlKem1024] {
         run_pq(alg);
     }
+    #[cfg(feature = "ml-dsa")]
+    run_hybrid();
     println!(
-        "no_alloc: sessions allocate nothing (clear and encrypted headers, and PQXDH with the feature pq)"
+        "no_alloc: sessions allocate nothing (clear and encrypted headers, PQXDH with the feature pq, hybrid bundles with the feature ml-dsa)"
     );
 }

@@ -5,18 +5,19 @@
 # On a fresh Debian machine it installs what is missing: the
 # thumbv7em-none-eabihf target, qemu-system-arm and a size tool.
 #
-# Two firmwares, each its own cargo workspace: securemesh-firmware (here:
+# Three firmwares, each its own cargo workspace: securemesh-firmware (here:
 # KATs, core operations, Noise, ratchet, MLS; prints `firmware: N passed,
-# M failed`) and securemesh-firmware-mesh (mesh/: the mesh agent; prints
-# `firmware-mesh: N passed, M failed`). The last line counted is their sum,
-# `firmware: N passed, 0 failed`.
+# M failed`), securemesh-firmware-mesh (mesh/: the mesh agent; prints
+# `firmware-mesh: N passed, M failed`) and securemesh-firmware-pq (pq/:
+# ML-KEM-768, X-Wing and Noise XXhfs; prints `firmware-pq: N passed, M
+# failed`). The last line counted is their sum, `firmware: N passed, 0 failed`.
 #
 # Fails if a binary does not link (any crate using `alloc`: there is no
 # global allocator), if a run fails or hangs, or if an output lacks its
 # counted line or counts a failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-# One target directory for both firmwares if one is set: made absolute here
+# One target directory for all firmwares if one is set: made absolute here
 # (a relative one names a directory under this one, as cargo reads it here).
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"; fi
 export DEBIAN_FRONTEND=noninteractive
@@ -26,7 +27,7 @@ unset RUSTFLAGS
 
 TARGET=thumbv7em-none-eabihf
 # directory, binary, and the prefix of its counted line and size lines
-FIRMWARES=(". securemesh-firmware firmware" "mesh securemesh-firmware-mesh firmware-mesh")
+FIRMWARES=(". securemesh-firmware firmware" "mesh securemesh-firmware-mesh firmware-mesh" "pq securemesh-firmware-pq firmware-pq")
 RUN_TIMEOUT=120 # seconds per binary; each run takes a few seconds
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

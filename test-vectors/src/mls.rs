@@ -48,12 +48,17 @@ fn load(path: &Path) -> Result<Vec<Value>, String> {
 }
 
 fn run(name: &str, path: &Path, check: fn(&Value) -> Result<(), String>) -> Report {
+    run_suite(name, path, 3, check)
+}
+
+/// [`run`] for the entries of ciphersuite `suite`.
+fn run_suite(name: &str, path: &Path, suite: u64, check: fn(&Value) -> Result<(), String>) -> Report {
     let mut r = Report::new(format!("mls {name}"));
     match load(path) {
         Ok(entries) => {
             for (i, e) in entries.iter().enumerate() {
-                if e.get("cipher_suite").and_then(Value::as_u64).is_some_and(|s| s != 3) {
-                    r.skip("not ciphersuite 3");
+                if e.get("cipher_suite").and_then(Value::as_u64).is_some_and(|s| s != suite) {
+                    r.skip(&format!("not ciphersuite {suite}"));
                     continue;
                 }
                 r.record(&format!("{name}[{i}]"), check(e));
@@ -172,6 +177,17 @@ fn crypto_basics_entry(e: &Value) -> Result<(), String> {
 }
 
 fn key_schedule_entry(e: &Value) -> Result<(), String> {
+    key_schedule_run(e, 3, &|s| s.external_public().to_vec())
+}
+
+/// A key-schedule vector (the mlswg format) of a suite with suite 3's KDF:
+/// its GroupContext names `suite`, `external_pub` derives the suite's HPKE
+/// public key from the epoch's secrets.
+fn key_schedule_run(
+    e: &Value,
+    suite: u16,
+    external_pub: &dyn Fn(&EpochSecrets) -> Vec<u8>,
+) -> Result<(), String> {
     let group_id = h(&e["group_id"])?;
     let mut init = h(&e["initial_init_secret"])?;
     for (i, ep) in e["epochs"].as_array().ok_or("epochs")?.iter().enumerate() {
@@ -186,7 +202,7 @@ fn key_schedule_entry(e: &Value) -> Result<(), String> {
             extensions: &[],
         };
         let mut gcb = vec![0u8; 512];
-        let n = gc.encode(&mut gcb).map_err(|e| e.to_string())?;
+        let n = gc.encode_for_suite(suite, &mut gcb).map_err(|e| e.to_string())?;
         let gcb = gcb.get(..n).ok_or("group context")?;
         eq(&at("group_context"), gcb, &h(&ep["group_context"])?)?;
         let s = EpochSecrets::derive(&init, &h(&ep["commit_secret"])?, &h(&ep["psk_secret"])?, gcb)
@@ -206,7 +222,7 @@ fn key_schedule_entry(e: &Value) -> Result<(), String> {
         ] {
             eq(&at(field), got.expose(), &h(&ep[field])?)?;
         }
-        eq(&at("external_pub"), &s.external_public(), &h(&ep["external_pub"])?)?;
+        eq(&at("external_pub"), &external_pub(&s), &h(&ep["external_pub"])?)?;
         let x = &ep["exporter"];
         let mut out = vec![0u8; u(&x["length"])? as usize];
         // The vector's exporter label is used as the bytes of its (hex) string,
@@ -217,6 +233,63 @@ fn key_schedule_entry(e: &Value) -> Result<(), String> {
         init = s.init.expose().to_vec();
     }
     Ok(())
+}
+
+/// One entry of our suite-0x004D vectors (`xwing-0x004d.json`, see
+/// `mls/README.md`): X-Wing's HPKE `DeriveKeyPair`, `EncryptWithLabel`
+/// with a recorded `eseed` (reproduced byte for byte, then opened), the
+/// external-commit `init_secret`, and a key-schedule run whose
+/// GroupContext names suite 0x004D.
+fn xwing_entry(e: &Value) -> Result<(), String> {
+    use securemesh_mls_lite::crypto::xwing;
+    match e["kind"].as_str().ok_or("kind")? {
+        "derive_key_pair" => {
+            let (private, public) = xwing::derive_key_pair(&h(&e["ikm"])?);
+            eq("priv", private.expose(), &h(&e["priv"])?)?;
+            eq("pub", &public, &h(&e["pub"])?)
+        }
+        "encrypt_with_label" => {
+            let label = e["label"].as_str().ok_or("label")?.as_bytes();
+            let (context, eseed, plaintext) = (h(&e["context"])?, h(&e["eseed"])?, h(&e["plaintext"])?);
+            let mut scratch = vec![0u8; context.len() + 64];
+            let mut rng = ReplayRng::new(&eseed);
+            let mut buf = plaintext.clone();
+            let (kem_output, tag) =
+                xwing::encrypt_with_label(&h(&e["pub"])?, label, &context, &mut buf, &mut scratch, &mut rng)
+                    .map_err(ctx("encrypt"))?;
+            eq("eseed drawn", &rng.drawn().to_be_bytes(), &eseed.len().to_be_bytes())?;
+            eq("kem_output", &kem_output, &h(&e["kem_output"])?)?;
+            eq("ciphertext", &[&buf[..], &tag].concat(), &h(&e["ciphertext"])?)?;
+            xwing::decrypt_with_label(
+                &secret32(&e["priv"])?,
+                label,
+                &context,
+                &kem_output,
+                &mut buf,
+                &tag,
+                &mut scratch,
+            )
+            .map_err(ctx("decrypt"))?;
+            eq("decrypt_with_label", &buf, &plaintext)
+        }
+        "external_init" => {
+            let external = secret32(&e["external_secret"])?;
+            let (_, external_pub) = xwing::derive_key_pair(external.expose());
+            eq("external_pub", &external_pub, &h(&e["external_pub"])?)?;
+            let eseed = h(&e["eseed"])?;
+            let (kem_output, sent) = xwing::external_init_send(&external_pub, &mut ReplayRng::new(&eseed))
+                .map_err(ctx("external_init_send"))?;
+            eq("kem_output", &kem_output, &h(&e["kem_output"])?)?;
+            eq("init_secret (joiner)", sent.expose(), &h(&e["init_secret"])?)?;
+            let received =
+                xwing::external_init_receive(&external, &kem_output).map_err(ctx("external_init_receive"))?;
+            eq("init_secret (member)", received.expose(), &h(&e["init_secret"])?)
+        }
+        "key_schedule" => key_schedule_run(e, xwing::CIPHERSUITE, &|s| {
+            xwing::derive_key_pair(s.external.expose()).1.to_vec()
+        }),
+        other => Err(format!("unknown kind {other}")),
+    }
 }
 
 fn psk_secret_entry(e: &Value) -> Result<(), String> {
@@ -1277,10 +1350,133 @@ pub fn reports(dir: &Path) -> Vec<Report> {
             &dir.join("interop-passive/external_join.json"),
         ),
         skip_passive_client_random(&dir.join("suite1-only/passive-client-random.json")),
+        run_suite("x-wing 0x004D", &dir.join("xwing-0x004d.json"), 0x4D, xwing_entry),
         // The persisted group state's golden file lives beside the vectors
         // (`state/`), and is checked against them.
         group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v1.json"), 1, dir),
         group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v2.json"), 2, dir),
         group_state(&dir.parent().unwrap_or(dir).join("state/mls-group-v3.json"), 3, dir),
     ]
+}
+
+#[cfg(test)]
+mod xwing_vectors {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use securemesh_mls_lite::crypto::xwing;
+    use serde_json::json;
+
+    fn draw(rng: &mut TestRng, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        rand_core::Rng::fill_bytes(rng, &mut v);
+        v
+    }
+
+    /// Writes `mls/xwing-0x004d.json` from today's code, inputs drawn from
+    /// `TestRng::new(0x004d_5eed)`. Run once
+    /// (`cargo test -p securemesh-test-vectors -- --ignored write_xwing`);
+    /// it never overwrites the file.
+    #[test]
+    #[ignore]
+    fn write_xwing_vectors() {
+        let path = crate::vectors_dir().join("mls/xwing-0x004d.json");
+        assert!(!path.exists(), "{} exists", path.display());
+        let mut rng = TestRng::new(0x004d_5eed);
+        let mut out = Vec::new();
+        for ikm in [draw(&mut rng, 32), Vec::new(), draw(&mut rng, 64)] {
+            let (private, public) = xwing::derive_key_pair(&ikm);
+            out.push(json!({"cipher_suite": 77, "kind": "derive_key_pair", "ikm": hex::encode(&ikm),
+                "priv": hex::encode(private.expose()), "pub": hex::encode(public)}));
+        }
+        for (label, context_len, plaintext_len) in [("UpdatePathNode", 83, 32), ("Welcome", 32, 70)] {
+            let (private, public) = xwing::derive_key_pair(&draw(&mut rng, 32));
+            let (context, plaintext, eseed) =
+                (draw(&mut rng, context_len), draw(&mut rng, plaintext_len), draw(&mut rng, 64));
+            let mut buf = plaintext.clone();
+            let mut scratch = vec![0u8; context_len + 64];
+            let (kem_output, tag) = xwing::encrypt_with_label(
+                &public,
+                label.as_bytes(),
+                &context,
+                &mut buf,
+                &mut scratch,
+                &mut ReplayRng::new(&eseed),
+            )
+            .unwrap();
+            out.push(json!({"cipher_suite": 77, "kind": "encrypt_with_label", "priv": hex::encode(private.expose()),
+                "pub": hex::encode(public), "label": label, "context": hex::encode(&context),
+                "plaintext": hex::encode(&plaintext), "eseed": hex::encode(&eseed),
+                "kem_output": hex::encode(kem_output), "ciphertext": hex::encode([&buf[..], &tag].concat())}));
+        }
+        let external = draw(&mut rng, 32);
+        let (_, external_pub) = xwing::derive_key_pair(&external);
+        let eseed = draw(&mut rng, 64);
+        let (kem_output, init) =
+            xwing::external_init_send(&external_pub, &mut ReplayRng::new(&eseed)).unwrap();
+        out.push(
+            json!({"cipher_suite": 77, "kind": "external_init", "external_secret": hex::encode(&external),
+            "external_pub": hex::encode(external_pub), "eseed": hex::encode(&eseed),
+            "kem_output": hex::encode(kem_output), "init_secret": hex::encode(init.expose())}),
+        );
+
+        let group_id = draw(&mut rng, 16);
+        let initial = draw(&mut rng, 32);
+        let mut init = initial.clone();
+        let mut epochs = Vec::new();
+        for epoch in 0..3u64 {
+            let (tree_hash, commit_secret, psk_secret, cth) =
+                (draw(&mut rng, 32), draw(&mut rng, 32), draw(&mut rng, 32), draw(&mut rng, 32));
+            let gc = GroupContext {
+                group_id: &group_id,
+                epoch,
+                tree_hash: &tree_hash,
+                confirmed_transcript_hash: &cth,
+                extensions: &[],
+            };
+            let mut gcb = vec![0u8; 512];
+            let n = gc.encode_for_suite(xwing::CIPHERSUITE, &mut gcb).unwrap();
+            gcb.truncate(n);
+            let s = EpochSecrets::derive(&init, &commit_secret, &psk_secret, &gcb).unwrap();
+            let (label, context) = (hex::encode(draw(&mut rng, 8)), draw(&mut rng, 32));
+            let mut exported = [0u8; 32];
+            s.export(label.as_bytes(), &context, &mut exported).unwrap();
+            let x = |v: &crypto::Secret32| hex::encode(v.expose());
+            epochs.push(json!({"tree_hash": hex::encode(&tree_hash), "commit_secret": hex::encode(&commit_secret),
+                "psk_secret": hex::encode(&psk_secret), "confirmed_transcript_hash": hex::encode(&cth),
+                "group_context": hex::encode(&gcb), "joiner_secret": x(&s.joiner), "welcome_secret": x(&s.welcome),
+                "init_secret": x(&s.init), "sender_data_secret": x(&s.sender_data),
+                "encryption_secret": x(&s.encryption), "exporter_secret": x(&s.exporter),
+                "epoch_authenticator": x(&s.epoch_authenticator), "external_secret": x(&s.external),
+                "confirmation_key": x(&s.confirmation_key), "membership_key": x(&s.membership_key),
+                "resumption_psk": x(&s.resumption_psk),
+                "external_pub": hex::encode(xwing::derive_key_pair(s.external.expose()).1),
+                "exporter": {"label": label, "context": hex::encode(&context), "length": 32,
+                    "secret": hex::encode(exported)}}));
+            init = s.init.expose().to_vec();
+        }
+        out.push(json!({"cipher_suite": 77, "kind": "key_schedule", "group_id": hex::encode(&group_id),
+            "initial_init_secret": hex::encode(&initial), "epochs": epochs}));
+        std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
+    }
+
+    #[test]
+    fn xwing_vectors_pass_and_a_changed_byte_fails() {
+        let src = crate::vectors_dir().join("mls/xwing-0x004d.json");
+        let r = run_suite("x-wing 0x004D", &src, 0x4D, xwing_entry);
+        assert!(r.is_ok() && r.total == 7, "{} {:?}", r.line(), r.failures);
+        let entries = load(&src).unwrap();
+        let flip = |s: &str| {
+            let at = s.len() - 3;
+            let c = if &s[at..at + 1] == "0" { "1" } else { "0" };
+            format!("{}{c}{}", &s[..at], &s[at + 1..])
+        };
+        for (i, field) in [(0, "pub"), (3, "ciphertext"), (4, "kem_output"), (5, "init_secret")] {
+            let mut e = entries[i].clone();
+            e[field] = flip(e[field].as_str().unwrap()).into();
+            assert!(xwing_entry(&e).is_err(), "{i} {field}");
+        }
+        let mut e = entries[6].clone();
+        e["epochs"][2]["external_pub"] = flip(e["epochs"][2]["external_pub"].as_str().unwrap()).into();
+        assert_eq!(xwing_entry(&e).err().as_deref(), Some("epoch 2 external_pub differs"));
+    }
 }

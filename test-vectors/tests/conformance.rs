@@ -51,6 +51,10 @@ fn every_supported_vector_passes() {
         "pq ml-kem-768 encaps 1/1",
         "pq ml-kem-768 decaps 1/1",
         "pq x-wing 3/3",
+        "pq ml-dsa-65 sign 2/2",
+        "pq ml-dsa-65 verify 7/7",
+        "pq hybrid ed25519+ml-dsa-65 5/5",
+        "mls x-wing 0x004D 7/7",
     ]
     .into_iter()
     .chain(securemesh_test_vectors::ratchet::EXPECTED_LINES)

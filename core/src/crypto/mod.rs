@@ -9,6 +9,10 @@
 
 mod chachapoly;
 mod ed25519;
+#[cfg(feature = "ml-dsa")]
+mod hybrid_signature;
+#[cfg(feature = "ml-dsa")]
+mod mldsa;
 #[cfg(feature = "ml-kem")]
 mod mlkem;
 mod sha2;
@@ -20,6 +24,10 @@ mod xwing;
 pub use self::chachapoly::Aes256Gcm;
 pub use self::chachapoly::{ChaChaPoly, XChaChaPoly};
 pub use self::ed25519::{Ed25519, Ed25519SigningKey};
+#[cfg(feature = "ml-dsa")]
+pub use self::hybrid_signature::{HybridEd25519MlDsa65, HybridPublicKey, HybridSignature, HybridSigningKey};
+#[cfg(feature = "ml-dsa")]
+pub use self::mldsa::MlDsa65;
 #[cfg(feature = "ml-kem")]
 pub use self::mlkem::{MlKem768, MlKem1024};
 #[cfg(feature = "blake2")]

@@ -34,6 +34,7 @@ pub fn options(file: &AgentFile) -> AgentOptions {
         listen: file.agent.listen,
         mailbox_poll: Duration::from_millis(50),
         udp_loss_percent: 0,
+        limits: file.agent.limits(),
     }
 }
 

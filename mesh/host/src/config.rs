@@ -109,10 +109,53 @@ pub struct AgentSection {
     pub listen: SocketAddr,
     /// The directory of the state files.
     pub state_dir: PathBuf,
+    /// Inbound TCP connections open at once (1..=65536, default 64); a
+    /// connection beyond it is closed when accepted, and counted.
+    #[serde(default = "default_max_connections", deserialize_with = "bound")]
+    pub max_connections: usize,
+    /// Entries of the queue from the sockets to the agent (1..=65536,
+    /// default 256; each at most an envelope, 64 KiB): when it is full a
+    /// TCP connection waits, a UDP datagram is dropped and counted.
+    #[serde(default = "default_queue_capacity", deserialize_with = "bound")]
+    pub queue_capacity: usize,
+    /// How long an inbound connection may stay without an authenticated
+    /// peer (no message delivered from it, no handshake completed on it)
+    /// before it is closed (`30s`).
+    #[serde(default = "default_unbound_timeout")]
+    pub unbound_timeout: Span,
+}
+
+impl AgentSection {
+    /// The socket bounds the section sets.
+    pub fn limits(&self) -> crate::net::NetLimits {
+        crate::net::NetLimits {
+            max_connections: self.max_connections,
+            queue_capacity: self.queue_capacity,
+            unbound_timeout: self.unbound_timeout.0,
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_max_connections() -> usize {
+    crate::net::DEFAULT_MAX_CONNECTIONS
+}
+fn default_queue_capacity() -> usize {
+    crate::net::DEFAULT_QUEUE_CAPACITY
+}
+fn default_unbound_timeout() -> Span {
+    Span(crate::net::DEFAULT_UNBOUND_TIMEOUT)
+}
+
+/// A count of 1..=65536 (connections, queue entries).
+fn bound<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = u64::deserialize(d)?;
+    usize::try_from(v)
+        .ok()
+        .filter(|n| (1..=65_536).contains(n))
+        .ok_or_else(|| de::Error::custom(format_args!("{v} is out of range (1..=65536)")))
 }
 
 /// `crypto:`.

@@ -16,7 +16,8 @@
 //!   handed out once, MLS commit order) and its embedded
 //!   [`InProcess`](delivery::InProcess) implementation.
 //! - [`runtime`], one Tokio task per agent; Noise over length-framed
-//!   TCP, the mailbox, timers, OS randomness, shutdown that stores.
+//!   TCP, the mailbox, timers, OS randomness, shutdown that stores;
+//!   [`net`], its sockets bounded (connection cap, queue, frame length).
 //! - [`metrics`], Prometheus text over HTTP; [`demo`], the live demo;
 //!   [`app`], the `agent` and `bundle` commands; [`keys`], [`rng`].
 //!
@@ -86,6 +87,7 @@ pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod net;
 pub mod outbox;
 pub mod rng;
 pub mod runtime;

@@ -11,7 +11,9 @@
 //! The product's four metrics: `securemesh_handshake_latency_seconds`
 //! (last and max), `securemesh_ratchet_state_age_seconds`,
 //! `securemesh_prekey_utilization_ratio`, `securemesh_post_quantum`
-//! (1 when the channel's key agreement is hybrid); then counters.
+//! (1 when the channel's key agreement is hybrid, i.e. every live channel
+//! of that kind is), with the live channels by status in
+//! `securemesh_channels{kind,pq}`; then counters.
 
 use crate::runtime::Status;
 use securemesh::PqStatus;
@@ -87,6 +89,21 @@ pub fn render(agents: &[Status]) -> String {
             ]
         }),
     );
+    family(
+        "securemesh_channels",
+        "gauge",
+        "Live channels by kind (noise transports, ratchet sessions) and post-quantum status (classical, hybrid).",
+        &mut agents.iter().flat_map(|s| {
+            let m = &s.metrics;
+            [("noise", m.noise_channels), ("ratchet", m.ratchet_channels)].into_iter().flat_map(
+                move |(kind, c)| {
+                    [(PqStatus::Classical, c.classical), (PqStatus::Hybrid, c.hybrid)].map(|(pq, n)| {
+                        (format!("{},kind=\"{kind}\",pq=\"{}\"", a(s), pq.as_str()), n.to_string())
+                    })
+                },
+            )
+        }),
+    );
     type Field = fn(&securemesh::ChannelMetrics) -> u64;
     let per_channel: [(&str, &str, Field); 4] = [
         ("securemesh_messages_sent_total", "Application messages encrypted and queued.", |c| c.sent),
@@ -112,7 +129,7 @@ pub fn render(agents: &[Status]) -> String {
         );
     }
     type Count = fn(&Status) -> u64;
-    let counters: [(&str, &str, Count); 6] = [
+    let counters: [(&str, &str, Count); 9] = [
         ("securemesh_handshakes_completed_total", "Noise handshakes completed.", |s| {
             s.metrics.handshakes_completed
         }),
@@ -123,6 +140,17 @@ pub fn render(agents: &[Status]) -> String {
         ("securemesh_inputs_refused_total", "Envelopes refused as malformed or unauthenticated.", |s| {
             s.refused_inputs
         }),
+        ("securemesh_hybrid_handshakes_total", "Noise handshakes completed as hfs (hybrid).", |s| {
+            s.metrics.hybrid_handshakes
+        }),
+        ("securemesh_pqxdh_sessions_total", "Ratchet sessions opened with PQXDH.", |s| {
+            s.metrics.pqxdh_sessions
+        }),
+        (
+            "securemesh_pq_refused_total",
+            "Channels refused for their post-quantum status (classical under Require, hybrid not run, downgrades).",
+            |s| s.metrics.pq_refused,
+        ),
     ];
     for (name, help, f) in counters {
         family(name, "counter", help, &mut agents.iter().map(|s| (a(s), f(s).to_string())));
@@ -187,6 +215,9 @@ mod tests {
         s.metrics.prekeys_available = 12;
         s.metrics.ratchet_pq = PqStatus::Hybrid;
         s.metrics.noise.received = 3;
+        s.metrics.noise_channels = securemesh::PqCounts { classical: 2, hybrid: 1 };
+        s.metrics.ratchet_channels = securemesh::PqCounts { classical: 0, hybrid: 4 };
+        s.metrics.pq_refused = 5;
         let text = render(&[s]);
         let a = "agent=\"a\\\"b\"";
         let get = |name: &str, extra: &str| value(&text, &format!("{name}{{{a}{extra}}}"));
@@ -198,6 +229,13 @@ mod tests {
         assert_eq!(get("securemesh_post_quantum", ",channel=\"ratchet\"").as_deref(), Some("1"));
         assert_eq!(get("securemesh_messages_received_total", ",channel=\"noise\"").as_deref(), Some("3"));
         assert_eq!(get("securemesh_records_stored_total", "").as_deref(), Some("7"));
+        let channels =
+            |kind: &str, pq: &str| get("securemesh_channels", &format!(",kind=\"{kind}\",pq=\"{pq}\""));
+        assert_eq!(channels("noise", "classical").as_deref(), Some("2"));
+        assert_eq!(channels("noise", "hybrid").as_deref(), Some("1"));
+        assert_eq!(channels("ratchet", "classical").as_deref(), Some("0"));
+        assert_eq!(channels("ratchet", "hybrid").as_deref(), Some("4"));
+        assert_eq!(get("securemesh_pq_refused_total", "").as_deref(), Some("5"));
         // Every family has its HELP and TYPE lines, once.
         for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
             let name = family.split(' ').next().unwrap();

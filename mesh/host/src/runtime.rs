@@ -11,6 +11,13 @@
 //!   handshake run on it that completed (XX) or is confirmed. Until then
 //!   the agent's handshake answers for a session go back on the
 //!   connection the session's messages came from, and nothing else does.
+//! - **Bounds** ([`net`]): at most [`NetLimits::max_connections`]
+//!   inbound connections, one queue of [`NetLimits::queue_capacity`]
+//!   entries from the sockets to the task (a TCP reader waits for room,
+//!   a UDP datagram is dropped and counted), a connection without an
+//!   authenticated peer closed after repeated refused envelopes or
+//!   [`NetLimits::unbound_timeout`]; [`AgentHandle::net`] reads the
+//!   counts.
 //! - **Noise datagrams over UDP**: envelopes of datagram sessions
 //!   (session ids with [`DATAGRAM_SESSION`](securemesh::DATAGRAM_SESSION))
 //!   go over a UDP socket bound to the listener's port number, one
@@ -33,6 +40,7 @@
 use crate::HostAgent;
 use crate::delivery::DeliveryService;
 use crate::error::HostError;
+use crate::net::{self, Net, NetHandle, NetLimits, NetStats, Queue, Unbound};
 use crate::outbox::{Outbox, Pending};
 use crate::rng::OsRng;
 use crate::state::{flush, restore};
@@ -137,6 +145,8 @@ pub struct Status {
     pub send_failures: u64,
     /// Telemetry datagrams dropped on purpose (`udp_loss_percent`).
     pub datagrams_dropped: u64,
+    /// What its sockets refused and queued ([`net`]), as of the last step.
+    pub net: NetStats,
     /// Whether the agent was rebuilt from its state files.
     pub restored: bool,
     /// Whether the task runs.
@@ -161,6 +171,8 @@ pub struct AgentOptions {
     /// Percentage of outgoing telemetry datagrams dropped on purpose (to
     /// show loss tolerance; 0 in production).
     pub udp_loss_percent: u8,
+    /// The bounds of its sockets ([`net`]).
+    pub limits: NetLimits,
 }
 
 impl AgentOptions {
@@ -186,6 +198,7 @@ impl AgentOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             mailbox_poll: Duration::from_millis(10),
             udp_loss_percent: 0,
+            limits: NetLimits::default(),
         }
     }
 }
@@ -210,13 +223,6 @@ enum Command {
     Shutdown(oneshot::Sender<Result<(), HostError>>),
 }
 
-enum Net {
-    Datagram { bytes: Vec<u8> },
-    Conn { id: u64, writer: OwnedWriteHalf, reader: AbortHandle },
-    Frame { id: u64, bytes: Vec<u8> },
-    Closed { id: u64 },
-}
-
 /// A running agent.
 #[derive(Debug)]
 pub struct AgentHandle {
@@ -230,6 +236,7 @@ pub struct AgentHandle {
     pub addr: SocketAddr,
     cmd: mpsc::UnboundedSender<Command>,
     status: Arc<Mutex<Status>>,
+    net: NetHandle,
     join: JoinHandle<Result<(), HostError>>,
 }
 
@@ -257,6 +264,11 @@ impl AgentHandle {
     /// A copy of the agent's status.
     pub fn status(&self) -> Status {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// What its sockets refused and queued ([`net`]).
+    pub fn net(&self) -> NetStats {
+        self.net.stats()
     }
 
     /// The status cell, for a metrics endpoint that outlives the handle.
@@ -371,9 +383,9 @@ pub async fn spawn<D: DeliveryService>(
         ..Status::default()
     }));
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (net_tx, net_rx) = mpsc::unbounded_channel();
-    let accept = tokio::spawn(accept_loop(listener, net_tx.clone())).abort_handle();
-    let udp_reader = tokio::spawn(udp_loop(Arc::clone(&udp), net_tx.clone())).abort_handle();
+    let (net_tx, net_rx, net) = net::channel(opts.limits);
+    let accept = tokio::spawn(net::accept_loop(listener, net_tx.clone(), net.slots())).abort_handle();
+    let udp_reader = tokio::spawn(net::udp_loop(Arc::clone(&udp), net_tx.clone())).abort_handle();
     let task = Task {
         name: opts.name.clone(),
         agent,
@@ -389,6 +401,9 @@ pub async fn spawn<D: DeliveryService>(
         claimed: HashMap::new(),
         next_conn: 1 << 32,
         net_tx,
+        net: net.clone(),
+        unbound: Unbound::default(),
+        unbound_timeout: opts.limits.unbound_timeout,
         counts: Status::default(),
         outbox,
         accept,
@@ -399,61 +414,12 @@ pub async fn spawn<D: DeliveryService>(
     };
     let mailbox_poll = opts.mailbox_poll;
     let join = tokio::spawn(task.run(cmd_rx, net_rx, mailbox_poll));
-    Ok(AgentHandle { name: opts.name, peer_id, identity, addr, cmd: cmd_tx, status, join })
+    Ok(AgentHandle { name: opts.name, peer_id, identity, addr, cmd: cmd_tx, status, net, join })
 }
 
 /// The first 8 hex digits of a peer id, for logs.
 pub fn short(p: &PeerId) -> String {
     crate::keys::to_hex(p.0.get(..4).unwrap_or(&[]))
-}
-
-/// Forward every datagram to the agent task.
-async fn udp_loop(udp: Arc<tokio::net::UdpSocket>, net: mpsc::UnboundedSender<Net>) {
-    let mut buf = vec![0u8; 65_535];
-    while let Ok((n, _)) = udp.recv_from(&mut buf).await {
-        let bytes = buf.get(..n).unwrap_or(&[]).to_vec();
-        if net.send(Net::Datagram { bytes }).is_err() {
-            return;
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, net: mpsc::UnboundedSender<Net>) {
-    let mut id = 0u64;
-    while let Ok((stream, _)) = listener.accept().await {
-        id = id.wrapping_add(1);
-        if register(stream, id, &net).is_err() {
-            return;
-        }
-    }
-}
-
-/// Split a connection: the writer goes to the agent task, a reader task
-/// forwards frames.
-fn register(stream: TcpStream, id: u64, net: &mpsc::UnboundedSender<Net>) -> Result<(), HostError> {
-    let _ = stream.set_nodelay(true);
-    let (rd, writer) = stream.into_split();
-    let reader = spawn_reader(rd, id, net.clone());
-    net.send(Net::Conn { id, writer, reader }).map_err(|_| HostError::Stopped)?;
-    Ok(())
-}
-
-/// Forward connection `id`'s frames to the agent task until it closes
-/// (or sends a frame longer than an envelope).
-fn spawn_reader(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
-    id: u64,
-    net: mpsc::UnboundedSender<Net>,
-) -> AbortHandle {
-    tokio::spawn(async move {
-        while let Ok(Some(bytes)) = read_frame(&mut rd).await {
-            if net.send(Net::Frame { id, bytes }).is_err() {
-                return;
-            }
-        }
-        let _ = net.send(Net::Closed { id });
-    })
-    .abort_handle()
 }
 
 /// Whether an envelope belongs to a datagram session (carried over UDP).
@@ -505,7 +471,12 @@ struct Task<D> {
     /// not yet authenticated: only that session's answers go there.
     claimed: HashMap<(PeerId, SessionId), u64>,
     next_conn: u64,
-    net_tx: mpsc::UnboundedSender<Net>,
+    net_tx: Queue,
+    /// The sockets' counts.
+    net: NetHandle,
+    /// Refused envelopes and age of connections not yet bound.
+    unbound: Unbound,
+    unbound_timeout: Duration,
     counts: Status,
     /// Envelopes for the delivery service not yet accepted by it.
     outbox: Outbox,
@@ -536,7 +507,7 @@ impl<D: DeliveryService> Task<D> {
     async fn run(
         mut self,
         mut cmd: mpsc::UnboundedReceiver<Command>,
-        mut net: mpsc::UnboundedReceiver<Net>,
+        mut net: mpsc::Receiver<Net>,
         mailbox_poll: Duration,
     ) -> Result<(), HostError> {
         let mut mail = tokio::time::interval(mailbox_poll);
@@ -570,8 +541,12 @@ impl<D: DeliveryService> Task<D> {
                     }
                 },
                 Some(n) = net.recv() => match n {
-                    Net::Conn { id, writer, reader } => { self.conns.insert(id, (writer, reader)); }
+                    Net::Conn { id, writer, reader } => {
+                        self.unbound.opened(id, tokio::time::Instant::now());
+                        self.conns.insert(id, (writer, reader));
+                    }
                     Net::Closed { id } => {
+                        self.unbound.forget(id);
                         self.conns.remove(&id);
                         self.by_peer.retain(|_, c| *c != id);
                         self.claimed.retain(|_, c| *c != id);
@@ -580,6 +555,12 @@ impl<D: DeliveryService> Task<D> {
                     Net::Datagram { bytes } => self.input(&bytes, None).await?,
                 },
                 _ = mail.tick() => {
+                    let now = tokio::time::Instant::now();
+                    let conns = &self.conns;
+                    let old = self.unbound.expired(now, self.unbound_timeout, &self.net_tx, |c| conns.contains_key(&c));
+                    for c in old {
+                        self.close(c, "no authenticated peer in time");
+                    }
                     // While the delivery service fails, only after the pause.
                     if self.retry.is_none_or(|(at, _)| tokio::time::Instant::now() >= at) {
                         self.drain_outbox().await?;
@@ -692,14 +673,44 @@ impl<D: DeliveryService> Task<D> {
             Err(e) => {
                 self.counts.refused_inputs = self.counts.refused_inputs.saturating_add(1);
                 tracing::warn!(agent = %self.name, error = %e, "envelope refused");
+                if let Some(c) = conn {
+                    self.strike(c);
+                }
                 Ok(false)
             }
         }
     }
 
+    /// Connection `c` carried a refused envelope: one not bound to an
+    /// authenticated peer is closed after
+    /// [`MAX_REFUSED_PER_CONNECTION`](net::MAX_REFUSED_PER_CONNECTION).
+    fn strike(&mut self, c: u64) {
+        let open = self.conns.contains_key(&c) && !self.by_peer.values().any(|b| *b == c);
+        if open && self.unbound.refused(c, &self.net_tx) {
+            self.close(c, "too many refused envelopes");
+        }
+    }
+
+    /// Close connection `c`, not bound to a peer (its reader stops, which
+    /// frees its slot).
+    fn close(&mut self, c: u64, why: &str) {
+        if let Some((_, reader)) = self.conns.remove(&c) {
+            reader.abort();
+        }
+        self.claimed.retain(|_, k| *k != c);
+        self.unbound.forget(c);
+        tracing::warn!(agent = %self.name, conn = c, why, "connection closed");
+    }
+
     /// Connection `c` carries authenticated peer `peer`: direct transmits
     /// to it go there.
     fn bind(&mut self, peer: PeerId, c: u64) {
+        // (A connection closed meanwhile, whose frames were still
+        // queued, carries nothing more.)
+        if !self.conns.contains_key(&c) {
+            return;
+        }
+        self.unbound.forget(c);
         self.by_peer.insert(peer, c);
         self.claimed.retain(|(p, _), _| *p != peer);
     }
@@ -890,7 +901,7 @@ impl<D: DeliveryService> Task<D> {
                     let id = self.next_conn;
                     let _ = s.set_nodelay(true);
                     let (rd, writer) = s.into_split();
-                    let reader = spawn_reader(rd, id, self.net_tx.clone());
+                    let reader = net::spawn_reader(rd, id, self.net_tx.clone(), None);
                     self.conns.insert(id, (writer, reader));
                     self.by_peer.insert(to, id);
                 }
@@ -926,6 +937,7 @@ impl<D: DeliveryService> Task<D> {
                 counters: self.agent.counters(),
                 sessions: self.agent.sessions().count(),
                 groups: self.agent.groups().count(),
+                net: self.net.stats(),
                 running,
                 restored,
                 ..self.counts.clone()

@@ -139,6 +139,23 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+/// Run `f` to completion on a runtime in a thread with 64 MiB of stack:
+/// a debug build moves the agents' large states and the demo's future
+/// through the stack, more than a test thread's default 2 MiB.
+fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn_scoped(s, || rt().block_on(f))
+            .unwrap()
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
 async fn connect(server: &Server) -> JetStream {
     JetStream::connect(NatsOptions { url: server.url(), max_mailbox: 64, ..NatsOptions::default() })
         .await
@@ -178,7 +195,7 @@ async fn fetch_until(js: &JetStream, owner: PeerId, n: usize) -> Vec<securemesh_
 #[test]
 fn mailbox_bundles_and_commit_order_on_jetstream() {
     let Some(server) = Server::start("contract") else { return };
-    rt().block_on(async {
+    block_on(async {
         // Two clients, as two hosts would hold.
         let a = connect(&server).await;
         let b = connect(&server).await;
@@ -293,7 +310,7 @@ fn mailbox_bundles_and_commit_order_on_jetstream() {
 fn a_group_of_three_committing_at_once_converges() {
     let Some(server) = Server::start("group") else { return };
     let dir = temp("group");
-    rt().block_on(async {
+    block_on(async {
         let (app, _rx) = mpsc::unbounded_channel();
         let names = ["india", "juliet", "kilo"];
         let mut agents = Vec::new();
@@ -427,7 +444,7 @@ fn a_server_restart_or_outage_loses_nothing() {
         .with_test_writer()
         .try_init();
     let dir = temp("outage");
-    rt().block_on(async {
+    block_on(async {
         let (app, mut rx) = mpsc::unbounded_channel();
         let ja = Arc::new(connect(&server).await);
         let jb = Arc::new(connect(&server).await);
@@ -601,7 +618,7 @@ fn offline_agent_processes_receive_when_they_start() {
     let Some(server) = Server::start("processes") else { return };
     let dir = temp("processes");
     std::fs::create_dir_all(&dir).unwrap();
-    rt().block_on(async {
+    block_on(async {
         let js = Arc::new(connect(&server).await);
         let (app, _rx) = mpsc::unbounded_channel();
         let sender = start(&dir, "sender", 0x5e, &js, &app).await;
@@ -657,7 +674,11 @@ fn offline_agent_processes_receive_when_they_start() {
         for (name, config, peer, _) in &receivers {
             let p = AgentProcess::start(config);
             let delivered = format!("from={short} kind={} bytes={}", TASK.0, format!("for {name}").len());
-            assert!(p.wait_for(&delivered, Duration::from_secs(20)).await, "{name} got it; log:\n{}", p.log());
+            assert!(
+                p.wait_for(&delivered, Duration::from_secs(20)).await,
+                "{name} got it; log:\n{}",
+                p.log()
+            );
             let deadline = Instant::now() + Duration::from_secs(10);
             while js.pending_count(*peer).await.unwrap() != 0 {
                 assert!(Instant::now() < deadline, "acknowledged after it was stored");
@@ -676,7 +697,7 @@ fn offline_agent_processes_receive_when_they_start() {
 #[test]
 fn mailbox_throughput_and_latency_figures() {
     let Some(server) = Server::start("figures") else { return };
-    rt().block_on(async {
+    block_on(async {
         const N: usize = 1000;
         let js =
             JetStream::connect(NatsOptions { url: server.url(), max_mailbox: N, ..NatsOptions::default() })
@@ -748,7 +769,7 @@ fn mailbox_throughput_and_latency_figures() {
 #[test]
 fn agent_mailbox_latency_figures() {
     let Some(server) = Server::start("agent-figures") else { return };
-    rt().block_on(async {
+    block_on(async {
         let (ja, jb) = (Arc::new(connect(&server).await), Arc::new(connect(&server).await));
         agent_figures("jetstream", &ja, &jb).await;
         let embedded = Arc::new(securemesh_host::delivery::InProcess::new(64));
@@ -804,14 +825,7 @@ fn the_demo_runs_on_jetstream() {
     let dir = temp("demo");
     let opts =
         securemesh_host::demo::DemoOptions { dir: dir.clone(), progress: false, nats: Some(server.url()) };
-    // (The demo's future is large in a debug build: more stack than a
-    // test thread's default.)
-    let summary = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || rt().block_on(securemesh_host::demo::run(opts)).unwrap())
-        .unwrap()
-        .join()
-        .unwrap();
+    let summary = block_on(securemesh_host::demo::run(opts)).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(summary.passed(), "{}", summary.to_text());
     assert!(summary.checks.len() >= 24, "{} checks", summary.checks.len());
@@ -873,7 +887,7 @@ fn an_mqtt_device_deposits_into_a_mailbox() {
     let Some(server) = Server::start_with("mqtt", true) else { return };
     let mqtt = server.mqtt.unwrap();
     let dir = temp("mqtt");
-    rt().block_on(async {
+    block_on(async {
         let (app, mut rx) = mpsc::unbounded_channel();
         let (ja, jb, jt) =
             (Arc::new(connect(&server).await), Arc::new(connect(&server).await), connect(&server).await);

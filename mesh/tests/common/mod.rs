@@ -2,7 +2,7 @@
 //! and an agent with the two roles defined.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use securemesh::{Config, DefaultAgent, MessageKind, Permissions, Role};
+use securemesh::{Config, DefaultAgent, Delivery, Event, MessageKind, PeerId, Permissions, Received, Role};
 use securemesh_core::testing::TestRng;
 use securemesh_core::{Instant, UnixTime};
 use securemesh_ratchet::Identity;
@@ -37,4 +37,63 @@ pub fn ratchet_key_and_n(m: &[u8]) -> ([u8; 32], u32) {
         m.get(1..33).unwrap().try_into().unwrap(),
         u32::from_be_bytes(m.get(37..41).unwrap().try_into().unwrap()),
     )
+}
+
+/// Every envelope `from` has ready, with its destination and delivery.
+pub fn transmits(from: &mut DefaultAgent) -> Vec<(PeerId, Delivery, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Some(t) = from.poll_transmit(&mut buf).unwrap() {
+        out.push((t.to, t.delivery, buf[..t.len].to_vec()));
+    }
+    out
+}
+
+/// Every pending event of `a`.
+pub fn events(a: &mut DefaultAgent) -> Vec<Event> {
+    core::iter::from_fn(|| a.poll_event()).collect()
+}
+
+/// Hand each envelope to `to`; returns the delivered messages.
+pub fn feed(
+    to: &mut DefaultAgent,
+    envelopes: &[(PeerId, Delivery, Vec<u8>)],
+    rng: &mut TestRng,
+) -> Vec<(Received, Vec<u8>)> {
+    let mut got = Vec::new();
+    for (dest, _, bytes) in envelopes {
+        assert_eq!(*dest, to.peer_id(), "envelope for another agent");
+        let mut out = [0u8; 2048];
+        if let Some(r) = to.handle_input(bytes, &mut out, T0, rng).unwrap() {
+            got.push((r, out[..r.len].to_vec()));
+        }
+    }
+    got
+}
+
+/// What each side of a [`pump`] received.
+pub type Received2 = (Vec<(Received, Vec<u8>)>, Vec<(Received, Vec<u8>)>);
+
+/// Carry envelopes both ways until neither side has any; returns what
+/// each side received. With `direct_only`, a mailbox envelope fails the
+/// test; otherwise the mailbox delivers at once too.
+pub fn pump(
+    a: &mut DefaultAgent,
+    ra: &mut TestRng,
+    b: &mut DefaultAgent,
+    rb: &mut TestRng,
+    direct_only: bool,
+) -> Received2 {
+    let (mut at_a, mut at_b) = (Vec::new(), Vec::new());
+    loop {
+        let (ab, ba) = (transmits(a), transmits(b));
+        if ab.is_empty() && ba.is_empty() {
+            return (at_a, at_b);
+        }
+        if direct_only {
+            assert!(ab.iter().chain(&ba).all(|(_, d, _)| *d == Delivery::Direct));
+        }
+        at_b.extend(feed(b, &ab, rb));
+        at_a.extend(feed(a, &ba, ra));
+    }
 }

@@ -25,6 +25,8 @@
 // The modules are the main firmware's files (../src), shared, not copied.
 #[path = "../../src/checks.rs"]
 mod checks;
+#[path = "../../src/entry.rs"]
+mod entry;
 #[path = "../../src/family.rs"]
 mod family;
 // `Meter::with_tick_interrupt` serves the main firmware's scratch probe only.
@@ -40,43 +42,9 @@ mod slot;
 #[path = "../../src/test_rng.rs"]
 mod test_rng;
 
-use cortex_m::peripheral::Peripherals;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
-use measure::{Meter, MeterError};
 
 #[entry]
 fn main() -> ! {
-    let ok = match run() {
-        Ok(ok) => ok,
-        Err(e) => {
-            hprintln!("firmware-mesh: measurement error: {}", e);
-            false
-        }
-    };
-    rt::exit(ok)
-}
-
-/// The mesh check; `Ok(true)` if every check passed.
-fn run() -> Result<bool, MeterError> {
-    let Some(p) = Peripherals::take() else {
-        hprintln!("firmware-mesh: peripherals already taken");
-        return Ok(false);
-    };
-    let mut meter = Meter::new(p.SYST)?;
-    hprintln!(
-        "ops: Cortex-M4F, instructions counted by SysTick under QEMU -icount shift=0 (resolution {})",
-        meter.instructions_per_tick()
-    );
-    let mut peak = 0usize;
-    let mesh = mesh::run_all(&mut meter, &mut peak)?;
-    let ok = mesh.is_ok();
-    hprintln!("{} {}/{}{}", mesh.name, mesh.passed, mesh.total, if ok { "" } else { " FAILED" });
-    hprintln!(
-        "firmware-mesh stack: peak {} B of {} B reserved (deepest measured call chain)",
-        peak,
-        measure::stack_reserved()
-    );
-    hprintln!("firmware-mesh: {} passed, {} failed", u32::from(ok), u32::from(!ok));
-    Ok(ok)
+    entry::run("firmware-mesh", |meter, peak| Ok([mesh::run_all(meter, peak)?]))
 }
