@@ -106,6 +106,38 @@ pub async fn offline<D: DeliveryService>(
     Ok(())
 }
 
+/// `joiner` publishes a KeyPackage and `creator` learns it, so it can
+/// add `joiner` to a group; returns `joiner`'s peer id. How the demo, the
+/// tests and the benchmarks make groups.
+///
+/// ```no_run
+/// use securemesh_host::demo::share_key_package;
+/// use securemesh_host::runtime::AgentHandle;
+/// async fn make_group(alpha: &AgentHandle, bravo: &AgentHandle) -> Result<(), securemesh_host::HostError> {
+///     let b = share_key_package(bravo, alpha).await?;
+///     alpha
+///         .with(move |a, rng, _| -> Result<(), securemesh::Error> {
+///             let g = a.create_group(rng)?;
+///             let mut scratch = vec![0u8; securemesh::group::COMMIT_SCRATCH_LEN];
+///             a.add_members(g, &[b], rng, &mut scratch).map(|_| ())
+///         })
+///         .await??;
+///     Ok(())
+/// }
+/// ```
+pub async fn share_key_package(joiner: &AgentHandle, creator: &AgentHandle) -> Result<PeerId, HostError> {
+    let wall = crate::runtime::Clock::wall();
+    let kp = joiner
+        .with(move |a, rng, _| -> Result<Vec<u8>, securemesh::Error> {
+            let mut buf = vec![0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
+            let len = a.publish_key_package(wall, &mut buf, rng)?;
+            buf.truncate(len);
+            Ok(buf)
+        })
+        .await??;
+    Ok(creator.with(move |a, _, _| a.set_peer_key_package(&kp, wall)).await??)
+}
+
 /// How to run the demo.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
@@ -766,20 +798,9 @@ async fn mls_group<D: DeliveryService>(m: &mut Mesh<D>, config: securemesh::Conf
             m.introduce(a, b, false, true).await?;
         }
     }
-    let wall = crate::runtime::Clock::wall();
     let mut joiners = Vec::new();
     for n in names.iter().skip(1) {
-        let kp = m
-            .agent(n)?
-            .with(move |a, rng, _| -> Result<Vec<u8>, securemesh::Error> {
-                let mut buf = vec![0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
-                let len = a.publish_key_package(wall, &mut buf, rng)?;
-                buf.truncate(len);
-                Ok(buf)
-            })
-            .await??;
-        let id = m.agent("india")?.with(move |a, _, _| a.set_peer_key_package(&kp, wall)).await??;
-        joiners.push(id);
+        joiners.push(share_key_package(m.agent(n)?, m.agent("india")?).await?);
     }
     let group = m
         .agent("india")?

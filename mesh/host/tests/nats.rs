@@ -12,7 +12,7 @@ use securemesh::{PeerId, Permissions};
 use securemesh_core::envelope::StorageKey;
 use securemesh_host::delivery::nats::{JetStream, NatsOptions};
 use securemesh_host::delivery::{DeliveryError, DeliveryService, GroupId};
-use securemesh_host::demo::{REPLY, TASK, introduce, offline};
+use securemesh_host::demo::{REPLY, TASK, introduce, offline, share_key_package};
 use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -325,21 +325,9 @@ fn a_group_of_three_committing_at_once_converges() {
                 }
             }
         }
-        let wall = securemesh_host::runtime::Clock::wall();
         let mut joiners = Vec::new();
         for a in &agents[1..] {
-            let kp = a
-                .with(move |a, rng, _| {
-                    let mut buf = vec![0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
-                    let len = a.publish_key_package(wall, &mut buf, rng).unwrap();
-                    buf.truncate(len);
-                    buf
-                })
-                .await
-                .unwrap();
-            joiners.push(
-                agents[0].with(move |a, _, _| a.set_peer_key_package(&kp, wall).unwrap()).await.unwrap(),
-            );
+            joiners.push(share_key_package(a, &agents[0]).await.unwrap());
         }
         let group = agents[0]
             .with(move |a, rng, _| {
