@@ -26,6 +26,19 @@ fn the_template_parses() {
         (opts.url.as_str(), opts.max_mailbox, opts.token.is_none()),
         ("nats://127.0.0.1:4222", 4096, true)
     );
+    // Secrets come from the environment variables the file names; a
+    // missing one is named, and a user needs its password variable.
+    let with = |extra: &str| {
+        AgentFile::parse(&TEMPLATE.replace("  max_mailbox: 4096", &format!("  max_mailbox: 4096\n{extra}")))
+            .unwrap()
+    };
+    let e =
+        securemesh_host::app::nats_options(&with("  token_env: SECUREMESH_TEST_UNSET_TOKEN")).unwrap_err();
+    assert!(e.to_string().contains("SECUREMESH_TEST_UNSET_TOKEN"), "{e}");
+    let e = securemesh_host::app::nats_options(&with("  user: mesh")).unwrap_err();
+    assert!(e.to_string().contains("password_env"), "{e}");
+    let path = with("  token_env: PATH");
+    assert!(securemesh_host::app::nats_options(&path).unwrap().token.is_some());
 }
 
 /// The template with line `line` (1-based) replaced by `with`.
