@@ -3,9 +3,9 @@
 //! process (`-js`, a free loopback port, a temporary store directory),
 //! so it can stop and restart it.
 //!
-//! Without `nats-server` on the PATH (or in /usr/sbin), a test prints a
-//! loud SKIP line and returns; under CI (`CI` set) it fails instead,
-//! asking for the package.
+//! The server is `NATS_SERVER` if set, else `nats-server` on the PATH or
+//! in /usr/sbin. Without one, a test prints a loud SKIP line and
+//! returns; under CI (`CI` set) it fails instead, asking for the package.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use securemesh::{PeerId, Permissions};
@@ -121,7 +121,12 @@ impl Drop for Server {
     }
 }
 
+/// `NATS_SERVER` (a path) if set, else `nats-server` on the PATH or in
+/// the sbin directories Debian installs it to.
 fn find_nats_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
