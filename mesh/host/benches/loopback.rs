@@ -31,8 +31,8 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use securemesh::{GroupId, Permissions};
 use securemesh_core::envelope::StorageKey;
 use securemesh_host::delivery::{DeliveryService, InProcess};
-use securemesh_host::demo::{TASK, TELEMETRY, introduce};
-use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Clock, Delivered, spawn};
+use securemesh_host::demo::{TASK, TELEMETRY, introduce, share_key_package};
+use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,20 +119,9 @@ async fn send_telemetry(from: &AgentHandle, to: securemesh::PeerId, payload: Vec
 /// and waits until both joined.
 async fn group(dir: PathBuf) -> (Mesh, GroupId) {
     let mut m = Mesh::start(dir, &["alpha", "bravo", "charlie"], false).await;
-    let wall = Clock::wall();
     let mut joiners = Vec::new();
     for j in &m.agents[1..] {
-        let kp = j
-            .with(move |a, rng, _| {
-                let mut buf = vec![0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
-                let len = a.publish_key_package(wall, &mut buf, rng).unwrap();
-                buf.truncate(len);
-                buf
-            })
-            .await
-            .unwrap();
-        joiners
-            .push(m.agents[0].with(move |a, _, _| a.set_peer_key_package(&kp, wall)).await.unwrap().unwrap());
+        joiners.push(share_key_package(j, &m.agents[0]).await.unwrap());
     }
     let g = m.agents[0]
         .with(move |a, rng, _| {

@@ -1,7 +1,8 @@
 //! The commands `agent --config FILE` and `bundle --config FILE`.
 
-use crate::config::{AgentFile, LogFormat};
-use crate::delivery::InProcess;
+use crate::config::{AgentFile, DeliveryKind, LogFormat};
+use crate::delivery::nats::{JetStream, NatsOptions};
+use crate::delivery::{DeliveryService, InProcess};
 use crate::error::HostError;
 use crate::keys::{self, KeyError};
 use crate::rng::OsRng;
@@ -67,14 +68,51 @@ pub fn bundle_text(file: &AgentFile) -> Result<String, HostError> {
     ))
 }
 
+/// How to reach the NATS server of the file's `delivery:` section (the
+/// token and password read from the environment variables it names).
+pub fn nats_options(file: &AgentFile) -> Result<NatsOptions, HostError> {
+    let d = &file.delivery;
+    let env = |var: &String, key: &str| {
+        std::env::var(var)
+            .map_err(|_| HostError::NotFound(format!("environment variable {var} (delivery.{key})")))
+    };
+    let token = d.token_env.as_ref().map(|v| env(v, "token_env")).transpose()?;
+    let user_password = match (&d.user, &d.password_env) {
+        (Some(u), Some(p)) => Some((u.clone(), env(p, "password_env")?)),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(HostError::NotFound("delivery.user and delivery.password_env go together".into()));
+        }
+        (None, None) => None,
+    };
+    Ok(NatsOptions { url: d.url.0.clone(), token, user_password, max_mailbox: d.max_mailbox })
+}
+
 /// Run the agent the file describes until `stop` resolves (Ctrl-C for
-/// the command), then store its state and return.
+/// the command), then store its state and return. Its delivery service
+/// is the file's: embedded, or the NATS server (which must answer at
+/// start; later outages are retried).
 pub async fn run_agent(
     file: &AgentFile,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), HostError> {
+    match file.delivery.kind {
+        DeliveryKind::Embedded => {
+            run_on(file, Arc::new(InProcess::new(file.delivery.max_mailbox)), stop).await
+        }
+        DeliveryKind::Nats => {
+            let js = JetStream::connect(nats_options(file)?).await?;
+            tracing::info!(server = %js.url(), "delivery service: NATS JetStream");
+            run_on(file, Arc::new(js), stop).await
+        }
+    }
+}
+
+async fn run_on<D: DeliveryService>(
+    file: &AgentFile,
+    delivery: Arc<D>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), HostError> {
     let key = storage_key(file)?;
-    let delivery = Arc::new(InProcess::new(4096));
     let book = AddressBook::default();
     let (app_tx, mut app_rx) = mpsc::unbounded_channel();
     let handle = spawn(options(file), key, delivery, Arc::clone(&book), app_tx).await?;

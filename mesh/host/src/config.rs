@@ -43,6 +43,9 @@ pub struct AgentFile {
     /// Logs and metrics.
     #[serde(default)]
     pub observability: Observability,
+    /// The delivery service (mailboxes, bundles, group order).
+    #[serde(default)]
+    pub delivery: DeliverySection,
     /// Roles and the message kinds each permits.
     #[serde(default)]
     pub roles: Vec<RoleEntry>,
@@ -466,6 +469,93 @@ pub enum LogFormat {
     Text,
     /// Human-readable without colours (for files).
     Plain,
+}
+
+/// `delivery:`: the delivery service the agent uses for offline peers,
+/// the bundle directory and the group order.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    /// `embedded` (in this process: agents of one host) or `nats` (a NATS
+    /// JetStream server shared by hosts).
+    #[serde(default)]
+    pub kind: DeliveryKind,
+    /// The NATS server (`kind: nats`), `nats://host:port`.
+    #[serde(default = "default_nats_url")]
+    pub url: NatsUrl,
+    /// An environment variable holding the server's token, if it wants
+    /// one (a token is never written in the file).
+    pub token_env: Option<String>,
+    /// A user name, if the server wants user and password.
+    pub user: Option<String>,
+    /// An environment variable holding that user's password.
+    pub password_env: Option<String>,
+    /// Unacknowledged messages a mailbox holds before deposits are
+    /// refused (1 or more).
+    #[serde(default = "default_max_mailbox", deserialize_with = "positive")]
+    pub max_mailbox: usize,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection {
+            kind: DeliveryKind::default(),
+            url: default_nats_url(),
+            token_env: None,
+            user: None,
+            password_env: None,
+            max_mailbox: default_max_mailbox(),
+        }
+    }
+}
+
+fn default_nats_url() -> NatsUrl {
+    NatsUrl("nats://127.0.0.1:4222".into())
+}
+fn default_max_mailbox() -> usize {
+    4096
+}
+
+fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = u64::deserialize(d)?;
+    usize::try_from(v)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| de::Error::custom(format_args!("{v}: must be at least 1")))
+}
+
+/// Delivery service back ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryKind {
+    /// [`crate::delivery::InProcess`].
+    #[default]
+    Embedded,
+    /// [`crate::delivery::nats::JetStream`].
+    Nats,
+}
+
+/// A NATS server URL: `nats://host:port` (checked when read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsUrl(pub String);
+
+impl NatsUrl {
+    /// `text` if it is `nats://` followed by a host and a port.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("nats://")?;
+        let (host, port) = rest.rsplit_once(':')?;
+        let host_ok = !host.is_empty() && !host.contains(['/', '@', ' ']);
+        (host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)).then(|| NatsUrl(text.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for NatsUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NatsUrl::parse(&s).ok_or_else(|| {
+            de::Error::custom(format_args!("`{s}` is not a NATS server URL: nats://host:port"))
+        })
+    }
 }
 
 /// `peers:`: one known peer.

@@ -21,14 +21,17 @@
 //!   so its sender merges the winner first (for a back end that orders
 //!   commits apart from the fan-out).
 //!
-//! [`InProcess`] is the embedded default; a later back end puts the
-//! same trait on NATS JetStream, which is why the methods are async.
+//! [`InProcess`] is the embedded default; [`nats::JetStream`] puts the
+//! same trait on a NATS JetStream server shared by several hosts (which
+//! is why the methods are async).
 
 use securemesh::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::{Future, ready};
 use std::sync::{Mutex, MutexGuard};
+
+pub mod nats;
 
 /// A mailbox message's number (per mailbox, increasing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,8 +63,17 @@ pub enum DeliveryError {
         /// The epoch the next commit must be made on.
         current: u64,
     },
-    /// The service failed (a lock poisoned by a panic, a lost connection).
+    /// The service failed (a lock poisoned by a panic, a stored entry
+    /// that does not decode).
     Unavailable,
+    /// The service's server does not answer, or failed the request (down,
+    /// restarting, unreachable, timed out): nothing was done; try again.
+    Unreachable {
+        /// The server (its URL).
+        server: String,
+        /// What the client saw.
+        reason: String,
+    },
 }
 
 impl fmt::Display for DeliveryError {
@@ -72,6 +84,9 @@ impl fmt::Display for DeliveryError {
                 write!(f, "epoch already committed: the group is at epoch {current}")
             }
             DeliveryError::Unavailable => write!(f, "delivery service unavailable"),
+            DeliveryError::Unreachable { server, reason } => {
+                write!(f, "delivery service at {server} unreachable: {reason}")
+            }
         }
     }
 }
@@ -141,6 +156,12 @@ pub trait DeliveryService: Send + Sync + 'static {
         group: GroupId,
         epoch: u64,
     ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>, DeliveryError>> + Send;
+
+    /// Messages waiting (not acknowledged) in `owner`'s mailbox.
+    fn pending_count(&self, owner: PeerId) -> impl Future<Output = Result<usize, DeliveryError>> + Send;
+
+    /// One-time bundles of `owner` not handed out yet.
+    fn one_time_count(&self, owner: PeerId) -> impl Future<Output = Result<usize, DeliveryError>> + Send;
 }
 
 #[derive(Default)]
@@ -351,6 +372,12 @@ impl DeliveryService for InProcess {
         epoch: u64,
     ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>, DeliveryError>> + Send {
         ready(self.since_now(group, epoch))
+    }
+    fn pending_count(&self, owner: PeerId) -> impl Future<Output = Result<usize, DeliveryError>> + Send {
+        ready(Ok(self.pending(&owner)))
+    }
+    fn one_time_count(&self, owner: PeerId) -> impl Future<Output = Result<usize, DeliveryError>> + Send {
+        ready(Ok(self.one_time_available(&owner)))
     }
 }
 

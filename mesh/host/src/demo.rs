@@ -14,6 +14,7 @@
 //! cannot run yet is listed in the summary as not yet done, never faked.
 
 use crate::HostError;
+use crate::delivery::nats::{JetStream, NatsOptions};
 use crate::delivery::{DeliveryService, InProcess};
 use crate::rng::OsRng;
 use crate::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, Status, spawn};
@@ -75,6 +76,68 @@ pub async fn introduce(
     Ok(id)
 }
 
+/// `a` takes a bundle of `peer` from the delivery service (a one-time
+/// bundle while any is left) and sees `peer` offline: it reaches it
+/// through its mailbox (X3DH from that bundle). How the demo and the
+/// tests set up an offline peer.
+///
+/// ```no_run
+/// use securemesh_host::delivery::InProcess;
+/// use securemesh_host::demo::offline;
+/// use securemesh_host::runtime::AgentHandle;
+/// async fn write_later(a: &AgentHandle, b: &AgentHandle, d: &InProcess) -> Result<(), securemesh_host::HostError> {
+///     offline(a, d, b.peer_id).await
+/// }
+/// ```
+pub async fn offline<D: DeliveryService>(
+    a: &AgentHandle,
+    delivery: &D,
+    peer: PeerId,
+) -> Result<(), HostError> {
+    let bundle = delivery
+        .take_bundle(peer)
+        .await?
+        .ok_or_else(|| HostError::NotFound(format!("bundle of {}", crate::runtime::short(&peer))))?;
+    a.with(move |agent, _, _| -> Result<(), securemesh::Error> {
+        let id = agent.set_peer_bundle(&bundle)?;
+        agent.set_reachable(&id, false)
+    })
+    .await??;
+    Ok(())
+}
+
+/// `joiner` publishes a KeyPackage and `creator` learns it, so it can
+/// add `joiner` to a group; returns `joiner`'s peer id. How the demo, the
+/// tests and the benchmarks make groups.
+///
+/// ```no_run
+/// use securemesh_host::demo::share_key_package;
+/// use securemesh_host::runtime::AgentHandle;
+/// async fn make_group(alpha: &AgentHandle, bravo: &AgentHandle) -> Result<(), securemesh_host::HostError> {
+///     let b = share_key_package(bravo, alpha).await?;
+///     alpha
+///         .with(move |a, rng, _| -> Result<(), securemesh::Error> {
+///             let g = a.create_group(rng)?;
+///             let mut scratch = vec![0u8; securemesh::group::COMMIT_SCRATCH_LEN];
+///             a.add_members(g, &[b], rng, &mut scratch).map(|_| ())
+///         })
+///         .await??;
+///     Ok(())
+/// }
+/// ```
+pub async fn share_key_package(joiner: &AgentHandle, creator: &AgentHandle) -> Result<PeerId, HostError> {
+    let wall = crate::runtime::Clock::wall();
+    let kp = joiner
+        .with(move |a, rng, _| -> Result<Vec<u8>, securemesh::Error> {
+            let mut buf = vec![0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
+            let len = a.publish_key_package(wall, &mut buf, rng)?;
+            buf.truncate(len);
+            Ok(buf)
+        })
+        .await??;
+    Ok(creator.with(move |a, _, _| a.set_peer_key_package(&kp, wall)).await??)
+}
+
 /// How to run the demo.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
@@ -82,6 +145,9 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     /// Print the progress table to stderr after each scenario.
     pub progress: bool,
+    /// Run on this NATS JetStream server (`nats://host:port`) instead of
+    /// the embedded delivery service.
+    pub nats: Option<String>,
 }
 
 /// One check of the demo.
@@ -242,9 +308,9 @@ pub fn table(agents: &[Status]) -> String {
 }
 
 /// The agents of a demo run.
-struct Mesh {
+struct Mesh<D> {
     dir: PathBuf,
-    delivery: Arc<InProcess>,
+    delivery: Arc<D>,
     book: AddressBook,
     app_tx: mpsc::UnboundedSender<Delivered>,
     app_rx: mpsc::UnboundedReceiver<Delivered>,
@@ -262,7 +328,41 @@ struct Mesh {
     progress: bool,
 }
 
-impl Mesh {
+/// What [`Mesh::until`] counts at the delivery service.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Messages waiting in a mailbox.
+    Mail,
+    /// One-time bundles left.
+    OneTime,
+}
+
+impl<D: DeliveryService> Mesh<D> {
+    async fn count(&self, owner: PeerId, what: Count) -> Result<usize, HostError> {
+        Ok(match what {
+            Count::Mail => self.delivery.pending_count(owner).await?,
+            Count::OneTime => self.delivery.one_time_count(owner).await?,
+        })
+    }
+
+    /// Poll the count every 10 ms for up to [`WAIT`] until `holds`;
+    /// returns whether it did and the last count.
+    async fn until(
+        &self,
+        owner: PeerId,
+        what: Count,
+        holds: impl Fn(usize) -> bool,
+    ) -> Result<(bool, usize), HostError> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let n = self.count(owner, what).await?;
+            if holds(n) || tokio::time::Instant::now() >= deadline {
+                return Ok((holds(n), n));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn start(&mut self, name: &str, config: securemesh::Config) -> Result<PeerId, HostError> {
         let key = match self.keys.get(name) {
             Some(k) => k.duplicate(),
@@ -305,18 +405,7 @@ impl Mesh {
 
     /// `a` takes `b`'s bundle from the directory and marks `b` offline.
     async fn take_bundle(&self, a: &str, b: &str) -> Result<(), HostError> {
-        let bundle = self
-            .delivery
-            .take_bundle(self.id(b)?)
-            .await?
-            .ok_or_else(|| HostError::NotFound(format!("bundle of {b}")))?;
-        self.agent(a)?
-            .with(move |agent, _, _| -> Result<(), securemesh::Error> {
-                let id = agent.set_peer_bundle(&bundle)?;
-                agent.set_reachable(&id, false)
-            })
-            .await??;
-        Ok(())
+        offline(self.agent(a)?, self.delivery.as_ref(), self.id(b)?).await
     }
 
     async fn send(
@@ -402,15 +491,27 @@ impl Mesh {
     }
 }
 
-/// Run the demo.
+/// Run the demo, on the embedded delivery service or on the NATS
+/// JetStream server of `opts.nats`.
 pub async fn run(opts: DemoOptions) -> Result<Summary, HostError> {
+    match opts.nats.clone() {
+        None => run_on(opts, Arc::new(InProcess::new(1024))).await,
+        Some(url) => {
+            let js =
+                JetStream::connect(NatsOptions { url, max_mailbox: 1024, ..NatsOptions::default() }).await?;
+            run_on(opts, Arc::new(js)).await
+        }
+    }
+}
+
+async fn run_on<D: DeliveryService>(opts: DemoOptions, delivery: Arc<D>) -> Result<Summary, HostError> {
     let started = std::time::Instant::now();
     let _ = std::fs::remove_dir_all(&opts.dir);
     std::fs::create_dir_all(&opts.dir)?;
     let (app_tx, app_rx) = mpsc::unbounded_channel();
     let mut m = Mesh {
         dir: opts.dir.clone(),
-        delivery: Arc::new(InProcess::new(1024)),
+        delivery,
         book: AddressBook::default(),
         app_tx,
         app_rx,
@@ -442,7 +543,10 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, HostError> {
     Ok(m.summary)
 }
 
-async fn scenarios(m: &mut Mesh, metrics_addr: std::net::SocketAddr) -> Result<(), HostError> {
+async fn scenarios<D: DeliveryService>(
+    m: &mut Mesh<D>,
+    metrics_addr: std::net::SocketAddr,
+) -> Result<(), HostError> {
     let config = securemesh::Config::default();
     noise_pair(m, config).await?;
     offline_mailbox(m, config).await?;
@@ -456,7 +560,10 @@ async fn scenarios(m: &mut Mesh, metrics_addr: std::net::SocketAddr) -> Result<(
 }
 
 /// alpha and bravo, both online: Noise IK over TCP, a task and a reply.
-async fn noise_pair(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostError> {
+async fn noise_pair<D: DeliveryService>(
+    m: &mut Mesh<D>,
+    config: securemesh::Config,
+) -> Result<(), HostError> {
     const S: &str = "noise pair (tcp)";
     m.start("alpha", config).await?;
     m.start("bravo", config).await?;
@@ -498,7 +605,10 @@ async fn noise_pair(m: &mut Mesh, config: securemesh::Config) -> Result<(), Host
 
 /// charlie goes offline; delta writes to it through its mailbox; charlie
 /// comes back online and replies.
-async fn offline_mailbox(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostError> {
+async fn offline_mailbox<D: DeliveryService>(
+    m: &mut Mesh<D>,
+    config: securemesh::Config,
+) -> Result<(), HostError> {
     const S: &str = "offline via mailbox";
     m.start("charlie", config).await?;
     m.start("delta", config).await?;
@@ -514,13 +624,8 @@ async fn offline_mailbox(m: &mut Mesh, config: securemesh::Config) -> Result<(),
         format!("{:?} ({:?})", route.channel, route.reason),
     );
     let charlie = m.id("charlie")?;
-    let waiting = wait_until(|| m.delivery.pending(&charlie) == 1).await;
-    m.check(
-        S,
-        "kept in the mailbox while offline",
-        waiting,
-        format!("{} waiting", m.delivery.pending(&charlie)),
-    );
+    let (waiting, n) = m.until(charlie, Count::Mail, |n| n == 1).await?;
+    m.check(S, "kept in the mailbox while offline", waiting, format!("{n} waiting"));
     m.start("charlie", config).await?;
     let got = m.wait("charlie", "rotate logs when back", WAIT).await;
     m.check(
@@ -532,15 +637,18 @@ async fn offline_mailbox(m: &mut Mesh, config: securemesh::Config) -> Result<(),
     let route = m.send("charlie", "delta", REPLY, "logs rotated").await?;
     let got = m.wait("delta", "logs rotated", WAIT).await;
     m.check(S, "reply", got.is_some(), format!("{:?} -> {:?}", route.channel, got.map(|d| d.channel)));
-    let drained = wait_until(|| m.delivery.pending(&charlie) == 0).await;
-    m.check(S, "mailbox acknowledged", drained, format!("{} left", m.delivery.pending(&charlie)));
+    let (drained, n) = m.until(charlie, Count::Mail, |n| n == 0).await?;
+    m.check(S, "mailbox acknowledged", drained, format!("{n} left"));
     m.show(S);
     Ok(())
 }
 
 /// echo and foxtrot hold a ratchet session; foxtrot is killed while
 /// messages arrive and restarted from its state files.
-async fn kill_restart(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostError> {
+async fn kill_restart<D: DeliveryService>(
+    m: &mut Mesh<D>,
+    config: securemesh::Config,
+) -> Result<(), HostError> {
     const S: &str = "kill and restart";
     m.start("echo", config).await?;
     m.start("foxtrot", config).await?;
@@ -567,13 +675,8 @@ async fn kill_restart(m: &mut Mesh, config: securemesh::Config) -> Result<(), Ho
         m.send("echo", "foxtrot", TASK, &format!("m{i}")).await?;
     }
     let foxtrot = m.id("foxtrot")?;
-    let queued = wait_until(|| m.delivery.pending(&foxtrot) >= N - 3).await;
-    m.check(
-        S,
-        "mail waits while it is down",
-        queued,
-        format!("{} in its mailbox", m.delivery.pending(&foxtrot)),
-    );
+    let (queued, n) = m.until(foxtrot, Count::Mail, |n| n >= N - 3).await?;
+    m.check(S, "mail waits while it is down", queued, format!("{n} in its mailbox"));
     m.start("foxtrot", config).await?;
     let restored = m.status("foxtrot").restored;
     m.check(S, "restored from state files", restored, "agent and session records".to_string());
@@ -609,7 +712,10 @@ async fn kill_restart(m: &mut Mesh, config: securemesh::Config) -> Result<(), Ho
 }
 
 /// golf has no role at bravo: its task is refused and never delivered.
-async fn policy_refusal(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostError> {
+async fn policy_refusal<D: DeliveryService>(
+    m: &mut Mesh<D>,
+    config: securemesh::Config,
+) -> Result<(), HostError> {
     const S: &str = "policy refusal";
     m.start("golf", config).await?;
     m.introduce("golf", "bravo", true, true).await?;
@@ -628,20 +734,23 @@ async fn policy_refusal(m: &mut Mesh, config: securemesh::Config) -> Result<(), 
 
 /// hotel's pool refills at 25 % use: five agents start sessions from its
 /// one-time bundles.
-async fn prekey_refill(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostError> {
+async fn prekey_refill<D: DeliveryService>(
+    m: &mut Mesh<D>,
+    config: securemesh::Config,
+) -> Result<(), HostError> {
     const S: &str = "prekey refill";
     let mut hotel_config = config;
     hotel_config.prekeys.refill_threshold_percent = 25;
     m.start("hotel", hotel_config).await?;
     let senders = ["alpha", "bravo", "delta", "echo", "golf"];
     let hotel = m.id("hotel")?;
-    let published = m.delivery.one_time_available(&hotel);
+    let published = m.count(hotel, Count::OneTime).await?;
     for s in senders {
         m.introduce("hotel", s, false, true).await?;
         m.take_bundle(s, "hotel").await?;
         m.introduce(s, "hotel", false, true).await?;
     }
-    let left = m.delivery.one_time_available(&hotel);
+    let left = m.count(hotel, Count::OneTime).await?;
     m.check(
         S,
         "one bundle each",
@@ -670,20 +779,15 @@ async fn prekey_refill(m: &mut Mesh, config: securemesh::Config) -> Result<(), H
             h.metrics.prekey_refills, h.metrics.prekeys_available, h.metrics.prekeys_capacity
         ),
     );
-    let republished = wait_until(|| m.delivery.one_time_available(&hotel) > left).await;
-    m.check(
-        S,
-        "new bundles published",
-        republished,
-        format!("{} one-time bundles in the directory", m.delivery.one_time_available(&hotel)),
-    );
+    let (republished, n) = m.until(hotel, Count::OneTime, |n| n > left).await?;
+    m.check(S, "new bundles published", republished, format!("{n} one-time bundles in the directory"));
     m.show(S);
     Ok(())
 }
 
 /// india creates an MLS group, adds juliet, kilo and lima from their
 /// KeyPackages, sends to it, removes lima, sends again.
-async fn mls_group(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostError> {
+async fn mls_group<D: DeliveryService>(m: &mut Mesh<D>, config: securemesh::Config) -> Result<(), HostError> {
     const S: &str = "mls group";
     let names = ["india", "juliet", "kilo", "lima"];
     for n in names {
@@ -694,20 +798,9 @@ async fn mls_group(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostE
             m.introduce(a, b, false, true).await?;
         }
     }
-    let wall = crate::runtime::Clock::wall();
     let mut joiners = Vec::new();
     for n in names.iter().skip(1) {
-        let kp = m
-            .agent(n)?
-            .with(move |a, rng, _| -> Result<Vec<u8>, securemesh::Error> {
-                let mut buf = vec![0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
-                let len = a.publish_key_package(wall, &mut buf, rng)?;
-                buf.truncate(len);
-                Ok(buf)
-            })
-            .await??;
-        let id = m.agent("india")?.with(move |a, _, _| a.set_peer_key_package(&kp, wall)).await??;
-        joiners.push(id);
+        joiners.push(share_key_package(m.agent(n)?, m.agent("india")?).await?);
     }
     let group = m
         .agent("india")?
@@ -782,7 +875,7 @@ async fn mls_group(m: &mut Mesh, config: securemesh::Config) -> Result<(), HostE
 
 /// kilo sends telemetry to juliet over UDP (Noise datagrams) with 20 %
 /// of the datagrams dropped on purpose.
-async fn udp_telemetry(m: &mut Mesh) -> Result<(), HostError> {
+async fn udp_telemetry<D: DeliveryService>(m: &mut Mesh<D>) -> Result<(), HostError> {
     const S: &str = "udp telemetry";
     const N: usize = 100;
     let juliet = m.id("juliet")?;
@@ -843,7 +936,10 @@ async fn udp_telemetry(m: &mut Mesh) -> Result<(), HostError> {
 }
 
 /// The metrics endpoint serves the four metrics.
-async fn prometheus(m: &mut Mesh, addr: std::net::SocketAddr) -> Result<(), HostError> {
+async fn prometheus<D: DeliveryService>(
+    m: &mut Mesh<D>,
+    addr: std::net::SocketAddr,
+) -> Result<(), HostError> {
     const S: &str = "prometheus";
     let text = timeout(WAIT, crate::metrics::scrape(addr))
         .await

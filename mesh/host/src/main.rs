@@ -4,7 +4,8 @@
 //! - `bundle --config FILE`: the agent's peer id, public identity and
 //!   prekey bundle (the agent is created on first use).
 //! - `agent --config FILE`: run one agent until Ctrl-C.
-//! - `demo [--json]`: the live mesh demo.
+//! - `demo [--json] [--delivery nats://HOST:PORT]`: the live mesh demo
+//!   (on the embedded delivery service, or on a NATS JetStream server).
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ enum Command {
         /// No progress table.
         #[arg(long)]
         quiet: bool,
+        /// Run on a NATS JetStream server (nats://host:port, nats-server -js) instead of the embedded delivery service.
+        #[arg(long, value_name = "URL")]
+        delivery: Option<String>,
     },
 }
 
@@ -75,11 +79,24 @@ fn agent(config: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn demo(json: bool, dir: Option<PathBuf>, quiet: bool) -> Result<bool, Box<dyn std::error::Error>> {
+fn demo(
+    json: bool,
+    dir: Option<PathBuf>,
+    quiet: bool,
+    delivery: Option<String>,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let nats = match delivery {
+        None => None,
+        Some(url) => Some(
+            securemesh_host::config::NatsUrl::parse(&url)
+                .ok_or_else(|| format!("--delivery {url}: not a NATS server URL (nats://host:port)"))?
+                .0,
+        ),
+    };
     init_logs("warn");
     let dir =
         dir.unwrap_or_else(|| std::env::temp_dir().join(format!("securemesh-demo-{}", std::process::id())));
-    let opts = securemesh_host::demo::DemoOptions { dir: dir.clone(), progress: !quiet };
+    let opts = securemesh_host::demo::DemoOptions { dir: dir.clone(), progress: !quiet, nats };
     let summary = runtime()?.block_on(securemesh_host::demo::run(opts))?;
     if json {
         println!("{}", summary.to_json());
@@ -101,7 +118,7 @@ fn main() -> ExitCode {
             .and_then(|f| securemesh_host::app::bundle_text(&f).map_err(Into::into))
             .map(|t| print!("{t}")),
         Command::Agent { config } => agent(&config),
-        Command::Demo { json, dir, quiet } => match demo(json, dir, quiet) {
+        Command::Demo { json, dir, quiet, delivery } => match demo(json, dir, quiet, delivery) {
             Ok(true) => Ok(()),
             Ok(false) => Err("some checks did not hold".into()),
             Err(e) => Err(e),

@@ -208,6 +208,9 @@ impl AgentOptions {
 /// each).
 const DEPOSIT_ATTEMPTS: u32 = 3;
 const DEPOSIT_BACKOFF: Duration = Duration::from_millis(20);
+/// The longest pause between mailbox polls while the delivery service
+/// fails (the pause starts at [`DEPOSIT_BACKOFF`] and doubles).
+const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// At most this many unauthenticated (sender, session) claims are
 /// remembered; beyond it an answer goes to the claimed peer's address.
@@ -407,6 +410,7 @@ pub async fn spawn<D: DeliveryService>(
         udp,
         udp_reader,
         udp_loss_percent: opts.udp_loss_percent,
+        retry: None,
     };
     let mailbox_poll = opts.mailbox_poll;
     let join = tokio::spawn(task.run(cmd_rx, net_rx, mailbox_poll));
@@ -482,6 +486,9 @@ struct Task<D> {
     udp: Arc<tokio::net::UdpSocket>,
     udp_reader: AbortHandle,
     udp_loss_percent: u8,
+    /// While the delivery service fails: when to poll it again, and the
+    /// pause (doubled at each failure).
+    retry: Option<(tokio::time::Instant, Duration)>,
 }
 
 /// However the task ends (returned, or aborted as by a crash), its
@@ -554,8 +561,11 @@ impl<D: DeliveryService> Task<D> {
                     for c in old {
                         self.close(c, "no authenticated peer in time");
                     }
-                    self.drain_outbox().await?;
-                    self.fetch_mail().await?;
+                    // While the delivery service fails, only after the pause.
+                    if self.retry.is_none_or(|(at, _)| tokio::time::Instant::now() >= at) {
+                        self.drain_outbox().await?;
+                        self.fetch_mail().await?;
+                    }
                 }
                 () = timer => {
                     let now = self.clock.now();
@@ -729,18 +739,42 @@ impl<D: DeliveryService> Task<D> {
 
     async fn fetch_mail(&mut self) -> Result<(), HostError> {
         let me = self.agent.peer_id();
-        let mails = self.delivery.fetch(me, 64).await?;
+        let mails = match self.delivery.fetch(me, 64).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.delivery_failed(&e);
+                return Ok(());
+            }
+        };
+        if self.retry.take().is_some() {
+            tracing::info!(agent = %self.name, "delivery service answers again");
+        }
         for m in mails {
             let accepted = self.accept(&m.envelope, None).await?;
             if !accepted {
                 tracing::warn!(agent = %self.name, id = m.id.0, "mailbox message refused; removed");
             }
-            // Stored (in accept) before the acknowledgement.
-            self.delivery.ack(me, m.id).await?;
+            // Stored (in accept) before the acknowledgement. Not
+            // acknowledged, it comes again and is refused as a replay.
+            if let Err(e) = self.delivery.ack(me, m.id).await {
+                self.delivery_failed(&e);
+                return Ok(());
+            }
             self.counts.mail_acked = self.counts.mail_acked.saturating_add(1);
             self.step().await?;
         }
         Ok(())
+    }
+
+    /// The delivery service failed: poll it again after a pause that
+    /// doubles up to [`FETCH_BACKOFF_MAX`] (what waits stays in the
+    /// outbox and the mailbox meanwhile).
+    fn delivery_failed(&mut self, e: &crate::delivery::DeliveryError) {
+        let pause = self.retry.map_or(DEPOSIT_BACKOFF, |(_, p)| p.saturating_mul(2).min(FETCH_BACKOFF_MAX));
+        if self.retry.is_none() {
+            tracing::warn!(agent = %self.name, error = %e, "delivery service failed; polling again with backoff");
+        }
+        self.retry = Some((tokio::time::Instant::now() + pause, pause));
     }
 
     /// Store, send, report.
@@ -810,7 +844,10 @@ impl<D: DeliveryService> Task<D> {
         }
         if republish {
             let b = bundles(&self.agent)?;
-            publish(self.agent.peer_id(), b, self.delivery.as_ref()).await?;
+            if let Err(e) = publish(self.agent.peer_id(), b, self.delivery.as_ref()).await {
+                // The last-resort bundle stays published meanwhile.
+                tracing::warn!(agent = %self.name, error = %e, "bundles not republished");
+            }
         }
         self.report();
         Ok(())

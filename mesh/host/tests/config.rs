@@ -18,6 +18,27 @@ fn the_template_parses() {
     assert_eq!(mesh.handshake_timeout_ms, 10_000);
     assert_eq!(mesh.prekeys.refill_threshold_percent, 70);
     assert_eq!(mesh.ratchet.heartbeat_ms, 3_600_000);
+    assert_eq!(c.delivery.kind, securemesh_host::config::DeliveryKind::Embedded);
+    let nats = AgentFile::parse(&TEMPLATE.replace("kind: embedded", "kind: nats")).unwrap();
+    assert_eq!(nats.delivery.kind, securemesh_host::config::DeliveryKind::Nats);
+    let opts = securemesh_host::app::nats_options(&nats).unwrap();
+    assert_eq!(
+        (opts.url.as_str(), opts.max_mailbox, opts.token.is_none()),
+        ("nats://127.0.0.1:4222", 4096, true)
+    );
+    // Secrets come from the environment variables the file names; a
+    // missing one is named, and a user needs its password variable.
+    let with = |extra: &str| {
+        AgentFile::parse(&TEMPLATE.replace("  max_mailbox: 4096", &format!("  max_mailbox: 4096\n{extra}")))
+            .unwrap()
+    };
+    let e =
+        securemesh_host::app::nats_options(&with("  token_env: SECUREMESH_TEST_UNSET_TOKEN")).unwrap_err();
+    assert!(e.to_string().contains("SECUREMESH_TEST_UNSET_TOKEN"), "{e}");
+    let e = securemesh_host::app::nats_options(&with("  user: mesh")).unwrap_err();
+    assert!(e.to_string().contains("password_env"), "{e}");
+    let path = with("  token_env: PATH");
+    assert!(securemesh_host::app::nats_options(&path).unwrap().token.is_some());
 }
 
 /// The template with line `line` (1-based) replaced by `with`.
@@ -98,6 +119,20 @@ fn bad_files_name_the_key_and_the_line() {
     let bad_peer = edit(p, &format!("peers:\n  - name: x\n    identity: {}", "00".repeat(128)));
     let m = refused(&bad_peer);
     names(&m, "identity", p + 2);
+
+    // The delivery service: a kind it does not know, a URL that is not a
+    // NATS server's, an unknown key, an empty mailbox.
+    let d = line_of("kind: embedded");
+    let m = refused(&edit(d, "  kind: kafka"));
+    names(&m, "kafka", d);
+    let u = line_of("url: nats://");
+    let m = refused(&edit(u, "  url: http://127.0.0.1:4222"));
+    names(&m, "not a NATS server URL", u);
+    let m = refused(&edit(u, "  uri: nats://127.0.0.1:4222"));
+    names(&m, "uri", u);
+    let x = line_of("max_mailbox:");
+    let m = refused(&edit(x, "  max_mailbox: 0"));
+    names(&m, "max_mailbox", x);
 
     // A wrong type.
     let h = line_of("header_encryption:");

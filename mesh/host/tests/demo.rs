@@ -7,7 +7,7 @@ use securemesh_host::demo::{DemoOptions, run};
 fn every_demo_check_holds() {
     let dir = std::env::temp_dir().join(format!("securemesh-host-demo-{}", std::process::id()));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let summary = rt.block_on(run(DemoOptions { dir: dir.clone(), progress: false })).unwrap();
+    let summary = rt.block_on(run(DemoOptions { dir: dir.clone(), progress: false, nats: None })).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     print!("{}", summary.to_text());
     assert!(summary.passed(), "{}", summary.to_text());

@@ -11,8 +11,8 @@ use securemesh_core::envelope::StorageKey;
 use securemesh_core::testing::TestRng;
 use securemesh_host::HostAgent;
 use securemesh_host::config::AgentFile;
-use securemesh_host::delivery::{DeliveryService, InProcess};
-use securemesh_host::demo::{REPLY, TASK, introduce};
+use securemesh_host::delivery::InProcess;
+use securemesh_host::demo::{REPLY, TASK, introduce, offline};
 use securemesh_host::runtime::{
     AddressBook, AgentHandle, AgentOptions, Clock, Delivered, read_frame, spawn, write_frame,
 };
@@ -65,18 +65,6 @@ async fn until(mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("condition not reached in 10 s");
-}
-
-/// `a` takes `peer` for offline: it learns a bundle of its from the
-/// delivery service and sends to it through its mailbox.
-async fn offline(a: &AgentHandle, delivery: &InProcess, peer: securemesh::PeerId) {
-    let bundle = delivery.take_bundle(peer).await.unwrap().unwrap();
-    a.with(move |a, _, _| {
-        a.set_peer_bundle(&bundle).unwrap();
-        a.set_reachable(&peer, false).unwrap();
-    })
-    .await
-    .unwrap();
 }
 
 /// Alpha and bravo online, knowing and granting each other.
@@ -157,7 +145,7 @@ fn a_killed_peer_is_a_counted_failure_and_its_mail_waits() {
         assert!(alpha.status().send_failures >= 1, "{:?}", alpha.status());
         // Offline now: the next message goes through bravo's mailbox and
         // waits there for it.
-        offline(&alpha, &delivery, bravo_id).await;
+        offline(&alpha, delivery.as_ref(), bravo_id).await.unwrap();
         let route = alpha.send(bravo_id, TASK, b"kept for you".to_vec()).await.unwrap();
         assert_eq!(route.channel, securemesh::Channel::RatchetX3dh);
         until(|| delivery.pending(&bravo_id) == 1).await;
@@ -286,7 +274,7 @@ fn a_refused_deposit_waits_in_the_outbox_across_a_crash() {
         know(&bravo, &alpha).await;
         let bravo_id = bravo.peer_id;
         bravo.kill().await;
-        offline(&alpha, &delivery, bravo_id).await;
+        offline(&alpha, delivery.as_ref(), bravo_id).await.unwrap();
         alpha.send(bravo_id, TASK, b"one".to_vec()).await.unwrap();
         alpha.send(bravo_id, TASK, b"two".to_vec()).await.unwrap();
         until(|| alpha.status().send_failures >= 1).await;

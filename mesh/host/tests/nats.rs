@@ -1,0 +1,919 @@
+//! The delivery service on NATS JetStream, against a real `nats-server`
+//! (Debian's package, 2.9): each test starts its own server as a child
+//! process (`-js`, a free loopback port, a temporary store directory),
+//! so it can stop and restart it.
+//!
+//! The server is `NATS_SERVER` if set, else `nats-server` on the PATH or
+//! in /usr/sbin. Without one, a test prints a loud SKIP line and
+//! returns; under CI (`CI` set) it fails instead, asking for the package.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use securemesh::{PeerId, Permissions};
+use securemesh_core::envelope::StorageKey;
+use securemesh_host::delivery::nats::{JetStream, NatsOptions};
+use securemesh_host::delivery::{DeliveryError, DeliveryService, GroupId};
+use securemesh_host::demo::{REPLY, TASK, introduce, offline, share_key_package};
+use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A `nats-server -js` child process on a loopback port.
+struct Server {
+    bin: PathBuf,
+    port: u16,
+    store: PathBuf,
+    /// The MQTT listener's port, if the server runs NATS's MQTT gateway.
+    mqtt: Option<u16>,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Start one, or `None` (after a loud SKIP line) if the binary is
+    /// missing outside CI.
+    fn start(test: &str) -> Option<Server> {
+        Self::start_with(test, false)
+    }
+
+    /// The same with NATS's MQTT gateway on another free port if `mqtt`.
+    fn start_with(test: &str, mqtt: bool) -> Option<Server> {
+        let bin = match find_nats_server() {
+            Some(b) => b,
+            None if std::env::var_os("CI").is_some() => panic!(
+                "nats-server not found: install Debian's package (`apt-get install nats-server`) to run the NATS tests"
+            ),
+            None => {
+                eprintln!(
+                    "\n!!!!! SKIP {test}: nats-server not found (apt-get install nats-server); the NATS tests did not run !!!!!\n"
+                );
+                return None;
+            }
+        };
+        let port = free_port();
+        let store = temp(&format!("nats-{test}"));
+        std::fs::create_dir_all(&store).unwrap();
+        let mqtt = mqtt.then(free_port);
+        let mut s = Server { bin, port, store, mqtt, child: None };
+        s.up();
+        Some(s)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)start the server on the same port and store directory; wait
+    /// until it accepts connections.
+    fn up(&mut self) {
+        let mut cmd = Command::new(&self.bin);
+        match self.mqtt {
+            None => {
+                cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"]).arg(&self.store);
+            }
+            Some(mqtt) => {
+                // The MQTT gateway wants a server name and a config file.
+                let conf = self.store.join("server.conf");
+                let text = format!(
+                    "server_name: securemesh_test\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\nmqtt {{ listen: 127.0.0.1:{mqtt} }}\n",
+                    self.port,
+                    self.store.join("js").display()
+                );
+                std::fs::write(&conf, text).unwrap();
+                cmd.arg("-c").arg(conf);
+            }
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop the server (SIGTERM: it flushes its store and exits; after a
+    /// SIGKILL a 2.9 server may keep acknowledged work-queue messages
+    /// that it never hands out again, so they would sit in the mailbox).
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// `NATS_SERVER` (a path) if set, else `nats-server` on the PATH or in
+/// the sbin directories Debian installs it to.
+fn find_nats_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("securemesh-host-nats-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Run `f` to completion on a runtime in a thread with 64 MiB of stack:
+/// a debug build moves the agents' large states and the demo's future
+/// through the stack, more than a test thread's default 2 MiB.
+fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn_scoped(s, || rt().block_on(f))
+            .unwrap()
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+async fn connect(server: &Server) -> JetStream {
+    JetStream::connect(NatsOptions { url: server.url(), max_mailbox: 64, ..NatsOptions::default() })
+        .await
+        .unwrap()
+}
+
+async fn start<D: DeliveryService>(
+    dir: &Path,
+    name: &str,
+    key: u8,
+    delivery: &Arc<D>,
+    app: &mpsc::UnboundedSender<Delivered>,
+) -> AgentHandle {
+    let opts = AgentOptions::loopback(name, dir, securemesh::Config::default());
+    spawn(opts, StorageKey::new([key; 32]), Arc::clone(delivery), AddressBook::default(), app.clone())
+        .await
+        .unwrap()
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Delivered>, within: Duration) -> Option<Delivered> {
+    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+}
+
+/// Fetch until `n` messages are there (a no-wait pull may come before
+/// the consumer saw a message just stored), for up to 5 s.
+async fn fetch_until(js: &JetStream, owner: PeerId, n: usize) -> Vec<securemesh_host::delivery::Mail> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = js.fetch(owner, 10).await.unwrap();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn mailbox_bundles_and_commit_order_on_jetstream() {
+    let Some(server) = Server::start("contract") else { return };
+    block_on(async {
+        // Two clients, as two hosts would hold.
+        let a = connect(&server).await;
+        let b = connect(&server).await;
+        let bob = PeerId([0xb0; 32]);
+
+        // A message stays until acknowledged; a retried deposit (same
+        // envelope) is stored once.
+        let m1 = a.deposit(bob, b"one".to_vec()).await.unwrap();
+        a.deposit(bob, b"two".to_vec()).await.unwrap();
+        a.deposit(bob, b"two".to_vec()).await.unwrap();
+        let first = fetch_until(&b, bob, 2).await;
+        let got: Vec<&[u8]> = first.iter().map(|m| m.envelope.as_slice()).collect();
+        assert_eq!(got, [&b"one"[..], b"two"]);
+        assert_eq!(first[0].id, m1);
+        assert_eq!(b.fetch(bob, 10).await.unwrap(), first, "not acknowledged: fetched again");
+        b.ack(bob, first[0].id).await.unwrap();
+        assert_eq!(b.pending_count(bob).await.unwrap(), 1);
+        let rest = b.fetch(bob, 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].envelope, b"two");
+        b.ack(bob, rest[0].id).await.unwrap();
+        assert_eq!(b.pending_count(bob).await.unwrap(), 0);
+        assert!(b.fetch(bob, 10).await.unwrap().is_empty());
+
+        // A full mailbox refuses, it does not drop.
+        let carol = PeerId([0xca; 32]);
+        for i in 0..64u32 {
+            a.deposit(carol, i.to_be_bytes().to_vec()).await.unwrap();
+        }
+        assert_eq!(a.deposit(carol, b"65th".to_vec()).await, Err(DeliveryError::MailboxFull { max: 64 }));
+
+        // Group fan-out: every member's mailbox, in one order.
+        let (g1, g2) = (PeerId([0x01; 32]), PeerId([0x02; 32]));
+        a.deposit_group(vec![g1, g2], b"c1".to_vec()).await.unwrap();
+        b.deposit_group(vec![g1, g2], b"c2".to_vec()).await.unwrap();
+        for p in [g1, g2] {
+            let seen: Vec<Vec<u8>> = fetch_until(&a, p, 2).await.into_iter().map(|m| m.envelope).collect();
+            assert_eq!(seen, [b"c1".to_vec(), b"c2".to_vec()]);
+        }
+
+        // One-time prekeys: two clients race for them.
+        let dave = PeerId([0xda; 32]);
+        let one_time: Vec<(u32, Vec<u8>)> =
+            (1..=8u32).map(|i| (i, format!("otk {i}").into_bytes())).collect();
+        a.publish_bundles(dave, b"last resort".to_vec(), one_time).await.unwrap();
+        let (ra, rb) = tokio::join!(
+            async {
+                let mut v = Vec::new();
+                for _ in 0..6 {
+                    v.push(a.take_bundle(dave).await.unwrap().unwrap());
+                }
+                v
+            },
+            async {
+                let mut v = Vec::new();
+                for _ in 0..6 {
+                    v.push(b.take_bundle(dave).await.unwrap().unwrap());
+                }
+                v
+            }
+        );
+        let mut all: Vec<Vec<u8>> = ra.into_iter().chain(rb).collect();
+        let fallbacks = all.iter().filter(|x| x.as_slice() == b"last resort").count();
+        all.retain(|x| x.as_slice() != b"last resort");
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!((n, all.len(), fallbacks), (8, 8, 4), "each one-time bundle handed out exactly once");
+        // Republished ids that were handed out are not handed out again.
+        a.publish_bundles(
+            dave,
+            b"last resort".to_vec(),
+            vec![(1, b"otk 1".to_vec()), (9, b"otk 9".to_vec())],
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.one_time_count(dave).await.unwrap(), 1);
+
+        // Commit order: three racers on epoch 5, exactly one wins.
+        let c = connect(&server).await;
+        let g = GroupId(b"ops-group".to_vec());
+        let (x, y, z) = tokio::join!(
+            a.order_commit(g.clone(), 5, b"from a".to_vec()),
+            b.order_commit(g.clone(), 5, b"from b".to_vec()),
+            c.order_commit(g.clone(), 5, b"from c".to_vec()),
+        );
+        let results = [x, y, z];
+        let won: Vec<usize> = (0..3).filter(|i| results[*i] == Ok(6)).collect();
+        assert_eq!(won.len(), 1, "{results:?}");
+        for r in &results {
+            assert!(matches!(r, Ok(6) | Err(DeliveryError::EpochTaken { current: 6 })), "{r:?}");
+        }
+        let winner = [&b"from a"[..], b"from b", b"from c"][won[0]].to_vec();
+        assert_eq!(b.order_commit(g.clone(), 6, b"next".to_vec()).await, Ok(7));
+        assert_eq!(
+            c.order_commit(g.clone(), 5, b"late".to_vec()).await,
+            Err(DeliveryError::EpochTaken { current: 7 })
+        );
+        assert_eq!(a.commits_since(g.clone(), 5).await.unwrap(), [(6, winner), (7, b"next".to_vec())]);
+        assert_eq!(a.commits_since(g.clone(), 6).await.unwrap(), [(7, b"next".to_vec())]);
+        assert!(a.commits_since(GroupId(b"none".to_vec()), 0).await.unwrap().is_empty());
+    });
+}
+
+/// Three agents, each on its own connection to the server (three hosts),
+/// in one MLS group; all three commit on the same epoch at once: the
+/// group stream's order admits exactly one, the other two are discarded,
+/// and all converge on one epoch and one authenticator. (In-process
+/// agents: driving MLS from the `agent` command's processes would need a
+/// control interface the command does not have.)
+#[test]
+fn a_group_of_three_committing_at_once_converges() {
+    let Some(server) = Server::start("group") else { return };
+    let dir = temp("group");
+    block_on(async {
+        let (app, _rx) = mpsc::unbounded_channel();
+        let names = ["india", "juliet", "kilo"];
+        let mut agents = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let js = Arc::new(connect(&server).await);
+            agents.push(start(&dir, n, 0x40 + u8::try_from(i).unwrap() * 3, &js, &app).await);
+        }
+        for a in &agents {
+            for b in &agents {
+                if a.peer_id != b.peer_id {
+                    introduce(a, b.identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+                }
+            }
+        }
+        let mut joiners = Vec::new();
+        for a in &agents[1..] {
+            joiners.push(share_key_package(a, &agents[0]).await.unwrap());
+        }
+        let group = agents[0]
+            .with(move |a, rng, _| {
+                let g = a.create_group(rng).unwrap();
+                let mut scratch = vec![0u8; securemesh::group::COMMIT_SCRATCH_LEN];
+                a.add_members(g, &joiners, rng, &mut scratch).unwrap();
+                g
+            })
+            .await
+            .unwrap();
+        let joined = settle(&agents, group, 1).await;
+        assert!(joined.iter().all(|(i, _)| *i == Some((1, 3, false))), "{joined:?}");
+
+        // All three refresh their keys (an empty commit) at once.
+        let (x, y, z) =
+            tokio::join!(commit(&agents[0], group), commit(&agents[1], group), commit(&agents[2], group));
+        for r in [x, y, z] {
+            r.unwrap();
+        }
+        let after = settle(&agents, group, 2).await;
+        assert!(
+            after.iter().all(|(i, _)| *i == Some((2, 3, false))),
+            "exactly one commit of epoch 1: {after:?}"
+        );
+        let auth = &after[0].1;
+        assert!(auth.is_some() && after.iter().all(|(_, x)| x == auth), "one group state");
+
+        // And the group still carries messages.
+        let mut rx = _rx;
+        agents[1]
+            .with(move |a, rng, now| a.send(&group, TASK, b"after the race", now, rng).unwrap())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(d) = next(&mut rx, Duration::from_secs(10)).await {
+            if d.payload == b"after the race" {
+                got.push(d.to);
+            }
+            if got.len() == 2 {
+                break;
+            }
+        }
+        got.sort();
+        assert_eq!(got, ["india", "kilo"]);
+        for a in agents {
+            a.shutdown().await.unwrap();
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+type GroupState = (Option<(u64, u32, bool)>, Option<[u8; 32]>);
+
+/// `a`'s (epoch, members, commit pending) in `group`, and its epoch
+/// authenticator.
+async fn group_state(a: &AgentHandle, group: securemesh::GroupId) -> GroupState {
+    a.with(move |a, _, _| {
+        let info = a.groups().find(|g| g.id == group);
+        (info.map(|g| (g.epoch, g.members, g.commit_pending)), a.group_epoch_authenticator(group).ok())
+    })
+    .await
+    .unwrap()
+}
+
+/// Wait (up to 20 s) until every agent is at epoch `want` with three
+/// members and nothing pending; the states seen last.
+async fn settle(agents: &[AgentHandle], group: securemesh::GroupId, want: u64) -> Vec<GroupState> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut all = Vec::new();
+        for a in agents {
+            all.push(group_state(a, group).await);
+        }
+        let done = all.iter().all(|(i, _)| *i == Some((want, 3, false)));
+        if done || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `a` commits to `group` a refresh of its own keys (no member change).
+async fn commit(a: &AgentHandle, group: securemesh::GroupId) -> Result<(), securemesh::Error> {
+    a.with(move |a, rng, _| {
+        let mut scratch = vec![0u8; securemesh::group::COMMIT_SCRATCH_LEN];
+        a.commit_members(group, &[], &[], rng, &mut scratch).map(|_| ())
+    })
+    .await
+    .unwrap()
+}
+
+/// Alpha sends 20 messages through bravo's mailbox while the server goes
+/// away: killed and restarted at once after the 5th (a restart mid-run),
+/// then stopped for 2 s after the 12th (deposits fail with a clear error
+/// naming the server, wait in alpha's outbox and are retried with
+/// backoff). All 20 arrive, none twice, in order.
+#[test]
+fn a_server_restart_or_outage_loses_nothing() {
+    let Some(mut server) = Server::start("outage") else { return };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("securemesh_host=info,async_nats=warn")
+        .with_test_writer()
+        .try_init();
+    let dir = temp("outage");
+    block_on(async {
+        let (app, mut rx) = mpsc::unbounded_channel();
+        let ja = Arc::new(connect(&server).await);
+        let jb = Arc::new(connect(&server).await);
+        let alpha = start(&dir, "alpha", 0x61, &ja, &app).await;
+        let bravo = start(&dir, "bravo", 0x6c, &jb, &app).await;
+        introduce(&bravo, alpha.identity, false, Permissions::of(&[TASK, REPLY]), true).await.unwrap();
+        offline(&alpha, ja.as_ref(), bravo.peer_id).await.unwrap();
+        introduce(&alpha, bravo.identity, false, Permissions::of(&[TASK, REPLY]), true).await.unwrap();
+
+        let mut got: Vec<String> = Vec::new();
+        for i in 0..5 {
+            alpha.send(bravo.peer_id, TASK, format!("m{i}").into_bytes()).await.unwrap();
+        }
+        assert_eq!(collect(&mut rx, &mut got, 5, Duration::from_secs(10)).await.len(), 5);
+
+        // A restart mid-run: the file store keeps the streams and the KV.
+        // (Acknowledgements in flight may be lost: those copies come again
+        // after the ack wait and are refused as replays.)
+        server.down();
+        server.up();
+        for i in 5..12 {
+            alpha.send(bravo.peer_id, TASK, format!("m{i}").into_bytes()).await.unwrap();
+        }
+        assert_eq!(
+            collect(&mut rx, &mut got, 12, Duration::from_secs(20)).await.len(),
+            12,
+            "after the restart"
+        );
+
+        // An outage: a clear error while it lasts.
+        server.down();
+        let err = loop {
+            match ja.deposit(PeerId([7; 32]), b"probe".to_vec()).await {
+                Err(e) => break e,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        assert!(matches!(err, DeliveryError::Unreachable { .. }), "{err:?}");
+        assert!(err.to_string().contains(&server.url()), "the error names the server: {err}");
+        for i in 12..20 {
+            alpha.send(bravo.peer_id, TASK, format!("m{i}").into_bytes()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let failures = alpha.status().send_failures;
+        assert!(failures > 0, "deposits failed while the server was down");
+        assert_eq!(got.len(), 12, "nothing could arrive meanwhile");
+        server.up();
+        let all = collect(&mut rx, &mut got, 20, Duration::from_secs(30)).await;
+        let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+        assert_eq!(all, want, "all delivered once, in order");
+        // Nothing more comes (no duplicate), and the mailbox is empty.
+        assert!(next(&mut rx, Duration::from_millis(500)).await.is_none_or(|d| d.to != "bravo"));
+        // A copy whose acknowledgement the outage lost comes again after
+        // the ack wait and is refused as a replay (and acknowledged).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut left = jb.pending_count(bravo.peer_id).await.unwrap();
+        while left != 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = jb.pending_count(bravo.peer_id).await.unwrap();
+        }
+        assert_eq!(left, 0, "bravo's mailbox ends empty");
+        eprintln!("outage: {failures} failed deposit rounds while the server was down; 20/20 delivered");
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What reaches bravo, until `got` holds `upto` or `within` passed.
+async fn collect(
+    rx: &mut mpsc::UnboundedReceiver<Delivered>,
+    got: &mut Vec<String>,
+    upto: usize,
+    within: Duration,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    while got.len() < upto {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(d)) if d.to == "bravo" => got.push(String::from_utf8(d.payload).unwrap()),
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    got.clone()
+}
+
+/// An agent process (`securemesh agent --config FILE`) on the server.
+struct AgentProcess {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl AgentProcess {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_securemesh"))
+            .args(["agent", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        AgentProcess { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait up to `within` for `needle` in its log.
+    async fn wait_for(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Ctrl-C: the agent stores its state and exits.
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("agent process did not stop on SIGINT; log:\n{}", self.log());
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn securemesh(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_securemesh")).args(args).output().unwrap();
+    assert!(out.status.success(), "securemesh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap()
+}
+
+/// Two agent processes (`securemesh agent --config FILE`, each with its
+/// own state directory) run once on the server, so their bundles are in
+/// its directory, and stop. The test's agent (a third, in this process)
+/// takes their bundles and writes to both while they are offline; the
+/// messages wait in their mailboxes on the server; each process, started
+/// again, reads its message, and its mailbox ends empty.
+#[test]
+fn offline_agent_processes_receive_when_they_start() {
+    let Some(server) = Server::start("processes") else { return };
+    let dir = temp("processes");
+    std::fs::create_dir_all(&dir).unwrap();
+    block_on(async {
+        let js = Arc::new(connect(&server).await);
+        let (app, _rx) = mpsc::unbounded_channel();
+        let sender = start(&dir, "sender", 0x5e, &js, &app).await;
+        let sender_identity = securemesh_host::keys::to_hex(&sender.identity.to_bytes());
+        let mut receivers = Vec::new();
+        for name in ["papa", "quebec"] {
+            let key = dir.join(format!("{name}.key"));
+            securemesh(&["keygen", "--out", key.to_str().unwrap()]);
+            let config = dir.join(format!("{name}.yaml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "agent:\n  name: {name}\n  state_dir: {state}\nkey_lifecycle:\n  state_persistence:\n    key_file: {key}\n\
+                     observability:\n  metrics: false\n  log_format: plain\n  log_level: info\n\
+                     delivery:\n  kind: nats\n  url: {url}\n\
+                     roles:\n  - role: 0\n    kinds: [{task}]\n\
+                     peers:\n  - name: sender\n    identity: {sender_identity}\n    roles: [0]\n",
+                    state = dir.join(name).display(),
+                    key = key.display(),
+                    url = server.url(),
+                    task = TASK.0,
+                ),
+            )
+            .unwrap();
+            let bundle = securemesh(&["bundle", "--config", config.to_str().unwrap()]);
+            let peer = PeerId(
+                securemesh_host::keys::from_hex(field(&bundle, "peer_id")).unwrap().try_into().unwrap(),
+            );
+            let identity_bytes: [u8; securemesh_ratchet::PublicIdentity::LEN] =
+                securemesh_host::keys::from_hex(field(&bundle, "identity")).unwrap().try_into().unwrap();
+            let identity = securemesh_ratchet::PublicIdentity::from_bytes(&identity_bytes).unwrap();
+            // Run once: it publishes its bundles to the server.
+            let p = AgentProcess::start(&config);
+            assert!(p.wait_for("running;", Duration::from_secs(20)).await, "{}", p.log());
+            p.stop();
+            assert!(js.one_time_count(peer).await.unwrap() > 0, "{name}'s bundles are on the server");
+            receivers.push((name, config, peer, identity));
+        }
+        for (name, _, peer, identity) in &receivers {
+            offline(&sender, js.as_ref(), *peer).await.unwrap();
+            introduce(&sender, *identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+            let route = sender.send(*peer, TASK, format!("for {name}").into_bytes()).await.unwrap();
+            assert_eq!(route.channel, securemesh::Channel::RatchetX3dh);
+        }
+        for (_, _, peer, _) in &receivers {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while js.pending_count(*peer).await.unwrap() != 1 {
+                assert!(Instant::now() < deadline, "the message waits in the offline agent's mailbox");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let short = securemesh_host::runtime::short(&sender.peer_id);
+        for (name, config, peer, _) in &receivers {
+            let p = AgentProcess::start(config);
+            let delivered = format!("from={short} kind={} bytes={}", TASK.0, format!("for {name}").len());
+            assert!(
+                p.wait_for(&delivered, Duration::from_secs(20)).await,
+                "{name} got it; log:\n{}",
+                p.log()
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while js.pending_count(*peer).await.unwrap() != 0 {
+                assert!(Instant::now() < deadline, "acknowledged after it was stored");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            p.stop();
+        }
+        sender.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Mailbox delivery through JetStream on loopback: deposit throughput,
+/// fetch-and-ack throughput, and one message's deposit-to-fetch latency
+/// (printed; no assertion on timings).
+#[test]
+fn mailbox_throughput_and_latency_figures() {
+    let Some(server) = Server::start("figures") else { return };
+    block_on(async {
+        const N: usize = 1000;
+        let js =
+            JetStream::connect(NatsOptions { url: server.url(), max_mailbox: N, ..NatsOptions::default() })
+                .await
+                .unwrap();
+        let owner = PeerId([0xee; 32]);
+        let envelope = |i: usize| {
+            let mut e = vec![0u8; 256];
+            e[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            e
+        };
+        js.deposit(owner, envelope(usize::MAX)).await.unwrap(); // creates the stream
+        let mut m = js.fetch(owner, 1).await.unwrap();
+        while m.is_empty() {
+            m = js.fetch(owner, 1).await.unwrap();
+        }
+        js.ack(owner, m[0].id).await.unwrap();
+
+        let t = Instant::now();
+        for i in 0..N {
+            js.deposit(owner, envelope(i)).await.unwrap();
+        }
+        let deposit = t.elapsed();
+        let t = Instant::now();
+        let mut read = 0;
+        while read < N {
+            let mails = js.fetch(owner, 64).await.unwrap();
+            for m in mails {
+                js.ack(owner, m.id).await.unwrap();
+                read += 1;
+            }
+        }
+        let drain = t.elapsed();
+        let mut lat = Vec::new();
+        for i in N..N + 200 {
+            let t = Instant::now();
+            // (New envelopes: a repeated one would be a duplicate.)
+            js.deposit(owner, envelope(i)).await.unwrap();
+            // A no-wait pull may come before the consumer saw the new
+            // message: pull again (as the runtime's next poll would).
+            let mut m = js.fetch(owner, 1).await.unwrap();
+            while m.is_empty() {
+                m = js.fetch(owner, 1).await.unwrap();
+            }
+            js.ack(owner, m[0].id).await.unwrap();
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        let per_s = |d: Duration| N as f64 / d.as_secs_f64();
+        eprintln!(
+            "jetstream loopback, 256-byte envelopes: deposit {:.0}/s ({N} in {:?}); fetch+ack {:.0}/s; \
+             deposit->fetch->ack latency p50 {:?} p99 {:?} max {:?}",
+            per_s(deposit),
+            deposit,
+            per_s(drain),
+            lat[lat.len() / 2],
+            lat[lat.len() * 99 / 100],
+            lat[lat.len() - 1]
+        );
+        assert_eq!(js.pending_count(owner).await.unwrap(), 0);
+    });
+}
+
+/// Agent to agent through the mailbox (Double Ratchet messages, the
+/// mailbox polled every 10 ms), on JetStream (each agent on its own
+/// connection) and, in the same run for comparison, on the embedded
+/// service: one message at a time (send to delivery), then a burst.
+/// Printed; no assertion on timings.
+#[test]
+fn agent_mailbox_latency_figures() {
+    let Some(server) = Server::start("agent-figures") else { return };
+    block_on(async {
+        let (ja, jb) = (Arc::new(connect(&server).await), Arc::new(connect(&server).await));
+        agent_figures("jetstream", &ja, &jb).await;
+        let embedded = Arc::new(securemesh_host::delivery::InProcess::new(64));
+        agent_figures("embedded", &embedded, &embedded).await;
+    });
+}
+
+async fn agent_figures<D: DeliveryService>(label: &str, da: &Arc<D>, db: &Arc<D>) {
+    let dir = temp(&format!("agent-figures-{label}"));
+    let (app, mut rx) = mpsc::unbounded_channel();
+    let alpha = start(&dir, "alpha", 0x71, da, &app).await;
+    let bravo = start(&dir, "bravo", 0x7c, db, &app).await;
+    introduce(&bravo, alpha.identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+    offline(&alpha, da.as_ref(), bravo.peer_id).await.unwrap();
+    introduce(&alpha, bravo.identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+    let mut lat = Vec::new();
+    for i in 0..100 {
+        let t = Instant::now();
+        alpha.send(bravo.peer_id, TASK, format!("one {i}").into_bytes()).await.unwrap();
+        let d = next(&mut rx, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(d.payload, format!("one {i}").into_bytes());
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    const BURST: usize = 60; // within a 64-message mailbox
+    let t = Instant::now();
+    for i in 0..BURST {
+        alpha.send(bravo.peer_id, TASK, format!("burst {i}").into_bytes()).await.unwrap();
+    }
+    for _ in 0..BURST {
+        next(&mut rx, Duration::from_secs(10)).await.unwrap();
+    }
+    let burst = t.elapsed();
+    eprintln!(
+        "agents through {label} mailboxes (10 ms poll): send->delivered p50 {:?} p99 {:?} max {:?}; \
+         burst of {BURST}: {:?} ({:.0} msg/s)",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1],
+        burst,
+        BURST as f64 / burst.as_secs_f64()
+    );
+    alpha.shutdown().await.unwrap();
+    bravo.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `securemesh demo --delivery nats://…`: the demo's scenarios on the
+/// server instead of the embedded service; every check holds.
+#[test]
+fn the_demo_runs_on_jetstream() {
+    let Some(server) = Server::start("demo") else { return };
+    let dir = temp("demo");
+    let opts =
+        securemesh_host::demo::DemoOptions { dir: dir.clone(), progress: false, nats: Some(server.url()) };
+    let summary = block_on(securemesh_host::demo::run(opts)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(summary.passed(), "{}", summary.to_text());
+    assert!(summary.checks.len() >= 24, "{} checks", summary.checks.len());
+}
+
+/// One MQTT 3.1.1 control packet: `kind`, the remaining length, `body`.
+fn mqtt_packet(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![kind];
+    let mut n = body.len();
+    loop {
+        let mut b = u8::try_from(n % 128).unwrap();
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        v.push(b);
+        if n == 0 {
+            break;
+        }
+    }
+    v.extend_from_slice(body);
+    v
+}
+
+/// What a device that speaks only MQTT does: connect, publish `payload`
+/// on `topic` at QoS 1, wait for the PUBACK, disconnect.
+fn mqtt_publish(port: u16, topic: &str, payload: &[u8]) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let id = b"securemesh-device";
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    connect.extend_from_slice(&u16::try_from(id.len()).unwrap().to_be_bytes());
+    connect.extend_from_slice(id);
+    s.write_all(&mqtt_packet(0x10, &connect)).unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
+    let mut publish = u16::try_from(topic.len()).unwrap().to_be_bytes().to_vec();
+    publish.extend_from_slice(topic.as_bytes());
+    publish.extend_from_slice(&1u16.to_be_bytes()); // packet id
+    publish.extend_from_slice(payload);
+    s.write_all(&mqtt_packet(0x32, &publish)).unwrap(); // PUBLISH, QoS 1
+    let mut puback = [0u8; 4];
+    s.read_exact(&mut puback).unwrap();
+    assert_eq!(puback, [0x40, 2, 0, 1], "PUBACK of packet 1");
+    s.write_all(&[0xe0, 0]).unwrap(); // DISCONNECT
+}
+
+/// The MQTT path: NATS's MQTT gateway maps topic `sm/mb/<peer id hex>`
+/// to the mailbox subject `sm.mb.<peer id hex>`, so a device that speaks
+/// only MQTT deposits into the same mailboxes. Alpha's envelope for the
+/// offline bravo is taken out of bravo's mailbox and published again by a
+/// raw MQTT 3.1.1 client (QoS 1); bravo, started, reads it from alpha.
+/// (Reading a mailbox over MQTT is not covered: the mailbox is a
+/// JetStream work queue read through the pull consumer.)
+#[test]
+fn an_mqtt_device_deposits_into_a_mailbox() {
+    let Some(server) = Server::start_with("mqtt", true) else { return };
+    let mqtt = server.mqtt.unwrap();
+    let dir = temp("mqtt");
+    block_on(async {
+        let (app, mut rx) = mpsc::unbounded_channel();
+        let (ja, jb, jt) =
+            (Arc::new(connect(&server).await), Arc::new(connect(&server).await), connect(&server).await);
+        let alpha = start(&dir, "alpha", 0x81, &ja, &app).await;
+        let bravo = start(&dir, "bravo", 0x8c, &jb, &app).await;
+        introduce(&bravo, alpha.identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+        let (bravo_id, bravo_identity) = (bravo.peer_id, bravo.identity);
+        bravo.shutdown().await.unwrap();
+        offline(&alpha, ja.as_ref(), bravo_id).await.unwrap();
+        introduce(&alpha, bravo_identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+        alpha.send(bravo_id, TASK, b"carried over mqtt".to_vec()).await.unwrap();
+        let mail = fetch_until(&jt, bravo_id, 1).await;
+        assert_eq!(mail.len(), 1);
+        jt.ack(bravo_id, mail[0].id).await.unwrap();
+        assert_eq!(jt.pending_count(bravo_id).await.unwrap(), 0);
+
+        let topic = format!("sm/mb/{}", securemesh_host::keys::to_hex(&bravo_id.0));
+        mqtt_publish(mqtt, &topic, &mail[0].envelope);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while jt.pending_count(bravo_id).await.unwrap() != 1 {
+            assert!(Instant::now() < deadline, "the MQTT publish is in bravo's mailbox");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let bravo = start(&dir, "bravo", 0x8c, &jb, &app).await;
+        let d = loop {
+            let d = next(&mut rx, Duration::from_secs(10)).await.expect("delivered to bravo");
+            if d.to == "bravo" {
+                break d;
+            }
+        };
+        assert_eq!((d.from, d.payload.as_slice()), (alpha.peer_id, &b"carried over mqtt"[..]));
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
