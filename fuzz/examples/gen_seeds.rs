@@ -683,12 +683,23 @@ fn mesh_handle_input_seeds() -> Vec<(String, Vec<u8>)> {
     let mut bad_g = g[1].clone();
     let mid = bad_g.len() / 2;
     bad_g[mid] ^= 1;
-    let seqs: [(&str, u8, Vec<&[u8]>); 5] = [
+    let relabel = |m: &[u8]| {
+        let mut m = m.to_vec();
+        m[2] = securemesh::ChannelKind::RatchetMessage.tag();
+        m[securemesh::envelope::HEADER_LEN] = securemesh_ratchet::MSG_RATCHET;
+        m
+    };
+    let (lost, lost2) = (relabel(&r[1]), relabel(&r[2]));
+    let seqs: [(&str, u8, Vec<&[u8]>); 6] = [
         ("bob_group_reordered_tampered", mesh::BOB_GROUP, vec![&g[2], &bad_g, &g[0], &g[0], &g[1]]),
         ("bob_ratchet_reordered", mesh::BOB_RATCHET, vec![&r[3], &r[1], &r[1], &r[2]]),
         ("bob_noise_tampered", mesh::BOB_NOISE, vec![&t[0], &bad, &t[1], &t[1]]),
         ("bob_noise_handshake_replayed", mesh::BOB_NOISE, vec![&t[0], &fx.ik.handshake[0], &t[1]]),
         ("bob_fresh_mixed", mesh::BOB_FRESH, vec![&r[0], &fx.ik.handshake[0], &r[2], &fx.carol_initial]),
+        // Bob lost the session Alice writes on: a ratchet message of hers
+        // on it (her r1 relabelled: she has no genuine non-initial one) makes
+        // him re-establish from her bundle; the next one is then refused.
+        ("bob_fresh_lost_session", mesh::BOB_FRESH, vec![&lost[..], &lost2[..]]),
     ];
     for (name, s, seq) in seqs {
         v.push((name.into(), with_prefix(s, &join_frames(seq))));

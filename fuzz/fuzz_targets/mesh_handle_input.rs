@@ -7,7 +7,7 @@
 //!
 //! | byte % 6 | receiver | genuine frames |
 //! | --- | --- | --- |
-//! | 0 | Bob, no session | IK `[m0, t0]`, XX `[m0, m2, t0]`, ratchet `[initial, r1, r2, r3]`, Carol's initial |
+//! | 0 | Bob, no session (holds Alice's bundle: a ratchet message of hers on a session he does not hold re-establishes one) | IK `[m0, t0]`, XX `[m0, m2, t0]`, ratchet `[initial, r1, r2, r3]`, Carol's initial |
 //! | 1 | Bob, Noise IK session with Alice | Alice's transports `[t0..t3]` |
 //! | 2 | Bob, ratchet session with Alice (restored record) | `[r1, r2, r3]` |
 //! | 3 | Alice, IK handshake under way | Bob's IK `m1` |
@@ -29,7 +29,12 @@
 //! - `Ok(Some(r))`: only from the one peer the receiver knows, never when
 //!   the policy denies it (`policy().check(from, kind)` holds, and never in
 //!   the revoked variant), over the frame's channel, counted and reported;
-//! - `Ok(None)`: nothing delivered.
+//! - `Ok(None)`: nothing delivered;
+//! - situation 0: a ratchet message (not an initial one) claimed by
+//!   Alice on a session Bob does not hold, while he holds no ratchet
+//!   session with her, she is not revoked and his table has room,
+//!   re-establishes a session (`Ok(None)`, `Event::ReestablishRequested`,
+//!   one ratchet session).
 //!
 //! Exact models, while every frame is a `NoiseTransport` (situation 1),
 //! `RatchetMessage` (situation 2) or `MlsMessage` (situation 5) envelope or
@@ -44,12 +49,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use securemesh::envelope::Envelope;
-use securemesh::{ChannelKind, Event, SessionInfo};
+use securemesh::{ChannelKind, Event, SessionInfo, SessionKind};
 use securemesh_fuzz::mesh::{
-    self, BOB_GROUP, BOB_NOISE, BOB_RATCHET, DENY, SITUATIONS, T0, drain_persist, drain_transmits, events,
-    fixture,
+    self, BOB_FRESH, BOB_GROUP, BOB_NOISE, BOB_RATCHET, DENY, SITUATIONS, T0, drain_persist, drain_transmits,
+    events, fixture,
 };
 use securemesh_fuzz::noise::split_frames;
+use securemesh_ratchet::MSG_INITIAL;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&s, rest)) = data.split_first() else { return };
@@ -84,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
         let sessions: Vec<SessionInfo> = a.sessions().collect();
         let before = a.counters();
         let result = a.handle_input(frame, &mut out, T0, &mut rng);
+        let result_none = matches!(result, Ok(None));
         let evs = events(&mut a);
         let after = a.counters();
         let got_event = evs.iter().any(|e| matches!(e, Event::Received { .. }));
@@ -139,6 +146,28 @@ fuzz_target!(|data: &[u8]| {
                 }
                 None => assert!(got.is_none(), "a non-genuine or replayed frame was delivered"),
             }
+        }
+        // Situation 0 (Bob holds Alice's bundle): a ratchet message (not an
+        // initial one) claimed by Alice on a session Bob does not hold,
+        // while he holds no ratchet session with her, she is not revoked
+        // and his session table (4 slots, which forged XX openings may
+        // fill) has room, re-establishes one: his state was lost, and he
+        // cannot tell (the message cannot be decrypted, so its sender is
+        // a claim; `Agent::handle_input` bounds what a forger gains).
+        let ratchet_before = sessions.iter().filter(|x| x.kind == SessionKind::Ratchet).count();
+        let lost = parsed.is_some_and(|p| {
+            p.channel == ChannelKind::RatchetMessage
+                && p.sender == fx.alice
+                && p.body.first().is_some_and(|&t| t != MSG_INITIAL)
+                && !sessions.iter().any(|x| x.peer == p.sender && x.id == p.session)
+        });
+        if sit == BOB_FRESH && !deny && ratchet_before == 0 && sessions.len() < 4 && lost {
+            assert!(result_none, "Alice's message on a lost session did not re-establish");
+            assert!(
+                evs.iter().any(|e| matches!(e, Event::ReestablishRequested { peer: p, .. } if *p == peer)),
+                "no ReestablishRequested: {evs:?}"
+            );
+            assert_eq!(a.sessions().filter(|x| x.kind == SessionKind::Ratchet).count(), 1);
         }
         if let Some(g) = got {
             delivered.push(g);

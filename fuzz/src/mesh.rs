@@ -117,7 +117,8 @@ pub struct Fixture {
     pub bob: PeerId,
     /// Alice's agent records, one per [`AliceView`] (in its order).
     pub alice_records: [Blob; 3],
-    /// Bob's agent record (knows Alice's identity, grants her TASK).
+    /// Bob's agent record (knows Alice's identity and bundle, grants her
+    /// TASK).
     pub bob_record: Blob,
     /// Bob's records after the ratchet initial message: agent, slot 0.
     pub bob_ratchet: [Blob; 2],
@@ -213,12 +214,19 @@ pub fn host_input(a: &mut DefaultAgent, rng: &mut TestRng, env: &[u8]) -> Option
 }
 
 fn build() -> Fixture {
-    // Bob: knows Alice's identity, grants her TASK.
+    // Bob: knows Alice's identity and holds her bundle (so a ratchet
+    // message of hers on a session he does not hold makes him
+    // re-establish: `Agent::handle_input`'s lost-state path), grants her
+    // TASK. Every Alice is made from the same seed, so the bundle is
+    // theirs too.
     let (alice0, _) = fresh(ALICE_SEED);
     let (mut bob0, mut rb0) = fresh(BOB_SEED);
     let alice = alice0.peer_id();
     let bob = bob0.peer_id();
     bob0.add_peer_identity(alice0.public_identity()).expect("add");
+    let mut alice_bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
+    let an = alice0.bundle(&mut alice_bundle).expect("alice's bundle");
+    bob0.set_peer_bundle(&alice_bundle[..an]).expect("alice's bundle");
     bob0.policy_mut().grant(alice, Roles::of(&[WORKER])).expect("grant");
     let mut bundle = [0u8; securemesh_ratchet::MAX_BUNDLE_LEN];
     let n = bob0.bundle(&mut bundle).expect("bundle");
