@@ -600,7 +600,8 @@ impl Sim {
             }
         }
         let mut orng = TestRng::new(seed.rotate_left(29) ^ 0x0BAD_0BAD_0BAD);
-        let mut outsider = Box::new(SimAgent::new(Identity::generate(&mut orng), config, &mut orng, WALL));
+        let mut outsider =
+            Box::new(SimAgent::new_pq(Identity::generate(&mut orng), config, pq_mode(), &mut orng, WALL));
         outsider.policy_mut().define_role(WORKER, Permissions::of(&[TASK, TELEMETRY])).unwrap();
         for &b in &neighbors[0] {
             outsider.add_peer_identity(&identities[b]).unwrap();
@@ -1522,7 +1523,8 @@ impl Sim {
             // Drop its half-made sessions so the table never fills.
             if self.outsider.sessions().count() > 20 {
                 let mut orng = TestRng::new(self.rng.next());
-                *self.outsider = SimAgent::new(Identity::generate(&mut orng), self.config, &mut orng, WALL);
+                *self.outsider =
+                    SimAgent::new_pq(Identity::generate(&mut orng), self.config, pq_mode(), &mut orng, WALL);
                 self.outsider.policy_mut().define_role(WORKER, Permissions::of(&[TASK])).unwrap();
                 for &n in &self.neighbors[0] {
                     self.outsider.add_peer_identity(&self.identities[n]).unwrap();
