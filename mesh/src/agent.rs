@@ -875,8 +875,12 @@ impl<
     /// to the peer would be refused as a downgrade. Nothing changed on
     /// error.
     pub fn set_peer_bundle(&mut self, bundle: &[u8]) -> Result<PeerId, Error> {
-        let has_kem = securemesh_ratchet::Bundle::decode(bundle).is_ok_and(|b| b.kem().is_some());
-        if has_kem && !Self::runs_hybrid(self.pq) && cfg!(feature = "pq") {
+        // Without the feature the directory refuses a KEM bundle by its
+        // length; an agent that does not run hybrid refuses it here.
+        if cfg!(feature = "pq")
+            && !Self::runs_hybrid(self.pq)
+            && securemesh_ratchet::Bundle::decode(bundle).is_ok_and(|b| b.kem().is_some())
+        {
             self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
             return Err(Error::PqUnavailable);
         }
