@@ -29,7 +29,7 @@ pub use self::hybrid_signature::{HybridEd25519MlDsa65, HybridPublicKey, HybridSi
 #[cfg(feature = "ml-dsa")]
 pub use self::mldsa::MlDsa65;
 #[cfg(feature = "ml-kem")]
-pub use self::mlkem::{MlKem768, MlKem1024};
+pub use self::mlkem::{MlKem768, MlKem768ExpandedKey, MlKem1024, MlKem1024ExpandedKey};
 #[cfg(feature = "blake2")]
 pub use self::sha2::{Blake2b, Blake2s};
 pub use self::sha2::{Sha256, Sha512};
