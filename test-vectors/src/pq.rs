@@ -13,6 +13,16 @@
 //! - `wycheproof-mlkem-768-decaps.json`: a key pair from its seed
 //!   decapsulates a ciphertext that must take the implicit-rejection path
 //!   to the published `K`.
+//! - `wycheproof-mlkem-encaps-valid.json`: positive known answers for
+//!   ML-KEM-768 and ML-KEM-1024, encapsulation to `ek` with a fixed `m`
+//!   gives the published `c` and `K`.
+//! - `wycheproof-mlkem-{768,1024}-decaps-valid.json`: positive known
+//!   answers for decapsulation, the seed `d || z` decapsulates a genuine
+//!   ciphertext to the published shared secret, through the seed entry
+//!   (`Kem::decapsulate`), the expanded key (`expand` +
+//!   `decapsulate_expanded`) and its FIPS 203 `dk` encoding loaded back
+//!   (`MlKem*ExpandedKey::from_bytes`); and (our check) the same secret
+//!   with `z` changed, which shows the non-rejection path was taken.
 //! - `x-wing-draft-10.json`: `seed` gives `sk` and `pk`, `eseed` gives `ct`
 //!   and `ss`, and `sk` decapsulates `ct` to `ss`.
 //!
@@ -33,7 +43,8 @@
 
 use crate::Report;
 use securemesh_core::crypto::{
-    HybridEd25519MlDsa65, HybridSigningKey, Kem, MlDsa65, MlKem768, MlKem1024, XWing,
+    HybridEd25519MlDsa65, HybridSigningKey, Kem, MlDsa65, MlKem768, MlKem768ExpandedKey, MlKem1024,
+    MlKem1024ExpandedKey, XWing,
 };
 use securemesh_core::{Error, Secret};
 use serde_json::Value;
@@ -51,10 +62,14 @@ trait ParameterSet {
     fn encaps(ek: &[u8], m: &[u8; 32]) -> Result<(Vec<u8>, [u8; 32]), securemesh_core::Error>;
     /// `ML-KEM.Decaps` with the key of `seed`.
     fn decaps(seed: &[u8], c: &[u8]) -> Result<[u8; 32], String>;
+    /// `ML-KEM.Decaps` with the seed's key expanded once (`expand` then
+    /// `decapsulate_expanded`), and with that key's FIPS 203 `dk` encoding
+    /// loaded back through the checked `from_bytes`: both secrets.
+    fn decaps_expanded(seed: &[u8], c: &[u8]) -> Result<([u8; 32], [u8; 32]), String>;
 }
 
 macro_rules! parameter_set {
-    ($t:ty, $file:literal, $line:literal) => {
+    ($t:ty, $x:ty, $file:literal, $line:literal) => {
         impl ParameterSet for $t {
             const FILE_NAME: &'static str = $file;
             const LINE_NAME: &'static str = $line;
@@ -78,12 +93,21 @@ macro_rules! parameter_set {
                 let k = <$t>::decapsulate_slice(&dk, c).map_err(|e| e.to_string())?;
                 Ok(*k.expose())
             }
+
+            fn decaps_expanded(seed: &[u8], c: &[u8]) -> Result<([u8; 32], [u8; 32]), String> {
+                let seed: [u8; 64] = seed.try_into().map_err(|_| format!("seed of {} bytes", seed.len()))?;
+                let key = <$t>::expand(&securemesh_core::Secret::new(seed));
+                let k = <$t>::decapsulate_expanded_slice(&key, c).map_err(|e| e.to_string())?;
+                let loaded = <$x>::from_bytes(key.to_bytes().expose()).map_err(|e| e.to_string())?;
+                let k2 = <$t>::decapsulate_expanded_slice(&loaded, c).map_err(|e| e.to_string())?;
+                Ok((*k.expose(), *k2.expose()))
+            }
         }
     };
 }
 
-parameter_set!(MlKem768, "ML-KEM-768", "ml-kem-768");
-parameter_set!(MlKem1024, "ML-KEM-1024", "ml-kem-1024");
+parameter_set!(MlKem768, MlKem768ExpandedKey, "ML-KEM-768", "ml-kem-768");
+parameter_set!(MlKem1024, MlKem1024ExpandedKey, "ML-KEM-1024", "ml-kem-1024");
 
 fn field(v: &Value, name: &str) -> Result<Vec<u8>, String> {
     let s = v.get(name).and_then(Value::as_str).ok_or_else(|| format!("no field {name}"))?;
@@ -191,6 +215,63 @@ pub fn ml_kem_768_encaps(path: &Path) -> Report {
 /// `pq ml-kem-768 decaps` from a Wycheproof `mlkem_768_test` file.
 pub fn ml_kem_768_decaps(path: &Path) -> Report {
     report::<MlKem768>(path, "decaps", decaps_case::<MlKem768>)
+}
+
+/// `pq ml-kem-768 encaps valid` and `pq ml-kem-1024 encaps valid`: the
+/// valid cases of Wycheproof's `mlkem_*_encaps_test` files (encapsulation
+/// with a fixed `m` gives the published `c` and `K`).
+pub fn ml_kem_encaps_valid(path: &Path) -> Vec<Report> {
+    vec![
+        report::<MlKem768>(path, "encaps valid", encaps_case::<MlKem768>),
+        report::<MlKem1024>(path, "encaps valid", encaps_case::<MlKem1024>),
+    ]
+}
+
+/// One case of a Wycheproof `decaps*ml-kem` file: `private_key` (the seed
+/// `d || z`), `ciphertext`, `expected_shared_secret`, `expected_result`.
+fn decaps_seed_case<P: ParameterSet>(t: &Value) -> Result<(), String> {
+    if t.get("expected_result").and_then(Value::as_str) != Some("pass") {
+        return Err("only passing decapsulation cases are supported".into());
+    }
+    let seed = field(t, "private_key")?;
+    let c = field(t, "ciphertext")?;
+    let k = field(t, "expected_shared_secret")?;
+    same("K from the seed", &P::decaps(&seed, &c)?, &k)?;
+    let (from_expanded, from_encoding) = P::decaps_expanded(&seed, &c)?;
+    same("K from the expanded key", &from_expanded, &k)?;
+    same("K from the loaded dk encoding", &from_encoding, &k)?;
+    // Our check that `c` is a genuine encapsulation (not the implicit
+    // rejection path): K does not depend on z, the seed's second half.
+    let mut other_z = seed;
+    let last = other_z.last_mut().ok_or("empty private_key")?;
+    *last ^= 1;
+    same("K with another z (a valid ciphertext ignores z)", &P::decaps(&other_z, &c)?, &k)
+}
+
+fn decaps_seed_report<P: ParameterSet>(path: &Path) -> Report {
+    let mut r = Report::new(format!("pq {} decaps valid", P::LINE_NAME));
+    match read_json(path) {
+        Ok(doc) => {
+            for t in doc.get("tests").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
+                r.record(
+                    &format!("case {}", t.get("index").and_then(Value::as_u64).unwrap_or(0)),
+                    decaps_seed_case::<P>(t),
+                );
+            }
+        }
+        Err(e) => r.record("file", Err(e)),
+    }
+    r
+}
+
+/// `pq ml-kem-768 decaps valid` from Wycheproof's `decaps768ml-kem` cases.
+pub fn ml_kem_768_decaps_valid(path: &Path) -> Report {
+    decaps_seed_report::<MlKem768>(path)
+}
+
+/// `pq ml-kem-1024 decaps valid` from Wycheproof's `decaps1024ml-kem` cases.
+pub fn ml_kem_1024_decaps_valid(path: &Path) -> Report {
+    decaps_seed_report::<MlKem1024>(path)
 }
 
 fn x_wing_case(v: &Value) -> Result<(), String> {
@@ -468,6 +549,9 @@ pub fn reports(dir: &Path) -> Vec<Report> {
     let mut out = ml_kem_keygen(&dir.join("wycheproof-mlkem-keygen-seed.json"));
     out.push(ml_kem_768_encaps(&dir.join("wycheproof-mlkem-768-encaps.json")));
     out.push(ml_kem_768_decaps(&dir.join("wycheproof-mlkem-768-decaps.json")));
+    out.extend(ml_kem_encaps_valid(&dir.join("wycheproof-mlkem-encaps-valid.json")));
+    out.push(ml_kem_768_decaps_valid(&dir.join("wycheproof-mlkem-768-decaps-valid.json")));
+    out.push(ml_kem_1024_decaps_valid(&dir.join("wycheproof-mlkem-1024-decaps-valid.json")));
     out.push(x_wing(&dir.join("x-wing-draft-10.json")));
     out.push(ml_dsa_65_sign(&dir.join("wycheproof-mldsa-65-sign-seed.json")));
     out.push(ml_dsa_65_verify(&dir.join("wycheproof-mldsa-65-verify.json")));

@@ -50,6 +50,10 @@ fn every_supported_vector_passes() {
         "pq ml-kem-1024 keygen 1/1",
         "pq ml-kem-768 encaps 1/1",
         "pq ml-kem-768 decaps 1/1",
+        "pq ml-kem-768 encaps valid 1/1",
+        "pq ml-kem-1024 encaps valid 1/1",
+        "pq ml-kem-768 decaps valid 2/2",
+        "pq ml-kem-1024 decaps valid 2/2",
         "pq x-wing 3/3",
         "pq ml-dsa-65 sign 2/2",
         "pq ml-dsa-65 verify 7/7",
@@ -173,6 +177,75 @@ fn a_changed_pq_byte_fails_its_vector() {
     d["testGroups"][0]["tests"][0]["K"] = flip(d["testGroups"][0]["tests"][0]["K"].as_str().unwrap()).into();
     std::fs::write(dir.join("d.json"), d.to_string()).unwrap();
     assert_eq!(pq::ml_kem_768_decaps(&dir.join("d.json")).line(), "pq ml-kem-768 decaps 0/1");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_changed_ml_kem_known_answer_byte_fails_its_case() {
+    // Positive ML-KEM known answers: a changed byte of a published `c` or
+    // `K` (encapsulation), or of a ciphertext or shared secret
+    // (decapsulation), fails that case and only that one.
+    use securemesh_test_vectors::pq;
+    let src = securemesh_test_vectors::vectors_dir().join("pq");
+    let dir = std::env::temp_dir().join(format!("securemesh-pq-mlkem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(src.join(name)).unwrap()).unwrap()
+    };
+    let flip = |v: &mut serde_json::Value| {
+        let s = v.as_str().unwrap();
+        let at = s.len() / 2;
+        let c = if &s[at..at + 1] == "0" { "1" } else { "0" };
+        *v = format!("{}{c}{}", &s[..at], &s[at + 1..]).into();
+    };
+
+    for (group, field, expected) in [
+        (0, "c", ["pq ml-kem-768 encaps valid 0/1", "pq ml-kem-1024 encaps valid 1/1"]),
+        (1, "K", ["pq ml-kem-768 encaps valid 1/1", "pq ml-kem-1024 encaps valid 0/1"]),
+        (1, "ek", ["pq ml-kem-768 encaps valid 1/1", "pq ml-kem-1024 encaps valid 0/1"]),
+    ] {
+        let mut e = read("wycheproof-mlkem-encaps-valid.json");
+        flip(&mut e["testGroups"][group]["tests"][0][field]);
+        std::fs::write(dir.join("e.json"), e.to_string()).unwrap();
+        let lines: Vec<String> =
+            pq::ml_kem_encaps_valid(&dir.join("e.json")).iter().map(|r| r.line()).collect();
+        assert_eq!(lines, expected, "{field}");
+    }
+
+    // A changed ciphertext takes the implicit-rejection path: another K.
+    let mut d = read("wycheproof-mlkem-768-decaps-valid.json");
+    flip(&mut d["tests"][1]["ciphertext"]);
+    std::fs::write(dir.join("d768.json"), d.to_string()).unwrap();
+    let r = pq::ml_kem_768_decaps_valid(&dir.join("d768.json"));
+    assert_eq!(r.line(), "pq ml-kem-768 decaps valid 1/2");
+    assert!(r.failures[0].contains("case 1"), "{:?}", r.failures);
+
+    let mut d = read("wycheproof-mlkem-1024-decaps-valid.json");
+    flip(&mut d["tests"][0]["expected_shared_secret"]);
+    std::fs::write(dir.join("d1024.json"), d.to_string()).unwrap();
+    assert_eq!(
+        pq::ml_kem_1024_decaps_valid(&dir.join("d1024.json")).line(),
+        "pq ml-kem-1024 decaps valid 1/2"
+    );
+
+    // A changed d (first half of the seed) is another key pair: K differs.
+    // A changed z (second half) leaves K as published: the ciphertexts are
+    // genuine encapsulations, not the implicit-rejection path.
+    let mut d = read("wycheproof-mlkem-1024-decaps-valid.json");
+    let seed = d["tests"][1]["private_key"].as_str().unwrap().to_string();
+    let nibble = |c: &str| if c == "0" { "1" } else { "0" };
+    d["tests"][1]["private_key"] = format!("{}{}", nibble(&seed[..1]), &seed[1..]).into();
+    std::fs::write(dir.join("k1024.json"), d.to_string()).unwrap();
+    assert_eq!(
+        pq::ml_kem_1024_decaps_valid(&dir.join("k1024.json")).line(),
+        "pq ml-kem-1024 decaps valid 1/2"
+    );
+    d["tests"][1]["private_key"] = format!("{}{}", &seed[..127], nibble(&seed[127..])).into();
+    std::fs::write(dir.join("z1024.json"), d.to_string()).unwrap();
+    assert_eq!(
+        pq::ml_kem_1024_decaps_valid(&dir.join("z1024.json")).line(),
+        "pq ml-kem-1024 decaps valid 2/2"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
