@@ -779,16 +779,20 @@ impl<
         self.pq
     }
 
-    /// Change how this agent runs the hybrid post-quantum channels (e.g.
-    /// after [`restore`](Self::restore), which restores with
-    /// [`PqMode::Off`]); applies to the next channel opened or accepted.
+    /// Change how this agent runs the hybrid post-quantum channels;
+    /// applies to the next channel opened or accepted. The mode is in the
+    /// agent record, so a change raises [`Event::Persist`] for it and
+    /// [`restore`](Self::restore) brings it back.
     /// The pool keeps its kind: a PQXDH pool (made by
     /// [`new_pq`](Self::new_pq) in a hybrid mode) keeps publishing KEM
     /// prekeys, an X3DH pool stays X3DH (a PQXDH peer's X3DH would be
     /// refused as a downgrade, so an X3DH pool does not become PQXDH
     /// behind its peers' backs; [`crate::pq`]).
     pub fn set_pq_mode(&mut self, mode: PqMode) {
-        self.pq = mode;
+        if self.pq != mode {
+            self.pq = mode;
+            self.mark_agent();
+        }
     }
 
     /// This agent's public identity (publish it, or its bundle).
@@ -1363,10 +1367,9 @@ impl<
         Self::check_noise_len(payload)?;
         // `hfs` with a peer known to run it (always under Require); see
         // `crate::pq`.
-        let mode = self.pq;
-        let hfs = Self::runs_hybrid(mode)
-            && (mode.requires() || self.directory.get(peer).is_some_and(|p| p.is_hybrid()));
-        if mode.requires() && !hfs {
+        let needs = self.needs_hybrid(peer);
+        let hfs = Self::runs_hybrid(self.pq) && needs;
+        if needs && !hfs {
             self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
             return Err(Error::PqRequired);
         }
@@ -1502,19 +1505,31 @@ impl<
         Ok(None)
     }
 
-    /// A new session from a peer's bundle: PQXDH if the bundle has a KEM
+    /// Whether a classical channel with `peer` is refused: under
+    /// [`PqMode::Require`] always, under [`PqMode::Prefer`] (when this
+    /// agent runs the hybrid channels) with a peer known to run them
+    /// ([`crate::pq`]).
+    fn needs_hybrid(&self, peer: &PeerId) -> bool {
+        let mode = self.pq;
+        mode.requires()
+            || (Self::runs_hybrid(mode) && self.directory.get(peer).is_some_and(|p| p.is_hybrid()))
+    }
+
+    /// A new session from `peer`'s bundle: PQXDH if the bundle has a KEM
     /// prekey (the peer refuses X3DH to it as a downgrade), else X3DH,
-    /// which [`PqMode::Require`] refuses ([`Error::PqRequired`]); see
-    /// [`crate::pq`].
+    /// which [`PqMode::Require`] refuses ([`Error::PqRequired`]), as does
+    /// [`PqMode::Prefer`] with a peer known to run the hybrid channels;
+    /// see [`crate::pq`].
     fn initiate<R: CryptoRng + ?Sized>(
         &self,
+        peer: &PeerId,
         bundle: &securemesh_ratchet::Bundle<'_>,
         rng: &mut R,
         now: Instant,
     ) -> Result<(RatchetSession, PqStatus), Error> {
         let mode = self.pq;
         if bundle.kem().is_none() {
-            if mode.requires() {
+            if self.needs_hybrid(peer) {
                 return Err(Error::PqRequired);
             }
             let s = RatchetSession::initiate(&self.identity, bundle, self.config.ratchet, rng, now)?;
@@ -1550,7 +1565,7 @@ impl<
             let stored =
                 self.directory.get(peer).and_then(|p| p.bundle().copied()).ok_or(Error::UnknownPeer)?;
             let bundle = stored.bundle()?;
-            let (s, pq) = match self.initiate(&bundle, rng, now) {
+            let (s, pq) = match self.initiate(peer, &bundle, rng, now) {
                 Ok(s) => s,
                 Err(e) => {
                     if matches!(e, Error::PqRequired | Error::PqUnavailable) {
@@ -1954,6 +1969,7 @@ impl<
                 pool: &self.pool,
                 directory: &self.directory,
                 policy: &self.policy,
+                pq: self.pq,
             };
             let len = persist::seal_agent(key, generation, rng, buf, &parts)?;
             self.agent_record.pending = None;
@@ -1976,9 +1992,11 @@ impl<
     /// while it is decoded ([`MAX_RECORD_LEN`](Self::MAX_RECORD_LEN) is
     /// enough) and is wiped.
     ///
-    /// The restored agent runs [`PqMode::Off`] until
-    /// [`set_pq_mode`](Self::set_pq_mode) (its pool keeps the KEM prekeys
-    /// it had). It has persistence on under `key`, the identity,
+    /// The restored agent runs the [`PqMode`] of the record; a record
+    /// written before the mode was stored restores as [`PqMode::Off`], or
+    /// as [`PqMode::Prefer`] if its pool holds KEM prekeys (the agent
+    /// published PQXDH bundles; see [`crate::persist`]). It has
+    /// persistence on under `key`, the identity,
     /// prekey pool (with the configuration it was created with), directory
     /// (every peer unreachable) and policy of the record, no Noise session,
     /// an empty queue, no event and zeroed counters.
@@ -2002,11 +2020,16 @@ impl<
         if PeerId::of(state.identity.public()) != owner || state.pool.owner() != state.identity.public() {
             return Err(Error::WrongRecord);
         }
+        let pq = state.pq.unwrap_or(if state.pool.last_resort_kem_id().is_some() {
+            PqMode::Prefer
+        } else {
+            PqMode::Off
+        });
         Ok(Agent {
             identity: state.identity,
             id: owner,
             config,
-            pq: PqMode::Off,
+            pq,
             pool: state.pool,
             directory: state.directory,
             policy: state.policy,
@@ -2376,12 +2399,13 @@ impl<
             return Ok(());
         }
         // The tag names the protocol (the prologue binds it): an `hfs` one
-        // only if we run them, a classical one unless we require hybrid.
+        // only if we run them, a classical one unless we require hybrid or
+        // the peer is known to run it (`crate::pq`).
         let mode = self.pq;
         if env.channel.is_hfs() && !Self::runs_hybrid(mode) {
             return Err(Error::PqUnavailable);
         }
-        if !env.channel.is_hfs() && mode.requires() {
+        if !env.channel.is_hfs() && self.needs_hybrid(&peer) {
             return Err(Error::PqRequired);
         }
         let si = self.free_session()?;

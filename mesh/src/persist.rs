@@ -35,7 +35,7 @@
 //! refused ([`Error::WrongRecord`](crate::Error::WrongRecord)).
 //!
 //! ```text
-//! agent record   owner [32] | 1 u8 | identity | pool | directory | policy
+//! agent record   owner [32] | 1 u8 | identity | pool | directory | policy [ | pq mode u8 (0 Off, 1 Prefer, 2 Require) ]
 //! session record owner [32] | 2 u8 | slot u16 | flag (0 empty, 1 ratchet, 2 ratchet opened with PQXDH)
 //!                  [ peer [32] | session id u64 | order u64 | ratchet ]
 //! key packages   owner [32] | 3 u8 | n u8 { key_package vec16 | init_priv [32] | encryption_priv [32] }
@@ -59,6 +59,16 @@
 //! refuses an agent record whose pool holds KEM prekeys or whose
 //! directory holds a PQXDH bundle (the ratchet's and the directory's
 //! bounds), rather than dropping keys silently.
+//!
+//! The agent's [`PqMode`] came later, as a trailing byte of the agent
+//! record (written by every build since, whatever the mode), so a
+//! [`PqMode::Require`] agent restores as `Require` rather than
+//! accepting classical channels after a restart. An agent record
+//! without it (written before) restores as it did, [`PqMode::Off`],
+//! except that a record whose pool holds KEM prekeys restores as
+//! [`PqMode::Prefer`]: the agent published PQXDH bundles, so it ran a
+//! hybrid mode, and its peers expect the hybrid channels of it. A build
+//! that predates the byte refuses a record with it (`Storage(TrailingBytes)`).
 //!
 //! `identity`, `pool` and `ratchet` are the nested `Persist` bodies of the
 //! ratchet crate ([`Identity`],
@@ -162,7 +172,7 @@ use crate::group::{
 use crate::metrics::PqStatus;
 use crate::peer::{Directory, PeerId};
 use crate::policy::Policy;
-use crate::pq::{KEM_PREKEYS, RATCHET_KEM_CT};
+use crate::pq::{KEM_PREKEYS, PqMode, RATCHET_KEM_CT};
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256, SuiteId};
 use securemesh_core::envelope::{self, Header, Persist, SEAL_OVERHEAD, StateKind, StorageKey};
@@ -245,7 +255,8 @@ impl<const PEERS: usize, const PREKEYS: usize> Bounds<PEERS, PREKEYS> {
         + NESTED_OVERHEAD
         + <PrekeyPool<PREKEYS, KEM_PREKEYS> as Persist>::MAX_BODY_LEN
         + Directory::<PEERS>::MAX_ENCODED_LEN
-        + Policy::<PEERS>::MAX_ENCODED_LEN;
+        + Policy::<PEERS>::MAX_ENCODED_LEN
+        + 1;
 }
 
 impl<const MAX_SKIP: usize, const CAP: usize> Bounds<MAX_SKIP, CAP> {
@@ -324,6 +335,7 @@ pub(crate) struct AgentParts<'a, const PEERS: usize, const PREKEYS: usize> {
     pub(crate) pool: &'a PrekeyPool<PREKEYS, KEM_PREKEYS>,
     pub(crate) directory: &'a Directory<PEERS>,
     pub(crate) policy: &'a Policy<PEERS>,
+    pub(crate) pq: PqMode,
 }
 
 /// The agent record, decoded.
@@ -332,6 +344,8 @@ pub(crate) struct AgentState<const PEERS: usize, const PREKEYS: usize> {
     pub(crate) pool: PrekeyPool<PREKEYS, KEM_PREKEYS>,
     pub(crate) directory: Directory<PEERS>,
     pub(crate) policy: Policy<PEERS>,
+    /// The mode of the record; `None` in a record written before it.
+    pub(crate) pq: Option<PqMode>,
 }
 
 /// Seal one record: the owner's peer id and the record's tag, then `body`.
@@ -362,7 +376,12 @@ pub(crate) fn seal_agent<R: CryptoRng + ?Sized, const PEERS: usize, const PREKEY
         write_nested(w, parts.identity)?;
         write_nested(w, parts.pool)?;
         parts.directory.encode(w)?;
-        parts.policy.encode(w)
+        parts.policy.encode(w)?;
+        w.write_u8(match parts.pq {
+            PqMode::Off => 0,
+            PqMode::Prefer => 1,
+            PqMode::Require => 2,
+        })
     })
 }
 
@@ -700,7 +719,17 @@ fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const
             let pool: PrekeyPool<PREKEYS, KEM_PREKEYS> = read_nested(&mut r)?;
             let directory = Directory::decode(&mut r)?;
             let policy = Policy::decode(&mut r)?;
-            Opened::Agent { owner, state: AgentState { identity, pool, directory, policy } }
+            let pq = if r.is_empty() {
+                None
+            } else {
+                Some(match r.read_u8()? {
+                    0 => PqMode::Off,
+                    1 => PqMode::Prefer,
+                    2 => PqMode::Require,
+                    _ => return Err(CoreError::InvalidValue),
+                })
+            };
+            Opened::Agent { owner, state: AgentState { identity, pool, directory, policy, pq } }
         }
         TAG_SESSION => {
             let slot = r.read_u16()?;
@@ -789,8 +818,14 @@ mod tests {
         policy.define_role(Role(3), Permissions::of(&[MessageKind(7)])).unwrap();
         policy.grant(pid, Roles::of(&[Role(3)])).unwrap();
         let owner = PeerId::of(me.public());
-        let parts =
-            AgentParts { owner: &owner, identity: &me, pool: &pool, directory: &directory, policy: &policy };
+        let parts = AgentParts {
+            owner: &owner,
+            identity: &me,
+            pool: &pool,
+            directory: &directory,
+            policy: &policy,
+            pq: PqMode::Require,
+        };
         let key = StorageKey::new([4; 32]);
         let mut out = vec![0u8; Bounds::<2, 4>::AGENT];
         let len = seal_agent(&key, 3, &mut rng, &mut out, &parts).unwrap();
@@ -807,6 +842,7 @@ mod tests {
         assert!(state.directory.get(&PeerId([9; 32])).unwrap().identity().is_none());
         assert!(state.policy.check(&pid, MessageKind(7)).is_ok());
         assert!(state.policy.check(&pid, MessageKind(6)).is_err());
+        assert_eq!(state.pq, Some(PqMode::Require));
     }
 
     proptest::proptest! {

@@ -36,14 +36,37 @@
 //!   agent opens `hfs` handshakes with peers known to run them, classical
 //!   ones with the others; under [`PqMode::Require`] it opens only `hfs`
 //!   handshakes.
+//! - **A peer known to run the hybrid channels must use them.** Under
+//!   [`PqMode::Prefer`] the classical fallback is for peers not known to
+//!   run them: with a peer known to (as above) the agent refuses a
+//!   classical IK / XX handshake and refuses to run X3DH on a classical
+//!   bundle ([`Error::PqRequired`](crate::Error::PqRequired), state
+//!   unchanged, counted in [`Metrics::pq_refused`](crate::Metrics::pq_refused)),
+//!   as [`PqMode::Require`] does with every peer. Otherwise a peer's old
+//!   X3DH bundle replayed from a directory, or a handshake that never
+//!   learned what the peer runs, would give a harvest-now-decrypt-later
+//!   attacker a classical channel between two hybrid agents. The
+//!   knowledge is never forgotten (a later classical bundle does not
+//!   clear it). The peer that lost its state and re-establishes still
+//!   runs hybrid (its mode and directory are in its agent record,
+//!   [`crate::persist`]; its new bundle carries a KEM prekey), so it is
+//!   not affected. Who is: a peer that does not know that *this* agent
+//!   runs the hybrid channels (it learned our identity only from a
+//!   classical handshake, or knows only our peer id and opens XX, which
+//!   under `Prefer` is classical since nothing is known of the
+//!   responder): its classical handshake is refused until it learns,
+//!   from our bundle or from an `hfs` handshake we open with it.
+//!
+//! The mode is persisted in the agent record, so a restored agent runs
+//! the mode it ran ([`crate::persist`]).
 //!
 //! | | [`Off`](PqMode::Off) | [`Prefer`](PqMode::Prefer) | [`Require`](PqMode::Require) |
 //! |---|---|---|---|
 //! | its bundle | X3DH | PQXDH | PQXDH |
 //! | a peer's bundle with a KEM prekey | refused ([`Error::PqUnavailable`](crate::Error::PqUnavailable)) | PQXDH | PQXDH |
-//! | a peer's bundle without | X3DH | X3DH | refused at `send` ([`Error::PqRequired`](crate::Error::PqRequired)) |
+//! | a peer's bundle without | X3DH | X3DH, refused at `send` if the peer is known to run hybrid ([`Error::PqRequired`](crate::Error::PqRequired)) | refused at `send` ([`Error::PqRequired`](crate::Error::PqRequired)) |
 //! | it opens | IK / XX | IKhfs / XXhfs with a peer known to run them, else IK / XX | IKhfs / XXhfs |
-//! | a peer opens IK / XX | accepted | accepted | refused ([`Error::PqRequired`](crate::Error::PqRequired)) |
+//! | a peer opens IK / XX | accepted | accepted, refused if the peer is known to run hybrid ([`Error::PqRequired`](crate::Error::PqRequired)) | refused ([`Error::PqRequired`](crate::Error::PqRequired)) |
 //! | a peer opens IKhfs / XXhfs | refused ([`Error::PqUnavailable`](crate::Error::PqUnavailable)) | accepted | accepted |
 //!
 //! [`PqMode::Off`] behaves as a build without the feature, which refuses
@@ -70,7 +93,9 @@ pub enum PqMode {
     #[default]
     Off,
     /// Hybrid where the peer runs it (PQXDH bundle, `hfs` handshakes with
-    /// peers known to run them), classical with the others.
+    /// peers known to run them), classical with the others; a peer known
+    /// to run the hybrid channels must use them
+    /// ([`Error::PqRequired`](crate::Error::PqRequired) otherwise).
     Prefer,
     /// Hybrid only: a classical bundle, handshake or initial message is
     /// refused ([`Error::PqRequired`](crate::Error::PqRequired)).

@@ -1076,7 +1076,8 @@ impl Sim {
         }
         let mut agent =
             Box::new(SimAgent::restore(key(), self.config, &blob, generation, &mut scratch).unwrap());
-        agent.set_pq_mode(pq_mode());
+        // The mode is in the agent record: no `set_pq_mode` after restore.
+        self.ck(agent.pq_mode() == pq_mode(), || format!("agent {a}: restored as {:?}", agent.pq_mode()));
         let records: Vec<_> = self.hosts[a]
             .store
             .iter()
@@ -1811,7 +1812,9 @@ impl Sim {
         let (blob, g) = &h.store[&RecordId::Agent];
         let mut clone =
             Box::new(SimAgent::restore(StorageKey::new(h.key), self.config, blob, *g, &mut scratch).unwrap());
-        clone.set_pq_mode(pq_mode());
+        self.ck(clone.pq_mode() == pq_mode(), || {
+            format!("agent {victim}: stolen record as {:?}", clone.pq_mode())
+        });
         for (id, (blob, g)) in &h.store {
             if *id != RecordId::Agent {
                 clone.restore_record(blob, *g, &mut scratch).unwrap();

@@ -60,9 +60,99 @@ fn size_figures() {
     assert_eq!(bundle_len, securemesh::peer::MAX_STORED_BUNDLE_LEN);
 }
 
+const MODES: [PqMode; 3] = [PqMode::Off, PqMode::Prefer, PqMode::Require];
+
+/// An agent of mode `pq` from `seed`.
+fn mode_agent(seed: u64, pq: PqMode) -> (Box<DefaultAgent>, TestRng) {
+    let mut rng = TestRng::new(seed);
+    let identity = Identity::generate(&mut rng);
+    (Box::new(DefaultAgent::new_pq(identity, Config::default(), pq, &mut rng, common::WALL)), rng)
+}
+
+/// The agent record of `a` (persistence on under `key`), sealed now.
+fn agent_record(a: &mut DefaultAgent, key: [u8; 32], rng: &mut TestRng) -> (Vec<u8>, u64) {
+    a.enable_persistence(StorageKey::new(key));
+    let mut rec = vec![0u8; DefaultAgent::MAX_RECORD_LEN];
+    let mut agent = None;
+    while let Some(r) = a.poll_persist(&mut rec, rng).unwrap() {
+        if r.id == securemesh::RecordId::Agent {
+            agent = Some((rec[..r.len].to_vec(), r.generation));
+        }
+    }
+    agent.expect("an agent record")
+}
+
+/// The agent record `blob` as it was written before the mode was stored:
+/// opened, its last byte (the mode) dropped, sealed again at its generation.
+fn without_mode(key: [u8; 32], blob: &[u8], rng: &mut TestRng) -> Vec<u8> {
+    use securemesh_core::envelope;
+    let mut scratch = vec![0u8; blob.len()];
+    let opened = envelope::open(&StorageKey::new(key), blob, 0, &mut scratch).unwrap();
+    let (header, generation, body) = (opened.header, opened.generation, opened.body.to_vec());
+    assert!(body.last().is_some_and(|m| *m <= 2));
+    let mut out = vec![0u8; blob.len()];
+    let n = envelope::seal(&StorageKey::new(key), &header, generation, rng, &mut out, |w| {
+        w.write_bytes(&body[..body.len() - 1])
+    })
+    .unwrap();
+    out.truncate(n);
+    out
+}
+
+fn restore(key: [u8; 32], blob: &[u8], generation: u64) -> Result<Box<DefaultAgent>, securemesh::Error> {
+    let mut scratch = vec![0u8; DefaultAgent::MAX_RECORD_LEN];
+    DefaultAgent::restore(StorageKey::new(key), Config::default(), blob, generation, &mut scratch)
+        .map(Box::new)
+}
+
+/// The mode is in the agent record: each mode restores as it was, and
+/// `set_pq_mode` raises a Persist of the agent record (a change only).
+#[test]
+fn pq_mode_survives_a_restart() {
+    for (i, mode) in MODES.into_iter().enumerate() {
+        let (mut a, mut rng) = mode_agent(0x5123_1000 + 0x100 * i as u64, mode);
+        let (blob, generation) = agent_record(&mut a, [0x51; 32], &mut rng);
+        let mut back = restore([0x51; 32], &blob, generation).unwrap();
+        assert_eq!(back.pq_mode(), mode);
+        assert!(!back.persist_pending());
+        back.set_pq_mode(mode);
+        assert!(!back.persist_pending());
+        assert!(common::events(&mut back).is_empty());
+        let other = if mode == PqMode::Require { PqMode::Off } else { PqMode::Require };
+        back.set_pq_mode(other);
+        assert!(back.persist_pending());
+        assert_eq!(
+            common::events(&mut back),
+            [securemesh::Event::Persist { record: securemesh::RecordId::Agent, generation: generation + 1 }]
+        );
+        let mut rec = vec![0u8; DefaultAgent::MAX_RECORD_LEN];
+        let r = back.poll_persist(&mut rec, &mut rng).unwrap().unwrap();
+        assert_eq!((r.id, r.generation), (securemesh::RecordId::Agent, generation + 1));
+        assert_eq!(restore([0x51; 32], &rec[..r.len], r.generation).unwrap().pq_mode(), other);
+    }
+}
+
+/// An agent record written before the mode was stored restores as it
+/// did (`Off`), except that a PQXDH pool (with the feature `pq`, an
+/// agent made in a hybrid mode) restores as `Prefer`, not weaker.
+#[test]
+fn an_agent_record_without_the_mode_restores_as_before() {
+    for (i, mode) in MODES.into_iter().enumerate() {
+        let (mut a, mut rng) = mode_agent(0x5123_2000 + 0x100 * i as u64, mode);
+        let pqxdh = a.metrics().kem_prekeys_available > 0;
+        assert_eq!(pqxdh, mode.hybrid());
+        let (blob, generation) = agent_record(&mut a, [0x52; 32], &mut rng);
+        let old = without_mode([0x52; 32], &blob, &mut rng);
+        assert_eq!(old.len() + 1, blob.len());
+        let back = restore([0x52; 32], &old, generation).unwrap();
+        assert_eq!(back.pq_mode(), if pqxdh { PqMode::Prefer } else { PqMode::Off });
+        assert_eq!(back.peer_id(), a.peer_id());
+    }
+}
+
 #[cfg(feature = "pq")]
 mod hybrid {
-    use super::common::{Received2, T0, TASK, WALL, WORKER, events, transmits};
+    use super::common::{Received2, T0, TASK, WORKER, events, transmits};
     use securemesh::envelope::Envelope;
     use securemesh::policy::DenyReason;
     use securemesh::{
@@ -76,9 +166,7 @@ mod hybrid {
 
     /// An agent of mode `pq` from `seed`, with `WORKER` defined.
     fn agent(seed: u64, pq: PqMode) -> (Box<DefaultAgent>, TestRng) {
-        let mut rng = TestRng::new(seed);
-        let identity = Identity::generate(&mut rng);
-        let mut a = Box::new(DefaultAgent::new_pq(identity, Config::default(), pq, &mut rng, WALL));
+        let (mut a, rng) = super::mode_agent(seed, pq);
         a.policy_mut().define_role(WORKER, Permissions::of(&[TASK])).unwrap();
         (a, rng)
     }
@@ -464,8 +552,7 @@ mod hybrid {
         let (blob, generation) = &store[&RecordId::Agent];
         let mut back =
             Box::new(DefaultAgent::restore(key, Config::default(), blob, *generation, &mut rec).unwrap());
-        assert_eq!(back.pq_mode(), PqMode::Off);
-        back.set_pq_mode(PqMode::Prefer);
+        assert_eq!(back.pq_mode(), PqMode::Prefer);
         for (id, (blob, generation)) in store.iter().filter(|(id, _)| **id != RecordId::Agent) {
             assert_eq!(back.restore_record(blob, *generation, &mut rec).unwrap(), *id);
         }
@@ -481,5 +568,85 @@ mod hybrid {
         while back.poll_persist(&mut rec, &mut rb).unwrap().is_some() {}
         let (at_alice, _) = pump(&mut alice, &mut ra, &mut back, &mut rb);
         assert_eq!(at_alice[0].1, b"back");
+    }
+
+    /// A `Require` agent restored from its record is still `Require`
+    /// (without a `set_pq_mode`): it refuses a classical IK, X3DH to a
+    /// classical bundle and a classical bundle's peer stays unreached,
+    /// with nothing changed.
+    #[test]
+    fn a_restored_require_agent_still_refuses_classical() {
+        let (mut alice, mut ra) = agent(0x7A11_C3B1, PqMode::Require);
+        let (mut bob, mut rb) = agent(0x7B0B_0B31, PqMode::Off);
+        let bob_id = alice.set_peer_bundle(&bundle(&bob)).unwrap();
+        alice.policy_mut().grant(bob_id, Roles::of(&[WORKER])).unwrap();
+        let (blob, generation) = super::agent_record(&mut alice, [0x53; 32], &mut ra);
+        let mut alice = super::restore([0x53; 32], &blob, generation).unwrap();
+        assert_eq!(alice.pq_mode(), PqMode::Require);
+        let alice_id = know(&mut bob, &alice, true);
+
+        let before = snapshot(&alice);
+        assert_eq!(alice.send(&bob_id, TASK, b"x", T0, &mut ra), Err(Error::PqRequired));
+        assert_eq!(snapshot(&alice), before);
+        assert_eq!(alice.metrics().pq_refused, 1);
+
+        bob.send(&alice_id, TASK, b"classical hello", T0, &mut rb).unwrap();
+        let ik = transmits(&mut bob);
+        assert_eq!(Envelope::parse(&ik[0].2).unwrap().channel, ChannelKind::NoiseIk);
+        let mut out = [0u8; 2048];
+        assert_eq!(alice.handle_input(&ik[0].2, &mut out, T0, &mut ra), Err(Error::PqRequired));
+        assert_eq!(snapshot(&alice), before);
+        assert_eq!(alice.metrics().pq_refused, 2);
+        // Its bundle is still PQXDH.
+        assert!(securemesh_ratchet::Bundle::decode(&bundle(&alice)).unwrap().kem().is_some());
+    }
+
+    /// Under `Prefer`, a peer known to run the hybrid channels must use
+    /// them: Bob (`Prefer`, who does not know Alice runs them) opens a
+    /// classical IK, refused; a classical bundle of Bob (the same identity,
+    /// an `Off` pool) is refused at `send`. Both with nothing changed and
+    /// counted; Alice's IKhfs then teaches Bob, whose next handshake is
+    /// hybrid.
+    #[test]
+    fn prefer_refuses_classical_from_a_peer_known_hybrid() {
+        let (mut alice, mut ra) = agent(0x7A11_C3B2, PqMode::Prefer);
+        let (mut bob, mut rb) = agent(0x7B0B_0B32, PqMode::Prefer);
+        let bob_id = alice.set_peer_bundle(&bundle(&bob)).unwrap();
+        alice.policy_mut().grant(bob_id, Roles::of(&[WORKER])).unwrap();
+        assert!(alice.directory().get(&bob_id).unwrap().is_hybrid());
+        let alice_id = know(&mut bob, &alice, true);
+        assert!(!bob.directory().get(&alice_id).unwrap().is_hybrid());
+
+        // Noise: Bob's classical IK is refused.
+        bob.send(&alice_id, TASK, b"classical hello", T0, &mut rb).unwrap();
+        let ik = transmits(&mut bob);
+        assert_eq!(Envelope::parse(&ik[0].2).unwrap().channel, ChannelKind::NoiseIk);
+        let _ = events(&mut alice);
+        let before = snapshot(&alice);
+        let mut out = [0u8; 2048];
+        assert_eq!(alice.handle_input(&ik[0].2, &mut out, T0, &mut ra), Err(Error::PqRequired));
+        assert_eq!(snapshot(&alice), before);
+        assert!(events(&mut alice).is_empty());
+        assert_eq!(alice.metrics().pq_refused, 1);
+
+        // Ratchet: a classical bundle of Bob (same identity, an `Off`
+        // agent's pool) is stored, but X3DH to it is refused.
+        let (bob_off, _) = agent(0x7B0B_0B32, PqMode::Off);
+        assert_eq!(alice.set_peer_bundle(&bundle(&bob_off)).unwrap(), bob_id);
+        assert!(alice.directory().get(&bob_id).unwrap().is_hybrid());
+        let before = snapshot(&alice);
+        assert_eq!(alice.send(&bob_id, TASK, b"offline", T0, &mut ra), Err(Error::PqRequired));
+        assert_eq!(snapshot(&alice), before);
+        assert_eq!(alice.metrics().pq_refused, 2);
+
+        // Alice opens IKhfs: Bob learns she runs hfs and uses it since.
+        alice.set_peer_bundle(&bundle(&bob)).unwrap();
+        alice.set_reachable(&bob_id, true).unwrap();
+        alice.send(&bob_id, TASK, b"hybrid hello", T0, &mut ra).unwrap();
+        let (_, at_bob) = pump(&mut alice, &mut ra, &mut bob, &mut rb);
+        assert_eq!(at_bob[0].1, b"hybrid hello");
+        assert!(bob.directory().get(&alice_id).unwrap().is_hybrid());
+        assert_eq!(statuses(&alice, SessionKind::Noise), [PqStatus::Hybrid]);
+        assert_eq!(alice.metrics().pq_refused, 2);
     }
 }
