@@ -625,5 +625,34 @@ mod tests {
             let (ct, ss) = MlKem1024::dangerous_encapsulate_deterministic(&ek, &m).unwrap();
             prop_assert_eq!(*MlKem1024::decapsulate(&dk, &ct).unwrap().expose(), *ss.expose());
         }
+
+        /// Untrusted FIPS 203 `dk` bytes: any length and content gives a
+        /// key or a typed error, never a panic; one changed byte of a valid
+        /// `dk` is refused exactly when it falls in `ek || H(ek)` (the hash
+        /// check), and loads otherwise (`dk_PKE` and `z` are not checkable).
+        #[test]
+        fn expanded_key_from_untrusted_bytes(bytes in prop::collection::vec(any::<u8>(), 0..3300),
+                                             seed in prop::array::uniform32(any::<u8>()),
+                                             at in 0usize..MlKem768::DK_EXPANDED_LEN,
+                                             xor in 1u8..=255) {
+            match MlKem768ExpandedKey::from_bytes(&bytes) {
+                Ok(_) => prop_assert_eq!(bytes.len(), MlKem768::DK_EXPANDED_LEN),
+                Err(e) => prop_assert!(matches!(e, Error::InvalidLength | Error::InvalidKey)),
+            }
+            let _ = MlKem1024ExpandedKey::from_bytes(&bytes);
+            let mut s = [0u8; 64];
+            s[..32].copy_from_slice(&seed);
+            let key = MlKem768::expand(&Secret::new(s));
+            let mut dk = *key.to_bytes().expose();
+            dk[at] ^= xor;
+            let ek_start = MlKem768::DK_EXPANDED_LEN - 64 - MlKem768::EK_LEN;
+            let checked = (ek_start..MlKem768::DK_EXPANDED_LEN - 32).contains(&at);
+            let got = MlKem768ExpandedKey::from_bytes(&dk);
+            if checked {
+                prop_assert_eq!(got.err(), Some(Error::InvalidKey));
+            } else {
+                prop_assert!(got.is_ok());
+            }
+        }
     }
 }
