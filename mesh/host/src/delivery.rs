@@ -11,11 +11,17 @@
 //! - **Prekey bundles**: each agent publishes one bundle per one-time
 //!   prekey and a last-resort bundle without one; a one-time bundle is
 //!   handed out exactly once, ever (a republished id is not handed out
-//!   again).
+//!   again). A publish replaces the one-time set: ids the agent no longer
+//!   gives are dropped and a republished id carries its new bytes (after
+//!   a signed-prekey rotation no bundle naming the retired key is left).
 //! - **Group fan-out**: a group envelope goes to every member's mailbox,
 //!   the sender's included, in one order for all members
 //!   ([`DeliveryService::deposit_group`]); that order is what confirms a
 //!   member's commit (the mesh merges its own commit when it comes back).
+//!   A member whose mailbox is full misses that envelope (counted, see
+//!   [`InProcess::full_mailbox_skips`]); the others still get it, so one
+//!   full mailbox does not stall the group. The member catches up on the
+//!   group's commits through [`DeliveryService::commits_since`].
 //! - **MLS commit ordering** by epoch: one commit per group epoch is
 //!   accepted, in order; a commit for an epoch already taken is refused
 //!   so its sender merges the winner first (for a back end that orders
@@ -29,6 +35,7 @@ use securemesh::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::{Future, ready};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 pub mod nats;
@@ -111,9 +118,11 @@ pub trait DeliveryService: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Mail>, DeliveryError>> + Send;
 
     /// Put `envelope` into the mailbox of every one of `members` (a group
-    /// message: the sender is among them), all or none, in one order for
-    /// every member: of two group messages, each member's mailbox holds
-    /// them in the order this service accepted them.
+    /// message: the sender is among them), in one order for every member:
+    /// of two group messages, each member's mailbox holds them in the
+    /// order this service accepted them. A member whose mailbox is full is
+    /// skipped (and counted): it misses this envelope, the others get it;
+    /// [`DeliveryError::MailboxFull`] is not returned for a group.
     fn deposit_group(
         &self,
         members: Vec<PeerId>,
@@ -124,8 +133,11 @@ pub trait DeliveryService: Send + Sync + 'static {
     fn ack(&self, owner: PeerId, id: MessageId) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 
     /// Publish `owner`'s bundles: a last-resort bundle (no one-time
-    /// prekey) and one bundle per one-time prekey id. Ids handed out
-    /// before are ignored.
+    /// prekey) and one bundle per one-time prekey id. The stored one-time
+    /// set becomes exactly `one_time` minus the ids handed out before: a
+    /// stored id gets the new bytes, a stored id not in `one_time` is
+    /// dropped. (Ids handed out are remembered only while `one_time`
+    /// still names them: an agent's prekey ids only increase.)
     fn publish_bundles(
         &self,
         owner: PeerId,
@@ -143,6 +155,8 @@ pub trait DeliveryService: Send + Sync + 'static {
     /// Order `commit` as the commit of `group`'s `epoch`: accepted (and
     /// numbered `epoch + 1`, the epoch it starts) only if `epoch` is the
     /// group's current one; the first commit of a group fixes its epoch.
+    /// A retry of the commit that won `epoch` (byte-equal) is accepted
+    /// again with the same number, so a lost answer is safe to retry.
     fn order_commit(
         &self,
         group: GroupId,
@@ -196,6 +210,7 @@ struct Inner {
 pub struct InProcess {
     inner: Mutex<Inner>,
     max_mailbox: usize,
+    full_skips: AtomicU64,
 }
 
 impl fmt::Debug for InProcess {
@@ -207,7 +222,13 @@ impl fmt::Debug for InProcess {
 impl InProcess {
     /// A service whose mailboxes hold up to `max_mailbox` messages each.
     pub fn new(max_mailbox: usize) -> Self {
-        InProcess { inner: Mutex::new(Inner::default()), max_mailbox }
+        InProcess { inner: Mutex::new(Inner::default()), max_mailbox, full_skips: AtomicU64::new(0) }
+    }
+
+    /// Group envelopes not put into a member's mailbox because it was
+    /// full (one per member and envelope).
+    pub fn full_mailbox_skips(&self) -> u64 {
+        self.full_skips.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, DeliveryError> {
@@ -238,14 +259,13 @@ impl InProcess {
 
     fn deposit_group_now(&self, members: Vec<PeerId>, envelope: Vec<u8>) -> Result<(), DeliveryError> {
         let mut inner = self.lock()?;
-        let full = members
-            .iter()
-            .any(|m| inner.mailboxes.get(m).is_some_and(|mb| mb.messages.len() >= self.max_mailbox));
-        if full {
-            return Err(DeliveryError::MailboxFull { max: self.max_mailbox });
-        }
         for m in members {
             let mb = inner.mailboxes.entry(m).or_default();
+            if mb.messages.len() >= self.max_mailbox {
+                self.full_skips.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(member = %crate::runtime::short(&m), "member's mailbox full; group envelope skipped for it");
+                continue;
+            }
             let id = MessageId(mb.next);
             mb.next = mb.next.saturating_add(1);
             mb.messages.push_back(Mail { id, envelope: envelope.clone() });
@@ -278,11 +298,14 @@ impl InProcess {
         let mut inner = self.lock()?;
         let b = inner.bundles.entry(owner).or_default();
         b.last_resort = Some(last_resort);
-        let fresh: Vec<_> = one_time
-            .into_iter()
-            .filter(|(id, _)| !b.handed_out.contains(id) && !b.one_time.iter().any(|(q, _)| q == id))
-            .collect();
-        b.one_time.extend(fresh);
+        b.handed_out.retain(|id| one_time.iter().any(|(q, _)| q == id));
+        let mut stored = VecDeque::with_capacity(one_time.len());
+        for (id, bundle) in one_time {
+            if !b.handed_out.contains(&id) && !stored.iter().any(|(q, _)| *q == id) {
+                stored.push_back((id, bundle));
+            }
+        }
+        b.one_time = stored;
         Ok(())
     }
 
@@ -303,6 +326,10 @@ impl InProcess {
             g.current = epoch;
         }
         if epoch != g.current {
+            // A retry of the winner (its answer was lost) wins again.
+            if g.commits.get(&epoch).is_some_and(|c| *c == commit) {
+                return epoch.checked_add(1).ok_or(DeliveryError::EpochTaken { current: g.current });
+            }
             return Err(DeliveryError::EpochTaken { current: g.current });
         }
         let next = epoch.checked_add(1).ok_or(DeliveryError::EpochTaken { current: g.current })?;
@@ -418,14 +445,11 @@ mod tests {
         block(async {
             s.deposit_group(vec![a, b], b"c1".to_vec()).await.unwrap();
             s.deposit(b, b"direct".to_vec()).await.unwrap();
-            // b's mailbox is full: nobody gets the next one.
-            assert_eq!(
-                s.deposit_group(vec![a, b], b"c2".to_vec()).await,
-                Err(DeliveryError::MailboxFull { max: 2 })
-            );
-            assert_eq!(s.pending(&a), 1);
+            // b's mailbox is full: b misses the next one, a still gets it.
+            s.deposit_group(vec![a, b], b"c2".to_vec()).await.unwrap();
+            assert_eq!(s.full_mailbox_skips(), 1);
             let seen = |p| s.fetch_now(p, 9).unwrap().into_iter().map(|m| m.envelope).collect::<Vec<_>>();
-            assert_eq!(seen(a), [b"c1".to_vec()]);
+            assert_eq!(seen(a), [b"c1".to_vec(), b"c2".to_vec()]);
             assert_eq!(seen(b), [b"c1".to_vec(), b"direct".to_vec()]);
         });
     }
@@ -449,6 +473,31 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_replaces_the_one_time_bundles() {
+        let s = InProcess::new(4);
+        let erin = PeerId([5; 32]);
+        block(async {
+            let old = |i: u32| (i, format!("old {i}").into_bytes());
+            let new = |i: u32| (i, format!("new {i}").into_bytes());
+            s.publish_bundles(erin, b"last".to_vec(), vec![old(1), old(2), old(3)]).await.unwrap();
+            assert_eq!(s.take_bundle(erin).await.unwrap(), Some(b"old 1".to_vec()));
+            // A signed-prekey rotation: new bytes for 2 and 4, 3 dropped,
+            // 1 (handed out) named again.
+            s.publish_bundles(erin, b"last".to_vec(), vec![new(1), new(2), new(4)]).await.unwrap();
+            assert_eq!(s.one_time_available(&erin), 2);
+            assert_eq!(s.take_bundle(erin).await.unwrap(), Some(b"new 2".to_vec()));
+            assert_eq!(s.take_bundle(erin).await.unwrap(), Some(b"new 4".to_vec()));
+            assert_eq!(s.take_bundle(erin).await.unwrap(), Some(b"last".to_vec()));
+            // Handed-out ids are remembered only while the agent names them.
+            for round in 5..105u32 {
+                s.publish_bundles(erin, b"last".to_vec(), vec![new(round)]).await.unwrap();
+                assert_eq!(s.take_bundle(erin).await.unwrap(), Some(new(round).1));
+            }
+            assert_eq!(s.lock().unwrap().bundles[&erin].handed_out.len(), 1);
+        });
+    }
+
+    #[test]
     fn one_commit_per_epoch_in_order() {
         let s = InProcess::new(4);
         let g = GroupId(b"ops".to_vec());
@@ -459,6 +508,12 @@ mod tests {
                 Err(DeliveryError::EpochTaken { current: 6 })
             );
             assert_eq!(s.order_commit(g.clone(), 6, b"c6".to_vec()).await, Ok(7));
+            // A retry of a winner (its answer lost) wins again; a rival does not.
+            assert_eq!(s.order_commit(g.clone(), 5, b"c5".to_vec()).await, Ok(6));
+            assert_eq!(
+                s.order_commit(g.clone(), 6, b"rival".to_vec()).await,
+                Err(DeliveryError::EpochTaken { current: 7 })
+            );
             assert_eq!(
                 s.commits_since(g.clone(), 5).await.unwrap(),
                 [(6, b"c5".to_vec()), (7, b"c6".to_vec())]

@@ -11,7 +11,7 @@
 use securemesh::{PeerId, Permissions};
 use securemesh_core::envelope::StorageKey;
 use securemesh_host::delivery::nats::{JetStream, NatsOptions};
-use securemesh_host::delivery::{DeliveryError, DeliveryService, GroupId};
+use securemesh_host::delivery::{DeliveryError, DeliveryService, GroupId, InProcess, Mail};
 use securemesh_host::demo::{REPLY, TASK, introduce, offline, share_key_package};
 use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn};
 use std::io::{BufRead, BufReader};
@@ -186,7 +186,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Delivered>, within: Duration) -> 
 
 /// Fetch until `n` messages are there (a no-wait pull may come before
 /// the consumer saw a message just stored), for up to 5 s.
-async fn fetch_until(js: &JetStream, owner: PeerId, n: usize) -> Vec<securemesh_host::delivery::Mail> {
+async fn fetch_until(js: &JetStream, owner: PeerId, n: usize) -> Vec<Mail> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let got = js.fetch(owner, 10).await.unwrap();
@@ -765,7 +765,7 @@ fn agent_mailbox_latency_figures() {
     block_on(async {
         let (ja, jb) = (Arc::new(connect(&server).await), Arc::new(connect(&server).await));
         agent_figures("jetstream", &ja, &jb).await;
-        let embedded = Arc::new(securemesh_host::delivery::InProcess::new(64));
+        let embedded = Arc::new(InProcess::new(64));
         agent_figures("embedded", &embedded, &embedded).await;
     });
 }
@@ -916,4 +916,129 @@ fn an_mqtt_device_deposits_into_a_mailbox() {
         bravo.shutdown().await.unwrap();
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stored bundle entry of `owner`, as the server holds it.
+async fn bundle_entry_len(server: &Server, owner: PeerId) -> usize {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(client).get_key_value("SM_BUNDLES").await.unwrap();
+    let hex: String = owner.0.iter().map(|b| format!("{b:02x}")).collect();
+    kv.get(hex).await.unwrap().unwrap().len()
+}
+
+/// After a signed-prekey rotation the agent republishes its one-time
+/// bundles with new bytes: the stored ones are replaced (no bundle naming
+/// the retired signed prekey is handed out), an id it no longer gives is
+/// dropped, and the handed-out ids it keeps are only those it still
+/// gives (the entry does not grow with every bundle ever taken).
+#[test]
+fn a_publish_replaces_stale_one_time_bundles() {
+    let Some(server) = Server::start("bundles") else { return };
+    block_on(async {
+        let (a, b) = (connect(&server).await, connect(&server).await);
+        let erin = PeerId([0xe1; 32]);
+        // Bundles of one length, so the entry's size counts its ids.
+        let old = |i: u32| (i, format!("old {i:04}").into_bytes());
+        let new = |i: u32| (i, format!("new {i:04}").into_bytes());
+        a.publish_bundles(erin, b"last".to_vec(), vec![old(1), old(2), old(3)]).await.unwrap();
+        assert_eq!(b.take_bundle(erin).await.unwrap(), Some(old(1).1));
+        // Rotation: new bytes for 2, 3 dropped, 4 new, 1 (handed out) given again.
+        a.publish_bundles(erin, b"last".to_vec(), vec![new(1), new(2), new(4)]).await.unwrap();
+        assert_eq!(b.one_time_count(erin).await.unwrap(), 2);
+        assert_eq!(b.take_bundle(erin).await.unwrap(), Some(new(2).1));
+        assert_eq!(b.take_bundle(erin).await.unwrap(), Some(new(4).1));
+        assert_eq!(b.take_bundle(erin).await.unwrap(), Some(b"last".to_vec()));
+
+        // Take/refill rounds: the pool's ids only increase.
+        let mut sizes = Vec::new();
+        for round in 5..125u32 {
+            a.publish_bundles(erin, b"last".to_vec(), vec![new(round), new(round + 1)]).await.unwrap();
+            assert_eq!(b.take_bundle(erin).await.unwrap(), Some(new(round).1));
+            if round % 40 == 4 {
+                sizes.push(bundle_entry_len(&server, erin).await);
+            }
+        }
+        sizes.push(bundle_entry_len(&server, erin).await);
+        assert!(sizes.windows(2).all(|w| w[0] == w[1]), "the entry stays the pool's size: {sizes:?}");
+    });
+}
+
+/// A group of three whose third member's mailbox is full: the other two
+/// still get every later group message, exactly once, and the skipped
+/// copies are counted.
+#[test]
+fn a_full_member_mailbox_does_not_stall_the_group() {
+    let Some(server) = Server::start("fullgroup") else { return };
+    block_on(async {
+        let small =
+            |url: String| JetStream::connect(NatsOptions { url, max_mailbox: 6, ..NatsOptions::default() });
+        let a = small(server.url()).await.unwrap();
+        let b = small(server.url()).await.unwrap();
+        let (m1, m2, m3) = (PeerId([0x11; 32]), PeerId([0x12; 32]), PeerId([0x13; 32]));
+        for i in 0..6u8 {
+            a.deposit(m3, vec![i]).await.unwrap();
+        }
+        let members = vec![m1, m2, m3];
+        let sent: Vec<Vec<u8>> = (0..5).map(|i| format!("group {i}").into_bytes()).collect();
+        for (i, env) in sent.iter().enumerate() {
+            let by = if i % 2 == 0 { &a } else { &b };
+            by.deposit_group(members.clone(), env.clone()).await.unwrap();
+        }
+        for m in [m1, m2] {
+            let seen: Vec<Vec<u8>> =
+                fetch_until(&a, m, sent.len()).await.into_iter().map(|x| x.envelope).collect();
+            assert_eq!(seen, sent, "every group message once, in order");
+            assert_eq!(a.pending_count(m).await.unwrap(), sent.len());
+        }
+        assert_eq!(a.pending_count(m3).await.unwrap(), 6);
+        assert_eq!(a.full_mailbox_skips() + b.full_mailbox_skips(), 5);
+        // The mailbox streams dedup for longer than JetStream's default.
+        let raw = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let hex: String = m1.0.iter().map(|b| format!("{b:02x}")).collect();
+        let mut s = raw.get_stream(format!("SM_MB_{hex}")).await.unwrap();
+        assert_eq!(
+            s.info().await.unwrap().config.duplicate_window,
+            securemesh_host::delivery::nats::MAILBOX_DEDUP_WINDOW
+        );
+    });
+}
+
+/// A retried winning commit (its answer lost) is the winner again; of
+/// two first commits of a group on different epochs only one is stored.
+#[test]
+fn commit_order_is_idempotent_and_fixes_the_first_epoch_once() {
+    let Some(server) = Server::start("commits") else { return };
+    block_on(async {
+        let (a, b) = (connect(&server).await, connect(&server).await);
+        let g = GroupId(b"retry-group".to_vec());
+        assert_eq!(a.order_commit(g.clone(), 5, b"c5".to_vec()).await, Ok(6));
+        assert_eq!(a.order_commit(g.clone(), 5, b"c5".to_vec()).await, Ok(6), "retry of the winner");
+        assert_eq!(
+            b.order_commit(g.clone(), 5, b"rival".to_vec()).await,
+            Err(DeliveryError::EpochTaken { current: 6 })
+        );
+        assert_eq!(b.order_commit(g.clone(), 6, b"c6".to_vec()).await, Ok(7));
+        assert_eq!(a.order_commit(g.clone(), 5, b"c5".to_vec()).await, Ok(6), "retry after the next epoch");
+        assert_eq!(b.order_commit(g.clone(), 6, b"c6".to_vec()).await, Ok(7));
+        assert_eq!(a.commits_since(g.clone(), 0).await.unwrap(), [(6, b"c5".to_vec()), (7, b"c6".to_vec())]);
+
+        for i in 0..8u8 {
+            let g = GroupId(vec![b'f', i]);
+            // Both clients know the (empty) stream, so both read it empty.
+            assert!(a.commits_since(g.clone(), 0).await.unwrap().is_empty());
+            assert!(b.commits_since(g.clone(), 0).await.unwrap().is_empty());
+            let (x, y) = tokio::join!(
+                a.order_commit(g.clone(), 5, b"on five".to_vec()),
+                b.order_commit(g.clone(), 9, b"on nine".to_vec()),
+            );
+            let stored = a.commits_since(g.clone(), 0).await.unwrap();
+            assert_eq!(stored.len(), 1, "one first commit stored: {x:?} {y:?} {stored:?}");
+            let want = match stored[0].0 {
+                6 => (Ok(6), Err(DeliveryError::EpochTaken { current: 6 })),
+                10 => (Err(DeliveryError::EpochTaken { current: 10 }), Ok(10)),
+                other => panic!("stored as epoch {other}"),
+            };
+            assert_eq!((x, y), want);
+        }
+    });
 }

@@ -16,7 +16,9 @@
 //!   acknowledged is fetched again (from this client's memory in this
 //!   process, from the server after [`ACK_WAIT`] in a restarted one). A
 //!   deposit carries a message id (a hash of the envelope), so a retried
-//!   deposit is not stored twice (JetStream's two-minute dedup window).
+//!   deposit is not stored twice (the stream's dedup window,
+//!   [`MAILBOX_DEDUP_WINDOW`], set on the stream rather than JetStream's
+//!   two-minute default: a fan-out that catches up late copies again).
 //!   A device that speaks only MQTT deposits through NATS's MQTT
 //!   gateway: its topic `sm/mb/<peer>` is the mailbox's subject.
 //! - **Group fan-out**: a group envelope is first ordered in its group's
@@ -25,19 +27,26 @@
 //!   pointer in the KV bucket `SM_FANOUT` says how far the copies went,
 //!   and whoever deposits next catches up from there. Every depositor
 //!   copies in stream order, so every member's mailbox holds a group's
-//!   messages in one order.
+//!   messages in one order. A member whose mailbox is full is skipped for
+//!   that message (logged, counted in [`JetStream::full_mailbox_skips`]):
+//!   one full mailbox does not hold the pointer, nor the group, back.
 //! - **Prekey bundles**: one KV entry per agent in the bucket
 //!   `SM_BUNDLES` (the last-resort bundle, the one-time bundles not yet
 //!   handed out, and the ids handed out). Taking a one-time bundle is a
 //!   compare-and-set on the entry's revision: of two clients racing for
 //!   the same bundle one writes first, the other's write is refused and
 //!   it reads again, so it gets the next bundle or the last-resort one,
-//!   never the same.
+//!   never the same. A publish replaces the one-time bundles with the
+//!   ones given (less the ids handed out) and keeps only the handed-out
+//!   ids it was given again, so the entry stays the size of the pool.
 //! - **MLS commit order**: one stream per group, `SM_GC_<group>`; a
 //!   commit is published with the stream's expected last sequence, so of
 //!   two commits on the same epoch exactly one is stored and the other is
 //!   refused ([`DeliveryError::EpochTaken`]); the stream's sequence is the
-//!   epoch order.
+//!   epoch order. The first commit of a group carries one message id
+//!   whatever its epoch, so of two first commits (on different epochs)
+//!   only one is stored. A retry of a stored commit (byte-equal) is
+//!   answered as the winner.
 //!
 //! A server killed outright (SIGKILL, a crash) may come back with
 //! messages that were acknowledged just before, still in a mailbox
@@ -61,6 +70,7 @@ use securemesh_core::crypto::{Hash, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,10 +81,17 @@ pub const ACK_WAIT: Duration = Duration::from_secs(5);
 /// How long one request to the server may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A mailbox stream's dedup window: a copy of the same message id
+/// (a retried deposit, a group fan-out caught up late by another
+/// depositor) within it is not stored again.
+pub const MAILBOX_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 const BUNDLES: &str = "SM_BUNDLES";
 const FANOUT: &str = "SM_FANOUT";
 const CONSUMER: &str = "owner";
 const EPOCH: &str = "Sm-Epoch";
+/// The message id of a group's first commit, whatever its epoch.
+const FIRST_COMMIT: &str = "c-first";
 const MEMBERS: &str = "Sm-Members";
 /// Attempts of a compare-and-set before the call gives up.
 const CAS_ATTEMPTS: usize = 16;
@@ -139,6 +156,7 @@ pub struct JetStream {
     streams: Mutex<HashMap<String, stream::Stream>>,
     consumers: Mutex<HashMap<PeerId, consumer::PullConsumer>>,
     held: Mutex<HashMap<PeerId, BTreeMap<u64, Held>>>,
+    full_skips: AtomicU64,
 }
 
 impl fmt::Debug for JetStream {
@@ -293,12 +311,19 @@ impl JetStream {
             streams: Mutex::default(),
             consumers: Mutex::default(),
             held: Mutex::default(),
+            full_skips: AtomicU64::new(0),
         })
     }
 
     /// The server's URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Group-message copies this client did not put into a member's
+    /// mailbox because it was full (one per member and message).
+    pub fn full_mailbox_skips(&self) -> u64 {
+        self.full_skips.load(Ordering::Relaxed)
     }
 
     fn down(&self, reason: impl fmt::Display) -> DeliveryError {
@@ -334,6 +359,7 @@ impl JetStream {
             storage: stream::StorageType::File,
             discard: stream::DiscardPolicy::New,
             max_messages: i64::try_from(self.max_mailbox).unwrap_or(i64::MAX),
+            duplicate_window: MAILBOX_DEDUP_WINDOW,
             ..Default::default()
         }
     }
@@ -443,7 +469,17 @@ impl JetStream {
                         continue;
                     };
                     let id = format!("f-{gk}-{seq}-{hex}");
-                    self.deposit_as(to, &id, m.payload.to_vec()).await?;
+                    match self.deposit_as(to, &id, m.payload.to_vec()).await {
+                        Ok(_) => {}
+                        // The member misses this message (it re-syncs the
+                        // group's commits through `commits_since`); the
+                        // others, and later messages, go on.
+                        Err(DeliveryError::MailboxFull { max }) => {
+                            self.full_skips.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(group = gk, seq, member = %hex.get(..8).unwrap_or(hex), max, "member's mailbox full; group message skipped for it");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             let value = upto.to_string().into_bytes().into();
@@ -596,16 +632,21 @@ impl JetStream {
                     .checked_add(1)
                     .ok_or(self.down("epoch overflow"))?
             };
+            let next = epoch.checked_add(1).ok_or(DeliveryError::EpochTaken { current })?;
             if epoch != current {
+                // A retry of the winner (its answer was lost) wins again.
+                if self.stored_commit(&s, &state, epoch).await?.is_some_and(|c| c == commit) {
+                    return Ok(next);
+                }
                 return Err(DeliveryError::EpochTaken { current });
             }
-            let next = epoch.checked_add(1).ok_or(DeliveryError::EpochTaken { current })?;
             let mut headers = HeaderMap::new();
             headers.insert(EPOCH, epoch.to_string().as_str());
             // The expected last sequence decides the race; the message id
-            // (one per epoch) decides it for the first commit too, whose
-            // expected sequence 0 a 2.9 server does not check.
-            let id = format!("c-{epoch}");
+            // decides it for the first commit, whose expected sequence 0 a
+            // 2.9 server does not check: one id for every first commit, so
+            // racers on different epochs are not both stored.
+            let id = if state.messages == 0 { FIRST_COMMIT.to_owned() } else { format!("c-{epoch}") };
             match self.publish(subject.clone(), &id, headers, commit.clone(), Some(state.last_sequence)).await
             {
                 Ok(_) => return Ok(next),
@@ -630,6 +671,29 @@ impl JetStream {
             })
             .await?;
         Ok((s, subject))
+    }
+
+    /// The stored commit of `epoch` in the commit stream `s` (whose state
+    /// is `state`), if there is one.
+    async fn stored_commit(
+        &self,
+        s: &stream::Stream,
+        state: &stream::State,
+        epoch: u64,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        if state.messages == 0 {
+            return Ok(None);
+        }
+        let first = self.epoch_of(s, state.first_sequence).await?;
+        let Some(seq) = epoch.checked_sub(first).and_then(|k| state.first_sequence.checked_add(k)) else {
+            return Ok(None);
+        };
+        if seq > state.last_sequence {
+            return Ok(None);
+        }
+        let m = s.get_raw_message(seq).await.map_err(|e| self.down(e))?;
+        let at = m.headers.get(EPOCH).and_then(|v| v.as_str().parse::<u64>().ok());
+        Ok((at == Some(epoch)).then(|| m.payload.to_vec()))
     }
 
     async fn epoch_of(&self, s: &stream::Stream, seq: u64) -> Result<u64, DeliveryError> {
@@ -734,6 +798,10 @@ impl DeliveryService for JetStream {
         self.update_bundles(owner, move |current| {
             let mut e = current.unwrap_or_default();
             e.last_resort = last_resort.clone();
+            // Handed-out ids the agent no longer gives are spent for good
+            // (its ids only increase): forget them.
+            e.handed_out.retain(|id| one_time.iter().any(|(q, _)| q == id));
+            e.one_time.clear();
             for (id, b) in &one_time {
                 if !e.handed_out.contains(id) && !e.one_time.iter().any(|(q, _)| q == id) {
                     e.one_time.push((*id, b.clone()));
