@@ -13,8 +13,15 @@
 //! `securemesh_prekey_utilization_ratio`, `securemesh_post_quantum`
 //! (1 when the channel's key agreement is hybrid, i.e. every live channel
 //! of that kind is), with the live channels by status in
-//! `securemesh_channels{kind,pq}`; then counters.
+//! `securemesh_channels{kind,pq}`; then counters; then what the sockets
+//! refused and queued ([`crate::net::NetStats`], as of the agent's last
+//! step): `securemesh_connections_refused_total`,
+//! `securemesh_connections_closed_total{reason}`,
+//! `securemesh_datagrams_dropped_total{reason}` and the gauges
+//! `securemesh_inbound_connections`, `securemesh_net_queue_entries`,
+//! `securemesh_net_queue_peak`, `securemesh_net_queue_capacity`.
 
+use crate::net::NetStats;
 use crate::runtime::Status;
 use securemesh::PqStatus;
 use std::fmt::Write as _;
@@ -155,6 +162,45 @@ pub fn render(agents: &[Status]) -> String {
     for (name, help, f) in counters {
         family(name, "counter", help, &mut agents.iter().map(|s| (a(s), f(s).to_string())));
     }
+    family(
+        "securemesh_connections_refused_total",
+        "counter",
+        "Inbound TCP connections closed as soon as accepted: the connection cap was reached.",
+        &mut agents.iter().map(|s| (a(s), s.net.connections_refused.to_string())),
+    );
+    family(
+        "securemesh_connections_closed_total",
+        "counter",
+        "Connections closed by the agent: garbage (too many refused envelopes, no authenticated peer), unbound (no authenticated peer in time), oversized_frame (a length beyond an envelope).",
+        &mut agents.iter().flat_map(|s| {
+            let n = &s.net;
+            [
+                ("garbage", n.connections_closed_garbage),
+                ("unbound", n.connections_closed_unbound),
+                ("oversized_frame", n.frames_oversized),
+            ]
+            .map(|(reason, v)| (format!("{},reason=\"{reason}\"", a(s)), v.to_string()))
+        }),
+    );
+    family(
+        "securemesh_datagrams_dropped_total",
+        "counter",
+        "Datagrams dropped: queue_full (received while the queue to the agent was full), loss_injected (outgoing telemetry dropped on purpose, udp_loss_percent).",
+        &mut agents.iter().flat_map(|s| {
+            [("queue_full", s.net.datagrams_dropped_full), ("loss_injected", s.datagrams_dropped)]
+                .map(|(reason, v)| (format!("{},reason=\"{reason}\"", a(s)), v.to_string()))
+        }),
+    );
+    type Gauge = fn(&NetStats) -> usize;
+    let gauges: [(&str, &str, Gauge); 4] = [
+        ("securemesh_inbound_connections", "Inbound TCP connections open.", |n| n.inbound_connections),
+        ("securemesh_net_queue_entries", "Entries in the queue from the sockets to the agent.", |n| n.queued),
+        ("securemesh_net_queue_peak", "The most entries that queue held at once.", |n| n.queue_peak),
+        ("securemesh_net_queue_capacity", "That queue's capacity.", |n| n.queue_capacity),
+    ];
+    for (name, help, f) in gauges {
+        family(name, "gauge", help, &mut agents.iter().map(|s| (a(s), f(&s.net).to_string())));
+    }
     out
 }
 
@@ -218,6 +264,18 @@ mod tests {
         s.metrics.noise_channels = securemesh::PqCounts { classical: 2, hybrid: 1 };
         s.metrics.ratchet_channels = securemesh::PqCounts { classical: 0, hybrid: 4 };
         s.metrics.pq_refused = 5;
+        s.datagrams_dropped = 6;
+        s.net = NetStats {
+            inbound_connections: 3,
+            connections_refused: 8,
+            frames_oversized: 2,
+            connections_closed_garbage: 1,
+            connections_closed_unbound: 4,
+            datagrams_dropped_full: 9,
+            queued: 7,
+            queue_peak: 11,
+            queue_capacity: 256,
+        };
         let text = render(&[s]);
         let a = "agent=\"a\\\"b\"";
         let get = |name: &str, extra: &str| value(&text, &format!("{name}{{{a}{extra}}}"));
@@ -236,6 +294,18 @@ mod tests {
         assert_eq!(channels("ratchet", "classical").as_deref(), Some("0"));
         assert_eq!(channels("ratchet", "hybrid").as_deref(), Some("4"));
         assert_eq!(get("securemesh_pq_refused_total", "").as_deref(), Some("5"));
+        assert_eq!(get("securemesh_connections_refused_total", "").as_deref(), Some("8"));
+        let closed = |r: &str| get("securemesh_connections_closed_total", &format!(",reason=\"{r}\""));
+        assert_eq!(closed("garbage").as_deref(), Some("1"));
+        assert_eq!(closed("unbound").as_deref(), Some("4"));
+        assert_eq!(closed("oversized_frame").as_deref(), Some("2"));
+        let dropped = |r: &str| get("securemesh_datagrams_dropped_total", &format!(",reason=\"{r}\""));
+        assert_eq!(dropped("queue_full").as_deref(), Some("9"));
+        assert_eq!(dropped("loss_injected").as_deref(), Some("6"));
+        assert_eq!(get("securemesh_inbound_connections", "").as_deref(), Some("3"));
+        assert_eq!(get("securemesh_net_queue_entries", "").as_deref(), Some("7"));
+        assert_eq!(get("securemesh_net_queue_peak", "").as_deref(), Some("11"));
+        assert_eq!(get("securemesh_net_queue_capacity", "").as_deref(), Some("256"));
         // Every family has its HELP and TYPE lines, once.
         for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
             let name = family.split(' ').next().unwrap();

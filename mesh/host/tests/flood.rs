@@ -7,50 +7,26 @@
 use rand_core::Rng;
 use securemesh::envelope::MAX_ENVELOPE_LEN;
 use securemesh::{ChannelKind, Permissions};
-use securemesh_core::envelope::StorageKey;
 use securemesh_core::testing::TestRng;
-use securemesh_host::delivery::InProcess;
 use securemesh_host::demo::{REPLY, TASK, TELEMETRY, introduce};
 use securemesh_host::net::{MAX_REFUSED_PER_CONNECTION, NetLimits, NetStats};
-use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn, write_frame};
-use std::path::PathBuf;
+use securemesh_host::runtime::{AgentHandle, AgentOptions, write_frame};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::mpsc;
 
 /// The flooded agent's bounds: small, so the tests cross them (and an
 /// unbound connection is left alone for a minute).
 const LIMITS: NetLimits =
     NetLimits { max_connections: 4, queue_capacity: 8, unbound_timeout: Duration::from_secs(60) };
 
-/// The longest any wait of these tests lasts.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A few agents on loopback sharing a delivery service; bravo runs under
-/// [`LIMITS`].
-struct Mesh {
-    dir: PathBuf,
-    delivery: Arc<InProcess>,
-    book: AddressBook,
-    tx: mpsc::UnboundedSender<Delivered>,
-    rx: mpsc::UnboundedReceiver<Delivered>,
-}
+mod common;
+use common::{Mesh, WAIT};
 
 impl Mesh {
-    fn new(test: &str) -> Mesh {
-        let dir = std::env::temp_dir().join(format!("securemesh-host-flood-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (tx, rx) = mpsc::unbounded_channel();
-        Mesh { dir, delivery: Arc::new(InProcess::new(64)), book: AddressBook::default(), tx, rx }
-    }
-
     async fn agent(&self, name: &str, key: u8, limits: NetLimits) -> AgentHandle {
-        let config = securemesh::Config { handshake_timeout_ms: 300, ..securemesh::Config::default() };
-        let opts = AgentOptions { limits, ..AgentOptions::loopback(name, &self.dir, config) };
-        let (delivery, book) = (Arc::clone(&self.delivery), Arc::clone(&self.book));
-        spawn(opts, StorageKey::new([key; 32]), delivery, book, self.tx.clone()).await.unwrap()
+        self.spawn(name, key, |o| AgentOptions { limits, ..o }).await
     }
 
     /// Alpha (default bounds) and bravo (under `limits`), each granting
@@ -75,10 +51,6 @@ impl Mesh {
         b.send(a.peer_id, REPLY, b"ok".to_vec()).await.unwrap();
         let d = self.next().await;
         assert_eq!((d.to.as_str(), d.from, d.payload.as_slice()), (a.name.as_str(), b.peer_id, &b"ok"[..]));
-    }
-
-    async fn next(&mut self) -> Delivered {
-        tokio::time::timeout(WAIT, self.rx.recv()).await.expect("nothing delivered in time").unwrap()
     }
 
     async fn stop(self, agents: Vec<AgentHandle>) {
@@ -113,6 +85,59 @@ async fn until(a: &AgentHandle, what: &str, cond: impl Fn(&NetStats) -> bool) ->
     }
 }
 
+/// Scrape `a`'s Prometheus endpoint (served from its status cell, as
+/// the agent command does) once its status caught up with its sockets'
+/// counts and stayed the same across the scrape, and check that every
+/// net series carries the value of those counts; returns them.
+async fn exported(a: &AgentHandle) -> NetStats {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cells = Arc::new(std::sync::Mutex::new(vec![a.status_cell()]));
+    let server = tokio::spawn(securemesh_host::metrics::serve(listener, cells));
+    // The status is refreshed after each of the agent's steps (a mailbox
+    // poll at least every 10 ms); datagrams may still be read meanwhile.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (s, text) = loop {
+        let (before, live) = (a.status().net, a.net());
+        let text = securemesh_host::metrics::scrape(addr).await.unwrap();
+        if before == live && a.status().net == before {
+            break (before, text);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "status never settled: {before:?} vs {live:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    server.abort();
+    let n = format!("agent=\"{}\"", a.name);
+    let series = [
+        (format!("securemesh_connections_refused_total{{{n}}}"), s.connections_refused.to_string()),
+        (
+            format!("securemesh_connections_closed_total{{{n},reason=\"garbage\"}}"),
+            s.connections_closed_garbage.to_string(),
+        ),
+        (
+            format!("securemesh_connections_closed_total{{{n},reason=\"unbound\"}}"),
+            s.connections_closed_unbound.to_string(),
+        ),
+        (
+            format!("securemesh_connections_closed_total{{{n},reason=\"oversized_frame\"}}"),
+            s.frames_oversized.to_string(),
+        ),
+        (
+            format!("securemesh_datagrams_dropped_total{{{n},reason=\"queue_full\"}}"),
+            s.datagrams_dropped_full.to_string(),
+        ),
+        (format!("securemesh_inbound_connections{{{n}}}"), s.inbound_connections.to_string()),
+        (format!("securemesh_net_queue_entries{{{n}}}"), s.queued.to_string()),
+        (format!("securemesh_net_queue_peak{{{n}}}"), s.queue_peak.to_string()),
+        (format!("securemesh_net_queue_capacity{{{n}}}"), s.queue_capacity.to_string()),
+    ];
+    for (name, value) in series {
+        let line = format!("\n{name} {value}\n");
+        assert!(text.contains(&line), "`{name} {value}` not served:\n{text}");
+    }
+    s
+}
+
 /// Whether the agent closed `s`: end of stream or a reset within
 /// `wait` (an open connection just stays silent).
 async fn closed(s: &mut TcpStream, wait: Duration) -> bool {
@@ -125,7 +150,7 @@ async fn closed(s: &mut TcpStream, wait: Duration) -> bool {
 /// once the flooder lets go, a new peer connects and is served.
 #[test]
 fn connections_beyond_the_cap_are_closed_and_a_peer_is_still_served() {
-    let mut m = Mesh::new("cap");
+    let mut m = Mesh::new("flood", "cap");
     run(async {
         let (alpha, bravo) = m.pair(LIMITS).await;
         until(&bravo, "alpha's connection counted", |s| s.inbound_connections == 1).await;
@@ -157,6 +182,7 @@ fn connections_beyond_the_cap_are_closed_and_a_peer_is_still_served() {
         meet(&charlie, &bravo).await;
         m.exchange(&charlie, &bravo, "a newcomer").await;
         assert_eq!(bravo.net().connections_refused, excess, "nothing more refused");
+        assert_eq!(exported(&bravo).await.connections_refused, excess);
         m.stop(vec![alpha, bravo, charlie]).await;
     });
 }
@@ -168,7 +194,7 @@ fn connections_beyond_the_cap_are_closed_and_a_peer_is_still_served() {
 /// served all along.
 #[test]
 fn garbage_and_impossible_lengths_close_their_connection() {
-    let mut m = Mesh::new("garbage");
+    let mut m = Mesh::new("flood", "garbage");
     run(async {
         let (alpha, bravo) = m.pair(LIMITS).await;
         let refused_before = bravo.status().refused_inputs;
@@ -220,6 +246,8 @@ fn garbage_and_impossible_lengths_close_their_connection() {
         let s = bravo.net();
         assert_eq!((s.connections_closed_garbage, s.frames_oversized), (1, 2), "{s:?}");
         assert!(s.queue_peak <= LIMITS.queue_capacity);
+        let s = exported(&bravo).await;
+        assert_eq!((s.connections_closed_garbage, s.frames_oversized), (1, 2), "{s:?}");
         m.stop(vec![alpha, bravo]).await;
     });
 }
@@ -229,7 +257,7 @@ fn garbage_and_impossible_lengths_close_their_connection() {
 /// alpha's telemetry is still delivered.
 #[test]
 fn a_datagram_flood_is_dropped_and_counted_and_telemetry_still_arrives() {
-    let mut m = Mesh::new("udp");
+    let mut m = Mesh::new("flood", "udp");
     run(async {
         let (alpha, bravo) = m.pair(LIMITS).await;
         telemetry(&mut m, &alpha, &bravo, "before").await;
@@ -254,6 +282,8 @@ fn a_datagram_flood_is_dropped_and_counted_and_telemetry_still_arrives() {
         // kernel may have dropped more before that).
         assert!(refused > 0 && refused + s.datagrams_dropped_full <= sent, "{refused} refused, {s:?}");
         assert!(s.queue_peak <= LIMITS.queue_capacity, "{s:?}");
+        let e = exported(&bravo).await;
+        assert!(e.datagrams_dropped_full >= s.datagrams_dropped_full && e.queue_peak >= 1, "{e:?}");
 
         telemetry(&mut m, &alpha, &bravo, "after").await;
         m.stop(vec![alpha, bravo]).await;
@@ -286,7 +316,7 @@ async fn telemetry(m: &mut Mesh, alpha: &AgentHandle, bravo: &AgentHandle, text:
 /// slot, and the peer bound to its connection keeps it.
 #[test]
 fn idle_connections_lose_their_slots() {
-    let mut m = Mesh::new("idle");
+    let mut m = Mesh::new("flood", "idle");
     run(async {
         let limits = NetLimits { unbound_timeout: Duration::from_secs(2), ..LIMITS };
         let (alpha, bravo) = m.pair(limits).await;
@@ -307,6 +337,7 @@ fn idle_connections_lose_their_slots() {
         m.exchange(&alpha, &bravo, "still here").await;
         let s = bravo.net();
         assert_eq!((s.connections_closed_unbound, s.connections_refused), (gone, 0), "{s:?}");
+        assert_eq!(exported(&bravo).await.connections_closed_unbound, gone);
         m.stop(vec![alpha, bravo, charlie]).await;
     });
 }
