@@ -35,6 +35,7 @@ pub fn options(file: &AgentFile) -> AgentOptions {
         mailbox_poll: Duration::from_millis(50),
         udp_loss_percent: 0,
         limits: file.agent.limits(),
+        pq: file.agent.pq,
     }
 }
 

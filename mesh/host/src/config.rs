@@ -123,6 +123,13 @@ pub struct AgentSection {
     /// before it is closed (`30s`).
     #[serde(default = "default_unbound_timeout")]
     pub unbound_timeout: Span,
+    /// Hybrid post-quantum channels ([`securemesh::pq`]): `off`,
+    /// `prefer` (the default: PQXDH bundle, `hfs` handshakes with peers
+    /// known to run them, classical with the others) or `require` (every
+    /// classical channel refused; refused in a build without the
+    /// feature `pq`).
+    #[serde(default = "default_pq", deserialize_with = "pq_mode")]
+    pub pq: securemesh::PqMode,
 }
 
 impl AgentSection {
@@ -147,6 +154,27 @@ fn default_queue_capacity() -> usize {
 }
 fn default_unbound_timeout() -> Span {
     Span(crate::net::DEFAULT_UNBOUND_TIMEOUT)
+}
+
+/// `agent.pq` when the file does not say: `prefer`.
+pub const DEFAULT_PQ: securemesh::PqMode = securemesh::PqMode::Prefer;
+
+fn default_pq() -> securemesh::PqMode {
+    DEFAULT_PQ
+}
+
+fn pq_mode<'de, D: Deserializer<'de>>(d: D) -> Result<securemesh::PqMode, D::Error> {
+    use securemesh::PqMode;
+    let s = String::deserialize(d)?;
+    match s.as_str() {
+        "off" => Ok(PqMode::Off),
+        "prefer" => Ok(PqMode::Prefer),
+        "require" if cfg!(feature = "pq") => Ok(PqMode::Require),
+        "require" => Err(de::Error::custom(
+            "`require`: this build has no post-quantum channels (feature `pq`) and would refuse every channel",
+        )),
+        _ => Err(de::Error::custom(format_args!("`{s}` is not a post-quantum mode: off, prefer or require"))),
+    }
 }
 
 /// A count of 1..=65536 (connections, queue entries).
@@ -185,8 +213,8 @@ pub struct Algorithms {
     /// `sha256`.
     #[serde(default)]
     pub hash: HashAlg,
-    /// `none` (classical); `hybrid` is refused until the mesh runs the
-    /// hybrid suites.
+    /// `none`: the suite above is classical. The hybrid post-quantum
+    /// channels (ML-KEM-768 next to X25519) are switched by `agent.pq`.
     #[serde(default)]
     pub post_quantum: PostQuantum,
 }
@@ -710,6 +738,7 @@ impl AgentFile {
                 rotation_interval_secs: self.key_lifecycle.rotation_interval.0.as_secs(),
                 ..base.prekeys
             },
+            ..base
         }
     }
 }

@@ -4,7 +4,9 @@
 //! success only if every check held.
 //!
 //! Scenarios ([`run`]): a Noise pair over TCP; an offline agent that
-//! receives through its mailbox, comes online and replies; an agent
+//! receives through its mailbox (PQXDH, a hybrid post-quantum session,
+//! with the feature `pq`: the agents run `prefer`), comes online and
+//! replies; an agent
 //! killed mid-run and restarted from its state files without losing a
 //! message or re-running X3DH; a peer without the role refused by
 //! policy; a prekey pool drained below its threshold and refilled; the
@@ -634,6 +636,21 @@ async fn offline_mailbox<D: DeliveryService>(
         got.as_ref().is_some_and(|d| d.channel == ChannelKind::RatchetInitial),
         format!("{:?}", got.map(|d| d.channel)),
     );
+    // (The status is refreshed after the step that delivered.)
+    let pq = cfg!(feature = "pq");
+    let channels = |m: &Mesh<D>| m.status("charlie").metrics.ratchet_channels;
+    let hybrid = wait_until(|| {
+        let c = channels(&*m);
+        if pq { c.hybrid >= 1 } else { c.classical >= 1 }
+    })
+    .await;
+    let c = channels(&*m);
+    m.check(
+        S,
+        if pq { "session is post-quantum hybrid (PQXDH)" } else { "session is classical (built without pq)" },
+        hybrid,
+        format!("charlie's ratchet channels: {} hybrid, {} classical", c.hybrid, c.classical),
+    );
     let route = m.send("charlie", "delta", REPLY, "logs rotated").await?;
     let got = m.wait("delta", "logs rotated", WAIT).await;
     m.check(S, "reply", got.is_some(), format!("{:?} -> {:?}", route.channel, got.map(|d| d.channel)));
@@ -950,6 +967,8 @@ async fn prometheus<D: DeliveryService>(
         "securemesh_prekey_utilization_ratio",
         "securemesh_post_quantum",
         "securemesh_messages_received_total",
+        "securemesh_connections_closed_total",
+        "securemesh_net_queue_peak",
     ];
     let missing: Vec<&str> = names.iter().copied().filter(|n| !text.contains(&format!("\n{n}{{"))).collect();
     m.check(

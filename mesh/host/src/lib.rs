@@ -97,7 +97,18 @@ pub mod store;
 pub use error::HostError;
 
 /// The agent the host runs: up to 32 peers, 16 sessions, 32 queued
-/// envelopes of 1 KiB, and a pool of
-/// [`config::PREKEY_POOL_SIZE`] one-time prekeys. About 100 KB: keep it
+/// envelopes of [`HOST_BYTES`], and a pool of
+/// [`config::PREKEY_POOL_SIZE`] one-time prekeys. Over 100 KB: keep it
 /// boxed.
-pub type HostAgent = securemesh::Agent<32, 16, 32, 1024, 16>;
+pub type HostAgent = securemesh::Agent<32, 16, 32, HOST_BYTES, 16>;
+
+/// The agent's wire buffers (`BYTES`: each queued envelope, the largest
+/// handshake message): 2 KiB with the feature `pq`, which an `hfs`
+/// handshake message (1453 bytes) and a PQXDH initial message with a
+/// payload of up to 700 bytes need, else 1 KiB
+/// ([`securemesh::pq::DEFAULT_BYTES`]).
+pub const HOST_BYTES: usize = securemesh::pq::DEFAULT_BYTES;
+
+// With the feature `pq` the agent must be able to run the hybrid
+// channels (a smaller `BYTES` silently runs them as `off`).
+const _: () = assert!(!cfg!(feature = "pq") || HOST_BYTES >= securemesh::pq::MIN_PQ_BYTES);

@@ -47,7 +47,8 @@ use crate::state::{flush, restore};
 use crate::store::FileStore;
 use securemesh::envelope::{Envelope, MAX_ENVELOPE_LEN};
 use securemesh::{
-    ChannelKind, Counters, Delivery, Event, MessageKind, Metrics, PeerId, Route, SessionId, SessionKind,
+    ChannelKind, Counters, Delivery, Event, MessageKind, Metrics, PeerId, PqMode, Route, SessionId,
+    SessionKind,
 };
 use securemesh_core::envelope::StorageKey;
 use securemesh_core::{Instant, UnixTime};
@@ -173,12 +174,19 @@ pub struct AgentOptions {
     pub udp_loss_percent: u8,
     /// The bounds of its sockets ([`net`]).
     pub limits: NetLimits,
+    /// How it runs the hybrid post-quantum channels: given to a new
+    /// agent, and set again on a restored one (a restore runs
+    /// [`PqMode::Off`] until told). A PQXDH pool is made only by a new
+    /// agent in a hybrid mode: an agent first stored under `off` keeps
+    /// its X3DH bundles (its Noise channels still go hybrid).
+    pub pq: PqMode,
 }
 
 impl AgentOptions {
     /// An agent named `name` with its state in `dir/name`, its listener on
     /// an ephemeral loopback port, the ledger in its state directory, the
-    /// mailbox fetched every 10 ms and no datagram dropped (the local
+    /// mailbox fetched every 10 ms, no datagram dropped and the
+    /// post-quantum mode [`DEFAULT_PQ`](crate::config::DEFAULT_PQ) (the local
     /// meshes of the demo, the tests and the benchmarks; override fields
     /// with struct update syntax).
     ///
@@ -199,6 +207,7 @@ impl AgentOptions {
             mailbox_poll: Duration::from_millis(10),
             udp_loss_percent: 0,
             limits: NetLimits::default(),
+            pq: crate::config::DEFAULT_PQ,
         }
     }
 }
@@ -333,17 +342,42 @@ pub fn bundles(agent: &HostAgent) -> Result<Bundles, HostError> {
 /// The agent of `opts.state_dir`: restored from its records, or made
 /// (new identity, persistence on) and stored when there are none.
 /// Returns it, its store and whether it was restored.
+///
+/// The agent is built (or restored) on a thread of its own with a
+/// [`BUILD_STACK`] stack: the mesh returns it by value, and a debug build
+/// moves it (about 270 KB with the feature `pq`) through several frames
+/// before it reaches its box, more than a 2 MiB thread (a test's, a
+/// Tokio worker's) holds.
 pub fn open(
+    opts: &AgentOptions,
+    key: StorageKey,
+    rng: &mut OsRng,
+) -> Result<(Box<HostAgent>, FileStore, bool), HostError> {
+    std::thread::scope(|s| {
+        let build = std::thread::Builder::new()
+            .stack_size(BUILD_STACK)
+            .spawn_scoped(s, || open_here(opts, key, rng))?;
+        build.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+/// The stack of the thread [`open`] builds the agent on.
+pub const BUILD_STACK: usize = 32 << 20;
+
+fn open_here(
     opts: &AgentOptions,
     key: StorageKey,
     rng: &mut OsRng,
 ) -> Result<(Box<HostAgent>, FileStore, bool), HostError> {
     let mut store = FileStore::open(&opts.state_dir, opts.ledger.as_deref())?;
     let (mut agent, restored) = match restore(&store, key.duplicate(), opts.config)? {
-        Some(a) => (a, true),
+        Some(mut a) => {
+            a.set_pq_mode(opts.pq);
+            (a, true)
+        }
         None => {
             let identity = Identity::generate(rng);
-            let mut a = Box::new(HostAgent::new(identity, opts.config, rng, Clock::wall()));
+            let mut a = Box::new(HostAgent::new_pq(identity, opts.config, opts.pq, rng, Clock::wall()));
             a.enable_persistence(key);
             (a, false)
         }
@@ -672,7 +706,12 @@ impl<D: DeliveryService> Task<D> {
             }
             Err(e) => {
                 self.counts.refused_inputs = self.counts.refused_inputs.saturating_add(1);
-                tracing::warn!(agent = %self.name, error = %e, "envelope refused");
+                if matches!(e, securemesh::Error::PqRequired | securemesh::Error::PqUnavailable) {
+                    let sender = Envelope::parse(bytes).map(|env| short(&env.sender)).unwrap_or_default();
+                    tracing::warn!(agent = %self.name, peer = %sender, error = %e, pq = ?self.agent.pq_mode(), "channel refused for its post-quantum status");
+                } else {
+                    tracing::warn!(agent = %self.name, error = %e, "envelope refused");
+                }
                 if let Some(c) = conn {
                     self.strike(c);
                 }
@@ -818,7 +857,7 @@ impl<D: DeliveryService> Task<D> {
                     // message, which proves its static key to our fresh
                     // ephemeral; an IK one must also be confirmed.
                     if let Some(c) = self.claimed.get(&(peer, session)).copied()
-                        && (pattern == ChannelKind::NoiseXx || self.confirmed(peer, session))
+                        && (pattern.is_xx() || self.confirmed(peer, session))
                     {
                         self.bind(peer, c);
                     }

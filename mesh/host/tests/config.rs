@@ -150,3 +150,28 @@ fn missing_required_keys_and_broken_yaml_are_refused() {
     let missing = AgentFile::load(std::path::Path::new("/nonexistent/securemesh.yaml")).unwrap_err();
     assert!(matches!(missing, ConfigError::Io { .. }));
 }
+
+/// `agent.pq` (the template says `prefer`, the default) reaches the
+/// runtime's options; an unknown mode is refused with the key and the
+/// line, and `require` only in a build with the feature `pq`.
+#[test]
+fn the_post_quantum_mode_comes_from_the_file() {
+    use securemesh::PqMode;
+    let file = AgentFile::parse(TEMPLATE).unwrap();
+    assert_eq!(file.agent.pq, PqMode::Prefer);
+    assert_eq!(securemesh_host::app::options(&file).pq, PqMode::Prefer);
+    let bare = AgentFile::parse("agent:\n  name: a\n  state_dir: /tmp/a\n").unwrap();
+    assert_eq!(bare.agent.pq, securemesh_host::config::DEFAULT_PQ);
+    let l = line_of("pq: prefer");
+    let off = AgentFile::parse(&edit(l, "  pq: off")).unwrap();
+    assert_eq!(securemesh_host::app::options(&off).pq, PqMode::Off);
+    let require = AgentFile::parse(&edit(l, "  pq: require"));
+    if cfg!(feature = "pq") {
+        assert_eq!(require.unwrap().agent.pq, PqMode::Require);
+    } else {
+        names(&refused(&edit(l, "  pq: require")), "feature `pq`", l);
+    }
+    let m = refused(&edit(l, "  pq: hybrid"));
+    names(&m, "not a post-quantum mode", l);
+    names(&m, "pq: hybrid", l);
+}
