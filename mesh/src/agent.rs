@@ -2020,16 +2020,11 @@ impl<
         if PeerId::of(state.identity.public()) != owner || state.pool.owner() != state.identity.public() {
             return Err(Error::WrongRecord);
         }
-        let pq = state.pq.unwrap_or(if state.pool.last_resort_kem_id().is_some() {
-            PqMode::Prefer
-        } else {
-            PqMode::Off
-        });
         Ok(Agent {
             identity: state.identity,
             id: owner,
             config,
-            pq,
+            pq: state.pq,
             pool: state.pool,
             directory: state.directory,
             policy: state.policy,

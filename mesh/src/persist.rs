@@ -35,7 +35,8 @@
 //! refused ([`Error::WrongRecord`](crate::Error::WrongRecord)).
 //!
 //! ```text
-//! agent record   owner [32] | 1 u8 | identity | pool | directory | policy [ | pq mode u8 (0 Off, 1 Prefer, 2 Require) ]
+//! agent record   owner [32] | 1 u8 | identity | pool | directory | policy
+//!                  [ pq mode u8 (0 Off, 1 Prefer, 2 Require), if not the one the pool implies ]
 //! session record owner [32] | 2 u8 | slot u16 | flag (0 empty, 1 ratchet, 2 ratchet opened with PQXDH)
 //!                  [ peer [32] | session id u64 | order u64 | ratchet ]
 //! key packages   owner [32] | 3 u8 | n u8 { key_package vec16 | init_priv [32] | encryption_priv [32] }
@@ -61,14 +62,17 @@
 //! bounds), rather than dropping keys silently.
 //!
 //! The agent's [`PqMode`] came later, as a trailing byte of the agent
-//! record (written by every build since, whatever the mode), so a
-//! [`PqMode::Require`] agent restores as `Require` rather than
-//! accepting classical channels after a restart. An agent record
+//! record, so a [`PqMode::Require`] agent restores as `Require` rather
+//! than accepting classical channels after a restart. An agent record
 //! without it (written before) restores as it did, [`PqMode::Off`],
 //! except that a record whose pool holds KEM prekeys restores as
 //! [`PqMode::Prefer`]: the agent published PQXDH bundles, so it ran a
-//! hybrid mode, and its peers expect the hybrid channels of it. A build
-//! that predates the byte refuses a record with it (`Storage(TrailingBytes)`).
+//! hybrid mode, and its peers expect the hybrid channels of it. The byte
+//! is written only when the mode differs from the one so implied, so
+//! the records of an `Off` agent with an X3DH pool and of a `Prefer`
+//! agent with a PQXDH pool are encoded as before, byte for byte (the
+//! golden records of `test-vectors` re-encode unchanged). A build that
+//! predates the byte refuses a record with it (`Storage(TrailingBytes)`).
 //!
 //! `identity`, `pool` and `ratchet` are the nested `Persist` bodies of the
 //! ratchet crate ([`Identity`],
@@ -344,8 +348,8 @@ pub(crate) struct AgentState<const PEERS: usize, const PREKEYS: usize> {
     pub(crate) pool: PrekeyPool<PREKEYS, KEM_PREKEYS>,
     pub(crate) directory: Directory<PEERS>,
     pub(crate) policy: Policy<PEERS>,
-    /// The mode of the record; `None` in a record written before it.
-    pub(crate) pq: Option<PqMode>,
+    /// The mode of the record (or the one a record without it implies).
+    pub(crate) pq: PqMode,
 }
 
 /// Seal one record: the owner's peer id and the record's tag, then `body`.
@@ -377,12 +381,22 @@ pub(crate) fn seal_agent<R: CryptoRng + ?Sized, const PEERS: usize, const PREKEY
         write_nested(w, parts.pool)?;
         parts.directory.encode(w)?;
         parts.policy.encode(w)?;
+        if parts.pq == implied_mode(parts.pool) {
+            return Ok(());
+        }
         w.write_u8(match parts.pq {
             PqMode::Off => 0,
             PqMode::Prefer => 1,
             PqMode::Require => 2,
         })
     })
+}
+
+/// The mode of an agent record without the mode byte: [`PqMode::Prefer`]
+/// if its pool holds KEM prekeys (the agent published PQXDH bundles), else
+/// [`PqMode::Off`].
+fn implied_mode<const PREKEYS: usize>(pool: &PrekeyPool<PREKEYS, KEM_PREKEYS>) -> PqMode {
+    if pool.last_resort_kem_id().is_some() { PqMode::Prefer } else { PqMode::Off }
 }
 
 /// A session slot's record (a transient value: moved into the table).
@@ -720,14 +734,14 @@ fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const
             let directory = Directory::decode(&mut r)?;
             let policy = Policy::decode(&mut r)?;
             let pq = if r.is_empty() {
-                None
+                implied_mode(&pool)
             } else {
-                Some(match r.read_u8()? {
+                match r.read_u8()? {
                     0 => PqMode::Off,
                     1 => PqMode::Prefer,
                     2 => PqMode::Require,
                     _ => return Err(CoreError::InvalidValue),
-                })
+                }
             };
             Opened::Agent { owner, state: AgentState { identity, pool, directory, policy, pq } }
         }
@@ -842,7 +856,7 @@ mod tests {
         assert!(state.directory.get(&PeerId([9; 32])).unwrap().identity().is_none());
         assert!(state.policy.check(&pid, MessageKind(7)).is_ok());
         assert!(state.policy.check(&pid, MessageKind(6)).is_err());
-        assert_eq!(state.pq, Some(PqMode::Require));
+        assert_eq!(state.pq, PqMode::Require);
     }
 
     proptest::proptest! {

@@ -134,18 +134,33 @@ fn pq_mode_survives_a_restart() {
 
 /// An agent record written before the mode was stored restores as it
 /// did (`Off`), except that a PQXDH pool (with the feature `pq`, an
-/// agent made in a hybrid mode) restores as `Prefer`, not weaker.
+/// agent made in a hybrid mode) restores as `Prefer`, not weaker. The
+/// record of an agent in that implied mode is written as before (no mode
+/// byte); in another mode it is one byte longer, and without that byte it
+/// restores in the implied mode.
 #[test]
 fn an_agent_record_without_the_mode_restores_as_before() {
     for (i, mode) in MODES.into_iter().enumerate() {
         let (mut a, mut rng) = mode_agent(0x5123_2000 + 0x100 * i as u64, mode);
         let pqxdh = a.metrics().kem_prekeys_available > 0;
         assert_eq!(pqxdh, mode.hybrid());
-        let (blob, generation) = agent_record(&mut a, [0x52; 32], &mut rng);
-        let old = without_mode([0x52; 32], &blob, &mut rng);
-        assert_eq!(old.len() + 1, blob.len());
-        let back = restore([0x52; 32], &old, generation).unwrap();
-        assert_eq!(back.pq_mode(), if pqxdh { PqMode::Prefer } else { PqMode::Off });
+        let implied = if pqxdh { PqMode::Prefer } else { PqMode::Off };
+        a.set_pq_mode(implied);
+        let (as_before, g) = agent_record(&mut a, [0x52; 32], &mut rng);
+        assert_eq!(restore([0x52; 32], &as_before, g).unwrap().pq_mode(), implied);
+        let other = match (mode, implied) {
+            (m, i) if m != i => m,
+            (_, PqMode::Off) => PqMode::Require,
+            _ => PqMode::Off,
+        };
+        a.set_pq_mode(other);
+        let (with_mode, g) = agent_record(&mut a, [0x52; 32], &mut rng);
+        assert_eq!(with_mode.len(), as_before.len() + 1);
+        assert_eq!(restore([0x52; 32], &with_mode, g).unwrap().pq_mode(), other);
+        let old = without_mode([0x52; 32], &with_mode, &mut rng);
+        assert_eq!(old.len(), as_before.len());
+        let back = restore([0x52; 32], &old, g).unwrap();
+        assert_eq!(back.pq_mode(), implied);
         assert_eq!(back.peer_id(), a.peer_id());
     }
 }
