@@ -1042,3 +1042,36 @@ fn commit_order_is_idempotent_and_fixes_the_first_epoch_once() {
         }
     });
 }
+
+/// A mailbox stream deleted on the server (by an operator, or a store
+/// lost) is made again: the client's cached stream and consumer are
+/// forgotten, not used for ever.
+#[test]
+fn a_deleted_mailbox_stream_is_made_again() {
+    let Some(server) = Server::start("recreate") else { return };
+    block_on(async {
+        let js = connect(&server).await;
+        let bob = PeerId([0xb7; 32]);
+        js.deposit(bob, b"one".to_vec()).await.unwrap();
+        let got = fetch_until(&js, bob, 1).await;
+        assert_eq!(got.len(), 1);
+        js.ack(bob, got[0].id).await.unwrap();
+        let raw = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let hex: String = bob.0.iter().map(|b| format!("{b:02x}")).collect();
+        raw.delete_stream(format!("SM_MB_{hex}")).await.unwrap();
+
+        js.deposit(bob, b"two".to_vec()).await.unwrap();
+        // A fetch through the forgotten consumer may fail once; the next
+        // one uses the consumer made again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let seen = loop {
+            match js.fetch(bob, 10).await {
+                Ok(m) if !m.is_empty() => break m,
+                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                other => panic!("nothing fetched after the stream was made again: {other:?}"),
+            }
+        };
+        assert_eq!(seen.iter().map(|m| m.envelope.as_slice()).collect::<Vec<_>>(), [&b"two"[..]]);
+        assert_eq!(js.pending_count(bob).await.unwrap(), 1);
+    });
+}

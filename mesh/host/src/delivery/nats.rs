@@ -431,10 +431,35 @@ impl JetStream {
     }
 
     /// Put `envelope` into `to`'s mailbox under message id `id`.
+    /// A publish the server did not take (no stream answered: deleted
+    /// meanwhile, or the store was lost) forgets the mailbox's cached
+    /// stream and consumer and tries once more, which makes them again.
     async fn deposit_as(&self, to: PeerId, id: &str, envelope: Vec<u8>) -> Result<u64, DeliveryError> {
-        self.stream(self.mailbox_config(&to)).await?;
         let subject = format!("sm.mb.{}", to_hex(&to.0));
-        self.publish(subject, id, HeaderMap::new(), envelope, None).await.map_err(|r| self.refused(r))
+        self.stream(self.mailbox_config(&to)).await?;
+        match self.publish(subject.clone(), id, HeaderMap::new(), envelope.clone(), None).await {
+            Err(PublishRefused::Down(_)) if self.connected().is_ok() => {
+                self.forget_mailbox(&to)?;
+                self.stream(self.mailbox_config(&to)).await?;
+                self.publish(subject, id, HeaderMap::new(), envelope, None).await.map_err(|r| self.refused(r))
+            }
+            r => r.map_err(|r| self.refused(r)),
+        }
+    }
+
+    /// Forget the cached stream `name` (the next use looks it up, or
+    /// makes it, again).
+    fn forget_stream(&self, name: &str) -> Result<(), DeliveryError> {
+        lock(&self.streams)?.remove(name);
+        Ok(())
+    }
+
+    /// Forget the cached stream and consumer of `owner`'s mailbox (the
+    /// next use looks them up, or makes them, again).
+    fn forget_mailbox(&self, owner: &PeerId) -> Result<(), DeliveryError> {
+        self.forget_stream(&self.mailbox_config(owner).name)?;
+        lock(&self.consumers)?.remove(owner);
+        Ok(())
     }
 
     /// Copy the group stream `gk`'s messages up to `upto` into the
@@ -518,10 +543,14 @@ impl JetStream {
         let id = format!("g-{}", hash_hex(&[&envelope]));
         // A retried deposit is a duplicate: the server answers with the
         // first one's sequence, and the fan-out completes it.
-        let seq = self
-            .publish(format!("sm.gf.{gk}"), &id, headers, envelope, None)
-            .await
-            .map_err(|r| self.refused(r))?;
+        let seq = match self.publish(format!("sm.gf.{gk}"), &id, headers, envelope, None).await {
+            Ok(seq) => seq,
+            Err(r) => {
+                // A group stream deleted meanwhile is made again next time.
+                self.forget_stream(&format!("SM_GF_{gk}"))?;
+                return Err(self.refused(r));
+            }
+        };
         self.fan_out(&gk, &s, seq).await
     }
 
@@ -530,7 +559,15 @@ impl JetStream {
         let c = self.consumer(owner).await?;
         let room = max.saturating_sub(lock(&self.held)?.get(&owner).map_or(0, BTreeMap::len));
         if room > 0 {
-            let mut batch = c.fetch().max_messages(room).messages().await.map_err(|e| self.down(e))?;
+            let mut batch = match c.fetch().max_messages(room).messages().await {
+                Ok(b) => b,
+                Err(e) => {
+                    // A consumer or stream deleted meanwhile is made again
+                    // at the next call.
+                    self.forget_mailbox(&owner)?;
+                    return Err(self.down(e));
+                }
+            };
             let pulled = tokio::time::timeout(REQUEST_TIMEOUT, async {
                 let mut got = Vec::new();
                 while let Some(m) = batch.next().await {
@@ -622,7 +659,7 @@ impl JetStream {
         self.connected()?;
         let (s, subject) = self.commit_stream(&group).await?;
         for _ in 0..CAS_ATTEMPTS {
-            let state = s.get_info().await.map_err(|e| self.down(e))?.state;
+            let state = self.info_of(&s).await?.state;
             let current = if state.messages == 0 {
                 // The first commit fixes the group's epoch.
                 epoch
@@ -696,6 +733,20 @@ impl JetStream {
         Ok((at == Some(epoch)).then(|| m.payload.to_vec()))
     }
 
+    /// The info of commit stream `s`; a failure forgets the cached
+    /// stream (deleted meanwhile, it is made again next time).
+    async fn info_of(&self, s: &stream::Stream) -> Result<stream::Info, DeliveryError> {
+        let mut s = s.clone();
+        match s.info().await {
+            Ok(info) => Ok(info.clone()),
+            Err(e) => {
+                let name = s.cached_info().config.name.clone();
+                self.forget_stream(&name)?;
+                Err(self.down(e))
+            }
+        }
+    }
+
     async fn epoch_of(&self, s: &stream::Stream, seq: u64) -> Result<u64, DeliveryError> {
         let m = s.get_raw_message(seq).await.map_err(|e| self.down(e))?;
         m.headers
@@ -707,7 +758,7 @@ impl JetStream {
     async fn since_async(&self, group: GroupId, epoch: u64) -> Result<Vec<(u64, Vec<u8>)>, DeliveryError> {
         self.connected()?;
         let (s, _) = self.commit_stream(&group).await?;
-        let state = s.get_info().await.map_err(|e| self.down(e))?.state;
+        let state = self.info_of(&s).await?.state;
         if state.messages == 0 {
             return Ok(Vec::new());
         }
@@ -745,7 +796,13 @@ impl JetStream {
     async fn pending_async(&self, owner: PeerId) -> Result<usize, DeliveryError> {
         self.connected()?;
         let s = self.stream(self.mailbox_config(&owner)).await?;
-        let n = s.get_info().await.map_err(|e| self.down(e))?.state.messages;
+        let n = match s.get_info().await {
+            Ok(info) => info.state.messages,
+            Err(e) => {
+                self.forget_mailbox(&owner)?;
+                return Err(self.down(e));
+            }
+        };
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
