@@ -343,26 +343,15 @@ pub fn bundles(agent: &HostAgent) -> Result<Bundles, HostError> {
 /// (new identity, persistence on) and stored when there are none.
 /// Returns it, its store and whether it was restored.
 ///
-/// The agent is built (or restored) on a thread of its own with a
-/// [`BUILD_STACK`] stack: the mesh returns it by value, and a debug build
-/// moves it (about 270 KB with the feature `pq`) through several frames
-/// before it reaches its box, more than a 2 MiB thread (a test's, a
-/// Tokio worker's) holds.
+/// The agent is built on a thread of its own
+/// ([`on_agent_stack`](crate::state::on_agent_stack)).
 pub fn open(
     opts: &AgentOptions,
     key: StorageKey,
     rng: &mut OsRng,
 ) -> Result<(Box<HostAgent>, FileStore, bool), HostError> {
-    std::thread::scope(|s| {
-        let build = std::thread::Builder::new()
-            .stack_size(BUILD_STACK)
-            .spawn_scoped(s, || open_here(opts, key, rng))?;
-        build.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
+    crate::state::on_agent_stack(|| open_here(opts, key, rng))?
 }
-
-/// The stack of the thread [`open`] builds the agent on.
-pub const BUILD_STACK: usize = 32 << 20;
 
 fn open_here(
     opts: &AgentOptions,

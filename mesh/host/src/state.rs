@@ -3,9 +3,31 @@
 
 use crate::HostAgent;
 use crate::error::HostError;
-use crate::store::{AGENT, StateStore, record_name};
+use crate::store::{AGENT, StateStore, StoredRecord, record_name};
 use rand_core::CryptoRng;
 use securemesh_core::envelope::StorageKey;
+
+/// The stack of the threads [`on_agent_stack`] starts.
+pub const AGENT_STACK: usize = 32 << 20;
+
+/// Run `f` on a thread of its own with an [`AGENT_STACK`] stack and
+/// return what it returns. Build or restore a [`HostAgent`] so: the mesh
+/// returns it by value, and a debug build moves it (about 270 KB with the
+/// feature `pq`) through several frames before it reaches its box, more
+/// than a 2 MiB thread (a test's, a Tokio worker's) holds. A panic of
+/// `f` goes on in the caller.
+///
+/// ```
+/// let n = securemesh_host::state::on_agent_stack(|| 6 * 7)?;
+/// assert_eq!(n, 42);
+/// # Ok::<(), securemesh_host::HostError>(())
+/// ```
+pub fn on_agent_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, HostError> {
+    std::thread::scope(|s| {
+        let t = std::thread::Builder::new().stack_size(AGENT_STACK).spawn_scoped(s, f)?;
+        Ok(t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    })
+}
 
 /// Store every record the agent has pending, in the order it hands them
 /// out; returns how many. Call it after every agent call and before
@@ -28,13 +50,22 @@ pub fn flush<S: StateStore + ?Sized, R: CryptoRng + ?Sized>(
 /// Rebuild the agent from `store` under `key`, or `None` when the store
 /// is empty (a new agent). A record refused by the agent (rolled back,
 /// changed, another key) or stored under another record's name is an
-/// error naming it; the store is not touched.
+/// error naming it; the store is not touched. The agent is rebuilt
+/// [`on_agent_stack`].
 pub fn restore<S: StateStore + ?Sized>(
     store: &S,
     key: StorageKey,
     config: securemesh::Config,
 ) -> Result<Option<Box<HostAgent>>, HostError> {
     let records = store.load()?;
+    on_agent_stack(|| rebuild(&records, key, config))?
+}
+
+fn rebuild(
+    records: &[StoredRecord],
+    key: StorageKey,
+    config: securemesh::Config,
+) -> Result<Option<Box<HostAgent>>, HostError> {
     let Some(agent_record) = records.iter().find(|r| r.name == AGENT) else {
         return match records.first() {
             Some(r) => {

@@ -172,7 +172,7 @@ fn size_figures() {
     );
     // The wire buffers hold an `hfs` handshake message, and the agent
     // stays under a ceiling (it is boxed, and built on a thread of
-    // `BUILD_STACK`).
+    // `state::AGENT_STACK`).
     const { assert!(securemesh_host::HOST_BYTES >= securemesh::pq::MIN_PQ_BYTES) };
     const { assert!(core::mem::size_of::<securemesh_host::HostAgent>() <= 320 * 1024) };
 }

@@ -22,12 +22,15 @@ fn temp(name: &str) -> PathBuf {
 /// A joiner's KeyPackage (the joiner itself need not run).
 fn key_package(seed: u64) -> (securemesh_ratchet::PublicIdentity, Vec<u8>) {
     let mut rng = TestRng::new(seed);
-    let mut a = Box::new(HostAgent::new(
-        Identity::generate(&mut rng),
-        securemesh::Config::default(),
-        &mut rng,
-        Clock::wall(),
-    ));
+    let mut a = securemesh_host::state::on_agent_stack(|| {
+        Box::new(HostAgent::new(
+            Identity::generate(&mut rng),
+            securemesh::Config::default(),
+            &mut rng,
+            Clock::wall(),
+        ))
+    })
+    .unwrap();
     let mut buf = vec![0u8; securemesh::group::MAX_KEY_PACKAGE_LEN];
     let n = a.publish_key_package(Clock::wall(), &mut buf, &mut rng).unwrap();
     buf.truncate(n);

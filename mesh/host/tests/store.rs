@@ -32,12 +32,15 @@ fn key() -> StorageKey {
 }
 
 fn new_agent(rng: &mut TestRng) -> Box<HostAgent> {
-    let mut a = Box::new(HostAgent::new(
-        Identity::generate(rng),
-        securemesh::Config::default(),
-        rng,
-        UnixTime(1_700_000_000),
-    ));
+    let mut a = securemesh_host::state::on_agent_stack(|| {
+        Box::new(HostAgent::new(
+            Identity::generate(rng),
+            securemesh::Config::default(),
+            rng,
+            UnixTime(1_700_000_000),
+        ))
+    })
+    .unwrap();
     a.enable_persistence(key());
     a
 }
