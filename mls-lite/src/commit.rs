@@ -78,7 +78,7 @@ use crate::transcript::{TranscriptHashes, verify_confirmation_tag};
 use crate::tree::node::{LeafNode, LeafNodeSource};
 use crate::tree::{Node, Parent, RatchetTree};
 use crate::tree_math::{self, NodeIndex};
-use crate::treekem::{UpdatePath, next_path_secret, node_key_pair};
+use crate::treekem::{UpdatePath, next_path_secret, node_key_pair_in};
 use crate::welcome::{ExternalPsk, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension};
 use securemesh_core::codec::Reader;
 use securemesh_core::crypto::{Dh, Ed25519SigningKey, X25519};
@@ -520,6 +520,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// temporary).
     pub(crate) fn copy_from(&mut self, other: &Self) -> Result<(), Error> {
         self.joined = other.joined;
+        self.suite = other.suite;
         self.group_id.clone_from(&other.group_id);
         self.epoch = other.epoch;
         self.tree_hash = other.tree_hash;
@@ -1010,7 +1011,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
         let (external_init, psks) = (checked.external_init, checked.psks);
         let init_secret = match external_init {
-            Some(kem_output) => crate::crypto::external_init_receive(&self.secrets.external, kem_output)?,
+            Some(kem_output) => self.suite.external_init_receive(&self.secrets.external, kem_output)?,
             None => self.secrets.init.duplicate(),
         };
 
@@ -1044,6 +1045,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 let n = gc.encode(gc_buf)?;
                 let gc_bytes = gc_buf.get(..n).ok_or(Error::Capacity)?;
                 let (from, path_secret, _) = next.tree.decrypt_path_secret_excluding(
+                    self.suite,
                     committer,
                     self.own_leaf,
                     path,
@@ -1064,7 +1066,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                     if i > start {
                         secret = next_path_secret(&secret)?;
                     }
-                    let (private_key, public_key) = node_key_pair(&secret)?;
+                    let (private_key, public_key) = node_key_pair_in(self.suite, &secret)?;
                     if !ct_eq(&public_key, upn?.encryption_key) {
                         return Err(Error::Decrypt);
                     }

@@ -43,6 +43,7 @@
 //! [`Persist::seal_state`]: securemesh_core::envelope::Persist::seal_state
 //! [`Persist::MAX_BODY_LEN`]: securemesh_core::envelope::Persist::MAX_BODY_LEN
 
+use crate::crypto::suite::Suite;
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::key_schedule::GroupContext;
@@ -87,6 +88,9 @@ pub struct Group<
     const EXTENSION_BYTES: usize = 256,
 > {
     pub(crate) joined: bool,
+    /// The ciphersuite: which HPKE the tree's keys, UpdatePaths, Welcomes
+    /// and external commits use ([`Group::suite`]).
+    pub(crate) suite: Suite,
     pub(crate) group_id: heapless::Vec<u8, GROUP_ID_BYTES>,
     pub(crate) epoch: u64,
     pub(crate) tree_hash: [u8; NH],
@@ -129,6 +133,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     pub const fn new() -> Self {
         Group {
             joined: false,
+            suite: Suite::Mls128X25519,
             group_id: heapless::Vec::new(),
             epoch: 0,
             tree_hash: [0; NH],
@@ -262,6 +267,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// Empty the slot, zeroizing every secret it held.
     pub fn clear(&mut self) {
         self.joined = false;
+        self.suite = Suite::Mls128X25519;
         self.group_id.clear();
         self.epoch = 0;
         self.tree_hash = [0; NH];
@@ -293,6 +299,19 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             confirmed_transcript_hash: &self.confirmed_transcript_hash,
             extensions: &self.extensions,
         }
+    }
+
+    /// The ciphersuite of the group (0x0003 in every group so far: the
+    /// tree still holds 32-byte HPKE keys).
+    ///
+    /// ```
+    /// use securemesh_mls_lite::{DefaultGroup, crypto::suite::Suite};
+    /// let slot: Box<DefaultGroup> = Box::default();
+    /// assert_eq!(slot.suite().id(), 0x0003);
+    /// assert_eq!(slot.suite(), Suite::Mls128X25519);
+    /// ```
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// The group id.

@@ -8,7 +8,8 @@
 //! struct { LeafNode leaf_node; UpdatePathNode nodes<V>; } UpdatePath;
 //! ```
 
-use crate::crypto::{NH, Secret32, decrypt_with_label, derive_key_pair, derive_secret};
+use crate::crypto::suite::{HpkePublicKey, Suite};
+use crate::crypto::{NH, Secret32, derive_key_pair, derive_secret};
 use crate::error::Error;
 use crate::tree::node::{LeafNode, LeafNodeSource};
 use crate::tree::{Node, Parent, RatchetTree};
@@ -82,10 +83,26 @@ impl<'a> UpdatePath<'a> {
     }
 }
 
-/// The HPKE key pair of a path node: `DeriveKeyPair(DeriveSecret(path_secret, "node"))`.
+/// The HPKE key pair of a path node: `DeriveKeyPair(DeriveSecret(path_secret, "node"))`
+/// (suite 0x0003; [`node_key_pair_in`] for any suite).
 pub fn node_key_pair(path_secret: &Secret32) -> Result<(Secret32, [u8; 32]), Error> {
     let node_secret = derive_secret(path_secret.expose(), b"node")?;
     Ok(derive_key_pair(node_secret.expose()))
+}
+
+/// The HPKE key pair of a path node in `suite`.
+///
+/// ```
+/// use securemesh_mls_lite::crypto::{Secret32, suite::Suite};
+/// use securemesh_mls_lite::treekem::{node_key_pair, node_key_pair_in};
+/// let secret = Secret32::new([5; 32]);
+/// let (_, public) = node_key_pair_in(Suite::Mls128X25519, &secret)?;
+/// assert_eq!(public[..], node_key_pair(&secret)?.1[..]);
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// ```
+pub fn node_key_pair_in(suite: Suite, path_secret: &Secret32) -> Result<(Secret32, HpkePublicKey), Error> {
+    let node_secret = derive_secret(path_secret.expose(), b"node")?;
+    suite.derive_key_pair(node_secret.expose())
 }
 
 /// The next path secret up the path: `DeriveSecret(path_secret, "path")`;
@@ -186,6 +203,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         scratch: &mut [u8],
     ) -> Result<(NodeIndex, Secret32), Error> {
         let (p, secret, expected) = self.decrypt_path_secret_excluding(
+            Suite::Mls128X25519,
             sender,
             receiver,
             path,
@@ -207,6 +225,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn decrypt_path_secret_excluding(
         &self,
+        suite: Suite,
         sender: u32,
         receiver: u32,
         path: &UpdatePath<'_>,
@@ -251,7 +270,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             return Err(Error::Decrypt);
         }
         secret.expose_mut().copy_from_slice(body);
-        decrypt_with_label(
+        suite.decrypt_with_label(
             &key,
             b"UpdatePathNode",
             group_context,
