@@ -66,6 +66,7 @@
 //! proposal is cached (a commit moves to a new epoch and a new secret
 //! tree).
 
+use crate::crypto::suite::HpkePublicKey;
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::framing::{AuthenticatedContent, Content, Sender, SenderData};
@@ -294,7 +295,7 @@ fn merge_path<const L: usize, const B: usize>(
     if n != filtered.len() {
         return Err(Error::Malformed);
     }
-    let mut keys = path.nodes().map(|n| n.map(|n| *n.encryption_key));
+    let mut keys = path.nodes().map(|n| n.and_then(|n| HpkePublicKey::from_slice(n.encryption_key)));
     let above = set_path_keys(tree, sender, &filtered, &mut keys)?;
     let expected: &[u8] = above.as_ref().map_or(&[], |h| &h[..]);
     match path.leaf_node.source {
@@ -329,7 +330,7 @@ pub(crate) fn set_path_keys<const L: usize, const B: usize>(
     tree: &mut RatchetTree<L, B>,
     sender: u32,
     filtered: &[(NodeIndex, NodeIndex)],
-    keys: &mut dyn Iterator<Item = Result<[u8; 32], Error>>,
+    keys: &mut dyn Iterator<Item = Result<HpkePublicKey, Error>>,
 ) -> Result<Option<[u8; NH]>, Error> {
     let width = tree.leaf_count();
     let sender_node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;

@@ -123,10 +123,6 @@ fn check_items<'a, T: 'a>(
     Ok(())
 }
 
-fn key32<'a>(r: &mut Reader<'a>) -> Result<&'a [u8; 32], Error> {
-    r.read_vec_varint()?.try_into().map_err(|_| Error::Unsupported)
-}
-
 /// Parse a `GroupContext` (§8.1). Protocol version and ciphersuite must be
 /// mls10 and 0x0003 ([`Error::Unsupported`] otherwise), so
 /// [`GroupContext::encode`] reproduces the input exactly.
@@ -196,8 +192,8 @@ pub struct KeyPackage<'a> {
     pub version: u16,
     /// Ciphersuite (always 0x0003 here).
     pub cipher_suite: u16,
-    /// HPKE public key for the Welcome.
-    pub init_key: &'a [u8; 32],
+    /// HPKE public key for the Welcome (32 bytes; 1216 in suite 0x004D).
+    pub init_key: &'a [u8],
     /// The member's leaf node (source `key_package`).
     pub leaf_node: LeafNode<'a>,
     /// The `extensions<V>` body.
@@ -217,7 +213,7 @@ impl<'a> KeyPackage<'a> {
             if version != MLS10 || cipher_suite != CIPHERSUITE {
                 return Err(Error::Unsupported);
             }
-            let init_key = key32(r)?;
+            let init_key = crate::tree::node::hpke_key(r)?;
             let leaf_node = LeafNode::parse(r)?;
             let extensions = extensions_body(r)?;
             let tbs_len = r.position().saturating_sub(start);

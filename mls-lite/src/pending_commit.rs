@@ -589,12 +589,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 path_secrets.push((*p, secret.duplicate())).map_err(|_| Error::Capacity)?;
             }
             commit_secret = next_path_secret(&secret)?;
-            let parent_hash = set_path_keys(
-                &mut next.tree,
-                own,
-                &filtered,
-                &mut publics.iter().map(|k| <[u8; 32]>::try_from(&k[..]).map_err(|_| Error::Unsupported)),
-            )?;
+            let parent_hash =
+                set_path_keys(&mut next.tree, own, &filtered, &mut publics.iter().map(|k| Ok(k.clone())))?;
             let leaf_key = X25519::generate(rng);
             let source = LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) };
             let leaf_len = next.write_own_leaf(&X25519::public_key(&leaf_key), source, path_buf, work)?;
@@ -636,26 +632,27 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             for (((_, copath), (_, secret)), public) in filtered.iter().zip(path_secrets.iter()).zip(&publics)
             {
                 w.write_vec_varint(public)?;
-                let mut targets: heapless::Vec<[u8; 32], L> = heapless::Vec::new();
+                // The resolution's nodes (not their keys: an X-Wing key is
+                // 1216 bytes, too many to hold on the stack).
+                let mut targets: heapless::Vec<NodeIndex, L> = heapless::Vec::new();
                 let mut overflow = false;
                 let tree = &next.tree;
                 tree.resolution(*copath, &mut |d| {
-                    if excluded(d) {
-                        return;
+                    if !excluded(d) {
+                        overflow |= targets.push(d).is_err();
                     }
-                    let key = match tree.node(d) {
-                        Node::Leaf(l) => Some(*l.encryption_key),
-                        Node::Parent(p) => Some(p.encryption_key),
-                        Node::Blank => None,
-                    };
-                    overflow |= key.is_none_or(|k| targets.push(k).is_err());
                 });
                 if overflow {
                     return Err(Error::Capacity);
                 }
                 let list = targets.len().saturating_mul(hpke_ciphertext_len(self.suite)?);
                 w.write_varint(u32::try_from(list).map_err(|_| Error::Capacity)?)?;
-                for target in &targets {
+                for d in &targets {
+                    let target = match tree.node(*d) {
+                        Node::Leaf(l) => l.encryption_key,
+                        Node::Parent(p) => &p.encryption_key[..],
+                        Node::Blank => return Err(Error::Malformed),
+                    };
                     let mut buf = *secret.expose();
                     let (kem_output, tag) = self.suite.encrypt_with_label(
                         target,

@@ -682,7 +682,17 @@ mod tests {
                 }
             }
             let parent_hash = heapless::Vec::from_slice(&[x as u8; NH]).unwrap();
-            g.tree.set_parent(x, Some(Parent { encryption_key, parent_hash, unmerged })).unwrap();
+            g.tree
+                .set_parent(
+                    x,
+                    Some(Parent {
+                        encryption_key: crate::crypto::suite::HpkePublicKey::from_slice(&encryption_key)
+                            .unwrap(),
+                        parent_hash,
+                        unmerged,
+                    }),
+                )
+                .unwrap();
             if path_key {
                 assert!(g.path_keys.push(PathKey { node: x, private_key }).is_ok());
             }

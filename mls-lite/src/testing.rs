@@ -217,7 +217,7 @@ pub fn member_of_tree<const L: usize, const B: usize, const G: usize, const E: u
         for (node, secret) in member.path_secrets {
             let (private_key, public_key) = crate::treekem::node_key_pair(secret)?;
             match slot.tree.node(*node) {
-                Node::Parent(p) if p.encryption_key == public_key => {}
+                Node::Parent(p) if p.encryption_key[..] == public_key[..] => {}
                 _ => return Err(Error::Malformed),
             }
             slot.path_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;

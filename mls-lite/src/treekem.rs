@@ -20,13 +20,13 @@ use securemesh_core::codec::Reader;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpdatePathNode<'a> {
     /// The node's new HPKE public key.
-    pub encryption_key: &'a [u8; 32],
+    pub encryption_key: &'a [u8],
     ciphertexts: &'a [u8],
 }
 
 impl<'a> UpdatePathNode<'a> {
     fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
-        let encryption_key = r.read_vec_varint()?.try_into().map_err(|_| Error::Unsupported)?;
+        let encryption_key = crate::tree::node::hpke_key(r)?;
         let ciphertexts = r.read_vec_varint()?;
         let node = UpdatePathNode { encryption_key, ciphertexts };
         for c in node.ciphertexts() {
@@ -146,11 +146,14 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         if overflow {
             return Err(Error::Capacity);
         }
-        let mut keys: heapless::Vec<[u8; 32], 32> = heapless::Vec::new();
+        // The keys are read from `path` where used (an X-Wing key is 1216
+        // bytes: too many to collect on the stack).
+        let mut count = 0usize;
         for n in path.nodes() {
-            keys.push(*n?.encryption_key).map_err(|_| Error::Malformed)?;
+            n?;
+            count = count.checked_add(1).ok_or(Error::Malformed)?;
         }
-        if keys.len() != filtered.len() {
+        if count != filtered.len() {
             return Err(Error::Malformed);
         }
         let sender_node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;
@@ -158,9 +161,9 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         for p in tree_math::direct_path(sender_node, self.leaf_count()) {
             next.set_parent(p, None)?;
         }
-        for ((p, _), key) in filtered.iter().zip(keys.iter()) {
+        for ((p, _), node) in filtered.iter().zip(path.nodes()) {
             let parent = Parent {
-                encryption_key: *key,
+                encryption_key: HpkePublicKey::from_slice(node?.encryption_key)?,
                 parent_hash: heapless::Vec::new(),
                 unmerged: heapless::Vec::new(),
             };
@@ -212,7 +215,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             group_context,
             scratch,
         )?;
-        if node_key_pair(&secret)?.1 != expected {
+        if node_key_pair(&secret)?.1[..] != expected[..] {
             return Err(Error::Decrypt);
         }
         Ok((p, secret))
@@ -233,7 +236,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         exclude: &[u32],
         group_context: &[u8],
         scratch: &mut [u8],
-    ) -> Result<(NodeIndex, Secret32, [u8; 32]), Error> {
+    ) -> Result<(NodeIndex, Secret32, HpkePublicKey), Error> {
         let me = tree_math::leaf_to_node(receiver).ok_or(Error::Malformed)?;
         let mut filtered: heapless::Vec<(NodeIndex, NodeIndex), 32> = heapless::Vec::new();
         let mut overflow = false;
@@ -279,7 +282,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             &tag,
             scratch,
         )?;
-        Ok((p, secret, *node.encryption_key))
+        Ok((p, secret, HpkePublicKey::from_slice(node.encryption_key)?))
     }
 
     /// From the path secret at filtered-path node `from`, walk up the rest
@@ -304,7 +307,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         let mut secret = path_secret.duplicate();
         for node in path.nodes().skip(done) {
             secret = next_path_secret(&secret)?;
-            if node_key_pair(&secret)?.1 != *node?.encryption_key {
+            if node_key_pair(&secret)?.1[..] != *node?.encryption_key {
                 return Err(Error::Decrypt);
             }
         }

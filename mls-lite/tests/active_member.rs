@@ -458,7 +458,7 @@ proptest::proptest! {
                             &mut scratch,
                         )
                         .unwrap();
-                    let old_key = *members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key;
+                    let old_key = members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key.to_vec();
                     for (i, m) in members.iter_mut().enumerate() {
                         if i != committer {
                             let mut spare: Box<G> = Box::default();
@@ -468,7 +468,7 @@ proptest::proptest! {
                         }
                     }
                     members[committer].merge_pending_commit(&mut pending).unwrap();
-                    let new_key = *members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key;
+                    let new_key = members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key.to_vec();
                     proptest::prop_assert_ne!(new_key, old_key);
                     let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
                     agree(&refs);
@@ -823,11 +823,11 @@ fn a_member_left_alone_commits_and_grows_the_group_again() {
     let mut rng = TestRng::new(26);
     // A lone creator's empty commit: a path of its new leaf only.
     let (_a, mut alice) = creator(&mut rng);
-    let old_key = *alice.tree().leaf(0).unwrap().encryption_key;
+    let old_key = alice.tree().leaf(0).unwrap().encryption_key.to_vec();
     let mut sent = commit_adds(&mut alice, &[], &CommitOptions::default(), &mut rng).unwrap();
     alice.merge_pending_commit(&mut sent.pending).unwrap();
     assert_eq!(alice.epoch(), 1);
-    assert_ne!(*alice.tree().leaf(0).unwrap().encryption_key, old_key);
+    assert_ne!(alice.tree().leaf(0).unwrap().encryption_key, &old_key[..]);
 
     // Alice adds Bob and Carol, then removes both in one commit.
     let (bob_agent, carol_agent) = (Agent::new(b"bob", &mut rng), Agent::new(b"carol", &mut rng));

@@ -32,6 +32,7 @@
 use super::Secret32;
 use crate::error::Error;
 use securemesh_core::CryptoRng;
+use securemesh_core::crypto::{Dh, X25519};
 
 /// The longest HPKE public key of the suites of this build: 32 bytes
 /// (X25519), 1216 with feature `x-wing` (X-Wing's `Npk`).
@@ -51,8 +52,71 @@ pub const MAX_KEM_OUTPUT_LEN: usize = 32;
 #[cfg(feature = "x-wing")]
 pub const MAX_KEM_OUTPUT_LEN: usize = super::xwing::NENC;
 
-/// An HPKE public key of any suite of this build.
-pub type HpkePublicKey = heapless::Vec<u8, MAX_HPKE_PUBLIC_LEN>;
+/// An HPKE public key of any suite of this build, as the tree stores it:
+/// exactly 32 bytes without feature `x-wing` (so a suite-3 build does not
+/// grow), up to [`MAX_HPKE_PUBLIC_LEN`] bytes and their length with it.
+/// Derefs to the key's bytes.
+///
+/// ```
+/// use securemesh_mls_lite::crypto::suite::HpkePublicKey;
+/// let key = HpkePublicKey::from_slice(&[7; 32])?;
+/// assert_eq!(&key[..], &[7; 32]);
+/// assert!(HpkePublicKey::from_slice(&[7; 31]).is_err());
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HpkePublicKey {
+    bytes: [u8; MAX_HPKE_PUBLIC_LEN],
+    #[cfg(feature = "x-wing")]
+    len: u16,
+}
+
+impl HpkePublicKey {
+    /// The key `bytes`: 32 bytes (X25519) or, with feature `x-wing`,
+    /// X-Wing's `Npk`; any other length is [`Error::Unsupported`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        #[cfg(not(feature = "x-wing"))]
+        {
+            Ok(HpkePublicKey { bytes: bytes.try_into().map_err(|_| Error::Unsupported)? })
+        }
+        #[cfg(feature = "x-wing")]
+        {
+            if bytes.len() != 32 && bytes.len() != super::xwing::NPK {
+                return Err(Error::Unsupported);
+            }
+            let mut key = HpkePublicKey { bytes: [0; MAX_HPKE_PUBLIC_LEN], len: 0 };
+            key.bytes.get_mut(..bytes.len()).ok_or(Error::Unsupported)?.copy_from_slice(bytes);
+            key.len = u16::try_from(bytes.len()).map_err(|_| Error::Unsupported)?;
+            Ok(key)
+        }
+    }
+
+    /// The key's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        #[cfg(not(feature = "x-wing"))]
+        {
+            &self.bytes
+        }
+        #[cfg(feature = "x-wing")]
+        {
+            self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+        }
+    }
+}
+
+impl core::ops::Deref for HpkePublicKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for HpkePublicKey {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 /// An HPKE `kem_output` (encapsulated key) of any suite of this build.
 pub type KemOutput = heapless::Vec<u8, MAX_KEM_OUTPUT_LEN>;
 
@@ -129,7 +193,28 @@ impl Suite {
                 (s, HpkePublicKey::from_slice(&p))
             }
         };
-        Ok((private, public.map_err(|_| Error::Capacity)?))
+        Ok((private, public?))
+    }
+
+    /// A new HPKE private key (X25519: a random scalar; X-Wing: a random
+    /// 32-byte seed).
+    pub fn generate<R: CryptoRng + ?Sized>(self, rng: &mut R) -> Secret32 {
+        match self {
+            Suite::Mls128X25519 => <X25519 as Dh>::generate(rng),
+            #[cfg(feature = "x-wing")]
+            Suite::Mls256XWing => Secret32::random(rng),
+        }
+    }
+
+    /// The HPKE public key of `private`.
+    pub fn public_key(self, private: &Secret32) -> Result<HpkePublicKey, Error> {
+        match self {
+            Suite::Mls128X25519 => HpkePublicKey::from_slice(&<X25519 as Dh>::public_key(private)),
+            #[cfg(feature = "x-wing")]
+            Suite::Mls256XWing => HpkePublicKey::from_slice(
+                &<securemesh_core::crypto::XWing as securemesh_core::crypto::Kem>::encapsulation_key(private),
+            ),
+        }
     }
 
     /// `EncryptWithLabel(public, label, context, plaintext)` (see
@@ -250,6 +335,9 @@ mod tests {
             assert_eq!(Suite::from_id(suite.id()), Ok(suite));
             let (sk, pk) = suite.derive_key_pair(b"ikm").unwrap();
             assert_eq!(pk.len(), suite.hpke_public_len());
+            assert_eq!(suite.public_key(&sk).unwrap(), pk);
+            let fresh = suite.generate(&mut TestRng::new(0x1234));
+            assert_ne!(suite.public_key(&fresh).unwrap(), pk);
             let mut scratch = [0u8; 64];
             let mut buf = [0x42u8; 24];
             let (enc, tag) = suite

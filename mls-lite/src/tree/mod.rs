@@ -6,6 +6,7 @@
 pub mod node;
 
 use crate::crypto::NH;
+use crate::crypto::suite::HpkePublicKey;
 use crate::error::Error;
 use crate::tree_math::{self, NodeIndex};
 use core::cell::Cell;
@@ -17,7 +18,7 @@ use securemesh_core::crypto::{Hash, Sha256};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parent<const MAX_LEAVES: usize> {
     /// HPKE public key.
-    pub encryption_key: [u8; 32],
+    pub encryption_key: HpkePublicKey,
     /// `parent_hash` (empty or `Nh` bytes).
     pub parent_hash: heapless::Vec<u8, NH>,
     /// Unmerged leaves, increasing.
@@ -286,7 +287,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
                                 unmerged.push(l).map_err(|_| Error::Capacity)?;
                             }
                             let stored = Parent {
-                                encryption_key: *p.encryption_key,
+                                encryption_key: HpkePublicKey::from_slice(p.encryption_key)?,
                                 parent_hash: heapless::Vec::from_slice(p.parent_hash)
                                     .map_err(|_| Error::Malformed)?,
                                 unmerged,
