@@ -82,7 +82,7 @@ use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{UpdatePath, next_path_secret, node_key_pair_in};
 use crate::welcome::{ExternalPsk, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension};
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Dh, Ed25519SigningKey, X25519};
+use securemesh_core::crypto::Ed25519SigningKey;
 use securemesh_core::ct_eq;
 
 /// Extension type of `external_senders` (RFC 9420 §12.1.8.1).
@@ -875,7 +875,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// The private key of `leaf` if it is the leaf of the Update we
     /// proposed in this epoch.
     fn own_update_key(&self, leaf: &LeafNode<'_>) -> Option<&Secret32> {
-        self.pending_update.as_ref().filter(|k| ct_eq(&X25519::public_key(k), leaf.encryption_key))
+        self.pending_update
+            .as_ref()
+            .filter(|k| self.suite.public_key(k).is_ok_and(|p| ct_eq(&p, leaf.encryption_key)))
     }
 
     /// The value of the PSK `psk` names: an external PSK of `psk_store`, or

@@ -27,7 +27,7 @@ use crate::tree::node::{LeafNodeParams, LeafNodeSource, write_leaf_node};
 use crate::welcome::{EpochSecretsKept, RATCHET_TREE_EXTENSION, find_extension};
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
+use securemesh_core::crypto::{Ed25519, Signature};
 
 /// Who joins by an external commit, and from what.
 #[derive(Clone, Copy, Debug)]
@@ -150,7 +150,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             // path's leaf will carry (its key is replaced there).
             let signing = Ed25519::signing_key(join.signature_priv);
             let params = LeafNodeParams {
-                encryption_key: &X25519::public_key(&X25519::generate(rng)),
+                encryption_key: &spare.suite.public_key(&spare.suite.generate(rng))?,
                 identity: join.identity,
                 source: LeafNodeSource::Update,
                 extensions: &[],

@@ -220,7 +220,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// [`write_leaf_node`](crate::tree::node::write_leaf_node).
     pub(crate) fn write_own_leaf(
         &self,
-        encryption_key: &[u8; 32],
+        encryption_key: &[u8],
         source: crate::tree::node::LeafNodeSource<'_>,
         out: &mut [u8],
         scratch: &mut [u8],

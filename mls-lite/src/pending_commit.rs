@@ -64,7 +64,7 @@ use crate::welcome::{
 };
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519};
+use securemesh_core::crypto::{Aead, ChaChaPoly};
 
 /// Extension type of `external_pub` (RFC 9420 §12.4.3.2).
 pub const EXTERNAL_PUB_EXTENSION: u16 = 0x0004;
@@ -591,9 +591,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             commit_secret = next_path_secret(&secret)?;
             let parent_hash =
                 set_path_keys(&mut next.tree, own, &filtered, &mut publics.iter().map(|k| Ok(k.clone())))?;
-            let leaf_key = X25519::generate(rng);
+            let leaf_key = self.suite.generate(rng);
             let source = LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) };
-            let leaf_len = next.write_own_leaf(&X25519::public_key(&leaf_key), source, path_buf, work)?;
+            let leaf_len = next.write_own_leaf(&self.suite.public_key(&leaf_key)?, source, path_buf, work)?;
             next.tree.set_leaf(own, Some(path_buf.get(..leaf_len).ok_or(Error::Capacity)?))?;
             new_leaf_key = Some(leaf_key);
 

@@ -108,7 +108,7 @@ use crate::tree_math;
 use crate::welcome::{EpochSecretsKept, PathKey};
 use securemesh_core::Error;
 use securemesh_core::codec::{Reader, Writer};
-use securemesh_core::crypto::{Dh, Ed25519, Signature, SuiteId, X25519};
+use securemesh_core::crypto::{Ed25519, Signature, SuiteId};
 use securemesh_core::ct_eq;
 use securemesh_core::envelope::{self, Header, Persist, StateKind, StorageKey};
 
@@ -413,7 +413,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.leaf_private_key = read_secret(r)?;
         self.signature_private_key = read_secret(r)?;
         let own = self.tree.leaf(self.own_leaf).ok_or(Error::InvalidValue)?;
-        if X25519::public_key(&self.leaf_private_key) != *own.encryption_key {
+        if self.suite.public_key(&self.leaf_private_key).map_err(to_core)?[..] != *own.encryption_key {
             return Err(Error::InvalidValue);
         }
         let signing = Ed25519::signing_key(&self.signature_private_key);
@@ -431,7 +431,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 return Err(Error::InvalidValue);
             }
             match self.tree.node(node) {
-                Node::Parent(p) if ct_eq(&p.encryption_key, &X25519::public_key(&private_key)) => {}
+                Node::Parent(p)
+                    if self.suite.public_key(&private_key).is_ok_and(|k| ct_eq(&p.encryption_key, &k)) => {}
                 _ => return Err(Error::InvalidValue),
             }
             last = Some(node);
@@ -619,6 +620,7 @@ mod tests {
     use crate::secret_tree::RatchetKind;
     use crate::tree::Parent;
     use securemesh_core::Secret;
+    use securemesh_core::crypto::{Dh, X25519};
     use std::boxed::Box;
     use std::vec;
     use std::vec::Vec;

@@ -42,7 +42,7 @@ use crate::tree::Node;
 use crate::tree_math::{self, NodeIndex};
 use crate::treekem::{next_path_secret, node_key_pair_in};
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Signature, X25519};
+use securemesh_core::crypto::{Aead, ChaChaPoly, Ed25519, Signature};
 use securemesh_core::{Secret, ct_eq};
 
 /// Extension type of `ratchet_tree` (RFC 9420 §12.4.3.3).
@@ -413,7 +413,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         };
         // Our own keys must be those of the KeyPackage's leaf.
         let own = &keys.key_package.leaf_node;
-        if X25519::public_key(keys.encryption_priv) != *own.encryption_key {
+        if suite.public_key(keys.encryption_priv)?[..] != *own.encryption_key {
             return Err(Error::Malformed);
         }
         let signing = Ed25519::signing_key(keys.signature_priv);

@@ -161,6 +161,17 @@ impl Suite {
         }
     }
 
+    /// The suite whose HPKE public keys are `len` bytes long (32: 0x0003;
+    /// 1216: 0x004D with feature `x-wing`); [`Error::Unsupported`] else.
+    pub const fn of_hpke_public_len(len: usize) -> Result<Self, Error> {
+        match len {
+            32 => Ok(Suite::Mls128X25519),
+            #[cfg(feature = "x-wing")]
+            super::xwing::NPK => Ok(Suite::Mls256XWing),
+            _ => Err(Error::Unsupported),
+        }
+    }
+
     /// `Npk`: the length of an HPKE public key.
     pub const fn hpke_public_len(self) -> usize {
         match self {

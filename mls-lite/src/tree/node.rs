@@ -362,7 +362,9 @@ pub fn write_leaf_node(
     w.write_vec_varint(params.identity)?;
     // Capabilities: mls10, suite 3, no extensions or proposals, basic.
     w.write_vec_varint(&crate::messages::MLS10.to_be_bytes())?;
-    w.write_vec_varint(&crate::crypto::CIPHERSUITE.to_be_bytes())?;
+    // The one suite the leaf supports: the suite of its key.
+    let suite = crate::crypto::suite::Suite::of_hpke_public_len(params.encryption_key.len())?;
+    w.write_vec_varint(&suite.id().to_be_bytes())?;
     w.write_vec_varint(&[])?;
     w.write_vec_varint(&[])?;
     w.write_vec_varint(&1u16.to_be_bytes())?;
