@@ -1037,6 +1037,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             Some(path) => {
                 let tree_hash = next.tree.tree_hash(next.tree.root())?;
                 let gc = GroupContext {
+                    cipher_suite: self.suite.id(),
                     group_id: &self.group_id,
                     epoch,
                     tree_hash: &tree_hash,
@@ -1085,6 +1086,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         // The new epoch.
         let tree_hash = next.tree.tree_hash(next.tree.root())?;
         let gc = GroupContext {
+            cipher_suite: self.suite.id(),
             group_id: &self.group_id,
             epoch,
             tree_hash: &tree_hash,

@@ -293,6 +293,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// The GroupContext of the current epoch.
     pub fn group_context(&self) -> GroupContext<'_> {
         GroupContext {
+            cipher_suite: self.suite.id(),
             group_id: &self.group_id,
             epoch: self.epoch,
             tree_hash: &self.tree_hash,

@@ -600,6 +600,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             let tree_hash = next.tree.tree_hash(next.tree.root())?;
             provisional_tree_hash = Some(tree_hash);
             let provisional = GroupContext {
+                cipher_suite: self.suite.id(),
                 group_id: &self.group_id,
                 epoch,
                 tree_hash: &tree_hash,
@@ -712,6 +713,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             None => next.tree.tree_hash(next.tree.root())?,
         };
         let gc = GroupContext {
+            cipher_suite: self.suite.id(),
             group_id: &self.group_id,
             epoch,
             tree_hash: &tree_hash,

@@ -441,6 +441,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         work: &mut [u8],
     ) -> Result<(), Error> {
         self.adopt_group_info(gi, tree_bytes, work)?;
+        if self.suite != suite {
+            return Err(Error::Malformed);
+        }
         let tree = &self.tree;
         let own_bytes = keys.key_package.leaf_node.as_bytes();
         let own_leaf = (0..tree.leaf_count())
@@ -507,6 +510,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             return Err(Error::Malformed);
         }
         self.clear();
+        self.suite = Suite::from_id(gc.cipher_suite)?;
         self.tree.decode(tree_bytes)?;
         let tree = &self.tree;
         if !ct_eq(&tree.tree_hash(tree.root())?, gc.tree_hash) {
