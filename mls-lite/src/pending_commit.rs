@@ -206,8 +206,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// Bytes of a Welcome for `n_adds` members (`ratchet_tree`: with the tree).
     pub const fn welcome_len(n_adds: usize, ratchet_tree: bool) -> usize {
         let tree = if ratchet_tree { Self::MAX_TREE_LEN } else { 0 };
+        // Per new member 140 bytes with a 32-byte kem_output (X-Wing's: 1120).
+        let per_add = 140 + (MAX_KEM_OUTPUT_LEN - 32) + if MAX_KEM_OUTPUT_LEN > 63 { 1 } else { 0 };
         n_adds
-            .saturating_mul(140)
+            .saturating_mul(per_add)
             .saturating_add(tree)
             .saturating_add(G.saturating_add(E))
             .saturating_add(400)
@@ -459,7 +461,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             return Err(Error::BufferTooSmall { needed });
         }
         let mut rest = &mut scratch[..];
-        let work = take(&mut rest, 2048usize.max(kp_total.saturating_mul(2).saturating_add(100)))?;
+        // (Room to sign our new leaf too: twice its bytes and the label.)
+        let work_len = 2048usize.max(B.saturating_mul(2).saturating_add(256));
+        let work = take(&mut rest, work_len.max(kp_total.saturating_mul(2).saturating_add(100)))?;
         let epoch_now = self.epoch;
         let epoch = epoch_now.checked_add(1).ok_or(Error::Capacity)?;
 

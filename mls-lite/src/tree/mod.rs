@@ -66,6 +66,10 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> Default for RatchetTree<M
     }
 }
 
+/// Most bytes of an encoded `ParentNode` (with its `optional` and type
+/// prefixes): the HPKE key, the parent hash and up to 256 unmerged leaves.
+const PARENT_NODE_MAX_LEN: usize = 128 + 4 * 256 + (crate::crypto::suite::MAX_HPKE_PUBLIC_LEN - 32);
+
 fn hash_vec(h: &mut Sha256, bytes: &[u8]) -> Result<(), Error> {
     let (v, n) = crate::crypto::varint(bytes.len())?;
     h.update(v.get(..n).unwrap_or(&[]));
@@ -421,7 +425,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
                 match self.node(x) {
                     Node::Parent(p) => {
                         h.update(&[1]);
-                        let mut buf = [0u8; 128 + 4 * 256];
+                        let mut buf = [0u8; PARENT_NODE_MAX_LEN];
                         let mut w = Writer::new(&mut buf);
                         write_parent(&mut w, p, exclude)?;
                         let n = w.finish()?;
@@ -527,7 +531,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
 }
 
 fn parent_len<const N: usize>(p: &Parent<N>) -> Result<usize, Error> {
-    let mut buf = [0u8; 128 + 4 * 256];
+    let mut buf = [0u8; PARENT_NODE_MAX_LEN];
     let mut w = Writer::new(&mut buf);
     write_parent(&mut w, p, &[])?;
     Ok(w.len())

@@ -1,0 +1,162 @@
+//! The group life cycle in ciphersuite 0x004D
+//! (MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519, feature `x-wing`):
+//! create, add three members by KeyPackages (Welcome joins), application
+//! messages both ways, an UpdatePath commit, a remove after which the
+//! removed member reads nothing more, and a restore of the persisted state.
+#![cfg(feature = "x-wing")]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use securemesh_core::envelope::Persist;
+use securemesh_core::testing::TestRng;
+use securemesh_mls_lite::crypto::suite::Suite;
+use securemesh_mls_lite::key_package::KeyPackageParams;
+use securemesh_mls_lite::messages::KeyPackage;
+use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
+use securemesh_mls_lite::pending_commit::{CommitOptions, CommitOutput};
+use securemesh_mls_lite::testing::Candidate;
+use securemesh_mls_lite::{CommitEvent, Error, Group, ProposalCache, PskStore};
+
+/// 8 members of leaves up to 1536 bytes (an X-Wing leaf is about 1.4 KB).
+type G = Group<8, 1536, 32, 64>;
+
+const SUITE: Suite = Suite::Mls256XWing;
+
+fn agent(name: &[u8], rng: &mut TestRng) -> Candidate {
+    let params = KeyPackageParams { identity: name, not_before: 0, not_after: u64::MAX, last_resort: false };
+    Candidate::new_in(SUITE, &params, rng).unwrap()
+}
+
+fn join(agent: &Candidate, welcome: &[u8]) -> Result<Box<G>, Error> {
+    let MlsMessageBody::Welcome(w) = MlsMessage::from_bytes(welcome)?.body else {
+        return Err(Error::Malformed);
+    };
+    assert_eq!(w.cipher_suite, 0x004D);
+    let mut g: Box<G> = Box::default();
+    let mut scratch = vec![0u8; G::scratch_len(welcome.len())];
+    g.join_into(&w, &agent.keys()?, None, &[], &mut scratch)?;
+    Ok(g)
+}
+
+struct Sent {
+    commit: Vec<u8>,
+    welcome: Vec<u8>,
+    pending: Box<G>,
+}
+
+fn commit(g: &mut G, agents: &[&Candidate], removes: &[u32], update_path: bool, rng: &mut TestRng) -> Sent {
+    let kps: Vec<KeyPackage<'_>> = agents.iter().map(|a| a.key_package().unwrap()).collect();
+    let total: usize = agents.iter().map(|a| a.key_package_bytes().len()).sum();
+    let options = CommitOptions { update_path, ..CommitOptions::default() };
+    let mut pending: Box<G> = Box::default();
+    let mut commit = vec![0u8; total + 8192];
+    let mut welcome = vec![0u8; G::welcome_len(agents.len(), true)];
+    let mut scratch = vec![0u8; G::send_commit_scratch_len(total)];
+    let CommitOutput { commit_len, welcome_len, epoch } = g
+        .commit(&kps, removes, &options, rng, &mut pending, &mut commit, &mut welcome, &mut scratch)
+        .unwrap();
+    assert_eq!(epoch, g.epoch() + 1);
+    commit.truncate(commit_len);
+    welcome.truncate(welcome_len);
+    Sent { commit, welcome, pending }
+}
+
+fn process(g: &mut G, commit: &[u8]) -> Result<CommitEvent, Error> {
+    let mut cache: Box<ProposalCache> = Box::default();
+    let mut spare: Box<G> = Box::default();
+    let mut scratch = vec![0u8; G::commit_scratch_len(commit.len())];
+    g.process_commit(commit, &mut cache, &PskStore::default(), &mut spare, &mut scratch)
+}
+
+fn agree(members: &[&G]) {
+    let first = members[0];
+    let mut want = [0u8; 32];
+    first.export_secret(b"test", b"ctx", &mut want).unwrap();
+    for m in members {
+        assert_eq!(m.suite(), SUITE);
+        assert_eq!(m.epoch(), first.epoch());
+        assert_eq!(m.epoch_authenticator().expose(), first.epoch_authenticator().expose());
+        assert_eq!(m.members().count(), members.len());
+        let mut got = [0u8; 32];
+        m.export_secret(b"test", b"ctx", &mut got).unwrap();
+        assert_eq!(got, want);
+    }
+}
+
+fn seal(from: &mut G, data: &[u8], rng: &mut TestRng) -> Vec<u8> {
+    let mut out = vec![0u8; data.len() + 256];
+    let mut scratch = vec![0u8; G::seal_scratch_len(data.len(), 0)];
+    let n = from.seal_application(data, &[], 0, rng, &mut out, &mut scratch).unwrap();
+    out.truncate(n);
+    out
+}
+
+fn talk(from: &mut G, to: &mut [&mut G], data: &[u8], rng: &mut TestRng) {
+    let sealed = seal(from, data, rng);
+    for g in to.iter_mut() {
+        let mut scratch = vec![0u8; G::application_scratch_len(sealed.len())];
+        let m = g.open_application(&sealed, &mut scratch).unwrap();
+        assert_eq!(m.data, data);
+        assert_eq!(m.sender, from.own_leaf());
+    }
+}
+
+#[test]
+fn an_x_wing_group_lives_create_add_talk_update_remove_restore() {
+    let mut rng = TestRng::new(0x4d4d_0001);
+    let alice_agent = agent(b"alice", &mut rng);
+    assert_eq!(alice_agent.key_package().unwrap().cipher_suite, 0x004D);
+    assert_eq!(alice_agent.key_package().unwrap().init_key.len(), 1216);
+    let mut alice: Box<G> = Box::default();
+    alice.create_into(b"pq fleet", &alice_agent.keys().unwrap(), &[], &mut rng).unwrap();
+    assert_eq!(alice.suite(), SUITE);
+
+    // Alice adds Bob, Carol and Dave in one commit; they join from the Welcome.
+    let (bob_agent, carol_agent, dave_agent) =
+        (agent(b"bob", &mut rng), agent(b"carol", &mut rng), agent(b"dave", &mut rng));
+    let mut sent = commit(&mut alice, &[&bob_agent, &carol_agent, &dave_agent], &[], false, &mut rng);
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    let mut bob = join(&bob_agent, &sent.welcome).unwrap();
+    let mut carol = join(&carol_agent, &sent.welcome).unwrap();
+    let mut dave = join(&dave_agent, &sent.welcome).unwrap();
+    agree(&[&alice, &bob, &carol, &dave]);
+    assert_eq!(alice.tree().leaf(3).unwrap().encryption_key.len(), 1216);
+
+    // Application messages both ways.
+    talk(&mut alice, &mut [&mut bob, &mut carol, &mut dave], b"hello pq world", &mut rng);
+    talk(&mut dave, &mut [&mut alice, &mut bob, &mut carol], b"hello alice", &mut rng);
+
+    // Bob commits with an UpdatePath (X-Wing ciphertexts to the copath).
+    let old_key = bob.tree().leaf(1).unwrap().encryption_key.to_vec();
+    let mut sent = commit(&mut bob, &[], &[], true, &mut rng);
+    for g in [&mut alice, &mut carol, &mut dave] {
+        assert_eq!(process(g, &sent.commit).unwrap(), CommitEvent::NewEpoch { epoch: 2 });
+    }
+    bob.merge_pending_commit(&mut sent.pending).unwrap();
+    agree(&[&alice, &bob, &carol, &dave]);
+    assert_ne!(bob.tree().leaf(1).unwrap().encryption_key, &old_key[..]);
+    talk(&mut carol, &mut [&mut alice, &mut bob, &mut dave], b"after the update", &mut rng);
+
+    // Carol removes Dave; Dave learns it and reads nothing more.
+    let mut sent = commit(&mut carol, &[], &[3], false, &mut rng);
+    for g in [&mut alice, &mut bob] {
+        assert_eq!(process(g, &sent.commit).unwrap(), CommitEvent::NewEpoch { epoch: 3 });
+    }
+    assert_eq!(process(&mut dave, &sent.commit).unwrap(), CommitEvent::Removed);
+    carol.merge_pending_commit(&mut sent.pending).unwrap();
+    agree(&[&alice, &bob, &carol]);
+    let secret = seal(&mut alice, b"not for dave", &mut rng);
+    let mut scratch = vec![0u8; G::application_scratch_len(secret.len())];
+    assert!(dave.open_application(&secret, &mut scratch).is_err());
+    for g in [&mut bob, &mut carol] {
+        let mut scratch = vec![0u8; G::application_scratch_len(secret.len())];
+        assert_eq!(g.open_application(&secret, &mut scratch).unwrap().data, b"not for dave");
+    }
+
+    // The state persists and restores as a 0x004D group.
+    let mut blob = vec![0u8; G::MAX_ENCODED_LEN];
+    let n = bob.encode_state(&mut blob).unwrap();
+    let mut restored: Box<G> = Box::default();
+    restored.decode_state_into(&blob[..n]).unwrap();
+    assert_eq!(restored.suite(), SUITE);
+    agree(&[&alice, &restored, &carol]);
+}
