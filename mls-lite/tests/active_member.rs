@@ -5,6 +5,8 @@
 //! authenticator and an exporter value after every step.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::key_package::KeyPackageParams;
@@ -76,27 +78,11 @@ fn commit_with(
 }
 
 fn process(g: &mut G, commit: &[u8]) -> Result<CommitEvent, Error> {
-    let mut cache: Box<ProposalCache> = Box::default();
-    let mut spare: Box<G> = Box::default();
-    let mut scratch = vec![0u8; G::commit_scratch_len(commit.len())];
-    g.process_commit(commit, &mut cache, &PskStore::default(), &mut spare, &mut scratch)
+    common::process_commit(g, commit)
 }
 
-/// Every member is in the same epoch with the same authenticator,
-/// exporter value, tree hash and member count.
 fn agree(members: &[&G]) {
-    let first = members[0];
-    let mut want = [0u8; 32];
-    first.export_secret(b"test", b"ctx", &mut want).unwrap();
-    for m in members {
-        assert_eq!(m.epoch(), first.epoch());
-        assert_eq!(m.epoch_authenticator().expose(), first.epoch_authenticator().expose());
-        assert_eq!(m.tree_hash(), first.tree_hash());
-        assert_eq!(m.members().count(), members.len());
-        let mut got = [0u8; 32];
-        m.export_secret(b"test", b"ctx", &mut got).unwrap();
-        assert_eq!(got, want);
-    }
+    common::assert_agree(members);
 }
 
 /// `from` seals application data; each of `to` opens it.

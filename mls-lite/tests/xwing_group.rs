@@ -6,6 +6,8 @@
 #![cfg(feature = "x-wing")]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::crypto::suite::Suite;
@@ -14,7 +16,7 @@ use securemesh_mls_lite::messages::KeyPackage;
 use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use securemesh_mls_lite::pending_commit::{CommitOptions, CommitOutput};
 use securemesh_mls_lite::testing::Candidate;
-use securemesh_mls_lite::{CommitEvent, Error, Group, ProposalCache, PskStore};
+use securemesh_mls_lite::{CommitEvent, Error, Group};
 
 /// 8 members of leaves up to 1536 bytes (an X-Wing leaf is about 1.4 KB).
 type G = Group<8, 1536, 32, 64>;
@@ -61,25 +63,12 @@ fn commit(g: &mut G, agents: &[&Candidate], removes: &[u32], update_path: bool, 
 }
 
 fn process(g: &mut G, commit: &[u8]) -> Result<CommitEvent, Error> {
-    let mut cache: Box<ProposalCache> = Box::default();
-    let mut spare: Box<G> = Box::default();
-    let mut scratch = vec![0u8; G::commit_scratch_len(commit.len())];
-    g.process_commit(commit, &mut cache, &PskStore::default(), &mut spare, &mut scratch)
+    common::process_commit(g, commit)
 }
 
 fn agree(members: &[&G]) {
-    let first = members[0];
-    let mut want = [0u8; 32];
-    first.export_secret(b"test", b"ctx", &mut want).unwrap();
-    for m in members {
-        assert_eq!(m.suite(), SUITE);
-        assert_eq!(m.epoch(), first.epoch());
-        assert_eq!(m.epoch_authenticator().expose(), first.epoch_authenticator().expose());
-        assert_eq!(m.members().count(), members.len());
-        let mut got = [0u8; 32];
-        m.export_secret(b"test", b"ctx", &mut got).unwrap();
-        assert_eq!(got, want);
-    }
+    common::assert_agree(members);
+    assert!(members.iter().all(|m| m.suite() == SUITE));
 }
 
 fn seal(from: &mut G, data: &[u8], rng: &mut TestRng) -> Vec<u8> {
