@@ -302,8 +302,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
     }
 
-    /// The ciphersuite of the group (0x0003 in every group so far: the
-    /// tree still holds 32-byte HPKE keys).
+    /// The ciphersuite of the group: the suite of the KeyPackage it was
+    /// created with, of the Welcome or GroupInfo it was joined from, or of
+    /// the persisted record it was restored from (0x0003 for an empty
+    /// slot).
     ///
     /// ```
     /// use securemesh_mls_lite::{DefaultGroup, crypto::suite::Suite};

@@ -581,20 +581,24 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             // commit secret.)
             let filtered = filtered_path(&next.tree, own)?;
             let mut secret = Secret32::random(rng);
-            let mut publics: heapless::Vec<HpkePublicKey, MAX_PATH_KEYS> = heapless::Vec::new();
             next.path_keys.clear();
-            for (i, (p, _)) in filtered.iter().enumerate() {
+            // Each node's key pair is derived as the tree takes its public
+            // key (the private one kept): no list of public keys on the
+            // stack (X-Wing's are 1216 bytes each).
+            let suite = self.suite;
+            let path_keys = &mut next.path_keys;
+            let mut derive = filtered.iter().enumerate().map(|(i, (p, _))| -> Result<HpkePublicKey, Error> {
                 if i > 0 {
                     secret = next_path_secret(&secret)?;
                 }
-                let (private_key, public_key) = node_key_pair_in(self.suite, &secret)?;
-                publics.push(public_key).map_err(|_| Error::Capacity)?;
-                next.path_keys.push(PathKey { node: *p, private_key }).map_err(|_| Error::Capacity)?;
+                let (private_key, public_key) = node_key_pair_in(suite, &secret)?;
+                path_keys.push(PathKey { node: *p, private_key }).map_err(|_| Error::Capacity)?;
                 path_secrets.push((*p, secret.duplicate())).map_err(|_| Error::Capacity)?;
-            }
+                Ok(public_key)
+            });
+            let parent_hash = set_path_keys(&mut next.tree, own, &filtered, &mut derive)?;
+            drop(derive);
             commit_secret = next_path_secret(&secret)?;
-            let parent_hash =
-                set_path_keys(&mut next.tree, own, &filtered, &mut publics.iter().map(|k| Ok(k.clone())))?;
             let leaf_key = self.suite.generate(rng);
             let source = LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) };
             let leaf_len = next.write_own_leaf(&self.suite.public_key(&leaf_key)?, source, path_buf, work)?;
@@ -634,9 +638,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             }
             let mut w = Writer::new(path_buf.get_mut(leaf_len..).ok_or(Error::Capacity)?);
             w.write_varint(u32::try_from(nodes_len).map_err(|_| Error::Capacity)?)?;
-            for (((_, copath), (_, secret)), public) in filtered.iter().zip(path_secrets.iter()).zip(&publics)
-            {
-                w.write_vec_varint(public)?;
+            for ((p, copath), (_, secret)) in filtered.iter().zip(path_secrets.iter()) {
+                // The node's public key, as the tree now holds it.
+                let Node::Parent(parent) = next.tree.node(*p) else { return Err(Error::Malformed) };
+                w.write_vec_varint(&parent.encryption_key)?;
                 // The resolution's nodes (not their keys: an X-Wing key is
                 // 1216 bytes, too many to hold on the stack).
                 let mut targets: heapless::Vec<NodeIndex, L> = heapless::Vec::new();
