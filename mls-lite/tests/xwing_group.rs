@@ -149,3 +149,12 @@ fn an_x_wing_group_lives_create_add_talk_update_remove_restore() {
     assert_eq!(restored.suite(), SUITE);
     agree(&[&alice, &restored, &carol]);
 }
+
+#[test]
+fn an_x_wing_slot_has_a_size_ceiling() {
+    // Eight members of X-Wing leaves: room for 1536-byte leaves and a
+    // 1216-byte key in each of the 8 parent slots.
+    let size = core::mem::size_of::<G>();
+    println!("Group<8, 1536, 32, 64> with x-wing: {size} bytes");
+    assert!(size <= 32 * 1024, "{size}");
+}
