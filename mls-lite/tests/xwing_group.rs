@@ -158,3 +158,55 @@ fn an_x_wing_slot_has_a_size_ceiling() {
     println!("Group<8, 1536, 32, 64> with x-wing: {size} bytes");
     assert!(size <= 32 * 1024, "{size}");
 }
+
+#[test]
+fn a_new_member_joins_an_x_wing_group_by_an_external_commit() {
+    use securemesh_core::crypto::{Ed25519, Signature};
+    use securemesh_mls_lite::external_commit::ExternalJoin;
+    use securemesh_mls_lite::pending_commit::Proposals;
+    let mut rng = TestRng::new(0x4d4d_0e0e);
+    let alice_agent = agent(b"alice", &mut rng);
+    let mut alice: Box<G> = Box::default();
+    alice.create_into(b"pq fleet", &alice_agent.keys().unwrap(), &[], &mut rng).unwrap();
+    let bob_agent = agent(b"bob", &mut rng);
+    let mut sent = commit(&mut alice, &[&bob_agent], &[], false, &mut rng);
+    alice.merge_pending_commit(&mut sent.pending).unwrap();
+    let mut bob = join(&bob_agent, &sent.welcome).unwrap();
+
+    // Alice publishes the GroupInfo (tree and 1216-byte external_pub).
+    let mut info = vec![0u8; G::MAX_GROUP_INFO_LEN];
+    let mut scratch = vec![0u8; G::MAX_GROUP_INFO_LEN];
+    let n = alice.export_group_info(true, &mut info, &mut scratch).unwrap();
+    info.truncate(n);
+    let MlsMessageBody::GroupInfo(group_info) = MlsMessage::from_bytes(&info).unwrap().body else {
+        panic!("not a GroupInfo")
+    };
+    let seed = Ed25519::generate(&mut rng);
+    let join = ExternalJoin { group_info, ratchet_tree: None, identity: b"erin", signature_priv: &seed };
+    let (mut erin, mut spare): (Box<G>, Box<G>) = (Box::default(), Box::default());
+    let mut out = vec![0u8; 32 * 1024];
+    let mut scratch = vec![0u8; G::external_commit_scratch_len(info.len())];
+    // An external commit is a PublicMessage.
+    let options = CommitOptions {
+        wire_format: securemesh_mls_lite::messages::WireFormat::PublicMessage,
+        ..CommitOptions::default()
+    };
+    let done = erin
+        .join_by_external_commit(
+            &join,
+            &Proposals::default(),
+            &Default::default(),
+            &options,
+            &mut rng,
+            &mut spare,
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap();
+    out.truncate(done.commit_len);
+    for g in [&mut alice, &mut bob] {
+        assert_eq!(process(g, &out).unwrap(), CommitEvent::NewEpoch { epoch: 2 });
+    }
+    agree(&[&alice, &bob, &erin]);
+    talk(&mut erin, &mut [&mut alice, &mut bob], b"joined from outside", &mut rng);
+}
