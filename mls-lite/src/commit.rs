@@ -66,6 +66,7 @@
 //! proposal is cached (a commit moves to a new epoch and a new secret
 //! tree).
 
+use crate::crypto::suite::HpkePublicKey;
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::framing::{AuthenticatedContent, Content, Sender, SenderData};
@@ -78,10 +79,10 @@ use crate::transcript::{TranscriptHashes, verify_confirmation_tag};
 use crate::tree::node::{LeafNode, LeafNodeSource};
 use crate::tree::{Node, Parent, RatchetTree};
 use crate::tree_math::{self, NodeIndex};
-use crate::treekem::{UpdatePath, next_path_secret, node_key_pair};
+use crate::treekem::{UpdatePath, next_path_secret, node_key_pair_in};
 use crate::welcome::{ExternalPsk, MAX_PATH_KEYS, MAX_PSKS, PathKey, find_extension};
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Dh, Ed25519SigningKey, X25519};
+use securemesh_core::crypto::Ed25519SigningKey;
 use securemesh_core::ct_eq;
 
 /// Extension type of `external_senders` (RFC 9420 §12.1.8.1).
@@ -294,7 +295,7 @@ fn merge_path<const L: usize, const B: usize>(
     if n != filtered.len() {
         return Err(Error::Malformed);
     }
-    let mut keys = path.nodes().map(|n| n.map(|n| *n.encryption_key));
+    let mut keys = path.nodes().map(|n| n.and_then(|n| HpkePublicKey::from_slice(n.encryption_key)));
     let above = set_path_keys(tree, sender, &filtered, &mut keys)?;
     let expected: &[u8] = above.as_ref().map_or(&[], |h| &h[..]);
     match path.leaf_node.source {
@@ -329,7 +330,7 @@ pub(crate) fn set_path_keys<const L: usize, const B: usize>(
     tree: &mut RatchetTree<L, B>,
     sender: u32,
     filtered: &[(NodeIndex, NodeIndex)],
-    keys: &mut dyn Iterator<Item = Result<[u8; 32], Error>>,
+    keys: &mut dyn Iterator<Item = Result<HpkePublicKey, Error>>,
 ) -> Result<Option<[u8; NH]>, Error> {
     let width = tree.leaf_count();
     let sender_node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;
@@ -520,6 +521,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// temporary).
     pub(crate) fn copy_from(&mut self, other: &Self) -> Result<(), Error> {
         self.joined = other.joined;
+        self.suite = other.suite;
         self.group_id.clone_from(&other.group_id);
         self.epoch = other.epoch;
         self.tree_hash = other.tree_hash;
@@ -873,7 +875,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// The private key of `leaf` if it is the leaf of the Update we
     /// proposed in this epoch.
     fn own_update_key(&self, leaf: &LeafNode<'_>) -> Option<&Secret32> {
-        self.pending_update.as_ref().filter(|k| ct_eq(&X25519::public_key(k), leaf.encryption_key))
+        self.pending_update
+            .as_ref()
+            .filter(|k| self.suite.public_key(k).is_ok_and(|p| ct_eq(&p, leaf.encryption_key)))
     }
 
     /// The value of the PSK `psk` names: an external PSK of `psk_store`, or
@@ -1010,7 +1014,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
         let (external_init, psks) = (checked.external_init, checked.psks);
         let init_secret = match external_init {
-            Some(kem_output) => crate::crypto::external_init_receive(&self.secrets.external, kem_output)?,
+            Some(kem_output) => self.suite.external_init_receive(&self.secrets.external, kem_output)?,
             None => self.secrets.init.duplicate(),
         };
 
@@ -1033,6 +1037,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             Some(path) => {
                 let tree_hash = next.tree.tree_hash(next.tree.root())?;
                 let gc = GroupContext {
+                    cipher_suite: self.suite.id(),
                     group_id: &self.group_id,
                     epoch,
                     tree_hash: &tree_hash,
@@ -1044,6 +1049,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 let n = gc.encode(gc_buf)?;
                 let gc_bytes = gc_buf.get(..n).ok_or(Error::Capacity)?;
                 let (from, path_secret, _) = next.tree.decrypt_path_secret_excluding(
+                    self.suite,
                     committer,
                     self.own_leaf,
                     path,
@@ -1064,7 +1070,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                     if i > start {
                         secret = next_path_secret(&secret)?;
                     }
-                    let (private_key, public_key) = node_key_pair(&secret)?;
+                    let (private_key, public_key) = node_key_pair_in(self.suite, &secret)?;
                     if !ct_eq(&public_key, upn?.encryption_key) {
                         return Err(Error::Decrypt);
                     }
@@ -1080,6 +1086,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         // The new epoch.
         let tree_hash = next.tree.tree_hash(next.tree.root())?;
         let gc = GroupContext {
+            cipher_suite: self.suite.id(),
             group_id: &self.group_id,
             epoch,
             tree_hash: &tree_hash,

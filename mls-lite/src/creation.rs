@@ -11,12 +11,13 @@
 //! transcript hash covers the confirmation tag of that epoch (§8.2). Members
 //! are then added by commits ([`pending_commit`](crate::pending_commit)).
 
+use crate::crypto::suite::Suite;
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::group::Group;
 use crate::welcome::JoinKeys;
 use securemesh_core::CryptoRng;
-use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
+use securemesh_core::crypto::{Ed25519, Signature};
 
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Make this slot a new group `group_id` at epoch 0 whose only member
@@ -60,17 +61,19 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         // Built in place; on error the slot is emptied again.
         let mut fill = || -> Result<(), Error> {
             let kp = &keys.key_package;
-            let mut work = [0u8; 2048];
+            let suite = Suite::from_id(kp.cipher_suite)?;
+            let mut work = [0u8; 2 * (2048 + crate::crypto::suite::MAX_HPKE_PUBLIC_LEN - 32)];
             let needed = kp.as_bytes().len().saturating_mul(2).saturating_add(100);
             kp.verify(work.get_mut(..needed).ok_or(Error::Capacity)?)?;
             let leaf = &kp.leaf_node;
-            if X25519::public_key(keys.encryption_priv) != *leaf.encryption_key
+            if suite.public_key(keys.encryption_priv)?[..] != *leaf.encryption_key
                 || Ed25519::verifying_key(&Ed25519::signing_key(keys.signature_priv)) != *leaf.signature_key
             {
                 return Err(Error::Malformed);
             }
             // The extensions body must be well formed.
             crate::tree::node::check_extensions(extensions)?;
+            self.suite = suite;
             self.group_id = heapless::Vec::from_slice(group_id).map_err(|_| Error::Capacity)?;
             self.extensions = heapless::Vec::from_slice(extensions).map_err(|_| Error::Capacity)?;
             self.tree.extend()?;

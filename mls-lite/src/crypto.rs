@@ -12,6 +12,7 @@ use securemesh_core::codec::{Writer, varint_len};
 use securemesh_core::crypto::{Ed25519, Hash, Sha256, Signature};
 use securemesh_core::{CryptoRng, Secret};
 
+pub mod suite;
 #[cfg(feature = "x-wing")]
 pub mod xwing;
 

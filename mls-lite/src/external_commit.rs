@@ -18,7 +18,7 @@
 //! ([`Group::clear`]) and try again from the new epoch's GroupInfo.
 
 use crate::commit::{ProposalCache, PskStore};
-use crate::crypto::{Secret32, external_init_send};
+use crate::crypto::Secret32;
 use crate::error::Error;
 use crate::group::Group;
 use crate::messages::GroupInfo;
@@ -27,7 +27,7 @@ use crate::tree::node::{LeafNodeParams, LeafNodeSource, write_leaf_node};
 use crate::welcome::{EpochSecretsKept, RATCHET_TREE_EXTENSION, find_extension};
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
+use securemesh_core::crypto::{Ed25519, Signature};
 
 /// Who joins by an external commit, and from what.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +127,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             let external_pub =
                 find_extension(gi.extensions, EXTERNAL_PUB_EXTENSION)?.ok_or(Error::Malformed)?;
             let mut r = Reader::new(external_pub);
-            let external_pub: &[u8; 32] = r.read_vec_varint()?.try_into().map_err(|_| Error::Malformed)?;
+            let external_pub = r.read_vec_varint()?;
             r.finish()?;
             let tree = match find_extension(gi.extensions, RATCHET_TREE_EXTENSION)? {
                 Some(t) => t,
@@ -150,13 +150,13 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             // path's leaf will carry (its key is replaced there).
             let signing = Ed25519::signing_key(join.signature_priv);
             let params = LeafNodeParams {
-                encryption_key: &X25519::public_key(&X25519::generate(rng)),
+                encryption_key: &spare.suite.public_key(&spare.suite.generate(rng))?,
                 identity: join.identity,
                 source: LeafNodeSource::Update,
                 extensions: &[],
             };
             let leaf_len = write_leaf_node(leaf_buf, &params, &signing, gi.group_context.group_id, 0, work)?;
-            let (kem_output, init_secret) = external_init_send(external_pub, rng)?;
+            let (kem_output, init_secret) = spare.suite.external_init_send(external_pub, rng)?;
             let external = ExternalInit {
                 kem_output,
                 init_secret,

@@ -43,6 +43,7 @@
 //! [`Persist::seal_state`]: securemesh_core::envelope::Persist::seal_state
 //! [`Persist::MAX_BODY_LEN`]: securemesh_core::envelope::Persist::MAX_BODY_LEN
 
+use crate::crypto::suite::Suite;
 use crate::crypto::{NH, Secret32};
 use crate::error::Error;
 use crate::key_schedule::GroupContext;
@@ -87,6 +88,9 @@ pub struct Group<
     const EXTENSION_BYTES: usize = 256,
 > {
     pub(crate) joined: bool,
+    /// The ciphersuite: which HPKE the tree's keys, UpdatePaths, Welcomes
+    /// and external commits use ([`Group::suite`]).
+    pub(crate) suite: Suite,
     pub(crate) group_id: heapless::Vec<u8, GROUP_ID_BYTES>,
     pub(crate) epoch: u64,
     pub(crate) tree_hash: [u8; NH],
@@ -129,6 +133,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     pub const fn new() -> Self {
         Group {
             joined: false,
+            suite: Suite::Mls128X25519,
             group_id: heapless::Vec::new(),
             epoch: 0,
             tree_hash: [0; NH],
@@ -215,7 +220,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// [`write_leaf_node`](crate::tree::node::write_leaf_node).
     pub(crate) fn write_own_leaf(
         &self,
-        encryption_key: &[u8; 32],
+        encryption_key: &[u8],
         source: crate::tree::node::LeafNodeSource<'_>,
         out: &mut [u8],
         scratch: &mut [u8],
@@ -262,6 +267,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// Empty the slot, zeroizing every secret it held.
     pub fn clear(&mut self) {
         self.joined = false;
+        self.suite = Suite::Mls128X25519;
         self.group_id.clear();
         self.epoch = 0;
         self.tree_hash = [0; NH];
@@ -287,12 +293,28 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// The GroupContext of the current epoch.
     pub fn group_context(&self) -> GroupContext<'_> {
         GroupContext {
+            cipher_suite: self.suite.id(),
             group_id: &self.group_id,
             epoch: self.epoch,
             tree_hash: &self.tree_hash,
             confirmed_transcript_hash: &self.confirmed_transcript_hash,
             extensions: &self.extensions,
         }
+    }
+
+    /// The ciphersuite of the group: the suite of the KeyPackage it was
+    /// created with, of the Welcome or GroupInfo it was joined from, or of
+    /// the persisted record it was restored from (0x0003 for an empty
+    /// slot).
+    ///
+    /// ```
+    /// use securemesh_mls_lite::{DefaultGroup, crypto::suite::Suite};
+    /// let slot: Box<DefaultGroup> = Box::default();
+    /// assert_eq!(slot.suite().id(), 0x0003);
+    /// assert_eq!(slot.suite(), Suite::Mls128X25519);
+    /// ```
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// The group id.

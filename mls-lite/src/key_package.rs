@@ -16,13 +16,14 @@
 //! the source, distinct keys) plus the lifetime at the caller's `now` and
 //! the capabilities this profile needs.
 
-use crate::crypto::{CIPHERSUITE, Secret32, sign_with_label};
+use crate::crypto::suite::Suite;
+use crate::crypto::{Secret32, sign_with_label};
 use crate::error::Error;
 use crate::messages::{KeyPackage, MLS10};
 use crate::tree::node::{Credential, LeafNodeParams, LeafNodeSource, write_leaf_node};
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
-use securemesh_core::crypto::{Dh, Ed25519, Signature, X25519};
+use securemesh_core::crypto::{Ed25519, Signature};
 
 /// Extension type of `last_resort` (RFC 9420 §17.3): a KeyPackage that may
 /// be used more than once, when no other is left.
@@ -32,6 +33,14 @@ pub const LAST_RESORT_EXTENSION: u16 = 0x000A;
 /// `identity_len` bytes.
 pub const fn key_package_len(identity_len: usize) -> usize {
     identity_len.saturating_add(300)
+}
+
+/// Most bytes [`create_key_package_in`] writes in `suite` for an identity
+/// of `identity_len` bytes (two HPKE public keys of the suite's length).
+pub const fn key_package_len_in(suite: Suite, identity_len: usize) -> usize {
+    let npk = suite.hpke_public_len();
+    let per_key = npk.saturating_sub(32).saturating_add(if npk > 63 { 1 } else { 0 });
+    key_package_len(identity_len).saturating_add(per_key.saturating_mul(2))
 }
 
 /// What a new KeyPackage says.
@@ -94,7 +103,38 @@ pub fn create_key_package<R: CryptoRng + ?Sized>(
     out: &mut [u8],
     scratch: &mut [u8],
 ) -> Result<(usize, KeyPackageSecrets), Error> {
-    let needed = key_package_len(params.identity.len());
+    create_key_package_in(Suite::Mls128X25519, params, signature_priv, rng, out, scratch)
+}
+
+/// [`create_key_package`] in ciphersuite `suite`: `out` needs
+/// [`key_package_len_in`]`(suite, identity.len())` bytes, `scratch` twice
+/// that.
+///
+/// ```
+/// use securemesh_core::crypto::{Ed25519, Signature};
+/// use securemesh_core::testing::TestRng;
+/// use securemesh_mls_lite::crypto::suite::Suite;
+/// use securemesh_mls_lite::key_package::{KeyPackageParams, create_key_package_in, key_package_len_in};
+/// use securemesh_mls_lite::messages::KeyPackage;
+/// let mut rng = TestRng::new(1);
+/// let identity_key = Ed25519::generate(&mut rng);
+/// let params = KeyPackageParams { identity: b"agent-7", not_before: 0, not_after: 10, last_resort: false };
+/// let suite = Suite::Mls128X25519;
+/// let mut out = vec![0u8; key_package_len_in(suite, params.identity.len())];
+/// let mut scratch = vec![0u8; 2 * out.len()];
+/// let (n, _secrets) = create_key_package_in(suite, &params, &identity_key, &mut rng, &mut out, &mut scratch)?;
+/// assert_eq!(KeyPackage::from_bytes(&out[..n])?.cipher_suite, suite.id());
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// ```
+pub fn create_key_package_in<R: CryptoRng + ?Sized>(
+    suite: Suite,
+    params: &KeyPackageParams<'_>,
+    signature_priv: &Secret32,
+    rng: &mut R,
+    out: &mut [u8],
+    scratch: &mut [u8],
+) -> Result<(usize, KeyPackageSecrets), Error> {
+    let needed = key_package_len_in(suite, params.identity.len());
     if out.len() < needed {
         return Err(Error::BufferTooSmall { needed });
     }
@@ -105,11 +145,11 @@ pub fn create_key_package<R: CryptoRng + ?Sized>(
     if params.not_before > params.not_after {
         return Err(Error::Malformed);
     }
-    let secrets =
-        KeyPackageSecrets { init_priv: X25519::generate(rng), encryption_priv: X25519::generate(rng) };
+    let secrets = KeyPackageSecrets { init_priv: suite.generate(rng), encryption_priv: suite.generate(rng) };
     let signing = Ed25519::signing_key(signature_priv);
+    let encryption_key = suite.public_key(&secrets.encryption_priv)?;
     let leaf_params = LeafNodeParams {
-        encryption_key: &X25519::public_key(&secrets.encryption_priv),
+        encryption_key: &encryption_key,
         identity: params.identity,
         source: LeafNodeSource::KeyPackage { not_before: params.not_before, not_after: params.not_after },
         extensions: &[],
@@ -117,8 +157,8 @@ pub fn create_key_package<R: CryptoRng + ?Sized>(
     // version, cipher_suite, init_key<V>, then the leaf in place.
     let mut w = Writer::new(out);
     w.write_u16(MLS10)?;
-    w.write_u16(CIPHERSUITE)?;
-    w.write_vec_varint(&X25519::public_key(&secrets.init_priv))?;
+    w.write_u16(suite.id())?;
+    w.write_vec_varint(&suite.public_key(&secrets.init_priv)?)?;
     let head = w.finish()?;
     let leaf_out = out.get_mut(head..).ok_or(Error::Capacity)?;
     let leaf_len = write_leaf_node(leaf_out, &leaf_params, &signing, &[], 0, scratch)?;
@@ -167,7 +207,7 @@ impl KeyPackage<'_> {
         }
         let caps = &leaf.capabilities;
         if !caps.versions().any(|v| v == MLS10)
-            || !caps.cipher_suites().any(|s| s == CIPHERSUITE)
+            || !caps.cipher_suites().any(|s| s == self.cipher_suite)
             || !caps.credentials().any(|c| c == 1)
         {
             return Err(Error::Unsupported);
@@ -180,6 +220,7 @@ impl KeyPackage<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use securemesh_core::crypto::{Dh, X25519};
     use securemesh_core::testing::TestRng;
     use std::vec;
 

@@ -10,6 +10,8 @@ use securemesh_core::crypto::{Hash, Sha256};
 /// The GroupContext of an epoch (RFC 9420 §8.1), borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupContext<'a> {
+    /// The ciphersuite (0x0003; 0x004D with feature `x-wing`).
+    pub cipher_suite: u16,
     /// Group identifier.
     pub group_id: &'a [u8],
     /// Epoch number.
@@ -23,9 +25,9 @@ pub struct GroupContext<'a> {
 }
 
 impl GroupContext<'_> {
-    /// TLS encoding: version 1 (mls10), ciphersuite 3, and the fields.
+    /// TLS encoding: version 1 (mls10), the ciphersuite and the fields.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
-        self.encode_for_suite(crate::crypto::CIPHERSUITE, out)
+        self.encode_for_suite(self.cipher_suite, out)
     }
 
     /// TLS encoding with another `cipher_suite` field, for the suites that
@@ -34,7 +36,7 @@ impl GroupContext<'_> {
     ///
     /// ```
     /// use securemesh_mls_lite::key_schedule::GroupContext;
-    /// let gc = GroupContext { group_id: b"g", epoch: 1, tree_hash: &[1; 32], confirmed_transcript_hash: &[2; 32], extensions: &[] };
+    /// let gc = GroupContext { cipher_suite: 3, group_id: b"g", epoch: 1, tree_hash: &[1; 32], confirmed_transcript_hash: &[2; 32], extensions: &[] };
     /// let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
     /// let n = gc.encode(&mut a)?;
     /// assert_eq!(gc.encode_for_suite(0x004D, &mut b)?, n);

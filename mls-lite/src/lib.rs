@@ -7,11 +7,15 @@
 //! does is byte-exact RFC 9420.
 //!
 //! Feature `x-wing` (off by default, so the firmware and the mesh do not
-//! link ML-KEM) adds the cryptography of the hybrid post-quantum suite
-//! 0x004D, `MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519` as OpenMLS
-//! defines it (`crypto::xwing`: HPKE with X-Wing, checked against OpenMLS
-//! in `interop/mls`); a [`Group`] is still suite 3 only (its tree holds
-//! 32-byte HPKE keys, an X-Wing key is 1216 bytes).
+//! link ML-KEM) adds the hybrid post-quantum suite 0x004D,
+//! `MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519` as OpenMLS defines it
+//! (`crypto::xwing`: HPKE with X-Wing, checked against OpenMLS in
+//! `interop/mls`). The ciphersuite is a property of the group
+//! ([`Group::suite`], [`crypto::suite::Suite`]): one build runs 0x0003
+//! and, with the feature, 0x004D groups (a KeyPackage of
+//! [`key_package::create_key_package_in`] chooses; X-Wing leaves are
+//! about 1.4 KB, so give such a group `LEAF_BYTES` of 1536). Without the
+//! feature the HPKE bounds stay 32 bytes and the state keeps its size.
 //!
 //! What is here, each part checked against the MLS working group's test
 //! vectors: [`tree_math`] (array-based tree math), [`crypto`] (the

@@ -17,7 +17,7 @@
 //! enumeration (sender type, PSK type, `optional` presence byte …) are
 //! [`Error::Malformed`].
 
-use crate::crypto::{self, CIPHERSUITE, NH};
+use crate::crypto::{self, NH};
 use crate::error::Error;
 use crate::key_schedule::GroupContext;
 use crate::tree::node::{LeafNode, extensions_body};
@@ -123,10 +123,6 @@ fn check_items<'a, T: 'a>(
     Ok(())
 }
 
-fn key32<'a>(r: &mut Reader<'a>) -> Result<&'a [u8; 32], Error> {
-    r.read_vec_varint()?.try_into().map_err(|_| Error::Unsupported)
-}
-
 /// Parse a `GroupContext` (§8.1). Protocol version and ciphersuite must be
 /// mls10 and 0x0003 ([`Error::Unsupported`] otherwise), so
 /// [`GroupContext::encode`] reproduces the input exactly.
@@ -134,15 +130,16 @@ pub fn parse_group_context<'a>(r: &mut Reader<'a>) -> Result<GroupContext<'a>, E
     let (_, gc) = parse_raw(r, |r| {
         let version = r.read_u16()?;
         let suite = r.read_u16()?;
-        if version != MLS10 || suite != CIPHERSUITE {
+        if version != MLS10 {
             return Err(Error::Unsupported);
         }
+        let cipher_suite = crate::crypto::suite::Suite::from_id(suite)?.id();
         let group_id = r.read_vec_varint()?;
         let epoch = r.read_u64()?;
         let tree_hash = r.read_vec_varint()?;
         let confirmed_transcript_hash = r.read_vec_varint()?;
         let extensions = extensions_body(r)?;
-        Ok(GroupContext { group_id, epoch, tree_hash, confirmed_transcript_hash, extensions })
+        Ok(GroupContext { cipher_suite, group_id, epoch, tree_hash, confirmed_transcript_hash, extensions })
     })?;
     Ok(gc)
 }
@@ -154,7 +151,7 @@ pub(crate) fn group_context_parts(
     f: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     f(&MLS10.to_be_bytes())?;
-    f(&CIPHERSUITE.to_be_bytes())?;
+    f(&gc.cipher_suite.to_be_bytes())?;
     vec_part(gc.group_id, f)?;
     f(&gc.epoch.to_be_bytes())?;
     vec_part(gc.tree_hash, f)?;
@@ -196,8 +193,8 @@ pub struct KeyPackage<'a> {
     pub version: u16,
     /// Ciphersuite (always 0x0003 here).
     pub cipher_suite: u16,
-    /// HPKE public key for the Welcome.
-    pub init_key: &'a [u8; 32],
+    /// HPKE public key for the Welcome (32 bytes; 1216 in suite 0x004D).
+    pub init_key: &'a [u8],
     /// The member's leaf node (source `key_package`).
     pub leaf_node: LeafNode<'a>,
     /// The `extensions<V>` body.
@@ -214,11 +211,17 @@ impl<'a> KeyPackage<'a> {
         let (raw, (kp_fields, tbs_len)) = parse_raw(r, |r| {
             let version = r.read_u16()?;
             let cipher_suite = r.read_u16()?;
-            if version != MLS10 || cipher_suite != CIPHERSUITE {
+            if version != MLS10 {
                 return Err(Error::Unsupported);
             }
-            let init_key = key32(r)?;
+            let suite = crate::crypto::suite::Suite::from_id(cipher_suite)?;
+            let init_key = crate::tree::node::hpke_key(r)?;
             let leaf_node = LeafNode::parse(r)?;
+            if init_key.len() != suite.hpke_public_len()
+                || leaf_node.encryption_key.len() != suite.hpke_public_len()
+            {
+                return Err(Error::Unsupported);
+            }
             let extensions = extensions_body(r)?;
             let tbs_len = r.position().saturating_sub(start);
             let signature = r.read_vec_varint()?;
@@ -924,9 +927,7 @@ impl<'a> Welcome<'a> {
     pub fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
         let (raw, (cipher_suite, secrets, encrypted_group_info)) = parse_raw(r, |r| {
             let suite = r.read_u16()?;
-            if suite != CIPHERSUITE {
-                return Err(Error::Unsupported);
-            }
+            crate::crypto::suite::Suite::from_id(suite)?;
             let secrets = r.read_vec_varint()?;
             check_items(secrets, EncryptedGroupSecrets::parse)?;
             Ok((suite, secrets, r.read_vec_varint()?))

@@ -40,7 +40,8 @@
 use crate::commit::{
     MAX_COMMIT_PROPOSALS, ProposalCache, PskStore, add_leaf, filtered_path, resolve, set_path_keys,
 };
-use crate::crypto::{NH, Secret32, encrypt_with_label, sign_with_label};
+use crate::crypto::suite::{HpkePublicKey, KemOutput, MAX_HPKE_PUBLIC_LEN, MAX_KEM_OUTPUT_LEN, Suite};
+use crate::crypto::{NH, Secret32, sign_with_label};
 use crate::error::Error;
 use crate::framing::{
     AuthenticatedContent, Content, FramedContent, FramedContentAuthData, Sender, sign, sign_scratch_len,
@@ -57,27 +58,42 @@ use crate::transcript::{ConfirmedTranscriptHashInput, InterimTranscriptHashInput
 use crate::tree::Node;
 use crate::tree::node::{LeafNode, LeafNodeSource};
 use crate::tree_math::{self, NodeIndex};
-use crate::treekem::{next_path_secret, node_key_pair};
+use crate::treekem::{next_path_secret, node_key_pair_in};
 use crate::welcome::{
     MAX_PATH_KEYS, MAX_PSKS, PathKey, RATCHET_TREE_EXTENSION, welcome_key_nonce, welcome_secret,
 };
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, X25519};
+use securemesh_core::crypto::{Aead, ChaChaPoly};
 
 /// Extension type of `external_pub` (RFC 9420 §12.4.3.2).
 pub const EXTERNAL_PUB_EXTENSION: u16 = 0x0004;
 
 /// GroupInfo bytes besides the GroupContext and the tree: extension
-/// headers, `external_pub`, confirmation tag, signer, signature, AEAD tag.
-const GROUP_INFO_OVERHEAD: usize = 256;
+/// headers, `external_pub`, confirmation tag, signer, signature, AEAD tag
+/// (256 bytes with a 32-byte `external_pub`).
+const GROUP_INFO_OVERHEAD: usize = 256 + (MAX_HPKE_PUBLIC_LEN - 32);
 
 /// Most members one commit adds (and most it removes).
 pub const MAX_ADDS: usize = 16;
 
-/// An `HPKECiphertext` of a path secret: `kem_output<V>` (32 bytes) and
-/// `ciphertext<V>` (the 32-byte secret and the 16-byte tag).
-const HPKE_CIPHERTEXT_LEN: usize = (1 + 32) + (1 + 48);
+/// The longest `HPKECiphertext` of a path secret: `kem_output<V>` (32
+/// bytes in suite 3, 1120 in X-Wing's) and `ciphertext<V>` (the 32-byte
+/// secret and the 16-byte tag).
+const HPKE_CIPHERTEXT_LEN: usize =
+    (if MAX_KEM_OUTPUT_LEN < 64 { 1 } else { 2 }) + MAX_KEM_OUTPUT_LEN + (1 + 48);
+
+/// An `HPKECiphertext` of a path secret in `suite`.
+fn hpke_ciphertext_len(suite: Suite) -> Result<usize, Error> {
+    let kem = suite.kem_output_len();
+    Ok(varint_len(kem)?.saturating_add(kem).saturating_add(1 + 48))
+}
+
+/// An `HPKEPublicKey encryption_key<V>` in `suite`.
+fn hpke_public_field_len(suite: Suite) -> Result<usize, Error> {
+    let n = suite.hpke_public_len();
+    Ok(varint_len(n)?.saturating_add(n))
+}
 
 /// Bytes of the QUIC-style varint length prefix of `n`.
 fn varint_len(n: usize) -> Result<usize, Error> {
@@ -146,7 +162,7 @@ pub struct Proposals<'a> {
 /// provisional LeafNode (credential and extensions; replaced by the one
 /// the path carries).
 pub(crate) struct ExternalInit<'a> {
-    pub(crate) kem_output: [u8; 32],
+    pub(crate) kem_output: KemOutput,
     pub(crate) init_secret: Secret32,
     pub(crate) leaf: &'a [u8],
 }
@@ -176,7 +192,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     const fn max_update_path_len() -> usize {
         B.saturating_add(
             MAX_PATH_KEYS
-                .saturating_mul(40)
+                .saturating_mul(MAX_HPKE_PUBLIC_LEN.saturating_add(8))
                 .saturating_add(L.saturating_mul(HPKE_CIPHERTEXT_LEN).saturating_mul(2))
                 .saturating_add(16),
         )
@@ -190,8 +206,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// Bytes of a Welcome for `n_adds` members (`ratchet_tree`: with the tree).
     pub const fn welcome_len(n_adds: usize, ratchet_tree: bool) -> usize {
         let tree = if ratchet_tree { Self::MAX_TREE_LEN } else { 0 };
+        // Per new member 140 bytes with a 32-byte kem_output (X-Wing's: 1120).
+        let per_add = 140 + (MAX_KEM_OUTPUT_LEN - 32) + if MAX_KEM_OUTPUT_LEN > 63 { 1 } else { 0 };
         n_adds
-            .saturating_mul(140)
+            .saturating_mul(per_add)
             .saturating_add(tree)
             .saturating_add(G.saturating_add(E))
             .saturating_add(400)
@@ -443,7 +461,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             return Err(Error::BufferTooSmall { needed });
         }
         let mut rest = &mut scratch[..];
-        let work = take(&mut rest, 2048usize.max(kp_total.saturating_mul(2).saturating_add(100)))?;
+        // (Room to sign our new leaf too: twice its bytes and the label.)
+        let work_len = 2048usize.max(B.saturating_mul(2).saturating_add(256));
+        let work = take(&mut rest, work_len.max(kp_total.saturating_mul(2).saturating_add(100)))?;
         let epoch_now = self.epoch;
         let epoch = epoch_now.checked_add(1).ok_or(Error::Capacity)?;
 
@@ -561,29 +581,34 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             // commit secret.)
             let filtered = filtered_path(&next.tree, own)?;
             let mut secret = Secret32::random(rng);
-            let mut publics: heapless::Vec<[u8; 32], MAX_PATH_KEYS> = heapless::Vec::new();
             next.path_keys.clear();
-            for (i, (p, _)) in filtered.iter().enumerate() {
+            // Each node's key pair is derived as the tree takes its public
+            // key (the private one kept): no list of public keys on the
+            // stack (X-Wing's are 1216 bytes each).
+            let suite = self.suite;
+            let path_keys = &mut next.path_keys;
+            let mut derive = filtered.iter().enumerate().map(|(i, (p, _))| -> Result<HpkePublicKey, Error> {
                 if i > 0 {
                     secret = next_path_secret(&secret)?;
                 }
-                let (private_key, public_key) = node_key_pair(&secret)?;
-                publics.push(public_key).map_err(|_| Error::Capacity)?;
-                next.path_keys.push(PathKey { node: *p, private_key }).map_err(|_| Error::Capacity)?;
+                let (private_key, public_key) = node_key_pair_in(suite, &secret)?;
+                path_keys.push(PathKey { node: *p, private_key }).map_err(|_| Error::Capacity)?;
                 path_secrets.push((*p, secret.duplicate())).map_err(|_| Error::Capacity)?;
-            }
+                Ok(public_key)
+            });
+            let parent_hash = set_path_keys(&mut next.tree, own, &filtered, &mut derive)?;
+            drop(derive);
             commit_secret = next_path_secret(&secret)?;
-            let parent_hash =
-                set_path_keys(&mut next.tree, own, &filtered, &mut publics.iter().map(|k| Ok(*k)))?;
-            let leaf_key = X25519::generate(rng);
+            let leaf_key = self.suite.generate(rng);
             let source = LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) };
-            let leaf_len = next.write_own_leaf(&X25519::public_key(&leaf_key), source, path_buf, work)?;
+            let leaf_len = next.write_own_leaf(&self.suite.public_key(&leaf_key)?, source, path_buf, work)?;
             next.tree.set_leaf(own, Some(path_buf.get(..leaf_len).ok_or(Error::Capacity)?))?;
             new_leaf_key = Some(leaf_key);
 
             let tree_hash = next.tree.tree_hash(next.tree.root())?;
             provisional_tree_hash = Some(tree_hash);
             let provisional = GroupContext {
+                cipher_suite: self.suite.id(),
                 group_id: &self.group_id,
                 epoch,
                 tree_hash: &tree_hash,
@@ -595,7 +620,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             let gc_bytes = gc_buf.get(..n).ok_or(Error::Capacity)?;
 
             // nodes<V>: the exact length first (each HPKECiphertext is
-            // kem_output<V> of 32 bytes and ciphertext<V> of 48).
+            // kem_output<V> of the suite's `Nenc` bytes and ciphertext<V> of 48).
             let excluded = |d: NodeIndex| d.is_multiple_of(2) && added.contains(&(d / 2));
             let mut nodes_len = 0usize;
             for (_, copath) in &filtered {
@@ -605,38 +630,48 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                         count = count.saturating_add(1);
                     }
                 });
-                let list = count.saturating_mul(HPKE_CIPHERTEXT_LEN);
-                nodes_len =
-                    nodes_len.saturating_add(33).saturating_add(varint_len(list)?).saturating_add(list);
+                let list = count.saturating_mul(hpke_ciphertext_len(self.suite)?);
+                nodes_len = nodes_len
+                    .saturating_add(hpke_public_field_len(self.suite)?)
+                    .saturating_add(varint_len(list)?)
+                    .saturating_add(list);
             }
             let mut w = Writer::new(path_buf.get_mut(leaf_len..).ok_or(Error::Capacity)?);
             w.write_varint(u32::try_from(nodes_len).map_err(|_| Error::Capacity)?)?;
-            for (((_, copath), (_, secret)), public) in filtered.iter().zip(path_secrets.iter()).zip(&publics)
-            {
-                w.write_vec_varint(public)?;
-                let mut targets: heapless::Vec<[u8; 32], L> = heapless::Vec::new();
+            for ((p, copath), (_, secret)) in filtered.iter().zip(path_secrets.iter()) {
+                // The node's public key, as the tree now holds it.
+                let Node::Parent(parent) = next.tree.node(*p) else { return Err(Error::Malformed) };
+                w.write_vec_varint(&parent.encryption_key)?;
+                // The resolution's nodes (not their keys: an X-Wing key is
+                // 1216 bytes, too many to hold on the stack).
+                let mut targets: heapless::Vec<NodeIndex, L> = heapless::Vec::new();
                 let mut overflow = false;
                 let tree = &next.tree;
                 tree.resolution(*copath, &mut |d| {
-                    if excluded(d) {
-                        return;
+                    if !excluded(d) {
+                        overflow |= targets.push(d).is_err();
                     }
-                    let key = match tree.node(d) {
-                        Node::Leaf(l) => Some(*l.encryption_key),
-                        Node::Parent(p) => Some(p.encryption_key),
-                        Node::Blank => None,
-                    };
-                    overflow |= key.is_none_or(|k| targets.push(k).is_err());
                 });
                 if overflow {
                     return Err(Error::Capacity);
                 }
-                let list = targets.len().saturating_mul(HPKE_CIPHERTEXT_LEN);
+                let list = targets.len().saturating_mul(hpke_ciphertext_len(self.suite)?);
                 w.write_varint(u32::try_from(list).map_err(|_| Error::Capacity)?)?;
-                for target in &targets {
+                for d in &targets {
+                    let target = match tree.node(*d) {
+                        Node::Leaf(l) => l.encryption_key,
+                        Node::Parent(p) => &p.encryption_key[..],
+                        Node::Blank => return Err(Error::Malformed),
+                    };
                     let mut buf = *secret.expose();
-                    let (kem_output, tag) =
-                        encrypt_with_label(target, b"UpdatePathNode", gc_bytes, &mut buf, work, rng)?;
+                    let (kem_output, tag) = self.suite.encrypt_with_label(
+                        target,
+                        b"UpdatePathNode",
+                        gc_bytes,
+                        &mut buf,
+                        work,
+                        rng,
+                    )?;
                     w.write_vec_varint(&kem_output)?;
                     w.write_varint(48)?;
                     w.write_bytes(&buf)?;
@@ -687,6 +722,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             None => next.tree.tree_hash(next.tree.root())?,
         };
         let gc = GroupContext {
+            cipher_suite: self.suite.id(),
             group_id: &self.group_id,
             epoch,
             tree_hash: &tree_hash,
@@ -775,7 +811,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         gc_bytes: &[u8],
         confirmation_tag: &[u8; NH],
         tree: Option<&crate::tree::RatchetTree<L, B>>,
-        external_pub: Option<&[u8; 32]>,
+        external_pub: Option<&[u8]>,
         gi: &mut [u8],
         rest: &mut &mut [u8],
     ) -> Result<usize, Error> {
@@ -783,17 +819,23 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         w.write_bytes(gc_bytes)?;
         let head = w.finish()?;
         // extensions<V>. external_pub: type, data<V> holding
-        // `HPKEPublicKey external_pub<V>` (2 + 1 + 33 bytes).
-        const EXTERNAL_PUB_LEN: usize = 36;
+        // `HPKEPublicKey external_pub<V>` (2 + 1 + 33 bytes for a
+        // 32-byte key, 2 + 2 + 1218 for X-Wing's).
+        const EXTERNAL_PUB_LEN: usize = if MAX_HPKE_PUBLIC_LEN < 63 {
+            2 + 1 + 1 + MAX_HPKE_PUBLIC_LEN
+        } else {
+            2 + 2 + 2 + MAX_HPKE_PUBLIC_LEN
+        };
         let mut ext = [0u8; EXTERNAL_PUB_LEN];
         let ext_pub: &[u8] = match external_pub {
             Some(key) => {
+                let inner = varint_len(key.len())?.checked_add(key.len()).ok_or(Error::Capacity)?;
                 let mut w = Writer::new(&mut ext);
                 w.write_u16(EXTERNAL_PUB_EXTENSION)?;
-                w.write_varint(33)?;
+                w.write_varint(u32::try_from(inner).map_err(|_| Error::Capacity)?)?;
                 w.write_vec_varint(key)?;
-                w.finish()?;
-                &ext
+                let n = w.finish()?;
+                ext.get(..n).ok_or(Error::Capacity)?
             }
             None => &[],
         };
@@ -886,7 +928,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             self.secrets.confirmation_key.expose(),
             &self.confirmed_transcript_hash,
         );
-        let external_pub = crate::crypto::derive_key_pair(self.secrets.external.expose()).1;
+        let external_pub = self.suite.external_public(&self.secrets.external)?;
         let (header, body) = out.split_at_mut_checked(4).ok_or(Error::BufferTooSmall { needed: 4 })?;
         let mut w = Writer::new(header);
         w.write_u16(MLS10)?;
@@ -968,20 +1010,26 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         for leaf in added {
             let gs_len = group_secrets(*leaf, gs)?;
             let ct_len = gs_len.saturating_add(16);
-            let entry = ct_len.saturating_add(varint_len(ct_len)?).saturating_add(2 * (1 + 32));
+            let kem = self.suite.kem_output_len();
+            let entry = ct_len
+                .saturating_add(varint_len(ct_len)?)
+                .saturating_add(1 + NH)
+                .saturating_add(varint_len(kem)?)
+                .saturating_add(kem);
             secrets_len = secrets_len.saturating_add(entry);
         }
         let mut w = Writer::new(out);
         w.write_u16(MLS10)?;
         w.write_u16(WireFormat::Welcome.to_u16())?;
-        w.write_u16(crate::crypto::CIPHERSUITE)?;
+        w.write_u16(self.suite.id())?;
         w.write_varint(u32::try_from(secrets_len).map_err(|_| Error::Capacity)?)?;
         let sealed = (|| {
             for (kp, leaf) in key_packages.iter().zip(added) {
                 let kp = KeyPackage::from_bytes(kp)?;
                 let gs_len = group_secrets(*leaf, gs)?;
                 let buf = gs.get_mut(..gs_len).ok_or(Error::Capacity)?;
-                let (kem_output, t) = encrypt_with_label(kp.init_key, b"Welcome", egi, buf, ctx_buf, rng)?;
+                let (kem_output, t) =
+                    self.suite.encrypt_with_label(kp.init_key, b"Welcome", egi, buf, ctx_buf, rng)?;
                 w.write_vec_varint(&kp.reference()?)?;
                 w.write_vec_varint(&kem_output)?;
                 w.write_varint(u32::try_from(gs_len.saturating_add(16)).map_err(|_| Error::Capacity)?)?;

@@ -1,6 +1,7 @@
 //! Persisted group state: [`Group`] through the `core` envelope
 //! ([`securemesh_core::envelope`]), kind [`StateKind::MLS_GROUP`], body
-//! version 3, suite [`SuiteId::DEFAULT`]. Version 1 and 2 bodies are still
+//! version 3, suite the group's MLS ciphersuite ([`SuiteId::DEFAULT`], 0x0003, or
+//! 0x004D with feature `x-wing`: the body is the same). Version 1 and 2 bodies are still
 //! read (migrated, see below).
 //!
 //! The body holds everything commit and proposal processing reads, so a
@@ -99,6 +100,7 @@
 //! temporary: [`Group::decode_state_into`] and
 //! [`Group::open_state_into`].
 
+use crate::crypto::suite::Suite;
 use crate::crypto::{NH, NN, Secret32};
 use crate::group::Group;
 use crate::secret_tree::{KeyNonce, Ratchet};
@@ -108,7 +110,7 @@ use crate::tree_math;
 use crate::welcome::{EpochSecretsKept, PathKey};
 use securemesh_core::Error;
 use securemesh_core::codec::{Reader, Writer};
-use securemesh_core::crypto::{Dh, Ed25519, Signature, SuiteId, X25519};
+use securemesh_core::crypto::{Ed25519, Signature, SuiteId};
 use securemesh_core::ct_eq;
 use securemesh_core::envelope::{self, Header, Persist, StateKind, StorageKey};
 
@@ -152,11 +154,18 @@ const fn max_tree_len(l: usize, b: usize) -> usize {
         let below = 1usize << k;
         let parents = w >> k;
         // presence, type, encryption_key<V>, parent_hash<V>, unmerged_leaves<V>.
-        body += parents * (2 + 1 + 32 + 1 + NH + varint_len(4 * below) + 4 * below);
+        body += parents * (2 + HPKE_KEY_FIELD_LEN + 1 + NH + varint_len(4 * below) + 4 * below);
         k += 1;
     }
     varint_len(body) + body
 }
+
+/// An `encryption_key<V>` of the longest HPKE key of the build: 1 + 32
+/// bytes, 2 + 1216 with feature `x-wing`.
+const HPKE_KEY_FIELD_LEN: usize = {
+    let n = crate::crypto::suite::MAX_HPKE_PUBLIC_LEN;
+    if n > 63 { 2 + n } else { 1 + n }
+};
 
 /// Most path keys a member holds: one per parent on its direct path.
 const fn max_path_keys(l: usize) -> usize {
@@ -389,9 +398,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         if !(1..=3).contains(&header.version) {
             return Err(Error::UnknownVersion { found: header.version });
         }
-        if header.suite != SuiteId::DEFAULT {
-            return Err(Error::SuiteMismatch { found: header.suite.0 });
-        }
+        // The envelope's suite is the group's MLS ciphersuite (0x0003 in
+        // every record before 0x004D groups, SuiteId::DEFAULT).
+        self.suite =
+            Suite::from_id(header.suite.0).map_err(|_| Error::SuiteMismatch { found: header.suite.0 })?;
         for cap in [L, B, G, E] {
             if usize::from(r.read_u16()?) != cap {
                 return Err(Error::InvalidValue);
@@ -413,7 +423,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.leaf_private_key = read_secret(r)?;
         self.signature_private_key = read_secret(r)?;
         let own = self.tree.leaf(self.own_leaf).ok_or(Error::InvalidValue)?;
-        if X25519::public_key(&self.leaf_private_key) != *own.encryption_key {
+        if self.suite.public_key(&self.leaf_private_key).map_err(to_core)?[..] != *own.encryption_key {
             return Err(Error::InvalidValue);
         }
         let signing = Ed25519::signing_key(&self.signature_private_key);
@@ -431,7 +441,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 return Err(Error::InvalidValue);
             }
             match self.tree.node(node) {
-                Node::Parent(p) if ct_eq(&p.encryption_key, &X25519::public_key(&private_key)) => {}
+                Node::Parent(p)
+                    if self.suite.public_key(&private_key).is_ok_and(|k| ct_eq(&p.encryption_key, &k)) => {}
                 _ => return Err(Error::InvalidValue),
             }
             last = Some(node);
@@ -547,7 +558,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
         + 1 + 32; // pending update
 
     fn suite(&self) -> SuiteId {
-        SuiteId::DEFAULT
+        SuiteId(self.suite.id())
     }
 
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
@@ -619,6 +630,7 @@ mod tests {
     use crate::secret_tree::RatchetKind;
     use crate::tree::Parent;
     use securemesh_core::Secret;
+    use securemesh_core::crypto::{Dh, X25519};
     use std::boxed::Box;
     use std::vec;
     use std::vec::Vec;
@@ -682,7 +694,17 @@ mod tests {
                 }
             }
             let parent_hash = heapless::Vec::from_slice(&[x as u8; NH]).unwrap();
-            g.tree.set_parent(x, Some(Parent { encryption_key, parent_hash, unmerged })).unwrap();
+            g.tree
+                .set_parent(
+                    x,
+                    Some(Parent {
+                        encryption_key: crate::crypto::suite::HpkePublicKey::from_slice(&encryption_key)
+                            .unwrap(),
+                        parent_hash,
+                        unmerged,
+                    }),
+                )
+                .unwrap();
             if path_key {
                 assert!(g.path_keys.push(PathKey { node: x, private_key }).is_ok());
             }
@@ -721,7 +743,11 @@ mod tests {
     fn max_is_exact<const L: usize, const B: usize, const G: usize, const E: usize>() {
         let g = max_state::<L, B, G, E>();
         let bytes = encoded(&*g);
-        assert_eq!(bytes.len(), Group::<L, B, G, E>::MAX_ENCODED_LEN, "L={L} B={B}");
+        // The state's parents hold 32-byte keys; the bound has room for the
+        // longest key of the build in each (the same without `x-wing`).
+        let parents = max_width(L) - 1;
+        let key_room = parents * (HPKE_KEY_FIELD_LEN - 33);
+        assert_eq!(bytes.len() + key_room, Group::<L, B, G, E>::MAX_ENCODED_LEN, "L={L} B={B}");
         let back = Group::<L, B, G, E>::decode_state(&bytes).unwrap();
         assert_eq!(encoded(&back), bytes);
         assert_eq!(back.path_keys().len(), max_depth(L));
@@ -735,7 +761,8 @@ mod tests {
         max_is_exact::<64, 384, 64, 256>();
         max_is_exact::<5, 300, 8, 16>();
         max_is_exact::<1, 200, 1, 0>();
-        assert_eq!(Group::<64, 384, 64, 256>::MAX_BODY_LEN, 38_443);
+        // 63 parents, each with room for the build's longest HPKE key.
+        assert_eq!(Group::<64, 384, 64, 256>::MAX_BODY_LEN, 38_443 + 63 * (HPKE_KEY_FIELD_LEN - 33));
     }
 
     #[test]

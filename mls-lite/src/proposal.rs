@@ -28,7 +28,6 @@ use crate::secret_tree::RatchetKind;
 use crate::tree::node::LeafNodeSource;
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
-use securemesh_core::crypto::{Dh, X25519};
 
 /// A proposal we send ([`Group::propose`]).
 // A short-lived view on the stack and no heap to box into: the size
@@ -169,9 +168,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                     if self.pending_update.is_some() {
                         return Err(Error::Capacity);
                     }
-                    let key = X25519::generate(rng);
+                    let key = self.suite.generate(rng);
                     let n = self.write_own_leaf(
-                        &X25519::public_key(&key),
+                        &self.suite.public_key(&key)?,
                         LeafNodeSource::Update,
                         leaf_buf,
                         rest,

@@ -89,7 +89,7 @@ pub fn member_pair<R: CryptoRng + ?Sized, const L: usize, const B: usize, const 
 }
 
 /// Room for a KeyPackage of [`Candidate`] (identities up to 212 bytes).
-pub const CANDIDATE_KEY_PACKAGE_BYTES: usize = 512;
+pub const CANDIDATE_KEY_PACKAGE_BYTES: usize = 512 + 2 * (crate::crypto::suite::MAX_HPKE_PUBLIC_LEN - 32);
 
 /// A would-be member for tests: a KeyPackage made with
 /// [`create_key_package`](crate::key_package::create_key_package) and the
@@ -121,11 +121,26 @@ impl Candidate {
         params: &crate::key_package::KeyPackageParams<'_>,
         rng: &mut R,
     ) -> Result<Self, Error> {
+        Self::new_in(crate::crypto::suite::Suite::Mls128X25519, params, rng)
+    }
+
+    /// A KeyPackage of `params` in ciphersuite `suite`.
+    pub fn new_in<R: CryptoRng + ?Sized>(
+        suite: crate::crypto::suite::Suite,
+        params: &crate::key_package::KeyPackageParams<'_>,
+        rng: &mut R,
+    ) -> Result<Self, Error> {
         let signature_priv = Ed25519::generate(rng);
         let mut bytes = [0u8; CANDIDATE_KEY_PACKAGE_BYTES];
         let mut scratch = [0u8; 2 * CANDIDATE_KEY_PACKAGE_BYTES];
-        let (len, secrets) =
-            crate::key_package::create_key_package(params, &signature_priv, rng, &mut bytes, &mut scratch)?;
+        let (len, secrets) = crate::key_package::create_key_package_in(
+            suite,
+            params,
+            &signature_priv,
+            rng,
+            &mut bytes,
+            &mut scratch,
+        )?;
         Ok(Candidate { bytes, len, secrets, signature_priv })
     }
 
@@ -217,7 +232,7 @@ pub fn member_of_tree<const L: usize, const B: usize, const G: usize, const E: u
         for (node, secret) in member.path_secrets {
             let (private_key, public_key) = crate::treekem::node_key_pair(secret)?;
             match slot.tree.node(*node) {
-                Node::Parent(p) if p.encryption_key == public_key => {}
+                Node::Parent(p) if p.encryption_key[..] == public_key[..] => {}
                 _ => return Err(Error::Malformed),
             }
             slot.path_keys.push(PathKey { node: *node, private_key }).map_err(|_| Error::Capacity)?;

@@ -8,7 +8,8 @@
 //! struct { LeafNode leaf_node; UpdatePathNode nodes<V>; } UpdatePath;
 //! ```
 
-use crate::crypto::{NH, Secret32, decrypt_with_label, derive_key_pair, derive_secret};
+use crate::crypto::suite::{HpkePublicKey, Suite};
+use crate::crypto::{NH, Secret32, derive_key_pair, derive_secret};
 use crate::error::Error;
 use crate::tree::node::{LeafNode, LeafNodeSource};
 use crate::tree::{Node, Parent, RatchetTree};
@@ -19,13 +20,13 @@ use securemesh_core::codec::Reader;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpdatePathNode<'a> {
     /// The node's new HPKE public key.
-    pub encryption_key: &'a [u8; 32],
+    pub encryption_key: &'a [u8],
     ciphertexts: &'a [u8],
 }
 
 impl<'a> UpdatePathNode<'a> {
     fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
-        let encryption_key = r.read_vec_varint()?.try_into().map_err(|_| Error::Unsupported)?;
+        let encryption_key = crate::tree::node::hpke_key(r)?;
         let ciphertexts = r.read_vec_varint()?;
         let node = UpdatePathNode { encryption_key, ciphertexts };
         for c in node.ciphertexts() {
@@ -82,10 +83,26 @@ impl<'a> UpdatePath<'a> {
     }
 }
 
-/// The HPKE key pair of a path node: `DeriveKeyPair(DeriveSecret(path_secret, "node"))`.
+/// The HPKE key pair of a path node: `DeriveKeyPair(DeriveSecret(path_secret, "node"))`
+/// (suite 0x0003; [`node_key_pair_in`] for any suite).
 pub fn node_key_pair(path_secret: &Secret32) -> Result<(Secret32, [u8; 32]), Error> {
     let node_secret = derive_secret(path_secret.expose(), b"node")?;
     Ok(derive_key_pair(node_secret.expose()))
+}
+
+/// The HPKE key pair of a path node in `suite`.
+///
+/// ```
+/// use securemesh_mls_lite::crypto::{Secret32, suite::Suite};
+/// use securemesh_mls_lite::treekem::{node_key_pair, node_key_pair_in};
+/// let secret = Secret32::new([5; 32]);
+/// let (_, public) = node_key_pair_in(Suite::Mls128X25519, &secret)?;
+/// assert_eq!(public[..], node_key_pair(&secret)?.1[..]);
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// ```
+pub fn node_key_pair_in(suite: Suite, path_secret: &Secret32) -> Result<(Secret32, HpkePublicKey), Error> {
+    let node_secret = derive_secret(path_secret.expose(), b"node")?;
+    suite.derive_key_pair(node_secret.expose())
 }
 
 /// The next path secret up the path: `DeriveSecret(path_secret, "path")`;
@@ -129,11 +146,14 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         if overflow {
             return Err(Error::Capacity);
         }
-        let mut keys: heapless::Vec<[u8; 32], 32> = heapless::Vec::new();
+        // The keys are read from `path` where used (an X-Wing key is 1216
+        // bytes: too many to collect on the stack).
+        let mut count = 0usize;
         for n in path.nodes() {
-            keys.push(*n?.encryption_key).map_err(|_| Error::Malformed)?;
+            n?;
+            count = count.checked_add(1).ok_or(Error::Malformed)?;
         }
-        if keys.len() != filtered.len() {
+        if count != filtered.len() {
             return Err(Error::Malformed);
         }
         let sender_node = tree_math::leaf_to_node(sender).ok_or(Error::Malformed)?;
@@ -141,9 +161,9 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         for p in tree_math::direct_path(sender_node, self.leaf_count()) {
             next.set_parent(p, None)?;
         }
-        for ((p, _), key) in filtered.iter().zip(keys.iter()) {
+        for ((p, _), node) in filtered.iter().zip(path.nodes()) {
             let parent = Parent {
-                encryption_key: *key,
+                encryption_key: HpkePublicKey::from_slice(node?.encryption_key)?,
                 parent_hash: heapless::Vec::new(),
                 unmerged: heapless::Vec::new(),
             };
@@ -186,6 +206,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         scratch: &mut [u8],
     ) -> Result<(NodeIndex, Secret32), Error> {
         let (p, secret, expected) = self.decrypt_path_secret_excluding(
+            Suite::Mls128X25519,
             sender,
             receiver,
             path,
@@ -194,7 +215,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             group_context,
             scratch,
         )?;
-        if node_key_pair(&secret)?.1 != expected {
+        if node_key_pair(&secret)?.1[..] != expected[..] {
             return Err(Error::Decrypt);
         }
         Ok((p, secret))
@@ -207,6 +228,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn decrypt_path_secret_excluding(
         &self,
+        suite: Suite,
         sender: u32,
         receiver: u32,
         path: &UpdatePath<'_>,
@@ -214,7 +236,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         exclude: &[u32],
         group_context: &[u8],
         scratch: &mut [u8],
-    ) -> Result<(NodeIndex, Secret32, [u8; 32]), Error> {
+    ) -> Result<(NodeIndex, Secret32, HpkePublicKey), Error> {
         let me = tree_math::leaf_to_node(receiver).ok_or(Error::Malformed)?;
         let mut filtered: heapless::Vec<(NodeIndex, NodeIndex), 32> = heapless::Vec::new();
         let mut overflow = false;
@@ -251,7 +273,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             return Err(Error::Decrypt);
         }
         secret.expose_mut().copy_from_slice(body);
-        decrypt_with_label(
+        suite.decrypt_with_label(
             &key,
             b"UpdatePathNode",
             group_context,
@@ -260,7 +282,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
             &tag,
             scratch,
         )?;
-        Ok((p, secret, *node.encryption_key))
+        Ok((p, secret, HpkePublicKey::from_slice(node.encryption_key)?))
     }
 
     /// From the path secret at filtered-path node `from`, walk up the rest
@@ -285,7 +307,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
         let mut secret = path_secret.duplicate();
         for node in path.nodes().skip(done) {
             secret = next_path_secret(&secret)?;
-            if node_key_pair(&secret)?.1 != *node?.encryption_key {
+            if node_key_pair(&secret)?.1[..] != *node?.encryption_key {
                 return Err(Error::Decrypt);
             }
         }

@@ -31,6 +31,7 @@
 //! application). Resumption PSKs (reinit, branch) are [`Error::Unsupported`];
 //! external PSKs are looked up in a caller-provided list.
 
+use crate::crypto::suite::Suite;
 use crate::crypto::{self, NH, NK, NN, Secret32};
 use crate::error::Error;
 use crate::group::Group;
@@ -39,9 +40,9 @@ use crate::messages::{GroupInfo, GroupSecrets, KeyPackage, Psk, Welcome};
 use crate::transcript::{InterimTranscriptHashInput, verify_confirmation_tag};
 use crate::tree::Node;
 use crate::tree_math::{self, NodeIndex};
-use crate::treekem::{next_path_secret, node_key_pair};
+use crate::treekem::{next_path_secret, node_key_pair_in};
 use securemesh_core::codec::Reader;
-use securemesh_core::crypto::{Aead, ChaChaPoly, Dh, Ed25519, Signature, X25519};
+use securemesh_core::crypto::{Aead, ChaChaPoly, Ed25519, Signature};
 use securemesh_core::{Secret, ct_eq};
 
 /// Extension type of `ratchet_tree` (RFC 9420 §12.4.3.3).
@@ -102,7 +103,7 @@ pub fn open_group_secrets<'o>(
     let needed = body_len;
     let buf = out.get_mut(..body_len).ok_or(Error::BufferTooSmall { needed })?;
     buf.copy_from_slice(body);
-    let opened = crypto::decrypt_with_label(
+    let opened = Suite::from_id(welcome.cipher_suite)?.decrypt_with_label(
         init_priv,
         b"Welcome",
         welcome.encrypted_group_info,
@@ -382,6 +383,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         gi_buf: &mut [u8],
         work: &mut [u8],
     ) -> Result<(), Error> {
+        let suite = Suite::from_id(welcome.cipher_suite)?;
         let gs = open_group_secrets(welcome, &keys.key_package, keys.init_priv, gs_buf, work)?;
         let psk_secret = psk_secret_for(&gs, external_psks)?;
         let ws = welcome_secret(gs.joiner_secret, &psk_secret)?;
@@ -411,7 +413,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         };
         // Our own keys must be those of the KeyPackage's leaf.
         let own = &keys.key_package.leaf_node;
-        if X25519::public_key(keys.encryption_priv) != *own.encryption_key {
+        if suite.public_key(keys.encryption_priv)?[..] != *own.encryption_key {
             return Err(Error::Malformed);
         }
         let signing = Ed25519::signing_key(keys.signature_priv);
@@ -420,15 +422,17 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         }
 
         // Phase 2: build into the slot; on error empty it.
-        let built = self.build(&gi, &gs, tree_bytes, keys, epoch_secrets, work);
+        let built = self.build(suite, &gi, &gs, tree_bytes, keys, epoch_secrets, work);
         if built.is_err() {
             self.clear();
         }
         built
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
         &mut self,
+        suite: Suite,
         gi: &GroupInfo<'_>,
         gs: &GroupSecrets<'_>,
         tree_bytes: &[u8],
@@ -437,6 +441,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         work: &mut [u8],
     ) -> Result<(), Error> {
         self.adopt_group_info(gi, tree_bytes, work)?;
+        if self.suite != suite {
+            return Err(Error::Malformed);
+        }
         let tree = &self.tree;
         let own_bytes = keys.key_package.leaf_node.as_bytes();
         let own_leaf = (0..tree.leaf_count())
@@ -465,7 +472,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 if i > 0 {
                     secret = next_path_secret(&secret)?;
                 }
-                let (private_key, public_key) = node_key_pair(&secret)?;
+                let (private_key, public_key) = node_key_pair_in(suite, &secret)?;
                 match tree.node(*node) {
                     Node::Parent(p) if ct_eq(&p.encryption_key, &public_key) => {}
                     _ => return Err(Error::Decrypt),
@@ -474,6 +481,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             }
         }
 
+        self.suite = suite;
         self.own_leaf = own_leaf;
         self.leaf_private_key = keys.encryption_priv.duplicate();
         self.signature_private_key = keys.signature_priv.duplicate();
@@ -502,6 +510,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             return Err(Error::Malformed);
         }
         self.clear();
+        self.suite = Suite::from_id(gc.cipher_suite)?;
         self.tree.decode(tree_bytes)?;
         let tree = &self.tree;
         if !ct_eq(&tree.tree_hash(tree.root())?, gc.tree_hash) {

@@ -5,6 +5,8 @@
 //! authenticator and an exporter value after every step.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+
 use securemesh_core::envelope::Persist;
 use securemesh_core::testing::TestRng;
 use securemesh_mls_lite::key_package::KeyPackageParams;
@@ -76,27 +78,11 @@ fn commit_with(
 }
 
 fn process(g: &mut G, commit: &[u8]) -> Result<CommitEvent, Error> {
-    let mut cache: Box<ProposalCache> = Box::default();
-    let mut spare: Box<G> = Box::default();
-    let mut scratch = vec![0u8; G::commit_scratch_len(commit.len())];
-    g.process_commit(commit, &mut cache, &PskStore::default(), &mut spare, &mut scratch)
+    common::process_commit(g, commit)
 }
 
-/// Every member is in the same epoch with the same authenticator,
-/// exporter value, tree hash and member count.
 fn agree(members: &[&G]) {
-    let first = members[0];
-    let mut want = [0u8; 32];
-    first.export_secret(b"test", b"ctx", &mut want).unwrap();
-    for m in members {
-        assert_eq!(m.epoch(), first.epoch());
-        assert_eq!(m.epoch_authenticator().expose(), first.epoch_authenticator().expose());
-        assert_eq!(m.tree_hash(), first.tree_hash());
-        assert_eq!(m.members().count(), members.len());
-        let mut got = [0u8; 32];
-        m.export_secret(b"test", b"ctx", &mut got).unwrap();
-        assert_eq!(got, want);
-    }
+    common::assert_agree(members);
 }
 
 /// `from` seals application data; each of `to` opens it.
@@ -458,7 +444,7 @@ proptest::proptest! {
                             &mut scratch,
                         )
                         .unwrap();
-                    let old_key = *members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key;
+                    let old_key = members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key.to_vec();
                     for (i, m) in members.iter_mut().enumerate() {
                         if i != committer {
                             let mut spare: Box<G> = Box::default();
@@ -468,7 +454,7 @@ proptest::proptest! {
                         }
                     }
                     members[committer].merge_pending_commit(&mut pending).unwrap();
-                    let new_key = *members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key;
+                    let new_key = members[by].tree().leaf(members[by].own_leaf()).unwrap().encryption_key.to_vec();
                     proptest::prop_assert_ne!(new_key, old_key);
                     let refs: Vec<&G> = members.iter().map(|m| &**m).collect();
                     agree(&refs);
@@ -823,11 +809,11 @@ fn a_member_left_alone_commits_and_grows_the_group_again() {
     let mut rng = TestRng::new(26);
     // A lone creator's empty commit: a path of its new leaf only.
     let (_a, mut alice) = creator(&mut rng);
-    let old_key = *alice.tree().leaf(0).unwrap().encryption_key;
+    let old_key = alice.tree().leaf(0).unwrap().encryption_key.to_vec();
     let mut sent = commit_adds(&mut alice, &[], &CommitOptions::default(), &mut rng).unwrap();
     alice.merge_pending_commit(&mut sent.pending).unwrap();
     assert_eq!(alice.epoch(), 1);
-    assert_ne!(*alice.tree().leaf(0).unwrap().encryption_key, old_key);
+    assert_ne!(alice.tree().leaf(0).unwrap().encryption_key, &old_key[..]);
 
     // Alice adds Bob and Carol, then removes both in one commit.
     let (bob_agent, carol_agent) = (Agent::new(b"bob", &mut rng), Agent::new(b"carol", &mut rng));

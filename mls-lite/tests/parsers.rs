@@ -72,6 +72,7 @@ fn same(bytes: &[u8], raw: &[u8], write: impl FnOnce(&mut Writer<'_>) -> Result<
 fn every_parser(bytes: &[u8]) {
     let key = Secret32::new([7u8; 32]);
     let gc = GroupContext {
+        cipher_suite: 3,
         group_id: b"g",
         epoch: 0,
         tree_hash: &[0; 32],
@@ -259,6 +260,7 @@ impl Protection {
 
     fn gc(&self) -> GroupContext<'_> {
         GroupContext {
+            cipher_suite: 3,
             group_id: &self.group_id,
             epoch: self.epoch,
             tree_hash: &self.tree_hash,

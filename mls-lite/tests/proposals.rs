@@ -390,7 +390,7 @@ fn an_update_proposal_gives_our_leaf_a_new_key_once_another_member_commits_it() 
         [WireFormat::PrivateMessage, WireFormat::PublicMessage].into_iter().enumerate()
     {
         // Bob proposes an Update; a second one in the same epoch is refused.
-        let old_key = *members[1].group.tree().leaf(1).unwrap().encryption_key;
+        let old_key = members[1].group.tree().leaf(1).unwrap().encryption_key.to_vec();
         propose_to_all(&mut members, 1, &OutgoingProposal::Update, wire_format, &mut rng);
         let before = members[1].state();
         assert_eq!(
@@ -416,7 +416,7 @@ fn an_update_proposal_gives_our_leaf_a_new_key_once_another_member_commits_it() 
             &mut rng,
         );
         agree(&members);
-        let new_key = *members[1].group.tree().leaf(1).unwrap().encryption_key;
+        let new_key = members[1].group.tree().leaf(1).unwrap().encryption_key.to_vec();
         assert_ne!(new_key, old_key, "round {round}: the Update's leaf is in the tree");
 
         // The new key works: Alice's path commit encrypts to it.

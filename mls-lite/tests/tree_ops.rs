@@ -127,7 +127,7 @@ proptest::proptest! {
                 Change::BlankLeaf(at) => tree.set_leaf(at, None),
                 Change::Parent { slot, key } => {
                     let parent = key.map(|k| securemesh_mls_lite::tree::Parent {
-                        encryption_key: [k; 32],
+                        encryption_key: securemesh_mls_lite::crypto::suite::HpkePublicKey::from_slice(&[k; 32]).unwrap(),
                         parent_hash: heapless::Vec::new(),
                         unmerged: heapless::Vec::new(),
                     });

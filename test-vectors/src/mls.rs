@@ -195,6 +195,7 @@ fn key_schedule_run(
         let tree_hash = h(&ep["tree_hash"])?;
         let cth = h(&ep["confirmed_transcript_hash"])?;
         let gc = GroupContext {
+            cipher_suite: securemesh_mls_lite::crypto::CIPHERSUITE,
             group_id: &group_id,
             epoch: i as u64,
             tree_hash: &tree_hash,
@@ -430,6 +431,7 @@ fn treekem_entry(e: &Value) -> Result<(), String> {
         eq(&format!("tree hash after {u}"), &tree_hash_after, &h(&up["tree_hash_after"])?)?;
         after.validate(&group_id, &mut scratch).map_err(|e| format!("tree after {u}: {e}"))?;
         let gc = GroupContext {
+            cipher_suite: securemesh_mls_lite::crypto::CIPHERSUITE,
             group_id: &group_id,
             epoch,
             tree_hash: &tree_hash_after,
@@ -775,6 +777,7 @@ fn message_protection_entry(e: &Value) -> Result<(), String> {
     let tree_hash = h(&e["tree_hash"])?;
     let cth = h(&e["confirmed_transcript_hash"])?;
     let gc = GroupContext {
+        cipher_suite: securemesh_mls_lite::crypto::CIPHERSUITE,
         group_id: &group_id,
         epoch: u(&e["epoch"])?,
         tree_hash: &tree_hash,
@@ -1427,6 +1430,7 @@ mod xwing_vectors {
             let (tree_hash, commit_secret, psk_secret, cth) =
                 (draw(&mut rng, 32), draw(&mut rng, 32), draw(&mut rng, 32), draw(&mut rng, 32));
             let gc = GroupContext {
+                cipher_suite: securemesh_mls_lite::crypto::CIPHERSUITE,
                 group_id: &group_id,
                 epoch,
                 tree_hash: &tree_hash,

@@ -7,8 +7,8 @@
 //! `DeriveKeyPair`, `EncryptWithLabel`/`DecryptWithLabel` both ways, and the
 //! external-init export, checked against OpenMLS's crypto provider on our
 //! published vectors (`test-vectors/mls/xwing-0x004d.json`) and on fresh
-//! encryptions. A group of our members cannot use 0x004D yet (our group
-//! state is suite 3 only: see README.md), so the group-level figures here
+//! encryptions; and a mixed 0x004D group, OpenMLS's member and ours
+//! (`openmls_and_ours_in_one_0x004d_group`). The group-level figures here
 //! are OpenMLS's own, 0x004D against 0x0003.
 
 use openmls::prelude::{tls_codec::*, *};
@@ -351,10 +351,97 @@ fn the_rust_crypto_provider_refuses_0x004d_groups() {
     assert!(matches!(refused, Some(KeyPackageNewError::UnsupportedCiphersuite(s)) if s == XWING));
 }
 
-/// Our parser refuses OpenMLS's 0x004D KeyPackage with a typed error (our
-/// group state is suite 3 only), never a panic.
+/// A mixed 0x004D group: our parser reads OpenMLS's X-Wing KeyPackage;
+/// OpenMLS (libcrux) creates a group and adds our member from our
+/// KeyPackage; we join from its Welcome (the tree in the extension),
+/// open its application message, commit an UpdatePath that OpenMLS
+/// processes, and OpenMLS opens ours: both agree on the epoch
+/// authenticator after each step.
 #[test]
-fn our_parser_refuses_a_0x004d_key_package() {
-    let (_, kp) = client("bob", XWING);
-    assert!(OurMessage::from_bytes(&kp).is_err());
+fn openmls_and_ours_in_one_0x004d_group() {
+    use securemesh_mls_lite::crypto::suite::Suite;
+    use securemesh_mls_lite::key_package::KeyPackageParams;
+    use securemesh_mls_lite::mls_message::MlsMessageBody as OurBody;
+    use securemesh_mls_lite::pending_commit::CommitOptions;
+    use securemesh_mls_lite::testing::Candidate;
+    type G = securemesh_mls_lite::Group<8, 1536, 32, 64>;
+
+    let (alice, alice_kp) = client("alice", XWING);
+    let OurBody::KeyPackage(theirs) = OurMessage::from_bytes(&alice_kp).unwrap().body else {
+        panic!("not a KeyPackage")
+    };
+    assert_eq!((theirs.cipher_suite, theirs.init_key.len()), (0x004D, 1216));
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let params = KeyPackageParams {
+        identity: b"ours",
+        not_before: now - 3600,
+        not_after: now + 30 * 86_400,
+        last_resort: false,
+    };
+    let mut rng = TestRng::new(0x4d0a_0b0c);
+    let ours_kp = Candidate::new_in(Suite::Mls256XWing, &params, &mut rng).unwrap();
+    let kp = KeyPackageIn::tls_deserialize_exact(ours_kp.key_package_bytes())
+        .unwrap()
+        .validate(alice.provider.crypto(), ProtocolVersion::Mls10)
+        .unwrap();
+
+    let config = MlsGroupCreateConfig::builder()
+        .ciphersuite(XWING)
+        .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(true)
+        .build();
+    let mut group = MlsGroup::new(&alice.provider, &alice.signer, &config, alice.credential.clone()).unwrap();
+    let (_commit, welcome, _) = group.add_members(&alice.provider, &alice.signer, &[kp]).unwrap();
+    group.merge_pending_commit(&alice.provider).unwrap();
+    let welcome = welcome.tls_serialize_detached().unwrap();
+    let OurBody::Welcome(w) = OurMessage::from_bytes(&welcome).unwrap().body else { panic!("not a Welcome") };
+    let mut ours: Box<G> = Box::default();
+    let mut scratch = vec![0u8; G::scratch_len(welcome.len())];
+    ours.join_into(&w, &ours_kp.keys().unwrap(), None, &[], &mut scratch).unwrap();
+    assert_eq!(ours.suite(), Suite::Mls256XWing);
+    assert_eq!(ours.epoch(), group.epoch().as_u64());
+    assert_eq!(ours.epoch_authenticator().expose(), group.epoch_authenticator().as_slice());
+
+    // OpenMLS to ours.
+    let msg = group.create_message(&alice.provider, &alice.signer, b"from openmls").unwrap();
+    let msg = msg.tls_serialize_detached().unwrap();
+    let mut scratch = vec![0u8; G::application_scratch_len(msg.len())];
+    assert_eq!(ours.open_application(&msg, &mut scratch).unwrap().data, b"from openmls");
+
+    // Our UpdatePath commit (PrivateMessage), processed by OpenMLS.
+    let mut pending: Box<G> = Box::default();
+    let mut commit = vec![0u8; 16 * 1024];
+    let mut welcome_out = vec![0u8; G::welcome_len(0, false)];
+    let mut scratch = vec![0u8; G::send_commit_scratch_len(0)];
+    let options = CommitOptions { update_path: true, ..CommitOptions::default() };
+    let out = ours
+        .commit(&[], &[], &options, &mut rng, &mut pending, &mut commit, &mut welcome_out, &mut scratch)
+        .unwrap();
+    let message = MlsMessageIn::tls_deserialize_exact(&commit[..out.commit_len])
+        .unwrap()
+        .try_into_protocol_message()
+        .unwrap();
+    let ProcessedMessageContent::StagedCommitMessage(staged) =
+        group.process_message(&alice.provider, message).unwrap().into_content()
+    else {
+        panic!("not a commit")
+    };
+    group.merge_staged_commit(&alice.provider, *staged).unwrap();
+    ours.merge_pending_commit(&mut pending).unwrap();
+    assert_eq!(ours.epoch(), 2);
+    assert_eq!(ours.epoch_authenticator().expose(), group.epoch_authenticator().as_slice());
+
+    // Ours to OpenMLS, in the new epoch.
+    let mut sealed = vec![0u8; 512];
+    let mut scratch = vec![0u8; G::seal_scratch_len(9, 0)];
+    let n = ours.seal_application(b"from ours", &[], 0, &mut rng, &mut sealed, &mut scratch).unwrap();
+    let message =
+        MlsMessageIn::tls_deserialize_exact(&sealed[..n]).unwrap().try_into_protocol_message().unwrap();
+    let ProcessedMessageContent::ApplicationMessage(app) =
+        group.process_message(&alice.provider, message).unwrap().into_content()
+    else {
+        panic!("not an application message")
+    };
+    assert_eq!(app.into_bytes(), b"from ours");
 }

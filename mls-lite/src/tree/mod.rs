@@ -6,6 +6,7 @@
 pub mod node;
 
 use crate::crypto::NH;
+use crate::crypto::suite::HpkePublicKey;
 use crate::error::Error;
 use crate::tree_math::{self, NodeIndex};
 use core::cell::Cell;
@@ -17,7 +18,7 @@ use securemesh_core::crypto::{Hash, Sha256};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parent<const MAX_LEAVES: usize> {
     /// HPKE public key.
-    pub encryption_key: [u8; 32],
+    pub encryption_key: HpkePublicKey,
     /// `parent_hash` (empty or `Nh` bytes).
     pub parent_hash: heapless::Vec<u8, NH>,
     /// Unmerged leaves, increasing.
@@ -64,6 +65,10 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> Default for RatchetTree<M
         Self::new()
     }
 }
+
+/// Most bytes of an encoded `ParentNode` (with its `optional` and type
+/// prefixes): the HPKE key, the parent hash and up to 256 unmerged leaves.
+const PARENT_NODE_MAX_LEN: usize = 128 + 4 * 256 + (crate::crypto::suite::MAX_HPKE_PUBLIC_LEN - 32);
 
 fn hash_vec(h: &mut Sha256, bytes: &[u8]) -> Result<(), Error> {
     let (v, n) = crate::crypto::varint(bytes.len())?;
@@ -286,7 +291,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
                                 unmerged.push(l).map_err(|_| Error::Capacity)?;
                             }
                             let stored = Parent {
-                                encryption_key: *p.encryption_key,
+                                encryption_key: HpkePublicKey::from_slice(p.encryption_key)?,
                                 parent_hash: heapless::Vec::from_slice(p.parent_hash)
                                     .map_err(|_| Error::Malformed)?,
                                 unmerged,
@@ -420,7 +425,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
                 match self.node(x) {
                     Node::Parent(p) => {
                         h.update(&[1]);
-                        let mut buf = [0u8; 128 + 4 * 256];
+                        let mut buf = [0u8; PARENT_NODE_MAX_LEN];
                         let mut w = Writer::new(&mut buf);
                         write_parent(&mut w, p, exclude)?;
                         let n = w.finish()?;
@@ -526,7 +531,7 @@ impl<const MAX_LEAVES: usize, const LEAF_BYTES: usize> RatchetTree<MAX_LEAVES, L
 }
 
 fn parent_len<const N: usize>(p: &Parent<N>) -> Result<usize, Error> {
-    let mut buf = [0u8; 128 + 4 * 256];
+    let mut buf = [0u8; PARENT_NODE_MAX_LEN];
     let mut w = Writer::new(&mut buf);
     write_parent(&mut w, p, &[])?;
     Ok(w.len())

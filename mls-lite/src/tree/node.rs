@@ -6,7 +6,7 @@
 use crate::error::Error;
 use securemesh_core::codec::Reader;
 
-/// Length of an X25519 HPKE public key.
+/// Length of an X25519 HPKE public key (suite 0x0003).
 pub const HPKE_KEY_LEN: usize = 32;
 /// Length of an Ed25519 public key.
 pub const SIGNATURE_KEY_LEN: usize = 32;
@@ -149,8 +149,8 @@ pub(crate) fn check_extensions(body: &[u8]) -> Result<(), Error> {
 pub struct LeafNode<'a> {
     raw: &'a [u8],
     tbs_len: usize,
-    /// HPKE public key (32 bytes).
-    pub encryption_key: &'a [u8; HPKE_KEY_LEN],
+    /// HPKE public key (32 bytes; 1216 in suite 0x004D).
+    pub encryption_key: &'a [u8],
     /// Ed25519 public key (32 bytes).
     pub signature_key: &'a [u8; SIGNATURE_KEY_LEN],
     /// The credential.
@@ -169,12 +169,23 @@ fn key32<'a>(r: &mut Reader<'a>) -> Result<&'a [u8; 32], Error> {
     r.read_vec_varint()?.try_into().map_err(|_| Error::Unsupported)
 }
 
+/// Read an `HPKEPublicKey<V>`: 32 bytes (X25519) or, with feature
+/// `x-wing`, X-Wing's 1216; any other length is [`Error::Unsupported`].
+pub(crate) fn hpke_key<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Error> {
+    let key = r.read_vec_varint()?;
+    #[cfg(feature = "x-wing")]
+    if key.len() == crate::crypto::xwing::NPK {
+        return Ok(key);
+    }
+    if key.len() == HPKE_KEY_LEN { Ok(key) } else { Err(Error::Unsupported) }
+}
+
 impl<'a> LeafNode<'a> {
     /// Parse one `LeafNode` from `r`.
     pub fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
         let start = r.rest();
         let before = r.position();
-        let encryption_key = key32(r)?;
+        let encryption_key = hpke_key(r)?;
         let signature_key = key32(r)?;
         let credential = Credential::parse(r)?;
         let capabilities = Capabilities::parse(r)?;
@@ -245,7 +256,7 @@ impl<'a> LeafNode<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParentNode<'a> {
     /// HPKE public key.
-    pub encryption_key: &'a [u8; HPKE_KEY_LEN],
+    pub encryption_key: &'a [u8],
     /// `parent_hash<V>` (empty or 32 bytes).
     pub parent_hash: &'a [u8],
     unmerged: &'a [u8],
@@ -254,7 +265,7 @@ pub struct ParentNode<'a> {
 impl<'a> ParentNode<'a> {
     /// Parse one `ParentNode` from `r`.
     pub fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
-        let encryption_key = key32(r)?;
+        let encryption_key = hpke_key(r)?;
         let parent_hash = r.read_vec_varint()?;
         if !parent_hash.is_empty() && parent_hash.len() != crate::crypto::NH {
             return Err(Error::Malformed);
@@ -295,7 +306,7 @@ impl<'a> ParentNode<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafNodeParams<'a> {
     /// HPKE public key of the leaf.
-    pub encryption_key: &'a [u8; HPKE_KEY_LEN],
+    pub encryption_key: &'a [u8],
     /// The identity of the basic credential.
     pub identity: &'a [u8],
     /// The source: a KeyPackage (with its lifetime), an Update or a
@@ -351,7 +362,9 @@ pub fn write_leaf_node(
     w.write_vec_varint(params.identity)?;
     // Capabilities: mls10, suite 3, no extensions or proposals, basic.
     w.write_vec_varint(&crate::messages::MLS10.to_be_bytes())?;
-    w.write_vec_varint(&crate::crypto::CIPHERSUITE.to_be_bytes())?;
+    // The one suite the leaf supports: the suite of its key.
+    let suite = crate::crypto::suite::Suite::of_hpke_public_len(params.encryption_key.len())?;
+    w.write_vec_varint(&suite.id().to_be_bytes())?;
     w.write_vec_varint(&[])?;
     w.write_vec_varint(&[])?;
     w.write_vec_varint(&1u16.to_be_bytes())?;

@@ -117,3 +117,36 @@ pub fn join(e: &Json, psks: &[(Vec<u8>, Vec<u8>)]) -> Box<Group> {
     assert_eq!(group.epoch_authenticator().expose()[..], e.get("initial_epoch_authenticator").hex()[..]);
     group
 }
+
+// ---------------------------------------------------------------------------
+// Group drivers shared by the active-member tests of both suites.
+
+/// `g` processes `commit` with an empty proposal cache and no PSKs.
+pub fn process_commit<const L: usize, const B: usize, const G: usize, const E: usize>(
+    g: &mut securemesh_mls_lite::Group<L, B, G, E>,
+    commit: &[u8],
+) -> Result<securemesh_mls_lite::CommitEvent, securemesh_mls_lite::Error> {
+    let mut cache: Box<securemesh_mls_lite::ProposalCache> = Box::default();
+    let mut spare: Box<securemesh_mls_lite::Group<L, B, G, E>> = Box::default();
+    let mut scratch = vec![0u8; securemesh_mls_lite::Group::<L, B, G, E>::commit_scratch_len(commit.len())];
+    g.process_commit(commit, &mut cache, &securemesh_mls_lite::PskStore::default(), &mut spare, &mut scratch)
+}
+
+/// Every member is in the same epoch with the same authenticator,
+/// exporter value, tree hash and member count.
+pub fn assert_agree<const L: usize, const B: usize, const G: usize, const E: usize>(
+    members: &[&securemesh_mls_lite::Group<L, B, G, E>],
+) {
+    let first = members[0];
+    let mut want = [0u8; 32];
+    first.export_secret(b"test", b"ctx", &mut want).unwrap();
+    for m in members {
+        assert_eq!(m.epoch(), first.epoch());
+        assert_eq!(m.epoch_authenticator().expose(), first.epoch_authenticator().expose());
+        assert_eq!(m.tree_hash(), first.tree_hash());
+        assert_eq!(m.members().count(), members.len());
+        let mut got = [0u8; 32];
+        m.export_secret(b"test", b"ctx", &mut got).unwrap();
+        assert_eq!(got, want);
+    }
+}

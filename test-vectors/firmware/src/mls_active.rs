@@ -617,7 +617,7 @@ fn add_one_step(
 
 /// Our leaf's encryption key.
 fn leaf_key(g: &Group, leaf: u32) -> Option<[u8; 32]> {
-    g.tree().leaf(leaf).map(|l| *l.encryption_key)
+    g.tree().leaf(leaf).and_then(|l| l.encryption_key.try_into().ok())
 }
 
 /// Step 5: An update: alice's empty commit with an UpdatePath; bob and carol
