@@ -601,11 +601,15 @@ impl<D: DeliveryService> Task<D> {
 
     /// Hand `p` to the delivery service: first into the outbox file (the
     /// stored state already counts it as sent), then deposited with what
-    /// waits before it, in order.
+    /// waits before it, in order; while the delivery service fails, it
+    /// waits for the next mailbox poll instead (no stall per send).
     async fn deposit(&mut self, p: Pending) -> Result<(), HostError> {
         if let Err(e) = self.outbox.push(p) {
             self.counts.send_failures = self.counts.send_failures.saturating_add(1);
             tracing::error!(agent = %self.name, error = %e, "envelope for the delivery service dropped");
+            return Ok(());
+        }
+        if self.retry.is_some() {
             return Ok(());
         }
         self.drain_outbox().await
@@ -613,7 +617,8 @@ impl<D: DeliveryService> Task<D> {
 
     /// Deposit what waits in the outbox, oldest first, each tried
     /// [`DEPOSIT_ATTEMPTS`] times with a doubling pause; at the first that
-    /// still fails, stop (it is tried again at the next mailbox poll).
+    /// still fails, stop and pause the delivery service (it is tried again
+    /// at the next mailbox poll; sends meanwhile only add to the outbox).
     async fn drain_outbox(&mut self) -> Result<(), HostError> {
         while let Some(p) = self.outbox.entries().first().cloned() {
             let mut pause = DEPOSIT_BACKOFF;
@@ -632,6 +637,7 @@ impl<D: DeliveryService> Task<D> {
                     Err(e) if attempt >= DEPOSIT_ATTEMPTS => {
                         self.counts.send_failures = self.counts.send_failures.saturating_add(1);
                         tracing::warn!(agent = %self.name, error = %e, waiting = self.outbox.entries().len(), "deposit failed; kept in the outbox");
+                        self.delivery_failed(&e);
                         return Ok(());
                     }
                     Err(e) => {

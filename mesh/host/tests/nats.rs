@@ -11,12 +11,14 @@
 use securemesh::{PeerId, Permissions};
 use securemesh_core::envelope::StorageKey;
 use securemesh_host::delivery::nats::{JetStream, NatsOptions};
-use securemesh_host::delivery::{DeliveryError, DeliveryService, GroupId, InProcess, Mail};
+use securemesh_host::delivery::{DeliveryError, DeliveryService, GroupId, InProcess, Mail, MessageId};
 use securemesh_host::demo::{REPLY, TASK, introduce, offline, share_key_package};
 use securemesh_host::runtime::{AddressBook, AgentHandle, AgentOptions, Delivered, spawn};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -1074,4 +1076,133 @@ fn a_deleted_mailbox_stream_is_made_again() {
         assert_eq!(seen.iter().map(|m| m.envelope.as_slice()).collect::<Vec<_>>(), [&b"two"[..]]);
         assert_eq!(js.pending_count(bob).await.unwrap(), 1);
     });
+}
+
+/// A delivery service that can be switched off (every call fails as an
+/// unreachable server would) and counts the deposits asked of it.
+struct Switchable {
+    inner: InProcess,
+    down: AtomicBool,
+    deposits: AtomicUsize,
+}
+
+impl Switchable {
+    fn gate(&self) -> Result<(), DeliveryError> {
+        if self.down.load(SeqCst) {
+            return Err(DeliveryError::Unreachable {
+                server: "switchable".into(),
+                reason: "switched off".into(),
+            });
+        }
+        Ok(())
+    }
+    fn deposits(&self) -> usize {
+        self.deposits.load(SeqCst)
+    }
+}
+
+impl DeliveryService for Switchable {
+    async fn deposit(&self, to: PeerId, envelope: Vec<u8>) -> Result<MessageId, DeliveryError> {
+        self.deposits.fetch_add(1, SeqCst);
+        self.gate()?;
+        self.inner.deposit(to, envelope).await
+    }
+    async fn fetch(&self, owner: PeerId, max: usize) -> Result<Vec<Mail>, DeliveryError> {
+        self.gate()?;
+        self.inner.fetch(owner, max).await
+    }
+    async fn deposit_group(&self, members: Vec<PeerId>, envelope: Vec<u8>) -> Result<(), DeliveryError> {
+        self.deposits.fetch_add(1, SeqCst);
+        self.gate()?;
+        self.inner.deposit_group(members, envelope).await
+    }
+    async fn ack(&self, owner: PeerId, id: MessageId) -> Result<(), DeliveryError> {
+        self.gate()?;
+        self.inner.ack(owner, id).await
+    }
+    async fn publish_bundles(
+        &self,
+        owner: PeerId,
+        last_resort: Vec<u8>,
+        one_time: Vec<(u32, Vec<u8>)>,
+    ) -> Result<(), DeliveryError> {
+        self.gate()?;
+        self.inner.publish_bundles(owner, last_resort, one_time).await
+    }
+    async fn take_bundle(&self, owner: PeerId) -> Result<Option<Vec<u8>>, DeliveryError> {
+        self.gate()?;
+        self.inner.take_bundle(owner).await
+    }
+    async fn order_commit(&self, group: GroupId, epoch: u64, commit: Vec<u8>) -> Result<u64, DeliveryError> {
+        self.gate()?;
+        self.inner.order_commit(group, epoch, commit).await
+    }
+    async fn commits_since(&self, group: GroupId, epoch: u64) -> Result<Vec<(u64, Vec<u8>)>, DeliveryError> {
+        self.gate()?;
+        self.inner.commits_since(group, epoch).await
+    }
+    async fn pending_count(&self, owner: PeerId) -> Result<usize, DeliveryError> {
+        self.gate()?;
+        self.inner.pending_count(owner).await
+    }
+    async fn one_time_count(&self, owner: PeerId) -> Result<usize, DeliveryError> {
+        self.gate()?;
+        self.inner.one_time_count(owner).await
+    }
+}
+
+/// While the delivery service fails, sending does not try it again for
+/// every envelope (each try of the outbox waits through its retries):
+/// what is sent waits in the outbox for the next mailbox poll, and all
+/// of it arrives, in order, once the service answers. (No server needed:
+/// the service is switched off in process.)
+#[test]
+fn sending_during_an_outage_does_not_retry_per_envelope() {
+    let dir = temp("switch");
+    block_on(async {
+        let (app, mut rx) = mpsc::unbounded_channel();
+        let service = Arc::new(Switchable {
+            inner: InProcess::new(64),
+            down: AtomicBool::new(false),
+            deposits: AtomicUsize::new(0),
+        });
+        // Alpha polls its mailbox (and retries its outbox) only every 3 s.
+        let opts = AgentOptions {
+            mailbox_poll: Duration::from_secs(3),
+            ..AgentOptions::loopback("alpha", &dir, securemesh::Config::default())
+        };
+        let alpha = spawn(
+            opts,
+            StorageKey::new([0x71; 32]),
+            Arc::clone(&service),
+            AddressBook::default(),
+            app.clone(),
+        )
+        .await
+        .unwrap();
+        let bravo = start(&dir, "bravo", 0x7c, &service, &app).await;
+        introduce(&bravo, alpha.identity, false, Permissions::of(&[TASK, REPLY]), true).await.unwrap();
+        offline(&alpha, service.as_ref(), bravo.peer_id).await.unwrap();
+        introduce(&alpha, bravo.identity, false, Permissions::of(&[TASK, REPLY]), true).await.unwrap();
+        let mut got = Vec::new();
+        alpha.send(bravo.peer_id, TASK, b"m0".to_vec()).await.unwrap();
+        assert_eq!(collect(&mut rx, &mut got, 1, Duration::from_secs(10)).await, ["m0"]);
+
+        service.down.store(true, SeqCst);
+        let before = service.deposits();
+        let sends = 8;
+        for i in 1..=sends {
+            alpha.send(bravo.peer_id, TASK, format!("m{i}").into_bytes()).await.unwrap();
+        }
+        // Every send handled (the agent's task runs commands in order).
+        alpha.with(|_, _, _| ()).await.unwrap();
+        let tried = service.deposits() - before;
+        assert!(tried < sends, "{tried} deposit attempts for {sends} sends during the outage");
+        service.down.store(false, SeqCst);
+        let want: Vec<String> = (0..=sends).map(|i| format!("m{i}")).collect();
+        assert_eq!(collect(&mut rx, &mut got, want.len(), Duration::from_secs(20)).await, want);
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
