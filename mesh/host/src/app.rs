@@ -12,6 +12,7 @@ use securemesh_core::envelope::StorageKey;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// The storage key the file names (`key_file`, else `key_env`).
@@ -92,18 +93,71 @@ pub fn nats_options(file: &AgentFile) -> Result<NatsOptions, HostError> {
 /// the command), then store its state and return. Its delivery service
 /// is the file's: embedded, or the NATS server (which must answer at
 /// start; later outages are retried).
+///
+/// With `control`, it also takes commands from its input and writes the
+/// replies and the delivered messages to its output
+/// ([`crate::control`]).
 pub async fn run_agent(
     file: &AgentFile,
     stop: impl std::future::Future<Output = ()>,
+    control: Option<ControlIo>,
 ) -> Result<(), HostError> {
     match file.delivery.kind {
         DeliveryKind::Embedded => {
-            run_on(file, Arc::new(InProcess::new(file.delivery.max_mailbox)), stop).await
+            run_on(file, Arc::new(InProcess::new(file.delivery.max_mailbox)), stop, control).await
         }
         DeliveryKind::Nats => {
             let js = JetStream::connect(nats_options(file)?).await?;
             tracing::info!(server = %js.url(), "delivery service: NATS JetStream");
-            run_on(file, Arc::new(js), stop).await
+            run_on(file, Arc::new(js), stop, control).await
+        }
+    }
+}
+
+/// Where an agent's control lines come from and where its replies go.
+pub struct ControlIo {
+    /// One command per line.
+    pub input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send>,
+    /// Replies and delivered messages, one per line.
+    pub output: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+}
+
+impl ControlIo {
+    /// The process's stdin and stdout (`securemesh agent --stdio`).
+    ///
+    /// ```no_run
+    /// let control = securemesh_host::app::ControlIo::stdio();
+    /// ```
+    pub fn stdio() -> Self {
+        ControlIo {
+            input: Box::new(tokio::io::BufReader::new(tokio::io::stdin())),
+            output: Box::new(tokio::io::stdout()),
+        }
+    }
+}
+
+/// The next control line, or never (no control, or its input ended).
+async fn next_line(
+    lines: &mut Option<tokio::io::Lines<Box<dyn tokio::io::AsyncBufRead + Unpin + Send>>>,
+) -> Option<String> {
+    match lines {
+        Some(l) => match l.next_line().await {
+            Ok(Some(line)) => Some(line),
+            Ok(None) | Err(_) => {
+                *lines = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_line(out: &mut Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>>, text: &str) {
+    if let Some(o) = out {
+        let line = format!("{text}\n");
+        if o.write_all(line.as_bytes()).await.and(o.flush().await).is_err() {
+            tracing::warn!("control output closed");
+            *out = None;
         }
     }
 }
@@ -112,11 +166,16 @@ async fn run_on<D: DeliveryService>(
     file: &AgentFile,
     delivery: Arc<D>,
     stop: impl std::future::Future<Output = ()>,
+    control: Option<ControlIo>,
 ) -> Result<(), HostError> {
+    let (mut lines, mut out) = match control {
+        Some(c) => (Some(c.input.lines()), Some(c.output)),
+        None => (None, None),
+    };
     let key = storage_key(file)?;
     let book = AddressBook::default();
     let (app_tx, mut app_rx) = mpsc::unbounded_channel();
-    let handle = spawn(options(file), key, delivery, Arc::clone(&book), app_tx).await?;
+    let handle = spawn(options(file), key, Arc::clone(&delivery), Arc::clone(&book), app_tx).await?;
     // Roles and peers of the file.
     let roles: Vec<(Role, Permissions)> = file
         .roles
@@ -162,12 +221,26 @@ async fn run_on<D: DeliveryService>(
         listen = %handle.addr,
         "running; Ctrl-C stops and stores the state"
     );
+    write_line(&mut out, &format!("ready peer={} listen={}", keys::to_hex(&handle.peer_id.0), handle.addr))
+        .await;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
             Some(d) = app_rx.recv() => {
                 tracing::info!(from = %crate::runtime::short(&d.from), kind = d.kind.0, bytes = d.payload.len(), channel = ?d.channel, "message delivered");
+                write_line(&mut out, &crate::control::delivered_line(&d)).await;
+            }
+            Some(line) = next_line(&mut lines) => {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let reply = match crate::control::Command::parse(line) {
+                    Ok(cmd) => crate::control::execute(cmd, &handle, delivery.as_ref()).await.unwrap_or_else(|e| format!("err {e}")),
+                    Err(e) => format!("err {e}"),
+                };
+                write_line(&mut out, &reply).await;
             }
         }
     }

@@ -81,31 +81,33 @@ pub async fn introduce(
 /// `a` takes a bundle of `peer` from the delivery service (a one-time
 /// bundle while any is left) and sees `peer` offline: it reaches it
 /// through its mailbox (X3DH from that bundle). How the demo and the
-/// tests set up an offline peer.
+/// tests set up an offline peer. Returns the id of the bundle's one-time
+/// prekey (`None`: the last-resort bundle, signed prekey only).
 ///
 /// ```no_run
 /// use securemesh_host::delivery::InProcess;
 /// use securemesh_host::demo::offline;
 /// use securemesh_host::runtime::AgentHandle;
 /// async fn write_later(a: &AgentHandle, b: &AgentHandle, d: &InProcess) -> Result<(), securemesh_host::HostError> {
-///     offline(a, d, b.peer_id).await
+///     offline(a, d, b.peer_id).await.map(|_one_time| ())
 /// }
 /// ```
 pub async fn offline<D: DeliveryService>(
     a: &AgentHandle,
     delivery: &D,
     peer: PeerId,
-) -> Result<(), HostError> {
+) -> Result<Option<u32>, HostError> {
     let bundle = delivery
         .take_bundle(peer)
         .await?
         .ok_or_else(|| HostError::NotFound(format!("bundle of {}", crate::runtime::short(&peer))))?;
+    let one_time = securemesh_ratchet::Bundle::decode(&bundle).ok().and_then(|b| b.one_time().map(|o| o.id));
     a.with(move |agent, _, _| -> Result<(), securemesh::Error> {
         let id = agent.set_peer_bundle(&bundle)?;
         agent.set_reachable(&id, false)
     })
     .await??;
-    Ok(())
+    Ok(one_time)
 }
 
 /// `joiner` publishes a KeyPackage and `creator` learns it, so it can
@@ -407,7 +409,7 @@ impl<D: DeliveryService> Mesh<D> {
 
     /// `a` takes `b`'s bundle from the directory and marks `b` offline.
     async fn take_bundle(&self, a: &str, b: &str) -> Result<(), HostError> {
-        offline(self.agent(a)?, self.delivery.as_ref(), self.id(b)?).await
+        offline(self.agent(a)?, self.delivery.as_ref(), self.id(b)?).await.map(|_| ())
     }
 
     async fn send(

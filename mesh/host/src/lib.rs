@@ -4,7 +4,8 @@
 //! runtime, configured from a YAML file, persisting through a state
 //! store, reaching offline peers through a delivery service, measured
 //! over Prometheus, and shown by a live demo (the `securemesh` binary:
-//! `keygen`, `bundle`, `agent --config FILE`, `demo [--json]`).
+//! `keygen`, `bundle`, `agent --config FILE [--stdio]`, `demo [--json]`;
+//! with `--stdio` the agent takes [`control`] lines).
 //!
 //! - [`config`], the YAML file (template `examples/agent.yaml`); every
 //!   refusal names the key and its line.
@@ -82,6 +83,7 @@
 
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod demo;
 pub mod error;

@@ -3,7 +3,9 @@
 //! - `keygen --out FILE`: a new storage key (64 hex digits, mode 0600).
 //! - `bundle --config FILE`: the agent's peer id, public identity and
 //!   prekey bundle (the agent is created on first use).
-//! - `agent --config FILE`: run one agent until Ctrl-C.
+//! - `agent --config FILE [--stdio]`: run one agent until Ctrl-C (with
+//!   `--stdio`, driven by command lines on stdin: see
+//!   `securemesh_host::control`).
 //! - `demo [--json] [--delivery nats://HOST:PORT]`: the live mesh demo
 //!   (on the embedded delivery service, or on a NATS JetStream server).
 
@@ -37,6 +39,9 @@ enum Command {
         /// The agent's configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Take commands on stdin (send, offline, key-package, group-…), one per line; replies and delivered messages on stdout.
+        #[arg(long)]
+        stdio: bool,
     },
     /// Run the live mesh demo: agents on loopback TCP, every scenario checked.
     Demo {
@@ -69,13 +74,22 @@ fn init_logs(default: &str) {
         .try_init();
 }
 
-fn agent(config: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+fn agent(config: &std::path::Path, stdio: bool) -> Result<(), Box<dyn std::error::Error>> {
     let file = securemesh_host::config::AgentFile::load(config)?;
     securemesh_host::app::init_logs(&file);
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    runtime()?.block_on(securemesh_host::app::run_agent(&file, stop))?;
+    let rt = runtime()?;
+    let ran = rt.block_on(securemesh_host::app::run_agent(
+        &file,
+        stop,
+        stdio.then(securemesh_host::app::ControlIo::stdio),
+    ));
+    // The state is stored by now. A read of stdin blocks its thread until
+    // a line comes, so the runtime does not wait for it.
+    rt.shutdown_background();
+    ran?;
     Ok(())
 }
 
@@ -117,7 +131,7 @@ fn main() -> ExitCode {
             .map_err(Into::into)
             .and_then(|f| securemesh_host::app::bundle_text(&f).map_err(Into::into))
             .map(|t| print!("{t}")),
-        Command::Agent { config } => agent(&config),
+        Command::Agent { config, stdio } => agent(&config, stdio),
         Command::Demo { json, dir, quiet, delivery } => match demo(json, dir, quiet, delivery) {
             Ok(true) => Ok(()),
             Ok(false) => Err("some checks did not hold".into()),

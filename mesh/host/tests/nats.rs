@@ -530,17 +530,28 @@ async fn collect(
 struct AgentProcess {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// With `--stdio`: its stdin, the lines of its stdout, and how many
+    /// of those the replies read so far took.
+    stdin: Option<std::process::ChildStdin>,
+    out: Arc<Mutex<Vec<String>>>,
+    seen: usize,
 }
 
 impl AgentProcess {
     fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_securemesh"))
-            .args(["agent", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Self::start_with(config, false)
+    }
+
+    /// Started with `--stdio` if `stdio`: driven by control lines.
+    fn start_with(config: &Path, stdio: bool) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_securemesh"));
+        cmd.args(["agent", "--config"]).arg(config).stderr(Stdio::piped());
+        if stdio {
+            cmd.arg("--stdio").stdin(Stdio::piped()).stdout(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::null());
+        }
+        let mut child = cmd.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
@@ -550,11 +561,98 @@ impl AgentProcess {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        AgentProcess { child, log }
+        let out = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let sink = Arc::clone(&out);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        AgentProcess { stdin: child.stdin.take(), child, log, out, seen: 0 }
     }
 
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Write one control line.
+    fn write(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next reply: the lines up to the next `ok …` or `err …` (the
+    /// `delivered` lines left out), within 30 s.
+    async fn reply(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            {
+                let out = self.out.lock().unwrap();
+                let new = out.get(self.seen..).unwrap_or_default();
+                if let Some(end) = new.iter().position(|l| l.starts_with("ok") || l.starts_with("err ")) {
+                    let lines: Vec<String> =
+                        new[..=end].iter().filter(|l| !l.starts_with("delivered ")).cloned().collect();
+                    self.seen += end + 1;
+                    return lines;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reply; stdout {:?}\nlog:\n{}",
+                self.out.lock().unwrap(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The `ready peer=… listen=…` line it writes once it runs (30 s).
+    async fn reply_or_ready(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(l) = self.out.lock().unwrap().get(self.seen).filter(|l| l.starts_with("ready ")) {
+                self.seen += 1;
+                return l.clone();
+            }
+            assert!(Instant::now() < deadline, "not ready; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Run one command; its reply, which must be `ok …`.
+    async fn cmd(&mut self, line: &str) -> Vec<String> {
+        self.write(line);
+        self.ok(line).await
+    }
+
+    /// The next reply, which must be `ok …`.
+    async fn ok(&mut self, line: &str) -> Vec<String> {
+        let r = self.reply().await;
+        assert!(r.last().is_some_and(|l| l.starts_with("ok")), "{line}: {r:?}\nlog:\n{}", self.log());
+        r
+    }
+
+    /// The word after `key=` in the last line of `reply`.
+    fn value(reply: &[String], key: &str) -> String {
+        let last = reply.last().unwrap();
+        last.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or(last).to_string()
+    }
+
+    /// The payloads (as text) of the messages delivered to it so far.
+    fn delivered(&self) -> Vec<String> {
+        self.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("delivered "))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("payload=")))
+            .map(|h| String::from_utf8(securemesh_host::keys::from_hex(h).unwrap()).unwrap())
+            .collect()
     }
 
     /// Wait up to `within` for `needle` in its log.
@@ -598,6 +696,33 @@ fn securemesh(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// An agent's config file on the server: state in `dir/name`, storage
+/// key `dir/name.key` (made with `securemesh keygen` if missing), role 0
+/// may send TASK, `peers` (name, identity hex) have role 0.
+fn write_config(config: &Path, dir: &Path, name: &str, server: &Server, peers: &[(&str, &str)]) {
+    let key = dir.join(format!("{name}.key"));
+    if !key.exists() {
+        securemesh(&["keygen", "--out", key.to_str().unwrap()]);
+    }
+    let mut text = format!(
+        "agent:\n  name: {name}\n  state_dir: {state}\nkey_lifecycle:\n  state_persistence:\n    key_file: {key}\n\
+         observability:\n  metrics: false\n  log_format: plain\n  log_level: info\n\
+         delivery:\n  kind: nats\n  url: {url}\n\
+         roles:\n  - role: 0\n    kinds: [{task}]\n",
+        state = dir.join(name).display(),
+        key = key.display(),
+        url = server.url(),
+        task = TASK.0,
+    );
+    if !peers.is_empty() {
+        text.push_str("peers:\n");
+        for (peer, identity) in peers {
+            text.push_str(&format!("  - name: {peer}\n    identity: {identity}\n    roles: [0]\n"));
+        }
+    }
+    std::fs::write(config, text).unwrap();
+}
+
 fn field<'a>(text: &'a str, key: &str) -> &'a str {
     text.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap()
 }
@@ -620,24 +745,8 @@ fn offline_agent_processes_receive_when_they_start() {
         let sender_identity = securemesh_host::keys::to_hex(&sender.identity.to_bytes());
         let mut receivers = Vec::new();
         for name in ["papa", "quebec"] {
-            let key = dir.join(format!("{name}.key"));
-            securemesh(&["keygen", "--out", key.to_str().unwrap()]);
             let config = dir.join(format!("{name}.yaml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "agent:\n  name: {name}\n  state_dir: {state}\nkey_lifecycle:\n  state_persistence:\n    key_file: {key}\n\
-                     observability:\n  metrics: false\n  log_format: plain\n  log_level: info\n\
-                     delivery:\n  kind: nats\n  url: {url}\n\
-                     roles:\n  - role: 0\n    kinds: [{task}]\n\
-                     peers:\n  - name: sender\n    identity: {sender_identity}\n    roles: [0]\n",
-                    state = dir.join(name).display(),
-                    key = key.display(),
-                    url = server.url(),
-                    task = TASK.0,
-                ),
-            )
-            .unwrap();
+            write_config(&config, &dir, name, &server, &[("sender", &sender_identity)]);
             let bundle = securemesh(&["bundle", "--config", config.to_str().unwrap()]);
             let peer = PeerId(
                 securemesh_host::keys::from_hex(field(&bundle, "peer_id")).unwrap().try_into().unwrap(),
@@ -684,6 +793,159 @@ fn offline_agent_processes_receive_when_they_start() {
         sender.shutdown().await.unwrap();
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The group state lines of a `groups` reply: (id, epoch, members,
+/// pending, authenticator).
+fn groups_of(reply: &[String]) -> Vec<(String, u64, u32, bool, String)> {
+    reply
+        .iter()
+        .filter(|l| l.starts_with("group "))
+        .map(|l| {
+            let v = |k: &str| AgentProcess::value(std::slice::from_ref(l), k);
+            (
+                v("id"),
+                v("epoch").parse().unwrap(),
+                v("members").parse().unwrap(),
+                v("pending") == "true",
+                v("authenticator"),
+            )
+        })
+        .collect()
+}
+
+/// Ask each process for its groups until all are at `epoch` with three
+/// members and no commit pending (30 s); the states seen last.
+async fn settle_processes(ps: &mut [AgentProcess], epoch: u64) -> Vec<Vec<(String, u64, u32, bool, String)>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = Vec::new();
+        for p in ps.iter_mut() {
+            all.push(groups_of(&p.cmd("groups").await));
+        }
+        let done = all.iter().all(|g| g.len() == 1 && g[0].1 == epoch && g[0].2 == 3 && !g[0].3);
+        if done || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three `securemesh agent --stdio` processes on the server, driven by
+/// control lines. Lima makes a group and adds mike and november from
+/// their KeyPackages; all three commit a key refresh at the same moment:
+/// the server's order lets exactly one commit of epoch 1 win and all
+/// three converge on epoch 2 with one authenticator; a group message
+/// reaches the two others. Then lima and mike race for november's
+/// one-time prekeys (both take a bundle at once): they get two different
+/// ones, and november reads both first messages. Last, the server is
+/// stopped: a group message and a direct one sent meanwhile wait in the
+/// senders' outboxes and arrive once the server is back.
+#[test]
+fn three_agent_processes_group_race_and_outage() {
+    let Some(mut server) = Server::start("three-processes") else { return };
+    let dir = temp("three-processes");
+    std::fs::create_dir_all(&dir).unwrap();
+    block_on(async {
+        let names = ["lima", "mike", "november"];
+        let mut ids = Vec::new();
+        for name in names {
+            let config = dir.join(format!("{name}.yaml"));
+            write_config(&config, &dir, name, &server, &[]);
+            let bundle = securemesh(&["bundle", "--config", config.to_str().unwrap()]);
+            ids.push((field(&bundle, "peer_id").to_string(), field(&bundle, "identity").to_string()));
+        }
+        let mut ps = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let others: Vec<(&str, &str)> =
+                (0..3).filter(|j| *j != i).map(|j| (names[j], ids[j].1.as_str())).collect();
+            let config = dir.join(format!("{name}.yaml"));
+            write_config(&config, &dir, name, &server, &others);
+            let mut p = AgentProcess::start_with(&config, true);
+            let ready = p.reply_or_ready().await;
+            assert!(ready.contains(&ids[i].0), "{name} ready as itself: {ready}");
+            ps.push(p);
+        }
+
+        // The group: lima adds mike and november from their KeyPackages.
+        for j in [1, 2] {
+            let reply = ps[j].cmd("key-package").await;
+            let kp = reply.last().unwrap().strip_prefix("ok key-package ").unwrap().to_string();
+            let peer = ps[0].cmd(&format!("peer-key-package {kp}")).await;
+            assert!(peer.last().unwrap().ends_with(&ids[j].0), "{peer:?}");
+        }
+        let created = ps[0].cmd("group-create").await;
+        let group = created.last().unwrap().strip_prefix("ok group ").unwrap().to_string();
+        ps[0].cmd(&format!("group-add {group} {} {}", ids[1].0, ids[2].0)).await;
+        let joined = settle_processes(&mut ps, 1).await;
+        assert!(
+            joined.iter().all(|g| g.len() == 1 && g[0].0 == group && g[0].1 == 1 && g[0].2 == 3),
+            "{joined:?}"
+        );
+
+        // All three commit at once.
+        for p in ps.iter_mut() {
+            p.write(&format!("group-commit {group}"));
+        }
+        for p in ps.iter_mut() {
+            p.ok("group-commit").await;
+        }
+        let after = settle_processes(&mut ps, 2).await;
+        assert!(
+            after.iter().all(|g| g.len() == 1 && g[0].1 == 2 && g[0].2 == 3 && !g[0].3),
+            "exactly one commit of epoch 1 won: {after:?}"
+        );
+        assert!(after.iter().all(|g| g[0].4 == after[0][0].4), "one group state: {after:?}");
+        ps[1].cmd(&format!("group-send {group} {} after the race", TASK.0)).await;
+        wait_delivered(&ps[0], "after the race").await;
+        wait_delivered(&ps[2], "after the race").await;
+        assert!(!ps[1].delivered().contains(&"after the race".to_string()), "not to the sender");
+
+        // The one-time prekey race: lima and mike take november's bundle at once.
+        let november = ids[2].0.clone();
+        ps[0].write(&format!("offline {november}"));
+        ps[1].write(&format!("offline {november}"));
+        let a = ps[0].ok("offline").await.last().unwrap().clone();
+        let b = ps[1].ok("offline").await.last().unwrap().clone();
+        assert!(a.contains("one-time=") && b.contains("one-time="), "{a} / {b}");
+        assert_ne!(a, b, "two different one-time prekeys");
+        for (i, text) in [(0, "first from lima"), (1, "first from mike")] {
+            let sent = ps[i].cmd(&format!("send {november} {} {text}", TASK.0)).await;
+            assert!(sent.last().unwrap().contains("channel=RatchetX3dh"), "{sent:?}");
+        }
+        wait_delivered(&ps[2], "first from lima").await;
+        wait_delivered(&ps[2], "first from mike").await;
+
+        // The server stops; what is sent meanwhile waits and arrives after.
+        server.down();
+        ps[2].cmd(&format!("group-send {group} {} during the outage", TASK.0)).await;
+        ps[0].cmd(&format!("send {november} {} lima during the outage", TASK.0)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server.up();
+        wait_delivered(&ps[0], "during the outage").await;
+        wait_delivered(&ps[1], "during the outage").await;
+        wait_delivered(&ps[2], "lima during the outage").await;
+        for p in &ps {
+            let got = p.delivered();
+            let mut unique = got.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), got.len(), "nothing twice: {got:?}");
+        }
+        for p in ps {
+            p.stop();
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wait up to 30 s until `p` delivered `text`.
+async fn wait_delivered(p: &AgentProcess, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.delivered().iter().any(|d| d == text) {
+        assert!(Instant::now() < deadline, "{text:?} not delivered: {:?}\nlog:\n{}", p.delivered(), p.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Mailbox delivery through JetStream on loopback: deposit throughput,

@@ -174,9 +174,11 @@ fn the_agent_command_runs_from_its_file_and_stores_on_stop() {
     let file = AgentFile::parse(&yaml).unwrap();
     let first = securemesh_host::app::bundle_text(&file).unwrap();
     assert!(first.contains("restored: false"), "{first}");
-    rt().block_on(securemesh_host::app::run_agent(&file, async {
-        tokio::time::sleep(Duration::from_millis(50)).await
-    }))
+    rt().block_on(securemesh_host::app::run_agent(
+        &file,
+        async { tokio::time::sleep(Duration::from_millis(50)).await },
+        None,
+    ))
     .unwrap();
     let again = securemesh_host::app::bundle_text(&file).unwrap();
     assert!(again.contains("restored: true"), "{again}");
