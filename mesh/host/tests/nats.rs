@@ -1137,8 +1137,7 @@ fn mqtt_publish(port: u16, topic: &str, payload: &[u8]) {
 /// only MQTT deposits into the same mailboxes. Alpha's envelope for the
 /// offline bravo is taken out of bravo's mailbox and published again by a
 /// raw MQTT 3.1.1 client (QoS 1); bravo, started, reads it from alpha.
-/// (Reading a mailbox over MQTT is not covered: the mailbox is a
-/// JetStream work queue read through the pull consumer.)
+/// (Reading: `an_mqtt_device_reads_its_mailbox_live`.)
 #[test]
 fn an_mqtt_device_deposits_into_a_mailbox() {
     let Some(server) = Server::start_with("mqtt", true) else { return };
@@ -1178,6 +1177,99 @@ fn an_mqtt_device_deposits_into_a_mailbox() {
         assert_eq!((d.from, d.payload.as_slice()), (alpha.peer_id, &b"carried over mqtt"[..]));
         alpha.shutdown().await.unwrap();
         bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A device that speaks only MQTT subscribes to its mailbox topic
+/// (connected: SUBSCRIBE `sm/mb/<peer id hex>` at QoS 1, SUBACK read);
+/// the stream returned is where its PUBLISH packets arrive.
+fn mqtt_subscribe(port: u16, client: &[u8], topic: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    connect.extend_from_slice(&u16::try_from(client.len()).unwrap().to_be_bytes());
+    connect.extend_from_slice(client);
+    s.write_all(&mqtt_packet(0x10, &connect)).unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
+    let mut subscribe = 7u16.to_be_bytes().to_vec(); // packet id
+    subscribe.extend_from_slice(&u16::try_from(topic.len()).unwrap().to_be_bytes());
+    subscribe.extend_from_slice(topic.as_bytes());
+    subscribe.push(1); // QoS 1
+    s.write_all(&mqtt_packet(0x82, &subscribe)).unwrap();
+    let mut suback = [0u8; 5];
+    s.read_exact(&mut suback).unwrap();
+    assert_eq!(suback, [0x90, 3, 0, 7, 1], "SUBACK of packet 7, QoS 1 granted");
+    s
+}
+
+/// The next PUBLISH on `s`: (topic, payload); a QoS 1 one is acknowledged.
+fn mqtt_next_publish(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut head = [0u8; 1];
+    s.read_exact(&mut head).unwrap();
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        len |= usize::from(b[0] & 0x7f) << shift;
+        shift += 7;
+        if b[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(head[0] >> 4, 3, "a PUBLISH");
+    let qos = (head[0] >> 1) & 3;
+    let tlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let topic = String::from_utf8(body[2..2 + tlen].to_vec()).unwrap();
+    let mut at = 2 + tlen;
+    if qos > 0 {
+        let id = [body[at], body[at + 1]];
+        at += 2;
+        s.write_all(&[0x40, 2, id[0], id[1]]).unwrap(); // PUBACK
+    }
+    (topic, body[at..].to_vec())
+}
+
+/// The MQTT path, reading: a device connected over MQTT and subscribed to
+/// its mailbox topic gets each envelope deposited into its mailbox the
+/// moment the delivery service stores it (the same bytes the mailbox
+/// holds). What is deposited while the device is away stays in the
+/// JetStream mailbox for a host agent's fetch: NATS 2.9's MQTT gateway
+/// replays only messages published over MQTT to a QoS 1 session.
+#[test]
+fn an_mqtt_device_reads_its_mailbox_live() {
+    let Some(server) = Server::start_with("mqtt-read", true) else { return };
+    let mqtt = server.mqtt.unwrap();
+    let dir = temp("mqtt-read");
+    block_on(async {
+        let (app, _rx) = mpsc::unbounded_channel();
+        let (ja, jt) = (Arc::new(connect(&server).await), connect(&server).await);
+        let alpha = start(&dir, "alpha", 0x91, &ja, &app).await;
+        let bravo = start(&dir, "bravo", 0x9c, &ja, &app).await;
+        let (bravo_id, bravo_identity) = (bravo.peer_id, bravo.identity);
+        bravo.shutdown().await.unwrap();
+        let topic = format!("sm/mb/{}", securemesh_host::keys::to_hex(&bravo_id.0));
+        let mut device =
+            tokio::task::spawn_blocking(move || mqtt_subscribe(mqtt, b"securemesh-reader", &topic))
+                .await
+                .unwrap();
+        offline(&alpha, ja.as_ref(), bravo_id).await.unwrap();
+        introduce(&alpha, bravo_identity, false, Permissions::of(&[TASK]), true).await.unwrap();
+        alpha.send(bravo_id, TASK, b"read over mqtt".to_vec()).await.unwrap();
+        let (topic, payload) =
+            tokio::task::spawn_blocking(move || mqtt_next_publish(&mut device)).await.unwrap();
+        assert_eq!(topic, format!("sm/mb/{}", securemesh_host::keys::to_hex(&bravo_id.0)));
+        let mail = fetch_until(&jt, bravo_id, 1).await;
+        assert_eq!(mail.len(), 1);
+        assert_eq!(payload, mail[0].envelope, "the device read the mailbox's envelope");
+        assert!(!payload.windows(14).any(|w| w == b"read over mqtt"), "ciphertext only");
+        alpha.shutdown().await.unwrap();
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
