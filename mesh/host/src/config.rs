@@ -113,6 +113,10 @@ pub struct AgentSection {
     /// connection beyond it is closed when accepted, and counted.
     #[serde(default = "default_max_connections", deserialize_with = "bound")]
     pub max_connections: usize,
+    /// Inbound TCP connections open at once from one IP address
+    /// (1..=65536, default 8): one flooding host cannot hold every slot.
+    #[serde(default = "default_max_connections_per_address", deserialize_with = "bound")]
+    pub max_connections_per_address: usize,
     /// Entries of the queue from the sockets to the agent (1..=65536,
     /// default 256; each at most an envelope, 64 KiB): when it is full a
     /// TCP connection waits, a UDP datagram is dropped and counted.
@@ -137,6 +141,7 @@ impl AgentSection {
     pub fn limits(&self) -> crate::net::NetLimits {
         crate::net::NetLimits {
             max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
             queue_capacity: self.queue_capacity,
             unbound_timeout: self.unbound_timeout.0,
         }
@@ -148,6 +153,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_max_connections() -> usize {
     crate::net::DEFAULT_MAX_CONNECTIONS
+}
+fn default_max_connections_per_address() -> usize {
+    crate::net::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
 }
 fn default_queue_capacity() -> usize {
     crate::net::DEFAULT_QUEUE_CAPACITY

@@ -16,6 +16,7 @@
 //! `securemesh_channels{kind,pq}`; then counters; then what the sockets
 //! refused and queued ([`crate::net::NetStats`], as of the agent's last
 //! step): `securemesh_connections_refused_total`,
+//! `securemesh_connections_refused_per_address_total`,
 //! `securemesh_connections_closed_total{reason}`,
 //! `securemesh_datagrams_dropped_total{reason}` and the gauges
 //! `securemesh_inbound_connections`, `securemesh_net_queue_entries`,
@@ -169,6 +170,12 @@ pub fn render(agents: &[Status]) -> String {
         &mut agents.iter().map(|s| (a(s), s.net.connections_refused.to_string())),
     );
     family(
+        "securemesh_connections_refused_per_address_total",
+        "counter",
+        "Inbound TCP connections closed as soon as accepted: their IP address had max_connections_per_address open.",
+        &mut agents.iter().map(|s| (a(s), s.net.connections_refused_address.to_string())),
+    );
+    family(
         "securemesh_connections_closed_total",
         "counter",
         "Connections closed by the agent: garbage (too many refused envelopes, no authenticated peer), unbound (no authenticated peer in time), oversized_frame (a length beyond an envelope).",
@@ -268,6 +275,7 @@ mod tests {
         s.net = NetStats {
             inbound_connections: 3,
             connections_refused: 8,
+            connections_refused_address: 12,
             frames_oversized: 2,
             connections_closed_garbage: 1,
             connections_closed_unbound: 4,
@@ -295,6 +303,7 @@ mod tests {
         assert_eq!(channels("ratchet", "hybrid").as_deref(), Some("4"));
         assert_eq!(get("securemesh_pq_refused_total", "").as_deref(), Some("5"));
         assert_eq!(get("securemesh_connections_refused_total", "").as_deref(), Some("8"));
+        assert_eq!(get("securemesh_connections_refused_per_address_total", "").as_deref(), Some("12"));
         let closed = |r: &str| get("securemesh_connections_closed_total", &format!(",reason=\"{r}\""));
         assert_eq!(closed("garbage").as_deref(), Some("1"));
         assert_eq!(closed("unbound").as_deref(), Some("4"));

@@ -12,8 +12,11 @@
 //!   and a datagram flood must not stall anything.
 //!
 //! At most [`NetLimits::max_connections`] inbound TCP connections are
-//! open at once; a connection beyond the cap is closed as soon as it is
-//! accepted and counted ([`NetStats::connections_refused`]). A frame
+//! open at once, and at most [`NetLimits::max_connections_per_address`]
+//! from one IP address (so one flooding host cannot take every slot); a
+//! connection beyond either cap is closed as soon as it is accepted and
+//! counted ([`NetStats::connections_refused`],
+//! [`NetStats::connections_refused_address`]). A frame
 //! whose 4-byte length prefix exceeds [`MAX_ENVELOPE_LEN`] closes its
 //! connection before anything is allocated for it
 //! ([`NetStats::frames_oversized`]). A connection not bound to an
@@ -35,8 +38,9 @@
 use crate::runtime::read_frame;
 use securemesh::envelope::MAX_ENVELOPE_LEN;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -45,6 +49,9 @@ use tokio::task::AbortHandle;
 
 /// Inbound TCP connections open at once, by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// Inbound TCP connections open at once from one IP address, by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
 
 /// Entries of the queue from the socket tasks to the agent's task, by
 /// default.
@@ -74,6 +81,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 pub struct NetLimits {
     /// Inbound TCP connections open at once (0 refuses every one).
     pub max_connections: usize,
+    /// Inbound TCP connections open at once from one IP address (0
+    /// refuses every one).
+    pub max_connections_per_address: usize,
     /// Entries of the queue to the agent's task (0 is taken as 1).
     pub queue_capacity: usize,
     /// How long an inbound connection may stay without an authenticated
@@ -86,6 +96,7 @@ impl Default for NetLimits {
     fn default() -> Self {
         NetLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             unbound_timeout: DEFAULT_UNBOUND_TIMEOUT,
         }
@@ -115,6 +126,9 @@ pub struct NetStats {
     pub inbound_connections: usize,
     /// Inbound TCP connections closed at once: the cap was reached.
     pub connections_refused: u64,
+    /// Inbound TCP connections closed at once: their address had
+    /// [`NetLimits::max_connections_per_address`] open.
+    pub connections_refused_address: u64,
     /// Connections closed for a length prefix beyond an envelope.
     pub frames_oversized: u64,
     /// Connections closed after [`MAX_REFUSED_PER_CONNECTION`] refused
@@ -136,6 +150,7 @@ pub struct NetStats {
 #[derive(Debug, Default)]
 struct Counters {
     connections_refused: AtomicU64,
+    connections_refused_address: AtomicU64,
     frames_oversized: AtomicU64,
     connections_closed_garbage: AtomicU64,
     connections_closed_unbound: AtomicU64,
@@ -200,8 +215,12 @@ impl std::fmt::Debug for NetHandle {
 
 impl NetHandle {
     /// The inbound connection slots, for the accept loop.
-    pub(crate) fn slots(&self) -> Arc<Semaphore> {
-        Arc::clone(&self.connections)
+    pub(crate) fn slots(&self) -> Slots {
+        Slots {
+            all: Arc::clone(&self.connections),
+            per_address: self.limits.max_connections_per_address,
+            open: Arc::default(),
+        }
     }
 
     /// The counts now.
@@ -214,6 +233,7 @@ impl NetHandle {
                 .max_connections
                 .saturating_sub(self.connections.available_permits()),
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
+            connections_refused_address: c.connections_refused_address.load(Ordering::Relaxed),
             frames_oversized: c.frames_oversized.load(Ordering::Relaxed),
             connections_closed_garbage: c.connections_closed_garbage.load(Ordering::Relaxed),
             connections_closed_unbound: c.connections_closed_unbound.load(Ordering::Relaxed),
@@ -239,26 +259,79 @@ pub(crate) fn channel(limits: NetLimits) -> (Queue, mpsc::Receiver<Net>, NetHand
     (Queue { tx, counters }, rx, handle)
 }
 
-/// Accept connections while fewer than the cap are open; close the
+/// The inbound connection slots: all of them, and per address.
+pub(crate) struct Slots {
+    all: Arc<Semaphore>,
+    per_address: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// An inbound connection's place under both caps, given back when its
+/// reader ends or is stopped.
+pub(crate) struct Slot {
+    _all: OwnedSemaphorePermit,
+    address: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(n) = open.get_mut(&self.address)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl Slots {
+    /// A slot for a connection from `address`, or which cap refuses it.
+    fn take(&self, address: IpAddr) -> Result<Slot, Refused> {
+        let mut open = self.open.lock().map_err(|_| Refused::All)?;
+        let n = open.get(&address).copied().unwrap_or(0);
+        if n >= self.per_address {
+            return Err(Refused::Address);
+        }
+        let all = Arc::clone(&self.all).try_acquire_owned().map_err(|_| Refused::All)?;
+        open.insert(address, n.saturating_add(1));
+        Ok(Slot { _all: all, address, open: Arc::clone(&self.open) })
+    }
+}
+
+enum Refused {
+    All,
+    Address,
+}
+
+/// Accept connections while fewer than the caps are open; close the
 /// others at once and count them.
-pub(crate) async fn accept_loop(listener: TcpListener, net: Queue, slots: Arc<Semaphore>) {
+pub(crate) async fn accept_loop(listener: TcpListener, net: Queue, slots: Slots) {
     let mut id = 0u64;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed; retrying");
                 tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            bump(&net.counters.connections_refused);
-            drop(stream);
-            continue;
+        let slot = match slots.take(from.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                bump(match refused {
+                    Refused::All => &net.counters.connections_refused,
+                    Refused::Address => &net.counters.connections_refused_address,
+                });
+                drop(stream);
+                continue;
+            }
         };
         id = id.wrapping_add(1);
-        if !register(stream, id, &net, permit).await {
+        if !register(stream, id, &net, slot).await {
             return;
         }
     }
@@ -266,7 +339,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, net: Queue, slots: Arc<Se
 
 /// Hand an accepted connection to the agent's task, then start its
 /// reader (the connection is queued before any of its frames).
-async fn register(stream: TcpStream, id: u64, net: &Queue, permit: OwnedSemaphorePermit) -> bool {
+async fn register(stream: TcpStream, id: u64, net: &Queue, permit: Slot) -> bool {
     let _ = stream.set_nodelay(true);
     let (rd, writer) = stream.into_split();
     let Ok(slot) = net.tx.reserve().await else { return false };
@@ -280,12 +353,7 @@ async fn register(stream: TcpStream, id: u64, net: &Queue, permit: OwnedSemaphor
 /// or sends a length beyond an envelope; waits while the queue is full.
 /// An inbound connection's `permit` is given back when the reader ends
 /// or is stopped.
-pub(crate) fn spawn_reader(
-    mut rd: OwnedReadHalf,
-    id: u64,
-    net: Queue,
-    permit: Option<OwnedSemaphorePermit>,
-) -> AbortHandle {
+pub(crate) fn spawn_reader(mut rd: OwnedReadHalf, id: u64, net: Queue, permit: Option<Slot>) -> AbortHandle {
     tokio::spawn(async move {
         let _slot = permit;
         loop {

@@ -12,7 +12,8 @@
 //!   the agent's handshake answers for a session go back on the
 //!   connection the session's messages came from, and nothing else does.
 //! - **Bounds** ([`net`]): at most [`NetLimits::max_connections`]
-//!   inbound connections, one queue of [`NetLimits::queue_capacity`]
+//!   inbound connections ([`NetLimits::max_connections_per_address`] from
+//!   one IP address), one queue of [`NetLimits::queue_capacity`]
 //!   entries from the sockets to the task (a TCP reader waits for room,
 //!   a UDP datagram is dropped and counted), a connection without an
 //!   authenticated peer closed after repeated refused envelopes or

@@ -18,8 +18,12 @@ use tokio::net::{TcpStream, UdpSocket};
 
 /// The flooded agent's bounds: small, so the tests cross them (and an
 /// unbound connection is left alone for a minute).
-const LIMITS: NetLimits =
-    NetLimits { max_connections: 4, queue_capacity: 8, unbound_timeout: Duration::from_secs(60) };
+const LIMITS: NetLimits = NetLimits {
+    max_connections: 4,
+    max_connections_per_address: 64,
+    queue_capacity: 8,
+    unbound_timeout: Duration::from_secs(60),
+};
 
 mod common;
 use common::{Mesh, WAIT};
@@ -111,6 +115,10 @@ async fn exported(a: &AgentHandle) -> NetStats {
     let series = [
         (format!("securemesh_connections_refused_total{{{n}}}"), s.connections_refused.to_string()),
         (
+            format!("securemesh_connections_refused_per_address_total{{{n}}}"),
+            s.connections_refused_address.to_string(),
+        ),
+        (
             format!("securemesh_connections_closed_total{{{n},reason=\"garbage\"}}"),
             s.connections_closed_garbage.to_string(),
         ),
@@ -184,6 +192,43 @@ fn connections_beyond_the_cap_are_closed_and_a_peer_is_still_served() {
         assert_eq!(bravo.net().connections_refused, excess, "nothing more refused");
         assert_eq!(exported(&bravo).await.connections_refused, excess);
         m.stop(vec![alpha, bravo, charlie]).await;
+    });
+}
+
+/// One host (127.0.0.2) opens more connections than its address may
+/// hold: beyond `max_connections_per_address` they are closed when
+/// accepted and counted apart; the slots left serve other hosts, alpha
+/// (127.0.0.1) among them.
+#[test]
+fn one_address_cannot_take_every_slot() {
+    let mut m = Mesh::new("flood", "per-address");
+    run(async {
+        let limits = NetLimits { max_connections: 6, max_connections_per_address: 3, ..LIMITS };
+        let bravo = m.agent("bravo", 2, limits).await;
+        let flooder = std::net::IpAddr::from([127, 0, 0, 2]);
+        let mut flood = Vec::new();
+        for _ in 0..8 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((flooder, 0).into()).unwrap();
+            flood.push(socket.connect(bravo.addr).await.unwrap());
+        }
+        let s = until(&bravo, "the address's excess refused", |s| s.connections_refused_address == 5).await;
+        assert_eq!((s.inbound_connections, s.connections_refused), (3, 0), "{s:?}");
+        let mut shut = 0;
+        for c in &mut flood {
+            if closed(c, Duration::from_millis(200)).await {
+                shut += 1;
+            }
+        }
+        assert_eq!(shut, 5, "the refused ones see their end");
+        // Another host is still served while the flooder holds its three.
+        let alpha = m.agent("alpha", 1, NetLimits::default()).await;
+        meet(&alpha, &bravo).await;
+        m.exchange(&alpha, &bravo, "from another address").await;
+        let s = exported(&bravo).await;
+        assert_eq!((s.connections_refused_address, s.connections_refused), (5, 0), "{s:?}");
+        drop(flood);
+        m.stop(vec![alpha, bravo]).await;
     });
 }
 
@@ -352,15 +397,21 @@ fn the_bounds_come_from_the_file() {
     let file = AgentFile::parse(template).unwrap();
     assert_eq!(securemesh_host::app::options(&file).limits, NetLimits::default());
 
-    let yaml = "agent:\n  name: a\n  state_dir: /tmp/a\n  max_connections: 3\n  queue_capacity: 5\n  unbound_timeout: 2s\n";
+    let yaml = "agent:\n  name: a\n  state_dir: /tmp/a\n  max_connections: 3\n  queue_capacity: 5\n  unbound_timeout: 2s\n  max_connections_per_address: 2\n";
     let limits = securemesh_host::app::options(&AgentFile::parse(yaml).unwrap()).limits;
-    let want = NetLimits { max_connections: 3, queue_capacity: 5, unbound_timeout: Duration::from_secs(2) };
+    let want = NetLimits {
+        max_connections: 3,
+        max_connections_per_address: 2,
+        queue_capacity: 5,
+        unbound_timeout: Duration::from_secs(2),
+    };
     assert_eq!(limits, want);
 
     for (line, from, to) in [
         (4, "max_connections: 3", "max_connections: 0"),
         (5, "queue_capacity: 5", "queue_capacity: 0"),
         (6, "unbound_timeout: 2s", "unbound_timeout: 0s"),
+        (7, "max_connections_per_address: 2", "max_connections_per_address: 0"),
     ] {
         let key = from.split(':').next().unwrap();
         match AgentFile::parse(&yaml.replace(from, to)) {
