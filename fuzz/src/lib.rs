@@ -9,6 +9,8 @@
 //!   input into (and that the seed generator encodes);
 //! - [`fuzz_key`]: the fixed storage key of the `envelope_decode` target, so
 //!   its seed corpus can hold blobs that really open.
+//! - [`ML_KEM_SEEDS`]: the ML-KEM key seeds of the `core_ml_kem_expanded_key`
+//!   seeds.
 //! - [`noise`]: deterministic Noise handshakes and transports (fixed static
 //!   and ephemeral keys) for the `noise_*` targets, and the frame layout
 //!   their inputs use.
@@ -37,6 +39,20 @@ pub const FUZZ_KEY: [u8; 32] = *b"securemesh-fuzz-fixed-storagekey";
 pub fn fuzz_key() -> StorageKey {
     StorageKey::new(FUZZ_KEY)
 }
+
+/// The ML-KEM seeds `d || z` of the `core_ml_kem_expanded_key` seeds: one
+/// for ML-KEM-768, one for ML-KEM-1024 (the target checks that a `dk`
+/// expanded from one of them decapsulates its own ciphertexts).
+pub const ML_KEM_SEEDS: [[u8; 64]; 2] = {
+    let mut s = [[0u8; 64]; 2];
+    let mut i = 0;
+    while i < 64 {
+        s[0][i] = (i as u8).wrapping_mul(37) ^ 0x76;
+        s[1][i] = (i as u8).wrapping_mul(101) ^ 0x10;
+        i += 1;
+    }
+    s
+};
 
 /// Longest label a [`Sample`] carries (bounds [`Persist::MAX_BODY_LEN`]).
 pub const MAX_LABEL: usize = 256;

@@ -114,7 +114,8 @@ pub struct AgentSection {
     #[serde(default = "default_max_connections", deserialize_with = "bound")]
     pub max_connections: usize,
     /// Inbound TCP connections open at once from one IP address
-    /// (1..=65536, default 8): one flooding host cannot hold every slot.
+    /// (1..=65536, default 32, half the default cap: agents sharing a host or
+    /// a NAT need room): one flooding host cannot hold every slot.
     #[serde(default = "default_max_connections_per_address", deserialize_with = "bound")]
     pub max_connections_per_address: usize,
     /// Entries of the queue from the sockets to the agent (1..=65536,

@@ -51,7 +51,7 @@ use tokio::task::AbortHandle;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// Inbound TCP connections open at once from one IP address, by default.
-pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 
 /// Entries of the queue from the socket tasks to the agent's task, by
 /// default.
