@@ -18,8 +18,9 @@
 //! the crate's own sender side (`securemesh_fuzz::mls::proposal_seeds`).
 //!
 //! The files are small (`main` prints the total and asserts it stays under
-//! 144 KiB; the PQXDH messages and bundles are 1.3-1.9 KiB each, the
-//! hybrid bundles 5.5 and 10 KiB) and
+//! 192 KiB; the PQXDH messages and bundles are 1.3-1.9 KiB each, the
+//! hybrid bundles 5.5 and 10 KiB, the X-Wing MLS messages 1.4-6 KiB, the
+//! ML-KEM expanded keys with a ciphertext 3.5 and 4.7 KiB) and
 //! committed, so `fuzz/run.sh` needs no extra build to seed the targets.
 
 use std::fs;
@@ -595,11 +596,37 @@ fn mls_decode_seeds() -> Vec<(String, Vec<u8>)> {
         .find(|c| c[2..4] == [0, 2])
         .expect("a PrivateMessage commit");
     v.push(("interop_commit_private".into(), private));
+    // Ciphersuite 0x004D (X-Wing): KeyPackage, commit, Welcome, GroupInfo.
+    v.extend(mls::xwing_messages());
     v
 }
 
-/// `flags | Welcome`: both joiners, into an empty and into a joined slot,
-/// and a Welcome meant for the other joiner.
+/// `mode | dk | ciphertext` for `core_ml_kem_expanded_key`: the expanded
+/// key of `ML_KEM_SEEDS[0]` (ML-KEM-768) and `[1]` (ML-KEM-1024), each with
+/// a genuine ciphertext to it; the 768 key alone (mode bit 2) with its
+/// `H(ek)` to be recomputed (bit 1).
+fn ml_kem_seeds() -> Vec<(String, Vec<u8>)> {
+    use securemesh_core::crypto::{MlKem768, MlKem1024};
+    let [s768, s1024] = securemesh_fuzz::ML_KEM_SEEDS.map(Secret::new);
+    let dk768 = MlKem768::dangerous_expanded_decapsulation_key(&s768);
+    let (ct768, _) =
+        MlKem768::dangerous_encapsulate_deterministic(&MlKem768::expand(&s768).encapsulation_key(), &[0x31; 32])
+            .expect("encapsulate");
+    let dk1024 = MlKem1024::dangerous_expanded_decapsulation_key(&s1024);
+    let (ct1024, _) = MlKem1024::dangerous_encapsulate_deterministic(
+        &MlKem1024::expand(&s1024).encapsulation_key(),
+        &[0x32; 32],
+    )
+    .expect("encapsulate");
+    vec![
+        ("ml_kem_768_dk_ct".into(), [&[0u8][..], &dk768.expose()[..], &ct768[..]].concat()),
+        ("ml_kem_1024_dk_ct".into(), [&[1u8][..], &dk1024.expose()[..], &ct1024[..]].concat()),
+        ("ml_kem_768_dk_rehash".into(), [&[6u8][..], &dk768.expose()[..]].concat()),
+    ]
+}
+
+/// `flags | Welcome`: the three joiners, into an empty and into a joined
+/// slot, and Welcomes meant for another joiner.
 fn mls_welcome_seeds() -> Vec<(String, Vec<u8>)> {
     let members = mls::welcome_members();
     let mut v = Vec::new();
@@ -610,6 +637,13 @@ fn mls_welcome_seeds() -> Vec<(String, Vec<u8>)> {
         }
     }
     v.push(("member0_gets_member1_welcome".into(), [&[0u8][..], &members[1].welcome].concat()));
+    // The 0x004D (X-Wing) joiner (flags bit 2), into an empty and into a
+    // joined slot, and its Welcome given to a 0x0003 joiner.
+    let xwing = mls::xwing_add().welcome;
+    for flags in [4u8, 6] {
+        v.push((format!("xwing_flags{flags}"), [&[flags][..], &xwing].concat()));
+    }
+    v.push(("member0_gets_xwing_welcome".into(), [&[0u8][..], &xwing].concat()));
     v
 }
 
@@ -770,8 +804,12 @@ fn main() {
     total += write_dir(&root, "mesh_envelope", mesh_envelope_seeds());
     total += write_dir(&root, "mesh_handle_input", mesh_handle_input_seeds());
     total += write_dir(&root, "mesh_record", mesh_record_seeds());
-    // 144 KiB since the two hybrid bundles of ratchet_bundle_decode (5.5 and
-    // 10 KiB: an ML-DSA-65 key and hybrid signatures of 3373 bytes each).
-    assert!(total < 144 * 1024, "seeds must stay under 144 KiB, not {total} bytes");
+    total += write_dir(&root, "core_ml_kem_expanded_key", ml_kem_seeds());
+    // 192 KiB since the ciphersuite 0x004D seeds of the MLS targets (X-Wing
+    // keys are 1216 bytes: a KeyPackage is ~2.6 KiB, a Welcome with its
+    // tree ~6 KiB) and the ML-KEM expanded keys (2400 and 3168 bytes, with
+    // their ciphertexts); 144 KiB before, since the two hybrid bundles of
+    // ratchet_bundle_decode (5.5 and 10 KiB).
+    assert!(total < 192 * 1024, "seeds must stay under 192 KiB, not {total} bytes");
     println!("seeds written to {} ({total} bytes)", root.display());
 }

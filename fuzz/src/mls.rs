@@ -15,9 +15,15 @@
 //!   authenticator, tree hash, both transcript hashes, encoded tree, path
 //!   keys, own leaf);
 //! - [`messages_json`]: the `messages.json` vector text, for the seeds;
-//! - [`candidate`], [`key_package_creator`], [`key_package_seeds`]: the
-//!   KeyPackages of `mls_key_package` (made with `create_key_package`),
-//!   the creator of its group and its seeds;
+//! - [`candidate`], [`candidate_in`], [`key_package_creator`],
+//!   [`key_package_creator_xwing`], [`key_package_seeds`]: the
+//!   KeyPackages of `mls_key_package` (made with `create_key_package_in`,
+//!   ciphersuites 0x0003 and 0x004D), the creators of its two groups and
+//!   its seeds;
+//! - [`xwing_add`], [`xwing_messages`]: a 0x004D (X-Wing) group adding a
+//!   member (KeyPackage, commit with an UpdatePath, Welcome, GroupInfo):
+//!   the X-Wing joiner of `mls_welcome` and the 0x004D seeds of
+//!   `mls_message_decode` and `mls_welcome`;
 //! - [`proposal_fixture`], [`proposal_seeds`]: the three-member group of
 //!   `mls_proposal` (made with `create_into`, `commit` and `join_into`),
 //!   its input layout ([`proposal_frame`]) and its seeds.
@@ -26,6 +32,7 @@ use securemesh_core::Secret;
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::commit::{CommitEvent, ProposalCache, PskStore, ResumptionPsk};
 use securemesh_mls_lite::crypto::Secret32;
+use securemesh_mls_lite::crypto::suite::Suite;
 use securemesh_mls_lite::messages::{KeyPackage, Welcome};
 use securemesh_mls_lite::mls_message::{MlsMessage, MlsMessageBody};
 use securemesh_mls_lite::testing::Candidate;
@@ -319,8 +326,10 @@ pub struct Observed {
     pub group_id: Vec<u8>,
 }
 
-/// Observe `g`.
-pub fn observe(g: &Group) -> Observed {
+/// Observe `g` (a group of any capacities).
+pub fn observe<const L: usize, const B: usize, const G: usize, const E: usize>(
+    g: &securemesh_mls_lite::Group<L, B, G, E>,
+) -> Observed {
     let mut tree = vec![0u8; 64 * 1024];
     let n = g.tree().encode(&mut tree).expect("tree encodes");
     tree.truncate(n);
@@ -397,12 +406,36 @@ pub fn key_package_creator() -> Candidate {
     candidate(0xc4ea_7012, b"creator", 0, u64::MAX, false)
 }
 
+/// [`candidate`] in ciphersuite `suite` (`Candidate::new_in`).
+pub fn candidate_in(
+    suite: Suite,
+    seed: u64,
+    identity: &[u8],
+    not_before: u64,
+    not_after: u64,
+    last_resort: bool,
+) -> Candidate {
+    let params =
+        securemesh_mls_lite::key_package::KeyPackageParams { identity, not_before, not_after, last_resort };
+    Candidate::new_in(suite, &params, &mut securemesh_core::testing::TestRng::new(seed))
+        .expect("create_key_package_in")
+}
+
+/// The creator of the 0x004D (X-Wing) group `mls_key_package` adds
+/// 0x004D KeyPackages to (valid at every `now`).
+pub fn key_package_creator_xwing() -> Candidate {
+    candidate_in(Suite::Mls256XWing, 0xc4ea_7d4d, b"creator-xwing", 0, u64::MAX, false)
+}
+
 /// Seeds of `mls_key_package`: KeyPackages made by `create_key_package`.
 pub fn key_package_seeds() -> Vec<(String, Vec<u8>)> {
     let now = KEY_PACKAGE_NOW;
     let day = 86_400;
     let kp = |seed, identity: &[u8], nb, na, lr| {
         candidate(seed, identity, nb, na, lr).key_package_bytes().to_vec()
+    };
+    let xwing = |seed, identity: &[u8], nb, na, lr| {
+        candidate_in(Suite::Mls256XWing, seed, identity, nb, na, lr).key_package_bytes().to_vec()
     };
     vec![
         // Valid at `now` only (not at 0 or u64::MAX).
@@ -417,6 +450,82 @@ pub fn key_package_seeds() -> Vec<(String, Vec<u8>)> {
         ("leaf_too_long".into(), kp(0x6b05, &[b'f'; 120], 0, u64::MAX, false)),
         // The creator's own KeyPackage (same keys as leaf 0: refused).
         ("creator_duplicate".into(), key_package_creator().key_package_bytes().to_vec()),
+        // Ciphersuite 0x004D (X-Wing): valid at `now` only, and
+        // last_resort valid at every `now`.
+        ("xwing_valid_at_now".into(), xwing(0x6b11, b"frank", now - day, now + 90 * day, false)),
+        ("xwing_last_resort_forever".into(), xwing(0x6b12, b"grace", 0, u64::MAX, true)),
+    ]
+}
+
+/// The 0x004D group of the X-Wing seeds (the capacities of mls-lite's
+/// `xwing_group` tests: an X-Wing leaf is about 1.4 KB).
+pub type XWingGroup = securemesh_mls_lite::Group<8, 1536, 32, 64>;
+
+/// A 0x004D (X-Wing) group of one member (alice, `create_into`) adding a
+/// second (bob) with a PublicMessage commit with an UpdatePath, and what
+/// that gives (deterministic: `TestRng`).
+pub struct XWingAdd {
+    /// The joiner (bob): KeyPackage and private keys.
+    pub joiner: Candidate,
+    /// The commit (`MLSMessage`).
+    pub commit: Vec<u8>,
+    /// The Welcome (`MLSMessage`, ratchet tree in the GroupInfo).
+    pub welcome: Vec<u8>,
+    /// The GroupInfo of the new epoch (`MLSMessage`, with
+    /// `external_pub`, no tree).
+    pub group_info: Vec<u8>,
+}
+
+/// Build the [`XWingAdd`] (a `Group<8, 1536, 32, 64>`, the capacities of
+/// mls-lite's `xwing_group` tests: an X-Wing leaf is about 1.4 KB).
+pub fn xwing_add() -> XWingAdd {
+    use securemesh_core::testing::TestRng;
+    use securemesh_mls_lite::messages::WireFormat;
+    use securemesh_mls_lite::pending_commit::CommitOptions;
+    let alice = candidate_in(Suite::Mls256XWing, 0x7a10, b"alice", 0, u64::MAX, false);
+    let joiner = candidate_in(Suite::Mls256XWing, 0x7a20, b"bob", 0, u64::MAX, false);
+    let mut rng = TestRng::new(0x7a00);
+    let mut a: Box<XWingGroup> = Box::default();
+    a.create_into(b"fuzz-xwing", &alice.keys().expect("keys"), &[], &mut rng).expect("create");
+    let kp_len = joiner.key_package_bytes().len();
+    let options =
+        CommitOptions { wire_format: WireFormat::PublicMessage, update_path: true, ..CommitOptions::default() };
+    let mut pending: Box<XWingGroup> = Box::default();
+    let mut commit = vec![0u8; kp_len + 8192];
+    let mut welcome = vec![0u8; XWingGroup::welcome_len(1, true)];
+    let mut scratch = vec![0u8; XWingGroup::send_commit_scratch_len(kp_len)];
+    let out = a
+        .commit(
+            &[joiner.key_package().expect("kp")],
+            &[],
+            &options,
+            &mut rng,
+            &mut pending,
+            &mut commit,
+            &mut welcome,
+            &mut scratch,
+        )
+        .expect("commit adding bob");
+    a.merge_pending_commit(&mut pending).expect("merge");
+    let mut group_info = vec![0u8; XWingGroup::MAX_GROUP_INFO_LEN];
+    let mut scratch = vec![0u8; XWingGroup::MAX_GROUP_INFO_LEN];
+    let n = a.export_group_info(false, &mut group_info, &mut scratch).expect("group info");
+    commit.truncate(out.commit_len);
+    welcome.truncate(out.welcome_len);
+    group_info.truncate(n);
+    XWingAdd { joiner, commit, welcome, group_info }
+}
+
+/// Genuine 0x004D messages (`MLSMessage`s) of [`xwing_add`] for the
+/// `mls_message_decode` seeds: bob's KeyPackage, the commit that adds it,
+/// its Welcome and the new epoch's GroupInfo.
+pub fn xwing_messages() -> Vec<(String, Vec<u8>)> {
+    let x = xwing_add();
+    vec![
+        ("xwing_key_package".into(), [&[0, 1, 0, 5][..], x.joiner.key_package_bytes()].concat()),
+        ("xwing_commit_public_path".into(), x.commit),
+        ("xwing_welcome".into(), x.welcome),
+        ("xwing_group_info".into(), x.group_info),
     ]
 }
 

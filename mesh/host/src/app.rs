@@ -12,7 +12,7 @@ use securemesh_core::envelope::StorageKey;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 /// The storage key the file names (`key_file`, else `key_env`).
@@ -136,20 +136,16 @@ impl ControlIo {
     }
 }
 
-/// The next control line, or never (no control, or its input ended).
-async fn next_line(
-    lines: &mut Option<tokio::io::Lines<Box<dyn tokio::io::AsyncBufRead + Unpin + Send>>>,
-) -> Option<String> {
-    match lines {
-        Some(l) => match l.next_line().await {
-            Ok(Some(line)) => Some(line),
-            Ok(None) | Err(_) => {
-                *lines = None;
-                None
-            }
-        },
-        None => std::future::pending().await,
+/// The next control line (or why it is refused), or never: no control,
+/// or its input ended.
+async fn next_line(lines: &mut Option<crate::control::LineReader>) -> Result<String, String> {
+    if let Some(l) = lines {
+        if let Some(line) = l.next().await {
+            return line;
+        }
+        *lines = None;
     }
+    std::future::pending().await
 }
 
 async fn write_line(out: &mut Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>>, text: &str) {
@@ -169,7 +165,7 @@ async fn run_on<D: DeliveryService>(
     control: Option<ControlIo>,
 ) -> Result<(), HostError> {
     let (mut lines, mut out) = match control {
-        Some(c) => (Some(c.input.lines()), Some(c.output)),
+        Some(c) => (Some(crate::control::LineReader::new(c.input)), Some(c.output)),
         None => (None, None),
     };
     let key = storage_key(file)?;
@@ -194,6 +190,9 @@ async fn run_on<D: DeliveryService>(
         let granted: Vec<Role> = p.roles.iter().map(|r| Role(*r)).collect();
         peers.push((p.identity, p.address.is_some(), Roles::of(&granted)));
     }
+    // Whatever fails from here, the agent's state is stored before return.
+    let mut metrics = None;
+    let ran = async {
     handle
         .with(move |agent, _, _| -> Result<(), securemesh::Error> {
             for (role, permits) in roles {
@@ -207,14 +206,12 @@ async fn run_on<D: DeliveryService>(
             Ok(())
         })
         .await??;
-    let metrics = if file.observability.metrics {
+    if file.observability.metrics {
         let listener = tokio::net::TcpListener::bind(file.observability.metrics_listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
         let cells = Arc::new(Mutex::new(vec![handle.status_cell()]));
-        Some(tokio::spawn(crate::metrics::serve(listener, cells)))
-    } else {
-        None
-    };
+        metrics = Some(tokio::spawn(crate::metrics::serve(listener, cells)));
+    }
     tracing::info!(
         agent = %handle.name,
         peer_id = %keys::to_hex(&handle.peer_id.0),
@@ -231,21 +228,27 @@ async fn run_on<D: DeliveryService>(
                 tracing::info!(from = %crate::runtime::short(&d.from), kind = d.kind.0, bytes = d.payload.len(), channel = ?d.channel, "message delivered");
                 write_line(&mut out, &crate::control::delivered_line(&d)).await;
             }
-            Some(line) = next_line(&mut lines) => {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let reply = match crate::control::Command::parse(line) {
-                    Ok(cmd) => crate::control::execute(cmd, &handle, delivery.as_ref()).await.unwrap_or_else(|e| format!("err {e}")),
+            line = next_line(&mut lines) => {
+                let reply = match line.as_deref().map(str::trim) {
+                    Ok(l) if l.is_empty() || l.starts_with('#') => continue,
+                    Ok(l) => match crate::control::Command::parse(l) {
+                        Ok(cmd) => crate::control::execute(cmd, &handle, delivery.as_ref())
+                            .await
+                            .unwrap_or_else(|e| format!("err {}", crate::control::one_line(&e.to_string()))),
+                        Err(e) => format!("err {}", crate::control::one_line(&e)),
+                    },
                     Err(e) => format!("err {e}"),
                 };
                 write_line(&mut out, &reply).await;
             }
         }
     }
+    Ok::<(), HostError>(())
+    }
+    .await;
     if let Some(m) = metrics {
         m.abort();
     }
-    handle.shutdown().await
+    let stored = handle.shutdown().await;
+    ran.and(stored)
 }

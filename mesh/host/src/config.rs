@@ -113,11 +113,12 @@ pub struct AgentSection {
     /// connection beyond it is closed when accepted, and counted.
     #[serde(default = "default_max_connections", deserialize_with = "bound")]
     pub max_connections: usize,
-    /// Inbound TCP connections open at once from one IP address
-    /// (1..=65536, default 32, half the default cap: agents sharing a host or
-    /// a NAT need room): one flooding host cannot hold every slot.
-    #[serde(default = "default_max_connections_per_address", deserialize_with = "bound")]
-    pub max_connections_per_address: usize,
+    /// Inbound TCP connections open at once from one IP address (an
+    /// IPv6 /64) (1..=65536; by default half of `max_connections`, at
+    /// least 1: agents sharing a host or a NAT need room): one flooding
+    /// host cannot hold every slot.
+    #[serde(default, deserialize_with = "bound_some")]
+    pub max_connections_per_address: Option<usize>,
     /// Entries of the queue from the sockets to the agent (1..=65536,
     /// default 256; each at most an envelope, 64 KiB): when it is full a
     /// TCP connection waits, a UDP datagram is dropped and counted.
@@ -142,7 +143,9 @@ impl AgentSection {
     pub fn limits(&self) -> crate::net::NetLimits {
         crate::net::NetLimits {
             max_connections: self.max_connections,
-            max_connections_per_address: self.max_connections_per_address,
+            max_connections_per_address: self
+                .max_connections_per_address
+                .unwrap_or(crate::net::NetLimits::half(self.max_connections)),
             queue_capacity: self.queue_capacity,
             unbound_timeout: self.unbound_timeout.0,
         }
@@ -154,9 +157,6 @@ fn default_listen() -> SocketAddr {
 }
 fn default_max_connections() -> usize {
     crate::net::DEFAULT_MAX_CONNECTIONS
-}
-fn default_max_connections_per_address() -> usize {
-    crate::net::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
 }
 fn default_queue_capacity() -> usize {
     crate::net::DEFAULT_QUEUE_CAPACITY
@@ -187,6 +187,10 @@ fn pq_mode<'de, D: Deserializer<'de>>(d: D) -> Result<securemesh::PqMode, D::Err
 }
 
 /// A count of 1..=65536 (connections, queue entries).
+fn bound_some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    bound(d).map(Some)
+}
+
 fn bound<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let v = u64::deserialize(d)?;
     usize::try_from(v)

@@ -12,19 +12,27 @@
 //! |---|---|---|
 //! | `send PEER KIND TEXT…` | sends the rest of the line (UTF-8) | `ok sent channel=… reason=…` |
 //! | `offline PEER` | takes a bundle of PEER from the delivery service (a one-time one while any is left) and sees PEER offline: it is reached through its mailbox | `ok offline one-time=ID` or `ok offline last-resort` |
-//! | `key-package` | publishes one of its KeyPackages | `ok key-package HEX` |
+//! | `key-package` | makes one of its KeyPackages (for a group's creator to learn) | `ok key-package HEX` |
 //! | `peer-key-package HEX` | learns a peer's KeyPackage (for `group-add`) | `ok peer PEER` |
 //! | `group-create` | a new group of one | `ok group GROUP` |
-//! | `group-add GROUP PEER…` | commits the addition of PEERs (their KeyPackages learned) | `ok commit` |
+//! | `group-add GROUP PEER…` | commits the addition of PEERs (their KeyPackages learned) | `ok commit` (sent for ordering: merged when it comes back, see `groups`) |
 //! | `group-remove GROUP PEER…` | commits their removal | `ok commit` |
 //! | `group-commit GROUP` | commits a refresh of its own keys | `ok commit` |
 //! | `group-send GROUP KIND TEXT…` | sends to the group | `ok sent` |
 //! | `groups` | one `group id=… epoch=… members=… pending=… authenticator=…` line per group, then `ok groups N` | |
 //!
-//! A command that fails replies `err WHAT` and changes nothing; an empty
-//! line or one starting with `#` is ignored. A delivered message is the
-//! line `delivered from=PEER kind=KIND channel=CHANNEL payload=HEX`. The
-//! logs stay on stderr.
+//! A command that fails replies `err WHAT` (one line) and changes nothing
+//! in the agent, with one exception: `offline` has taken a one-time
+//! bundle from the delivery service even when the agent then refuses it
+//! (a bundle of another peer, or a hybrid bundle for an agent that does
+//! not run hybrid). An empty line or one starting with `#` is ignored; a
+//! line longer than [`MAX_LINE`] bytes or not UTF-8 is answered `err`. A
+//! delivered message is the line `delivered from=PEER kind=KIND
+//! channel=CHANNEL payload=HEX`. The logs stay on stderr. A group commit
+//! is merged only when the delivery service's order brings it back: until
+//! `groups` shows `pending=false`, `group-send` answers `err` (a commit of
+//! ours waits). The end of the input leaves the agent running (Ctrl-C
+//! stops it and stores its state).
 //!
 //! ```
 //! use securemesh_host::control::Command;
@@ -39,6 +47,7 @@ use crate::keys::{from_hex, to_hex};
 use crate::runtime::{AgentHandle, Clock, Delivered};
 use securemesh::{GroupId, MessageKind, PeerId};
 use std::fmt::Write as _;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 /// One control line, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,13 +136,95 @@ fn peers<'a>(words: impl Iterator<Item = &'a str>) -> Result<Vec<PeerId>, String
     Ok(v)
 }
 
-/// The rest of `line` after `n` words and the spaces that follow them.
+/// The rest of `line` after `n` words and the white space that follows
+/// them (words as `split_whitespace` finds them).
 fn rest(line: &str, n: usize) -> String {
     let mut s = line.trim_start();
     for _ in 0..n {
-        s = s.split_once(' ').map_or("", |(_, r)| r).trim_start();
+        s = s.split_once(char::is_whitespace).map_or("", |(_, r)| r).trim_start();
     }
     s.to_owned()
+}
+
+/// The longest control line: a KeyPackage or an envelope's worth of
+/// payload in hex, and the words before it.
+pub const MAX_LINE: usize =
+    2 * max(securemesh::group::MAX_KEY_PACKAGE_LEN, securemesh::envelope::MAX_ENVELOPE_LEN) + 256;
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// Control lines read from an input, bounded: a line beyond [`MAX_LINE`]
+/// or not UTF-8 is an `Err` (and skipped), not the end of the input.
+pub struct LineReader {
+    input: Box<dyn AsyncBufRead + Unpin + Send>,
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+impl LineReader {
+    /// Read lines from `input`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use securemesh_host::control::LineReader;
+    /// let mut r = LineReader::new(Box::new(&b"groups\n\xff\nsend\n"[..]));
+    /// assert_eq!(r.next().await, Some(Ok("groups".to_string())));
+    /// assert!(r.next().await.unwrap().is_err());
+    /// assert_eq!(r.next().await, Some(Ok("send".to_string())));
+    /// assert_eq!(r.next().await, None);
+    /// # });
+    /// ```
+    pub fn new(input: Box<dyn AsyncBufRead + Unpin + Send>) -> Self {
+        LineReader { input, buf: Vec::new(), ended: false }
+    }
+
+    /// The next line without its end, an `Err` saying why a line is
+    /// refused, or `None` once the input ended (then again and again).
+    pub async fn next(&mut self) -> Option<Result<String, String>> {
+        if self.ended {
+            return None;
+        }
+        self.buf.clear();
+        let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX).saturating_add(1);
+        match (&mut self.input).take(limit).read_until(b'\n', &mut self.buf).await {
+            Ok(0) => {
+                self.ended = true;
+                return None;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "control input failed; no more commands");
+                self.ended = true;
+                return None;
+            }
+        }
+        if self.buf.last() != Some(&b'\n') && self.buf.len() > MAX_LINE {
+            // Skip the rest of the line.
+            loop {
+                self.buf.clear();
+                match (&mut self.input).take(limit).read_until(b'\n', &mut self.buf).await {
+                    Ok(0) | Err(_) => {
+                        self.ended = true;
+                        break;
+                    }
+                    Ok(_) if self.buf.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+            return Some(Err(format!("line longer than {MAX_LINE} bytes")));
+        }
+        let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        Some(std::str::from_utf8(line).map(str::to_owned).map_err(|_| "line is not UTF-8".to_string()))
+    }
+}
+
+/// `text` as one reply line: line breaks in it (an error's reason) become
+/// spaces.
+pub fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
 }
 
 impl Command {
@@ -311,6 +402,15 @@ mod tests {
             Command::parse("group-commit 0000000000000002"),
             Ok(Command::GroupCommit { group: GroupId(2) })
         );
+        // Tabs separate words as spaces do.
+        assert_eq!(
+            Command::parse(&format!("send\t{p}\t7\thello world")),
+            Ok(Command::Send { to: PeerId([0xab; 32]), kind: 7, text: "hello world".into() })
+        );
+        assert_eq!(
+            Command::parse("group-send 0000000000000003 9\t hi\tthere"),
+            Ok(Command::GroupSend { group: GroupId(3), kind: 9, text: "hi\tthere".into() })
+        );
         for (bad, why) in [
             ("", "empty"),
             ("send", "peer id is missing"),
@@ -322,6 +422,7 @@ mod tests {
             ("peer-key-package zz", "not hex"),
             ("groups now", "too many words"),
             ("launch", "no such command"),
+            (&format!("send {p}\t"), "kind is missing"),
         ] {
             let e = Command::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");

@@ -101,7 +101,18 @@ pub async fn offline<D: DeliveryService>(
         .take_bundle(peer)
         .await?
         .ok_or_else(|| HostError::NotFound(format!("bundle of {}", crate::runtime::short(&peer))))?;
-    let one_time = securemesh_ratchet::Bundle::decode(&bundle).ok().and_then(|b| b.one_time().map(|o| o.id));
+    let one_time = match securemesh_ratchet::Bundle::decode(&bundle) {
+        // The directory answered with another peer's bundle: nothing set.
+        Ok(b) if PeerId::of(b.identity()) != peer => {
+            return Err(HostError::NotFound(format!(
+                "bundle of {} (the delivery service gave another peer's)",
+                crate::runtime::short(&peer)
+            )));
+        }
+        Ok(b) => b.one_time().map(|o| o.id),
+        // The agent refuses it below, with its reason.
+        Err(_) => None,
+    };
     a.with(move |agent, _, _| -> Result<(), securemesh::Error> {
         let id = agent.set_peer_bundle(&bundle)?;
         agent.set_reachable(&id, false)

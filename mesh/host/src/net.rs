@@ -50,8 +50,10 @@ use tokio::task::AbortHandle;
 /// Inbound TCP connections open at once, by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
-/// Inbound TCP connections open at once from one IP address, by default.
-pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
+/// Inbound TCP connections open at once from one IP address (an IPv6
+/// /64), by default:
+/// half of [`DEFAULT_MAX_CONNECTIONS`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = NetLimits::half(DEFAULT_MAX_CONNECTIONS);
 
 /// Entries of the queue from the socket tasks to the agent's task, by
 /// default.
@@ -104,6 +106,17 @@ impl Default for NetLimits {
 }
 
 impl NetLimits {
+    /// The per-address cap that goes with a cap of `max_connections`
+    /// when none is given: half of it, at least 1.
+    ///
+    /// ```
+    /// use securemesh_host::net::NetLimits;
+    /// assert_eq!((NetLimits::half(64), NetLimits::half(1)), (32, 1));
+    /// ```
+    pub const fn half(max_connections: usize) -> usize {
+        if max_connections < 2 { 1 } else { max_connections / 2 }
+    }
+
     /// The most bytes of input the host holds under these limits: the
     /// queue full of envelopes, one frame in each reader and the
     /// datagram buffer.
@@ -289,7 +302,13 @@ impl Drop for Slot {
 
 impl Slots {
     /// A slot for a connection from `address`, or which cap refuses it.
+    /// IPv6 addresses count by their /64 (a host has a whole one), an
+    /// IPv4-mapped one as its IPv4 address.
     fn take(&self, address: IpAddr) -> Result<Slot, Refused> {
+        let address = match address.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+            v4 => v4,
+        };
         let mut open = self.open.lock().map_err(|_| Refused::All)?;
         let n = open.get(&address).copied().unwrap_or(0);
         if n >= self.per_address {

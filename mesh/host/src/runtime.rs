@@ -214,9 +214,9 @@ impl AgentOptions {
 }
 
 /// Attempts at one deposit before it waits in the outbox for the next
-/// mailbox poll, and the pause after the first failed one (doubled after
-/// each).
-const DEPOSIT_ATTEMPTS: u32 = 3;
+/// mailbox poll (and the delivery service is paused), and the pause after
+/// the first failed one (doubled after each).
+pub const DEPOSIT_ATTEMPTS: u32 = 3;
 const DEPOSIT_BACKOFF: Duration = Duration::from_millis(20);
 /// The longest pause between mailbox polls while the delivery service
 /// fails (the pause starts at [`DEPOSIT_BACKOFF`] and doubles).
@@ -586,8 +586,10 @@ impl<D: DeliveryService> Task<D> {
                         self.close(c, "no authenticated peer in time");
                     }
                     // While the delivery service fails, only after the pause.
-                    if self.retry.is_none_or(|(at, _)| tokio::time::Instant::now() >= at) {
-                        self.drain_outbox().await?;
+                    // (A drain that failed paused it again: no fetch now.)
+                    if self.retry.is_none_or(|(at, _)| tokio::time::Instant::now() >= at)
+                        && self.drain_outbox().await?
+                    {
                         self.fetch_mail().await?;
                     }
                 }
@@ -613,14 +615,16 @@ impl<D: DeliveryService> Task<D> {
         if self.retry.is_some() {
             return Ok(());
         }
-        self.drain_outbox().await
+        self.drain_outbox().await.map(|_| ())
     }
 
     /// Deposit what waits in the outbox, oldest first, each tried
     /// [`DEPOSIT_ATTEMPTS`] times with a doubling pause; at the first that
     /// still fails, stop and pause the delivery service (it is tried again
     /// at the next mailbox poll; sends meanwhile only add to the outbox).
-    async fn drain_outbox(&mut self) -> Result<(), HostError> {
+    /// Whether everything was deposited (`false`: the delivery service
+    /// failed and is paused).
+    async fn drain_outbox(&mut self) -> Result<bool, HostError> {
         while let Some(p) = self.outbox.entries().first().cloned() {
             let mut pause = DEPOSIT_BACKOFF;
             let mut attempt = 1;
@@ -639,7 +643,7 @@ impl<D: DeliveryService> Task<D> {
                         self.counts.send_failures = self.counts.send_failures.saturating_add(1);
                         tracing::warn!(agent = %self.name, error = %e, waiting = self.outbox.entries().len(), "deposit failed; kept in the outbox");
                         self.delivery_failed(&e);
-                        return Ok(());
+                        return Ok(false);
                     }
                     Err(e) => {
                         tracing::debug!(agent = %self.name, error = %e, attempt, "deposit failed; retrying");
@@ -651,7 +655,7 @@ impl<D: DeliveryService> Task<D> {
             }
             self.outbox.pop_front()?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn set_running(&self, running: bool) {

@@ -227,7 +227,20 @@ fn one_address_cannot_take_every_slot() {
         m.exchange(&alpha, &bravo, "from another address").await;
         let s = exported(&bravo).await;
         assert_eq!((s.connections_refused_address, s.connections_refused), (5, 0), "{s:?}");
+        // The flooder lets go: its address's slots come back.
         drop(flood);
+        until(&bravo, "the address's slots released", |s| s.inbound_connections == 1).await;
+        let mut again = Vec::new();
+        for _ in 0..3 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((flooder, 0).into()).unwrap();
+            again.push(socket.connect(bravo.addr).await.unwrap());
+        }
+        until(&bravo, "three from it again", |s| s.inbound_connections == 4).await;
+        for c in &mut again {
+            assert!(!closed(c, Duration::from_millis(100)).await, "accepted again");
+        }
+        assert_eq!(bravo.net().connections_refused_address, 5, "nothing more refused");
         m.stop(vec![alpha, bravo]).await;
     });
 }
@@ -406,6 +419,10 @@ fn the_bounds_come_from_the_file() {
         unbound_timeout: Duration::from_secs(2),
     };
     assert_eq!(limits, want);
+    // Without the per-address key: half of max_connections.
+    let no_key = yaml.replace("  max_connections_per_address: 2\n", "");
+    let limits = securemesh_host::app::options(&AgentFile::parse(&no_key).unwrap()).limits;
+    assert_eq!(limits.max_connections_per_address, 1);
 
     for (line, from, to) in [
         (4, "max_connections: 3", "max_connections: 0"),

@@ -1239,9 +1239,10 @@ fn mqtt_next_publish(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
 /// The MQTT path, reading: a device connected over MQTT and subscribed to
 /// its mailbox topic gets each envelope deposited into its mailbox the
 /// moment the delivery service stores it (the same bytes the mailbox
-/// holds). What is deposited while the device is away stays in the
-/// JetStream mailbox for a host agent's fetch: NATS 2.9's MQTT gateway
-/// replays only messages published over MQTT to a QoS 1 session.
+/// holds). (Not tested here: a device away gets nothing replayed over
+/// MQTT, since NATS 2.9's MQTT gateway replays to a QoS 1 session only
+/// messages published over MQTT; the envelope stays in the JetStream
+/// mailbox for a fetch, as this test's own fetch shows.)
 #[test]
 fn an_mqtt_device_reads_its_mailbox_live() {
     let Some(server) = Server::start_with("mqtt-read", true) else { return };
@@ -1551,7 +1552,10 @@ fn sending_during_an_outage_does_not_retry_per_envelope() {
         // Every send handled (the agent's task runs commands in order).
         alpha.with(|_, _, _| ()).await.unwrap();
         let tried = service.deposits() - before;
-        assert!(tried < sends, "{tried} deposit attempts for {sends} sends during the outage");
+        // One drain at the first send, at most one more at a poll (every
+        // 3 s); not DEPOSIT_ATTEMPTS for each send.
+        let most = 2 * usize::try_from(securemesh_host::runtime::DEPOSIT_ATTEMPTS).unwrap();
+        assert!(tried <= most, "{tried} deposit attempts for {sends} sends during the outage");
         service.down.store(false, SeqCst);
         let want: Vec<String> = (0..=sends).map(|i| format!("m{i}")).collect();
         assert_eq!(collect(&mut rx, &mut got, want.len(), Duration::from_secs(20)).await, want);
