@@ -609,9 +609,11 @@ fn ml_kem_seeds() -> Vec<(String, Vec<u8>)> {
     use securemesh_core::crypto::{MlKem768, MlKem1024};
     let [s768, s1024] = securemesh_fuzz::ML_KEM_SEEDS.map(Secret::new);
     let dk768 = MlKem768::dangerous_expanded_decapsulation_key(&s768);
-    let (ct768, _) =
-        MlKem768::dangerous_encapsulate_deterministic(&MlKem768::expand(&s768).encapsulation_key(), &[0x31; 32])
-            .expect("encapsulate");
+    let (ct768, _) = MlKem768::dangerous_encapsulate_deterministic(
+        &MlKem768::expand(&s768).encapsulation_key(),
+        &[0x31; 32],
+    )
+    .expect("encapsulate");
     let dk1024 = MlKem1024::dangerous_expanded_decapsulation_key(&s1024);
     let (ct1024, _) = MlKem1024::dangerous_encapsulate_deterministic(
         &MlKem1024::expand(&s1024).encapsulation_key(),

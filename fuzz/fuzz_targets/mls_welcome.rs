@@ -31,7 +31,9 @@
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use securemesh_fuzz::mls::{Group, Member, Observed, XWingAdd, XWingGroup, observe, welcome_members, welcome_of, xwing_add};
+use securemesh_fuzz::mls::{
+    Group, Member, Observed, XWingAdd, XWingGroup, observe, welcome_members, welcome_of, xwing_add,
+};
 use securemesh_mls_lite::Error;
 use securemesh_mls_lite::welcome::{ExternalPsk, JoinKeys};
 
@@ -59,7 +61,12 @@ struct Joiner<'a> {
 
 impl<'a> Joiner<'a> {
     fn member(m: &'a Member) -> Self {
-        Joiner { keys: m.keys(), welcome: &m.welcome, tree: m.ratchet_tree.as_deref(), psks: m.external_psks() }
+        Joiner {
+            keys: m.keys(),
+            welcome: &m.welcome,
+            tree: m.ratchet_tree.as_deref(),
+            psks: m.external_psks(),
+        }
     }
 
     fn xwing(x: &'a XWingAdd) -> Self {
@@ -165,7 +172,8 @@ fn check<const L: usize, const B: usize, const G: usize, const E: usize>(
         );
         assert!(observe(slot) == before, "a too small scratch changed the slot");
         let mut scratch = vec![0u8; needed];
-        slot.join_into(&w, &j.keys, j.tree, &j.psks, &mut scratch).expect("`needed` scratch bytes are enough");
+        slot.join_into(&w, &j.keys, j.tree, &j.psks, &mut scratch)
+            .expect("`needed` scratch bytes are enough");
         assert!(observe(slot) == *genuine);
     }
 

@@ -488,8 +488,11 @@ pub fn xwing_add() -> XWingAdd {
     let mut a: Box<XWingGroup> = Box::default();
     a.create_into(b"fuzz-xwing", &alice.keys().expect("keys"), &[], &mut rng).expect("create");
     let kp_len = joiner.key_package_bytes().len();
-    let options =
-        CommitOptions { wire_format: WireFormat::PublicMessage, update_path: true, ..CommitOptions::default() };
+    let options = CommitOptions {
+        wire_format: WireFormat::PublicMessage,
+        update_path: true,
+        ..CommitOptions::default()
+    };
     let mut pending: Box<XWingGroup> = Box::default();
     let mut commit = vec![0u8; kp_len + 8192];
     let mut welcome = vec![0u8; XWingGroup::welcome_len(1, true)];

@@ -88,12 +88,34 @@ impl Outbox {
     /// Remove the oldest entry (the service accepted it) and store the
     /// outbox.
     pub fn pop_front(&mut self) -> Result<(), StoreError> {
-        if self.entries.is_empty() {
+        self.remove(0)
+    }
+
+    /// Remove entry `i` (the service accepted it; nothing if there is no
+    /// such entry) and store the outbox; on a failed store nothing
+    /// changed.
+    ///
+    /// ```
+    /// use securemesh_host::outbox::{Outbox, Pending};
+    /// let dir = std::env::temp_dir().join(format!("outbox-remove-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let mut o = Outbox::open(&dir.join("outbox"))?;
+    /// for e in [b"a", b"b", b"c"] {
+    ///     o.push(Pending { group: false, to: vec![securemesh::PeerId([7; 32])], envelope: e.to_vec() })?;
+    /// }
+    /// o.remove(1)?;
+    /// let left: Vec<_> = Outbox::open(&dir.join("outbox"))?.entries().iter().map(|p| p.envelope.clone()).collect();
+    /// assert_eq!(left, [b"a".to_vec(), b"c".to_vec()]);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove(&mut self, i: usize) -> Result<(), StoreError> {
+        if i >= self.entries.len() {
             return Ok(());
         }
-        let first = self.entries.remove(0);
+        let entry = self.entries.remove(i);
         if let Err(e) = write_atomic(&self.path, &encode(&self.entries)) {
-            self.entries.insert(0, first);
+            self.entries.insert(i, entry);
             return Err(e);
         }
         Ok(())

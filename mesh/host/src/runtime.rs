@@ -622,23 +622,35 @@ impl<D: DeliveryService> Task<D> {
     /// [`DEPOSIT_ATTEMPTS`] times with a doubling pause; at the first that
     /// still fails, stop and pause the delivery service (it is tried again
     /// at the next mailbox poll; sends meanwhile only add to the outbox).
-    /// Whether everything was deposited (`false`: the delivery service
+    /// An envelope for a full mailbox stays, and so does every later one
+    /// for that mailbox (their order kept), while those for others go on.
+    /// Whether the service answered every deposit but those (`false`: it
     /// failed and is paused).
     async fn drain_outbox(&mut self) -> Result<bool, HostError> {
-        while let Some(p) = self.outbox.entries().first().cloned() {
+        let mut full: Vec<PeerId> = Vec::new();
+        let mut i = 0;
+        while let Some(p) = self.outbox.entries().get(i).cloned() {
+            let to = if p.group { None } else { p.to.first().copied() };
+            if to.is_some_and(|t| full.contains(&t)) {
+                i += 1;
+                continue;
+            }
             let mut pause = DEPOSIT_BACKOFF;
             let mut attempt = 1;
             loop {
-                let r = if p.group {
-                    self.delivery.deposit_group(p.to.clone(), p.envelope.clone()).await
-                } else {
-                    match p.to.first() {
-                        Some(to) => self.delivery.deposit(*to, p.envelope.clone()).await.map(|_| ()),
-                        None => Ok(()),
-                    }
+                let r = match to {
+                    None if p.group => self.delivery.deposit_group(p.to.clone(), p.envelope.clone()).await,
+                    None => Ok(()),
+                    Some(t) => self.delivery.deposit(t, p.envelope.clone()).await.map(|_| ()),
                 };
                 match r {
                     Ok(()) => break,
+                    Err(e @ crate::delivery::DeliveryError::MailboxFull { .. }) => {
+                        self.counts.send_failures = self.counts.send_failures.saturating_add(1);
+                        tracing::warn!(agent = %self.name, error = %e, "mailbox full; kept in the outbox with what follows for it");
+                        full.extend(to);
+                        break;
+                    }
                     Err(e) if attempt >= DEPOSIT_ATTEMPTS => {
                         self.counts.send_failures = self.counts.send_failures.saturating_add(1);
                         tracing::warn!(agent = %self.name, error = %e, waiting = self.outbox.entries().len(), "deposit failed; kept in the outbox");
@@ -653,7 +665,11 @@ impl<D: DeliveryService> Task<D> {
                     }
                 }
             }
-            self.outbox.pop_front()?;
+            if to.is_some_and(|t| full.contains(&t)) {
+                i += 1;
+            } else {
+                self.outbox.remove(i)?;
+            }
         }
         Ok(true)
     }

@@ -298,3 +298,53 @@ fn a_refused_deposit_waits_in_the_outbox_across_a_crash() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A full mailbox holds back only its own envelopes: alpha writes three
+/// to the offline bravo, whose mailbox takes two; the third waits in
+/// alpha's outbox, and what alpha then writes to the offline charlie
+/// goes through at once. When bravo starts and reads its mailbox, the
+/// third follows, and bravo has all three, in order.
+#[test]
+fn a_full_mailbox_holds_back_only_its_own_envelopes() {
+    let dir = temp("full");
+    rt().block_on(async {
+        let delivery = Arc::new(InProcess::new(2));
+        let book = AddressBook::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let alpha = start(&dir, "alpha", 1, &delivery, &book, &tx).await;
+        let bravo = start(&dir, "bravo", 2, &delivery, &book, &tx).await;
+        let charlie = start(&dir, "charlie", 3, &delivery, &book, &tx).await;
+        for peer in [&bravo, &charlie] {
+            know(peer, &alpha).await;
+        }
+        let (bravo_id, bravo_identity) = (bravo.peer_id, bravo.identity);
+        let (charlie_id, charlie_identity) = (charlie.peer_id, charlie.identity);
+        bravo.shutdown().await.unwrap();
+        charlie.shutdown().await.unwrap();
+        for (id, identity) in [(bravo_id, bravo_identity), (charlie_id, charlie_identity)] {
+            offline(&alpha, delivery.as_ref(), id).await.unwrap();
+            introduce(&alpha, identity, false, Permissions::of(&[TASK, REPLY]), true).await.unwrap();
+        }
+        for text in ["b1", "b2", "b3"] {
+            alpha.send(bravo_id, TASK, text.as_bytes().to_vec()).await.unwrap();
+        }
+        until(|| delivery.pending(&bravo_id) == 2).await;
+        alpha.send(charlie_id, TASK, b"c1".to_vec()).await.unwrap();
+        until(|| delivery.pending(&charlie_id) == 1).await;
+        assert_eq!(delivery.pending(&bravo_id), 2, "the third waits in the outbox");
+        assert!(alpha.status().send_failures >= 1, "the full mailbox is counted");
+
+        let bravo = start(&dir, "bravo", 2, &delivery, &book, &tx).await;
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let d = next(&mut rx).await;
+            if d.to == "bravo" {
+                got.push(String::from_utf8(d.payload).unwrap());
+            }
+        }
+        assert_eq!(got, ["b1", "b2", "b3"]);
+        alpha.shutdown().await.unwrap();
+        bravo.shutdown().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
