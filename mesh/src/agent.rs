@@ -873,7 +873,7 @@ impl<
     /// let bundle = Bundle::decode(&buf[..n])?; // both halves of each signature verified
     /// let pq = bundle.pq().expect("a hybrid bundle");
     /// assert_eq!(Some(MlDsaPin::of(pq.public())), agent.ml_dsa_pin());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     /// # }).unwrap().join().unwrap().unwrap();
     /// ```
     #[cfg(feature = "ml-dsa")]

@@ -17,8 +17,8 @@
 //! key) publishes version-3 bundles signed by both keys. The directory
 //! pins the peer's ML-DSA-65 key as its [`MlDsaPin`], a 32-byte
 //! fingerprint rather than the 1952-byte key: given when the peer is
-//! introduced ([`Directory::pin_ml_dsa`],
-//! [`Agent::add_peer_identity_pinned`](crate::Agent::add_peer_identity_pinned)),
+//! introduced (`Directory::pin_ml_dsa`,
+//! `Agent::add_peer_identity_pinned`),
 //! or trusted on first use from the first verified hybrid bundle. From
 //! then on a bundle of the peer is stored only if it is hybrid with that
 //! key (compared in constant time): a classical bundle (e.g. one whose
