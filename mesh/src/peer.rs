@@ -721,6 +721,56 @@ mod tests {
         assert!(dir.is_empty());
     }
 
+    /// Pins and hybrid-signed bundles round-trip through the persisted
+    /// directory; a record whose hybrid-signed bundle lost its pin, or
+    /// whose pinned peer holds a bundle not marked hybrid-signed, is
+    /// refused.
+    #[cfg(feature = "ml-dsa")]
+    #[test]
+    fn pins_persist_and_inconsistent_records_are_refused() {
+        use securemesh_ratchet::{BundlePqStorage, MAX_HYBRID_BUNDLE_LEN, PqIdentity};
+        // ML-DSA-65 signs on the stack: a thread with room for it.
+        std::thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(|| {
+                let mut rng = TestRng::new(0x5152_0001);
+                let bob = Identity::generate(&mut rng);
+                let pq = PqIdentity::generate(&bob, &mut rng);
+                let pool: PrekeyPool<2> =
+                    PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+                let mut storage = BundlePqStorage::new();
+                let hybrid =
+                    pool.bundle(pool.one_time_ids().next()).sign_pq(&pq, &mut rng, &mut storage).unwrap();
+                let mut buf = std::vec![0u8; MAX_HYBRID_BUNDLE_LEN];
+                let n = hybrid.encode(&mut buf).unwrap();
+                let mut dir: Directory<2> = Directory::new();
+                let id = dir.set_bundle(&buf[..n]).unwrap();
+                assert_eq!(dir.get(&id).unwrap().ml_dsa_pin(), Some(&MlDsaPin::of(pq.public())));
+                assert!(dir.get(&id).unwrap().bundle().unwrap().is_hybrid_signed());
+                let carol = Identity::generate(&mut rng);
+                let cid = dir.add_identity(carol.public()).unwrap();
+                dir.pin_ml_dsa(&cid, &MlDsaPin::of(&[5; 1952])).unwrap();
+
+                let mut enc = std::vec![0u8; Directory::<2>::MAX_ENCODED_LEN];
+                let mut w = Writer::new(&mut enc);
+                dir.encode(&mut w).unwrap();
+                let len = w.finish().unwrap();
+                let back = Directory::<2>::decode(&mut Reader::new(&enc[..len])).unwrap();
+                assert_eq!(back.get(&id), dir.get(&id));
+                assert_eq!(back.get(&cid), dir.get(&cid));
+
+                // Bob's entry: id [32] | tag 3 | identity [128] | pin [32] | bundle tag 2.
+                let (tag, bundle_tag) = (2 + 32, 2 + 32 + 1 + PublicIdentity::LEN + 32);
+                assert_eq!((enc[tag], enc[bundle_tag]), (3, 2));
+                let mut classical = enc.clone();
+                classical[bundle_tag] = 1;
+                assert!(Directory::<2>::decode(&mut Reader::new(&classical[..len])).is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
     #[test]
     fn reachability_and_unknown_peers() {
         let mut dir: Directory<2> = Directory::new();
