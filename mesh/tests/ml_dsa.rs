@@ -384,7 +384,8 @@ fn a_record_without_the_ml_dsa_seed_restores_as_before() {
 }
 
 /// `Require` refuses a bundle without the ML-DSA section (`PqRequired`,
-/// state unchanged, counted); `Off` refuses a hybrid one
+/// state unchanged, counted) and a classical handshake, as it did;
+/// `Off` refuses a hybrid one
 /// (`PqUnavailable`), as it refuses every hybrid input.
 #[test]
 fn require_refuses_classical_bundles_and_off_refuses_hybrid_ones() {
@@ -400,12 +401,29 @@ fn require_refuses_classical_bundles_and_off_refuses_hybrid_ones() {
         strict.set_peer_bundle(&hybrid_bundle(&bob, &mut rb)).unwrap();
         assert_eq!(strict.metrics().hybrid_bundles, 1);
 
+        // A classical IK handshake of a known peer is refused as without
+        // the feature.
+        let (mut dave, mut rd) = (dave, TestRng::new(0xDA7E_5002));
+        let dave_id = strict.add_peer_identity(dave.public_identity()).unwrap();
+        strict.policy_mut().grant(dave_id, Roles::of(&[WORKER])).unwrap();
+        let strict_id = dave.add_peer_identity(strict.public_identity()).unwrap();
+        dave.set_reachable(&strict_id, true).unwrap();
+        dave.send(&strict_id, TASK, b"classical hello", T0, &mut rd).unwrap();
+        let ik = transmits(&mut dave);
+        let refusals = strict.metrics().pq_refused;
+        let mut out = [0u8; 2048];
+        let mut rs = TestRng::new(0x7A11_5002);
+        assert_eq!(strict.handle_input(&ik[0].2, &mut out, T0, &mut rs), Err(Error::PqRequired));
+        assert_eq!(strict.metrics().pq_refused, refusals + 1);
+        assert!(strict.sessions().next().is_none());
+
         refused(&mut off, &bob_id, &hybrid_bundle(&bob, &mut rb), Error::PqUnavailable);
         let mut buf = vec![0u8; MAX_HYBRID_BUNDLE_LEN];
         let mut r = TestRng::new(0x0FF0_5002);
         assert_eq!(off.bundle_hybrid(&mut buf, &mut r), Err(Error::PqUnavailable));
         // Off keeps taking classical bundles of unpinned peers.
-        off.set_peer_bundle(&classical_bundle(&dave)).unwrap();
+        let (carol, _) = agent(0xCA70_5001, PqMode::Off);
+        off.set_peer_bundle(&classical_bundle(&carol)).unwrap();
     });
 }
 
