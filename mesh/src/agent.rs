@@ -549,6 +549,10 @@ pub struct Agent<
     config: Config,
     /// Hybrid post-quantum channels ([`crate::pq`]).
     pq: PqMode,
+    /// The seed of our ML-DSA-65 key (hybrid identity, [`crate::pq`]);
+    /// `None` for an agent restored from a record written without one.
+    #[cfg(feature = "ml-dsa")]
+    ml_dsa: Option<securemesh_core::Secret<[u8; 32]>>,
     pool: PrekeyPool<PREKEYS, KEM_PREKEYS>,
     directory: Directory<PEERS>,
     policy: Policy<PEERS>,
@@ -699,12 +703,16 @@ impl<
     ) -> Self {
         let () = Self::BYTES_CHECK;
         let pool = Self::new_pool(&identity, config, pq, rng, now);
+        #[cfg(feature = "ml-dsa")]
+        let ml_dsa = Some(securemesh_core::crypto::MlDsa65::generate(rng));
         let id = PeerId::of(identity.public());
         Agent {
             identity,
             id,
             config,
             pq,
+            #[cfg(feature = "ml-dsa")]
+            ml_dsa,
             pool,
             directory: Directory::new(),
             policy: Policy::new(),
@@ -837,6 +845,96 @@ impl<
         Ok(self.pool.bundle(one_time_id).encode(out)?)
     }
 
+    /// Encode this agent's hybrid prekey bundle (feature `ml-dsa`): the
+    /// bundle of [`bundle`](Self::bundle), version 3, its signed prekey and
+    /// KEM prekey signed by the identity's Ed25519 key and the agent's
+    /// ML-DSA-65 key (hedged signatures: `rng` is drawn from). Peers that
+    /// pinned our ML-DSA key accept only such bundles of us. `out` needs
+    /// [`MAX_HYBRID_BUNDLE_LEN`](securemesh_ratchet::MAX_HYBRID_BUNDLE_LEN)
+    /// (5.6 KB, 10.2 KB with the ML-KEM-768 prekey).
+    /// [`Error::PqUnavailable`] if the agent does not run the hybrid
+    /// channels ([`PqMode::Off`], `BYTES` below
+    /// [`MIN_PQ_BYTES`](crate::pq::MIN_PQ_BYTES)) or has no ML-DSA key (it
+    /// was restored from a record written without one).
+    ///
+    /// Signing expands the ML-DSA-65 key on the stack (the ratchet's
+    /// feature `ml-dsa`: about 64 KiB while it signs, more in a debug
+    /// build): call it on a thread with room for that.
+    ///
+    /// ```
+    /// use securemesh::{Config, DefaultAgent, PqMode};
+    /// use securemesh::peer::MlDsaPin;
+    /// use securemesh_ratchet::{Bundle, Identity, MAX_HYBRID_BUNDLE_LEN};
+    /// # std::thread::Builder::new().stack_size(16 << 20).spawn(|| {
+    /// # let mut rng = securemesh_core::testing::TestRng::new(0x5eed_7002);
+    /// let agent = Box::new(DefaultAgent::new_pq(Identity::generate(&mut rng), Config::default(), PqMode::Prefer, &mut rng, securemesh_core::UnixTime(1)));
+    /// let mut buf = vec![0u8; MAX_HYBRID_BUNDLE_LEN];
+    /// let n = agent.bundle_hybrid(&mut buf, &mut rng)?;
+    /// let bundle = Bundle::decode(&buf[..n])?; // both halves of each signature verified
+    /// let pq = bundle.pq().expect("a hybrid bundle");
+    /// assert_eq!(Some(MlDsaPin::of(pq.public())), agent.ml_dsa_pin());
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// # }).unwrap().join().unwrap().unwrap();
+    /// ```
+    #[cfg(feature = "ml-dsa")]
+    pub fn bundle_hybrid<R: CryptoRng + ?Sized>(&self, out: &mut [u8], rng: &mut R) -> Result<usize, Error> {
+        self.bundle_hybrid_with(
+            self.pool.one_time_ids().next(),
+            self.pool.kem_one_time_ids().next(),
+            out,
+            rng,
+        )
+    }
+
+    /// [`bundle_hybrid`](Self::bundle_hybrid) with the one-time prekey
+    /// `one_time_id` and the one-time KEM prekey `kem_one_time_id`, as
+    /// [`bundle_pq_with`](Self::bundle_pq_with) picks them.
+    #[cfg(feature = "ml-dsa")]
+    pub fn bundle_hybrid_with<R: CryptoRng + ?Sized>(
+        &self,
+        one_time_id: Option<u32>,
+        kem_one_time_id: Option<u32>,
+        out: &mut [u8],
+        rng: &mut R,
+    ) -> Result<usize, Error> {
+        use securemesh_ratchet::{BundlePqStorage, PqIdentity};
+        let seed = match &self.ml_dsa {
+            Some(seed) if Self::runs_hybrid(self.pq) => seed,
+            _ => return Err(Error::PqUnavailable),
+        };
+        let pq = PqIdentity::from_seed(&self.identity, seed);
+        let mut storage = BundlePqStorage::new();
+        let mut kem = [0u8; securemesh_ratchet::MAX_KEM_PUBLIC_LEN];
+        let bundle = if self.pool_hybrid() {
+            self.pool.bundle_pq(one_time_id, kem_one_time_id, &mut kem)?
+        } else {
+            self.pool.bundle(one_time_id)
+        };
+        Ok(bundle.sign_pq(&pq, rng, &mut storage)?.encode(out)?)
+    }
+
+    /// The pin of this agent's ML-DSA-65 key (feature `ml-dsa`), to give
+    /// with its public identity when introducing it to peers
+    /// ([`add_peer_identity_pinned`](Self::add_peer_identity_pinned));
+    /// `None` if it has none (restored from a record written without
+    /// one). Expands the key: not for a hot path.
+    ///
+    /// ```
+    /// use securemesh::{Config, DefaultAgent};
+    /// use securemesh_ratchet::Identity;
+    /// # std::thread::Builder::new().stack_size(16 << 20).spawn(|| {
+    /// # let mut rng = securemesh_core::testing::TestRng::new(0x5eed_7003);
+    /// let agent = Box::new(DefaultAgent::new(Identity::generate(&mut rng), Config::default(), &mut rng, securemesh_core::UnixTime(1)));
+    /// assert!(agent.ml_dsa_pin().is_some());
+    /// # }).unwrap().join().unwrap();
+    /// ```
+    #[cfg(feature = "ml-dsa")]
+    pub fn ml_dsa_pin(&self) -> Option<crate::peer::MlDsaPin> {
+        let seed = self.ml_dsa.as_ref()?;
+        let pq = securemesh_ratchet::PqIdentity::from_seed(&self.identity, seed);
+        Some(crate::peer::MlDsaPin::of(pq.public()))
+    }
+
     /// The identifiers of the one-time KEM prekeys in the pool (none in an
     /// X3DH pool).
     pub fn kem_prekey_ids(&self) -> impl Iterator<Item = u32> + '_ {
@@ -869,6 +967,50 @@ impl<
         Ok(id)
     }
 
+    /// [`add_peer_identity`](Self::add_peer_identity), with the pin of the
+    /// peer's ML-DSA-65 key (its introduction names both; feature
+    /// `ml-dsa`): from now on only hybrid bundles of the peer signed by
+    /// that key are accepted ([`crate::peer`]). Refused with nothing
+    /// changed if another key is pinned for it
+    /// ([`DirectoryError::PinMismatch`](crate::peer::DirectoryError::PinMismatch)).
+    ///
+    /// ```
+    /// use securemesh::{Config, DefaultAgent, Error, PqMode};
+    /// use securemesh::peer::DirectoryError;
+    /// use securemesh_ratchet::{Identity, MAX_BUNDLE_LEN};
+    /// # std::thread::Builder::new().stack_size(16 << 20).spawn(|| {
+    /// # let mut rng = securemesh_core::testing::TestRng::new(0x5eed_7004);
+    /// # let wall = securemesh_core::UnixTime(1);
+    /// let mut alice = Box::new(DefaultAgent::new_pq(Identity::generate(&mut rng), Config::default(), PqMode::Prefer, &mut rng, wall));
+    /// let bob = Box::new(DefaultAgent::new_pq(Identity::generate(&mut rng), Config::default(), PqMode::Prefer, &mut rng, wall));
+    /// let id = alice.add_peer_identity_pinned(bob.public_identity(), &bob.ml_dsa_pin().unwrap())?;
+    /// // Bob's classical bundle is refused as a downgrade.
+    /// let mut buf = [0u8; MAX_BUNDLE_LEN];
+    /// let n = bob.bundle(&mut buf)?;
+    /// assert_eq!(
+    ///     alice.set_peer_bundle(&buf[..n]),
+    ///     Err(Error::Directory(DirectoryError::BadBundle(securemesh_ratchet::Error::Downgrade)))
+    /// );
+    /// assert!(alice.directory().get(&id).unwrap().bundle().is_none());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap().join().unwrap().unwrap();
+    /// ```
+    #[cfg(feature = "ml-dsa")]
+    pub fn add_peer_identity_pinned(
+        &mut self,
+        identity: &PublicIdentity,
+        ml_dsa: &crate::peer::MlDsaPin,
+    ) -> Result<PeerId, Error> {
+        let id = PeerId::of(identity);
+        if self.directory.get(&id).and_then(|p| p.ml_dsa_pin()).is_some_and(|p| p != ml_dsa) {
+            return Err(Error::Directory(crate::peer::DirectoryError::PinMismatch));
+        }
+        let id = self.directory.add_identity(identity)?;
+        self.directory.pin_ml_dsa(&id, ml_dsa)?;
+        self.mark_agent();
+        Ok(id)
+    }
+
     /// Store a peer's prekey bundle (verified; the peer is added if
     /// unknown); returns its id. It is used by the next X3DH (PQXDH for a
     /// bundle with a KEM prekey) with that peer, then forgotten. A bundle
@@ -876,21 +1018,66 @@ impl<
     /// ([`PeerInfo::is_hybrid`](crate::peer::PeerInfo::is_hybrid)); an
     /// agent that does not run them refuses it ([`Error::PqUnavailable`],
     /// without the feature `pq` as `Directory(BundleTooLong)`): its X3DH
-    /// to the peer would be refused as a downgrade. Nothing changed on
-    /// error.
+    /// to the peer would be refused as a downgrade.
+    ///
+    /// With the feature `ml-dsa` ([`crate::peer`]): a hybrid (version-3)
+    /// bundle pins the peer's ML-DSA-65 key on first use (counted in
+    /// [`Metrics::hybrid_bundles`]); a pinned peer's classical bundle is
+    /// refused as a downgrade and a bundle with another ML-DSA key as
+    /// `WrongIdentity` (`Directory(BadBundle(..))`, counted in
+    /// [`Metrics::pq_refused`]) in every mode; an agent that does not run
+    /// the hybrid channels refuses a hybrid bundle
+    /// ([`Error::PqUnavailable`]), and one under [`PqMode::Require`] a
+    /// classical one ([`Error::PqRequired`]). Nothing changed on error.
+    /// A hybrid bundle (5.6 KB, 10.2 KB with the ML-KEM-768 prekey) is
+    /// verified once, here (ML-DSA-65 expands the verifying key on the
+    /// stack, about 42 KiB), and stored without its ML-DSA section.
     pub fn set_peer_bundle(&mut self, bundle: &[u8]) -> Result<PeerId, Error> {
-        // Without the feature the directory refuses a KEM bundle by its
-        // length; an agent that does not run hybrid refuses it here.
-        if cfg!(feature = "pq")
-            && !Self::runs_hybrid(self.pq)
-            && securemesh_ratchet::Bundle::decode(bundle).is_ok_and(|b| b.kem().is_some())
-        {
+        let decoded = securemesh_ratchet::Bundle::decode(bundle)
+            .map_err(|e| Error::Directory(crate::peer::DirectoryError::BadBundle(e)))?;
+        if let Err(e) = self.check_bundle_pq(&decoded) {
             self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
-            return Err(Error::PqUnavailable);
+            return Err(e);
         }
-        let id = self.directory.set_bundle(bundle)?;
+        let id = match self.directory.store_bundle(bundle, &decoded) {
+            Ok(id) => id,
+            Err(
+                e @ crate::peer::DirectoryError::BadBundle(
+                    securemesh_ratchet::Error::Downgrade | securemesh_ratchet::Error::WrongIdentity,
+                ),
+            ) => {
+                // A pinned peer's classical bundle, or another ML-DSA key.
+                self.metrics.pq_refused = self.metrics.pq_refused.saturating_add(1);
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        #[cfg(feature = "ml-dsa")]
+        if decoded.pq().is_some() {
+            self.metrics.hybrid_bundles = self.metrics.hybrid_bundles.saturating_add(1);
+        }
         self.mark_agent();
         Ok(id)
+    }
+
+    /// The post-quantum checks of a peer's bundle by the agent's mode
+    /// ([`crate::pq`]): a KEM prekey or (feature `ml-dsa`) an ML-DSA
+    /// section the agent does not run is [`Error::PqUnavailable`]; under
+    /// [`PqMode::Require`] with the feature `ml-dsa`, a bundle without the
+    /// ML-DSA section is [`Error::PqRequired`]. Without the feature `pq`
+    /// the directory refuses a KEM bundle by its length.
+    fn check_bundle_pq(&self, bundle: &securemesh_ratchet::Bundle<'_>) -> Result<(), Error> {
+        let hybrid = Self::runs_hybrid(self.pq);
+        if cfg!(feature = "pq") && !hybrid && bundle.kem().is_some() {
+            return Err(Error::PqUnavailable);
+        }
+        #[cfg(feature = "ml-dsa")]
+        match bundle.pq() {
+            Some(_) if !hybrid => return Err(Error::PqUnavailable),
+            None if self.pq.requires() => return Err(Error::PqRequired),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Record whether a peer is reachable now; the next [`send`](Self::send)
@@ -1970,6 +2157,8 @@ impl<
                 directory: &self.directory,
                 policy: &self.policy,
                 pq: self.pq,
+                #[cfg(feature = "ml-dsa")]
+                ml_dsa: self.ml_dsa.as_ref(),
             };
             let len = persist::seal_agent(key, generation, rng, buf, &parts)?;
             self.agent_record.pending = None;
@@ -2025,6 +2214,8 @@ impl<
             id: owner,
             config,
             pq: state.pq,
+            #[cfg(feature = "ml-dsa")]
+            ml_dsa: state.ml_dsa,
             pool: state.pool,
             directory: state.directory,
             policy: state.policy,
@@ -2124,6 +2315,8 @@ impl<
         m.noise_pq = m.noise_channels.weakest();
         m.ratchet_pq = m.ratchet_channels.weakest();
         m.kem_prekeys_available = self.pool.kem_available();
+        m.ml_dsa_pinned = u32::try_from(self.directory.iter().filter(|p| p.ml_dsa_pin().is_some()).count())
+            .unwrap_or(u32::MAX);
         m.groups = u32::try_from(self.groups.iter().filter(|g| g.is_used()).count()).unwrap_or(u32::MAX);
         m.key_packages_available = u32::try_from(self.key_packages_available()).unwrap_or(u32::MAX);
         let pool = self.pool.metrics(UnixTime(0));

@@ -63,13 +63,17 @@ pub enum Error {
     Ratchet(securemesh_ratchet::Error),
     /// A classical channel under [`PqMode::Require`](crate::PqMode::Require):
     /// a peer's bundle without a KEM prekey at `send`, a peer's IK or XX
-    /// handshake, an X3DH initial message (see [`crate::pq`]); nothing
-    /// changed.
+    /// handshake, an X3DH initial message, and with the feature `ml-dsa`
+    /// a peer's bundle without its ML-DSA-65 section (see [`crate::pq`]);
+    /// nothing changed.
     PqRequired,
     /// A hybrid channel this agent does not run (built without the
     /// feature `pq`, [`PqMode::Off`](crate::PqMode::Off), or `BYTES` below
     /// [`MIN_PQ_BYTES`](crate::pq::MIN_PQ_BYTES)): a peer's bundle with a
-    /// KEM prekey, or an `hfs` handshake; nothing changed.
+    /// KEM prekey or (feature `ml-dsa`) a hybrid-signed one, or an `hfs`
+    /// handshake; and `Agent::bundle_hybrid`
+    /// of an agent that does not run them or has no ML-DSA-65 key; nothing
+    /// changed.
     PqUnavailable,
     /// A persisted record was refused: [`Rollback`](securemesh_core::Error::Rollback)
     /// (older than the newest generation seen), `Decrypt` (another

@@ -113,6 +113,20 @@
 //! [`SessionInfo::pq`] and [`Metrics`]. Off by default, so firmware links
 //! no ML-KEM unless it asks for it.
 //!
+//! **Hybrid identities** (feature `ml-dsa`, which implies `pq`; see
+//! [`pq`] and [`peer`]): the agent holds an ML-DSA-65 key beside its
+//! Ed25519 identity key (its seed sealed in the agent record) and, in a
+//! hybrid mode, publishes version-3 bundles signed by both
+//! (`Agent::bundle_hybrid`); the directory pins each peer's ML-DSA key
+//! (a 32-byte [`peer::MlDsaPin`]) by introduction
+//! (`Agent::add_peer_identity_pinned`) or on first use, and refuses a
+//! pinned peer's classical bundle (a stripped ML-DSA section) or another
+//! ML-DSA key; under [`PqMode::Require`] a bundle without ML-DSA is
+//! refused. Counted in [`Metrics::hybrid_bundles`],
+//! [`Metrics::ml_dsa_pinned`] and [`Metrics::pq_refused`]. Off by
+//! default: ML-DSA-65 is heavy in code and stack, and firmware does
+//! without it.
+//!
 //! **Not yet**: persisting the transmit queue (a message not yet handed
 //! out by `poll_transmit` when the process dies is lost, its ratchet
 //! number skipped); MLS groups with the X-Wing suite.

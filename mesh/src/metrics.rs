@@ -170,8 +170,16 @@ pub struct Metrics {
     /// a hybrid one the agent does not run
     /// ([`Error::PqRequired`](crate::Error::PqRequired),
     /// [`Error::PqUnavailable`](crate::Error::PqUnavailable)), and PQXDH
-    /// downgrades the ratchet refused.
+    /// downgrades the ratchet refused; with the feature `ml-dsa`, a
+    /// pinned peer's classical bundle or one with another ML-DSA-65 key.
     pub pq_refused: u64,
+    /// Peers' hybrid bundles accepted (feature `ml-dsa`): version-3
+    /// bundles whose Ed25519 and ML-DSA-65 signatures both verified, by
+    /// the peer's pinned ML-DSA key ([`crate::peer`]). A stored bundle's
+    /// own mark is [`StoredBundle::is_hybrid_signed`](crate::peer::StoredBundle::is_hybrid_signed).
+    pub hybrid_bundles: u64,
+    /// Peers whose ML-DSA-65 key is pinned (feature `ml-dsa`).
+    pub ml_dsa_pinned: u32,
 }
 
 impl Metrics {

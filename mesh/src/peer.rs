@@ -10,14 +10,64 @@
 //! Everything stored is checked against the id: an identity or bundle is
 //! accepted for a peer only if it hashes to that peer's id, so a directory
 //! entry never holds keys of someone else.
+//!
+//! # ML-DSA-65 pins (feature `ml-dsa`)
+//!
+//! A peer with a hybrid identity (an ML-DSA-65 key beside its Ed25519
+//! key) publishes version-3 bundles signed by both keys. The directory
+//! pins the peer's ML-DSA-65 key as its [`MlDsaPin`], a 32-byte
+//! fingerprint rather than the 1952-byte key: given when the peer is
+//! introduced (`Directory::pin_ml_dsa`,
+//! `Agent::add_peer_identity_pinned`),
+//! or trusted on first use from the first verified hybrid bundle. From
+//! then on a bundle of the peer is stored only if it is hybrid with that
+//! key (compared in constant time): a classical bundle (e.g. one whose
+//! ML-DSA section was stripped) is refused as
+//! [`BadBundle`](DirectoryError::BadBundle)`(Downgrade)` and another
+//! ML-DSA key as `BadBundle(WrongIdentity)`, with nothing changed. The
+//! pin is persisted and never forgotten (only with the peer). A hybrid
+//! bundle is stored without its ML-DSA section, which has served once it
+//! was verified ([`StoredBundle::is_hybrid_signed`]), so a directory slot
+//! is no larger than a PQXDH bundle.
 
 use securemesh_core::Error as CoreError;
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256};
+use securemesh_core::ct_eq;
 use securemesh_ratchet::{Bundle, PublicIdentity};
 
 /// Domain-separation label of [`PeerId::of`].
 pub const PEER_ID_LABEL: &[u8] = b"securemesh-peer-id-v1";
+/// Domain-separation label of [`MlDsaPin::of`].
+pub const ML_DSA_PIN_LABEL: &[u8] = b"securemesh-ml-dsa-pin-v1";
+
+/// The fingerprint by which the directory pins a peer's ML-DSA-65 public
+/// key: `SHA-256("securemesh-ml-dsa-pin-v1" || public key)`, 32 bytes
+/// instead of the 1952-byte key (see the [module docs](self)). Compared
+/// in constant time.
+///
+/// ```
+/// use securemesh::peer::MlDsaPin;
+/// let pin = MlDsaPin::of(&[7u8; 1952]);
+/// assert_eq!(pin, MlDsaPin::of(&[7u8; 1952]));
+/// assert_ne!(pin, MlDsaPin::of(&[8u8; 1952]));
+/// ```
+#[derive(Clone, Copy, Debug, Eq)]
+pub struct MlDsaPin(pub [u8; 32]);
+
+impl MlDsaPin {
+    /// The pin of the ML-DSA-65 public key `public`.
+    pub fn of(public: &[u8]) -> Self {
+        MlDsaPin(Sha256::digest(&[ML_DSA_PIN_LABEL, public]))
+    }
+}
+
+/// In constant time.
+impl PartialEq for MlDsaPin {
+    fn eq(&self, other: &Self) -> bool {
+        ct_eq(&self.0, &other.0)
+    }
+}
 
 /// Largest prekey bundle the directory stores: a bundle of the ratchet
 /// format version 1 with a one-time prekey and without a KEM prekey
@@ -26,6 +76,9 @@ pub const PEER_ID_LABEL: &[u8] = b"securemesh-peer-id-v1";
 /// PQXDH bundle; see [`crate::pq`]).
 pub const MAX_STORED_BUNDLE_LEN: usize =
     CLASSICAL_BUNDLE_LEN + if cfg!(feature = "pq") { KEM_SLOT_768 } else { 0 };
+
+/// Bytes of a persisted pin (feature `ml-dsa`).
+const PIN_LEN: usize = if cfg!(feature = "ml-dsa") { 32 } else { 0 };
 
 /// A classical bundle with a one-time prekey.
 const CLASSICAL_BUNDLE_LEN: usize = 1 + 128 + (4 + 32 + 64) + (1 + 4 + 32) + 1;
@@ -77,10 +130,14 @@ pub enum DirectoryError {
     /// The identity does not hash to the peer's id, or differs from the
     /// identity already known for it.
     IdentityMismatch,
-    /// The bundle did not decode or verify.
+    /// The bundle did not decode or verify; or (feature `ml-dsa`) the
+    /// peer's ML-DSA-65 key is pinned and the bundle is classical
+    /// (`Downgrade`) or hybrid with another ML-DSA key (`WrongIdentity`).
     BadBundle(securemesh_ratchet::Error),
     /// The bundle is longer than [`MAX_STORED_BUNDLE_LEN`] (a KEM prekey).
     BundleTooLong,
+    /// The peer's ML-DSA-65 key is pinned already, to another key.
+    PinMismatch,
 }
 
 impl core::fmt::Display for DirectoryError {
@@ -95,6 +152,7 @@ impl core::fmt::Display for DirectoryError {
             DirectoryError::BundleTooLong => {
                 write!(f, "prekey bundle longer than {MAX_STORED_BUNDLE_LEN} bytes")
             }
+            DirectoryError::PinMismatch => f.write_str("the peer's ML-DSA-65 key is pinned to another key"),
         }
     }
 }
@@ -107,6 +165,9 @@ impl core::error::Error for DirectoryError {}
 pub struct StoredBundle {
     bytes: [u8; MAX_STORED_BUNDLE_LEN],
     len: u16,
+    /// Stored from a hybrid bundle whose ML-DSA section verified.
+    #[cfg(feature = "ml-dsa")]
+    hybrid_signed: bool,
 }
 
 impl StoredBundle {
@@ -124,11 +185,40 @@ impl StoredBundle {
     pub fn has_kem(&self) -> bool {
         self.bundle().is_ok_and(|b| b.kem().is_some())
     }
+
+    /// Whether it came in a hybrid (version-3) bundle whose Ed25519 +
+    /// ML-DSA-65 signatures verified, by the peer's pinned ML-DSA key
+    /// (feature `ml-dsa`). The stored encoding is the bundle without its
+    /// ML-DSA section (version 1), which [`bundle`](Self::bundle) decodes.
+    pub fn is_hybrid_signed(&self) -> bool {
+        #[cfg(feature = "ml-dsa")]
+        return self.hybrid_signed;
+        #[cfg(not(feature = "ml-dsa"))]
+        false
+    }
+
+    /// `bytes` as stored (nothing else checked).
+    fn new(bytes: &[u8], hybrid_signed: bool) -> Option<Self> {
+        #[cfg(not(feature = "ml-dsa"))]
+        let _ = hybrid_signed;
+        let mut stored = StoredBundle {
+            bytes: [0; MAX_STORED_BUNDLE_LEN],
+            len: 0,
+            #[cfg(feature = "ml-dsa")]
+            hybrid_signed,
+        };
+        stored.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        stored.len = u16::try_from(bytes.len()).ok()?;
+        Some(stored)
+    }
 }
 
 impl core::fmt::Debug for StoredBundle {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("StoredBundle").field("len", &self.len).finish()
+        f.debug_struct("StoredBundle")
+            .field("len", &self.len)
+            .field("hybrid_signed", &self.is_hybrid_signed())
+            .finish()
     }
 }
 
@@ -141,6 +231,9 @@ pub struct PeerInfo {
     reachable: bool,
     /// Known to run the hybrid channels (see [`crate::pq`]).
     hybrid: bool,
+    /// The pinned ML-DSA-65 key (feature `ml-dsa`; only with an identity).
+    #[cfg(feature = "ml-dsa")]
+    ml_dsa: Option<MlDsaPin>,
 }
 
 impl PeerInfo {
@@ -175,6 +268,77 @@ impl PeerInfo {
     pub fn is_hybrid(&self) -> bool {
         self.hybrid
     }
+
+    /// The pin of the peer's ML-DSA-65 key, if pinned (feature `ml-dsa`;
+    /// see the [module docs](self)). Persisted.
+    pub fn ml_dsa_pin(&self) -> Option<&MlDsaPin> {
+        #[cfg(feature = "ml-dsa")]
+        return self.ml_dsa.as_ref();
+        #[cfg(not(feature = "ml-dsa"))]
+        None
+    }
+
+    /// Pin `pin` (a no-op without the feature `ml-dsa`, where no bundle
+    /// yields one).
+    fn set_pin(&mut self, pin: MlDsaPin) {
+        #[cfg(feature = "ml-dsa")]
+        {
+            self.ml_dsa = Some(pin);
+        }
+        #[cfg(not(feature = "ml-dsa"))]
+        let _ = pin;
+    }
+}
+
+/// The pin of a hybrid bundle's ML-DSA-65 key (verified by its decoding);
+/// `None` for a classical bundle.
+#[cfg(feature = "ml-dsa")]
+fn hybrid_pin(bundle: &Bundle<'_>) -> Option<MlDsaPin> {
+    bundle.pq().map(|pq| MlDsaPin::of(pq.public()))
+}
+
+/// Without the feature `ml-dsa` every bundle is classical (a version-3
+/// one does not decode).
+#[cfg(not(feature = "ml-dsa"))]
+fn hybrid_pin(_: &Bundle<'_>) -> Option<MlDsaPin> {
+    None
+}
+
+/// A verified hybrid bundle (`bytes`, decoded as `bundle`) as the
+/// directory keeps it: without its ML-DSA section, which follows the
+/// version-1 fields at the end (`securemesh-ratchet`'s bundle v3), so the
+/// stored bytes are the version-1 bundle of the same prekeys. Checked by
+/// decoding it: its prekeys must be the hybrid bundle's.
+#[cfg(feature = "ml-dsa")]
+fn strip_pq(bytes: &[u8], bundle: &Bundle<'_>) -> Result<StoredBundle, DirectoryError> {
+    use securemesh_ratchet::{BUNDLE_VERSION, HYBRID_SIG_LEN, PQ_PUBLIC_LEN};
+    const SECTION: usize = PQ_PUBLIC_LEN + HYBRID_SIG_LEN;
+    const SECTION_KEM: usize = SECTION + HYBRID_SIG_LEN;
+    let section = if bundle.kem().is_some() { SECTION_KEM } else { SECTION };
+    let fields = bytes
+        .len()
+        .checked_sub(section)
+        .and_then(|end| bytes.get(1..end))
+        .ok_or(DirectoryError::BadBundle(securemesh_ratchet::Error::Malformed))?;
+    let mut stored = StoredBundle::new(&[BUNDLE_VERSION], true).ok_or(DirectoryError::BundleTooLong)?;
+    let end = fields.len().checked_add(1).ok_or(DirectoryError::BundleTooLong)?;
+    stored.bytes.get_mut(1..end).ok_or(DirectoryError::BundleTooLong)?.copy_from_slice(fields);
+    stored.len = u16::try_from(end).map_err(|_| DirectoryError::BundleTooLong)?;
+    let classical = stored.bundle().map_err(DirectoryError::BadBundle)?;
+    if classical.identity() != bundle.identity()
+        || classical.signed() != bundle.signed()
+        || classical.one_time() != bundle.one_time()
+        || classical.kem() != bundle.kem()
+    {
+        return Err(DirectoryError::BadBundle(securemesh_ratchet::Error::Malformed));
+    }
+    Ok(stored)
+}
+
+/// Without the feature `ml-dsa` no bundle is hybrid.
+#[cfg(not(feature = "ml-dsa"))]
+fn strip_pq(_: &[u8], _: &Bundle<'_>) -> Result<StoredBundle, DirectoryError> {
+    Err(DirectoryError::BadBundle(securemesh_ratchet::Error::UnknownVersion))
 }
 
 /// Up to `N` peers, by id.
@@ -241,7 +405,15 @@ impl<const N: usize> Directory<N> {
             return Ok(());
         }
         let slot = self.peers.iter_mut().find(|s| s.is_none()).ok_or(DirectoryError::Full)?;
-        *slot = Some(PeerInfo { id, identity: None, bundle: None, reachable: false, hybrid: false });
+        *slot = Some(PeerInfo {
+            id,
+            identity: None,
+            bundle: None,
+            reachable: false,
+            hybrid: false,
+            #[cfg(feature = "ml-dsa")]
+            ml_dsa: None,
+        });
         Ok(())
     }
 
@@ -276,30 +448,92 @@ impl<const N: usize> Directory<N> {
     /// Store a peer's published prekey bundle (decoded and verified here;
     /// the peer is added if unknown, its identity recorded); returns its id.
     /// The bundle is used by the next X3DH with the peer and then
-    /// forgotten, since its one-time prekey is spent.
+    /// forgotten, since its one-time prekey is spent. With the feature
+    /// `ml-dsa` a hybrid bundle pins the peer's ML-DSA-65 key on first use,
+    /// and a pinned peer's bundle must be hybrid with that key (see the
+    /// [module docs](self)).
     pub fn set_bundle(&mut self, bytes: &[u8]) -> Result<PeerId, DirectoryError> {
         let bundle = Bundle::decode(bytes).map_err(DirectoryError::BadBundle)?;
-        if bytes.len() > MAX_STORED_BUNDLE_LEN {
-            return Err(DirectoryError::BundleTooLong);
-        }
+        self.store_bundle(bytes, &bundle)
+    }
+
+    /// [`set_bundle`](Self::set_bundle) of `bytes`, already decoded as
+    /// `bundle` (so an ML-DSA signature is verified once).
+    pub(crate) fn store_bundle(
+        &mut self,
+        bytes: &[u8],
+        bundle: &Bundle<'_>,
+    ) -> Result<PeerId, DirectoryError> {
         let identity = *bundle.identity();
         let id = PeerId::of(&identity);
-        if let Some(known) = self.get(&id).and_then(PeerInfo::identity)
+        let known = self.get(&id);
+        if let Some(known) = known.and_then(PeerInfo::identity)
             && *known != identity
         {
             return Err(DirectoryError::IdentityMismatch);
         }
-        let mut stored = StoredBundle { bytes: [0; MAX_STORED_BUNDLE_LEN], len: 0 };
-        let dst = stored.bytes.get_mut(..bytes.len()).ok_or(DirectoryError::BundleTooLong)?;
-        dst.copy_from_slice(bytes);
-        stored.len = u16::try_from(bytes.len()).map_err(|_| DirectoryError::BundleTooLong)?;
+        let pinned = known.and_then(PeerInfo::ml_dsa_pin).copied();
+        let (stored, pin) = match hybrid_pin(bundle) {
+            Some(pin) => {
+                if pinned.is_some_and(|p| p != pin) {
+                    return Err(DirectoryError::BadBundle(securemesh_ratchet::Error::WrongIdentity));
+                }
+                (strip_pq(bytes, bundle)?, Some(pin))
+            }
+            None if pinned.is_some() => {
+                return Err(DirectoryError::BadBundle(securemesh_ratchet::Error::Downgrade));
+            }
+            None => (StoredBundle::new(bytes, false).ok_or(DirectoryError::BundleTooLong)?, None),
+        };
         let hybrid = bundle.kem().is_some();
         self.add(id)?;
         let peer = self.get_mut(&id).ok_or(DirectoryError::UnknownPeer)?;
         peer.identity = Some(identity);
         peer.bundle = Some(stored);
         peer.hybrid |= hybrid;
+        if let Some(pin) = pin {
+            peer.set_pin(pin);
+        }
         Ok(id)
+    }
+
+    /// Pin the ML-DSA-65 key of the known peer `id`, whose identity is
+    /// known (its introduction: the pin came with the identity, e.g.
+    /// [`MlDsaPin::of`] of the key its owner published beside it).
+    /// Refused if another key is pinned ([`DirectoryError::PinMismatch`])
+    /// or the identity is not known ([`DirectoryError::IdentityMismatch`]);
+    /// pinning the same key again changes nothing. A stored classical
+    /// bundle of the peer is dropped: it is not signed by the pinned key.
+    ///
+    /// ```
+    /// use securemesh::peer::{Directory, DirectoryError, MlDsaPin};
+    /// use securemesh_ratchet::Identity;
+    /// # let mut rng = securemesh_core::testing::TestRng::new(0x5eed_7001);
+    /// let bob = Identity::generate(&mut rng);
+    /// let mut dir: Directory<2> = Directory::new();
+    /// let id = dir.add_identity(bob.public())?;
+    /// let pin = MlDsaPin::of(&[3u8; 1952]); // the fingerprint of Bob's ML-DSA-65 key
+    /// dir.pin_ml_dsa(&id, &pin)?;
+    /// assert_eq!(dir.get(&id).and_then(|p| p.ml_dsa_pin()), Some(&pin));
+    /// assert_eq!(dir.pin_ml_dsa(&id, &MlDsaPin::of(&[4u8; 1952])), Err(DirectoryError::PinMismatch));
+    /// # Ok::<(), DirectoryError>(())
+    /// ```
+    #[cfg(feature = "ml-dsa")]
+    pub fn pin_ml_dsa(&mut self, id: &PeerId, pin: &MlDsaPin) -> Result<(), DirectoryError> {
+        let peer = self.get_mut(id).ok_or(DirectoryError::UnknownPeer)?;
+        if peer.identity.is_none() {
+            return Err(DirectoryError::IdentityMismatch);
+        }
+        match &peer.ml_dsa {
+            Some(p) if p != pin => Err(DirectoryError::PinMismatch),
+            _ => {
+                peer.ml_dsa = Some(*pin);
+                if peer.bundle.is_some_and(|b| !b.hybrid_signed) {
+                    peer.bundle = None;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Record that peer `id` (whose identity is known) runs the hybrid
@@ -346,7 +580,7 @@ impl<const N: usize> Directory<N> {
 impl<const N: usize> Directory<N> {
     /// Largest encoding.
     pub(crate) const MAX_ENCODED_LEN: usize =
-        2 + N * (32 + 1 + PublicIdentity::LEN + 1 + 2 + MAX_STORED_BUNDLE_LEN);
+        2 + N * (32 + 1 + PublicIdentity::LEN + PIN_LEN + 1 + 2 + MAX_STORED_BUNDLE_LEN);
 
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), CoreError> {
         w.write_u16(u16::try_from(self.len()).map_err(|_| CoreError::LengthOverflow)?)?;
@@ -354,17 +588,28 @@ impl<const N: usize> Directory<N> {
             w.write_bytes(&p.id.0)?;
             // 0: no identity; 1: identity; 2: identity, and the peer runs
             // the hybrid channels (tag 2 came with them: records without
-            // it read as before).
+            // it read as before); 3, 4: as 1, 2, and the pin of the peer's
+            // ML-DSA-65 key follows the identity (feature `ml-dsa`).
             match &p.identity {
                 Some(i) => {
-                    w.write_u8(if p.hybrid { 2 } else { 1 })?;
+                    w.write_u8(match (p.hybrid, p.ml_dsa_pin().is_some()) {
+                        (false, false) => 1,
+                        (true, false) => 2,
+                        (false, true) => 3,
+                        (true, true) => 4,
+                    })?;
                     w.write_bytes(&i.to_bytes())?;
+                    if let Some(pin) = p.ml_dsa_pin() {
+                        w.write_bytes(&pin.0)?;
+                    }
                 }
                 None => w.write_u8(0)?,
             }
+            // 0: none; 1: a bundle; 2: a hybrid bundle without its
+            // verified ML-DSA section (feature `ml-dsa`).
             match &p.bundle {
                 Some(b) => {
-                    w.write_u8(1)?;
+                    w.write_u8(if b.is_hybrid_signed() { 2 } else { 1 })?;
                     w.write_vec16(b.as_bytes())?;
                 }
                 None => w.write_u8(0)?,
@@ -384,9 +629,11 @@ impl<const N: usize> Directory<N> {
         for slot in dir.peers.iter_mut().take(count) {
             let id = PeerId(r.read_array()?);
             let tag = r.read_u8()?;
+            // Pins (tags 3, 4) only where they can be enforced.
+            let max_tag = if cfg!(feature = "ml-dsa") { 4 } else { 2 };
             let identity = match tag {
                 0 => None,
-                1 | 2 => {
+                t if t <= max_tag => {
                     let i =
                         PublicIdentity::from_bytes(&r.read_array()?).map_err(|_| CoreError::BadSignature)?;
                     if PeerId::of(&i) != id {
@@ -396,26 +643,37 @@ impl<const N: usize> Directory<N> {
                 }
                 _ => return Err(CoreError::InvalidValue),
             };
+            let ml_dsa = if tag >= 3 { Some(MlDsaPin(r.read_array()?)) } else { None };
             let bundle = match r.read_u8()? {
                 0 => None,
-                1 => {
+                flag @ (1 | 2) => {
+                    // A pinned peer's bundle came hybrid, and only such one.
+                    if (flag == 2) != ml_dsa.is_some() {
+                        return Err(CoreError::InvalidValue);
+                    }
                     let bytes = r.read_vec16()?;
                     let b = Bundle::decode(bytes).map_err(|_| CoreError::InvalidValue)?;
                     if identity.as_ref() != Some(b.identity()) {
                         return Err(CoreError::InvalidValue);
                     }
-                    let mut stored = StoredBundle { bytes: [0; MAX_STORED_BUNDLE_LEN], len: 0 };
-                    stored
-                        .bytes
-                        .get_mut(..bytes.len())
-                        .ok_or(CoreError::LengthOverflow)?
-                        .copy_from_slice(bytes);
-                    stored.len = u16::try_from(bytes.len()).map_err(|_| CoreError::LengthOverflow)?;
-                    Some(stored)
+                    Some(StoredBundle::new(bytes, flag == 2).ok_or(CoreError::LengthOverflow)?)
                 }
                 _ => return Err(CoreError::InvalidValue),
             };
-            *slot = Some(PeerInfo { id, identity, bundle, reachable: false, hybrid: tag == 2 });
+            let hybrid = tag == 2 || tag == 4;
+            let mut info = PeerInfo {
+                id,
+                identity,
+                bundle,
+                reachable: false,
+                hybrid,
+                #[cfg(feature = "ml-dsa")]
+                ml_dsa: None,
+            };
+            if let Some(pin) = ml_dsa {
+                info.set_pin(pin);
+            }
+            *slot = Some(info);
         }
         // Ids are unique (the directory never holds one twice).
         for (i, p) in dir.iter().enumerate() {
@@ -461,6 +719,56 @@ mod tests {
         assert!(dir.get(&id).unwrap().bundle().is_none());
         assert!(dir.remove(&id));
         assert!(dir.is_empty());
+    }
+
+    /// Pins and hybrid-signed bundles round-trip through the persisted
+    /// directory; a record whose hybrid-signed bundle lost its pin, or
+    /// whose pinned peer holds a bundle not marked hybrid-signed, is
+    /// refused.
+    #[cfg(feature = "ml-dsa")]
+    #[test]
+    fn pins_persist_and_inconsistent_records_are_refused() {
+        use securemesh_ratchet::{BundlePqStorage, MAX_HYBRID_BUNDLE_LEN, PqIdentity};
+        // ML-DSA-65 signs on the stack: a thread with room for it.
+        std::thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(|| {
+                let mut rng = TestRng::new(0x5152_0001);
+                let bob = Identity::generate(&mut rng);
+                let pq = PqIdentity::generate(&bob, &mut rng);
+                let pool: PrekeyPool<2> =
+                    PrekeyPool::new(&bob, &mut rng, UnixTime(1_700_000_000), PrekeyConfig::default());
+                let mut storage = BundlePqStorage::new();
+                let hybrid =
+                    pool.bundle(pool.one_time_ids().next()).sign_pq(&pq, &mut rng, &mut storage).unwrap();
+                let mut buf = std::vec![0u8; MAX_HYBRID_BUNDLE_LEN];
+                let n = hybrid.encode(&mut buf).unwrap();
+                let mut dir: Directory<2> = Directory::new();
+                let id = dir.set_bundle(&buf[..n]).unwrap();
+                assert_eq!(dir.get(&id).unwrap().ml_dsa_pin(), Some(&MlDsaPin::of(pq.public())));
+                assert!(dir.get(&id).unwrap().bundle().unwrap().is_hybrid_signed());
+                let carol = Identity::generate(&mut rng);
+                let cid = dir.add_identity(carol.public()).unwrap();
+                dir.pin_ml_dsa(&cid, &MlDsaPin::of(&[5; 1952])).unwrap();
+
+                let mut enc = std::vec![0u8; Directory::<2>::MAX_ENCODED_LEN];
+                let mut w = Writer::new(&mut enc);
+                dir.encode(&mut w).unwrap();
+                let len = w.finish().unwrap();
+                let back = Directory::<2>::decode(&mut Reader::new(&enc[..len])).unwrap();
+                assert_eq!(back.get(&id), dir.get(&id));
+                assert_eq!(back.get(&cid), dir.get(&cid));
+
+                // Bob's entry: id [32] | tag 3 | identity [128] | pin [32] | bundle tag 2.
+                let (tag, bundle_tag) = (2 + 32, 2 + 32 + 1 + PublicIdentity::LEN + 32);
+                assert_eq!((enc[tag], enc[bundle_tag]), (3, 2));
+                let mut classical = enc.clone();
+                classical[bundle_tag] = 1;
+                assert!(Directory::<2>::decode(&mut Reader::new(&classical[..len])).is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

@@ -36,7 +36,8 @@
 //!
 //! ```text
 //! agent record   owner [32] | 1 u8 | identity | pool | directory | policy
-//!                  [ pq mode u8 (0 Off, 1 Prefer, 2 Require), if not the one the pool implies ]
+//!                  [ pq mode u8 (0 Off, 1 Prefer, 2 Require), if not the one the pool implies or if the ML-DSA section follows ]
+//!                  [ 1 u8 | ML-DSA-65 seed [32], feature `ml-dsa` ]
 //! session record owner [32] | 2 u8 | slot u16 | flag (0 empty, 1 ratchet, 2 ratchet opened with PQXDH)
 //!                  [ peer [32] | session id u64 | order u64 | ratchet ]
 //! key packages   owner [32] | 3 u8 | n u8 { key_package vec16 | init_priv [32] | encryption_priv [32] }
@@ -73,6 +74,17 @@
 //! agent with a PQXDH pool are encoded as before, byte for byte (the
 //! golden records of `test-vectors` re-encode unchanged). A build that
 //! predates the byte refuses a record with it (`Storage(TrailingBytes)`).
+//!
+//! The hybrid identity (feature `ml-dsa`) came after it: the seed of the
+//! agent's ML-DSA-65 key, sealed like the identity's secrets, follows the
+//! mode byte (which is then always written), and the directory's pins of
+//! peers' ML-DSA-65 keys are identity tags 3 and 4 (tags 1 and 2 followed
+//! by the 32-byte pin), a bundle stored from a verified hybrid bundle is
+//! bundle tag 2. A record without them restores as before (an agent
+//! without an ML-DSA key: it publishes classical bundles only, and pins
+//! nothing until a peer's hybrid bundle or introduction); a build without
+//! the feature refuses a record with them (`Storage(TrailingBytes)`,
+//! `Storage(InvalidValue)`) rather than forget pins.
 //!
 //! `identity`, `pool` and `ratchet` are the nested `Persist` bodies of the
 //! ratchet crate ([`Identity`],
@@ -180,7 +192,7 @@ use crate::pq::{KEM_PREKEYS, PqMode, RATCHET_KEM_CT};
 use securemesh_core::codec::{Reader, Writer};
 use securemesh_core::crypto::{Hash, Sha256, SuiteId};
 use securemesh_core::envelope::{self, Header, Persist, SEAL_OVERHEAD, StateKind, StorageKey};
-use securemesh_core::{CryptoRng, Error as CoreError};
+use securemesh_core::{CryptoRng, Error as CoreError, Secret};
 use securemesh_mls_lite::crypto::Secret32;
 use securemesh_ratchet::{Identity, PrekeyPool, Session};
 
@@ -190,6 +202,8 @@ const TAG_AGENT: u8 = 1;
 const TAG_SESSION: u8 = 2;
 const TAG_KEY_PACKAGES: u8 = 3;
 const TAG_GROUP: u8 = 4;
+/// The ML-DSA section of the agent record: the seed of its ML-DSA-65 key.
+const TAG_ML_DSA_SEED: u8 = 1;
 /// `version u16 | suite u16 | len u32` before a nested body.
 const NESTED_OVERHEAD: usize = 8;
 
@@ -260,7 +274,8 @@ impl<const PEERS: usize, const PREKEYS: usize> Bounds<PEERS, PREKEYS> {
         + <PrekeyPool<PREKEYS, KEM_PREKEYS> as Persist>::MAX_BODY_LEN
         + Directory::<PEERS>::MAX_ENCODED_LEN
         + Policy::<PEERS>::MAX_ENCODED_LEN
-        + 1;
+        + 1
+        + if cfg!(feature = "ml-dsa") { 1 + 32 } else { 0 };
 }
 
 impl<const MAX_SKIP: usize, const CAP: usize> Bounds<MAX_SKIP, CAP> {
@@ -340,6 +355,9 @@ pub(crate) struct AgentParts<'a, const PEERS: usize, const PREKEYS: usize> {
     pub(crate) directory: &'a Directory<PEERS>,
     pub(crate) policy: &'a Policy<PEERS>,
     pub(crate) pq: PqMode,
+    /// The seed of the agent's ML-DSA-65 key.
+    #[cfg(feature = "ml-dsa")]
+    pub(crate) ml_dsa: Option<&'a Secret<[u8; 32]>>,
 }
 
 /// The agent record, decoded.
@@ -350,6 +368,9 @@ pub(crate) struct AgentState<const PEERS: usize, const PREKEYS: usize> {
     pub(crate) policy: Policy<PEERS>,
     /// The mode of the record (or the one a record without it implies).
     pub(crate) pq: PqMode,
+    /// The seed of the agent's ML-DSA-65 key (`None` in a record without).
+    #[cfg(feature = "ml-dsa")]
+    pub(crate) ml_dsa: Option<Secret<[u8; 32]>>,
 }
 
 /// Seal one record: the owner's peer id and the record's tag, then `body`.
@@ -381,14 +402,25 @@ pub(crate) fn seal_agent<R: CryptoRng + ?Sized, const PEERS: usize, const PREKEY
         write_nested(w, parts.pool)?;
         parts.directory.encode(w)?;
         parts.policy.encode(w)?;
-        if parts.pq == implied_mode(parts.pool) {
+        #[cfg(feature = "ml-dsa")]
+        let ml_dsa = parts.ml_dsa;
+        #[cfg(not(feature = "ml-dsa"))]
+        let ml_dsa: Option<&Secret<[u8; 32]>> = None;
+        // The mode byte is written if it differs from the implied mode, or
+        // before the ML-DSA section (which follows it).
+        if parts.pq == implied_mode(parts.pool) && ml_dsa.is_none() {
             return Ok(());
         }
         w.write_u8(match parts.pq {
             PqMode::Off => 0,
             PqMode::Prefer => 1,
             PqMode::Require => 2,
-        })
+        })?;
+        if let Some(seed) = ml_dsa {
+            w.write_u8(TAG_ML_DSA_SEED)?;
+            w.write_bytes(seed.expose())?;
+        }
+        Ok(())
     })
 }
 
@@ -743,7 +775,28 @@ fn decode<const PEERS: usize, const PREKEYS: usize, const MAX_SKIP: usize, const
                     _ => return Err(CoreError::InvalidValue),
                 }
             };
-            Opened::Agent { owner, state: AgentState { identity, pool, directory, policy, pq } }
+            // The ML-DSA section, in a build that runs it (a build without
+            // the feature refuses it as trailing bytes).
+            #[cfg(feature = "ml-dsa")]
+            let ml_dsa = if r.is_empty() {
+                None
+            } else if r.read_u8()? == TAG_ML_DSA_SEED {
+                Some(Secret::new(r.read_array()?))
+            } else {
+                return Err(CoreError::InvalidValue);
+            };
+            Opened::Agent {
+                owner,
+                state: AgentState {
+                    identity,
+                    pool,
+                    directory,
+                    policy,
+                    pq,
+                    #[cfg(feature = "ml-dsa")]
+                    ml_dsa,
+                },
+            }
         }
         TAG_SESSION => {
             let slot = r.read_u16()?;
@@ -839,6 +892,8 @@ mod tests {
             directory: &directory,
             policy: &policy,
             pq: PqMode::Require,
+            #[cfg(feature = "ml-dsa")]
+            ml_dsa: None,
         };
         let key = StorageKey::new([4; 32]);
         let mut out = vec![0u8; Bounds::<2, 4>::AGENT];

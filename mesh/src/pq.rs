@@ -77,6 +77,38 @@
 //! [`SessionInfo::pq`](crate::SessionInfo::pq) and counted in
 //! [`Metrics::noise_channels`](crate::Metrics::noise_channels) and
 //! [`Metrics::ratchet_channels`](crate::Metrics::ratchet_channels).
+//!
+//! # Hybrid identities (feature `ml-dsa`)
+//!
+//! PQXDH and `hfs` protect the key agreement against a quantum adversary,
+//! but a bundle signed by Ed25519 alone could be forged by one: its
+//! prekeys (the KEM prekey included) would then be the forger's. With the
+//! feature `ml-dsa` every agent has an ML-DSA-65 key beside its Ed25519
+//! identity key (its 32-byte seed drawn from the caller's RNG and sealed
+//! in the agent record, [`crate::persist`]), and in a hybrid mode
+//! `Agent::bundle_hybrid` publishes a
+//! version-3 bundle whose signed prekey and KEM prekey are signed by both
+//! keys (`securemesh-ratchet`'s hybrid bundles: 5.6 KB, 10.2 KB with the
+//! ML-KEM-768 prekey). The directory pins each peer's ML-DSA key
+//! ([`crate::peer`]):
+//!
+//! | a peer's bundle | [`Off`](PqMode::Off) | [`Prefer`](PqMode::Prefer) | [`Require`](PqMode::Require) |
+//! |---|---|---|---|
+//! | hybrid, key not pinned | refused ([`Error::PqUnavailable`](crate::Error::PqUnavailable)) | accepted, key pinned | accepted, key pinned |
+//! | hybrid, the pinned key | refused ([`Error::PqUnavailable`](crate::Error::PqUnavailable)) | accepted | accepted |
+//! | hybrid, another key | refused ([`Error::PqUnavailable`](crate::Error::PqUnavailable)) | refused (`BadBundle(WrongIdentity)`) | refused (`BadBundle(WrongIdentity)`) |
+//! | classical, key not pinned | as without the feature | as without the feature | refused ([`Error::PqRequired`](crate::Error::PqRequired)) |
+//! | classical, key pinned | refused (`BadBundle(Downgrade)`) | refused (`BadBundle(Downgrade)`) | refused ([`Error::PqRequired`](crate::Error::PqRequired)) |
+//!
+//! Every refusal leaves the agent as it was and is counted in
+//! [`Metrics::pq_refused`](crate::Metrics::pq_refused); accepted hybrid
+//! bundles in [`Metrics::hybrid_bundles`](crate::Metrics::hybrid_bundles).
+//! A pinned key is never unpinned (only with the peer), so stripping the
+//! ML-DSA section off a later bundle, or replaying an older classical one,
+//! does not work. The bundles of [`Agent::bundle`](crate::Agent::bundle)
+//! stay classical (signing needs randomness, which `bundle` does not
+//! take): an agent whose peers pin its key publishes
+//! `Agent::bundle_hybrid`'s.
 
 use crate::envelope::HEADER_LEN;
 use securemesh_noise::TAG_LEN;

@@ -139,6 +139,10 @@ fn pq_mode_survives_a_restart() {
 /// byte); in another mode it is one byte longer, and without that byte it
 /// restores in the implied mode.
 #[test]
+#[cfg_attr(
+    feature = "ml-dsa",
+    ignore = "with the feature ml-dsa the mode byte is always written before the ML-DSA seed; tests/ml_dsa.rs covers a record without the seed"
+)]
 fn an_agent_record_without_the_mode_restores_as_before() {
     for (i, mode) in MODES.into_iter().enumerate() {
         let (mut a, mut rng) = mode_agent(0x5123_2000 + 0x100 * i as u64, mode);
@@ -387,6 +391,10 @@ mod hybrid {
     /// A `Require` agent and an `Off` one: every classical channel is
     /// refused with nothing changed, and the `Off` agent refuses `hfs`.
     #[test]
+    #[cfg_attr(
+        feature = "ml-dsa",
+        ignore = "with the feature ml-dsa, Require refuses the classical bundle already at set_peer_bundle; tests/ml_dsa.rs covers it"
+    )]
     fn require_refuses_classical() {
         let (mut alice, mut ra) = agent(0x7A11_C3A5, PqMode::Require);
         let (mut bob, mut rb) = agent(0x7B0B_0B05, PqMode::Off);
@@ -590,6 +598,10 @@ mod hybrid {
     /// classical bundle and a classical bundle's peer stays unreached,
     /// with nothing changed.
     #[test]
+    #[cfg_attr(
+        feature = "ml-dsa",
+        ignore = "with the feature ml-dsa, Require refuses the classical bundle already at set_peer_bundle; tests/ml_dsa.rs covers it"
+    )]
     fn a_restored_require_agent_still_refuses_classical() {
         let (mut alice, mut ra) = agent(0x7A11_C3B1, PqMode::Require);
         let (mut bob, mut rb) = agent(0x7B0B_0B31, PqMode::Off);
