@@ -232,9 +232,13 @@ impl Member {
 
     /// Join `slot` from `welcome` (an `MLSMessage`) with our keys, tree and
     /// PSKs; a message that is not a Welcome is `Malformed` (slot untouched).
-    pub fn join(&self, slot: &mut Group, welcome: &[u8]) -> Result<(), Error> {
+    pub fn join<const L: usize, const B: usize, const G: usize, const E: usize>(
+        &self,
+        slot: &mut securemesh_mls_lite::Group<L, B, G, E>,
+        welcome: &[u8],
+    ) -> Result<(), Error> {
         let w = welcome_of(welcome)?;
-        let mut scratch = vec![0u8; Group::scratch_len(welcome.len())];
+        let mut scratch = vec![0u8; securemesh_mls_lite::Group::<L, B, G, E>::scratch_len(welcome.len())];
         slot.join_into(&w, &self.keys(), self.ratchet_tree.as_deref(), &self.external_psks(), &mut scratch)
     }
 }
@@ -265,7 +269,10 @@ pub struct History(pub Vec<(Vec<u8>, u64, Secret32)>);
 
 impl History {
     /// Remember the current epoch's resumption PSK (call before its commit).
-    pub fn push(&mut self, g: &Group) {
+    pub fn push<const L: usize, const B: usize, const G: usize, const E: usize>(
+        &mut self,
+        g: &securemesh_mls_lite::Group<L, B, G, E>,
+    ) {
         if !self.0.iter().any(|(_, e, _)| *e == g.epoch()) {
             self.0.push((g.group_id().to_vec(), g.epoch(), g.secrets().resumption_psk.duplicate()));
         }
@@ -279,23 +286,24 @@ impl History {
 
 /// Process the genuine proposals and commit of `epoch` (all must pass);
 /// returns the event of the commit.
-pub fn genuine_epoch(
+pub fn genuine_epoch<const L: usize, const B: usize, const G: usize, const E: usize>(
     m: &Member,
     epoch: &Epoch,
-    g: &mut Group,
+    g: &mut securemesh_mls_lite::Group<L, B, G, E>,
     cache: &mut ProposalCache,
-    spare: &mut Group,
+    spare: &mut securemesh_mls_lite::Group<L, B, G, E>,
     history: &mut History,
 ) -> CommitEvent {
     for p in &epoch.proposals {
-        let mut scratch = vec![0u8; Group::commit_scratch_len(p.len())];
+        let mut scratch = vec![0u8; securemesh_mls_lite::Group::<L, B, G, E>::commit_scratch_len(p.len())];
         g.process_proposal(p, cache, &mut scratch).expect("genuine proposal accepted");
     }
     history.push(g);
     let psks = m.external_psks();
     let resumption = history.resumption();
     let store = PskStore { external: &psks, resumption: &resumption };
-    let mut scratch = vec![0u8; Group::commit_scratch_len(epoch.commit.len())];
+    let mut scratch =
+        vec![0u8; securemesh_mls_lite::Group::<L, B, G, E>::commit_scratch_len(epoch.commit.len())];
     g.process_commit(&epoch.commit, cache, &store, spare, &mut scratch).expect("genuine commit accepted")
 }
 
@@ -474,6 +482,8 @@ pub struct XWingAdd {
     /// The GroupInfo of the new epoch (`MLSMessage`, with
     /// `external_pub`, no tree).
     pub group_info: Vec<u8>,
+    /// The creator (alice) at the new epoch (1).
+    pub creator: Box<XWingGroup>,
 }
 
 /// Build the [`XWingAdd`] (a `Group<8, 1536, 32, 64>`, the capacities of
@@ -516,7 +526,82 @@ pub fn xwing_add() -> XWingAdd {
     commit.truncate(out.commit_len);
     welcome.truncate(out.welcome_len);
     group_info.truncate(n);
-    XWingAdd { joiner, commit, welcome, group_info }
+    XWingAdd { joiner, commit, welcome, group_info, creator: a }
+}
+
+/// The 0x004D (X-Wing) passive client of `mls_xwing_commit`, in the shape
+/// of a vector's (a [`Member`]): bob of [`xwing_add`], joined at epoch 1
+/// from its Welcome; then alice's PublicMessage commits: epoch 1 an empty
+/// commit with an UpdatePath, epoch 2 one adding carol (0x004D) with an
+/// UpdatePath (no proposals: both are commits by value). Deterministic.
+pub fn xwing_member() -> Member {
+    use securemesh_core::testing::TestRng;
+    use securemesh_mls_lite::messages::WireFormat;
+    use securemesh_mls_lite::pending_commit::CommitOptions;
+    let XWingAdd { joiner, welcome, creator: mut a, .. } = xwing_add();
+    let carol = candidate_in(Suite::Mls256XWing, 0x7a30, b"carol", 0, u64::MAX, false);
+    let initial_epoch_authenticator = a.epoch_authenticator().expose().to_vec();
+    let mut rng = TestRng::new(0x7a40);
+    let options = CommitOptions {
+        wire_format: WireFormat::PublicMessage,
+        update_path: true,
+        ..CommitOptions::default()
+    };
+    let mut epochs = Vec::new();
+    for adds in [&[][..], &[carol.key_package().expect("kp")][..]] {
+        let kp_len = carol.key_package_bytes().len();
+        let mut pending: Box<XWingGroup> = Box::default();
+        let mut commit = vec![0u8; kp_len + 8192];
+        let mut welcome = vec![0u8; XWingGroup::welcome_len(1, true)];
+        let mut scratch = vec![0u8; XWingGroup::send_commit_scratch_len(kp_len)];
+        let out = a
+            .commit(adds, &[], &options, &mut rng, &mut pending, &mut commit, &mut welcome, &mut scratch)
+            .expect("alice's commit");
+        a.merge_pending_commit(&mut pending).expect("merge");
+        commit.truncate(out.commit_len);
+        epochs.push(Epoch {
+            proposals: Vec::new(),
+            commit,
+            epoch_authenticator: a.epoch_authenticator().expose().to_vec(),
+        });
+    }
+    Member {
+        key_package: [&[0, 1, 0, 5][..], joiner.key_package_bytes()].concat(),
+        init_priv: joiner.secrets.init_priv.duplicate(),
+        encryption_priv: joiner.secrets.encryption_priv.duplicate(),
+        signature_priv: joiner.signature_priv.duplicate(),
+        welcome,
+        ratchet_tree: None,
+        psks: Vec::new(),
+        initial_epoch_authenticator,
+        epochs,
+    }
+}
+
+/// The state of the `mls_commit` and `mls_xwing_commit` targets (in a
+/// `static`: never on the stack); the default capacities are those of
+/// [`Group`] (`DefaultGroup`).
+pub struct CommitState<const L: usize = 64, const B: usize = 384, const G: usize = 64, const E: usize = 256> {
+    /// The joined group.
+    pub group: securemesh_mls_lite::Group<L, B, G, E>,
+    /// The spare slot of `process_commit`.
+    pub spare: securemesh_mls_lite::Group<L, B, G, E>,
+    /// The proposal cache.
+    pub cache: ProposalCache,
+    /// The group is not the freshly joined one.
+    pub dirty: bool,
+}
+
+impl<const L: usize, const B: usize, const G: usize, const E: usize> CommitState<L, B, G, E> {
+    /// Empty slots, to be joined.
+    pub const fn new() -> Self {
+        CommitState {
+            group: securemesh_mls_lite::Group::new(),
+            spare: securemesh_mls_lite::Group::new(),
+            cache: ProposalCache::new(),
+            dirty: true,
+        }
+    }
 }
 
 /// Genuine 0x004D messages (`MLSMessage`s) of [`xwing_add`] for the
@@ -782,4 +867,111 @@ pub fn proposal_seeds() -> Vec<(String, Vec<u8>)> {
     ];
     seeds.push(("mix".into(), input(1, &frames)));
     seeds
+}
+
+/// Join `s.group` as `member` (must give its initial epoch authenticator)
+/// and run its whole history through it (every genuine epoch must be
+/// accepted with the vector's epoch authenticator); returns the group as
+/// joined. Leaves `s` dirty.
+pub fn commit_fixture<const L: usize, const B: usize, const G: usize, const E: usize>(
+    member: &Member,
+    s: &mut CommitState<L, B, G, E>,
+) -> Observed {
+    let CommitState { group, spare, cache, dirty } = s;
+    group.clear();
+    member.join(group, &member.welcome).expect("the genuine welcome joins");
+    assert_eq!(group.epoch_authenticator().expose()[..], member.initial_epoch_authenticator[..]);
+    let joined = observe(group);
+    let mut history = History::default();
+    for ep in &member.epochs {
+        let event = genuine_epoch(member, ep, group, cache, spare, &mut history);
+        assert_eq!(event, CommitEvent::NewEpoch { epoch: group.epoch() });
+        assert_eq!(group.epoch_authenticator().expose()[..], ep.epoch_authenticator[..]);
+    }
+    *dirty = true;
+    joined
+}
+
+/// One run of `mls_commit` / `mls_xwing_commit` (see `mls_commit`'s
+/// documentation): `data`'s frames into `process_proposal` and
+/// `process_commit` of `m`'s freshly joined group (`joined`), then the
+/// genuine messages of the epoch reached.
+pub fn commit_run<const L: usize, const B: usize, const G: usize, const E: usize>(
+    m: &Member,
+    joined: &Observed,
+    s: &mut CommitState<L, B, G, E>,
+    data: &[u8],
+) {
+    let CommitState { group, spare, cache, dirty } = s;
+    if *dirty {
+        group.clear();
+        m.join(group, &m.welcome).expect("the genuine welcome joins");
+        *dirty = false;
+    }
+    assert!(observe(group) == *joined, "the run does not start from the joined group");
+    assert!(!spare.is_joined());
+    cache.clear();
+
+    let psks = m.external_psks();
+    let mut history = History::default();
+    // Current epoch index into `m.epochs`, and which of its proposals are cached.
+    let mut k = 0usize;
+    let mut cached = vec![false; m.epochs[0].proposals.len()];
+
+    for frame in crate::noise::split_frames(data) {
+        let mut scratch =
+            vec![0u8; securemesh_mls_lite::Group::<L, B, G, E>::commit_scratch_len(frame.len())];
+        let genuine_proposal = m.epochs.get(k).and_then(|ep| ep.proposals.iter().position(|p| p == frame));
+        let cache_len = cache.len();
+        match group.process_proposal(frame, cache, &mut scratch) {
+            Ok(_) => {
+                let j = genuine_proposal.expect("a forged proposal was accepted");
+                cached[j] = true;
+            }
+            Err(e) => {
+                assert!(genuine_proposal.is_none(), "a genuine proposal was refused: {e:?}");
+                assert_eq!(cache.len(), cache_len, "a refused proposal changed the cache");
+            }
+        }
+
+        history.push(group);
+        let resumption = history.resumption();
+        let store = PskStore { external: &psks, resumption: &resumption };
+        let before = observe(group);
+        let cache_len = cache.len();
+        let genuine_commit = m.epochs.get(k).is_some_and(|ep| ep.commit == frame);
+        match group.process_commit(frame, cache, &store, spare, &mut scratch) {
+            Ok(event) => {
+                assert!(genuine_commit, "a forged commit was accepted: {event:?}");
+                assert!(cached.iter().all(|&c| c), "a commit was accepted without its proposals");
+                assert_eq!(event, CommitEvent::NewEpoch { epoch: before.epoch + 1 });
+                assert_eq!(group.epoch(), before.epoch + 1);
+                assert_eq!(group.epoch_authenticator().expose()[..], m.epochs[k].epoch_authenticator[..]);
+                assert!(cache.is_empty());
+                *dirty = true;
+                k += 1;
+                cached = vec![false; m.epochs.get(k).map_or(0, |ep| ep.proposals.len())];
+            }
+            Err(e) => {
+                assert!(
+                    !(genuine_commit && cached.iter().all(|&c| c)),
+                    "the genuine commit was refused with its proposals cached: {e:?}"
+                );
+                assert!(observe(group) == before, "a refused commit changed the group ({e:?})");
+                assert_eq!(cache.len(), cache_len, "a refused commit changed the cache");
+            }
+        }
+        assert!(!spare.is_joined(), "the spare slot was left joined");
+    }
+
+    // The genuine messages of the current epoch still go through after the
+    // garbage (only those: every genuine commit costs signature checks and
+    // path decryption, and the next run starts from a fresh join anyway).
+    if let Some(ep) = m.epochs.get(k) {
+        let event = genuine_epoch(m, ep, group, cache, spare, &mut history);
+        assert_eq!(event, CommitEvent::NewEpoch { epoch: group.epoch() });
+        assert_eq!(group.epoch_authenticator().expose()[..], ep.epoch_authenticator[..]);
+        assert!(!spare.is_joined());
+        *dirty = true;
+    }
 }
