@@ -482,13 +482,16 @@ pub struct XWingAdd {
     /// The GroupInfo of the new epoch (`MLSMessage`, with
     /// `external_pub`, no tree).
     pub group_info: Vec<u8>,
-    /// The creator (alice) at the new epoch (1).
-    pub creator: Box<XWingGroup>,
 }
 
 /// Build the [`XWingAdd`] (a `Group<8, 1536, 32, 64>`, the capacities of
 /// mls-lite's `xwing_group` tests: an X-Wing leaf is about 1.4 KB).
 pub fn xwing_add() -> XWingAdd {
+    xwing_add_and_creator().0
+}
+
+/// [`xwing_add`], and the creator (alice) at the new epoch (1).
+pub fn xwing_add_and_creator() -> (XWingAdd, Box<XWingGroup>) {
     use securemesh_core::testing::TestRng;
     use securemesh_mls_lite::messages::WireFormat;
     use securemesh_mls_lite::pending_commit::CommitOptions;
@@ -526,7 +529,7 @@ pub fn xwing_add() -> XWingAdd {
     commit.truncate(out.commit_len);
     welcome.truncate(out.welcome_len);
     group_info.truncate(n);
-    XWingAdd { joiner, commit, welcome, group_info, creator: a }
+    (XWingAdd { joiner, commit, welcome, group_info }, a)
 }
 
 /// The 0x004D (X-Wing) passive client of `mls_xwing_commit`, in the shape
@@ -538,7 +541,7 @@ pub fn xwing_member() -> Member {
     use securemesh_core::testing::TestRng;
     use securemesh_mls_lite::messages::WireFormat;
     use securemesh_mls_lite::pending_commit::CommitOptions;
-    let XWingAdd { joiner, welcome, creator: mut a, .. } = xwing_add();
+    let (XWingAdd { joiner, welcome, .. }, mut a) = xwing_add_and_creator();
     let carol = candidate_in(Suite::Mls256XWing, 0x7a30, b"carol", 0, u64::MAX, false);
     let initial_epoch_authenticator = a.epoch_authenticator().expose().to_vec();
     let mut rng = TestRng::new(0x7a40);
