@@ -24,6 +24,9 @@
 //!   member (KeyPackage, commit with an UpdatePath, Welcome, GroupInfo):
 //!   the X-Wing joiner of `mls_welcome` and the 0x004D seeds of
 //!   `mls_message_decode` and `mls_welcome`;
+//! - [`xwing_member`]: the 0x004D passive client of `mls_xwing_commit`;
+//! - [`CommitState`], [`commit_fixture`], [`commit_run`]: the state,
+//!   fixture check and run shared by `mls_commit` and `mls_xwing_commit`;
 //! - [`proposal_fixture`], [`proposal_seeds`]: the three-member group of
 //!   `mls_proposal` (made with `create_into`, `commit` and `join_into`),
 //!   its input layout ([`proposal_frame`]) and its seeds.
