@@ -565,3 +565,102 @@ mod parsers {
         }
     }
 }
+
+#[test]
+fn a_hybrid_member_joins_a_hybrid_only_group_by_an_external_commit() {
+    use securemesh_mls_lite::external_commit::ExternalJoin;
+    big_stack(|| {
+        let mut rng = TestRng::new(0x4859_4252_0005);
+        let alice_agent = Agent::hybrid(b"alice", &mut rng);
+        let mut alice = alice_agent.create(&require_hybrid_extension(), &mut rng).unwrap();
+        let mut info = vec![0u8; G::MAX_GROUP_INFO_LEN];
+        let mut scratch = vec![0u8; G::MAX_GROUP_INFO_LEN];
+        let n = alice.export_group_info(true, &mut info, &mut scratch).unwrap();
+        info.truncate(n);
+        let MlsMessageBody::GroupInfo(group_info) = MlsMessage::from_bytes(&info).unwrap().body else {
+            panic!()
+        };
+        let (seed, ml_dsa) = (Ed25519::generate(&mut rng), MlDsa65::generate(&mut rng));
+        let join = ExternalJoin { group_info, ratchet_tree: None, identity: b"erin", signature_priv: &seed };
+        let options = CommitOptions { wire_format: WireFormat::PublicMessage, ..CommitOptions::default() };
+        let (mut erin, mut spare): (Box<G>, Box<G>) = (Box::default(), Box::default());
+        let mut out = vec![0u8; 64 * 1024];
+        let mut scratch = vec![0u8; G::external_commit_scratch_len(info.len())];
+        let store = PskStore::default();
+
+        // A classical joiner is refused by the group's requirement.
+        let refused = erin.join_by_external_commit(
+            &join,
+            &Proposals::default(),
+            &store,
+            &options,
+            &mut rng,
+            &mut spare,
+            &mut out,
+            &mut scratch,
+        );
+        assert_eq!(refused.err(), Some(Error::Unsupported));
+        assert!(!erin.is_joined());
+
+        let done = erin
+            .join_by_external_commit_hybrid(
+                &join,
+                &ml_dsa,
+                &Proposals::default(),
+                &store,
+                &options,
+                &mut rng,
+                &mut spare,
+                &mut out,
+                &mut scratch,
+            )
+            .unwrap();
+        out.truncate(done.commit_len);
+        assert_eq!(process(&mut alice, &out, &mut Cache::new()).unwrap(), CommitEvent::NewEpoch { epoch: 1 });
+        common::assert_agree(&[&*alice, &*erin]);
+        assert_eq!(ml_dsa_key_of(&alice, 1), MlDsa65::public_key(&ml_dsa));
+        assert!(erin.has_ml_dsa_key());
+        // Erin's leaf is re-signed in her next UpdatePath.
+        let mut sent = commit(&mut erin, &[], &[], true, &mut rng).unwrap();
+        assert_eq!(
+            process(&mut alice, &sent.commit, &mut Cache::new()).unwrap(),
+            CommitEvent::NewEpoch { epoch: 2 }
+        );
+        erin.merge_pending_commit(&mut sent.pending).unwrap();
+        common::assert_agree(&[&*alice, &*erin]);
+    });
+}
+
+#[test]
+fn a_ratchet_tree_with_a_bad_ml_dsa_signature_is_refused() {
+    use securemesh_mls_lite::tree::RatchetTree;
+    big_stack(|| {
+        let mut rng = TestRng::new(0x4859_4252_0006);
+        let alice_agent = Agent::hybrid(b"alice", &mut rng);
+        let mut alice = alice_agent.create(&[], &mut rng).unwrap();
+        let bob = Agent::hybrid(b"bob", &mut rng);
+        let mut sent = commit(&mut alice, &[bob.key_package()], &[], false, &mut rng).unwrap();
+        alice.merge_pending_commit(&mut sent.pending).unwrap();
+        let mut tree_bytes = vec![0u8; G::MAX_TREE_LEN];
+        let n = alice.export_ratchet_tree(&mut tree_bytes).unwrap();
+        tree_bytes.truncate(n);
+        let mut scratch = vec![0u8; 4 * HYBRID_LEAF_BYTES];
+        let mut tree: Box<RatchetTree<8, HYBRID_LEAF_BYTES>> = Box::default();
+        tree.decode(&tree_bytes).unwrap();
+        tree.validate(b"hybrid fleet", &mut scratch).unwrap();
+
+        // Bob's leaf (still its KeyPackage's) with one bit of the ML-DSA
+        // signature flipped and Ed25519 signed again: the same length.
+        let kp = bob.key_package();
+        let pre = pre_extensions(&kp.leaf_node);
+        let mut bad = *parse_leaf_signature(&kp.leaf_node.extensions[4..]).unwrap();
+        bad[7] ^= 0x80;
+        let forged = forge(&bob, pre, &extension(ML_DSA_LEAF_SIGNATURE_EXTENSION, &bad));
+        let forged_leaf = KeyPackage::from_bytes(&forged).unwrap().leaf_node.as_bytes().to_vec();
+        let original = kp.leaf_node.as_bytes();
+        let at = tree_bytes.windows(original.len()).position(|w| w == original).unwrap();
+        tree_bytes[at..at + original.len()].copy_from_slice(&forged_leaf);
+        tree.decode(&tree_bytes).unwrap();
+        assert_eq!(tree.validate(b"hybrid fleet", &mut scratch), Err(Error::BadSignature));
+    });
+}
