@@ -16,9 +16,11 @@
 //! } HybridCredential;
 //! ```
 //!
-//! It sits in `Credential` (§5.3) as the `credential_type` 0xF0A5 arm:
-//! `credential_type u16 | identity<V> | ml_dsa_public_key[1952]`. The
-//! Ed25519 key stays the leaf's `signature_key`.
+//! It sits in `Credential` (§5.3) as the `credential_type` 0xF0A5 arm,
+//! as one `opaque credential_data<V>` (the form OpenMLS and mls-rs give a
+//! credential type they do not know, so they carry it):
+//! `credential_type u16 | <V>(identity<V> | ml_dsa_public_key[1952])`.
+//! The Ed25519 key stays the leaf's `signature_key`.
 //!
 //! ## LeafNode extension [`ML_DSA_LEAF_SIGNATURE_EXTENSION`] (0xF0A6)
 //!
@@ -117,12 +119,15 @@ pub struct HybridCredential<'a> {
 }
 
 impl<'a> HybridCredential<'a> {
-    /// Parse the body of a hybrid credential (after its `credential_type`).
+    /// Parse the body of a hybrid credential (after its
+    /// `credential_type`): `credential_data<V>` holding exactly
+    /// `identity<V> | ml_dsa_public_key[1952]`.
     ///
     /// ```
     /// use securemesh_core::codec::Reader;
     /// use securemesh_mls_lite::hybrid_credential::HybridCredential;
-    /// let mut bytes = vec![3, b'b', b'o', b'b'];
+    /// // credential_data<V> of 1956 bytes (a 2-byte varint), identity<V>, key.
+    /// let mut bytes = vec![0x47, 0xa4, 3, b'b', b'o', b'b'];
     /// bytes.extend_from_slice(&[7u8; 1952]);
     /// let c = HybridCredential::parse(&mut Reader::new(&bytes))?;
     /// assert_eq!(c.identity, b"bob");
@@ -130,16 +135,22 @@ impl<'a> HybridCredential<'a> {
     /// # Ok::<(), securemesh_mls_lite::Error>(())
     /// ```
     pub fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
-        let identity = r.read_vec_varint()?;
+        let mut data = Reader::new(r.read_vec_varint()?);
+        let identity = data.read_vec_varint()?;
         let ml_dsa_public_key =
-            r.read_bytes(ML_DSA_PUBLIC_KEY_LEN)?.try_into().map_err(|_| Error::Malformed)?;
+            data.read_bytes(ML_DSA_PUBLIC_KEY_LEN)?.try_into().map_err(|_| Error::Malformed)?;
+        data.finish()?;
         Ok(HybridCredential { identity, ml_dsa_public_key })
     }
 
     /// Write the whole `Credential` (type and body).
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), Error> {
         w.write_u16(HYBRID_CREDENTIAL_TYPE)?;
-        w.write_vec_varint(self.identity)?;
+        let (v, n) = crate::crypto::varint(self.identity.len())?;
+        let data_len = n.saturating_add(self.identity.len()).saturating_add(ML_DSA_PUBLIC_KEY_LEN);
+        w.write_varint(u32::try_from(data_len).map_err(|_| Error::Capacity)?)?;
+        w.write_bytes(v.get(..n).ok_or(Error::Capacity)?)?;
+        w.write_bytes(self.identity)?;
         Ok(w.write_bytes(self.ml_dsa_public_key)?)
     }
 }

@@ -272,7 +272,7 @@ impl KeyPackage<'_> {
     /// `now` (Unix seconds, the caller's clock), its credential must be
     /// basic (or, with feature `ml-dsa`, hybrid: both signatures of the
     /// leaf verified), and its capabilities must list version mls10, the
-    /// KeyPackage's ciphersuite and the basic credential type. `scratch` as for `verify`.
+    /// KeyPackage's ciphersuite and the credential's type. `scratch` as for `verify`.
     /// A lifetime that does not hold `now` is [`Error::Expired`].
     pub fn validate(&self, now: u64, scratch: &mut [u8]) -> Result<(), Error> {
         self.verify(scratch)?;
@@ -283,17 +283,17 @@ impl KeyPackage<'_> {
         if now < not_before || now > not_after {
             return Err(Error::Expired);
         }
-        #[cfg(feature = "ml-dsa")]
-        let hybrid = matches!(leaf.credential, Credential::Hybrid(_));
-        #[cfg(not(feature = "ml-dsa"))]
-        let hybrid = false;
-        if !matches!(leaf.credential, Credential::Basic { .. }) && !hybrid {
-            return Err(Error::Unsupported);
-        }
+        // The credential's type, which the capabilities must list.
+        let credential_type = match leaf.credential {
+            Credential::Basic { .. } => 1,
+            #[cfg(feature = "ml-dsa")]
+            Credential::Hybrid(_) => crate::hybrid_credential::HYBRID_CREDENTIAL_TYPE,
+            _ => return Err(Error::Unsupported),
+        };
         let caps = &leaf.capabilities;
         if !caps.versions().any(|v| v == MLS10)
             || !caps.cipher_suites().any(|s| s == self.cipher_suite)
-            || !caps.credentials().any(|c| c == 1)
+            || !caps.credentials().any(|c| c == credential_type)
         {
             return Err(Error::Unsupported);
         }

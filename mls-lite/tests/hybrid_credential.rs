@@ -553,8 +553,9 @@ mod parsers {
         /// and the 1952-byte key fit.
         #[test]
         fn a_credential_parses_iff_complete(identity in proptest::collection::vec(any::<u8>(), 0..100), cut in 0usize..2100) {
-            let mut bytes = vec_v(&identity);
-            bytes.extend([9u8; 1952]);
+            let mut data = vec_v(&identity);
+            data.extend([9u8; 1952]);
+            let bytes = vec_v(&data);
             let whole = bytes.len();
             let n = cut.min(whole);
             let parsed = HybridCredential::parse(&mut Reader::new(&bytes[..n]));
