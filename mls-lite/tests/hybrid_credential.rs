@@ -211,6 +211,9 @@ fn a_hybrid_group_of_three_lives_add_talk_update_remove_restore() {
         ));
         let mut alice = alice_agent.create(&require_hybrid_extension(), &mut rng).unwrap();
         assert!(alice.requires_hybrid_credentials().unwrap());
+        let leaf_len = kp.leaf_node.as_bytes().len();
+        println!("hybrid KeyPackage {} bytes, its leaf {leaf_len} bytes", alice_agent.kp.len());
+        assert!(leaf_len <= HYBRID_LEAF_BYTES);
         assert!(alice.has_ml_dsa_key());
 
         // Alice adds Bob and Carol; they join from the Welcome (the tree's
@@ -219,6 +222,7 @@ fn a_hybrid_group_of_three_lives_add_talk_update_remove_restore() {
         let adds = [bob_agent.key_package(), carol_agent.key_package()];
         let mut sent = commit(&mut alice, &adds, &[], false, &mut rng).unwrap();
         alice.merge_pending_commit(&mut sent.pending).unwrap();
+        println!("Welcome for 2 hybrid members (tree inside): {} bytes", sent.welcome.len());
         let mut bob = bob_agent.join(&sent.welcome).unwrap();
         let mut carol = carol_agent.join(&sent.welcome).unwrap();
         common::assert_agree(&[&*alice, &*bob, &*carol]);
@@ -262,6 +266,7 @@ fn a_hybrid_group_of_three_lives_add_talk_update_remove_restore() {
         // Alice commits with an UpdatePath: her new leaf is re-signed.
         let old_enc = alice.tree().leaf(0).unwrap().encryption_key.to_vec();
         let mut sent = commit(&mut alice, &[], &[], true, &mut rng).unwrap();
+        println!("UpdatePath commit (PrivateMessage) of 3 hybrid members: {} bytes", sent.commit.len());
         for g in [&mut bob, &mut carol] {
             assert_eq!(
                 process(g, &sent.commit, &mut Cache::new()).unwrap(),
@@ -278,6 +283,7 @@ fn a_hybrid_group_of_three_lives_add_talk_update_remove_restore() {
         let mut blob = vec![0u8; G::MAX_ENCODED_LEN];
         let n = bob.encode_state(&mut blob).unwrap();
         assert_eq!(u16::from_be_bytes([blob[5], blob[6]]), 4);
+        println!("state of a hybrid member of 3: {n} bytes (MAX_ENCODED_LEN {})", G::MAX_ENCODED_LEN);
         let mut restored: Box<G> = Box::default();
         restored.decode_state_into(&blob[..n]).unwrap();
         assert!(restored.has_ml_dsa_key());
