@@ -31,6 +31,23 @@ pub enum Credential<'a> {
 }
 
 impl<'a> Credential<'a> {
+    /// The identity bytes of a basic credential (or, with feature
+    /// `ml-dsa`, of a hybrid one); `None` for X.509.
+    ///
+    /// ```
+    /// use securemesh_mls_lite::tree::node::Credential;
+    /// assert_eq!(Credential::Basic { identity: b"bob" }.identity(), Some(&b"bob"[..]));
+    /// assert_eq!(Credential::X509 { certificates: &[] }.identity(), None);
+    /// ```
+    pub fn identity(&self) -> Option<&'a [u8]> {
+        match self {
+            Credential::Basic { identity } => Some(identity),
+            #[cfg(feature = "ml-dsa")]
+            Credential::Hybrid(c) => Some(c.identity),
+            Credential::X509 { .. } => None,
+        }
+    }
+
     fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
         match r.read_u16()? {
             1 => Ok(Credential::Basic { identity: r.read_vec_varint()? }),
