@@ -532,6 +532,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.own_leaf = other.own_leaf;
         self.leaf_private_key = other.leaf_private_key.duplicate();
         self.signature_private_key = other.signature_private_key.duplicate();
+        #[cfg(feature = "ml-dsa")]
+        {
+            self.ml_dsa_private_key = other.ml_dsa_private_key.as_ref().map(Secret32::duplicate);
+        }
         self.signing_key = other.signing_key.as_ref().map(Ed25519SigningKey::duplicate);
         self.path_keys.clear();
         for k in &other.path_keys {
@@ -1082,6 +1086,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         };
 
         next.path_keys.sort_unstable_by_key(|k| k.node);
+        #[cfg(feature = "ml-dsa")]
+        next.check_required_capabilities()?;
 
         // The new epoch.
         let tree_hash = next.tree.tree_hash(next.tree.root())?;

@@ -19,6 +19,12 @@ use crate::welcome::JoinKeys;
 use securemesh_core::CryptoRng;
 use securemesh_core::crypto::{Ed25519, Signature};
 
+/// What a hybrid credential adds to our KeyPackage (feature `ml-dsa`).
+#[cfg(feature = "ml-dsa")]
+const HYBRID_EXTRA: usize = crate::hybrid_credential::HYBRID_LEAF_OVERHEAD;
+#[cfg(not(feature = "ml-dsa"))]
+const HYBRID_EXTRA: usize = 0;
+
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
     /// Make this slot a new group `group_id` at epoch 0 whose only member
     /// (leaf 0) is the owner of `keys` (its KeyPackage, leaf encryption
@@ -62,7 +68,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         let mut fill = || -> Result<(), Error> {
             let kp = &keys.key_package;
             let suite = Suite::from_id(kp.cipher_suite)?;
-            let mut work = [0u8; 2 * (2048 + crate::crypto::suite::MAX_HPKE_PUBLIC_LEN - 32)];
+            let mut work = [0u8; 2 * (2048 + crate::crypto::suite::MAX_HPKE_PUBLIC_LEN - 32 + HYBRID_EXTRA)];
             let needed = kp.as_bytes().len().saturating_mul(2).saturating_add(100);
             kp.verify(work.get_mut(..needed).ok_or(Error::Capacity)?)?;
             let leaf = &kp.leaf_node;
@@ -79,6 +85,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             self.tree.extend()?;
             self.tree.set_leaf(0, Some(leaf.as_bytes()))?;
             self.tree_hash = self.tree.tree_hash(self.tree.root())?;
+            #[cfg(feature = "ml-dsa")]
+            self.check_required_capabilities()?;
             self.epoch = 0;
             self.confirmed_transcript_hash.clear();
             self.own_leaf = 0;

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::group::Group;
 use crate::messages::GroupInfo;
 use crate::pending_commit::{CommitOptions, CommitOutput, EXTERNAL_PUB_EXTENSION, ExternalInit, Proposals};
-use crate::tree::node::{LeafNodeParams, LeafNodeSource, write_leaf_node};
+use crate::tree::node::{LeafNodeParams, LeafNodeSource, write_leaf};
 use crate::welcome::{EpochSecretsKept, RATCHET_TREE_EXTENSION, find_extension};
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Reader;
@@ -38,7 +38,8 @@ pub struct ExternalJoin<'a> {
     /// GroupInfo does not carry it; the extension wins when both are
     /// present.
     pub ratchet_tree: Option<&'a [u8]>,
-    /// The identity of our basic credential.
+    /// The identity of our credential (basic, or hybrid with
+    /// `join_by_external_commit_hybrid`).
     pub identity: &'a [u8],
     /// Our Ed25519 signing seed.
     pub signature_priv: &'a Secret32,
@@ -119,6 +120,55 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         commit_out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<CommitOutput, Error> {
+        self.external_join(join, None, proposals, psk_store, options, rng, spare, commit_out, scratch)
+    }
+
+    /// [`join_by_external_commit`](Self::join_by_external_commit) with a
+    /// hybrid credential (`hybrid_credential`): our leaf carries the
+    /// ML-DSA-65 key of `ml_dsa_seed` and is signed with it too, and the
+    /// group keeps the seed to re-sign it ([`Group::set_ml_dsa_key`]).
+    /// Feature `ml-dsa`.
+    #[cfg(feature = "ml-dsa")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn join_by_external_commit_hybrid<R: CryptoRng + ?Sized>(
+        &mut self,
+        join: &ExternalJoin<'_>,
+        ml_dsa_seed: &Secret32,
+        proposals: &Proposals<'_>,
+        psk_store: &PskStore<'_>,
+        options: &CommitOptions<'_>,
+        rng: &mut R,
+        spare: &mut Self,
+        commit_out: &mut [u8],
+        scratch: &mut [u8],
+    ) -> Result<CommitOutput, Error> {
+        self.external_join(
+            join,
+            Some(ml_dsa_seed),
+            proposals,
+            psk_store,
+            options,
+            rng,
+            spare,
+            commit_out,
+            scratch,
+        )
+    }
+
+    /// The external join, with a hybrid credential if `ml_dsa_seed` is given.
+    #[allow(clippy::too_many_arguments)]
+    fn external_join<R: CryptoRng + ?Sized>(
+        &mut self,
+        join: &ExternalJoin<'_>,
+        ml_dsa_seed: Option<&Secret32>,
+        proposals: &Proposals<'_>,
+        psk_store: &PskStore<'_>,
+        options: &CommitOptions<'_>,
+        rng: &mut R,
+        spare: &mut Self,
+        commit_out: &mut [u8],
+        scratch: &mut [u8],
+    ) -> Result<CommitOutput, Error> {
         let mut run = || -> Result<CommitOutput, Error> {
             if !proposals.adds.is_empty() || proposals.group_context_extensions.is_some() {
                 return Err(Error::Malformed);
@@ -155,7 +205,18 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 source: LeafNodeSource::Update,
                 extensions: &[],
             };
-            let leaf_len = write_leaf_node(leaf_buf, &params, &signing, gi.group_context.group_id, 0, work)?;
+            let group_id = gi.group_context.group_id;
+            let leaf_len = match ml_dsa_seed {
+                #[cfg(feature = "ml-dsa")]
+                Some(seed) => {
+                    spare.ml_dsa_private_key = Some(seed.duplicate());
+                    let mut signer = crate::hybrid_credential::MlDsaLeafSigner::new(seed, rng);
+                    write_leaf(leaf_buf, &params, &signing, Some(&mut signer), group_id, 0, work)?
+                }
+                #[cfg(not(feature = "ml-dsa"))]
+                Some(_) => return Err(Error::Unsupported),
+                None => write_leaf(leaf_buf, &params, &signing, None, group_id, 0, work)?,
+            };
             let (kem_output, init_secret) = spare.suite.external_init_send(external_pub, rng)?;
             let external = ExternalInit {
                 kem_output,

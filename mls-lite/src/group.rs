@@ -105,6 +105,10 @@ pub struct Group<
     /// (loading recomputes the public key: a base-point multiplication per
     /// signature otherwise). Emptied wherever the seed is set.
     pub(crate) signing_key: Option<Ed25519SigningKey>,
+    /// The ML-DSA-65 seed of our hybrid credential
+    /// ([`Group::set_ml_dsa_key`]), which re-signs our leaf.
+    #[cfg(feature = "ml-dsa")]
+    pub(crate) ml_dsa_private_key: Option<Secret32>,
     pub(crate) path_keys: heapless::Vec<PathKey, MAX_PATH_KEYS>,
     /// The private key of the leaf of the Update we proposed in this
     /// epoch ([`Group::propose`]), kept until a commit covers it or the
@@ -145,6 +149,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             leaf_private_key: Secret::new([0; NH]),
             signature_private_key: Secret::new([0; NH]),
             signing_key: None,
+            #[cfg(feature = "ml-dsa")]
+            ml_dsa_private_key: None,
             path_keys: heapless::Vec::new(),
             pending_update: None,
             secrets: EpochSecretsKept::zeroed(),
@@ -217,19 +223,43 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     /// Encode and sign a new LeafNode for our leaf into `out` (returning
     /// its length): `encryption_key`, `source`, and the credential and
     /// extensions of our current leaf. `scratch`: as
-    /// [`write_leaf_node`](crate::tree::node::write_leaf_node).
-    pub(crate) fn write_own_leaf(
+    /// [`write_leaf_node`](crate::tree::node::write_leaf_node). A hybrid
+    /// leaf is signed with ML-DSA-65 too (hedged, from `rng`), with the key
+    /// of [`Group::set_ml_dsa_key`] ([`Error::Unsupported`] without one).
+    pub(crate) fn write_own_leaf<R: securemesh_core::CryptoRng + ?Sized>(
         &self,
         encryption_key: &[u8],
         source: crate::tree::node::LeafNodeSource<'_>,
+        rng: &mut R,
         out: &mut [u8],
         scratch: &mut [u8],
     ) -> Result<usize, Error> {
         use crate::tree::node::{Credential, LeafNodeParams, write_leaf_node};
         let current = self.tree.leaf(self.own_leaf).ok_or(Error::Malformed)?;
+        let signing = self.signing_key.as_ref().ok_or(Error::Malformed)?;
+        #[cfg(feature = "ml-dsa")]
+        if let Credential::Hybrid(c) = current.credential {
+            let seed = self.ml_dsa_private_key.as_ref().ok_or(Error::Unsupported)?;
+            let params = LeafNodeParams {
+                encryption_key,
+                identity: c.identity,
+                source,
+                extensions: current.extensions,
+            };
+            let mut signer = crate::hybrid_credential::MlDsaLeafSigner::new(seed, rng);
+            return crate::tree::node::write_leaf(
+                out,
+                &params,
+                signing,
+                Some(&mut signer),
+                &self.group_id,
+                self.own_leaf,
+                scratch,
+            );
+        }
+        let _ = &rng;
         let Credential::Basic { identity } = current.credential else { return Err(Error::Unsupported) };
         let params = LeafNodeParams { encryption_key, identity, source, extensions: current.extensions };
-        let signing = self.signing_key.as_ref().ok_or(Error::Malformed)?;
         write_leaf_node(out, &params, signing, &self.group_id, self.own_leaf, scratch)
     }
 
@@ -279,6 +309,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
         self.leaf_private_key = Secret32::zeroed();
         self.signature_private_key = Secret32::zeroed();
         self.signing_key = None;
+        #[cfg(feature = "ml-dsa")]
+        {
+            self.ml_dsa_private_key = None;
+        }
         self.path_keys.clear();
         self.pending_update = None;
         self.secrets = EpochSecretsKept::zeroed();

@@ -14,13 +14,15 @@
 //! [`KeyPackage::validate`] is what a committer runs on a KeyPackage it
 //! received before adding it: [`KeyPackage::verify`] (both signatures,
 //! the source, distinct keys) plus the lifetime at the caller's `now` and
-//! the capabilities this profile needs.
+//! the capabilities this profile needs (with feature `ml-dsa`, a hybrid
+//! credential and its ML-DSA signature too: `create_hybrid_key_package_in`
+//! makes such a KeyPackage).
 
 use crate::crypto::suite::Suite;
 use crate::crypto::{Secret32, sign_with_label};
 use crate::error::Error;
 use crate::messages::{KeyPackage, MLS10};
-use crate::tree::node::{Credential, LeafNodeParams, LeafNodeSource, write_leaf_node};
+use crate::tree::node::{Credential, HybridLeafSigner, LeafNodeParams, LeafNodeSource, write_leaf};
 use securemesh_core::CryptoRng;
 use securemesh_core::codec::Writer;
 use securemesh_core::crypto::{Ed25519, Signature};
@@ -134,7 +136,73 @@ pub fn create_key_package_in<R: CryptoRng + ?Sized>(
     out: &mut [u8],
     scratch: &mut [u8],
 ) -> Result<(usize, KeyPackageSecrets), Error> {
-    let needed = key_package_len_in(suite, params.identity.len());
+    check_buffers(key_package_len_in(suite, params.identity.len()), params, out, scratch)?;
+    let secrets = KeyPackageSecrets { init_priv: suite.generate(rng), encryption_priv: suite.generate(rng) };
+    let len = write_key_package(suite, params, signature_priv, &secrets, None, out, scratch)?;
+    Ok((len, secrets))
+}
+
+/// Most bytes [`create_hybrid_key_package_in`] writes in `suite` for an
+/// identity of `identity_len` bytes. Feature `ml-dsa`.
+#[cfg(feature = "ml-dsa")]
+pub const fn hybrid_key_package_len_in(suite: Suite, identity_len: usize) -> usize {
+    key_package_len_in(suite, identity_len).saturating_add(crate::hybrid_credential::HYBRID_LEAF_OVERHEAD)
+}
+
+/// [`create_key_package_in`] with a hybrid credential
+/// ([`crate::hybrid_credential`]): the leaf's credential carries the
+/// ML-DSA-65 public key of the seed `ml_dsa_seed` and the leaf its
+/// ML-DSA-65 signature (hedged, from `rng`) beside the Ed25519 one. `out`
+/// needs [`hybrid_key_package_len_in`]`(suite, identity.len())` bytes,
+/// `scratch` twice that. Feature `ml-dsa`.
+///
+/// ```
+/// use securemesh_core::crypto::{Ed25519, MlDsa65, Signature};
+/// use securemesh_core::testing::TestRng;
+/// use securemesh_mls_lite::crypto::suite::Suite;
+/// use securemesh_mls_lite::key_package::{KeyPackageParams, create_hybrid_key_package_in, hybrid_key_package_len_in};
+/// use securemesh_mls_lite::messages::KeyPackage;
+/// use securemesh_mls_lite::tree::node::Credential;
+/// # std::thread::Builder::new().stack_size(8 << 20).spawn(|| {
+/// let mut rng = TestRng::new(1);
+/// let (identity_key, ml_dsa_seed) = (Ed25519::generate(&mut rng), MlDsa65::generate(&mut rng));
+/// let params = KeyPackageParams { identity: b"agent-7", not_before: 0, not_after: 10, last_resort: false };
+/// let suite = Suite::Mls128X25519;
+/// let mut out = vec![0u8; hybrid_key_package_len_in(suite, params.identity.len())];
+/// let mut scratch = vec![0u8; 2 * out.len()];
+/// let (n, _secrets) =
+///     create_hybrid_key_package_in(suite, &params, &identity_key, &ml_dsa_seed, &mut rng, &mut out, &mut scratch)?;
+/// let kp = KeyPackage::from_bytes(&out[..n])?;
+/// kp.validate(5, &mut scratch)?; // both signatures
+/// let Credential::Hybrid(c) = kp.leaf_node.credential else { unreachable!() };
+/// assert_eq!(*c.ml_dsa_public_key, MlDsa65::public_key(&ml_dsa_seed));
+/// # Ok::<(), securemesh_mls_lite::Error>(())
+/// # }).unwrap().join().unwrap().unwrap();
+/// ```
+#[cfg(feature = "ml-dsa")]
+pub fn create_hybrid_key_package_in<R: CryptoRng + ?Sized>(
+    suite: Suite,
+    params: &KeyPackageParams<'_>,
+    signature_priv: &Secret32,
+    ml_dsa_seed: &Secret32,
+    rng: &mut R,
+    out: &mut [u8],
+    scratch: &mut [u8],
+) -> Result<(usize, KeyPackageSecrets), Error> {
+    check_buffers(hybrid_key_package_len_in(suite, params.identity.len()), params, out, scratch)?;
+    let secrets = KeyPackageSecrets { init_priv: suite.generate(rng), encryption_priv: suite.generate(rng) };
+    let mut signer = crate::hybrid_credential::MlDsaLeafSigner::new(ml_dsa_seed, rng);
+    let len = write_key_package(suite, params, signature_priv, &secrets, Some(&mut signer), out, scratch)?;
+    Ok((len, secrets))
+}
+
+/// `out` of `needed` bytes, `scratch` of twice that, a lifetime in order.
+fn check_buffers(
+    needed: usize,
+    params: &KeyPackageParams<'_>,
+    out: &[u8],
+    scratch: &[u8],
+) -> Result<(), Error> {
     if out.len() < needed {
         return Err(Error::BufferTooSmall { needed });
     }
@@ -145,7 +213,20 @@ pub fn create_key_package_in<R: CryptoRng + ?Sized>(
     if params.not_before > params.not_after {
         return Err(Error::Malformed);
     }
-    let secrets = KeyPackageSecrets { init_priv: suite.generate(rng), encryption_priv: suite.generate(rng) };
+    Ok(())
+}
+
+/// Write and sign the KeyPackage of `secrets` (its leaf hybrid if
+/// `hybrid` is given).
+fn write_key_package(
+    suite: Suite,
+    params: &KeyPackageParams<'_>,
+    signature_priv: &Secret32,
+    secrets: &KeyPackageSecrets,
+    hybrid: Option<&mut dyn HybridLeafSigner>,
+    out: &mut [u8],
+    scratch: &mut [u8],
+) -> Result<usize, Error> {
     let signing = Ed25519::signing_key(signature_priv);
     let encryption_key = suite.public_key(&secrets.encryption_priv)?;
     let leaf_params = LeafNodeParams {
@@ -161,7 +242,7 @@ pub fn create_key_package_in<R: CryptoRng + ?Sized>(
     w.write_vec_varint(&suite.public_key(&secrets.init_priv)?)?;
     let head = w.finish()?;
     let leaf_out = out.get_mut(head..).ok_or(Error::Capacity)?;
-    let leaf_len = write_leaf_node(leaf_out, &leaf_params, &signing, &[], 0, scratch)?;
+    let leaf_len = write_leaf(leaf_out, &leaf_params, &signing, hybrid, &[], 0, scratch)?;
     let at = head.checked_add(leaf_len).ok_or(Error::Capacity)?;
     let mut w = Writer::new(out.get_mut(at..).ok_or(Error::Capacity)?);
     if params.last_resort {
@@ -177,8 +258,7 @@ pub fn create_key_package_in<R: CryptoRng + ?Sized>(
         sign_with_label(&signing, b"KeyPackageTBS", out.get(..tbs_len).ok_or(Error::Capacity)?, scratch)?;
     let mut w = Writer::new(out.get_mut(tbs_len..).ok_or(Error::Capacity)?);
     w.write_vec_varint(&signature)?;
-    let len = tbs_len.checked_add(w.finish()?).ok_or(Error::Capacity)?;
-    Ok((len, secrets))
+    tbs_len.checked_add(w.finish()?).ok_or(Error::Capacity)
 }
 
 impl KeyPackage<'_> {
@@ -190,8 +270,9 @@ impl KeyPackage<'_> {
     /// Validate a received KeyPackage before adding its member (§10.1,
     /// §7.3): [`verify`](Self::verify), then the leaf's lifetime must hold
     /// `now` (Unix seconds, the caller's clock), its credential must be
-    /// basic, and its capabilities must list version mls10, ciphersuite
-    /// 0x0003 and the basic credential type. `scratch` as for `verify`.
+    /// basic (or, with feature `ml-dsa`, hybrid: both signatures of the
+    /// leaf verified), and its capabilities must list version mls10, the
+    /// KeyPackage's ciphersuite and the credential's type. `scratch` as for `verify`.
     /// A lifetime that does not hold `now` is [`Error::Expired`].
     pub fn validate(&self, now: u64, scratch: &mut [u8]) -> Result<(), Error> {
         self.verify(scratch)?;
@@ -202,13 +283,17 @@ impl KeyPackage<'_> {
         if now < not_before || now > not_after {
             return Err(Error::Expired);
         }
-        if !matches!(leaf.credential, Credential::Basic { .. }) {
-            return Err(Error::Unsupported);
-        }
+        // The credential's type, which the capabilities must list.
+        let credential_type = match leaf.credential {
+            Credential::Basic { .. } => 1,
+            #[cfg(feature = "ml-dsa")]
+            Credential::Hybrid(_) => crate::hybrid_credential::HYBRID_CREDENTIAL_TYPE,
+            _ => return Err(Error::Unsupported),
+        };
         let caps = &leaf.capabilities;
         if !caps.versions().any(|v| v == MLS10)
             || !caps.cipher_suites().any(|s| s == self.cipher_suite)
-            || !caps.credentials().any(|c| c == 1)
+            || !caps.credentials().any(|c| c == credential_type)
         {
             return Err(Error::Unsupported);
         }

@@ -17,6 +17,15 @@
 //! about 1.4 KB, so give such a group `LEAF_BYTES` of 1536). Without the
 //! feature the HPKE bounds stay 32 bytes and the state keeps its size.
 //!
+//! Feature `ml-dsa` (off by default) adds hybrid credentials
+//! (`hybrid_credential`): a private-use credential type (0xF0A5)
+//! carrying the member's ML-DSA-65 key beside its identity, and a
+//! private-use LeafNode extension (0xF0A6) carrying an ML-DSA-65 signature
+//! of the leaf, checked wherever a leaf is verified together with the
+//! Ed25519 one (both must verify). A group requires them of every member
+//! through `required_capabilities`. Hybrid leaves are about 5.7 KB
+//! (`LEAF_BYTES` of `hybrid_credential::HYBRID_LEAF_BYTES`).
+//!
 //! What is here, each part checked against the MLS working group's test
 //! vectors: [`tree_math`] (array-based tree math), [`crypto`] (the
 //! labelled derivations, signatures and HPKE encryption of suite 3),
@@ -192,6 +201,8 @@ mod error;
 pub mod external_commit;
 pub mod framing;
 pub mod group;
+#[cfg(feature = "ml-dsa")]
+pub mod hybrid_credential;
 pub mod key_package;
 pub mod key_schedule;
 pub mod messages;

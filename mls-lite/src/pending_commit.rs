@@ -601,7 +601,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             commit_secret = next_path_secret(&secret)?;
             let leaf_key = self.suite.generate(rng);
             let source = LeafNodeSource::Commit { parent_hash: parent_hash.as_ref().map_or(&[], |h| &h[..]) };
-            let leaf_len = next.write_own_leaf(&self.suite.public_key(&leaf_key)?, source, path_buf, work)?;
+            let leaf_len =
+                next.write_own_leaf(&self.suite.public_key(&leaf_key)?, source, rng, path_buf, work)?;
             next.tree.set_leaf(own, Some(path_buf.get(..leaf_len).ok_or(Error::Capacity)?))?;
             new_leaf_key = Some(leaf_key);
 
@@ -717,6 +718,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 .confirmed_transcript_hash(&self.interim_transcript_hash)?;
         // The tree is final once the path is in: the provisional context's
         // tree hash is the new epoch's.
+        #[cfg(feature = "ml-dsa")]
+        next.check_required_capabilities()?;
         let tree_hash = match provisional_tree_hash {
             Some(h) => h,
             None => next.tree.tree_hash(next.tree.root())?,

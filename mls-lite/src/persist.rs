@@ -53,6 +53,14 @@
 //!                                          in this epoch, until a commit covers it
 //! ```
 //!
+//! ## Version 4 (feature `ml-dsa`)
+//!
+//! Version 3, then `ml_dsa_private_key [32]`: the ML-DSA-65 seed of our
+//! hybrid credential (`hybrid_credential`), whose public key is
+//! our leaf's credential's. Written only for a member holding one (other
+//! states are still written as version 3); without the feature a version
+//! 4 state is [`Error::UnknownVersion`].
+//!
 //! ## Version 2
 //!
 //! Version 2 (before we sent Update proposals) ends after the skipped
@@ -368,6 +376,15 @@ fn check_tree<const L: usize, const B: usize>(tree: &RatchetTree<L, B>) -> Resul
 }
 
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B, G, E> {
+    /// The body version this state is written in.
+    fn body_version(&self) -> u16 {
+        #[cfg(feature = "ml-dsa")]
+        if self.ml_dsa_private_key.is_some() {
+            return 4;
+        }
+        3
+    }
+
     /// Check a header as [`Persist::decode_state`] does.
     fn check_envelope(header: &Header, body: &[u8]) -> Result<(), Error> {
         if header.kind != Self::KIND {
@@ -395,7 +412,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
     }
 
     fn read_body(&mut self, header: &Header, r: &mut Reader<'_>) -> Result<(), Error> {
-        if !(1..=3).contains(&header.version) {
+        if !(1..=Self::VERSION).contains(&header.version) {
             return Err(Error::UnknownVersion { found: header.version });
         }
         // The envelope's suite is the group's MLS ciphersuite (0x0003 in
@@ -473,6 +490,17 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                 _ => return Err(Error::InvalidValue),
             };
         }
+        #[cfg(feature = "ml-dsa")]
+        if header.version >= 4 {
+            let seed = read_secret(r)?;
+            let crate::tree::node::Credential::Hybrid(c) = own.credential else {
+                return Err(Error::InvalidValue);
+            };
+            if !ct_eq(&securemesh_core::crypto::MlDsa65::public_key(&seed), c.ml_dsa_public_key) {
+                return Err(Error::InvalidValue);
+            }
+            self.ml_dsa_private_key = Some(seed);
+        }
         self.joined = true;
         Ok(())
     }
@@ -544,7 +572,9 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
 
 impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for Group<L, B, G, E> {
     const KIND: StateKind = StateKind::MLS_GROUP;
-    const VERSION: u16 = 3;
+    /// 3; 4 with feature `ml-dsa` (written only for a member holding the
+    /// ML-DSA key of a hybrid credential, see [`Persist::header`]).
+    const VERSION: u16 = if cfg!(feature = "ml-dsa") { 4 } else { 3 };
     const MAX_BODY_LEN: usize = 4 * 2 // capacities
         + 2 + G // group_id
         + 8 + NH // epoch, tree_hash
@@ -555,10 +585,18 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
         + 1 + max_path_keys(L) * PATH_KEY_LEN // path keys
         + SECRETS_LEN
         + secret_tree_len(L)
-        + 1 + 32; // pending update
+        + 1 + 32 // pending update
+        + if cfg!(feature = "ml-dsa") { 32 } else { 0 }; // ML-DSA seed
 
     fn suite(&self) -> SuiteId {
         SuiteId(self.suite.id())
+    }
+
+    /// Version 3, or 4 for a member with the ML-DSA key of its hybrid
+    /// credential (feature `ml-dsa`): classical states keep the encoding
+    /// of the golden files.
+    fn header(&self) -> Header {
+        Header { kind: Self::KIND, version: self.body_version(), suite: Persist::suite(self) }
     }
 
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
@@ -612,6 +650,10 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Persist for
                 w.write_u8(1)?;
                 w.write_bytes(key.expose())?;
             }
+        }
+        #[cfg(feature = "ml-dsa")]
+        if let Some(seed) = &self.ml_dsa_private_key {
+            w.write_bytes(seed.expose())?;
         }
         Ok(())
     }
@@ -747,6 +789,8 @@ mod tests {
         // longest key of the build in each (the same without `x-wing`).
         let parents = max_width(L) - 1;
         let key_room = parents * (HPKE_KEY_FIELD_LEN - 33);
+        // Its leaves are basic: no ML-DSA seed (32 bytes with `ml-dsa`).
+        let key_room = key_room + if cfg!(feature = "ml-dsa") { 32 } else { 0 };
         assert_eq!(bytes.len() + key_room, Group::<L, B, G, E>::MAX_ENCODED_LEN, "L={L} B={B}");
         let back = Group::<L, B, G, E>::decode_state(&bytes).unwrap();
         assert_eq!(encoded(&back), bytes);
@@ -761,8 +805,10 @@ mod tests {
         max_is_exact::<64, 384, 64, 256>();
         max_is_exact::<5, 300, 8, 16>();
         max_is_exact::<1, 200, 1, 0>();
-        // 63 parents, each with room for the build's longest HPKE key.
-        assert_eq!(Group::<64, 384, 64, 256>::MAX_BODY_LEN, 38_443 + 63 * (HPKE_KEY_FIELD_LEN - 33));
+        // 63 parents, each with room for the build's longest HPKE key
+        // (and with `ml-dsa`, room for the ML-DSA seed).
+        let ml_dsa = if cfg!(feature = "ml-dsa") { 32 } else { 0 };
+        assert_eq!(Group::<64, 384, 64, 256>::MAX_BODY_LEN, 38_443 + 63 * (HPKE_KEY_FIELD_LEN - 33) + ml_dsa);
     }
 
     #[test]

@@ -172,6 +172,7 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
                     let n = self.write_own_leaf(
                         &self.suite.public_key(&key)?,
                         LeafNodeSource::Update,
+                        rng,
                         leaf_buf,
                         rest,
                     )?;

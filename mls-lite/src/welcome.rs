@@ -531,6 +531,8 @@ impl<const L: usize, const B: usize, const G: usize, const E: usize> Group<L, B,
             heapless::Vec::from_slice(gc.confirmed_transcript_hash).map_err(|_| Error::Capacity)?;
         self.interim_transcript_hash = interim;
         self.extensions = heapless::Vec::from_slice(gc.extensions).map_err(|_| Error::Capacity)?;
+        #[cfg(feature = "ml-dsa")]
+        self.check_required_capabilities()?;
         Ok(())
     }
 }

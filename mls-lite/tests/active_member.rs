@@ -85,18 +85,7 @@ fn agree(members: &[&G]) {
     common::assert_agree(members);
 }
 
-/// `from` seals application data; each of `to` opens it.
-fn talk(from: &mut G, to: &mut [&mut G], data: &[u8], rng: &mut TestRng) {
-    let mut out = vec![0u8; data.len() + 256];
-    let mut scratch = vec![0u8; G::seal_scratch_len(data.len(), 0)];
-    let n = from.seal_application(data, &[], 0, rng, &mut out, &mut scratch).unwrap();
-    for g in to.iter_mut() {
-        let mut scratch = vec![0u8; G::application_scratch_len(n)];
-        let m = g.open_application(&out[..n], &mut scratch).unwrap();
-        assert_eq!(m.data, data);
-        assert_eq!(m.sender, from.own_leaf());
-    }
-}
+use common::talk;
 
 fn encoded(g: &G) -> Vec<u8> {
     let mut out = vec![0u8; G::MAX_ENCODED_LEN];

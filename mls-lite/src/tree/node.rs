@@ -24,9 +24,30 @@ pub enum Credential<'a> {
         /// The `certificates<V>` body.
         certificates: &'a [u8],
     },
+    /// A hybrid credential: identity and ML-DSA-65 key (feature `ml-dsa`,
+    /// [`crate::hybrid_credential`]).
+    #[cfg(feature = "ml-dsa")]
+    Hybrid(crate::hybrid_credential::HybridCredential<'a>),
 }
 
 impl<'a> Credential<'a> {
+    /// The identity bytes of a basic credential (or, with feature
+    /// `ml-dsa`, of a hybrid one); `None` for X.509.
+    ///
+    /// ```
+    /// use securemesh_mls_lite::tree::node::Credential;
+    /// assert_eq!(Credential::Basic { identity: b"bob" }.identity(), Some(&b"bob"[..]));
+    /// assert_eq!(Credential::X509 { certificates: &[] }.identity(), None);
+    /// ```
+    pub fn identity(&self) -> Option<&'a [u8]> {
+        match self {
+            Credential::Basic { identity } => Some(identity),
+            #[cfg(feature = "ml-dsa")]
+            Credential::Hybrid(c) => Some(c.identity),
+            Credential::X509 { .. } => None,
+        }
+    }
+
     fn parse(r: &mut Reader<'a>) -> Result<Self, Error> {
         match r.read_u16()? {
             1 => Ok(Credential::Basic { identity: r.read_vec_varint()? }),
@@ -38,6 +59,10 @@ impl<'a> Credential<'a> {
                     c.read_vec_varint()?;
                 }
                 Ok(Credential::X509 { certificates })
+            }
+            #[cfg(feature = "ml-dsa")]
+            crate::hybrid_credential::HYBRID_CREDENTIAL_TYPE => {
+                Ok(Credential::Hybrid(crate::hybrid_credential::HybridCredential::parse(r)?))
             }
             _ => Err(Error::Unsupported),
         }
@@ -232,11 +257,23 @@ impl<'a> LeafNode<'a> {
         self.raw.get(..self.tbs_len).unwrap_or(&[])
     }
 
+    /// The encoding up to (without) `extensions<V>`.
+    #[cfg_attr(not(feature = "ml-dsa"), allow(dead_code))]
+    pub(crate) fn pre_extensions(&self) -> &'a [u8] {
+        // `extensions<V>` ends the TBS prefix.
+        let ext_field = crate::crypto::varint(self.extensions.len())
+            .map_or(usize::MAX, |(_, n)| n.saturating_add(self.extensions.len()));
+        let at = self.tbs_len.saturating_sub(ext_field);
+        self.raw.get(..at).unwrap_or(&[])
+    }
+
     /// Verify the leaf's signature over `LeafNodeTBS` (§7.2): for update
     /// and commit sources the group id and leaf index are appended.
     /// `scratch` is split in two halves, one for the TBS and one for the
     /// labelled content: `2 * (leaf size + group_id.len() + 48)` bytes are
-    /// enough.
+    /// enough. With feature `ml-dsa`, a leaf with a hybrid credential must
+    /// also carry a valid ML-DSA-65 signature by the credential's key
+    /// (`hybrid_credential`): both must verify.
     pub fn verify(&self, group_id: &[u8], leaf_index: u32, scratch: &mut [u8]) -> Result<(), Error> {
         let sig: &[u8; 64] = self.signature.try_into().map_err(|_| Error::BadSignature)?;
         let (content, rest) = scratch.split_at_mut_checked(scratch.len() / 2).ok_or(Error::Capacity)?;
@@ -248,7 +285,10 @@ impl<'a> LeafNode<'a> {
         }
         let n = w.finish()?;
         let content = content.get(..n).ok_or(Error::Capacity)?;
-        crate::crypto::verify_with_label(self.signature_key, b"LeafNodeTBS", content, sig, rest)
+        crate::crypto::verify_with_label(self.signature_key, b"LeafNodeTBS", content, sig, rest)?;
+        #[cfg(feature = "ml-dsa")]
+        crate::hybrid_credential::verify_leaf(self, group_id, leaf_index, scratch)?;
+        Ok(())
     }
 }
 
@@ -351,23 +391,75 @@ pub fn write_leaf_node(
     leaf_index: u32,
     scratch: &mut [u8],
 ) -> Result<usize, Error> {
+    write_leaf(out, params, signing, None, group_id, leaf_index, scratch)
+}
+
+/// The second signer of a hybrid leaf ([`crate::hybrid_credential`]):
+/// its ML-DSA-65 public key and signing of `HybridLeafTBS`.
+#[cfg_attr(not(feature = "ml-dsa"), allow(dead_code))]
+pub(crate) trait HybridLeafSigner {
+    /// The ML-DSA-65 public key (1952 bytes).
+    fn ml_dsa_public_key(&self) -> &[u8];
+    /// Sign `tbs` into `signature` (3309 bytes).
+    fn sign(&mut self, tbs: &[u8], signature: &mut [u8]) -> Result<(), Error>;
+}
+
+/// [`write_leaf_node`], with a hybrid credential (and the ML-DSA
+/// signature extension) when `hybrid` is given.
+#[cfg_attr(not(feature = "ml-dsa"), allow(clippy::match_single_binding))]
+pub(crate) fn write_leaf(
+    out: &mut [u8],
+    params: &LeafNodeParams<'_>,
+    signing: &securemesh_core::crypto::Ed25519SigningKey,
+    hybrid: Option<&mut dyn HybridLeafSigner>,
+    group_id: &[u8],
+    leaf_index: u32,
+    scratch: &mut [u8],
+) -> Result<usize, Error> {
     use securemesh_core::codec::Writer;
     use securemesh_core::crypto::{Ed25519, Signature};
+    #[cfg(not(feature = "ml-dsa"))]
+    if hybrid.is_some() {
+        return Err(Error::Unsupported);
+    }
     let verifying = Ed25519::verifying_key(signing);
     let mut w = Writer::new(out);
     w.write_vec_varint(params.encryption_key)?;
     w.write_vec_varint(&verifying)?;
-    // Credential: basic (1), the identity.
-    w.write_u16(1)?;
-    w.write_vec_varint(params.identity)?;
-    // Capabilities: mls10, suite 3, no extensions or proposals, basic.
+    match &hybrid {
+        #[cfg(feature = "ml-dsa")]
+        Some(h) => {
+            let ml_dsa_public_key = h.ml_dsa_public_key().try_into().map_err(|_| Error::Malformed)?;
+            crate::hybrid_credential::HybridCredential { identity: params.identity, ml_dsa_public_key }
+                .write(&mut w)?;
+        }
+        _ => {
+            // Credential: basic (1), the identity.
+            w.write_u16(1)?;
+            w.write_vec_varint(params.identity)?;
+        }
+    }
+    // Capabilities: mls10, suite 3, no extensions or proposals, basic
+    // (a hybrid leaf: its extension type, basic and hybrid credentials).
     w.write_vec_varint(&crate::messages::MLS10.to_be_bytes())?;
     // The one suite the leaf supports: the suite of its key.
     let suite = crate::crypto::suite::Suite::of_hpke_public_len(params.encryption_key.len())?;
     w.write_vec_varint(&suite.id().to_be_bytes())?;
-    w.write_vec_varint(&[])?;
-    w.write_vec_varint(&[])?;
-    w.write_vec_varint(&1u16.to_be_bytes())?;
+    match &hybrid {
+        #[cfg(feature = "ml-dsa")]
+        Some(_) => {
+            use crate::hybrid_credential::{HYBRID_CREDENTIAL_TYPE, ML_DSA_LEAF_SIGNATURE_EXTENSION};
+            w.write_vec_varint(&ML_DSA_LEAF_SIGNATURE_EXTENSION.to_be_bytes())?;
+            w.write_vec_varint(&[])?;
+            let [a, b] = HYBRID_CREDENTIAL_TYPE.to_be_bytes();
+            w.write_vec_varint(&[0, 1, a, b])?;
+        }
+        _ => {
+            w.write_vec_varint(&[])?;
+            w.write_vec_varint(&[])?;
+            w.write_vec_varint(&1u16.to_be_bytes())?;
+        }
+    }
     match params.source {
         LeafNodeSource::KeyPackage { not_before, not_after } => {
             w.write_u8(1)?;
@@ -380,8 +472,32 @@ pub fn write_leaf_node(
             w.write_vec_varint(parent_hash)?;
         }
     }
-    w.write_vec_varint(params.extensions)?;
-    let tbs_len = w.finish()?;
+    let tbs_len = match hybrid {
+        #[cfg(feature = "ml-dsa")]
+        Some(h) => {
+            // HybridLeafTBS in scratch, its ML-DSA signature in the
+            // extensions.
+            let prefix_len = w.finish()?;
+            let prefix = out.get(..prefix_len).ok_or(Error::Capacity)?;
+            let n = crate::hybrid_credential::write_hybrid_leaf_tbs(
+                scratch,
+                prefix,
+                params.extensions,
+                &params.source,
+                group_id,
+                leaf_index,
+            )?;
+            let mut signature = [0u8; crate::hybrid_credential::ML_DSA_SIGNATURE_LEN];
+            h.sign(scratch.get(..n).ok_or(Error::Capacity)?, &mut signature)?;
+            let mut w = Writer::new(out.get_mut(prefix_len..).ok_or(Error::Capacity)?);
+            crate::hybrid_credential::write_extensions(&mut w, params.extensions, Some(&signature))?;
+            prefix_len.checked_add(w.finish()?).ok_or(Error::Capacity)?
+        }
+        _ => {
+            w.write_vec_varint(params.extensions)?;
+            w.finish()?
+        }
+    };
     let (tbs_and_sig, _) = out.split_at_mut_checked(tbs_len).ok_or(Error::Capacity)?;
     let tbs_needed =
         tbs_len.checked_add(group_id.len()).and_then(|n| n.checked_add(8)).ok_or(Error::Capacity)?;

@@ -150,3 +150,23 @@ pub fn assert_agree<const L: usize, const B: usize, const G: usize, const E: usi
         assert_eq!(got, want);
     }
 }
+
+/// `from` seals application data; each of `to` opens it.
+pub fn talk<const L: usize, const B: usize, const G: usize, const E: usize>(
+    from: &mut securemesh_mls_lite::Group<L, B, G, E>,
+    to: &mut [&mut securemesh_mls_lite::Group<L, B, G, E>],
+    data: &[u8],
+    rng: &mut securemesh_core::testing::TestRng,
+) {
+    type Slot<const L: usize, const B: usize, const G: usize, const E: usize> =
+        securemesh_mls_lite::Group<L, B, G, E>;
+    let mut out = vec![0u8; data.len() + 256];
+    let mut scratch = vec![0u8; Slot::<L, B, G, E>::seal_scratch_len(data.len(), 0)];
+    let n = from.seal_application(data, &[], 0, rng, &mut out, &mut scratch).unwrap();
+    for g in to.iter_mut() {
+        let mut scratch = vec![0u8; Slot::<L, B, G, E>::application_scratch_len(n)];
+        let m = g.open_application(&out[..n], &mut scratch).unwrap();
+        assert_eq!(m.data, data);
+        assert_eq!(m.sender, from.own_leaf());
+    }
+}
