@@ -279,7 +279,10 @@ pub struct GroupInfo {
 pub(crate) fn claimed_peer(leaf: &LeafNode<'_>) -> Option<PeerId> {
     match leaf.credential {
         Credential::Basic { identity } => <[u8; 32]>::try_from(identity).ok().map(PeerId),
-        Credential::X509 { .. } => None,
+        // X.509, and the hybrid credential of mls-lite's `ml-dsa` (the
+        // mesh's groups do not use it): no claim, so such a leaf is
+        // refused as unbound.
+        _ => None,
     }
 }
 
