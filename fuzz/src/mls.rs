@@ -465,7 +465,37 @@ pub fn key_package_seeds() -> Vec<(String, Vec<u8>)> {
         // last_resort valid at every `now`.
         ("xwing_valid_at_now".into(), xwing(0x6b11, b"frank", now - day, now + 90 * day, false)),
         ("xwing_last_resort_forever".into(), xwing(0x6b12, b"grace", 0, u64::MAX, true)),
+        // A hybrid credential (0xF0A5, mls-lite's `ml-dsa`): the ML-DSA-65
+        // key in the credential, its signature in leaf extension 0xF0A6.
+        ("hybrid_valid_at_now".into(), hybrid_key_package(0x6b21, b"heidi", now - day, now + 90 * day)),
     ]
+}
+
+/// A suite-3 KeyPackage with a hybrid credential (Ed25519 and ML-DSA-65
+/// keys drawn from `TestRng::new(seed)`).
+fn hybrid_key_package(seed: u64, identity: &[u8], not_before: u64, not_after: u64) -> Vec<u8> {
+    use securemesh_core::crypto::{Ed25519, MlDsa65, Signature};
+    use securemesh_mls_lite::key_package::{
+        KeyPackageParams, create_hybrid_key_package_in, hybrid_key_package_len_in,
+    };
+    let mut rng = securemesh_core::testing::TestRng::new(seed);
+    let (identity_key, ml_dsa_seed) = (Ed25519::generate(&mut rng), MlDsa65::generate(&mut rng));
+    let params = KeyPackageParams { identity, not_before, not_after, last_resort: false };
+    let suite = Suite::Mls128X25519;
+    let mut out = vec![0u8; hybrid_key_package_len_in(suite, identity.len())];
+    let mut scratch = vec![0u8; 2 * out.len()];
+    let (n, _) = create_hybrid_key_package_in(
+        suite,
+        &params,
+        &identity_key,
+        &ml_dsa_seed,
+        &mut rng,
+        &mut out,
+        &mut scratch,
+    )
+    .expect("hybrid KeyPackage");
+    out.truncate(n);
+    out
 }
 
 /// The 0x004D group of the X-Wing seeds (the capacities of mls-lite's
