@@ -632,21 +632,14 @@ fn record_sizes() {
     // Welcome and the commit envelope) is the largest since the groups
     // slice: 33 KB, or 76 KB where mls-lite's X-Wing suite is on (1216-byte
     // HPKE keys; the workspace's build, where test-vectors turns it on).
-    const XWING: bool = securemesh_mls_lite::crypto::suite::MAX_HPKE_PUBLIC_LEN > 32;
-    const { assert!(DefaultAgent::MAX_RECORD_LEN <= if XWING { 76 * 1024 } else { 33 * 1024 }) };
+    const { assert!(DefaultAgent::MAX_RECORD_LEN <= if common::XWING_KEY_ROOM { 76 * 1024 } else { 33 * 1024 }) };
     // With the feature `pq` the directory holds PQXDH bundles (1.5 KB
     // each), the pool its KEM prekeys, the queue 2 KB slots and a ratchet
     // session the ML-KEM-768 ciphertext of its initial messages.
-    #[cfg(feature = "pq")]
-    {
-        const { assert!(DefaultAgent::MAX_AGENT_RECORD_LEN <= 16 * 1024) };
-        assert!(core::mem::size_of::<DefaultAgent>() <= 120 * 1024 + if XWING { 66 * 1024 } else { 0 });
-    }
-    #[cfg(not(feature = "pq"))]
-    {
-        const { assert!(DefaultAgent::MAX_AGENT_RECORD_LEN <= 8 * 1024) };
-        assert!(core::mem::size_of::<DefaultAgent>() <= 96 * 1024 + if XWING { 66 * 1024 } else { 0 });
-    }
+    const {
+        assert!(DefaultAgent::MAX_AGENT_RECORD_LEN <= if cfg!(feature = "pq") { 16 * 1024 } else { 8 * 1024 })
+    };
+    assert!(core::mem::size_of::<DefaultAgent>() <= common::DEFAULT_AGENT_CEILING);
 }
 
 proptest::proptest! {

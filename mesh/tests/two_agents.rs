@@ -397,16 +397,13 @@ fn an_unanswered_handshake_times_out() {
 fn default_agent_size() {
     let size = core::mem::size_of::<DefaultAgent>();
     println!("size_of::<DefaultAgent>() = {size}, group slot = {}", securemesh::group::GROUP_SLOT_BYTES);
-    // With the feature `pq`: 2 KB queue slots, PQXDH bundles in the
-    // directory, the KEM ciphertext room of ratchet sessions.
-    // A build with mls-lite's X-Wing suite (the workspace's, where
-    // test-vectors turns it on) gives each group slot room for 1216-byte
-    // HPKE keys: 122 KB instead of 56 KB.
-    const XWING: bool = securemesh_mls_lite::crypto::suite::MAX_HPKE_PUBLIC_LEN > 32;
-    let ceiling =
-        if cfg!(feature = "pq") { 120 * 1024 } else { 96 * 1024 } + if XWING { 66 * 1024 } else { 0 };
-    assert!(size <= ceiling, "{size}");
-    const { assert!(securemesh::group::GROUP_SLOT_BYTES <= if XWING { 120 * 1024 } else { 56 * 1024 }) };
+    assert!(size <= common::DEFAULT_AGENT_CEILING, "{size}");
+    const {
+        assert!(
+            securemesh::group::GROUP_SLOT_BYTES
+                <= if common::XWING_KEY_ROOM { 120 * 1024 } else { 56 * 1024 }
+        )
+    };
 }
 
 /// Bob restarts six times (same identity, state lost) and opens a new

@@ -16,6 +16,18 @@ pub const SENSOR: Role = Role(1);
 pub const T0: Instant = Instant(1_000);
 pub const WALL: UnixTime = UnixTime(1_700_000_000);
 
+/// Whether this build's MLS key room is X-Wing's: mls-lite's feature
+/// `x-wing` is on (in the workspace's build test-vectors turns it on), so
+/// each group slot holds 1216-byte HPKE keys (122 KB instead of 56 KB).
+pub const XWING_KEY_ROOM: bool = securemesh_mls_lite::crypto::suite::MAX_HPKE_PUBLIC_LEN > 32;
+
+/// The ceiling on `size_of::<DefaultAgent>()` (a ceiling so growth is a
+/// decision): 96 KB, 120 KB with the feature `pq` (2 KB queue slots,
+/// PQXDH bundles in the directory, the KEM ciphertext room of ratchet
+/// sessions), plus 66 KB for X-Wing's key room.
+pub const DEFAULT_AGENT_CEILING: usize =
+    if cfg!(feature = "pq") { 120 * 1024 } else { 96 * 1024 } + if XWING_KEY_ROOM { 66 * 1024 } else { 0 };
+
 /// An agent from `seed` with `WORKER` and `SENSOR` defined (granted to
 /// nobody yet), and its random stream.
 pub fn agent(seed: u64) -> (Box<DefaultAgent>, TestRng) {
