@@ -406,9 +406,7 @@ pub fn candidate(
     not_after: u64,
     last_resort: bool,
 ) -> Candidate {
-    let params =
-        securemesh_mls_lite::key_package::KeyPackageParams { identity, not_before, not_after, last_resort };
-    Candidate::new(&params, &mut securemesh_core::testing::TestRng::new(seed)).expect("create_key_package")
+    candidate_in(Suite::Mls128X25519, seed, identity, not_before, not_after, last_resort)
 }
 
 /// The creator of the group `mls_key_package` adds to (valid at every
